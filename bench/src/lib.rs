@@ -1,0 +1,12 @@
+//! shoal's benchmarks: the measuring parts that do not need a cluster.
+//!
+//! - [`stats`]: latency summaries (percentiles).
+//! - [`report`]: a table of figures, each a ratio against a baseline of the same run,
+//!   printed for people and written as JSON.
+//! - [`baseline`]: baselines that need no peer (the disk's fsync latency).
+//!
+//! The orchestration (labs, agents) lives in the `shoal` binary's `bench` module.
+
+pub mod baseline;
+pub mod report;
+pub mod stats;

@@ -1,0 +1,427 @@
+//! A member's background duties. Each is a loop that ends when the member stops.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{BasicNode, ChangeMembers, ServerState};
+use tokio::net::TcpListener;
+use tokio::time::{interval, Instant, MissedTickBehavior};
+
+use super::{Member, RaftNode};
+use crate::api::{LeaderRequest, LeaderResponse};
+use crate::error::ClusterError;
+use crate::liveness::HEARTBEAT_INTERVAL;
+use crate::pki::new_node_key;
+use crate::raft::network::paths;
+use crate::raft::prevote::{election_timeout, PreVoteRequest, PreVoteResponse};
+use crate::state::{Command, Role};
+use crate::tls::NodeTls;
+use crate::transport::PeerClient;
+use crate::watch::WatchEvent;
+
+/// How long a watch stream may be silent (pings come every 2 s) before reconnecting.
+const WATCH_IDLE: Duration = Duration::from_secs(6);
+
+impl Member {
+    pub(super) fn spawn_duties(self: &Arc<Self>, listener: TcpListener) {
+        let router = super::routes::router(self.clone());
+        self.tasks.spawn(crate::server::serve_tls(
+            listener,
+            self.server_tls.clone(),
+            router,
+            self.stop.clone(),
+        ));
+        let me = self.clone();
+        self.tasks.spawn(async move { me.heartbeat_loop().await });
+        let me = self.clone();
+        self.tasks.spawn(async move { me.leader_loop().await });
+        let me = self.clone();
+        self.tasks.spawn(async move { me.membership_loop().await });
+        let me = self.clone();
+        self.tasks.spawn(async move { me.prevote_loop().await });
+        let me = self.clone();
+        self.tasks.spawn(async move { me.follower_loop().await });
+        let me = self.clone();
+        self.tasks.spawn(async move { me.role_loop().await });
+    }
+
+    /// Runs `tick` every `period` until the member stops.
+    async fn every<F, Fut>(&self, period: Duration, mut tick: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let mut timer = interval(period);
+        timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = timer.tick() => tick().await,
+            }
+        }
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>) {
+        self.every(HEARTBEAT_INTERVAL, || async {
+            let beat = self
+                .submit_with(
+                    LeaderRequest::Heartbeat,
+                    Some(self.node_id),
+                    0,
+                    HEARTBEAT_INTERVAL * 2,
+                )
+                .await;
+            match beat {
+                Err(ClusterError::Forbidden(msg)) if msg.contains("removed") => self.mark_removed(),
+                Err(e) => tracing::debug!(error = %e, "heartbeat not delivered"),
+                // A demoted manager stops getting log entries once it leaves the voters, so
+                // it learns of its demotion here rather than from its own log.
+                Ok(LeaderResponse::Alive { role, voter }) => {
+                    if let Err(e) = self.become_role(role, voter).await {
+                        tracing::warn!(error = %e, "role change not completed; will retry");
+                    }
+                }
+                Ok(_) => {}
+            }
+        })
+        .await
+    }
+
+    /// On the leader: announce leadership, and turn silence into Down and heartbeats
+    /// into Ready.
+    async fn leader_loop(self: Arc<Self>) {
+        self.every(Duration::from_millis(500), || async {
+            let Some(raft) = self.raft() else {
+                self.liveness
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .follow();
+                return;
+            };
+            let m = raft.metrics();
+            if m.state != ServerState::Leader {
+                self.liveness
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .follow();
+                return;
+            }
+            raft.contact.touch();
+            let now = Instant::now();
+            self.liveness
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .lead(m.current_term, now);
+            let state = self.replica.state();
+            if !state.is_initialised() {
+                return;
+            }
+            if let Err(e) = self.announce(&raft).await {
+                tracing::debug!(error = %e, "cannot announce leadership yet");
+                return;
+            }
+            let changes = self
+                .liveness
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .transitions(&state, now);
+            for (id, status) in changes {
+                let name = state
+                    .nodes
+                    .get(&id)
+                    .map(|n| n.name.clone())
+                    .unwrap_or_default();
+                tracing::info!(node = %name, status = status.as_str(), "node status changed");
+                if let Err(e) = self
+                    .propose_local(&raft, Command::SetNodeStatus { id, status })
+                    .await
+                {
+                    tracing::warn!(error = %e, node = %name, "cannot record node status");
+                }
+            }
+        })
+        .await
+    }
+
+    /// On the leader: keep the Raft voters equal to the managers in the state.
+    async fn membership_loop(self: Arc<Self>) {
+        self.every(Duration::from_millis(500), || async {
+            let Some(raft) = self.raft() else { return };
+            if !raft.is_leader() {
+                return;
+            }
+            if let Err(e) = self.reconcile_membership(&raft).await {
+                tracing::warn!(error = %e, "Raft membership change failed; will retry");
+            }
+        })
+        .await
+    }
+
+    async fn reconcile_membership(&self, raft: &RaftNode) -> Result<(), String> {
+        let state = self.replica.state();
+        if !state.is_initialised() {
+            return Ok(());
+        }
+        let m = raft.metrics();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let learners: BTreeSet<u64> = membership.learner_ids().collect();
+        let desired: BTreeSet<u64> = state.managers().map(|n| n.id.0).collect();
+        if desired.is_empty() {
+            return Ok(());
+        }
+        if let Some(add) = desired.difference(&voters).next().copied() {
+            let node = &state.nodes[&crate::ids::NodeId(add)];
+            tracing::info!(node = %node.name, "adding manager to Raft as a learner");
+            let target = BasicNode::new(node.control_addr.to_string());
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                raft.raft.add_learner(add, target, true),
+            )
+            .await
+            .map_err(|_| format!("{} did not catch up within 10s", node.name))?
+            .map_err(|e| e.to_string())?;
+            let mut next = voters.clone();
+            next.insert(add);
+            raft.raft
+                .change_membership(next, false)
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(node = %node.name, "manager is now a Raft voter");
+            return Ok(());
+        }
+        if let Some(remove) = voters.difference(&desired).next().copied() {
+            let mut next = voters.clone();
+            next.remove(&remove);
+            tracing::info!(node = %crate::ids::NodeId(remove), "removing node from the Raft voters");
+            raft.raft
+                .change_membership(next, false)
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+        let stale: BTreeSet<u64> = learners.difference(&desired).copied().collect();
+        if !stale.is_empty() {
+            raft.raft
+                .change_membership(ChangeMembers::RemoveNodes(stale), false)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// On managers: start an election after a granted pre-vote when the leader is gone.
+    async fn prevote_loop(self: Arc<Self>) {
+        let mut timeout = election_timeout();
+        let mut timer = interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = timer.tick() => {}
+            }
+            let Some(raft) = self.raft() else { continue };
+            let m = raft.metrics();
+            if m.state == ServerState::Leader {
+                raft.contact.touch();
+                continue;
+            }
+            let voters: BTreeSet<u64> = m.membership_config.membership().voter_ids().collect();
+            if !voters.contains(&self.node_id.0) || raft.contact.elapsed() < timeout {
+                continue;
+            }
+            let req = PreVoteRequest {
+                candidate: self.node_id.0,
+                last_log_id: raft.log.last_log_id(),
+            };
+            let peers = self.peers();
+            let asks = voters
+                .iter()
+                .filter(|id| **id != self.node_id.0)
+                .filter_map(|id| raft.member_addr(*id))
+                .map(|addr| {
+                    let peers = peers.clone();
+                    let req = req.clone();
+                    async move {
+                        peers
+                            .post::<_, PreVoteResponse>(
+                                addr,
+                                paths::PREVOTE,
+                                &req,
+                                Duration::from_millis(500),
+                            )
+                            .await
+                            .map(|r| r.granted)
+                            .unwrap_or(false)
+                    }
+                });
+            let granted = 1 + futures::future::join_all(asks)
+                .await
+                .into_iter()
+                .filter(|g| *g)
+                .count();
+            if granted * 2 > voters.len() {
+                tracing::info!(
+                    granted,
+                    voters = voters.len(),
+                    "pre-vote granted; starting an election"
+                );
+                if let Err(e) = raft.raft.trigger().elect().await {
+                    tracing::warn!(error = %e, "cannot start an election");
+                }
+            } else {
+                tracing::debug!(granted, voters = voters.len(), "pre-vote not granted");
+            }
+            raft.contact.touch();
+            timeout = election_timeout();
+        }
+    }
+
+    /// On workers: follow a manager's watch stream into the replica.
+    async fn follower_loop(self: Arc<Self>) {
+        let mut attempt = 0usize;
+        loop {
+            if self.stop.is_cancelled() {
+                return;
+            }
+            if self.raft().is_some() {
+                tokio::select! {
+                    _ = self.stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                }
+            }
+            let targets = self.forward_targets();
+            if let Some(addr) = targets.get(attempt % targets.len().max(1)).copied() {
+                attempt += 1;
+                match self.follow_one(addr).await {
+                    Ok(()) => attempt = 0,
+                    Err(e) => tracing::debug!(%addr, error = %e, "watch stream ended"),
+                }
+            }
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+            }
+        }
+    }
+
+    async fn follow_one(&self, addr: std::net::SocketAddr) -> Result<(), String> {
+        let path = format!("/v1/watch?since={}", self.replica.revision());
+        let mut stream = self.peers().stream(addr, &path).await.map_err(|e| {
+            if let crate::transport::PeerError::Remote {
+                status: 403,
+                message,
+                ..
+            } = &e
+            {
+                if message.contains("removed") {
+                    self.mark_removed();
+                }
+            }
+            e.to_string()
+        })?;
+        loop {
+            if self.raft().is_some() {
+                return Ok(());
+            }
+            let line = tokio::select! {
+                _ = self.stop.cancelled() => return Ok(()),
+                l = stream.next_line(WATCH_IDLE) => l.map_err(|e| e.to_string())?,
+            };
+            let Some(line) = line else { return Ok(()) };
+            let event: WatchEvent =
+                serde_json::from_slice(&line).map_err(|e| format!("bad watch event: {e}"))?;
+            if !self.replica.follow(&event) {
+                return Err("gap in the watch stream; resubscribing".into());
+            }
+        }
+    }
+
+    /// Acts on what the state says about this node: removal, promotion, demotion; and
+    /// remembers the managers' addresses for the next start.
+    async fn role_loop(self: Arc<Self>) {
+        let mut changes = self.replica.changes();
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            if let Err(e) = self.follow_role().await {
+                tracing::warn!(error = %e, "role change not completed; will retry");
+            }
+        }
+    }
+
+    async fn follow_role(&self) -> Result<(), ClusterError> {
+        let state = self.replica.state();
+        if !state.is_initialised() {
+            return Ok(());
+        }
+        if state.removed.contains(&self.node_id) {
+            self.mark_removed();
+            return Ok(());
+        }
+        let managers: Vec<_> = state.managers().map(|m| m.control_addr).collect();
+        if !managers.is_empty() {
+            self.update_identity(|i| i.managers = managers);
+        }
+        let Some(me) = state.nodes.get(&self.node_id) else {
+            return Ok(());
+        };
+        let voter = self
+            .raft()
+            .is_some_and(|r| r.voters().contains(&self.node_id.0));
+        self.become_role(me.role, voter).await
+    }
+
+    /// Starts or stops Raft so this node runs as `role`. A demoted node keeps Raft until
+    /// it is no longer a voter, so the others keep their quorum while removing it.
+    async fn become_role(&self, role: Role, voter: bool) -> Result<(), ClusterError> {
+        let _guard = self.role_change.lock().await;
+        match (role, self.raft()) {
+            (Role::Manager, None) => {
+                tracing::info!("this node was promoted to manager; starting Raft");
+                self.renew_cert().await?;
+                self.start_raft().await?;
+                self.update_identity(|i| i.role = Role::Manager);
+            }
+            (Role::Worker, Some(_)) if !voter => {
+                tracing::info!("this node was demoted to worker; stopping Raft");
+                self.stop_raft(true).await;
+                self.update_identity(|i| i.role = Role::Worker);
+                self.renew_cert().await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Gets a certificate for this node's current role and starts using it.
+    async fn renew_cert(&self) -> Result<(), ClusterError> {
+        let (key, csr_pem) = new_node_key().map_err(|e| ClusterError::Storage(e.to_string()))?;
+        let LeaderResponse::Cert { cert_pem } = self
+            .submit(LeaderRequest::RenewCert { csr_pem }, Some(self.node_id))
+            .await?
+        else {
+            return Err(ClusterError::Unavailable(
+                "the leader did not return a certificate".into(),
+            ));
+        };
+        let tls = NodeTls {
+            ca_pem: self.ca_pem(),
+            cert_pem,
+            key_pem: key.serialize_pem(),
+        };
+        let tls_err = |e: crate::tls::TlsError| ClusterError::Storage(e.to_string());
+        let server = tls.server_config().map_err(tls_err)?;
+        let client = tls.client_config().map_err(tls_err)?;
+        self.data
+            .save(&self.identity(), &tls)
+            .map_err(|e| ClusterError::Storage(e.to_string()))?;
+        self.server_tls.store(server);
+        self.peers.store(Arc::new(PeerClient::new(client)));
+        self.tls.store(Arc::new(tls));
+        Ok(())
+    }
+}

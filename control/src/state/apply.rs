@@ -1,0 +1,200 @@
+//! The pure state machine: `apply(state, secrets, proposal)`.
+//!
+//! Every branch validates before it mutates, so an error leaves the state untouched and
+//! does not bump the revision. Nothing here reads a clock or draws a random number.
+
+use super::{
+    Applied, ApplyError, ClusterState, Command, Node, NodeStatus, Output, Proposal, Role, Secrets,
+};
+use crate::ids::{validate_name, NodeId};
+
+/// Applies one proposal. `secrets` is `Some` on managers and `None` on nodes that replay
+/// the (redacted) watch stream.
+pub fn apply(
+    state: &mut ClusterState,
+    secrets: Option<&mut Secrets>,
+    proposal: &Proposal,
+) -> Result<Applied, ApplyError> {
+    let at = proposal.at_ms;
+    if !state.is_initialised() && !matches!(proposal.command, Command::Bootstrap { .. }) {
+        return Err(ApplyError::NotInitialised);
+    }
+    let output = match &proposal.command {
+        Command::Bootstrap {
+            cluster_id,
+            ca_cert_pem,
+            secrets: new_secrets,
+            addr_pools,
+            node,
+        } => {
+            if state.is_initialised() {
+                return Err(ApplyError::AlreadyInitialised(state.cluster_id.clone()));
+            }
+            if cluster_id.is_empty() {
+                return Err(ApplyError::Invalid("cluster ID must not be empty".into()));
+            }
+            addr_pools
+                .validate()
+                .map_err(|e| ApplyError::Invalid(e.to_string()))?;
+            validate_new_node(state, node)?;
+            state.cluster_id = cluster_id.clone();
+            state.created_at_ms = at;
+            state.ca_cert_pem = ca_cert_pem.clone();
+            state.addr_pools = addr_pools.clone();
+            state.nodes.insert(node.id, node.clone());
+            if let Some(secrets) = secrets {
+                *secrets = new_secrets.clone();
+            }
+            Output::None
+        }
+        Command::AddNode { node } => {
+            validate_new_node(state, node)?;
+            state.nodes.insert(node.id, node.clone());
+            Output::None
+        }
+        Command::SetNodeStatus { id, status } => {
+            let node = node_mut(state, *id)?;
+            if node.status != *status {
+                node.status = *status;
+                node.status_since_ms = at;
+            }
+            Output::None
+        }
+        Command::UpdateNode {
+            id,
+            availability,
+            labels_add,
+            labels_rm,
+        } => {
+            for (k, v) in labels_add {
+                validate_label(k, v)?;
+            }
+            let node = node_mut(state, *id)?;
+            if let Some(a) = availability {
+                node.availability = *a;
+            }
+            for k in labels_rm {
+                node.labels.remove(k);
+            }
+            for (k, v) in labels_add {
+                node.labels.insert(k.clone(), v.clone());
+            }
+            Output::None
+        }
+        Command::SetRole { id, role } => {
+            let node = node_ref(state, *id)?;
+            if node.role == Role::Manager && *role == Role::Worker && manager_count(state) == 1 {
+                return Err(ApplyError::LastManager(node.name.clone()));
+            }
+            node_mut(state, *id)?.role = *role;
+            Output::None
+        }
+        Command::RemoveNode { id } => {
+            let node = node_ref(state, *id)?;
+            if node.role == Role::Manager {
+                if manager_count(state) == 1 {
+                    return Err(ApplyError::LastManager(node.name.clone()));
+                }
+                return Err(ApplyError::IsManager(node.name.clone()));
+            }
+            state.nodes.remove(id);
+            state.removed.insert(*id);
+            if state.leader == Some(*id) {
+                state.leader = None;
+            }
+            Output::None
+        }
+        Command::RotateToken { role, secret } => {
+            if let Some(secrets) = secrets {
+                if secret.len() < 16 {
+                    return Err(ApplyError::Invalid(
+                        "a join secret must be at least 16 characters".into(),
+                    ));
+                }
+                match role {
+                    Role::Manager => secrets.manager_secret = secret.clone(),
+                    Role::Worker => secrets.worker_secret = secret.clone(),
+                }
+            }
+            Output::None
+        }
+        Command::SetLeader { id, term } => {
+            if *term < state.leader_term {
+                return Err(ApplyError::Invalid(format!(
+                    "leader announcement for term {term} is older than term {}",
+                    state.leader_term
+                )));
+            }
+            state.leader = Some(*id);
+            state.leader_term = *term;
+            Output::None
+        }
+        Command::Noop => Output::None,
+    };
+    state.revision += 1;
+    Ok(Applied {
+        revision: state.revision,
+        output,
+    })
+}
+
+fn validate_new_node(state: &ClusterState, node: &Node) -> Result<(), ApplyError> {
+    validate_name("node", &node.name).map_err(ApplyError::Invalid)?;
+    if state.removed.contains(&node.id) {
+        return Err(ApplyError::Removed(node.id.to_string()));
+    }
+    if state.nodes.contains_key(&node.id) {
+        return Err(ApplyError::Invalid(format!(
+            "node ID {} is already in use",
+            node.id
+        )));
+    }
+    if let Some(other) = state.nodes.values().find(|n| n.name == node.name) {
+        return Err(ApplyError::NodeNameTaken {
+            name: node.name.clone(),
+            id: other.id.to_string(),
+        });
+    }
+    if node.status != NodeStatus::Ready {
+        return Err(ApplyError::Invalid("a new node must be Ready".into()));
+    }
+    Ok(())
+}
+
+/// Checks one label: a key of 1–128 printable characters without `=`, a value of at
+/// most 1024.
+pub fn validate_label(key: &str, value: &str) -> Result<(), ApplyError> {
+    let key_ok = !key.is_empty()
+        && key.len() <= 128
+        && !key.contains('=')
+        && key.chars().all(|c| c.is_ascii_graphic());
+    if !key_ok {
+        return Err(ApplyError::Invalid(format!(
+            "invalid label key {key:?}: use 1-128 printable characters without '=' or spaces"
+        )));
+    }
+    if value.len() > 1024 || value.chars().any(|c| c.is_control()) {
+        return Err(ApplyError::Invalid(format!(
+            "invalid value for label {key:?}: at most 1024 characters, no control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn node_ref(state: &ClusterState, id: NodeId) -> Result<&Node, ApplyError> {
+    state
+        .nodes
+        .get(&id)
+        .ok_or_else(|| ApplyError::NoSuchNode(id.to_string()))
+}
+
+fn node_mut(state: &mut ClusterState, id: NodeId) -> Result<&mut Node, ApplyError> {
+    state
+        .nodes
+        .get_mut(&id)
+        .ok_or_else(|| ApplyError::NoSuchNode(id.to_string()))
+}
+
+fn manager_count(state: &ClusterState) -> usize {
+    state.managers().count()
+}

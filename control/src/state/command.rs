@@ -1,0 +1,156 @@
+//! Changes to the cluster state, as they travel through the Raft log.
+
+use std::collections::BTreeMap;
+
+use crate::pool_shim::PoolConfig;
+use serde::{Deserialize, Serialize};
+
+use super::{Availability, Node, NodeStatus, Role, Secrets};
+use crate::ids::NodeId;
+
+/// One change, stamped by the leader with the time it was proposed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// The leader's wall clock when proposing (unix ms). `apply` uses this, never its own clock.
+    pub at_ms: u64,
+    /// What to change.
+    pub command: Command,
+}
+
+/// A change to the cluster state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// `cluster init`: the first entry of every cluster.
+    Bootstrap {
+        /// The new cluster's ID.
+        cluster_id: String,
+        /// The CA certificate (PEM).
+        ca_cert_pem: String,
+        /// The CA key and join secrets (redacted on the watch stream).
+        secrets: Secrets,
+        /// Where network subnets come from.
+        addr_pools: PoolConfig,
+        /// The first node, a manager.
+        node: Node,
+    },
+    /// A node joined.
+    AddNode {
+        /// The new node.
+        node: Node,
+    },
+    /// The leader saw a node's heartbeats stop or resume.
+    SetNodeStatus {
+        /// Which node.
+        id: NodeId,
+        /// Ready or Down.
+        status: NodeStatus,
+    },
+    /// `node update`: availability and labels.
+    UpdateNode {
+        /// Which node.
+        id: NodeId,
+        /// Its new availability, if it changes.
+        availability: Option<Availability>,
+        /// Labels to set.
+        labels_add: BTreeMap<String, String>,
+        /// Labels to remove.
+        labels_rm: Vec<String>,
+    },
+    /// `node promote` / `node demote`.
+    SetRole {
+        /// Which node.
+        id: NodeId,
+        /// Its new role.
+        role: Role,
+    },
+    /// `node rm`.
+    RemoveNode {
+        /// Which node.
+        id: NodeId,
+    },
+    /// `cluster join-token --rotate`.
+    RotateToken {
+        /// Whose token.
+        role: Role,
+        /// The new secret (redacted on the watch stream).
+        secret: String,
+    },
+    /// A new leader announces itself.
+    SetLeader {
+        /// The leader.
+        id: NodeId,
+        /// Its Raft term.
+        term: u64,
+    },
+    /// Changes nothing but the revision; used to measure commits.
+    Noop,
+}
+
+impl Command {
+    /// The command as nodes outside the manager set may see it: secrets removed.
+    /// Applying the redacted command to the public state has the same effect.
+    pub fn redacted(&self) -> Command {
+        match self {
+            Command::Bootstrap {
+                cluster_id,
+                ca_cert_pem,
+                addr_pools,
+                node,
+                ..
+            } => Command::Bootstrap {
+                cluster_id: cluster_id.clone(),
+                ca_cert_pem: ca_cert_pem.clone(),
+                secrets: Secrets::default(),
+                addr_pools: addr_pools.clone(),
+                node: node.clone(),
+            },
+            Command::RotateToken { role, .. } => Command::RotateToken {
+                role: *role,
+                secret: String::new(),
+            },
+            other => other.clone(),
+        }
+    }
+
+    /// The node a command only concerns, if it is about one node reporting on itself.
+    /// Workers may propose such commands for themselves and nothing else.
+    pub fn self_scope(&self) -> Option<NodeId> {
+        match self {
+            Command::SetNodeStatus { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// A short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Bootstrap { .. } => "bootstrap",
+            Command::AddNode { .. } => "add_node",
+            Command::SetNodeStatus { .. } => "set_node_status",
+            Command::UpdateNode { .. } => "update_node",
+            Command::SetRole { .. } => "set_role",
+            Command::RemoveNode { .. } => "remove_node",
+            Command::RotateToken { .. } => "rotate_token",
+            Command::SetLeader { .. } => "set_leader",
+            Command::Noop => "noop",
+        }
+    }
+}
+
+/// What applying a command produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// The state's revision after the change.
+    pub revision: u64,
+    /// Anything the command computed that its caller needs.
+    pub output: Output,
+}
+
+/// Data computed while applying (allocations and the like).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Output {
+    /// Nothing beyond the new revision.
+    None,
+}

@@ -1,0 +1,230 @@
+//! The replicated cluster state: what every node knows about the cluster.
+//!
+//! ```text
+//!   Proposal ──apply()──▶ ClusterState (public: watched by every node)
+//!                     └──▶ Secrets      (CA key, join secrets: managers only)
+//! ```
+//! `apply` is pure and deterministic: the leader stamps the time into each proposal, so
+//! every manager applying the log, and every node replaying the watch stream, computes
+//! the same state.
+
+mod apply;
+mod command;
+mod error;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+
+use crate::pool_shim::PoolConfig;
+use serde::{Deserialize, Serialize};
+
+pub use apply::{apply, validate_label};
+pub use command::{Applied, Command, Output, Proposal};
+pub use error::ApplyError;
+
+use crate::ids::NodeId;
+
+/// A node's part in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Holds the Raft log and may change cluster state.
+    Manager,
+    /// Follows the cluster state; may only report on itself.
+    Worker,
+}
+
+impl Role {
+    /// The lower-case word used on the command line and in certificates.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Manager => "manager",
+            Role::Worker => "worker",
+        }
+    }
+
+    /// Parses `manager` or `worker`.
+    pub fn parse(s: &str) -> Result<Role, String> {
+        match s {
+            "manager" => Ok(Role::Manager),
+            "worker" => Ok(Role::Worker),
+            other => Err(format!("unknown role {other:?}: use manager or worker")),
+        }
+    }
+}
+
+/// Whether the scheduler may place work on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Availability {
+    /// New tasks may be placed here.
+    Active,
+    /// No new tasks; running ones stay.
+    Pause,
+    /// No tasks; running ones move elsewhere.
+    Drain,
+}
+
+impl Availability {
+    /// Parses `active`, `pause` or `drain`.
+    pub fn parse(s: &str) -> Result<Availability, String> {
+        match s {
+            "active" => Ok(Availability::Active),
+            "pause" => Ok(Availability::Pause),
+            "drain" => Ok(Availability::Drain),
+            other => Err(format!(
+                "unknown availability {other:?}: use active, pause or drain"
+            )),
+        }
+    }
+
+    /// The lower-case word used on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Availability::Active => "active",
+            Availability::Pause => "pause",
+            Availability::Drain => "drain",
+        }
+    }
+}
+
+/// Whether a node's heartbeats reach the leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    /// Heartbeats arrive.
+    Ready,
+    /// No heartbeat for longer than the timeout.
+    Down,
+}
+
+impl NodeStatus {
+    /// `Ready` or `Down`, as `node ls` shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Ready => "Ready",
+            NodeStatus::Down => "Down",
+        }
+    }
+}
+
+/// One node of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// Its identity (also its Raft ID).
+    pub id: NodeId,
+    /// The name users call it by; unique in the cluster.
+    pub name: String,
+    /// Manager or worker.
+    pub role: Role,
+    /// Whether work may be placed on it.
+    pub availability: Availability,
+    /// Whether it is heard from.
+    pub status: NodeStatus,
+    /// Its address on the underlay (VXLAN and WireGuard endpoint).
+    pub addr: IpAddr,
+    /// Where its control server (mTLS) listens.
+    pub control_addr: SocketAddr,
+    /// When it joined (unix ms, leader's clock).
+    pub joined_at_ms: u64,
+    /// When `status` last changed (unix ms, leader's clock).
+    pub status_since_ms: u64,
+    /// Operator labels (`node update --label-add`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Everything every node of the cluster may know.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// The cluster's identity (hex), empty before `cluster init`.
+    pub cluster_id: String,
+    /// When the cluster was created (unix ms).
+    pub created_at_ms: u64,
+    /// Bumped by every applied change; watchers resume from it.
+    pub revision: u64,
+    /// The cluster CA certificate (PEM); its digest is in every join token.
+    pub ca_cert_pem: String,
+    /// The Raft leader as last announced, and its term.
+    pub leader: Option<NodeId>,
+    /// The term in which `leader` announced itself.
+    pub leader_term: u64,
+    /// Every member node.
+    pub nodes: BTreeMap<NodeId, Node>,
+    /// Nodes removed with `node rm`: their certificates are refused from then on.
+    pub removed: BTreeSet<NodeId>,
+    /// Where network subnets are cut from.
+    pub addr_pools: PoolConfig,
+}
+
+/// What only managers hold: never sent on the watch stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Secrets {
+    /// The cluster CA's private key (PEM).
+    pub ca_key_pem: String,
+    /// The secret part of the worker join token.
+    pub worker_secret: String,
+    /// The secret part of the manager join token.
+    pub manager_secret: String,
+}
+
+impl Secrets {
+    /// The join secret for `role`.
+    pub fn secret_for(&self, role: Role) -> &str {
+        match role {
+            Role::Manager => &self.manager_secret,
+            Role::Worker => &self.worker_secret,
+        }
+    }
+}
+
+impl ClusterState {
+    /// Whether `cluster init` has been applied.
+    pub fn is_initialised(&self) -> bool {
+        !self.cluster_id.is_empty()
+    }
+
+    /// Finds a node by name, full ID or unique ID prefix.
+    pub fn find_node(&self, reference: &str) -> Result<&Node, ApplyError> {
+        if let Some(node) = self.nodes.values().find(|n| n.name == reference) {
+            return Ok(node);
+        }
+        if let Ok(id) = reference.parse::<NodeId>() {
+            if let Some(node) = self.nodes.get(&id) {
+                return Ok(node);
+            }
+        }
+        let lower = reference.to_ascii_lowercase();
+        if lower.len() >= 4 && lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let matches: Vec<&Node> = self
+                .nodes
+                .values()
+                .filter(|n| n.id.to_string().starts_with(&lower))
+                .collect();
+            match matches.as_slice() {
+                [one] => return Ok(one),
+                [] => {}
+                _ => {
+                    return Err(ApplyError::Invalid(format!(
+                        "node reference {reference:?} is ambiguous: it matches {} nodes; give more of the ID or the name",
+                        matches.len()
+                    )))
+                }
+            }
+        }
+        Err(ApplyError::NoSuchNode(reference.to_string()))
+    }
+
+    /// The managers, in ID order.
+    pub fn managers(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.values().filter(|n| n.role == Role::Manager)
+    }
+
+    /// The node that is the Raft leader, as last announced.
+    pub fn leader_node(&self) -> Option<&Node> {
+        self.leader.and_then(|id| self.nodes.get(&id))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,9 @@
+//! shoal's node-local data path.
+//!
+//! - [`netns`]: network namespaces (create, delete, run code or processes inside).
+//! - [`netlink`]: links, addresses and routes over rtnetlink, in any namespace.
+//!
+//! Nothing here knows about the cluster: callers hand in what a node should have.
+
+pub mod netlink;
+pub mod netns;

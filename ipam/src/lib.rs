@@ -1,0 +1,1 @@
+//! Address management for overlay networks (see ipam/README in the lib docs).

@@ -1,0 +1,162 @@
+//! `shoal agent`: the long-running process on every node.
+//!
+//! ```text
+//!  unix socket (HTTP/JSON) ──▶ api ──▶ Agent ──▶ Member (control crate): Raft, mTLS, watch
+//!  metrics address ──▶ /metrics (Prometheus text)
+//! ```
+//! On SIGTERM/SIGINT the agent stops its duties and exits; what it programmed into the
+//! kernel stays, so a restart does not cut traffic.
+
+mod addr;
+mod api;
+mod metrics;
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use arc_swap::ArcSwapOption;
+use shoal_control::member::{DataDir, Settings};
+use shoal_control::{ClusterError, Member};
+use tokio::net::UnixListener;
+
+use crate::cli::args::{AgentArgs, LogFormat};
+
+/// The agent's state: its settings and, once in a cluster, its membership.
+pub struct Agent {
+    data: DataDir,
+    name: String,
+    advertise: Option<IpAddr>,
+    listen: SocketAddr,
+    member: ArcSwapOption<Member>,
+    /// Serialises init, join and leave.
+    membership_change: tokio::sync::Mutex<()>,
+}
+
+impl Agent {
+    /// The membership, or the error that says this node is not in a cluster.
+    pub fn member(&self) -> Result<Arc<Member>, ClusterError> {
+        self.member.load_full().ok_or(ClusterError::NotInCluster)
+    }
+
+    /// Settings for init/join, with an optional advertise address override.
+    fn settings(&self, advertise: Option<IpAddr>) -> Result<Settings, ClusterError> {
+        let advertise = match advertise.or(self.advertise) {
+            Some(a) => a,
+            None => addr::detect().map_err(ClusterError::Invalid)?,
+        };
+        Ok(Settings {
+            data: self.data.clone(),
+            name: self.name.clone(),
+            advertise,
+            listen: self.listen,
+        })
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,openraft=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Takes the data directory's lock so two agents never share it.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    let file = std::fs::File::create(dir.join("agent.lock"))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        anyhow::anyhow!(
+            "another shoal agent is using the data directory {} ({e})",
+            dir.display()
+        )
+    })
+}
+
+/// Binds the API socket, refusing to steal it from a live agent.
+async fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            bail!("another agent is already listening on {}", path.display());
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(listener)
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let _lock = lock_data_dir(&args.data_dir)?;
+    let name = match &args.node_name {
+        Some(n) => n.clone(),
+        None => nix::unistd::gethostname()
+            .context("cannot read the host name; pass --node-name")?
+            .to_string_lossy()
+            .into_owned(),
+    };
+    let data = DataDir(args.data_dir.clone());
+    let member = match data.load().context("cannot read the node identity")? {
+        Some((identity, tls)) => {
+            tracing::info!(node = %identity.node_id, cluster = %identity.cluster_id, role = identity.role.as_str(), "rejoining the cluster");
+            Some(Member::start(data.clone(), identity, tls).await?)
+        }
+        None => {
+            tracing::info!(
+                "not in a cluster yet: waiting for `shoal cluster init` or `shoal cluster join`"
+            );
+            None
+        }
+    };
+    let agent = Arc::new(Agent {
+        data,
+        name,
+        advertise: args.advertise_addr,
+        listen: args.listen_addr,
+        member: ArcSwapOption::new(member),
+        membership_change: tokio::sync::Mutex::new(()),
+    });
+    let listener = bind_socket(&args.socket).await?;
+    if let Some(addr) = args.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        tokio::spawn(metrics::serve(listener, agent.clone()));
+    }
+    tracing::info!(socket = %args.socket.display(), "agent API ready");
+    let router = api::router(agent.clone());
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+        tracing::info!("stopping");
+    };
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("agent API server")?;
+    if let Some(member) = agent.member.load_full() {
+        member.shutdown().await;
+    }
+    let _ = std::fs::remove_file(&args.socket);
+    Ok(())
+}

@@ -1,0 +1,32 @@
+//! `shoal bench`: builds a lab, measures shoal and a baseline in the same run, and
+//! reports ratios.
+
+mod control;
+
+use crate::cli::args::{BenchArgs, BenchKind, Format};
+use shoal_bench::report::Report;
+
+/// Runs the benchmark `args.what`.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let report = match args.what {
+        BenchKind::Control => control::run().await?,
+    };
+    emit(&report, args.format)
+}
+
+fn emit(report: &Report, format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(report)?),
+        Format::Table => print!("{}", report.markdown()),
+    }
+    Ok(())
+}
+
+/// Removes a benchmark's lab when dropped, also on error or panic.
+struct LabGuard(&'static str);
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        crate::lab::down(self.0);
+    }
+}

@@ -1,0 +1,283 @@
+//! The command line, as `../shared/CLI.md` fixes it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// shoal: container cluster networking.
+#[derive(Debug, Parser)]
+#[command(name = "shoal", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The agent's API socket: unix:///path/to/shoal.sock or a path.
+    #[arg(long, global = true, env = "SHOAL_HOST")]
+    pub host: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format of list and inspect commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// One JSON document on stdout.
+    Json,
+}
+
+/// `--format`.
+#[derive(Debug, Args)]
+pub struct FormatArg {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the node agent in the foreground.
+    Agent(AgentArgs),
+    /// Create, join and leave clusters.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Manage the cluster's nodes.
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Show this node's view: role, leader, peers.
+    Status(FormatArg),
+    /// Local multi-node labs in network namespaces.
+    #[command(subcommand)]
+    Lab(LabCmd),
+    /// Start a lab with a demo workload and say what to try.
+    Demo(DemoArgs),
+    /// Measure shoal against baselines measured in the same run.
+    Bench(BenchArgs),
+}
+
+/// `shoal agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Where the agent keeps its identity, keys and Raft log.
+    #[arg(long, default_value = "/var/lib/shoal")]
+    pub data_dir: PathBuf,
+    /// The unix socket the API listens on.
+    #[arg(long, default_value = "/run/shoal/shoal.sock")]
+    pub socket: PathBuf,
+    /// This node's address on the underlay (default: the host's only global IPv4 address).
+    #[arg(long)]
+    pub advertise_addr: Option<IpAddr>,
+    /// Where the control plane (mTLS) listens.
+    #[arg(long, default_value = "0.0.0.0:2377")]
+    pub listen_addr: SocketAddr,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// This node's name in the cluster (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t)]
+    pub log_format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `shoal cluster ...`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// Create a cluster with this node as its first manager.
+    Init {
+        /// This node's underlay address (default: the agent's).
+        #[arg(long)]
+        advertise_addr: Option<IpAddr>,
+        /// Address pool that network subnets are cut from (repeatable; default 10.0.0.0/8).
+        #[arg(long = "default-addr-pool")]
+        default_addr_pool: Vec<String>,
+        /// Prefix length of the subnets cut from the pools (default 24).
+        #[arg(long)]
+        default_addr_pool_mask_length: Option<u8>,
+    },
+    /// Join a cluster through one of its managers.
+    Join {
+        /// The join token (`shoal cluster join-token worker|manager` on a manager).
+        #[arg(long)]
+        token: String,
+        /// This node's underlay address (default: the agent's).
+        #[arg(long)]
+        advertise_addr: Option<IpAddr>,
+        /// Refuse to join unless the token grants this role.
+        #[arg(long, value_parser = ["manager", "worker"])]
+        role: Option<String>,
+        /// A manager's control address, IP:PORT.
+        manager: String,
+    },
+    /// Print (or rotate) the token for joining as a worker or a manager.
+    JoinToken {
+        /// worker or manager.
+        #[arg(value_parser = ["manager", "worker"])]
+        role: String,
+        /// Print only the token.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Replace the token; the old one stops working.
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// Leave the cluster (managers need --force).
+    Leave {
+        /// Leave even as a manager.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `shoal node ...`.
+#[derive(Debug, Subcommand)]
+pub enum NodeCmd {
+    /// List the nodes.
+    Ls(FormatArg),
+    /// Show one node.
+    Inspect {
+        /// Name, ID or ID prefix.
+        node: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Change a node's availability or labels.
+    Update {
+        /// active, pause or drain.
+        #[arg(long, value_parser = ["active", "pause", "drain"])]
+        availability: Option<String>,
+        /// Add or change a label (repeatable).
+        #[arg(long = "label-add", value_name = "KEY=VALUE")]
+        label_add: Vec<String>,
+        /// Remove a label (repeatable).
+        #[arg(long = "label-rm", value_name = "KEY")]
+        label_rm: Vec<String>,
+        /// Name, ID or ID prefix.
+        node: String,
+    },
+    /// Make workers managers.
+    Promote {
+        /// Names, IDs or ID prefixes.
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Make managers workers.
+    Demote {
+        /// Names, IDs or ID prefixes.
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Remove nodes from the cluster; their certificates stop working.
+    Rm {
+        /// Remove even if the node is up, or a manager.
+        #[arg(long, short)]
+        force: bool,
+        /// Names, IDs or ID prefixes.
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+}
+
+/// `--name` of a lab.
+#[derive(Debug, Args)]
+pub struct LabName {
+    /// The lab's name (labs with different names run side by side).
+    #[arg(long, default_value = "lab")]
+    pub name: String,
+}
+
+/// `shoal lab ...`.
+#[derive(Debug, Subcommand)]
+pub enum LabCmd {
+    /// Build a lab and form a cluster on it; returns when every node is Ready.
+    Up {
+        /// How many nodes (n1..nN).
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// How many of them are managers (the first M).
+        #[arg(long, default_value_t = 1)]
+        managers: usize,
+        #[command(flatten)]
+        lab: LabName,
+    },
+    /// Show the lab's hosts.
+    Status {
+        #[command(flatten)]
+        lab: LabName,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Run a command inside a lab host (SHOAL_HOST set to its agent).
+    Exec {
+        #[command(flatten)]
+        lab: LabName,
+        /// n1..nN or client.
+        host: String,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Stop a host's agent (SIGTERM, or --signal KILL to crash it).
+    Kill {
+        #[command(flatten)]
+        lab: LabName,
+        /// n1..nN.
+        host: String,
+        /// TERM or KILL.
+        #[arg(long, default_value = "TERM", value_parser = ["TERM", "KILL"])]
+        signal: String,
+    },
+    /// Start a host's agent again (it keeps its data).
+    Start {
+        #[command(flatten)]
+        lab: LabName,
+        /// n1..nN.
+        host: String,
+    },
+    /// Remove the lab: processes, namespaces, interfaces, files.
+    Down {
+        #[command(flatten)]
+        lab: LabName,
+    },
+}
+
+/// `shoal demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The lab's name.
+    #[arg(long, default_value = "demo")]
+    pub name: String,
+}
+
+/// `shoal bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[arg(value_enum)]
+    pub what: BenchKind,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// The benchmarks.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BenchKind {
+    /// Raft commit latency, throughput and failover on a 3-manager lab.
+    Control,
+}

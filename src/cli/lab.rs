@@ -1,0 +1,131 @@
+//! `shoal lab ...` and `shoal demo`.
+
+use anyhow::bail;
+use nix::sys::signal::Signal;
+use shoal_control::api::NodeInfo;
+
+use super::args::{Format, LabCmd};
+use super::{print, table};
+use crate::lab::{self, LabPaths};
+
+/// Runs a lab command; returns the process exit code.
+pub async fn run(cmd: LabCmd) -> anyhow::Result<i32> {
+    match cmd {
+        LabCmd::Up {
+            nodes,
+            managers,
+            lab: l,
+        } => {
+            let lab = lab::up(&l.name, nodes, managers).await?;
+            println!(
+                "Lab {} is up: {nodes} nodes ({managers} managers) and a client host.",
+                lab.name
+            );
+            print!("{}", hosts_table(&lab));
+            println!(
+                "\nTry: shoal lab exec --name {} n1 -- shoal node ls",
+                lab.name
+            );
+        }
+        LabCmd::Status { lab: l, format } => {
+            let lab = lab::load(&l.name)?;
+            print(format, &lab, hosts_table)?;
+        }
+        LabCmd::Exec {
+            lab: l,
+            host,
+            command,
+        } => {
+            let lab = lab::load(&l.name)?;
+            return lab::exec(&lab, &host, &command);
+        }
+        LabCmd::Kill {
+            lab: l,
+            host,
+            signal,
+        } => {
+            let lab = lab::load(&l.name)?;
+            let signal = if signal == "KILL" {
+                Signal::SIGKILL
+            } else {
+                Signal::SIGTERM
+            };
+            lab::stop_agent(&LabPaths::new(&lab.name), lab.host(&host)?, signal).await?;
+            println!("Stopped the agent on {host}.");
+        }
+        LabCmd::Start { lab: l, host } => {
+            let lab = lab::load(&l.name)?;
+            let h = lab.host(&host)?;
+            if h.role == "client" {
+                bail!("{host} runs no agent");
+            }
+            lab::start_agent(&LabPaths::new(&lab.name), h).await?;
+            println!("Started the agent on {host}.");
+        }
+        LabCmd::Down { lab: l } => {
+            lab::validate_name(&l.name)?;
+            let problems = lab::down(&l.name);
+            if !problems.is_empty() {
+                bail!(
+                    "lab {} was not removed completely:\n  {}",
+                    l.name,
+                    problems.join("\n  ")
+                );
+            }
+            println!("Lab {} is down.", l.name);
+        }
+    }
+    Ok(0)
+}
+
+fn hosts_table(lab: &lab::Lab) -> String {
+    let paths = LabPaths::new(&lab.name);
+    let rows: Vec<Vec<String>> = lab
+        .hosts
+        .iter()
+        .map(|h| {
+            let agent = if h.role == "client" {
+                "-".to_string()
+            } else {
+                match lab::running_pid(&paths, h) {
+                    Some(pid) => format!("running (pid {pid})"),
+                    None => "stopped".into(),
+                }
+            };
+            vec![
+                h.name.clone(),
+                h.role.clone(),
+                h.underlay_ip.to_string(),
+                h.namespace.clone(),
+                agent,
+                h.socket.display().to_string(),
+            ]
+        })
+        .collect();
+    table::render(
+        &["HOST", "ROLE", "UNDERLAY", "NAMESPACE", "AGENT", "SOCKET"],
+        &rows,
+    )
+}
+
+/// `shoal demo`: a lab with three managers and a worker, and what to try on it.
+pub async fn demo(name: &str) -> anyhow::Result<()> {
+    let lab = lab::up(name, 4, 3).await?;
+    let nodes: Vec<NodeInfo> = lab.client("n1")?.get("/v1/nodes").await?;
+    println!(
+        "shoal demo: lab {name:?} is up — 4 nodes in network namespaces on one underlay bridge,"
+    );
+    println!("3 of them Raft managers, 1 worker, plus a `client` host outside the cluster.\n");
+    print(Format::Table, &nodes, |n| super::node_rows(n))?;
+    println!("\nTry:");
+    println!("  shoal lab status --name {name}                      # hosts, addresses, sockets");
+    println!("  shoal lab exec --name {name} n4 -- shoal node ls    # any node sees the cluster");
+    println!("  shoal lab exec --name {name} n1 -- shoal status     # Raft state of a manager");
+    println!("  shoal lab kill --name {name} --signal KILL n1       # crash a manager, then:");
+    println!(
+        "  shoal lab exec --name {name} n2 -- shoal node ls    #   a new leader within seconds"
+    );
+    println!("  shoal lab start --name {name} n1                    # it rejoins and catches up");
+    println!("  shoal lab down --name {name}                        # remove everything");
+    Ok(())
+}

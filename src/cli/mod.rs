@@ -1,0 +1,334 @@
+//! Command handlers: turn parsed arguments into API calls and print the answers.
+
+pub mod args;
+pub mod lab;
+mod table;
+
+use anyhow::Context;
+use serde::Serialize;
+use shoal_control::api::{
+    InitRequest, InitResponse, JoinCommand, JoinResult, JoinTokenResponse, LeaderResponse,
+    LeaveRequest, NodeInfo, NodeUpdate, StatusInfo,
+};
+use shoal_control::state::{Availability, Role};
+
+use crate::client::{segment, ApiClient};
+use args::{ClusterCmd, Format, NodeCmd};
+
+/// Prints `value` as JSON or, for tables, via `table`.
+pub fn print<T: Serialize>(
+    format: Format,
+    value: &T,
+    table: impl FnOnce(&T) -> String,
+) -> anyhow::Result<()> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
+        Format::Table => print!("{}", table(value)),
+    }
+    Ok(())
+}
+
+/// `shoal cluster ...`.
+pub async fn cluster(client: &ApiClient, cmd: ClusterCmd) -> anyhow::Result<()> {
+    match cmd {
+        ClusterCmd::Init {
+            advertise_addr,
+            default_addr_pool,
+            default_addr_pool_mask_length,
+        } => {
+            let req = InitRequest {
+                advertise_addr,
+                default_addr_pools: default_addr_pool,
+                default_addr_pool_mask_length,
+            };
+            let r: InitResponse = client.post("/v1/cluster/init", &req).await?;
+            println!(
+                "Cluster {} initialised; this node ({}) is its first manager.\n",
+                r.cluster_id, r.node_id
+            );
+            println!("To add a worker to this cluster, run on it:\n");
+            println!(
+                "    shoal cluster join --token {} {}\n",
+                r.worker_token, r.manager_addr
+            );
+            println!("To add a manager, run `shoal cluster join-token manager` and follow the instructions.");
+        }
+        ClusterCmd::Join {
+            token,
+            advertise_addr,
+            role,
+            manager,
+        } => {
+            let role = role
+                .map(|r| Role::parse(&r))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let cmd = JoinCommand {
+                token,
+                remote: manager,
+                advertise_addr,
+                role,
+            };
+            let r: JoinResult = client.post("/v1/cluster/join", &cmd).await?;
+            println!(
+                "This node joined cluster {} as a {} (node {}).",
+                r.cluster_id,
+                r.role.as_str(),
+                r.node_id
+            );
+        }
+        ClusterCmd::JoinToken {
+            role,
+            quiet,
+            rotate,
+        } => {
+            let path = format!("/v1/cluster/join-token/{}", segment(&role));
+            let r: JoinTokenResponse = if rotate {
+                client
+                    .post(&format!("{path}/rotate"), &serde_json::json!({}))
+                    .await?
+            } else {
+                client.get(&path).await?
+            };
+            if quiet {
+                println!("{}", r.token);
+            } else {
+                if rotate {
+                    println!(
+                        "Rotated the {} join token; the old one no longer works.",
+                        r.role.as_str()
+                    );
+                }
+                println!("To add a {} to this cluster, run on it:\n", r.role.as_str());
+                println!(
+                    "    shoal cluster join --token {} {}",
+                    r.token, r.manager_addr
+                );
+            }
+        }
+        ClusterCmd::Leave { force } => {
+            let _: serde_json::Value = client
+                .post("/v1/cluster/leave", &LeaveRequest { force })
+                .await?;
+            println!("This node left the cluster.");
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn node_rows(nodes: &[NodeInfo]) -> String {
+    let mut nodes = nodes.to_vec();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            vec![
+                format!("{}{}", n.id, if n.is_self { " *" } else { "" }),
+                n.name.clone(),
+                n.status.as_str().to_string(),
+                n.availability.as_str().to_string(),
+                n.manager_status.clone().unwrap_or_default(),
+                n.addr.to_string(),
+            ]
+        })
+        .collect();
+    table::render(
+        &[
+            "ID",
+            "HOSTNAME",
+            "STATUS",
+            "AVAILABILITY",
+            "MANAGER STATUS",
+            "ADDRESS",
+        ],
+        &rows,
+    )
+}
+
+fn since(ms: u64) -> String {
+    let now = shoal_control::member::now_ms();
+    let s = now.saturating_sub(ms) / 1000;
+    match s {
+        0..=59 => format!("{s} seconds ago"),
+        60..=3599 => format!("{} minutes ago", s / 60),
+        _ => format!("{} hours ago", s / 3600),
+    }
+}
+
+/// `shoal node ...`.
+pub async fn node(client: &ApiClient, cmd: NodeCmd) -> anyhow::Result<()> {
+    match cmd {
+        NodeCmd::Ls(f) => {
+            let nodes: Vec<NodeInfo> = client.get("/v1/nodes").await?;
+            print(f.format, &nodes, |n| node_rows(n))?;
+        }
+        NodeCmd::Inspect { node, format } => {
+            let n: NodeInfo = client.get(&format!("/v1/nodes/{}", segment(&node))).await?;
+            print(format, &n, |n| {
+                let mut out = String::new();
+                let mut line = |k: &str, v: String| out.push_str(&format!("{k:<16}{v}\n"));
+                line("ID:", n.id.to_string());
+                line("Hostname:", n.name.clone());
+                line("Role:", n.role.as_str().to_string());
+                line(
+                    "Status:",
+                    format!("{} (since {})", n.status.as_str(), since(n.status_since_ms)),
+                );
+                line("Availability:", n.availability.as_str().to_string());
+                if let Some(ms) = &n.manager_status {
+                    line("Manager status:", ms.clone());
+                }
+                line("Address:", n.addr.to_string());
+                for (k, v) in &n.labels {
+                    line("Label:", format!("{k}={v}"));
+                }
+                line("Control:", n.control_addr.to_string());
+                line("Joined:", since(n.joined_at_ms));
+                out
+            })?;
+        }
+        NodeCmd::Update {
+            availability,
+            label_add,
+            label_rm,
+            node,
+        } => {
+            let availability = availability
+                .map(|a| Availability::parse(&a))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            if availability.is_none() && label_add.is_empty() && label_rm.is_empty() {
+                anyhow::bail!("nothing to update: give --availability, --label-add or --label-rm");
+            }
+            let update = NodeUpdate {
+                availability,
+                labels_add: key_values(&label_add, "--label-add")?,
+                labels_rm: label_rm,
+            };
+            let _: LeaderResponse = client
+                .post(&format!("/v1/nodes/{}/update", segment(&node)), &update)
+                .await?;
+            println!("{node}");
+        }
+        NodeCmd::Promote { nodes } => {
+            each(client, &nodes, "promote", "promoted to manager").await?
+        }
+        NodeCmd::Demote { nodes } => each(client, &nodes, "demote", "demoted to worker").await?,
+        NodeCmd::Rm { force, nodes } => {
+            for n in &nodes {
+                let _: LeaderResponse = client
+                    .delete(&format!("/v1/nodes/{}?force={force}", segment(n)))
+                    .await
+                    .with_context(|| format!("node rm {n}"))?;
+                println!("{n}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parses `KEY=VALUE` arguments of `flag`.
+pub fn key_values(
+    items: &[String],
+    flag: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| anyhow::anyhow!("{flag} {kv:?}: expected KEY=VALUE"))
+        })
+        .collect()
+}
+
+async fn each(client: &ApiClient, nodes: &[String], verb: &str, done: &str) -> anyhow::Result<()> {
+    for n in nodes {
+        let _: LeaderResponse = client
+            .post(
+                &format!("/v1/nodes/{}/{verb}", segment(n)),
+                &serde_json::json!({}),
+            )
+            .await
+            .with_context(|| format!("node {verb} {n}"))?;
+        println!("Node {n} {done}.");
+    }
+    Ok(())
+}
+
+/// `shoal status`.
+pub async fn status(client: &ApiClient, format: Format) -> anyhow::Result<()> {
+    let s: StatusInfo = client.get("/v1/status").await?;
+    print(format, &s, |s| {
+        let mut out = String::new();
+        let mut line = |k: &str, v: String| out.push_str(&format!("{k:<18}{v}\n"));
+        line("Agent:", format!("shoal {}", s.version));
+        if !s.in_cluster {
+            line(
+                "Cluster:",
+                "none (run `shoal cluster init` or `shoal cluster join`)".into(),
+            );
+            return out;
+        }
+        if s.removed {
+            line(
+                "Cluster:",
+                "REMOVED from the cluster; run `shoal cluster leave --force`".into(),
+            );
+        }
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        line("Cluster:", opt(&s.cluster_id));
+        line(
+            "Node:",
+            format!(
+                "{} ({})",
+                opt(&s.name),
+                s.node_id.map(|i| i.to_string()).unwrap_or_default()
+            ),
+        );
+        line(
+            "Role:",
+            s.role.map(|r| r.as_str().to_string()).unwrap_or_default(),
+        );
+        line(
+            "Address:",
+            s.addr.map(|a| a.to_string()).unwrap_or_default(),
+        );
+        line(
+            "Control:",
+            s.control_addr.map(|a| a.to_string()).unwrap_or_default(),
+        );
+        line("Leader:", opt(&s.leader));
+        line(
+            "Nodes:",
+            format!("{} ready, {} down", s.nodes_ready, s.nodes_down),
+        );
+        line("Revision:", s.revision.to_string());
+        if let Some(r) = &s.raft {
+            line("Raft:", format!("{} in term {}", r.state, r.term));
+            line(
+                "  log:",
+                format!(
+                    "last index {}, applied {}",
+                    r.last_log_index
+                        .map(|i| i.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    r.last_applied
+                        .map(|i| i.to_string())
+                        .unwrap_or_else(|| "-".into())
+                ),
+            );
+            line("  voters:", r.voters.join(", "));
+            if let Some(ms) = r.millis_since_quorum_ack {
+                line("  quorum ack:", format!("{ms} ms ago"));
+            }
+        }
+        for section in &s.sections {
+            out.push_str(&format!("{}:\n", section.title));
+            for (k, v) in &section.rows {
+                out.push_str(&format!("  {k:<16}{v}\n"));
+            }
+        }
+        out
+    })
+}

@@ -1,0 +1,339 @@
+//! `shoal lab`: a cluster on one machine, hosts as network namespaces.
+//!
+//! A lab named LAB owns exactly: namespaces `shl-LAB-*`, the directories
+//! `/run/shoal/labs/LAB` (sockets, PIDs, logs, `lab.json`) and `/var/lib/shoal/labs/LAB`
+//! (agents' data), and the processes inside its namespaces. `lab down` removes all of
+//! them, whether or not `lab up` finished.
+
+mod agents;
+pub mod topology;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use shoal_control::api::{
+    InitRequest, InitResponse, JoinCommand, JoinResult, JoinTokenResponse, NodeInfo,
+};
+use shoal_control::state::NodeStatus;
+use shoal_dataplane::netns;
+
+use crate::client::ApiClient;
+
+pub use agents::{running_pid, start as start_agent, stop as stop_agent};
+
+/// One host of a lab, as `lab status --format json` prints it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Host {
+    /// n1..nN or client.
+    pub name: String,
+    /// Its network namespace.
+    pub namespace: String,
+    /// Its underlay address.
+    pub underlay_ip: IpAddr,
+    /// Its agent's API socket (empty for the client).
+    pub socket: PathBuf,
+    /// manager, worker or client.
+    pub role: String,
+}
+
+/// A lab's description, kept in `lab.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lab {
+    /// Its name.
+    pub name: String,
+    /// Its hosts.
+    pub hosts: Vec<Host>,
+}
+
+impl Lab {
+    /// The host named `name`.
+    pub fn host(&self, name: &str) -> anyhow::Result<&Host> {
+        self.hosts.iter().find(|h| h.name == name).with_context(|| {
+            let names: Vec<&str> = self.hosts.iter().map(|h| h.name.as_str()).collect();
+            format!(
+                "lab {} has no host {name:?} (hosts: {})",
+                self.name,
+                names.join(", ")
+            )
+        })
+    }
+
+    /// The hosts that run an agent.
+    pub fn nodes(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().filter(|h| h.role != "client")
+    }
+
+    /// A client of the agent on `host`.
+    pub fn client(&self, host: &str) -> anyhow::Result<ApiClient> {
+        let h = self.host(host)?;
+        if h.role == "client" {
+            bail!("{host} runs no agent");
+        }
+        ApiClient::new(Some(&h.socket.to_string_lossy()))
+    }
+}
+
+/// Where a lab keeps its files.
+#[derive(Debug, Clone)]
+pub struct LabPaths {
+    run: PathBuf,
+    data: PathBuf,
+}
+
+impl LabPaths {
+    /// The paths of lab `name`.
+    pub fn new(name: &str) -> LabPaths {
+        LabPaths {
+            run: Path::new("/run/shoal/labs").join(name),
+            data: Path::new("/var/lib/shoal/labs").join(name),
+        }
+    }
+    fn file(&self) -> PathBuf {
+        self.run.join("lab.json")
+    }
+    fn socket(&self, host: &str) -> PathBuf {
+        self.run.join(format!("{host}.sock"))
+    }
+    fn pid_file(&self, host: &str) -> PathBuf {
+        self.run.join(format!("{host}.pid"))
+    }
+    /// The agent log of `host`.
+    pub fn log_file(&self, host: &str) -> PathBuf {
+        self.run.join(format!("{host}.log"))
+    }
+    fn data_dir(&self, host: &str) -> PathBuf {
+        self.data.join(host)
+    }
+}
+
+/// Checks a lab name: 1–12 lower-case letters, digits or `-`, starting with a letter
+/// (it becomes part of namespace names).
+pub fn validate_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 12
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !ok {
+        bail!("invalid lab name {name:?}: use 1-12 lower-case letters, digits or '-', starting with a letter");
+    }
+    Ok(())
+}
+
+/// Reads lab `name`.
+pub fn load(name: &str) -> anyhow::Result<Lab> {
+    validate_name(name)?;
+    let path = LabPaths::new(name).file();
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!("there is no lab named {name:?} (start one with `shoal lab up --name {name}`)")
+    })?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{} is damaged", path.display()))
+}
+
+fn save(paths: &LabPaths, lab: &Lab) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&paths.run)?;
+    std::fs::write(paths.file(), serde_json::to_vec_pretty(lab)?)?;
+    Ok(())
+}
+
+fn exists(name: &str) -> bool {
+    LabPaths::new(name).file().exists()
+        || netns::list()
+            .iter()
+            .any(|n| n.starts_with(&topology::ns_prefix(name)))
+}
+
+/// `lab up`: builds the lab and forms the cluster. On failure everything is removed.
+pub async fn up(name: &str, nodes: usize, managers: usize) -> anyhow::Result<Lab> {
+    validate_name(name)?;
+    if nodes == 0 || nodes > 200 {
+        bail!("--nodes must be between 1 and 200, not {nodes}");
+    }
+    if managers == 0 || managers > nodes {
+        bail!("--managers must be between 1 and --nodes ({nodes}), not {managers}");
+    }
+    if exists(name) {
+        bail!("a lab named {name:?} already exists; remove it with `shoal lab down --name {name}`");
+    }
+    match build(name, nodes, managers).await {
+        Ok(lab) => Ok(lab),
+        Err(e) => {
+            let logs = LabPaths::new(name);
+            let tail = tail_logs(&logs, nodes);
+            down(name);
+            Err(e.context(tail))
+        }
+    }
+}
+
+fn tail_logs(paths: &LabPaths, nodes: usize) -> String {
+    let mut out = String::from("lab up failed; the lab was removed. Last agent log lines:");
+    for i in 1..=nodes {
+        let host = format!("n{i}");
+        if let Ok(text) = std::fs::read_to_string(paths.log_file(&host)) {
+            for line in text
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
+                out.push_str(&format!("\n  {host}: {line}"));
+            }
+        }
+    }
+    out
+}
+
+async fn build(name: &str, nodes: usize, managers: usize) -> anyhow::Result<Lab> {
+    let paths = LabPaths::new(name);
+    let mut hosts: Vec<Host> = (1..=nodes)
+        .map(|i| {
+            let host = format!("n{i}");
+            Host {
+                namespace: topology::ns_name(name, &host),
+                underlay_ip: topology::node_ip(i),
+                socket: paths.socket(&host),
+                role: if i <= managers { "manager" } else { "worker" }.into(),
+                name: host,
+            }
+        })
+        .collect();
+    hosts.push(Host {
+        name: "client".into(),
+        namespace: topology::ns_name(name, "client"),
+        underlay_ip: topology::client_ip(),
+        socket: PathBuf::new(),
+        role: "client".into(),
+    });
+    let lab = Lab {
+        name: name.to_string(),
+        hosts,
+    };
+    save(&paths, &lab)?;
+    topology::create_underlay(name).await?;
+    for h in &lab.hosts {
+        topology::create_host(name, &h.name, h.underlay_ip).await?;
+    }
+    let starts = lab.nodes().map(|h| agents::start(&paths, h));
+    for r in futures::future::join_all(starts).await {
+        r?;
+    }
+    form_cluster(&lab).await?;
+    Ok(lab)
+}
+
+async fn form_cluster(lab: &Lab) -> anyhow::Result<()> {
+    let first = lab.nodes().next().context("a lab needs a node")?;
+    let n1 = lab.client(&first.name)?;
+    let init: InitResponse = n1
+        .post(
+            "/v1/cluster/init",
+            &InitRequest {
+                advertise_addr: Some(first.underlay_ip),
+                ..Default::default()
+            },
+        )
+        .await
+        .context("cluster init on n1")?;
+    let manager: JoinTokenResponse = n1.get("/v1/cluster/join-token/manager").await?;
+    let join = |host: &Host, token: &str| {
+        let client = lab.client(&host.name);
+        let cmd = JoinCommand {
+            token: token.to_string(),
+            remote: init.manager_addr.to_string(),
+            advertise_addr: Some(host.underlay_ip),
+            role: None,
+        };
+        let name = host.name.clone();
+        async move {
+            let r: JoinResult = client?
+                .post("/v1/cluster/join", &cmd)
+                .await
+                .with_context(|| format!("cluster join on {name}"))?;
+            Ok::<_, anyhow::Error>(r)
+        }
+    };
+    for host in lab.nodes().skip(1).filter(|h| h.role == "manager") {
+        join(host, &manager.token).await?;
+    }
+    let workers = lab
+        .nodes()
+        .filter(|h| h.role == "worker")
+        .map(|h| join(h, &init.worker_token));
+    for r in futures::future::join_all(workers).await {
+        r?;
+    }
+    let want = lab.nodes().count();
+    wait_ready(&n1, want, Duration::from_secs(60)).await
+}
+
+/// Waits until `client`'s node sees `want` nodes, all Ready, and a leader.
+pub async fn wait_ready(client: &ApiClient, want: usize, within: Duration) -> anyhow::Result<()> {
+    let until = tokio::time::Instant::now() + within;
+    loop {
+        let nodes: Vec<NodeInfo> = client.get("/v1/nodes").await.unwrap_or_default();
+        let ready = nodes
+            .iter()
+            .filter(|n| n.status == NodeStatus::Ready)
+            .count();
+        let leader = nodes
+            .iter()
+            .any(|n| n.manager_status.as_deref() == Some("Leader"));
+        if nodes.len() == want && ready == want && leader {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > until {
+            bail!("the cluster did not become ready within {}s: {ready} of {want} nodes Ready, leader known: {leader}", within.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `lab down`: kills every process in the lab's namespaces, deletes the namespaces (and
+/// with them every interface), and removes the lab's files. Never fails half-way: it
+/// reports what it could not remove.
+pub fn down(name: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let prefix = topology::ns_prefix(name);
+    let namespaces: Vec<String> = netns::list()
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    for ns in &namespaces {
+        agents::kill_all_in(ns);
+    }
+    for ns in &namespaces {
+        if let Err(e) = netns::delete(ns) {
+            problems.push(format!("namespace {ns}: {e}"));
+        }
+        agents::remove_tree(&Path::new("/etc/netns").join(ns));
+    }
+    let paths = LabPaths::new(name);
+    agents::remove_tree(&paths.run);
+    agents::remove_tree(&paths.data);
+    problems
+}
+
+/// `lab exec`: runs `command` inside `host`, with SHOAL_HOST set to its agent; returns
+/// the command's exit code.
+pub fn exec(lab: &Lab, host: &str, command: &[String]) -> anyhow::Result<i32> {
+    let h = lab.host(host)?;
+    let (program, args) = command.split_first().context("no command given after --")?;
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args);
+    if h.role != "client" {
+        cmd.env("SHOAL_HOST", format!("unix://{}", h.socket.display()));
+    }
+    let ns = netns::open(&h.namespace)?;
+    netns::command_in(&mut cmd, &ns, false)?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {program:?} in {host}"))?;
+    Ok(status.code().unwrap_or(128 + 9))
+}

@@ -1,0 +1,71 @@
+//! A lab's network: an underlay namespace holding a bridge, and one namespace per host
+//! joined to it by a veth pair (`eth0` inside the host).
+//!
+//! ```text
+//!   shl-LAB-ul:  br0 ─┬─ n1 ──veth── eth0 (shl-LAB-n1, 198.18.0.1/15)
+//!                     ├─ n2 ──veth── eth0 (shl-LAB-n2, 198.18.0.2/15)
+//!                     └─ client ─veth── eth0 (shl-LAB-client, 198.18.0.250/15)
+//! ```
+//! Nothing is created in the machine's own namespace.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use anyhow::Context;
+use shoal_dataplane::netlink::Netlink;
+use shoal_dataplane::netns;
+
+/// The underlay prefix length (198.18.0.0/15).
+pub const UNDERLAY_PREFIX: u8 = 15;
+
+/// The underlay address of the `i`-th node (1-based).
+pub fn node_ip(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(198, 18, 0, i as u8))
+}
+
+/// The underlay address of the client host.
+pub fn client_ip() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(198, 18, 0, 250))
+}
+
+/// The namespace of host `host` in lab `lab`.
+pub fn ns_name(lab: &str, host: &str) -> String {
+    format!("shl-{lab}-{host}")
+}
+
+/// Every namespace name of lab `lab` starts with this.
+pub fn ns_prefix(lab: &str) -> String {
+    format!("shl-{lab}-")
+}
+
+/// Creates the underlay namespace with its bridge.
+pub async fn create_underlay(lab: &str) -> anyhow::Result<()> {
+    let name = ns_name(lab, "ul");
+    netns::create(&name).with_context(|| format!("create namespace {name}"))?;
+    let ns = netns::open(&name)?;
+    let nl = Netlink::in_namespace(&ns)?;
+    nl.set_up(nl.must_index("lo").await?).await?;
+    nl.add_bridge("br0").await?;
+    nl.set_up(nl.must_index("br0").await?).await?;
+    Ok(())
+}
+
+/// Creates host `host` with address `ip`, wired to the underlay bridge.
+pub async fn create_host(lab: &str, host: &str, ip: IpAddr) -> anyhow::Result<()> {
+    let name = ns_name(lab, host);
+    netns::create(&name).with_context(|| format!("create namespace {name}"))?;
+    let host_ns = netns::open(&name)?;
+    let ul = Netlink::in_namespace(&netns::open(&ns_name(lab, "ul"))?)?;
+    let peer = format!("p-{host}");
+    ul.add_veth(host, &peer).await?;
+    let ul_side = ul.must_index(host).await?;
+    ul.set_master(ul_side, ul.must_index("br0").await?).await?;
+    ul.set_up(ul_side).await?;
+    ul.move_to(ul.must_index(&peer).await?, &host_ns).await?;
+    let hn = Netlink::in_namespace(&host_ns)?;
+    hn.set_up(hn.must_index("lo").await?).await?;
+    let eth = hn.must_index(&peer).await?;
+    hn.rename(eth, "eth0").await?;
+    hn.add_address(eth, ip, UNDERLAY_PREFIX).await?;
+    hn.set_up(eth).await?;
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! `shoal`: the command line, the agent, the lab and the benchmarks in one binary.
+
+mod agent;
+mod bench;
+mod cli;
+mod client;
+mod lab;
+
+use clap::Parser;
+use cli::args::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("shoal: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = runtime.block_on(run(cli));
+    std::process::exit(code);
+}
+
+async fn run(cli: Cli) -> i32 {
+    let result = dispatch(cli).await;
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {}", chain(&e));
+            1
+        }
+    }
+}
+
+/// The error and its causes, each said once.
+fn chain(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let client = || client::ApiClient::new(cli.host.as_deref());
+    match cli.command {
+        Command::Agent(args) => agent::run(args).await.map(|()| 0),
+        Command::Cluster(cmd) => cli::cluster(&client()?, cmd).await.map(|()| 0),
+        Command::Node(cmd) => cli::node(&client()?, cmd).await.map(|()| 0),
+        Command::Status(f) => cli::status(&client()?, f.format).await.map(|()| 0),
+        Command::Lab(cmd) => cli::lab::run(cmd).await,
+        Command::Demo(args) => cli::lab::demo(&args.name).await.map(|()| 0),
+        Command::Bench(args) => bench::run(args).await.map(|()| 0),
+    }
+}

@@ -1,0 +1,424 @@
+//! The control plane on real labs: cluster formation, leader failure, quorum loss,
+//! restarts, trust (tokens, CA pinning, roles, removal), bad input, and clean-up.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use shoal_tests::{privileged, wait_until, Lab};
+
+const BIN: &str = env!("CARGO_BIN_EXE_shoal");
+
+fn node_ls(lab: &Lab, host: &str) -> Vec<Value> {
+    lab.json(host, &["node", "ls"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn leader(lab: &Lab, host: &str) -> String {
+    wait_until("a leader", Duration::from_secs(15), || {
+        node_ls(lab, host)
+            .iter()
+            .find(|n| n["manager_status"] == "Leader")
+            .and_then(|n| n["name"].as_str().map(String::from))
+            .ok_or_else(|| "no leader in node ls".to_string())
+    })
+}
+
+fn labels(lab: &Lab, host: &str, node: &str) -> Value {
+    lab.json(host, &["node", "inspect", node])["labels"].clone()
+}
+
+fn label(lab: &Lab, host: &str, node: &str, kv: &str) -> bool {
+    lab.shoal(host, &["node", "update", "--label-add", kv, node])
+        .ok()
+}
+
+/// What must not change when a request is refused: who is in the cluster and how.
+fn membership(lab: &Lab, host: &str) -> BTreeSet<String> {
+    node_ls(lab, host)
+        .iter()
+        .map(|n| {
+            format!(
+                "{} {} {} {}",
+                n["name"], n["role"], n["availability"], n["labels"]
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn five_node_cluster_forms_and_every_node_sees_it() {
+    if !privileged("five_node_cluster_forms_and_every_node_sees_it") {
+        return;
+    }
+    let lab = Lab::up(BIN, 5, 3);
+    for host in lab.nodes() {
+        let nodes = node_ls(&lab, &host);
+        assert_eq!(nodes.len(), 5, "{host} sees {nodes:?}");
+        assert!(
+            nodes.iter().all(|n| n["status"] == "ready"),
+            "{host}: {nodes:?}"
+        );
+        let managers = nodes.iter().filter(|n| n["role"] == "manager").count();
+        let workers = nodes.iter().filter(|n| n["role"] == "worker").count();
+        assert_eq!((managers, workers), (3, 2), "{host}");
+        let leaders = nodes
+            .iter()
+            .filter(|n| n["manager_status"] == "Leader")
+            .count();
+        assert_eq!(leaders, 1, "{host}: {nodes:?}");
+        assert_eq!(nodes.iter().filter(|n| n["is_self"] == true).count(), 1);
+    }
+    let table = lab.ok("n4", &["node", "ls"]);
+    assert!(
+        table.contains("Leader") && table.contains("Reachable"),
+        "{table}"
+    );
+}
+
+#[test]
+fn killed_leader_is_replaced_within_5s_and_no_acknowledged_write_is_lost() {
+    if !privileged("killed_leader_is_replaced_within_5s_and_no_acknowledged_write_is_lost") {
+        return;
+    }
+    let lab = Lab::up(BIN, 3, 3);
+    let old = leader(&lab, "n1");
+    for i in 0..20 {
+        assert!(label(&lab, &old, "n1", &format!("w{i}=v{i}")), "write {i}");
+    }
+    let other = lab.nodes().into_iter().find(|h| *h != old).unwrap();
+    lab.kill(&old, "KILL");
+    let killed = Instant::now();
+    let took = wait_until(
+        "a write after the leader was killed",
+        Duration::from_secs(10),
+        || {
+            if label(&lab, &other, "n2", "after=kill") {
+                Ok(killed.elapsed())
+            } else {
+                Err("write refused".into())
+            }
+        },
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "the first write after the kill took {took:?}"
+    );
+    let new = leader(&lab, &other);
+    assert_ne!(new, old);
+    let l = labels(&lab, &other, "n1");
+    for i in 0..20 {
+        assert_eq!(l[format!("w{i}")], format!("v{i}"), "write {i} lost: {l}");
+    }
+    lab.start(&old);
+    wait_until(
+        "the restarted node to catch up",
+        Duration::from_secs(20),
+        || {
+            let l = labels(&lab, &old, "n2");
+            if l["after"] == "kill" {
+                Ok(())
+            } else {
+                Err(format!("n2 labels on {old}: {l}"))
+            }
+        },
+    );
+    assert_eq!(leader(&lab, &old), new);
+    let status = lab.json(&old, &["status"]);
+    assert_eq!(
+        status["raft"]["voters"].as_array().map(|v| v.len()),
+        Some(3),
+        "{status}"
+    );
+}
+
+#[test]
+fn losing_quorum_fails_writes_quickly_and_recovers_without_loss() {
+    if !privileged("losing_quorum_fails_writes_quickly_and_recovers_without_loss") {
+        return;
+    }
+    let lab = Lab::up(BIN, 3, 3);
+    let lead = leader(&lab, "n1");
+    assert!(label(&lab, &lead, "n1", "before=quorum-loss"));
+    let others: Vec<String> = lab.nodes().into_iter().filter(|h| *h != lead).collect();
+    lab.kill(&others[0], "TERM");
+    lab.kill(&others[1], "KILL");
+    let start = Instant::now();
+    let err = lab.fails(&lead, &["node", "update", "--label-add", "lost=1", "n1"]);
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "refusal took {:?}",
+        start.elapsed()
+    );
+    assert!(err.contains("no quorum"), "{err}");
+    lab.start(&others[0]);
+    wait_until("writes to work again", Duration::from_secs(20), || {
+        if label(&lab, &others[0], "n1", "after=recovery") {
+            Ok(())
+        } else {
+            Err("still refused".into())
+        }
+    });
+    let l = labels(&lab, &others[0], "n1");
+    assert_eq!(l["before"], "quorum-loss", "{l}");
+    assert_eq!(l["after"], "recovery", "{l}");
+}
+
+#[test]
+fn restarting_every_agent_keeps_the_state() {
+    if !privileged("restarting_every_agent_keeps_the_state") {
+        return;
+    }
+    let lab = Lab::up(BIN, 4, 3);
+    assert!(label(&lab, "n1", "n4", "zone=east"));
+    lab.ok("n2", &["node", "update", "--availability", "pause", "n4"]);
+    let before = membership(&lab, "n1");
+    for host in lab.nodes() {
+        lab.kill(&host, "TERM");
+    }
+    for host in lab.nodes() {
+        lab.start(&host);
+    }
+    wait_until(
+        "all four nodes Ready with their state",
+        Duration::from_secs(30),
+        || {
+            let nodes = node_ls(&lab, "n4");
+            let ready = nodes.iter().filter(|n| n["status"] == "ready").count();
+            let leader = nodes.iter().any(|n| n["manager_status"] == "Leader");
+            if ready == 4 && leader && membership(&lab, "n4") == before {
+                Ok(())
+            } else {
+                Err(format!("{nodes:?}"))
+            }
+        },
+    );
+    assert!(label(&lab, "n3", "n4", "after=restart"));
+}
+
+#[test]
+fn promote_and_demote_move_a_node_in_and_out_of_raft() {
+    if !privileged("promote_and_demote_move_a_node_in_and_out_of_raft") {
+        return;
+    }
+    let lab = Lab::up(BIN, 3, 1);
+    lab.ok("n1", &["node", "promote", "n2"]);
+    wait_until("n2 to be a Raft voter", Duration::from_secs(20), || {
+        let s = lab.json("n2", &["status"]);
+        let voters = s["raft"]["voters"].as_array().cloned().unwrap_or_default();
+        if s["role"] == "manager" && voters.iter().any(|v| v == "n2") {
+            Ok(())
+        } else {
+            Err(s.to_string())
+        }
+    });
+    assert!(
+        label(&lab, "n2", "n3", "by=n2"),
+        "a promoted node can write"
+    );
+    lab.ok("n1", &["node", "demote", "n2"]);
+    wait_until(
+        "n2 to be a worker without Raft",
+        Duration::from_secs(20),
+        || {
+            let s = lab.json("n2", &["status"]);
+            if s["role"] == "worker" && s["raft"].is_null() {
+                Ok(())
+            } else {
+                Err(s.to_string())
+            }
+        },
+    );
+    let err = lab.fails("n2", &["node", "update", "--label-add", "x=y", "n3"]);
+    assert!(err.contains("is a worker"), "{err}");
+}
+
+#[test]
+fn bad_joins_and_bad_requests_are_refused_clearly_and_change_nothing() {
+    if !privileged("bad_joins_and_bad_requests_are_refused_clearly_and_change_nothing") {
+        return;
+    }
+    let lab = Lab::up(BIN, 4, 1);
+    let worker_token = lab
+        .ok("n1", &["cluster", "join-token", "-q", "worker"])
+        .trim()
+        .to_string();
+    let manager = format!("{}:2377", lab.ip("n1"));
+
+    // n3 leaves and becomes a free agent to try joins from.
+    lab.ok("n3", &["cluster", "leave"]);
+    assert_eq!(lab.json("n3", &["status"])["in_cluster"], false);
+    wait_until("n3 to be Down", Duration::from_secs(15), || {
+        let nodes = node_ls(&lab, "n1");
+        match nodes.iter().find(|n| n["name"] == "n3") {
+            Some(n) if n["status"] == "down" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let before = membership(&lab, "n1");
+    let join = |token: &str, extra: &[&str]| {
+        let mut args = vec!["cluster", "join", "--token", token];
+        args.extend(extra);
+        args.push(&manager);
+        lab.fails("n3", &args)
+    };
+    let parts: Vec<&str> = worker_token.split('-').collect();
+    let wrong_secret = format!("SHOAL-1-{}-{}", parts[2], "a".repeat(32));
+    let wrong_digest = format!("SHOAL-1-{}-{}", "0".repeat(64), parts[3]);
+
+    let e = join("not-a-token", &[]);
+    assert!(e.contains("malformed join token"), "{e}");
+    let e = join(&wrong_secret, &[]);
+    assert!(e.contains("invalid join token"), "{e}");
+    let e = join(&wrong_digest, &[]);
+    assert!(e.contains("does not match the token"), "{e}");
+    let e = join(&worker_token, &["--role", "manager"]);
+    assert!(
+        e.contains("worker token; it cannot join as a manager"),
+        "{e}"
+    );
+    let e = lab.fails(
+        "n3",
+        &[
+            "cluster",
+            "join",
+            "--token",
+            &worker_token,
+            "198.18.0.99:2377",
+        ],
+    );
+    assert!(e.contains("cannot reach the manager"), "{e}");
+    let e = lab.fails(
+        "n3",
+        &[
+            "cluster",
+            "join",
+            "--token",
+            &worker_token,
+            "not-an-address",
+        ],
+    );
+    assert!(e.contains("is not IP:PORT"), "{e}");
+    let e = join(&worker_token, &[]);
+    assert!(
+        e.contains("already in the cluster") && e.contains("node rm n3"),
+        "{e}"
+    );
+    assert_eq!(lab.json("n3", &["status"])["in_cluster"], false);
+
+    let e = lab.fails("n1", &["cluster", "init"]);
+    assert!(e.contains("already part of cluster"), "{e}");
+    let e = lab.fails(
+        "n2",
+        &["cluster", "join", "--token", &worker_token, &manager],
+    );
+    assert!(e.contains("already part of cluster"), "{e}");
+    let e = lab.fails("n2", &["node", "update", "--availability", "drain", "n1"]);
+    assert!(e.contains("n2 is a worker"), "{e}");
+    let e = lab.fails("n1", &["node", "rm", "n1"]);
+    assert!(e.contains("last manager"), "{e}");
+    let e = lab.fails("n1", &["node", "demote", "n1"]);
+    assert!(e.contains("last manager"), "{e}");
+    for args in [
+        vec!["node", "inspect", "nope"],
+        vec!["node", "rm", "nope"],
+        vec!["node", "promote", "nope"],
+        vec!["node", "update", "--availability", "drain", "nope"],
+    ] {
+        let e = lab.fails("n1", &args);
+        assert!(e.contains("no such node: nope"), "{args:?}: {e}");
+    }
+    let e = lab.fails("n1", &["node", "update", "--label-add", "novalue", "n2"]);
+    assert!(e.contains("expected KEY=VALUE"), "{e}");
+    let e = lab.fails("n1", &["node", "rm", "n2"]);
+    assert!(e.contains("not down"), "{e}");
+    assert_eq!(
+        membership(&lab, "n1"),
+        before,
+        "a refused request changed the cluster"
+    );
+
+    // The refused joins left nothing behind: after removing the old entry, n3 joins.
+    lab.ok("n1", &["node", "rm", "n3"]);
+    lab.ok(
+        "n3",
+        &["cluster", "join", "--token", &worker_token, &manager],
+    );
+    wait_until("n3 back and Ready", Duration::from_secs(15), || {
+        let nodes = node_ls(&lab, "n1");
+        let ok = nodes
+            .iter()
+            .any(|n| n["name"] == "n3" && n["status"] == "ready");
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("{nodes:?}"))
+        }
+    });
+
+    // A removed node can no longer talk to the cluster.
+    lab.ok("n1", &["node", "rm", "--force", "n4"]);
+    wait_until(
+        "n4 to learn it was removed",
+        Duration::from_secs(15),
+        || {
+            let s = lab.json("n4", &["status"]);
+            if s["removed"] == true {
+                Ok(())
+            } else {
+                Err(s.to_string())
+            }
+        },
+    );
+    assert!(node_ls(&lab, "n1").iter().all(|n| n["name"] != "n4"));
+    let e = lab.fails("n4", &["node", "update", "--label-add", "x=y", "n4"]);
+    assert!(e.contains("removed") || e.contains("no quorum"), "{e}");
+}
+
+#[test]
+fn lab_down_leaves_nothing_behind_even_after_a_panic() {
+    if !privileged("lab_down_leaves_nothing_behind_even_after_a_panic") {
+        return;
+    }
+    let links = || -> BTreeSet<String> {
+        std::fs::read_dir("/sys/class/net")
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect()
+    };
+    let before = links();
+    let name = std::sync::Mutex::new(String::new());
+    let result = std::panic::catch_unwind(|| {
+        let lab = Lab::up(BIN, 2, 1);
+        *name.lock().unwrap() = lab.name.clone();
+        panic!("deliberate panic with a lab up");
+    });
+    assert!(result.is_err());
+    let name = name.into_inner().unwrap();
+    assert!(!name.is_empty());
+    let prefix = format!("shl-{name}-");
+    let namespaces: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(namespaces.is_empty(), "namespaces left: {namespaces:?}");
+    assert!(!std::path::Path::new("/run/shoal/labs").join(&name).exists());
+    assert!(!std::path::Path::new("/var/lib/shoal/labs")
+        .join(&name)
+        .exists());
+    let marker = format!("/labs/{name}/");
+    let procs: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&marker))
+        .collect();
+    assert!(procs.is_empty(), "processes left: {procs:?}");
+    assert_eq!(links(), before, "the machine's own interfaces changed");
+}

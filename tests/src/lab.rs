@@ -1,0 +1,218 @@
+//! A lab for one test.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The result of running a command.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Exit code (-1 if killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Output {
+    /// Whether the command succeeded.
+    pub fn ok(&self) -> bool {
+        self.code == 0
+    }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A running lab, removed when dropped.
+pub struct Lab {
+    /// The lab's name.
+    pub name: String,
+    bin: PathBuf,
+    status: Value,
+}
+
+impl Lab {
+    /// A unique lab name for this test process.
+    pub fn unique_name() -> String {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        format!("t{}x{n}", std::process::id() % 100_000)
+    }
+
+    /// Builds a lab of `nodes` nodes, the first `managers` of them managers.
+    pub fn up(bin: &str, nodes: usize, managers: usize) -> Lab {
+        let name = Self::unique_name();
+        let bin = PathBuf::from(bin);
+        run(Command::new(&bin).args(["lab", "down", "--name", &name]));
+        let mut lab = Lab {
+            name,
+            bin,
+            status: Value::Null,
+        };
+        let out = lab.cli(&[
+            "lab",
+            "up",
+            "--name",
+            &lab.name.clone(),
+            "--nodes",
+            &nodes.to_string(),
+            "--managers",
+            &managers.to_string(),
+        ]);
+        assert!(out.ok(), "lab up failed:\n{}\n{}", out.stdout, out.stderr);
+        let status = lab.cli(&[
+            "lab",
+            "status",
+            "--name",
+            &lab.name.clone(),
+            "--format",
+            "json",
+        ]);
+        assert!(status.ok(), "lab status failed: {}", status.stderr);
+        lab.status = serde_json::from_str(&status.stdout).expect("lab status is JSON");
+        lab
+    }
+
+    /// Runs `shoal ARGS` in the machine's namespace (lab management commands).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        run(Command::new(&self.bin).args(args))
+    }
+
+    fn host(&self, host: &str) -> &Value {
+        self.status["hosts"]
+            .as_array()
+            .and_then(|hs| hs.iter().find(|h| h["name"] == host))
+            .unwrap_or_else(|| panic!("lab {} has no host {host}", self.name))
+    }
+
+    /// The agent socket of `host`.
+    pub fn socket(&self, host: &str) -> String {
+        self.host(host)["socket"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The underlay address of `host`.
+    pub fn ip(&self, host: &str) -> String {
+        self.host(host)["underlay_ip"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Runs `shoal ARGS` against the agent of `host`.
+    pub fn shoal(&self, host: &str, args: &[&str]) -> Output {
+        let socket = format!("unix://{}", self.socket(host));
+        run(Command::new(&self.bin).arg("--host").arg(socket).args(args))
+    }
+
+    /// Like [`shoal`](Self::shoal), but the command must succeed; returns stdout.
+    pub fn ok(&self, host: &str, args: &[&str]) -> String {
+        let out = self.shoal(host, args);
+        assert!(
+            out.ok(),
+            "`shoal {}` on {host} failed: {}{}",
+            args.join(" "),
+            out.stderr,
+            out.stdout
+        );
+        out.stdout
+    }
+
+    /// Like [`shoal`](Self::shoal), but the command must fail; returns stderr.
+    pub fn fails(&self, host: &str, args: &[&str]) -> String {
+        let out = self.shoal(host, args);
+        assert!(
+            !out.ok(),
+            "`shoal {}` on {host} should have failed but printed: {}",
+            args.join(" "),
+            out.stdout
+        );
+        out.stderr
+    }
+
+    /// Runs a JSON-printing command on `host` and parses its output.
+    pub fn json(&self, host: &str, args: &[&str]) -> Value {
+        let mut full = args.to_vec();
+        full.extend(["--format", "json"]);
+        let out = self.ok(host, &full);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+    }
+
+    /// Runs a program inside `host`'s namespace.
+    pub fn exec(&self, host: &str, command: &[&str]) -> Output {
+        let mut args = vec!["lab", "exec", "--name", &self.name, host, "--"];
+        args.extend(command);
+        self.cli(&args)
+    }
+
+    /// Stops `host`'s agent with `signal` (TERM or KILL).
+    pub fn kill(&self, host: &str, signal: &str) {
+        let out = self.cli(&[
+            "lab", "kill", "--name", &self.name, "--signal", signal, host,
+        ]);
+        assert!(out.ok(), "lab kill {host}: {}", out.stderr);
+    }
+
+    /// Starts `host`'s agent again.
+    pub fn start(&self, host: &str) {
+        let out = self.cli(&["lab", "start", "--name", &self.name, host]);
+        assert!(out.ok(), "lab start {host}: {}", out.stderr);
+    }
+
+    /// The agent log of `host`.
+    pub fn log(&self, host: &str) -> String {
+        std::fs::read_to_string(
+            Path::new("/run/shoal/labs")
+                .join(&self.name)
+                .join(format!("{host}.log")),
+        )
+        .unwrap_or_default()
+    }
+
+    /// The names of the hosts that run agents.
+    pub fn nodes(&self) -> Vec<String> {
+        self.status["hosts"]
+            .as_array()
+            .map(|hs| {
+                hs.iter()
+                    .filter(|h| h["role"] != "client")
+                    .filter_map(|h| h["name"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for host in self.nodes() {
+                let log = self.log(&host);
+                let tail: Vec<&str> = log.lines().rev().take(25).collect();
+                eprintln!("---- last log lines of {host} ----");
+                for line in tail.into_iter().rev() {
+                    eprintln!("{host}: {line}");
+                }
+            }
+        }
+        let out = self.cli(&["lab", "down", "--name", &self.name]);
+        if !out.ok() {
+            eprintln!("lab down {} failed: {}", self.name, out.stderr);
+        }
+    }
+}
