@@ -1,0 +1,405 @@
+//! Encoding tables as one nf_tables netlink batch (a single kernel transaction).
+//!
+//! ```text
+//!  BATCH_BEGIN | NEWTABLE | DELTABLE | NEWTABLE(userdata) | NEWCHAIN... | NEWRULE... | BATCH_END
+//! ```
+//! "add, delete, add" replaces the table whether or not it existed, atomically: packets
+//! see the old rules or the new ones, never none. Conntrack entries (and so established
+//! NAT flows) are not touched by replacing rules.
+
+use super::consts::*;
+use super::model::*;
+
+const NLA_F_NESTED: u16 = 0x8000;
+const NLMSG_HDRLEN: usize = 16;
+/// nft's user-data TLV type for rule comments (libnftnl NFTNL_UDATA_RULE_COMMENT).
+const UDATA_RULE_COMMENT: u8 = 0;
+
+fn align(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+/// Netlink attributes being written into a buffer.
+pub struct Attrs<'a>(&'a mut Vec<u8>);
+
+impl Attrs<'_> {
+    /// A raw attribute.
+    pub fn put(&mut self, ty: u16, data: &[u8]) {
+        let len = 4 + data.len();
+        self.0.extend_from_slice(&(len as u16).to_ne_bytes());
+        self.0.extend_from_slice(&ty.to_ne_bytes());
+        self.0.extend_from_slice(data);
+        self.0.resize(self.0.len() + align(len) - len, 0);
+    }
+    /// A NUL-terminated string.
+    pub fn string(&mut self, ty: u16, s: &str) {
+        let mut b = s.as_bytes().to_vec();
+        b.push(0);
+        self.put(ty, &b);
+    }
+    /// A big-endian u32.
+    pub fn be32(&mut self, ty: u16, v: u32) {
+        self.put(ty, &v.to_be_bytes());
+    }
+    /// A nested attribute.
+    pub fn nested(&mut self, ty: u16, f: impl FnOnce(&mut Attrs<'_>)) {
+        let start = self.0.len();
+        self.0.extend_from_slice(&[0, 0]);
+        self.0.extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
+        f(&mut Attrs(self.0));
+        let len = (self.0.len() - start) as u16;
+        self.0[start..start + 2].copy_from_slice(&len.to_ne_bytes());
+    }
+    fn data(&mut self, ty: u16, value: &[u8]) {
+        self.nested(ty, |a| a.put(NFTA_DATA_VALUE, value));
+    }
+}
+
+/// A batch of nf_tables messages and what each one does (for error messages).
+pub struct Batch {
+    buf: Vec<u8>,
+    next_seq: u32,
+    /// (sequence number, description) of every message that expects an acknowledgement.
+    pub steps: Vec<(u32, String)>,
+}
+
+impl Batch {
+    /// An empty batch starting at sequence number `seq`.
+    pub fn new(seq: u32) -> Batch {
+        let mut b = Batch {
+            buf: Vec::new(),
+            next_seq: seq,
+            steps: Vec::new(),
+        };
+        b.raw(
+            NFNL_MSG_BATCH_BEGIN,
+            NLM_F_REQUEST,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+            |_| {},
+        );
+        b
+    }
+
+    fn raw(
+        &mut self,
+        ty: u16,
+        flags: u16,
+        family: u8,
+        res_id: u16,
+        attrs: impl FnOnce(&mut Attrs<'_>),
+    ) -> u32 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0; NLMSG_HDRLEN]);
+        self.buf.extend_from_slice(&[family, NFNETLINK_V0]);
+        self.buf.extend_from_slice(&res_id.to_be_bytes());
+        attrs(&mut Attrs(&mut self.buf));
+        let len = (self.buf.len() - start) as u32;
+        let hdr = &mut self.buf[start..start + NLMSG_HDRLEN];
+        hdr[0..4].copy_from_slice(&len.to_ne_bytes());
+        hdr[4..6].copy_from_slice(&ty.to_ne_bytes());
+        hdr[6..8].copy_from_slice(&flags.to_ne_bytes());
+        hdr[8..12].copy_from_slice(&seq.to_ne_bytes());
+        seq
+    }
+
+    fn msg(
+        &mut self,
+        msg: u16,
+        flags: u16,
+        family: Family,
+        what: String,
+        attrs: impl FnOnce(&mut Attrs<'_>),
+    ) {
+        let ty = (NFNL_SUBSYS_NFTABLES << 8) | msg;
+        let seq = self.raw(
+            ty,
+            NLM_F_REQUEST | NLM_F_ACK | flags,
+            family.number(),
+            0,
+            attrs,
+        );
+        self.steps.push((seq, what));
+    }
+
+    /// Closes the batch and returns its bytes.
+    pub fn finish(mut self) -> (Vec<u8>, Vec<(u32, String)>) {
+        self.raw(
+            NFNL_MSG_BATCH_END,
+            NLM_F_REQUEST,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+            |_| {},
+        );
+        (self.buf, self.steps)
+    }
+
+    /// Removes table `name` whether or not it exists.
+    pub fn delete_table(&mut self, name: &str, family: Family) {
+        self.msg(
+            NFT_MSG_NEWTABLE,
+            NLM_F_CREATE,
+            family,
+            format!("ensure table {name}"),
+            |a| a.string(NFTA_TABLE_NAME, name),
+        );
+        self.msg(
+            NFT_MSG_DELTABLE,
+            0,
+            family,
+            format!("delete table {name}"),
+            |a| a.string(NFTA_TABLE_NAME, name),
+        );
+    }
+
+    /// Replaces `table` atomically, tagging it with `userdata` (shoal stores the plan's
+    /// digest there, to skip replacing what is already right).
+    pub fn replace_table(&mut self, table: &Table, userdata: &[u8]) {
+        let family = table.family;
+        self.delete_table(&table.name, family);
+        self.msg(
+            NFT_MSG_NEWTABLE,
+            NLM_F_CREATE | NLM_F_EXCL,
+            family,
+            format!("create table {}", table.name),
+            |a| {
+                a.string(NFTA_TABLE_NAME, &table.name);
+                a.put(NFTA_TABLE_USERDATA, userdata);
+            },
+        );
+        for chain in &table.chains {
+            self.msg(
+                NFT_MSG_NEWCHAIN,
+                NLM_F_CREATE | NLM_F_EXCL,
+                family,
+                format!("create chain {}", chain.name),
+                |a| {
+                    a.string(NFTA_CHAIN_TABLE, &table.name);
+                    a.string(NFTA_CHAIN_NAME, &chain.name);
+                    if let Some(b) = &chain.base {
+                        a.nested(NFTA_CHAIN_HOOK, |h| {
+                            h.be32(NFTA_HOOK_HOOKNUM, b.hook.number());
+                            h.be32(NFTA_HOOK_PRIORITY, b.priority as u32);
+                        });
+                        a.be32(
+                            NFTA_CHAIN_POLICY,
+                            if b.accept { NF_ACCEPT } else { NF_DROP },
+                        );
+                        a.string(
+                            NFTA_CHAIN_TYPE,
+                            if b.kind == ChainType::Nat {
+                                "nat"
+                            } else {
+                                "filter"
+                            },
+                        );
+                    }
+                },
+            );
+        }
+        for chain in &table.chains {
+            for (i, rule) in chain.rules.iter().enumerate() {
+                let what = format!("add rule {} #{} ({})", chain.name, i + 1, rule.comment);
+                self.msg(
+                    NFT_MSG_NEWRULE,
+                    NLM_F_CREATE | NLM_F_APPEND,
+                    family,
+                    what,
+                    |a| {
+                        a.string(NFTA_RULE_TABLE, &table.name);
+                        a.string(NFTA_RULE_CHAIN, &chain.name);
+                        a.nested(NFTA_RULE_EXPRESSIONS, |list| {
+                            for e in &rule.exprs {
+                                list.nested(NFTA_LIST_ELEM, |el| expr(el, e));
+                            }
+                        });
+                        let comment = rule.comment.as_bytes();
+                        let n = comment.len().min(254);
+                        let mut ud = vec![UDATA_RULE_COMMENT, (n + 1) as u8];
+                        ud.extend_from_slice(&comment[..n]);
+                        ud.push(0);
+                        a.put(NFTA_RULE_USERDATA, &ud);
+                    },
+                );
+            }
+        }
+    }
+}
+
+fn verdict_code(v: &Verdict) -> (u32, Option<&str>) {
+    match v {
+        Verdict::Accept => (NF_ACCEPT, None),
+        Verdict::Drop => (NF_DROP, None),
+        Verdict::Jump(c) => (NFT_JUMP, Some(c)),
+        Verdict::Goto(c) => (NFT_GOTO, Some(c)),
+        Verdict::Return => (NFT_RETURN, None),
+    }
+}
+
+fn meta_key(k: MetaKey) -> u32 {
+    match k {
+        MetaKey::IifName => NFT_META_IIFNAME,
+        MetaKey::OifName => NFT_META_OIFNAME,
+        MetaKey::L4Proto => NFT_META_L4PROTO,
+        MetaKey::Mark => NFT_META_MARK,
+    }
+}
+
+fn expr(a: &mut Attrs<'_>, e: &Expr) {
+    a.string(NFTA_EXPR_NAME, e.name());
+    a.nested(NFTA_EXPR_DATA, |d| match e {
+        Expr::Meta { key, dreg } => {
+            d.be32(NFTA_META_KEY, meta_key(*key));
+            d.be32(NFTA_META_DREG, *dreg);
+        }
+        Expr::Cmp { sreg, op, data } => {
+            d.be32(NFTA_CMP_SREG, *sreg);
+            d.be32(
+                NFTA_CMP_OP,
+                if *op == CmpOp::Eq {
+                    NFT_CMP_EQ
+                } else {
+                    NFT_CMP_NEQ
+                },
+            );
+            d.data(NFTA_CMP_DATA, data);
+        }
+        Expr::Payload {
+            base,
+            offset,
+            len,
+            dreg,
+        } => {
+            d.be32(NFTA_PAYLOAD_DREG, *dreg);
+            let b = match base {
+                PayloadBase::Network => NFT_PAYLOAD_NETWORK_HEADER,
+                PayloadBase::Transport => NFT_PAYLOAD_TRANSPORT_HEADER,
+            };
+            d.be32(NFTA_PAYLOAD_BASE, b);
+            d.be32(NFTA_PAYLOAD_OFFSET, *offset);
+            d.be32(NFTA_PAYLOAD_LEN, *len);
+        }
+        Expr::Bitwise {
+            sreg,
+            dreg,
+            mask,
+            xor,
+        } => {
+            d.be32(NFTA_BITWISE_SREG, *sreg);
+            d.be32(NFTA_BITWISE_DREG, *dreg);
+            d.be32(NFTA_BITWISE_LEN, mask.len() as u32);
+            d.data(NFTA_BITWISE_MASK, mask);
+            d.data(NFTA_BITWISE_XOR, xor);
+        }
+        Expr::Immediate { dreg, data } => {
+            d.be32(NFTA_IMMEDIATE_DREG, *dreg);
+            d.data(NFTA_IMMEDIATE_DATA, data);
+        }
+        Expr::Verdict(v) => {
+            d.be32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT);
+            d.nested(NFTA_IMMEDIATE_DATA, |data| {
+                data.nested(NFTA_DATA_VERDICT, |vd| {
+                    let (code, chain) = verdict_code(v);
+                    vd.be32(NFTA_VERDICT_CODE, code);
+                    if let Some(c) = chain {
+                        vd.string(NFTA_VERDICT_CHAIN, c);
+                    }
+                });
+            });
+        }
+        Expr::Masquerade | Expr::Counter => {}
+        Expr::Dnat { addr_reg, port_reg } => {
+            d.be32(NFTA_NAT_TYPE, NFT_NAT_DNAT);
+            d.be32(NFTA_NAT_FAMILY, NFPROTO_IPV4);
+            d.be32(NFTA_NAT_REG_ADDR_MIN, *addr_reg);
+            if let Some(p) = port_reg {
+                d.be32(NFTA_NAT_REG_PROTO_MIN, *p);
+            }
+        }
+        Expr::Numgen {
+            dreg,
+            modulus,
+            random,
+        } => {
+            d.be32(NFTA_NG_DREG, *dreg);
+            d.be32(NFTA_NG_MODULUS, *modulus);
+            d.be32(
+                NFTA_NG_TYPE,
+                if *random {
+                    NFT_NG_RANDOM
+                } else {
+                    NFT_NG_INCREMENTAL
+                },
+            );
+            d.be32(NFTA_NG_OFFSET, 0);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn walk(buf: &[u8]) -> Vec<(u16, u16, u32)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + 16 <= buf.len() {
+            let len = u32::from_ne_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
+            let ty = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().unwrap());
+            let flags = u16::from_ne_bytes(buf[at + 6..at + 8].try_into().unwrap());
+            let seq = u32::from_ne_bytes(buf[at + 8..at + 12].try_into().unwrap());
+            out.push((ty, flags, seq));
+            at += align(len);
+        }
+        assert_eq!(at, buf.len(), "messages tile the batch exactly");
+        out
+    }
+
+    #[test]
+    fn replace_is_one_framed_transaction() {
+        let table = Table {
+            name: "t".into(),
+            family: Family::Ip,
+            chains: vec![Chain {
+                name: "c".into(),
+                base: Some(BaseChain {
+                    hook: Hook::Forward,
+                    kind: ChainType::Filter,
+                    priority: 0,
+                    accept: true,
+                }),
+                rules: vec![Rule {
+                    exprs: m::iifname(CmpOp::Eq, "x")
+                        .into_iter()
+                        .chain(m::verdict(Verdict::Drop))
+                        .collect(),
+                    comment: "r".into(),
+                }],
+            }],
+        };
+        let mut b = Batch::new(100);
+        b.replace_table(&table, b"digest");
+        let (bytes, steps) = b.finish();
+        let msgs = walk(&bytes);
+        let types: Vec<u16> = msgs.iter().map(|m| m.0).collect();
+        let nft = |m: u16| (NFNL_SUBSYS_NFTABLES << 8) | m;
+        assert_eq!(
+            types,
+            vec![
+                NFNL_MSG_BATCH_BEGIN,
+                nft(NFT_MSG_NEWTABLE),
+                nft(NFT_MSG_DELTABLE),
+                nft(NFT_MSG_NEWTABLE),
+                nft(NFT_MSG_NEWCHAIN),
+                nft(NFT_MSG_NEWRULE),
+                NFNL_MSG_BATCH_END
+            ]
+        );
+        assert_eq!(steps.len(), 5);
+        let seqs: Vec<u32> = msgs.iter().map(|m| m.2).collect();
+        assert_eq!(seqs, (100..107).collect::<Vec<_>>());
+        assert!(msgs[1..6].iter().all(|m| m.1 & NLM_F_ACK != 0));
+    }
+}
