@@ -1,1 +1,29 @@
-//! Address management for overlay networks (see ipam/README in the lib docs).
+//! Address management for shoal's overlay networks: address pools, network
+//! subnets, endpoint addresses, service VIPs and the MACs that go with them.
+//!
+//! ```text
+//!   cluster init ──▶ PoolConfig (10.0.0.0/8 cut into /24s)
+//!   network create ─▶ check_subnet / allocate_subnet (against Occupied:
+//!                     other networks, node routes)
+//!                  ─▶ AddressSpace::new (gateway, ip range, aux addresses)
+//!   endpoint / VIP ─▶ AddressSpace::allocate (serial) or ::reserve (--ip)
+//!                  ─▶ mac_for(ip)
+//!   endpoint gone  ─▶ AddressSpace::release / ::release_owner
+//! ```
+//!
+//! The crate runs inside the Raft state machine, so it is deterministic:
+//! no IO, no clock, no randomness, and only ordered collections. Every type
+//! that is part of cluster state serializes with serde (snapshots are JSON),
+//! and reading one back re-validates it. IPv4 only for now.
+
+mod error;
+mod mac;
+mod pool;
+mod space;
+
+pub use error::{IpamError, MAX_POOL_MASK_LEN, MAX_SUBNET_PREFIX_LEN};
+pub use mac::{format_mac, mac_for, MAC_PREFIX};
+pub use pool::{
+    allocate_subnet, check_subnet, Occupied, PoolConfig, DEFAULT_MASK_LEN, DEFAULT_POOL,
+};
+pub use space::{AddressSpace, SubnetRequest};
