@@ -16,7 +16,6 @@ pub mod ids;
 pub mod liveness;
 pub mod member;
 pub mod pki;
-mod pool_shim;
 pub mod raft;
 pub mod server;
 pub mod state;

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::pool_shim::PoolConfig;
+use shoal_ipam::PoolConfig;
 use openraft::BasicNode;
 use tokio::time::Instant;
 

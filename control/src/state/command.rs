@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::pool_shim::PoolConfig;
+use shoal_ipam::PoolConfig;
 use serde::{Deserialize, Serialize};
 
 use super::{Availability, Node, NodeStatus, Role, Secrets};

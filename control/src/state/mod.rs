@@ -15,7 +15,7 @@ mod error;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
-use crate::pool_shim::PoolConfig;
+use shoal_ipam::PoolConfig;
 use serde::{Deserialize, Serialize};
 
 pub use apply::{apply, validate_label};
