@@ -88,6 +88,7 @@ mod tests {
                 joined_at_ms: 0,
                 status_since_ms: 0,
                 labels: Default::default(),
+                report: Default::default(),
             },
         );
         s

@@ -8,8 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_ipam::PoolConfig;
 use openraft::BasicNode;
+use shoal_ipam::PoolConfig;
 use tokio::time::Instant;
 
 use super::{now_ms, DataDir, Identity, Member};
@@ -185,6 +185,7 @@ async fn bootstrap(
         joined_at_ms: now,
         status_since_ms: now,
         labels: Default::default(),
+        report: Default::default(),
     };
     let command = Command::Bootstrap {
         cluster_id: member.cluster_id.clone(),

@@ -241,6 +241,7 @@ impl Member {
             joined_at_ms: now,
             status_since_ms: now,
             labels: Default::default(),
+            report: Default::default(),
         };
         self.propose_local(raft, Command::AddNode { node }).await?;
         self.liveness

@@ -2,10 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use shoal_ipam::PoolConfig;
 use serde::{Deserialize, Serialize};
+use shoal_ipam::PoolConfig;
 
-use super::{Availability, Node, NodeStatus, Role, Secrets};
+use super::{
+    AttachSpec, Availability, Endpoint, Network, NetworkSpec, Node, NodeReport, NodeStatus, Role,
+    Secrets,
+};
 use crate::ids::NodeId;
 
 /// One change, stamped by the leader with the time it was proposed.
@@ -83,6 +86,39 @@ pub enum Command {
         /// Its Raft term.
         term: u64,
     },
+    /// A node reports its routes and underlay MTU.
+    ReportNode {
+        /// Which node (the reporter itself).
+        id: NodeId,
+        /// What it reports.
+        report: NodeReport,
+    },
+    /// `network create`.
+    CreateNetwork {
+        /// The new network's ID (chosen by the leader).
+        id: String,
+        /// What was asked for.
+        spec: NetworkSpec,
+    },
+    /// `network rm`.
+    RemoveNetwork {
+        /// Name or ID.
+        network: String,
+    },
+    /// `attach`: a sandbox joins a network.
+    Attach {
+        /// What was asked for.
+        spec: AttachSpec,
+    },
+    /// `detach`: a sandbox leaves a network.
+    Detach {
+        /// The network's name or ID.
+        network: String,
+        /// The node the sandbox is on.
+        node: NodeId,
+        /// The sandbox's namespace path.
+        sandbox: String,
+    },
     /// Changes nothing but the revision; used to measure commits.
     Noop,
 }
@@ -117,7 +153,9 @@ impl Command {
     /// Workers may propose such commands for themselves and nothing else.
     pub fn self_scope(&self) -> Option<NodeId> {
         match self {
-            Command::SetNodeStatus { id, .. } => Some(*id),
+            Command::SetNodeStatus { id, .. } | Command::ReportNode { id, .. } => Some(*id),
+            Command::Attach { spec } => Some(spec.node),
+            Command::Detach { node, .. } => Some(*node),
             _ => None,
         }
     }
@@ -133,6 +171,11 @@ impl Command {
             Command::RemoveNode { .. } => "remove_node",
             Command::RotateToken { .. } => "rotate_token",
             Command::SetLeader { .. } => "set_leader",
+            Command::ReportNode { .. } => "report_node",
+            Command::CreateNetwork { .. } => "create_network",
+            Command::RemoveNetwork { .. } => "remove_network",
+            Command::Attach { .. } => "attach",
+            Command::Detach { .. } => "detach",
             Command::Noop => "noop",
         }
     }
@@ -153,4 +196,8 @@ pub struct Applied {
 pub enum Output {
     /// Nothing beyond the new revision.
     None,
+    /// The network created.
+    Network(Box<Network>),
+    /// The endpoint attached (or already there).
+    Endpoint(Box<Endpoint>),
 }

@@ -16,6 +16,12 @@ pub enum ApplyError {
     /// A node reference matched nothing.
     #[error("no such node: {0}")]
     NoSuchNode(String),
+    /// A network reference matched nothing.
+    #[error("no such network: {0}")]
+    NoSuchNetwork(String),
+    /// Something with that name exists already.
+    #[error("{0}")]
+    Conflict(String),
     /// A node name is in use by another node.
     #[error("a node named {name:?} is already in the cluster ({id}); remove it first with `shoal node rm {name}`")]
     NodeNameTaken {
@@ -42,7 +48,8 @@ impl ApplyError {
     /// The HTTP status that fits the error.
     pub fn http_status(&self) -> u16 {
         match self {
-            ApplyError::NoSuchNode(_) => 404,
+            ApplyError::NoSuchNode(_) | ApplyError::NoSuchNetwork(_) => 404,
+            ApplyError::Conflict(_) => 409,
             ApplyError::NotInitialised
             | ApplyError::AlreadyInitialised(_)
             | ApplyError::NodeNameTaken { .. }

@@ -11,16 +11,21 @@
 mod apply;
 mod command;
 mod error;
+mod network;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
-use shoal_ipam::PoolConfig;
 use serde::{Deserialize, Serialize};
+use shoal_ipam::PoolConfig;
 
 pub use apply::{apply, validate_label};
 pub use command::{Applied, Command, Output, Proposal};
 pub use error::ApplyError;
+pub use network::{
+    endpoint_id, AttachSpec, Endpoint, Network, NetworkSpec, NodeReport, DEFAULT_UNDERLAY_MTU,
+    FIRST_VNI, VXLAN_OVERHEAD,
+};
 
 use crate::ids::NodeId;
 
@@ -132,10 +137,13 @@ pub struct Node {
     /// Operator labels (`node update --label-add`).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// What the node last reported about its own network.
+    #[serde(default)]
+    pub report: NodeReport,
 }
 
 /// Everything every node of the cluster may know.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterState {
     /// The cluster's identity (hex), empty before `cluster init`.
     pub cluster_id: String,
@@ -155,6 +163,19 @@ pub struct ClusterState {
     pub removed: BTreeSet<NodeId>,
     /// Where network subnets are cut from.
     pub addr_pools: PoolConfig,
+    /// Overlay networks by name.
+    #[serde(default)]
+    pub networks: BTreeMap<String, Network>,
+    /// Endpoints by ID.
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, Endpoint>,
+    /// The VNI the next network gets.
+    #[serde(default = "first_vni")]
+    pub next_vni: u32,
+}
+
+fn first_vni() -> u32 {
+    FIRST_VNI
 }
 
 /// What only managers hold: never sent on the watch stream.
@@ -178,7 +199,50 @@ impl Secrets {
     }
 }
 
+impl Default for ClusterState {
+    fn default() -> Self {
+        ClusterState {
+            cluster_id: String::new(),
+            created_at_ms: 0,
+            revision: 0,
+            ca_cert_pem: String::new(),
+            leader: None,
+            leader_term: 0,
+            nodes: BTreeMap::new(),
+            removed: BTreeSet::new(),
+            addr_pools: PoolConfig::default(),
+            networks: BTreeMap::new(),
+            endpoints: BTreeMap::new(),
+            next_vni: FIRST_VNI,
+        }
+    }
+}
+
 impl ClusterState {
+    /// Finds a network by name or ID (or unique ID prefix).
+    pub fn find_network(&self, reference: &str) -> Result<&Network, ApplyError> {
+        if let Some(n) = self.networks.get(reference) {
+            return Ok(n);
+        }
+        let matches: Vec<&Network> = self
+            .networks
+            .values()
+            .filter(|n| reference.len() >= 4 && n.id.starts_with(reference))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(one),
+            [] => Err(ApplyError::NoSuchNetwork(reference.to_string())),
+            _ => Err(ApplyError::Invalid(format!(
+                "network reference {reference:?} is ambiguous; use the name"
+            ))),
+        }
+    }
+
+    /// The endpoints on network `name`.
+    pub fn endpoints_on<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Endpoint> + 'a {
+        self.endpoints.values().filter(move |e| e.network == name)
+    }
+
     /// Whether `cluster init` has been applied.
     pub fn is_initialised(&self) -> bool {
         !self.cluster_id.is_empty()

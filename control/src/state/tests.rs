@@ -15,6 +15,7 @@ fn node(id: u64, name: &str, role: Role) -> Node {
         joined_at_ms: 0,
         status_since_ms: 0,
         labels: Default::default(),
+        report: Default::default(),
     }
 }
 

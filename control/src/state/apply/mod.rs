@@ -3,10 +3,16 @@
 //! Every branch validates before it mutates, so an error leaves the state untouched and
 //! does not bump the revision. Nothing here reads a clock or draws a random number.
 
+mod network;
+
 use super::{
     Applied, ApplyError, ClusterState, Command, Node, NodeStatus, Output, Proposal, Role, Secrets,
 };
 use crate::ids::{validate_name, NodeId};
+
+/// What a command did: its output, and whether the state changed (only then does the
+/// revision move).
+type Changed = Result<(Output, bool), ApplyError>;
 
 /// Applies one proposal. `secrets` is `Some` on managers and `None` on nodes that replay
 /// the (redacted) watch stream.
@@ -19,7 +25,7 @@ pub fn apply(
     if !state.is_initialised() && !matches!(proposal.command, Command::Bootstrap { .. }) {
         return Err(ApplyError::NotInitialised);
     }
-    let output = match &proposal.command {
+    let (output, changed) = match &proposal.command {
         Command::Bootstrap {
             cluster_id,
             ca_cert_pem,
@@ -45,12 +51,12 @@ pub fn apply(
             if let Some(secrets) = secrets {
                 *secrets = new_secrets.clone();
             }
-            Output::None
+            (Output::None, true)
         }
         Command::AddNode { node } => {
             validate_new_node(state, node)?;
             state.nodes.insert(node.id, node.clone());
-            Output::None
+            (Output::None, true)
         }
         Command::SetNodeStatus { id, status } => {
             let node = node_mut(state, *id)?;
@@ -58,7 +64,7 @@ pub fn apply(
                 node.status = *status;
                 node.status_since_ms = at;
             }
-            Output::None
+            (Output::None, true)
         }
         Command::UpdateNode {
             id,
@@ -79,7 +85,7 @@ pub fn apply(
             for (k, v) in labels_add {
                 node.labels.insert(k.clone(), v.clone());
             }
-            Output::None
+            (Output::None, true)
         }
         Command::SetRole { id, role } => {
             let node = node_ref(state, *id)?;
@@ -87,7 +93,7 @@ pub fn apply(
                 return Err(ApplyError::LastManager(node.name.clone()));
             }
             node_mut(state, *id)?.role = *role;
-            Output::None
+            (Output::None, true)
         }
         Command::RemoveNode { id } => {
             let node = node_ref(state, *id)?;
@@ -99,10 +105,11 @@ pub fn apply(
             }
             state.nodes.remove(id);
             state.removed.insert(*id);
+            network::forget_node_endpoints(state, *id);
             if state.leader == Some(*id) {
                 state.leader = None;
             }
-            Output::None
+            (Output::None, true)
         }
         Command::RotateToken { role, secret } => {
             if let Some(secrets) = secrets {
@@ -116,7 +123,7 @@ pub fn apply(
                     Role::Worker => secrets.worker_secret = secret.clone(),
                 }
             }
-            Output::None
+            (Output::None, true)
         }
         Command::SetLeader { id, term } => {
             if *term < state.leader_term {
@@ -127,11 +134,22 @@ pub fn apply(
             }
             state.leader = Some(*id);
             state.leader_term = *term;
-            Output::None
+            (Output::None, true)
         }
-        Command::Noop => Output::None,
+        Command::ReportNode { id, report } => network::report_node(state, *id, report)?,
+        Command::CreateNetwork { id, spec } => network::create_network(state, id, spec, at)?,
+        Command::RemoveNetwork { network: n } => network::remove_network(state, n)?,
+        Command::Attach { spec } => network::attach(state, spec, at)?,
+        Command::Detach {
+            network: n,
+            node,
+            sandbox,
+        } => network::detach(state, n, *node, sandbox)?,
+        Command::Noop => (Output::None, true),
     };
-    state.revision += 1;
+    if changed {
+        state.revision += 1;
+    }
     Ok(Applied {
         revision: state.revision,
         output,
@@ -198,3 +216,6 @@ fn node_mut(state: &mut ClusterState, id: NodeId) -> Result<&mut Node, ApplyErro
 fn manager_count(state: &ClusterState) -> usize {
     state.managers().count()
 }
+
+#[cfg(test)]
+mod tests;

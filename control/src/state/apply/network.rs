@@ -1,0 +1,321 @@
+//! Applying network and endpoint commands: subnet, VNI and address allocation happen
+//! here, inside the replicated state machine, so they are the same on every manager.
+
+use shoal_ipam::{allocate_subnet, check_subnet, mac_for, AddressSpace, Occupied, SubnetRequest};
+
+use super::super::{
+    endpoint_id, ApplyError, AttachSpec, ClusterState, Endpoint, Network, NetworkSpec, NodeReport,
+    Output, DEFAULT_UNDERLAY_MTU, VXLAN_OVERHEAD,
+};
+use super::{validate_label, Changed};
+use crate::ids::{validate_name, NodeId};
+
+/// The smallest MTU shoal accepts for a network.
+const MIN_MTU: u32 = 1280;
+/// The largest.
+const MAX_MTU: u32 = 9000;
+/// The most routes a node may report.
+const MAX_ROUTES: usize = 4096;
+/// The most aliases an endpoint may have.
+const MAX_ALIASES: usize = 32;
+
+fn ipam(e: shoal_ipam::IpamError) -> ApplyError {
+    ApplyError::Invalid(e.to_string())
+}
+
+/// What occupies address space: every network's subnet and every node's routes.
+fn occupied(state: &ClusterState) -> Vec<Occupied> {
+    let mut out: Vec<Occupied> = state
+        .networks
+        .values()
+        .map(|n| Occupied::network(&n.name, n.space.subnet()))
+        .collect();
+    for node in state.nodes.values() {
+        out.extend(
+            node.report
+                .routes
+                .iter()
+                .map(|r| Occupied::route(*r, &node.name)),
+        );
+    }
+    out
+}
+
+pub(super) fn report_node(state: &mut ClusterState, id: NodeId, report: &NodeReport) -> Changed {
+    if report.routes.len() > MAX_ROUTES {
+        return Err(ApplyError::Invalid(format!(
+            "a node may report at most {MAX_ROUTES} routes, not {}",
+            report.routes.len()
+        )));
+    }
+    if !(576..=65535).contains(&report.underlay_mtu) {
+        return Err(ApplyError::Invalid(format!(
+            "underlay MTU {} is not plausible",
+            report.underlay_mtu
+        )));
+    }
+    let node = state
+        .nodes
+        .get_mut(&id)
+        .ok_or_else(|| ApplyError::NoSuchNode(id.to_string()))?;
+    if node.report == *report {
+        return Ok((Output::None, false));
+    }
+    node.report = report.clone();
+    Ok((Output::None, true))
+}
+
+pub(super) fn create_network(
+    state: &mut ClusterState,
+    id: &str,
+    spec: &NetworkSpec,
+    at: u64,
+) -> Changed {
+    validate_name("network", &spec.name).map_err(ApplyError::Invalid)?;
+    if state.networks.contains_key(&spec.name) {
+        return Err(ApplyError::Conflict(format!(
+            "a network named {:?} already exists",
+            spec.name
+        )));
+    }
+    if id.len() < 8
+        || !id.bytes().all(|b| b.is_ascii_hexdigit())
+        || state.networks.values().any(|n| n.id == id)
+    {
+        return Err(ApplyError::Invalid(format!(
+            "network ID {id:?} is not a fresh hex ID"
+        )));
+    }
+    if spec.encrypted {
+        return Err(ApplyError::Invalid(
+            "encrypted networks need the WireGuard mesh, which this version of shoal does not run yet; create the network without --opt encrypted".into(),
+        ));
+    }
+    for (k, v) in &spec.labels {
+        validate_label(k, v)?;
+    }
+    let mtu = match spec.mtu {
+        Some(m) if !(MIN_MTU..=MAX_MTU).contains(&m) => {
+            return Err(ApplyError::Invalid(format!(
+                "--opt mtu={m}: use a value from {MIN_MTU} to {MAX_MTU}"
+            )))
+        }
+        Some(m) => m,
+        None => {
+            let underlay = state
+                .nodes
+                .values()
+                .map(|n| {
+                    if n.report.underlay_mtu == 0 {
+                        DEFAULT_UNDERLAY_MTU
+                    } else {
+                        n.report.underlay_mtu
+                    }
+                })
+                .min()
+                .unwrap_or(DEFAULT_UNDERLAY_MTU);
+            underlay.saturating_sub(VXLAN_OVERHEAD).max(MIN_MTU)
+        }
+    };
+    let taken = occupied(state);
+    let subnet = match spec.subnet {
+        Some(s) => {
+            check_subnet(s, &taken).map_err(ipam)?;
+            s
+        }
+        None => allocate_subnet(&state.addr_pools, &taken).map_err(ipam)?,
+    };
+    let req = SubnetRequest {
+        subnet: Some(subnet),
+        gateway: spec.gateway,
+        ip_range: spec.ip_range,
+        aux_addresses: spec.aux_addresses.clone(),
+    };
+    let space = AddressSpace::new(subnet, &req).map_err(ipam)?;
+    let vni = state.next_vni;
+    if vni >= 1 << 24 {
+        return Err(ApplyError::Invalid(
+            "no VXLAN network identifiers are left".into(),
+        ));
+    }
+    let network = Network {
+        id: id.to_string(),
+        name: spec.name.clone(),
+        vni,
+        space,
+        attachable: spec.attachable,
+        internal: spec.internal,
+        encrypted: spec.encrypted,
+        mtu,
+        labels: spec.labels.clone(),
+        created_at_ms: at,
+    };
+    state.next_vni += 1;
+    state.networks.insert(spec.name.clone(), network.clone());
+    Ok((Output::Network(Box::new(network)), true))
+}
+
+pub(super) fn remove_network(state: &mut ClusterState, reference: &str) -> Changed {
+    let name = state.find_network(reference)?.name.clone();
+    let users: Vec<&Endpoint> = state.endpoints_on(&name).collect();
+    if !users.is_empty() {
+        let mut nodes: Vec<String> = users
+            .iter()
+            .map(|e| {
+                state
+                    .nodes
+                    .get(&e.node)
+                    .map(|n| n.name.clone())
+                    .unwrap_or_else(|| e.node.to_string())
+            })
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        return Err(ApplyError::Conflict(format!(
+            "network {name} still has {} endpoint(s) (on {}); detach them first",
+            users.len(),
+            nodes.join(", ")
+        )));
+    }
+    state.networks.remove(&name);
+    Ok((Output::None, true))
+}
+
+fn validate_dns_name(what: &str, name: &str) -> Result<(), ApplyError> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+    if !ok {
+        return Err(ApplyError::Invalid(format!(
+            "invalid {what} {name:?}: use DNS labels of letters, digits, '-' and '_' separated by dots"
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Changed {
+    let network = state.find_network(&spec.network)?.clone();
+    if !state.nodes.contains_key(&spec.node) {
+        return Err(ApplyError::NoSuchNode(spec.node.to_string()));
+    }
+    if !spec.sandbox.starts_with('/') || spec.sandbox.len() > 4096 {
+        return Err(ApplyError::Invalid(format!(
+            "sandbox {:?} must be an absolute namespace path",
+            spec.sandbox
+        )));
+    }
+    if !network.attachable && spec.service.is_none() {
+        return Err(ApplyError::Invalid(format!(
+            "network {} is not attachable: only service tasks may join it (create it with --attachable to attach sandboxes)",
+            network.name
+        )));
+    }
+    if let Some(n) = &spec.name {
+        validate_dns_name("name", n)?;
+    }
+    if spec.aliases.len() > MAX_ALIASES {
+        return Err(ApplyError::Invalid(format!(
+            "at most {MAX_ALIASES} aliases"
+        )));
+    }
+    for a in &spec.aliases {
+        validate_dns_name("alias", a)?;
+    }
+    let id = endpoint_id(&network.id, spec.node, &spec.sandbox);
+    if let Some(existing) = state.endpoints.get(&id) {
+        if spec.ip.is_some_and(|ip| ip != existing.ip) {
+            return Err(ApplyError::Conflict(format!(
+                "this sandbox is already attached to {} with address {}; detach it first to change the address",
+                network.name, existing.ip
+            )));
+        }
+        return Ok((Output::Endpoint(Box::new(existing.clone())), false));
+    }
+    if let Some(name) = &spec.name {
+        if let Some(other) = state
+            .endpoints_on(&network.name)
+            .find(|e| e.name.as_deref() == Some(name))
+        {
+            return Err(ApplyError::Conflict(format!(
+                "the name {name:?} is taken on network {} by endpoint {} ({})",
+                network.name, other.id, other.ip
+            )));
+        }
+    }
+    let mut space = network.space.clone();
+    let ip = match spec.ip {
+        Some(ip) => {
+            space.reserve(ip, &id).map_err(ipam)?;
+            ip
+        }
+        None => space.allocate(&id).map_err(ipam)?,
+    };
+    let used: Vec<&str> = state
+        .endpoints
+        .values()
+        .filter(|e| e.node == spec.node && e.sandbox == spec.sandbox)
+        .map(|e| e.ifname.as_str())
+        .collect();
+    let ifname = (0..)
+        .map(|i| format!("eth{i}"))
+        .find(|n| !used.contains(&n.as_str()))
+        .unwrap_or_else(|| "eth0".into());
+    let endpoint = Endpoint {
+        id: id.clone(),
+        network: network.name.clone(),
+        node: spec.node,
+        sandbox: spec.sandbox.clone(),
+        ifname,
+        name: spec.name.clone(),
+        aliases: spec.aliases.clone(),
+        ip,
+        mac: mac_for(ip),
+        service: spec.service.clone(),
+        created_at_ms: at,
+    };
+    if let Some(n) = state.networks.get_mut(&network.name) {
+        n.space = space;
+    }
+    state.endpoints.insert(id, endpoint.clone());
+    Ok((Output::Endpoint(Box::new(endpoint)), true))
+}
+
+pub(super) fn detach(
+    state: &mut ClusterState,
+    reference: &str,
+    node: NodeId,
+    sandbox: &str,
+) -> Changed {
+    let network = state.find_network(reference)?;
+    let id = endpoint_id(&network.id, node, sandbox);
+    let name = network.name.clone();
+    let Some(endpoint) = state.endpoints.remove(&id) else {
+        return Ok((Output::None, false));
+    };
+    if let Some(n) = state.networks.get_mut(&name) {
+        n.space.release(endpoint.ip);
+    }
+    Ok((Output::None, true))
+}
+
+/// Drops every endpoint of `node` and frees its addresses (the node is being removed).
+pub(super) fn forget_node_endpoints(state: &mut ClusterState, node: NodeId) {
+    let gone: Vec<Endpoint> = state
+        .endpoints
+        .values()
+        .filter(|e| e.node == node)
+        .cloned()
+        .collect();
+    for e in gone {
+        state.endpoints.remove(&e.id);
+        if let Some(n) = state.networks.get_mut(&e.network) {
+            n.space.release(e.ip);
+        }
+    }
+}

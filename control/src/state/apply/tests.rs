@@ -1,0 +1,312 @@
+//! Network and endpoint commands of the state machine.
+
+use std::net::Ipv4Addr;
+
+use super::*;
+use crate::state::{AttachSpec, NetworkSpec, NodeReport, Secrets};
+use shoal_ipam::PoolConfig;
+
+fn node(id: u64, name: &str) -> Node {
+    let ip = std::net::IpAddr::V4(Ipv4Addr::new(198, 18, 0, id as u8));
+    Node {
+        id: NodeId(id),
+        name: name.into(),
+        role: Role::Manager,
+        availability: crate::state::Availability::Active,
+        status: NodeStatus::Ready,
+        addr: ip,
+        control_addr: (ip, 2377).into(),
+        joined_at_ms: 0,
+        status_since_ms: 0,
+        labels: Default::default(),
+        report: Default::default(),
+    }
+}
+
+fn run(state: &mut ClusterState, command: Command) -> Result<Applied, ApplyError> {
+    apply(state, None, &Proposal { at_ms: 7, command })
+}
+
+fn cluster() -> ClusterState {
+    let mut s = ClusterState::default();
+    run(
+        &mut s,
+        Command::Bootstrap {
+            cluster_id: "c".into(),
+            ca_cert_pem: "CA".into(),
+            secrets: Secrets::default(),
+            addr_pools: PoolConfig::default(),
+            node: node(1, "n1"),
+        },
+    )
+    .unwrap();
+    run(
+        &mut s,
+        Command::AddNode {
+            node: node(2, "n2"),
+        },
+    )
+    .unwrap();
+    s
+}
+
+fn create(s: &mut ClusterState, id: &str, spec: NetworkSpec) -> Result<Applied, ApplyError> {
+    run(
+        s,
+        Command::CreateNetwork {
+            id: id.into(),
+            spec,
+        },
+    )
+}
+
+fn named(name: &str) -> NetworkSpec {
+    NetworkSpec {
+        name: name.into(),
+        attachable: true,
+        ..Default::default()
+    }
+}
+
+fn attach(
+    s: &mut ClusterState,
+    network: &str,
+    node: u64,
+    sandbox: &str,
+) -> Result<Applied, ApplyError> {
+    run(
+        s,
+        Command::Attach {
+            spec: AttachSpec {
+                network: network.into(),
+                node: NodeId(node),
+                sandbox: sandbox.into(),
+                ..Default::default()
+            },
+        },
+    )
+}
+
+fn endpoint(a: Applied) -> crate::state::Endpoint {
+    match a.output {
+        Output::Endpoint(e) => *e,
+        other => panic!("not an endpoint: {other:?}"),
+    }
+}
+
+#[test]
+fn networks_get_successive_vnis_and_free_subnets() {
+    let mut s = cluster();
+    create(&mut s, "aaaaaaaa01", named("a")).unwrap();
+    create(&mut s, "aaaaaaaa02", named("b")).unwrap();
+    assert_eq!(s.networks["a"].vni, 4096);
+    assert_eq!(s.networks["b"].vni, 4097);
+    assert_eq!(s.networks["a"].space.subnet().to_string(), "10.0.0.0/24");
+    assert_eq!(s.networks["b"].space.subnet().to_string(), "10.0.1.0/24");
+    assert_eq!(s.networks["a"].mtu, 1450);
+    let e = create(&mut s, "aaaaaaaa03", named("a")).unwrap_err();
+    assert!(matches!(e, ApplyError::Conflict(_)), "{e}");
+}
+
+#[test]
+fn subnets_avoid_node_routes_and_explicit_overlaps_are_refused() {
+    let mut s = cluster();
+    let report = NodeReport {
+        routes: vec!["10.0.0.0/23".parse().unwrap()],
+        underlay_mtu: 1400,
+    };
+    run(
+        &mut s,
+        Command::ReportNode {
+            id: NodeId(2),
+            report,
+        },
+    )
+    .unwrap();
+    create(&mut s, "aaaaaaaa01", named("a")).unwrap();
+    assert_eq!(s.networks["a"].space.subnet().to_string(), "10.0.2.0/24");
+    assert_eq!(
+        s.networks["a"].mtu, 1350,
+        "derived from the smallest underlay MTU"
+    );
+    let before = s.clone();
+    let spec = NetworkSpec {
+        subnet: Some("10.0.2.0/25".parse().unwrap()),
+        ..named("b")
+    };
+    let e = create(&mut s, "aaaaaaaa02", spec).unwrap_err().to_string();
+    assert!(e.contains("overlaps") && e.contains("\"a\""), "{e}");
+    let spec = NetworkSpec {
+        subnet: Some("10.0.1.0/24".parse().unwrap()),
+        ..named("b")
+    };
+    let e = create(&mut s, "aaaaaaaa02", spec).unwrap_err().to_string();
+    assert!(e.contains("route 10.0.0.0/23 on node n2"), "{e}");
+    assert_eq!(s, before);
+}
+
+#[test]
+fn bad_gateway_range_mtu_and_encryption_are_refused() {
+    let mut s = cluster();
+    let base = || NetworkSpec {
+        subnet: Some("172.20.0.0/24".parse().unwrap()),
+        ..named("x")
+    };
+    let cases = [
+        NetworkSpec {
+            gateway: Some("172.21.0.1".parse().unwrap()),
+            ..base()
+        },
+        NetworkSpec {
+            ip_range: Some("172.21.0.0/28".parse().unwrap()),
+            ..base()
+        },
+        NetworkSpec {
+            mtu: Some(100),
+            ..base()
+        },
+        NetworkSpec {
+            encrypted: true,
+            ..base()
+        },
+        NetworkSpec {
+            name: "bad name".into(),
+            ..base()
+        },
+    ];
+    for spec in cases {
+        let before = s.clone();
+        assert!(
+            create(&mut s, "aaaaaaaa01", spec.clone()).is_err(),
+            "{spec:?}"
+        );
+        assert_eq!(s, before);
+    }
+}
+
+#[test]
+fn attach_is_idempotent_serial_and_detach_frees() {
+    let mut s = cluster();
+    create(&mut s, "aaaaaaaa01", named("a")).unwrap();
+    let e1 = endpoint(attach(&mut s, "a", 1, "/run/netns/x").unwrap());
+    assert_eq!(e1.ip, Ipv4Addr::new(10, 0, 0, 2));
+    assert_eq!(e1.ifname, "eth0");
+    let rev = s.revision;
+    let again = attach(&mut s, "a", 1, "/run/netns/x").unwrap();
+    assert_eq!(endpoint(again.clone()), e1);
+    assert_eq!(again.revision, rev, "an idempotent attach changes nothing");
+    let e2 = endpoint(attach(&mut s, "a", 2, "/run/netns/y").unwrap());
+    assert_eq!(e2.ip, Ipv4Addr::new(10, 0, 0, 3));
+    assert_ne!(e1.mac, e2.mac);
+    run(
+        &mut s,
+        Command::Detach {
+            network: "a".into(),
+            node: NodeId(1),
+            sandbox: "/run/netns/x".into(),
+        },
+    )
+    .unwrap();
+    let e3 = endpoint(attach(&mut s, "a", 1, "/run/netns/z").unwrap());
+    assert_eq!(
+        e3.ip,
+        Ipv4Addr::new(10, 0, 0, 4),
+        "released addresses are not reused at once"
+    );
+    let rev = s.revision;
+    run(
+        &mut s,
+        Command::Detach {
+            network: "a".into(),
+            node: NodeId(1),
+            sandbox: "/run/netns/x".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(s.revision, rev, "a repeated detach changes nothing");
+}
+
+#[test]
+fn attach_rules_names_addresses_and_attachability() {
+    let mut s = cluster();
+    create(&mut s, "aaaaaaaa01", named("a")).unwrap();
+    create(
+        &mut s,
+        "aaaaaaaa02",
+        NetworkSpec {
+            attachable: false,
+            ..named("closed")
+        },
+    )
+    .unwrap();
+    let e = attach(&mut s, "closed", 1, "/run/netns/x")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not attachable"), "{e}");
+    let e = attach(&mut s, "nope", 1, "/run/netns/x").unwrap_err();
+    assert_eq!(e, ApplyError::NoSuchNetwork("nope".into()));
+    let spec = |sandbox: &str, name: &str, ip: Option<&str>| Command::Attach {
+        spec: AttachSpec {
+            network: "a".into(),
+            node: NodeId(1),
+            sandbox: sandbox.into(),
+            name: Some(name.into()),
+            ip: ip.map(|i| i.parse().unwrap()),
+            ..Default::default()
+        },
+    };
+    run(&mut s, spec("/run/netns/x", "web", Some("10.0.0.10"))).unwrap();
+    let e = run(&mut s, spec("/run/netns/y", "web", None))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("name \"web\" is taken"), "{e}");
+    let e = run(&mut s, spec("/run/netns/y", "db", Some("10.0.0.10")))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("in use"), "{e}");
+    let e = run(&mut s, spec("/run/netns/y", "bad name!", None))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("invalid name"), "{e}");
+}
+
+#[test]
+fn second_network_gets_eth1_and_rm_is_refused_while_endpoints_exist() {
+    let mut s = cluster();
+    create(&mut s, "aaaaaaaa01", named("a")).unwrap();
+    create(&mut s, "aaaaaaaa02", named("b")).unwrap();
+    attach(&mut s, "a", 1, "/run/netns/x").unwrap();
+    let e = endpoint(attach(&mut s, "b", 1, "/run/netns/x").unwrap());
+    assert_eq!(e.ifname, "eth1");
+    let err = run(
+        &mut s,
+        Command::RemoveNetwork {
+            network: "a".into(),
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("still has 1 endpoint(s) (on n1)"), "{err}");
+}
+
+#[test]
+fn removing_a_node_frees_its_leases() {
+    let mut s = cluster();
+    create(&mut s, "aaaaaaaa01", named("a")).unwrap();
+    run(
+        &mut s,
+        Command::SetRole {
+            id: NodeId(2),
+            role: Role::Worker,
+        },
+    )
+    .unwrap();
+    for i in 0..5 {
+        attach(&mut s, "a", 2, &format!("/run/netns/s{i}")).unwrap();
+    }
+    attach(&mut s, "a", 1, "/run/netns/keep").unwrap();
+    assert_eq!(s.networks["a"].space.in_use(), 6);
+    run(&mut s, Command::RemoveNode { id: NodeId(2) }).unwrap();
+    assert_eq!(s.networks["a"].space.in_use(), 1);
+    assert_eq!(s.endpoints.len(), 1);
+}

@@ -1,0 +1,144 @@
+//! Overlay networks and endpoints as the cluster records them.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use shoal_ipam::AddressSpace;
+
+use crate::ids::NodeId;
+
+/// The first VNI handed out.
+pub const FIRST_VNI: u32 = 4096;
+/// VXLAN costs this many bytes of the underlay MTU.
+pub const VXLAN_OVERHEAD: u32 = 50;
+/// The underlay MTU assumed for nodes that have not reported theirs.
+pub const DEFAULT_UNDERLAY_MTU: u32 = 1500;
+
+/// What `network create` asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    /// Its name, unique in the cluster.
+    pub name: String,
+    /// An explicit subnet; otherwise one is cut from the address pools.
+    #[serde(default)]
+    pub subnet: Option<Ipv4Net>,
+    /// An explicit gateway; otherwise the subnet's first host.
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    /// Where dynamic addresses come from; otherwise the whole subnet.
+    #[serde(default)]
+    pub ip_range: Option<Ipv4Net>,
+    /// Named addresses kept out of allocation.
+    #[serde(default)]
+    pub aux_addresses: BTreeMap<String, Ipv4Addr>,
+    /// Whether any sandbox may attach (not only service tasks).
+    #[serde(default)]
+    pub attachable: bool,
+    /// No traffic to or from outside the network.
+    #[serde(default)]
+    pub internal: bool,
+    /// Traffic between nodes only inside WireGuard.
+    #[serde(default)]
+    pub encrypted: bool,
+    /// An explicit MTU; otherwise the smallest node underlay MTU minus VXLAN's 50.
+    #[serde(default)]
+    pub mtu: Option<u32>,
+    /// Operator labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// An overlay network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    /// Its ID (hex, chosen by the leader).
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its VXLAN network identifier.
+    pub vni: u32,
+    /// Subnet, gateway, range, aux addresses and leases.
+    pub space: AddressSpace,
+    /// Any sandbox may attach.
+    pub attachable: bool,
+    /// No egress, no ingress.
+    pub internal: bool,
+    /// Only inside WireGuard between nodes.
+    pub encrypted: bool,
+    /// The MTU of every interface on the network.
+    pub mtu: u32,
+    /// Operator labels.
+    pub labels: BTreeMap<String, String>,
+    /// When it was created (unix ms).
+    pub created_at_ms: u64,
+}
+
+/// What `attach` asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachSpec {
+    /// The network's name.
+    pub network: String,
+    /// The node the sandbox lives on.
+    pub node: NodeId,
+    /// The sandbox: its network namespace path on that node.
+    pub sandbox: String,
+    /// Its DNS name on the network.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// More DNS names.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// An explicit address.
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    /// The service the sandbox is a task of.
+    #[serde(default)]
+    pub service: Option<String>,
+}
+
+/// One sandbox's attachment to one network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// Its ID: a digest of network, node and sandbox.
+    pub id: String,
+    /// The network's name.
+    pub network: String,
+    /// The node it lives on.
+    pub node: NodeId,
+    /// The sandbox's namespace path on that node.
+    pub sandbox: String,
+    /// Its interface name inside the sandbox (eth0, eth1, ...).
+    pub ifname: String,
+    /// Its DNS name.
+    pub name: Option<String>,
+    /// More DNS names.
+    pub aliases: Vec<String>,
+    /// Its address.
+    pub ip: Ipv4Addr,
+    /// Its MAC (derived from the address).
+    pub mac: [u8; 6],
+    /// The service it is a task of.
+    pub service: Option<String>,
+    /// When it was attached (unix ms).
+    pub created_at_ms: u64,
+}
+
+/// What a node reports about its own network, for subnet and MTU choices.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeReport {
+    /// Its routes (not shoal's own), which network subnets must not overlap.
+    pub routes: Vec<Ipv4Net>,
+    /// The MTU of its underlay interface.
+    pub underlay_mtu: u32,
+}
+
+/// The endpoint ID for `sandbox` of `node` on the network with ID `network_id`.
+pub fn endpoint_id(network_id: &str, node: NodeId, sandbox: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{network_id}\0{node}\0{sandbox}").as_bytes());
+    hex::encode(&digest[..8])
+}
