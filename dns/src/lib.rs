@@ -1,1 +1,24 @@
-//! Service-discovery DNS.
+//! Service-discovery DNS for shoal's overlay networks.
+//!
+//! Each node runs one resolver per overlay network on that network's gateway address.
+//! It answers only for the networks the asking sandbox is attached to and forwards
+//! every other name to the node's upstream resolvers.
+//!
+//! ```text
+//!   agent ──RecordTable──▶ Resolver::update ─┐ (ArcSwap, lock-free reads)
+//!                                            ▼
+//!   UDP/TCP bytes ─▶ server ─▶ answer::answer(table, bytes, client, network)
+//!                                 ├─ Reply  ─▶ send the bytes written
+//!                                 ├─ Forward ─▶ forward (UDP, timeout, next upstream)
+//!                                 └─ Drop
+//! ```
+//! The decision (`answer`) and the record table (`table`) are pure; `server` and the
+//! IO half of `forward` are the thin drivers.
+
+mod error;
+mod name;
+mod table;
+
+pub use error::Error;
+pub use name::DnsName;
+pub use table::{RecordTable, TableBuilder, DEFAULT_TTL};
