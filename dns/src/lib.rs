@@ -15,10 +15,16 @@
 //! The decision (`answer`) and the record table (`table`) are pure; `server` and the
 //! IO half of `forward` are the thin drivers.
 
+pub mod answer;
 mod error;
 mod name;
+mod request;
 mod table;
+mod wire;
 
+pub use answer::{answer, ForwardQuery, Outcome, QueryContext, Reply, Transport};
 pub use error::Error;
+pub use hickory_proto::op::ResponseCode;
 pub use name::DnsName;
+pub use request::DropReason;
 pub use table::{RecordTable, TableBuilder, DEFAULT_TTL};
