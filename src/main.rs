@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod client;
 mod lab;
+mod overlay;
 
 use clap::Parser;
 use cli::args::{Cli, Command};
@@ -55,6 +56,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Cluster(cmd) => cli::cluster(&client()?, cmd).await.map(|()| 0),
         Command::Node(cmd) => cli::node(&client()?, cmd).await.map(|()| 0),
         Command::Status(f) => cli::status(&client()?, f.format).await.map(|()| 0),
+        Command::Network(cmd) => cli::network::run(&client()?, cmd).await.map(|()| 0),
+        Command::Attach(a) => cli::network::attach(&client()?, a).await.map(|()| 0),
+        Command::Detach(d) => cli::network::detach(&client()?, d).await.map(|()| 0),
         Command::Lab(cmd) => cli::lab::run(cmd).await,
         Command::Demo(args) => cli::lab::demo(&args.name).await.map(|()| 0),
         Command::Bench(args) => bench::run(args).await.map(|()| 0),

@@ -309,3 +309,156 @@ pub enum LeaderResponse {
     /// Done, nothing to report.
     Done,
 }
+
+/// `attach`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachRequest {
+    /// The network's name or ID.
+    pub network: String,
+    /// The sandbox: a namespace path, or a name under /run/netns.
+    pub netns: String,
+    /// Its DNS name on the network.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// More DNS names.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// An explicit address.
+    #[serde(default)]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// The service the sandbox is a task of.
+    #[serde(default)]
+    pub service: Option<String>,
+}
+
+/// `detach`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetachRequest {
+    /// The network's name or ID.
+    pub network: String,
+    /// The sandbox: a namespace path, or a name under /run/netns.
+    pub netns: String,
+}
+
+/// An endpoint as `attach` and `network inspect` show it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndpointInfo {
+    /// Its ID.
+    pub id: String,
+    /// Its network.
+    pub network: String,
+    /// Its node, by name.
+    pub node: String,
+    /// The sandbox's namespace path.
+    pub sandbox: String,
+    /// The interface inside the sandbox.
+    pub ifname: String,
+    /// Address with prefix length.
+    pub address: String,
+    /// MAC.
+    pub mac: String,
+    /// The gateway.
+    pub gateway: std::net::Ipv4Addr,
+    /// The DNS server the sandbox uses.
+    pub dns: std::net::Ipv4Addr,
+    /// DNS name.
+    pub name: Option<String>,
+    /// More DNS names.
+    pub aliases: Vec<String>,
+    /// The service it is a task of.
+    pub service: Option<String>,
+}
+
+/// A network as `network ls` / `network inspect` show it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    /// Its ID.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Always "overlay".
+    pub driver: String,
+    /// Its VNI.
+    pub vni: u32,
+    /// Its subnet.
+    pub subnet: String,
+    /// Its gateway.
+    pub gateway: std::net::Ipv4Addr,
+    /// Where dynamic addresses come from.
+    pub ip_range: String,
+    /// Reserved named addresses.
+    pub aux_addresses: BTreeMap<String, std::net::Ipv4Addr>,
+    /// Any sandbox may attach.
+    pub attachable: bool,
+    /// No egress or ingress.
+    pub internal: bool,
+    /// Only inside WireGuard between nodes.
+    pub encrypted: bool,
+    /// Interface MTU.
+    pub mtu: u32,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Addresses in use.
+    pub in_use: u32,
+    /// Addresses the range holds.
+    pub capacity: u32,
+    /// Its endpoints.
+    pub endpoints: Vec<EndpointInfo>,
+}
+
+impl EndpointInfo {
+    /// The view of `e` on network `n` in `state`.
+    pub fn of(
+        state: &crate::state::ClusterState,
+        n: &crate::state::Network,
+        e: &crate::state::Endpoint,
+    ) -> EndpointInfo {
+        EndpointInfo {
+            id: e.id.clone(),
+            network: n.name.clone(),
+            node: state
+                .nodes
+                .get(&e.node)
+                .map(|x| x.name.clone())
+                .unwrap_or_else(|| e.node.to_string()),
+            sandbox: e.sandbox.clone(),
+            ifname: e.ifname.clone(),
+            address: format!("{}/{}", e.ip, n.space.subnet().prefix_len()),
+            mac: shoal_ipam::format_mac(e.mac),
+            gateway: n.space.gateway(),
+            dns: n.space.gateway(),
+            name: e.name.clone(),
+            aliases: e.aliases.clone(),
+            service: e.service.clone(),
+        }
+    }
+}
+
+impl NetworkInfo {
+    /// The view of `n` in `state`.
+    pub fn of(state: &crate::state::ClusterState, n: &crate::state::Network) -> NetworkInfo {
+        NetworkInfo {
+            id: n.id.clone(),
+            name: n.name.clone(),
+            driver: "overlay".into(),
+            vni: n.vni,
+            subnet: n.space.subnet().to_string(),
+            gateway: n.space.gateway(),
+            ip_range: n.space.range().to_string(),
+            aux_addresses: n.space.aux().clone(),
+            attachable: n.attachable,
+            internal: n.internal,
+            encrypted: n.encrypted,
+            mtu: n.mtu,
+            labels: n.labels.clone(),
+            in_use: n.space.in_use(),
+            capacity: n.space.capacity(),
+            endpoints: state
+                .endpoints_on(&n.name)
+                .map(|e| EndpointInfo::of(state, n, e))
+                .collect(),
+        }
+    }
+}

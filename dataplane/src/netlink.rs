@@ -7,7 +7,15 @@ use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 
 use futures::TryStreamExt;
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth};
+use std::net::Ipv4Addr;
+
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::route::RouteAttribute;
+use netlink_packet_route::AddressFamily;
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder};
 
 /// A netlink failure, naming what was being done.
 #[non_exhaustive]
@@ -176,6 +184,292 @@ impl Netlink {
             .execute()
             .await
             .map_err(req(format!("delete link {index}")))
+    }
+
+    /// Creates a bridge with the given MAC and MTU, up.
+    pub async fn add_bridge_with(
+        &self,
+        name: &str,
+        mac: [u8; 6],
+        mtu: u32,
+    ) -> Result<(), NetlinkError> {
+        self.handle
+            .link()
+            .add(
+                LinkBridge::new(name)
+                    .address(mac.to_vec())
+                    .mtu(mtu)
+                    .up()
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(req(format!("create bridge {name}")))
+    }
+
+    /// Creates a VXLAN device: no learning, proxy ARP, in bridge `master`, up.
+    pub async fn add_vxlan(
+        &self,
+        name: &str,
+        vni: u32,
+        local: Ipv4Addr,
+        port: u16,
+        mtu: u32,
+        master: u32,
+    ) -> Result<(), NetlinkError> {
+        let msg = LinkVxlan::new(name, vni)
+            .local(local)
+            .port(port)
+            .learning(false)
+            .proxy(true)
+            .mtu(mtu)
+            .controller(master)
+            .up()
+            .build();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(req(format!("create vxlan {name} (vni {vni})")))
+    }
+
+    /// Sets MTU (and MAC, if given) of link `index` and brings it up.
+    pub async fn set_link(
+        &self,
+        index: u32,
+        mtu: u32,
+        mac: Option<[u8; 6]>,
+    ) -> Result<(), NetlinkError> {
+        let mut b = LinkUnspec::new_with_index(index).mtu(mtu).up();
+        if let Some(m) = mac {
+            b = b.address(m.to_vec());
+        }
+        self.handle
+            .link()
+            .set(b.build())
+            .execute()
+            .await
+            .map_err(req(format!("set mtu/mac of link {index}")))
+    }
+
+    /// Sets only the MTU of link `index`.
+    pub async fn set_mtu(&self, index: u32, mtu: u32) -> Result<(), NetlinkError> {
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).mtu(mtu).build())
+            .execute()
+            .await
+            .map_err(req(format!("set mtu of link {index}")))
+    }
+
+    /// Sets the MAC of link `index`.
+    pub async fn set_mac(&self, index: u32, mac: [u8; 6]) -> Result<(), NetlinkError> {
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(index)
+                    .address(mac.to_vec())
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(req(format!("set mac of link {index}")))
+    }
+
+    /// Removes `addr/prefix` from link `index`.
+    pub async fn del_address(
+        &self,
+        index: u32,
+        addr: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<(), NetlinkError> {
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.index = index;
+        msg.header.prefix_len = prefix;
+        msg.attributes
+            .push(AddressAttribute::Local(IpAddr::V4(addr)));
+        msg.attributes
+            .push(AddressAttribute::Address(IpAddr::V4(addr)));
+        self.handle
+            .address()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(req(format!(
+                "remove address {addr}/{prefix} from link {index}"
+            )))
+    }
+
+    fn fdb_message(index: u32, mac: [u8; 6], dst: Ipv4Addr) -> NeighbourMessage {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Bridge;
+        msg.header.ifindex = index;
+        msg.header.state = NeighbourState::Permanent;
+        msg.header.flags = NeighbourFlags::Own;
+        msg.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(dst)));
+        msg
+    }
+
+    /// Adds a VXLAN FDB entry: frames for `mac` go to the tunnel endpoint `dst`.
+    pub async fn add_fdb(
+        &self,
+        index: u32,
+        mac: [u8; 6],
+        dst: Ipv4Addr,
+    ) -> Result<(), NetlinkError> {
+        self.handle
+            .neighbours()
+            .add_bridge(index, &mac)
+            .destination(IpAddr::V4(dst))
+            .flags(NeighbourFlags::Own)
+            .state(NeighbourState::Permanent)
+            .replace()
+            .execute()
+            .await
+            .map_err(req(format!("add fdb entry to {dst} on link {index}")))
+    }
+
+    /// Removes a VXLAN FDB entry.
+    pub async fn del_fdb(
+        &self,
+        index: u32,
+        mac: [u8; 6],
+        dst: Ipv4Addr,
+    ) -> Result<(), NetlinkError> {
+        self.handle
+            .neighbours()
+            .del(Self::fdb_message(index, mac, dst))
+            .execute()
+            .await
+            .map_err(req(format!("remove fdb entry to {dst} on link {index}")))
+    }
+
+    /// Adds a permanent neighbour entry (`ip` is at `mac`) on link `index`.
+    pub async fn add_neigh(
+        &self,
+        index: u32,
+        ip: Ipv4Addr,
+        mac: [u8; 6],
+    ) -> Result<(), NetlinkError> {
+        self.handle
+            .neighbours()
+            .add(index, IpAddr::V4(ip))
+            .link_layer_address(&mac)
+            .state(NeighbourState::Permanent)
+            .replace()
+            .execute()
+            .await
+            .map_err(req(format!("add neighbour {ip} on link {index}")))
+    }
+
+    /// Removes a neighbour entry.
+    pub async fn del_neigh(&self, index: u32, ip: Ipv4Addr) -> Result<(), NetlinkError> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.ifindex = index;
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+        self.handle
+            .neighbours()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(req(format!("remove neighbour {ip} on link {index}")))
+    }
+
+    /// Whether the main table has an IPv4 default route.
+    pub async fn has_default_route(&self) -> Result<bool, NetlinkError> {
+        let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let mut routes = self.handle.route().get(query).execute();
+        while let Some(r) = routes.try_next().await.map_err(req("dump routes"))? {
+            let has_dst = r
+                .attributes
+                .iter()
+                .any(|a| matches!(a, RouteAttribute::Destination(_)));
+            if r.header.destination_prefix_length == 0 && !has_dst && r.header.table == 254 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Adds a default route via `gateway`.
+    pub async fn add_default_route(&self, gateway: Ipv4Addr) -> Result<(), NetlinkError> {
+        let route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(gateway)
+            .build();
+        self.handle
+            .route()
+            .add(route)
+            .execute()
+            .await
+            .map_err(req(format!("add default route via {gateway}")))
+    }
+
+    /// Every link: (index, name, MTU).
+    pub async fn links(&self) -> Result<Vec<(u32, String, u32)>, NetlinkError> {
+        use netlink_packet_route::link::LinkAttribute;
+        let mut out = Vec::new();
+        let mut links = self.handle.link().get().execute();
+        while let Some(msg) = links.try_next().await.map_err(req("dump links"))? {
+            let mut name = String::new();
+            let mut mtu = 0;
+            for a in &msg.attributes {
+                match a {
+                    LinkAttribute::IfName(n) => name = n.clone(),
+                    LinkAttribute::Mtu(m) => mtu = *m,
+                    _ => {}
+                }
+            }
+            out.push((msg.header.index, name, mtu));
+        }
+        Ok(out)
+    }
+
+    /// The IPv4 addresses of every link: (link index, address).
+    pub async fn addresses(&self) -> Result<Vec<(u32, Ipv4Addr)>, NetlinkError> {
+        let mut out = Vec::new();
+        let mut addrs = self.handle.address().get().execute();
+        while let Some(msg) = addrs.try_next().await.map_err(req("dump addresses"))? {
+            for a in &msg.attributes {
+                if let AddressAttribute::Address(IpAddr::V4(ip)) = a {
+                    out.push((msg.header.index, *ip));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The IPv4 routes of the main table with a destination: (destination, prefix,
+    /// output link).
+    pub async fn routes_v4(&self) -> Result<Vec<(Ipv4Addr, u8, Option<u32>)>, NetlinkError> {
+        use netlink_packet_route::route::RouteAddress;
+        let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let mut out = Vec::new();
+        let mut routes = self.handle.route().get(query).execute();
+        while let Some(r) = routes.try_next().await.map_err(req("dump routes"))? {
+            if r.header.table != 254 {
+                continue;
+            }
+            let mut dst = None;
+            let mut oif = None;
+            for a in &r.attributes {
+                match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = Some(*ip),
+                    RouteAttribute::Oif(i) => oif = Some(*i),
+                    _ => {}
+                }
+            }
+            if let Some(d) = dst {
+                out.push((d, r.header.destination_prefix_length, oif));
+            }
+        }
+        Ok(out)
     }
 
     /// The raw rtnetlink handle, for requests this wrapper does not cover.

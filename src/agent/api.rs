@@ -41,7 +41,7 @@ fn error(e: &ClusterError) -> Response {
         .into_response()
 }
 
-fn reply<T: serde::Serialize>(r: Result<T, ClusterError>) -> Response {
+pub(super) fn reply<T: serde::Serialize>(r: Result<T, ClusterError>) -> Response {
     match r {
         Ok(v) => Json(v).into_response(),
         Err(e) => error(&e),
@@ -49,7 +49,7 @@ fn reply<T: serde::Serialize>(r: Result<T, ClusterError>) -> Response {
 }
 
 /// A JSON body, with a clear error when it is malformed.
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ClusterError> {
+pub(super) fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ClusterError> {
     b.map(|Json(v)| v)
         .map_err(|e| ClusterError::Invalid(format!("bad request body: {}", e.body_text())))
 }
@@ -69,13 +69,20 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/nodes/{node}/promote", post(promote))
         .route("/v1/nodes/{node}/demote", post(demote))
         .route("/v1/bench/commit", post(bench_commit))
+        .merge(super::networks::routes())
         .fallback(|| async { error(&ClusterError::Invalid("no such API endpoint".into())) })
         .with_state(agent)
 }
 
 async fn status(State(agent): AppState) -> Response {
     let info = match agent.member.load_full() {
-        Some(m) => m.status(),
+        Some(m) => {
+            let mut s = m.status();
+            if let Ok(o) = agent.overlay() {
+                s.sections.push(o.status());
+            }
+            s
+        }
         None => StatusInfo {
             in_cluster: false,
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -106,7 +113,7 @@ async fn init(State(agent): AppState, b: Result<Json<InitRequest>, JsonRejection
         }
         let settings = agent.settings(req.advertise_addr)?;
         let (member, resp) = shoal_control::member::init(&settings, req).await?;
-        agent.member.store(Some(member));
+        agent.activate(member);
         Ok(resp)
     }
     .await;
@@ -122,7 +129,7 @@ async fn join(State(agent): AppState, b: Result<Json<JoinCommand>, JsonRejection
         }
         let settings = agent.settings(cmd.advertise_addr)?;
         let (member, caught_up) = shoal_control::member::join(&settings, cmd).await?;
-        agent.member.store(Some(member));
+        agent.activate(member);
         caught_up
     }
     .await;
@@ -135,7 +142,15 @@ async fn leave(State(agent): AppState, b: Result<Json<LeaveRequest>, JsonRejecti
         let _guard = agent.membership_change.lock().await;
         let member = agent.member()?;
         member.leave(req.force).await?;
+        agent.deactivate();
         agent.member.store(None);
+        crate::overlay::reconciler::clean_up(&member.node_id.to_string())
+            .await
+            .map_err(|e| {
+                ClusterError::Unavailable(format!(
+                    "left the cluster, but could not remove every kernel object: {e}"
+                ))
+            })?;
         Ok(serde_json::json!({ "left": member.cluster_id }))
     }
     .await;

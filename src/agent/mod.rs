@@ -10,6 +10,7 @@
 mod addr;
 mod api;
 mod metrics;
+mod networks;
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
@@ -22,7 +23,10 @@ use shoal_control::member::{DataDir, Settings};
 use shoal_control::{ClusterError, Member};
 use tokio::net::UnixListener;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::cli::args::{AgentArgs, LogFormat};
+use crate::overlay::Overlay;
 
 /// The agent's state: its settings and, once in a cluster, its membership.
 pub struct Agent {
@@ -33,12 +37,41 @@ pub struct Agent {
     member: ArcSwapOption<Member>,
     /// Serialises init, join and leave.
     membership_change: tokio::sync::Mutex<()>,
+    vxlan_port: u16,
+    overlay: ArcSwapOption<Overlay>,
+    duties: std::sync::Mutex<Option<CancellationToken>>,
 }
 
 impl Agent {
     /// The membership, or the error that says this node is not in a cluster.
     pub fn member(&self) -> Result<Arc<Member>, ClusterError> {
         self.member.load_full().ok_or(ClusterError::NotInCluster)
+    }
+
+    /// The overlay reconciler, when in a cluster.
+    pub fn overlay(&self) -> Result<Arc<Overlay>, ClusterError> {
+        self.overlay.load_full().ok_or(ClusterError::NotInCluster)
+    }
+
+    /// Becomes a member: keeps `member` and starts the node's data-path duties.
+    fn activate(&self, member: Arc<Member>) {
+        self.deactivate();
+        let stop = CancellationToken::new();
+        tokio::spawn(crate::overlay::report::run(member.clone(), stop.clone()));
+        self.overlay
+            .store(Some(Overlay::start(member.clone(), self.vxlan_port)));
+        *self.duties.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop);
+        self.member.store(Some(member));
+    }
+
+    /// Stops the data-path duties; what is in the kernel stays.
+    fn deactivate(&self) {
+        if let Some(o) = self.overlay.swap(None) {
+            o.stop();
+        }
+        if let Some(stop) = self.duties.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            stop.cancel();
+        }
     }
 
     /// Settings for init/join, with an optional advertise address override.
@@ -129,9 +162,15 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         name,
         advertise: args.advertise_addr,
         listen: args.listen_addr,
-        member: ArcSwapOption::new(member),
+        member: ArcSwapOption::empty(),
         membership_change: tokio::sync::Mutex::new(()),
+        vxlan_port: args.vxlan_port,
+        overlay: ArcSwapOption::empty(),
+        duties: std::sync::Mutex::new(None),
     });
+    if let Some(m) = member {
+        agent.activate(m);
+    }
     let listener = bind_socket(&args.socket).await?;
     if let Some(addr) = args.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -154,6 +193,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown)
         .await
         .context("agent API server")?;
+    agent.deactivate();
     if let Some(member) = agent.member.load_full() {
         member.shutdown().await;
     }

@@ -48,6 +48,13 @@ pub enum Command {
     Node(NodeCmd),
     /// Show this node's view: role, leader, peers.
     Status(FormatArg),
+    /// Create, list, inspect and remove overlay networks.
+    #[command(subcommand)]
+    Network(NetworkCmd),
+    /// Attach a sandbox (network namespace) to a network.
+    Attach(AttachArgs),
+    /// Detach a sandbox from a network.
+    Detach(DetachArgs),
     /// Local multi-node labs in network namespaces.
     #[command(subcommand)]
     Lab(LabCmd),
@@ -72,6 +79,9 @@ pub struct AgentArgs {
     /// Where the control plane (mTLS) listens.
     #[arg(long, default_value = "0.0.0.0:2377")]
     pub listen_addr: SocketAddr,
+    /// The UDP port of VXLAN between nodes.
+    #[arg(long, default_value_t = 4789, value_parser = clap::value_parser!(u16).range(1..))]
+    pub vxlan_port: u16,
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
@@ -280,4 +290,92 @@ pub struct BenchArgs {
 pub enum BenchKind {
     /// Raft commit latency, throughput and failover on a 3-manager lab.
     Control,
+}
+
+/// `shoal network ...`.
+#[derive(Debug, Subcommand)]
+pub enum NetworkCmd {
+    /// Create an overlay network.
+    Create {
+        /// The driver (only `overlay`).
+        #[arg(short = 'd', long = "driver", default_value = "overlay")]
+        driver: String,
+        /// Subnet in CIDR form (default: cut from the cluster's address pools).
+        #[arg(long)]
+        subnet: Option<String>,
+        /// Gateway address (default: the subnet's first host).
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Allocate addresses from this sub-range only.
+        #[arg(long)]
+        ip_range: Option<String>,
+        /// Keep a named address out of allocation (repeatable).
+        #[arg(long = "aux-address", value_name = "NAME=IP")]
+        aux_address: Vec<String>,
+        /// Let any sandbox attach, not only service tasks.
+        #[arg(long)]
+        attachable: bool,
+        /// No traffic to or from outside the network.
+        #[arg(long)]
+        internal: bool,
+        /// Driver options: `encrypted`, `mtu=N` (repeatable).
+        #[arg(long = "opt", short = 'o', value_name = "OPT[=VALUE]")]
+        opt: Vec<String>,
+        /// A label (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        label: Vec<String>,
+        /// The network's name.
+        name: String,
+    },
+    /// List networks.
+    Ls(FormatArg),
+    /// Show a network and its endpoints.
+    Inspect {
+        /// Name or ID.
+        network: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Remove networks (refused while they have endpoints).
+    Rm {
+        /// Names or IDs.
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+}
+
+/// `shoal attach`.
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The network.
+    #[arg(long)]
+    pub network: String,
+    /// The sandbox's DNS name on the network.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// More DNS names (repeatable).
+    #[arg(long = "alias")]
+    pub alias: Vec<String>,
+    /// An explicit IPv4 address.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// The service the sandbox is a task of.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// A network namespace: a path (/run/netns/x) or a name under /run/netns.
+    pub netns: String,
+}
+
+/// `shoal detach`.
+#[derive(Debug, Args)]
+pub struct DetachArgs {
+    /// The network.
+    #[arg(long)]
+    pub network: String,
+    /// A network namespace: a path or a name under /run/netns.
+    pub netns: String,
 }

@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod lab;
+pub mod network;
 mod table;
 
 use anyhow::Context;

@@ -9,9 +9,11 @@
 //! message, or are reported as skipped when `SHOAL_SKIP_PRIVILEGED=1`.
 
 mod lab;
+mod sandbox;
 mod wait;
 
 pub use lab::{Lab, Output};
+pub use sandbox::{exec_in, spawn_in, Sandbox};
 pub use wait::wait_until;
 
 /// Whether privileged tests may run here. Without root: panics with an explanation,

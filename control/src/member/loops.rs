@@ -334,6 +334,12 @@ impl Member {
             if !self.replica.follow(&event) {
                 return Err("gap in the watch stream; resubscribing".into());
             }
+            if let WatchEvent::Ping { revision } = event {
+                if self.replica.state().is_initialised() && self.replica.revision() >= revision {
+                    self.followed
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
         }
     }
 

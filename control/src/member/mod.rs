@@ -54,6 +54,8 @@ pub struct RaftNode {
     log: LogStore,
     sm: StateMachine,
     contact: LeaderContact,
+    /// The last log index this node had when it started: it has caught up once applied.
+    opened_at: u64,
 }
 
 impl RaftNode {
@@ -84,11 +86,13 @@ impl RaftNode {
         )
         .await
         .map_err(|e| ClusterError::Storage(format!("cannot start Raft: {e}")))?;
+        let opened_at = log.last_log_id().map(|l| l.index).unwrap_or(0);
         Ok(Arc::new(RaftNode {
             raft,
             log,
             sm,
             contact: LeaderContact::default(),
+            opened_at,
         }))
     }
 
@@ -143,6 +147,7 @@ pub struct Member {
     stop: CancellationToken,
     tasks: TaskTracker,
     removed: AtomicBool,
+    followed: AtomicBool,
 }
 
 impl Member {
@@ -179,6 +184,7 @@ impl Member {
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
             removed: AtomicBool::new(false),
+            followed: AtomicBool::new(false),
         });
         if identity.role == Role::Manager {
             member.start_raft().await?;
@@ -203,6 +209,24 @@ impl Member {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Whether this node's replica has caught up with the cluster since the agent started:
+    /// on managers, a leader is known and everything in the local log is applied; on
+    /// workers, the watch stream has delivered. Until then the replica may be stale, and
+    /// nothing should be torn down because of it.
+    pub fn synced(&self) -> bool {
+        if !self.replica.state().is_initialised() {
+            return false;
+        }
+        match self.raft() {
+            Some(r) => {
+                let m = r.metrics();
+                m.current_leader.is_some()
+                    && m.last_applied.map(|l| l.index).unwrap_or(0) >= r.opened_at
+            }
+            None => self.followed.load(Ordering::SeqCst),
+        }
     }
 
     /// Whether this node was removed from the cluster.

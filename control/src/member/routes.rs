@@ -210,7 +210,12 @@ async fn watch(
         return error_response(&e);
     }
     let sub = m.replica.subscribe(q.since);
-    let backlog: VecDeque<_> = sub.backlog.into();
+    let mut backlog: VecDeque<_> = sub.backlog.into();
+    // After the catch-up, a ping with the revision the watcher now stands at: it knows it
+    // has caught up when it gets there.
+    backlog.push_back(Arc::new(WatchEvent::Ping {
+        revision: m.replica.revision(),
+    }));
     let stop = m.stop.clone();
     let replica = m.replica.clone();
     let stream = futures::stream::unfold(

@@ -1,0 +1,131 @@
+//! Carrying out a diff over netlink. Each change is tried on its own; one failure does
+//! not stop the others, and every outcome is reported (the agent turns endpoint failures
+//! into errors for whoever attached them).
+
+use std::net::Ipv4Addr;
+
+use super::diff::Change;
+use super::sandbox;
+use crate::netlink::{Netlink, NetlinkError};
+
+/// What became of one change.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The change, for logs.
+    pub change: String,
+    /// The endpoint it concerned, if any.
+    pub endpoint: Option<String>,
+    /// Whether it worked.
+    pub result: Result<(), String>,
+}
+
+async fn run(nl: &Netlink, change: &Change) -> Result<(), String> {
+    let e = |e: NetlinkError| e.to_string();
+    match change {
+        Change::DeleteLink { name, .. } => {
+            if let Some(i) = nl.index(name).await.map_err(e)? {
+                nl.delete(i).await.map_err(e)?;
+            }
+        }
+        Change::CreateBridge { network } => {
+            let br = network.bridge();
+            nl.add_bridge_with(&br, network.gateway_mac, network.mtu)
+                .await
+                .map_err(e)?;
+            let i = nl.must_index(&br).await.map_err(e)?;
+            nl.add_address(i, network.gateway.into(), network.subnet.prefix_len())
+                .await
+                .map_err(e)?;
+        }
+        Change::FixLink { name, mtu, mac } => {
+            let i = nl.must_index(name).await.map_err(e)?;
+            nl.set_link(i, *mtu, *mac).await.map_err(e)?;
+        }
+        Change::AddAddress { link, ip, prefix } => {
+            let i = nl.must_index(link).await.map_err(e)?;
+            nl.add_address(i, (*ip).into(), *prefix).await.map_err(e)?;
+        }
+        Change::DelAddress { link, ip, prefix } => {
+            let i = nl.must_index(link).await.map_err(e)?;
+            nl.del_address(i, *ip, *prefix).await.map_err(e)?;
+        }
+        Change::CreateVxlan {
+            network,
+            local,
+            port,
+        } => {
+            let master = nl.must_index(&network.bridge()).await.map_err(e)?;
+            nl.add_vxlan(
+                &network.vxlan(),
+                network.vni,
+                *local,
+                *port,
+                network.mtu,
+                master,
+            )
+            .await
+            .map_err(e)?;
+        }
+        Change::AddFdb { vxlan, mac, dst } => {
+            let i = nl.must_index(vxlan).await.map_err(e)?;
+            nl.add_fdb(i, *mac, *dst).await.map_err(e)?;
+        }
+        Change::DelFdb { vxlan, mac, dst } => {
+            let i = nl.must_index(vxlan).await.map_err(e)?;
+            nl.del_fdb(i, *mac, *dst).await.map_err(e)?;
+        }
+        Change::AddNeigh { vxlan, ip, mac } => {
+            let i = nl.must_index(vxlan).await.map_err(e)?;
+            nl.add_neigh(i, *ip, *mac).await.map_err(e)?;
+        }
+        Change::DelNeigh { vxlan, ip, .. } => {
+            let i = nl.must_index(vxlan).await.map_err(e)?;
+            nl.del_neigh(i, *ip).await.map_err(e)?;
+        }
+        Change::AddEndpoint { endpoint, bridge } => {
+            sandbox::add_endpoint(nl, endpoint, bridge)
+                .await
+                .map_err(|err| err.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// Carries out `changes` in order.
+pub async fn apply(nl: &Netlink, changes: &[Change]) -> Vec<Outcome> {
+    let mut out = Vec::with_capacity(changes.len());
+    for change in changes {
+        let result = run(nl, change).await;
+        let endpoint = match change {
+            Change::AddEndpoint { endpoint, .. } => Some(endpoint.id.clone()),
+            _ => None,
+        };
+        match &result {
+            Ok(()) => tracing::info!(change = %change, "dataplane"),
+            Err(err) => tracing::warn!(change = %change, error = %err, "dataplane change failed"),
+        }
+        out.push(Outcome {
+            change: change.to_string(),
+            endpoint,
+            result,
+        });
+    }
+    out
+}
+
+/// Turns on IPv4 forwarding in this namespace (routing from sandboxes to the underlay).
+pub fn ensure_forwarding() -> std::io::Result<()> {
+    let path = "/proc/sys/net/ipv4/ip_forward";
+    if std::fs::read_to_string(path)?.trim() != "1" {
+        std::fs::write(path, "1")?;
+    }
+    Ok(())
+}
+
+/// The address is in the plan's local tunnel endpoint family (IPv4 only for now).
+pub fn local_ipv4(addr: std::net::IpAddr) -> Option<Ipv4Addr> {
+    match addr {
+        std::net::IpAddr::V4(v4) => Some(v4),
+        std::net::IpAddr::V6(_) => None,
+    }
+}

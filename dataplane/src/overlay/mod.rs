@@ -1,0 +1,25 @@
+//! A node's overlay networks in the kernel: bridges with the anycast gateway, VXLAN
+//! devices with static FDB and proxy-ARP entries, endpoints' veths, nftables rules.
+//!
+//! ```text
+//!  NodePlan (from the agent) ──┐
+//!                              ├─ diff() ─▶ [Change] ─▶ apply() ─▶ netlink
+//!  observe() (netlink dump) ───┘
+//!  ruleset(NodePlan) ─▶ nft::ensure_table (atomic, skipped when unchanged)
+//! ```
+//! No learning, no flooding, no multicast: every remote endpoint is programmed from the
+//! cluster state.
+
+mod apply;
+mod diff;
+mod observe;
+mod plan;
+mod sandbox;
+
+pub use apply::{apply, ensure_forwarding, local_ipv4, Outcome};
+pub use diff::{diff, Change};
+pub use observe::{observe, Link, LinkKind, Observed};
+pub use plan::{
+    bridge_name, digest, ruleset, EndpointPlan, NetworkPlan, NodePlan, Remote, NFT_TABLE, PREFIX,
+};
+pub use sandbox::{remove_stale_resolv_confs, write_resolv_conf, SandboxError};

@@ -1,0 +1,282 @@
+//! What one node's overlay should look like, as plain data.
+//!
+//! The agent derives a [`NodePlan`] from the cluster state; [`diff`](super::diff)
+//! compares it with what the kernel has. Names of kernel objects are derived here:
+//!
+//! | object | name |
+//! | --- | --- |
+//! | network bridge (anycast gateway) | `shl-b<VNI>` |
+//! | network VXLAN device | `shl-v<VNI>` |
+//! | endpoint veth, node side | `shl-e<first 8 hex of the endpoint ID>` |
+//! | endpoint veth, sandbox side before the move | `shl-p<same>` |
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+
+use crate::nft::{m, BaseChain, Chain, ChainType, CmpOp, Expr, Family, Hook, Rule, Table, Verdict};
+
+/// Every kernel object shoal makes is named with this prefix.
+pub const PREFIX: &str = "shl-";
+/// The nftables table shoal owns.
+pub const NFT_TABLE: &str = "shoal";
+
+/// A node's whole overlay.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodePlan {
+    /// The node's underlay address: the local VXLAN tunnel endpoint.
+    pub local_ip: Option<Ipv4Addr>,
+    /// The VXLAN UDP port.
+    pub vxlan_port: u16,
+    /// The networks this node carries.
+    pub networks: Vec<NetworkPlan>,
+    /// The endpoints on this node.
+    pub endpoints: Vec<EndpointPlan>,
+}
+
+/// One network on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkPlan {
+    /// Its name (for messages).
+    pub name: String,
+    /// Its VXLAN network identifier.
+    pub vni: u32,
+    /// Its subnet.
+    pub subnet: Ipv4Net,
+    /// The anycast gateway address (on the bridge of every node).
+    pub gateway: Ipv4Addr,
+    /// The anycast gateway MAC.
+    pub gateway_mac: [u8; 6],
+    /// Interface MTU on the network.
+    pub mtu: u32,
+    /// No egress and no ingress.
+    pub internal: bool,
+    /// Endpoints on other nodes: their MAC goes to the VXLAN FDB, their address to the
+    /// proxy-ARP table.
+    pub remotes: Vec<Remote>,
+}
+
+/// An endpoint on another node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Remote {
+    /// Its overlay address.
+    pub ip: Ipv4Addr,
+    /// Its MAC.
+    pub mac: [u8; 6],
+    /// Its node's underlay address.
+    pub node_ip: Ipv4Addr,
+}
+
+/// A sandbox's interface on a network of this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointPlan {
+    /// The endpoint ID.
+    pub id: String,
+    /// The network's VNI.
+    pub vni: u32,
+    /// The sandbox's network namespace.
+    pub sandbox: PathBuf,
+    /// The interface name inside the sandbox.
+    pub ifname: String,
+    /// Its address and the subnet's prefix length.
+    pub ip: Ipv4Addr,
+    /// The subnet's prefix length.
+    pub prefix: u8,
+    /// Its MAC.
+    pub mac: [u8; 6],
+    /// The gateway.
+    pub gateway: Ipv4Addr,
+    /// The MTU.
+    pub mtu: u32,
+    /// Whether the sandbox's default route goes through this network.
+    pub default_route: bool,
+}
+
+impl NetworkPlan {
+    /// The bridge's name.
+    pub fn bridge(&self) -> String {
+        bridge_name(self.vni)
+    }
+    /// The VXLAN device's name.
+    pub fn vxlan(&self) -> String {
+        format!("{PREFIX}v{}", self.vni)
+    }
+}
+
+/// The bridge name of network `vni`.
+pub fn bridge_name(vni: u32) -> String {
+    format!("{PREFIX}b{vni}")
+}
+
+impl EndpointPlan {
+    fn short(&self) -> &str {
+        self.id.get(..8).unwrap_or(&self.id)
+    }
+    /// The node-side veth.
+    pub fn host_ifname(&self) -> String {
+        format!("{PREFIX}e{}", self.short())
+    }
+    /// The sandbox-side veth before it is moved and renamed.
+    pub fn peer_ifname(&self) -> String {
+        format!("{PREFIX}p{}", self.short())
+    }
+    /// The sandbox's name when it is a named namespace under /run/netns.
+    pub fn netns_name(&self) -> Option<String> {
+        let parent = self.sandbox.parent()?;
+        if parent != std::path::Path::new(crate::netns::NETNS_DIR) {
+            return None;
+        }
+        self.sandbox.file_name()?.to_str().map(String::from)
+    }
+}
+
+/// The nftables rules the plan needs: masquerade for egress, isolation between
+/// networks, and no way out of (or into) internal networks.
+pub fn ruleset(plan: &NodePlan) -> Table {
+    let mut forward = Vec::new();
+    let mut input = Vec::new();
+    let mut post = Vec::new();
+    for n in &plan.networks {
+        let br = n.bridge();
+        let mut isolate = m::iifname(CmpOp::Eq, &br);
+        isolate.extend(m::oifname(CmpOp::Eq, &format!("{PREFIX}b*")));
+        isolate.extend(m::oifname(CmpOp::Neq, &br));
+        isolate.extend(m::verdict(Verdict::Drop));
+        forward.push(Rule {
+            exprs: isolate,
+            comment: format!("{}: isolated from other networks", n.name),
+        });
+        if n.internal {
+            let mut out = m::iifname(CmpOp::Eq, &br);
+            out.extend(m::oifname(CmpOp::Neq, &br));
+            out.extend(m::verdict(Verdict::Drop));
+            forward.push(Rule {
+                exprs: out,
+                comment: format!("{}: internal, no egress", n.name),
+            });
+            let mut inbound = m::oifname(CmpOp::Eq, &br);
+            inbound.extend(m::iifname(CmpOp::Neq, &br));
+            inbound.extend(m::verdict(Verdict::Drop));
+            forward.push(Rule {
+                exprs: inbound,
+                comment: format!("{}: internal, no ingress", n.name),
+            });
+            let mut host = m::iifname(CmpOp::Eq, &br);
+            host.extend(m::ip_addr(true, CmpOp::Neq, n.gateway, 32));
+            host.extend(m::verdict(Verdict::Drop));
+            input.push(Rule {
+                exprs: host,
+                comment: format!("{}: internal, only the gateway", n.name),
+            });
+        } else {
+            let mut masq = m::ip_addr(false, CmpOp::Eq, n.subnet.network(), n.subnet.prefix_len());
+            masq.extend(m::oifname(CmpOp::Neq, &br));
+            masq.push(Expr::Masquerade);
+            post.push(Rule {
+                exprs: masq,
+                comment: format!("{}: egress", n.name),
+            });
+        }
+    }
+    let base = |hook, kind, priority| {
+        Some(BaseChain {
+            hook,
+            kind,
+            priority,
+            accept: true,
+        })
+    };
+    Table {
+        name: NFT_TABLE.into(),
+        family: Family::Ip,
+        chains: vec![
+            Chain {
+                name: "forward".into(),
+                base: base(Hook::Forward, ChainType::Filter, 0),
+                rules: forward,
+            },
+            Chain {
+                name: "input".into(),
+                base: base(Hook::Input, ChainType::Filter, 0),
+                rules: input,
+            },
+            Chain {
+                name: "postrouting".into(),
+                base: base(Hook::Postrouting, ChainType::Nat, 100),
+                rules: post,
+            },
+        ],
+    }
+}
+
+/// A short digest of a table, stored with it in the kernel to skip needless replaces.
+pub fn digest(table: &Table) -> Vec<u8> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    table.hash(&mut h);
+    format!("shoal:{:016x}", h.finish()).into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(vni: u32, internal: bool) -> NetworkPlan {
+        NetworkPlan {
+            name: format!("n{vni}"),
+            vni,
+            subnet: "10.0.0.0/24".parse().unwrap(),
+            gateway: "10.0.0.1".parse().unwrap(),
+            gateway_mac: [2, 0x42, 10, 0, 0, 1],
+            mtu: 1450,
+            internal,
+            remotes: vec![],
+        }
+    }
+
+    #[test]
+    fn names_fit_in_ifnamsiz() {
+        let n = net(16_777_215, false);
+        assert!(n.bridge().len() <= 15 && n.vxlan().len() <= 15);
+        let e = EndpointPlan {
+            id: "0123456789abcdef".into(),
+            vni: 1,
+            sandbox: "/run/netns/x".into(),
+            ifname: "eth0".into(),
+            ip: "10.0.0.2".parse().unwrap(),
+            prefix: 24,
+            mac: [0; 6],
+            gateway: "10.0.0.1".parse().unwrap(),
+            mtu: 1450,
+            default_route: true,
+        };
+        assert_eq!(e.host_ifname(), "shl-e01234567");
+        assert_eq!(e.netns_name().as_deref(), Some("x"));
+        let other = EndpointPlan {
+            sandbox: "/proc/1/ns/net".into(),
+            ..e
+        };
+        assert_eq!(other.netns_name(), None);
+    }
+
+    #[test]
+    fn plain_networks_masquerade_and_internal_ones_are_closed() {
+        let plan = NodePlan {
+            networks: vec![net(4096, false), net(4097, true)],
+            ..Default::default()
+        };
+        let t = ruleset(&plan);
+        let text = t.to_string();
+        assert!(text.contains("n4096: egress"), "{text}");
+        assert!(!text.contains("n4097: egress"), "{text}");
+        assert!(text.contains("n4097: internal, no egress"), "{text}");
+        assert!(text.contains("n4097: internal, no ingress"), "{text}");
+        assert!(
+            text.contains("n4096: isolated from other networks"),
+            "{text}"
+        );
+        assert_ne!(digest(&t), digest(&ruleset(&NodePlan::default())));
+        assert_eq!(digest(&t), digest(&ruleset(&plan)));
+    }
+}

@@ -1,0 +1,138 @@
+//! An endpoint's interface in its sandbox: a veth pair whose node side plugs into the
+//! network's bridge and whose other side becomes `ethN` in the sandbox, with the
+//! endpoint's address, MAC, MTU and routes; and the sandbox's resolv.conf.
+
+use std::fs;
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use super::plan::EndpointPlan;
+use crate::netlink::{Netlink, NetlinkError};
+use crate::netns;
+
+/// The first line of every resolv.conf shoal writes, naming the node that wrote it; files
+/// without it are not shoal's, and a node only removes its own.
+fn marker(owner: &str) -> String {
+    format!("# written by shoal node {owner}: the overlay network's resolver on its gateway")
+}
+
+/// Why an endpoint could not be set up.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The sandbox's namespace cannot be opened.
+    #[error("sandbox {path}: {source}")]
+    Namespace {
+        /// Its path.
+        path: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// A netlink request failed.
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    /// The sandbox already has a foreign interface of that name.
+    #[error("sandbox {path} already has an interface named {ifname} that shoal did not make")]
+    NameTaken {
+        /// The sandbox.
+        path: String,
+        /// The name.
+        ifname: String,
+    },
+}
+
+/// Creates the endpoint's interface; on failure removes what it made.
+pub async fn add_endpoint(
+    nl: &Netlink,
+    e: &EndpointPlan,
+    bridge: &str,
+) -> Result<(), SandboxError> {
+    let path = e.sandbox.display().to_string();
+    let ns = netns::open(&path).map_err(|source| SandboxError::Namespace {
+        path: path.clone(),
+        source,
+    })?;
+    let inside = Netlink::in_namespace(&ns)?;
+    if inside.index(&e.ifname).await?.is_some() {
+        return Err(SandboxError::NameTaken {
+            path,
+            ifname: e.ifname.clone(),
+        });
+    }
+    let host = e.host_ifname();
+    let peer = e.peer_ifname();
+    if let Some(stale) = nl.index(&peer).await? {
+        nl.delete(stale).await?;
+    }
+    nl.add_veth(&host, &peer).await?;
+    let result = async {
+        let host_idx = nl.must_index(&host).await?;
+        nl.set_mtu(host_idx, e.mtu).await?;
+        nl.set_master(host_idx, nl.must_index(bridge).await?)
+            .await?;
+        nl.set_up(host_idx).await?;
+        let peer_idx = nl.must_index(&peer).await?;
+        nl.set_mtu(peer_idx, e.mtu).await?;
+        nl.move_to(peer_idx, &ns).await?;
+        let idx = inside.must_index(&peer).await?;
+        inside.rename(idx, &e.ifname).await?;
+        inside.set_mac(idx, e.mac).await?;
+        inside.add_address(idx, e.ip.into(), e.prefix).await?;
+        inside.set_up(idx).await?;
+        if let Some(lo) = inside.index("lo").await? {
+            inside.set_up(lo).await?;
+        }
+        if e.default_route && !inside.has_default_route().await? {
+            inside.add_default_route(e.gateway).await?;
+        }
+        Ok::<(), NetlinkError>(())
+    }
+    .await;
+    if let Err(err) = result {
+        if let Ok(Some(idx)) = nl.index(&host).await {
+            let _ = nl.delete(idx).await;
+        }
+        return Err(err.into());
+    }
+    Ok(())
+}
+
+/// Writes `/etc/netns/<name>/resolv.conf` pointing at `gateway`, unless it already says
+/// so; `owner` is the writing node.
+pub fn write_resolv_conf(owner: &str, name: &str, gateway: Ipv4Addr) -> io::Result<bool> {
+    let dir = Path::new("/etc/netns").join(name);
+    let path = dir.join("resolv.conf");
+    let want = format!("{}\nnameserver {gateway}\noptions ndots:0\n", marker(owner));
+    if fs::read_to_string(&path).ok().as_deref() == Some(want.as_str()) {
+        return Ok(false);
+    }
+    fs::create_dir_all(&dir)?;
+    let tmp = dir.join("resolv.conf.shoal-tmp");
+    fs::write(&tmp, want)?;
+    fs::rename(tmp, path)?;
+    Ok(true)
+}
+
+/// Removes the resolv.conf files node `owner` wrote for namespaces not in `keep` (and
+/// their directories, when empty).
+pub fn remove_stale_resolv_confs(owner: &str, keep: &[String]) {
+    let mark = marker(owner);
+    let Ok(dir) = fs::read_dir("/etc/netns") else {
+        return;
+    };
+    for entry in dir.filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if keep.contains(&name) {
+            continue;
+        }
+        let path = entry.path().join("resolv.conf");
+        let ours = fs::read_to_string(&path)
+            .map(|s| s.starts_with(&mark))
+            .unwrap_or(false);
+        if ours {
+            let _ = fs::remove_file(&path);
+            let _ = fs::remove_dir(entry.path());
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The agent's overlay duties: derive this node's plan from the cluster state
+//! ([`view`]), keep the kernel equal to it ([`reconciler`]), and report the node's own
+//! routes and MTU ([`report`]).
+
+pub mod reconciler;
+pub mod report;
+pub mod view;
+
+pub use reconciler::Overlay;

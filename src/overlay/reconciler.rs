@@ -1,0 +1,253 @@
+//! The overlay reconciler: whenever the cluster state changes (and every few seconds,
+//! to repair drift), derive this node's plan, diff it against the kernel, apply the
+//! difference, and tell waiting `attach` calls how their endpoints fared.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use shoal_control::api::{LeaderRequest, StatusSection};
+use shoal_control::state::Command;
+use shoal_control::Member;
+use shoal_dataplane::netlink::Netlink;
+use shoal_dataplane::nft::{self, Family};
+use shoal_dataplane::overlay::{self, NodePlan, NFT_TABLE};
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::view::node_plan;
+
+/// How often the kernel is compared with the plan even when nothing changed.
+const RESYNC: Duration = Duration::from_secs(5);
+
+/// What the reconciler has done so far.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// The state revision last applied to the kernel.
+    pub revision: u64,
+    /// Endpoints that could not be set up, with why.
+    pub failures: HashMap<String, String>,
+}
+
+/// A running reconciler.
+pub struct Overlay {
+    progress: watch::Sender<Progress>,
+    kick: Notify,
+    stop: CancellationToken,
+    plan: ArcSwap<NodePlan>,
+}
+
+impl Overlay {
+    /// Starts reconciling for `member`.
+    pub fn start(member: Arc<Member>, vxlan_port: u16) -> Arc<Overlay> {
+        let overlay = Arc::new(Overlay {
+            progress: watch::channel(Progress::default()).0,
+            kick: Notify::new(),
+            stop: CancellationToken::new(),
+            plan: ArcSwap::from_pointee(NodePlan::default()),
+        });
+        let me = overlay.clone();
+        tokio::spawn(async move { me.run(member, vxlan_port).await });
+        overlay
+    }
+
+    /// Asks for a reconciliation now.
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    /// Stops reconciling (the kernel keeps what it has).
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Waits until the kernel reflects `revision`; returns the progress then.
+    pub async fn wait_for(&self, revision: u64, within: Duration) -> Option<Progress> {
+        let mut rx = self.progress.subscribe();
+        self.kick();
+        tokio::time::timeout(within, async {
+            loop {
+                let p = rx.borrow_and_update().clone();
+                if p.revision >= revision {
+                    return p;
+                }
+                if rx.changed().await.is_err() {
+                    return p;
+                }
+            }
+        })
+        .await
+        .ok()
+    }
+
+    /// A summary for `shoal status`.
+    pub fn status(&self) -> StatusSection {
+        let plan = self.plan.load();
+        let mut rows: Vec<(String, String)> = plan
+            .networks
+            .iter()
+            .map(|n| {
+                let local = plan.endpoints.iter().filter(|e| e.vni == n.vni).count();
+                (
+                    n.name.clone(),
+                    format!(
+                        "vni {} {} gw {} mtu {}, {local} local / {} remote endpoints{}",
+                        n.vni,
+                        n.subnet,
+                        n.gateway,
+                        n.mtu,
+                        n.remotes.len(),
+                        if n.internal { ", internal" } else { "" }
+                    ),
+                )
+            })
+            .collect();
+        if rows.is_empty() {
+            rows.push(("(none)".into(), "no endpoints on this node".into()));
+        }
+        StatusSection {
+            title: "Networks on this node".into(),
+            rows,
+        }
+    }
+
+    async fn run(self: Arc<Self>, member: Arc<Member>, vxlan_port: u16) {
+        let nl = match Netlink::current() {
+            Ok(nl) => nl,
+            Err(e) => {
+                tracing::error!(error = %e, "overlay reconciler cannot open netlink; the data path is not managed");
+                return;
+            }
+        };
+        let mut changes = member.replica().changes();
+        let mut detaching: HashSet<String> = HashSet::new();
+        loop {
+            if member.synced() && !member.is_removed() {
+                let progress = reconcile(&member, &nl, vxlan_port, &self.plan).await;
+                self.collect_gone_sandboxes(&member, &mut detaching);
+                self.progress.send_replace(progress);
+            }
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = changes.changed() => {}
+                _ = self.kick.notified() => {}
+                _ = tokio::time::sleep(RESYNC) => {}
+            }
+        }
+    }
+
+    /// Detaches endpoints whose sandbox namespace no longer exists (the container is gone).
+    fn collect_gone_sandboxes(&self, member: &Arc<Member>, detaching: &mut HashSet<String>) {
+        let plan = self.plan.load();
+        let state = member.replica().state();
+        for e in &plan.endpoints {
+            if e.sandbox.exists() || !detaching.insert(e.id.clone()) {
+                continue;
+            }
+            let Some(ep) = state.endpoints.get(&e.id) else {
+                continue;
+            };
+            tracing::info!(endpoint = %e.id, sandbox = %e.sandbox.display(), "sandbox is gone; detaching its endpoint");
+            let command = Command::Detach {
+                network: ep.network.clone(),
+                node: ep.node,
+                sandbox: ep.sandbox.clone(),
+            };
+            let member = member.clone();
+            tokio::spawn(async move {
+                if let Err(err) = member
+                    .submit(LeaderRequest::Propose { command }, Some(member.node_id))
+                    .await
+                {
+                    tracing::warn!(error = %err, "cannot detach the endpoint of a vanished sandbox");
+                }
+            });
+        }
+        detaching.retain(|id| plan.endpoints.iter().any(|e| &e.id == id));
+    }
+}
+
+async fn reconcile(member: &Member, nl: &Netlink, port: u16, last: &ArcSwap<NodePlan>) -> Progress {
+    let state = member.replica().state();
+    let plan = node_plan(&state, member.node_id, port);
+    let mut failures = HashMap::new();
+    match overlay::observe(nl).await {
+        Ok(observed) => {
+            let changes = overlay::diff(&plan, &observed);
+            for o in overlay::apply(nl, &changes).await {
+                if let (Some(id), Err(e)) = (o.endpoint, o.result) {
+                    failures.insert(id, e);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the kernel's overlay state"),
+    }
+    if let Err(e) = apply_rules(&plan).await {
+        tracing::warn!(error = %e, "cannot program nftables");
+    }
+    if !plan.networks.is_empty() {
+        if let Err(e) = overlay::ensure_forwarding() {
+            tracing::warn!(error = %e, "cannot enable IPv4 forwarding");
+        }
+    }
+    resolv_confs(&member.node_id.to_string(), &plan);
+    last.store(Arc::new(plan));
+    Progress {
+        revision: state.revision,
+        failures,
+    }
+}
+
+/// Programs (or removes) shoal's nftables table for `plan`.
+pub async fn apply_rules(plan: &NodePlan) -> Result<(), String> {
+    let table = overlay::ruleset(plan);
+    let empty = plan.networks.is_empty();
+    tokio::task::spawn_blocking(move || {
+        if empty {
+            nft::remove_table(NFT_TABLE, Family::Ip).map(|_| ())
+        } else {
+            nft::ensure_table(&table, &overlay::digest(&table)).map(|_| ())
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())
+}
+
+fn resolv_confs(owner: &str, plan: &NodePlan) {
+    let mut gateways: BTreeMap<String, std::net::Ipv4Addr> = BTreeMap::new();
+    for e in &plan.endpoints {
+        if let Some(name) = e.netns_name() {
+            if e.default_route || !gateways.contains_key(&name) {
+                gateways.insert(name, e.gateway);
+            }
+        }
+    }
+    for (name, gw) in &gateways {
+        if let Err(e) = overlay::write_resolv_conf(owner, name, *gw) {
+            tracing::warn!(error = %e, netns = %name, "cannot write resolv.conf");
+        }
+    }
+    let keep: Vec<String> = gateways.into_keys().collect();
+    overlay::remove_stale_resolv_confs(owner, &keep);
+}
+
+/// Removes every kernel object shoal made on this node (used by `cluster leave`).
+pub async fn clean_up(owner: &str) -> Result<(), String> {
+    let nl = Netlink::current().map_err(|e| e.to_string())?;
+    let empty = NodePlan::default();
+    let observed = overlay::observe(&nl).await.map_err(|e| e.to_string())?;
+    let failed: Vec<String> = overlay::apply(&nl, &overlay::diff(&empty, &observed))
+        .await
+        .into_iter()
+        .filter_map(|o| o.result.err().map(|e| format!("{}: {e}", o.change)))
+        .collect();
+    apply_rules(&empty).await?;
+    overlay::remove_stale_resolv_confs(owner, &[]);
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
+    }
+}

@@ -1,0 +1,90 @@
+//! Telling the cluster about this node's own network: its routes (network subnets must
+//! not overlap them) and its underlay MTU (network MTUs derive from it).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use shoal_control::api::LeaderRequest;
+use shoal_control::state::{Command, NodeReport};
+use shoal_control::Member;
+use shoal_dataplane::netlink::Netlink;
+use shoal_dataplane::overlay::PREFIX;
+use tokio_util::sync::CancellationToken;
+
+/// How often the report is refreshed.
+const EVERY: Duration = Duration::from_secs(10);
+
+/// Reads this node's report from the kernel: routes of the main table that are not
+/// shoal's and not the default route, and the MTU of the interface holding `advertise`.
+pub async fn read(nl: &Netlink, advertise: IpAddr) -> Result<NodeReport, String> {
+    let links = nl.links().await.map_err(|e| e.to_string())?;
+    let name_of = |i: u32| {
+        links
+            .iter()
+            .find(|l| l.0 == i)
+            .map(|l| l.1.clone())
+            .unwrap_or_default()
+    };
+    let mut routes: Vec<Ipv4Net> = nl
+        .routes_v4()
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|(_, prefix, oif)| {
+            *prefix > 0 && !oif.is_some_and(|i| name_of(i).starts_with(PREFIX))
+        })
+        .filter_map(|(dst, prefix, _)| Ipv4Net::new(dst, prefix).ok().map(|n| n.trunc()))
+        .collect();
+    routes.sort();
+    routes.dedup();
+    let addrs = nl.addresses().await.map_err(|e| e.to_string())?;
+    let underlay_mtu = addrs
+        .iter()
+        .find(|(_, ip)| IpAddr::V4(*ip) == advertise)
+        .and_then(|(i, _)| links.iter().find(|l| l.0 == *i))
+        .map(|l| l.2)
+        .unwrap_or(shoal_control::state::DEFAULT_UNDERLAY_MTU);
+    Ok(NodeReport {
+        routes,
+        underlay_mtu,
+    })
+}
+
+/// Reports whenever what the node would report differs from what the state holds.
+pub async fn run(member: Arc<Member>, stop: CancellationToken) {
+    let nl = match Netlink::current() {
+        Ok(nl) => nl,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open netlink to read this node's routes");
+            return;
+        }
+    };
+    loop {
+        let state = member.replica().state();
+        let advertise = member.identity().addr;
+        if let (true, Some(me)) = (member.synced(), state.nodes.get(&member.node_id)) {
+            match read(&nl, advertise).await {
+                Ok(report) if report != me.report => {
+                    let command = Command::ReportNode {
+                        id: member.node_id,
+                        report,
+                    };
+                    if let Err(e) = member
+                        .submit(LeaderRequest::Propose { command }, Some(member.node_id))
+                        .await
+                    {
+                        tracing::debug!(error = %e, "node report not delivered; will retry");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read this node's routes"),
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(if member.synced() { EVERY } else { Duration::from_millis(500) }) => {}
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! A node's view of the cluster: the overlay it should have, derived from the state.
+//!
+//! A node carries a network when it has an endpoint on it. Remote endpoints of such a
+//! network become FDB and proxy-ARP entries; local ones become veths in their sandboxes.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use shoal_control::state::{ClusterState, Endpoint};
+use shoal_control::NodeId;
+use shoal_dataplane::overlay::{EndpointPlan, NetworkPlan, NodePlan, Remote};
+
+/// The overlay node `me` should have.
+pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan {
+    let local_ip = state.nodes.get(&me).and_then(|n| match n.addr {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(_) => None,
+    });
+    let mine: Vec<&Endpoint> = state.endpoints.values().filter(|e| e.node == me).collect();
+    let mut networks = Vec::new();
+    for net in state.networks.values() {
+        if !mine.iter().any(|e| e.network == net.name) {
+            continue;
+        }
+        let mut remotes: Vec<Remote> = state
+            .endpoints_on(&net.name)
+            .filter(|e| e.node != me)
+            .filter_map(|e| {
+                let node_ip = match state.nodes.get(&e.node)?.addr {
+                    IpAddr::V4(v4) => v4,
+                    IpAddr::V6(_) => return None,
+                };
+                Some(Remote {
+                    ip: e.ip,
+                    mac: e.mac,
+                    node_ip,
+                })
+            })
+            .collect();
+        remotes.sort();
+        networks.push(NetworkPlan {
+            name: net.name.clone(),
+            vni: net.vni,
+            subnet: net.space.subnet(),
+            gateway: net.space.gateway(),
+            gateway_mac: shoal_ipam::mac_for(net.space.gateway()),
+            mtu: net.mtu,
+            internal: net.internal,
+            remotes,
+        });
+    }
+    // The default route of a sandbox goes through its first non-internal network.
+    let mut default_for: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut ordered = mine.clone();
+    ordered.sort_by_key(|e| (e.sandbox.clone(), ifname_order(&e.ifname)));
+    for e in &ordered {
+        let internal = state.networks.get(&e.network).is_none_or(|n| n.internal);
+        if !internal {
+            default_for
+                .entry(e.sandbox.as_str())
+                .or_insert(e.id.as_str());
+        }
+    }
+    let endpoints = ordered
+        .iter()
+        .filter_map(|e| {
+            let net = state.networks.get(&e.network)?;
+            Some(EndpointPlan {
+                id: e.id.clone(),
+                vni: net.vni,
+                sandbox: e.sandbox.clone().into(),
+                ifname: e.ifname.clone(),
+                ip: e.ip,
+                prefix: net.space.subnet().prefix_len(),
+                mac: e.mac,
+                gateway: net.space.gateway(),
+                mtu: net.mtu,
+                default_route: default_for.get(e.sandbox.as_str()) == Some(&e.id.as_str()),
+            })
+        })
+        .collect();
+    NodePlan {
+        local_ip,
+        vxlan_port,
+        networks,
+        endpoints,
+    }
+}
+
+fn ifname_order(name: &str) -> u32 {
+    name.trim_start_matches("eth").parse().unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_control::state::{apply, AttachSpec, Command, NetworkSpec, Node, Proposal, Secrets};
+    use shoal_control::state::{Availability, NodeStatus, Role};
+
+    fn node(id: u64) -> Node {
+        let ip: IpAddr = [198, 18, 0, id as u8].into();
+        Node {
+            id: NodeId(id),
+            name: format!("n{id}"),
+            role: Role::Manager,
+            availability: Availability::Active,
+            status: NodeStatus::Ready,
+            addr: ip,
+            control_addr: (ip, 2377).into(),
+            joined_at_ms: 0,
+            status_since_ms: 0,
+            labels: Default::default(),
+            report: Default::default(),
+        }
+    }
+
+    fn run(s: &mut ClusterState, command: Command) {
+        apply(s, None, &Proposal { at_ms: 1, command }).unwrap();
+    }
+
+    fn state() -> ClusterState {
+        let mut s = ClusterState::default();
+        run(
+            &mut s,
+            Command::Bootstrap {
+                cluster_id: "c".into(),
+                ca_cert_pem: String::new(),
+                secrets: Secrets::default(),
+                addr_pools: Default::default(),
+                node: node(1),
+            },
+        );
+        run(&mut s, Command::AddNode { node: node(2) });
+        for (id, name, internal) in [
+            ("aaaaaaaa01", "a", false),
+            ("aaaaaaaa02", "b", true),
+            ("aaaaaaaa03", "c", false),
+        ] {
+            run(
+                &mut s,
+                Command::CreateNetwork {
+                    id: id.into(),
+                    spec: NetworkSpec {
+                        name: name.into(),
+                        attachable: true,
+                        internal,
+                        ..Default::default()
+                    },
+                },
+            );
+        }
+        let attach = |net: &str, node: u64, sandbox: &str| Command::Attach {
+            spec: AttachSpec {
+                network: net.into(),
+                node: NodeId(node),
+                sandbox: sandbox.into(),
+                ..Default::default()
+            },
+        };
+        run(&mut s, attach("b", 1, "/run/netns/x"));
+        run(&mut s, attach("a", 1, "/run/netns/x"));
+        run(&mut s, attach("a", 2, "/run/netns/y"));
+        run(&mut s, attach("c", 2, "/run/netns/z"));
+        s
+    }
+
+    #[test]
+    fn a_node_carries_only_networks_it_has_endpoints_on() {
+        let plan = node_plan(&state(), NodeId(1), 4789);
+        let names: Vec<&str> = plan.networks.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, vec!["a", "b"]);
+        assert_eq!(plan.local_ip, Some("198.18.0.1".parse().unwrap()));
+        let a = &plan.networks[0];
+        assert_eq!(a.remotes.len(), 1);
+        assert_eq!(a.remotes[0].node_ip.to_string(), "198.18.0.2");
+        assert_eq!(a.gateway_mac, shoal_ipam::mac_for(a.gateway));
+        assert!(plan.networks[1].internal);
+    }
+
+    #[test]
+    fn the_default_route_goes_through_the_first_non_internal_network() {
+        let plan = node_plan(&state(), NodeId(1), 4789);
+        let x: Vec<(&str, bool)> = plan
+            .endpoints
+            .iter()
+            .map(|e| (e.ifname.as_str(), e.default_route))
+            .collect();
+        assert_eq!(
+            x,
+            vec![("eth0", false), ("eth1", true)],
+            "eth0 is on the internal network"
+        );
+    }
+
+    #[test]
+    fn a_node_without_endpoints_carries_nothing() {
+        let mut s = state();
+        run(&mut s, Command::AddNode { node: node(3) });
+        assert_eq!(node_plan(&s, NodeId(3), 4789).networks, vec![]);
+    }
+}
