@@ -17,8 +17,11 @@
 
 pub mod answer;
 mod error;
+pub mod forward;
 mod name;
 mod request;
+mod server;
+mod stats;
 mod table;
 mod wire;
 
@@ -27,4 +30,6 @@ pub use error::Error;
 pub use hickory_proto::op::ResponseCode;
 pub use name::DnsName;
 pub use request::DropReason;
+pub use server::{Listener, Resolver, ResolverConfig};
+pub use stats::Stats;
 pub use table::{RecordTable, TableBuilder, DEFAULT_TTL};
