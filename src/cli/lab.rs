@@ -2,7 +2,8 @@
 
 use anyhow::bail;
 use nix::sys::signal::Signal;
-use shoal_control::api::NodeInfo;
+use shoal_control::api::{AttachRequest, EndpointInfo, NetworkInfo, NodeInfo};
+use shoal_control::state::NetworkSpec;
 
 use super::args::{Format, LabCmd};
 use super::{print, table};
@@ -108,24 +109,56 @@ fn hosts_table(lab: &lab::Lab) -> String {
     )
 }
 
-/// `shoal demo`: a lab with three managers and a worker, and what to try on it.
+/// `shoal demo`: a lab with three managers and a worker, an attachable network with a
+/// sandbox on every node, and what to try on it.
 pub async fn demo(name: &str) -> anyhow::Result<()> {
     let lab = lab::up(name, 4, 3).await?;
+    let sandboxes = match demo_workload(&lab).await {
+        Ok(s) => s,
+        Err(e) => {
+            lab::down(name);
+            return Err(e.context("the demo workload could not be set up; the lab was removed"));
+        }
+    };
     let nodes: Vec<NodeInfo> = lab.client("n1")?.get("/v1/nodes").await?;
-    println!(
-        "shoal demo: lab {name:?} is up — 4 nodes in network namespaces on one underlay bridge,"
-    );
+    println!("shoal demo: lab {name:?} is up: 4 nodes in network namespaces on one underlay bridge,");
     println!("3 of them Raft managers, 1 worker, plus a `client` host outside the cluster.\n");
     print(Format::Table, &nodes, |n| super::node_rows(n))?;
+    println!("\nThe attachable overlay network `demo` (kernel VXLAN, static FDB, no flooding) has a sandbox on every node:");
+    let rows: Vec<Vec<String>> = sandboxes.iter().map(|(h, ns, a)| vec![h.clone(), ns.clone(), a.clone()]).collect();
+    print!("{}", table::render(&["NODE", "SANDBOX (netns)", "ADDRESS"], &rows));
     println!("\nTry:");
+    if let (Some(first), Some(last)) = (sandboxes.first(), sandboxes.last()) {
+        let target = last.2.split('/').next().unwrap_or_default();
+        println!("  ip netns exec {} ping -c 3 {target}   # {} to {} across the overlay", first.1, first.0, last.0);
+    }
+    println!("  shoal lab exec --name {name} n1 -- shoal network inspect demo");
     println!("  shoal lab status --name {name}                      # hosts, addresses, sockets");
     println!("  shoal lab exec --name {name} n4 -- shoal node ls    # any node sees the cluster");
-    println!("  shoal lab exec --name {name} n1 -- shoal status     # Raft state of a manager");
+    println!("  shoal lab exec --name {name} n1 -- shoal status     # Raft state and networks of a node");
     println!("  shoal lab kill --name {name} --signal KILL n1       # crash a manager, then:");
-    println!(
-        "  shoal lab exec --name {name} n2 -- shoal node ls    #   a new leader within seconds"
-    );
+    println!("  shoal lab exec --name {name} n2 -- shoal node ls    #   a new leader within seconds");
     println!("  shoal lab start --name {name} n1                    # it rejoins and catches up");
     println!("  shoal lab down --name {name}                        # remove everything");
     Ok(())
+}
+
+/// The demo's network and one named sandbox per node: (node, namespace, address).
+async fn demo_workload(lab: &lab::Lab) -> anyhow::Result<Vec<(String, String, String)>> {
+    let spec = NetworkSpec { name: "demo".into(), attachable: true, ..Default::default() };
+    let _: NetworkInfo = lab.client("n1")?.post("/v1/networks", &spec).await?;
+    let mut sandboxes = Vec::new();
+    for (i, host) in lab.nodes().enumerate() {
+        let ns = lab::topology::ns_name(&lab.name, &format!("sb{}", i + 1));
+        shoal_dataplane::netns::create(&ns)?;
+        let req = AttachRequest {
+            network: "demo".into(),
+            netns: ns.clone(),
+            name: Some(format!("sb{}", i + 1)),
+            ..Default::default()
+        };
+        let e: EndpointInfo = lab.client(&host.name)?.post("/v1/attach", &req).await?;
+        sandboxes.push((host.name.clone(), ns, e.address));
+    }
+    Ok(sandboxes)
 }
