@@ -4,9 +4,11 @@
 //! - [`report`]: a table of figures, each a ratio against a baseline of the same run,
 //!   printed for people and written as JSON.
 //! - [`baseline`]: baselines that need no peer (the disk's fsync latency).
+//! - [`net`]: TCP throughput and round trips between network namespaces.
 //!
 //! The orchestration (labs, agents) lives in the `shoal` binary's `bench` module.
 
 pub mod baseline;
+pub mod net;
 pub mod report;
 pub mod stats;

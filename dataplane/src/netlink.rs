@@ -207,7 +207,9 @@ impl Netlink {
             .map_err(req(format!("create bridge {name}")))
     }
 
-    /// Creates a VXLAN device: no learning, proxy ARP, in bridge `master`, up.
+    /// Creates a VXLAN device without learning, in bridge `master`, up; with `proxy`, it
+    /// answers ARP from its neighbour table instead of sending requests on.
+    #[allow(clippy::too_many_arguments)]
     pub async fn add_vxlan(
         &self,
         name: &str,
@@ -216,12 +218,13 @@ impl Netlink {
         port: u16,
         mtu: u32,
         master: u32,
+        proxy: bool,
     ) -> Result<(), NetlinkError> {
         let msg = LinkVxlan::new(name, vni)
             .local(local)
             .port(port)
             .learning(false)
-            .proxy(true)
+            .proxy(proxy)
             .mtu(mtu)
             .controller(master)
             .up()
@@ -332,6 +335,22 @@ impl Netlink {
             .execute()
             .await
             .map_err(req(format!("add fdb entry to {dst} on link {index}")))
+    }
+
+    /// Adds the default VXLAN FDB entry (all-zero MAC): unknown and broadcast frames go
+    /// to `dst`. Only hand-built baselines use it; shoal's own networks never flood.
+    pub async fn add_default_fdb(&self, index: u32, dst: Ipv4Addr) -> Result<(), NetlinkError> {
+        self.handle
+            .neighbours()
+            .add_bridge(index, &[0; 6])
+            .destination(IpAddr::V4(dst))
+            .flags(NeighbourFlags::Own)
+            .state(NeighbourState::Permanent)
+            .execute()
+            .await
+            .map_err(req(format!(
+                "add default fdb entry to {dst} on link {index}"
+            )))
     }
 
     /// Removes a VXLAN FDB entry.

@@ -2,6 +2,7 @@
 //! reports ratios.
 
 mod control;
+mod overlay;
 
 use crate::cli::args::{BenchArgs, BenchKind, Format};
 use shoal_bench::report::Report;
@@ -10,6 +11,7 @@ use shoal_bench::report::Report;
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let report = match args.what {
         BenchKind::Control => control::run().await?,
+        BenchKind::Overlay => overlay::run().await?,
     };
     emit(&report, args.format)
 }

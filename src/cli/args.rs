@@ -288,6 +288,9 @@ pub struct BenchArgs {
 /// The benchmarks.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum BenchKind {
+    /// TCP throughput and latency between sandboxes on two nodes, against a veth pair and
+    /// a hand-built kernel VXLAN.
+    Overlay,
     /// Raft commit latency, throughput and failover on a 3-manager lab.
     Control,
 }

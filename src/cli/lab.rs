@@ -121,23 +121,38 @@ pub async fn demo(name: &str) -> anyhow::Result<()> {
         }
     };
     let nodes: Vec<NodeInfo> = lab.client("n1")?.get("/v1/nodes").await?;
-    println!("shoal demo: lab {name:?} is up: 4 nodes in network namespaces on one underlay bridge,");
+    println!(
+        "shoal demo: lab {name:?} is up: 4 nodes in network namespaces on one underlay bridge,"
+    );
     println!("3 of them Raft managers, 1 worker, plus a `client` host outside the cluster.\n");
     print(Format::Table, &nodes, |n| super::node_rows(n))?;
     println!("\nThe attachable overlay network `demo` (kernel VXLAN, static FDB, no flooding) has a sandbox on every node:");
-    let rows: Vec<Vec<String>> = sandboxes.iter().map(|(h, ns, a)| vec![h.clone(), ns.clone(), a.clone()]).collect();
-    print!("{}", table::render(&["NODE", "SANDBOX (netns)", "ADDRESS"], &rows));
+    let rows: Vec<Vec<String>> = sandboxes
+        .iter()
+        .map(|(h, ns, a)| vec![h.clone(), ns.clone(), a.clone()])
+        .collect();
+    print!(
+        "{}",
+        table::render(&["NODE", "SANDBOX (netns)", "ADDRESS"], &rows)
+    );
     println!("\nTry:");
     if let (Some(first), Some(last)) = (sandboxes.first(), sandboxes.last()) {
         let target = last.2.split('/').next().unwrap_or_default();
-        println!("  ip netns exec {} ping -c 3 {target}   # {} to {} across the overlay", first.1, first.0, last.0);
+        println!(
+            "  ip netns exec {} ping -c 3 {target}   # {} to {} across the overlay",
+            first.1, first.0, last.0
+        );
     }
     println!("  shoal lab exec --name {name} n1 -- shoal network inspect demo");
     println!("  shoal lab status --name {name}                      # hosts, addresses, sockets");
     println!("  shoal lab exec --name {name} n4 -- shoal node ls    # any node sees the cluster");
-    println!("  shoal lab exec --name {name} n1 -- shoal status     # Raft state and networks of a node");
+    println!(
+        "  shoal lab exec --name {name} n1 -- shoal status     # Raft state and networks of a node"
+    );
     println!("  shoal lab kill --name {name} --signal KILL n1       # crash a manager, then:");
-    println!("  shoal lab exec --name {name} n2 -- shoal node ls    #   a new leader within seconds");
+    println!(
+        "  shoal lab exec --name {name} n2 -- shoal node ls    #   a new leader within seconds"
+    );
     println!("  shoal lab start --name {name} n1                    # it rejoins and catches up");
     println!("  shoal lab down --name {name}                        # remove everything");
     Ok(())
@@ -145,7 +160,11 @@ pub async fn demo(name: &str) -> anyhow::Result<()> {
 
 /// The demo's network and one named sandbox per node: (node, namespace, address).
 async fn demo_workload(lab: &lab::Lab) -> anyhow::Result<Vec<(String, String, String)>> {
-    let spec = NetworkSpec { name: "demo".into(), attachable: true, ..Default::default() };
+    let spec = NetworkSpec {
+        name: "demo".into(),
+        attachable: true,
+        ..Default::default()
+    };
     let _: NetworkInfo = lab.client("n1")?.post("/v1/networks", &spec).await?;
     let mut sandboxes = Vec::new();
     for (i, host) in lab.nodes().enumerate() {

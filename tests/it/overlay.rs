@@ -497,3 +497,68 @@ fn bad_network_and_attach_requests_are_refused_and_leave_nothing_behind() {
     assert!(!nft_tables(&lab, "n2").contains("shoal"));
     assert!(!std::path::Path::new(&format!("/etc/netns/{}/resolv.conf", sb.ns)).exists());
 }
+
+#[test]
+fn cluster_address_pools_shape_subnets_and_bad_pools_are_refused() {
+    if !privileged("cluster_address_pools_shape_subnets_and_bad_pools_are_refused") {
+        return;
+    }
+    let lab = Lab::up(BIN, 2, 1);
+    lab.ok("n2", &["cluster", "leave"]);
+    for (args, want) in [
+        (vec!["--default-addr-pool", "10.0.0.5/8"], "10.0.0.0/8"),
+        (
+            vec!["--default-addr-pool", "not-a-cidr"],
+            "--default-addr-pool",
+        ),
+        (
+            vec![
+                "--default-addr-pool",
+                "172.28.0.0/16",
+                "--default-addr-pool-mask-length",
+                "31",
+            ],
+            "31",
+        ),
+        (
+            vec![
+                "--default-addr-pool",
+                "172.28.0.0/16",
+                "--default-addr-pool",
+                "172.28.128.0/17",
+            ],
+            "overlap",
+        ),
+    ] {
+        let mut full = vec!["cluster", "init"];
+        full.extend(args.iter().copied());
+        let e = lab.fails("n2", &full);
+        assert!(e.contains(want), "{args:?}: {e}");
+        assert_eq!(
+            lab.json("n2", &["status"])["in_cluster"],
+            false,
+            "a refused init left a cluster behind"
+        );
+    }
+    lab.ok(
+        "n2",
+        &[
+            "cluster",
+            "init",
+            "--default-addr-pool",
+            "172.28.0.0/16",
+            "--default-addr-pool-mask-length",
+            "26",
+        ],
+    );
+    lab.ok("n2", &["network", "create", "a"]);
+    lab.ok("n2", &["network", "create", "b"]);
+    assert_eq!(
+        lab.json("n2", &["network", "inspect", "a"])["subnet"],
+        "172.28.0.0/26"
+    );
+    assert_eq!(
+        lab.json("n2", &["network", "inspect", "b"])["subnet"],
+        "172.28.0.64/26"
+    );
+}

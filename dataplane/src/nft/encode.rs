@@ -309,7 +309,7 @@ fn expr(a: &mut Attrs<'_>, e: &Expr) {
                 });
             });
         }
-        Expr::Masquerade | Expr::Counter => {}
+        Expr::Masquerade | Expr::Counter | Expr::Notrack => {}
         Expr::Dnat { addr_reg, port_reg } => {
             d.be32(NFTA_NAT_TYPE, NFT_NAT_DNAT);
             d.be32(NFTA_NAT_FAMILY, NFPROTO_IPV4);

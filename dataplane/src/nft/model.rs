@@ -194,6 +194,8 @@ pub enum Expr {
     },
     /// Count packets and bytes.
     Counter,
+    /// Do not track the packet in conntrack (raw-priority chains only).
+    Notrack,
 }
 
 impl Expr {
@@ -209,6 +211,7 @@ impl Expr {
             Expr::Dnat { .. } => "nat",
             Expr::Numgen { .. } => "numgen",
             Expr::Counter => "counter",
+            Expr::Notrack => "notrack",
         }
     }
 }
@@ -302,6 +305,22 @@ pub mod m {
             },
         ]
     }
+    /// `th sport PORT` (after an l4proto match).
+    pub fn sport(port: u16) -> Vec<Expr> {
+        vec![
+            Expr::Payload {
+                base: PayloadBase::Transport,
+                offset: 0,
+                len: 2,
+                dreg: 1,
+            },
+            Expr::Cmp {
+                sreg: 1,
+                op: CmpOp::Eq,
+                data: port.to_be_bytes().to_vec(),
+            },
+        ]
+    }
     /// `th dport PORT` (after an l4proto match).
     pub fn dport(port: u16) -> Vec<Expr> {
         vec![
@@ -370,6 +389,7 @@ impl fmt::Display for Expr {
                 if *random { "random" } else { "inc" }
             ),
             Expr::Counter => write!(f, "counter"),
+            Expr::Notrack => write!(f, "notrack"),
         }
     }
 }

@@ -62,6 +62,7 @@ async fn run(nl: &Netlink, change: &Change) -> Result<(), String> {
                 *port,
                 network.mtu,
                 master,
+                true,
             )
             .await
             .map_err(e)?;

@@ -1,0 +1,257 @@
+//! `shoal bench overlay`: TCP between two sandboxes on two lab nodes through shoal's
+//! overlay, side by side in the same run with a veth pair and a hand-built kernel VXLAN
+//! of the same shape (container ─veth─ bridge ─ vxlan ─ host eth0 ─ underlay bridge ─ …).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use shoal_bench::net::{round_trips, throughput};
+use shoal_bench::report::Report;
+use shoal_bench::stats::Summary;
+use shoal_control::api::{AttachRequest, EndpointInfo, NetworkInfo};
+use shoal_control::state::NetworkSpec;
+use shoal_dataplane::netlink::Netlink;
+use shoal_dataplane::netns;
+
+use super::LabGuard;
+use crate::lab::{self, topology};
+
+/// The lab shoal is measured on.
+const LAB: &str = "benchov";
+/// The lab-shaped topology the hand-built VXLAN baseline runs on.
+const KERNEL: &str = "benchkv";
+/// How long each throughput sample runs.
+const SAMPLE: Duration = Duration::from_secs(3);
+/// Samples per figure (the median is reported).
+const SAMPLES: usize = 3;
+
+/// Two namespaces and the server's address.
+struct Pair {
+    client: PathBuf,
+    server: PathBuf,
+    server_ip: Ipv4Addr,
+}
+
+fn path(ns: &str) -> PathBuf {
+    netns::path_of(ns)
+}
+
+async fn veth_pair() -> anyhow::Result<Pair> {
+    let (a, b) = (
+        topology::ns_name(KERNEL, "va"),
+        topology::ns_name(KERNEL, "vb"),
+    );
+    netns::create(&a)?;
+    netns::create(&b)?;
+    let (ans, bns) = (netns::open(&a)?, netns::open(&b)?);
+    let na = Netlink::in_namespace(&ans)?;
+    let nb = Netlink::in_namespace(&bns)?;
+    na.add_veth("eth0", "peer").await?;
+    na.move_to(na.must_index("peer").await?, &bns).await?;
+    let pb = nb.must_index("peer").await?;
+    nb.rename(pb, "eth0").await?;
+    for (nl, ip) in [
+        (&na, Ipv4Addr::new(10, 98, 0, 1)),
+        (&nb, Ipv4Addr::new(10, 98, 0, 2)),
+    ] {
+        let i = nl.must_index("eth0").await?;
+        nl.add_address(i, IpAddr::V4(ip), 24).await?;
+        nl.set_up(i).await?;
+        nl.set_up(nl.must_index("lo").await?).await?;
+    }
+    Ok(Pair {
+        client: path(&a),
+        server: path(&b),
+        server_ip: Ipv4Addr::new(10, 98, 0, 2),
+    })
+}
+
+/// Docker's overlay built by hand: per host a bridge with a VXLAN device (VNI 4096, port
+/// 4789, no learning, a static all-zero FDB entry towards the other host) and a container
+/// namespace on the bridge by a veth, MTU 1450; hosts on the same kind of underlay as the lab.
+async fn kernel_vxlan() -> anyhow::Result<Pair> {
+    topology::create_underlay(KERNEL).await?;
+    let hosts = [
+        ("h1", topology::node_ip(1), Ipv4Addr::new(10, 97, 0, 1)),
+        ("h2", topology::node_ip(2), Ipv4Addr::new(10, 97, 0, 2)),
+    ];
+    for (host, ip, _) in &hosts {
+        topology::create_host(KERNEL, host, *ip).await?;
+    }
+    for (i, (host, ip, cip)) in hosts.iter().enumerate() {
+        let other = match hosts[1 - i].1 {
+            IpAddr::V4(v4) => v4,
+            IpAddr::V6(_) => anyhow::bail!("the lab underlay is IPv4"),
+        };
+        let local = match ip {
+            IpAddr::V4(v4) => *v4,
+            IpAddr::V6(_) => anyhow::bail!("the lab underlay is IPv4"),
+        };
+        let hns = netns::open(&topology::ns_name(KERNEL, host))?;
+        let nl = Netlink::in_namespace(&hns)?;
+        nl.add_bridge_with("br0", [2, 0x42, 10, 97, 0, 254], 1450)
+            .await?;
+        let br = nl.must_index("br0").await?;
+        nl.add_vxlan("vx0", 4096, local, 4789, 1450, br, false)
+            .await?;
+        nl.add_default_fdb(nl.must_index("vx0").await?, other)
+            .await?;
+        let cname = topology::ns_name(KERNEL, &format!("c{}", i + 1));
+        netns::create(&cname)?;
+        let cns = netns::open(&cname)?;
+        nl.add_veth("vc", "peer").await?;
+        let vc = nl.must_index("vc").await?;
+        nl.set_mtu(vc, 1450).await?;
+        nl.set_master(vc, br).await?;
+        nl.set_up(vc).await?;
+        nl.move_to(nl.must_index("peer").await?, &cns).await?;
+        let nc = Netlink::in_namespace(&cns)?;
+        let p = nc.must_index("peer").await?;
+        nc.rename(p, "eth0").await?;
+        nc.set_mtu(p, 1450).await?;
+        nc.add_address(p, IpAddr::V4(*cip), 24).await?;
+        nc.set_up(p).await?;
+        nc.set_up(nc.must_index("lo").await?).await?;
+    }
+    Ok(Pair {
+        client: path(&topology::ns_name(KERNEL, "c1")),
+        server: path(&topology::ns_name(KERNEL, "c2")),
+        server_ip: hosts[1].2,
+    })
+}
+
+async fn shoal_overlay() -> anyhow::Result<Pair> {
+    let lab = lab::up(LAB, 2, 1).await?;
+    let spec = NetworkSpec {
+        name: "bench".into(),
+        attachable: true,
+        ..Default::default()
+    };
+    let _: NetworkInfo = lab.client("n1")?.post("/v1/networks", &spec).await?;
+    let mut ends = Vec::new();
+    for (host, sb) in [("n1", "sa"), ("n2", "sb")] {
+        let ns = topology::ns_name(LAB, sb);
+        netns::create(&ns)?;
+        let req = AttachRequest {
+            network: "bench".into(),
+            netns: ns.clone(),
+            ..Default::default()
+        };
+        let e: EndpointInfo = lab.client(host)?.post("/v1/attach", &req).await?;
+        ends.push((ns, e));
+    }
+    let server_ip: Ipv4Addr = ends[1]
+        .1
+        .address
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .parse()
+        .context("the endpoint address is not IPv4")?;
+    Ok(Pair {
+        client: path(&ends[0].0),
+        server: path(&ends[1].0),
+        server_ip,
+    })
+}
+
+struct Figures {
+    one: f64,
+    four: f64,
+    rtt: Summary,
+}
+
+async fn measure(pair: Pair, port: u16) -> anyhow::Result<Figures> {
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Figures> {
+        let median = |streams: usize, port: u16| -> anyhow::Result<f64> {
+            let mut v = Vec::new();
+            for i in 0..SAMPLES {
+                let server = SocketAddr::new(IpAddr::V4(pair.server_ip), port + i as u16);
+                v.push(throughput(
+                    &pair.server,
+                    server,
+                    &pair.client,
+                    streams,
+                    SAMPLE,
+                )?);
+            }
+            v.sort_by(|a, b| a.total_cmp(b));
+            Ok(v[v.len() / 2])
+        };
+        let one = median(1, port)?;
+        let four = median(4, port + 10)?;
+        let server = SocketAddr::new(IpAddr::V4(pair.server_ip), port + 20);
+        let rtt = Summary::of(&round_trips(
+            &pair.server,
+            server,
+            &pair.client,
+            Duration::from_secs(2),
+        )?);
+        Ok(Figures { one, four, rtt })
+    })
+    .await?
+}
+
+/// Runs the benchmark.
+pub async fn run() -> anyhow::Result<Report> {
+    lab::down(LAB);
+    lab::down(KERNEL);
+    let _guards = (LabGuard(LAB), LabGuard(KERNEL));
+    eprintln!(
+        "bench overlay: building a veth pair, a hand-built kernel VXLAN and a 2-node shoal lab ..."
+    );
+    let veth = veth_pair().await.context("veth baseline")?;
+    let kernel = kernel_vxlan().await.context("kernel VXLAN baseline")?;
+    let shoal = shoal_overlay().await.context("shoal lab")?;
+    eprintln!("bench overlay: veth pair ...");
+    let v = measure(veth, 5200).await?;
+    eprintln!("bench overlay: hand-built kernel VXLAN ...");
+    let k = measure(kernel, 5300).await?;
+    eprintln!("bench overlay: shoal overlay ...");
+    let s = measure(shoal, 5400).await?;
+    let mut r = Report::new("overlay");
+    r.add(
+        "TCP 1 stream, sandbox to sandbox across nodes",
+        s.one,
+        "Gbit/s",
+        "hand-built kernel VXLAN",
+        k.one,
+    );
+    r.add(
+        "TCP 4 streams",
+        s.four,
+        "Gbit/s",
+        "hand-built kernel VXLAN",
+        k.four,
+    );
+    r.add("TCP 1 stream", s.one, "Gbit/s", "veth pair", v.one);
+    r.add("TCP 4 streams", s.four, "Gbit/s", "veth pair", v.four);
+    r.add(
+        "request/response p50",
+        s.rtt.p50_ms * 1000.0,
+        "µs",
+        "hand-built kernel VXLAN",
+        k.rtt.p50_ms * 1000.0,
+    );
+    r.add(
+        "request/response p99",
+        s.rtt.p99_ms * 1000.0,
+        "µs",
+        "hand-built kernel VXLAN",
+        k.rtt.p99_ms * 1000.0,
+    );
+    r.add(
+        "request/response p50",
+        s.rtt.p50_ms * 1000.0,
+        "µs",
+        "veth pair",
+        v.rtt.p50_ms * 1000.0,
+    );
+    r.notes.push(format!(
+        "Medians of {SAMPLES} samples of {}s each; 1-byte TCP request/response for 2 s. Goal: shoal's plain overlay ≥ 0.95× the hand-built kernel VXLAN.",
+        SAMPLE.as_secs()
+    ));
+    Ok(r)
+}
