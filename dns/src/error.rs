@@ -49,6 +49,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A bound listener could not start serving (socket options, worker threads).
+    #[error("start serving: {0}")]
+    Serve(#[source] std::io::Error),
+
     /// No upstream resolver is configured (or all of them are this resolver itself),
     /// so a name we do not know cannot be forwarded.
     #[error("no upstream resolver to forward to")]

@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::net::{TcpListener, UdpSocket};
+use std::net::UdpSocket;
+
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -185,8 +187,7 @@ impl Resolver {
         network: String,
         stop: impl Future<Output = ()>,
     ) -> Result<(), Error> {
-        self.bind(bind, network).await?.serve(stop).await;
-        Ok(())
+        self.bind(bind, network).await?.serve(stop).await
     }
 
     fn with_endpoints(&self, change: impl FnOnce(&mut Endpoints)) {
@@ -248,23 +249,20 @@ impl Listener {
         self.own.addr
     }
 
-    /// Serves until `stop` completes; then every task of this listener is ended (a
-    /// forwarded query in flight still gets its answer or SERVFAIL).
-    pub async fn serve(self, stop: impl Future<Output = ()>) {
+    /// Serves until `stop` completes; then every thread and task of this listener is
+    /// ended and its sockets closed (a forwarded query in flight still gets its answer
+    /// or SERVFAIL). Fails only if the UDP threads cannot be started.
+    pub async fn serve(self, stop: impl Future<Output = ()>) -> Result<(), Error> {
         let shared = &self.own.resolver.shared;
+        let udp = udp::start(shared, &self.udp, &self.network, shared.config.workers())?;
         let mut tasks = JoinSet::new();
-        for _ in 0..shared.config.workers() {
-            tasks.spawn(udp::serve(
-                shared.clone(),
-                self.udp.clone(),
-                self.network.clone(),
-            ));
-        }
         tasks.spawn(tcp::serve(shared.clone(), self.tcp, self.network.clone()));
         tracing::info!(addr = %self.own.addr, network = %self.network, "DNS listening");
         stop.await;
         tasks.shutdown().await;
+        udp.stop().await;
         tracing::info!(addr = %self.own.addr, network = %self.network, "DNS stopped");
+        Ok(())
     }
 }
 
@@ -297,9 +295,7 @@ async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), Error> 
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let udp = UdpSocket::bind(addr)
-            .await
-            .map_err(|e| bind_err("udp", addr, e))?;
+        let udp = UdpSocket::bind(addr).map_err(|e| bind_err("udp", addr, e))?;
         let local = udp.local_addr().map_err(|e| bind_err("udp", addr, e))?;
         match TcpListener::bind(local).await {
             Ok(tcp) => return Ok((udp, tcp)),

@@ -351,6 +351,7 @@ async fn serve_stops_when_told_and_frees_the_port() {
     tokio::time::timeout(Duration::from_secs(5), serving)
         .await
         .unwrap()
+        .unwrap()
         .unwrap();
     // The same port binds again: the sockets are closed.
     resolver
