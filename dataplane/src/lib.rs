@@ -11,3 +11,4 @@ pub mod netlink;
 pub mod netns;
 pub mod nft;
 pub mod overlay;
+pub mod wg;

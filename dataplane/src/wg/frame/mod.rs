@@ -1,0 +1,1 @@
+//! Pure packet processing for the encrypted data path (being written).
