@@ -14,6 +14,30 @@
 //! ```
 //! The decision (`answer`) and the record table (`table`) are pure; `server` and the
 //! IO half of `forward` are the thin drivers.
+//!
+//! How the agent uses it:
+//! ```no_run
+//! # async fn run() -> Result<(), shoal_dns::Error> {
+//! use std::net::{IpAddr, Ipv4Addr};
+//! use shoal_dns::{RecordTable, Resolver, ResolverConfig};
+//!
+//! let resolver = Resolver::new(ResolverConfig::default())?;
+//! let mut table = RecordTable::builder();
+//! table.add("front", "web", [Ipv4Addr::new(10, 0, 1, 2)])?; // service → VIP
+//! table.add("front", "tasks.web", [Ipv4Addr::new(10, 0, 1, 3)])?; // its tasks
+//! table.attach(IpAddr::V4(Ipv4Addr::new(10, 0, 1, 3)), "front")?; // a sandbox
+//! resolver.update(table.build()); // again on every change
+//! resolver.set_upstreams(["192.0.2.53:53".parse().unwrap()]); // from resolv.conf
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! resolver
+//!     .serve("10.0.1.1:53".parse().unwrap(), "front".into(), async {
+//!         let _ = stopped.await;
+//!     })
+//!     .await?;
+//! # drop(stop);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod answer;
 mod error;

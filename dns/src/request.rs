@@ -54,8 +54,6 @@ pub enum DropReason {
     /// The QR bit is set: it is a response. Answering it (even with FORMERR, itself a
     /// response) could start a loop between two servers.
     Response,
-    /// Too many forwarded queries are waiting for upstreams already.
-    ForwardBacklog,
 }
 
 /// The outcome of parsing.

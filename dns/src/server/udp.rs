@@ -30,6 +30,8 @@ use crate::Error;
 
 /// Largest query datagram read; a longer one is cut here and then fails to parse.
 const RECV_BUF: usize = 4096;
+/// Pause after an unexpected receive error.
+const RECV_ERROR_BACKOFF: Duration = Duration::from_millis(1);
 /// How often a waiting thread looks at the stop flag if no wake-up datagram arrives.
 const STOP_POLL: Duration = Duration::from_millis(200);
 
@@ -150,6 +152,8 @@ impl Worker {
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "UDP receive failed");
+                    // Do not spin on an error that repeats.
+                    std::thread::sleep(RECV_ERROR_BACKOFF);
                     continue;
                 }
             };
