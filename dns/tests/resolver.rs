@@ -359,3 +359,36 @@ async fn serve_stops_when_told_and_frees_the_port() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_flood_of_random_and_oversized_datagrams_does_not_stop_the_server() {
+    use rand::{Rng, SeedableRng};
+    let up = fake_upstream(false).await;
+    let dns = start(&[up.addr], ResolverConfig::default()).await;
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    for _ in 0..2000 {
+        let len = rng.gen_range(0..1500);
+        let mut datagram: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+        if len >= 12 {
+            datagram[2] &= 0x07; // mostly queries, so most reach the parser
+        }
+        sock.send_to(&datagram, dns.addr).await.unwrap();
+    }
+    // A name of 300 bytes in 60-byte labels: longer than DNS allows.
+    let mut oversized = query("a.", RecordType::A);
+    oversized.truncate(12);
+    for _ in 0..5 {
+        oversized.push(60);
+        oversized.extend_from_slice(&[b'x'; 60]);
+    }
+    oversized.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let reply = udp_exchange_from(SANDBOX, dns.addr, &oversized).await;
+    let reply = Message::from_vec(&reply).unwrap();
+    assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
+    assert_eq!(
+        addrs(&ask(dns.addr, "web.", RecordType::A).await),
+        [WEB_VIP]
+    );
+    assert!(dns.resolver.stats().queries >= 2);
+}
