@@ -21,7 +21,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-(cd "$root" && CARGO_TARGET_DIR=$target cargo build -q --release -p shoal-dns --examples)
+(cd "$root" && CARGO_TARGET_DIR=$target cargo build -q --release -p shoal-dns --examples --features hickory-baseline)
 bin=$target/release/examples
 
 "$bin/serve" 127.0.0.1:5300 $services 1 2>"$work/shoal1.log" & pids+=($!)

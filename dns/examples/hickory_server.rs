@@ -2,7 +2,7 @@
 //! `RequestHandler`, to compare its per-request cost with shoal's own UDP loop.
 //!
 //! ```text
-//! cargo run --release -p shoal-dns --example hickory_server -- 127.0.0.1:5302 [services=1000]
+//! cargo run --release -p shoal-dns --features hickory-baseline --example hickory_server -- 127.0.0.1:5302
 //! ```
 //! Answers A queries for the table's names; everything else gets NODATA/NXDOMAIN here
 //! (no forwarding: this is a baseline for the answering path only).
