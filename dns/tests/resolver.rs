@@ -392,3 +392,31 @@ async fn a_flood_of_random_and_oversized_datagrams_does_not_stop_the_server() {
     );
     assert!(dns.resolver.stats().queries >= 2);
 }
+
+#[tokio::test]
+async fn dropping_the_serve_future_also_frees_the_port() {
+    let resolver = Resolver::new(ResolverConfig::default()).unwrap();
+    resolver.update(table());
+    let listener = resolver
+        .bind("127.0.0.1:0".parse().unwrap(), "front")
+        .await
+        .unwrap();
+    let addr = listener.local_addr();
+    let serving = tokio::spawn(listener.serve(std::future::pending()));
+    assert_eq!(addrs(&ask(addr, "web.", RecordType::A).await), [WEB_VIP]);
+    serving.abort();
+    let _ = serving.await;
+    // The receive threads let go of the socket shortly after the wake-up datagram.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match resolver.bind(addr, "front").await {
+            Ok(_) => break,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::task::yield_now().await;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("port still taken 2 s after the serve future was dropped: {e}"),
+        }
+    }
+}

@@ -73,7 +73,8 @@ pub(super) fn start(
         match spawned {
             Ok(thread) => workers.threads.push(thread),
             Err(e) => {
-                workers.signal_stop().join();
+                workers.signal();
+                join(std::mem::take(&mut workers.threads));
                 return Err(Error::Serve(e));
             }
         }
@@ -83,19 +84,21 @@ pub(super) fn start(
 
 impl UdpWorkers {
     /// Stops every thread and waits until they have let go of the socket.
-    pub(super) async fn stop(self) {
-        let stopping = self.signal_stop();
-        if tokio::task::spawn_blocking(move || stopping.join())
+    pub(super) async fn stop(mut self) {
+        self.signal();
+        let threads = std::mem::take(&mut self.threads);
+        if tokio::task::spawn_blocking(move || join(threads))
             .await
             .is_err()
         {
-            tracing::warn!("a DNS UDP thread panicked");
+            tracing::warn!("joining the DNS UDP threads failed");
         }
     }
 
-    fn signal_stop(mut self) -> Stopping {
+    /// Sets the stop flag and wakes each waiting thread with an empty datagram (a
+    /// thread checks the flag before it looks at what it received).
+    fn signal(&self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake each waiting thread with an empty datagram (it checks the flag first).
         let wake_to = match self.local {
             SocketAddr::V4(a) if a.ip().is_unspecified() => (Ipv4Addr::LOCALHOST, a.port()).into(),
             SocketAddr::V6(a) if a.ip().is_unspecified() => (Ipv6Addr::LOCALHOST, a.port()).into(),
@@ -110,23 +113,23 @@ impl UdpWorkers {
                 let _ = waker.send_to(&[], wake_to);
             }
         }
-        Stopping {
-            threads: std::mem::take(&mut self.threads),
+    }
+}
+
+impl Drop for UdpWorkers {
+    /// A listener whose `serve` future is dropped still stops its threads (without
+    /// waiting for them), so no thread keeps the port.
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.signal();
         }
     }
 }
 
-/// Threads told to stop, to be joined.
-struct Stopping {
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Stopping {
-    fn join(self) {
-        for thread in self.threads {
-            if thread.join().is_err() {
-                tracing::warn!("a DNS UDP thread panicked");
-            }
+fn join(threads: Vec<JoinHandle<()>>) {
+    for thread in threads {
+        if thread.join().is_err() {
+            tracing::warn!("a DNS UDP thread panicked");
         }
     }
 }
