@@ -224,6 +224,7 @@ pub struct JoinResponse {
 /// Work only the leader can do; forwarded to it from wherever it arrives.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // one request at a time; boxing buys nothing here
 pub enum LeaderRequest {
     /// Commit a command.
     Propose {

@@ -89,6 +89,7 @@ mod tests {
                 status_since_ms: 0,
                 labels: Default::default(),
                 report: Default::default(),
+                wireguard: None,
             },
         );
         s

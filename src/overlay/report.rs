@@ -46,9 +46,11 @@ pub async fn read(nl: &Netlink, advertise: IpAddr) -> Result<NodeReport, String>
         .and_then(|(i, _)| links.iter().find(|l| l.0 == *i))
         .map(|l| l.2)
         .unwrap_or(shoal_control::state::DEFAULT_UNDERLAY_MTU);
+    let no_encryption = shoal_dataplane::wg::tap::capability().err();
     Ok(NodeReport {
         routes,
         underlay_mtu,
+        no_encryption,
     })
 }
 

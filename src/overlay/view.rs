@@ -111,6 +111,7 @@ mod tests {
             status_since_ms: 0,
             labels: Default::default(),
             report: Default::default(),
+            wireguard: None,
         }
     }
 

@@ -186,6 +186,7 @@ async fn bootstrap(
         status_since_ms: now,
         labels: Default::default(),
         report: Default::default(),
+        wireguard: None,
     };
     let command = Command::Bootstrap {
         cluster_id: member.cluster_id.clone(),

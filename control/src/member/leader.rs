@@ -242,6 +242,7 @@ impl Member {
             status_since_ms: now,
             labels: Default::default(),
             report: Default::default(),
+            wireguard: None,
         };
         self.propose_local(raft, Command::AddNode { node }).await?;
         self.liveness

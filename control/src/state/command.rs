@@ -119,6 +119,20 @@ pub enum Command {
         /// The sandbox's namespace path.
         sandbox: String,
     },
+    /// A node announces its WireGuard public key and port (the mesh address is allocated
+    /// on first announcement and kept).
+    SetWireguard {
+        /// Which node (the announcer itself).
+        id: NodeId,
+        /// Its public key, base64.
+        public_key: String,
+        /// Its WireGuard UDP port.
+        port: u16,
+        /// The key generation the key is for.
+        generation: u64,
+    },
+    /// `cluster rotate-keys` (or the periodic rotation): every node makes a new key.
+    RotateKeys,
     /// Changes nothing but the revision; used to measure commits.
     Noop,
 }
@@ -153,7 +167,9 @@ impl Command {
     /// Workers may propose such commands for themselves and nothing else.
     pub fn self_scope(&self) -> Option<NodeId> {
         match self {
-            Command::SetNodeStatus { id, .. } | Command::ReportNode { id, .. } => Some(*id),
+            Command::SetNodeStatus { id, .. }
+            | Command::ReportNode { id, .. }
+            | Command::SetWireguard { id, .. } => Some(*id),
             Command::Attach { spec } => Some(spec.node),
             Command::Detach { node, .. } => Some(*node),
             _ => None,
@@ -176,6 +192,8 @@ impl Command {
             Command::RemoveNetwork { .. } => "remove_network",
             Command::Attach { .. } => "attach",
             Command::Detach { .. } => "detach",
+            Command::SetWireguard { .. } => "set_wireguard",
+            Command::RotateKeys => "rotate_keys",
             Command::Noop => "noop",
         }
     }

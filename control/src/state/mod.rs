@@ -23,8 +23,8 @@ pub use apply::{apply, validate_label};
 pub use command::{Applied, Command, Output, Proposal};
 pub use error::ApplyError;
 pub use network::{
-    endpoint_id, AttachSpec, Endpoint, Network, NetworkSpec, NodeReport, DEFAULT_UNDERLAY_MTU,
-    FIRST_VNI, VXLAN_OVERHEAD,
+    endpoint_id, mesh_pool, AttachSpec, Endpoint, Network, NetworkSpec, NodeReport, WireguardPeer,
+    DEFAULT_UNDERLAY_MTU, FIRST_VNI, VXLAN_OVERHEAD, WIREGUARD_OVERHEAD,
 };
 
 use crate::ids::NodeId;
@@ -140,6 +140,9 @@ pub struct Node {
     /// What the node last reported about its own network.
     #[serde(default)]
     pub report: NodeReport,
+    /// Its WireGuard identity, once it has announced one.
+    #[serde(default)]
+    pub wireguard: Option<WireguardPeer>,
 }
 
 /// Everything every node of the cluster may know.
@@ -172,6 +175,12 @@ pub struct ClusterState {
     /// The VNI the next network gets.
     #[serde(default = "first_vni")]
     pub next_vni: u32,
+    /// The WireGuard key generation every node should have a key of (`rotate-keys` bumps it).
+    #[serde(default)]
+    pub key_generation: u64,
+    /// When the key generation last changed (unix ms).
+    #[serde(default)]
+    pub keys_rotated_at_ms: u64,
 }
 
 fn first_vni() -> u32 {
@@ -214,6 +223,8 @@ impl Default for ClusterState {
             networks: BTreeMap::new(),
             endpoints: BTreeMap::new(),
             next_vni: FIRST_VNI,
+            key_generation: 0,
+            keys_rotated_at_ms: 0,
         }
     }
 }

@@ -134,6 +134,31 @@ pub struct NodeReport {
     pub routes: Vec<Ipv4Net>,
     /// The MTU of its underlay interface.
     pub underlay_mtu: u32,
+    /// Why this node cannot carry encrypted networks, if it cannot.
+    #[serde(default)]
+    pub no_encryption: Option<String>,
+}
+
+/// WireGuard costs this many bytes of the underlay MTU on IPv4 (on top of VXLAN's 50).
+pub const WIREGUARD_OVERHEAD: u32 = 60;
+
+/// The pool nodes' WireGuard mesh addresses come from; network subnets never overlap it.
+pub fn mesh_pool() -> Ipv4Net {
+    Ipv4Net::new(Ipv4Addr::new(100, 96, 0, 0), 12).unwrap_or_default()
+}
+
+/// A node's WireGuard identity, as the cluster knows it (the private key never leaves
+/// the node).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireguardPeer {
+    /// Its X25519 public key, base64 (44 characters).
+    pub public_key: String,
+    /// Its mesh address: source and destination of the inner packets.
+    pub mesh_ip: Ipv4Addr,
+    /// Its WireGuard UDP port on its underlay address.
+    pub port: u16,
+    /// The cluster key generation this key belongs to.
+    pub generation: u64,
 }
 
 /// The endpoint ID for `sandbox` of `node` on the network with ID `network_id`.

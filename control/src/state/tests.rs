@@ -16,6 +16,7 @@ fn node(id: u64, name: &str, role: Role) -> Node {
         status_since_ms: 0,
         labels: Default::default(),
         report: Default::default(),
+        wireguard: None,
     }
 }
 

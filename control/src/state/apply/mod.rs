@@ -145,6 +145,17 @@ pub fn apply(
             node,
             sandbox,
         } => network::detach(state, n, *node, sandbox)?,
+        Command::SetWireguard {
+            id,
+            public_key,
+            port,
+            generation,
+        } => network::set_wireguard(state, *id, public_key, *port, *generation)?,
+        Command::RotateKeys => {
+            state.key_generation += 1;
+            state.keys_rotated_at_ms = at;
+            (Output::None, true)
+        }
         Command::Noop => (Output::None, true),
     };
     if changed {

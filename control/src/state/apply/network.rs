@@ -4,8 +4,8 @@
 use shoal_ipam::{allocate_subnet, check_subnet, mac_for, AddressSpace, Occupied, SubnetRequest};
 
 use super::super::{
-    endpoint_id, ApplyError, AttachSpec, ClusterState, Endpoint, Network, NetworkSpec, NodeReport,
-    Output, DEFAULT_UNDERLAY_MTU, VXLAN_OVERHEAD,
+    endpoint_id, mesh_pool, ApplyError, AttachSpec, ClusterState, Endpoint, Network, NetworkSpec,
+    NodeReport, Output, WireguardPeer, DEFAULT_UNDERLAY_MTU, VXLAN_OVERHEAD, WIREGUARD_OVERHEAD,
 };
 use super::{validate_label, Changed};
 use crate::ids::{validate_name, NodeId};
@@ -30,6 +30,10 @@ fn occupied(state: &ClusterState) -> Vec<Occupied> {
         .values()
         .map(|n| Occupied::network(&n.name, n.space.subnet()))
         .collect();
+    out.push(Occupied {
+        net: mesh_pool(),
+        what: format!("the WireGuard mesh pool {}", mesh_pool()),
+    });
     for node in state.nodes.values() {
         out.extend(
             node.report
@@ -86,11 +90,6 @@ pub(super) fn create_network(
             "network ID {id:?} is not a fresh hex ID"
         )));
     }
-    if spec.encrypted {
-        return Err(ApplyError::Invalid(
-            "encrypted networks need the WireGuard mesh, which this version of shoal does not run yet; create the network without --opt encrypted".into(),
-        ));
-    }
     for (k, v) in &spec.labels {
         validate_label(k, v)?;
     }
@@ -114,7 +113,13 @@ pub(super) fn create_network(
                 })
                 .min()
                 .unwrap_or(DEFAULT_UNDERLAY_MTU);
-            underlay.saturating_sub(VXLAN_OVERHEAD).max(MIN_MTU)
+            let overhead = VXLAN_OVERHEAD
+                + if spec.encrypted {
+                    WIREGUARD_OVERHEAD
+                } else {
+                    0
+                };
+            underlay.saturating_sub(overhead).max(MIN_MTU)
         }
     };
     let taken = occupied(state);
@@ -209,6 +214,21 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
             "sandbox {:?} must be an absolute namespace path",
             spec.sandbox
         )));
+    }
+    if network.encrypted {
+        let node = &state.nodes[&spec.node];
+        if let Some(why) = &node.report.no_encryption {
+            return Err(ApplyError::Invalid(format!(
+                "node {} cannot carry the encrypted network {}: {why}",
+                node.name, network.name
+            )));
+        }
+        if node.wireguard.is_none() {
+            return Err(ApplyError::Invalid(format!(
+                "node {} has no WireGuard key yet, so it cannot carry the encrypted network {}; try again in a moment",
+                node.name, network.name
+            )));
+        }
     }
     if !network.attachable && spec.service.is_none() {
         return Err(ApplyError::Invalid(format!(
@@ -318,4 +338,73 @@ pub(super) fn forget_node_endpoints(state: &mut ClusterState, node: NodeId) {
             n.space.release(e.ip);
         }
     }
+}
+
+/// Checks a base64 X25519 public key (32 bytes).
+fn valid_public_key(key: &str) -> bool {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    key.len() == 44
+        && key.ends_with('=')
+        && !key.ends_with("==")
+        && key.bytes().take(43).all(|b| ALPHABET.contains(&b))
+}
+
+pub(super) fn set_wireguard(
+    state: &mut ClusterState,
+    id: NodeId,
+    public_key: &str,
+    port: u16,
+    generation: u64,
+) -> Changed {
+    if !valid_public_key(public_key) {
+        return Err(ApplyError::Invalid(format!(
+            "{public_key:?} is not a base64 X25519 public key"
+        )));
+    }
+    if port == 0 {
+        return Err(ApplyError::Invalid("WireGuard port 0 is not a port".into()));
+    }
+    if state.nodes.values().any(|n| {
+        n.id != id
+            && n.wireguard
+                .as_ref()
+                .is_some_and(|w| w.public_key == public_key)
+    }) {
+        return Err(ApplyError::Conflict(
+            "another node already uses this WireGuard public key".into(),
+        ));
+    }
+    let node = state
+        .nodes
+        .get(&id)
+        .ok_or_else(|| ApplyError::NoSuchNode(id.to_string()))?;
+    let mesh_ip = match &node.wireguard {
+        Some(w) => w.mesh_ip,
+        None => {
+            let used: std::collections::BTreeSet<std::net::Ipv4Addr> = state
+                .nodes
+                .values()
+                .filter_map(|n| n.wireguard.as_ref().map(|w| w.mesh_ip))
+                .collect();
+            mesh_pool()
+                .hosts()
+                .find(|ip| !used.contains(ip))
+                .ok_or_else(|| ApplyError::Invalid("the WireGuard mesh pool is exhausted".into()))?
+        }
+    };
+    let peer = WireguardPeer {
+        public_key: public_key.to_string(),
+        mesh_ip,
+        port,
+        generation,
+    };
+    let node = state
+        .nodes
+        .get_mut(&id)
+        .ok_or_else(|| ApplyError::NoSuchNode(id.to_string()))?;
+    if node.wireguard.as_ref() == Some(&peer) {
+        return Ok((Output::None, false));
+    }
+    node.wireguard = Some(peer);
+    Ok((Output::None, true))
 }

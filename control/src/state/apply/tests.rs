@@ -20,6 +20,7 @@ fn node(id: u64, name: &str) -> Node {
         status_since_ms: 0,
         labels: Default::default(),
         report: Default::default(),
+        wireguard: None,
     }
 }
 
@@ -114,6 +115,7 @@ fn subnets_avoid_node_routes_and_explicit_overlaps_are_refused() {
     let report = NodeReport {
         routes: vec!["10.0.0.0/23".parse().unwrap()],
         underlay_mtu: 1400,
+        no_encryption: None,
     };
     run(
         &mut s,
@@ -146,7 +148,7 @@ fn subnets_avoid_node_routes_and_explicit_overlaps_are_refused() {
 }
 
 #[test]
-fn bad_gateway_range_mtu_and_encryption_are_refused() {
+fn bad_gateway_range_mtu_and_names_are_refused() {
     let mut s = cluster();
     let base = || NetworkSpec {
         subnet: Some("172.20.0.0/24".parse().unwrap()),
@@ -163,10 +165,6 @@ fn bad_gateway_range_mtu_and_encryption_are_refused() {
         },
         NetworkSpec {
             mtu: Some(100),
-            ..base()
-        },
-        NetworkSpec {
-            encrypted: true,
             ..base()
         },
         NetworkSpec {
@@ -309,4 +307,111 @@ fn removing_a_node_frees_its_leases() {
     run(&mut s, Command::RemoveNode { id: NodeId(2) }).unwrap();
     assert_eq!(s.networks["a"].space.in_use(), 1);
     assert_eq!(s.endpoints.len(), 1);
+}
+
+const KEY_A: &str = "q7tHfIS3RwSSNiZ0u1RPNMWLrIy4uDNzFPYUQvmwT2o=";
+const KEY_B: &str = "Yg8Q7QgPM4TASwFOlXV4jGP3HQmz3j5NP4XKfA5z3Ho=";
+
+fn set_wg(s: &mut ClusterState, node: u64, key: &str) -> Result<Applied, ApplyError> {
+    run(
+        s,
+        Command::SetWireguard {
+            id: NodeId(node),
+            public_key: key.into(),
+            port: 51820,
+            generation: 0,
+        },
+    )
+}
+
+#[test]
+fn wireguard_keys_get_stable_mesh_addresses_and_bad_keys_are_refused() {
+    let mut s = cluster();
+    set_wg(&mut s, 1, KEY_A).unwrap();
+    set_wg(&mut s, 2, KEY_B).unwrap();
+    let mesh = |s: &ClusterState, n| s.nodes[&NodeId(n)].wireguard.as_ref().unwrap().mesh_ip;
+    assert_eq!(mesh(&s, 1), Ipv4Addr::new(100, 96, 0, 1));
+    assert_eq!(mesh(&s, 2), Ipv4Addr::new(100, 96, 0, 2));
+    let rev = s.revision;
+    set_wg(&mut s, 1, KEY_A).unwrap();
+    assert_eq!(s.revision, rev, "the same key again changes nothing");
+    let e = set_wg(&mut s, 2, KEY_A).unwrap_err();
+    assert!(matches!(e, ApplyError::Conflict(_)), "{e}");
+    for bad in [
+        "",
+        "short",
+        "q7tHfIS3RwSSNiZ0u1RPNMWLrIy4uDNzFPYUQvmwT2o",
+        "q7tHfIS3RwSSNiZ0u1RPNMWLrIy4uDNzFPYUQvmwT2!=",
+    ] {
+        assert!(set_wg(&mut s, 1, bad).is_err(), "{bad:?}");
+    }
+    run(&mut s, Command::RotateKeys).unwrap();
+    assert_eq!(s.key_generation, 1);
+    assert_eq!(s.keys_rotated_at_ms, 7);
+    set_wg(&mut s, 1, KEY_B.replace('Y', "Z").as_str()).unwrap();
+    assert_eq!(
+        mesh(&s, 1),
+        Ipv4Addr::new(100, 96, 0, 1),
+        "a new key keeps the mesh address"
+    );
+}
+
+#[test]
+fn encrypted_networks_take_wireguard_overhead_and_need_capable_nodes() {
+    let mut s = cluster();
+    create(
+        &mut s,
+        "aaaaaaaa01",
+        NetworkSpec {
+            encrypted: true,
+            ..named("secret")
+        },
+    )
+    .unwrap();
+    assert_eq!(s.networks["secret"].mtu, 1390);
+    let e = attach(&mut s, "secret", 1, "/run/netns/x")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no WireGuard key"), "{e}");
+    set_wg(&mut s, 1, KEY_A).unwrap();
+    let report = NodeReport {
+        routes: vec![],
+        underlay_mtu: 1500,
+        no_encryption: Some("no /dev/net/tun".into()),
+    };
+    run(
+        &mut s,
+        Command::ReportNode {
+            id: NodeId(1),
+            report,
+        },
+    )
+    .unwrap();
+    let e = attach(&mut s, "secret", 1, "/run/netns/x")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cannot carry the encrypted network secret: no /dev/net/tun"),
+        "{e}"
+    );
+    let report = NodeReport {
+        routes: vec![],
+        underlay_mtu: 1500,
+        no_encryption: None,
+    };
+    run(
+        &mut s,
+        Command::ReportNode {
+            id: NodeId(1),
+            report,
+        },
+    )
+    .unwrap();
+    attach(&mut s, "secret", 1, "/run/netns/x").unwrap();
+    let spec = NetworkSpec {
+        subnet: Some("100.96.4.0/24".parse().unwrap()),
+        ..named("clash")
+    };
+    let e = create(&mut s, "aaaaaaaa02", spec).unwrap_err().to_string();
+    assert!(e.contains("WireGuard mesh pool"), "{e}");
 }
