@@ -69,6 +69,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/nodes/{node}/promote", post(promote))
         .route("/v1/nodes/{node}/demote", post(demote))
         .route("/v1/bench/commit", post(bench_commit))
+        .route("/v1/cluster/rotate-keys", post(rotate_keys))
         .merge(super::networks::routes())
         .fallback(|| async { error(&ClusterError::Invalid("no such API endpoint".into())) })
         .with_state(agent)
@@ -144,6 +145,7 @@ async fn leave(State(agent): AppState, b: Result<Json<LeaveRequest>, JsonRejecti
         member.leave(req.force).await?;
         agent.deactivate();
         agent.member.store(None);
+        agent.key_file().remove();
         crate::overlay::reconciler::clean_up(&member.node_id.to_string())
             .await
             .map_err(|e| {
@@ -224,6 +226,16 @@ async fn remove_node(
         LeaderRequest::RemoveNode {
             node: n,
             force: q.force,
+        },
+    )
+    .await
+}
+
+async fn rotate_keys(State(agent): AppState) -> Response {
+    as_self(
+        &agent,
+        LeaderRequest::Propose {
+            command: Command::RotateKeys,
         },
     )
     .await

@@ -38,6 +38,8 @@ pub struct Agent {
     /// Serialises init, join and leave.
     membership_change: tokio::sync::Mutex<()>,
     vxlan_port: u16,
+    wg_port: u16,
+    key_rotation: std::time::Duration,
     overlay: ArcSwapOption<Overlay>,
     duties: std::sync::Mutex<Option<CancellationToken>>,
 }
@@ -56,12 +58,24 @@ impl Agent {
     /// Becomes a member: keeps `member` and starts the node's data-path duties.
     fn activate(&self, member: Arc<Member>) {
         self.deactivate();
+        member.set_key_rotation(self.key_rotation);
         let stop = CancellationToken::new();
         tokio::spawn(crate::overlay::report::run(member.clone(), stop.clone()));
+        tokio::spawn(crate::overlay::keys::run(
+            member.clone(),
+            self.key_file(),
+            self.wg_port,
+            stop.clone(),
+        ));
         self.overlay
             .store(Some(Overlay::start(member.clone(), self.vxlan_port)));
         *self.duties.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop);
         self.member.store(Some(member));
+    }
+
+    /// This node's WireGuard key file.
+    pub fn key_file(&self) -> crate::overlay::keys::KeyFile {
+        crate::overlay::keys::KeyFile::new(&self.data.0)
     }
 
     /// Stops the data-path duties; what is in the kernel stays.
@@ -165,6 +179,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         member: ArcSwapOption::empty(),
         membership_change: tokio::sync::Mutex::new(()),
         vxlan_port: args.vxlan_port,
+        wg_port: args.wg_port,
+        key_rotation: std::time::Duration::from_secs(args.key_rotation_hours.saturating_mul(3600)),
         overlay: ArcSwapOption::empty(),
         duties: std::sync::Mutex::new(None),
     });

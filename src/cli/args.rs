@@ -82,6 +82,12 @@ pub struct AgentArgs {
     /// The UDP port of VXLAN between nodes.
     #[arg(long, default_value_t = 4789, value_parser = clap::value_parser!(u16).range(1..))]
     pub vxlan_port: u16,
+    /// The UDP port of WireGuard between nodes (encrypted networks).
+    #[arg(long, default_value_t = 51820, value_parser = clap::value_parser!(u16).range(1..))]
+    pub wg_port: u16,
+    /// Replace every node's WireGuard key this often, in hours (0: never by itself).
+    #[arg(long, default_value_t = 24)]
+    pub key_rotation_hours: u64,
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
@@ -144,6 +150,8 @@ pub enum ClusterCmd {
         #[arg(long)]
         rotate: bool,
     },
+    /// Replace every node's WireGuard key now (traffic keeps flowing).
+    RotateKeys,
     /// Leave the cluster (managers need --force).
     Leave {
         /// Leave even as a manager.

@@ -107,6 +107,14 @@ pub async fn cluster(client: &ApiClient, cmd: ClusterCmd) -> anyhow::Result<()> 
                 );
             }
         }
+        ClusterCmd::RotateKeys => {
+            let _: LeaderResponse = client
+                .post("/v1/cluster/rotate-keys", &serde_json::json!({}))
+                .await?;
+            println!(
+                "Key rotation started: every node makes a new WireGuard key and announces it."
+            );
+        }
         ClusterCmd::Leave { force } => {
             let _: serde_json::Value = client
                 .post("/v1/cluster/leave", &LeaveRequest { force })

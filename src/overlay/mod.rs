@@ -2,6 +2,7 @@
 //! ([`view`]), keep the kernel equal to it ([`reconciler`]), and report the node's own
 //! routes and MTU ([`report`]).
 
+pub mod keys;
 pub mod reconciler;
 pub mod report;
 pub mod view;

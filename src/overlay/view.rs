@@ -4,11 +4,12 @@
 //! network become FDB and proxy-ARP entries; local ones become veths in their sandboxes.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddrV4};
 
 use shoal_control::state::{ClusterState, Endpoint};
 use shoal_control::NodeId;
 use shoal_dataplane::overlay::{EndpointPlan, NetworkPlan, NodePlan, Remote};
+use shoal_dataplane::wg::plan::{EncryptedNetwork, PeerPlan, WgPlan};
 
 /// The overlay node `me` should have.
 pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan {
@@ -46,6 +47,7 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
             gateway_mac: shoal_ipam::mac_for(net.space.gateway()),
             mtu: net.mtu,
             internal: net.internal,
+            encrypted: net.encrypted,
             remotes,
         });
     }
@@ -84,6 +86,61 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
         vxlan_port,
         networks,
         endpoints,
+    }
+}
+
+#[allow(dead_code)] // used by the encrypted data path, wired in once it lands
+/// The encrypted data path node `me` should run, with its private key `private_key`:
+/// a peer for every other node with a WireGuard key, and the encrypted networks the
+/// node carries with their remote endpoints.
+pub fn wg_plan(state: &ClusterState, me: NodeId, private_key: &str, vxlan_port: u16) -> WgPlan {
+    let my = state.nodes.get(&me).and_then(|n| n.wireguard.as_ref());
+    let peers = state
+        .nodes
+        .values()
+        .filter(|n| n.id != me)
+        .filter_map(|n| {
+            let wg = n.wireguard.as_ref()?;
+            let IpAddr::V4(addr) = n.addr else {
+                return None;
+            };
+            Some(PeerPlan {
+                name: n.name.clone(),
+                public_key: wg.public_key.clone(),
+                endpoint: SocketAddrV4::new(addr, wg.port),
+                mesh_ip: wg.mesh_ip,
+            })
+        })
+        .collect();
+    let plan = node_plan(state, me, vxlan_port);
+    let networks = plan
+        .networks
+        .iter()
+        .filter(|n| n.encrypted)
+        .map(|n| {
+            let remotes = state
+                .endpoints_on(&n.name)
+                .filter(|e| e.node != me)
+                .filter_map(|e| {
+                    let mesh = state.nodes.get(&e.node)?.wireguard.as_ref()?.mesh_ip;
+                    Some((e.mac, e.ip, mesh))
+                })
+                .collect();
+            EncryptedNetwork {
+                vni: n.vni,
+                tap: n.tap(),
+                mtu: n.mtu,
+                remotes,
+            }
+        })
+        .collect();
+    WgPlan {
+        private_key: private_key.to_string(),
+        port: my.map(|w| w.port).unwrap_or(0),
+        mesh_ip: my.map(|w| w.mesh_ip),
+        vxlan_port,
+        peers,
+        networks,
     }
 }
 

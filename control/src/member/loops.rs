@@ -121,6 +121,15 @@ impl Member {
                 tracing::debug!(error = %e, "cannot announce leadership yet");
                 return;
             }
+            let every = *self.key_rotation.lock().unwrap_or_else(|e| e.into_inner());
+            let since = state.keys_rotated_at_ms.max(state.created_at_ms);
+            if !every.is_zero() && super::now_ms().saturating_sub(since) > every.as_millis() as u64
+            {
+                tracing::info!("periodic WireGuard key rotation");
+                if let Err(e) = self.propose_local(&raft, Command::RotateKeys).await {
+                    tracing::warn!(error = %e, "cannot start the periodic key rotation");
+                }
+            }
             let changes = self
                 .liveness
                 .lock()

@@ -148,6 +148,7 @@ pub struct Member {
     tasks: TaskTracker,
     removed: AtomicBool,
     followed: AtomicBool,
+    key_rotation: Mutex<Duration>,
 }
 
 impl Member {
@@ -185,6 +186,7 @@ impl Member {
             tasks: TaskTracker::new(),
             removed: AtomicBool::new(false),
             followed: AtomicBool::new(false),
+            key_rotation: Mutex::new(Duration::from_secs(24 * 3600)),
         });
         if identity.role == Role::Manager {
             member.start_raft().await?;
@@ -227,6 +229,11 @@ impl Member {
             }
             None => self.followed.load(Ordering::SeqCst),
         }
+    }
+
+    /// How often the leader starts a cluster-wide WireGuard key rotation (zero: never).
+    pub fn set_key_rotation(&self, every: Duration) {
+        *self.key_rotation.lock().unwrap_or_else(|e| e.into_inner()) = every;
     }
 
     /// Whether this node was removed from the cluster.

@@ -83,6 +83,14 @@ async fn run(nl: &Netlink, change: &Change) -> Result<(), String> {
             let i = nl.must_index(vxlan).await.map_err(e)?;
             nl.del_neigh(i, *ip).await.map_err(e)?;
         }
+        Change::PlugTap { tap, bridge, mtu } => {
+            let i = nl.must_index(tap).await.map_err(e)?;
+            nl.set_mtu(i, *mtu).await.map_err(e)?;
+            nl.set_master(i, nl.must_index(bridge).await.map_err(e)?)
+                .await
+                .map_err(e)?;
+            nl.set_up(i).await.map_err(e)?;
+        }
         Change::AddEndpoint { endpoint, bridge } => {
             sandbox::add_endpoint(nl, endpoint, bridge)
                 .await

@@ -52,6 +52,9 @@ pub struct NetworkPlan {
     pub mtu: u32,
     /// No egress and no ingress.
     pub internal: bool,
+    /// Carried inside WireGuard: a TAP served by the encrypted data path takes the
+    /// place of the kernel VXLAN device.
+    pub encrypted: bool,
     /// Endpoints on other nodes: their MAC goes to the VXLAN FDB, their address to the
     /// proxy-ARP table.
     pub remotes: Vec<Remote>,
@@ -101,6 +104,10 @@ impl NetworkPlan {
     /// The VXLAN device's name.
     pub fn vxlan(&self) -> String {
         format!("{PREFIX}v{}", self.vni)
+    }
+    /// The TAP device's name (encrypted networks).
+    pub fn tap(&self) -> String {
+        crate::wg::plan::tap_name(self.vni)
     }
 }
 
@@ -231,6 +238,7 @@ mod tests {
             gateway_mac: [2, 0x42, 10, 0, 0, 1],
             mtu: 1450,
             internal,
+            encrypted: false,
             remotes: vec![],
         }
     }

@@ -99,6 +99,15 @@ pub enum Change {
         /// The MAC.
         mac: [u8; 6],
     },
+    /// Put an encrypted network's TAP into its bridge, with the network's MTU, up.
+    PlugTap {
+        /// The TAP.
+        tap: String,
+        /// The bridge.
+        bridge: String,
+        /// The MTU.
+        mtu: u32,
+    },
     /// Create an endpoint's veth pair and configure the sandbox side.
     AddEndpoint {
         /// The endpoint.
@@ -155,6 +164,9 @@ impl fmt::Display for Change {
             Change::DelNeigh { vxlan, ip, mac: m } => {
                 write!(f, "remove neigh {ip} ({}) on {vxlan}", mac(m))
             }
+            Change::PlugTap { tap, bridge, mtu } => {
+                write!(f, "plug {tap} into {bridge} (mtu {mtu})")
+            }
             Change::AddEndpoint { endpoint, bridge } => write!(
                 f,
                 "attach {} as {} {}/{} in {} to {bridge}",
@@ -178,7 +190,11 @@ pub fn diff(plan: &NodePlan, observed: &Observed) -> Vec<Change> {
     let mut wanted: BTreeSet<String> = BTreeSet::new();
     for n in &plan.networks {
         wanted.insert(n.bridge());
-        wanted.insert(n.vxlan());
+        if n.encrypted {
+            wanted.insert(n.tap());
+        } else {
+            wanted.insert(n.vxlan());
+        }
     }
     for e in &plan.endpoints {
         if plan.networks.iter().any(|n| n.vni == e.vni) {
@@ -293,6 +309,20 @@ fn network_changes(
         None => creations.push(Change::CreateBridge { network: n.clone() }),
     }
 
+    if n.encrypted {
+        // The TAP is made and owned by the encrypted data path; here it is only plugged
+        // into the bridge once it exists.
+        if let Some(l) = observed.links.get(&n.tap()) {
+            if l.master.as_deref() != Some(br.as_str()) || l.mtu != n.mtu || !l.up {
+                creations.push(Change::PlugTap {
+                    tap: n.tap(),
+                    bridge: br.clone(),
+                    mtu: n.mtu,
+                });
+            }
+        }
+        return;
+    }
     let vx = n.vxlan();
     let Some(local) = plan.local_ip else { return };
     let right = |k: &LinkKind| {

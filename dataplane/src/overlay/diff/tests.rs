@@ -13,6 +13,7 @@ fn network() -> NetworkPlan {
         gateway_mac: [2, 0x42, 10, 0, 0, 1],
         mtu: 1450,
         internal: false,
+        encrypted: false,
         remotes: vec![Remote {
             ip: "10.0.0.3".parse().unwrap(),
             mac: [2, 0x42, 10, 0, 0, 3],
