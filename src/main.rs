@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod lab;
 mod overlay;
+mod tasks;
 
 use clap::Parser;
 use cli::args::{Cli, Command};
@@ -58,6 +59,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Status(f) => cli::status(&client()?, f.format).await.map(|()| 0),
         Command::Network(cmd) => cli::network::run(&client()?, cmd).await.map(|()| 0),
         Command::Attach(a) => cli::network::attach(&client()?, a).await.map(|()| 0),
+        Command::Service(cmd) => cli::service::run(&client()?, cmd).await.map(|()| 0),
+        Command::Tool(cmd) => cli::service::tool(cmd).await.map(|()| 0),
         Command::Detach(d) => cli::network::detach(&client()?, d).await.map(|()| 0),
         Command::Lab(cmd) => cli::lab::run(cmd).await,
         Command::Demo(args) => cli::lab::demo(&args.name).await.map(|()| 0),

@@ -463,3 +463,121 @@ impl NetworkInfo {
         }
     }
 }
+
+/// `service scale` / `service update`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceUpdate {
+    /// New replica count.
+    #[serde(default)]
+    pub replicas: Option<u32>,
+    /// Labels to set.
+    #[serde(default)]
+    pub labels_add: BTreeMap<String, String>,
+    /// Labels to remove.
+    #[serde(default)]
+    pub labels_rm: Vec<String>,
+    /// Ports to publish.
+    #[serde(default)]
+    pub publish_add: Vec<crate::state::PortSpec>,
+    /// Published ports to withdraw.
+    #[serde(default)]
+    pub publish_rm: Vec<u16>,
+}
+
+/// A task as `service ps` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskInfo {
+    /// Its ID.
+    pub id: String,
+    /// `service.slot`.
+    pub name: String,
+    /// Its node, by name.
+    pub node: String,
+    /// Its state.
+    pub state: crate::state::TaskState,
+    /// Why, when failed.
+    pub message: String,
+    /// How often it restarted.
+    pub restarts: u32,
+    /// Its addresses, per network.
+    pub addresses: BTreeMap<String, std::net::Ipv4Addr>,
+}
+
+/// A service as `service ls` / `inspect` show it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    /// Its ID.
+    pub id: String,
+    /// Its spec.
+    pub spec: crate::state::ServiceSpec,
+    /// Its VIP per network.
+    pub vips: BTreeMap<String, std::net::Ipv4Addr>,
+    /// Running tasks.
+    pub running: usize,
+    /// Tasks wanted (replicas, or nodes for global services).
+    pub desired: usize,
+    /// Its tasks.
+    pub tasks: Vec<TaskInfo>,
+    /// Sandboxes attached to it from outside, per network: (endpoint, address).
+    pub attached: Vec<(String, std::net::Ipv4Addr)>,
+}
+
+impl ServiceInfo {
+    /// The view of service `s` in `state`.
+    pub fn of(state: &crate::state::ClusterState, s: &crate::state::Service) -> ServiceInfo {
+        use crate::state::{Availability, NodeStatus, ServiceMode, TaskState};
+        let tasks: Vec<TaskInfo> = state
+            .tasks
+            .values()
+            .filter(|t| t.service == s.spec.name)
+            .map(|t| TaskInfo {
+                id: t.id.clone(),
+                name: format!("{}.{}", t.service, t.slot + 1),
+                node: state
+                    .nodes
+                    .get(&t.node)
+                    .map(|n| n.name.clone())
+                    .unwrap_or_else(|| t.node.to_string()),
+                state: t.state,
+                message: t.message.clone(),
+                restarts: t.restarts,
+                addresses: state
+                    .endpoints
+                    .values()
+                    .filter(|e| e.task.as_deref() == Some(t.id.as_str()))
+                    .map(|e| (e.network.clone(), e.ip))
+                    .collect(),
+            })
+            .collect();
+        let desired = match s.spec.mode {
+            ServiceMode::Replicated { replicas } => replicas as usize,
+            ServiceMode::Global => state
+                .nodes
+                .values()
+                .filter(|n| n.status == NodeStatus::Ready && n.availability == Availability::Active)
+                .count(),
+        };
+        ServiceInfo {
+            id: s.id.clone(),
+            spec: s.spec.clone(),
+            vips: s.vips.clone(),
+            running: tasks
+                .iter()
+                .filter(|t| t.state == TaskState::Running)
+                .count(),
+            desired: if s.spec.command.is_empty() {
+                0
+            } else {
+                desired
+            },
+            tasks,
+            attached: state
+                .endpoints
+                .values()
+                .filter(|e| e.service.as_deref() == Some(s.spec.name.as_str()) && e.task.is_none())
+                .map(|e| (e.id.clone(), e.ip))
+                .collect(),
+        }
+    }
+}

@@ -7,6 +7,7 @@
 //!
 //! Nothing here knows about the cluster: callers hand in what a node should have.
 
+pub mod lb;
 pub mod netlink;
 pub mod netns;
 pub mod nft;

@@ -71,6 +71,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/bench/commit", post(bench_commit))
         .route("/v1/cluster/rotate-keys", post(rotate_keys))
         .merge(super::networks::routes())
+        .merge(super::services::routes())
         .fallback(|| async { error(&ClusterError::Invalid("no such API endpoint".into())) })
         .with_state(agent)
 }
@@ -81,6 +82,9 @@ async fn status(State(agent): AppState) -> Response {
             let mut s = m.status();
             if let Ok(o) = agent.overlay() {
                 s.sections.push(o.status());
+            }
+            if let Some(section) = agent.task_status().await {
+                s.sections.push(section);
             }
             s
         }
@@ -143,6 +147,7 @@ async fn leave(State(agent): AppState, b: Result<Json<LeaveRequest>, JsonRejecti
         let _guard = agent.membership_change.lock().await;
         let member = agent.member()?;
         member.leave(req.force).await?;
+        agent.remove_tasks().await;
         agent.deactivate();
         agent.member.store(None);
         agent.key_file().remove();

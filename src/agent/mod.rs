@@ -10,7 +10,8 @@
 mod addr;
 mod api;
 mod metrics;
-mod networks;
+pub(crate) mod networks;
+mod services;
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
@@ -41,6 +42,10 @@ pub struct Agent {
     wg_port: u16,
     key_rotation: std::time::Duration,
     overlay: ArcSwapOption<Overlay>,
+    runner: ArcSwapOption<crate::tasks::Runner>,
+    netns_prefix: String,
+    lb_idle_timeout: Option<std::time::Duration>,
+    dns_upstream: Vec<SocketAddr>,
     duties: std::sync::Mutex<Option<CancellationToken>>,
 }
 
@@ -67,10 +72,49 @@ impl Agent {
             self.wg_port,
             stop.clone(),
         ));
-        self.overlay
-            .store(Some(Overlay::start(member.clone(), self.vxlan_port)));
+        let overlay = Overlay::start(member.clone(), self.vxlan_port, self.lb_idle_timeout);
+        tokio::spawn(crate::overlay::dns::run(
+            member.clone(),
+            self.dns_upstream.clone(),
+            stop.clone(),
+        ));
+        tokio::spawn(crate::overlay::mesh::run(
+            member.clone(),
+            overlay.clone(),
+            self.netns_prefix.clone(),
+            stop.clone(),
+        ));
+        self.runner.store(Some(crate::tasks::Runner::start(
+            member.clone(),
+            overlay.clone(),
+            &self.data.0,
+            &self.netns_prefix,
+        )));
+        self.overlay.store(Some(overlay));
         *self.duties.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop);
         self.member.store(Some(member));
+    }
+
+    /// The tasks this node runs, for `shoal status`.
+    pub async fn task_status(&self) -> Option<shoal_control::api::StatusSection> {
+        let runner = self.runner.load_full()?;
+        let rows: Vec<(String, String)> = runner
+            .summary()
+            .await
+            .into_iter()
+            .map(|(id, pid, restarts)| {
+                let pid = pid.map(|p| format!("pid {p}")).unwrap_or_else(|| "not running".into());
+                (id, format!("{pid}, {restarts} restarts"))
+            })
+            .collect();
+        (!rows.is_empty()).then(|| shoal_control::api::StatusSection { title: "Tasks on this node".into(), rows })
+    }
+
+    /// Stops and removes every task of this node (it leaves the cluster).
+    pub async fn remove_tasks(&self) {
+        if let Some(r) = self.runner.load_full() {
+            r.remove_all().await;
+        }
     }
 
     /// This node's WireGuard key file.
@@ -80,6 +124,9 @@ impl Agent {
 
     /// Stops the data-path duties; what is in the kernel stays.
     fn deactivate(&self) {
+        if let Some(r) = self.runner.swap(None) {
+            r.stop();
+        }
         if let Some(o) = self.overlay.swap(None) {
             o.stop();
         }
@@ -182,6 +229,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         wg_port: args.wg_port,
         key_rotation: std::time::Duration::from_secs(args.key_rotation_hours.saturating_mul(3600)),
         overlay: ArcSwapOption::empty(),
+        runner: ArcSwapOption::empty(),
+        netns_prefix: args.netns_prefix.clone(),
+        lb_idle_timeout: args.lb_idle_timeout.map(std::time::Duration::from_secs),
+        dns_upstream: args.dns_upstream.clone(),
         duties: std::sync::Mutex::new(None),
     });
     if let Some(m) = member {

@@ -21,12 +21,13 @@ use axum::{Json, Router};
 use shoal_control::api::{
     AttachRequest, DetachRequest, EndpointInfo, LeaderRequest, LeaderResponse, NetworkInfo,
 };
-use shoal_control::state::{AttachSpec, Command, NetworkSpec, Output};
+use shoal_control::state::{AttachSpec, Command, Endpoint, NetworkSpec, Output};
 use shoal_control::{ClusterError, Member};
 use shoal_dataplane::netns;
 
 use super::api::{body, reply};
 use super::Agent;
+use crate::overlay::Overlay;
 
 /// How long `attach` waits for the kernel to have the endpoint.
 const PROGRAMMED_WITHIN: Duration = Duration::from_secs(15);
@@ -40,7 +41,7 @@ pub fn routes() -> Router<Arc<Agent>> {
         .route("/v1/detach", post(detach))
 }
 
-async fn propose(
+pub(crate) async fn propose(
     m: &Member,
     command: Command,
 ) -> Result<shoal_control::state::Applied, ClusterError> {
@@ -155,6 +156,64 @@ fn sandbox_key(netns_arg: &str, must_exist: bool) -> Result<String, ClusterError
         .into_owned())
 }
 
+/// Attaches `spec`'s sandbox and waits until the kernel has the endpoint; on failure
+/// the endpoint is detached again, so nothing is left half-made.
+pub(crate) async fn attach_and_wait(
+    m: &Member,
+    overlay: &Overlay,
+    spec: AttachSpec,
+) -> Result<Endpoint, ClusterError> {
+    let sandbox = spec.sandbox.clone();
+    let applied = propose(m, Command::Attach { spec }).await?;
+    let Output::Endpoint(endpoint) = applied.output else {
+        return Err(ClusterError::Unavailable(
+            "the leader returned no endpoint".into(),
+        ));
+    };
+    let progress = overlay.wait_for(applied.revision, PROGRAMMED_WITHIN).await;
+    let failure = match &progress {
+        None => Some(format!(
+            "the interface was not set up within {}s",
+            PROGRAMMED_WITHIN.as_secs()
+        )),
+        Some(p) => p.failures.get(&endpoint.id).cloned(),
+    };
+    if let Some(why) = failure {
+        let undo = Command::Detach {
+            network: endpoint.network.clone(),
+            node: m.node_id,
+            sandbox,
+        };
+        if let Err(e) = propose(m, undo).await {
+            tracing::warn!(error = %e, "cannot detach the endpoint that failed to attach");
+        }
+        return Err(ClusterError::Invalid(format!(
+            "cannot attach to {}: {why}",
+            endpoint.network
+        )));
+    }
+    Ok(*endpoint)
+}
+
+/// Detaches a sandbox from a network and waits until the kernel has forgotten it.
+pub(crate) async fn detach_and_wait(
+    m: &Member,
+    overlay: Option<&Overlay>,
+    network: &str,
+    sandbox: String,
+) -> Result<(), ClusterError> {
+    let command = Command::Detach {
+        network: network.to_string(),
+        node: m.node_id,
+        sandbox,
+    };
+    let applied = propose(m, command).await?;
+    if let Some(o) = overlay {
+        o.wait_for(applied.revision, PROGRAMMED_WITHIN).await;
+    }
+    Ok(())
+}
+
 async fn attach(
     State(agent): State<Arc<Agent>>,
     b: Result<Json<AttachRequest>, JsonRejection>,
@@ -166,41 +225,16 @@ async fn attach(
         let spec = AttachSpec {
             network: req.network.clone(),
             node: m.node_id,
-            sandbox: sandbox.clone(),
+            sandbox,
             name: req.name,
             aliases: req.aliases,
             ip: req.ip,
             service: req.service,
-        };
-        let applied = propose(&m, Command::Attach { spec }).await?;
-        let Output::Endpoint(endpoint) = applied.output else {
-            return Err(ClusterError::Unavailable(
-                "the leader returned no endpoint".into(),
-            ));
+            task: None,
+            ingress: false,
         };
         let overlay = agent.overlay()?;
-        let progress = overlay.wait_for(applied.revision, PROGRAMMED_WITHIN).await;
-        let failure = match &progress {
-            None => Some(format!(
-                "the interface was not set up within {}s",
-                PROGRAMMED_WITHIN.as_secs()
-            )),
-            Some(p) => p.failures.get(&endpoint.id).cloned(),
-        };
-        if let Some(why) = failure {
-            let undo = Command::Detach {
-                network: endpoint.network.clone(),
-                node: m.node_id,
-                sandbox,
-            };
-            if let Err(e) = propose(&m, undo).await {
-                tracing::warn!(error = %e, "cannot detach the endpoint that failed to attach");
-            }
-            return Err(ClusterError::Invalid(format!(
-                "cannot attach to {}: {why}",
-                endpoint.network
-            )));
-        }
+        let endpoint = attach_and_wait(&m, &overlay, spec).await?;
         let state = m.replica().state();
         let net = state.find_network(&endpoint.network)?;
         Ok(EndpointInfo::of(&state, net, &endpoint))
@@ -217,15 +251,8 @@ async fn detach(
         let req = body(b)?;
         let m = agent.member()?;
         let sandbox = sandbox_key(&req.netns, false)?;
-        let command = Command::Detach {
-            network: req.network.clone(),
-            node: m.node_id,
-            sandbox,
-        };
-        let applied = propose(&m, command).await?;
-        if let Ok(overlay) = agent.overlay() {
-            overlay.wait_for(applied.revision, PROGRAMMED_WITHIN).await;
-        }
+        let overlay = agent.overlay().ok();
+        detach_and_wait(&m, overlay.as_deref(), &req.network, sandbox).await?;
         Ok(serde_json::json!({ "detached": req.network }))
     }
     .await;

@@ -51,6 +51,12 @@ pub enum Command {
     /// Create, list, inspect and remove overlay networks.
     #[command(subcommand)]
     Network(NetworkCmd),
+    /// Create, list, scale, update and remove services.
+    #[command(subcommand)]
+    Service(ServiceCmd),
+    /// Small servers for tasks and tests (HTTP, UDP echo).
+    #[command(subcommand)]
+    Tool(ToolCmd),
     /// Attach a sandbox (network namespace) to a network.
     Attach(AttachArgs),
     /// Detach a sandbox from a network.
@@ -82,6 +88,16 @@ pub struct AgentArgs {
     /// The UDP port of VXLAN between nodes.
     #[arg(long, default_value_t = 4789, value_parser = clap::value_parser!(u16).range(1..))]
     pub vxlan_port: u16,
+    /// Forward names DNS does not know to this resolver (IP:PORT, repeatable; default:
+    /// the nameservers of /etc/resolv.conf).
+    #[arg(long = "dns-upstream")]
+    pub dns_upstream: Vec<SocketAddr>,
+    /// Close load-balanced connections idle this many seconds (default: the kernel's).
+    #[arg(long)]
+    pub lb_idle_timeout: Option<u64>,
+    /// Names of the network namespaces the agent makes for tasks start with this.
+    #[arg(long, default_value = "shl-")]
+    pub netns_prefix: String,
     /// The UDP port of WireGuard between nodes (encrypted networks).
     #[arg(long, default_value_t = 51820, value_parser = clap::value_parser!(u16).range(1..))]
     pub wg_port: u16,
@@ -389,4 +405,103 @@ pub struct DetachArgs {
     pub network: String,
     /// A network namespace: a path or a name under /run/netns.
     pub netns: String,
+}
+
+/// `shoal service ...`.
+#[derive(Debug, Subcommand)]
+pub enum ServiceCmd {
+    /// Create a service.
+    Create {
+        /// The service's name (also its DNS name).
+        #[arg(long)]
+        name: String,
+        /// A network its tasks join (repeatable).
+        #[arg(long = "network")]
+        network: Vec<String>,
+        /// How many tasks (replicated mode, default 1).
+        #[arg(long, conflicts_with = "mode")]
+        replicas: Option<u32>,
+        /// `global`: one task on every active node.
+        #[arg(long, value_parser = ["replicated", "global"])]
+        mode: Option<String>,
+        /// Publish a port: [mode=host,]PUBLISHED:TARGET[/tcp|/udp] (repeatable).
+        #[arg(long = "publish", short = 'p')]
+        publish: Vec<String>,
+        /// vip (default) or dnsrr.
+        #[arg(long, value_parser = ["vip", "dnsrr"])]
+        endpoint_mode: Option<String>,
+        /// A label (repeatable); L7 routes are labels.
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        label: Vec<String>,
+        /// The command each task runs, after `--`.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// List services.
+    Ls(FormatArg),
+    /// List a service's tasks.
+    Ps {
+        /// The service.
+        name: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Show a service.
+    Inspect {
+        /// The service.
+        name: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Set the replica count: NAME=N (repeatable).
+    Scale {
+        /// NAME=N.
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Change labels or published ports.
+    Update {
+        /// Add or change a label.
+        #[arg(long = "label-add", value_name = "KEY=VALUE")]
+        label_add: Vec<String>,
+        /// Remove a label.
+        #[arg(long = "label-rm", value_name = "KEY")]
+        label_rm: Vec<String>,
+        /// Publish a port.
+        #[arg(long = "publish-add")]
+        publish_add: Vec<String>,
+        /// Stop publishing a port (by published port).
+        #[arg(long = "publish-rm")]
+        publish_rm: Vec<u16>,
+        /// New replica count.
+        #[arg(long)]
+        replicas: Option<u32>,
+        /// The service.
+        name: String,
+    },
+    /// Remove services and their tasks.
+    Rm {
+        /// Names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+/// `shoal tool ...`: small servers a task can run.
+#[derive(Debug, Subcommand)]
+pub enum ToolCmd {
+    /// Answer every HTTP request with which task answered.
+    Http {
+        /// The TCP port.
+        #[arg(long, default_value_t = 80)]
+        port: u16,
+    },
+    /// Echo every UDP datagram, prefixed with which task answered.
+    UdpEcho {
+        /// The UDP port.
+        #[arg(long, default_value_t = 5353)]
+        port: u16,
+    },
 }

@@ -3,6 +3,7 @@
 pub mod args;
 pub mod lab;
 pub mod network;
+pub mod service;
 mod table;
 
 use anyhow::Context;

@@ -14,6 +14,11 @@ use shoal_dataplane::netns;
 use super::{Host, LabPaths};
 use crate::client::ApiClient;
 
+/// The lab's name, from its paths.
+fn lab_name(paths: &LabPaths) -> &str {
+    paths.name()
+}
+
 /// Whether `pid` is a live process inside namespace `ns`.
 fn alive_in(pid: i32, ns: &str) -> bool {
     let Ok(inode) = netns::inode(ns) else {
@@ -61,6 +66,12 @@ pub async fn start(paths: &LabPaths, host: &Host) -> anyhow::Result<()> {
         .arg(format!("{}:2377", host.underlay_ip))
         .arg("--node-name")
         .arg(&host.name)
+        .arg("--netns-prefix")
+        .arg(format!(
+            "{}{}-",
+            super::topology::ns_prefix(lab_name(paths)),
+            host.name
+        ))
         .env(
             "RUST_LOG",
             std::env::var("SHOAL_LAB_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),

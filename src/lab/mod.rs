@@ -91,6 +91,13 @@ impl LabPaths {
             data: Path::new("/var/lib/shoal/labs").join(name),
         }
     }
+    /// The lab's name.
+    pub fn name(&self) -> &str {
+        self.run
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+    }
     fn file(&self) -> PathBuf {
         self.run.join("lab.json")
     }

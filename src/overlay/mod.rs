@@ -2,7 +2,9 @@
 //! ([`view`]), keep the kernel equal to it ([`reconciler`]), and report the node's own
 //! routes and MTU ([`report`]).
 
+pub mod dns;
 pub mod keys;
+pub mod mesh;
 pub mod reconciler;
 pub mod report;
 pub mod view;

@@ -40,7 +40,11 @@ pub struct Overlay {
 
 impl Overlay {
     /// Starts reconciling for `member`.
-    pub fn start(member: Arc<Member>, vxlan_port: u16) -> Arc<Overlay> {
+    pub fn start(
+        member: Arc<Member>,
+        vxlan_port: u16,
+        idle_timeout: Option<Duration>,
+    ) -> Arc<Overlay> {
         let overlay = Arc::new(Overlay {
             progress: watch::channel(Progress::default()).0,
             kick: Notify::new(),
@@ -48,7 +52,7 @@ impl Overlay {
             plan: ArcSwap::from_pointee(NodePlan::default()),
         });
         let me = overlay.clone();
-        tokio::spawn(async move { me.run(member, vxlan_port).await });
+        tokio::spawn(async move { me.run(member, vxlan_port, idle_timeout).await });
         overlay
     }
 
@@ -112,7 +116,12 @@ impl Overlay {
         }
     }
 
-    async fn run(self: Arc<Self>, member: Arc<Member>, vxlan_port: u16) {
+    async fn run(
+        self: Arc<Self>,
+        member: Arc<Member>,
+        vxlan_port: u16,
+        idle_timeout: Option<Duration>,
+    ) {
         let nl = match Netlink::current() {
             Ok(nl) => nl,
             Err(e) => {
@@ -124,7 +133,7 @@ impl Overlay {
         let mut detaching: HashSet<String> = HashSet::new();
         loop {
             if member.synced() && !member.is_removed() {
-                let progress = reconcile(&member, &nl, vxlan_port, &self.plan).await;
+                let progress = reconcile(&member, &nl, vxlan_port, idle_timeout, &self.plan).await;
                 self.collect_gone_sandboxes(&member, &mut detaching);
                 self.progress.send_replace(progress);
             }
@@ -168,7 +177,13 @@ impl Overlay {
     }
 }
 
-async fn reconcile(member: &Member, nl: &Netlink, port: u16, last: &ArcSwap<NodePlan>) -> Progress {
+async fn reconcile(
+    member: &Member,
+    nl: &Netlink,
+    port: u16,
+    idle_timeout: Option<Duration>,
+    last: &ArcSwap<NodePlan>,
+) -> Progress {
     let state = member.replica().state();
     let plan = node_plan(&state, member.node_id, port);
     let mut failures = HashMap::new();
@@ -192,6 +207,7 @@ async fn reconcile(member: &Member, nl: &Netlink, port: u16, last: &ArcSwap<Node
         }
     }
     resolv_confs(&member.node_id.to_string(), &plan);
+    super::mesh::program(&state, member.node_id, idle_timeout).await;
     last.store(Arc::new(plan));
     Progress {
         revision: state.revision,

@@ -4,10 +4,11 @@
 //! network become FDB and proxy-ARP entries; local ones become veths in their sandboxes.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
-use shoal_control::state::{ClusterState, Endpoint};
+use shoal_control::state::{ClusterState, Endpoint, PublishMode, TaskState};
 use shoal_control::NodeId;
+use shoal_dataplane::lb::Published;
 use shoal_dataplane::overlay::{EndpointPlan, NetworkPlan, NodePlan, Remote};
 use shoal_dataplane::wg::plan::{EncryptedNetwork, PeerPlan, WgPlan};
 
@@ -81,12 +82,72 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
             })
         })
         .collect();
+    let published = published(state, me);
     NodePlan {
         local_ip,
         vxlan_port,
         networks,
         endpoints,
+        published,
     }
+}
+
+/// The addresses of `service`'s running tasks on `network` (and of sandboxes attached to
+/// it from outside, which count as running), with their nodes.
+pub fn backends(state: &ClusterState, service: &str, network: &str) -> Vec<(Ipv4Addr, NodeId)> {
+    let mut out: Vec<_> = state
+        .endpoints_on(network)
+        .filter(|e| e.service.as_deref() == Some(service))
+        .filter(|e| match &e.task {
+            None => true,
+            Some(t) => state
+                .tasks
+                .get(t)
+                .is_some_and(|t| t.state == TaskState::Running),
+        })
+        .map(|e| (e.ip, e.node))
+        .collect();
+    out.sort();
+    out
+}
+
+/// This node's ingress address on `network`, if it has one.
+pub fn ingress_ip(state: &ClusterState, me: NodeId, network: &str) -> Option<Ipv4Addr> {
+    state
+        .endpoints_on(network)
+        .find(|e| e.node == me && e.ingress)
+        .map(|e| e.ip)
+}
+
+/// Ports published on node `me`: ingress-mode ports go to its ingress sandbox, host-mode
+/// ports to its own running tasks.
+fn published(state: &ClusterState, me: NodeId) -> Vec<Published> {
+    let mut out = Vec::new();
+    for s in state.services.values() {
+        let Some(network) = s.spec.networks.first() else {
+            continue;
+        };
+        for p in &s.spec.publish {
+            let backends = match p.mode {
+                PublishMode::Ingress => ingress_ip(state, me, network)
+                    .map(|ip| (ip, p.published))
+                    .into_iter()
+                    .collect(),
+                PublishMode::Host => backends(state, &s.spec.name, network)
+                    .into_iter()
+                    .filter(|(_, node)| *node == me)
+                    .map(|(ip, _)| (ip, p.target))
+                    .collect(),
+            };
+            out.push(Published {
+                service: s.spec.name.clone(),
+                protocol: p.protocol.number(),
+                port: p.published,
+                backends,
+            });
+        }
+    }
+    out
 }
 
 #[allow(dead_code)] // used by the encrypted data path, wired in once it lands

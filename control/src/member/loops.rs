@@ -130,6 +130,7 @@ impl Member {
                     tracing::warn!(error = %e, "cannot start the periodic key rotation");
                 }
             }
+            self.place_tasks(&raft).await;
             let changes = self
                 .liveness
                 .lock()
@@ -151,6 +152,43 @@ impl Member {
             }
         })
         .await
+    }
+
+    /// On the leader: run the scheduler and commit its placement.
+    async fn place_tasks(&self, raft: &RaftNode) {
+        let state = self.replica.state();
+        let placement = crate::state::schedule(&state);
+        if placement.is_empty() {
+            return;
+        }
+        let now = super::now_ms();
+        let create = placement
+            .create
+            .into_iter()
+            .map(|(service, slot, node)| crate::state::Task {
+                id: format!("{:016x}", rand::random::<u64>()),
+                service,
+                slot,
+                node,
+                state: crate::state::TaskState::Assigned,
+                message: String::new(),
+                restarts: 0,
+                created_at_ms: now,
+                updated_at_ms: now,
+            })
+            .collect::<Vec<_>>();
+        tracing::info!(
+            create = create.len(),
+            remove = placement.remove.len(),
+            "placing tasks"
+        );
+        let command = Command::PlaceTasks {
+            create,
+            remove: placement.remove,
+        };
+        if let Err(e) = self.propose_local(raft, command).await {
+            tracing::warn!(error = %e, "cannot commit the task placement");
+        }
     }
 
     /// On the leader: keep the Raft voters equal to the managers in the state.

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use shoal_ipam::PoolConfig;
 
 use super::{
-    AttachSpec, Availability, Endpoint, Network, NetworkSpec, Node, NodeReport, NodeStatus, Role,
-    Secrets,
+    AttachSpec, Availability, Endpoint, Network, NetworkSpec, Node, NodeReport, NodeStatus,
+    PortSpec, Role, Secrets, Service, ServiceSpec, Task, TaskState,
 };
 use crate::ids::NodeId;
 
@@ -133,6 +133,53 @@ pub enum Command {
     },
     /// `cluster rotate-keys` (or the periodic rotation): every node makes a new key.
     RotateKeys,
+    /// `service create`.
+    CreateService {
+        /// Its ID (chosen by the leader).
+        id: String,
+        /// What was asked for.
+        spec: ServiceSpec,
+    },
+    /// `service update` / `service scale`.
+    UpdateService {
+        /// The service.
+        name: String,
+        /// New replica count.
+        replicas: Option<u32>,
+        /// Labels to set.
+        labels_add: BTreeMap<String, String>,
+        /// Labels to remove.
+        labels_rm: Vec<String>,
+        /// Ports to publish.
+        publish_add: Vec<PortSpec>,
+        /// Published ports to withdraw.
+        publish_rm: Vec<u16>,
+    },
+    /// `service rm`.
+    RemoveService {
+        /// The service.
+        name: String,
+    },
+    /// The scheduler's decisions.
+    PlaceTasks {
+        /// New tasks.
+        create: Vec<Task>,
+        /// Task IDs to remove.
+        remove: Vec<String>,
+    },
+    /// A node reports on one of its tasks.
+    SetTaskState {
+        /// The task.
+        id: String,
+        /// The reporting node (the task's).
+        node: NodeId,
+        /// Its state.
+        state: TaskState,
+        /// Why, when it failed.
+        message: String,
+        /// How often its process restarted.
+        restarts: u32,
+    },
     /// Changes nothing but the revision; used to measure commits.
     Noop,
 }
@@ -171,6 +218,7 @@ impl Command {
             | Command::ReportNode { id, .. }
             | Command::SetWireguard { id, .. } => Some(*id),
             Command::Attach { spec } => Some(spec.node),
+            Command::SetTaskState { node, .. } => Some(*node),
             Command::Detach { node, .. } => Some(*node),
             _ => None,
         }
@@ -194,6 +242,11 @@ impl Command {
             Command::Detach { .. } => "detach",
             Command::SetWireguard { .. } => "set_wireguard",
             Command::RotateKeys => "rotate_keys",
+            Command::CreateService { .. } => "create_service",
+            Command::UpdateService { .. } => "update_service",
+            Command::RemoveService { .. } => "remove_service",
+            Command::PlaceTasks { .. } => "place_tasks",
+            Command::SetTaskState { .. } => "set_task_state",
             Command::Noop => "noop",
         }
     }
@@ -218,4 +271,6 @@ pub enum Output {
     Network(Box<Network>),
     /// The endpoint attached (or already there).
     Endpoint(Box<Endpoint>),
+    /// The service created or updated.
+    Service(Box<Service>),
 }

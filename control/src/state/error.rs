@@ -19,6 +19,9 @@ pub enum ApplyError {
     /// A network reference matched nothing.
     #[error("no such network: {0}")]
     NoSuchNetwork(String),
+    /// A service reference matched nothing.
+    #[error("no such service: {0}")]
+    NoSuchService(String),
     /// Something with that name exists already.
     #[error("{0}")]
     Conflict(String),
@@ -48,7 +51,9 @@ impl ApplyError {
     /// The HTTP status that fits the error.
     pub fn http_status(&self) -> u16 {
         match self {
-            ApplyError::NoSuchNode(_) | ApplyError::NoSuchNetwork(_) => 404,
+            ApplyError::NoSuchNode(_)
+            | ApplyError::NoSuchNetwork(_)
+            | ApplyError::NoSuchService(_) => 404,
             ApplyError::Conflict(_) => 409,
             ApplyError::NotInitialised
             | ApplyError::AlreadyInitialised(_)

@@ -12,6 +12,8 @@ mod apply;
 mod command;
 mod error;
 mod network;
+mod schedule;
+mod service;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -25,6 +27,11 @@ pub use error::ApplyError;
 pub use network::{
     endpoint_id, mesh_pool, AttachSpec, Endpoint, Network, NetworkSpec, NodeReport, WireguardPeer,
     DEFAULT_UNDERLAY_MTU, FIRST_VNI, VXLAN_OVERHEAD, WIREGUARD_OVERHEAD,
+};
+pub use schedule::{schedule, Placement};
+pub use service::{
+    EndpointMode, PortSpec, Protocol, PublishMode, Service, ServiceMode, ServiceSpec, Task,
+    TaskState,
 };
 
 use crate::ids::NodeId;
@@ -175,6 +182,12 @@ pub struct ClusterState {
     /// The VNI the next network gets.
     #[serde(default = "first_vni")]
     pub next_vni: u32,
+    /// Services by name.
+    #[serde(default)]
+    pub services: BTreeMap<String, Service>,
+    /// Tasks by ID.
+    #[serde(default)]
+    pub tasks: BTreeMap<String, Task>,
     /// The WireGuard key generation every node should have a key of (`rotate-keys` bumps it).
     #[serde(default)]
     pub key_generation: u64,
@@ -223,6 +236,8 @@ impl Default for ClusterState {
             networks: BTreeMap::new(),
             endpoints: BTreeMap::new(),
             next_vni: FIRST_VNI,
+            services: BTreeMap::new(),
+            tasks: BTreeMap::new(),
             key_generation: 0,
             keys_rotated_at_ms: 0,
         }

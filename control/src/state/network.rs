@@ -98,6 +98,12 @@ pub struct AttachSpec {
     /// The service the sandbox is a task of.
     #[serde(default)]
     pub service: Option<String>,
+    /// The scheduled task the sandbox is, if any.
+    #[serde(default)]
+    pub task: Option<String>,
+    /// The node's own ingress sandbox (routing mesh); may join non-attachable networks.
+    #[serde(default)]
+    pub ingress: bool,
 }
 
 /// One sandbox's attachment to one network.
@@ -123,6 +129,12 @@ pub struct Endpoint {
     pub mac: [u8; 6],
     /// The service it is a task of.
     pub service: Option<String>,
+    /// The scheduled task it is, if any.
+    #[serde(default)]
+    pub task: Option<String>,
+    /// The node's ingress sandbox.
+    #[serde(default)]
+    pub ingress: bool,
     /// When it was attached (unix ms).
     pub created_at_ms: u64,
 }

@@ -33,6 +33,8 @@ pub struct NodePlan {
     pub networks: Vec<NetworkPlan>,
     /// The endpoints on this node.
     pub endpoints: Vec<EndpointPlan>,
+    /// Ports published on this node's underlay address.
+    pub published: Vec<crate::lb::Published>,
 }
 
 /// One network on this node.
@@ -194,10 +196,33 @@ pub fn ruleset(plan: &NodePlan) -> Table {
             accept: true,
         })
     };
+    let mut publish = Vec::new();
+    if let Some(local) = plan.local_ip {
+        for p in &plan.published {
+            let mut matching = m::ip_addr(true, CmpOp::Eq, local, 32);
+            matching.extend(m::l4proto(p.protocol));
+            matching.extend(m::dport(p.port));
+            let backends: Vec<(Ipv4Addr, Option<u16>)> = p
+                .backends
+                .iter()
+                .map(|(ip, port)| (*ip, Some(*port)))
+                .collect();
+            publish.extend(crate::lb::spread(
+                &matching,
+                &backends,
+                &format!("{}: published {}", p.service, p.port),
+            ));
+        }
+    }
     Table {
         name: NFT_TABLE.into(),
         family: Family::Ip,
         chains: vec![
+            Chain {
+                name: "publish".into(),
+                base: base(Hook::Prerouting, ChainType::Nat, -100),
+                rules: publish,
+            },
             Chain {
                 name: "forward".into(),
                 base: base(Hook::Forward, ChainType::Filter, 0),

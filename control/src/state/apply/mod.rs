@@ -4,6 +4,7 @@
 //! does not bump the revision. Nothing here reads a clock or draws a random number.
 
 mod network;
+mod service;
 
 use super::{
     Applied, ApplyError, ClusterState, Command, Node, NodeStatus, Output, Proposal, Role, Secrets,
@@ -106,6 +107,7 @@ pub fn apply(
             state.nodes.remove(id);
             state.removed.insert(*id);
             network::forget_node_endpoints(state, *id);
+            state.tasks.retain(|_, t| t.node != *id);
             if state.leader == Some(*id) {
                 state.leader = None;
             }
@@ -156,6 +158,33 @@ pub fn apply(
             state.keys_rotated_at_ms = at;
             (Output::None, true)
         }
+        Command::CreateService { id, spec } => service::create_service(state, id, spec, at)?,
+        Command::UpdateService {
+            name,
+            replicas,
+            labels_add,
+            labels_rm,
+            publish_add,
+            publish_rm,
+        } => service::update_service(
+            state,
+            name,
+            *replicas,
+            labels_add,
+            labels_rm,
+            publish_add,
+            publish_rm,
+            at,
+        )?,
+        Command::RemoveService { name } => service::remove_service(state, name)?,
+        Command::PlaceTasks { create, remove } => service::place_tasks(state, create, remove)?,
+        Command::SetTaskState {
+            id,
+            node,
+            state: s,
+            message,
+            restarts,
+        } => service::set_task_state(state, id, *node, *s, message, *restarts, at)?,
         Command::Noop => (Output::None, true),
     };
     if changed {
@@ -230,3 +259,6 @@ fn manager_count(state: &ClusterState) -> usize {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod service_tests;

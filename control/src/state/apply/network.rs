@@ -230,7 +230,31 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
             )));
         }
     }
-    if !network.attachable && spec.service.is_none() {
+    if let Some(svc) = &spec.service {
+        let service = state
+            .services
+            .get(svc)
+            .ok_or_else(|| ApplyError::NoSuchService(svc.clone()))?;
+        if !service.spec.networks.contains(&network.name) {
+            return Err(ApplyError::Invalid(format!(
+                "service {svc} is not on network {}; its networks are: {}",
+                network.name,
+                service.spec.networks.join(", ")
+            )));
+        }
+    }
+    if let Some(task) = &spec.task {
+        let t = state
+            .tasks
+            .get(task)
+            .ok_or_else(|| ApplyError::Invalid(format!("no such task: {task}")))?;
+        if t.node != spec.node || Some(&t.service) != spec.service.as_ref() {
+            return Err(ApplyError::Invalid(format!(
+                "task {task} is not a task of this node and service"
+            )));
+        }
+    }
+    if !network.attachable && spec.service.is_none() && !spec.ingress {
         return Err(ApplyError::Invalid(format!(
             "network {} is not attachable: only service tasks may join it (create it with --attachable to attach sandboxes)",
             network.name
@@ -297,6 +321,8 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
         ip,
         mac: mac_for(ip),
         service: spec.service.clone(),
+        task: spec.task.clone(),
+        ingress: spec.ingress,
         created_at_ms: at,
     };
     if let Some(n) = state.networks.get_mut(&network.name) {

@@ -43,6 +43,7 @@ fn plan() -> NodePlan {
         vxlan_port: 4789,
         networks: vec![network()],
         endpoints: vec![endpoint()],
+        published: vec![],
     }
 }
 

@@ -1,0 +1,153 @@
+//! Service discovery DNS on this node: one resolver, listening on the gateway address
+//! of every network the node carries, its record table rebuilt from the cluster state
+//! on every change (so a change is answered well within a second of its commit).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_control::state::{ClusterState, EndpointMode};
+use shoal_control::Member;
+use shoal_dns::{RecordTable, Resolver, ResolverConfig};
+use tokio_util::sync::CancellationToken;
+
+use super::view::backends;
+
+/// The record table of the whole cluster state.
+pub fn table(state: &ClusterState) -> RecordTable {
+    let mut b = RecordTable::builder();
+    let mut names: BTreeMap<(String, String), BTreeSet<Ipv4Addr>> = BTreeMap::new();
+    for n in state.networks.keys() {
+        if let Err(e) = b.network(n) {
+            tracing::warn!(network = %n, error = %e, "network left out of DNS");
+        }
+    }
+    for s in state.services.values() {
+        for n in &s.spec.networks {
+            let tasks: BTreeSet<Ipv4Addr> = backends(state, &s.spec.name, n)
+                .into_iter()
+                .map(|(ip, _)| ip)
+                .collect();
+            let own = match (s.spec.endpoint_mode, s.vips.get(n)) {
+                (EndpointMode::Vip, Some(vip)) => BTreeSet::from([*vip]),
+                _ => tasks.clone(),
+            };
+            names
+                .entry((n.clone(), s.spec.name.clone()))
+                .or_default()
+                .extend(own);
+            names
+                .entry((n.clone(), format!("tasks.{}", s.spec.name)))
+                .or_default()
+                .extend(tasks);
+        }
+    }
+    let mut sandboxes: HashMap<(shoal_control::NodeId, &str), Vec<(&str, Ipv4Addr)>> =
+        HashMap::new();
+    for e in state.endpoints.values() {
+        sandboxes
+            .entry((e.node, e.sandbox.as_str()))
+            .or_default()
+            .push((e.network.as_str(), e.ip));
+        for name in e.name.iter().chain(e.aliases.iter()) {
+            names
+                .entry((e.network.clone(), name.clone()))
+                .or_default()
+                .insert(e.ip);
+        }
+    }
+    for ((network, name), addrs) in names {
+        if let Err(e) = b.add(&network, &name, addrs) {
+            tracing::warn!(network = %network, name = %name, error = %e, "name left out of DNS");
+        }
+    }
+    for ends in sandboxes.values() {
+        for (_, ip) in ends {
+            for (network, _) in ends {
+                let _ = b.attach(IpAddr::V4(*ip), network);
+            }
+        }
+    }
+    b.build()
+}
+
+/// The upstream resolvers: given ones, or the host's resolv.conf nameservers.
+pub fn upstreams(given: &[SocketAddr]) -> Vec<SocketAddr> {
+    if !given.is_empty() {
+        return given.to_vec();
+    }
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|ip| ip.trim().parse::<IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
+}
+
+/// Serves DNS for this node until `stop`.
+pub async fn run(member: Arc<Member>, upstream: Vec<SocketAddr>, stop: CancellationToken) {
+    let resolver = match Resolver::new(ResolverConfig::default()) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the DNS resolver");
+            return;
+        }
+    };
+    resolver.set_upstreams(upstreams(&upstream));
+    let mut serving: HashMap<String, (Ipv4Addr, CancellationToken)> = HashMap::new();
+    let mut changes = member.replica().changes();
+    loop {
+        if member.synced() {
+            let state = member.replica().state();
+            resolver.update(table(&state));
+            let wanted: BTreeMap<String, Ipv4Addr> = state
+                .networks
+                .values()
+                .filter(|n| {
+                    state
+                        .endpoints_on(&n.name)
+                        .any(|e| e.node == member.node_id)
+                })
+                .map(|n| (n.name.clone(), n.space.gateway()))
+                .collect();
+            serving.retain(|name, (gw, token)| {
+                let keep = wanted.get(name) == Some(gw);
+                if !keep {
+                    token.cancel();
+                }
+                keep
+            });
+            for (name, gw) in wanted {
+                if serving.contains_key(&name) {
+                    continue;
+                }
+                match resolver
+                    .bind(SocketAddr::new(IpAddr::V4(gw), 53), name.clone())
+                    .await
+                {
+                    Ok(listener) => {
+                        let token = stop.child_token();
+                        let t = token.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = listener.serve(async move { t.cancelled().await }).await
+                            {
+                                tracing::warn!(error = %e, "DNS listener stopped");
+                            }
+                        });
+                        tracing::info!(network = %name, gateway = %gw, "serving DNS");
+                        serving.insert(name, (gw, token));
+                    }
+                    // The gateway appears when the reconciler has made the bridge.
+                    Err(e) => tracing::debug!(network = %name, error = %e, "DNS not bound yet"),
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}

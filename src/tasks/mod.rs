@@ -1,0 +1,344 @@
+//! The task runner: makes this node run the tasks the cluster placed on it.
+//!
+//! ```text
+//!  state.tasks (node == me) ──▶ sandbox netns <prefix>t<id> ──attach──▶ every service network
+//!                           └──▶ process (command of the service) ── exits ──▶ restart (backoff)
+//!  task gone from the state ──▶ stop process, detach, delete the netns
+//! ```
+//! Processes run in their own session, so an agent restart leaves them running; the new
+//! agent adopts them from their PID files.
+
+mod process;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_control::api::LeaderRequest;
+use shoal_control::state::{AttachSpec, Command, Task, TaskState};
+use shoal_control::Member;
+use shoal_dataplane::netns;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::networks::{attach_and_wait, detach_and_wait};
+use crate::overlay::Overlay;
+
+/// Restart delays grow to this.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// A process that ran this long resets its backoff.
+const STABLE: Duration = Duration::from_secs(10);
+
+/// One local task.
+struct Local {
+    ns: String,
+    pid: Option<i32>,
+    child: Option<std::process::Child>,
+    started: Option<Instant>,
+    attached: bool,
+    restarts: u32,
+    next_start: Instant,
+    failure: Option<String>,
+}
+
+/// Runs this node's tasks.
+pub struct Runner {
+    member: Arc<Member>,
+    overlay: Arc<Overlay>,
+    dir: PathBuf,
+    prefix: String,
+    stop: CancellationToken,
+    local: tokio::sync::Mutex<HashMap<String, Local>>,
+}
+
+impl Runner {
+    /// Starts running tasks for `member`; task files live in `data_dir/tasks`, task
+    /// namespaces are named `<prefix>t<task id>`.
+    pub fn start(
+        member: Arc<Member>,
+        overlay: Arc<Overlay>,
+        data_dir: &std::path::Path,
+        prefix: &str,
+    ) -> Arc<Runner> {
+        let runner = Arc::new(Runner {
+            member,
+            overlay,
+            dir: data_dir.join("tasks"),
+            prefix: prefix.to_string(),
+            stop: CancellationToken::new(),
+            local: tokio::sync::Mutex::new(HashMap::new()),
+        });
+        let me = runner.clone();
+        tokio::spawn(async move { me.run().await });
+        runner
+    }
+
+    /// Stops the loop; tasks keep running (an agent restart adopts them).
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Stops every local task and removes its sandbox (the node leaves the cluster).
+    pub async fn remove_all(&self) {
+        self.stop.cancel();
+        let mut local = self.local.lock().await;
+        for (id, l) in local.drain() {
+            self.teardown(&id, l, false).await;
+        }
+    }
+
+    fn ns_name(&self, id: &str) -> String {
+        format!("{}t{}", self.prefix, &id[..id.len().min(12)])
+    }
+
+    fn pid_file(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.pid"))
+    }
+
+    /// Takes over processes a previous agent started.
+    async fn adopt(&self) {
+        let _ = std::fs::create_dir_all(&self.dir);
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut local = self.local.lock().await;
+        for e in entries.filter_map(|e| e.ok()) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_suffix(".pid") else {
+                continue;
+            };
+            let pid = std::fs::read_to_string(e.path())
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok());
+            let ns = self.ns_name(id);
+            let pid = pid.filter(|p| process::alive(*p, &ns));
+            tracing::info!(task = id, pid = ?pid, "adopting task");
+            local.insert(
+                id.to_string(),
+                Local {
+                    ns,
+                    pid,
+                    child: None,
+                    started: pid.map(|_| Instant::now()),
+                    attached: true,
+                    restarts: 0,
+                    next_start: Instant::now(),
+                    failure: None,
+                },
+            );
+        }
+    }
+
+    async fn run(self: Arc<Self>) {
+        self.adopt().await;
+        let mut changes = self.member.replica().changes();
+        loop {
+            if self.member.synced() && !self.member.is_removed() {
+                self.step().await;
+            }
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
+    async fn step(&self) {
+        let state = self.member.replica().state();
+        let me = self.member.node_id;
+        let mine: BTreeMap<&String, &Task> =
+            state.tasks.iter().filter(|(_, t)| t.node == me).collect();
+        let mut local = self.local.lock().await;
+        let gone: Vec<String> = local
+            .keys()
+            .filter(|id| !mine.contains_key(id))
+            .cloned()
+            .collect();
+        for id in gone {
+            if let Some(l) = local.remove(&id) {
+                self.teardown(&id, l, true).await;
+            }
+        }
+        for (id, task) in mine {
+            let ns = self.ns_name(id);
+            let l = local.entry(id.clone()).or_insert_with(|| Local {
+                ns,
+                pid: None,
+                child: None,
+                started: None,
+                attached: false,
+                restarts: 0,
+                next_start: Instant::now(),
+                failure: None,
+            });
+            self.drive(task, l).await;
+            let (want, message) = match (&l.failure, l.pid) {
+                (Some(f), _) => (TaskState::Failed, f.clone()),
+                (None, Some(_)) => (TaskState::Running, String::new()),
+                (None, None) => (TaskState::Assigned, String::new()),
+            };
+            if task.state != want || task.message != message || task.restarts != l.restarts {
+                let command = Command::SetTaskState {
+                    id: id.clone(),
+                    node: me,
+                    state: want,
+                    message,
+                    restarts: l.restarts,
+                };
+                if let Err(e) = self
+                    .member
+                    .submit(LeaderRequest::Propose { command }, Some(me))
+                    .await
+                {
+                    tracing::debug!(error = %e, task = %id, "task state not reported yet");
+                }
+            }
+        }
+    }
+
+    /// Moves one task towards running: sandbox, endpoints, process.
+    async fn drive(&self, task: &Task, l: &mut Local) {
+        let state = self.member.replica().state();
+        let Some(service) = state.services.get(&task.service) else {
+            return;
+        };
+        if let Some(pid) = l.pid {
+            let exited = match &mut l.child {
+                Some(c) => !matches!(c.try_wait(), Ok(None)),
+                None => !process::alive(pid, &l.ns),
+            };
+            if !exited {
+                return;
+            }
+            let ran = l.started.map(|s| s.elapsed()).unwrap_or_default();
+            tracing::info!(task = %task.id, service = %task.service, ran = ?ran, "task process exited; restarting");
+            let backoff = if ran >= STABLE {
+                Duration::from_millis(200)
+            } else {
+                backoff(l.restarts)
+            };
+            l.pid = None;
+            l.child = None;
+            l.restarts += 1;
+            l.next_start = Instant::now() + backoff;
+        }
+        if Instant::now() < l.next_start {
+            return;
+        }
+        match self
+            .launch(task, &service.spec.networks, &service.spec.command, l)
+            .await
+        {
+            Ok(()) => l.failure = None,
+            Err(e) => {
+                tracing::warn!(task = %task.id, error = %e, "task did not start");
+                l.failure = Some(e);
+                l.next_start = Instant::now() + backoff(l.restarts);
+                l.restarts += 1;
+            }
+        }
+    }
+
+    async fn launch(
+        &self,
+        task: &Task,
+        networks: &[String],
+        command: &[String],
+        l: &mut Local,
+    ) -> Result<(), String> {
+        if !netns::path_of(&l.ns).exists() {
+            netns::create(&l.ns)
+                .map_err(|e| format!("cannot create the task sandbox {}: {e}", l.ns))?;
+        }
+        let sandbox = netns::path_of(&l.ns).to_string_lossy().into_owned();
+        if !l.attached {
+            for n in networks {
+                let spec = AttachSpec {
+                    network: n.clone(),
+                    node: self.member.node_id,
+                    sandbox: sandbox.clone(),
+                    name: None,
+                    aliases: vec![],
+                    ip: None,
+                    service: Some(task.service.clone()),
+                    task: Some(task.id.clone()),
+                    ingress: false,
+                };
+                attach_and_wait(&self.member, &self.overlay, spec)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            l.attached = true;
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
+        let node = self.member.identity().name;
+        let env: BTreeMap<String, String> = [
+            ("SHOAL_TASK_ID", task.id.clone()),
+            ("SHOAL_SERVICE", task.service.clone()),
+            ("SHOAL_TASK_SLOT", task.slot.to_string()),
+            ("SHOAL_NODE", node),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let log = self.dir.join(format!("{}.log", task.id));
+        let child = process::spawn(&l.ns, command, &env, &log)
+            .map_err(|e| format!("cannot start {:?}: {e}", command.first()))?;
+        let pid = child.id() as i32;
+        std::fs::write(self.pid_file(&task.id), pid.to_string()).map_err(|e| e.to_string())?;
+        tracing::info!(task = %task.id, service = %task.service, pid, "task started");
+        l.pid = Some(pid);
+        l.child = Some(child);
+        l.started = Some(Instant::now());
+        Ok(())
+    }
+
+    async fn teardown(&self, id: &str, mut l: Local, detach: bool) {
+        tracing::info!(task = id, "stopping task");
+        if let Some(pid) = l.pid {
+            process::stop(pid, &l.ns, Duration::from_secs(5)).await;
+        }
+        if let Some(c) = &mut l.child {
+            let _ = c.wait();
+        }
+        let sandbox = netns::path_of(&l.ns).to_string_lossy().into_owned();
+        if detach {
+            let state = self.member.replica().state();
+            let nets: Vec<String> = state
+                .endpoints
+                .values()
+                .filter(|e| e.node == self.member.node_id && e.sandbox == sandbox)
+                .map(|e| e.network.clone())
+                .collect();
+            for n in nets {
+                if let Err(e) =
+                    detach_and_wait(&self.member, Some(&self.overlay), &n, sandbox.clone()).await
+                {
+                    tracing::warn!(task = id, error = %e, "cannot detach the task's endpoint");
+                }
+            }
+        }
+        if let Err(e) = netns::delete(&l.ns) {
+            tracing::warn!(task = id, error = %e, "cannot delete the task sandbox");
+        }
+        let _ = std::fs::remove_file(self.pid_file(id));
+        let _ = std::fs::remove_file(self.dir.join(format!("{id}.log")));
+    }
+
+    /// Local tasks for `shoal status`: (task, pid, restarts).
+    pub async fn summary(&self) -> Vec<(String, Option<i32>, u32)> {
+        let local = self.local.lock().await;
+        let mut out: Vec<_> = local
+            .iter()
+            .map(|(id, l)| (id.clone(), l.pid, l.restarts))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+fn backoff(restarts: u32) -> Duration {
+    (Duration::from_millis(500) * 2u32.saturating_pow(restarts.min(5))).min(MAX_BACKOFF)
+}
