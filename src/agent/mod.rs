@@ -103,11 +103,16 @@ impl Agent {
             .await
             .into_iter()
             .map(|(id, pid, restarts)| {
-                let pid = pid.map(|p| format!("pid {p}")).unwrap_or_else(|| "not running".into());
+                let pid = pid
+                    .map(|p| format!("pid {p}"))
+                    .unwrap_or_else(|| "not running".into());
                 (id, format!("{pid}, {restarts} restarts"))
             })
             .collect();
-        (!rows.is_empty()).then(|| shoal_control::api::StatusSection { title: "Tasks on this node".into(), rows })
+        (!rows.is_empty()).then(|| shoal_control::api::StatusSection {
+            title: "Tasks on this node".into(),
+            rows,
+        })
     }
 
     /// Stops and removes every task of this node (it leaves the cluster).

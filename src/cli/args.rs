@@ -245,6 +245,9 @@ pub enum LabCmd {
         /// How many of them are managers (the first M).
         #[arg(long, default_value_t = 1)]
         managers: usize,
+        /// The agents forward names DNS does not know to this resolver (IP:PORT).
+        #[arg(long = "dns-upstream")]
+        dns_upstream: Vec<SocketAddr>,
         #[command(flatten)]
         lab: LabName,
     },

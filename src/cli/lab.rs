@@ -15,9 +15,10 @@ pub async fn run(cmd: LabCmd) -> anyhow::Result<i32> {
         LabCmd::Up {
             nodes,
             managers,
+            dns_upstream,
             lab: l,
         } => {
-            let lab = lab::up(&l.name, nodes, managers).await?;
+            let lab = lab::up_with(&l.name, nodes, managers, &dns_upstream).await?;
             println!(
                 "Lab {} is up: {nodes} nodes ({managers} managers) and a client host.",
                 lab.name
@@ -60,7 +61,7 @@ pub async fn run(cmd: LabCmd) -> anyhow::Result<i32> {
             if h.role == "client" {
                 bail!("{host} runs no agent");
             }
-            lab::start_agent(&LabPaths::new(&lab.name), h).await?;
+            lab::start_agent(&LabPaths::new(&lab.name), h, &lab.dns_upstream).await?;
             println!("Started the agent on {host}.");
         }
         LabCmd::Down { lab: l } => {

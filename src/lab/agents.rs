@@ -43,7 +43,11 @@ pub fn running_pid(paths: &LabPaths, host: &Host) -> Option<i32> {
 }
 
 /// Starts the agent of `host` and waits until its API answers.
-pub async fn start(paths: &LabPaths, host: &Host) -> anyhow::Result<()> {
+pub async fn start(
+    paths: &LabPaths,
+    host: &Host,
+    dns_upstream: &[std::net::SocketAddr],
+) -> anyhow::Result<()> {
     if let Some(pid) = running_pid(paths, host) {
         bail!("the agent on {} is already running (pid {pid})", host.name);
     }
@@ -66,6 +70,11 @@ pub async fn start(paths: &LabPaths, host: &Host) -> anyhow::Result<()> {
         .arg(format!("{}:2377", host.underlay_ip))
         .arg("--node-name")
         .arg(&host.name)
+        .args(
+            dns_upstream
+                .iter()
+                .flat_map(|u| ["--dns-upstream".to_string(), u.to_string()]),
+        )
         .arg("--netns-prefix")
         .arg(format!(
             "{}{}-",

@@ -46,6 +46,9 @@ pub struct Lab {
     pub name: String,
     /// Its hosts.
     pub hosts: Vec<Host>,
+    /// Upstream resolvers the agents forward to.
+    #[serde(default)]
+    pub dns_upstream: Vec<std::net::SocketAddr>,
 }
 
 impl Lab {
@@ -156,6 +159,16 @@ fn exists(name: &str) -> bool {
 
 /// `lab up`: builds the lab and forms the cluster. On failure everything is removed.
 pub async fn up(name: &str, nodes: usize, managers: usize) -> anyhow::Result<Lab> {
+    up_with(name, nodes, managers, &[]).await
+}
+
+/// `lab up` with upstream resolvers for the agents' DNS.
+pub async fn up_with(
+    name: &str,
+    nodes: usize,
+    managers: usize,
+    dns_upstream: &[std::net::SocketAddr],
+) -> anyhow::Result<Lab> {
     validate_name(name)?;
     if nodes == 0 || nodes > 200 {
         bail!("--nodes must be between 1 and 200, not {nodes}");
@@ -166,7 +179,7 @@ pub async fn up(name: &str, nodes: usize, managers: usize) -> anyhow::Result<Lab
     if exists(name) {
         bail!("a lab named {name:?} already exists; remove it with `shoal lab down --name {name}`");
     }
-    match build(name, nodes, managers).await {
+    match build(name, nodes, managers, dns_upstream).await {
         Ok(lab) => Ok(lab),
         Err(e) => {
             let logs = LabPaths::new(name);
@@ -197,7 +210,12 @@ fn tail_logs(paths: &LabPaths, nodes: usize) -> String {
     out
 }
 
-async fn build(name: &str, nodes: usize, managers: usize) -> anyhow::Result<Lab> {
+async fn build(
+    name: &str,
+    nodes: usize,
+    managers: usize,
+    dns_upstream: &[std::net::SocketAddr],
+) -> anyhow::Result<Lab> {
     let paths = LabPaths::new(name);
     let mut hosts: Vec<Host> = (1..=nodes)
         .map(|i| {
@@ -221,13 +239,16 @@ async fn build(name: &str, nodes: usize, managers: usize) -> anyhow::Result<Lab>
     let lab = Lab {
         name: name.to_string(),
         hosts,
+        dns_upstream: dns_upstream.to_vec(),
     };
     save(&paths, &lab)?;
     topology::create_underlay(name).await?;
     for h in &lab.hosts {
         topology::create_host(name, &h.name, h.underlay_ip).await?;
     }
-    let starts = lab.nodes().map(|h| agents::start(&paths, h));
+    let starts = lab
+        .nodes()
+        .map(|h| agents::start(&paths, h, &lab.dns_upstream));
     for r in futures::future::join_all(starts).await {
         r?;
     }

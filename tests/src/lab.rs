@@ -54,6 +54,11 @@ impl Lab {
 
     /// Builds a lab of `nodes` nodes, the first `managers` of them managers.
     pub fn up(bin: &str, nodes: usize, managers: usize) -> Lab {
+        Self::up_with(bin, nodes, managers, &[])
+    }
+
+    /// Like [`up`](Self::up), with more `shoal lab up` arguments.
+    pub fn up_with(bin: &str, nodes: usize, managers: usize, extra: &[&str]) -> Lab {
         let name = Self::unique_name();
         let bin = PathBuf::from(bin);
         run(Command::new(&bin).args(["lab", "down", "--name", &name]));
@@ -62,16 +67,20 @@ impl Lab {
             bin,
             status: Value::Null,
         };
-        let out = lab.cli(&[
+        let name = lab.name.clone();
+        let (n, m) = (nodes.to_string(), managers.to_string());
+        let mut args = vec![
             "lab",
             "up",
             "--name",
-            &lab.name.clone(),
+            &name,
             "--nodes",
-            &nodes.to_string(),
+            &n,
             "--managers",
-            &managers.to_string(),
-        ]);
+            &m,
+        ];
+        args.extend(extra);
+        let out = lab.cli(&args);
         assert!(out.ok(), "lab up failed:\n{}\n{}", out.stdout, out.stderr);
         let status = lab.cli(&[
             "lab",
@@ -166,6 +175,13 @@ impl Lab {
             "lab", "kill", "--name", &self.name, "--signal", signal, host,
         ]);
         assert!(out.ok(), "lab kill {host}: {}", out.stderr);
+    }
+
+    /// Cuts `host` off the underlay (its eth0 goes down).
+    pub fn cut(&self, host: &str) {
+        let ns = format!("shl-{}-{host}", self.name);
+        let out = crate::sandbox::exec_in(&ns, &["ip", "link", "set", "eth0", "down"]);
+        assert!(out.ok(), "cutting {host}: {}", out.stderr);
     }
 
     /// Starts `host`'s agent again.

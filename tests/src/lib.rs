@@ -9,6 +9,7 @@
 //! message, or are reported as skipped when `SHOAL_SKIP_PRIVILEGED=1`.
 
 mod lab;
+pub mod net;
 mod sandbox;
 mod wait;
 
