@@ -82,6 +82,7 @@ async fn status(State(agent): AppState) -> Response {
             let mut s = m.status();
             if let Ok(o) = agent.overlay() {
                 s.sections.push(o.status());
+                s.sections.extend(o.encrypted().status());
             }
             if let Some(section) = agent.task_status().await {
                 s.sections.push(section);

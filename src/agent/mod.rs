@@ -72,7 +72,12 @@ impl Agent {
             self.wg_port,
             stop.clone(),
         ));
-        let overlay = Overlay::start(member.clone(), self.vxlan_port, self.lb_idle_timeout);
+        let overlay = Overlay::start(
+            member.clone(),
+            self.vxlan_port,
+            self.lb_idle_timeout,
+            self.key_file(),
+        );
         tokio::spawn(crate::overlay::dns::run(
             member.clone(),
             self.dns_upstream.clone(),

@@ -3,6 +3,7 @@
 //! routes and MTU ([`report`]).
 
 pub mod dns;
+pub mod encrypted;
 pub mod keys;
 pub mod mesh;
 pub mod reconciler;

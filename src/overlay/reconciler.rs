@@ -16,6 +16,8 @@ use shoal_dataplane::overlay::{self, NodePlan, NFT_TABLE};
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::encrypted::Encrypted;
+use super::keys::KeyFile;
 use super::view::node_plan;
 
 /// How often the kernel is compared with the plan even when nothing changed.
@@ -36,6 +38,7 @@ pub struct Overlay {
     kick: Notify,
     stop: CancellationToken,
     plan: ArcSwap<NodePlan>,
+    encrypted: Encrypted,
 }
 
 impl Overlay {
@@ -44,12 +47,14 @@ impl Overlay {
         member: Arc<Member>,
         vxlan_port: u16,
         idle_timeout: Option<Duration>,
+        keys: KeyFile,
     ) -> Arc<Overlay> {
         let overlay = Arc::new(Overlay {
             progress: watch::channel(Progress::default()).0,
             kick: Notify::new(),
             stop: CancellationToken::new(),
             plan: ArcSwap::from_pointee(NodePlan::default()),
+            encrypted: Encrypted::new(keys),
         });
         let me = overlay.clone();
         tokio::spawn(async move { me.run(member, vxlan_port, idle_timeout).await });
@@ -61,9 +66,15 @@ impl Overlay {
         self.kick.notify_one();
     }
 
-    /// Stops reconciling (the kernel keeps what it has).
+    /// Stops reconciling (the kernel keeps what it has; the encrypted data path stops).
     pub fn stop(&self) {
         self.stop.cancel();
+        self.encrypted.stop();
+    }
+
+    /// The encrypted data path, for status and metrics.
+    pub fn encrypted(&self) -> &Encrypted {
+        &self.encrypted
     }
 
     /// Waits until the kernel reflects `revision`; returns the progress then.
@@ -133,7 +144,16 @@ impl Overlay {
         let mut detaching: HashSet<String> = HashSet::new();
         loop {
             if member.synced() && !member.is_removed() {
-                let progress = reconcile(&member, &nl, vxlan_port, idle_timeout, &self.plan).await;
+                let mut progress =
+                    reconcile(&member, &nl, vxlan_port, idle_timeout, &self.plan).await;
+                let plan = self.plan.load_full();
+                if plan.networks.iter().any(|n| n.encrypted) || self.encrypted.peers().is_some() {
+                    let failed = self.encrypted.reconcile(&member, &plan, vxlan_port).await;
+                    // The data path may just have made TAPs: plug them in before reporting.
+                    let again = reconcile(&member, &nl, vxlan_port, idle_timeout, &self.plan).await;
+                    progress.failures.extend(again.failures);
+                    progress.failures.extend(failed);
+                }
                 self.collect_gone_sandboxes(&member, &mut detaching);
                 self.progress.send_replace(progress);
             }

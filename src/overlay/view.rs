@@ -150,7 +150,6 @@ fn published(state: &ClusterState, me: NodeId) -> Vec<Published> {
     out
 }
 
-#[allow(dead_code)] // used by the encrypted data path, wired in once it lands
 /// The encrypted data path node `me` should run, with its private key `private_key`:
 /// a peer for every other node with a WireGuard key, and the encrypted networks the
 /// node carries with their remote endpoints.

@@ -62,7 +62,10 @@ pub fn schedule(state: &ClusterState) -> Placement {
     }
     let nodes = eligible(state);
     for (name, tasks) in &by_service {
-        if state.services.get(*name).is_none_or(|s| s.spec.command.is_empty())
+        if state
+            .services
+            .get(*name)
+            .is_none_or(|s| s.spec.command.is_empty())
         {
             out.remove.extend(tasks.iter().map(|t| t.id.clone()));
         }

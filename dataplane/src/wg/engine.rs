@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use boringtun::noise::{Tunn, TunnResult};
 
-use super::frame::{self, Coalescer, VnetHdr};
 use super::keys::{public_from_base64, KeyPair};
+use super::packet::{self as frame, Coalescer, VnetHdr};
 use super::plan::{EncryptedNetwork, WgPlan};
 use super::tap::{Tap, VNET_HDR_LEN};
 use super::udp::{Received, UdpSocket, BATCH, MSG_BUF};
@@ -36,6 +36,8 @@ const COOKIE_REPLY: u8 = 3;
 const DATA: u8 = 4;
 /// WireGuard's transport overhead: header 16 + tag 16 (and padding to 16).
 const WG_OVERHEAD: usize = 32;
+/// The largest message boringtun may write instead of a data packet.
+const HANDSHAKE_ROOM: usize = 148;
 /// How often boringtun's timers run.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -161,7 +163,8 @@ pub enum EngineError {
 impl Engine {
     /// Opens the WireGuard socket and starts the receive and timer threads.
     pub fn start(port: u16) -> Result<Arc<Engine>, EngineError> {
-        let socket = UdpSocket::bind(port, Duration::from_millis(200)).map_err(|source| EngineError::Socket { port, source })?;
+        let socket = UdpSocket::bind(port, Duration::from_millis(200))
+            .map_err(|source| EngineError::Socket { port, source })?;
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             socket,
@@ -178,11 +181,15 @@ impl Engine {
         });
         let rx = {
             let s = shared.clone();
-            std::thread::Builder::new().name("wg-rx".into()).spawn(move || receive_loop(&s))
+            std::thread::Builder::new()
+                .name("wg-rx".into())
+                .spawn(move || receive_loop(&s))
         };
         let timers = {
             let s = shared.clone();
-            std::thread::Builder::new().name("wg-timers".into()).spawn(move || timer_loop(&s))
+            std::thread::Builder::new()
+                .name("wg-timers".into())
+                .spawn(move || timer_loop(&s))
         };
         let threads = [rx, timers]
             .into_iter()
@@ -250,10 +257,10 @@ impl Engine {
         let mut nets = HashMap::new();
         let mut taps = self.taps.lock().unwrap_or_else(|e| e.into_inner());
         for n in &plan.networks {
-            if !taps.contains_key(&n.vni) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = taps.entry(n.vni) {
                 match self.open_tap(n) {
                     Ok(h) => {
-                        taps.insert(n.vni, h);
+                        slot.insert(h);
                     }
                     Err(e) => {
                         failed.push((n.vni, e.to_string()));
@@ -267,9 +274,21 @@ impl Engine {
                 .filter_map(|(mac, _, node)| by_mesh.get(node).map(|p| (*mac, p.clone())))
                 .collect();
             let arp = n.remotes.iter().map(|(mac, ip, _)| (*ip, *mac)).collect();
-            nets.insert(n.vni, Arc::new(Net { vni: n.vni, mtu: n.mtu as usize, by_mac, arp }));
+            nets.insert(
+                n.vni,
+                Arc::new(Net {
+                    vni: n.vni,
+                    mtu: n.mtu as usize,
+                    by_mac,
+                    arp,
+                }),
+            );
         }
-        let gone: Vec<u32> = taps.keys().filter(|v| !nets.contains_key(v)).copied().collect();
+        let gone: Vec<u32> = taps
+            .keys()
+            .filter(|v| !nets.contains_key(v))
+            .copied()
+            .collect();
         for vni in gone {
             if let Some(mut h) = taps.remove(&vni) {
                 h.stop.store(true, Ordering::Relaxed);
@@ -278,7 +297,9 @@ impl Engine {
                 }
             }
         }
-        self.shared.taps.store(Arc::new(taps.iter().map(|(v, h)| (*v, h.tap.clone())).collect()));
+        self.shared.taps.store(Arc::new(
+            taps.iter().map(|(v, h)| (*v, h.tap.clone())).collect(),
+        ));
         self.shared.tables.store(Arc::new(Tables {
             mesh_ip: plan.mesh_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
             vxlan_port: plan.vxlan_port,
@@ -292,14 +313,24 @@ impl Engine {
     }
 
     fn open_tap(&self, n: &EncryptedNetwork) -> Result<TapHandle, EngineError> {
-        let tap = Arc::new(Tap::open(&n.tap).map_err(|source| EngineError::Tap { name: n.tap.clone(), source })?);
+        let tap = Arc::new(Tap::open(&n.tap).map_err(|source| EngineError::Tap {
+            name: n.tap.clone(),
+            source,
+        })?);
         let stop = Arc::new(AtomicBool::new(false));
         let (s, t, st, vni) = (self.shared.clone(), tap.clone(), stop.clone(), n.vni);
         let thread = std::thread::Builder::new()
             .name(format!("wg-tx-{vni}"))
             .spawn(move || send_loop(&s, &t, &st, vni))
-            .map_err(|source| EngineError::Tap { name: n.tap.clone(), source })?;
-        Ok(TapHandle { tap, stop, thread: Some(thread) })
+            .map_err(|source| EngineError::Tap {
+                name: n.tap.clone(),
+                source,
+            })?;
+        Ok(TapHandle {
+            tap,
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// Every peer's state.
@@ -340,7 +371,12 @@ impl Engine {
             }
         }
         self.shared.taps.store(Arc::new(HashMap::new()));
-        for t in self.threads.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        for t in self
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
             let _ = t.join();
         }
     }
@@ -357,7 +393,10 @@ struct Batch {
 impl Batch {
     fn flush(&mut self, shared: &Shared) {
         if let (Some(peer), true) = (&self.peer, self.len > 0) {
-            match shared.socket.send_gso(peer.endpoint, &self.buf[..self.len], self.segment) {
+            match shared
+                .socket
+                .send_gso(peer.endpoint, &self.buf[..self.len], self.segment)
+            {
                 Ok(()) => {
                     let n = self.len.div_ceil(self.segment.max(1)) as u64;
                     shared.counters.tx_datagrams.fetch_add(n, Ordering::Relaxed);
@@ -375,8 +414,13 @@ fn send_loop(shared: &Shared, tap: &Tap, stop: &AtomicBool, vni: u32) {
     let mut read_buf = vec![0u8; VNET_HDR_LEN + 65_535 + 64];
     let mut scratch = vec![0u8; 65_536 + 256];
     let mut inner = vec![0u8; 65_536];
-    let mut batch = Batch { buf: vec![0u8; 65_535], len: 0, segment: 0, peer: None };
-    let mut reply = vec![0u8; VNET_HDR_LEN + 64];
+    let mut batch = Batch {
+        buf: vec![0u8; 65_535],
+        len: 0,
+        segment: 0,
+        peer: None,
+    };
+    let mut reply = [0u8; VNET_HDR_LEN + 64];
     while !stop.load(Ordering::Relaxed) && !shared.stop.load(Ordering::Relaxed) {
         match tap.readable(200) {
             Ok(true) => {}
@@ -396,7 +440,9 @@ fn send_loop(shared: &Shared, tap: &Tap, stop: &AtomicBool, vni: u32) {
             }
         };
         let tables = shared.tables.load();
-        let Some(net) = tables.nets.get(&vni) else { continue };
+        let Some(net) = tables.nets.get(&vni) else {
+            continue;
+        };
         let Ok(hdr) = VnetHdr::parse(&read_buf[..VNET_HDR_LEN]) else {
             shared.counters.tx_malformed.fetch_add(1, Ordering::Relaxed);
             continue;
@@ -419,13 +465,26 @@ fn send_loop(shared: &Shared, tap: &Tap, stop: &AtomicBool, vni: u32) {
                 return;
             };
             let port = frame::flow_port(seg);
-            let Ok(len) = frame::encap_vxlan(&mut inner, tables.mesh_ip, peer.mesh_ip, port, tables.vxlan_port, net.vni, seg) else {
+            let Ok(len) = frame::encap_vxlan(
+                &mut inner,
+                tables.mesh_ip,
+                peer.mesh_ip,
+                port,
+                tables.vxlan_port,
+                net.vni,
+                seg,
+            ) else {
                 shared.counters.tx_malformed.fetch_add(1, Ordering::Relaxed);
                 return;
             };
-            let wire = (len + 15) / 16 * 16 + WG_OVERHEAD;
+            // boringtun does not pad: a data packet is the inner packet plus 32 bytes. It
+            // also needs room for a handshake message (148 bytes) in case it has no session.
+            let wire = len + WG_OVERHEAD;
             let same_peer = batch.peer.as_ref().is_some_and(|p| Arc::ptr_eq(p, peer));
-            if !same_peer || batch.len + wire > batch.buf.len() || (batch.len > 0 && wire > batch.segment) {
+            let room = batch.buf.len() - batch.len;
+            if batch.len > 0
+                && (!same_peer || room < wire.max(HANDSHAKE_ROOM) || wire > batch.segment)
+            {
                 batch.flush(shared);
             }
             let mut tunn = peer.tunn.lock().unwrap_or_else(|e| e.into_inner());
@@ -451,7 +510,9 @@ fn send_loop(shared: &Shared, tap: &Tap, stop: &AtomicBool, vni: u32) {
                         let _ = shared.socket.send(peer.endpoint, &msg);
                     }
                 }
-                TunnResult::Err(e) => tracing::debug!(peer = %peer.name, error = ?e, "encapsulate failed"),
+                TunnResult::Err(e) => {
+                    tracing::debug!(peer = %peer.name, error = ?e, "encapsulate failed")
+                }
                 _ => {}
             }
         };
@@ -499,7 +560,15 @@ fn receive_loop(shared: &Shared) {
             let step = if r.segment > 0 { r.segment } else { r.len };
             for datagram in data.chunks(step.max(1)) {
                 shared.counters.rx_datagrams.fetch_add(1, Ordering::Relaxed);
-                receive_one(shared, &tables, &taps, &mut coalescers, datagram, r.from, &mut plain);
+                receive_one(
+                    shared,
+                    &tables,
+                    &taps,
+                    &mut coalescers,
+                    datagram,
+                    r.from,
+                    &mut plain,
+                );
             }
         }
         for (vni, c) in coalescers.iter_mut() {
@@ -522,7 +591,10 @@ fn receive_one(
     plain: &mut [u8],
 ) {
     let Some(peer) = peer_for(tables, datagram, from) else {
-        shared.counters.rx_unknown_peer.fetch_add(1, Ordering::Relaxed);
+        shared
+            .counters
+            .rx_unknown_peer
+            .fetch_add(1, Ordering::Relaxed);
         return;
     };
     let mut tunn = peer.tunn.lock().unwrap_or_else(|e| e.into_inner());
@@ -536,7 +608,10 @@ fn receive_one(
         }
         TunnResult::WriteToTunnelV4(inner, src) => {
             if src != peer.mesh_ip {
-                shared.counters.rx_wrong_source.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .counters
+                    .rx_wrong_source
+                    .fetch_add(1, Ordering::Relaxed);
                 return;
             }
             drop(tunn);
@@ -544,9 +619,12 @@ fn receive_one(
                 Ok((_, vni, eth)) => match (tables.nets.get(&vni), taps.get(&vni)) {
                     (Some(_), Some(tap)) => {
                         peer.rx_bytes.fetch_add(eth.len() as u64, Ordering::Relaxed);
-                        coalescers.entry(vni).or_insert_with(Coalescer::new).push(eth, &mut |out: &[u8]| {
-                            let _ = tap.write(out);
-                        });
+                        coalescers
+                            .entry(vni)
+                            .or_default()
+                            .push(eth, &mut |out: &[u8]| {
+                                let _ = tap.write(out);
+                            });
                     }
                     _ => {
                         shared.counters.rx_not_ours.fetch_add(1, Ordering::Relaxed);

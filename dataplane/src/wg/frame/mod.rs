@@ -1,1 +1,0 @@
-//! Pure packet processing for the encrypted data path (being written).
