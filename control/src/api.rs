@@ -122,6 +122,10 @@ pub struct NodeInfo {
     pub status_since_ms: u64,
     /// Operator labels.
     pub labels: BTreeMap<String, String>,
+    /// Its WireGuard identity (public key, mesh address, port, key generation), once
+    /// announced.
+    #[serde(default)]
+    pub wireguard: Option<crate::state::WireguardPeer>,
 }
 
 /// `shoal status`: this node's view.

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
-use prometheus::{Encoder, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 use shoal_control::state::NodeStatus;
+use shoal_dataplane::wg::engine::PeerStats;
 use tokio::net::TcpListener;
 
 use super::Agent;
@@ -82,7 +83,64 @@ async fn scrape(State(agent): State<Arc<Agent>>) -> String {
             );
         }
     }
+    if let Ok(overlay) = agent.overlay() {
+        if let Some((peers, counters)) = overlay.encrypted().peers() {
+            wireguard(&registry, &peers, &counters);
+        }
+    }
     let mut out = Vec::new();
     let _ = TextEncoder::new().encode(&registry.gather(), &mut out);
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The encrypted data path: the same per-peer figures `shoal status` prints, and drops.
+fn wireguard(registry: &Registry, peers: &[PeerStats], counters: &[(&'static str, u64)]) {
+    let labels = &["peer", "endpoint"];
+    let (Ok(rx), Ok(tx), Ok(age), Ok(drops)) = (
+        IntCounterVec::new(
+            Opts::new(
+                "shoal_wireguard_rx_bytes_total",
+                "Payload bytes received from a peer",
+            ),
+            labels,
+        ),
+        IntCounterVec::new(
+            Opts::new(
+                "shoal_wireguard_tx_bytes_total",
+                "Payload bytes sent to a peer",
+            ),
+            labels,
+        ),
+        IntGaugeVec::new(
+            Opts::new(
+                "shoal_wireguard_handshake_age_seconds",
+                "Seconds since the latest handshake with a peer, -1 if none yet",
+            ),
+            labels,
+        ),
+        IntCounterVec::new(
+            Opts::new(
+                "shoal_wireguard_packets_total",
+                "Datagrams of the encrypted data path, by what became of them",
+            ),
+            &["kind"],
+        ),
+    ) else {
+        return;
+    };
+    for p in peers {
+        let endpoint = p.endpoint.to_string();
+        let l = [p.name.as_str(), endpoint.as_str()];
+        rx.with_label_values(&l).inc_by(p.rx_bytes);
+        tx.with_label_values(&l).inc_by(p.tx_bytes);
+        age.with_label_values(&l)
+            .set(p.last_handshake.map(|d| d.as_secs() as i64).unwrap_or(-1));
+    }
+    for (kind, n) in counters {
+        drops.with_label_values(&[kind]).inc_by(*n);
+    }
+    for c in [rx, tx, drops] {
+        let _ = registry.register(Box::new(c));
+    }
+    let _ = registry.register(Box::new(age));
 }

@@ -65,6 +65,7 @@ impl Agent {
         self.deactivate();
         member.set_key_rotation(self.key_rotation);
         let stop = CancellationToken::new();
+        tokio::spawn(wake_when_synced(member.clone(), stop.clone()));
         tokio::spawn(crate::overlay::report::run(member.clone(), stop.clone()));
         tokio::spawn(crate::overlay::keys::run(
             member.clone(),
@@ -173,17 +174,43 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// The duties wait for the replica to be synced before acting on it, and otherwise wake
+/// on state changes; the change that makes it synced may come before the flag turns, so
+/// wake them once more when it does.
+async fn wake_when_synced(member: Arc<Member>, stop: CancellationToken) {
+    while !member.synced() {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+        }
+    }
+    member.replica().poke();
+}
+
 /// Takes the data directory's lock so two agents never share it.
 fn lock_data_dir(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    let file = std::fs::File::create(dir.join("agent.lock"))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
-        anyhow::anyhow!(
-            "another shoal agent is using the data directory {} ({e})",
-            dir.display()
-        )
-    })
+    // A previous agent that was killed may still be exiting (its TAP devices going away)
+    // for a few seconds; wait for it rather than fail a restart.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut file = std::fs::File::create(dir.join("agent.lock"))?;
+    loop {
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((f, e)) if std::time::Instant::now() < deadline => {
+                tracing::info!(error = %e, "the data directory is locked; waiting for the previous agent to exit");
+                file = f;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err((_, e)) => {
+                anyhow::bail!(
+                    "another shoal agent is using the data directory {} ({e})",
+                    dir.display()
+                )
+            }
+        }
+    }
 }
 
 /// Binds the API socket, refusing to steal it from a live agent.

@@ -29,7 +29,12 @@ fn alive_in(pid: i32, ns: &str) -> bool {
         .rsplit_once(')')
         .map(|(_, rest)| rest.trim_start().starts_with('Z'))
         .unwrap_or(true);
-    !zombie && netns::pids_in(inode).contains(&pid)
+    // A leader that is a zombie while other threads still exit (closing a TAP can take
+    // seconds) still holds the agent's files, its data directory lock among them.
+    let threads = fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    (zombie && threads > 1) || (!zombie && netns::pids_in(inode).contains(&pid))
 }
 
 /// The PID of the agent of `host`, if it runs.

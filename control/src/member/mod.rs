@@ -408,6 +408,7 @@ fn node_info(state: &ClusterState, n: &crate::state::Node, me: NodeId) -> NodeIn
         joined_at_ms: n.joined_at_ms,
         status_since_ms: n.status_since_ms,
         labels: n.labels.clone(),
+        wireguard: n.wireguard.clone(),
     }
 }
 

@@ -89,6 +89,12 @@ impl Replica {
         self.revision.subscribe()
     }
 
+    /// Wakes every `changes()` receiver without a change: for when something they look
+    /// at besides the state (whether the replica is synced) has changed.
+    pub fn poke(&self) {
+        self.revision.send_modify(|_| {});
+    }
+
     /// Records one applied change: `state` is the state after it.
     /// A state not newer than the current one is ignored, so the replica never goes back
     /// (a manager replaying its log from the start catches up to it silently).

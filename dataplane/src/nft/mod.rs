@@ -10,4 +10,6 @@ mod encode;
 pub mod model;
 
 pub use apply::{ensure_table, remove_table, table_userdata, NftError};
-pub use model::{m, BaseChain, Chain, ChainType, CmpOp, Expr, Family, Hook, Rule, Table, Verdict};
+pub use model::{
+    m, BaseChain, Chain, ChainType, CmpOp, Expr, Family, Hook, PayloadBase, Rule, Table, Verdict,
+};

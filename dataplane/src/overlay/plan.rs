@@ -15,7 +15,9 @@ use std::path::PathBuf;
 
 use ipnet::Ipv4Net;
 
-use crate::nft::{m, BaseChain, Chain, ChainType, CmpOp, Expr, Family, Hook, Rule, Table, Verdict};
+use crate::nft::{
+    m, BaseChain, Chain, ChainType, CmpOp, Expr, Family, Hook, PayloadBase, Rule, Table, Verdict,
+};
 
 /// Every kernel object shoal makes is named with this prefix.
 pub const PREFIX: &str = "shl-";
@@ -148,6 +150,12 @@ pub fn ruleset(plan: &NodePlan) -> Table {
     let mut post = Vec::new();
     for n in &plan.networks {
         let br = n.bridge();
+        if n.encrypted {
+            input.push(Rule {
+                exprs: cleartext_vxlan(plan.vxlan_port, n.vni),
+                comment: format!("{}: encrypted, cleartext VXLAN refused", n.name),
+            });
+        }
         let mut isolate = m::iifname(CmpOp::Eq, &br);
         isolate.extend(m::oifname(CmpOp::Eq, &format!("{PREFIX}b*")));
         isolate.extend(m::oifname(CmpOp::Neq, &br));
@@ -240,6 +248,26 @@ pub fn ruleset(plan: &NodePlan) -> Table {
             },
         ],
     }
+}
+
+/// `udp dport PORT @th,96,24 VNI counter drop`: VXLAN in the clear for network `vni`.
+fn cleartext_vxlan(port: u16, vni: u32) -> Vec<Expr> {
+    let mut exprs = m::l4proto(17);
+    exprs.extend(m::dport(port));
+    exprs.push(Expr::Payload {
+        base: PayloadBase::Transport,
+        offset: 12,
+        len: 3,
+        dreg: 1,
+    });
+    exprs.push(Expr::Cmp {
+        sreg: 1,
+        op: CmpOp::Eq,
+        data: vni.to_be_bytes()[1..].to_vec(),
+    });
+    exprs.push(Expr::Counter);
+    exprs.extend(m::verdict(Verdict::Drop));
+    exprs
 }
 
 /// A short digest of a table, stored with it in the kernel to skip needless replaces.
