@@ -2,15 +2,21 @@
 //! reports ratios.
 
 mod control;
+mod encrypted;
 mod overlay;
+mod tools;
 
 use crate::cli::args::{BenchArgs, BenchKind, Format};
 use shoal_bench::report::Report;
 
 /// Runs the benchmark `args.what`.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.encrypted && !matches!(args.what, BenchKind::Overlay) {
+        anyhow::bail!("--encrypted applies only to `shoal bench overlay`");
+    }
     let report = match args.what {
         BenchKind::Control => control::run().await?,
+        BenchKind::Overlay if args.encrypted => encrypted::run().await?,
         BenchKind::Overlay => overlay::run().await?,
     };
     emit(&report, args.format)

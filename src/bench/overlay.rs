@@ -28,7 +28,7 @@ const SAMPLE: Duration = Duration::from_secs(3);
 const SAMPLES: usize = 3;
 
 /// Two namespaces and the server's address.
-struct Pair {
+pub(super) struct Pair {
     client: PathBuf,
     server: PathBuf,
     server_ip: Ipv4Addr,
@@ -72,70 +72,96 @@ async fn veth_pair() -> anyhow::Result<Pair> {
 /// 4789, no learning, a static all-zero FDB entry towards the other host) and a container
 /// namespace on the bridge by a veth, MTU 1450; hosts on the same kind of underlay as the lab.
 async fn kernel_vxlan() -> anyhow::Result<Pair> {
-    topology::create_underlay(KERNEL).await?;
-    let hosts = [
-        ("h1", topology::node_ip(1), Ipv4Addr::new(10, 97, 0, 1)),
-        ("h2", topology::node_ip(2), Ipv4Addr::new(10, 97, 0, 2)),
+    two_hosts(KERNEL).await?;
+    let ends = [
+        (v4(topology::node_ip(1))?, v4(topology::node_ip(2))?),
+        (v4(topology::node_ip(2))?, v4(topology::node_ip(1))?),
     ];
-    for (host, ip, _) in &hosts {
-        topology::create_host(KERNEL, host, *ip).await?;
+    vxlan_containers(KERNEL, ends, 1450).await
+}
+
+fn v4(ip: IpAddr) -> anyhow::Result<Ipv4Addr> {
+    match ip {
+        IpAddr::V4(v4) => Ok(v4),
+        IpAddr::V6(_) => anyhow::bail!("the lab underlay is IPv4"),
     }
-    for (i, (host, ip, cip)) in hosts.iter().enumerate() {
-        let other = match hosts[1 - i].1 {
-            IpAddr::V4(v4) => v4,
-            IpAddr::V6(_) => anyhow::bail!("the lab underlay is IPv4"),
-        };
-        let local = match ip {
-            IpAddr::V4(v4) => *v4,
-            IpAddr::V6(_) => anyhow::bail!("the lab underlay is IPv4"),
-        };
-        let hns = netns::open(&topology::ns_name(KERNEL, host))?;
+}
+
+/// An underlay with hosts h1 and h2 on it, shaped like a lab's.
+pub(super) async fn two_hosts(lab: &str) -> anyhow::Result<()> {
+    topology::create_underlay(lab).await?;
+    for (i, host) in ["h1", "h2"].iter().enumerate() {
+        topology::create_host(lab, host, topology::node_ip(i + 1)).await?;
+    }
+    Ok(())
+}
+
+/// On hosts h1 and h2 of `lab`: a bridge with a VXLAN device between the (local, remote)
+/// addresses given for each host, and a container namespace c1/c2 on it with MTU `mtu`.
+pub(super) async fn vxlan_containers(
+    lab: &str,
+    ends: [(Ipv4Addr, Ipv4Addr); 2],
+    mtu: u32,
+) -> anyhow::Result<Pair> {
+    let cips = [Ipv4Addr::new(10, 97, 0, 1), Ipv4Addr::new(10, 97, 0, 2)];
+    for (i, (local, remote)) in ends.iter().enumerate() {
+        let hns = netns::open(&topology::ns_name(lab, &format!("h{}", i + 1)))?;
         let nl = Netlink::in_namespace(&hns)?;
-        nl.add_bridge_with("br0", [2, 0x42, 10, 97, 0, 254], 1450)
+        nl.add_bridge_with("br0", [2, 0x42, 10, 97, 0, 254], mtu)
             .await?;
         let br = nl.must_index("br0").await?;
-        nl.add_vxlan("vx0", 4096, local, 4789, 1450, br, false)
+        nl.add_vxlan("vx0", 4096, *local, 4789, mtu, br, false)
             .await?;
-        nl.add_default_fdb(nl.must_index("vx0").await?, other)
+        nl.add_default_fdb(nl.must_index("vx0").await?, *remote)
             .await?;
-        let cname = topology::ns_name(KERNEL, &format!("c{}", i + 1));
+        let cname = topology::ns_name(lab, &format!("c{}", i + 1));
         netns::create(&cname)?;
         let cns = netns::open(&cname)?;
         nl.add_veth("vc", "peer").await?;
         let vc = nl.must_index("vc").await?;
-        nl.set_mtu(vc, 1450).await?;
+        nl.set_mtu(vc, mtu).await?;
         nl.set_master(vc, br).await?;
         nl.set_up(vc).await?;
         nl.move_to(nl.must_index("peer").await?, &cns).await?;
         let nc = Netlink::in_namespace(&cns)?;
         let p = nc.must_index("peer").await?;
         nc.rename(p, "eth0").await?;
-        nc.set_mtu(p, 1450).await?;
-        nc.add_address(p, IpAddr::V4(*cip), 24).await?;
+        nc.set_mtu(p, mtu).await?;
+        nc.add_address(p, IpAddr::V4(cips[i]), 24).await?;
         nc.set_up(p).await?;
         nc.set_up(nc.must_index("lo").await?).await?;
     }
     Ok(Pair {
-        client: path(&topology::ns_name(KERNEL, "c1")),
-        server: path(&topology::ns_name(KERNEL, "c2")),
-        server_ip: hosts[1].2,
+        client: path(&topology::ns_name(lab, "c1")),
+        server: path(&topology::ns_name(lab, "c2")),
+        server_ip: cips[1],
     })
 }
 
 async fn shoal_overlay() -> anyhow::Result<Pair> {
     let lab = lab::up(LAB, 2, 1).await?;
+    shoal_network(&lab, "bench", false).await
+}
+
+/// A network `name` on the 2-node `lab` with a sandbox on each node.
+pub(super) async fn shoal_network(
+    lab: &lab::Lab,
+    name: &str,
+    encrypted: bool,
+) -> anyhow::Result<Pair> {
     let spec = NetworkSpec {
-        name: "bench".into(),
+        name: name.into(),
         attachable: true,
+        encrypted,
         ..Default::default()
     };
     let _: NetworkInfo = lab.client("n1")?.post("/v1/networks", &spec).await?;
     let mut ends = Vec::new();
-    for (host, sb) in [("n1", "sa"), ("n2", "sb")] {
-        let ns = topology::ns_name(LAB, sb);
+    for (host, sb) in [("n1", "a"), ("n2", "b")] {
+        let ns = topology::ns_name(&lab.name, &format!("{name}-{sb}"));
         netns::create(&ns)?;
         let req = AttachRequest {
-            network: "bench".into(),
+            network: name.into(),
             netns: ns.clone(),
             ..Default::default()
         };
@@ -157,13 +183,13 @@ async fn shoal_overlay() -> anyhow::Result<Pair> {
     })
 }
 
-struct Figures {
-    one: f64,
-    four: f64,
-    rtt: Summary,
+pub(super) struct Figures {
+    pub one: f64,
+    pub four: f64,
+    pub rtt: Summary,
 }
 
-async fn measure(pair: Pair, port: u16) -> anyhow::Result<Figures> {
+pub(super) async fn measure(pair: Pair, port: u16) -> anyhow::Result<Figures> {
     tokio::task::spawn_blocking(move || -> anyhow::Result<Figures> {
         let median = |streams: usize, port: u16| -> anyhow::Result<f64> {
             let mut v = Vec::new();

@@ -307,6 +307,10 @@ pub struct BenchArgs {
     /// What to measure.
     #[arg(value_enum)]
     pub what: BenchKind,
+    /// `overlay` only: measure an encrypted network against the plain overlay,
+    /// wireguard-go and boringtun-cli.
+    #[arg(long)]
+    pub encrypted: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,

@@ -1,0 +1,80 @@
+//! Getting the programs a benchmark compares shoal with: found on PATH, or installed
+//! (apt-get, or `cargo install`) when missing. A program that cannot be had is reported
+//! with why, so the bench can say so instead of failing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// `program` on PATH (or in ~/.cargo/bin), if it is there.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(Path::new(&home).join(".cargo/bin"));
+    }
+    for d in ["/usr/sbin", "/sbin", "/usr/local/bin", "/root/.cargo/bin"] {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs.into_iter()
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// `program`, installing the Debian package `package` if it is missing. Services the
+/// package would start are kept from starting (policy-rc.d), so nothing is left
+/// listening on the machine's own network.
+pub fn apt(program: &str, package: &str) -> Result<PathBuf, String> {
+    if let Some(p) = which(program) {
+        return Ok(p);
+    }
+    eprintln!("bench: installing {package} (for {program}) with apt-get ...");
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    let ours = !policy.exists() && std::fs::write(policy, "#!/bin/sh\nexit 101\n").is_ok() && {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755)).is_ok()
+    };
+    let install = || {
+        quiet(
+            Command::new("apt-get")
+                .args(["install", "-y", "--no-install-recommends", package])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    };
+    let result = install().or_else(|_| {
+        quiet(Command::new("apt-get").arg("update"))?;
+        install()
+    });
+    if ours {
+        let _ = std::fs::remove_file(policy);
+    }
+    result.map_err(|e| format!("apt-get install {package} failed: {e}"))?;
+    which(program).ok_or_else(|| format!("{package} is installed but {program} is not on PATH"))
+}
+
+/// `program`, building it with `cargo install krate` if it is missing.
+pub fn cargo(program: &str, krate: &str) -> Result<PathBuf, String> {
+    if let Some(p) = which(program) {
+        return Ok(p);
+    }
+    eprintln!("bench: building {krate} with cargo install (a few minutes) ...");
+    quiet(Command::new("cargo").args(["install", "--locked", krate]))
+        .or_else(|_| quiet(Command::new("cargo").args(["install", krate])))
+        .map_err(|e| format!("cargo install {krate} failed: {e}"))?;
+    which(program).ok_or_else(|| format!("{krate} was built but {program} is not on PATH"))
+}
+
+/// Runs `cmd`, keeping its output unless it fails.
+fn quiet(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last: Vec<&str> = err.lines().rev().take(3).collect();
+        Err(last.into_iter().rev().collect::<Vec<_>>().join(" / "))
+    }
+}
