@@ -1,0 +1,361 @@
+//! Routes from service labels, in shoal's spelling (`shoal.…`) or Træfik's (`traefik.…`).
+//!
+//! Routers (`<r>`) and services (`<s>`) are named by the labels; in the resulting
+//! [`Routes`] they become `<r>@<service>` and `<s>@<service>` so several shoal services
+//! can be merged with [`Routes::merge`] without clashes.
+//!
+//! | key (after `shoal.` or `traefik.`)                   | meaning |
+//! | ---------------------------------------------------- | ------- |
+//! | `enable=false`                                       | no routes at all |
+//! | `http.routers.<r>.rule`                              | Træfik v3 rule (required) |
+//! | `http.routers.<r>.entrypoints=web,websecure`         | default: all entrypoints |
+//! | `http.routers.<r>.priority=10`                       | default: rule length |
+//! | `http.routers.<r>.service=<s>`                       | default: the only service, else one named after the shoal service |
+//! | `http.routers.<r>.tls=true`                          | only requests over TLS; `tls.certresolver`, `tls.options`, `tls.domains…` imply it and are otherwise ignored |
+//! | `http.routers.<r>.retry.on=5xx,reset,409`            | `5xx`, `gateway-error`, `reset`, `connect-failure`, status codes |
+//! | `http.routers.<r>.retry.attempts=3`                  | total tries (Træfik's meaning) |
+//! | `http.routers.<r>.retry.num_retries=2`               | retries after the first try (Envoy's meaning) |
+//! | `http.routers.<r>.retry.per_try_timeout=2s`, `.retry.timeout=15s` | timeouts |
+//! | `http.routers.<r>.retry.methods=POST,PATCH`          | opt non-idempotent methods in |
+//! | `http.services.<s>.loadbalancer.server.port=8080`    | default 80 |
+//! | `http.services.<s>.loadbalancer.server.scheme=h2c`   | `http` (default) or `h2c` |
+//! | `http.services.<s>.loadbalancer.server.weight=2`     | weight of every task |
+//! | `http.services.<s>.loadbalancer.strategy=p2c`        | `wrr` (default) or `p2c` |
+//! | `http.services.<s>.loadbalancer.sticky.cookie=true`  | sticky, cookie named `shoal_sticky` |
+//! | `http.services.<s>.loadbalancer.sticky.cookie.name=x`| sticky with cookie `x` |
+//! | `http.services.<s>.retry.*`                          | service default retry policy, keys as for routers |
+//! | `http.services.<s>.retry_budget.percent=20`, `.min_concurrency=3`, `.disabled=true` | retry budget |
+//! | `http.services.<s>.circuitbreaker.max_connections`, `.max_pending_requests`, `.max_requests`, `.max_retries` | breaker |
+//! | `http.services.<s>.outlier.consecutive_5xx`, `.consecutive_gateway_failure`, `.interval`, `.base_ejection_time`, `.max_ejection_time`, `.max_ejection_percent`, `.panic_threshold_percent` | outlier detection |
+//!
+//! Labels outside `shoal.`/`traefik.` are ignored, as are Træfik's provider settings
+//! (`traefik.docker.…`, `traefik.swarm.…`). Anything else unknown is an error, in
+//! particular middlewares: silently dropping an auth middleware would expose a service.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use super::file::{parse_protocol, BreakerFile, OutlierFile};
+use super::{ConfigError, RetrySpec, Router, Routes, Server, Service};
+use crate::retry::RetryBudget;
+
+/// The default sticky cookie name when `sticky.cookie=true`.
+pub const DEFAULT_STICKY_COOKIE: &str = "shoal_sticky";
+
+/// A label that cannot be turned into routes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("label {key}: {message}")]
+#[non_exhaustive]
+pub struct LabelError {
+    /// The label key (or key prefix) at fault.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn label_err(key: &str, message: impl Into<String>) -> LabelError {
+    LabelError {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+impl From<ConfigError> for LabelError {
+    fn from(e: ConfigError) -> Self {
+        match e {
+            ConfigError::Invalid { path, message } => LabelError { key: path, message },
+            other => label_err("", other.to_string()),
+        }
+    }
+}
+
+/// One label: its original key and value.
+#[derive(Debug, Clone)]
+struct Label {
+    key: String,
+    value: String,
+}
+
+/// Fields of one router or service, by the key suffix after its name.
+type Fields = BTreeMap<String, Label>;
+
+/// Build the routes of shoal service `service` from its labels; `backends` are the
+/// addresses of its tasks.
+pub fn from_labels(
+    service: &str,
+    labels: &BTreeMap<String, String>,
+    backends: &[IpAddr],
+) -> Result<Routes, LabelError> {
+    let normalized = normalize(labels)?;
+    if let Some(enable) = normalized.get("enable") {
+        if !parse_bool(enable)? {
+            return Ok(Routes::default());
+        }
+    }
+    let mut routers: BTreeMap<String, Fields> = BTreeMap::new();
+    let mut services: BTreeMap<String, Fields> = BTreeMap::new();
+    for (rest, label) in &normalized {
+        if rest == "enable" || rest.starts_with("docker.") || rest.starts_with("swarm.") {
+            continue;
+        }
+        if rest.starts_with("http.middlewares.") || rest.contains(".middlewares") {
+            return Err(label_err(&label.key, "middlewares are not supported"));
+        }
+        let (table, tail) = if let Some(t) = rest.strip_prefix("http.routers.") {
+            (&mut routers, t)
+        } else if let Some(t) = rest.strip_prefix("http.services.") {
+            (&mut services, t)
+        } else {
+            return Err(label_err(
+                &label.key,
+                "unknown label (expected http.routers.… or http.services.…)",
+            ));
+        };
+        let (name, field) = tail
+            .split_once('.')
+            .ok_or_else(|| label_err(&label.key, "expected a name and a field after it"))?;
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+        {
+            return Err(label_err(
+                &label.key,
+                format!("`{name}` is not a valid name (letters, digits, `_-`)"),
+            ));
+        }
+        table
+            .entry(name.to_string())
+            .or_default()
+            .insert(field.to_string(), label.clone());
+    }
+    let mut routes = Routes::default();
+    if routers.is_empty() {
+        return Ok(routes);
+    }
+    let only_service = (services.len() == 1)
+        .then(|| services.keys().next().cloned())
+        .flatten();
+    for (name, fields) in &routers {
+        let target = match fields.get("service") {
+            Some(l) => {
+                if !services.contains_key(&l.value) && l.value != service {
+                    return Err(label_err(&l.key, format!("unknown service `{}`", l.value)));
+                }
+                l.value.clone()
+            }
+            None => only_service.clone().unwrap_or_else(|| service.to_string()),
+        };
+        let router = build_router(fields, &format!("{target}@{service}"))?;
+        routes.routers.insert(format!("{name}@{service}"), router);
+    }
+    let mut wanted: Vec<String> = services.keys().cloned().collect();
+    if routes
+        .routers
+        .values()
+        .any(|r| r.service == format!("{service}@{service}"))
+        && !services.contains_key(service)
+    {
+        wanted.push(service.to_string());
+    }
+    for name in wanted {
+        let empty = Fields::new();
+        let fields = services.get(&name).unwrap_or(&empty);
+        routes.services.insert(
+            format!("{name}@{service}"),
+            build_service(fields, backends)?,
+        );
+    }
+    routes.validate()?;
+    Ok(routes)
+}
+
+/// Strip `shoal.`/`traefik.`; the same key in both spellings must agree.
+fn normalize(labels: &BTreeMap<String, String>) -> Result<BTreeMap<String, Label>, LabelError> {
+    let mut out: BTreeMap<String, Label> = BTreeMap::new();
+    for (key, value) in labels {
+        let Some(rest) = key
+            .strip_prefix("shoal.")
+            .or_else(|| key.strip_prefix("traefik."))
+        else {
+            continue;
+        };
+        let label = Label {
+            key: key.clone(),
+            value: value.trim().to_string(),
+        };
+        if let Some(prev) = out.get(rest) {
+            if prev.value != label.value {
+                return Err(label_err(
+                    key,
+                    format!("conflicts with {}={}", prev.key, prev.value),
+                ));
+            }
+        }
+        out.insert(rest.to_string(), label);
+    }
+    Ok(out)
+}
+
+fn parse_bool(l: &Label) -> Result<bool, LabelError> {
+    match l.value.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(label_err(
+            &l.key,
+            format!("`{}` is not true or false", l.value),
+        )),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(l: &Label) -> Result<T, LabelError> {
+    l.value
+        .parse()
+        .map_err(|_| label_err(&l.key, format!("`{}` is not a valid number", l.value)))
+}
+
+fn list(l: &Label) -> Vec<String> {
+    l.value
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Collect `retry.*` fields into a spec; returns the error-path prefix too.
+fn retry_spec(fields: &Fields, prefix: &str) -> Result<Option<(RetrySpec, String)>, LabelError> {
+    let mut spec = RetrySpec::default();
+    let mut path = None;
+    for (field, l) in fields {
+        let Some(key) = field.strip_prefix(&format!("{prefix}.")) else {
+            continue;
+        };
+        path.get_or_insert_with(|| {
+            l.key
+                .rsplit_once('.')
+                .map_or(l.key.clone(), |(p, _)| p.to_string())
+        });
+        match key {
+            "on" => spec.on = Some(list(l)),
+            "attempts" => spec.attempts = Some(parse_num(l)?),
+            "num_retries" => spec.num_retries = Some(parse_num(l)?),
+            "per_try_timeout" => spec.per_try_timeout = Some(l.value.clone()),
+            "timeout" => spec.timeout = Some(l.value.clone()),
+            "methods" => spec.methods = Some(list(l)),
+            _ => return Err(label_err(&l.key, "unknown retry setting")),
+        }
+    }
+    Ok(path.map(|p| (spec, p)))
+}
+
+fn build_router(fields: &Fields, service: &str) -> Result<Router, LabelError> {
+    let rule = fields.get("rule").ok_or_else(|| {
+        let any = fields
+            .values()
+            .next()
+            .map_or(String::new(), |l| l.key.clone());
+        let key = any
+            .rsplit_once('.')
+            .map_or(any.clone(), |(p, _)| p.to_string());
+        label_err(&format!("{key}.rule"), "a router needs a rule")
+    })?;
+    let mut router =
+        Router::new(&rule.value, service).map_err(|e| label_err(&rule.key, e.to_string()))?;
+    for (field, l) in fields {
+        match field.as_str() {
+            "rule" | "service" => {}
+            "entrypoints" => router.entrypoints = list(l),
+            "priority" => router.priority = parse_num(l)?,
+            "tls" => router.tls = parse_bool(l)?,
+            f if f.starts_with("tls.") => router.tls = true,
+            f if f.starts_with("retry.") => {}
+            _ => return Err(label_err(&l.key, "unknown router setting")),
+        }
+    }
+    if let Some((spec, path)) = retry_spec(fields, "retry")? {
+        router.retry = Some(spec.to_policy(&path)?);
+    }
+    Ok(router)
+}
+
+fn build_service(fields: &Fields, backends: &[IpAddr]) -> Result<Service, LabelError> {
+    let mut port = 80u16;
+    let mut weight = 1u32;
+    let mut service = Service::new(Vec::new());
+    let mut breaker = BreakerFile::default();
+    let mut outlier = OutlierFile::default();
+    let mut outlier_path = None;
+    let mut budget = RetryBudget::default();
+    let mut budget_enabled = true;
+    for (field, l) in fields {
+        match field.as_str() {
+            "loadbalancer.server.port" => {
+                port = parse_num(l)?;
+                if port == 0 {
+                    return Err(label_err(&l.key, "port 0"));
+                }
+            }
+            "loadbalancer.server.scheme" => {
+                service.protocol = parse_protocol(&l.value).map_err(|m| label_err(&l.key, m))?
+            }
+            "loadbalancer.server.weight" => weight = parse_num(l)?,
+            "loadbalancer.strategy" => {
+                service.lb = l.value.parse().map_err(|m: String| label_err(&l.key, m))?
+            }
+            "loadbalancer.sticky.cookie" => {
+                if parse_bool(l)? {
+                    service
+                        .sticky_cookie
+                        .get_or_insert_with(|| DEFAULT_STICKY_COOKIE.into());
+                }
+            }
+            "loadbalancer.sticky.cookie.name" => service.sticky_cookie = Some(l.value.clone()),
+            "circuitbreaker.max_connections" => breaker.max_connections = Some(parse_num(l)?),
+            "circuitbreaker.max_pending_requests" => {
+                breaker.max_pending_requests = Some(parse_num(l)?)
+            }
+            "circuitbreaker.max_requests" => breaker.max_requests = Some(parse_num(l)?),
+            "circuitbreaker.max_retries" => breaker.max_retries = Some(parse_num(l)?),
+            "retry_budget.percent" => budget.percent = parse_num(l)?,
+            "retry_budget.min_concurrency" => budget.min_concurrency = parse_num(l)?,
+            "retry_budget.disabled" => budget_enabled = !parse_bool(l)?,
+            f if f.starts_with("retry.") => {}
+            f if f.starts_with("outlier.") => {
+                outlier_path.get_or_insert_with(|| {
+                    l.key
+                        .rsplit_once('.')
+                        .map_or(String::new(), |(p, _)| p.to_string())
+                });
+                match &f["outlier.".len()..] {
+                    "consecutive_5xx" => outlier.consecutive_5xx = Some(parse_num(l)?),
+                    "consecutive_gateway_failure" => {
+                        outlier.consecutive_gateway_failure = Some(parse_num(l)?)
+                    }
+                    "interval" => outlier.interval = Some(l.value.clone()),
+                    "base_ejection_time" => outlier.base_ejection_time = Some(l.value.clone()),
+                    "max_ejection_time" => outlier.max_ejection_time = Some(l.value.clone()),
+                    "max_ejection_percent" => outlier.max_ejection_percent = Some(parse_num(l)?),
+                    "panic_threshold_percent" => {
+                        outlier.panic_threshold_percent = Some(parse_num(l)?)
+                    }
+                    _ => return Err(label_err(&l.key, "unknown outlier setting")),
+                }
+            }
+            _ => return Err(label_err(&l.key, "unknown service setting")),
+        }
+    }
+    if let Some((spec, path)) = retry_spec(fields, "retry")? {
+        service.retry = spec.to_policy(&path)?;
+    }
+    service.breaker = breaker.to_thresholds();
+    service.outlier = outlier.to_config(outlier_path.as_deref().unwrap_or("outlier"))?;
+    service.retry_budget = budget_enabled.then_some(budget);
+    service.servers = backends
+        .iter()
+        .map(|ip| Server {
+            addr: SocketAddr::new(*ip, port),
+            weight,
+        })
+        .collect();
+    Ok(service)
+}

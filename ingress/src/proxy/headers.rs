@@ -1,0 +1,162 @@
+//! Header rewriting between client and backend: hop-by-hop headers are dropped,
+//! `X-Forwarded-*` are added. Pure functions over `HeaderMap`.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[HeaderName] = &[
+    header::CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Remove hop-by-hop headers, including those named in `Connection`. With `upgrade`,
+/// keep `Connection: upgrade` and `Upgrade` so a WebSocket handshake passes through.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    let upgrade_value = headers.get(header::UPGRADE).cloned();
+    for name in named.iter().chain(HOP_BY_HOP) {
+        headers.remove(name);
+    }
+    for extra in ["keep-alive", "proxy-connection"] {
+        headers.remove(extra);
+    }
+    if upgrade {
+        if let Some(v) = upgrade_value {
+            headers.insert(header::UPGRADE, v);
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+    }
+}
+
+/// Whether the request asks to switch protocols (HTTP/1.1 `Connection: upgrade`).
+pub fn wants_upgrade(headers: &HeaderMap) -> bool {
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    connection_upgrade && headers.contains_key(header::UPGRADE)
+}
+
+/// Append the client to `X-Forwarded-For`; set `X-Forwarded-Proto` and
+/// `X-Forwarded-Host`.
+pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool, host: &str) {
+    let client = match client {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
+        v4 => v4,
+    };
+    let prior: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let xff = if prior.is_empty() {
+        client.to_string()
+    } else {
+        format!("{}, {client}", prior.join(", "))
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert("x-forwarded-for", v);
+    }
+    headers.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(if tls { "https" } else { "http" }),
+    );
+    match HeaderValue::from_str(host) {
+        Ok(v) if !host.is_empty() => {
+            headers.insert("x-forwarded-host", v);
+        }
+        _ => {
+            headers.remove("x-forwarded-host");
+        }
+    }
+}
+
+/// Both `Content-Length` and `Transfer-Encoding`, or several different
+/// `Content-Length`s: a request that could be framed two ways (smuggling).
+///
+/// A second line of defence: hyper's HTTP/1 parser already answers 400 to conflicting
+/// lengths and to a non-chunked final transfer coding, and for `Content-Length` plus
+/// `Transfer-Encoding` it drops the length, frames by chunks and closes the connection
+/// after the response (RFC 9112 §6.1), so such a request never reaches this check.
+pub fn ambiguous_framing(headers: &HeaderMap) -> bool {
+    let lengths: Vec<&HeaderValue> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
+    let te = headers.contains_key(header::TRANSFER_ENCODING);
+    (te && !lengths.is_empty()) || lengths.windows(2).any(|w| w[0] != w[1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_removed_including_connection_named_ones() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("accept", "*/*"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn upgrade_headers_survive_for_websockets() {
+        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert!(wants_upgrade(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn forwarded_headers_append_the_client() {
+        let mut h = map(&[("x-forwarded-for", "1.2.3.4")]);
+        add_forwarded(&mut h, "::ffff:10.0.0.9".parse().unwrap(), true, "a.com");
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.9");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "a.com");
+    }
+
+    #[test]
+    fn ambiguous_framing_is_detected() {
+        assert!(ambiguous_framing(&map(&[
+            ("content-length", "4"),
+            ("transfer-encoding", "chunked")
+        ])));
+        assert!(ambiguous_framing(&map(&[
+            ("content-length", "4"),
+            ("content-length", "5")
+        ])));
+        assert!(!ambiguous_framing(&map(&[("content-length", "4")])));
+    }
+}

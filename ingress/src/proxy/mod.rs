@@ -1,0 +1,433 @@
+//! The proxy server: hyper connections per entrypoint, reading an atomically swapped
+//! route table.
+//!
+//! ```text
+//!  TcpListener ─▶ (TLS, SNI cert, ALPN h2/http1.1) ─▶ hyper auto (h1/h2, upgrades)
+//!     ─▶ forward::handle ─▶ RouteTable (ArcSwap, lock-free read) ─▶ router ─▶ service
+//!         ─▶ breaker gate ─▶ pick host (outlier + lb) ─▶ attempt ─▶ retry? ─▶ response
+//!  control side: Proxy::update(Routes) ─▶ new RouteTable, ServiceState kept by name
+//! ```
+
+mod body;
+mod forward;
+mod headers;
+mod service;
+mod upgrade;
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use serde::Serialize;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+
+pub use body::ProxyBody;
+pub use headers::{add_forwarded, ambiguous_framing, strip_hop_by_hop, wants_upgrade};
+
+use crate::config::{ConfigError, Entrypoint, Router, Routes};
+use crate::metrics::Metrics;
+use crate::rule::RequestView;
+use service::ServiceState;
+
+/// An entrypoint being served by [`Proxy::start`].
+#[derive(Debug)]
+pub struct Started {
+    /// Entrypoint name.
+    pub entrypoint: String,
+    /// The bound address (useful with port 0).
+    pub address: SocketAddr,
+    /// The accept loop.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// An entrypoint that could not be started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The address could not be bound.
+    #[error("entrypoint {entrypoint}: bind {address}: {source}")]
+    Bind {
+        /// Entrypoint name.
+        entrypoint: String,
+        /// Address.
+        address: SocketAddr,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The certificates could not be loaded.
+    #[error("entrypoint {entrypoint}: {source}")]
+    Tls {
+        /// Entrypoint name.
+        entrypoint: String,
+        /// The TLS error.
+        source: crate::tls::TlsError,
+    },
+}
+
+/// Settings of the proxy itself (not of routes).
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// A client must send complete request headers within this time (HTTP/1).
+    pub header_read_timeout: Duration,
+    /// Largest request head accepted; larger gets 431 (at least 8 KiB).
+    pub max_header_bytes: usize,
+    /// Request bodies up to this size are buffered so they can be retried.
+    pub max_buffered_body: usize,
+    /// Limit for a TCP connect to a backend.
+    pub connect_timeout: Duration,
+    /// Limit for a client's TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Registry for the metrics; a private one when `None`.
+    pub registry: Option<prometheus::Registry>,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        ProxyOptions {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            max_buffered_body: 64 * 1024,
+            connect_timeout: Duration::from_secs(5),
+            tls_handshake_timeout: Duration::from_secs(10),
+            registry: None,
+        }
+    }
+}
+
+/// The routers in match order, and the services they use.
+#[derive(Default)]
+struct RouteTable {
+    /// Sorted by priority (high first), then name.
+    routers: Vec<(String, Router)>,
+    services: HashMap<String, Arc<ServiceState>>,
+}
+
+impl RouteTable {
+    fn route(
+        &self,
+        entrypoint: &str,
+        tls: bool,
+        view: &RequestView<'_>,
+    ) -> Option<&(String, Router)> {
+        self.routers.iter().find(|(_, r)| {
+            (r.entrypoints.is_empty() || r.entrypoints.iter().any(|e| e == entrypoint))
+                && (!r.tls || tls)
+                && r.rule.matches(view)
+        })
+    }
+}
+
+/// Facts about one client connection.
+#[derive(Debug)]
+struct ConnInfo {
+    entrypoint: Arc<str>,
+    client: SocketAddr,
+    tls: bool,
+}
+
+/// The L7 proxy. Cheap to share: wrap in `Arc` and call [`Proxy::serve`] per entrypoint.
+pub struct Proxy {
+    table: ArcSwap<RouteTable>,
+    /// Control side only: service state by name, kept across updates.
+    services: Mutex<HashMap<String, Arc<ServiceState>>>,
+    options: ProxyOptions,
+    metrics: Metrics,
+    registry: prometheus::Registry,
+}
+
+impl Proxy {
+    /// A proxy with no routes (every request gets 404).
+    pub fn new(options: ProxyOptions) -> Result<Arc<Proxy>, prometheus::Error> {
+        let registry = options.registry.clone().unwrap_or_default();
+        let metrics = Metrics::new(&registry)?;
+        Ok(Arc::new(Proxy {
+            table: ArcSwap::from_pointee(RouteTable::default()),
+            services: Mutex::new(HashMap::new()),
+            options,
+            metrics,
+            registry,
+        }))
+    }
+
+    /// The registry holding the proxy's metrics.
+    pub fn metrics_registry(&self) -> &prometheus::Registry {
+        &self.registry
+    }
+
+    /// Validate and swap in `routes`. Requests in flight finish on the table they
+    /// started with; open connections and WebSockets stay open; the state of services
+    /// and hosts that remain (ejections, counts, pooled connections) is kept.
+    pub fn update(&self, routes: Routes) -> Result<(), ConfigError> {
+        routes.validate()?;
+        let mut registry = self.services.lock().unwrap_or_else(|p| p.into_inner());
+        let mut services = HashMap::new();
+        for (name, config) in routes.services {
+            let state = match registry.get(&name) {
+                Some(state) => {
+                    state.apply(config);
+                    state.clone()
+                }
+                None => ServiceState::new(&name, config, self.options.connect_timeout),
+            };
+            services.insert(name, state);
+        }
+        *registry = services.clone();
+        let mut routers: Vec<(String, Router)> = routes.routers.into_iter().collect();
+        routers.sort_by(|(an, a), (bn, b)| b.priority.cmp(&a.priority).then_with(|| an.cmp(bn)));
+        self.table.store(Arc::new(RouteTable { routers, services }));
+        Ok(())
+    }
+
+    /// Accept and serve connections on `listener` for `entrypoint` until the future is
+    /// dropped (spawn it; abort the task to stop). With `tls`, connections are TLS
+    /// (ALPN h2 or http/1.1).
+    pub fn serve(
+        self: Arc<Self>,
+        entrypoint: &str,
+        listener: TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let entrypoint: Arc<str> = entrypoint.into();
+        let acceptor = tls.map(TlsAcceptor::from);
+        async move {
+            loop {
+                let (stream, client) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of descriptors or an aborted handshake: back off, keep serving.
+                        tracing::warn!(entrypoint = &*entrypoint, error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let proxy = self.clone();
+                let info = ConnInfo {
+                    entrypoint: entrypoint.clone(),
+                    client,
+                    tls: acceptor.is_some(),
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move { proxy.serve_connection(stream, info, acceptor).await });
+            }
+        }
+    }
+
+    /// Bind every entrypoint of a [`ProxyConfig`](crate::config::ProxyConfig) (loading
+    /// its certificates) and spawn [`Proxy::serve`] for each. Returns the bound
+    /// addresses and tasks; abort the tasks to stop.
+    pub async fn start(
+        self: &Arc<Self>,
+        entrypoints: &BTreeMap<String, Entrypoint>,
+    ) -> Result<Vec<Started>, StartError> {
+        let mut started = Vec::new();
+        for (name, ep) in entrypoints {
+            let tls = if ep.certificates.is_empty() {
+                None
+            } else {
+                Some(
+                    crate::tls::server_config(&ep.certificates).map_err(|source| {
+                        StartError::Tls {
+                            entrypoint: name.clone(),
+                            source,
+                        }
+                    })?,
+                )
+            };
+            let listener =
+                TcpListener::bind(ep.address)
+                    .await
+                    .map_err(|source| StartError::Bind {
+                        entrypoint: name.clone(),
+                        address: ep.address,
+                        source,
+                    })?;
+            let address = listener.local_addr().map_err(|source| StartError::Bind {
+                entrypoint: name.clone(),
+                address: ep.address,
+                source,
+            })?;
+            let task = tokio::spawn(self.clone().serve(name, listener, tls));
+            started.push(Started {
+                entrypoint: name.clone(),
+                address,
+                task,
+            });
+        }
+        Ok(started)
+    }
+
+    async fn serve_connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        info: ConnInfo,
+        acceptor: Option<TlsAcceptor>,
+    ) {
+        let gauge = self
+            .metrics
+            .open_connections
+            .with_label_values(&[&*info.entrypoint]);
+        gauge.inc();
+        let _ = stream.set_nodelay(true);
+        let builder = self.http_builder();
+        let info = Arc::new(info);
+        let proxy = self.clone();
+        let conn_info = info.clone();
+        let svc = service_fn(move |req| {
+            let proxy = proxy.clone();
+            let info = conn_info.clone();
+            async move { Ok::<_, Infallible>(proxy.handle(req, &info).await) }
+        });
+        let result = match acceptor {
+            Some(acceptor) => {
+                let handshake = tokio::time::timeout(
+                    self.options.tls_handshake_timeout,
+                    acceptor.accept(stream),
+                )
+                .await;
+                match handshake {
+                    Ok(Ok(tls)) => {
+                        builder
+                            .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                            .await
+                    }
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(_) => Err("TLS handshake timed out".into()),
+                }
+            }
+            None => {
+                builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(client = %info.client, error = %e, "client connection ended with an error");
+        }
+        gauge.dec();
+    }
+
+    fn http_builder(&self) -> auto::Builder<TokioExecutor> {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.options.header_read_timeout)
+            .max_buf_size(self.options.max_header_bytes.max(8192));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(self.options.max_header_bytes.min(u32::MAX as usize) as u32);
+        builder
+    }
+
+    /// The routes in force, in match order, with their backends' health.
+    pub fn routes_view(&self) -> Vec<RouteStatus> {
+        let table = self.table.load();
+        let now = Instant::now();
+        table
+            .routers
+            .iter()
+            .map(|(name, r)| {
+                let backends = table
+                    .services
+                    .get(&r.service)
+                    .map(|s| backend_status(s, now))
+                    .unwrap_or_default();
+                RouteStatus {
+                    router: name.clone(),
+                    rule: r.rule_text.clone(),
+                    priority: r.priority,
+                    entrypoints: r.entrypoints.clone(),
+                    tls: r.tls,
+                    service: r.service.clone(),
+                    backends,
+                }
+            })
+            .collect()
+    }
+}
+
+fn backend_status(s: &ServiceState, now: Instant) -> Vec<BackendStatus> {
+    let snap = s.snapshot.load();
+    let outlier = s.outlier.lock().unwrap_or_else(|p| p.into_inner());
+    snap.hosts
+        .iter()
+        .zip(&snap.weights)
+        .map(|(h, weight)| {
+            let until = outlier.ejected_until(&h.addr, now);
+            BackendStatus {
+                address: h.addr,
+                weight: *weight,
+                health: if until.is_some() {
+                    Health::Ejected
+                } else {
+                    Health::Healthy
+                },
+                ejected_for_ms: until.map(|u| u.duration_since(now).as_millis() as u64),
+                times_ejected: outlier.times_ejected(&h.addr),
+                outstanding: h.outstanding.load(Ordering::Relaxed),
+                requests: h.requests.load(Ordering::Relaxed),
+                failures: h.failures.load(Ordering::Relaxed),
+            }
+        })
+        .collect()
+}
+
+/// One router as `shoal route ls` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RouteStatus {
+    /// Router name.
+    pub router: String,
+    /// The rule as written.
+    pub rule: String,
+    /// Its priority.
+    pub priority: i64,
+    /// Entrypoints (empty: all).
+    pub entrypoints: Vec<String>,
+    /// Whether only TLS requests match.
+    pub tls: bool,
+    /// Service name.
+    pub service: String,
+    /// The service's backends.
+    pub backends: Vec<BackendStatus>,
+}
+
+/// Whether a backend takes traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Takes traffic.
+    Healthy,
+    /// Ejected by outlier detection.
+    Ejected,
+}
+
+/// One backend as `shoal route ls` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackendStatus {
+    /// Address.
+    pub address: SocketAddr,
+    /// Weight.
+    pub weight: u32,
+    /// Healthy or ejected.
+    pub health: Health,
+    /// Remaining ejection time.
+    pub ejected_for_ms: Option<u64>,
+    /// Ejection multiplier (times ejected, after decay).
+    pub times_ejected: u32,
+    /// Requests in flight.
+    pub outstanding: usize,
+    /// Attempts sent.
+    pub requests: u64,
+    /// Attempts failed (5xx or connection errors).
+    pub failures: u64,
+}

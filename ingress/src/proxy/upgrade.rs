@@ -1,0 +1,108 @@
+//! `Connection: upgrade` (WebSocket) requests: forwarded once (never retried) over a
+//! dedicated backend connection; on 101 both sides are spliced until either closes.
+//! The spliced task owns its sockets, so route updates never cut it.
+
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::body::{Guarded, ProxyBody};
+use super::forward::{local, Held, Outstanding, RequestLog};
+use super::headers;
+use super::service::{ServiceSnapshot, ServiceState};
+use super::{ConnInfo, Proxy};
+use crate::breaker::Slot;
+use crate::retry::AttemptOutcome;
+
+impl Proxy {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn upgrade(
+        &self,
+        service: &Arc<ServiceState>,
+        snap: &ServiceSnapshot,
+        mut req: Request<Incoming>,
+        conn: &ConnInfo,
+        host: &str,
+        slot: Slot,
+        log: &mut RequestLog,
+    ) -> Response<ProxyBody> {
+        let client_upgrade = hyper::upgrade::on(&mut req);
+        let tried = vec![false; snap.hosts.len()];
+        let Some(idx) = service.pick(snap, &tried, None) else {
+            return local(StatusCode::SERVICE_UNAVAILABLE, "no healthy backend");
+        };
+        let backend = snap.hosts[idx].clone();
+        log.backend = Some(backend.addr);
+        let outstanding = Outstanding::new(backend.clone());
+        let connect = tokio::time::timeout(
+            self.options.connect_timeout,
+            TcpStream::connect(backend.addr),
+        )
+        .await;
+        let stream = match connect {
+            Ok(Ok(s)) => s,
+            _ => {
+                self.record(service, &backend, &AttemptOutcome::ConnectFailure);
+                return local(StatusCode::BAD_GATEWAY, "backend unavailable");
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (mut sender, connection) =
+            match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+                Ok(pair) => pair,
+                Err(_) => {
+                    self.record(service, &backend, &AttemptOutcome::Reset);
+                    return local(StatusCode::BAD_GATEWAY, "backend unavailable");
+                }
+            };
+        tokio::spawn(async move {
+            if let Err(e) = connection.with_upgrades().await {
+                tracing::debug!(error = %e, "upgraded backend connection ended");
+            }
+        });
+        let (mut parts, incoming) = req.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers, true);
+        headers::add_forwarded(&mut parts.headers, conn.client.ip(), conn.tls, host);
+        let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        parts.uri = match path.parse() {
+            Ok(u) => u,
+            Err(_) => return local(StatusCode::BAD_REQUEST, "bad request target"),
+        };
+        let up = Request::from_parts(parts, incoming.boxed());
+        let mut resp = match sender.send_request(up).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.record(service, &backend, &AttemptOutcome::Reset);
+                return local(StatusCode::BAD_GATEWAY, "backend unavailable");
+            }
+        };
+        self.record(service, &backend, &AttemptOutcome::Status(resp.status()));
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let (mut parts, body) = resp.into_parts();
+            headers::strip_hop_by_hop(&mut parts.headers, false);
+            let held = Held::new(slot, None, outstanding);
+            return Response::from_parts(parts, Guarded::new(body, held).boxed());
+        }
+        let backend_upgrade = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            let _held = (slot, outstanding);
+            match tokio::try_join!(client_upgrade, backend_upgrade) {
+                Ok((client, backend)) => {
+                    let mut client = TokioIo::new(client);
+                    let mut backend = TokioIo::new(backend);
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
+                        tracing::debug!(error = %e, "upgraded connection ended");
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+            }
+        });
+        let (mut parts, _) = resp.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers, true);
+        Response::from_parts(parts, super::body::empty())
+    }
+}

@@ -1,0 +1,151 @@
+//! Test helpers: tiny hyper backends, a proxy on an ephemeral port, a client.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use shoal_ingress::{Proxy, ProxyOptions, Router, Routes, Server, Service};
+use tokio::net::TcpListener;
+
+pub type Resp = Response<Full<Bytes>>;
+
+/// A response with `status` and `body`.
+pub fn reply(status: u16, body: &str) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap();
+    r
+}
+
+/// Serve `handler` over HTTP/1.1 (with upgrades) on an ephemeral port.
+pub async fn backend<F, Fut>(handler: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Resp> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let handler = handler.clone();
+                    async move { Ok::<_, Infallible>(handler(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A backend that answers 200 with its `name`.
+pub async fn named(name: &'static str) -> SocketAddr {
+    backend(move |_req| async move { reply(200, name) }).await
+}
+
+/// An address where nothing listens.
+pub async fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    addr
+}
+
+/// A service over `addrs`, default settings.
+pub fn service(addrs: &[SocketAddr]) -> Service {
+    Service::new(
+        addrs
+            .iter()
+            .map(|a| Server {
+                addr: *a,
+                weight: 1,
+            })
+            .collect(),
+    )
+}
+
+/// Routes from `(router, rule, service)` and `(service, Service)`.
+pub fn routes(routers: &[(&str, &str, &str)], services: Vec<(&str, Service)>) -> Routes {
+    let mut r = Routes::default();
+    for (name, rule, svc) in routers {
+        r.routers
+            .insert(name.to_string(), Router::new(rule, svc).unwrap());
+    }
+    for (name, s) in services {
+        r.services.insert(name.to_string(), s);
+    }
+    r
+}
+
+/// A proxy serving `routes` on entrypoint "web" on an ephemeral port.
+pub async fn proxy(routes: Routes) -> (Arc<Proxy>, SocketAddr) {
+    proxy_with(routes, ProxyOptions::default()).await
+}
+
+pub async fn proxy_with(routes: Routes, options: ProxyOptions) -> (Arc<Proxy>, SocketAddr) {
+    let proxy = Proxy::new(options).unwrap();
+    proxy.update(routes).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(proxy.clone().serve("web", listener, None));
+    (proxy, addr)
+}
+
+pub type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Send `method` `path` with `Host: host` through the proxy; return status, headers
+/// and body text.
+pub async fn send(
+    client: &HttpClient,
+    proxy: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    body: &str,
+) -> (StatusCode, http::HeaderMap, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri(format!("http://{proxy}{path}"))
+        .header("host", host)
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+/// GET shortcut returning status and body.
+pub async fn get(
+    client: &HttpClient,
+    proxy: SocketAddr,
+    host: &str,
+    path: &str,
+) -> (StatusCode, String) {
+    let (s, _, b) = send(client, proxy, "GET", host, path, "").await;
+    (s, b)
+}

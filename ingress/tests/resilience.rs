@@ -1,0 +1,272 @@
+//! Retries, circuit breaking and outlier ejection against real backends.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use http::StatusCode;
+use http_body_util::BodyExt;
+use shoal_ingress::{Health, Proxy};
+
+fn counter_value(proxy: &Proxy, name: &str, label: (&str, &str)) -> u64 {
+    proxy
+        .metrics_registry()
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric().iter())
+        .filter(|m| {
+            m.get_label()
+                .iter()
+                .any(|l| l.name() == label.0 && l.value() == label.1)
+        })
+        .map(|m| m.get_counter().get_value() as u64)
+        .sum()
+}
+
+/// A backend that answers `status` to its first `n` requests, then 200 `name`; counts hits.
+async fn flaky(
+    name: &'static str,
+    status: u16,
+    n: usize,
+) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let addr = backend(move |req| {
+        let h = h.clone();
+        async move {
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            let i = h.fetch_add(1, Ordering::SeqCst);
+            if i < n {
+                reply(status, "failing")
+            } else {
+                reply(200, &format!("{name}:{}", String::from_utf8_lossy(&body)))
+            }
+        }
+    })
+    .await;
+    (addr, hits)
+}
+
+#[tokio::test]
+async fn a_503_is_retried_once_on_another_backend() {
+    let (bad, bad_hits) = flaky("bad", 503, 1).await;
+    let (good, good_hits) = flaky("good", 503, 0).await;
+    let (p, addr) = proxy(routes(
+        &[("r", "Host(`a.com`)", "s")],
+        vec![("s", service(&[bad, good]))],
+    ))
+    .await;
+    let (status, body) = get(&client(), addr, "a.com", "/").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "good:"));
+    assert_eq!(bad_hits.load(Ordering::SeqCst), 1);
+    assert_eq!(good_hits.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        counter_value(&p, "shoal_ingress_retries_total", ("service", "s")),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_post_is_not_retried_unless_the_route_opts_in() {
+    let (bad, _) = flaky("bad", 503, 1).await;
+    let (good, _) = flaky("good", 503, 0).await;
+    let r = routes(
+        &[("r", "Host(`a.com`)", "s")],
+        vec![("s", service(&[bad, good]))],
+    );
+    let (p, addr) = proxy(r.clone()).await;
+    let (status, _, body) = send(&client(), addr, "POST", "a.com", "/", "order").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "failing")
+    );
+    assert_eq!(
+        counter_value(&p, "shoal_ingress_retries_total", ("service", "s")),
+        0
+    );
+
+    let (bad, _) = flaky("bad", 503, 1).await;
+    let mut r = routes(
+        &[("r", "Host(`a.com`)", "s")],
+        vec![("s", service(&[bad, good]))],
+    );
+    let mut policy = shoal_ingress::retry::RetryPolicy::default();
+    policy.methods.insert("POST".into());
+    r.routers.get_mut("r").unwrap().retry = Some(policy);
+    let (_p, addr) = proxy(r).await;
+    let (status, _, body) = send(&client(), addr, "POST", "a.com", "/", "order").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "good:order"),
+        "body replayed"
+    );
+}
+
+#[tokio::test]
+async fn a_connect_failure_is_retried_and_a_lone_dead_backend_gives_502() {
+    let dead = dead_addr().await;
+    let good = named("good").await;
+    let (p, addr) = proxy(routes(
+        &[("r", "Host(`a.com`)", "s"), ("d", "Host(`dead.com`)", "d")],
+        vec![
+            ("s", service(&[dead, good])),
+            ("d", service(&[dead_addr().await])),
+        ],
+    ))
+    .await;
+    let c = client();
+    assert_eq!(
+        get(&c, addr, "a.com", "/").await,
+        (StatusCode::OK, "good".into())
+    );
+    assert_eq!(
+        counter_value(&p, "shoal_ingress_retries_total", ("service", "s")),
+        1
+    );
+    assert_eq!(
+        get(&c, addr, "dead.com", "/").await.0,
+        StatusCode::BAD_GATEWAY
+    );
+}
+
+#[tokio::test]
+async fn a_slow_backend_gives_504_after_the_timeouts() {
+    let slow = backend(|_req| async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        reply(200, "late")
+    })
+    .await;
+    let mut s = service(&[slow]);
+    s.retry.per_try_timeout = Some(Duration::from_millis(100));
+    s.retry.timeout = Some(Duration::from_millis(400));
+    let (_p, addr) = proxy(routes(&[("r", "Host(`a.com`)", "s")], vec![("s", s)])).await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        get(&client(), addr, "a.com", "/").await.0,
+        StatusCode::GATEWAY_TIMEOUT
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn breaker_with_max_requests_2_refuses_8_of_10_concurrent_requests() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let g = gate.clone();
+    let slow = backend(move |_req| {
+        let g = g.clone();
+        async move {
+            let _permit = g.acquire().await.unwrap();
+            reply(200, "done")
+        }
+    })
+    .await;
+    let mut s = service(&[slow]);
+    s.breaker.max_requests = 2;
+    let (p, addr) = proxy(routes(&[("r", "Host(`a.com`)", "s")], vec![("s", s)])).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..10 {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let r = send(&client(), addr, "GET", "a.com", "/", "").await;
+            tx.send(r).unwrap();
+        });
+    }
+    for _ in 0..8 {
+        let (status, headers, _) = rx.recv().await.unwrap();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers["x-shoal-overloaded"], "true");
+    }
+    gate.add_permits(10);
+    for _ in 0..2 {
+        let (status, _, body) = rx.recv().await.unwrap();
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "done"));
+    }
+    assert_eq!(
+        counter_value(&p, "shoal_ingress_overflows_total", ("kind", "requests")),
+        8
+    );
+}
+
+#[tokio::test]
+async fn a_backend_failing_5_times_in_a_row_is_ejected_and_gets_no_traffic() {
+    let (bad, bad_hits) = flaky("bad", 502, usize::MAX).await;
+    let (good, _) = flaky("good", 503, 0).await;
+    let (p, addr) = proxy(routes(
+        &[("r", "Host(`a.com`)", "s")],
+        vec![("s", service(&[bad, good]))],
+    ))
+    .await;
+    let c = client();
+    for _ in 0..10 {
+        // Each request that hits the bad backend is retried on the good one.
+        assert_eq!(get(&c, addr, "a.com", "/").await.0, StatusCode::OK);
+    }
+    assert_eq!(bad_hits.load(Ordering::SeqCst), 5);
+    for _ in 0..20 {
+        assert_eq!(get(&c, addr, "a.com", "/").await.0, StatusCode::OK);
+    }
+    assert_eq!(
+        bad_hits.load(Ordering::SeqCst),
+        5,
+        "ejected host got traffic"
+    );
+    assert_eq!(
+        counter_value(&p, "shoal_ingress_ejections_total", ("service", "s")),
+        1
+    );
+    let view = p.routes_view();
+    let bad_status = view[0].backends.iter().find(|b| b.address == bad).unwrap();
+    assert_eq!(bad_status.health, Health::Ejected);
+    assert!(bad_status.ejected_for_ms.unwrap() > 20_000);
+
+    // A route update keeps the ejection of a backend that remains.
+    let third = named("third").await;
+    p.update(routes(
+        &[("r", "Host(`a.com`)", "s")],
+        vec![("s", service(&[bad, good, third]))],
+    ))
+    .unwrap();
+    for _ in 0..10 {
+        assert_eq!(get(&c, addr, "a.com", "/").await.0, StatusCode::OK);
+    }
+    assert_eq!(
+        bad_hits.load(Ordering::SeqCst),
+        5,
+        "ejection lost on update"
+    );
+}
+
+#[tokio::test]
+async fn connection_limit_with_no_pending_queue_refuses_the_second_concurrent_request() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let started = Arc::new(tokio::sync::Notify::new());
+    let (g, st) = (gate.clone(), started.clone());
+    let slow = backend(move |_req| {
+        let (g, st) = (g.clone(), st.clone());
+        async move {
+            st.notify_one();
+            let _permit = g.acquire().await.unwrap();
+            reply(200, "done")
+        }
+    })
+    .await;
+    let mut s = service(&[slow]);
+    s.breaker.max_connections = 1;
+    s.breaker.max_pending_requests = 0;
+    let (p, addr) = proxy(routes(&[("r", "Host(`a.com`)", "s")], vec![("s", s)])).await;
+    let first = tokio::spawn(async move { get(&client(), addr, "a.com", "/").await });
+    started.notified().await;
+    let (status, headers, _) = send(&client(), addr, "GET", "a.com", "/", "").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers["x-shoal-overloaded"], "true");
+    assert_eq!(
+        counter_value(&p, "shoal_ingress_overflows_total", ("kind", "pending")),
+        1
+    );
+    gate.add_permits(1);
+    assert_eq!(first.await.unwrap(), (StatusCode::OK, "done".into()));
+}

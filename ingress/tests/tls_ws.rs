@@ -1,0 +1,270 @@
+//! TLS with SNI, HTTP/2 over ALPN, WebSockets, and route updates under load.
+
+mod common;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use common::*;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Accepts any certificate; the test checks which one was presented instead.
+#[derive(Debug)]
+struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+async fn tls_connect(
+    addr: std::net::SocketAddr,
+    sni: &str,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    connector
+        .connect(ServerName::try_from(sni.to_string()).unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sni_picks_the_certificate_and_alpn_h2_works() {
+    let a_cert = rcgen::generate_simple_self_signed(vec!["a.test".to_string()]).unwrap();
+    let b_cert = rcgen::generate_simple_self_signed(vec!["*.b.test".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (name, c) in [("a", &a_cert), ("b", &b_cert)] {
+        let cert = dir.path().join(format!("{name}.crt"));
+        let key = dir.path().join(format!("{name}.key"));
+        std::fs::write(&cert, c.cert.pem()).unwrap();
+        std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
+        files.push((cert, key));
+    }
+    let server_config = shoal_ingress::tls::server_config(&files).unwrap();
+
+    let a = named("a").await;
+    let b = named("b").await;
+    let mut r = routes(
+        &[("a", "Host(`a.test`)", "a"), ("b", "Host(`*.b.test`)", "b")],
+        vec![("a", service(&[a])), ("b", service(&[b]))],
+    );
+    r.routers.get_mut("b").unwrap().tls = true;
+    let proxy = shoal_ingress::Proxy::new(Default::default()).unwrap();
+    proxy.update(r).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        proxy
+            .clone()
+            .serve("websecure", listener, Some(server_config)),
+    );
+
+    // HTTP/1.1 to a.test.
+    let tls = tls_connect(addr, "a.test", b"http/1.1").await;
+    assert_eq!(
+        tls.get_ref().1.peer_certificates().unwrap()[0],
+        *a_cert.cert.der()
+    );
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("/")
+        .header("host", "a.test")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "a");
+
+    // HTTP/2 to x.b.test via the wildcard certificate.
+    let tls = tls_connect(addr, "x.b.test", b"h2").await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    assert_eq!(
+        tls.get_ref().1.peer_certificates().unwrap()[0],
+        *b_cert.cert.der()
+    );
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("https://x.b.test/")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "b");
+}
+
+#[tokio::test]
+async fn tls_only_routers_do_not_match_plain_http() {
+    let a = named("a").await;
+    let mut r = routes(&[("a", "Host(`a.test`)", "a")], vec![("a", service(&[a]))]);
+    r.routers.get_mut("a").unwrap().tls = true;
+    let (_p, addr) = proxy(r).await;
+    assert_eq!(
+        get(&client(), addr, "a.test", "/").await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// A backend that echoes WebSocket bytes after a 101, and answers `/slow` when `gate` opens.
+async fn ws_backend(
+    gate: Arc<tokio::sync::Semaphore>,
+    started: Arc<tokio::sync::Notify>,
+) -> std::net::SocketAddr {
+    backend(move |mut req| {
+        let gate = gate.clone();
+        let started = started.clone();
+        async move {
+            if req.headers().contains_key("upgrade") {
+                let on = hyper::upgrade::on(&mut req);
+                tokio::spawn(async move {
+                    let mut io = TokioIo::new(on.await.unwrap());
+                    let mut buf = [0u8; 64];
+                    loop {
+                        let n = io.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                let mut r = reply(101, "");
+                r.headers_mut()
+                    .insert("upgrade", "websocket".parse().unwrap());
+                r.headers_mut()
+                    .insert("connection", "Upgrade".parse().unwrap());
+                return r;
+            }
+            if req.uri().path() == "/slow" {
+                started.notify_one();
+                let _p = gate.acquire().await.unwrap();
+                return reply(200, "slow-done");
+            }
+            reply(200, "old")
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_route_update_keeps_open_websockets_and_requests_in_flight() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let started = Arc::new(tokio::sync::Notify::new());
+    let old = ws_backend(gate.clone(), started.clone()).await;
+    let (proxy, addr) = proxy(routes(
+        &[("r", "Host(`a.com`)", "old")],
+        vec![("old", service(&[old]))],
+    ))
+    .await;
+
+    let mut ws = TcpStream::connect(addr).await.unwrap();
+    ws.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: a.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        ws.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: websocket"),
+        "{head}"
+    );
+    let mut buf = [0u8; 5];
+    ws.write_all(b"ping1").await.unwrap();
+    ws.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping1");
+
+    let c = client();
+    let slow = tokio::spawn({
+        let c = c.clone();
+        async move { get(&c, addr, "a.com", "/slow").await }
+    });
+    started.notified().await;
+    assert_eq!(
+        proxy.routes_view()[0].backends[0].outstanding,
+        2,
+        "websocket and slow request"
+    );
+
+    let new = named("new").await;
+    proxy
+        .update(routes(
+            &[("r", "Host(`a.com`)", "new")],
+            vec![("new", service(&[new]))],
+        ))
+        .unwrap();
+    assert_eq!(
+        get(&c, addr, "a.com", "/").await,
+        (StatusCode::OK, "new".into())
+    );
+
+    ws.write_all(b"ping2").await.unwrap();
+    ws.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping2");
+    gate.add_permits(1);
+    assert_eq!(slow.await.unwrap(), (StatusCode::OK, "slow-done".into()));
+}
