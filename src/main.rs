@@ -4,6 +4,7 @@ mod agent;
 mod bench;
 mod cli;
 mod client;
+mod l7;
 mod lab;
 mod overlay;
 mod tasks;
@@ -65,5 +66,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Lab(cmd) => cli::lab::run(cmd).await,
         Command::Demo(args) => cli::lab::demo(&args.name).await.map(|()| 0),
         Command::Bench(args) => bench::run(args).await.map(|()| 0),
+        Command::Route(cli::args::RouteCmd::Ls(f)) => {
+            cli::routes(&client()?, f.format).await.map(|()| 0)
+        }
+        Command::Proxy(args) => cli::proxy::run(args).await.map(|()| 0),
     }
 }

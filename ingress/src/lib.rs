@@ -24,4 +24,7 @@ pub mod tls;
 pub use config::{
     from_labels, ConfigError, LabelError, ProxyConfig, Router, Routes, Server, Service,
 };
-pub use proxy::{BackendStatus, Health, Proxy, ProxyOptions, RouteStatus, StartError, Started};
+pub use proxy::{
+    BackendStatus, DialFuture, Dialer, Health, Proxy, ProxyOptions, RouteStatus, StartError,
+    Started,
+};

@@ -70,6 +70,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/nodes/{node}/demote", post(demote))
         .route("/v1/bench/commit", post(bench_commit))
         .route("/v1/cluster/rotate-keys", post(rotate_keys))
+        .route("/v1/routes", get(routes))
         .merge(super::networks::routes())
         .merge(super::services::routes())
         .fallback(|| async { error(&ClusterError::Invalid("no such API endpoint".into())) })
@@ -255,4 +256,9 @@ async fn bench_commit(State(agent): AppState) -> Response {
         },
     )
     .await
+}
+
+/// The L7 routes in force on this node.
+async fn routes(State(agent): AppState) -> Response {
+    Json(agent.ingress.proxy().routes_view()).into_response()
 }

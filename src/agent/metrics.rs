@@ -88,8 +88,10 @@ async fn scrape(State(agent): State<Arc<Agent>>) -> String {
             wireguard(&registry, &peers, &counters);
         }
     }
+    let mut families = registry.gather();
+    families.extend(agent.ingress.proxy().metrics_registry().gather());
     let mut out = Vec::new();
-    let _ = TextEncoder::new().encode(&registry.gather(), &mut out);
+    let _ = TextEncoder::new().encode(&families, &mut out);
     String::from_utf8_lossy(&out).into_owned()
 }
 

@@ -47,6 +47,8 @@ pub struct Agent {
     lb_idle_timeout: Option<std::time::Duration>,
     dns_upstream: Vec<SocketAddr>,
     duties: std::sync::Mutex<Option<CancellationToken>>,
+    /// The L7 ingress.
+    pub ingress: Arc<crate::l7::Ingress>,
 }
 
 impl Agent {
@@ -66,6 +68,7 @@ impl Agent {
         member.set_key_rotation(self.key_rotation);
         let stop = CancellationToken::new();
         tokio::spawn(wake_when_synced(member.clone(), stop.clone()));
+        tokio::spawn(self.ingress.clone().follow(member.clone(), stop.clone()));
         tokio::spawn(crate::overlay::report::run(member.clone(), stop.clone()));
         tokio::spawn(crate::overlay::keys::run(
             member.clone(),
@@ -161,7 +164,7 @@ impl Agent {
     }
 }
 
-fn init_logging(format: LogFormat) {
+pub(crate) fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,openraft=warn".into());
     let builder = tracing_subscriber::fmt()
@@ -255,6 +258,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             None
         }
     };
+    let ingress = Arc::new(crate::l7::Ingress::new(
+        &format!("{}ingress", args.netns_prefix),
+        args.ingress_http,
+        args.ingress_https,
+        args.ingress_cert.clone(),
+    )?);
     let agent = Arc::new(Agent {
         data,
         name,
@@ -271,7 +280,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         lb_idle_timeout: args.lb_idle_timeout.map(std::time::Duration::from_secs),
         dns_upstream: args.dns_upstream.clone(),
         duties: std::sync::Mutex::new(None),
+        ingress: ingress.clone(),
     });
+    let _entrypoints = ingress.start().await.context("cannot start the ingress")?;
     if let Some(m) = member {
         agent.activate(m);
     }

@@ -36,6 +36,7 @@ async fn create(
 ) -> Response {
     let result = async {
         let spec = body(b)?;
+        crate::l7::check_labels(&spec.name, &spec.labels).map_err(ClusterError::Invalid)?;
         let m = agent.member()?;
         let id = format!(
             "{:016x}{:08x}",
@@ -84,6 +85,14 @@ async fn update(
     let result = async {
         let u = body(b)?;
         let m = agent.member()?;
+        if let Some(s) = m.replica().state().services.get(&name) {
+            let mut labels = s.spec.labels.clone();
+            labels.extend(u.labels_add.clone());
+            for k in &u.labels_rm {
+                labels.remove(k);
+            }
+            crate::l7::check_labels(&name, &labels).map_err(ClusterError::Invalid)?;
+        }
         let command = Command::UpdateService {
             name,
             replicas: u.replicas,

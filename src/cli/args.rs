@@ -68,6 +68,32 @@ pub enum Command {
     Demo(DemoArgs),
     /// Measure shoal against baselines measured in the same run.
     Bench(BenchArgs),
+    /// L7 routes in force on this node.
+    #[command(subcommand)]
+    Route(RouteCmd),
+    /// Run the L7 proxy alone, from a file of entrypoints, routers and services.
+    Proxy(ProxyArgs),
+}
+
+/// `shoal route ...`.
+#[derive(Debug, Subcommand)]
+pub enum RouteCmd {
+    /// The routes in force on this node, with their backends and health.
+    Ls(FormatArg),
+}
+
+/// `shoal proxy`.
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// The TOML file (see ingress/examples/routes.toml); re-read on SIGHUP.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t)]
+    pub log_format: LogFormat,
 }
 
 /// `shoal agent`.
@@ -107,6 +133,16 @@ pub struct AgentArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
+    /// The L7 ingress's HTTP entrypoint (`web`).
+    #[arg(long)]
+    pub ingress_http: Option<SocketAddr>,
+    /// The L7 ingress's HTTPS entrypoint (`websecure`); needs --ingress-cert.
+    #[arg(long)]
+    pub ingress_https: Option<SocketAddr>,
+    /// A certificate chain and key for the HTTPS entrypoint, as CERT_FILE:KEY_FILE (PEM;
+    /// repeatable, chosen by SNI).
+    #[arg(long = "ingress-cert", value_name = "CERT_FILE:KEY_FILE", value_parser = parse_cert_pair)]
+    pub ingress_cert: Vec<(PathBuf, PathBuf)>,
     /// This node's name in the cluster (default: the host name).
     #[arg(long)]
     pub node_name: Option<String>,
@@ -511,4 +547,12 @@ pub enum ToolCmd {
         #[arg(long, default_value_t = 5353)]
         port: u16,
     },
+}
+
+/// `CERT_FILE:KEY_FILE`.
+fn parse_cert_pair(s: &str) -> Result<(PathBuf, PathBuf), String> {
+    match s.split_once(':') {
+        Some((c, k)) if !c.is_empty() && !k.is_empty() => Ok((PathBuf::from(c), PathBuf::from(k))),
+        _ => Err(format!("expected CERT_FILE:KEY_FILE, got {s:?}")),
+    }
 }

@@ -3,6 +3,7 @@
 pub mod args;
 pub mod lab;
 pub mod network;
+pub mod proxy;
 pub mod service;
 mod table;
 
@@ -340,5 +341,57 @@ pub async fn status(client: &ApiClient, format: Format) -> anyhow::Result<()> {
             }
         }
         out
+    })
+}
+
+/// `shoal route ls`.
+pub async fn routes(client: &ApiClient, format: Format) -> anyhow::Result<()> {
+    let routes: Vec<serde_json::Value> = client.get("/v1/routes").await?;
+    print(format, &routes, |routes| {
+        let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+        let rows: Vec<Vec<String>> = routes
+            .iter()
+            .map(|r| {
+                let backends: Vec<String> = r["backends"]
+                    .as_array()
+                    .map(|bs| {
+                        bs.iter()
+                            .map(|b| format!("{} {}", s(&b["address"]), s(&b["health"])))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let entrypoints: Vec<String> = r["entrypoints"]
+                    .as_array()
+                    .map(|e| e.iter().map(s).collect())
+                    .unwrap_or_default();
+                vec![
+                    s(&r["router"]),
+                    s(&r["rule"]),
+                    r["priority"].to_string(),
+                    if entrypoints.is_empty() {
+                        "all".into()
+                    } else {
+                        entrypoints.join(",")
+                    },
+                    s(&r["service"]),
+                    if backends.is_empty() {
+                        "none".into()
+                    } else {
+                        backends.join(", ")
+                    },
+                ]
+            })
+            .collect();
+        table::render(
+            &[
+                "ROUTER",
+                "RULE",
+                "PRIORITY",
+                "ENTRYPOINTS",
+                "SERVICE",
+                "BACKENDS",
+            ],
+            &rows,
+        )
     })
 }

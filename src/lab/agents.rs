@@ -75,6 +75,8 @@ pub async fn start(
         .arg(format!("{}:2377", host.underlay_ip))
         .arg("--node-name")
         .arg(&host.name)
+        .arg("--ingress-http")
+        .arg(format!("{}:80", host.underlay_ip))
         .args(
             dns_upstream
                 .iter()

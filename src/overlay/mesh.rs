@@ -35,6 +35,7 @@ pub fn ingress_networks(state: &ClusterState) -> BTreeSet<String> {
                 .publish
                 .iter()
                 .any(|p| p.mode == PublishMode::Ingress)
+                || crate::l7::routed(&s.spec.labels)
         })
         .filter_map(|s| s.spec.networks.first().cloned())
         .collect()

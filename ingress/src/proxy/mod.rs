@@ -26,6 +26,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use serde::Serialize;
+use std::future::Future;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -88,6 +89,54 @@ pub struct ProxyOptions {
     pub tls_handshake_timeout: Duration,
     /// Registry for the metrics; a private one when `None`.
     pub registry: Option<prometheus::Registry>,
+    /// How connections to backends are opened.
+    pub dialer: Dialer,
+}
+
+/// Opens TCP connections to backends: directly, or for example from a socket made in
+/// another network namespace.
+#[derive(Clone)]
+pub struct Dialer(Arc<dyn Fn(SocketAddr) -> DialFuture + Send + Sync>);
+
+/// A connection being opened by a [`Dialer`].
+pub type DialFuture = std::pin::Pin<Box<dyn Future<Output = std::io::Result<TcpStream>> + Send>>;
+
+impl Dialer {
+    /// Connects from this process's network namespace.
+    pub fn direct() -> Dialer {
+        Dialer(Arc::new(|addr| Box::pin(TcpStream::connect(addr))))
+    }
+
+    /// Connects with `f`.
+    pub fn new(f: impl Fn(SocketAddr) -> DialFuture + Send + Sync + 'static) -> Dialer {
+        Dialer(Arc::new(f))
+    }
+
+    /// Opens a connection to `addr`.
+    pub fn dial(&self, addr: SocketAddr) -> DialFuture {
+        (self.0)(addr)
+    }
+}
+
+impl Default for Dialer {
+    fn default() -> Dialer {
+        Dialer::direct()
+    }
+}
+
+impl std::fmt::Debug for Dialer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Dialer")
+    }
+}
+
+/// A connect timeout and the dialer to use within it.
+#[derive(Clone, Debug)]
+pub struct Dial {
+    /// Limit for one connect.
+    pub timeout: Duration,
+    /// How to connect.
+    pub dialer: Dialer,
 }
 
 impl Default for ProxyOptions {
@@ -99,6 +148,7 @@ impl Default for ProxyOptions {
             connect_timeout: Duration::from_secs(5),
             tls_handshake_timeout: Duration::from_secs(10),
             registry: None,
+            dialer: Dialer::direct(),
         }
     }
 }
@@ -176,7 +226,14 @@ impl Proxy {
                     state.apply(config);
                     state.clone()
                 }
-                None => ServiceState::new(&name, config, self.options.connect_timeout),
+                None => ServiceState::new(
+                    &name,
+                    config,
+                    Dial {
+                        timeout: self.options.connect_timeout,
+                        dialer: self.options.dialer.clone(),
+                    },
+                ),
             };
             services.insert(name, state);
         }

@@ -22,6 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::body::ProxyBody;
+use super::Dial;
 use crate::breaker::{BreakerCounts, Overflow};
 use crate::config::{Service, UpstreamProtocol};
 use crate::lb::{self, Candidates, SmoothWrr};
@@ -72,7 +73,7 @@ pub struct ServiceState {
     wrr: Mutex<SmoothWrr>,
     /// Breaker counts.
     pub counts: Arc<BreakerCounts>,
-    connect_timeout: Duration,
+    dial: Dial,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -82,17 +83,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl ServiceState {
     /// State for `config`, with fresh hosts.
-    pub fn new(name: &str, config: Service, connect_timeout: Duration) -> Arc<ServiceState> {
+    pub fn new(name: &str, config: Service, dial: Dial) -> Arc<ServiceState> {
         let counts = Arc::new(BreakerCounts::default());
         let outlier = OutlierDetector::new(config.outlier);
-        let snapshot = build_snapshot(config, &[], None, &counts, connect_timeout);
+        let snapshot = build_snapshot(config, &[], None, &counts, dial.clone());
         let state = ServiceState {
             name: name.to_string(),
             snapshot: ArcSwap::from_pointee(snapshot),
             outlier: Mutex::new(outlier),
             wrr: Mutex::new(SmoothWrr::default()),
             counts,
-            connect_timeout,
+            dial,
         };
         let addrs = state.snapshot.load().addrs.clone();
         lock(&state.outlier).set_hosts(&addrs, Instant::now());
@@ -106,13 +107,7 @@ impl ServiceState {
         let keep_client = old.config.protocol == config.protocol
             && old.config.breaker.max_connections == config.breaker.max_connections;
         let reuse = keep_client.then(|| (old.client.clone(), old.connections.clone()));
-        let snapshot = build_snapshot(
-            config,
-            &old.hosts,
-            reuse,
-            &self.counts,
-            self.connect_timeout,
-        );
+        let snapshot = build_snapshot(config, &old.hosts, reuse, &self.counts, self.dial.clone());
         {
             let mut outlier = lock(&self.outlier);
             outlier.set_config(snapshot.config.outlier);
@@ -160,7 +155,7 @@ fn build_snapshot(
     old_hosts: &[Arc<HostState>],
     reuse: Option<(UpstreamClient, Arc<Semaphore>)>,
     counts: &Arc<BreakerCounts>,
-    connect_timeout: Duration,
+    dial: Dial,
 ) -> ServiceSnapshot {
     let hosts: Vec<Arc<HostState>> = config
         .servers
@@ -186,7 +181,7 @@ fn build_snapshot(
             connections: connections.clone(),
             counts: counts.clone(),
             max_pending: config.breaker.max_pending_requests,
-            connect_timeout,
+            dial,
         };
         let mut builder = Client::builder(TokioExecutor::new());
         builder
@@ -235,7 +230,7 @@ pub struct Connector {
     connections: Arc<Semaphore>,
     counts: Arc<BreakerCounts>,
     max_pending: usize,
-    connect_timeout: Duration,
+    dial: Dial,
 }
 
 impl tower::Service<Uri> for Connector {
@@ -272,7 +267,7 @@ impl tower::Service<Uri> for Connector {
             let addr: SocketAddr = authority
                 .parse()
                 .map_err(|_| ConnectError::Address(authority.to_string()))?;
-            let stream = tokio::time::timeout(this.connect_timeout, TcpStream::connect(addr))
+            let stream = tokio::time::timeout(this.dial.timeout, this.dial.dialer.dial(addr))
                 .await
                 .map_err(|_| ConnectError::Timeout)??;
             stream.set_nodelay(true)?;

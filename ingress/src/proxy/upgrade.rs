@@ -8,7 +8,6 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use super::body::{Guarded, ProxyBody};
 use super::forward::{local, Held, Outstanding, RequestLog};
@@ -40,7 +39,7 @@ impl Proxy {
         let outstanding = Outstanding::new(backend.clone());
         let connect = tokio::time::timeout(
             self.options.connect_timeout,
-            TcpStream::connect(backend.addr),
+            self.options.dialer.dial(backend.addr),
         )
         .await;
         let stream = match connect {
