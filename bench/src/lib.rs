@@ -5,10 +5,12 @@
 //!   printed for people and written as JSON.
 //! - [`baseline`]: baselines that need no peer (the disk's fsync latency).
 //! - [`net`]: TCP throughput and round trips between network namespaces.
+//! - [`dns`]: a closed-loop DNS load generator.
 //!
 //! The orchestration (labs, agents) lives in the `shoal` binary's `bench` module.
 
 pub mod baseline;
+pub mod dns;
 pub mod net;
 pub mod report;
 pub mod stats;

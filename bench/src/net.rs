@@ -45,7 +45,20 @@ pub fn throughput(
     streams: usize,
     duration: Duration,
 ) -> io::Result<f64> {
-    let listener = in_netns(server_ns, move || TcpListener::bind(server))?;
+    throughput_to(server_ns, server, client_ns, server, streams, duration)
+}
+
+/// Like [`throughput`], with the server listening on `bind` and the clients connecting
+/// to `connect` (a published port or a VIP that leads to it).
+pub fn throughput_to(
+    server_ns: &Path,
+    bind: SocketAddr,
+    client_ns: &Path,
+    server: SocketAddr,
+    streams: usize,
+    duration: Duration,
+) -> io::Result<f64> {
+    let listener = in_netns(server_ns, move || TcpListener::bind(bind))?;
     let received = Arc::new(AtomicU64::new(0));
     let counting = Arc::new(AtomicBool::new(false));
     let accepter = {
@@ -147,4 +160,66 @@ pub fn round_trips(
     echo.join()
         .map_err(|_| io::Error::other("echo panicked"))??;
     Ok(times)
+}
+
+/// New TCP connections per second from `client_ns` to `connect`, each carrying a
+/// 1-byte request and answer, served by a listener on `bind` in `server_ns`.
+pub fn connection_rate(
+    server_ns: &Path,
+    bind: SocketAddr,
+    client_ns: &Path,
+    connect: SocketAddr,
+    duration: Duration,
+) -> io::Result<f64> {
+    let listener = in_netns(server_ns, move || TcpListener::bind(bind))?;
+    listener.set_nonblocking(true)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut b = [0u8; 1];
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut conn, _)) => {
+                        let _ = conn.set_nonblocking(false);
+                        if conn.read(&mut b).unwrap_or(0) == 1 {
+                            let _ = conn.write_all(&b);
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_micros(50)),
+                }
+            }
+        })
+    };
+    let result = in_netns(client_ns, move || {
+        let mut b = [1u8; 1];
+        let start = Instant::now();
+        let mut n = 0u64;
+        while start.elapsed() < duration {
+            let mut conn = TcpStream::connect_timeout(&connect, Duration::from_secs(5))?;
+            conn.set_nodelay(true)?;
+            conn.write_all(&b)?;
+            conn.read_exact(&mut b)?;
+            // Close with a reset (SO_LINGER 0) so TIME_WAIT does not use up the ports.
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: setsockopt with a valid linger struct on a socket we own.
+            unsafe {
+                libc::setsockopt(
+                    conn.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    &linger as *const libc::linger as *const libc::c_void,
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                );
+            }
+            n += 1;
+        }
+        Ok(n as f64 / start.elapsed().as_secs_f64())
+    });
+    stop.store(true, Ordering::Relaxed);
+    let _ = server.join();
+    result
 }

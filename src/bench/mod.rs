@@ -2,7 +2,10 @@
 //! reports ratios.
 
 mod control;
+mod dns;
 mod encrypted;
+mod ingress;
+mod mesh;
 mod overlay;
 mod tools;
 
@@ -18,6 +21,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Control => control::run().await?,
         BenchKind::Overlay if args.encrypted => encrypted::run().await?,
         BenchKind::Overlay => overlay::run().await?,
+        BenchKind::Mesh => mesh::run().await?,
+        BenchKind::Dns => dns::run().await?,
+        BenchKind::Ingress => ingress::run().await?,
     };
     emit(&report, args.format)
 }

@@ -360,6 +360,13 @@ pub enum BenchKind {
     Overlay,
     /// Raft commit latency, throughput and failover on a 3-manager lab.
     Control,
+    /// A published port (routing mesh) against going straight to the task: throughput
+    /// and new connections per second.
+    Mesh,
+    /// The network resolver's queries/s and latency, against unbound with the same names.
+    Dns,
+    /// HTTP through shoal's L7 proxy against HAProxy and nginx, proxy on one core.
+    Ingress,
 }
 
 /// `shoal network ...`.

@@ -2,8 +2,10 @@
 
 use anyhow::bail;
 use nix::sys::signal::Signal;
-use shoal_control::api::{AttachRequest, EndpointInfo, NetworkInfo, NodeInfo};
-use shoal_control::state::NetworkSpec;
+use shoal_control::api::{AttachRequest, EndpointInfo, NetworkInfo, NodeInfo, ServiceInfo};
+use shoal_control::state::{
+    EndpointMode, NetworkSpec, PortSpec, Protocol, PublishMode, ServiceMode, ServiceSpec,
+};
 
 use super::args::{Format, LabCmd};
 use super::{print, table};
@@ -113,7 +115,7 @@ fn hosts_table(lab: &lab::Lab) -> String {
 /// `shoal demo`: a lab with three managers and a worker, an attachable network with a
 /// sandbox on every node, and what to try on it.
 pub async fn demo(name: &str) -> anyhow::Result<()> {
-    let lab = lab::up(name, 4, 3).await?;
+    let lab = lab::up(name, 3, 3).await?;
     let sandboxes = match demo_workload(&lab).await {
         Ok(s) => s,
         Err(e) => {
@@ -121,11 +123,12 @@ pub async fn demo(name: &str) -> anyhow::Result<()> {
             return Err(e.context("the demo workload could not be set up; the lab was removed"));
         }
     };
-    let nodes: Vec<NodeInfo> = lab.client("n1")?.get("/v1/nodes").await?;
+    let mut nodes: Vec<NodeInfo> = lab.client("n1")?.get("/v1/nodes").await?;
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
     println!(
-        "shoal demo: lab {name:?} is up: 4 nodes in network namespaces on one underlay bridge,"
+        "shoal demo: lab {name:?} is up: 3 nodes in network namespaces on one underlay bridge,"
     );
-    println!("3 of them Raft managers, 1 worker, plus a `client` host outside the cluster.\n");
+    println!("all three Raft managers, plus a `client` host outside the cluster.\n");
     print(Format::Table, &nodes, |n| super::node_rows(n))?;
     println!("\nThe attachable overlay network `demo` (kernel VXLAN, static FDB, no flooding) has a sandbox on every node:");
     let rows: Vec<Vec<String>> = sandboxes
@@ -136,17 +139,66 @@ pub async fn demo(name: &str) -> anyhow::Result<()> {
         "{}",
         table::render(&["NODE", "SANDBOX (netns)", "ADDRESS"], &rows)
     );
+    let services: Vec<ServiceInfo> = lab.client("n1")?.get("/v1/services").await?;
+    println!(
+        "\nServices on `demo` (tasks are `shoal tool http` processes in sandboxes of their own):"
+    );
+    let rows: Vec<Vec<String>> = services
+        .iter()
+        .map(|s| {
+            let how = if s.spec.name == "web" {
+                "published 8080:80 on every node (routing mesh)".to_string()
+            } else {
+                format!("L7: Host(`{}.demo`) on every node's port 80", s.spec.name)
+            };
+            vec![
+                s.spec.name.clone(),
+                format!("{}/{}", s.running, s.desired),
+                s.vips
+                    .get("demo")
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+                how,
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table::render(&["SERVICE", "RUNNING", "VIP", "REACHED"], &rows)
+    );
+    let client = lab::topology::ns_name(name, "client");
     println!("\nTry:");
+    for n in &nodes {
+        println!(
+            "  ip netns exec {client} curl -s http://{}:8080/   # web through {}",
+            n.addr, n.name
+        );
+    }
+    if let Some(n) = nodes.first() {
+        println!(
+            "  ip netns exec {client} curl -s -H 'Host: shop.demo' http://{}/   # the ingress picks shop by host",
+            n.addr
+        );
+        println!(
+            "  ip netns exec {client} curl -s -H 'Host: blog.demo' http://{}/   # ... and blog",
+            n.addr
+        );
+    }
     if let (Some(first), Some(last)) = (sandboxes.first(), sandboxes.last()) {
         let target = last.2.split('/').next().unwrap_or_default();
+        println!(
+            "  ip netns exec {} curl -s http://web/          # by name: service DNS gives the VIP",
+            first.1
+        );
         println!(
             "  ip netns exec {} ping -c 3 {target}   # {} to {} across the overlay",
             first.1, first.0, last.0
         );
     }
-    println!("  shoal lab exec --name {name} n1 -- shoal network inspect demo");
+    println!("  shoal lab exec --name {name} n1 -- shoal service ps web");
+    println!("  shoal lab exec --name {name} n2 -- shoal route ls   # L7 routes with backends and health");
+    println!("  shoal lab exec --name {name} n1 -- shoal service scale web=5");
     println!("  shoal lab status --name {name}                      # hosts, addresses, sockets");
-    println!("  shoal lab exec --name {name} n4 -- shoal node ls    # any node sees the cluster");
     println!(
         "  shoal lab exec --name {name} n1 -- shoal status     # Raft state and networks of a node"
     );
@@ -157,6 +209,66 @@ pub async fn demo(name: &str) -> anyhow::Result<()> {
     println!("  shoal lab start --name {name} n1                    # it rejoins and catches up");
     println!("  shoal lab down --name {name}                        # remove everything");
     Ok(())
+}
+
+/// The demo's services: `web` published on 8080, `shop` and `blog` behind the ingress;
+/// returns once every task runs.
+async fn demo_services(lab: &lab::Lab) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?.to_string_lossy().into_owned();
+    let http = |port: u16| {
+        vec![
+            exe.clone(),
+            "tool".into(),
+            "http".into(),
+            "--port".into(),
+            port.to_string(),
+        ]
+    };
+    let mut specs = vec![ServiceSpec {
+        name: "web".into(),
+        networks: vec!["demo".into()],
+        mode: ServiceMode::Replicated { replicas: 3 },
+        publish: vec![PortSpec {
+            published: 8080,
+            target: 80,
+            protocol: Protocol::Tcp,
+            mode: PublishMode::Ingress,
+        }],
+        endpoint_mode: EndpointMode::Vip,
+        labels: Default::default(),
+        command: http(80),
+    }];
+    for (svc, replicas) in [("shop", 2), ("blog", 1)] {
+        specs.push(ServiceSpec {
+            name: svc.into(),
+            networks: vec!["demo".into()],
+            mode: ServiceMode::Replicated { replicas },
+            publish: Vec::new(),
+            endpoint_mode: EndpointMode::Vip,
+            labels: [(
+                format!("shoal.http.routers.{svc}.rule"),
+                format!("Host(`{svc}.demo`)"),
+            )]
+            .into(),
+            command: http(80),
+        });
+    }
+    let client = lab.client("n1")?;
+    for spec in &specs {
+        let _: ServiceInfo = client.post("/v1/services", spec).await?;
+    }
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let services: Vec<ServiceInfo> = client.get("/v1/services").await?;
+        if services.iter().all(|s| s.running == s.desired) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < until,
+            "the demo services did not start within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 /// The demo's network and one named sandbox per node: (node, namespace, address).
@@ -180,5 +292,6 @@ async fn demo_workload(lab: &lab::Lab) -> anyhow::Result<Vec<(String, String, St
         let e: EndpointInfo = lab.client(&host.name)?.post("/v1/attach", &req).await?;
         sandboxes.push((host.name.clone(), ns, e.address));
     }
+    demo_services(lab).await?;
     Ok(sandboxes)
 }
