@@ -330,6 +330,13 @@ impl Write for Upstream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dial() -> Dial {
+        Dial {
+            timeout: Duration::from_secs(1),
+            dialer: crate::proxy::Dialer::direct(),
+        }
+    }
     use crate::config::Server;
     use crate::retry::AttemptOutcome;
     use http::StatusCode;
@@ -352,7 +359,7 @@ mod tests {
     async fn an_ejected_host_gets_no_picks_and_returns_after_the_ejection_time() {
         let a: SocketAddr = "10.0.0.1:80".parse().unwrap();
         let b: SocketAddr = "10.0.0.2:80".parse().unwrap();
-        let s = ServiceState::new("s", servers(&[a, b]), Duration::from_secs(1));
+        let s = ServiceState::new("s", servers(&[a, b]), dial());
         for _ in 0..5 {
             lock(&s.outlier).record(&a, &S502, Instant::now());
         }
@@ -379,7 +386,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_service_without_servers_picks_nothing() {
-        let s = ServiceState::new("s", servers(&[]), Duration::from_secs(1));
+        let s = ServiceState::new("s", servers(&[]), dial());
         assert_eq!(s.pick(&s.snapshot.load(), &[], None), None);
     }
 }
