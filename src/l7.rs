@@ -7,8 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +17,7 @@ use shoal_control::Member;
 use shoal_dataplane::netns;
 use shoal_ingress::config::{from_labels, Entrypoint, Routes};
 use shoal_ingress::{Dialer, Proxy, ProxyOptions};
+use tokio::net::TcpSocket;
 use tokio_util::sync::CancellationToken;
 
 /// Label prefixes that make a service routed.
@@ -71,52 +71,26 @@ pub fn routes(state: &ClusterState) -> (Routes, Vec<(String, String)>) {
     (all, errors)
 }
 
-/// Opens backend connections from sockets made inside the namespace at `ns`.
+/// Opens backend connections from sockets made inside the namespace at `ns` (a socket
+/// keeps the namespace it was made in).
 fn dialer(ns: PathBuf) -> Dialer {
     Dialer::new(move |addr| {
         let ns = ns.clone();
         Box::pin(async move {
-            let socket = tokio::task::spawn_blocking(move || socket_in(&ns, addr))
-                .await
-                .map_err(io::Error::other)??;
-            tokio::net::TcpSocket::from_std_stream(socket)
-                .connect(addr)
-                .await
+            let socket = tokio::task::spawn_blocking(move || {
+                let file = std::fs::File::open(&ns)?;
+                netns::run_in(&file, move || {
+                    if addr.is_ipv4() {
+                        TcpSocket::new_v4()
+                    } else {
+                        TcpSocket::new_v6()
+                    }
+                })?
+            })
+            .await
+            .map_err(io::Error::other)??;
+            socket.connect(addr).await
         })
-    })
-}
-
-/// A fresh non-blocking TCP socket of `ns`, made on a thread of its own (a socket keeps
-/// the namespace it was made in).
-fn socket_in(ns: &Path, addr: SocketAddr) -> io::Result<std::net::TcpStream> {
-    let file = std::fs::File::open(ns)?;
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            // SAFETY: setns on this short-lived thread only; the descriptor is open.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let family = if addr.is_ipv4() {
-                libc::AF_INET
-            } else {
-                libc::AF_INET6
-            };
-            // SAFETY: plain socket(2); the descriptor is owned by the TcpStream made from it.
-            let fd = unsafe {
-                libc::socket(
-                    family,
-                    libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                    0,
-                )
-            };
-            if fd < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: `fd` is a new socket nobody else owns.
-            Ok(unsafe { std::net::TcpStream::from_raw_fd(fd) })
-        })
-        .join()
-        .map_err(|_| io::Error::other("socket thread panicked"))?
     })
 }
 

@@ -67,7 +67,6 @@ impl Agent {
         self.deactivate();
         member.set_key_rotation(self.key_rotation);
         let stop = CancellationToken::new();
-        tokio::spawn(wake_when_synced(member.clone(), stop.clone()));
         tokio::spawn(self.ingress.clone().follow(member.clone(), stop.clone()));
         tokio::spawn(crate::overlay::report::run(member.clone(), stop.clone()));
         tokio::spawn(crate::overlay::keys::run(
@@ -175,19 +174,6 @@ pub(crate) fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
-}
-
-/// The duties wait for the replica to be synced before acting on it, and otherwise wake
-/// on state changes; the change that makes it synced may come before the flag turns, so
-/// wake them once more when it does.
-async fn wake_when_synced(member: Arc<Member>, stop: CancellationToken) {
-    while !member.synced() {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
-        }
-    }
-    member.replica().poke();
 }
 
 /// Takes the data directory's lock so two agents never share it.

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,32 +16,14 @@ use shoal_control::api::{AttachRequest, EndpointInfo, NetworkInfo};
 use shoal_control::state::NetworkSpec;
 use shoal_dataplane::netns;
 
-use super::{tools, LabGuard};
+use super::tools::{self, Daemon};
+use super::{endpoint_ip, LabGuard};
 use crate::lab::{self, topology};
 
 const LAB: &str = "benchdn";
 const NAMES: usize = 100;
 const IN_FLIGHT: usize = 16;
 const SAMPLE: Duration = Duration::from_secs(3);
-
-/// Kills unbound when dropped.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn ipv4(e: &EndpointInfo) -> anyhow::Result<Ipv4Addr> {
-    e.address
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .parse()
-        .context("endpoint address")
-}
 
 /// unbound on `ip`:53 with `names` and their addresses as local data, inside `ns`.
 fn unbound(ns: &str, ip: Ipv4Addr, names: &[(String, Ipv4Addr)]) -> anyhow::Result<Daemon> {
@@ -126,7 +108,7 @@ pub async fn run() -> anyhow::Result<Report> {
             ..Default::default()
         };
         let e: EndpointInfo = n1.post("/v1/attach", &req).await?;
-        let ip = ipv4(&e)?;
+        let ip = endpoint_ip(&e)?;
         answers.extend(mine.into_iter().map(|n| (n, ip)));
         match *sb {
             "asker" => asker = Some(netns::path_of(&ns)),

@@ -7,7 +7,7 @@
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -17,7 +17,8 @@ use shoal_dataplane::netns;
 use shoal_dataplane::wg::keys::KeyPair;
 
 use super::overlay::{measure, shoal_network, two_hosts, vxlan_containers, Figures, Pair};
-use super::{tools, LabGuard};
+use super::tools::{self, Daemon};
+use super::LabGuard;
 use crate::lab::{self, topology};
 
 /// The shoal lab.
@@ -52,6 +53,15 @@ impl Peer {
         }
     }
 
+    /// Host `n`'s tunnel interface. The UAPI socket is /var/run/wireguard/<name>.sock on
+    /// the filesystem both hosts share, so the names differ between hosts and peers.
+    fn ifname(self, n: usize) -> String {
+        match self {
+            Peer::WireguardGo => format!("wggo{n}"),
+            Peer::Boringtun => format!("wgbt{n}"),
+        }
+    }
+
     /// The program, installed if missing.
     fn program(self) -> Result<PathBuf, String> {
         match self {
@@ -82,21 +92,9 @@ impl Peer {
     }
 }
 
-/// Kills the tunnel daemons when dropped.
-struct Daemons(Vec<Child>);
-
-impl Drop for Daemons {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// Hosts h1 and h2 joined by `peer`'s WireGuard tunnel (100.64.0.1 ↔ 100.64.0.2), with
 /// kernel VXLAN and containers on top.
-async fn userspace_tunnel(peer: Peer, daemons: &mut Daemons) -> anyhow::Result<Pair> {
+async fn userspace_tunnel(peer: Peer, daemons: &mut Vec<Daemon>) -> anyhow::Result<Pair> {
     let program = peer.program().map_err(|e| anyhow::anyhow!(e))?;
     let wg = tools::apt("wg", "wireguard-tools").map_err(|e| anyhow::anyhow!(e))?;
     let lab = peer.lab();
@@ -107,9 +105,7 @@ async fn userspace_tunnel(peer: Peer, daemons: &mut Daemons) -> anyhow::Result<P
     let underlay = [topology::node_ip(1), topology::node_ip(2)];
     for i in 0..2 {
         let host = format!("h{}", i + 1);
-        // The UAPI socket is /var/run/wireguard/<name>.sock on the shared filesystem:
-        // the names must differ between the two hosts.
-        let ifname = format!("{}{}", &lab[5..], i + 1);
+        let ifname = peer.ifname(i + 1);
         let ns = netns::open(&topology::ns_name(lab, &host))?;
         let log_file = paths.log_file(&ifname);
         if let Some(dir) = log_file.parent() {
@@ -121,10 +117,10 @@ async fn userspace_tunnel(peer: Peer, daemons: &mut Daemons) -> anyhow::Result<P
             .stdout(log.try_clone()?)
             .stderr(log);
         netns::command_in(&mut cmd, &ns, true)?;
-        daemons.0.push(
+        daemons.push(Daemon(
             cmd.spawn()
                 .with_context(|| format!("cannot start {}", peer.name()))?,
-        );
+        ));
         let nl = Netlink::in_namespace(&ns)?;
         let mut index = None;
         for _ in 0..100 {
@@ -206,7 +202,7 @@ pub async fn run() -> anyhow::Result<Report> {
     let mut best: Option<(&str, f64)> = None;
     for (peer, port) in [(Peer::WireguardGo, 5700), (Peer::Boringtun, 5800)] {
         eprintln!("bench overlay --encrypted: {} tunnel ...", peer.name());
-        let mut daemons = Daemons(Vec::new());
+        let mut daemons = Vec::new();
         let figures: anyhow::Result<Figures> = async {
             let pair = userspace_tunnel(peer, &mut daemons).await?;
             tokio::time::sleep(Duration::from_secs(1)).await;

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -14,22 +14,13 @@ use shoal_bench::report::Report;
 use shoal_dataplane::netlink::Netlink;
 use shoal_dataplane::netns;
 
-use super::{tools, LabGuard};
+use super::tools::{self, Daemon};
+use super::LabGuard;
 use crate::lab::{self, topology};
 
 const LAB: &str = "benchig";
 const BACKEND: u16 = 8081;
 const DURATION: &str = "5s";
-
-/// A process killed when dropped.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// One wrk run.
 struct Wrk {

@@ -2,10 +2,9 @@
 //! address → DNAT → overlay → the task on n2) against going straight to the task from a
 //! sandbox on n1 (overlay only), in the same run: TCP throughput and new connections/s.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use anyhow::Context;
 use shoal_bench::net::{connection_rate, throughput_to};
 use shoal_bench::report::Report;
 use shoal_control::api::{AttachRequest, EndpointInfo, NetworkInfo, ServiceInfo};
@@ -14,7 +13,7 @@ use shoal_control::state::{
 };
 use shoal_dataplane::netns;
 
-use super::LabGuard;
+use super::{endpoint_ip, LabGuard};
 use crate::lab::{self, topology};
 
 const LAB: &str = "benchms";
@@ -72,14 +71,7 @@ pub async fn run() -> anyhow::Result<Report> {
             ..Default::default()
         };
         let e: EndpointInfo = lab.client(host)?.post("/v1/attach", &req).await?;
-        let ip: Ipv4Addr = e
-            .address
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .parse()
-            .context("endpoint address")?;
-        ends.push((netns::path_of(&ns), ip));
+        ends.push((netns::path_of(&ns), endpoint_ip(&e)?));
     }
     let (task_ns, task_ip) = ends[0].clone();
     let near_ns = ends[1].0.clone();

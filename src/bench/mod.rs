@@ -9,6 +9,11 @@ mod mesh;
 mod overlay;
 mod tools;
 
+use std::net::Ipv4Addr;
+
+use anyhow::Context;
+use shoal_control::api::EndpointInfo;
+
 use crate::cli::args::{BenchArgs, BenchKind, Format};
 use shoal_bench::report::Report;
 
@@ -34,6 +39,16 @@ fn emit(report: &Report, format: Format) -> anyhow::Result<()> {
         Format::Table => print!("{}", report.markdown()),
     }
     Ok(())
+}
+
+/// An endpoint's IPv4 address, without its prefix length.
+fn endpoint_ip(e: &EndpointInfo) -> anyhow::Result<Ipv4Addr> {
+    e.address
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .parse()
+        .with_context(|| format!("the endpoint address {:?} is not IPv4", e.address))
 }
 
 /// Removes a benchmark's lab when dropped, also on error or panic.

@@ -168,14 +168,7 @@ pub(super) async fn shoal_network(
         let e: EndpointInfo = lab.client(host)?.post("/v1/attach", &req).await?;
         ends.push((ns, e));
     }
-    let server_ip: Ipv4Addr = ends[1]
-        .1
-        .address
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .parse()
-        .context("the endpoint address is not IPv4")?;
+    let server_ip = super::endpoint_ip(&ends[1].1)?;
     Ok(Pair {
         client: path(&ends[0].0),
         server: path(&ends[1].0),

@@ -3,7 +3,18 @@
 //! with why, so the bench can say so instead of failing.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+
+/// A program a bench started (a peer, a backend, a load generator's target), killed
+/// and reaped when dropped.
+pub struct Daemon(pub Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 /// `program` on PATH (or in ~/.cargo/bin), if it is there.
 pub fn which(program: &str) -> Option<PathBuf> {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use boringtun::noise::{Tunn, TunnResult};
 use serde_json::Value;
 use shoal_dataplane::wg::keys::{public_from_base64, KeyPair};
-use shoal_tests::{exec_in, privileged, spawn_in, wait_until, Lab, Sandbox};
+use shoal_tests::{exec_in, ip_of, privileged, spawn_in, wait_until, Lab, Sandbox};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shoal");
 const WG_PORT: u16 = 51820;
@@ -39,13 +39,7 @@ fn attach(lab: &Lab, host: &str, network: &str, sb: &Sandbox) -> String {
             }
         },
     );
-    ep["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string()
+    ip_of(&ep)
 }
 
 /// An encrypted network `sec` with one sandbox on each of the first `n` nodes.

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shoal_tests::{exec_in, privileged, wait_until, Lab};
+use shoal_tests::{exec_in, ip_of, privileged, wait_until, Lab};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shoal");
 
@@ -16,16 +16,6 @@ fn attach(lab: &Lab, host: &str, network: &str, ns: &str, extra: &[&str]) -> Val
     args.extend(extra);
     args.push(ns);
     lab.json(host, &args)
-}
-
-fn ip_of(endpoint: &Value) -> String {
-    endpoint["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string()
 }
 
 fn addr(ip: &str, port: u16) -> SocketAddr {

@@ -17,6 +17,18 @@ pub use lab::{Lab, Output};
 pub use sandbox::{exec_in, spawn_in, Sandbox};
 pub use wait::wait_until;
 
+/// The IP address of an endpoint as `attach --format json` prints it (without the
+/// prefix length).
+pub fn ip_of(endpoint: &serde_json::Value) -> String {
+    endpoint["address"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no address in {endpoint}"))
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Whether privileged tests may run here. Without root: panics with an explanation,
 /// unless `SHOAL_SKIP_PRIVILEGED=1`, in which case it prints SKIPPED and returns false.
 pub fn privileged(test: &str) -> bool {

@@ -44,6 +44,22 @@ impl Member {
         self.tasks.spawn(async move { me.follower_loop().await });
         let me = self.clone();
         self.tasks.spawn(async move { me.role_loop().await });
+        let me = self.clone();
+        self.tasks.spawn(async move { me.synced_loop().await });
+    }
+
+    /// Wakes the replica's watchers once this node is synced: watchers wait for
+    /// `synced()` before acting and otherwise sleep until the next change, and the
+    /// change that syncs the node may come before the flag turns.
+    async fn synced_loop(self: Arc<Self>) {
+        let mut timer = interval(Duration::from_millis(50));
+        while !self.synced() {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = timer.tick() => {}
+            }
+        }
+        self.replica.poke();
     }
 
     /// Runs `tick` every `period` until the member stops.

@@ -110,6 +110,44 @@ pub fn segment(
     }
 }
 
+/// A segment size that fits `mtu` and the scratch buffer.
+fn check_size(headers: usize, size: usize, mtu: usize, scratch: &[u8]) -> Result<(), PacketError> {
+    if size == 0 || headers - ETH_LEN + size > mtu {
+        return Err(PacketError::Malformed("GSO segment size"));
+    }
+    if scratch.len() < headers + size {
+        return Err(PacketError::Scratch);
+    }
+    Ok(())
+}
+
+/// Segment `i` of `frame`'s payload cut at `size` bytes, in `scratch`: the headers
+/// copied with the IPv4 total length, ID and checksum set; the L4 header is the
+/// caller's to fix.
+fn ipv4_segment<'a>(
+    frame: &[u8],
+    headers: usize,
+    l4: usize,
+    size: usize,
+    i: usize,
+    scratch: &'a mut [u8],
+) -> &'a mut [u8] {
+    let payload = &frame[headers..];
+    let chunk = &payload[(i * size).min(payload.len())..((i + 1) * size).min(payload.len())];
+    let len = headers + chunk.len();
+    let out = &mut scratch[..len];
+    out[..headers].copy_from_slice(&frame[..headers]);
+    out[headers..].copy_from_slice(chunk);
+    out[ETH_LEN + IPV4_TOTAL_LEN..ETH_LEN + IPV4_TOTAL_LEN + 2]
+        .copy_from_slice(&((len - ETH_LEN) as u16).to_be_bytes());
+    let id = be16(frame, ETH_LEN + IPV4_ID).wrapping_add(i as u16);
+    out[ETH_LEN + IPV4_ID..ETH_LEN + IPV4_ID + 2].copy_from_slice(&id.to_be_bytes());
+    out[ETH_LEN + IPV4_CSUM..ETH_LEN + IPV4_CSUM + 2].fill(0);
+    let ipc = checksum(&out[ETH_LEN..l4], 0);
+    out[ETH_LEN + IPV4_CSUM..ETH_LEN + IPV4_CSUM + 2].copy_from_slice(&ipc.to_be_bytes());
+    out
+}
+
 fn segment_tcp4(
     hdr: &VnetHdr,
     frame: &[u8],
@@ -135,15 +173,9 @@ fn segment_tcp4(
     if doff < 20 || frame.len() < headers {
         return Err(PacketError::Malformed("TCP header length"));
     }
-    if mss == 0 || headers - ETH_LEN + mss > mtu {
-        return Err(PacketError::Malformed("GSO segment size"));
-    }
-    if scratch.len() < headers + mss {
-        return Err(PacketError::Scratch);
-    }
+    check_size(headers, mss, mtu, scratch)?;
     let payload = &frame[headers..];
     let (src, dst) = (ip(frame, ETH_LEN + IPV4_SRC), ip(frame, ETH_LEN + IPV4_DST));
-    let id0 = be16(frame, ETH_LEN + IPV4_ID);
     let seq0 = u32::from_be_bytes([
         frame[l4 + TCP_SEQ],
         frame[l4 + 5],
@@ -153,19 +185,8 @@ fn segment_tcp4(
     let flags = frame[l4 + TCP_FLAGS];
     let count = payload.len().div_ceil(mss).max(1);
     for i in 0..count {
-        let chunk = &payload[(i * mss).min(payload.len())..((i + 1) * mss).min(payload.len())];
-        let len = headers + chunk.len();
-        let out = &mut scratch[..len];
-        out[..headers].copy_from_slice(&frame[..headers]);
-        out[headers..].copy_from_slice(chunk);
-        let ip_len = (len - ETH_LEN) as u16;
-        out[ETH_LEN + IPV4_TOTAL_LEN..ETH_LEN + IPV4_TOTAL_LEN + 2]
-            .copy_from_slice(&ip_len.to_be_bytes());
-        out[ETH_LEN + IPV4_ID..ETH_LEN + IPV4_ID + 2]
-            .copy_from_slice(&id0.wrapping_add(i as u16).to_be_bytes());
-        out[ETH_LEN + IPV4_CSUM..ETH_LEN + IPV4_CSUM + 2].fill(0);
-        let ipc = checksum(&out[ETH_LEN..l4], 0);
-        out[ETH_LEN + IPV4_CSUM..ETH_LEN + IPV4_CSUM + 2].copy_from_slice(&ipc.to_be_bytes());
+        let out = ipv4_segment(frame, headers, l4, mss, i, scratch);
+        let len = out.len();
         let seq = seq0.wrapping_add((i * mss) as u32);
         out[l4 + TCP_SEQ..l4 + TCP_SEQ + 4].copy_from_slice(&seq.to_be_bytes());
         let mut f = flags;
@@ -205,29 +226,13 @@ fn segment_udp4(
             have: frame.len(),
         });
     }
-    if size == 0 || headers - ETH_LEN + size > mtu {
-        return Err(PacketError::Malformed("GSO segment size"));
-    }
-    if scratch.len() < headers + size {
-        return Err(PacketError::Scratch);
-    }
+    check_size(headers, size, mtu, scratch)?;
     let payload = &frame[headers..];
     let (src, dst) = (ip(frame, ETH_LEN + IPV4_SRC), ip(frame, ETH_LEN + IPV4_DST));
-    let id0 = be16(frame, ETH_LEN + IPV4_ID);
     let count = payload.len().div_ceil(size).max(1);
     for i in 0..count {
-        let chunk = &payload[(i * size).min(payload.len())..((i + 1) * size).min(payload.len())];
-        let len = headers + chunk.len();
-        let out = &mut scratch[..len];
-        out[..headers].copy_from_slice(&frame[..headers]);
-        out[headers..].copy_from_slice(chunk);
-        out[ETH_LEN + IPV4_TOTAL_LEN..ETH_LEN + IPV4_TOTAL_LEN + 2]
-            .copy_from_slice(&((len - ETH_LEN) as u16).to_be_bytes());
-        out[ETH_LEN + IPV4_ID..ETH_LEN + IPV4_ID + 2]
-            .copy_from_slice(&id0.wrapping_add(i as u16).to_be_bytes());
-        out[ETH_LEN + IPV4_CSUM..ETH_LEN + IPV4_CSUM + 2].fill(0);
-        let ipc = checksum(&out[ETH_LEN..l4], 0);
-        out[ETH_LEN + IPV4_CSUM..ETH_LEN + IPV4_CSUM + 2].copy_from_slice(&ipc.to_be_bytes());
+        let out = ipv4_segment(frame, headers, l4, size, i, scratch);
+        let len = out.len();
         out[l4 + UDP_LEN..l4 + UDP_LEN + 2].copy_from_slice(&((len - l4) as u16).to_be_bytes());
         out[l4 + UDP_CSUM..l4 + UDP_CSUM + 2].fill(0);
         let c = checksum(&out[l4..], pseudo_v4(src, dst, 17, len - l4));
