@@ -39,14 +39,16 @@ impl Encrypted {
             .clone()
     }
 
-    /// Starts, updates or stops the data path for `plan`; returns endpoint failures.
+    /// Starts, updates or stops the data path for `plan`; returns endpoint failures and
+    /// whether new TAPs were made (to be plugged into their bridges).
     pub async fn reconcile(
         &self,
         member: &Member,
         plan: &NodePlan,
         vxlan_port: u16,
-    ) -> HashMap<String, String> {
+    ) -> (HashMap<String, String>, bool) {
         let mut failures = HashMap::new();
+        let mut opened = false;
         let encrypted: Vec<u32> = plan
             .networks
             .iter()
@@ -55,7 +57,7 @@ impl Encrypted {
             .collect();
         if encrypted.is_empty() {
             self.stop();
-            return failures;
+            return (failures, false);
         }
         let fail_all = |failures: &mut HashMap<String, String>, why: &str| {
             for e in plan.endpoints.iter().filter(|e| encrypted.contains(&e.vni)) {
@@ -64,7 +66,7 @@ impl Encrypted {
         };
         let Some((key, _)) = self.keys.load() else {
             fail_all(&mut failures, "this node has no WireGuard key yet");
-            return failures;
+            return (failures, false);
         };
         let state = member.replica().state();
         let wg = wg_plan(&state, member.node_id, &key.private_base64(), vxlan_port);
@@ -73,7 +75,7 @@ impl Encrypted {
                 &mut failures,
                 "this node's WireGuard key is not announced yet",
             );
-            return failures;
+            return (failures, false);
         }
         let engine = match self.engine() {
             Some(e) => e,
@@ -85,13 +87,14 @@ impl Encrypted {
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start the encrypted data path");
                     fail_all(&mut failures, &e.to_string());
-                    return failures;
+                    return (failures, false);
                 }
             },
         };
         match tokio::task::spawn_blocking(move || engine.update(&wg)).await {
-            Ok(Ok(failed)) => {
-                for (vni, why) in failed {
+            Ok(Ok(update)) => {
+                opened = update.opened;
+                for (vni, why) in update.failed {
                     for e in plan.endpoints.iter().filter(|e| e.vni == vni) {
                         failures.insert(e.id.clone(), why.clone());
                     }
@@ -100,7 +103,7 @@ impl Encrypted {
             Ok(Err(e)) => fail_all(&mut failures, &e.to_string()),
             Err(e) => fail_all(&mut failures, &e.to_string()),
         }
-        failures
+        (failures, opened)
     }
 
     /// Stops the data path (its TAPs disappear with it).

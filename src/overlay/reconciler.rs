@@ -148,10 +148,14 @@ impl Overlay {
                     reconcile(&member, &nl, vxlan_port, idle_timeout, &self.plan).await;
                 let plan = self.plan.load_full();
                 if plan.networks.iter().any(|n| n.encrypted) || self.encrypted.peers().is_some() {
-                    let failed = self.encrypted.reconcile(&member, &plan, vxlan_port).await;
-                    // The data path may just have made TAPs: plug them in before reporting.
-                    let again = reconcile(&member, &nl, vxlan_port, idle_timeout, &self.plan).await;
-                    progress.failures.extend(again.failures);
+                    let (failed, opened) =
+                        self.encrypted.reconcile(&member, &plan, vxlan_port).await;
+                    if opened {
+                        // Plug the new TAPs into their bridges before reporting.
+                        let again =
+                            reconcile(&member, &nl, vxlan_port, idle_timeout, &self.plan).await;
+                        progress.failures.extend(again.failures);
+                    }
                     progress.failures.extend(failed);
                 }
                 self.collect_gone_sandboxes(&member, &mut detaching);

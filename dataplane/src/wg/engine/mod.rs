@@ -142,6 +142,15 @@ pub struct Engine {
     next_index: AtomicU32,
 }
 
+/// What an [`Engine::update`] did.
+#[derive(Debug, Default)]
+pub struct Update {
+    /// Networks whose TAP could not be created, with why.
+    pub failed: Vec<(u32, String)>,
+    /// Whether new TAPs were created (they still need plugging into their bridges).
+    pub opened: bool,
+}
+
 /// Why the engine could not do what was asked.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
@@ -213,9 +222,8 @@ impl Engine {
     }
 
     /// Makes the engine follow `plan`: peers whose key did not change keep their
-    /// sessions, new TAPs are created, dropped ones closed. Returns the networks whose TAP
-    /// could not be created, with why.
-    pub fn update(&self, plan: &WgPlan) -> Result<Vec<(u32, String)>, EngineError> {
+    /// sessions, new TAPs are created, dropped ones closed.
+    pub fn update(&self, plan: &WgPlan) -> Result<Update, EngineError> {
         let mut current = self.plan.lock().unwrap_or_else(|e| e.into_inner());
         let key = KeyPair::from_private_base64(&plan.private_key).map_err(EngineError::Key)?;
         let key_changed = current.private_key != plan.private_key;
@@ -267,6 +275,7 @@ impl Engine {
             by_mesh.insert(peer.mesh_ip, peer);
         }
         let mut failed = Vec::new();
+        let mut opened = false;
         let mut nets = HashMap::new();
         let mut taps = self.taps.lock().unwrap_or_else(|e| e.into_inner());
         for n in &plan.networks {
@@ -274,6 +283,7 @@ impl Engine {
                 match self.open_tap(n) {
                     Ok(h) => {
                         slot.insert(h);
+                        opened = true;
                     }
                     Err(e) => {
                         failed.push((n.vni, e.to_string()));
@@ -331,7 +341,7 @@ impl Engine {
                 let _ = self.shared.socket.send(peer.endpoint, msg);
             }
         }
-        Ok(failed)
+        Ok(Update { failed, opened })
     }
 
     fn open_tap(&self, n: &EncryptedNetwork) -> Result<TapHandle, EngineError> {
