@@ -133,10 +133,10 @@ impl BreakerCounts {
             .ok_or(Overflow::Connections)
     }
 
-    /// Count a request as waiting for a connection if fewer than
-    /// `max_pending_requests` wait.
-    pub fn try_pending(self: &Arc<Self>, t: &BreakerThresholds) -> Result<Slot, Overflow> {
-        self.admit(Kind::Pending, t.max_pending_requests)
+    /// Count a request as waiting for a connection if fewer than `max_pending`
+    /// (`max_pending_requests`) wait.
+    pub fn try_pending(self: &Arc<Self>, max_pending: usize) -> Result<Slot, Overflow> {
+        self.admit(Kind::Pending, max_pending)
             .ok_or(Overflow::Pending)
     }
 
@@ -198,7 +198,10 @@ mod tests {
             counts.try_connection(&t).unwrap_err(),
             Overflow::Connections
         );
-        assert_eq!(counts.try_pending(&t).unwrap_err(), Overflow::Pending);
+        assert_eq!(
+            counts.try_pending(t.max_pending_requests).unwrap_err(),
+            Overflow::Pending
+        );
         let _r = counts.try_retry(1).unwrap();
         assert_eq!(counts.try_retry(1).unwrap_err(), Overflow::Retries);
         assert_eq!(counts.active_retries(), 1);

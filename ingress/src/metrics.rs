@@ -9,7 +9,13 @@
 //! | `ejections_total` (counter) | service |
 //! | `open_connections` (gauge) | entrypoint |
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use http::StatusCode;
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 /// The proxy's metric families.
 #[derive(Debug, Clone)]
@@ -63,5 +69,50 @@ impl Metrics {
         registry.register(Box::new(m.ejections.clone()))?;
         registry.register(Box::new(m.open_connections.clone()))?;
         Ok(m)
+    }
+}
+
+/// Status codes whose `requests_total` counter a [`RouteMetrics`] keeps at hand.
+const CACHED_CODES: usize = 8;
+
+/// The request metrics of one router and its service, with the label lookups done
+/// once (per route update) instead of on every request.
+pub struct RouteMetrics {
+    router: String,
+    service: String,
+    requests: IntCounterVec,
+    /// The counters of the first status codes seen, by code.
+    by_code: [OnceLock<(StatusCode, IntCounter)>; CACHED_CODES],
+    duration: Histogram,
+}
+
+impl RouteMetrics {
+    /// The metrics labelled `router` and `service`.
+    pub fn new(metrics: &Metrics, router: &str, service: &str) -> Self {
+        RouteMetrics {
+            router: router.to_string(),
+            service: service.to_string(),
+            requests: metrics.requests.clone(),
+            by_code: Default::default(),
+            duration: metrics.duration.with_label_values(&[router, service]),
+        }
+    }
+
+    /// Count a request answered with `status` after `elapsed`.
+    pub fn observe(&self, status: StatusCode, elapsed: Duration) {
+        self.duration.observe(elapsed.as_secs_f64());
+        for cell in &self.by_code {
+            let (code, counter) = cell.get_or_init(|| (status, self.counter(status)));
+            if *code == status {
+                counter.inc();
+                return;
+            }
+        }
+        self.counter(status).inc();
+    }
+
+    fn counter(&self, status: StatusCode) -> IntCounter {
+        self.requests
+            .with_label_values(&[&self.router, &self.service, status.as_str()])
     }
 }

@@ -74,8 +74,16 @@ impl HostHealth {
             last_decay: now,
         }
     }
+    /// The end of the ejection in force at `now`, if any.
+    fn ejection(&self, now: Instant) -> Option<Instant> {
+        self.ejected_until.filter(|until| now < *until)
+    }
     fn is_ejected(&self, now: Instant) -> bool {
-        self.ejected_until.is_some_and(|until| now < until)
+        self.ejection(now).is_some()
+    }
+    fn reset_streaks(&mut self) {
+        self.consecutive_5xx = 0;
+        self.consecutive_gateway = 0;
     }
 }
 
@@ -124,10 +132,7 @@ impl OutlierDetector {
 
     /// Until when `addr` is ejected, if it is at `now`.
     pub fn ejected_until(&self, addr: &SocketAddr, now: Instant) -> Option<Instant> {
-        self.hosts
-            .get(addr)
-            .filter(|h| h.is_ejected(now))
-            .and_then(|h| h.ejected_until)
+        self.hosts.get(addr).and_then(|h| h.ejection(now))
     }
 
     /// Times `addr` has been ejected (after decay).
@@ -151,8 +156,7 @@ impl OutlierDetector {
             return None;
         }
         if !outcome.is_5xx() {
-            host.consecutive_5xx = 0;
-            host.consecutive_gateway = 0;
+            host.reset_streaks();
             return None;
         }
         host.consecutive_5xx += 1;
@@ -170,8 +174,7 @@ impl OutlierDetector {
         if !tripped || !room {
             return None;
         }
-        host.consecutive_5xx = 0;
-        host.consecutive_gateway = 0;
+        host.reset_streaks();
         host.times_ejected += 1;
         let time = config
             .base_ejection_time
@@ -240,11 +243,29 @@ mod tests {
     const S500: AttemptOutcome = AttemptOutcome::Status(StatusCode::INTERNAL_SERVER_ERROR);
     const OK: AttemptOutcome = AttemptOutcome::Status(StatusCode::OK);
 
+    /// A detector tracking `hosts`.
+    fn detector(config: OutlierConfig, hosts: &[SocketAddr]) -> OutlierDetector {
+        let mut d = OutlierDetector::new(config);
+        d.set_hosts(hosts, Instant::now());
+        d
+    }
+
+    /// Record `outcome` for `host` `times` times.
+    fn record_n(
+        d: &mut OutlierDetector,
+        host: &SocketAddr,
+        outcome: &AttemptOutcome,
+        times: usize,
+    ) {
+        for _ in 0..times {
+            d.record(host, outcome, Instant::now());
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn five_gateway_failures_eject_for_base_time_then_host_returns() {
         let hosts = addrs(10);
-        let mut d = OutlierDetector::new(OutlierConfig::default());
-        d.set_hosts(&hosts, Instant::now());
+        let mut d = detector(OutlierConfig::default(), &hosts);
         for _ in 0..4 {
             assert_eq!(d.record(&hosts[0], &S503, Instant::now()), None);
         }
@@ -256,9 +277,7 @@ mod tests {
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(d.eligibility(&hosts, Instant::now()).eligible[0]);
         // Ejected again soon after: twice the base time.
-        for _ in 0..5 {
-            d.record(&hosts[0], &S503, Instant::now());
-        }
+        record_n(&mut d, &hosts[0], &S503, 5);
         assert_eq!(
             d.ejected_until(&hosts[0], Instant::now()),
             Some(Instant::now() + Duration::from_secs(60))
@@ -268,15 +287,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_success_resets_the_streak_and_500s_only_count_as_5xx() {
         let hosts = addrs(10);
-        let mut d = OutlierDetector::new(OutlierConfig {
-            consecutive_5xx: 0,
-            ..OutlierConfig::default()
-        });
-        d.set_hosts(&hosts, Instant::now());
-        for _ in 0..4 {
-            d.record(&hosts[1], &S503, Instant::now());
-        }
-        d.record(&hosts[1], &OK, Instant::now());
+        let mut d = detector(
+            OutlierConfig {
+                consecutive_5xx: 0,
+                ..OutlierConfig::default()
+            },
+            &hosts,
+        );
+        record_n(&mut d, &hosts[1], &S503, 4);
+        record_n(&mut d, &hosts[1], &OK, 1);
         for _ in 0..4 {
             assert_eq!(d.record(&hosts[1], &S503, Instant::now()), None);
         }
@@ -288,8 +307,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn max_ejection_percent_allows_one_host_and_panic_mode_uses_all() {
         let hosts = addrs(3);
-        let mut d = OutlierDetector::new(OutlierConfig::default());
-        d.set_hosts(&hosts, Instant::now());
+        let mut d = detector(OutlierConfig::default(), &hosts);
         for _ in 0..5 {
             d.record(&hosts[0], &S503, Instant::now());
             d.record(&hosts[1], &S503, Instant::now());
@@ -304,11 +322,13 @@ mod tests {
         assert!(!e.panic);
 
         let two = addrs(2);
-        let mut d = OutlierDetector::new(OutlierConfig {
-            max_ejection_percent: 100,
-            ..OutlierConfig::default()
-        });
-        d.set_hosts(&two, Instant::now());
+        let mut d = detector(
+            OutlierConfig {
+                max_ejection_percent: 100,
+                ..OutlierConfig::default()
+            },
+            &two,
+        );
         for _ in 0..5 {
             d.record(&two[0], &S503, Instant::now());
             d.record(&two[1], &S503, Instant::now());
@@ -321,11 +341,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn multiplier_decays_while_healthy_and_state_survives_host_updates() {
         let hosts = addrs(2);
-        let mut d = OutlierDetector::new(OutlierConfig::default());
-        d.set_hosts(&hosts, Instant::now());
-        for _ in 0..5 {
-            d.record(&hosts[0], &S503, Instant::now());
-        }
+        let mut d = detector(OutlierConfig::default(), &hosts);
+        record_n(&mut d, &hosts[0], &S503, 5);
         let mut more = hosts.clone();
         more.push(SocketAddr::from(([10, 0, 0, 99], 80)));
         d.set_hosts(&more, Instant::now());

@@ -49,7 +49,7 @@ async fn content_length_with_transfer_encoding_never_smuggles_a_second_request()
         let (b, seen) = recorder().await;
         let (_p, addr) = proxy(routes(
             &[("r", "Host(`a.com`)", "s")],
-            vec![("s", service(&[b]))],
+            vec![("s", Service::over(&[b]))],
         ))
         .await;
         let raw = format!(
@@ -66,7 +66,7 @@ async fn transfer_encoding_that_is_not_chunked_is_refused_with_400() {
     let (b, seen) = recorder().await;
     let (_p, addr) = proxy(routes(
         &[("r", "Host(`a.com`)", "s")],
-        vec![("s", service(&[b]))],
+        vec![("s", Service::over(&[b]))],
     ))
     .await;
     let raw = b"POST / HTTP/1.1\r\nHost: a.com\r\nTransfer-Encoding: gzip\r\nContent-Length: 4\r\n\r\nabcd";
@@ -80,7 +80,7 @@ async fn conflicting_content_lengths_are_refused_with_400() {
     let (b, seen) = recorder().await;
     let (_p, addr) = proxy(routes(
         &[("r", "Host(`a.com`)", "s")],
-        vec![("s", service(&[b]))],
+        vec![("s", Service::over(&[b]))],
     ))
     .await;
     let raw =
@@ -98,7 +98,10 @@ async fn oversized_headers_get_431() {
         ..ProxyOptions::default()
     };
     let (_p, addr) = proxy_with(
-        routes(&[("r", "Host(`a.com`)", "s")], vec![("s", service(&[b]))]),
+        routes(
+            &[("r", "Host(`a.com`)", "s")],
+            vec![("s", Service::over(&[b]))],
+        ),
         options,
     )
     .await;
@@ -120,7 +123,10 @@ async fn a_slow_header_client_is_cut_off_while_others_are_served() {
         ..ProxyOptions::default()
     };
     let (_p, addr) = proxy_with(
-        routes(&[("r", "Host(`a.com`)", "s")], vec![("s", service(&[b]))]),
+        routes(
+            &[("r", "Host(`a.com`)", "s")],
+            vec![("s", Service::over(&[b]))],
+        ),
         options,
     )
     .await;

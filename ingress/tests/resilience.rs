@@ -57,7 +57,7 @@ async fn a_503_is_retried_once_on_another_backend() {
     let (good, good_hits) = flaky("good", 503, 0).await;
     let (p, addr) = proxy(routes(
         &[("r", "Host(`a.com`)", "s")],
-        vec![("s", service(&[bad, good]))],
+        vec![("s", Service::over(&[bad, good]))],
     ))
     .await;
     let (status, body) = get(&client(), addr, "a.com", "/").await;
@@ -76,7 +76,7 @@ async fn a_post_is_not_retried_unless_the_route_opts_in() {
     let (good, _) = flaky("good", 503, 0).await;
     let r = routes(
         &[("r", "Host(`a.com`)", "s")],
-        vec![("s", service(&[bad, good]))],
+        vec![("s", Service::over(&[bad, good]))],
     );
     let (p, addr) = proxy(r.clone()).await;
     let (status, _, body) = send(&client(), addr, "POST", "a.com", "/", "order").await;
@@ -92,7 +92,7 @@ async fn a_post_is_not_retried_unless_the_route_opts_in() {
     let (bad, _) = flaky("bad", 503, 1).await;
     let mut r = routes(
         &[("r", "Host(`a.com`)", "s")],
-        vec![("s", service(&[bad, good]))],
+        vec![("s", Service::over(&[bad, good]))],
     );
     let mut policy = shoal_ingress::retry::RetryPolicy::default();
     policy.methods.insert("POST".into());
@@ -113,8 +113,8 @@ async fn a_connect_failure_is_retried_and_a_lone_dead_backend_gives_502() {
     let (p, addr) = proxy(routes(
         &[("r", "Host(`a.com`)", "s"), ("d", "Host(`dead.com`)", "d")],
         vec![
-            ("s", service(&[dead, good])),
-            ("d", service(&[dead_addr().await])),
+            ("s", Service::over(&[dead, good])),
+            ("d", Service::over(&[dead_addr().await])),
         ],
     ))
     .await;
@@ -140,7 +140,7 @@ async fn a_slow_backend_gives_504_after_the_timeouts() {
         reply(200, "late")
     })
     .await;
-    let mut s = service(&[slow]);
+    let mut s = Service::over(&[slow]);
     s.retry.per_try_timeout = Some(Duration::from_millis(100));
     s.retry.timeout = Some(Duration::from_millis(400));
     let (_p, addr) = proxy(routes(&[("r", "Host(`a.com`)", "s")], vec![("s", s)])).await;
@@ -164,7 +164,7 @@ async fn breaker_with_max_requests_2_refuses_8_of_10_concurrent_requests() {
         }
     })
     .await;
-    let mut s = service(&[slow]);
+    let mut s = Service::over(&[slow]);
     s.breaker.max_requests = 2;
     let (p, addr) = proxy(routes(&[("r", "Host(`a.com`)", "s")], vec![("s", s)])).await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -197,7 +197,7 @@ async fn a_backend_failing_5_times_in_a_row_is_ejected_and_gets_no_traffic() {
     let (good, _) = flaky("good", 503, 0).await;
     let (p, addr) = proxy(routes(
         &[("r", "Host(`a.com`)", "s")],
-        vec![("s", service(&[bad, good]))],
+        vec![("s", Service::over(&[bad, good]))],
     ))
     .await;
     let c = client();
@@ -227,7 +227,7 @@ async fn a_backend_failing_5_times_in_a_row_is_ejected_and_gets_no_traffic() {
     let third = named("third").await;
     p.update(routes(
         &[("r", "Host(`a.com`)", "s")],
-        vec![("s", service(&[bad, good, third]))],
+        vec![("s", Service::over(&[bad, good, third]))],
     ))
     .unwrap();
     for _ in 0..10 {
@@ -254,7 +254,7 @@ async fn connection_limit_with_no_pending_queue_refuses_the_second_concurrent_re
         }
     })
     .await;
-    let mut s = service(&[slow]);
+    let mut s = Service::over(&[slow]);
     s.breaker.max_connections = 1;
     s.breaker.max_pending_requests = 0;
     let (p, addr) = proxy(routes(&[("r", "Host(`a.com`)", "s")], vec![("s", s)])).await;

@@ -22,11 +22,11 @@ async fn host_path_wildcard_and_priority_pick_the_right_service() {
             ("pinned", "PathPrefix(`/`)", "b"),
         ],
         vec![
-            ("a", service(&[a])),
-            ("a-api", service(&[a_api])),
-            ("b", service(&[b])),
-            ("wild", service(&[wild])),
-            ("api", service(&[api])),
+            ("a", Service::over(&[a])),
+            ("a-api", Service::over(&[a_api])),
+            ("b", Service::over(&[b])),
+            ("wild", Service::over(&[wild])),
+            ("api", Service::over(&[api])),
         ],
     );
     // A catch-all with the lowest priority.
@@ -68,7 +68,7 @@ async fn unmatched_requests_get_404_and_explicit_priority_wins() {
             ("long", "Host(`a.com`) && PathPrefix(`/`)", "a"),
             ("short", "Host(`a.com`)", "b"),
         ],
-        vec![("a", service(&[a])), ("b", service(&[b]))],
+        vec![("a", Service::over(&[a])), ("b", Service::over(&[b]))],
     );
     let (proxy, addr) = proxy(r.clone()).await;
     let c = client();
@@ -107,7 +107,7 @@ async fn forwarded_headers_are_added_and_hop_by_hop_headers_dropped() {
     .await;
     let (_p, addr) = proxy(routes(
         &[("r", "Host(`a.com`)", "s")],
-        vec![("s", service(&[echo]))],
+        vec![("s", Service::over(&[echo]))],
     ))
     .await;
     let c = client();
@@ -133,7 +133,7 @@ async fn forwarded_headers_are_added_and_hop_by_hop_headers_dropped() {
 async fn sticky_cookie_pins_a_client_to_one_server() {
     let one = named("one").await;
     let two = named("two").await;
-    let mut s = service(&[one, two]);
+    let mut s = Service::over(&[one, two]);
     s.sticky_cookie = Some("pin".into());
     let (_p, addr) = proxy(routes(&[("r", "Host(`a.com`)", "s")], vec![("s", s)])).await;
     let c = client();

@@ -101,7 +101,7 @@ async fn sni_picks_the_certificate_and_alpn_h2_works() {
     let b = named("b").await;
     let mut r = routes(
         &[("a", "Host(`a.test`)", "a"), ("b", "Host(`*.b.test`)", "b")],
-        vec![("a", service(&[a])), ("b", service(&[b]))],
+        vec![("a", Service::over(&[a])), ("b", Service::over(&[b]))],
     );
     r.routers.get_mut("b").unwrap().tls = true;
     let proxy = shoal_ingress::Proxy::new(Default::default()).unwrap();
@@ -156,7 +156,10 @@ async fn sni_picks_the_certificate_and_alpn_h2_works() {
 #[tokio::test]
 async fn tls_only_routers_do_not_match_plain_http() {
     let a = named("a").await;
-    let mut r = routes(&[("a", "Host(`a.test`)", "a")], vec![("a", service(&[a]))]);
+    let mut r = routes(
+        &[("a", "Host(`a.test`)", "a")],
+        vec![("a", Service::over(&[a]))],
+    );
     r.routers.get_mut("a").unwrap().tls = true;
     let (_p, addr) = proxy(r).await;
     assert_eq!(
@@ -211,7 +214,7 @@ async fn a_route_update_keeps_open_websockets_and_requests_in_flight() {
     let old = ws_backend(gate.clone(), started.clone()).await;
     let (proxy, addr) = proxy(routes(
         &[("r", "Host(`a.com`)", "old")],
-        vec![("old", service(&[old]))],
+        vec![("old", Service::over(&[old]))],
     ))
     .await;
 
@@ -254,7 +257,7 @@ async fn a_route_update_keeps_open_websockets_and_requests_in_flight() {
     proxy
         .update(routes(
             &[("r", "Host(`a.com`)", "new")],
-            vec![("new", service(&[new]))],
+            vec![("new", Service::over(&[new]))],
         ))
         .unwrap();
     assert_eq!(

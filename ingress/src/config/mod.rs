@@ -149,6 +149,16 @@ impl Service {
             protocol: UpstreamProtocol::Http1,
         }
     }
+
+    /// A service with default settings over `addrs`, each of weight 1.
+    pub fn over(addrs: &[SocketAddr]) -> Service {
+        Service::new(
+            addrs
+                .iter()
+                .map(|&addr| Server { addr, weight: 1 })
+                .collect(),
+        )
+    }
 }
 
 /// One backend.

@@ -36,28 +36,26 @@ fn err(toml: &str) -> String {
         .to_string()
 }
 
+/// The error for a file with entrypoint `web`, service `s` and router `shop` whose
+/// body is `rule`, `service` and `extra` lines.
+fn router_err(rule: &str, service: &str, extra: &str) -> String {
+    err(&format!(
+        "[entrypoints.web]\naddress = \"127.0.0.1:80\"\n[services.s]\nservers = [{{ url = \"http://10.0.0.1:80\" }}]\n\
+         [routers.shop]\nrule = \"{rule}\"\nservice = \"{service}\"\n{extra}"
+    ))
+}
+
 #[test]
 fn file_errors_name_the_path() {
-    let base = "[entrypoints.web]\naddress = \"127.0.0.1:80\"\n[services.s]\nservers = [{ url = \"http://10.0.0.1:80\" }]\n";
-    let e = err(&format!(
-        "{base}[routers.shop]\nrule = \"Host(`a`) && \"\nservice = \"s\"\n"
-    ));
+    let e = router_err("Host(`a`) && ", "s", "");
     assert!(e.starts_with("routers.shop.rule: at 13: expected"), "{e}");
-    let e = err(&format!(
-        "{base}[routers.shop]\nrule = \"Host(`a`)\"\nservice = \"nope\"\n"
-    ));
+    let e = router_err("Host(`a`)", "nope", "");
     assert_eq!(e, "routers.shop.service: unknown service `nope`");
-    let e = err(&format!(
-        "{base}[routers.shop]\nrule = \"Host(`a`)\"\nservice = \"s\"\nentrypoints = [\"x\"]\n"
-    ));
+    let e = router_err("Host(`a`)", "s", "entrypoints = [\"x\"]\n");
     assert_eq!(e, "routers.shop.entrypoints: unknown entrypoint `x`");
-    let e = err(&format!(
-        "{base}[routers.shop]\nrule = \"Host(`a`)\"\nservice = \"s\"\ntls = true\n"
-    ));
+    let e = router_err("Host(`a`)", "s", "tls = true\n");
     assert!(e.contains("routers.shop.tls"), "{e}");
-    let e = err(&format!(
-        "{base}[routers.shop]\nrule = \"Host(`a`)\"\nservice = \"s\"\ncolour = 1\n"
-    ));
+    let e = router_err("Host(`a`)", "s", "colour = 1\n");
     assert!(e.contains("unknown field `colour`"), "{e}");
     let e = err("[entrypoints.web]\naddress = \"localhost:80\"\n");
     assert!(e.starts_with("entrypoints.web.address:"), "{e}");
@@ -180,75 +178,45 @@ fn traefik_labels_default_service_and_port() {
     assert_eq!(from_labels("blog", &l, &ips()).unwrap(), Routes::default());
 }
 
+/// The error for service `s` with `pairs` as labels.
+fn label_err(pairs: &[(&str, &str)]) -> LabelError {
+    from_labels("s", &labels(pairs), &ips()).unwrap_err()
+}
+
 #[test]
 fn label_errors_name_the_key() {
-    let e = from_labels(
-        "s",
-        &labels(&[("shoal.http.routers.r.rule", "Host(`a`) ||")]),
-        &ips(),
-    )
-    .unwrap_err();
+    let e = label_err(&[("shoal.http.routers.r.rule", "Host(`a`) ||")]);
     assert_eq!(e.key, "shoal.http.routers.r.rule");
     assert!(e.message.starts_with("at 12: expected"), "{e}");
-    let e = from_labels(
-        "s",
-        &labels(&[("shoal.http.routers.r.entrypoints", "web")]),
-        &ips(),
-    )
-    .unwrap_err();
+    let e = label_err(&[("shoal.http.routers.r.entrypoints", "web")]);
     assert_eq!(e.key, "shoal.http.routers.r.rule");
-    let e = from_labels(
-        "s",
-        &labels(&[
-            ("shoal.http.routers.r.rule", "Host(`a`)"),
-            ("shoal.http.routers.r.middlewares", "auth"),
-        ]),
-        &ips(),
-    )
-    .unwrap_err();
+    let e = label_err(&[
+        ("shoal.http.routers.r.rule", "Host(`a`)"),
+        ("shoal.http.routers.r.middlewares", "auth"),
+    ]);
     assert!(e.message.contains("middlewares"), "{e}");
-    let e = from_labels(
-        "s",
-        &labels(&[
-            ("shoal.http.routers.r.rule", "Host(`a`)"),
-            ("traefik.http.routers.r.rule", "Host(`b`)"),
-        ]),
-        &ips(),
-    )
-    .unwrap_err();
+    let e = label_err(&[
+        ("shoal.http.routers.r.rule", "Host(`a`)"),
+        ("traefik.http.routers.r.rule", "Host(`b`)"),
+    ]);
     assert!(e.message.contains("conflicts"), "{e}");
-    let e = from_labels(
-        "s",
-        &labels(&[
-            ("shoal.http.routers.r.rule", "Host(`a`)"),
-            ("shoal.http.routers.r.service", "other"),
-        ]),
-        &ips(),
-    )
-    .unwrap_err();
+    let e = label_err(&[
+        ("shoal.http.routers.r.rule", "Host(`a`)"),
+        ("shoal.http.routers.r.service", "other"),
+    ]);
     assert_eq!(
         e.to_string(),
         "label shoal.http.routers.r.service: unknown service `other`"
     );
-    let e = from_labels(
-        "s",
-        &labels(&[
-            ("shoal.http.routers.r.rule", "Host(`a`)"),
-            ("shoal.http.services.s.loadbalancer.server.port", "http"),
-        ]),
-        &ips(),
-    )
-    .unwrap_err();
+    let e = label_err(&[
+        ("shoal.http.routers.r.rule", "Host(`a`)"),
+        ("shoal.http.services.s.loadbalancer.server.port", "http"),
+    ]);
     assert_eq!(e.key, "shoal.http.services.s.loadbalancer.server.port");
-    let e = from_labels(
-        "s",
-        &labels(&[
-            ("shoal.http.routers.r.rule", "Host(`a`)"),
-            ("shoal.http.routers.r.retry.on", "5xx,always"),
-        ]),
-        &ips(),
-    )
-    .unwrap_err();
+    let e = label_err(&[
+        ("shoal.http.routers.r.rule", "Host(`a`)"),
+        ("shoal.http.routers.r.retry.on", "5xx,always"),
+    ]);
     assert_eq!(e.key, "shoal.http.routers.r.retry.on");
 }
 

@@ -19,10 +19,11 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use super::body::{self, Guarded, ProxyBody, RequestBody};
+use super::body::{self, BodyGuard, Guarded, ProxyBody, RequestBody};
 use super::headers;
-use super::service::{ConnectError, HostState, ServiceSnapshot, ServiceState};
-use super::{ConnInfo, Proxy};
+use super::service::{HostState, ServiceSnapshot, ServiceState};
+use super::upstream::{ConnectError, Lease, SendError};
+use super::{lock, ConnInfo, Proxy, Route, RouteTable};
 use crate::breaker::{Overflow, Slot};
 use crate::config::UpstreamProtocol;
 use crate::lb;
@@ -32,13 +33,18 @@ use crate::rule::RequestView;
 /// Target of the access log lines.
 pub const ACCESS_LOG_TARGET: &str = "shoal_ingress::access";
 
-/// What the access log and metrics say about a request.
+/// What the access log says about the attempts of a request.
 #[derive(Debug, Default)]
 pub(super) struct RequestLog {
-    pub router: String,
-    pub service: String,
     pub backend: Option<SocketAddr>,
     pub retries: u32,
+}
+
+/// The request line facts of the access log, taken only when it is enabled.
+struct AccessFields {
+    method: http::Method,
+    host: String,
+    path: String,
 }
 
 /// Counts a request as outstanding on a host until dropped.
@@ -58,19 +64,35 @@ impl Drop for Outstanding {
     }
 }
 
-/// Slots a response holds until its body ends.
+/// Slots a response holds until its body ends, and the upstream connection to give
+/// back to the pool then.
 pub(super) struct Held {
     _request: Slot,
     _retry: Option<Slot>,
     _host: Outstanding,
+    lease: Option<Lease>,
 }
 
 impl Held {
-    pub(super) fn new(request: Slot, retry: Option<Slot>, host: Outstanding) -> Self {
+    pub(super) fn new(
+        request: Slot,
+        retry: Option<Slot>,
+        host: Outstanding,
+        lease: Option<Lease>,
+    ) -> Self {
         Held {
             _request: request,
             _retry: retry,
             _host: host,
+            lease,
+        }
+    }
+}
+
+impl BodyGuard for Held {
+    fn body_ended(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release();
         }
     }
 }
@@ -97,14 +119,72 @@ fn overloaded(kind: Overflow) -> Response<ProxyBody> {
 }
 
 /// The host a request names: URI authority (HTTP/2, absolute form) or `Host`.
-fn request_host<B>(req: &Request<B>) -> Option<String> {
-    if let Some(a) = req.uri().authority() {
-        return Some(a.as_str().to_string());
+fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
+    match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req
+            .headers()
+            .get(header::HOST)
+            .filter(|h| h.to_str().is_ok())
+            .cloned(),
     }
-    req.headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
+}
+
+/// Why a request was answered by the proxy before reaching a service.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    /// Framing that could be read two ways.
+    AmbiguousFraming,
+    /// No host in the URI or `Host`.
+    NoHost,
+    /// No router matched.
+    NoRoute,
+}
+
+impl Refusal {
+    fn response(self) -> Response<ProxyBody> {
+        match self {
+            Refusal::AmbiguousFraming => {
+                let mut resp = local(StatusCode::BAD_REQUEST, "ambiguous request framing");
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                resp
+            }
+            Refusal::NoHost => local(StatusCode::BAD_REQUEST, "missing Host header"),
+            Refusal::NoRoute => local(StatusCode::NOT_FOUND, "404 page not found"),
+        }
+    }
+}
+
+/// The checks before a request is dispatched: unambiguous framing, a host, a
+/// matching router.
+fn admit<'t, 'h>(
+    table: &'t RouteTable,
+    req: &Request<Incoming>,
+    conn: &ConnInfo,
+    host: Option<&'h HeaderValue>,
+) -> Result<(&'t Route, &'h HeaderValue), Refusal> {
+    if headers::ambiguous_framing(req.headers()) {
+        return Err(Refusal::AmbiguousFraming);
+    }
+    let Some((host, text)) = host
+        .and_then(|h| Some((h, h.to_str().ok()?)))
+        .filter(|(_, t)| !t.is_empty())
+    else {
+        return Err(Refusal::NoHost);
+    };
+    let view = RequestView {
+        host: text,
+        path: req.uri().path(),
+        method: req.method().as_str(),
+        headers: req.headers(),
+        query: req.uri().query(),
+        client_ip: conn.client.ip(),
+    };
+    let route = table
+        .route(&conn.entrypoint, conn.tls, &view)
+        .ok_or(Refusal::NoRoute)?;
+    Ok((route, host))
 }
 
 impl Proxy {
@@ -114,94 +194,88 @@ impl Proxy {
         conn: &ConnInfo,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
-        let method = req.method().clone();
-        let path = req.uri().path().to_string();
-        let host = request_host(&req).unwrap_or_default();
+        let host = request_host(&req);
+        let access =
+            tracing::enabled!(target: ACCESS_LOG_TARGET, tracing::Level::INFO).then(|| {
+                AccessFields {
+                    method: req.method().clone(),
+                    host: host
+                        .as_ref()
+                        .and_then(|h| h.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string(),
+                    path: req.uri().path().to_string(),
+                }
+            });
+        let table = self.table.load_full();
         let mut log = RequestLog::default();
-        let resp = self.route(req, conn, &host, &mut log).await;
+        let (route, resp) = match admit(&table, &req, conn, host.as_ref()) {
+            Ok((route, host)) => {
+                let resp = self.dispatch(route, req, conn, host, &mut log).await;
+                (Some(route), resp)
+            }
+            Err(refusal) => (None, refusal.response()),
+        };
         let elapsed = start.elapsed();
-        let status = resp.status().as_u16();
-        self.metrics
-            .requests
-            .with_label_values(&[&log.router, &log.service, &status.to_string()])
-            .inc();
-        self.metrics
-            .duration
-            .with_label_values(&[&log.router, &log.service])
-            .observe(elapsed.as_secs_f64());
-        tracing::info!(
-            target: ACCESS_LOG_TARGET,
-            client = %conn.client.ip(),
-            method = %method,
-            host = %host,
-            path = %path,
-            status,
-            router = %log.router,
-            service = %log.service,
-            backend = %log.backend.map(|b| b.to_string()).unwrap_or_default(),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            retries = log.retries,
-        );
+        let status = resp.status();
+        route
+            .map_or(&self.unrouted, |r| &r.metrics)
+            .observe(status, elapsed);
+        if let Some(a) = access {
+            tracing::info!(
+                target: ACCESS_LOG_TARGET,
+                client = %conn.client.ip(),
+                method = %a.method,
+                host = %a.host,
+                path = %a.path,
+                status = status.as_u16(),
+                router = route.map_or("", |r| r.name.as_str()),
+                service = route.map_or("", |r| r.router.service.as_str()),
+                backend = %log.backend.map(|b| b.to_string()).unwrap_or_default(),
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                retries = log.retries,
+            );
+        }
         resp
     }
 
-    async fn route(
+    /// Send a routed request to its service (or answer for it).
+    async fn dispatch(
         self: &Arc<Self>,
+        route: &Route,
         req: Request<Incoming>,
         conn: &ConnInfo,
-        host: &str,
+        host: &HeaderValue,
         log: &mut RequestLog,
     ) -> Response<ProxyBody> {
-        if headers::ambiguous_framing(req.headers()) {
-            let mut resp = local(StatusCode::BAD_REQUEST, "ambiguous request framing");
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return resp;
-        }
-        if host.is_empty() {
-            return local(StatusCode::BAD_REQUEST, "missing Host header");
-        }
-        let table = self.table.load_full();
-        let view = RequestView {
-            host,
-            path: req.uri().path(),
-            method: req.method().as_str(),
-            headers: req.headers(),
-            query: req.uri().query(),
-            client_ip: conn.client.ip(),
-        };
-        let Some((router_name, router)) = table.route(&conn.entrypoint, conn.tls, &view) else {
-            return local(StatusCode::NOT_FOUND, "404 page not found");
-        };
-        log.router = router_name.clone();
-        log.service = router.service.clone();
-        let Some(service) = table.services.get(&router.service).cloned() else {
+        let Some(service) = &route.service else {
             return local(StatusCode::SERVICE_UNAVAILABLE, "no such service");
         };
         let snap = service.snapshot.load_full();
         let slot = match service.counts.try_request(&snap.config.breaker) {
             Ok(slot) => slot,
-            Err(kind) => return self.overflow(&service, kind),
+            Err(kind) => return self.overflow(service, kind),
         };
         if req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers()) {
             return self
-                .upgrade(&service, &snap, req, conn, host, slot, log)
+                .upgrade(service, &snap, req, conn, host, slot, log)
                 .await;
         }
-        let policy = router
-            .retry
-            .clone()
-            .unwrap_or_else(|| snap.config.retry.clone());
-        self.forward(&service, &snap, &policy, req, conn, host, slot, log)
+        let policy = route.router.retry.as_ref().unwrap_or(&snap.config.retry);
+        self.forward(service, &snap, policy, req, conn, host, slot, log)
             .await
     }
 
     pub(super) fn overflow(&self, service: &ServiceState, kind: Overflow) -> Response<ProxyBody> {
+        self.count_overflow(service, kind);
+        overloaded(kind)
+    }
+
+    fn count_overflow(&self, service: &ServiceState, kind: Overflow) {
         self.metrics
             .overflows
             .with_label_values(&[&service.name, kind.as_str()])
             .inc();
-        overloaded(kind)
     }
 
     /// Record an attempt's outcome on the host and in outlier detection.
@@ -214,11 +288,7 @@ impl Proxy {
         if outcome.is_5xx() {
             host.failures.fetch_add(1, Ordering::Relaxed);
         }
-        let ejected = service
-            .outlier
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .record(&host.addr, outcome, Instant::now());
+        let ejected = lock(&service.outlier).record(&host.addr, outcome, Instant::now());
         if let Some(until) = ejected {
             self.metrics
                 .ejections
@@ -242,11 +312,11 @@ impl Proxy {
         policy: &RetryPolicy,
         req: Request<Incoming>,
         conn: &ConnInfo,
-        host: &str,
+        host: &HeaderValue,
         slot: Slot,
         log: &mut RequestLog,
     ) -> Response<ProxyBody> {
-        let (parts, incoming) = req.into_parts();
+        let (mut parts, incoming) = req.into_parts();
         let retry_allowed = policy.allows_method(&parts.method);
         let mut body = if retry_allowed {
             match RequestBody::read(incoming, self.options.max_buffered_body).await {
@@ -267,21 +337,11 @@ impl Proxy {
             lb::cookie_value(values.iter().filter_map(|v| v.to_str().ok()), name)
                 .map(str::to_string)
         });
-        let mut upstream_headers = parts.headers.clone();
-        headers::strip_hop_by_hop(&mut upstream_headers, false);
-        headers::add_forwarded(&mut upstream_headers, conn.client.ip(), conn.tls, host);
-        if let Ok(v) = HeaderValue::from_str(host) {
-            upstream_headers.insert(header::HOST, v);
-        }
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_string();
-        let version = match snap.config.protocol {
-            UpstreamProtocol::Http1 => Version::HTTP_11,
-            UpstreamProtocol::H2c => Version::HTTP_2,
-        };
+        headers::strip_hop_by_hop(&mut parts.headers, false);
+        headers::set_forwarded(&mut parts.headers, &conn.forwarded_for, conn.tls, host);
+        parts.headers.insert(header::HOST, host.clone());
+        let target = UpstreamTarget::new(&parts.uri, snap.config.protocol);
+        let upstream = service.upstream(snap);
         let deadline = policy.timeout.map(|t| Instant::now() + t);
         let mut tried = vec![false; snap.hosts.len()];
         let mut retry_slot: Option<Slot> = None;
@@ -290,47 +350,53 @@ impl Proxy {
                 return local(StatusCode::SERVICE_UNAVAILABLE, "no healthy backend");
             };
             tried[idx] = true;
-            let backend = snap.hosts[idx].clone();
+            let backend = &snap.hosts[idx];
             log.backend = Some(backend.addr);
             let Some(attempt_body) = body.take_attempt() else {
                 return local(StatusCode::BAD_GATEWAY, "request body already sent");
             };
-            let uri: Uri = match format!("http://{}{}", backend.addr, path_and_query).parse() {
-                Ok(u) => u,
-                Err(_) => return local(StatusCode::BAD_REQUEST, "bad request target"),
+            let Some(uri) = target.uri(backend.addr) else {
+                return local(StatusCode::BAD_REQUEST, "bad request target");
             };
             let mut up = Request::new(attempt_body);
             *up.method_mut() = parts.method.clone();
             *up.uri_mut() = uri;
-            *up.version_mut() = version;
-            *up.headers_mut() = upstream_headers.clone();
+            *up.version_mut() = target.version;
+            // The last possible attempt takes the headers; earlier ones copy them.
+            let last = !can_retry || log.retries >= policy.num_retries;
+            *up.headers_mut() = if last {
+                std::mem::take(&mut parts.headers)
+            } else {
+                parts.headers.clone()
+            };
             let outstanding = Outstanding::new(backend.clone());
             let per_try = match (policy.per_try_timeout, deadline) {
                 (Some(t), Some(d)) => Some(t.min(d.saturating_duration_since(Instant::now()))),
                 (t, d) => t.or(d.map(|d| d.saturating_duration_since(Instant::now()))),
             };
-            let sent = snap.client.request(up);
+            let sent = upstream.send(&backend.pool, backend.addr, up);
             let result = match per_try {
                 Some(limit) => tokio::time::timeout(limit, sent).await.map_err(|_| ()),
                 None => Ok(sent.await),
             };
             let (outcome, response) = match result {
                 Err(()) => (AttemptOutcome::Timeout, None),
-                Ok(Ok(resp)) => (AttemptOutcome::Status(resp.status()), Some(resp)),
+                Ok(Ok((resp, lease))) => {
+                    (AttemptOutcome::Status(resp.status()), Some((resp, lease)))
+                }
+                Ok(Err(SendError::Connect(ConnectError::Overflow(kind)))) => {
+                    return self.overflow(service, kind);
+                }
                 Ok(Err(e)) => {
-                    if let Some(kind) = overflow_kind(&e) {
-                        return self.overflow(service, kind);
-                    }
                     tracing::debug!(backend = %backend.addr, error = %e, "upstream attempt failed");
-                    let outcome = if e.is_connect() {
-                        AttemptOutcome::ConnectFailure
-                    } else {
-                        AttemptOutcome::Reset
+                    let outcome = match e {
+                        SendError::Connect(_) => AttemptOutcome::ConnectFailure,
+                        SendError::Http(_) => AttemptOutcome::Reset,
                     };
                     (outcome, None)
                 }
             };
-            self.record(service, &backend, &outcome);
+            self.record(service, backend, &outcome);
             let time_left = deadline.is_none_or(|d| Instant::now() < d);
             if can_retry && time_left && policy.should_retry(&outcome, log.retries) {
                 let limit = match snap.config.retry_budget {
@@ -354,15 +420,10 @@ impl Proxy {
                         tokio::time::sleep(pause).await;
                         continue;
                     }
-                    Err(kind) => {
-                        self.metrics
-                            .overflows
-                            .with_label_values(&[&service.name, kind.as_str()])
-                            .inc();
-                    }
+                    Err(kind) => self.count_overflow(service, kind),
                 }
             }
-            let Some(resp) = response else {
+            let Some((resp, lease)) = response else {
                 return match outcome {
                     AttemptOutcome::Timeout => {
                         local(StatusCode::GATEWAY_TIMEOUT, "backend timed out")
@@ -370,13 +431,56 @@ impl Proxy {
                     _ => local(StatusCode::BAD_GATEWAY, "backend unavailable"),
                 };
             };
-            let held = Held::new(slot, retry_slot, outstanding);
+            let held = Held::new(slot, retry_slot, outstanding, lease);
             let set_cookie = snap.config.sticky_cookie.as_deref().and_then(|name| {
                 let value = &snap.sticky_values[idx];
                 (sticky_in.as_deref() != Some(value.as_str()))
                     .then(|| format!("{name}={value}; Path=/; HttpOnly"))
             });
             return respond(resp, held, set_cookie);
+        }
+    }
+}
+
+/// The request target sent upstream: origin form for HTTP/1, absolute for h2c.
+struct UpstreamTarget {
+    /// The client's target when it can be sent as it is.
+    origin: Option<Uri>,
+    path_and_query: String,
+    version: Version,
+}
+
+impl UpstreamTarget {
+    fn new(uri: &Uri, protocol: UpstreamProtocol) -> Self {
+        let version = match protocol {
+            UpstreamProtocol::Http1 => Version::HTTP_11,
+            UpstreamProtocol::H2c => Version::HTTP_2,
+        };
+        let origin_form = uri.scheme().is_none() && uri.authority().is_none();
+        let origin =
+            (protocol == UpstreamProtocol::Http1 && origin_form && uri.path_and_query().is_some())
+                .then(|| uri.clone());
+        let path_and_query = match origin {
+            Some(_) => String::new(),
+            None => uri
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .to_string(),
+        };
+        UpstreamTarget {
+            origin,
+            path_and_query,
+            version,
+        }
+    }
+
+    fn uri(&self, addr: SocketAddr) -> Option<Uri> {
+        if let Some(uri) = &self.origin {
+            return Some(uri.clone());
+        }
+        match self.version {
+            Version::HTTP_2 => format!("http://{addr}{}", self.path_and_query).parse().ok(),
+            _ => self.path_and_query.parse().ok(),
         }
     }
 }
@@ -394,16 +498,4 @@ fn respond(
     }
     parts.version = Version::HTTP_11;
     Response::from_parts(parts, Guarded::new(incoming, held).boxed())
-}
-
-/// A breaker refusal raised inside the upstream connector.
-fn overflow_kind(e: &hyper_util::client::legacy::Error) -> Option<Overflow> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(ConnectError::Overflow(kind)) = err.downcast_ref::<ConnectError>() {
-            return Some(*kind);
-        }
-        source = err.source();
-    }
-    None
 }

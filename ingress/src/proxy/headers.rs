@@ -19,6 +19,14 @@ const HOP_BY_HOP: &[HeaderName] = &[
 /// Remove hop-by-hop headers, including those named in `Connection`. With `upgrade`,
 /// keep `Connection: upgrade` and `Upgrade` so a WebSocket handshake passes through.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most messages carry none: one pass over the names is cheaper than a lookup for
+    // each. (Names listed in `Connection` need a `Connection` header.)
+    let hop_by_hop = |name: &HeaderName| {
+        HOP_BY_HOP.contains(name) || name == "keep-alive" || name == "proxy-connection"
+    };
+    if !headers.keys().any(hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -26,18 +34,20 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
-    let upgrade_value = headers.get(header::UPGRADE).cloned();
+    let upgrade_value = if upgrade {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
     for name in named.iter().chain(HOP_BY_HOP) {
         headers.remove(name);
     }
     for extra in ["keep-alive", "proxy-connection"] {
         headers.remove(extra);
     }
-    if upgrade {
-        if let Some(v) = upgrade_value {
-            headers.insert(header::UPGRADE, v);
-            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        }
+    if let Some(v) = upgrade_value {
+        headers.insert(header::UPGRADE, v);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
 }
 
@@ -55,35 +65,56 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
 /// Append the client to `X-Forwarded-For`; set `X-Forwarded-Proto` and
 /// `X-Forwarded-Host`.
 pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool, host: &str) {
+    match HeaderValue::from_str(host) {
+        Ok(v) if !host.is_empty() => set_forwarded(headers, &forwarded_for(client), tls, &v),
+        _ => {
+            set_forwarded(
+                headers,
+                &forwarded_for(client),
+                tls,
+                &HeaderValue::from_static(""),
+            );
+            headers.remove("x-forwarded-host");
+        }
+    }
+}
+
+/// The client's address as an `X-Forwarded-For` entry (IPv4-mapped IPv6 as IPv4).
+pub(super) fn forwarded_for(client: IpAddr) -> HeaderValue {
     let client = match client {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
         v4 => v4,
     };
-    let prior: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let xff = if prior.is_empty() {
-        client.to_string()
+    HeaderValue::from_str(&client.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+/// [`add_forwarded`] with the client's entry and the host already as header values.
+pub(super) fn set_forwarded(
+    headers: &mut HeaderMap,
+    client: &HeaderValue,
+    tls: bool,
+    host: &HeaderValue,
+) {
+    let xff = if headers.contains_key("x-forwarded-for") {
+        let mut prior: Vec<&[u8]> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter(|v| v.to_str().is_ok())
+            .map(HeaderValue::as_bytes)
+            .collect();
+        prior.push(client.as_bytes());
+        HeaderValue::from_bytes(&prior.join(&b", "[..])).ok()
     } else {
-        format!("{}, {client}", prior.join(", "))
+        Some(client.clone())
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert("x-forwarded-for", v);
     }
     headers.insert(
         "x-forwarded-proto",
         HeaderValue::from_static(if tls { "https" } else { "http" }),
     );
-    match HeaderValue::from_str(host) {
-        Ok(v) if !host.is_empty() => {
-            headers.insert("x-forwarded-host", v);
-        }
-        _ => {
-            headers.remove("x-forwarded-host");
-        }
-    }
+    headers.insert("x-forwarded-host", host.clone());
 }
 
 /// Both `Content-Length` and `Transfer-Encoding`, or several different

@@ -13,12 +13,13 @@ mod forward;
 mod headers;
 mod service;
 mod upgrade;
+mod upstream;
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -35,9 +36,10 @@ pub use body::ProxyBody;
 pub use headers::{add_forwarded, ambiguous_framing, strip_hop_by_hop, wants_upgrade};
 
 use crate::config::{ConfigError, Entrypoint, Router, Routes};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::rule::RequestView;
 use service::ServiceState;
+use upstream::ConnectError;
 
 /// An entrypoint being served by [`Proxy::start`].
 #[derive(Debug)]
@@ -139,6 +141,22 @@ pub struct Dial {
     pub dialer: Dialer,
 }
 
+impl Dial {
+    /// Open a TCP connection to `addr` within the timeout, with `TCP_NODELAY`.
+    async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, ConnectError> {
+        let stream = tokio::time::timeout(self.timeout, self.dialer.dial(addr))
+            .await
+            .map_err(|_| ConnectError::Timeout)??;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+}
+
+/// Lock `m`: the state it guards stays consistent even if a holder panicked.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl Default for ProxyOptions {
     fn default() -> Self {
         ProxyOptions {
@@ -153,22 +171,26 @@ impl Default for ProxyOptions {
     }
 }
 
-/// The routers in match order, and the services they use.
+/// One router with what the request path needs of it resolved at update time.
+struct Route {
+    name: String,
+    router: Router,
+    /// The router's service (`None`: the name is unknown).
+    service: Option<Arc<ServiceState>>,
+    metrics: RouteMetrics,
+}
+
+/// The routes in match order.
 #[derive(Default)]
 struct RouteTable {
     /// Sorted by priority (high first), then name.
-    routers: Vec<(String, Router)>,
-    services: HashMap<String, Arc<ServiceState>>,
+    routes: Vec<Route>,
 }
 
 impl RouteTable {
-    fn route(
-        &self,
-        entrypoint: &str,
-        tls: bool,
-        view: &RequestView<'_>,
-    ) -> Option<&(String, Router)> {
-        self.routers.iter().find(|(_, r)| {
+    fn route(&self, entrypoint: &str, tls: bool, view: &RequestView<'_>) -> Option<&Route> {
+        self.routes.iter().find(|route| {
+            let r = &route.router;
             (r.entrypoints.is_empty() || r.entrypoints.iter().any(|e| e == entrypoint))
                 && (!r.tls || tls)
                 && r.rule.matches(view)
@@ -182,6 +204,8 @@ struct ConnInfo {
     entrypoint: Arc<str>,
     client: SocketAddr,
     tls: bool,
+    /// The client's address as an `X-Forwarded-For` value.
+    forwarded_for: http::HeaderValue,
 }
 
 /// The L7 proxy. Cheap to share: wrap in `Arc` and call [`Proxy::serve`] per entrypoint.
@@ -191,6 +215,8 @@ pub struct Proxy {
     services: Mutex<HashMap<String, Arc<ServiceState>>>,
     options: ProxyOptions,
     metrics: Metrics,
+    /// Request metrics of requests that matched no router.
+    unrouted: RouteMetrics,
     registry: prometheus::Registry,
 }
 
@@ -203,6 +229,7 @@ impl Proxy {
             table: ArcSwap::from_pointee(RouteTable::default()),
             services: Mutex::new(HashMap::new()),
             options,
+            unrouted: RouteMetrics::new(&metrics, "", ""),
             metrics,
             registry,
         }))
@@ -218,7 +245,7 @@ impl Proxy {
     /// and hosts that remain (ejections, counts, pooled connections) is kept.
     pub fn update(&self, routes: Routes) -> Result<(), ConfigError> {
         routes.validate()?;
-        let mut registry = self.services.lock().unwrap_or_else(|p| p.into_inner());
+        let mut registry = lock(&self.services);
         let mut services = HashMap::new();
         for (name, config) in routes.services {
             let state = match registry.get(&name) {
@@ -237,10 +264,21 @@ impl Proxy {
             };
             services.insert(name, state);
         }
-        *registry = services.clone();
-        let mut routers: Vec<(String, Router)> = routes.routers.into_iter().collect();
-        routers.sort_by(|(an, a), (bn, b)| b.priority.cmp(&a.priority).then_with(|| an.cmp(bn)));
-        self.table.store(Arc::new(RouteTable { routers, services }));
+        let mut table: Vec<Route> = routes
+            .routers
+            .into_iter()
+            .map(|(name, router)| Route {
+                service: services.get(&router.service).cloned(),
+                metrics: RouteMetrics::new(&self.metrics, &name, &router.service),
+                name,
+                router,
+            })
+            .collect();
+        *registry = services;
+        table.sort_by(|a, b| {
+            (b.router.priority.cmp(&a.router.priority)).then_with(|| a.name.cmp(&b.name))
+        });
+        self.table.store(Arc::new(RouteTable { routes: table }));
         Ok(())
     }
 
@@ -255,6 +293,10 @@ impl Proxy {
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let entrypoint: Arc<str> = entrypoint.into();
         let acceptor = tls.map(TlsAcceptor::from);
+        let open = self
+            .metrics
+            .open_connections
+            .with_label_values(&[&*entrypoint]);
         async move {
             loop {
                 let (stream, client) = match listener.accept().await {
@@ -271,9 +313,15 @@ impl Proxy {
                     entrypoint: entrypoint.clone(),
                     client,
                     tls: acceptor.is_some(),
+                    forwarded_for: headers::forwarded_for(client.ip()),
                 };
                 let acceptor = acceptor.clone();
-                tokio::spawn(async move { proxy.serve_connection(stream, info, acceptor).await });
+                let open = open.clone();
+                tokio::spawn(async move {
+                    open.inc();
+                    proxy.serve_connection(stream, info, acceptor).await;
+                    open.dec();
+                });
             }
         }
     }
@@ -328,11 +376,6 @@ impl Proxy {
         info: ConnInfo,
         acceptor: Option<TlsAcceptor>,
     ) {
-        let gauge = self
-            .metrics
-            .open_connections
-            .with_label_values(&[&*info.entrypoint]);
-        gauge.inc();
         let _ = stream.set_nodelay(true);
         let builder = self.http_builder();
         let info = Arc::new(info);
@@ -369,7 +412,6 @@ impl Proxy {
         if let Err(e) = result {
             tracing::debug!(client = %info.client, error = %e, "client connection ended with an error");
         }
-        gauge.dec();
     }
 
     fn http_builder(&self) -> auto::Builder<TokioExecutor> {
@@ -378,6 +420,8 @@ impl Proxy {
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(self.options.header_read_timeout)
+            // Small responses go out in one plain write, head and body copied together.
+            .writev(false)
             .max_buf_size(self.options.max_header_bytes.max(8192));
         builder
             .http2()
@@ -391,16 +435,17 @@ impl Proxy {
         let table = self.table.load();
         let now = Instant::now();
         table
-            .routers
+            .routes
             .iter()
-            .map(|(name, r)| {
-                let backends = table
-                    .services
-                    .get(&r.service)
+            .map(|route| {
+                let r = &route.router;
+                let backends = route
+                    .service
+                    .as_deref()
                     .map(|s| backend_status(s, now))
                     .unwrap_or_default();
                 RouteStatus {
-                    router: name.clone(),
+                    router: route.name.clone(),
                     rule: r.rule_text.clone(),
                     priority: r.priority,
                     entrypoints: r.entrypoints.clone(),
@@ -415,7 +460,7 @@ impl Proxy {
 
 fn backend_status(s: &ServiceState, now: Instant) -> Vec<BackendStatus> {
     let snap = s.snapshot.load();
-    let outlier = s.outlier.lock().unwrap_or_else(|p| p.into_inner());
+    let outlier = lock(&s.outlier);
     snap.hosts
         .iter()
         .zip(&snap.weights)

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -13,7 +13,7 @@ use super::body::{Guarded, ProxyBody};
 use super::forward::{local, Held, Outstanding, RequestLog};
 use super::headers;
 use super::service::{ServiceSnapshot, ServiceState};
-use super::{ConnInfo, Proxy};
+use super::{ConnInfo, Dial, Proxy};
 use crate::breaker::Slot;
 use crate::retry::AttemptOutcome;
 
@@ -25,7 +25,7 @@ impl Proxy {
         snap: &ServiceSnapshot,
         mut req: Request<Incoming>,
         conn: &ConnInfo,
-        host: &str,
+        host: &HeaderValue,
         slot: Slot,
         log: &mut RequestLog,
     ) -> Response<ProxyBody> {
@@ -37,19 +37,14 @@ impl Proxy {
         let backend = snap.hosts[idx].clone();
         log.backend = Some(backend.addr);
         let outstanding = Outstanding::new(backend.clone());
-        let connect = tokio::time::timeout(
-            self.options.connect_timeout,
-            self.options.dialer.dial(backend.addr),
-        )
-        .await;
-        let stream = match connect {
-            Ok(Ok(s)) => s,
-            _ => {
-                self.record(service, &backend, &AttemptOutcome::ConnectFailure);
-                return local(StatusCode::BAD_GATEWAY, "backend unavailable");
-            }
+        let dial = Dial {
+            timeout: self.options.connect_timeout,
+            dialer: self.options.dialer.clone(),
         };
-        let _ = stream.set_nodelay(true);
+        let Ok(stream) = dial.connect(backend.addr).await else {
+            self.record(service, &backend, &AttemptOutcome::ConnectFailure);
+            return local(StatusCode::BAD_GATEWAY, "backend unavailable");
+        };
         let (mut sender, connection) =
             match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
                 Ok(pair) => pair,
@@ -65,7 +60,7 @@ impl Proxy {
         });
         let (mut parts, incoming) = req.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, true);
-        headers::add_forwarded(&mut parts.headers, conn.client.ip(), conn.tls, host);
+        headers::set_forwarded(&mut parts.headers, &conn.forwarded_for, conn.tls, host);
         let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         parts.uri = match path.parse() {
             Ok(u) => u,
@@ -83,7 +78,7 @@ impl Proxy {
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             let (mut parts, body) = resp.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers, false);
-            let held = Held::new(slot, None, outstanding);
+            let held = Held::new(slot, None, outstanding, None);
             return Response::from_parts(parts, Guarded::new(body, held).boxed());
         }
         let backend_upgrade = hyper::upgrade::on(&mut resp);

@@ -13,7 +13,8 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use shoal_ingress::{Proxy, ProxyOptions, Router, Routes, Server, Service};
+pub use shoal_ingress::Service;
+use shoal_ingress::{Proxy, ProxyOptions, Router, Routes};
 use tokio::net::TcpListener;
 
 pub type Resp = Response<Full<Bytes>>;
@@ -65,19 +66,6 @@ pub async fn dead_addr() -> SocketAddr {
     let addr = l.local_addr().unwrap();
     drop(l);
     addr
-}
-
-/// A service over `addrs`, default settings.
-pub fn service(addrs: &[SocketAddr]) -> Service {
-    Service::new(
-        addrs
-            .iter()
-            .map(|a| Server {
-                addr: *a,
-                weight: 1,
-            })
-            .collect(),
-    )
 }
 
 /// Routes from `(router, rule, service)` and `(service, Service)`.
