@@ -14,10 +14,17 @@ use cli::args::{Cli, Command};
 
 fn main() {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // `shoal proxy --threads 1` serves from one thread, like HAProxy's nbthread 1.
+    let mut builder = match &cli.command {
+        Command::Proxy(p) if p.threads == 1 => tokio::runtime::Builder::new_current_thread(),
+        Command::Proxy(p) if p.threads > 1 => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(p.threads);
+            b
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("shoal: cannot start the async runtime: {e}");

@@ -185,6 +185,8 @@ pub async fn run() -> anyhow::Result<Report> {
             me,
             vec![
                 "proxy".into(),
+                "--threads".into(),
+                "1".into(),
                 "--config".into(),
                 shoal_conf.display().to_string(),
             ],

@@ -88,6 +88,9 @@ pub struct ProxyArgs {
     /// The TOML file (see ingress/examples/routes.toml); re-read on SIGHUP.
     #[arg(long)]
     pub config: PathBuf,
+    /// Threads serving requests (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
