@@ -1,20 +1,21 @@
 //! The L7 ingress inside the agent: routes from service labels, backends from running
 //! tasks, swapped into the proxy on every change; entrypoints from `--ingress-http` and
-//! `--ingress-https`. Connections to backends leave from the node's ingress sandbox
-//! (`<prefix>ingress`), which has an address of its own on each routed network, so
-//! answers come back to this node rather than to the anycast gateway of the task's.
+//! `--ingress-https`. Connections to backends leave from the node's own address on the
+//! backend's network (on its bridge; see `overlay::mesh`), so answers come back to this
+//! node rather than to the anycast gateway of the task's.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use arc_swap::ArcSwap;
+use ipnet::Ipv4Net;
 use shoal_control::state::ClusterState;
-use shoal_control::Member;
-use shoal_dataplane::netns;
+use shoal_control::{Member, NodeId};
 use shoal_ingress::config::{from_labels, Entrypoint, Routes};
 use shoal_ingress::{Dialer, Proxy, ProxyOptions};
 use tokio::net::TcpSocket;
@@ -71,24 +72,40 @@ pub fn routes(state: &ClusterState) -> (Routes, Vec<(String, String)>) {
     (all, errors)
 }
 
-/// Opens backend connections from sockets made inside the namespace at `ns` (a socket
-/// keeps the namespace it was made in).
-fn dialer(ns: PathBuf) -> Dialer {
+/// This node's own address on each network: a backend connection leaves from the one
+/// on the backend's network.
+type Sources = Arc<ArcSwap<Vec<(Ipv4Net, Ipv4Addr)>>>;
+
+/// The node's own addresses in `state`, by network subnet.
+fn sources(state: &ClusterState, me: NodeId) -> Vec<(Ipv4Net, Ipv4Addr)> {
+    state
+        .endpoints
+        .values()
+        .filter(|e| e.node == me && e.ingress)
+        .filter_map(|e| Some((state.networks.get(&e.network)?.space.subnet(), e.ip)))
+        .collect()
+}
+
+/// Opens backend connections bound to this node's address on the backend's network.
+fn dialer(sources: Sources) -> Dialer {
     Dialer::new(move |addr| {
-        let ns = ns.clone();
+        let from = match addr.ip() {
+            IpAddr::V4(ip) => sources
+                .load()
+                .iter()
+                .find(|(net, _)| net.contains(&ip))
+                .map(|(_, from)| *from),
+            IpAddr::V6(_) => None,
+        };
         Box::pin(async move {
-            let socket = tokio::task::spawn_blocking(move || {
-                let file = std::fs::File::open(&ns)?;
-                netns::run_in(&file, move || {
-                    if addr.is_ipv4() {
-                        TcpSocket::new_v4()
-                    } else {
-                        TcpSocket::new_v6()
-                    }
-                })?
-            })
-            .await
-            .map_err(io::Error::other)??;
+            let from = from.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::AddrNotAvailable,
+                    format!("this node has no address on the network of backend {addr} yet"),
+                )
+            })?;
+            let socket = TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(IpAddr::V4(from), 0))?;
             socket.connect(addr).await
         })
     })
@@ -97,20 +114,22 @@ fn dialer(ns: PathBuf) -> Dialer {
 /// The ingress: its proxy and entrypoints.
 pub struct Ingress {
     proxy: Arc<Proxy>,
+    sources: Sources,
     entrypoints: BTreeMap<String, Entrypoint>,
 }
 
 impl Ingress {
-    /// A proxy whose backend connections leave from namespace `ns`; `http` and `https`
-    /// become the entrypoints `web` and `websecure` (the latter with `certificates`).
+    /// A proxy whose backend connections leave from this node's own addresses; `http`
+    /// and `https` become the entrypoints `web` and `websecure` (the latter with
+    /// `certificates`).
     pub fn new(
-        ns: &str,
         http: Option<SocketAddr>,
         https: Option<SocketAddr>,
         certificates: Vec<(PathBuf, PathBuf)>,
     ) -> anyhow::Result<Ingress> {
+        let sources: Sources = Arc::default();
         let proxy = Proxy::new(ProxyOptions {
-            dialer: dialer(netns::path_of(ns)),
+            dialer: dialer(sources.clone()),
             ..Default::default()
         })
         .context("cannot set up the ingress metrics")?;
@@ -137,7 +156,11 @@ impl Ingress {
                 },
             );
         }
-        Ok(Ingress { proxy, entrypoints })
+        Ok(Ingress {
+            proxy,
+            sources,
+            entrypoints,
+        })
     }
 
     /// The proxy.
@@ -161,7 +184,10 @@ impl Ingress {
         let mut reported: BTreeSet<(String, String)> = BTreeSet::new();
         loop {
             if member.synced() {
-                let (routes, errors) = routes(&member.replica().state());
+                let state = member.replica().state();
+                self.sources
+                    .store(Arc::new(sources(&state, member.node_id)));
+                let (routes, errors) = routes(&state);
                 for e in &errors {
                     if !reported.contains(e) {
                         tracing::warn!(service = %e.0, error = %e.1, "ignoring the routes of a service");

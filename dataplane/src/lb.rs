@@ -12,8 +12,9 @@
 //! from the table gets no new connection at once.
 //!
 //! - [`vip_table`]: in each client sandbox, VIP → task (client-side: no hairpin).
-//! - [`ingress_table`]: in a node's ingress sandbox, published port → task on any node,
-//!   source-NATed so replies come back through the same node.
+//! - Published ports are spread by the same cascade in the node's own table
+//!   ([`ruleset`](crate::overlay::ruleset)): straight to a task on any node, source-NATed
+//!   to the node's address on the task's network so replies come back through it.
 
 use std::net::Ipv4Addr;
 
@@ -33,7 +34,7 @@ pub struct Vip {
     pub backends: Vec<Ipv4Addr>,
 }
 
-/// A port published through the routing mesh, as an ingress sandbox serves it.
+/// A port published on a node's underlay address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Published {
     /// The service (for comments).
@@ -44,6 +45,9 @@ pub struct Published {
     pub port: u16,
     /// The tasks: address and target port.
     pub backends: Vec<(Ipv4Addr, u16)>,
+    /// Through the routing mesh (ingress mode): the tasks may be on any node, and
+    /// connections leave source-NATed to the node's address. Host mode: local tasks only.
+    pub mesh: bool,
 }
 
 /// The cascade of DNAT rules spreading `matching` over `backends`.
@@ -143,39 +147,6 @@ pub fn vip_table(vips: &[Vip]) -> Table {
     }
 }
 
-/// The table of a node's ingress sandbox: published ports go to tasks on any node, and
-/// leave source-NATed to the sandbox's own address so replies return the same way.
-pub fn ingress_table(ports: &[Published]) -> Table {
-    let mut pre = Vec::new();
-    for p in ports {
-        if p.backends.is_empty() {
-            continue;
-        }
-        let mut matching = m::l4proto(p.protocol);
-        matching.extend(m::dport(p.port));
-        let backends: Vec<(Ipv4Addr, Option<u16>)> = p
-            .backends
-            .iter()
-            .map(|(ip, port)| (*ip, Some(*port)))
-            .collect();
-        pre.extend(spread(&matching, &backends, &p.service));
-    }
-    // The ingress sandbox only forwards published-port connections: source-NAT them all,
-    // so the tasks' replies come back through this node.
-    let masq = Rule {
-        exprs: vec![Expr::Masquerade],
-        comment: "replies come back through this node".into(),
-    };
-    Table {
-        name: LB_TABLE.into(),
-        family: Family::Ip,
-        chains: vec![
-            nat_chain("prerouting", Hook::Prerouting, -100, pre),
-            nat_chain("postrouting", Hook::Postrouting, 100, vec![masq]),
-        ],
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,26 +187,5 @@ mod tests {
         assert_eq!(t.chains[1].rules.len(), 1);
         let text = t.to_string();
         assert!(text.contains("db: no running task"), "{text}");
-    }
-
-    #[test]
-    fn ingress_matches_protocol_and_port() {
-        let t = ingress_table(&[Published {
-            service: "web".into(),
-            protocol: 17,
-            port: 8053,
-            backends: vec![(Ipv4Addr::new(10, 0, 0, 5), 53)],
-        }]);
-        let r = &t.chains[0].rules[0];
-        assert!(r.exprs.contains(&Expr::Cmp {
-            sreg: 1,
-            op: CmpOp::Eq,
-            data: vec![17]
-        }));
-        assert!(r.exprs.contains(&Expr::Cmp {
-            sreg: 1,
-            op: CmpOp::Eq,
-            data: 8053u16.to_be_bytes().to_vec()
-        }));
     }
 }

@@ -89,7 +89,6 @@ impl Agent {
         tokio::spawn(crate::overlay::mesh::run(
             member.clone(),
             overlay.clone(),
-            self.netns_prefix.clone(),
             stop.clone(),
         ));
         self.runner.store(Some(crate::tasks::Runner::start(
@@ -245,7 +244,6 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
     };
     let ingress = Arc::new(crate::l7::Ingress::new(
-        &format!("{}ingress", args.netns_prefix),
         args.ingress_http,
         args.ingress_https,
         args.ingress_cert.clone(),

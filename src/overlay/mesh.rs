@@ -1,12 +1,14 @@
 //! The routing mesh and VIPs on this node.
 //!
 //! ```text
-//!  client ─▶ node:PUBLISHED ─dnat─▶ ingress sandbox (own address on the service network)
-//!                                     ─dnat + masquerade─▶ any running task (any node)
+//!  client ─▶ node:PUBLISHED ─dnat to any running task + snat to the node's address─▶ task
 //!  sandbox ─▶ VIP:any port ─dnat in the sandbox itself─▶ a running task (no hairpin)
 //! ```
-//! The ingress sandbox has addresses of its own (unique MACs), unlike the anycast
-//! gateway, so source NAT to it brings the tasks' replies back through this node.
+//! The node's address on a published service's network is its own (own MAC), unlike
+//! the anycast gateway, so source NAT to it brings the tasks' answers back through this
+//! node; it sits on the network's bridge (see `shoal_dataplane::overlay::NodeAddr`), so
+//! a published connection is translated once, in the node, like a VIP connection is in
+//! its sandbox.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use std::time::Duration;
 
 use shoal_control::state::{AttachSpec, ClusterState, PublishMode};
 use shoal_control::{Member, NodeId};
-use shoal_dataplane::lb::{ingress_table, vip_table, Published, Vip, LB_TABLE};
+use shoal_dataplane::lb::{vip_table, Vip, LB_TABLE};
 use shoal_dataplane::netns;
 use shoal_dataplane::nft::{self, Family, Table};
 use shoal_dataplane::overlay::digest;
@@ -24,8 +26,12 @@ use super::view::backends;
 use super::Overlay;
 use crate::agent::networks::{attach_and_wait, detach_and_wait};
 
-/// The networks this node's ingress sandbox must be on: the first network of every
-/// service that publishes a port through the mesh.
+/// The sandbox key of a node's own addresses in the state (they live on its bridges;
+/// nothing exists at this path).
+pub const NODE_SANDBOX: &str = "/run/shoal/node-address";
+
+/// The networks this node needs an address of its own on: the first network of every
+/// service that publishes a port through the mesh or has HTTP routes.
 pub fn ingress_networks(state: &ClusterState) -> BTreeSet<String> {
     state
         .services
@@ -41,18 +47,12 @@ pub fn ingress_networks(state: &ClusterState) -> BTreeSet<String> {
         .collect()
 }
 
-/// Keeps the ingress sandbox `<prefix>ingress` attached to exactly the networks that need it.
-pub async fn run(
-    member: Arc<Member>,
-    overlay: Arc<Overlay>,
-    prefix: String,
-    stop: CancellationToken,
-) {
-    let ns = format!("{prefix}ingress");
+/// Keeps this node's own addresses on exactly the networks that need them.
+pub async fn run(member: Arc<Member>, overlay: Arc<Overlay>, stop: CancellationToken) {
     let mut changes = member.replica().changes();
     loop {
         if member.synced() && !member.is_removed() {
-            if let Err(e) = step(&member, &overlay, &ns).await {
+            if let Err(e) = step(&member, &overlay).await {
                 tracing::warn!(error = %e, "routing mesh not ready yet; will retry");
             }
         }
@@ -64,30 +64,20 @@ pub async fn run(
     }
 }
 
-async fn step(member: &Member, overlay: &Overlay, ns: &str) -> Result<(), String> {
+async fn step(member: &Member, overlay: &Overlay) -> Result<(), String> {
     let state = member.replica().state();
     let want = ingress_networks(&state);
-    let path = netns::path_of(ns).to_string_lossy().into_owned();
-    let have: BTreeSet<String> = state
+    let have: BTreeMap<String, String> = state
         .endpoints
         .values()
         .filter(|e| e.node == member.node_id && e.ingress)
-        .map(|e| e.network.clone())
+        .map(|e| (e.network.clone(), e.sandbox.clone()))
         .collect();
-    if want.is_empty() && have.is_empty() {
-        if netns::path_of(ns).exists() {
-            netns::delete(ns).map_err(|e| e.to_string())?;
-        }
-        return Ok(());
-    }
-    if !want.is_empty() && !netns::path_of(ns).exists() {
-        netns::create(ns).map_err(|e| format!("cannot create the ingress sandbox {ns}: {e}"))?;
-    }
-    for n in want.difference(&have) {
+    for n in want.iter().filter(|n| !have.contains_key(*n)) {
         let spec = AttachSpec {
             network: n.clone(),
             node: member.node_id,
-            sandbox: path.clone(),
+            sandbox: NODE_SANDBOX.into(),
             name: None,
             aliases: vec![],
             ip: None,
@@ -99,28 +89,29 @@ async fn step(member: &Member, overlay: &Overlay, ns: &str) -> Result<(), String
             .await
             .map_err(|e| e.to_string())?;
     }
-    for n in have.difference(&want) {
-        detach_and_wait(member, Some(overlay), n, path.clone())
+    for (n, sandbox) in have.iter().filter(|(n, _)| !want.contains(*n)) {
+        detach_and_wait(member, Some(overlay), n, sandbox.clone())
             .await
             .map_err(|e| e.to_string())?;
     }
     Ok(())
 }
 
-/// Programs the VIP table of every local sandbox and the ingress sandbox's table.
+/// Programs the VIP table of every local sandbox, and the idle timeouts of load-balanced
+/// connections there and in the node (where published connections are tracked).
 pub async fn program(state: &ClusterState, me: NodeId, idle_timeout: Option<Duration>) {
     let mut sandboxes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut ingress: Option<String> = None;
-    for e in state.endpoints.values().filter(|e| e.node == me) {
-        if e.ingress {
-            ingress = Some(e.sandbox.clone());
-        }
+    for e in state
+        .endpoints
+        .values()
+        .filter(|e| e.node == me && !e.ingress)
+    {
         sandboxes
             .entry(e.sandbox.clone())
             .or_default()
             .insert(e.network.clone());
     }
-    let mut jobs: Vec<(String, Table, bool)> = Vec::new();
+    let mut jobs: Vec<(String, Table)> = Vec::new();
     for (sandbox, networks) in &sandboxes {
         let vips: Vec<Vip> = state
             .services
@@ -140,65 +131,26 @@ pub async fn program(state: &ClusterState, me: NodeId, idle_timeout: Option<Dura
                     .collect(),
             })
             .collect();
-        let is_ingress = ingress.as_deref() == Some(sandbox.as_str());
-        let table = if is_ingress {
-            let ports: Vec<Published> = state
-                .services
-                .values()
-                .filter_map(|s| s.spec.networks.first().map(|n| (s, n)))
-                .flat_map(|(s, n)| {
-                    s.spec
-                        .publish
-                        .iter()
-                        .filter(|p| p.mode == PublishMode::Ingress)
-                        .map(move |p| Published {
-                            service: s.spec.name.clone(),
-                            protocol: p.protocol.number(),
-                            port: p.published,
-                            backends: backends(state, &s.spec.name, n)
-                                .into_iter()
-                                .map(|(ip, _)| (ip, p.target))
-                                .collect(),
-                        })
-                })
-                .collect();
-            ingress_table(&ports)
-        } else {
-            vip_table(&vips)
-        };
-        jobs.push((sandbox.clone(), table, is_ingress));
+        jobs.push((sandbox.clone(), vip_table(&vips)));
     }
     let result = tokio::task::spawn_blocking(move || {
-        for (sandbox, table, is_ingress) in jobs {
+        if let Some(t) = idle_timeout {
+            set_idle_timeout(t);
+        }
+        for (sandbox, table) in jobs {
             let ns = match netns::open(&sandbox) {
                 Ok(ns) => ns,
                 Err(_) => continue,
             };
             let empty = table.chains.iter().all(|c| c.rules.is_empty());
             let applied = netns::run_in(&ns, move || -> Result<(), String> {
-                if is_ingress {
-                    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
-                        .map_err(|e| e.to_string())?;
-                }
                 if empty {
                     nft::remove_table(LB_TABLE, Family::Ip).map_err(|e| e.to_string())?;
                 } else {
                     nft::ensure_table(&table, &digest(&table)).map_err(|e| e.to_string())?;
                 }
                 if let Some(t) = idle_timeout {
-                    let secs = t.as_secs().max(1).to_string();
-                    for f in [
-                        "nf_conntrack_tcp_timeout_established",
-                        "nf_conntrack_udp_timeout_stream",
-                    ] {
-                        let path = format!("/proc/sys/net/netfilter/{f}");
-                        if std::fs::read_to_string(&path)
-                            .map(|v| v.trim() != secs)
-                            .unwrap_or(false)
-                        {
-                            let _ = std::fs::write(&path, &secs);
-                        }
-                    }
+                    set_idle_timeout(t);
                 }
                 Ok(())
             });
@@ -216,5 +168,23 @@ pub async fn program(state: &ClusterState, me: NodeId, idle_timeout: Option<Dura
     .await;
     if let Err(e) = result {
         tracing::warn!(error = %e, "load balancing programming failed");
+    }
+}
+
+/// Sets conntrack's idle timeouts for established TCP and UDP streams in the current
+/// namespace, where they differ.
+fn set_idle_timeout(t: Duration) {
+    let secs = t.as_secs().max(1).to_string();
+    for f in [
+        "nf_conntrack_tcp_timeout_established",
+        "nf_conntrack_udp_timeout_stream",
+    ] {
+        let path = format!("/proc/sys/net/netfilter/{f}");
+        if std::fs::read_to_string(&path)
+            .map(|v| v.trim() != secs)
+            .unwrap_or(false)
+        {
+            let _ = std::fs::write(&path, &secs);
+        }
     }
 }

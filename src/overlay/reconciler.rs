@@ -11,7 +11,7 @@ use shoal_control::api::{LeaderRequest, StatusSection};
 use shoal_control::state::Command;
 use shoal_control::Member;
 use shoal_dataplane::netlink::Netlink;
-use shoal_dataplane::nft::{self, Family};
+use shoal_dataplane::nft;
 use shoal_dataplane::overlay::{self, NodePlan, NFT_TABLE};
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
@@ -239,16 +239,21 @@ async fn reconcile(
     }
 }
 
-/// Programs (or removes) shoal's nftables table for `plan`.
+/// Programs (or removes) shoal's nftables tables for `plan`: the node's own (`ip`) and,
+/// where the node has addresses of its own on networks, the bridge one.
 pub async fn apply_rules(plan: &NodePlan) -> Result<(), String> {
-    let table = overlay::ruleset(plan);
+    let tables = [overlay::ruleset(plan), overlay::bridge_ruleset(plan)];
     let empty = plan.networks.is_empty();
     tokio::task::spawn_blocking(move || {
-        if empty {
-            nft::remove_table(NFT_TABLE, Family::Ip).map(|_| ())
-        } else {
-            nft::ensure_table(&table, &overlay::digest(&table)).map(|_| ())
+        for table in tables {
+            let unused = empty || table.chains.iter().all(|c| c.rules.is_empty());
+            if unused {
+                nft::remove_table(NFT_TABLE, table.family)?;
+            } else {
+                nft::ensure_table(&table, &overlay::digest(&table))?;
+            }
         }
+        Ok::<(), nft::NftError>(())
     })
     .await
     .map_err(|e| e.to_string())?

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use shoal_control::state::{ClusterState, Endpoint, PublishMode, TaskState};
 use shoal_control::NodeId;
 use shoal_dataplane::lb::Published;
-use shoal_dataplane::overlay::{EndpointPlan, NetworkPlan, NodePlan, Remote};
+use shoal_dataplane::overlay::{EndpointPlan, NetworkPlan, NodeAddr, NodePlan, Remote};
 use shoal_dataplane::wg::plan::{EncryptedNetwork, PeerPlan, WgPlan};
 
 /// The overlay node `me` should have.
@@ -50,11 +50,19 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
             internal: net.internal,
             encrypted: net.encrypted,
             remotes,
+            node_addr: mine
+                .iter()
+                .find(|e| e.ingress && e.network == net.name)
+                .map(|e| NodeAddr {
+                    ip: e.ip,
+                    mac: e.mac,
+                }),
         });
     }
-    // The default route of a sandbox goes through its first non-internal network.
+    // The default route of a sandbox goes through its first non-internal network. The
+    // node's own addresses (ingress endpoints) live on its bridges, not in a sandbox.
     let mut default_for: BTreeMap<&str, &str> = BTreeMap::new();
-    let mut ordered = mine.clone();
+    let mut ordered: Vec<&Endpoint> = mine.iter().copied().filter(|e| !e.ingress).collect();
     ordered.sort_by_key(|e| (e.sandbox.clone(), ifname_order(&e.ifname)));
     for e in &ordered {
         let internal = state.networks.get(&e.network).is_none_or(|n| n.internal);
@@ -119,31 +127,30 @@ pub fn ingress_ip(state: &ClusterState, me: NodeId, network: &str) -> Option<Ipv
         .map(|e| e.ip)
 }
 
-/// Ports published on node `me`: ingress-mode ports go to its ingress sandbox, host-mode
-/// ports to its own running tasks.
+/// Ports published on node `me`: ingress-mode ports go to the running tasks on any node
+/// (once the node has its own address on the service's network to answer from),
+/// host-mode ports to its own running tasks.
 fn published(state: &ClusterState, me: NodeId) -> Vec<Published> {
     let mut out = Vec::new();
     for s in state.services.values() {
         let Some(network) = s.spec.networks.first() else {
             continue;
         };
+        let tasks = backends(state, &s.spec.name, network);
+        let reachable = ingress_ip(state, me, network).is_some();
         for p in &s.spec.publish {
-            let backends = match p.mode {
-                PublishMode::Ingress => ingress_ip(state, me, network)
-                    .map(|ip| (ip, p.published))
-                    .into_iter()
-                    .collect(),
-                PublishMode::Host => backends(state, &s.spec.name, network)
-                    .into_iter()
-                    .filter(|(_, node)| *node == me)
-                    .map(|(ip, _)| (ip, p.target))
-                    .collect(),
-            };
+            let mesh = p.mode == PublishMode::Ingress;
+            let backends = tasks
+                .iter()
+                .filter(|(_, node)| if mesh { reachable } else { *node == me })
+                .map(|(ip, _)| (*ip, p.target))
+                .collect();
             out.push(Published {
                 service: s.spec.name.clone(),
                 protocol: p.protocol.number(),
                 port: p.published,
                 backends,
+                mesh,
             });
         }
     }

@@ -101,7 +101,8 @@ pub struct AttachSpec {
     /// The scheduled task the sandbox is, if any.
     #[serde(default)]
     pub task: Option<String>,
-    /// The node's own ingress sandbox (routing mesh); may join non-attachable networks.
+    /// The node's own address (routing mesh, L7 ingress): on its bridge, not in a
+    /// sandbox; may join non-attachable networks.
     #[serde(default)]
     pub ingress: bool,
 }
@@ -132,7 +133,7 @@ pub struct Endpoint {
     /// The scheduled task it is, if any.
     #[serde(default)]
     pub task: Option<String>,
-    /// The node's ingress sandbox.
+    /// The node's own address on the network (routing mesh, L7 ingress).
     #[serde(default)]
     pub ingress: bool,
     /// When it was attached (unix ms).

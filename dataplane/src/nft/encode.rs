@@ -244,6 +244,27 @@ fn meta_key(k: MetaKey) -> u32 {
         MetaKey::OifName => NFT_META_OIFNAME,
         MetaKey::L4Proto => NFT_META_L4PROTO,
         MetaKey::Mark => NFT_META_MARK,
+        MetaKey::PktType => NFT_META_PKTTYPE,
+    }
+}
+
+fn payload_place(d: &mut Attrs<'_>, base: PayloadBase, offset: u32, len: u32) {
+    let b = match base {
+        PayloadBase::LinkLayer => NFT_PAYLOAD_LL_HEADER,
+        PayloadBase::Network => NFT_PAYLOAD_NETWORK_HEADER,
+        PayloadBase::Transport => NFT_PAYLOAD_TRANSPORT_HEADER,
+    };
+    d.be32(NFTA_PAYLOAD_BASE, b);
+    d.be32(NFTA_PAYLOAD_OFFSET, offset);
+    d.be32(NFTA_PAYLOAD_LEN, len);
+}
+
+fn nat(d: &mut Attrs<'_>, kind: u32, addr_reg: u32, port_reg: Option<u32>) {
+    d.be32(NFTA_NAT_TYPE, kind);
+    d.be32(NFTA_NAT_FAMILY, NFPROTO_IPV4);
+    d.be32(NFTA_NAT_REG_ADDR_MIN, addr_reg);
+    if let Some(p) = port_reg {
+        d.be32(NFTA_NAT_REG_PROTO_MIN, p);
     }
 }
 
@@ -273,13 +294,21 @@ fn expr(a: &mut Attrs<'_>, e: &Expr) {
             dreg,
         } => {
             d.be32(NFTA_PAYLOAD_DREG, *dreg);
-            let b = match base {
-                PayloadBase::Network => NFT_PAYLOAD_NETWORK_HEADER,
-                PayloadBase::Transport => NFT_PAYLOAD_TRANSPORT_HEADER,
-            };
-            d.be32(NFTA_PAYLOAD_BASE, b);
-            d.be32(NFTA_PAYLOAD_OFFSET, *offset);
-            d.be32(NFTA_PAYLOAD_LEN, *len);
+            payload_place(d, *base, *offset, *len);
+        }
+        Expr::PayloadSet {
+            base,
+            offset,
+            len,
+            sreg,
+        } => {
+            d.be32(NFTA_PAYLOAD_SREG, *sreg);
+            payload_place(d, *base, *offset, *len);
+            d.be32(NFTA_PAYLOAD_CSUM_TYPE, NFT_PAYLOAD_CSUM_NONE);
+        }
+        Expr::MetaSet { key, sreg } => {
+            d.be32(NFTA_META_KEY, meta_key(*key));
+            d.be32(NFTA_META_SREG, *sreg);
         }
         Expr::Bitwise {
             sreg,
@@ -310,14 +339,8 @@ fn expr(a: &mut Attrs<'_>, e: &Expr) {
             });
         }
         Expr::Masquerade | Expr::Counter | Expr::Notrack => {}
-        Expr::Dnat { addr_reg, port_reg } => {
-            d.be32(NFTA_NAT_TYPE, NFT_NAT_DNAT);
-            d.be32(NFTA_NAT_FAMILY, NFPROTO_IPV4);
-            d.be32(NFTA_NAT_REG_ADDR_MIN, *addr_reg);
-            if let Some(p) = port_reg {
-                d.be32(NFTA_NAT_REG_PROTO_MIN, *p);
-            }
-        }
+        Expr::Dnat { addr_reg, port_reg } => nat(d, NFT_NAT_DNAT, *addr_reg, *port_reg),
+        Expr::Snat { addr_reg } => nat(d, NFT_NAT_SNAT, *addr_reg, None),
         Expr::Numgen {
             dreg,
             modulus,

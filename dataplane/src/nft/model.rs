@@ -15,6 +15,8 @@ pub enum Family {
     Ip,
     /// IPv4 and IPv6.
     Inet,
+    /// Frames crossing a Linux bridge.
+    Bridge,
 }
 
 impl Family {
@@ -23,6 +25,7 @@ impl Family {
         match self {
             Family::Ip => NFPROTO_IPV4 as u8,
             Family::Inet => NFPROTO_INET as u8,
+            Family::Bridge => NFPROTO_BRIDGE as u8,
         }
     }
 }
@@ -143,11 +146,16 @@ pub enum MetaKey {
     L4Proto,
     /// Packet mark.
     Mark,
+    /// Packet type (host, broadcast, multicast, other host); settable in bridge
+    /// prerouting.
+    PktType,
 }
 
 /// Header a payload offset is relative to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PayloadBase {
+    /// Ethernet header.
+    LinkLayer,
     /// IP header.
     Network,
     /// TCP/UDP header.
@@ -175,12 +183,23 @@ pub enum Expr {
         mask: Vec<u8>,
         xor: Vec<u8>,
     },
+    /// Store a register into metadata.
+    MetaSet { key: MetaKey, sreg: u32 },
+    /// Write a register over header bytes (no checksum to fix: link-layer fields).
+    PayloadSet {
+        base: PayloadBase,
+        offset: u32,
+        len: u32,
+        sreg: u32,
+    },
     /// Load data into a register.
     Immediate { dreg: u32, data: Vec<u8> },
     /// A verdict.
     Verdict(Verdict),
     /// Source-NAT to the outgoing interface's address.
     Masquerade,
+    /// Source NAT to the address in a register.
+    Snat { addr_reg: u32 },
     /// Destination NAT to the address (and port) in registers.
     Dnat {
         addr_reg: u32,
@@ -202,13 +221,13 @@ impl Expr {
     /// The expression's netlink name.
     pub fn name(&self) -> &'static str {
         match self {
-            Expr::Meta { .. } => "meta",
+            Expr::Meta { .. } | Expr::MetaSet { .. } => "meta",
             Expr::Cmp { .. } => "cmp",
-            Expr::Payload { .. } => "payload",
+            Expr::Payload { .. } | Expr::PayloadSet { .. } => "payload",
             Expr::Bitwise { .. } => "bitwise",
             Expr::Immediate { .. } | Expr::Verdict(_) => "immediate",
             Expr::Masquerade => "masq",
-            Expr::Dnat { .. } => "nat",
+            Expr::Dnat { .. } | Expr::Snat { .. } => "nat",
             Expr::Numgen { .. } => "numgen",
             Expr::Counter => "counter",
             Expr::Notrack => "notrack",
@@ -341,12 +360,120 @@ pub mod m {
     pub fn verdict(v: Verdict) -> Vec<Expr> {
         vec![Expr::Verdict(v)]
     }
+    /// `meta mark MARK`.
+    pub fn mark(mark: u32) -> Vec<Expr> {
+        vec![
+            Expr::Meta {
+                key: MetaKey::Mark,
+                dreg: 1,
+            },
+            Expr::Cmp {
+                sreg: 1,
+                op: CmpOp::Eq,
+                data: mark.to_ne_bytes().to_vec(),
+            },
+        ]
+    }
+    /// `meta mark set MARK`.
+    pub fn set_mark(mark: u32) -> Vec<Expr> {
+        vec![
+            Expr::Immediate {
+                dreg: 1,
+                data: mark.to_ne_bytes().to_vec(),
+            },
+            Expr::MetaSet {
+                key: MetaKey::Mark,
+                sreg: 1,
+            },
+        ]
+    }
+    /// `snat to ADDR`.
+    pub fn snat(addr: Ipv4Addr) -> Vec<Expr> {
+        vec![
+            Expr::Immediate {
+                dreg: 1,
+                data: addr.octets().to_vec(),
+            },
+            Expr::Snat { addr_reg: 1 },
+        ]
+    }
+    /// `ether type T` (bridge family).
+    pub fn ether_type(ethertype: u16) -> Vec<Expr> {
+        vec![
+            Expr::Payload {
+                base: PayloadBase::LinkLayer,
+                offset: 12,
+                len: 2,
+                dreg: 1,
+            },
+            Expr::Cmp {
+                sreg: 1,
+                op: CmpOp::Eq,
+                data: ethertype.to_be_bytes().to_vec(),
+            },
+        ]
+    }
+    /// `ether daddr MAC` or `ether saddr MAC` (bridge family).
+    pub fn ether_addr(dst: bool, mac: [u8; 6]) -> Vec<Expr> {
+        vec![
+            Expr::Payload {
+                base: PayloadBase::LinkLayer,
+                offset: if dst { 0 } else { 6 },
+                len: 6,
+                dreg: 1,
+            },
+            Expr::Cmp {
+                sreg: 1,
+                op: CmpOp::Eq,
+                data: mac.to_vec(),
+            },
+        ]
+    }
+    /// `ether daddr set MAC` or `ether saddr set MAC` (bridge family).
+    pub fn set_ether_addr(dst: bool, mac: [u8; 6]) -> Vec<Expr> {
+        vec![
+            Expr::Immediate {
+                dreg: 1,
+                data: mac.to_vec(),
+            },
+            Expr::PayloadSet {
+                base: PayloadBase::LinkLayer,
+                offset: if dst { 0 } else { 6 },
+                len: 6,
+                sreg: 1,
+            },
+        ]
+    }
+    /// `meta pkttype set host`: a frame the bridge passes up is for this host (bridge
+    /// prerouting only).
+    pub fn set_pkttype_host() -> Vec<Expr> {
+        vec![
+            Expr::Immediate {
+                dreg: 1,
+                data: vec![0],
+            },
+            Expr::MetaSet {
+                key: MetaKey::PktType,
+                sreg: 1,
+            },
+        ]
+    }
 }
 
 impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Expr::Meta { key, dreg } => write!(f, "meta load {key:?} => reg {dreg}"),
+            Expr::MetaSet { key, sreg } => write!(f, "meta set {key:?} with reg {sreg}"),
+            Expr::PayloadSet {
+                base,
+                offset,
+                len,
+                sreg,
+            } => write!(
+                f,
+                "payload write reg {sreg} => {len}b @ {base:?} + {offset}"
+            ),
             Expr::Cmp { sreg, op, data } => {
                 let shown = match std::str::from_utf8(data) {
                     Ok(s) if data.iter().all(|b| b.is_ascii_graphic() || *b == 0) => {
@@ -375,6 +502,7 @@ impl fmt::Display for Expr {
             Expr::Immediate { dreg, data } => write!(f, "immediate reg {dreg} 0x{}", hex(data)),
             Expr::Verdict(v) => write!(f, "{}", verdict_text(v)),
             Expr::Masquerade => write!(f, "masquerade"),
+            Expr::Snat { addr_reg } => write!(f, "snat addr reg {addr_reg}"),
             Expr::Dnat { addr_reg, port_reg } => match port_reg {
                 Some(p) => write!(f, "dnat addr reg {addr_reg} port reg {p}"),
                 None => write!(f, "dnat addr reg {addr_reg}"),
@@ -413,6 +541,7 @@ impl fmt::Display for Table {
         let fam = match self.family {
             Family::Ip => "ip",
             Family::Inet => "inet",
+            Family::Bridge => "bridge",
         };
         writeln!(f, "table {fam} {} {{", self.name)?;
         for c in &self.chains {

@@ -62,7 +62,31 @@ pub struct NetworkPlan {
     /// Endpoints on other nodes: their MAC goes to the VXLAN FDB, their address to the
     /// proxy-ARP table.
     pub remotes: Vec<Remote>,
+    /// This node's own address on the network (routing mesh and L7 ingress), if it has
+    /// one.
+    pub node_addr: Option<NodeAddr>,
 }
+
+/// A node's own address and MAC on a network. Unlike the anycast gateway they are the
+/// node's alone, so traffic the node source-NATs to them comes back to it:
+///
+/// ```text
+///  client ─▶ node:PUBLISHED ─dnat to a task, mark─▶ bridge ─snat to node addr─▶ task (any node)
+///  task's answer ─▶ node MAC ─bridge prerouting: daddr := bridge MAC, pkttype host─▶ de-NAT ─▶ client
+/// ```
+/// The address sits on the bridge as a /32; frames the bridge sends from it leave with
+/// the node MAC (bridge output), so remote bridges learn where it lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NodeAddr {
+    /// The address.
+    pub ip: Ipv4Addr,
+    /// Its MAC.
+    pub mac: [u8; 6],
+}
+
+/// The mark on connections that came in through a published port of the routing mesh;
+/// they leave source-NATed to the node's address on the task's network.
+pub const MESH_MARK: u32 = 0x5348_0001;
 
 /// An endpoint on another node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -210,6 +234,9 @@ pub fn ruleset(plan: &NodePlan) -> Table {
             let mut matching = m::ip_addr(true, CmpOp::Eq, local, 32);
             matching.extend(m::l4proto(p.protocol));
             matching.extend(m::dport(p.port));
+            if p.mesh {
+                matching.extend(m::set_mark(MESH_MARK));
+            }
             let backends: Vec<(Ipv4Addr, Option<u16>)> = p
                 .backends
                 .iter()
@@ -222,6 +249,19 @@ pub fn ruleset(plan: &NodePlan) -> Table {
             ));
         }
     }
+    let mut mesh = Vec::new();
+    for n in &plan.networks {
+        let Some(addr) = n.node_addr else { continue };
+        let mut snat = m::mark(MESH_MARK);
+        snat.extend(m::oifname(CmpOp::Eq, &n.bridge()));
+        snat.extend(m::snat(addr.ip));
+        mesh.push(Rule {
+            exprs: snat,
+            comment: format!("{}: routing mesh, answers come back to this node", n.name),
+        });
+    }
+    mesh.extend(post);
+    let post = mesh;
     Table {
         name: NFT_TABLE.into(),
         family: Family::Ip,
@@ -245,6 +285,54 @@ pub fn ruleset(plan: &NodePlan) -> Table {
                 name: "postrouting".into(),
                 base: base(Hook::Postrouting, ChainType::Nat, 100),
                 rules: post,
+            },
+        ],
+    }
+}
+
+/// The bridge-family rules for the nodes' own addresses ([`NodeAddr`]): frames for the
+/// node MAC go up to the host, frames from the node address carry the node MAC.
+pub fn bridge_ruleset(plan: &NodePlan) -> Table {
+    let mut pre = Vec::new();
+    let mut out = Vec::new();
+    for n in &plan.networks {
+        let Some(addr) = n.node_addr else { continue };
+        let mut up = m::ether_addr(true, addr.mac);
+        up.extend(m::set_ether_addr(true, n.gateway_mac));
+        up.extend(m::set_pkttype_host());
+        pre.push(Rule {
+            exprs: up,
+            comment: format!("{}: frames for this node's address go up", n.name),
+        });
+        let mut own = m::ether_type(0x0800);
+        own.extend(m::ip_addr(false, CmpOp::Eq, addr.ip, 32));
+        own.extend(m::set_ether_addr(false, addr.mac));
+        out.push(Rule {
+            exprs: own,
+            comment: format!("{}: this node's address has its own MAC", n.name),
+        });
+    }
+    let base = |hook| {
+        Some(BaseChain {
+            hook,
+            kind: ChainType::Filter,
+            priority: 0,
+            accept: true,
+        })
+    };
+    Table {
+        name: NFT_TABLE.into(),
+        family: Family::Bridge,
+        chains: vec![
+            Chain {
+                name: "prerouting".into(),
+                base: base(Hook::Prerouting),
+                rules: pre,
+            },
+            Chain {
+                name: "output".into(),
+                base: base(Hook::Output),
+                rules: out,
             },
         ],
     }
@@ -293,7 +381,88 @@ mod tests {
             internal,
             encrypted: false,
             remotes: vec![],
+            node_addr: None,
         }
+    }
+
+    fn mesh_plan() -> NodePlan {
+        let mut n = net(4096, false);
+        n.node_addr = Some(NodeAddr {
+            ip: "10.0.0.9".parse().unwrap(),
+            mac: [2, 0x42, 10, 0, 0, 9],
+        });
+        NodePlan {
+            local_ip: Some("198.18.0.1".parse().unwrap()),
+            networks: vec![n, net(4097, false)],
+            published: vec![
+                crate::lb::Published {
+                    service: "web".into(),
+                    protocol: 17,
+                    port: 8053,
+                    backends: vec![("10.0.0.5".parse().unwrap(), 53)],
+                    mesh: true,
+                },
+                crate::lb::Published {
+                    service: "local".into(),
+                    protocol: 6,
+                    port: 8080,
+                    backends: vec![("10.0.0.6".parse().unwrap(), 80)],
+                    mesh: false,
+                },
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn mesh_ports_are_marked_and_leave_source_natted_to_the_node_address() {
+        let t = ruleset(&mesh_plan());
+        let chain = |name: &str| t.chains.iter().find(|c| c.name == name).unwrap();
+        let publish = &chain("publish").rules;
+        assert_eq!(publish.len(), 2);
+        let mark = m::set_mark(MESH_MARK);
+        let marked = |r: &Rule| r.exprs.windows(2).any(|w| w == mark.as_slice());
+        assert!(marked(&publish[0]), "the mesh port is marked");
+        assert!(!marked(&publish[1]), "host mode is not");
+        for (rule, proto, port) in [(&publish[0], 17u8, 8053u16), (&publish[1], 6, 8080)] {
+            for data in [vec![proto], port.to_be_bytes().to_vec()] {
+                assert!(rule.exprs.contains(&Expr::Cmp {
+                    sreg: 1,
+                    op: CmpOp::Eq,
+                    data
+                }));
+            }
+        }
+        let post = &chain("postrouting").rules;
+        let mut snat = m::mark(MESH_MARK);
+        snat.extend(m::oifname(CmpOp::Eq, "shl-b4096"));
+        snat.extend(m::snat("10.0.0.9".parse().unwrap()));
+        assert_eq!(post[0].exprs, snat, "source NAT comes before egress");
+        assert_eq!(
+            post.iter()
+                .filter(|r| r.exprs.contains(&Expr::Snat { addr_reg: 1 }))
+                .count(),
+            1,
+            "only the network with a node address"
+        );
+    }
+
+    #[test]
+    fn the_bridge_table_lifts_frames_for_the_node_mac_and_stamps_its_own() {
+        let t = bridge_ruleset(&mesh_plan());
+        assert_eq!(t.family, Family::Bridge);
+        let pre = &t.chains[0].rules;
+        let out = &t.chains[1].rules;
+        assert_eq!((pre.len(), out.len()), (1, 1));
+        let mut up = m::ether_addr(true, [2, 0x42, 10, 0, 0, 9]);
+        up.extend(m::set_ether_addr(true, [2, 0x42, 10, 0, 0, 1]));
+        up.extend(m::set_pkttype_host());
+        assert_eq!(pre[0].exprs, up);
+        assert!(out[0]
+            .exprs
+            .ends_with(&m::set_ether_addr(false, [2, 0x42, 10, 0, 0, 9])));
+        let none = bridge_ruleset(&NodePlan::default());
+        assert!(none.chains.iter().all(|c| c.rules.is_empty()));
     }
 
     #[test]

@@ -271,7 +271,8 @@ fn network_changes(
     forwarding: &mut Vec<Change>,
 ) {
     let br = n.bridge();
-    let gateway = (n.gateway, n.subnet.prefix_len());
+    let mut addrs = BTreeSet::from([(n.gateway, n.subnet.prefix_len())]);
+    addrs.extend(n.node_addr.map(|a| (a.ip, 32)));
     match observed.links.get(&br) {
         Some(l) if l.kind == LinkKind::Bridge => {
             if l.mtu != n.mtu || l.mac != Some(n.gateway_mac) || !l.up {
@@ -282,20 +283,18 @@ fn network_changes(
                     mac,
                 });
             }
-            for a in &l.addrs {
-                if *a != gateway {
-                    removals.push(Change::DelAddress {
-                        link: br.clone(),
-                        ip: a.0,
-                        prefix: a.1,
-                    });
-                }
+            for a in l.addrs.difference(&addrs) {
+                removals.push(Change::DelAddress {
+                    link: br.clone(),
+                    ip: a.0,
+                    prefix: a.1,
+                });
             }
-            if !l.addrs.contains(&gateway) {
+            for a in addrs.difference(&l.addrs) {
                 creations.push(Change::AddAddress {
                     link: br.clone(),
-                    ip: gateway.0,
-                    prefix: gateway.1,
+                    ip: a.0,
+                    prefix: a.1,
                 });
             }
         }
@@ -307,6 +306,13 @@ fn network_changes(
             creations.push(Change::CreateBridge { network: n.clone() });
         }
         None => creations.push(Change::CreateBridge { network: n.clone() }),
+    }
+    if !matches!(observed.links.get(&br), Some(l) if l.kind == LinkKind::Bridge) {
+        creations.extend(n.node_addr.map(|a| Change::AddAddress {
+            link: br.clone(),
+            ip: a.ip,
+            prefix: 32,
+        }));
     }
 
     if n.encrypted {

@@ -2,7 +2,7 @@ use std::collections::BTreeSet;
 
 use super::*;
 use crate::overlay::observe::Link;
-use crate::overlay::plan::Remote;
+use crate::overlay::plan::{NodeAddr, Remote};
 
 fn network() -> NetworkPlan {
     NetworkPlan {
@@ -19,6 +19,7 @@ fn network() -> NetworkPlan {
             mac: [2, 0x42, 10, 0, 0, 3],
             node_ip: "198.18.0.2".parse().unwrap(),
         }],
+        node_addr: None,
     }
 }
 
@@ -101,6 +102,35 @@ fn matching() -> Observed {
 #[test]
 fn a_matching_kernel_needs_no_change() {
     assert_eq!(diff(&plan(), &matching()), vec![]);
+}
+
+#[test]
+fn the_node_address_sits_on_the_bridge_as_a_host_route_and_leaves_with_it() {
+    let mut p = plan();
+    p.networks[0].node_addr = Some(NodeAddr {
+        ip: "10.0.0.9".parse().unwrap(),
+        mac: [2, 0x42, 10, 0, 0, 9],
+    });
+    let add = Change::AddAddress {
+        link: "shl-b4096".into(),
+        ip: "10.0.0.9".parse().unwrap(),
+        prefix: 32,
+    };
+    assert_eq!(diff(&p, &matching()), vec![add.clone()]);
+    let fresh = diff(&p, &Observed::default());
+    assert!(fresh.contains(&add), "a new bridge gets it too: {fresh:?}");
+    let mut have = matching();
+    let br = have.links.get_mut("shl-b4096").unwrap();
+    br.addrs.insert(("10.0.0.9".parse().unwrap(), 32));
+    assert_eq!(diff(&p, &have), vec![]);
+    assert_eq!(
+        diff(&plan(), &have),
+        vec![Change::DelAddress {
+            link: "shl-b4096".into(),
+            ip: "10.0.0.9".parse().unwrap(),
+            prefix: 32,
+        }]
+    );
 }
 
 #[test]
