@@ -12,6 +12,11 @@ mod tasks;
 use clap::Parser;
 use cli::args::{Cli, Command};
 
+/// mimalloc: the proxy allocates per request (headers, bodies, futures), and glibc's
+/// malloc was a visible part of its profile.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = Cli::parse();
     // `shoal proxy --threads 1` serves from one thread, like HAProxy's nbthread 1.

@@ -10,8 +10,11 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+/// Errors of bodies in flight (hyper's, or the proxy's own HTTP/1 client's).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The body type the proxy sends and answers with.
-pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
 /// A body with no bytes.
 pub fn empty() -> ProxyBody {
@@ -78,7 +81,7 @@ impl RequestBody {
         match self {
             RequestBody::Buffered(b) if b.is_empty() => Some(empty()),
             RequestBody::Buffered(b) => Some(full(b.clone())),
-            RequestBody::Streaming(p) => p.take().map(|p| p.boxed()),
+            RequestBody::Streaming(p) => p.take().map(|p| p.map_err(BoxError::from).boxed()),
         }
     }
 }
@@ -122,6 +125,25 @@ impl Body for PrefixedInner {
 
     fn is_end_stream(&self) -> bool {
         self.prefix.is_empty() && self.rest.is_end_stream()
+    }
+
+    /// Exact when the rest's is (a client's Content-Length stays the backend's).
+    fn size_hint(&self) -> SizeHint {
+        let read: u64 = self
+            .prefix
+            .iter()
+            .filter_map(|f| f.data_ref())
+            .map(|d| d.len() as u64)
+            .sum();
+        let rest = self.rest.size_hint();
+        match rest.exact() {
+            Some(n) if self.prefix.iter().all(|f| f.is_data()) => SizeHint::with_exact(read + n),
+            _ => {
+                let mut hint = SizeHint::new();
+                hint.set_lower(read + rest.lower());
+                hint
+            }
+        }
     }
 }
 

@@ -16,13 +16,13 @@ use std::sync::Arc;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use tokio::time::Instant;
 
 use super::body::{self, BodyGuard, Guarded, ProxyBody, RequestBody};
 use super::headers;
 use super::service::{HostState, ServiceSnapshot, ServiceState};
-use super::upstream::{ConnectError, Lease, SendError};
+use super::upstream::{ConnectError, SendError};
 use super::{lock, ConnInfo, Proxy, Route, RouteTable};
 use crate::breaker::{Overflow, Slot};
 use crate::config::UpstreamProtocol;
@@ -70,32 +70,19 @@ pub(super) struct Held {
     _request: Slot,
     _retry: Option<Slot>,
     _host: Outstanding,
-    lease: Option<Lease>,
 }
 
 impl Held {
-    pub(super) fn new(
-        request: Slot,
-        retry: Option<Slot>,
-        host: Outstanding,
-        lease: Option<Lease>,
-    ) -> Self {
+    pub(super) fn new(request: Slot, retry: Option<Slot>, host: Outstanding) -> Self {
         Held {
             _request: request,
             _retry: retry,
             _host: host,
-            lease,
         }
     }
 }
 
-impl BodyGuard for Held {
-    fn body_ended(&mut self) {
-        if let Some(lease) = self.lease.take() {
-            lease.release();
-        }
-    }
-}
+impl BodyGuard for Held {}
 
 /// A plain-text answer from the proxy itself.
 pub(super) fn local(status: StatusCode, text: &str) -> Response<ProxyBody> {
@@ -257,9 +244,7 @@ impl Proxy {
             Err(kind) => return self.overflow(service, kind),
         };
         if req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers()) {
-            return self
-                .upgrade(service, &snap, req, conn, host, slot, log)
-                .await;
+            return Box::pin(self.upgrade(service, &snap, req, conn, host, slot, log)).await;
         }
         let policy = route.router.retry.as_ref().unwrap_or(&snap.config.retry);
         self.forward(service, &snap, policy, req, conn, host, slot, log)
@@ -318,8 +303,12 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let (mut parts, incoming) = req.into_parts();
         let retry_allowed = policy.allows_method(&parts.method);
-        let mut body = if retry_allowed {
-            match RequestBody::read(incoming, self.options.max_buffered_body).await {
+        // Futures that are large or rarely needed are boxed below: each `.await` moves
+        // a future into its caller's state, and this one is moved into hyper's.
+        let mut body = if retry_allowed && incoming.is_end_stream() {
+            RequestBody::Buffered(bytes::Bytes::new())
+        } else if retry_allowed {
+            match Box::pin(RequestBody::read(incoming, self.options.max_buffered_body)).await {
                 Ok(b) => b,
                 Err(e) => {
                     return local(
@@ -374,16 +363,14 @@ impl Proxy {
                 (Some(t), Some(d)) => Some(t.min(d.saturating_duration_since(Instant::now()))),
                 (t, d) => t.or(d.map(|d| d.saturating_duration_since(Instant::now()))),
             };
-            let sent = upstream.send(&backend.pool, backend.addr, up);
+            let sent = Box::pin(upstream.send(&backend.pool, backend.addr, up));
             let result = match per_try {
                 Some(limit) => tokio::time::timeout(limit, sent).await.map_err(|_| ()),
                 None => Ok(sent.await),
             };
             let (outcome, response) = match result {
                 Err(()) => (AttemptOutcome::Timeout, None),
-                Ok(Ok((resp, lease))) => {
-                    (AttemptOutcome::Status(resp.status()), Some((resp, lease)))
-                }
+                Ok(Ok(resp)) => (AttemptOutcome::Status(resp.status()), Some(resp)),
                 Ok(Err(SendError::Connect(ConnectError::Overflow(kind)))) => {
                     return self.overflow(service, kind);
                 }
@@ -391,7 +378,7 @@ impl Proxy {
                     tracing::debug!(backend = %backend.addr, error = %e, "upstream attempt failed");
                     let outcome = match e {
                         SendError::Connect(_) => AttemptOutcome::ConnectFailure,
-                        SendError::Http(_) => AttemptOutcome::Reset,
+                        SendError::Http(_) | SendError::H1(_) => AttemptOutcome::Reset,
                     };
                     (outcome, None)
                 }
@@ -423,7 +410,7 @@ impl Proxy {
                     Err(kind) => self.count_overflow(service, kind),
                 }
             }
-            let Some((resp, lease)) = response else {
+            let Some(resp) = response else {
                 return match outcome {
                     AttemptOutcome::Timeout => {
                         local(StatusCode::GATEWAY_TIMEOUT, "backend timed out")
@@ -431,7 +418,7 @@ impl Proxy {
                     _ => local(StatusCode::BAD_GATEWAY, "backend unavailable"),
                 };
             };
-            let held = Held::new(slot, retry_slot, outstanding, lease);
+            let held = Held::new(slot, retry_slot, outstanding);
             let set_cookie = snap.config.sticky_cookie.as_deref().and_then(|name| {
                 let value = &snap.sticky_values[idx];
                 (sticky_in.as_deref() != Some(value.as_str()))
@@ -487,7 +474,7 @@ impl UpstreamTarget {
 
 /// The client's response: hop-by-hop headers removed, slots held by the body.
 fn respond(
-    resp: Response<Incoming>,
+    resp: Response<ProxyBody>,
     held: Held,
     set_cookie: Option<String>,
 ) -> Response<ProxyBody> {

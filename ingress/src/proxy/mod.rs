@@ -10,6 +10,7 @@
 
 mod body;
 mod forward;
+mod h1;
 mod headers;
 mod service;
 mod upgrade;

@@ -9,7 +9,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use super::body::{Guarded, ProxyBody};
+use super::body::{BoxError, Guarded, ProxyBody};
 use super::forward::{local, Held, Outstanding, RequestLog};
 use super::headers;
 use super::service::{ServiceSnapshot, ServiceState};
@@ -66,7 +66,7 @@ impl Proxy {
             Ok(u) => u,
             Err(_) => return local(StatusCode::BAD_REQUEST, "bad request target"),
         };
-        let up = Request::from_parts(parts, incoming.boxed());
+        let up = Request::from_parts(parts, incoming.map_err(BoxError::from).boxed());
         let mut resp = match sender.send_request(up).await {
             Ok(r) => r,
             Err(_) => {
@@ -78,8 +78,9 @@ impl Proxy {
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             let (mut parts, body) = resp.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers, false);
-            let held = Held::new(slot, None, outstanding, None);
-            return Response::from_parts(parts, Guarded::new(body, held).boxed());
+            let held = Held::new(slot, None, outstanding);
+            let body = Guarded::new(body.map_err(BoxError::from), held);
+            return Response::from_parts(parts, body.boxed());
         }
         let backend_upgrade = hyper::upgrade::on(&mut resp);
         tokio::spawn(async move {

@@ -1,38 +1,41 @@
-//! Upstream connections: per host, a small keep-alive pool of HTTP/1 senders (or one
-//! shared HTTP/2 sender for h2c), within the service's connection and pending limits.
+//! Upstream connections: per host, a small keep-alive pool of HTTP/1 connections (or
+//! one shared HTTP/2 sender for h2c), within the service's connection and pending
+//! limits.
 //!
 //! ```text
-//!  checkout(host) ─▶ idle sender ready? ─ yes ─▶ use it
+//!  checkout(host) ─▶ idle connection, not closed by the backend? ─ yes ─▶ use it
 //!        │ no
 //!        ▼
 //!  connection slot free? ─ no ─▶ pending slot? ─ no ─▶ Overflow(pending)
-//!        │ yes                        │ yes: wait for a slot or an idle sender
+//!        │ yes                        │ yes: wait for a slot or an idle connection
 //!        ▼                            ▼
-//!  dial (timeout) ─▶ handshake ─▶ spawn the connection task (holds the slot)
-//!  response body ends ─▶ sender back to the pool (LIFO; dropped after IDLE_TIMEOUT)
+//!  dial (timeout) ─▶ HTTP/1: the request's task drives it (see `h1`); h2c: a task
+//!  response body ends ─▶ connection back to the pool (LIFO; closed after IDLE_TIMEOUT)
 //! ```
-//! The request path takes the pool's mutex only to push or pop one sender.
+//! The request path takes the pool's mutex only to push or pop one connection.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use http_body_util::BodyExt;
+use hyper::body::Body;
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::body::ProxyBody;
+use super::body::{BoxError, ProxyBody};
+use super::h1::{H1Conn, H1Error, Home};
 use super::lock;
 use super::Dial;
 use crate::breaker::{BreakerCounts, Overflow};
 use crate::config::UpstreamProtocol;
 
-/// Idle HTTP/1 connections older than this are closed instead of reused.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle HTTP/1 connections older than this are closed instead of reused (below the
+/// 60–75 s after which common servers close idle connections themselves).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 
 /// Why an upstream connection was not made.
 #[derive(Debug, thiserror::Error)]
@@ -58,9 +61,12 @@ pub enum SendError {
     /// No connection could be had.
     #[error(transparent)]
     Connect(#[from] ConnectError),
-    /// The connection failed while sending or before the response head.
+    /// The h2c connection failed while sending or before the response head.
     #[error("upstream: {0}")]
     Http(#[from] hyper::Error),
+    /// The HTTP/1 exchange failed before the response head.
+    #[error("upstream: {0}")]
+    H1(#[from] H1Error),
 }
 
 /// A service's connection limit; kept across updates while `max_connections` is.
@@ -85,9 +91,9 @@ impl ConnectionSlots {
     }
 }
 
-/// One idle HTTP/1 sender.
+/// One idle HTTP/1 connection.
 struct Idle {
-    sender: http1::SendRequest<ProxyBody>,
+    conn: H1Conn,
     since: Instant,
 }
 
@@ -107,6 +113,16 @@ impl std::fmt::Debug for HostPool {
     }
 }
 
+impl Home for HostPool {
+    fn put(&self, conn: H1Conn) {
+        lock(&self.idle).push(Idle {
+            conn,
+            since: Instant::now(),
+        });
+        self.returned.notify_one();
+    }
+}
+
 impl HostPool {
     /// Close every pooled connection (after a protocol or limit change).
     pub fn clear(&self) {
@@ -114,27 +130,12 @@ impl HostPool {
         lock(&self.h2).take();
     }
 
-    /// Put a sender whose response is complete back for reuse.
-    fn put(&self, sender: http1::SendRequest<ProxyBody>) {
-        if sender.is_closed() {
-            return;
-        }
-        lock(&self.idle).push(Idle {
-            sender,
-            since: Instant::now(),
-        });
-        self.returned.notify_one();
-    }
-
-    /// The most recently used idle sender that is still usable.
-    async fn take_idle(&self) -> Option<http1::SendRequest<ProxyBody>> {
+    /// The most recently used idle connection that is still usable.
+    fn take_idle(&self) -> Option<H1Conn> {
         loop {
-            let Idle { mut sender, since } = lock(&self.idle).pop()?;
-            if sender.is_closed() || since.elapsed() >= IDLE_TIMEOUT {
-                continue;
-            }
-            if sender.is_ready() || sender.ready().await.is_ok() {
-                return Some(sender);
+            let Idle { conn, since } = lock(&self.idle).pop()?;
+            if since.elapsed() < IDLE_TIMEOUT && !conn.is_stale() {
+                return Some(conn);
             }
         }
     }
@@ -144,29 +145,12 @@ impl HostPool {
     }
 }
 
-/// A sender for one attempt. An HTTP/1 sender goes back to its host's pool through
-/// [`Lease`] once the response body has ended.
-pub enum Sender {
+/// A connection for one attempt.
+enum Sender {
     /// HTTP/1.1; `reused` when it came from the pool.
-    H1 {
-        sender: http1::SendRequest<ProxyBody>,
-        reused: bool,
-    },
+    H1 { conn: H1Conn, reused: bool },
     /// h2c, shared.
     H2(http2::SendRequest<ProxyBody>),
-}
-
-/// Gives an HTTP/1 sender back to its pool when dropped after its response ended.
-pub struct Lease {
-    host: Arc<HostPool>,
-    sender: http1::SendRequest<ProxyBody>,
-}
-
-impl Lease {
-    /// Return the sender to the pool (call when the response body has ended).
-    pub fn release(self) {
-        self.host.put(self.sender);
-    }
 }
 
 /// What an attempt needs to reach a host.
@@ -184,34 +168,39 @@ pub struct Upstream<'a> {
 }
 
 impl Upstream<'_> {
-    /// Send `req` to `addr`, reusing a pooled connection when one is idle. Returns
-    /// the response and, for HTTP/1, the lease to release when its body ends.
+    /// Send `req` to `addr`, reusing a pooled connection when one is idle. An HTTP/1
+    /// connection goes back to `pool` when the response body ends.
     pub async fn send(
         &self,
         pool: &Arc<HostPool>,
         addr: SocketAddr,
         req: Request<ProxyBody>,
-    ) -> Result<(Response<Incoming>, Option<Lease>), SendError> {
+    ) -> Result<Response<ProxyBody>, SendError> {
         match self.checkout(pool, addr).await? {
-            Sender::H2(mut sender) => Ok((sender.send_request(req).await?, None)),
-            Sender::H1 { mut sender, reused } => {
-                let resp = match sender.try_send_request(req).await {
+            Sender::H2(mut sender) => Ok(sender
+                .send_request(req)
+                .await?
+                .map(|b| b.map_err(BoxError::from).boxed())),
+            Sender::H1 { conn, reused } => {
+                let home: Arc<dyn Home> = pool.clone();
+                // A pooled connection the backend closed as the request went out: an
+                // empty request is sent again over a fresh connection.
+                let again = (reused && req.body().is_end_stream()).then(|| {
+                    let mut copy = Request::new(super::body::empty());
+                    *copy.method_mut() = req.method().clone();
+                    *copy.uri_mut() = req.uri().clone();
+                    *copy.headers_mut() = req.headers().clone();
+                    copy
+                });
+                let resp = match conn.send(req, home.clone()).await {
                     Ok(resp) => resp,
-                    Err(mut e) => match e.take_message() {
-                        // A pooled connection the backend had closed: the request
-                        // was not sent, so it may go over a fresh connection.
-                        Some(req) if reused => {
-                            sender = self.connect_h1(addr).await?;
-                            sender.send_request(req).await?
-                        }
-                        _ => return Err(e.into_error().into()),
-                    },
+                    Err(e) if e.before_response() && again.is_some() => {
+                        let conn = self.connect_h1(addr).await?;
+                        conn.send(again.unwrap_or_default(), home).await?
+                    }
+                    Err(e) => return Err(e.into()),
                 };
-                let lease = Lease {
-                    host: pool.clone(),
-                    sender,
-                };
-                Ok((resp, Some(lease)))
+                Ok(resp.map(|b| b.boxed()))
             }
         }
     }
@@ -244,7 +233,7 @@ impl Upstream<'_> {
         let stream = self.dial.connect(addr).await?;
         match self.protocol {
             UpstreamProtocol::Http1 => Ok(Sender::H1 {
-                sender: handshake_h1(stream, permit).await?,
+                conn: H1Conn::new(stream, permit),
                 reused: false,
             }),
             UpstreamProtocol::H2c => {
@@ -260,20 +249,16 @@ impl Upstream<'_> {
 
     async fn reuse(&self, pool: &HostPool) -> Option<Sender> {
         match self.protocol {
-            UpstreamProtocol::Http1 => pool.take_idle().await.map(|sender| Sender::H1 {
-                sender,
-                reused: true,
-            }),
+            UpstreamProtocol::Http1 => pool
+                .take_idle()
+                .map(|conn| Sender::H1 { conn, reused: true }),
             UpstreamProtocol::H2c => pool.shared_h2().map(Sender::H2),
         }
     }
 
     /// A new HTTP/1 connection outside the pending queue (replacing a stale one whose
     /// slot was just given back).
-    async fn connect_h1(
-        &self,
-        addr: SocketAddr,
-    ) -> Result<http1::SendRequest<ProxyBody>, ConnectError> {
+    async fn connect_h1(&self, addr: SocketAddr) -> Result<H1Conn, ConnectError> {
         let permit = self
             .slots
             .slots
@@ -282,23 +267,11 @@ impl Upstream<'_> {
             .await
             .map_err(|_| ConnectError::Overflow(Overflow::Connections))?;
         let stream = self.dial.connect(addr).await?;
-        handshake_h1(stream, permit).await
+        Ok(H1Conn::new(stream, permit))
     }
 }
 
-async fn handshake_h1(
-    stream: TcpStream,
-    permit: OwnedSemaphorePermit,
-) -> Result<http1::SendRequest<ProxyBody>, ConnectError> {
-    let (sender, conn) = http1::Builder::new()
-        .writev(false)
-        .handshake(TokioIo::new(stream))
-        .await?;
-    spawn_connection(conn, permit);
-    Ok(sender)
-}
-
-/// Drive a connection until it closes, holding its connection slot.
+/// Drive an h2c connection until it closes, holding its connection slot.
 fn spawn_connection<F>(conn: F, permit: OwnedSemaphorePermit)
 where
     F: std::future::Future<Output = hyper::Result<()>> + Send + 'static,
