@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use super::body::{self, BodyGuard, Guarded, ProxyBody, RequestBody};
 use super::headers;
 use super::service::{HostState, ServiceSnapshot, ServiceState};
-use super::upstream::{ConnectError, SendError};
+use super::upstream::{ConnectError, Outgoing, SendError};
 use super::{lock, ConnInfo, Proxy, Route, RouteTable};
 use crate::breaker::{Overflow, Slot};
 use crate::config::UpstreamProtocol;
@@ -347,16 +347,12 @@ impl Proxy {
             let Some(uri) = target.uri(backend.addr) else {
                 return local(StatusCode::BAD_REQUEST, "bad request target");
             };
-            let mut up = Request::new(attempt_body);
-            *up.method_mut() = parts.method.clone();
-            *up.uri_mut() = uri;
-            *up.version_mut() = target.version;
-            // The last possible attempt takes the headers; earlier ones copy them.
-            let last = !can_retry || log.retries >= policy.num_retries;
-            *up.headers_mut() = if last {
-                std::mem::take(&mut parts.headers)
-            } else {
-                parts.headers.clone()
+            let up = Outgoing {
+                method: &parts.method,
+                uri,
+                version: target.version,
+                headers: &parts.headers,
+                body: attempt_body,
             };
             let outstanding = Outstanding::new(backend.clone());
             let per_try = match (policy.per_try_timeout, deadline) {

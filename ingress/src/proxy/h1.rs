@@ -19,7 +19,7 @@ use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Version};
+use http::{Method, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
@@ -104,22 +104,17 @@ impl H1Conn {
         !matches!(self.io.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
-    /// Send `req` and read the response head; the body streams from the connection,
-    /// which goes `home` when it ends.
+    /// Send a request (`head`: method, target, headers) and read the response head;
+    /// the body streams from the connection, which goes `home` when it ends.
     pub async fn send(
         mut self,
-        req: Request<ProxyBody>,
+        head: (&Method, &Uri, &HeaderMap),
+        mut body: ProxyBody,
         home: Arc<dyn Home>,
     ) -> Result<Response<H1Body>, H1Error> {
-        let (parts, mut body) = req.into_parts();
+        let (method, uri, headers) = head;
         self.out.clear();
-        encode_head(
-            &parts.method,
-            &parts.uri,
-            &parts.headers,
-            &body,
-            &mut self.out,
-        );
+        encode_head(method, uri, headers, &body, &mut self.out);
         let chunked = body.size_hint().exact().is_none();
         // The head and a small whole body go out in one write.
         let mut pending = None;
@@ -145,7 +140,7 @@ impl H1Conn {
             self.stream_body(pending, body, chunked).await?;
         }
         let head = self.read_head().await?;
-        let framing = framing(&parts.method, head.status(), head.headers())?;
+        let framing = framing(method, head.status(), head.headers())?;
         let keep_alive = framing != Framing::UntilClose && keeps_alive(&head);
         let (head, ()) = head.into_parts();
         let mut body = H1Body {
@@ -239,7 +234,7 @@ async fn next_frame(body: &mut ProxyBody) -> Result<Option<Frame<Bytes>>, H1Erro
 /// `METHOD target HTTP/1.1`, the headers (framing ones replaced by the body's), CRLF.
 fn encode_head(
     method: &Method,
-    uri: &http::Uri,
+    uri: &Uri,
     headers: &HeaderMap,
     body: &ProxyBody,
     out: &mut Vec<u8>,

@@ -16,13 +16,19 @@ const HOP_BY_HOP: &[HeaderName] = &[
     header::UPGRADE,
 ];
 
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 /// Remove hop-by-hop headers, including those named in `Connection`. With `upgrade`,
 /// keep `Connection: upgrade` and `Upgrade` so a WebSocket handshake passes through.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     // Most messages carry none: one pass over the names is cheaper than a lookup for
     // each. (Names listed in `Connection` need a `Connection` header.)
     let hop_by_hop = |name: &HeaderName| {
-        HOP_BY_HOP.contains(name) || name == "keep-alive" || name == "proxy-connection"
+        HOP_BY_HOP.contains(name) || name == KEEP_ALIVE || name == PROXY_CONNECTION
     };
     if !headers.keys().any(hop_by_hop) {
         return;
@@ -42,7 +48,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     for name in named.iter().chain(HOP_BY_HOP) {
         headers.remove(name);
     }
-    for extra in ["keep-alive", "proxy-connection"] {
+    for extra in [KEEP_ALIVE, PROXY_CONNECTION] {
         headers.remove(extra);
     }
     if let Some(v) = upgrade_value {
@@ -74,7 +80,7 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool, host: &
                 tls,
                 &HeaderValue::from_static(""),
             );
-            headers.remove("x-forwarded-host");
+            headers.remove(X_FORWARDED_HOST);
         }
     }
 }
@@ -95,9 +101,9 @@ pub(super) fn set_forwarded(
     tls: bool,
     host: &HeaderValue,
 ) {
-    let xff = if headers.contains_key("x-forwarded-for") {
+    let xff = if headers.contains_key(&X_FORWARDED_FOR) {
         let mut prior: Vec<&[u8]> = headers
-            .get_all("x-forwarded-for")
+            .get_all(&X_FORWARDED_FOR)
             .iter()
             .filter(|v| v.to_str().is_ok())
             .map(HeaderValue::as_bytes)
@@ -108,13 +114,13 @@ pub(super) fn set_forwarded(
         Some(client.clone())
     };
     if let Some(v) = xff {
-        headers.insert("x-forwarded-for", v);
+        headers.insert(X_FORWARDED_FOR, v);
     }
     headers.insert(
-        "x-forwarded-proto",
+        X_FORWARDED_PROTO,
         HeaderValue::from_static(if tls { "https" } else { "http" }),
     );
-    headers.insert("x-forwarded-host", host.clone());
+    headers.insert(X_FORWARDED_HOST, host.clone());
 }
 
 /// Both `Content-Length` and `Transfer-Encoding`, or several different

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use hyper::client::conn::http2;
@@ -145,6 +145,21 @@ impl HostPool {
     }
 }
 
+/// One attempt's request: the head is borrowed (HTTP/1 writes it out as it is; h2c
+/// copies it), the body is the attempt's own.
+pub struct Outgoing<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The target: origin form for HTTP/1, absolute for h2c.
+    pub uri: Uri,
+    /// The version to speak.
+    pub version: Version,
+    /// The headers.
+    pub headers: &'a HeaderMap,
+    /// The body.
+    pub body: ProxyBody,
+}
+
 /// A connection for one attempt.
 enum Sender {
     /// HTTP/1.1; `reused` when it came from the pool.
@@ -168,35 +183,37 @@ pub struct Upstream<'a> {
 }
 
 impl Upstream<'_> {
-    /// Send `req` to `addr`, reusing a pooled connection when one is idle. An HTTP/1
+    /// Send `out` to `addr`, reusing a pooled connection when one is idle. An HTTP/1
     /// connection goes back to `pool` when the response body ends.
     pub async fn send(
         &self,
         pool: &Arc<HostPool>,
         addr: SocketAddr,
-        req: Request<ProxyBody>,
+        out: Outgoing<'_>,
     ) -> Result<Response<ProxyBody>, SendError> {
         match self.checkout(pool, addr).await? {
-            Sender::H2(mut sender) => Ok(sender
-                .send_request(req)
-                .await?
-                .map(|b| b.map_err(BoxError::from).boxed())),
+            Sender::H2(mut sender) => {
+                let mut req = Request::new(out.body);
+                *req.method_mut() = out.method.clone();
+                *req.uri_mut() = out.uri;
+                *req.version_mut() = out.version;
+                *req.headers_mut() = out.headers.clone();
+                Ok(sender
+                    .send_request(req)
+                    .await?
+                    .map(|b| b.map_err(BoxError::from).boxed()))
+            }
             Sender::H1 { conn, reused } => {
                 let home: Arc<dyn Home> = pool.clone();
                 // A pooled connection the backend closed as the request went out: an
                 // empty request is sent again over a fresh connection.
-                let again = (reused && req.body().is_end_stream()).then(|| {
-                    let mut copy = Request::new(super::body::empty());
-                    *copy.method_mut() = req.method().clone();
-                    *copy.uri_mut() = req.uri().clone();
-                    *copy.headers_mut() = req.headers().clone();
-                    copy
-                });
-                let resp = match conn.send(req, home.clone()).await {
+                let again = reused && out.body.is_end_stream();
+                let head = (out.method, &out.uri, out.headers);
+                let resp = match conn.send(head, out.body, home.clone()).await {
                     Ok(resp) => resp,
-                    Err(e) if e.before_response() && again.is_some() => {
+                    Err(e) if again && e.before_response() => {
                         let conn = self.connect_h1(addr).await?;
-                        conn.send(again.unwrap_or_default(), home).await?
+                        conn.send(head, super::body::empty(), home).await?
                     }
                     Err(e) => return Err(e.into()),
                 };
