@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
@@ -289,14 +289,59 @@ fn encode_data(data: &Bytes, chunked: bool, out: &mut Vec<u8>) {
     }
 }
 
-/// A response head from the front of `buf` (consumed), or `None` if incomplete.
+/// A response head from the front of `buf` (consumed), or `None` if incomplete. Header
+/// values share the head's bytes rather than being copied.
 fn parse_head(buf: &mut BytesMut) -> Result<Option<Response<()>>, H1Error> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut slots);
-    let len = match parsed.parse(buf) {
+    // Most heads are short: a small table first, the full one only when it overflows.
+    let parsed = match parse_raw(buf, &mut [httparse::EMPTY_HEADER; 24]) {
+        Err(H1Error::Malformed(TOO_MANY)) => {
+            parse_raw(buf, &mut [httparse::EMPTY_HEADER; MAX_HEADERS])?
+        }
+        other => other?,
+    };
+    let Some(Raw {
+        len,
+        status,
+        version,
+        fields,
+    }) = parsed
+    else {
+        return Ok(None);
+    };
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    for (name, range) in fields {
+        let value = HeaderValue::from_maybe_shared(head.slice(range))
+            .map_err(|_| H1Error::Malformed("bad header value"))?;
+        headers.append(name, value);
+    }
+    let mut resp = Response::new(());
+    *resp.status_mut() = status;
+    *resp.version_mut() = version;
+    *resp.headers_mut() = headers;
+    Ok(Some(resp))
+}
+
+const TOO_MANY: &str = "too many headers";
+
+/// A parsed head: its length, status, version, and header names with the byte ranges
+/// of their values.
+struct Raw {
+    len: usize,
+    status: StatusCode,
+    version: Version,
+    fields: Vec<(HeaderName, std::ops::Range<usize>)>,
+}
+
+fn parse_raw<'b>(
+    bytes: &'b [u8],
+    slots: &mut [httparse::Header<'b>],
+) -> Result<Option<Raw>, H1Error> {
+    let mut parsed = httparse::Response::new(slots);
+    let len = match parsed.parse(bytes) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(H1Error::Malformed("too many headers")),
+        Err(httparse::Error::TooManyHeaders) => return Err(H1Error::Malformed(TOO_MANY)),
         Err(_) => return Err(H1Error::Malformed("bad response head")),
     };
     let status = parsed
@@ -307,20 +352,20 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Response<()>>, H1Error> {
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    let start = bytes.as_ptr() as usize;
+    let mut fields = Vec::with_capacity(parsed.headers.len());
     for h in parsed.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| H1Error::Malformed("bad header name"))?;
-        let value =
-            HeaderValue::from_bytes(h.value).map_err(|_| H1Error::Malformed("bad header value"))?;
-        headers.append(name, value);
+        let from = h.value.as_ptr() as usize - start;
+        fields.push((name, from..from + h.value.len()));
     }
-    let mut resp = Response::new(());
-    *resp.status_mut() = status;
-    *resp.version_mut() = version;
-    *resp.headers_mut() = headers;
-    buf.advance(len);
-    Ok(Some(resp))
+    Ok(Some(Raw {
+        len,
+        status,
+        version,
+        fields,
+    }))
 }
 
 /// How a response body is delimited.
@@ -653,6 +698,14 @@ mod tests {
         ] {
             assert!(parse_head(&mut BytesMut::from(bad)).is_err(), "{bad}");
         }
+        let many = |n: usize| {
+            let fields: String = (0..n).map(|i| format!("x-h{i}: v{i}\r\n")).collect();
+            BytesMut::from(format!("HTTP/1.1 200 OK\r\n{fields}\r\n").as_str())
+        };
+        let h = parse_head(&mut many(40)).unwrap().unwrap();
+        assert_eq!(h.headers().len(), 40);
+        assert_eq!(h.headers()["x-h39"], "v39");
+        assert!(parse_head(&mut many(MAX_HEADERS + 1)).is_err());
         assert!(!keeps_alive(&head(
             "HTTP/1.1 200 OK\r\nconnection: keep-alive, close\r\n\r\n"
         )));
