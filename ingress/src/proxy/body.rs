@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 
 /// Errors of bodies in flight (hyper's, or the proxy's own HTTP/1 client's).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -40,7 +40,7 @@ pub enum RequestBody {
 impl RequestBody {
     /// Read `body` into memory if it is at most `limit` bytes; otherwise keep what was
     /// read and stream the rest.
-    pub async fn read(mut body: Incoming, limit: usize) -> Result<RequestBody, hyper::Error> {
+    pub async fn read(mut body: ProxyBody, limit: usize) -> Result<RequestBody, BoxError> {
         if body.is_end_stream() {
             return Ok(RequestBody::Buffered(Bytes::new()));
         }
@@ -66,7 +66,7 @@ impl RequestBody {
     }
 
     /// Wrap a body that will not be retried.
-    pub fn stream(body: Incoming) -> RequestBody {
+    pub fn stream(body: ProxyBody) -> RequestBody {
         RequestBody::Streaming(Prefixed::new(VecDeque::new(), body))
     }
 
@@ -81,7 +81,7 @@ impl RequestBody {
         match self {
             RequestBody::Buffered(b) if b.is_empty() => Some(empty()),
             RequestBody::Buffered(b) => Some(full(b.clone())),
-            RequestBody::Streaming(p) => p.take().map(|p| p.map_err(BoxError::from).boxed()),
+            RequestBody::Streaming(p) => p.take().map(|p| p.boxed()),
         }
     }
 }
@@ -94,11 +94,11 @@ pub struct Prefixed {
 /// The sendable part of [`Prefixed`].
 pub struct PrefixedInner {
     prefix: VecDeque<Frame<Bytes>>,
-    rest: Incoming,
+    rest: ProxyBody,
 }
 
 impl Prefixed {
-    fn new(prefix: VecDeque<Frame<Bytes>>, rest: Incoming) -> Self {
+    fn new(prefix: VecDeque<Frame<Bytes>>, rest: ProxyBody) -> Self {
         Prefixed {
             inner: Some(PrefixedInner { prefix, rest }),
         }
@@ -110,12 +110,12 @@ impl Prefixed {
 
 impl Body for PrefixedInner {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         if let Some(frame) = this.prefix.pop_front() {
             return Poll::Ready(Some(Ok(frame)));

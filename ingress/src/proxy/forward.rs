@@ -16,7 +16,7 @@ use std::sync::Arc;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 use tokio::time::Instant;
 
 use super::body::{self, BodyGuard, Guarded, ProxyBody, RequestBody};
@@ -147,7 +147,7 @@ impl Refusal {
 /// matching router.
 fn admit<'t, 'h>(
     table: &'t RouteTable,
-    req: &Request<Incoming>,
+    req: &Request<ProxyBody>,
     conn: &ConnInfo,
     host: Option<&'h HeaderValue>,
 ) -> Result<(&'t Route, &'h HeaderValue), Refusal> {
@@ -177,7 +177,7 @@ fn admit<'t, 'h>(
 impl Proxy {
     pub(super) async fn handle(
         self: &Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<ProxyBody>,
         conn: &ConnInfo,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
@@ -230,7 +230,7 @@ impl Proxy {
     async fn dispatch(
         self: &Arc<Self>,
         route: &Route,
-        req: Request<Incoming>,
+        req: Request<ProxyBody>,
         conn: &ConnInfo,
         host: &HeaderValue,
         log: &mut RequestLog,
@@ -295,7 +295,7 @@ impl Proxy {
         service: &Arc<ServiceState>,
         snap: &ServiceSnapshot,
         policy: &RetryPolicy,
-        req: Request<Incoming>,
+        req: Request<ProxyBody>,
         conn: &ConnInfo,
         host: &HeaderValue,
         slot: Slot,

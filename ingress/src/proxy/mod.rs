@@ -9,6 +9,7 @@
 //! ```
 
 mod body;
+mod fast;
 mod forward;
 mod h1;
 mod headers;
@@ -24,6 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use http_body_util::BodyExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -39,6 +41,7 @@ pub use headers::{add_forwarded, ambiguous_framing, strip_hop_by_hop, wants_upgr
 use crate::config::{ConfigError, Entrypoint, Router, Routes};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::rule::RequestView;
+use body::BoxError;
 use service::ServiceState;
 use upstream::ConnectError;
 
@@ -385,6 +388,7 @@ impl Proxy {
         let svc = service_fn(move |req| {
             let proxy = proxy.clone();
             let info = conn_info.clone();
+            let req = req.map(|b: hyper::body::Incoming| b.map_err(BoxError::from).boxed());
             async move { Ok::<_, Infallible>(proxy.handle(req, &info).await) }
         });
         let result = match acceptor {
@@ -404,11 +408,14 @@ impl Proxy {
                     Err(_) => Err("TLS handshake timed out".into()),
                 }
             }
-            None => {
-                builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .await
-            }
+            None => match self.serve_fast(stream, &info).await {
+                fast::Handoff::Closed => Ok(()),
+                fast::Handoff::Hyper(io) => {
+                    builder
+                        .serve_connection_with_upgrades(TokioIo::new(io), svc)
+                        .await
+                }
+            },
         };
         if let Err(e) = result {
             tracing::debug!(client = %info.client, error = %e, "client connection ended with an error");

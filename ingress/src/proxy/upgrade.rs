@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use super::body::{BoxError, Guarded, ProxyBody};
@@ -23,7 +22,7 @@ impl Proxy {
         &self,
         service: &Arc<ServiceState>,
         snap: &ServiceSnapshot,
-        mut req: Request<Incoming>,
+        mut req: Request<ProxyBody>,
         conn: &ConnInfo,
         host: &HeaderValue,
         slot: Slot,
@@ -66,7 +65,7 @@ impl Proxy {
             Ok(u) => u,
             Err(_) => return local(StatusCode::BAD_REQUEST, "bad request target"),
         };
-        let up = Request::from_parts(parts, incoming.map_err(BoxError::from).boxed());
+        let up = Request::from_parts(parts, incoming);
         let mut resp = match sender.send_request(up).await {
             Ok(r) => r,
             Err(_) => {

@@ -1,0 +1,440 @@
+//! A fast path for plain HTTP/1.1 connections: the common request — complete in the
+//! bytes already read, framed by at most one `Content-Length`, nothing to negotiate — is
+//! parsed and answered in the connection's own task. Anything else hands the connection,
+//! with the bytes read so far, to hyper for the rest of its life.
+//!
+//! ```text
+//!  read ─▶ head complete, HTTP/1.1, no Transfer-Encoding / Connection / Upgrade / Expect,
+//!          one Content-Length (body already here), within the header limit?
+//!     yes ─▶ handle ─▶ status line + headers (+ body) in one write ─▶ next request
+//!     no  ─▶ hyper serves the connection from those bytes on (its limits, 400/408/431,
+//!            upgrades, h2c, chunked bodies)
+//! ```
+//! An idle connection is closed after the header read timeout, like HAProxy's
+//! `timeout http-keep-alive` defaulting to `timeout http-request`; its timer is re-armed
+//! only when it fires, not per request.
+
+use std::future::Future;
+use std::io;
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Body;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+use super::body::{self, ProxyBody};
+use super::{ConnInfo, Proxy};
+
+/// Read size.
+const READ: usize = 8 * 1024;
+/// Most request headers on the fast path (more go to hyper).
+const MAX_FIELDS: usize = 48;
+/// Response bytes gathered before a write.
+const GATHER: usize = 64 * 1024;
+
+/// Request headers that need hyper's handling.
+const SLOW: [HeaderName; 5] = [
+    header::TRANSFER_ENCODING,
+    header::CONNECTION,
+    header::UPGRADE,
+    header::EXPECT,
+    header::TE,
+];
+
+/// Bytes already read from a connection, then the connection.
+pub(super) struct Rewind<IO> {
+    prefix: Bytes,
+    io: IO,
+}
+
+impl<IO> Rewind<IO> {
+    pub(super) fn new(prefix: Bytes, io: IO) -> Self {
+        Rewind { prefix, io }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let head = self.prefix.split_to(n);
+            buf.put_slice(&head);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// How a fast-path connection ended.
+pub(super) enum Handoff<IO> {
+    /// Closed (by the client, an error or the idle timeout).
+    Closed,
+    /// hyper takes over from these bytes.
+    Hyper(Rewind<IO>),
+}
+
+impl Proxy {
+    /// Serves `io` on the fast path until it closes or needs hyper.
+    pub(super) async fn serve_fast<IO>(self: &Arc<Self>, mut io: IO, info: &ConnInfo) -> Handoff<IO>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let idle = self.options.header_read_timeout;
+        let limit = self.options.max_header_bytes;
+        let mut buf = BytesMut::with_capacity(READ);
+        let mut out = Vec::with_capacity(1024);
+        let mut timer = Box::pin(tokio::time::sleep(idle));
+        let mut last = Instant::now();
+        loop {
+            if buf.is_empty() {
+                let wait = Wait {
+                    io: &mut io,
+                    buf: &mut buf,
+                    timer: timer.as_mut(),
+                    deadline: last + idle,
+                };
+                match wait.await {
+                    Ok(n) if n > 0 => {}
+                    _ => return Handoff::Closed,
+                }
+            }
+            let Some(req) = parse_request(&mut buf, limit) else {
+                return Handoff::Hyper(Rewind::new(buf.freeze(), io));
+            };
+            let head = req.method() == Method::HEAD;
+            let resp = self.handle(req, info).await;
+            match write_response(&mut io, &mut out, resp, head).await {
+                Ok(true) => last = Instant::now(),
+                _ => return Handoff::Closed,
+            }
+        }
+    }
+}
+
+/// One read into the buffer, or `Err` once the connection has been idle past its
+/// deadline.
+struct Wait<'a, IO> {
+    io: &'a mut IO,
+    buf: &'a mut BytesMut,
+    timer: Pin<&'a mut Sleep>,
+    deadline: Instant,
+}
+
+impl<IO: AsyncRead + Unpin> Future for Wait<'_, IO> {
+    type Output = io::Result<usize>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        this.buf.reserve(READ);
+        let mut rb = ReadBuf::uninit(this.buf.spare_capacity_mut());
+        if let Poll::Ready(r) = Pin::new(&mut *this.io).poll_read(cx, &mut rb) {
+            r?;
+            let n = rb.filled().len();
+            // SAFETY: `poll_read` initialised the first `n` bytes of the spare capacity.
+            unsafe { this.buf.set_len(this.buf.len() + n) };
+            return Poll::Ready(Ok(n));
+        }
+        while this.timer.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= this.deadline {
+                return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+            }
+            this.timer.as_mut().reset(this.deadline);
+        }
+        Poll::Pending
+    }
+}
+
+/// The request at the front of `buf` when the fast path can take it (consumed with its
+/// body); `None` leaves `buf` as it was.
+fn parse_request(buf: &mut BytesMut, limit: usize) -> Option<Request<ProxyBody>> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    let mut parsed = httparse::Request::new(&mut slots);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) if len <= limit => len,
+        _ => return None,
+    };
+    if parsed.version != Some(1) {
+        return None;
+    }
+    let method = Method::from_bytes(parsed.method?.as_bytes()).ok()?;
+    if method == Method::CONNECT {
+        return None;
+    }
+    let start = buf.as_ptr() as usize;
+    let range = |s: &[u8]| {
+        let from = s.as_ptr() as usize - start;
+        from..from + s.len()
+    };
+    let path = range(parsed.path?.as_bytes());
+    let mut fields: Vec<(HeaderName, Range<usize>)> = Vec::with_capacity(parsed.headers.len());
+    let mut length: Option<usize> = None;
+    for h in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        if SLOW.contains(&name) {
+            return None;
+        }
+        if name == header::CONTENT_LENGTH {
+            if length.is_some() || h.value.is_empty() || h.value.len() > 15 {
+                return None;
+            }
+            if !h.value.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            length = std::str::from_utf8(h.value).ok()?.parse().ok();
+        }
+        fields.push((name, range(h.value)));
+    }
+    let body_len = length.unwrap_or(0);
+    if buf.len() - len < body_len {
+        return None;
+    }
+    let taken = buf.split_to(len + body_len).freeze();
+    let build = || -> Option<Request<ProxyBody>> {
+        let uri = Uri::from_maybe_shared(taken.slice(path.clone())).ok()?;
+        let mut headers = HeaderMap::with_capacity(fields.len());
+        for (name, value) in &fields {
+            let value = HeaderValue::from_maybe_shared(taken.slice(value.clone())).ok()?;
+            headers.append(name.clone(), value);
+        }
+        let body = match body_len {
+            0 => body::empty(),
+            _ => body::full(taken.slice(len..)),
+        };
+        let mut req = Request::new(body);
+        *req.method_mut() = method.clone();
+        *req.uri_mut() = uri;
+        *req.version_mut() = Version::HTTP_11;
+        *req.headers_mut() = headers;
+        Some(req)
+    };
+    let req = build();
+    if req.is_none() {
+        // Put the bytes back for hyper.
+        let mut whole = BytesMut::from(&taken[..]);
+        whole.extend_from_slice(buf);
+        *buf = whole;
+    }
+    req
+}
+
+/// Writes `resp`; whether the connection may carry another request.
+async fn write_response<IO: AsyncWrite + Unpin>(
+    io: &mut IO,
+    out: &mut Vec<u8>,
+    resp: Response<ProxyBody>,
+    head: bool,
+) -> io::Result<bool> {
+    let (parts, mut body) = resp.into_parts();
+    let status = parts.status;
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut close = false;
+    for (name, value) in &parts.headers {
+        if name == header::CONNECTION {
+            close |= value.as_bytes().eq_ignore_ascii_case(b"close");
+        }
+        put_field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        put_field(out, b"date", &date());
+    }
+    let no_body = head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let framed = parts.headers.contains_key(header::CONTENT_LENGTH)
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT;
+    let mut chunked = false;
+    if !framed {
+        match body.size_hint().exact() {
+            Some(n) => put_field(out, b"content-length", n.to_string().as_bytes()),
+            None if no_body => {}
+            None => {
+                put_field(out, b"transfer-encoding", b"chunked");
+                chunked = true;
+            }
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    if no_body {
+        io.write_all(out).await?;
+        return Ok(!close);
+    }
+    // Frames that are ready go out with the head; a write happens only when the body
+    // has to wait or enough has gathered.
+    loop {
+        if body.is_end_stream() {
+            break;
+        }
+        let frame = match futures::poll!(body.frame()) {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                io.write_all(out).await?;
+                out.clear();
+                body.frame().await
+            }
+        };
+        match frame {
+            None => break,
+            Some(Err(e)) => {
+                // The body failed after the head: the client learns by the connection
+                // ending early.
+                io.write_all(out).await?;
+                tracing::debug!(error = %e, "response body failed");
+                return Ok(false);
+            }
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if chunked && !data.is_empty() {
+                    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                    out.extend_from_slice(&data);
+                    out.extend_from_slice(b"\r\n");
+                } else {
+                    out.extend_from_slice(&data);
+                }
+                if out.len() >= GATHER {
+                    io.write_all(out).await?;
+                    out.clear();
+                }
+            }
+        }
+    }
+    if chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    io.write_all(out).await?;
+    Ok(!close)
+}
+
+fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The `Date` value, formatted once a second per thread.
+fn date() -> [u8; 29] {
+    thread_local! {
+        static CACHE: std::cell::Cell<(u64, [u8; 29])> = const { std::cell::Cell::new((0, [0; 29])) };
+    }
+    let now = SystemTime::now();
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    CACHE.with(|c| {
+        let (at, text) = c.get();
+        if at == secs && text[0] != 0 {
+            return text;
+        }
+        let mut fresh = [0u8; 29];
+        let formatted = httpdate::fmt_http_date(now);
+        fresh.copy_from_slice(&formatted.as_bytes()[..29]);
+        c.set((secs, fresh));
+        fresh
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> (Option<Request<ProxyBody>>, BytesMut) {
+        let mut buf = BytesMut::from(text);
+        let req = parse_request(&mut buf, 8192);
+        (req, buf)
+    }
+
+    #[test]
+    fn plain_requests_take_the_fast_path_with_their_bodies() {
+        let (req, rest) =
+            parse("POST /a?b=1 HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabcGET");
+        let req = req.unwrap();
+        assert_eq!(
+            (req.method(), req.uri().to_string()),
+            (&Method::POST, "/a?b=1".into())
+        );
+        assert_eq!(req.headers()["host"], "x");
+        assert_eq!(req.body().size_hint().exact(), Some(3));
+        assert_eq!(&rest[..], b"GET", "the next request stays");
+    }
+
+    #[test]
+    fn anything_unusual_goes_to_hyper_untouched() {
+        for text in [
+            "GET / HTTP/1.1\r\nhost: x\r\n",
+            "GET / HTTP/1.0\r\nhost: x\r\n\r\n",
+            "POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+            "POST / HTTP/1.1\r\ncontent-length: 3\r\ncontent-length: 3\r\n\r\nabc",
+            "POST / HTTP/1.1\r\ncontent-length: +3\r\n\r\nabc",
+            "POST / HTTP/1.1\r\ncontent-length: 5\r\n\r\nabc",
+            "GET / HTTP/1.1\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
+            "POST / HTTP/1.1\r\nexpect: 100-continue\r\ncontent-length: 3\r\n\r\n",
+            "CONNECT a:443 HTTP/1.1\r\n\r\n",
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "GET / HTTP/1.1\r\nbad header\r\n\r\n",
+        ] {
+            let (req, rest) = parse(text);
+            assert!(req.is_none(), "{text:?}");
+            assert_eq!(&rest[..], text.as_bytes(), "bytes kept for hyper");
+        }
+        let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(9000));
+        assert!(parse(&long).0.is_none(), "over the header limit");
+    }
+
+    #[test]
+    fn dates_are_imf_fixdate() {
+        let d = date();
+        let text = std::str::from_utf8(&d).unwrap();
+        assert!(
+            text.ends_with(" GMT") && httpdate::parse_http_date(text).is_ok(),
+            "{text}"
+        );
+    }
+}
