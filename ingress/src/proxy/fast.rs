@@ -229,7 +229,8 @@ fn parse_request(buf: &mut BytesMut, limit: usize) -> Option<Request<ProxyBody>>
     let taken = buf.split_to(len + body_len).freeze();
     let build = || -> Option<Request<ProxyBody>> {
         let uri = Uri::from_maybe_shared(taken.slice(path.clone())).ok()?;
-        let mut headers = HeaderMap::with_capacity(fields.len());
+        // Room for the X-Forwarded-* the proxy adds.
+        let mut headers = HeaderMap::with_capacity(fields.len() + 3);
         for (name, value) in &fields {
             let value = HeaderValue::from_maybe_shared(taken.slice(value.clone())).ok()?;
             headers.append(name.clone(), value);

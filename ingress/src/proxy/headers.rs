@@ -33,23 +33,22 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     if !headers.keys().any(hop_by_hop) {
         return;
     }
-    let named: Vec<HeaderName> = headers
+    let upgrade_value = if upgrade {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
+    // Only the names present are removed (a removal is a lookup).
+    let mut doomed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
-    let upgrade_value = if upgrade {
-        headers.get(header::UPGRADE).cloned()
-    } else {
-        None
-    };
-    for name in named.iter().chain(HOP_BY_HOP) {
+    doomed.extend(headers.keys().filter(|n| hop_by_hop(n)).cloned());
+    for name in &doomed {
         headers.remove(name);
-    }
-    for extra in [KEEP_ALIVE, PROXY_CONNECTION] {
-        headers.remove(extra);
     }
     if let Some(v) = upgrade_value {
         headers.insert(header::UPGRADE, v);
