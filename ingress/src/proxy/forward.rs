@@ -328,7 +328,11 @@ impl Proxy {
         });
         headers::strip_hop_by_hop(&mut parts.headers, false);
         headers::set_forwarded(&mut parts.headers, &conn.forwarded_for, conn.tls, host);
-        parts.headers.insert(header::HOST, host.clone());
+        // Usually the client's own Host, once: then there is nothing to replace.
+        let mut hosts = parts.headers.get_all(header::HOST).iter();
+        if hosts.next() != Some(host) || hosts.next().is_some() {
+            parts.headers.insert(header::HOST, host.clone());
+        }
         let target = UpstreamTarget::new(&parts.uri, snap.config.protocol);
         let upstream = service.upstream(snap);
         let deadline = policy.timeout.map(|t| Instant::now() + t);
