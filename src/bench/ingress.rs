@@ -22,7 +22,7 @@ const LAB: &str = "benchig";
 const BACKEND: u16 = 8081;
 const DURATION: &str = "5s";
 /// Interleaved rounds per proxy; the figures are their medians.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 /// One wrk run.
 struct Wrk {
