@@ -155,6 +155,34 @@ fn published_port_answers_on_every_node_through_scale_node_loss_and_drain() {
 }
 
 #[test]
+fn a_port_published_from_an_encrypted_network_answers_on_every_node() {
+    if !privileged("a_port_published_from_an_encrypted_network_answers_on_every_node") {
+        return;
+    }
+    // The mesh's return path (the node's own address and MAC on the bridge) works over
+    // the WireGuard data path as it does over kernel VXLAN.
+    let lab = Lab::up(BIN, 3, 1);
+    lab.ok("n1", &["network", "create", "sec", "--opt", "encrypted"]);
+    create(
+        &lab,
+        &[
+            "--name",
+            "vault",
+            "--network",
+            "sec",
+            "--replicas",
+            "1",
+            "--publish",
+            "8443:80",
+        ],
+        &[BIN, "tool", "http", "--port", "80"],
+    );
+    every_node_answers(&lab, &["n1", "n2", "n3"], 8443, Duration::from_secs(30));
+    let nodes = running_on(&lab, "vault");
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+}
+
+#[test]
 fn service_names_vips_and_task_names_resolve_only_on_their_networks() {
     if !privileged("service_names_vips_and_task_names_resolve_only_on_their_networks") {
         return;
