@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use super::body::{self, BodyGuard, Guarded, ProxyBody, RequestBody};
 use super::headers;
 use super::service::{HostState, ServiceSnapshot, ServiceState};
-use super::upstream::{ConnectError, Outgoing, SendError};
+use super::upstream::{ConnectError, Outgoing, SendError, UpstreamBody};
 use super::{lock, ConnInfo, Proxy, Route, RouteTable};
 use crate::breaker::{Overflow, Slot};
 use crate::config::UpstreamProtocol;
@@ -474,7 +474,7 @@ impl UpstreamTarget {
 
 /// The client's response: hop-by-hop headers removed, slots held by the body.
 fn respond(
-    resp: Response<ProxyBody>,
+    resp: Response<UpstreamBody>,
     held: Held,
     set_cookie: Option<String>,
 ) -> Response<ProxyBody> {

@@ -18,16 +18,18 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
-use http_body_util::BodyExt;
-use hyper::body::Body;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::body::{BoxError, ProxyBody};
-use super::h1::{H1Conn, H1Error, Home};
+use super::h1::{H1Body, H1Conn, H1Error, Home};
 use super::lock;
 use super::Dial;
 use crate::breaker::{BreakerCounts, Overflow};
@@ -160,6 +162,43 @@ pub struct Outgoing<'a> {
     pub body: ProxyBody,
 }
 
+/// A backend's response body, from either kind of connection.
+pub enum UpstreamBody {
+    /// From shoal's own HTTP/1.1 client.
+    H1(H1Body),
+    /// From an h2c connection.
+    H2(Incoming),
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            UpstreamBody::H1(b) => Pin::new(b).poll_frame(cx),
+            UpstreamBody::H2(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::H1(b) => b.is_end_stream(),
+            UpstreamBody::H2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::H1(b) => b.size_hint(),
+            UpstreamBody::H2(b) => b.size_hint(),
+        }
+    }
+}
+
 /// A connection for one attempt.
 enum Sender {
     /// HTTP/1.1; `reused` when it came from the pool.
@@ -190,7 +229,7 @@ impl Upstream<'_> {
         pool: &Arc<HostPool>,
         addr: SocketAddr,
         out: Outgoing<'_>,
-    ) -> Result<Response<ProxyBody>, SendError> {
+    ) -> Result<Response<UpstreamBody>, SendError> {
         match self.checkout(pool, addr).await? {
             Sender::H2(mut sender) => {
                 let mut req = Request::new(out.body);
@@ -198,10 +237,7 @@ impl Upstream<'_> {
                 *req.uri_mut() = out.uri;
                 *req.version_mut() = out.version;
                 *req.headers_mut() = out.headers.clone();
-                Ok(sender
-                    .send_request(req)
-                    .await?
-                    .map(|b| b.map_err(BoxError::from).boxed()))
+                Ok(sender.send_request(req).await?.map(UpstreamBody::H2))
             }
             Sender::H1 { conn, reused } => {
                 let home: Arc<dyn Home> = pool.clone();
@@ -217,7 +253,7 @@ impl Upstream<'_> {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                Ok(resp.map(|b| b.boxed()))
+                Ok(resp.map(UpstreamBody::H1))
             }
         }
     }
