@@ -247,8 +247,8 @@ impl Proxy {
             return Box::pin(self.upgrade(service, &snap, req, conn, host, slot, log)).await;
         }
         let policy = route.router.retry.as_ref().unwrap_or(&snap.config.retry);
-        self.forward(service, &snap, policy, req, conn, host, slot, log)
-            .await
+        // Boxed once here rather than moved through every caller's state.
+        Box::pin(self.forward(service, &snap, policy, req, conn, host, slot, log)).await
     }
 
     pub(super) fn overflow(&self, service: &ServiceState, kind: Overflow) -> Response<ProxyBody> {
