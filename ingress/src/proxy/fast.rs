@@ -9,6 +9,7 @@
 //!     yes ─▶ handle ─▶ status line + headers (+ body) in one write ─▶ next request
 //!     no  ─▶ hyper serves the connection from those bytes on (its limits, 400/408/431,
 //!            upgrades, h2c, chunked bodies)
+//!  Content-Length and Transfer-Encoding together ─▶ 400, connection closed
 //! ```
 //! An idle connection is closed after the header read timeout, like HAProxy's
 //! `timeout http-keep-alive` defaulting to `timeout http-request`; its timer is re-armed
@@ -204,10 +205,21 @@ fn parse_request(buf: &mut BytesMut, limit: usize) -> Option<Request<ProxyBody>>
         from..from + s.len()
     };
     let path = range(parsed.path?.as_bytes());
+    // Content-Length with Transfer-Encoding can be framed two ways (smuggling): the
+    // request is taken as it is, with no body, for the router to refuse with 400 and
+    // a closed connection; nothing after it on the connection is read.
+    let ambiguous = {
+        let has = |n: &HeaderName| parsed.headers.iter().any(|h| n == h.name);
+        has(&header::TRANSFER_ENCODING) && has(&header::CONTENT_LENGTH)
+    };
     let mut fields: Vec<(HeaderName, Range<usize>)> = Vec::with_capacity(parsed.headers.len());
     let mut length: Option<usize> = None;
     for h in parsed.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        if ambiguous {
+            fields.push((name, range(h.value)));
+            continue;
+        }
         if SLOW.contains(&name) {
             return None;
         }
@@ -226,7 +238,11 @@ fn parse_request(buf: &mut BytesMut, limit: usize) -> Option<Request<ProxyBody>>
     if buf.len() - len < body_len {
         return None;
     }
-    let taken = buf.split_to(len + body_len).freeze();
+    let taken = if ambiguous {
+        buf.split().freeze()
+    } else {
+        buf.split_to(len + body_len).freeze()
+    };
     let build = || -> Option<Request<ProxyBody>> {
         let uri = Uri::from_maybe_shared(taken.slice(path.clone())).ok()?;
         // Room for the X-Forwarded-* the proxy adds.
@@ -237,7 +253,7 @@ fn parse_request(buf: &mut BytesMut, limit: usize) -> Option<Request<ProxyBody>>
         }
         let body = match body_len {
             0 => body::empty(),
-            _ => body::full(taken.slice(len..)),
+            _ => body::full(taken.slice(len..len + body_len)),
         };
         let mut req = Request::new(body);
         *req.method_mut() = method.clone();
@@ -427,6 +443,23 @@ mod tests {
         }
         let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(9000));
         assert!(parse(&long).0.is_none(), "over the header limit");
+    }
+
+    #[test]
+    fn content_length_with_transfer_encoding_is_taken_bodiless_with_all_that_follows() {
+        for heads in [
+            "content-length: 3\r\ntransfer-encoding: chunked",
+            "Transfer-Encoding: chunked\r\nContent-Length: 3",
+        ] {
+            let text = format!(
+                "POST / HTTP/1.1\r\nhost: x\r\n{heads}\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n"
+            );
+            let (req, rest) = parse(&text);
+            let req = req.expect("taken, for the router to refuse");
+            assert!(crate::proxy::headers::ambiguous_framing(req.headers()));
+            assert!(req.body().is_end_stream());
+            assert!(rest.is_empty(), "nothing after it is kept: {rest:?}");
+        }
     }
 
     #[test]

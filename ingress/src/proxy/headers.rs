@@ -125,10 +125,12 @@ pub(super) fn set_forwarded(
 /// Both `Content-Length` and `Transfer-Encoding`, or several different
 /// `Content-Length`s: a request that could be framed two ways (smuggling).
 ///
-/// A second line of defence: hyper's HTTP/1 parser already answers 400 to conflicting
-/// lengths and to a non-chunked final transfer coding, and for `Content-Length` plus
-/// `Transfer-Encoding` it drops the length, frames by chunks and closes the connection
-/// after the response (RFC 9112 §6.1), so such a request never reaches this check.
+/// Plain HTTP/1.1 connections reach this check through the fast path, which takes such
+/// a request without a body so that it is answered 400 and the connection closed. On
+/// connections hyper serves (TLS), hyper's parser answers 400 to conflicting lengths
+/// and to a non-chunked final coding, and for `Content-Length` plus
+/// `Transfer-Encoding` drops the length, frames by chunks and closes the connection
+/// after the response (RFC 9112 §6.1), so the request never reaches this check.
 pub fn ambiguous_framing(headers: &HeaderMap) -> bool {
     let lengths: Vec<&HeaderValue> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
     let te = headers.contains_key(header::TRANSFER_ENCODING);
