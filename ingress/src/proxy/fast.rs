@@ -208,10 +208,12 @@ fn parse_request(buf: &mut BytesMut, limit: usize) -> Option<Request<ProxyBody>>
     // Content-Length with Transfer-Encoding can be framed two ways (smuggling): the
     // request is taken as it is, with no body, for the router to refuse with 400 and
     // a closed connection; nothing after it on the connection is read.
-    let ambiguous = {
-        let has = |n: &HeaderName| parsed.headers.iter().any(|h| n == h.name);
-        has(&header::TRANSFER_ENCODING) && has(&header::CONTENT_LENGTH)
-    };
+    let (mut te, mut cl) = (false, false);
+    for h in parsed.headers.iter() {
+        te |= h.name.eq_ignore_ascii_case("transfer-encoding");
+        cl |= h.name.eq_ignore_ascii_case("content-length");
+    }
+    let ambiguous = te && cl;
     let mut fields: Vec<(HeaderName, Range<usize>)> = Vec::with_capacity(parsed.headers.len());
     let mut length: Option<usize> = None;
     for h in parsed.headers.iter() {
