@@ -240,14 +240,14 @@ async fn reconcile(
 }
 
 /// Programs (or removes) shoal's nftables tables for `plan`: the node's own (`ip`) and,
-/// where the node has addresses of its own on networks, the bridge one.
+/// where the node has addresses of its own on networks, the bridge one. A table with no
+/// rules is removed.
 pub async fn apply_rules(plan: &NodePlan) -> Result<(), String> {
     let tables = [overlay::ruleset(plan), overlay::bridge_ruleset(plan)];
-    let empty = plan.networks.is_empty();
     tokio::task::spawn_blocking(move || {
+        // Every network adds rules to the `ip` table, so an empty table means none.
         for table in tables {
-            let unused = empty || table.chains.iter().all(|c| c.rules.is_empty());
-            if unused {
+            if table.chains.iter().all(|c| c.rules.is_empty()) {
                 nft::remove_table(NFT_TABLE, table.family)?;
             } else {
                 nft::ensure_table(&table, &overlay::digest(&table))?;

@@ -147,21 +147,14 @@ impl Body for PrefixedInner {
     }
 }
 
-/// What a [`Guarded`] body holds until it ends.
-pub trait BodyGuard {
-    /// The body was read to its end (called before the guard is dropped).
-    fn body_ended(&mut self) {}
-}
-
-impl BodyGuard for () {}
-
-/// A response body that keeps `guard` alive until the body ends or is dropped.
-pub struct Guarded<B: Body, G: BodyGuard> {
+/// A response body that holds `guard` (slots, counters) until the body ends or is
+/// dropped, whichever comes first.
+pub struct Guarded<B: Body, G> {
     inner: B,
     guard: Option<G>,
 }
 
-impl<B: Body, G: BodyGuard> Guarded<B, G> {
+impl<B: Body, G> Guarded<B, G> {
     /// Hold `guard` for the life of `inner`.
     pub fn new(inner: B, guard: G) -> Self {
         Guarded {
@@ -171,24 +164,7 @@ impl<B: Body, G: BodyGuard> Guarded<B, G> {
     }
 }
 
-impl<B: Body, G: BodyGuard> Guarded<B, G> {
-    fn end(&mut self) {
-        if let Some(mut guard) = self.guard.take() {
-            guard.body_ended();
-        }
-    }
-}
-
-impl<B: Body, G: BodyGuard> Drop for Guarded<B, G> {
-    fn drop(&mut self) {
-        // A body that is empty by its framing may be dropped without being polled.
-        if self.inner.is_end_stream() {
-            self.end();
-        }
-    }
-}
-
-impl<B: Body + Unpin, G: BodyGuard + Unpin> Body for Guarded<B, G> {
+impl<B: Body + Unpin, G: Unpin> Body for Guarded<B, G> {
     type Data = B::Data;
     type Error = B::Error;
 
@@ -199,7 +175,7 @@ impl<B: Body + Unpin, G: BodyGuard + Unpin> Body for Guarded<B, G> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(None) = polled {
-            this.end();
+            this.guard = None;
         }
         polled
     }

@@ -24,7 +24,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderName};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Body;
@@ -32,6 +32,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use super::body::{self, ProxyBody};
+use super::wire::{self, put_data, put_field, LAST_CHUNK};
 use super::{ConnInfo, Proxy};
 
 /// Read size.
@@ -199,11 +200,7 @@ fn parse_request(buf: &mut BytesMut, limit: usize) -> Option<Request<ProxyBody>>
     if method == Method::CONNECT {
         return None;
     }
-    let start = buf.as_ptr() as usize;
-    let range = |s: &[u8]| {
-        let from = s.as_ptr() as usize - start;
-        from..from + s.len()
-    };
+    let range = |part: &[u8]| wire::range_in(buf, part);
     let path = range(parsed.path?.as_bytes());
     // Content-Length with Transfer-Encoding can be framed two ways (smuggling): the
     // request is taken as it is, with no body, for the router to refuse with 400 and
@@ -248,11 +245,7 @@ fn parse_request(buf: &mut BytesMut, limit: usize) -> Option<Request<ProxyBody>>
     let build = || -> Option<Request<ProxyBody>> {
         let uri = Uri::from_maybe_shared(taken.slice(path.clone())).ok()?;
         // Room for the X-Forwarded-* the proxy adds.
-        let mut headers = HeaderMap::with_capacity(fields.len() + 3);
-        for (name, value) in &fields {
-            let value = HeaderValue::from_maybe_shared(taken.slice(value.clone())).ok()?;
-            headers.append(name.clone(), value);
-        }
+        let headers = wire::shared_headers(&taken, &fields, 3)?;
         let body = match body_len {
             0 => body::empty(),
             _ => body::full(taken.slice(len..len + body_len)),
@@ -289,11 +282,8 @@ async fn write_response<IO: AsyncWrite + Unpin>(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    let mut close = false;
+    let close = wire::connection_has(&parts.headers, "close");
     for (name, value) in &parts.headers {
-        if name == header::CONNECTION {
-            close |= value.as_bytes().eq_ignore_ascii_case(b"close");
-        }
         put_field(out, name.as_str().as_bytes(), value.as_bytes());
     }
     if !parts.headers.contains_key(header::DATE) {
@@ -349,13 +339,7 @@ async fn write_response<IO: AsyncWrite + Unpin>(
                 let Ok(data) = frame.into_data() else {
                     continue;
                 };
-                if chunked && !data.is_empty() {
-                    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-                    out.extend_from_slice(&data);
-                    out.extend_from_slice(b"\r\n");
-                } else {
-                    out.extend_from_slice(&data);
-                }
+                put_data(out, &data, chunked);
                 if out.len() >= GATHER {
                     io.write_all(out).await?;
                     out.clear();
@@ -364,17 +348,10 @@ async fn write_response<IO: AsyncWrite + Unpin>(
         }
     }
     if chunked {
-        out.extend_from_slice(b"0\r\n\r\n");
+        out.extend_from_slice(LAST_CHUNK);
     }
     io.write_all(out).await?;
     Ok(!close)
-}
-
-fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }
 
 /// The `Date` value, formatted once a second per thread.

@@ -19,7 +19,7 @@ use http_body_util::BodyExt;
 use hyper::body::Body;
 use tokio::time::Instant;
 
-use super::body::{self, BodyGuard, Guarded, ProxyBody, RequestBody};
+use super::body::{self, Guarded, ProxyBody, RequestBody};
 use super::headers;
 use super::service::{HostState, ServiceSnapshot, ServiceState};
 use super::upstream::{ConnectError, Outgoing, SendError, UpstreamBody};
@@ -64,8 +64,7 @@ impl Drop for Outstanding {
     }
 }
 
-/// Slots a response holds until its body ends, and the upstream connection to give
-/// back to the pool then.
+/// Slots a response holds until its body ends.
 pub(super) struct Held {
     _request: Slot,
     _retry: Option<Slot>,
@@ -81,8 +80,6 @@ impl Held {
         }
     }
 }
-
-impl BodyGuard for Held {}
 
 /// A plain-text answer from the proxy itself.
 pub(super) fn local(status: StatusCode, text: &str) -> Response<ProxyBody> {

@@ -58,13 +58,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 
 /// Whether the request asks to switch protocols (HTTP/1.1 `Connection: upgrade`).
 pub fn wants_upgrade(headers: &HeaderMap) -> bool {
-    let connection_upgrade = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    connection_upgrade && headers.contains_key(header::UPGRADE)
+    super::wire::connection_has(headers, "upgrade") && headers.contains_key(header::UPGRADE)
 }
 
 /// Append the client to `X-Forwarded-For`; set `X-Forwarded-Proto` and

@@ -16,6 +16,7 @@ mod headers;
 mod service;
 mod upgrade;
 mod upstream;
+mod wire;
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;

@@ -271,9 +271,12 @@ fn network_changes(
     forwarding: &mut Vec<Change>,
 ) {
     let br = n.bridge();
-    let mut addrs = BTreeSet::from([(n.gateway, n.subnet.prefix_len())]);
+    let gateway = (n.gateway, n.subnet.prefix_len());
+    let mut addrs = BTreeSet::from([gateway]);
     addrs.extend(n.node_addr.map(|a| (a.ip, 32)));
-    match observed.links.get(&br) {
+    // A bridge about to be made comes with its gateway address.
+    let fresh = BTreeSet::from([gateway]);
+    let have = match observed.links.get(&br) {
         Some(l) if l.kind == LinkKind::Bridge => {
             if l.mtu != n.mtu || l.mac != Some(n.gateway_mac) || !l.up {
                 let mac = (l.mac != Some(n.gateway_mac)).then_some(n.gateway_mac);
@@ -283,20 +286,7 @@ fn network_changes(
                     mac,
                 });
             }
-            for a in l.addrs.difference(&addrs) {
-                removals.push(Change::DelAddress {
-                    link: br.clone(),
-                    ip: a.0,
-                    prefix: a.1,
-                });
-            }
-            for a in addrs.difference(&l.addrs) {
-                creations.push(Change::AddAddress {
-                    link: br.clone(),
-                    ip: a.0,
-                    prefix: a.1,
-                });
-            }
+            &l.addrs
         }
         Some(_) => {
             removals.push(Change::DeleteLink {
@@ -304,15 +294,26 @@ fn network_changes(
                 why: "not a bridge".into(),
             });
             creations.push(Change::CreateBridge { network: n.clone() });
+            &fresh
         }
-        None => creations.push(Change::CreateBridge { network: n.clone() }),
-    }
-    if !matches!(observed.links.get(&br), Some(l) if l.kind == LinkKind::Bridge) {
-        creations.extend(n.node_addr.map(|a| Change::AddAddress {
+        None => {
+            creations.push(Change::CreateBridge { network: n.clone() });
+            &fresh
+        }
+    };
+    for a in have.difference(&addrs) {
+        removals.push(Change::DelAddress {
             link: br.clone(),
-            ip: a.ip,
-            prefix: 32,
-        }));
+            ip: a.0,
+            prefix: a.1,
+        });
+    }
+    for a in addrs.difference(have) {
+        creations.push(Change::AddAddress {
+            link: br.clone(),
+            ip: a.0,
+            prefix: a.1,
+        });
     }
 
     if n.encrypted {

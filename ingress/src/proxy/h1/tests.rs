@@ -1,0 +1,144 @@
+use bytes::BytesMut;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Response};
+
+use super::body::{chunk_size, framing, keeps_alive, Chunk, Framing};
+use super::*;
+
+fn head(text: &str) -> Response<()> {
+    let mut buf = BytesMut::from(text);
+    parse_head(&mut buf).unwrap().unwrap()
+}
+
+#[test]
+fn framing_follows_rfc_9112() {
+    let get = Method::GET;
+    let f = |m: &Method, text: &str| {
+        let h = head(text);
+        framing(m, h.status(), h.headers())
+    };
+    assert_eq!(
+        f(&get, "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n").unwrap(),
+        Framing::Length(5)
+    );
+    assert_eq!(
+        f(
+            &Method::HEAD,
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"
+        )
+        .unwrap(),
+        Framing::Length(0)
+    );
+    assert_eq!(
+        f(
+            &get,
+            "HTTP/1.1 304 Not Modified\r\ncontent-length: 5\r\n\r\n"
+        )
+        .unwrap(),
+        Framing::Length(0)
+    );
+    assert_eq!(
+        f(
+            &get,
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\ncontent-length: 5\r\n\r\n"
+        )
+        .unwrap(),
+        Framing::Chunked(Chunk::Size)
+    );
+    assert_eq!(
+        f(&get, "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n").unwrap(),
+        Framing::UntilClose
+    );
+    assert_eq!(
+        f(&get, "HTTP/1.1 200 OK\r\n\r\n").unwrap(),
+        Framing::UntilClose
+    );
+    assert_eq!(
+        f(&get, "HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\n").unwrap(),
+        Framing::Length(5)
+    );
+    for bad in [
+        "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n",
+        "HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
+        "HTTP/1.1 200 OK\r\ncontent-length: +5\r\n\r\n",
+        "HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999999\r\n\r\n",
+    ] {
+        assert!(f(&get, bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn heads_parse_incrementally_and_refuse_garbage() {
+    let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\ncontent-le");
+    assert!(parse_head(&mut buf).unwrap().is_none());
+    buf.extend_from_slice(b"ngth: 2\r\n\r\nhi");
+    let h = parse_head(&mut buf).unwrap().unwrap();
+    assert_eq!(h.headers()["content-length"], "2");
+    assert_eq!(&buf[..], b"hi", "the body stays in the buffer");
+    for bad in [
+        "HTTP/1.1 2000 OK\r\n\r\n",
+        "garbage\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nbad name: x\r\n\r\n",
+    ] {
+        assert!(parse_head(&mut BytesMut::from(bad)).is_err(), "{bad}");
+    }
+    let many = |n: usize| {
+        let fields: String = (0..n).map(|i| format!("x-h{i}: v{i}\r\n")).collect();
+        BytesMut::from(format!("HTTP/1.1 200 OK\r\n{fields}\r\n").as_str())
+    };
+    let h = parse_head(&mut many(40)).unwrap().unwrap();
+    assert_eq!(h.headers().len(), 40);
+    assert_eq!(h.headers()["x-h39"], "v39");
+    assert!(parse_head(&mut many(MAX_HEADERS + 1)).is_err());
+    assert!(!keeps_alive(&head(
+        "HTTP/1.1 200 OK\r\nconnection: keep-alive, close\r\n\r\n"
+    )));
+    assert!(!keeps_alive(&head("HTTP/1.0 200 OK\r\n\r\n")));
+    assert!(keeps_alive(&head("HTTP/1.1 200 OK\r\n\r\n")));
+}
+
+#[test]
+fn chunk_sizes_are_hex_with_optional_extensions() {
+    assert_eq!(chunk_size(b"1a").unwrap(), 26);
+    assert_eq!(chunk_size(b"0;name=value").unwrap(), 0);
+    for bad in [&b""[..], b"g", b"-1", b"1ffffffffffffffff"] {
+        assert!(chunk_size(bad).is_err());
+    }
+}
+
+#[test]
+fn request_heads_carry_the_bodys_framing_only() {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::HOST, HeaderValue::from_static("a"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("99"));
+    headers.insert(
+        header::TRANSFER_ENCODING,
+        HeaderValue::from_static("chunked"),
+    );
+    let uri: http::Uri = "/p?q=1".parse().unwrap();
+    let mut out = Vec::new();
+    encode_head(
+        &Method::POST,
+        &uri,
+        &headers,
+        &super::super::body::full("abc"),
+        &mut out,
+    );
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(
+        text,
+        "POST /p?q=1 HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\n\r\n"
+    );
+    let mut out = Vec::new();
+    encode_head(
+        &Method::GET,
+        &uri,
+        &HeaderMap::new(),
+        &super::super::body::empty(),
+        &mut out,
+    );
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "GET /p?q=1 HTTP/1.1\r\n\r\n"
+    );
+}
