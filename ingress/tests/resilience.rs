@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::*;
 use http::StatusCode;
 use http_body_util::BodyExt;
+use shoal_ingress::retry::RetryPolicy;
 use shoal_ingress::{Health, Proxy};
 
 fn counter_value(proxy: &Proxy, name: &str, label: (&str, &str)) -> u64 {
@@ -150,6 +151,50 @@ async fn a_slow_backend_gives_504_after_the_timeouts() {
         StatusCode::GATEWAY_TIMEOUT
     );
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn a_pooled_connection_keeps_each_requests_own_deadline() {
+    // One backend connection serves both routers in turn: its deadline timer, first
+    // set 10 s ahead, must still fire at the short router's 150 ms.
+    let backend = backend(|req| async move {
+        if req.uri().path() == "/slow" {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        reply(200, "ok")
+    })
+    .await;
+    let mut s = Service::over(&[backend]);
+    s.retry.per_try_timeout = Some(Duration::from_secs(10));
+    let mut r = routes(
+        &[
+            ("long", "Host(`long.com`)", "s"),
+            ("short", "Host(`short.com`)", "s"),
+        ],
+        vec![("s", s)],
+    );
+    let short = RetryPolicy {
+        num_retries: 0,
+        per_try_timeout: Some(Duration::from_millis(150)),
+        ..Default::default()
+    };
+    r.routers.get_mut("short").unwrap().retry = Some(short);
+    let (_p, addr) = proxy(r).await;
+    let c = client();
+    for _ in 0..3 {
+        assert_eq!(get(&c, addr, "long.com", "/").await.0, StatusCode::OK);
+    }
+    let started = std::time::Instant::now();
+    assert_eq!(
+        get(&c, addr, "short.com", "/slow").await.0,
+        StatusCode::GATEWAY_TIMEOUT
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(140) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    assert_eq!(get(&c, addr, "long.com", "/").await.0, StatusCode::OK);
 }
 
 #[tokio::test]

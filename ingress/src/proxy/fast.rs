@@ -124,6 +124,7 @@ impl Proxy {
         let mut buf = BytesMut::with_capacity(READ);
         let mut out = Vec::with_capacity(1024);
         let mut timer = Box::pin(tokio::time::sleep(idle));
+        // When the connection last became idle.
         let mut last = Instant::now();
         loop {
             if buf.is_empty() {
@@ -142,9 +143,11 @@ impl Proxy {
                 return Handoff::Hyper(Rewind::new(buf.freeze(), io));
             };
             let head = req.method() == Method::HEAD;
-            let resp = self.handle(req, info).await;
+            let (resp, ready) = self.handle(req, info, Instant::now()).await;
             match write_response(&mut io, &mut out, resp, head).await {
-                Ok(true) => last = Instant::now(),
+                // Written at once: idle since the response was ready (no clock read).
+                Ok(Written::Whole) => last = ready,
+                Ok(Written::Streamed) => last = Instant::now(),
                 _ => return Handoff::Closed,
             }
         }
@@ -267,13 +270,24 @@ fn parse_request(buf: &mut BytesMut, limit: usize) -> Option<Request<ProxyBody>>
     req
 }
 
-/// Writes `resp`; whether the connection may carry another request.
+/// How a response went out.
+enum Written {
+    /// In one write, and the connection may carry another request.
+    Whole,
+    /// In several writes as its body arrived, and the connection may carry another
+    /// request.
+    Streamed,
+    /// The connection must close.
+    Close,
+}
+
+/// Writes `resp`.
 async fn write_response<IO: AsyncWrite + Unpin>(
     io: &mut IO,
     out: &mut Vec<u8>,
     resp: Response<ProxyBody>,
     head: bool,
-) -> io::Result<bool> {
+) -> io::Result<Written> {
     let (parts, mut body) = resp.into_parts();
     let status = parts.status;
     out.clear();
@@ -282,24 +296,30 @@ async fn write_response<IO: AsyncWrite + Unpin>(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    let close = wire::connection_has(&parts.headers, "close");
+    // One pass writes the fields and notes those that decide what else is written.
+    let (mut close, mut dated, mut length) = (false, false, false);
     for (name, value) in &parts.headers {
+        if name == header::CONNECTION {
+            close |= wire::lists(value, "close");
+        } else if name == header::DATE {
+            dated = true;
+        } else if name == header::CONTENT_LENGTH {
+            length = true;
+        }
         put_field(out, name.as_str().as_bytes(), value.as_bytes());
     }
-    if !parts.headers.contains_key(header::DATE) {
+    if !dated {
         put_field(out, b"date", &date());
     }
     let no_body = head
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let framed = parts.headers.contains_key(header::CONTENT_LENGTH)
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT;
+    let framed = length || status.is_informational() || status == StatusCode::NO_CONTENT;
     let mut chunked = false;
     if !framed {
         match body.size_hint().exact() {
-            Some(n) => put_field(out, b"content-length", n.to_string().as_bytes()),
+            Some(n) => wire::put_length(out, n),
             None if no_body => {}
             None => {
                 put_field(out, b"transfer-encoding", b"chunked");
@@ -308,10 +328,16 @@ async fn write_response<IO: AsyncWrite + Unpin>(
         }
     }
     out.extend_from_slice(b"\r\n");
+    let done = |streamed: bool| match (close, streamed) {
+        (true, _) => Written::Close,
+        (false, false) => Written::Whole,
+        (false, true) => Written::Streamed,
+    };
     if no_body {
         io.write_all(out).await?;
-        return Ok(!close);
+        return Ok(done(false));
     }
+    let mut streamed = false;
     // Frames that are ready go out with the head; a write happens only when the body
     // has to wait or enough has gathered.
     loop {
@@ -323,6 +349,7 @@ async fn write_response<IO: AsyncWrite + Unpin>(
             Poll::Pending => {
                 io.write_all(out).await?;
                 out.clear();
+                streamed = true;
                 body.frame().await
             }
         };
@@ -333,7 +360,7 @@ async fn write_response<IO: AsyncWrite + Unpin>(
                 // ending early.
                 io.write_all(out).await?;
                 tracing::debug!(error = %e, "response body failed");
-                return Ok(false);
+                return Ok(Written::Close);
             }
             Some(Ok(frame)) => {
                 let Ok(data) = frame.into_data() else {
@@ -343,6 +370,7 @@ async fn write_response<IO: AsyncWrite + Unpin>(
                 if out.len() >= GATHER {
                     io.write_all(out).await?;
                     out.clear();
+                    streamed = true;
                 }
             }
         }
@@ -351,7 +379,7 @@ async fn write_response<IO: AsyncWrite + Unpin>(
         out.extend_from_slice(LAST_CHUNK);
     }
     io.write_all(out).await?;
-    Ok(!close)
+    Ok(done(streamed))
 }
 
 /// The `Date` value, formatted once a second per thread.

@@ -20,7 +20,7 @@ use hyper::body::Body;
 use tokio::time::Instant;
 
 use super::body::{self, Guarded, ProxyBody, RequestBody};
-use super::headers;
+use super::headers::{self, Forwarded};
 use super::service::{HostState, ServiceSnapshot, ServiceState};
 use super::upstream::{ConnectError, Outgoing, SendError, UpstreamBody};
 use super::{lock, ConnInfo, Proxy, Route, RouteTable};
@@ -38,6 +38,8 @@ pub const ACCESS_LOG_TARGET: &str = "shoal_ingress::access";
 pub(super) struct RequestLog {
     pub backend: Option<SocketAddr>,
     pub retries: u32,
+    /// When the last attempt ended (the clock is read once per attempt).
+    pub finished: Option<Instant>,
 }
 
 /// The request line facts of the access log, taken only when it is enabled.
@@ -172,12 +174,13 @@ fn admit<'t, 'h>(
 }
 
 impl Proxy {
+    /// Answers a request that arrived at `start`; with when its response head was ready.
     pub(super) async fn handle(
         self: &Arc<Self>,
         req: Request<ProxyBody>,
         conn: &ConnInfo,
-    ) -> Response<ProxyBody> {
-        let start = Instant::now();
+        start: Instant,
+    ) -> (Response<ProxyBody>, Instant) {
         let host = request_host(&req);
         let access =
             tracing::enabled!(target: ACCESS_LOG_TARGET, tracing::Level::INFO).then(|| {
@@ -195,12 +198,13 @@ impl Proxy {
         let mut log = RequestLog::default();
         let (route, resp) = match admit(&table, &req, conn, host.as_ref()) {
             Ok((route, host)) => {
-                let resp = self.dispatch(route, req, conn, host, &mut log).await;
+                let resp = self.dispatch(route, req, conn, host, start, &mut log).await;
                 (Some(route), resp)
             }
             Err(refusal) => (None, refusal.response()),
         };
-        let elapsed = start.elapsed();
+        let ready = log.finished.unwrap_or_else(Instant::now);
+        let elapsed = ready.saturating_duration_since(start);
         let status = resp.status();
         route
             .map_or(&self.unrouted, |r| &r.metrics)
@@ -220,7 +224,7 @@ impl Proxy {
                 retries = log.retries,
             );
         }
-        resp
+        (resp, ready)
     }
 
     /// Send a routed request to its service (or answer for it).
@@ -230,6 +234,7 @@ impl Proxy {
         req: Request<ProxyBody>,
         conn: &ConnInfo,
         host: &HeaderValue,
+        start: Instant,
         log: &mut RequestLog,
     ) -> Response<ProxyBody> {
         let Some(service) = &route.service else {
@@ -240,12 +245,21 @@ impl Proxy {
             Ok(slot) => slot,
             Err(kind) => return self.overflow(service, kind),
         };
+        // Boxed, each in a statement of its own: a future in an `.await` expression is
+        // kept in the caller's state as well, and that state is copied per request.
         if req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers()) {
-            return Box::pin(self.upgrade(service, &snap, req, conn, host, slot, log)).await;
+            let upgrade = Box::pin(self.upgrade(service, &snap, req, conn, host, slot, log));
+            return upgrade.await;
         }
         let policy = route.router.retry.as_ref().unwrap_or(&snap.config.retry);
-        // Boxed once here rather than moved through every caller's state.
-        Box::pin(self.forward(service, &snap, policy, req, conn, host, slot, log)).await
+        let request = Inbound {
+            req,
+            conn,
+            host,
+            start,
+        };
+        let forward = Box::pin(self.forward(service, &snap, policy, request, slot, log));
+        forward.await
     }
 
     pub(super) fn overflow(&self, service: &ServiceState, kind: Overflow) -> Response<ProxyBody> {
@@ -260,17 +274,18 @@ impl Proxy {
             .inc();
     }
 
-    /// Record an attempt's outcome on the host and in outlier detection.
+    /// Record an attempt's outcome (at `now`) on the host and in outlier detection.
     pub(super) fn record(
         &self,
         service: &ServiceState,
         host: &HostState,
         outcome: &AttemptOutcome,
+        now: Instant,
     ) {
         if outcome.is_5xx() {
             host.failures.fetch_add(1, Ordering::Relaxed);
         }
-        let ejected = lock(&service.outlier).record(&host.addr, outcome, Instant::now());
+        let ejected = lock(&service.outlier).record(&host.addr, outcome, now);
         if let Some(until) = ejected {
             self.metrics
                 .ejections
@@ -280,24 +295,27 @@ impl Proxy {
                 service = %service.name,
                 backend = %host.addr,
                 outcome = %outcome.label(),
-                ejected_for_s = until.duration_since(Instant::now()).as_secs(),
+                ejected_for_s = until.saturating_duration_since(now).as_secs(),
                 "backend ejected"
             );
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn forward(
         &self,
         service: &Arc<ServiceState>,
         snap: &ServiceSnapshot,
         policy: &RetryPolicy,
-        req: Request<ProxyBody>,
-        conn: &ConnInfo,
-        host: &HeaderValue,
+        request: Inbound<'_>,
         slot: Slot,
         log: &mut RequestLog,
     ) -> Response<ProxyBody> {
+        let Inbound {
+            req,
+            conn,
+            host,
+            start,
+        } = request;
         let (mut parts, incoming) = req.into_parts();
         let retry_allowed = policy.allows_method(&parts.method);
         // Futures that are large or rarely needed are boxed below: each `.await` moves
@@ -305,7 +323,8 @@ impl Proxy {
         let mut body = if retry_allowed && incoming.is_end_stream() {
             RequestBody::Buffered(bytes::Bytes::new())
         } else if retry_allowed {
-            match Box::pin(RequestBody::read(incoming, self.options.max_buffered_body)).await {
+            let read = Box::pin(RequestBody::read(incoming, self.options.max_buffered_body));
+            match read.await {
                 Ok(b) => b,
                 Err(e) => {
                     return local(
@@ -324,7 +343,7 @@ impl Proxy {
                 .map(str::to_string)
         });
         headers::strip_hop_by_hop(&mut parts.headers, false);
-        headers::set_forwarded(&mut parts.headers, &conn.forwarded_for, conn.tls, host);
+        let forwarded = Forwarded::new(&parts.headers, &conn.forwarded_for, conn.tls, host);
         // Usually the client's own Host, once: then there is nothing to replace.
         let mut hosts = parts.headers.get_all(header::HOST).iter();
         if hosts.next() != Some(host) || hosts.next().is_some() {
@@ -332,14 +351,16 @@ impl Proxy {
         }
         let target = UpstreamTarget::new(&parts.uri, snap.config.protocol);
         let upstream = service.upstream(snap);
-        let deadline = policy.timeout.map(|t| Instant::now() + t);
-        let mut tried = vec![false; snap.hosts.len()];
+        let deadline = policy.timeout.map(|t| start + t);
+        // Hosts already tried, once there has been a retry.
+        let mut tried: Vec<bool> = Vec::new();
         let mut retry_slot: Option<Slot> = None;
+        // When the current attempt starts.
+        let mut now = start;
         loop {
-            let Some(idx) = service.pick(snap, &tried, sticky_in.as_deref()) else {
+            let Some(idx) = service.pick(snap, &tried, sticky_in.as_deref(), now) else {
                 return local(StatusCode::SERVICE_UNAVAILABLE, "no healthy backend");
             };
-            tried[idx] = true;
             let backend = &snap.hosts[idx];
             log.backend = Some(backend.addr);
             let Some(attempt_body) = body.take_attempt() else {
@@ -353,35 +374,35 @@ impl Proxy {
                 uri,
                 version: target.version,
                 headers: &parts.headers,
+                set: forwarded.fields(),
                 body: attempt_body,
+                started: now,
+                deadline: match (policy.per_try_timeout, deadline) {
+                    (Some(t), Some(d)) => Some(d.min(now + t)),
+                    (t, d) => t.map(|t| now + t).or(d),
+                },
             };
             let outstanding = Outstanding::new(backend.clone());
-            let per_try = match (policy.per_try_timeout, deadline) {
-                (Some(t), Some(d)) => Some(t.min(d.saturating_duration_since(Instant::now()))),
-                (t, d) => t.or(d.map(|d| d.saturating_duration_since(Instant::now()))),
-            };
-            let sent = Box::pin(upstream.send(&backend.pool, backend.addr, up));
-            let result = match per_try {
-                Some(limit) => tokio::time::timeout(limit, sent).await.map_err(|_| ()),
-                None => Ok(sent.await),
-            };
+            let result = upstream.send(&backend.pool, backend.addr, up).await;
+            now = Instant::now();
+            log.finished = Some(now);
             let (outcome, response) = match result {
-                Err(()) => (AttemptOutcome::Timeout, None),
-                Ok(Ok(resp)) => (AttemptOutcome::Status(resp.status()), Some(resp)),
-                Ok(Err(SendError::Connect(ConnectError::Overflow(kind)))) => {
+                Ok(resp) => (AttemptOutcome::Status(resp.status()), Some(resp)),
+                Err(SendError::Connect(ConnectError::Overflow(kind))) => {
                     return self.overflow(service, kind);
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     tracing::debug!(backend = %backend.addr, error = %e, "upstream attempt failed");
                     let outcome = match e {
+                        SendError::Timeout => AttemptOutcome::Timeout,
                         SendError::Connect(_) => AttemptOutcome::ConnectFailure,
                         SendError::Http(_) | SendError::H1(_) => AttemptOutcome::Reset,
                     };
                     (outcome, None)
                 }
             };
-            self.record(service, backend, &outcome);
-            let time_left = deadline.is_none_or(|d| Instant::now() < d);
+            self.record(service, backend, &outcome, now);
+            let time_left = deadline.is_none_or(|d| now < d);
             if can_retry && time_left && policy.should_retry(&outcome, log.retries) {
                 let limit = match snap.config.retry_budget {
                     Some(b) => b.limit(service.counts.active_requests()),
@@ -399,9 +420,14 @@ impl Proxy {
                         drop(outstanding);
                         let mut pause = policy.backoff(log.retries - 1, &mut rand::thread_rng());
                         if let Some(d) = deadline {
-                            pause = pause.min(d.saturating_duration_since(Instant::now()));
+                            pause = pause.min(d.saturating_duration_since(now));
                         }
                         tokio::time::sleep(pause).await;
+                        now = Instant::now();
+                        if tried.is_empty() {
+                            tried.resize(snap.hosts.len(), false);
+                        }
+                        tried[idx] = true;
                         continue;
                     }
                     Err(kind) => self.count_overflow(service, kind),
@@ -424,6 +450,14 @@ impl Proxy {
             return respond(resp, held, set_cookie);
         }
     }
+}
+
+/// A request as it came in: from which connection, for which host, since when.
+struct Inbound<'a> {
+    req: Request<ProxyBody>,
+    conn: &'a ConnInfo,
+    host: &'a HeaderValue,
+    start: Instant,
 }
 
 /// The request target sent upstream: origin form for HTTP/1, absolute for h2c.

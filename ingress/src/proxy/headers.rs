@@ -17,6 +17,7 @@ const HOP_BY_HOP: &[HeaderName] = &[
 ];
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const CLOSE: HeaderName = HeaderName::from_static("close");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -44,7 +45,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter_map(|name| connection_option(name.trim()))
         .collect();
     doomed.extend(headers.keys().filter(|n| hop_by_hop(n)).cloned());
     for name in &doomed {
@@ -53,6 +54,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     if let Some(v) = upgrade_value {
         headers.insert(header::UPGRADE, v);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// The field a `Connection` option names; the usual ones without an allocation.
+fn connection_option(token: &str) -> Option<HeaderName> {
+    if token.eq_ignore_ascii_case("keep-alive") {
+        Some(KEEP_ALIVE)
+    } else if token.eq_ignore_ascii_case("close") {
+        Some(CLOSE)
+    } else if token.eq_ignore_ascii_case("upgrade") {
+        Some(header::UPGRADE)
+    } else {
+        HeaderName::from_bytes(token.as_bytes()).ok()
     }
 }
 
@@ -94,26 +108,57 @@ pub(super) fn set_forwarded(
     tls: bool,
     host: &HeaderValue,
 ) {
-    let xff = if headers.contains_key(&X_FORWARDED_FOR) {
-        let mut prior: Vec<&[u8]> = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter(|v| v.to_str().is_ok())
-            .map(HeaderValue::as_bytes)
-            .collect();
-        prior.push(client.as_bytes());
-        HeaderValue::from_bytes(&prior.join(&b", "[..])).ok()
-    } else {
-        Some(client.clone())
-    };
-    if let Some(v) = xff {
-        headers.insert(X_FORWARDED_FOR, v);
+    Forwarded::new(headers, client, tls, host).apply(headers);
+}
+
+/// The `X-Forwarded-*` fields of a request, kept apart from its headers so that the
+/// HTTP/1 client writes them straight into the backend's request.
+pub(super) struct Forwarded {
+    fields: [(HeaderName, HeaderValue); 3],
+}
+
+impl Forwarded {
+    /// For a request with `headers` (whose `X-Forwarded-For` entries come first) from
+    /// `client`, over TLS or not, for `host`.
+    pub(super) fn new(
+        headers: &HeaderMap,
+        client: &HeaderValue,
+        tls: bool,
+        host: &HeaderValue,
+    ) -> Self {
+        let mut prior = headers.get_all(&X_FORWARDED_FOR).iter().peekable();
+        let xff = if prior.peek().is_some() {
+            let mut entries: Vec<&[u8]> = prior
+                .filter(|v| v.to_str().is_ok())
+                .map(HeaderValue::as_bytes)
+                .collect();
+            entries.push(client.as_bytes());
+            // Visible ASCII joined by ", " is always a valid value.
+            HeaderValue::from_bytes(&entries.join(&b", "[..])).unwrap_or_else(|_| client.clone())
+        } else {
+            client.clone()
+        };
+        let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
+        Forwarded {
+            fields: [
+                (X_FORWARDED_FOR, xff),
+                (X_FORWARDED_PROTO, proto),
+                (X_FORWARDED_HOST, host.clone()),
+            ],
+        }
     }
-    headers.insert(
-        X_FORWARDED_PROTO,
-        HeaderValue::from_static(if tls { "https" } else { "http" }),
-    );
-    headers.insert(X_FORWARDED_HOST, host.clone());
+
+    /// The fields, in the order they are written.
+    pub(super) fn fields(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.fields
+    }
+
+    /// Put the fields into `headers`, replacing the request's own.
+    pub(super) fn apply(self, headers: &mut HeaderMap) {
+        for (name, value) in self.fields {
+            headers.insert(name, value);
+        }
+    }
 }
 
 /// Both `Content-Length` and `Transfer-Encoding`, or several different
@@ -126,9 +171,11 @@ pub(super) fn set_forwarded(
 /// `Transfer-Encoding` drops the length, frames by chunks and closes the connection
 /// after the response (RFC 9112 §6.1), so the request never reaches this check.
 pub fn ambiguous_framing(headers: &HeaderMap) -> bool {
-    let lengths: Vec<&HeaderValue> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
-    let te = headers.contains_key(header::TRANSFER_ENCODING);
-    (te && !lengths.is_empty()) || lengths.windows(2).any(|w| w[0] != w[1])
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    let Some(first) = lengths.next() else {
+        return false;
+    };
+    headers.contains_key(header::TRANSFER_ENCODING) || lengths.any(|l| l != first)
 }
 
 #[cfg(test)]

@@ -390,7 +390,7 @@ impl Proxy {
             let proxy = proxy.clone();
             let info = conn_info.clone();
             let req = req.map(|b: hyper::body::Incoming| b.map_err(BoxError::from).boxed());
-            async move { Ok::<_, Infallible>(proxy.handle(req, &info).await) }
+            async move { Ok::<_, Infallible>(proxy.handle(req, &info, Instant::now()).await.0) }
         });
         let result = match acceptor {
             Some(acceptor) => {

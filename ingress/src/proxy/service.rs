@@ -113,17 +113,22 @@ impl ServiceState {
         self.snapshot.store(Arc::new(snapshot));
     }
 
-    /// Pick a host for an attempt; `None` when the service has no hosts.
+    /// Pick a host for an attempt at `now`; `None` when the service has no hosts.
+    /// (`tried` may be shorter than the host list: hosts past its end are untried.)
     pub fn pick(
         &self,
         snap: &ServiceSnapshot,
         tried: &[bool],
         sticky: Option<&str>,
+        now: Instant,
     ) -> Option<usize> {
-        if snap.hosts.is_empty() {
-            return None;
+        match snap.hosts.len() {
+            0 => return None,
+            // A lone host ejected is below any panic threshold, so it is still the pick.
+            1 if snap.config.outlier.panic_threshold_percent > 0 => return Some(0),
+            _ => {}
         }
-        let eligibility = lock(&self.outlier).eligibility(&snap.addrs, Instant::now());
+        let eligibility = lock(&self.outlier).eligibility(&snap.addrs, now);
         let outstanding: Vec<usize> = snap
             .hosts
             .iter()
@@ -216,7 +221,10 @@ mod tests {
         }
         let snap = s.snapshot.load_full();
         for _ in 0..10 {
-            assert_eq!(s.pick(&snap, &[false, false], None), Some(1));
+            assert_eq!(
+                s.pick(&snap, &[false, false], None, Instant::now()),
+                Some(1)
+            );
         }
         // An update that keeps `a` keeps its ejection and its counters.
         let host_a = snap.hosts[0].clone();
@@ -224,13 +232,16 @@ mod tests {
         let snap = s.snapshot.load_full();
         assert!(Arc::ptr_eq(&snap.hosts[1], &host_a));
         for _ in 0..10 {
-            assert_eq!(s.pick(&snap, &[false, false], None), Some(0));
+            assert_eq!(
+                s.pick(&snap, &[false, false], None, Instant::now()),
+                Some(0)
+            );
         }
         tokio::time::advance(Duration::from_secs(29)).await;
-        assert!((0..10).all(|_| s.pick(&snap, &[false, false], None) == Some(0)));
+        assert!((0..10).all(|_| s.pick(&snap, &[false, false], None, Instant::now()) == Some(0)));
         tokio::time::advance(Duration::from_secs(1)).await;
         let picks: Vec<_> = (0..4)
-            .map(|_| s.pick(&snap, &[false, false], None))
+            .map(|_| s.pick(&snap, &[false, false], None, Instant::now()))
             .collect();
         assert!(picks.contains(&Some(1)), "{picks:?}");
     }
@@ -238,6 +249,6 @@ mod tests {
     #[tokio::test]
     async fn a_service_without_servers_picks_nothing() {
         let s = ServiceState::new("s", Service::over(&[]), dial());
-        assert_eq!(s.pick(&s.snapshot.load(), &[], None), None);
+        assert_eq!(s.pick(&s.snapshot.load(), &[], None, Instant::now()), None);
     }
 }

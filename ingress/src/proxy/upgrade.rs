@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
 
 use super::body::{BoxError, Guarded, ProxyBody};
 use super::forward::{local, Held, Outstanding, RequestLog};
@@ -29,8 +30,7 @@ impl Proxy {
         log: &mut RequestLog,
     ) -> Response<ProxyBody> {
         let client_upgrade = hyper::upgrade::on(&mut req);
-        let tried = vec![false; snap.hosts.len()];
-        let Some(idx) = service.pick(snap, &tried, None) else {
+        let Some(idx) = service.pick(snap, &[], None, Instant::now()) else {
             return local(StatusCode::SERVICE_UNAVAILABLE, "no healthy backend");
         };
         let backend = snap.hosts[idx].clone();
@@ -41,14 +41,19 @@ impl Proxy {
             dialer: self.options.dialer.clone(),
         };
         let Ok(stream) = dial.connect(backend.addr).await else {
-            self.record(service, &backend, &AttemptOutcome::ConnectFailure);
+            self.record(
+                service,
+                &backend,
+                &AttemptOutcome::ConnectFailure,
+                Instant::now(),
+            );
             return local(StatusCode::BAD_GATEWAY, "backend unavailable");
         };
         let (mut sender, connection) =
             match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
                 Ok(pair) => pair,
                 Err(_) => {
-                    self.record(service, &backend, &AttemptOutcome::Reset);
+                    self.record(service, &backend, &AttemptOutcome::Reset, Instant::now());
                     return local(StatusCode::BAD_GATEWAY, "backend unavailable");
                 }
             };
@@ -69,11 +74,16 @@ impl Proxy {
         let mut resp = match sender.send_request(up).await {
             Ok(r) => r,
             Err(_) => {
-                self.record(service, &backend, &AttemptOutcome::Reset);
+                self.record(service, &backend, &AttemptOutcome::Reset, Instant::now());
                 return local(StatusCode::BAD_GATEWAY, "backend unavailable");
             }
         };
-        self.record(service, &backend, &AttemptOutcome::Status(resp.status()));
+        self.record(
+            service,
+            &backend,
+            &AttemptOutcome::Status(resp.status()),
+            Instant::now(),
+        );
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             let (mut parts, body) = resp.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers, false);

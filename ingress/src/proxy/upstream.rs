@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http2;
@@ -29,7 +30,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::body::{BoxError, ProxyBody};
-use super::h1::{H1Body, H1Conn, H1Error, Home};
+use super::h1::{H1Body, H1Conn, H1Error, Home, RequestHead};
 use super::lock;
 use super::Dial;
 use crate::breaker::{BreakerCounts, Overflow};
@@ -68,7 +69,19 @@ pub enum SendError {
     Http(#[from] hyper::Error),
     /// The HTTP/1 exchange failed before the response head.
     #[error("upstream: {0}")]
-    H1(#[from] H1Error),
+    H1(H1Error),
+    /// No response head before the attempt's deadline.
+    #[error("upstream: no response before the deadline")]
+    Timeout,
+}
+
+impl From<H1Error> for SendError {
+    fn from(e: H1Error) -> Self {
+        match e {
+            H1Error::TimedOut => SendError::Timeout,
+            e => SendError::H1(e),
+        }
+    }
 }
 
 /// A service's connection limit; kept across updates while `max_connections` is.
@@ -117,9 +130,11 @@ impl std::fmt::Debug for HostPool {
 
 impl Home for HostPool {
     fn put(&self, conn: H1Conn) {
+        // Idle age counts from the start of the connection's last request (no clock
+        // read here): one that carried a long response is retired early, never late.
         lock(&self.idle).push(Idle {
+            since: conn.used,
             conn,
-            since: Instant::now(),
         });
         self.returned.notify_one();
     }
@@ -132,11 +147,11 @@ impl HostPool {
         lock(&self.h2).take();
     }
 
-    /// The most recently used idle connection that is still usable.
-    fn take_idle(&self) -> Option<H1Conn> {
+    /// The most recently used idle connection that is still usable at `now`.
+    fn take_idle(&self, now: Instant) -> Option<H1Conn> {
         loop {
             let Idle { conn, since } = lock(&self.idle).pop()?;
-            if since.elapsed() < IDLE_TIMEOUT && !conn.is_stale() {
+            if now.saturating_duration_since(since) < IDLE_TIMEOUT && !conn.is_stale() {
                 return Some(conn);
             }
         }
@@ -148,7 +163,8 @@ impl HostPool {
 }
 
 /// One attempt's request: the head is borrowed (HTTP/1 writes it out as it is; h2c
-/// copies it), the body is the attempt's own.
+/// copies it), the body is the attempt's own; with when the attempt started and by
+/// when its response head must have arrived.
 pub struct Outgoing<'a> {
     /// The method.
     pub method: &'a Method,
@@ -158,8 +174,14 @@ pub struct Outgoing<'a> {
     pub version: Version,
     /// The headers.
     pub headers: &'a HeaderMap,
+    /// Fields the proxy sets in place of the request's own (`X-Forwarded-*`).
+    pub set: &'a [(HeaderName, HeaderValue)],
     /// The body.
     pub body: ProxyBody,
+    /// When the attempt started.
+    pub started: Instant,
+    /// The attempt's deadline for the response head.
+    pub deadline: Option<Instant>,
 }
 
 /// A backend's response body, from either kind of connection.
@@ -230,26 +252,47 @@ impl Upstream<'_> {
         addr: SocketAddr,
         out: Outgoing<'_>,
     ) -> Result<Response<UpstreamBody>, SendError> {
-        match self.checkout(pool, addr).await? {
-            Sender::H2(mut sender) => {
-                let mut req = Request::new(out.body);
-                *req.method_mut() = out.method.clone();
-                *req.uri_mut() = out.uri;
-                *req.version_mut() = out.version;
-                *req.headers_mut() = out.headers.clone();
-                Ok(sender.send_request(req).await?.map(UpstreamBody::H2))
+        // Paths other than an HTTP/1 exchange on a pooled connection are boxed, each in
+        // a statement of its own: their futures are large, and a future in the state
+        // of every request is copied with it.
+        let sender = match self.reuse(pool, out.started) {
+            Some(sender) => sender,
+            None => {
+                let open = Box::pin(within(out.deadline, self.open(pool, addr, out.started)));
+                open.await??
+            }
+        };
+        match sender {
+            Sender::H2(sender) => {
+                let exchange = Box::pin(send_h2(sender, out));
+                exchange.await
             }
             Sender::H1 { conn, reused } => {
                 let home: Arc<dyn Home> = pool.clone();
                 // A pooled connection the backend closed as the request went out: an
                 // empty request is sent again over a fresh connection.
                 let again = reused && out.body.is_end_stream();
-                let head = (out.method, &out.uri, out.headers);
-                let resp = match conn.send(head, out.body, home.clone()).await {
+                let head = RequestHead {
+                    method: out.method,
+                    uri: &out.uri,
+                    headers: out.headers,
+                    set: out.set,
+                };
+                let (started, deadline) = (out.started, out.deadline);
+                let resp = match conn
+                    .send(head, out.body, home.clone(), started, deadline)
+                    .await
+                {
                     Ok(resp) => resp,
                     Err(e) if again && e.before_response() => {
-                        let conn = self.connect_h1(addr).await?;
-                        conn.send(head, super::body::empty(), home).await?
+                        let again = Box::pin(async {
+                            let conn = within(deadline, self.connect_h1(addr)).await??;
+                            let empty = super::body::empty();
+                            Ok::<_, SendError>(
+                                conn.send(head, empty, home, started, deadline).await?,
+                            )
+                        });
+                        again.await?
                     }
                     Err(e) => return Err(e.into()),
                 };
@@ -258,10 +301,14 @@ impl Upstream<'_> {
         }
     }
 
-    async fn checkout(&self, pool: &HostPool, addr: SocketAddr) -> Result<Sender, ConnectError> {
-        if let Some(sender) = self.reuse(pool).await {
-            return Ok(sender);
-        }
+    /// A connection when none is idle: a new one within the connection limit, or the
+    /// first one returned or freed while this request waits as pending.
+    async fn open(
+        &self,
+        pool: &HostPool,
+        addr: SocketAddr,
+        now: Instant,
+    ) -> Result<Sender, ConnectError> {
         let permit = match self.slots.slots.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
@@ -275,7 +322,7 @@ impl Upstream<'_> {
                             break p.map_err(|_| ConnectError::Overflow(Overflow::Connections))?;
                         }
                         () = pool.returned.notified() => {
-                            if let Some(sender) = self.reuse(pool).await {
+                            if let Some(sender) = self.reuse(pool, now) {
                                 return Ok(sender);
                             }
                         }
@@ -300,10 +347,10 @@ impl Upstream<'_> {
         }
     }
 
-    async fn reuse(&self, pool: &HostPool) -> Option<Sender> {
+    fn reuse(&self, pool: &HostPool, now: Instant) -> Option<Sender> {
         match self.protocol {
             UpstreamProtocol::Http1 => pool
-                .take_idle()
+                .take_idle(now)
                 .map(|conn| Sender::H1 { conn, reused: true }),
             UpstreamProtocol::H2c => pool.shared_h2().map(Sender::H2),
         }
@@ -321,6 +368,37 @@ impl Upstream<'_> {
             .map_err(|_| ConnectError::Overflow(Overflow::Connections))?;
         let stream = self.dial.connect(addr).await?;
         Ok(H1Conn::new(stream, permit))
+    }
+}
+
+/// `out` over a shared h2c connection.
+async fn send_h2(
+    mut sender: http2::SendRequest<ProxyBody>,
+    out: Outgoing<'_>,
+) -> Result<Response<UpstreamBody>, SendError> {
+    let mut req = Request::new(out.body);
+    *req.method_mut() = out.method.clone();
+    *req.uri_mut() = out.uri;
+    *req.version_mut() = out.version;
+    let mut headers = out.headers.clone();
+    for (name, value) in out.set {
+        headers.insert(name, value.clone());
+    }
+    *req.headers_mut() = headers;
+    let resp = within(out.deadline, sender.send_request(req)).await??;
+    Ok(resp.map(UpstreamBody::H2))
+}
+
+/// `work`, or [`SendError::Timeout`] if `deadline` comes first.
+async fn within<F: std::future::Future>(
+    deadline: Option<Instant>,
+    work: F,
+) -> Result<F::Output, SendError> {
+    match deadline {
+        Some(at) => tokio::time::timeout_at(at, work)
+            .await
+            .map_err(|_| SendError::Timeout),
+        None => Ok(work.await),
     }
 }
 

@@ -18,6 +18,14 @@ pub(super) fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// `content-length: n` CRLF.
+pub(super) fn put_length(out: &mut Vec<u8>, n: u64) {
+    use std::io::Write;
+    out.extend_from_slice(b"content-length: ");
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{n}\r\n");
+}
+
 /// Body bytes, as a chunk when `chunked` (an empty chunk would end the body, so empty
 /// data writes nothing).
 pub(super) fn put_data(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
@@ -25,7 +33,9 @@ pub(super) fn put_data(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
         return;
     }
     if chunked {
-        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        use std::io::Write;
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "{:x}\r\n", data.len());
         out.extend_from_slice(data);
         out.extend_from_slice(b"\r\n");
     } else {
@@ -59,9 +69,15 @@ pub(super) fn connection_has(headers: &HeaderMap, token: &str) -> bool {
     headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+        .any(|v| lists(v, token))
+}
+
+/// Whether a comma-separated value lists `token` (case-insensitively).
+pub(super) fn lists(value: &HeaderValue, token: &str) -> bool {
+    value
+        .as_bytes()
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
 #[cfg(test)]

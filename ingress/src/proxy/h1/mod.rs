@@ -12,19 +12,21 @@
 //! Transfer-Encoding wins over Content-Length; differing Content-Length values are an
 //! error, as is anything malformed. Chunk extensions and trailers are read and dropped.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::{Instant, Sleep};
 
 use super::body::{BoxError, ProxyBody};
 use super::wire::{self, put_data, put_field, LAST_CHUNK};
@@ -62,6 +64,9 @@ pub enum H1Error {
     /// The request body failed.
     #[error("request body: {0}")]
     Body(BoxError),
+    /// No response head before the attempt's deadline.
+    #[error("no response before the deadline")]
+    TimedOut,
 }
 
 impl H1Error {
@@ -83,7 +88,26 @@ pub struct H1Conn {
     io: TcpStream,
     buf: BytesMut,
     out: Vec<u8>,
+    /// The attempts' deadlines. Registered with the runtime's timer once and then only
+    /// moved later (an atomic update), which costs far less than a timer per attempt.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// When the last request on it started (for its idle age).
+    pub(super) used: Instant,
     _slot: OwnedSemaphorePermit,
+}
+
+/// What a request's head is made of.
+#[derive(Clone, Copy)]
+pub struct RequestHead<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The target (its path and query are sent).
+    pub uri: &'a Uri,
+    /// The request's headers.
+    pub headers: &'a HeaderMap,
+    /// Fields the proxy sets, written after the headers in place of any of the same
+    /// name there.
+    pub set: &'a [(HeaderName, HeaderValue)],
 }
 
 /// Where an [`H1Body`] puts its connection back when the body has ended.
@@ -99,6 +123,8 @@ impl H1Conn {
             io,
             buf: BytesMut::new(),
             out: Vec::new(),
+            timer: None,
+            used: Instant::now(),
             _slot: slot,
         }
     }
@@ -112,17 +138,50 @@ impl H1Conn {
         !matches!(self.io.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
-    /// Send a request (`head`: method, target, headers) and read the response head;
-    /// the body streams from the connection, which goes `home` when it ends.
+    /// Send a request and read the response head,
+    /// by `deadline` if there is one; the body streams from the connection, which goes
+    /// `home` when it ends. `started` is when the request's attempt began.
     pub async fn send(
         mut self,
-        head: (&Method, &Uri, &HeaderMap),
-        mut body: ProxyBody,
+        head: RequestHead<'_>,
+        body: ProxyBody,
         home: Arc<dyn Home>,
+        started: Instant,
+        deadline: Option<Instant>,
     ) -> Result<Response<H1Body>, H1Error> {
-        let (method, uri, headers) = head;
+        self.used = started;
+        let method = head.method;
+        let mut timer = self.timer.take();
+        let head = match deadline {
+            None => self.exchange(head, body).await?,
+            Some(at) => {
+                let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                timer.as_mut().reset(at);
+                Within {
+                    work: std::pin::pin!(self.exchange(head, body)),
+                    timer: timer.as_mut(),
+                }
+                .await?
+            }
+        };
+        self.timer = timer;
+        let framing = framing(method, head.status(), head.headers())?;
+        let keep_alive = framing != Framing::UntilClose && keeps_alive(&head);
+        let (head, ()) = head.into_parts();
+        Ok(Response::from_parts(
+            head,
+            H1Body::new(self, framing, keep_alive, home),
+        ))
+    }
+
+    /// Writes the request and reads the response head.
+    async fn exchange(
+        &mut self,
+        head: RequestHead<'_>,
+        mut body: ProxyBody,
+    ) -> Result<Response<()>, H1Error> {
         self.out.clear();
-        encode_head(method, uri, headers, &body, &mut self.out);
+        encode_head(head, &body, &mut self.out);
         let chunked = body.size_hint().exact().is_none();
         // The head and a small whole body go out in one write.
         let mut pending = None;
@@ -147,14 +206,7 @@ impl H1Conn {
         if !finished {
             self.stream_body(pending, body, chunked).await?;
         }
-        let head = self.read_head().await?;
-        let framing = framing(method, head.status(), head.headers())?;
-        let keep_alive = framing != Framing::UntilClose && keeps_alive(&head);
-        let (head, ()) = head.into_parts();
-        Ok(Response::from_parts(
-            head,
-            H1Body::new(self, framing, keep_alive, home),
-        ))
+        self.read_head().await
     }
 
     async fn stream_body(
@@ -231,18 +283,37 @@ impl H1Conn {
     }
 }
 
+/// A piece of work, or [`H1Error::TimedOut`] once the timer fires first.
+struct Within<'a, F> {
+    work: Pin<&'a mut F>,
+    timer: Pin<&'a mut Sleep>,
+}
+
+impl<T, F: Future<Output = Result<T, H1Error>>> Future for Within<'_, F> {
+    type Output = Result<T, H1Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Poll::Ready(done) = self.work.as_mut().poll(cx) {
+            return Poll::Ready(done);
+        }
+        ready!(self.timer.as_mut().poll(cx));
+        Poll::Ready(Err(H1Error::TimedOut))
+    }
+}
+
 async fn next_frame(body: &mut ProxyBody) -> Result<Option<Frame<Bytes>>, H1Error> {
     body.frame().await.transpose().map_err(H1Error::Body)
 }
 
-/// `METHOD target HTTP/1.1`, the headers (framing ones replaced by the body's), CRLF.
-fn encode_head(
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &ProxyBody,
-    out: &mut Vec<u8>,
-) {
+/// `METHOD target HTTP/1.1`, the headers (framing ones replaced by the body's, set
+/// ones by their new values), CRLF.
+fn encode_head(head: RequestHead<'_>, body: &ProxyBody, out: &mut Vec<u8>) {
+    let RequestHead {
+        method,
+        uri,
+        headers,
+        set,
+    } = head;
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(
@@ -251,15 +322,23 @@ fn encode_head(
             .as_bytes(),
     );
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut had_length = false;
     for (name, value) in headers {
         if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            had_length |= name == header::CONTENT_LENGTH;
+            continue;
+        }
+        if set.iter().any(|(n, _)| n == name) {
             continue;
         }
         put_field(out, name.as_str().as_bytes(), value.as_bytes());
     }
+    for (name, value) in set {
+        put_field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
     match body.size_hint().exact() {
-        Some(0) if body_less(method) && !headers.contains_key(header::CONTENT_LENGTH) => {}
-        Some(n) => put_field(out, b"content-length", n.to_string().as_bytes()),
+        Some(0) if body_less(method) && !had_length => {}
+        Some(n) => wire::put_length(out, n),
         None => put_field(out, b"transfer-encoding", b"chunked"),
     }
     out.extend_from_slice(b"\r\n");
@@ -304,6 +383,16 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Response<()>>, H1Error> {
 
 const TOO_MANY: &str = "too many headers";
 
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
+/// Whether a `Connection` value lists `keep-alive` and nothing else.
+fn only_keep_alive(value: &[u8]) -> bool {
+    value
+        .split(|b| *b == b',')
+        .map(<[u8]>::trim_ascii)
+        .all(|t| t.eq_ignore_ascii_case(b"keep-alive"))
+}
+
 /// A parsed head: its length, status, version, and header names with the byte ranges
 /// of their values.
 struct Raw {
@@ -336,6 +425,11 @@ fn parse_raw<'b>(
     for h in parsed.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| H1Error::Malformed("bad header name"))?;
+        // What only keeps this connection alive is dropped here rather than by the
+        // proxy's hop-by-hop removal later; `close` and other options stay visible.
+        if (name == header::CONNECTION && only_keep_alive(h.value)) || name == KEEP_ALIVE {
+            continue;
+        }
         fields.push((name, wire::range_in(bytes, h.value)));
     }
     Ok(Some(Raw {

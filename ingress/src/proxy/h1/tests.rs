@@ -94,6 +94,20 @@ fn heads_parse_incrementally_and_refuse_garbage() {
         "HTTP/1.1 200 OK\r\nconnection: keep-alive, close\r\n\r\n"
     )));
     assert!(!keeps_alive(&head("HTTP/1.0 200 OK\r\n\r\n")));
+    let kept =
+        head("HTTP/1.1 200 OK\r\nConnection: Keep-Alive\r\nkeep-alive: timeout=5\r\nx: y\r\n\r\n");
+    assert_eq!(
+        kept.headers().len(),
+        1,
+        "the connection's own options are not passed on"
+    );
+    assert!(keeps_alive(&kept));
+    let listed = head("HTTP/1.1 200 OK\r\nconnection: keep-alive, x\r\nx: y\r\n\r\n");
+    assert_eq!(
+        listed.headers().len(),
+        2,
+        "other options stay for hop-by-hop removal"
+    );
     assert!(keeps_alive(&head("HTTP/1.1 200 OK\r\n\r\n")));
 }
 
@@ -117,26 +131,32 @@ fn request_heads_carry_the_bodys_framing_only() {
     );
     let uri: http::Uri = "/p?q=1".parse().unwrap();
     let mut out = Vec::new();
-    encode_head(
-        &Method::POST,
-        &uri,
-        &headers,
-        &super::super::body::full("abc"),
-        &mut out,
-    );
+    let set = [(
+        HeaderName::from_static("x-set"),
+        HeaderValue::from_static("new"),
+    )];
+    headers.insert("x-set", HeaderValue::from_static("old"));
+    let head = RequestHead {
+        method: &Method::POST,
+        uri: &uri,
+        headers: &headers,
+        set: &set,
+    };
+    encode_head(head, &super::super::body::full("abc"), &mut out);
     let text = String::from_utf8(out).unwrap();
     assert_eq!(
         text,
-        "POST /p?q=1 HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\n\r\n"
+        "POST /p?q=1 HTTP/1.1\r\nhost: a\r\nx-set: new\r\ncontent-length: 3\r\n\r\n"
     );
     let mut out = Vec::new();
-    encode_head(
-        &Method::GET,
-        &uri,
-        &HeaderMap::new(),
-        &super::super::body::empty(),
-        &mut out,
-    );
+    let empty = HeaderMap::new();
+    let head = RequestHead {
+        method: &Method::GET,
+        uri: &uri,
+        headers: &empty,
+        set: &[],
+    };
+    encode_head(head, &super::super::body::empty(), &mut out);
     assert_eq!(
         String::from_utf8(out).unwrap(),
         "GET /p?q=1 HTTP/1.1\r\n\r\n"
