@@ -3,7 +3,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -19,21 +18,6 @@ async fn exchange(addr: SocketAddr, raw: &[u8]) -> String {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// A backend that records request paths.
-async fn recorder() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let s = seen.clone();
-    let addr = backend(move |req| {
-        let s = s.clone();
-        async move {
-            s.lock().unwrap().push(req.uri().path().to_string());
-            reply(200, "ok")
-        }
-    })
-    .await;
-    (addr, seen)
 }
 
 /// Content-Length plus Transfer-Encoding, in either order: 400 and the connection

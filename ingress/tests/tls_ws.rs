@@ -82,20 +82,45 @@ async fn tls_connect(
         .unwrap()
 }
 
+/// A self-signed certificate for `host`, written to `<name>.crt` and `<name>.key` in
+/// `dir`.
+fn self_signed(
+    dir: &std::path::Path,
+    name: &str,
+    host: &str,
+) -> (
+    CertificateDer<'static>,
+    (std::path::PathBuf, std::path::PathBuf),
+) {
+    let c = rcgen::generate_simple_self_signed(vec![host.to_string()]).unwrap();
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&cert, c.cert.pem()).unwrap();
+    std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
+    (c.cert.der().clone(), (cert, key))
+}
+
+/// A proxy serving `routes` over TLS on entrypoint "websecure", on an ephemeral port.
+async fn serve_tls(
+    routes: shoal_ingress::Routes,
+    config: Arc<rustls::ServerConfig>,
+) -> (Arc<shoal_ingress::Proxy>, std::net::SocketAddr) {
+    let proxy = shoal_ingress::Proxy::new(Default::default()).unwrap();
+    proxy.update(routes).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(proxy.clone().serve("websecure", listener, Some(config)));
+    (proxy, addr)
+}
+
 #[tokio::test]
 async fn sni_picks_the_certificate_and_alpn_h2_works() {
-    let a_cert = rcgen::generate_simple_self_signed(vec!["a.test".to_string()]).unwrap();
-    let b_cert = rcgen::generate_simple_self_signed(vec!["*.b.test".to_string()]).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut files = Vec::new();
-    for (name, c) in [("a", &a_cert), ("b", &b_cert)] {
-        let cert = dir.path().join(format!("{name}.crt"));
-        let key = dir.path().join(format!("{name}.key"));
-        std::fs::write(&cert, c.cert.pem()).unwrap();
-        std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
-        files.push((cert, key));
-    }
-    let server_config = shoal_ingress::tls::server_config(&files).unwrap();
+    let (a_cert, a_files) = self_signed(dir.path(), "a", "a.test");
+    let (b_cert, b_files) = self_signed(dir.path(), "b", "*.b.test");
+    let server_config = shoal_ingress::tls::server_config(&[a_files, b_files]).unwrap();
 
     let a = named("a").await;
     let b = named("b").await;
@@ -104,22 +129,11 @@ async fn sni_picks_the_certificate_and_alpn_h2_works() {
         vec![("a", Service::over(&[a])), ("b", Service::over(&[b]))],
     );
     r.routers.get_mut("b").unwrap().tls = true;
-    let proxy = shoal_ingress::Proxy::new(Default::default()).unwrap();
-    proxy.update(r).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        proxy
-            .clone()
-            .serve("websecure", listener, Some(server_config)),
-    );
+    let (_proxy, addr) = serve_tls(r, server_config).await;
 
     // HTTP/1.1 to a.test.
     let tls = tls_connect(addr, "a.test", b"http/1.1").await;
-    assert_eq!(
-        tls.get_ref().1.peer_certificates().unwrap()[0],
-        *a_cert.cert.der()
-    );
+    assert_eq!(tls.get_ref().1.peer_certificates().unwrap()[0], a_cert);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .unwrap();
@@ -135,10 +149,7 @@ async fn sni_picks_the_certificate_and_alpn_h2_works() {
     // HTTP/2 to x.b.test via the wildcard certificate.
     let tls = tls_connect(addr, "x.b.test", b"h2").await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    assert_eq!(
-        tls.get_ref().1.peer_certificates().unwrap()[0],
-        *b_cert.cert.der()
-    );
+    assert_eq!(tls.get_ref().1.peer_certificates().unwrap()[0], b_cert);
     let (mut sender, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
             .await
@@ -151,6 +162,45 @@ async fn sni_picks_the_certificate_and_alpn_h2_works() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.version(), http::Version::HTTP_2);
     assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "b");
+}
+
+/// HTTP/1.1 over TLS takes the same path as plain TCP: keep-alive requests are answered
+/// in order, and Content-Length with Transfer-Encoding gets 400 and a closed connection
+/// while the backend sees nothing.
+#[tokio::test]
+async fn http1_over_tls_keeps_alive_and_refuses_ambiguous_framing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, files) = self_signed(dir.path(), "a", "a.test");
+    let server_config = shoal_ingress::tls::server_config(&[files]).unwrap();
+    let (b, seen) = recorder().await;
+    let r = routes(
+        &[("a", "Host(`a.test`)", "a")],
+        vec![("a", Service::over(&[b]))],
+    );
+    let (_proxy, addr) = serve_tls(r, server_config).await;
+    let exchange = |raw: String| async move {
+        let mut tls = tls_connect(addr, "a.test", b"http/1.1").await;
+        tls.write_all(raw.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let read = tls.read_to_end(&mut out);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), read).await;
+        String::from_utf8_lossy(&out).into_owned()
+    };
+
+    let two = "GET /1 HTTP/1.1\r\nHost: a.test\r\n\r\n\
+               GET /2 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
+    let resp = exchange(two.to_string()).await;
+    assert_eq!(resp.matches("HTTP/1.1 200").count(), 2, "{resp}");
+    assert_eq!(*seen.lock().unwrap(), ["/1", "/2"]);
+
+    seen.lock().unwrap().clear();
+    let smuggle = "POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 30\r\n\
+                   Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n\
+                   GET /smuggled HTTP/1.1\r\nHost: a.test\r\n\r\n";
+    let resp = exchange(smuggle.to_string()).await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    assert_eq!(resp.matches("HTTP/1.1").count(), 1, "{resp}");
+    assert!(seen.lock().unwrap().is_empty());
 }
 
 #[tokio::test]

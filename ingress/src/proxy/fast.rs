@@ -1,4 +1,4 @@
-//! A fast path for plain HTTP/1.1 connections: the common request — complete in the
+//! A fast path for HTTP/1.1 connections, plain or TLS: the common request — complete in the
 //! bytes already read, framed by at most one `Content-Length`, nothing to negotiate — is
 //! parsed and answered in the connection's own task. Anything else hands the connection,
 //! with the bytes read so far, to hyper for the rest of its life.
@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http::header::{self, HeaderName};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
@@ -32,6 +32,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use super::body::{self, ProxyBody};
+use super::io::Rewind;
 use super::wire::{self, put_data, put_field, LAST_CHUNK};
 use super::{ConnInfo, Proxy};
 
@@ -50,60 +51,6 @@ const SLOW: [HeaderName; 5] = [
     header::EXPECT,
     header::TE,
 ];
-
-/// Bytes already read from a connection, then the connection.
-pub(super) struct Rewind<IO> {
-    prefix: Bytes,
-    io: IO,
-}
-
-impl<IO> Rewind<IO> {
-    pub(super) fn new(prefix: Bytes, io: IO) -> Self {
-        Rewind { prefix, io }
-    }
-}
-
-impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            let head = self.prefix.split_to(n);
-            buf.put_slice(&head);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-}
 
 /// How a fast-path connection ended.
 pub(super) enum Handoff<IO> {
@@ -334,7 +281,7 @@ async fn write_response<IO: AsyncWrite + Unpin>(
         (false, true) => Written::Streamed,
     };
     if no_body {
-        io.write_all(out).await?;
+        send(io, out).await?;
         return Ok(done(false));
     }
     let mut streamed = false;
@@ -347,7 +294,7 @@ async fn write_response<IO: AsyncWrite + Unpin>(
         let frame = match futures::poll!(body.frame()) {
             Poll::Ready(frame) => frame,
             Poll::Pending => {
-                io.write_all(out).await?;
+                send(io, out).await?;
                 out.clear();
                 streamed = true;
                 body.frame().await
@@ -358,7 +305,7 @@ async fn write_response<IO: AsyncWrite + Unpin>(
             Some(Err(e)) => {
                 // The body failed after the head: the client learns by the connection
                 // ending early.
-                io.write_all(out).await?;
+                send(io, out).await?;
                 tracing::debug!(error = %e, "response body failed");
                 return Ok(Written::Close);
             }
@@ -368,7 +315,7 @@ async fn write_response<IO: AsyncWrite + Unpin>(
                 };
                 put_data(out, &data, chunked);
                 if out.len() >= GATHER {
-                    io.write_all(out).await?;
+                    send(io, out).await?;
                     out.clear();
                     streamed = true;
                 }
@@ -378,8 +325,14 @@ async fn write_response<IO: AsyncWrite + Unpin>(
     if chunked {
         out.extend_from_slice(LAST_CHUNK);
     }
-    io.write_all(out).await?;
+    send(io, out).await?;
     Ok(done(streamed))
+}
+
+/// Writes `out` and flushes it (a TLS stream may hold written bytes back until then).
+async fn send<IO: AsyncWrite + Unpin>(io: &mut IO, out: &[u8]) -> io::Result<()> {
+    io.write_all(out).await?;
+    io.flush().await
 }
 
 /// The `Date` value, formatted once a second per thread.

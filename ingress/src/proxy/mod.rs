@@ -13,6 +13,7 @@ mod fast;
 mod forward;
 mod h1;
 mod headers;
+mod io;
 mod service;
 mod upgrade;
 mod upstream;
@@ -43,6 +44,7 @@ use crate::config::{ConfigError, Entrypoint, Router, Routes};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::rule::RequestView;
 use body::BoxError;
+use io::{ClientIo, Rewind};
 use service::ServiceState;
 use upstream::ConnectError;
 
@@ -392,7 +394,8 @@ impl Proxy {
             let req = req.map(|b: hyper::body::Incoming| b.map_err(BoxError::from).boxed());
             async move { Ok::<_, Infallible>(proxy.handle(req, &info, Instant::now()).await.0) }
         });
-        let result = match acceptor {
+        let io = match acceptor {
+            None => ClientIo::Plain(stream),
             Some(acceptor) => {
                 let handshake = tokio::time::timeout(
                     self.options.tls_handshake_timeout,
@@ -400,24 +403,30 @@ impl Proxy {
                 )
                 .await;
                 match handshake {
-                    Ok(Ok(tls)) => {
-                        builder
-                            .serve_connection_with_upgrades(TokioIo::new(tls), svc)
-                            .await
+                    Ok(Ok(tls)) => ClientIo::Tls(Box::new(tls)),
+                    Ok(Err(e)) => {
+                        tracing::debug!(client = %info.client, error = %e, "TLS handshake failed");
+                        return;
                     }
-                    Ok(Err(e)) => Err(e.into()),
-                    Err(_) => Err("TLS handshake timed out".into()),
+                    Err(_) => {
+                        tracing::debug!(client = %info.client, "TLS handshake timed out");
+                        return;
+                    }
                 }
             }
-            None => match self.serve_fast(stream, &info).await {
-                fast::Handoff::Closed => Ok(()),
-                fast::Handoff::Hyper(io) => {
-                    builder
-                        .serve_connection_with_upgrades(TokioIo::new(io), svc)
-                        .await
-                }
-            },
         };
+        // HTTP/1.1, plain or TLS, starts on the fast path; HTTP/2 by ALPN goes to hyper.
+        let io = if io.is_h2() {
+            Rewind::new(bytes::Bytes::new(), io)
+        } else {
+            match self.serve_fast(io, &info).await {
+                fast::Handoff::Closed => return,
+                fast::Handoff::Hyper(io) => io,
+            }
+        };
+        let result = builder
+            .serve_connection_with_upgrades(TokioIo::new(io), svc)
+            .await;
         if let Err(e) = result {
             tracing::debug!(client = %info.client, error = %e, "client connection ended with an error");
         }

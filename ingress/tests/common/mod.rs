@@ -55,6 +55,21 @@ where
     addr
 }
 
+/// A backend that records request paths.
+pub async fn recorder() -> (SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let addr = backend(move |req| {
+        let s = s.clone();
+        async move {
+            s.lock().unwrap().push(req.uri().path().to_string());
+            reply(200, "ok")
+        }
+    })
+    .await;
+    (addr, seen)
+}
+
 /// A backend that answers 200 with its `name`.
 pub async fn named(name: &'static str) -> SocketAddr {
     backend(move |_req| async move { reply(200, name) }).await
