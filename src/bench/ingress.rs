@@ -22,7 +22,7 @@ const LAB: &str = "benchig";
 const BACKEND: u16 = 8081;
 const DURATION: &str = "5s";
 /// Interleaved rounds per proxy; the figures are their medians.
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 7;
 
 /// One wrk run.
 struct Wrk {
@@ -239,9 +239,19 @@ pub async fn run() -> anyhow::Result<Report> {
             running.push((label, port, p, Vec::new()));
         }
         for round in 1..=ROUNDS {
-            for (label, port, _, runs) in running.iter_mut() {
-                eprintln!("bench ingress: through {label}, round {round} of {ROUNDS} ...");
-                runs.push(wrk(&wrk_bin, &ns2, *port)?);
+            // Every other round runs in reverse order, so no proxy always goes first.
+            let order: Vec<usize> = match round % 2 {
+                1 => (0..running.len()).collect(),
+                _ => (0..running.len()).rev().collect(),
+            };
+            for i in order {
+                let (label, port, _, runs) = &mut running[i];
+                let run = wrk(&wrk_bin, &ns2, *port)?;
+                eprintln!(
+                    "bench ingress: round {round} of {ROUNDS}, through {label}: {:.0} req/s, p99 {:.3} ms",
+                    run.rps, run.p99_ms
+                );
+                runs.push(run);
             }
         }
         let mut out = vec![("direct".to_string(), direct)];
