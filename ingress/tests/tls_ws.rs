@@ -166,7 +166,7 @@ async fn sni_picks_the_certificate_and_alpn_h2_works() {
 
 /// HTTP/1.1 over TLS takes the same path as plain TCP: keep-alive requests are answered
 /// in order, and Content-Length with Transfer-Encoding gets 400 and a closed connection
-/// while the backend sees nothing.
+/// while the backend sees nothing; connections end with close_notify.
 #[tokio::test]
 async fn http1_over_tls_keeps_alive_and_refuses_ambiguous_framing() {
     let dir = tempfile::tempdir().unwrap();
@@ -183,7 +183,9 @@ async fn http1_over_tls_keeps_alive_and_refuses_ambiguous_framing() {
         tls.write_all(raw.as_bytes()).await.unwrap();
         let mut out = Vec::new();
         let read = tls.read_to_end(&mut out);
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), read).await;
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(5), read).await;
+        // A clean end means the proxy sent close_notify before closing.
+        assert!(matches!(ended, Ok(Ok(_))), "{ended:?}");
         String::from_utf8_lossy(&out).into_owned()
     };
 

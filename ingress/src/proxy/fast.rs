@@ -95,7 +95,12 @@ impl Proxy {
                 // Written at once: idle since the response was ready (no clock read).
                 Ok(Written::Whole) => last = ready,
                 Ok(Written::Streamed) => last = Instant::now(),
-                _ => return Handoff::Closed,
+                Ok(Written::Close) => {
+                    // The close is announced (a FIN; over TLS, close_notify first).
+                    let _ = tokio::time::timeout(idle, io.shutdown()).await;
+                    return Handoff::Closed;
+                }
+                Err(_) => return Handoff::Closed,
             }
         }
     }
