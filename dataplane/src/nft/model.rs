@@ -360,26 +360,39 @@ pub mod m {
     pub fn verdict(v: Verdict) -> Vec<Expr> {
         vec![Expr::Verdict(v)]
     }
-    /// `meta mark MARK`.
-    pub fn mark(mark: u32) -> Vec<Expr> {
+    /// `meta mark & BITS == BITS`: the packet carries these mark bits, whatever else.
+    pub fn mark_bits(bits: u32) -> Vec<Expr> {
         vec![
             Expr::Meta {
                 key: MetaKey::Mark,
                 dreg: 1,
             },
+            Expr::Bitwise {
+                sreg: 1,
+                dreg: 1,
+                mask: bits.to_ne_bytes().to_vec(),
+                xor: vec![0; 4],
+            },
             Expr::Cmp {
                 sreg: 1,
                 op: CmpOp::Eq,
-                data: mark.to_ne_bytes().to_vec(),
+                data: bits.to_ne_bytes().to_vec(),
             },
         ]
     }
-    /// `meta mark set MARK`.
-    pub fn set_mark(mark: u32) -> Vec<Expr> {
+    /// `meta mark set meta mark | BITS`: the other bits of the mark, which other tools
+    /// may use, are kept.
+    pub fn set_mark_bits(bits: u32) -> Vec<Expr> {
         vec![
-            Expr::Immediate {
+            Expr::Meta {
+                key: MetaKey::Mark,
                 dreg: 1,
-                data: mark.to_ne_bytes().to_vec(),
+            },
+            Expr::Bitwise {
+                sreg: 1,
+                dreg: 1,
+                mask: (!bits).to_ne_bytes().to_vec(),
+                xor: bits.to_ne_bytes().to_vec(),
             },
             Expr::MetaSet {
                 key: MetaKey::Mark,
@@ -498,6 +511,11 @@ impl fmt::Display for Expr {
             } => {
                 write!(f, "payload load {len}b @ {base:?} + {offset} => reg {dreg}")
             }
+            Expr::Bitwise {
+                sreg, mask, xor, ..
+            } if xor.iter().any(|b| *b != 0) => {
+                write!(f, "bitwise reg {sreg} & 0x{} ^ 0x{}", hex(mask), hex(xor))
+            }
             Expr::Bitwise { sreg, mask, .. } => write!(f, "bitwise reg {sreg} & 0x{}", hex(mask)),
             Expr::Immediate { dreg, data } => write!(f, "immediate reg {dreg} 0x{}", hex(data)),
             Expr::Verdict(v) => write!(f, "{}", verdict_text(v)),
@@ -594,6 +612,46 @@ mod tests {
                 data: vec![10, 0, 1, 0]
             }
         );
+    }
+
+    /// What the register holds after `exprs` run on a packet with `mark` (a meta load
+    /// then bitwise steps), and whether a compare in them held.
+    fn run_on_mark(exprs: &[Expr], mark: u32) -> (u32, bool) {
+        let mut reg = 0u32;
+        let mut held = true;
+        let word = |b: &[u8]| u32::from_ne_bytes(b.try_into().unwrap());
+        for e in exprs {
+            match e {
+                Expr::Meta { .. } => reg = mark,
+                Expr::Bitwise { mask, xor, .. } => reg = (reg & word(mask)) ^ word(xor),
+                Expr::Cmp { data, .. } => held &= reg == word(data),
+                _ => {}
+            }
+        }
+        (reg, held)
+    }
+
+    #[test]
+    fn mark_bits_are_set_and_tested_without_touching_the_other_bits() {
+        let bit = 0x2000;
+        let set = m::set_mark_bits(bit);
+        assert!(matches!(set.last(), Some(Expr::MetaSet { .. })));
+        assert_eq!(run_on_mark(&set, 0).0, 0x2000);
+        assert_eq!(
+            run_on_mark(&set, 0x4000_00ca).0,
+            0x4000_20ca,
+            "others' bits stay"
+        );
+        assert_eq!(
+            run_on_mark(&set, 0x2000).0,
+            0x2000,
+            "setting twice is harmless"
+        );
+        let test = m::mark_bits(bit);
+        assert!(run_on_mark(&test, 0x2000).1);
+        assert!(run_on_mark(&test, 0xffff_ffff).1);
+        assert!(!run_on_mark(&test, 0x4000).1);
+        assert!(!run_on_mark(&test, 0xdfff).1);
     }
 
     #[test]

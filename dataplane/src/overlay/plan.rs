@@ -84,9 +84,11 @@ pub struct NodeAddr {
     pub mac: [u8; 6],
 }
 
-/// The mark on connections that came in through a published port of the routing mesh;
-/// they leave source-NATed to the node's address on the task's network.
-pub const MESH_MARK: u32 = 0x5348_0001;
+/// The mark bit on connections that came in through a published port of the routing
+/// mesh; they leave source-NATed to the node's address on the task's network. Only this
+/// bit is set and tested: other bits of the packet mark belong to other tools (0x4000
+/// and 0x8000 to kube-proxy, 0x0f00 to Cilium, 0xca6c to wg-quick's own packets).
+pub const MESH_MARK: u32 = 0x2000;
 
 /// An endpoint on another node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -235,7 +237,7 @@ pub fn ruleset(plan: &NodePlan) -> Table {
             matching.extend(m::l4proto(p.protocol));
             matching.extend(m::dport(p.port));
             if p.mesh {
-                matching.extend(m::set_mark(MESH_MARK));
+                matching.extend(m::set_mark_bits(MESH_MARK));
             }
             let backends: Vec<(Ipv4Addr, Option<u16>)> = p
                 .backends
@@ -252,7 +254,7 @@ pub fn ruleset(plan: &NodePlan) -> Table {
     let mut mesh = Vec::new();
     for n in &plan.networks {
         let Some(addr) = n.node_addr else { continue };
-        let mut snat = m::mark(MESH_MARK);
+        let mut snat = m::mark_bits(MESH_MARK);
         snat.extend(m::oifname(CmpOp::Eq, &n.bridge()));
         snat.extend(m::snat(addr.ip));
         mesh.push(Rule {
@@ -420,8 +422,8 @@ mod tests {
         let chain = |name: &str| t.chains.iter().find(|c| c.name == name).unwrap();
         let publish = &chain("publish").rules;
         assert_eq!(publish.len(), 2);
-        let mark = m::set_mark(MESH_MARK);
-        let marked = |r: &Rule| r.exprs.windows(2).any(|w| w == mark.as_slice());
+        let mark = m::set_mark_bits(MESH_MARK);
+        let marked = |r: &Rule| r.exprs.windows(mark.len()).any(|w| w == mark.as_slice());
         assert!(marked(&publish[0]), "the mesh port is marked");
         assert!(!marked(&publish[1]), "host mode is not");
         for (rule, proto, port) in [(&publish[0], 17u8, 8053u16), (&publish[1], 6, 8080)] {
@@ -434,7 +436,7 @@ mod tests {
             }
         }
         let post = &chain("postrouting").rules;
-        let mut snat = m::mark(MESH_MARK);
+        let mut snat = m::mark_bits(MESH_MARK);
         snat.extend(m::oifname(CmpOp::Eq, "shl-b4096"));
         snat.extend(m::snat("10.0.0.9".parse().unwrap()));
         assert_eq!(post[0].exprs, snat, "source NAT comes before egress");
