@@ -11,6 +11,7 @@ use http::StatusCode;
 use http_body_util::BodyExt;
 use shoal_ingress::retry::RetryPolicy;
 use shoal_ingress::{Health, Proxy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn counter_value(proxy: &Proxy, name: &str, label: (&str, &str)) -> u64 {
     proxy
@@ -195,6 +196,32 @@ async fn a_pooled_connection_keeps_each_requests_own_deadline() {
         "{took:?}"
     );
     assert_eq!(get(&c, addr, "long.com", "/").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn timeouts_start_once_a_slowly_uploaded_body_is_read() {
+    // As in Envoy: a PUT whose chunked body takes 600 ms to arrive still has its whole
+    // 300 ms per try (and overall 400 ms) for the backend, which answers at once.
+    let (b, seen) = recorder().await;
+    let mut s = Service::over(&[b]);
+    s.retry.per_try_timeout = Some(Duration::from_millis(300));
+    s.retry.timeout = Some(Duration::from_millis(400));
+    let (_p, addr) = proxy(routes(&[("r", "Host(`a.com`)", "s")], vec![("s", s)])).await;
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(b"PUT /up HTTP/1.1\r\nHost: a.com\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        c.write_all(b"2\r\nab\r\n").await.unwrap();
+    }
+    c.write_all(b"0\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    c.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200", "{}", String::from_utf8_lossy(&head));
+    assert_eq!(*seen.lock().unwrap(), ["/up"], "sent once");
 }
 
 #[tokio::test]

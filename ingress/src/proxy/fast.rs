@@ -92,7 +92,8 @@ impl Proxy {
             let head = req.method() == Method::HEAD;
             let (resp, ready) = self.handle(req, info, Instant::now()).await;
             match write_response(&mut io, &mut out, resp, head).await {
-                // Written at once: idle since the response was ready (no clock read).
+                // Written at once: idle since the response was ready (no clock read);
+                // otherwise since the write ended.
                 Ok(Written::Whole) => last = ready,
                 Ok(Written::Streamed) => last = Instant::now(),
                 Ok(Written::Close) => {
@@ -224,10 +225,11 @@ fn parse_request(buf: &mut BytesMut, limit: usize) -> Option<Request<ProxyBody>>
 
 /// How a response went out.
 enum Written {
-    /// In one write, and the connection may carry another request.
+    /// At once, waiting neither for the body nor for the client; the connection may
+    /// carry another request.
     Whole,
-    /// In several writes as its body arrived, and the connection may carry another
-    /// request.
+    /// After waiting for the body or for the client to take it; the connection may
+    /// carry another request.
     Streamed,
     /// The connection must close.
     Close,
@@ -285,11 +287,11 @@ async fn write_response<IO: AsyncWrite + Unpin>(
         (false, false) => Written::Whole,
         (false, true) => Written::Streamed,
     };
-    if no_body {
-        send(io, out).await?;
-        return Ok(done(false));
-    }
     let mut streamed = false;
+    if no_body {
+        streamed |= send(io, out).await?;
+        return Ok(done(streamed));
+    }
     // Frames that are ready go out with the head; a write happens only when the body
     // has to wait or enough has gathered.
     loop {
@@ -330,14 +332,21 @@ async fn write_response<IO: AsyncWrite + Unpin>(
     if chunked {
         out.extend_from_slice(LAST_CHUNK);
     }
-    send(io, out).await?;
+    streamed |= send(io, out).await?;
     Ok(done(streamed))
 }
 
-/// Writes `out` and flushes it (a TLS stream may hold written bytes back until then).
-async fn send<IO: AsyncWrite + Unpin>(io: &mut IO, out: &[u8]) -> io::Result<()> {
-    io.write_all(out).await?;
-    io.flush().await
+/// Writes `out` and flushes it (a TLS stream may hold written bytes back until then);
+/// whether that had to wait for the client.
+async fn send<IO: AsyncWrite + Unpin>(io: &mut IO, out: &[u8]) -> io::Result<bool> {
+    let mut write = std::pin::pin!(async {
+        io.write_all(out).await?;
+        io.flush().await
+    });
+    match futures::poll!(write.as_mut()) {
+        Poll::Ready(done) => done.map(|()| false),
+        Poll::Pending => write.await.map(|()| true),
+    }
 }
 
 /// The `Date` value, formatted once a second per thread.

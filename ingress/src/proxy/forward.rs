@@ -12,6 +12,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -320,11 +321,20 @@ impl Proxy {
         let retry_allowed = policy.allows_method(&parts.method);
         // Futures that are large or rarely needed are boxed below: each `.await` moves
         // a future into its caller's state, and this one is moved into hyper's.
+        // Whether reading the body had to wait for the client.
+        let mut waited = false;
         let mut body = if retry_allowed && incoming.is_end_stream() {
             RequestBody::Buffered(bytes::Bytes::new())
         } else if retry_allowed {
-            let read = Box::pin(RequestBody::read(incoming, self.options.max_buffered_body));
-            match read.await {
+            let mut read = Box::pin(RequestBody::read(incoming, self.options.max_buffered_body));
+            let read = match futures::poll!(read.as_mut()) {
+                Poll::Ready(done) => done,
+                Poll::Pending => {
+                    waited = true;
+                    read.await
+                }
+            };
+            match read {
                 Ok(b) => b,
                 Err(e) => {
                     return local(
@@ -351,6 +361,8 @@ impl Proxy {
         }
         let target = UpstreamTarget::new(&parts.uri, snap.config.protocol);
         let upstream = service.upstream(snap);
+        // As in Envoy, the timeouts start once the whole request has been read.
+        let start = if waited { Instant::now() } else { start };
         let deadline = policy.timeout.map(|t| start + t);
         // Hosts already tried, once there has been a retry.
         let mut tried: Vec<bool> = Vec::new();
