@@ -130,8 +130,9 @@ impl std::fmt::Debug for HostPool {
 
 impl Home for HostPool {
     fn put(&self, conn: H1Conn) {
-        // Idle age counts from the start of the connection's last request (no clock
-        // read here): one that carried a long response is retired early, never late.
+        // Idle age counts from the start of the connection's last request, or from the
+        // end of a body that waited for the backend (see `H1Body`): never late, and a
+        // long poll does not retire the connection it has just used.
         lock(&self.idle).push(Idle {
             since: conn.used,
             conn,

@@ -101,6 +101,8 @@ pub struct H1Body {
     framing: Framing,
     keep_alive: bool,
     home: Option<Arc<dyn Home>>,
+    /// Whether the body had to wait for the backend (a long poll, a slow backend).
+    waited: bool,
 }
 
 impl H1Body {
@@ -116,6 +118,7 @@ impl H1Body {
             framing,
             keep_alive,
             home: Some(home),
+            waited: false,
         };
         body.settle();
         body
@@ -129,9 +132,14 @@ impl H1Body {
         if self.framing != Framing::Done {
             return;
         }
-        let (Some(conn), Some(home)) = (self.conn.take(), self.home.take()) else {
+        let (Some(mut conn), Some(home)) = (self.conn.take(), self.home.take()) else {
             return;
         };
+        if self.waited {
+            // Its idle age starts now rather than at the request, or a long poll
+            // would retire a connection that has just been busy.
+            conn.used = tokio::time::Instant::now();
+        }
         if self.keep_alive && conn.buf.is_empty() {
             home.put(conn);
         }
@@ -262,7 +270,10 @@ impl Body for H1Body {
                 this.settle();
                 Poll::Ready(None)
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                this.waited = true;
+                Poll::Pending
+            }
         }
     }
 

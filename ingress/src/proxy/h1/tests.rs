@@ -162,3 +162,64 @@ fn request_heads_carry_the_bodys_framing_only() {
         "GET /p?q=1 HTTP/1.1\r\n\r\n"
     );
 }
+
+/// Where a test's connections go home.
+#[derive(Default)]
+struct Kept(std::sync::Mutex<Option<H1Conn>>);
+
+impl Home for Kept {
+    fn put(&self, conn: H1Conn) {
+        *self.0.lock().unwrap() = Some(conn);
+    }
+}
+
+/// A pooled connection's idle age starts when its request started, unless the body
+/// had to wait for the backend: then when the body ended.
+#[tokio::test(start_paused = true)]
+async fn idle_age_starts_after_a_body_that_waited() {
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 1024];
+        for pause in [0, 60] {
+            let _ = s.read(&mut buf).await.unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(pause)).await;
+            s.write_all(b"ok").await.unwrap();
+        }
+    });
+    let slots = Arc::new(tokio::sync::Semaphore::new(1));
+    let io = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut conn = H1Conn::new(io, slots.try_acquire_owned().unwrap());
+    let home = Arc::new(Kept::default());
+    let (get, uri, headers) = (Method::GET, http::Uri::from_static("/"), HeaderMap::new());
+    let head = RequestHead {
+        method: &get,
+        uri: &uri,
+        headers: &headers,
+        set: &[],
+    };
+    for waits in [false, true] {
+        let started = Instant::now();
+        let body = super::super::body::empty();
+        let resp = conn
+            .send(head, body, home.clone(), started, None)
+            .await
+            .unwrap();
+        let text = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(text, "ok");
+        conn = home
+            .0
+            .lock()
+            .unwrap()
+            .take()
+            .expect("the connection went home");
+        let age_from = conn.used.duration_since(started);
+        assert_eq!(age_from >= Duration::from_secs(60), waits, "{age_from:?}");
+    }
+}
