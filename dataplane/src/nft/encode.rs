@@ -364,6 +364,7 @@ fn expr(a: &mut Attrs<'_>, e: &Expr) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nft::m;
 
     fn walk(buf: &[u8]) -> Vec<(u16, u16, u32)> {
         let mut out = Vec::new();

@@ -7,9 +7,10 @@
 mod apply;
 mod consts;
 mod encode;
+pub mod m;
 pub mod model;
 
 pub use apply::{ensure_table, remove_table, table_userdata, NftError};
 pub use model::{
-    m, BaseChain, Chain, ChainType, CmpOp, Expr, Family, Hook, PayloadBase, Rule, Table, Verdict,
+    BaseChain, Chain, ChainType, CmpOp, Expr, Family, Hook, PayloadBase, Rule, Table, Verdict,
 };
