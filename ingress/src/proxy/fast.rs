@@ -34,7 +34,7 @@ use tokio::time::{Instant, Sleep};
 use super::body::{self, ProxyBody};
 use super::io::Rewind;
 use super::wire::{self, put_data, put_field, LAST_CHUNK};
-use super::{ConnInfo, Proxy};
+use super::{noting_wait, ConnInfo, Proxy};
 
 /// Read size.
 const READ: usize = 8 * 1024;
@@ -339,14 +339,12 @@ async fn write_response<IO: AsyncWrite + Unpin>(
 /// Writes `out` and flushes it (a TLS stream may hold written bytes back until then);
 /// whether that had to wait for the client.
 async fn send<IO: AsyncWrite + Unpin>(io: &mut IO, out: &[u8]) -> io::Result<bool> {
-    let mut write = std::pin::pin!(async {
+    let write = async {
         io.write_all(out).await?;
         io.flush().await
-    });
-    match futures::poll!(write.as_mut()) {
-        Poll::Ready(done) => done.map(|()| false),
-        Poll::Pending => write.await.map(|()| true),
-    }
+    };
+    let (written, waited) = noting_wait(write).await;
+    written.map(|()| waited)
 }
 
 /// The `Date` value, formatted once a second per thread.

@@ -12,7 +12,6 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::Poll;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -24,7 +23,7 @@ use super::body::{self, Guarded, ProxyBody, RequestBody};
 use super::headers::{self, Forwarded};
 use super::service::{HostState, ServiceSnapshot, ServiceState};
 use super::upstream::{ConnectError, Outgoing, SendError, UpstreamBody};
-use super::{lock, ConnInfo, Proxy, Route, RouteTable};
+use super::{lock, noting_wait, ConnInfo, Proxy, Route, RouteTable};
 use crate::breaker::{Overflow, Slot};
 use crate::config::UpstreamProtocol;
 use crate::lb;
@@ -319,24 +318,15 @@ impl Proxy {
         } = request;
         let (mut parts, incoming) = req.into_parts();
         let retry_allowed = policy.allows_method(&parts.method);
-        // Futures that are large or rarely needed are boxed below: each `.await` moves
-        // a future into its caller's state, and this one is moved into hyper's.
-        // Whether reading the body had to wait for the client.
-        let mut waited = false;
-        let mut body = if retry_allowed && incoming.is_end_stream() {
-            RequestBody::Buffered(bytes::Bytes::new())
+        // The body, and whether reading it had to wait for the client. (The read is
+        // boxed: its future is large and most requests have no body to read.)
+        let (mut body, waited) = if retry_allowed && incoming.is_end_stream() {
+            (RequestBody::Buffered(bytes::Bytes::new()), false)
         } else if retry_allowed {
-            let mut read = Box::pin(RequestBody::read(incoming, self.options.max_buffered_body));
-            let read = match futures::poll!(read.as_mut()) {
-                Poll::Ready(done) => done,
-                Poll::Pending => {
-                    waited = true;
-                    read.await
-                }
-            };
-            match read {
-                Ok(b) => b,
-                Err(e) => {
+            let read = Box::pin(RequestBody::read(incoming, self.options.max_buffered_body));
+            match noting_wait(read).await {
+                (Ok(b), waited) => (b, waited),
+                (Err(e), _) => {
                     return local(
                         StatusCode::BAD_REQUEST,
                         &format!("reading request body: {e}"),
@@ -344,7 +334,7 @@ impl Proxy {
                 }
             }
         } else {
-            RequestBody::stream(incoming)
+            (RequestBody::stream(incoming), false)
         };
         let can_retry = retry_allowed && body.replayable();
         let sticky_in = snap.config.sticky_cookie.as_deref().and_then(|name| {

@@ -159,6 +159,15 @@ impl Dial {
     }
 }
 
+/// `work`'s output, and whether it had to wait (it was not ready when first polled).
+async fn noting_wait<F: Future>(work: F) -> (F::Output, bool) {
+    let mut work = std::pin::pin!(work);
+    match futures::poll!(work.as_mut()) {
+        std::task::Poll::Ready(done) => (done, false),
+        std::task::Poll::Pending => (work.await, true),
+    }
+}
+
 /// Lock `m`: the state it guards stays consistent even if a holder panicked.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -74,10 +74,12 @@ pub(super) fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 
 /// Whether a comma-separated value lists `token` (case-insensitively).
 pub(super) fn lists(value: &HeaderValue, token: &str) -> bool {
-    value
-        .as_bytes()
-        .split(|b| *b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    tokens(value.as_bytes()).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// The items of a comma-separated value, trimmed.
+pub(super) fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|b| *b == b',').map(<[u8]>::trim_ascii)
 }
 
 #[cfg(test)]

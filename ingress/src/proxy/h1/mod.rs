@@ -387,10 +387,7 @@ const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
 /// Whether a `Connection` value lists `keep-alive` and nothing else.
 fn only_keep_alive(value: &[u8]) -> bool {
-    value
-        .split(|b| *b == b',')
-        .map(<[u8]>::trim_ascii)
-        .all(|t| t.eq_ignore_ascii_case(b"keep-alive"))
+    wire::tokens(value).all(|t| t.eq_ignore_ascii_case(b"keep-alive"))
 }
 
 /// A parsed head: its length, status, version, and header names with the byte ranges
