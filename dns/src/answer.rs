@@ -5,11 +5,17 @@
 //!  parse ─▶ Ignore ───────────────────────────────────────────▶ Drop
 //!        ─▶ Reject(rcode) ────────────────────────────────────▶ Reply FORMERR / NOTIMP
 //!        ─▶ Query ─▶ EDNS version > 0 ────────────────────────▶ Reply BADVERS
+//!                  ─▶ PTR for a sandbox or task address ─────▶ Reply NOERROR, AA, PTR record
 //!                  ─▶ lookup(name, client, network)
 //!                        Addresses + A/ANY ───────────────────▶ Reply NOERROR, AA, A records
 //!                        Addresses + other type, NoRecords ───▶ Reply NODATA (NOERROR, AA)
 //!                        Unknown, or class not IN ────────────▶ Forward
+//!                          … from a client on internal networks only ▶ Reply SERVFAIL
 //! ```
+//! A name we own is answered for every type: what we hold for it, or NODATA. Docker
+//! forwards types it does not serve (TXT, CAA, …) even for its own names; an upstream
+//! then says NXDOMAIN for a name that has addresses here, and a cache that takes
+//! NXDOMAIN to mean "no types at all" (RFC 8020) would drop the A record too.
 //! The reply is written into the caller's buffer, so a serving loop reuses one buffer
 //! and a query answered from the table allocates nothing.
 
@@ -129,24 +135,55 @@ fn answer_query(
     if req.edns.is_some_and(|e| e.version > 0) {
         return empty_reply(req, ResponseCode::BADVERS, false, opt, out);
     }
-    let forward = Outcome::Forward(ForwardQuery {
-        header: req.header,
-        question_len: req.question.len(),
-    });
+    match answer_from_table(table, req, ctx, opt, out) {
+        Some(reply) => reply,
+        // Docker: the resolver of a client with only internal networks is no way out.
+        None if !table.may_forward(ctx.network, ctx.client) => {
+            empty_reply(req, ResponseCode::ServFail, false, opt, out)
+        }
+        None => Outcome::Forward(ForwardQuery {
+            header: req.header,
+            question_len: req.question.len(),
+        }),
+    }
+}
+
+/// The reply from the table, or `None` when the name is not ours.
+fn answer_from_table(
+    table: &RecordTable,
+    req: &Request<'_>,
+    ctx: &QueryContext<'_>,
+    opt: Option<OptReply>,
+    out: &mut Vec<u8>,
+) -> Option<Outcome> {
     if !matches!(req.query.query_class(), DNSClass::IN | DNSClass::ANY) {
-        return forward;
+        return None;
     }
     let mut key_buf: KeyBuf = [0; std::mem::size_of::<KeyBuf>()];
-    let Some(key) = lookup_key(req.query.name(), &mut key_buf) else {
-        return forward;
-    };
+    let key = lookup_key(req.query.name(), &mut key_buf)?;
+    if req.query.query_type() == RecordType::PTR {
+        if let Some(target) = reverse_v4(key).and_then(|a| table.ptr(ctx.network, ctx.client, a)) {
+            let truncated = wire::write_ptr_reply(
+                out,
+                &req.header,
+                req.question,
+                target,
+                table.ttl(),
+                opt,
+                reply_limit(req, ctx),
+            );
+            return Some(Outcome::Reply(Reply {
+                rcode: ResponseCode::NoError,
+                truncated,
+            }));
+        }
+    }
     match table.lookup(ctx.network, ctx.client, key) {
-        Lookup::Unknown => forward,
-        Lookup::NoRecords => empty_reply(req, ResponseCode::NoError, true, opt, out),
-        Lookup::Addresses(records) => match req.query.query_type() {
+        Lookup::Unknown => None,
+        Lookup::NoRecords => Some(empty_reply(req, ResponseCode::NoError, true, opt, out)),
+        Lookup::Addresses(records) => Some(match req.query.query_type() {
             // ANY gets the one RRset we have (RFC 8482 allows answering with a subset).
             RecordType::A | RecordType::ANY => {
-                let limit = reply_limit(req, ctx);
                 let truncated = wire::write_a_reply(
                     out,
                     &req.header,
@@ -154,7 +191,7 @@ fn answer_query(
                     records.rotation(),
                     table.ttl(),
                     opt,
-                    limit,
+                    reply_limit(req, ctx),
                 );
                 Outcome::Reply(Reply {
                     rcode: ResponseCode::NoError,
@@ -162,8 +199,28 @@ fn answer_query(
                 })
             }
             _ => empty_reply(req, ResponseCode::NoError, true, opt, out),
-        },
+        }),
     }
+}
+
+/// The IPv4 address a reverse name (`4.3.2.1.in-addr.arpa`, in table spelling) stands
+/// for; `None` for anything else (fewer or more labels, a label that is not 0–255 in
+/// decimal without leading zeros).
+fn reverse_v4(key: &str) -> Option<std::net::Ipv4Addr> {
+    let labels = key.strip_suffix(".in-addr.arpa")?;
+    let mut octets = [0u8; 4];
+    let mut parts = labels.split('.');
+    for slot in octets.iter_mut().rev() {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part.starts_with('0')) {
+            return None;
+        }
+        *slot = part.parse().ok()?;
+    }
+    parts
+        .next()
+        .is_none()
+        .then(|| std::net::Ipv4Addr::from(octets))
 }
 
 /// The most bytes a reply to `req` may have.

@@ -103,6 +103,8 @@ pub struct Resolver {
 pub(crate) struct Shared {
     pub(crate) table: ArcSwap<RecordTable>,
     pub(crate) upstreams: ArcSwap<Vec<SocketAddr>>,
+    /// The addresses we listen on: never an upstream, also not a client's own.
+    own: ArcSwap<Vec<SocketAddr>>,
     endpoints: Mutex<Endpoints>,
     pub(crate) config: ResolverConfig,
     pub(crate) counters: Counters,
@@ -125,6 +127,7 @@ impl Resolver {
             shared: Arc::new(Shared {
                 table: ArcSwap::from_pointee(RecordTable::default()),
                 upstreams: ArcSwap::from_pointee(Vec::new()),
+                own: ArcSwap::from_pointee(Vec::new()),
                 endpoints: Mutex::new(Endpoints::default()),
                 config,
                 counters: Counters::default(),
@@ -202,18 +205,24 @@ impl Resolver {
         change(&mut endpoints);
         let effective = effective_upstreams(&endpoints.configured, &endpoints.own);
         self.shared.upstreams.store(Arc::new(effective));
+        self.shared.own.store(Arc::new(endpoints.own.clone()));
     }
 }
 
 impl Shared {
-    /// Forwards `query` and returns the reply to send: the upstream's, or SERVFAIL.
+    /// Forwards `query` of `client` and returns the reply to send: the upstream's, or
+    /// SERVFAIL. A client with upstreams of its own in the table gets those.
     pub(crate) async fn forward_or_servfail(
         &self,
         query: &[u8],
         fq: &ForwardQuery,
         transport: Transport,
+        client: std::net::IpAddr,
     ) -> Vec<u8> {
-        let upstreams = self.upstreams.load_full();
+        let upstreams = match self.table.load().upstreams_for(client) {
+            Some(own) => Arc::new(effective_upstreams(&own, &self.own.load())),
+            None => self.upstreams.load_full(),
+        };
         match forward::forward(
             &upstreams,
             query,

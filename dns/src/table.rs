@@ -12,10 +12,17 @@
 //! A name may carry no address: it exists, so an `A` query for it gets NODATA instead
 //! of being forwarded (a service whose tasks are all gone). `tasks.<x>` with no entry of
 //! its own but a known `<x>` is treated the same way.
+//!
+//! As in Docker, every name may also be asked for qualified by its network
+//! (`web.front`, `tasks.web.front`), and a sandbox's or task's address has a PTR record
+//! (`<name>.<network>`); a VIP has none. A client whose networks are all `internal` may
+//! not have anything forwarded upstream ([`RecordTable::may_forward`]), and a client may
+//! have upstreams of its own (a service's `--dns`).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use crate::name::DnsName;
 use crate::Error;
@@ -32,11 +39,19 @@ pub struct RecordTable {
     networks: Vec<NetworkRecords>,
     network_ids: HashMap<Box<str>, usize>,
     clients: HashMap<IpAddr, Box<[usize]>>,
+    upstreams: HashMap<IpAddr, Arc<[SocketAddr]>>,
 }
 
 #[derive(Debug, Default)]
 struct NetworkRecords {
     names: HashMap<Box<str>, NameRecords>,
+    /// The network's name in table spelling, when it is a valid DNS name: the suffix of
+    /// qualified names (`web.<suffix>`).
+    suffix: Option<Box<str>>,
+    /// Addresses to the name their PTR record gives (`<name>.<network>`).
+    ptr: HashMap<Ipv4Addr, Box<str>>,
+    /// No way out: names it does not own are not forwarded for its clients.
+    internal: bool,
 }
 
 /// The addresses of one name, with the round-robin position shared by all queries.
@@ -123,10 +138,42 @@ impl RecordTable {
             }
         }
         if exists {
-            Lookup::NoRecords
-        } else {
-            Lookup::Unknown
+            return Lookup::NoRecords;
         }
+        for net in self.scope(network, client) {
+            let stem = net
+                .suffix
+                .as_deref()
+                .and_then(|suffix| key.strip_suffix(suffix))
+                .and_then(|stem| stem.strip_suffix('.'));
+            if let Some(stem) = stem {
+                match net.lookup(stem) {
+                    Lookup::Unknown => {}
+                    found => return found,
+                }
+            }
+        }
+        Lookup::Unknown
+    }
+
+    /// The name of `addr`'s PTR record as `client`, asking on `network`, may see it:
+    /// `<name>.<network>` of a sandbox or task on one of the client's networks.
+    pub fn ptr(&self, network: &str, client: IpAddr, addr: Ipv4Addr) -> Option<&str> {
+        self.scope(network, client)
+            .find_map(|net| net.ptr.get(&addr))
+            .map(|name| &**name)
+    }
+
+    /// Whether a name the table does not own may be forwarded upstream for `client`:
+    /// only if one of its networks (the arrival network for a client the table does not
+    /// know) has a way out. Docker answers SERVFAIL on internal networks instead.
+    pub fn may_forward(&self, network: &str, client: IpAddr) -> bool {
+        self.scope(network, client).any(|net| !net.internal)
+    }
+
+    /// The upstream resolvers of `client`, when it has its own (a service's `--dns`).
+    pub fn upstreams_for(&self, client: IpAddr) -> Option<Arc<[SocketAddr]>> {
+        self.upstreams.get(&client.to_canonical()).cloned()
     }
 
     /// The networks a client may resolve in: the one the query arrived on first (if the
@@ -147,13 +194,37 @@ impl RecordTable {
     }
 }
 
+impl NetworkRecords {
+    /// `key` looked up in this network alone.
+    fn lookup(&self, key: &str) -> Lookup<'_> {
+        match self.names.get(key) {
+            Some(records) if !records.addrs.is_empty() => Lookup::Addresses(records),
+            Some(_) => Lookup::NoRecords,
+            None => match key.strip_prefix("tasks.") {
+                Some(service) if self.names.contains_key(service) => Lookup::NoRecords,
+                _ => Lookup::Unknown,
+            },
+        }
+    }
+}
+
+/// One network as the builder collects it.
+#[derive(Debug, Default)]
+struct NetworkBuild {
+    names: HashMap<Box<str>, Vec<Ipv4Addr>>,
+    suffix: Option<Box<str>>,
+    ptr: HashMap<Ipv4Addr, Box<str>>,
+    internal: bool,
+}
+
 /// Builds a [`RecordTable`]; every name is validated on the way in.
 #[derive(Debug)]
 pub struct TableBuilder {
     ttl: u32,
-    networks: Vec<HashMap<Box<str>, Vec<Ipv4Addr>>>,
+    networks: Vec<NetworkBuild>,
     network_ids: HashMap<Box<str>, usize>,
     clients: HashMap<IpAddr, Vec<usize>>,
+    upstreams: HashMap<IpAddr, Arc<[SocketAddr]>>,
 }
 
 impl Default for TableBuilder {
@@ -163,6 +234,7 @@ impl Default for TableBuilder {
             networks: Vec::new(),
             network_ids: HashMap::new(),
             clients: HashMap::new(),
+            upstreams: HashMap::new(),
         }
     }
 }
@@ -191,7 +263,10 @@ impl TableBuilder {
     ) -> Result<&mut Self, Error> {
         let name = DnsName::new(name)?;
         let id = self.network_id(network)?;
-        let stored = self.networks[id].entry(name.into_boxed_str()).or_default();
+        let stored = self.networks[id]
+            .names
+            .entry(name.into_boxed_str())
+            .or_default();
         for addr in addrs {
             if !stored.contains(&addr) {
                 stored.push(addr);
@@ -211,13 +286,49 @@ impl TableBuilder {
         Ok(self)
     }
 
+    /// Marks `network` internal: names it does not own are not forwarded for clients
+    /// that have no other network.
+    pub fn internal(&mut self, network: &str) -> Result<&mut Self, Error> {
+        let id = self.network_id(network)?;
+        self.networks[id].internal = true;
+        Ok(self)
+    }
+
+    /// Gives `addr` on `network` a PTR record naming `name` qualified by the network
+    /// (`<name>.<network>`, as Docker answers). The first name given for an address
+    /// stays. A network whose name is not a DNS name gives no PTR records.
+    pub fn ptr(&mut self, network: &str, addr: Ipv4Addr, name: &str) -> Result<&mut Self, Error> {
+        let name = DnsName::new(name)?;
+        let id = self.network_id(network)?;
+        let net = &mut self.networks[id];
+        if let Some(suffix) = &net.suffix {
+            let full = format!("{name}.{suffix}");
+            if DnsName::new(&full).is_ok() {
+                net.ptr.entry(addr).or_insert_with(|| full.into_boxed_str());
+            }
+        }
+        Ok(self)
+    }
+
+    /// Sends what `client` asks that is not ours to `upstreams` instead of the
+    /// resolver's own (a service's `--dns`).
+    pub fn upstreams(&mut self, client: IpAddr, upstreams: Vec<SocketAddr>) -> &mut Self {
+        self.upstreams
+            .insert(client.to_canonical(), upstreams.into());
+        self
+    }
+
     /// Freezes the table.
     pub fn build(self) -> RecordTable {
         let networks = self
             .networks
             .into_iter()
-            .map(|names| NetworkRecords {
-                names: names
+            .map(|net| NetworkRecords {
+                suffix: net.suffix,
+                ptr: net.ptr,
+                internal: net.internal,
+                names: net
+                    .names
                     .into_iter()
                     .map(|(name, addrs)| {
                         let records = NameRecords {
@@ -238,6 +349,7 @@ impl TableBuilder {
                 .into_iter()
                 .map(|(client, ids)| (client, ids.into_boxed_slice()))
                 .collect(),
+            upstreams: self.upstreams,
         }
     }
 
@@ -256,7 +368,10 @@ impl TableBuilder {
             return Err(invalid("longer than 255 bytes"));
         }
         let id = self.networks.len();
-        self.networks.push(HashMap::new());
+        self.networks.push(NetworkBuild {
+            suffix: DnsName::new(network).ok().map(DnsName::into_boxed_str),
+            ..Default::default()
+        });
         self.network_ids.insert(network.into(), id);
         Ok(id)
     }

@@ -116,6 +116,49 @@ pub(crate) fn write_a_reply(
     truncated
 }
 
+/// Writes a reply with one PTR record naming `target` (a valid table name), if it fits
+/// in `limit` bytes; otherwise no answer and TC set. Returns whether it was left out.
+pub(crate) fn write_ptr_reply(
+    out: &mut Vec<u8>,
+    query: &Header,
+    question: &[u8],
+    target: &str,
+    ttl: u32,
+    opt: Option<OptReply>,
+    limit: usize,
+) -> bool {
+    // Each label gets a length octet in place of its dot, plus the root's zero octet.
+    let rdata_len = target.len() + 2;
+    let fixed = HEADER_LEN + question.len() + if opt.is_some() { OPT_LEN } else { 0 };
+    let record_len = 2 + 2 + 2 + 4 + 2 + rdata_len;
+    let truncated = fixed + record_len > limit;
+    let flags = ReplyFlags {
+        rcode: ResponseCode::NoError,
+        authoritative: true,
+        truncated,
+    };
+    out.clear();
+    let ancount = u16::from(!truncated);
+    write_header(out, query, flags, [1, ancount, 0, u16::from(opt.is_some())]);
+    out.extend_from_slice(question);
+    if !truncated {
+        out.extend_from_slice(&QUESTION_NAME_POINTER.to_be_bytes());
+        out.extend_from_slice(&u16::from(RecordType::PTR).to_be_bytes());
+        out.extend_from_slice(&u16::from(DNSClass::IN).to_be_bytes());
+        out.extend_from_slice(&ttl.to_be_bytes());
+        out.extend_from_slice(&u16::try_from(rdata_len).unwrap_or(u16::MAX).to_be_bytes());
+        for label in target.split('.') {
+            out.push(u8::try_from(label.len()).unwrap_or(u8::MAX));
+            out.extend_from_slice(label.as_bytes());
+        }
+        out.push(0);
+    }
+    if let Some(opt) = opt {
+        write_opt(out, opt, ResponseCode::NoError);
+    }
+    truncated
+}
+
 /// Writes a reply without answers: NODATA (`NoError`, authoritative), SERVFAIL,
 /// BADVERS, or, with no question, FORMERR/NOTIMP.
 pub(crate) fn write_empty_reply(
@@ -213,6 +256,36 @@ mod tests {
             msg.answers.len(),
             (512 - HEADER_LEN - QUESTION.len()) / A_RECORD_LEN
         );
+    }
+
+    #[test]
+    fn a_ptr_reply_parses_back_and_is_left_out_when_it_does_not_fit() {
+        let mut out = Vec::new();
+        let tc = write_ptr_reply(
+            &mut out,
+            &query_header(),
+            QUESTION,
+            "web.1.x.front",
+            5,
+            None,
+            512,
+        );
+        assert!(!tc);
+        let msg = Message::from_vec(&out).unwrap();
+        assert_eq!(msg.answers.len(), 1);
+        assert_eq!(msg.answers[0].data.to_string(), "web.1.x.front.");
+        let tc = write_ptr_reply(
+            &mut out,
+            &query_header(),
+            QUESTION,
+            "web.1.x.front",
+            5,
+            None,
+            40,
+        );
+        assert!(tc);
+        let msg = Message::from_vec(&out).unwrap();
+        assert!(msg.metadata.truncation && msg.answers.is_empty());
     }
 
     #[test]

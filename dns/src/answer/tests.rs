@@ -22,8 +22,31 @@ fn table() -> RecordTable {
     b.add("front", "big", (0..100).map(|i| Ipv4Addr::new(10, 0, 9, i)))
         .unwrap();
     b.add("back", "db", [Ipv4Addr::new(10, 0, 2, 2)]).unwrap();
+    b.ptr("front", Ipv4Addr::new(10, 0, 1, 3), "web.1.abc")
+        .unwrap();
+    b.ptr("back", Ipv4Addr::new(10, 0, 2, 7), "hidden").unwrap();
+    b.add("locked", "vault", [Ipv4Addr::new(10, 0, 3, 2)])
+        .unwrap();
+    b.internal("locked").unwrap();
     b.attach(CLIENT, "front").unwrap();
+    b.attach(INSIDER, "locked").unwrap();
     b.build()
+}
+
+/// A client whose only network is internal.
+const INSIDER: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 3, 50));
+
+fn ask_as(bytes: &[u8], client: IpAddr, network: &str) -> (Outcome, Option<Message>) {
+    let mut out = Vec::new();
+    let ctx = QueryContext {
+        client,
+        network,
+        transport: Transport::Udp,
+        max_udp_payload: DEFAULT_MAX_UDP_PAYLOAD,
+    };
+    let outcome = answer(&table(), bytes, &ctx, &mut out);
+    let reply = matches!(outcome, Outcome::Reply(_)).then(|| Message::from_vec(&out).unwrap());
+    (outcome, reply)
 }
 
 fn ctx(transport: Transport) -> QueryContext<'static> {
@@ -346,4 +369,111 @@ fn a_reused_buffer_holds_only_the_latest_reply() {
     assert_eq!(addrs(&Message::from_vec(&out).unwrap()).len(), 1);
     let _ = answer(&t, &[1, 2], &ctx(Transport::Udp), &mut out);
     assert!(out.is_empty());
+}
+
+/// Docker's embedded DNS (libnetwork resolver.go, handlePTRQuery): a container's
+/// address answers `<name>.<network>.`.
+#[test]
+fn a_task_address_has_a_ptr_record_naming_it_on_its_network() {
+    let (outcome, reply) = ask(
+        &query("3.1.0.10.in-addr.arpa.", RecordType::PTR, None),
+        Transport::Udp,
+    );
+    assert!(matches!(outcome, Outcome::Reply(_)), "{outcome:?}");
+    let reply = reply.unwrap();
+    assert!(reply.metadata.authoritative);
+    let names: Vec<String> = reply
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::PTR(p) => Some(p.0.to_ascii()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, ["web.1.abc.front."]);
+    assert_eq!(reply.answers[0].ttl, 5);
+}
+
+#[test]
+fn a_vip_or_unknown_address_has_no_ptr_of_ours_and_is_forwarded() {
+    for name in ["2.1.0.10.in-addr.arpa.", "9.9.9.10.in-addr.arpa."] {
+        let (outcome, _) = ask(&query(name, RecordType::PTR, None), Transport::Udp);
+        assert!(
+            matches!(outcome, Outcome::Forward(_)),
+            "{name}: {outcome:?}"
+        );
+    }
+}
+
+#[test]
+fn a_ptr_of_a_network_the_client_is_not_on_is_not_answered() {
+    let (outcome, _) = ask(
+        &query("7.2.0.10.in-addr.arpa.", RecordType::PTR, None),
+        Transport::Udp,
+    );
+    assert!(matches!(outcome, Outcome::Forward(_)), "{outcome:?}");
+}
+
+#[test]
+fn reverse_names_parse_only_as_four_decimal_octets() {
+    assert_eq!(
+        reverse_v4("4.3.2.1.in-addr.arpa"),
+        Some(Ipv4Addr::new(1, 2, 3, 4))
+    );
+    for bad in [
+        "3.2.1.in-addr.arpa",
+        "5.4.3.2.1.in-addr.arpa",
+        "256.3.2.1.in-addr.arpa",
+        "04.3.2.1.in-addr.arpa",
+        "a.3.2.1.in-addr.arpa",
+        "4.3.2.1.ip6.arpa",
+        "in-addr.arpa",
+    ] {
+        assert_eq!(reverse_v4(bad), None, "{bad}");
+    }
+}
+
+/// Docker documents `<name>.<network>` as a name on user-defined networks.
+#[test]
+fn a_name_qualified_by_its_network_resolves_like_the_name() {
+    let (_, reply) = ask(&query("web.front.", RecordType::A, None), Transport::Udp);
+    assert_eq!(addrs(&reply.unwrap()), [Ipv4Addr::new(10, 0, 1, 2)]);
+    let (_, reply) = ask(
+        &query("tasks.web.front.", RecordType::A, None),
+        Transport::Udp,
+    );
+    assert_eq!(addrs(&reply.unwrap()).len(), 2);
+    // Not a network of the client's: not ours.
+    let (outcome, _) = ask(&query("db.back.", RecordType::A, None), Transport::Udp);
+    assert!(matches!(outcome, Outcome::Forward(_)), "{outcome:?}");
+}
+
+/// moby: a sandbox without external access gets SERVFAIL for what it would forward
+/// (resolver.go, forwardExtDNS with proxyDNS false).
+#[test]
+fn a_client_on_internal_networks_only_gets_servfail_instead_of_forwarding() {
+    let (outcome, reply) = ask_as(
+        &query("example.com.", RecordType::A, None),
+        INSIDER,
+        "locked",
+    );
+    assert_eq!(
+        outcome,
+        Outcome::Reply(Reply {
+            rcode: ResponseCode::ServFail,
+            truncated: false
+        })
+    );
+    assert!(reply.unwrap().answers.is_empty());
+    // Its own names still answer.
+    let (_, reply) = ask_as(&query("vault.", RecordType::A, None), INSIDER, "locked");
+    assert_eq!(addrs(&reply.unwrap()), [Ipv4Addr::new(10, 0, 3, 2)]);
+    // A stranger asking on the internal network's gateway gets nothing out either.
+    let stranger = IpAddr::V4(Ipv4Addr::new(10, 0, 3, 99));
+    let (outcome, _) = ask_as(
+        &query("example.com.", RecordType::A, None),
+        stranger,
+        "locked",
+    );
+    assert!(matches!(outcome, Outcome::Reply(_)), "{outcome:?}");
 }

@@ -75,7 +75,7 @@ async fn connection(
             Outcome::Forward(fq) => {
                 shared.counters.forwarded();
                 let reply = shared
-                    .forward_or_servfail(&query, &fq, Transport::Tcp)
+                    .forward_or_servfail(&query, &fq, Transport::Tcp, peer.ip())
                     .await;
                 write_framed(&mut stream, &reply).await?;
             }

@@ -195,7 +195,7 @@ impl Worker {
         let (shared, socket, query) = (self.shared.clone(), self.socket.clone(), query.to_vec());
         self.runtime.spawn(async move {
             let reply = shared
-                .forward_or_servfail(&query, &fq, Transport::Udp)
+                .forward_or_servfail(&query, &fq, Transport::Udp, peer.ip())
                 .await;
             drop(permit);
             // The socket is in blocking mode for the receive threads: never wait here.

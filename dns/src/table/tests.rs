@@ -209,3 +209,65 @@ fn ttl_defaults_to_a_few_seconds_and_can_be_set() {
     b.ttl(1);
     assert_eq!(b.build().ttl(), 1);
 }
+
+#[test]
+fn qualified_names_resolve_only_on_the_clients_own_networks() {
+    let t = two_networks();
+    assert_eq!(
+        t.resolve("front", FRONT_CLIENT, "web.front"),
+        Some(vec![ip(10, 0, 1, 2)])
+    );
+    assert_eq!(t.resolve("front", FRONT_CLIENT, "db.back"), None);
+    // Qualified by the other network, the other network's `web` is meant.
+    assert_eq!(
+        t.resolve("front", BOTH_CLIENT, "web.back"),
+        Some(vec![ip(10, 0, 2, 9)])
+    );
+    assert_eq!(t.resolve("front", BOTH_CLIENT, "nothing.back"), None);
+}
+
+#[test]
+fn ptr_names_are_qualified_by_network_and_scoped_by_client() {
+    let mut b = RecordTable::builder();
+    b.ptr("front", ip(10, 0, 1, 3), "web.1.abc").unwrap();
+    b.ptr("front", ip(10, 0, 1, 3), "second").unwrap();
+    b.ptr("Back", ip(10, 0, 2, 3), "db").unwrap();
+    b.attach(FRONT_CLIENT, "front").unwrap();
+    b.attach(BOTH_CLIENT, "front").unwrap();
+    b.attach(BOTH_CLIENT, "Back").unwrap();
+    let t = b.build();
+    assert_eq!(
+        t.ptr("front", FRONT_CLIENT, ip(10, 0, 1, 3)),
+        Some("web.1.abc.front")
+    );
+    assert_eq!(t.ptr("front", FRONT_CLIENT, ip(10, 0, 2, 3)), None);
+    assert_eq!(
+        t.ptr("front", BOTH_CLIENT, ip(10, 0, 2, 3)),
+        Some("db.back")
+    );
+}
+
+#[test]
+fn forwarding_needs_a_network_with_a_way_out() {
+    let mut b = RecordTable::builder();
+    b.network("open").unwrap();
+    b.internal("closed").unwrap();
+    b.attach(FRONT_CLIENT, "closed").unwrap();
+    b.attach(BOTH_CLIENT, "closed").unwrap();
+    b.attach(BOTH_CLIENT, "open").unwrap();
+    let t = b.build();
+    assert!(!t.may_forward("closed", FRONT_CLIENT));
+    assert!(t.may_forward("closed", BOTH_CLIENT));
+    assert!(!t.may_forward("closed", STRANGER));
+    assert!(t.may_forward("open", STRANGER));
+}
+
+#[test]
+fn a_client_may_have_upstreams_of_its_own() {
+    let mut b = RecordTable::builder();
+    let up: std::net::SocketAddr = "192.0.2.53:53".parse().unwrap();
+    b.upstreams(FRONT_CLIENT, vec![up]);
+    let t = b.build();
+    assert_eq!(t.upstreams_for(FRONT_CLIENT).as_deref(), Some(&[up][..]));
+    assert_eq!(t.upstreams_for(STRANGER), None);
+}
