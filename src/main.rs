@@ -19,6 +19,18 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let cli = Cli::parse();
+    if !matches!(
+        cli.command,
+        Command::Agent(_) | Command::Proxy(_) | Command::Tool(_)
+    ) {
+        // Commands that print end quietly when the reader of their output goes away
+        // (`shoal service ls | head`), as Unix tools do, instead of panicking in println!.
+        // Servers keep Rust's default (SIGPIPE ignored, EPIPE returned on a closed socket).
+        // SAFETY: setting a signal disposition before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     // `shoal proxy --threads 1` serves from one thread, like HAProxy's nbthread 1.
     let mut builder = match &cli.command {
         Command::Proxy(p) if p.threads == 1 => tokio::runtime::Builder::new_current_thread(),

@@ -468,39 +468,21 @@ impl NetworkInfo {
     }
 }
 
-/// `service scale` / `service update`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceUpdate {
-    /// New replica count.
-    #[serde(default)]
-    pub replicas: Option<u32>,
-    /// Labels to set.
-    #[serde(default)]
-    pub labels_add: BTreeMap<String, String>,
-    /// Labels to remove.
-    #[serde(default)]
-    pub labels_rm: Vec<String>,
-    /// Ports to publish.
-    #[serde(default)]
-    pub publish_add: Vec<crate::state::PortSpec>,
-    /// Published ports to withdraw.
-    #[serde(default)]
-    pub publish_rm: Vec<u16>,
-}
+/// `service scale` / `service update`: the body is the change itself.
+pub type ServiceUpdate = crate::state::ServiceChanges;
 
 /// A task as `service ps` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskInfo {
-    /// Its ID.
+    /// Its ID (empty for a pending slot, which has no task yet).
     pub id: String,
     /// `service.slot`.
     pub name: String,
-    /// Its node, by name.
+    /// Its node, by name (empty while pending).
     pub node: String,
     /// Its state.
     pub state: crate::state::TaskState,
-    /// Why, when failed.
+    /// Why, when failed or pending.
     pub message: String,
     /// How often it restarted.
     pub restarts: u32,
@@ -537,7 +519,7 @@ impl ServiceInfo {
             .filter(|t| t.service == s.spec.name)
             .map(|t| TaskInfo {
                 id: t.id.clone(),
-                name: format!("{}.{}", t.service, t.slot + 1),
+                name: t.name(s.spec.mode),
                 node: state
                     .nodes
                     .get(&t.node)
@@ -553,6 +535,21 @@ impl ServiceInfo {
                     .map(|e| (e.network.clone(), e.ip))
                     .collect(),
             })
+            .chain(
+                crate::state::schedule(state)
+                    .pending
+                    .into_iter()
+                    .filter(|(svc, _, _)| *svc == s.spec.name)
+                    .map(|(svc, slot, why)| TaskInfo {
+                        id: String::new(),
+                        name: format!("{svc}.{}", slot + 1),
+                        node: String::new(),
+                        state: crate::state::TaskState::Pending,
+                        message: why,
+                        restarts: 0,
+                        addresses: BTreeMap::new(),
+                    }),
+            )
             .collect();
         let desired = match s.spec.mode {
             ServiceMode::Replicated { replicas } => replicas as usize,

@@ -93,14 +93,7 @@ async fn update(
             }
             crate::l7::check_labels(&name, &labels).map_err(ClusterError::Invalid)?;
         }
-        let command = Command::UpdateService {
-            name,
-            replicas: u.replicas,
-            labels_add: u.labels_add,
-            labels_rm: u.labels_rm,
-            publish_add: u.publish_add,
-            publish_rm: u.publish_rm,
-        };
+        let command = Command::UpdateService { name, changes: u };
         let applied = propose(&m, command).await?;
         match applied.output {
             Output::Service(s) => Ok(ServiceInfo::of(&m.replica().state(), &s)),

@@ -57,6 +57,7 @@ pub async fn run() -> anyhow::Result<Report> {
                 endpoint_mode: EndpointMode::Vip,
                 labels: Default::default(),
                 command: Vec::new(),
+                ..Default::default()
             },
         )
         .await?;

@@ -27,7 +27,8 @@ pub async fn run(cmd: LabCmd) -> anyhow::Result<i32> {
             );
             print!("{}", hosts_table(&lab));
             println!(
-                "\nTry: shoal lab exec --name {} n1 -- shoal node ls",
+                "\nTry: {} lab exec --name {} n1 -- shoal node ls",
+                super::shoal_command(),
                 lab.name
             );
         }
@@ -195,19 +196,56 @@ pub async fn demo(name: &str) -> anyhow::Result<()> {
             first.1, first.0, last.0
         );
     }
-    println!("  shoal lab exec --name {name} n1 -- shoal service ps web");
-    println!("  shoal lab exec --name {name} n2 -- shoal route ls   # L7 routes with backends and health");
-    println!("  shoal lab exec --name {name} n1 -- shoal service scale web=5");
-    println!("  shoal lab status --name {name}                      # hosts, addresses, sockets");
-    println!(
-        "  shoal lab exec --name {name} n1 -- shoal status     # Raft state and networks of a node"
-    );
-    println!("  shoal lab kill --name {name} --signal KILL n1       # crash a manager, then:");
-    println!(
-        "  shoal lab exec --name {name} n2 -- shoal node ls    #   a new leader within seconds"
-    );
-    println!("  shoal lab start --name {name} n1                    # it rejoins and catches up");
-    println!("  shoal lab down --name {name}                        # remove everything");
+    // `lab exec` runs this binary for `shoal` inside a host, so only the outer command
+    // needs its path when `shoal` is not on PATH.
+    let shoal = super::shoal_command();
+    for (args, what) in [
+        (
+            format!("lab exec --name {name} n1 -- shoal service ps web"),
+            "",
+        ),
+        (
+            format!("lab exec --name {name} n2 -- shoal route ls"),
+            "L7 routes with backends and health",
+        ),
+        (
+            format!("lab exec --name {name} n1 -- shoal service scale web=5"),
+            "",
+        ),
+        (
+            format!("lab status --name {name}"),
+            "hosts, addresses, sockets",
+        ),
+        (
+            format!("lab exec --name {name} n1 -- shoal status"),
+            "Raft state and networks of a node",
+        ),
+        (
+            format!("lab kill --name {name} --signal KILL n1"),
+            "crash a manager, then:",
+        ),
+        (
+            format!("lab exec --name {name} n2 -- shoal node ls"),
+            "  a new leader within seconds",
+        ),
+        (
+            format!("lab start --name {name} n1"),
+            "it rejoins and catches up",
+        ),
+        (format!("lab down --name {name}"), "remove everything"),
+    ] {
+        let line = format!("{shoal} {args}");
+        if what.is_empty() {
+            println!("  {line}");
+        } else {
+            println!("  {line:<52}# {what}");
+        }
+    }
+    if shoal != "shoal" {
+        println!(
+            "  (`shoal` is not on PATH; to install it: install -m 0755 {shoal} /usr/local/bin/shoal)"
+        );
+    }
     Ok(())
 }
 
@@ -237,6 +275,7 @@ async fn demo_services(lab: &lab::Lab) -> anyhow::Result<()> {
         endpoint_mode: EndpointMode::Vip,
         labels: Default::default(),
         command: http(80),
+        ..Default::default()
     }];
     for (svc, replicas) in [("shop", 2), ("blog", 1)] {
         specs.push(ServiceSpec {
@@ -251,6 +290,7 @@ async fn demo_services(lab: &lab::Lab) -> anyhow::Result<()> {
             )]
             .into(),
             command: http(80),
+            ..Default::default()
         });
     }
     let client = lab.client("n1")?;

@@ -337,7 +337,8 @@ pub async fn status(client: &ApiClient, format: Format) -> anyhow::Result<()> {
         for section in &s.sections {
             out.push_str(&format!("{}:\n", section.title));
             for (k, v) in &section.rows {
-                out.push_str(&format!("  {k:<16}{v}\n"));
+                // Keys longer than the column (task IDs) still get a gap.
+                out.push_str(&format!("  {k:<16} {v}\n"));
             }
         }
         out
@@ -394,4 +395,27 @@ pub async fn routes(client: &ApiClient, format: Format) -> anyhow::Result<()> {
             &rows,
         )
     })
+}
+
+/// Whether `shoal` on PATH is this very binary, so that commands printed for the user
+/// can say `shoal`.
+pub fn shoal_on_path() -> bool {
+    let Ok(me) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return false;
+    };
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .any(|dir| std::fs::canonicalize(dir.join("shoal")).is_ok_and(|found| found == me))
+    })
+}
+
+/// How to call this binary in commands printed for the user: `shoal` when that is on
+/// PATH, its full path otherwise.
+pub fn shoal_command() -> String {
+    if shoal_on_path() {
+        return "shoal".into();
+    }
+    std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "shoal".into())
 }

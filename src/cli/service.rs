@@ -1,18 +1,113 @@
 //! `shoal service ...` and `shoal tool ...`.
 
 use anyhow::{bail, Context};
-use shoal_control::api::{ServiceInfo, ServiceUpdate};
-use shoal_control::state::{EndpointMode, PortSpec, ServiceMode, ServiceSpec};
+use std::collections::BTreeMap;
 
-use super::args::{ServiceCmd, ToolCmd};
+use shoal_control::api::{ServiceInfo, ServiceUpdate};
+use shoal_control::state::{
+    Constraint, DnsConfig, EndpointMode, NetworkAttachment, NetworkOptions, Placement, PortRemoval,
+    PortSpec, ServiceMode, ServiceSpec, Spread,
+};
+
+use super::args::{ServiceCmd, ServiceCreateArgs, ServiceUpdateArgs, ToolCmd};
 use super::{key_values, print, table};
 use crate::client::{segment, ApiClient};
 
 fn ports(items: &[String]) -> anyhow::Result<Vec<PortSpec>> {
+    let mut out = Vec::new();
+    for p in items {
+        out.extend(PortSpec::parse_all(p).map_err(anyhow::Error::msg)?);
+    }
+    Ok(out)
+}
+
+fn parsed<T>(
+    items: &[String],
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> anyhow::Result<Vec<T>> {
     items
         .iter()
-        .map(|p| PortSpec::parse(p).map_err(anyhow::Error::msg))
+        .map(|i| parse(i).map_err(anyhow::Error::msg))
         .collect()
+}
+
+fn endpoint_mode(s: Option<&str>) -> Option<EndpointMode> {
+    s.map(|m| match m {
+        "dnsrr" => EndpointMode::Dnsrr,
+        _ => EndpointMode::Vip,
+    })
+}
+
+/// `--network` values as the spec holds them: names, and options per network.
+fn networks(items: &[String]) -> anyhow::Result<(Vec<String>, BTreeMap<String, NetworkOptions>)> {
+    let mut names = Vec::new();
+    let mut options = BTreeMap::new();
+    for a in parsed(items, NetworkAttachment::parse)? {
+        if a.options != NetworkOptions::default() {
+            options.insert(a.target.clone(), a.options);
+        }
+        names.push(a.target);
+    }
+    Ok((names, options))
+}
+
+fn create_spec(a: ServiceCreateArgs) -> anyhow::Result<ServiceSpec> {
+    let mode = match a.mode.as_deref() {
+        Some("global") => ServiceMode::Global,
+        _ => ServiceMode::Replicated {
+            replicas: a.replicas.unwrap_or(1),
+        },
+    };
+    let (networks, network_options) = networks(&a.network)?;
+    Ok(ServiceSpec {
+        name: a.name,
+        networks,
+        mode,
+        publish: ports(&a.publish)?,
+        endpoint_mode: endpoint_mode(a.endpoint_mode.as_deref()).unwrap_or_default(),
+        labels: key_values(&a.label, "--label")?,
+        command: a.command,
+        network_options,
+        placement: Placement {
+            constraints: parsed(&a.constraint, Constraint::parse)?,
+            preferences: parsed(&a.placement_pref, Spread::parse)?,
+            max_replicas_per_node: a.replicas_max_per_node,
+        },
+        dns: DnsConfig {
+            nameservers: a.dns,
+            search: a.dns_search,
+            options: a.dns_option,
+        },
+        hostname: a.hostname,
+    })
+}
+
+fn update_changes(a: ServiceUpdateArgs) -> anyhow::Result<ServiceUpdate> {
+    Ok(ServiceUpdate {
+        replicas: a.replicas,
+        labels_add: key_values(&a.label_add, "--label-add")?,
+        labels_rm: a.label_rm,
+        publish_add: ports(&a.publish_add)?,
+        publish_rm: ports(&a.publish_rm)?
+            .into_iter()
+            .map(PortRemoval::Spec)
+            .collect(),
+        networks_add: parsed(&a.network_add, NetworkAttachment::parse)?,
+        networks_rm: a.network_rm,
+        endpoint_mode: endpoint_mode(a.endpoint_mode.as_deref()),
+        constraints_add: parsed(&a.constraint_add, Constraint::parse)?,
+        constraints_rm: parsed(&a.constraint_rm, Constraint::parse)?,
+        preferences_add: parsed(&a.placement_pref_add, Spread::parse)?,
+        preferences_rm: parsed(&a.placement_pref_rm, Spread::parse)?,
+        max_replicas_per_node: a.replicas_max_per_node,
+        dns_add: a.dns_add,
+        dns_rm: a.dns_rm,
+        dns_search_add: a.dns_search_add,
+        dns_search_rm: a.dns_search_rm,
+        dns_option_add: a.dns_option_add,
+        dns_option_rm: a.dns_option_rm,
+        hostname: a.hostname,
+    })
 }
 
 fn mode_text(s: &ServiceInfo) -> String {
@@ -22,38 +117,18 @@ fn mode_text(s: &ServiceInfo) -> String {
     }
 }
 
+fn replicas_text(s: &ServiceInfo) -> String {
+    match s.spec.placement.max_replicas_per_node {
+        Some(max) => format!("{}/{} (max {max} per node)", s.running, s.desired),
+        None => format!("{}/{}", s.running, s.desired),
+    }
+}
+
 /// `shoal service ...`.
 pub async fn run(client: &ApiClient, cmd: ServiceCmd) -> anyhow::Result<()> {
     match cmd {
-        ServiceCmd::Create {
-            name,
-            network,
-            replicas,
-            mode,
-            publish,
-            endpoint_mode,
-            label,
-            command,
-        } => {
-            let mode = match mode.as_deref() {
-                Some("global") => ServiceMode::Global,
-                _ => ServiceMode::Replicated {
-                    replicas: replicas.unwrap_or(1),
-                },
-            };
-            let endpoint_mode = match endpoint_mode.as_deref() {
-                Some("dnsrr") => EndpointMode::Dnsrr,
-                _ => EndpointMode::Vip,
-            };
-            let spec = ServiceSpec {
-                name,
-                networks: network,
-                mode,
-                publish: ports(&publish)?,
-                endpoint_mode,
-                labels: key_values(&label, "--label")?,
-                command,
-            };
+        ServiceCmd::Create(args) => {
+            let spec = create_spec(*args)?;
             let s: ServiceInfo = client.post("/v1/services", &spec).await?;
             println!("{}", s.id);
         }
@@ -67,7 +142,7 @@ pub async fn run(client: &ApiClient, cmd: ServiceCmd) -> anyhow::Result<()> {
                             s.id.chars().take(12).collect(),
                             s.spec.name.clone(),
                             mode_text(s),
-                            format!("{}/{}", s.running, s.desired),
+                            replicas_text(s),
                             s.spec
                                 .publish
                                 .iter()
@@ -140,6 +215,35 @@ pub async fn run(client: &ApiClient, cmd: ServiceCmd) -> anyhow::Result<()> {
                 for p in &s.spec.publish {
                     line("Publish:", p.to_string());
                 }
+                for (n, o) in &s.spec.network_options {
+                    if !o.aliases.is_empty() {
+                        line("Aliases:", format!("{} on {n}", o.aliases.join(", ")));
+                    }
+                    for (k, v) in &o.driver_opts {
+                        line("Driver opt:", format!("{k}={v} on {n}"));
+                    }
+                }
+                for c in &s.spec.placement.constraints {
+                    line("Constraint:", c.to_string());
+                }
+                for p in &s.spec.placement.preferences {
+                    line("Preference:", p.to_string());
+                }
+                if let Some(m) = s.spec.placement.max_replicas_per_node {
+                    line("Per node:", format!("at most {m} tasks"));
+                }
+                for ns in &s.spec.dns.nameservers {
+                    line("DNS:", ns.to_string());
+                }
+                if !s.spec.dns.search.is_empty() {
+                    line("DNS search:", s.spec.dns.search.join(" "));
+                }
+                if !s.spec.dns.options.is_empty() {
+                    line("DNS options:", s.spec.dns.options.join(" "));
+                }
+                if let Some(h) = &s.spec.hostname {
+                    line("Hostname:", h.clone());
+                }
                 for (k, v) in &s.spec.labels {
                     line("Label:", format!("{k}={v}"));
                 }
@@ -165,21 +269,9 @@ pub async fn run(client: &ApiClient, cmd: ServiceCmd) -> anyhow::Result<()> {
                 println!("{name} scaled to {replicas}");
             }
         }
-        ServiceCmd::Update {
-            label_add,
-            label_rm,
-            publish_add,
-            publish_rm,
-            replicas,
-            name,
-        } => {
-            let update = ServiceUpdate {
-                replicas,
-                labels_add: key_values(&label_add, "--label-add")?,
-                labels_rm: label_rm,
-                publish_add: ports(&publish_add)?,
-                publish_rm,
-            };
+        ServiceCmd::Update(args) => {
+            let name = args.name.clone();
+            let update = update_changes(*args)?;
             let _: ServiceInfo = client
                 .post(&format!("/v1/services/{}/update", segment(&name)), &update)
                 .await?;

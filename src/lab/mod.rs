@@ -353,7 +353,12 @@ pub fn down(name: &str) -> Vec<String> {
 pub fn exec(lab: &Lab, host: &str, command: &[String]) -> anyhow::Result<i32> {
     let h = lab.host(host)?;
     let (program, args) = command.split_first().context("no command given after --")?;
-    let mut cmd = std::process::Command::new(program);
+    // `shoal` means this very binary, also when it is not on PATH.
+    let program = match program.as_str() {
+        "shoal" if !crate::cli::shoal_on_path() => std::env::current_exe()?,
+        other => std::path::PathBuf::from(other),
+    };
+    let mut cmd = std::process::Command::new(&program);
     cmd.args(args);
     if h.role != "client" {
         cmd.env("SHOAL_HOST", format!("unix://{}", h.socket.display()));

@@ -51,6 +51,9 @@ pub async fn read(nl: &Netlink, advertise: IpAddr) -> Result<NodeReport, String>
         routes,
         underlay_mtu,
         no_encryption,
+        arch: nix::sys::utsname::uname()
+            .map(|u| u.machine().to_string_lossy().into_owned())
+            .unwrap_or_else(|_| std::env::consts::ARCH.into()),
     })
 }
 

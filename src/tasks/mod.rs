@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_control::api::LeaderRequest;
-use shoal_control::state::{AttachSpec, Command, Task, TaskState};
+use shoal_control::state::{AttachSpec, Command, ServiceSpec, Task, TaskState};
 use shoal_control::Member;
 use shoal_dataplane::netns;
 use tokio::time::Instant;
@@ -227,10 +227,7 @@ impl Runner {
         if Instant::now() < l.next_start {
             return;
         }
-        match self
-            .launch(task, &service.spec.networks, &service.spec.command, l)
-            .await
-        {
+        match self.launch(task, &service.spec, l).await {
             Ok(()) => l.failure = None,
             Err(e) => {
                 tracing::warn!(task = %task.id, error = %e, "task did not start");
@@ -241,13 +238,8 @@ impl Runner {
         }
     }
 
-    async fn launch(
-        &self,
-        task: &Task,
-        networks: &[String],
-        command: &[String],
-        l: &mut Local,
-    ) -> Result<(), String> {
+    async fn launch(&self, task: &Task, spec: &ServiceSpec, l: &mut Local) -> Result<(), String> {
+        let (networks, command) = (&spec.networks, &spec.command);
         if !netns::path_of(&l.ns).exists() {
             netns::create(&l.ns)
                 .map_err(|e| format!("cannot create the task sandbox {}: {e}", l.ns))?;
@@ -277,7 +269,9 @@ impl Runner {
         let env: BTreeMap<String, String> = [
             ("SHOAL_TASK_ID", task.id.clone()),
             ("SHOAL_SERVICE", task.service.clone()),
-            ("SHOAL_TASK_SLOT", task.slot.to_string()),
+            // The slot as `service ps` shows it (from 1), and the task's name there.
+            ("SHOAL_TASK_SLOT", (task.slot + 1).to_string()),
+            ("SHOAL_TASK_NAME", task.name(spec.mode)),
             ("SHOAL_NODE", node),
         ]
         .into_iter()

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use shoal_ipam::PoolConfig;
 
 use super::{
-    AttachSpec, Availability, Endpoint, Network, NetworkSpec, Node, NodeReport, NodeStatus,
-    PortSpec, Role, Secrets, Service, ServiceSpec, Task, TaskState,
+    AttachSpec, Availability, Endpoint, Network, NetworkSpec, Node, NodeReport, NodeStatus, Role,
+    Secrets, Service, ServiceChanges, ServiceSpec, Task, TaskState,
 };
 use crate::ids::NodeId;
 
@@ -144,16 +144,9 @@ pub enum Command {
     UpdateService {
         /// The service.
         name: String,
-        /// New replica count.
-        replicas: Option<u32>,
-        /// Labels to set.
-        labels_add: BTreeMap<String, String>,
-        /// Labels to remove.
-        labels_rm: Vec<String>,
-        /// Ports to publish.
-        publish_add: Vec<PortSpec>,
-        /// Published ports to withdraw.
-        publish_rm: Vec<u16>,
+        /// What changes.
+        #[serde(flatten)]
+        changes: ServiceChanges,
     },
     /// `service rm`.
     RemoveService {

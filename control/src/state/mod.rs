@@ -11,7 +11,10 @@
 mod apply;
 mod command;
 mod error;
+pub mod hostname;
 mod network;
+mod placement;
+mod publish;
 mod schedule;
 mod service;
 
@@ -28,10 +31,12 @@ pub use network::{
     endpoint_id, mesh_pool, AttachSpec, Endpoint, Network, NetworkSpec, NodeReport, WireguardPeer,
     DEFAULT_UNDERLAY_MTU, FIRST_VNI, VXLAN_OVERHEAD, WIREGUARD_OVERHEAD,
 };
-pub use schedule::{schedule, Placement};
+pub use placement::{Constraint, ConstraintKey, ConstraintOp, Placement, Spread};
+pub use publish::{PortRemoval, PortSpec, Protocol, PublishMode, DYNAMIC_PORTS};
+pub use schedule::{schedule, Assignments};
 pub use service::{
-    EndpointMode, PortSpec, Protocol, PublishMode, Service, ServiceMode, ServiceSpec, Task,
-    TaskState,
+    DnsConfig, EndpointMode, NetworkAttachment, NetworkOptions, Service, ServiceChanges,
+    ServiceMode, ServiceSpec, Task, TaskState, IFNAME_OPT,
 };
 
 use crate::ids::NodeId;
@@ -194,6 +199,10 @@ pub struct ClusterState {
     /// When the key generation last changed (unix ms).
     #[serde(default)]
     pub keys_rotated_at_ms: u64,
+    /// Where the search for the next dynamically published port starts, per protocol
+    /// (serial, as swarmkit's allocator, so a freed port is not handed out at once).
+    #[serde(default)]
+    pub next_dynamic_port: BTreeMap<Protocol, u16>,
 }
 
 fn first_vni() -> u32 {
@@ -240,6 +249,7 @@ impl Default for ClusterState {
             tasks: BTreeMap::new(),
             key_generation: 0,
             keys_rotated_at_ms: 0,
+            next_dynamic_port: BTreeMap::new(),
         }
     }
 }

@@ -150,6 +150,10 @@ pub struct NodeReport {
     /// Why this node cannot carry encrypted networks, if it cannot.
     #[serde(default)]
     pub no_encryption: Option<String>,
+    /// Its machine architecture as `uname -m` says it (`x86_64`), for
+    /// `node.platform.arch` constraints.
+    #[serde(default)]
+    pub arch: String,
 }
 
 /// WireGuard costs this many bytes of the underlay MTU on IPv4 (on top of VXLAN's 50).

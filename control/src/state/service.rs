@@ -1,11 +1,12 @@
 //! Services and their tasks, as the cluster records them.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 
+use super::placement::{Constraint, Placement, Spread};
+use super::publish::{PortRemoval, PortSpec};
 use crate::ids::NodeId;
 
 /// How many tasks a service runs.
@@ -21,120 +22,6 @@ pub enum ServiceMode {
     Global,
 }
 
-/// Transport protocol of a published port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    /// TCP.
-    Tcp,
-    /// UDP.
-    Udp,
-}
-
-impl Protocol {
-    /// The IP protocol number.
-    pub fn number(self) -> u8 {
-        match self {
-            Protocol::Tcp => 6,
-            Protocol::Udp => 17,
-        }
-    }
-}
-
-/// Where a published port answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PublishMode {
-    /// On every node, reaching a task on any node (the routing mesh).
-    Ingress,
-    /// Only on nodes that run a task, reaching that task.
-    Host,
-}
-
-/// `--publish [mode=host,]PUBLISHED:TARGET[/tcp|/udp]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortSpec {
-    /// The port on the nodes' underlay addresses.
-    pub published: u16,
-    /// The port of the tasks.
-    pub target: u16,
-    /// TCP or UDP.
-    pub protocol: Protocol,
-    /// Ingress (routing mesh) or host.
-    pub mode: PublishMode,
-}
-
-impl fmt::Display for PortSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let proto = match self.protocol {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        };
-        let mode = if self.mode == PublishMode::Host {
-            "mode=host,"
-        } else {
-            ""
-        };
-        write!(f, "{mode}{}:{}/{proto}", self.published, self.target)
-    }
-}
-
-impl PortSpec {
-    /// Parses `[mode=host,|mode=ingress,]PUBLISHED:TARGET[/tcp|/udp]` (also Docker's long
-    /// form `published=P,target=T,protocol=udp,mode=host`).
-    pub fn parse(s: &str) -> Result<PortSpec, String> {
-        let bad = |why: &str| {
-            format!("--publish {s:?}: {why}; use [mode=host,]PUBLISHED:TARGET[/tcp|/udp]")
-        };
-        let port = |v: &str, what: &str| -> Result<u16, String> {
-            match v.parse::<u16>() {
-                Ok(p) if p > 0 => Ok(p),
-                _ => Err(bad(&format!("{what} port {v:?} must be 1-65535"))),
-            }
-        };
-        let mut mode = PublishMode::Ingress;
-        let mut protocol = Protocol::Tcp;
-        let (mut published, mut target) = (None, None);
-        for part in s.split(',') {
-            match part.split_once('=') {
-                Some(("mode", "host")) => mode = PublishMode::Host,
-                Some(("mode", "ingress")) => mode = PublishMode::Ingress,
-                Some(("mode", m)) => return Err(bad(&format!("unknown mode {m:?}"))),
-                Some(("published", v)) => published = Some(port(v, "published")?),
-                Some(("target", v)) => target = Some(port(v, "target")?),
-                Some(("protocol", "tcp")) => protocol = Protocol::Tcp,
-                Some(("protocol", "udp")) => protocol = Protocol::Udp,
-                Some((k, _)) => return Err(bad(&format!("unknown field {k:?}"))),
-                None => {
-                    let (ports, proto) = match part.split_once('/') {
-                        Some((p, "tcp")) => (p, Protocol::Tcp),
-                        Some((p, "udp")) => (p, Protocol::Udp),
-                        Some((_, other)) => {
-                            return Err(bad(&format!("unknown protocol {other:?}")))
-                        }
-                        None => (part, Protocol::Tcp),
-                    };
-                    protocol = proto;
-                    let (p, t) = ports
-                        .split_once(':')
-                        .ok_or_else(|| bad("expected PUBLISHED:TARGET"))?;
-                    published = Some(port(p, "published")?);
-                    target = Some(port(t, "target")?);
-                }
-            }
-        }
-        match (published, target) {
-            (Some(published), Some(target)) => Ok(PortSpec {
-                published,
-                target,
-                protocol,
-                mode,
-            }),
-            _ => Err(bad("both a published and a target port are needed")),
-        }
-    }
-}
-
 /// How clients find a service's tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -146,8 +33,15 @@ pub enum EndpointMode {
     Dnsrr,
 }
 
+impl Default for ServiceMode {
+    /// One replica.
+    fn default() -> Self {
+        ServiceMode::Replicated { replicas: 1 }
+    }
+}
+
 /// What `service create` asks for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
     /// The service's name, unique in the cluster (and its DNS name).
@@ -169,6 +63,181 @@ pub struct ServiceSpec {
     /// The command each task runs; empty: tasks are sandboxes attached from outside.
     #[serde(default)]
     pub command: Vec<String>,
+    /// Aliases and options per network (by network name).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub network_options: BTreeMap<String, NetworkOptions>,
+    /// Where tasks may run.
+    #[serde(default, skip_serializing_if = "Placement::is_empty")]
+    pub placement: Placement,
+    /// The tasks' resolver settings.
+    #[serde(default, skip_serializing_if = "DnsConfig::is_empty")]
+    pub dns: DnsConfig,
+    /// The tasks' host name, a template (`{{.Service.Name}}-{{.Task.Slot}}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+}
+
+/// A service's options on one network: `--network name=N,alias=A,driver-opt=K=V`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkOptions {
+    /// More names of the service on this network; each resolves as the service name
+    /// does (its VIP), and `tasks.<alias>` to its tasks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// Endpoint driver options: `com.docker.network.endpoint.ifname` names the
+    /// interface in the task's sandbox.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
+}
+
+/// The driver option naming a task's interface on a network.
+pub const IFNAME_OPT: &str = "com.docker.network.endpoint.ifname";
+
+/// One `--network` of a service: the network and its options.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkAttachment {
+    /// The network's name or ID.
+    pub target: String,
+    /// Its aliases and options.
+    #[serde(default, flatten)]
+    pub options: NetworkOptions,
+}
+
+impl NetworkAttachment {
+    /// Parses `--network` as docker/cli's `opts/network.go` does: a network name or ID,
+    /// or `name=N[,alias=A]...[,driver-opt=K=V]...` (keys and aliases lower-cased).
+    pub fn parse(s: &str) -> Result<NetworkAttachment, String> {
+        let bad = |why: String| format!("--network {s:?}: {why}");
+        if !s.contains('=') {
+            if s.trim().is_empty() || s.contains(',') {
+                return Err(bad("network name/id is not specified".into()));
+            }
+            return Ok(NetworkAttachment {
+                target: s.trim().to_string(),
+                options: NetworkOptions::default(),
+            });
+        }
+        let mut out = NetworkAttachment::default();
+        for field in s.split(',') {
+            let (key, value) = field
+                .split_once('=')
+                .ok_or_else(|| bad(format!("invalid field {field}")))?;
+            match key.trim().to_ascii_lowercase().as_str() {
+                "name" => out.target = value.trim().to_string(),
+                "alias" => out.options.aliases.push(value.trim().to_ascii_lowercase()),
+                "driver-opt" => {
+                    let (k, v) = value.split_once('=').ok_or_else(|| {
+                        bad("invalid key value pair format in driver options".into())
+                    })?;
+                    out.options
+                        .driver_opts
+                        .insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                }
+                k @ ("ip" | "ip6" | "mac-address" | "link-local-ip" | "gw-priority") => {
+                    return Err(bad(format!(
+                        "{k} is for containers; a service's tasks get their addresses from the network"
+                    )))
+                }
+                other => return Err(bad(format!("invalid field key {other}"))),
+            }
+        }
+        if out.target.is_empty() {
+            return Err(bad("network name/id is not specified".into()));
+        }
+        Ok(out)
+    }
+}
+
+/// The resolver settings of a service's tasks: `--dns`, `--dns-search`, `--dns-option`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Upstream resolvers for what the network's resolver does not own (instead of
+    /// the node's); the tasks still ask the network's resolver.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nameservers: Vec<IpAddr>,
+    /// The `search` line of the tasks' resolv.conf.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search: Vec<String>,
+    /// The `options` line (`ndots:0` is added unless an `ndots` option is given).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+}
+
+impl DnsConfig {
+    /// Whether nothing is set.
+    pub fn is_empty(&self) -> bool {
+        *self == DnsConfig::default()
+    }
+}
+
+/// What `service update` changes; every field is optional. The first five are what
+/// the first shoal releases sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceChanges {
+    /// New replica count.
+    #[serde(default)]
+    pub replicas: Option<u32>,
+    /// Labels to set.
+    #[serde(default)]
+    pub labels_add: BTreeMap<String, String>,
+    /// Labels to remove.
+    #[serde(default)]
+    pub labels_rm: Vec<String>,
+    /// Ports to publish; one already published is left as it is.
+    #[serde(default)]
+    pub publish_add: Vec<PortSpec>,
+    /// Published ports to withdraw.
+    #[serde(default)]
+    pub publish_rm: Vec<PortRemoval>,
+    /// Networks to join (with aliases and options).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks_add: Vec<NetworkAttachment>,
+    /// Networks to leave (names or IDs); removed before any is added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks_rm: Vec<String>,
+    /// A new endpoint mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_mode: Option<EndpointMode>,
+    /// Placement constraints to add.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints_add: Vec<Constraint>,
+    /// Placement constraints to remove (as written).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints_rm: Vec<Constraint>,
+    /// Placement preferences to add.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preferences_add: Vec<Spread>,
+    /// Placement preferences to remove.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preferences_rm: Vec<Spread>,
+    /// A new cap of tasks per node; 0 lifts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replicas_per_node: Option<u32>,
+    /// Upstream resolvers to add and remove.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_add: Vec<IpAddr>,
+    /// See `dns_add`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_rm: Vec<IpAddr>,
+    /// Search domains to add and remove.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_search_add: Vec<String>,
+    /// See `dns_search_add`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_search_rm: Vec<String>,
+    /// Resolver options to add and remove.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_option_add: Vec<String>,
+    /// See `dns_option_add`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_option_rm: Vec<String>,
+    /// A new host name template; empty: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
 }
 
 /// A service.
@@ -190,6 +259,9 @@ pub struct Service {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskState {
+    /// Wanted, but no node can take it (never stored: `service ps` shows the slots the
+    /// scheduler could not place, with the reason).
+    Pending,
     /// Placed on a node, not started yet.
     Assigned,
     /// Its process runs and its endpoints exist.
@@ -202,6 +274,7 @@ impl TaskState {
     /// Lower-case word for tables.
     pub fn as_str(self) -> &'static str {
         match self {
+            TaskState::Pending => "pending",
             TaskState::Assigned => "assigned",
             TaskState::Running => "running",
             TaskState::Failed => "failed",
@@ -230,4 +303,21 @@ pub struct Task {
     pub created_at_ms: u64,
     /// When its state last changed (unix ms).
     pub updated_at_ms: u64,
+}
+
+impl Task {
+    /// The name users see, as Docker's: `<service>.<slot>` for replicated tasks (slots
+    /// count from 1 there, from 0 in [`Task::slot`]), `<service>.<node ID>` for global ones.
+    pub fn name(&self, mode: ServiceMode) -> String {
+        match mode {
+            ServiceMode::Replicated { .. } => format!("{}.{}", self.service, self.slot + 1),
+            ServiceMode::Global => format!("{}.{}", self.service, self.node),
+        }
+    }
+
+    /// The task's container name, as Docker's: its name and its ID
+    /// (`<service>.<slot>.<task ID>`); a DNS name on its networks.
+    pub fn container_name(&self, mode: ServiceMode) -> String {
+        format!("{}.{}", self.name(mode), self.id)
+    }
 }

@@ -4,7 +4,9 @@
 //! does not bump the revision. Nothing here reads a clock or draws a random number.
 
 mod network;
+mod ports;
 mod service;
+mod service_spec;
 
 use super::{
     Applied, ApplyError, ClusterState, Command, Node, NodeStatus, Output, Proposal, Role, Secrets,
@@ -159,23 +161,9 @@ pub fn apply(
             (Output::None, true)
         }
         Command::CreateService { id, spec } => service::create_service(state, id, spec, at)?,
-        Command::UpdateService {
-            name,
-            replicas,
-            labels_add,
-            labels_rm,
-            publish_add,
-            publish_rm,
-        } => service::update_service(
-            state,
-            name,
-            *replicas,
-            labels_add,
-            labels_rm,
-            publish_add,
-            publish_rm,
-            at,
-        )?,
+        Command::UpdateService { name, changes } => {
+            service::update_service(state, name, changes, at)?
+        }
         Command::RemoveService { name } => service::remove_service(state, name)?,
         Command::PlaceTasks { create, remove } => service::place_tasks(state, create, remove)?,
         Command::SetTaskState {
@@ -262,3 +250,6 @@ mod tests;
 
 #[cfg(test)]
 mod service_tests;
+
+#[cfg(test)]
+mod service_update_tests;

@@ -17,7 +17,7 @@ const MAX_MTU: u32 = 9000;
 /// The most routes a node may report.
 const MAX_ROUTES: usize = 4096;
 /// The most aliases an endpoint may have.
-const MAX_ALIASES: usize = 32;
+pub(super) const MAX_ALIASES: usize = 32;
 
 fn ipam(e: shoal_ipam::IpamError) -> ApplyError {
     ApplyError::Invalid(e.to_string())
@@ -186,7 +186,7 @@ pub(super) fn remove_network(state: &mut ClusterState, reference: &str) -> Chang
     Ok((Output::None, true))
 }
 
-fn validate_dns_name(what: &str, name: &str) -> Result<(), ApplyError> {
+pub(super) fn validate_dns_name(what: &str, name: &str) -> Result<(), ApplyError> {
     let ok = !name.is_empty()
         && name.len() <= 253
         && name.split('.').all(|label| {

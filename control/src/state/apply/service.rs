@@ -1,75 +1,15 @@
 //! Applying service and task commands. VIPs are allocated here, one per network.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
 
 use super::super::{
-    ApplyError, ClusterState, EndpointMode, Output, PortSpec, PublishMode, Service, ServiceMode,
-    ServiceSpec, Task, TaskState,
+    ApplyError, ClusterState, EndpointMode, NetworkOptions, Output, PortRemoval, PublishMode,
+    Service, ServiceChanges, ServiceMode, ServiceSpec, Task, TaskState,
 };
-use super::{validate_label, Changed};
+use super::service_spec::{checked_spec, validate_service_name};
+use super::Changed;
 use crate::ids::NodeId;
-
-/// The most replicas a service may ask for.
-const MAX_REPLICAS: u32 = 1000;
-
-fn validate_service_name(name: &str) -> Result<(), ApplyError> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !ok {
-        return Err(ApplyError::Invalid(format!(
-            "invalid service name {name:?}: it is a DNS name, so use 1-63 letters, digits, '-' or '_', starting with a letter or digit"
-        )));
-    }
-    Ok(())
-}
-
-fn check_ports(
-    state: &ClusterState,
-    name: &str,
-    ports: &[PortSpec],
-    endpoint_mode: EndpointMode,
-) -> Result<(), ApplyError> {
-    for (i, p) in ports.iter().enumerate() {
-        if ports[..i]
-            .iter()
-            .any(|q| q.published == p.published && q.protocol == p.protocol)
-        {
-            return Err(ApplyError::Conflict(format!(
-                "port {} is published twice",
-                p
-            )));
-        }
-        if endpoint_mode == EndpointMode::Dnsrr && p.mode == PublishMode::Ingress {
-            return Err(ApplyError::Invalid(format!(
-                "port {p}: ingress publishing needs a VIP; use mode=host with --endpoint-mode dnsrr"
-            )));
-        }
-        for other in state.services.values().filter(|s| s.spec.name != name) {
-            if other
-                .spec
-                .publish
-                .iter()
-                .any(|q| q.published == p.published && q.protocol == p.protocol)
-            {
-                return Err(ApplyError::Conflict(format!(
-                    "port {}/{} is already published by service {}",
-                    p.published,
-                    if p.protocol == super::super::Protocol::Udp {
-                        "udp"
-                    } else {
-                        "tcp"
-                    },
-                    other.spec.name
-                )));
-            }
-        }
-    }
-    Ok(())
-}
 
 pub(super) fn create_service(
     state: &mut ClusterState,
@@ -89,65 +29,11 @@ pub(super) fn create_service(
             "service ID {id:?} is not a hex ID"
         )));
     }
-    if let ServiceMode::Replicated { replicas } = spec.mode {
-        if replicas > MAX_REPLICAS {
-            return Err(ApplyError::Invalid(format!(
-                "at most {MAX_REPLICAS} replicas, not {replicas}"
-            )));
-        }
-    }
-    let mut networks = Vec::new();
-    for n in &spec.networks {
-        let net = state.find_network(n)?;
-        if networks.contains(&net.name) {
-            return Err(ApplyError::Invalid(format!(
-                "network {} is given twice",
-                net.name
-            )));
-        }
-        networks.push(net.name.clone());
-    }
-    if !spec.publish.is_empty() && networks.is_empty() {
-        return Err(ApplyError::Invalid(
-            "a service that publishes ports needs a network (--network)".into(),
-        ));
-    }
-    check_ports(state, &spec.name, &spec.publish, spec.endpoint_mode)?;
-    for (k, v) in &spec.labels {
-        validate_label(k, v)?;
-    }
-    if spec.command.len() > 256
-        || spec
-            .command
-            .iter()
-            .any(|a| a.len() > 4096 || a.contains('\0'))
-    {
-        return Err(ApplyError::Invalid(
-            "the command has too many or too long arguments".into(),
-        ));
-    }
-    let owner = format!("vip:{}", spec.name);
-    let mut spaces = BTreeMap::new();
-    let mut vips = BTreeMap::new();
-    if spec.endpoint_mode == EndpointMode::Vip {
-        for n in &networks {
-            let mut space = state.networks[n].space.clone();
-            let ip = space
-                .allocate(&owner)
-                .map_err(|e| ApplyError::Invalid(format!("VIP on network {n}: {e}")))?;
-            vips.insert(n.clone(), ip);
-            spaces.insert(n.clone(), space);
-        }
-    }
-    for (n, space) in spaces {
-        if let Some(net) = state.networks.get_mut(&n) {
-            net.space = space;
-        }
-    }
-    let spec = ServiceSpec {
-        networks,
-        ..spec.clone()
-    };
+    let mut next_port = state.next_dynamic_port.clone();
+    let spec = checked_spec(state, spec, &mut next_port)?;
+    let (vips, spaces) = vips_for(state, &spec, &BTreeMap::new())?;
+    commit_spaces(state, spaces);
+    state.next_dynamic_port = next_port;
     let service = Service {
         id: id.to_string(),
         spec,
@@ -161,22 +47,172 @@ pub(super) fn create_service(
     Ok((Output::Service(Box::new(service)), true))
 }
 
-fn service_mut<'a>(state: &'a mut ClusterState, name: &str) -> Result<&'a mut Service, ApplyError> {
-    state
-        .services
-        .get_mut(name)
-        .ok_or_else(|| ApplyError::NoSuchService(name.to_string()))
+/// Address spaces changed by an allocation, by network, not yet stored.
+type Spaces = BTreeMap<String, shoal_ipam::AddressSpace>;
+
+/// The VIPs `spec` needs (one per network in VIP mode), keeping those of `current`
+/// that are still wanted, and the address spaces changed for new ones (not yet stored).
+fn vips_for(
+    state: &ClusterState,
+    spec: &ServiceSpec,
+    current: &BTreeMap<String, Ipv4Addr>,
+) -> Result<(BTreeMap<String, Ipv4Addr>, Spaces), ApplyError> {
+    let owner = format!("vip:{}", spec.name);
+    let mut vips = BTreeMap::new();
+    let mut spaces = BTreeMap::new();
+    if spec.endpoint_mode == EndpointMode::Vip {
+        for n in &spec.networks {
+            if let Some(ip) = current.get(n) {
+                vips.insert(n.clone(), *ip);
+                continue;
+            }
+            let mut space = state.networks[n].space.clone();
+            let ip = space
+                .allocate(&owner)
+                .map_err(|e| ApplyError::Invalid(format!("VIP on network {n}: {e}")))?;
+            vips.insert(n.clone(), ip);
+            spaces.insert(n.clone(), space);
+        }
+    }
+    Ok((vips, spaces))
 }
 
-#[allow(clippy::too_many_arguments)] // the fields of Command::UpdateService, one by one
+fn commit_spaces(state: &mut ClusterState, spaces: Spaces) {
+    for (n, space) in spaces {
+        if let Some(net) = state.networks.get_mut(&n) {
+            net.space = space;
+        }
+    }
+}
+
+/// `spec` with `changes` applied, in the order Docker's CLI applies them: ports and
+/// networks are removed before any is added.
+fn changed_spec(
+    state: &ClusterState,
+    name: &str,
+    current: &ServiceSpec,
+    changes: &ServiceChanges,
+) -> Result<ServiceSpec, ApplyError> {
+    let mut spec = current.clone();
+    if let Some(r) = changes.replicas {
+        match spec.mode {
+            ServiceMode::Global => {
+                return Err(ApplyError::Invalid(format!(
+                    "{name} is a global service; it cannot be scaled"
+                )))
+            }
+            ServiceMode::Replicated { .. } => spec.mode = ServiceMode::Replicated { replicas: r },
+        }
+    }
+    for k in &changes.labels_rm {
+        spec.labels.remove(k);
+    }
+    spec.labels.extend(
+        changes
+            .labels_add
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    for removal in &changes.publish_rm {
+        if !spec.publish.iter().any(|p| removal.takes(p)) {
+            let now: Vec<String> = spec.publish.iter().map(|p| p.to_string()).collect();
+            let hint = match removal {
+                PortRemoval::Spec(s) if s.mode == PublishMode::Ingress => {
+                    " (--publish-rm takes the target port, or PUBLISHED:TARGET; add mode=host for host-mode ports)"
+                }
+                _ => "",
+            };
+            return Err(ApplyError::Invalid(format!(
+                "--publish-rm {removal}: {name} publishes no such port{hint}; it publishes: {}",
+                if now.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    now.join(", ")
+                }
+            )));
+        }
+        spec.publish.retain(|p| !removal.takes(p));
+    }
+    for add in &changes.publish_add {
+        let already = spec.publish.iter().any(|p| {
+            p == add
+                || (add.published == 0
+                    && (p.target, p.protocol, p.mode) == (add.target, add.protocol, add.mode))
+        });
+        if !already {
+            spec.publish.push(*add);
+        }
+    }
+    for reference in &changes.networks_rm {
+        let net = state.find_network(reference)?.name.clone();
+        spec.networks.retain(|n| *n != net);
+        spec.network_options.remove(&net);
+    }
+    for add in &changes.networks_add {
+        let net = state.find_network(&add.target)?.name.clone();
+        if spec.networks.contains(&net) {
+            return Err(ApplyError::Conflict(format!(
+                "service is already attached to network {net}"
+            )));
+        }
+        spec.networks.push(net.clone());
+        if add.options != NetworkOptions::default() {
+            spec.network_options.insert(net, add.options.clone());
+        }
+    }
+    if let Some(mode) = changes.endpoint_mode {
+        spec.endpoint_mode = mode;
+    }
+    let placement = &mut spec.placement;
+    placement
+        .constraints
+        .retain(|c| !changes.constraints_rm.contains(c));
+    for c in &changes.constraints_add {
+        if !placement.constraints.contains(c) {
+            placement.constraints.push(c.clone());
+        }
+    }
+    placement
+        .preferences
+        .retain(|p| !changes.preferences_rm.contains(p));
+    placement
+        .preferences
+        .extend(changes.preferences_add.iter().cloned());
+    if let Some(m) = changes.max_replicas_per_node {
+        placement.max_replicas_per_node = Some(m);
+    }
+    let dns = &mut spec.dns;
+    edit_list(&mut dns.nameservers, &changes.dns_rm, &changes.dns_add);
+    edit_list(
+        &mut dns.search,
+        &changes.dns_search_rm,
+        &changes.dns_search_add,
+    );
+    edit_list(
+        &mut dns.options,
+        &changes.dns_option_rm,
+        &changes.dns_option_add,
+    );
+    if let Some(h) = &changes.hostname {
+        spec.hostname = (!h.is_empty()).then(|| h.clone());
+    }
+    Ok(spec)
+}
+
+/// Removes `rm` from `list`, then appends what of `add` it does not hold.
+fn edit_list<T: PartialEq + Clone>(list: &mut Vec<T>, rm: &[T], add: &[T]) {
+    list.retain(|x| !rm.contains(x));
+    for a in add {
+        if !list.contains(a) {
+            list.push(a.clone());
+        }
+    }
+}
+
 pub(super) fn update_service(
     state: &mut ClusterState,
     name: &str,
-    replicas: Option<u32>,
-    labels_add: &BTreeMap<String, String>,
-    labels_rm: &[String],
-    publish_add: &[PortSpec],
-    publish_rm: &[u16],
+    changes: &ServiceChanges,
     at: u64,
 ) -> Changed {
     let current = state
@@ -184,43 +220,29 @@ pub(super) fn update_service(
         .get(name)
         .ok_or_else(|| ApplyError::NoSuchService(name.to_string()))?
         .clone();
-    for (k, v) in labels_add {
-        validate_label(k, v)?;
-    }
-    let mut spec = current.spec.clone();
-    if let Some(r) = replicas {
-        match spec.mode {
-            ServiceMode::Global => {
-                return Err(ApplyError::Invalid(format!(
-                    "{name} is a global service; it cannot be scaled"
-                )))
-            }
-            ServiceMode::Replicated { .. } if r > MAX_REPLICAS => {
-                return Err(ApplyError::Invalid(format!(
-                    "at most {MAX_REPLICAS} replicas, not {r}"
-                )))
-            }
-            ServiceMode::Replicated { .. } => spec.mode = ServiceMode::Replicated { replicas: r },
-        }
-    }
-    for k in labels_rm {
-        spec.labels.remove(k);
-    }
-    spec.labels
-        .extend(labels_add.iter().map(|(k, v)| (k.clone(), v.clone())));
-    spec.publish.retain(|p| !publish_rm.contains(&p.published));
-    spec.publish.extend(publish_add.iter().copied());
-    if !spec.publish.is_empty() && spec.networks.is_empty() {
-        return Err(ApplyError::Invalid(
-            "a service that publishes ports needs a network".into(),
-        ));
-    }
-    check_ports(state, name, &spec.publish, spec.endpoint_mode)?;
+    let wanted = changed_spec(state, name, &current.spec, changes)?;
+    let mut next_port = state.next_dynamic_port.clone();
+    let spec = checked_spec(state, &wanted, &mut next_port)?;
     if spec == current.spec {
         return Ok((Output::Service(Box::new(current)), false));
     }
-    let svc = service_mut(state, name)?;
+    let (vips, spaces) = vips_for(state, &spec, &current.vips)?;
+    commit_spaces(state, spaces);
+    let kept: BTreeSet<&String> = vips.keys().collect();
+    for gone in current.vips.keys().filter(|n| !kept.contains(n)) {
+        if let Some(net) = state.networks.get_mut(gone) {
+            if let Some(ip) = current.vips.get(gone) {
+                net.space.release(*ip);
+            }
+        }
+    }
+    state.next_dynamic_port = next_port;
+    let svc = state
+        .services
+        .get_mut(name)
+        .ok_or_else(|| ApplyError::NoSuchService(name.to_string()))?;
     svc.spec = spec;
+    svc.vips = vips;
     svc.updated_at_ms = at;
     Ok((Output::Service(Box::new(svc.clone())), true))
 }
@@ -278,6 +300,11 @@ pub(super) fn set_task_state(
     restarts: u32,
     at: u64,
 ) -> Changed {
+    if new == TaskState::Pending {
+        return Err(ApplyError::Invalid(
+            "pending is the scheduler's word for a task with no node; a node reports assigned, running or failed".into(),
+        ));
+    }
     let Some(task) = state.tasks.get_mut(id) else {
         // The task was removed meanwhile: nothing to record.
         return Ok((Output::None, false));

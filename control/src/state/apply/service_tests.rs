@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::state::{
-    schedule, Availability, EndpointMode, NetworkSpec, PortSpec, Protocol, PublishMode, Secrets,
+    schedule, Availability, EndpointMode, NetworkSpec, PortSpec, Secrets, ServiceChanges,
     ServiceMode, ServiceSpec, Task, TaskState,
 };
 use shoal_ipam::PoolConfig;
@@ -25,11 +25,11 @@ fn node(id: u64) -> Node {
     }
 }
 
-fn run(s: &mut ClusterState, command: Command) -> Result<Applied, ApplyError> {
+pub(super) fn run(s: &mut ClusterState, command: Command) -> Result<Applied, ApplyError> {
     apply(s, None, &Proposal { at_ms: 7, command })
 }
 
-fn cluster(nodes: u64) -> ClusterState {
+pub(super) fn cluster(nodes: u64) -> ClusterState {
     let mut s = ClusterState::default();
     run(
         &mut s,
@@ -60,7 +60,7 @@ fn cluster(nodes: u64) -> ClusterState {
     s
 }
 
-fn web(replicas: u32, publish: &[&str]) -> ServiceSpec {
+pub(super) fn web(replicas: u32, publish: &[&str]) -> ServiceSpec {
     ServiceSpec {
         name: "web".into(),
         networks: vec!["net".into()],
@@ -72,6 +72,7 @@ fn web(replicas: u32, publish: &[&str]) -> ServiceSpec {
         endpoint_mode: EndpointMode::Vip,
         labels: Default::default(),
         command: vec!["server".into()],
+        ..Default::default()
     }
 }
 
@@ -108,35 +109,6 @@ fn per_node(s: &ClusterState) -> Vec<usize> {
         .keys()
         .map(|n| s.tasks.values().filter(|t| t.node == *n).count())
         .collect()
-}
-
-#[test]
-fn ports_parse_in_short_and_long_forms_and_bad_ones_say_why() {
-    let p = PortSpec::parse("mode=host,8080:80/udp").unwrap();
-    assert_eq!(
-        (p.published, p.target, p.protocol, p.mode),
-        (8080, 80, Protocol::Udp, PublishMode::Host)
-    );
-    let p = PortSpec::parse("published=53,target=5353,protocol=udp").unwrap();
-    assert_eq!(
-        (p.published, p.target, p.protocol),
-        (53, 5353, Protocol::Udp)
-    );
-    assert_eq!(
-        PortSpec::parse("8080:80").unwrap().to_string(),
-        "8080:80/tcp"
-    );
-    for bad in [
-        "80",
-        "0:80",
-        "70000:80",
-        "80:80/sctp",
-        "mode=bridge,80:80",
-        "x:y",
-        "",
-    ] {
-        assert!(PortSpec::parse(bad).is_err(), "{bad}");
-    }
 }
 
 #[test]
@@ -188,7 +160,7 @@ fn bad_services_are_refused_without_change() {
                 name: "other".into(),
                 ..web(1, &["8080:80"])
             },
-            "already published by service web",
+            "already in use by service 'web'",
         ),
         (
             ServiceSpec {
@@ -233,7 +205,7 @@ fn bad_services_are_refused_without_change() {
                 endpoint_mode: EndpointMode::Dnsrr,
                 ..web(1, &["9200:80"])
             },
-            "needs a VIP",
+            "can't be used with dnsrr mode",
         ),
         (
             ServiceSpec {
@@ -287,11 +259,10 @@ fn replicas_spread_and_scale() {
     assert!(schedule(&s).is_empty(), "a placed service is stable");
     let update = |r| Command::UpdateService {
         name: "web".into(),
-        replicas: Some(r),
-        labels_add: Default::default(),
-        labels_rm: vec![],
-        publish_add: vec![],
-        publish_rm: vec![],
+        changes: ServiceChanges {
+            replicas: Some(r),
+            ..Default::default()
+        },
     };
     run(&mut s, update(2)).unwrap();
     place(&mut s);

@@ -116,6 +116,7 @@ fn subnets_avoid_node_routes_and_explicit_overlaps_are_refused() {
         routes: vec!["10.0.0.0/23".parse().unwrap()],
         underlay_mtu: 1400,
         no_encryption: None,
+        ..Default::default()
     };
     run(
         &mut s,
@@ -378,6 +379,7 @@ fn encrypted_networks_take_wireguard_overhead_and_need_capable_nodes() {
         routes: vec![],
         underlay_mtu: 1500,
         no_encryption: Some("no /dev/net/tun".into()),
+        ..Default::default()
     };
     run(
         &mut s,
@@ -398,6 +400,7 @@ fn encrypted_networks_take_wireguard_overhead_and_need_capable_nodes() {
         routes: vec![],
         underlay_mtu: 1500,
         no_encryption: None,
+        ..Default::default()
     };
     run(
         &mut s,

@@ -1,0 +1,402 @@
+//! Published ports: `--publish` as Docker's CLI reads it, and the dynamic range a
+//! port without a published number is given one from.
+//!
+//! ```text
+//!  "8080:80/udp"                         ─▶ [8080 → 80 udp ingress]
+//!  "80"                                  ─▶ [0 → 80 tcp ingress]   (0: the manager picks)
+//!  "8080-8081:80-81"                     ─▶ [8080 → 80, 8081 → 81]
+//!  "published=53,target=53,protocol=udp" ─▶ [53 → 53 udp ingress]
+//!  "mode=host,8080:80"                   ─▶ [8080 → 80 tcp host]   (shoal's mixed form)
+//! ```
+//! The rules and messages follow docker/cli's `opts/swarmopts/port.go` (`PortOpt.Set`)
+//! and go-connections' `nat.ParsePortSpecs`; shoal publishes TCP and UDP, not SCTP.
+
+use std::fmt;
+use std::ops::RangeInclusive;
+
+use serde::{Deserialize, Serialize};
+
+/// Ports the manager hands out to a port published without a number (swarmkit's
+/// `dynamicPortStart`..=`dynamicPortEnd`).
+pub const DYNAMIC_PORTS: RangeInclusive<u16> = 30000..=32767;
+/// The most ports one `--publish` may expand to.
+const MAX_RANGE: usize = 1024;
+
+/// Transport protocol of a published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Protocol {
+    /// The IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+        }
+    }
+
+    /// `tcp` or `udp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Protocol, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" => Ok(Protocol::Tcp),
+            "udp" => Ok(Protocol::Udp),
+            "sctp" => Err("shoal publishes tcp and udp ports, not sctp".into()),
+            _ => Err(format!("invalid protocol value '{s}'")),
+        }
+    }
+}
+
+/// Where a published port answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishMode {
+    /// On every node, reaching a task on any node (the routing mesh).
+    Ingress,
+    /// Only on nodes that run a task, reaching that task.
+    Host,
+}
+
+/// One published port: `--publish [mode=host,]PUBLISHED:TARGET[/tcp|/udp]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortSpec {
+    /// The port on the nodes. 0 in a request: the manager assigns one from
+    /// [`DYNAMIC_PORTS`]; never 0 in the cluster state.
+    pub published: u16,
+    /// The port of the tasks.
+    pub target: u16,
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// Ingress (routing mesh) or host.
+    pub mode: PublishMode,
+}
+
+impl fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.mode == PublishMode::Host {
+            f.write_str("mode=host,")?;
+        }
+        if self.published != 0 {
+            write!(f, "{}:", self.published)?;
+        }
+        write!(f, "{}/{}", self.target, self.protocol.as_str())
+    }
+}
+
+impl PortSpec {
+    /// Parses one `--publish` value that names one port (no ranges).
+    pub fn parse(s: &str) -> Result<PortSpec, String> {
+        match PortSpec::parse_all(s)?.as_slice() {
+            [one] => Ok(*one),
+            _ => Err(format!("--publish {s:?}: give one port here, not a range")),
+        }
+    }
+
+    /// Parses one `--publish` value: the short form `[PUBLISHED:]TARGET[/PROTO]`
+    /// (ranges allowed), the long form `published=,target=,protocol=,mode=`, or both
+    /// mixed (`mode=host,8080:80`).
+    pub fn parse_all(s: &str) -> Result<Vec<PortSpec>, String> {
+        let bad = |why: String| {
+            format!("--publish {s:?}: {why}; use [mode=host,][PUBLISHED:]TARGET[/tcp|/udp] or published=P,target=T,protocol=tcp|udp,mode=ingress|host")
+        };
+        let port = |v: &str, what: &str| -> Result<u16, String> {
+            v.trim().parse::<u16>().map_err(|_| {
+                bad(format!(
+                    "invalid {what} port ({v}): value must be an integer from 0 to 65535"
+                ))
+            })
+        };
+        let mut mode = PublishMode::Ingress;
+        let mut protocol = None;
+        let (mut published, mut target) = (None, None);
+        let mut short = None;
+        for field in s.split(',') {
+            match field.split_once('=') {
+                Some((key, value)) => match key.trim().to_ascii_lowercase().as_str() {
+                    "mode" => {
+                        mode = match value.trim().to_ascii_lowercase().as_str() {
+                            "ingress" => PublishMode::Ingress,
+                            "host" => PublishMode::Host,
+                            _ => {
+                                return Err(bad(format!(
+                                    "invalid publish mode value ({value}): must be either 'ingress' or 'host'"
+                                )))
+                            }
+                        }
+                    }
+                    "published" => published = Some(port(value, "published")?),
+                    "target" => target = Some(port(value, "target")?),
+                    "protocol" => protocol = Some(Protocol::parse(value.trim()).map_err(bad)?),
+                    other => return Err(bad(format!("invalid field key {other}"))),
+                },
+                None if short.is_none() && !field.trim().is_empty() => short = Some(field.trim()),
+                None => return Err(bad(format!("invalid field {field:?}"))),
+            }
+        }
+        let specs = match short {
+            Some(short) => {
+                if published.is_some() || target.is_some() {
+                    return Err(bad(format!(
+                        "invalid field {short:?} (give the ports either as PUBLISHED:TARGET or as published=/target=, not both)"
+                    )));
+                }
+                short_form(short, protocol).map_err(bad)?
+            }
+            None => {
+                let target = match target {
+                    Some(t) if t > 0 => t,
+                    _ => return Err(bad("missing mandatory field 'target'".into())),
+                };
+                vec![(
+                    published.unwrap_or(0),
+                    target,
+                    protocol.unwrap_or(Protocol::Tcp),
+                )]
+            }
+        };
+        Ok(specs
+            .into_iter()
+            .map(|(published, target, protocol)| PortSpec {
+                published,
+                target,
+                protocol,
+                mode,
+            })
+            .collect())
+    }
+
+    /// Whether `self`, a port to withdraw (`--publish-rm`), names `published`: the same
+    /// target, protocol and mode, and the same published port when one is given.
+    pub fn names(&self, published: &PortSpec) -> bool {
+        self.target == published.target
+            && self.protocol == published.protocol
+            && self.mode == published.mode
+            && (self.published == 0 || self.published == published.published)
+    }
+}
+
+/// `[PUBLISHED:]TARGET[/PROTO]` with ranges, as (published, target, protocol).
+fn short_form(s: &str, given: Option<Protocol>) -> Result<Vec<(u16, u16, Protocol)>, String> {
+    let (ports, proto) = match s.rsplit_once('/') {
+        Some((ports, proto)) => (ports, Some(Protocol::parse(proto)?)),
+        None => (s, None),
+    };
+    if given.is_some() && proto.is_some() && given != proto {
+        return Err("the protocol is given twice, differently".into());
+    }
+    let protocol = proto.or(given).unwrap_or(Protocol::Tcp);
+    let parts: Vec<&str> = ports.split(':').collect();
+    let (published, target) = match parts.as_slice() {
+        [target] => (None, *target),
+        [published, target] => (Some(*published), *target),
+        [_, _, _] => return Err("hostip is not supported".into()),
+        _ => return Err(format!("invalid port specification {ports:?}")),
+    };
+    let targets = range(target, "containerPort")?;
+    if *targets.start() == 0 {
+        return Err(format!("invalid containerPort: {target}"));
+    }
+    let published = match published {
+        None | Some("") => None,
+        Some(p) => Some(range(p, "hostPort")?),
+    };
+    let count = targets.len();
+    if count > MAX_RANGE || published.as_ref().is_some_and(|p| p.len() > MAX_RANGE) {
+        return Err(format!("at most {MAX_RANGE} ports in one --publish"));
+    }
+    let out = match published {
+        None => targets.map(|t| (0, t, protocol)).collect(),
+        Some(p) if p.len() == count => p.zip(targets).map(|(p, t)| (p, t, protocol)).collect(),
+        // Many published ports to one target port: one entry each (go-connections).
+        Some(p) if count == 1 => p.map(|p| (p, *targets.start(), protocol)).collect(),
+        Some(_) => {
+            return Err(format!(
+                "invalid ranges specified for container and host Ports: {target} and {}",
+                parts[0]
+            ))
+        }
+    };
+    Ok(out)
+}
+
+/// `N` or `N-M` (N ≤ M).
+fn range(s: &str, what: &str) -> Result<RangeInclusive<u16>, String> {
+    let num = |v: &str| v.parse::<u16>().map_err(|_| format!("invalid {what}: {s}"));
+    match s.split_once('-') {
+        None => num(s).map(|n| n..=n),
+        Some((a, b)) => {
+            let (a, b) = (num(a)?, num(b)?);
+            if a > b {
+                return Err(format!("invalid {what}: {s} (the range runs backwards)"));
+            }
+            Ok(a..=b)
+        }
+    }
+}
+
+/// A port to stop publishing, as `service update --publish-rm` sent it: a published
+/// port number (what older shoal CLIs sent), or a port spec matched by
+/// [`PortSpec::names`] (Docker's meaning: by target port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PortRemoval {
+    /// Every port published on this number.
+    Published(u16),
+    /// The ports this spec names.
+    Spec(PortSpec),
+}
+
+impl PortRemoval {
+    /// Whether this removal takes `port` away.
+    pub fn takes(&self, port: &PortSpec) -> bool {
+        match self {
+            PortRemoval::Published(p) => port.published == *p,
+            PortRemoval::Spec(spec) => spec.names(port),
+        }
+    }
+}
+
+impl fmt::Display for PortRemoval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortRemoval::Published(p) => write!(f, "published port {p}"),
+            PortRemoval::Spec(spec) => write!(f, "{spec}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(s: &str) -> (u16, u16, Protocol, PublishMode) {
+        let p = PortSpec::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        (p.published, p.target, p.protocol, p.mode)
+    }
+
+    /// docker/cli opts/swarmopts/port_test.go: TestPortOptValidSimpleSyntax.
+    #[test]
+    fn the_short_form_as_docker_reads_it() {
+        use {Protocol::*, PublishMode::*};
+        assert_eq!(one("80"), (0, 80, Tcp, Ingress));
+        assert_eq!(one("80:8080"), (80, 8080, Tcp, Ingress));
+        assert_eq!(one("8080:80/tcp"), (8080, 80, Tcp, Ingress));
+        assert_eq!(one("80:8080/udp"), (80, 8080, Udp, Ingress));
+        assert_eq!(one("80:8080/UDP"), (80, 8080, Udp, Ingress));
+        assert_eq!(one("mode=host,8080:80/udp"), (8080, 80, Udp, Host));
+        let range = PortSpec::parse_all("80-81:8080-8081/tcp").unwrap();
+        let pairs: Vec<_> = range.iter().map(|p| (p.published, p.target)).collect();
+        assert_eq!(pairs, [(80, 8080), (81, 8081)]);
+        let fan = PortSpec::parse_all("80-82:8080/udp").unwrap();
+        let pairs: Vec<_> = fan.iter().map(|p| (p.published, p.target)).collect();
+        assert_eq!(pairs, [(80, 8080), (81, 8080), (82, 8080)]);
+        let dynamic = PortSpec::parse_all("80-81").unwrap();
+        assert!(dynamic.iter().all(|p| p.published == 0));
+        assert_eq!(dynamic.len(), 2);
+    }
+
+    /// docker/cli port_test.go: TestPortOptValidComplexSyntax.
+    #[test]
+    fn the_long_form_as_docker_reads_it() {
+        use {Protocol::*, PublishMode::*};
+        assert_eq!(one("target=80"), (0, 80, Tcp, Ingress));
+        assert_eq!(one("target=80,protocol=tcp"), (0, 80, Tcp, Ingress));
+        assert_eq!(
+            one("target=80,published=8080,protocol=tcp"),
+            (8080, 80, Tcp, Ingress)
+        );
+        assert_eq!(
+            one("published=80,target=8080,protocol=tcp"),
+            (80, 8080, Tcp, Ingress)
+        );
+        assert_eq!(
+            one("published=80,target=8080,protocol=udp,mode=host"),
+            (80, 8080, Udp, Host)
+        );
+        assert_eq!(
+            one("target=80,published=8080,mode=ingress"),
+            (8080, 80, Tcp, Ingress)
+        );
+        assert_eq!(one("TARGET=80,Protocol=UDP"), (0, 80, Udp, Ingress));
+    }
+
+    /// docker/cli port_test.go: TestPortOptInvalidComplexSyntax and
+    /// TestPortOptInvalidSimpleSyntax.
+    #[test]
+    fn invalid_ports_say_what_is_wrong() {
+        for (s, why) in [
+            ("invalid,target=80", "invalid field"),
+            ("invalid=field", "invalid field key invalid"),
+            ("invalid=field,target=80", "invalid field key"),
+            (
+                "target=80,protocol=invalid",
+                "invalid protocol value 'invalid'",
+            ),
+            ("target=invalid", "invalid target port (invalid)"),
+            ("published=invalid", "invalid published port (invalid)"),
+            (
+                "target=80,mode=invalid",
+                "must be either 'ingress' or 'host'",
+            ),
+            ("published=80", "missing mandatory field 'target'"),
+            ("9999999", "invalid containerPort: 9999999"),
+            ("80/xyz", "invalid protocol value 'xyz'"),
+            ("tcp", "invalid containerPort: tcp"),
+            ("", "invalid field"),
+            ("1.1.1.1:80:80", "hostip is not supported"),
+            ("8080:80-81", "invalid ranges specified"),
+            ("80:80/sctp", "not sctp"),
+            ("82-80:80", "runs backwards"),
+            ("0", "invalid containerPort"),
+            ("8080:80,9090:90", "invalid field"),
+            ("1-2000", "at most 1024"),
+        ] {
+            let err = PortSpec::parse_all(s).unwrap_err();
+            assert!(err.contains(why), "{s:?}: {err}");
+        }
+        assert!(PortSpec::parse("80-81")
+            .unwrap_err()
+            .contains("not a range"));
+    }
+
+    #[test]
+    fn ports_print_as_they_parse() {
+        for s in ["8080:80/tcp", "80/udp", "mode=host,53:53/udp"] {
+            assert_eq!(PortSpec::parse(s).unwrap().to_string(), s);
+        }
+    }
+
+    /// docker/cli cli/command/service/update_test.go: TestUpdatePortsRmWithProtocol —
+    /// removal goes by target port, protocol and mode.
+    #[test]
+    fn a_removal_names_ports_by_target_protocol_and_mode() {
+        let published = PortSpec::parse("8080:80/tcp").unwrap();
+        let take = |s: &str| PortRemoval::Spec(PortSpec::parse(s).unwrap()).takes(&published);
+        assert!(take("80"));
+        assert!(take("8080:80"));
+        assert!(!take("9090:80"), "a published port given must match");
+        assert!(!take("80/udp"));
+        assert!(!take("mode=host,80"));
+        assert!(!take("8080"));
+        assert!(PortRemoval::Published(8080).takes(&published));
+        let legacy: PortRemoval = serde_json::from_str("8080").unwrap();
+        assert_eq!(legacy, PortRemoval::Published(8080));
+        let spec: PortRemoval = serde_json::from_value(serde_json::json!({
+            "published": 0, "target": 80, "protocol": "tcp", "mode": "ingress"
+        }))
+        .unwrap();
+        assert!(spec.takes(&published));
+    }
+}
