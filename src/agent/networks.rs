@@ -232,6 +232,7 @@ async fn attach(
             service: req.service,
             task: None,
             ingress: false,
+            ifname: None,
         };
         let overlay = agent.overlay()?;
         let endpoint = attach_and_wait(&m, &overlay, spec).await?;

@@ -7,20 +7,30 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_control::state::{ClusterState, EndpointMode};
+use shoal_control::state::hostname::{self, TemplateContext};
+use shoal_control::state::{ClusterState, Endpoint, EndpointMode};
 use shoal_control::Member;
 use shoal_dns::{RecordTable, Resolver, ResolverConfig};
 use tokio_util::sync::CancellationToken;
 
 use super::view::backends;
 
-/// The record table of the whole cluster state.
+/// The record table of the whole cluster state, with Docker's names: per network,
+/// services (and their aliases) and `tasks.<service>`, sandbox names and aliases, and
+/// every task under its container name (`<service>.<slot>.<task ID>`) and host name;
+/// PTR records for sandbox and task addresses; internal networks marked; a service's
+/// `--dns` servers as its tasks' upstreams.
 pub fn table(state: &ClusterState) -> RecordTable {
     let mut b = RecordTable::builder();
     let mut names: BTreeMap<(String, String), BTreeSet<Ipv4Addr>> = BTreeMap::new();
-    for n in state.networks.keys() {
-        if let Err(e) = b.network(n) {
-            tracing::warn!(network = %n, error = %e, "network left out of DNS");
+    for n in state.networks.values() {
+        let declared = if n.internal {
+            b.internal(&n.name).map(|_| ())
+        } else {
+            b.network(&n.name).map(|_| ())
+        };
+        if let Err(e) = declared {
+            tracing::warn!(network = %n.name, error = %e, "network left out of DNS");
         }
     }
     for s in state.services.values() {
@@ -33,14 +43,22 @@ pub fn table(state: &ClusterState) -> RecordTable {
                 (EndpointMode::Vip, Some(vip)) => BTreeSet::from([*vip]),
                 _ => tasks.clone(),
             };
-            names
-                .entry((n.clone(), s.spec.name.clone()))
-                .or_default()
-                .extend(own);
-            names
-                .entry((n.clone(), format!("tasks.{}", s.spec.name)))
-                .or_default()
-                .extend(tasks);
+            let aliases = s
+                .spec
+                .network_options
+                .get(n)
+                .map(|o| o.aliases.as_slice())
+                .unwrap_or_default();
+            for name in std::iter::once(&s.spec.name).chain(aliases) {
+                names
+                    .entry((n.clone(), name.clone()))
+                    .or_default()
+                    .extend(own.iter().copied());
+                names
+                    .entry((n.clone(), format!("tasks.{name}")))
+                    .or_default()
+                    .extend(tasks.iter().copied());
+            }
         }
     }
     let mut sandboxes: HashMap<(shoal_control::NodeId, &str), Vec<(&str, Ipv4Addr)>> =
@@ -50,11 +68,21 @@ pub fn table(state: &ClusterState) -> RecordTable {
             .entry((e.node, e.sandbox.as_str()))
             .or_default()
             .push((e.network.as_str(), e.ip));
-        for name in e.name.iter().chain(e.aliases.iter()) {
+        let task = task_names(state, e);
+        let first = task.first().or(e.name.as_ref());
+        if let Some(first) = first {
+            if let Err(err) = b.ptr(&e.network, e.ip, first) {
+                tracing::warn!(name = %first, error = %err, "no PTR record");
+            }
+        }
+        for name in task.iter().chain(&e.name).chain(&e.aliases) {
             names
                 .entry((e.network.clone(), name.clone()))
                 .or_default()
                 .insert(e.ip);
+        }
+        if let Some(servers) = task_upstreams(state, e) {
+            b.upstreams(IpAddr::V4(e.ip), servers);
         }
     }
     for ((network, name), addrs) in names {
@@ -70,6 +98,41 @@ pub fn table(state: &ClusterState) -> RecordTable {
         }
     }
     b.build()
+}
+
+/// The names of the task an endpoint belongs to: its container name first (the one
+/// its PTR record gives), then its host name.
+fn task_names(state: &ClusterState, e: &Endpoint) -> Vec<String> {
+    let Some(task) = e.task.as_ref().and_then(|t| state.tasks.get(t)) else {
+        return Vec::new();
+    };
+    let Some(service) = state.services.get(&task.service) else {
+        return Vec::new();
+    };
+    let mut names = vec![task.container_name(service.spec.mode)];
+    let hostname = service
+        .spec
+        .hostname
+        .as_deref()
+        .zip(state.nodes.get(&task.node));
+    if let Some((template, node)) = hostname {
+        let ctx = TemplateContext {
+            service,
+            task,
+            node,
+        };
+        if let Ok(h) = hostname::expand(template, &ctx) {
+            names.push(h);
+        }
+    }
+    names
+}
+
+/// The upstream resolvers of a task whose service names its own (`--dns`).
+fn task_upstreams(state: &ClusterState, e: &Endpoint) -> Option<Vec<SocketAddr>> {
+    let task = state.tasks.get(e.task.as_ref()?)?;
+    let servers = &state.services.get(&task.service)?.spec.dns.nameservers;
+    (!servers.is_empty()).then(|| servers.iter().map(|ip| SocketAddr::new(*ip, 53)).collect())
 }
 
 /// The upstream resolvers: given ones, or the host's resolv.conf nameservers.

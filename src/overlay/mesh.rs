@@ -84,6 +84,7 @@ async fn step(member: &Member, overlay: &Overlay) -> Result<(), String> {
             service: None,
             task: None,
             ingress: true,
+            ifname: None,
         };
         attach_and_wait(member, overlay, spec)
             .await

@@ -2,13 +2,13 @@
 //! to repair drift), derive this node's plan, diff it against the kernel, apply the
 //! difference, and tell waiting `attach` calls how their endpoints fared.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use shoal_control::api::{LeaderRequest, StatusSection};
-use shoal_control::state::Command;
+use shoal_control::state::{ClusterState, Command};
 use shoal_control::Member;
 use shoal_dataplane::netlink::Netlink;
 use shoal_dataplane::nft;
@@ -230,7 +230,7 @@ async fn reconcile(
             tracing::warn!(error = %e, "cannot enable IPv4 forwarding");
         }
     }
-    resolv_confs(&member.node_id.to_string(), &plan);
+    resolv_confs(&member.node_id.to_string(), &state, &plan);
     super::mesh::program(&state, member.node_id, idle_timeout).await;
     last.store(Arc::new(plan));
     Progress {
@@ -260,21 +260,14 @@ pub async fn apply_rules(plan: &NodePlan) -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
-fn resolv_confs(owner: &str, plan: &NodePlan) {
-    let mut gateways: BTreeMap<String, std::net::Ipv4Addr> = BTreeMap::new();
-    for e in &plan.endpoints {
-        if let Some(name) = e.netns_name() {
-            if e.default_route || !gateways.contains_key(&name) {
-                gateways.insert(name, e.gateway);
-            }
-        }
-    }
-    for (name, gw) in &gateways {
-        if let Err(e) = overlay::write_resolv_conf(owner, name, *gw) {
+fn resolv_confs(owner: &str, state: &ClusterState, plan: &NodePlan) {
+    let confs = super::view::resolv_confs(state, plan);
+    for (name, conf) in &confs {
+        if let Err(e) = overlay::write_resolv_conf(owner, name, conf) {
             tracing::warn!(error = %e, netns = %name, "cannot write resolv.conf");
         }
     }
-    let keep: Vec<String> = gateways.into_keys().collect();
+    let keep: Vec<String> = confs.into_keys().collect();
     overlay::remove_stale_resolv_confs(owner, &keep);
 }
 

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use shoal_control::state::{ClusterState, Endpoint, PublishMode, TaskState};
 use shoal_control::NodeId;
 use shoal_dataplane::lb::Published;
-use shoal_dataplane::overlay::{EndpointPlan, NetworkPlan, NodeAddr, NodePlan, Remote};
+use shoal_dataplane::overlay::{EndpointPlan, NetworkPlan, NodeAddr, NodePlan, Remote, ResolvConf};
 use shoal_dataplane::wg::plan::{EncryptedNetwork, PeerPlan, WgPlan};
 
 /// The overlay node `me` should have.
@@ -63,7 +63,7 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
     // node's own addresses (ingress endpoints) live on its bridges, not in a sandbox.
     let mut default_for: BTreeMap<&str, &str> = BTreeMap::new();
     let mut ordered: Vec<&Endpoint> = mine.iter().copied().filter(|e| !e.ingress).collect();
-    ordered.sort_by_key(|e| (e.sandbox.clone(), ifname_order(&e.ifname)));
+    ordered.sort_by_key(|e| (e.sandbox.clone(), ifname_order(&e.ifname), e.created_at_ms));
     for e in &ordered {
         let internal = state.networks.get(&e.network).is_none_or(|n| n.internal);
         if !internal {
@@ -98,6 +98,32 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
         endpoints,
         published,
     }
+}
+
+/// The resolv.conf of every named sandbox of `plan`, by namespace name: the resolver on
+/// the gateway of its default-route network (else its first), and the search domains
+/// and options of the service whose task it is.
+pub fn resolv_confs(state: &ClusterState, plan: &NodePlan) -> BTreeMap<String, ResolvConf> {
+    let mut out: BTreeMap<String, ResolvConf> = BTreeMap::new();
+    for e in &plan.endpoints {
+        let Some(name) = e.netns_name() else { continue };
+        let conf = out.entry(name).or_default();
+        if e.default_route || conf.nameserver.is_none() {
+            conf.nameserver = Some(e.gateway);
+        }
+        let dns = state
+            .endpoints
+            .get(&e.id)
+            .and_then(|ep| ep.task.as_ref())
+            .and_then(|t| state.tasks.get(t))
+            .and_then(|t| state.services.get(&t.service))
+            .map(|s| &s.spec.dns);
+        if let Some(dns) = dns {
+            conf.search = dns.search.clone();
+            conf.options = dns.options.clone();
+        }
+    }
+    out
 }
 
 /// The addresses of `service`'s running tasks on `network` (and of sandboxes attached to

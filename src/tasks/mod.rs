@@ -10,13 +10,14 @@
 
 mod process;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_control::api::LeaderRequest;
-use shoal_control::state::{AttachSpec, Command, ServiceSpec, Task, TaskState};
+use shoal_control::state::hostname::{self, TemplateContext};
+use shoal_control::state::{AttachSpec, Command, ServiceSpec, Task, TaskState, IFNAME_OPT};
 use shoal_control::Member;
 use shoal_dataplane::netns;
 use tokio::time::Instant;
@@ -204,6 +205,13 @@ impl Runner {
         let Some(service) = state.services.get(&task.service) else {
             return;
         };
+        if l.attached {
+            // `service update --network-add/-rm` reaches tasks that run already.
+            let sandbox = netns::path_of(&l.ns).to_string_lossy().into_owned();
+            if let Err(e) = self.sync_networks(task, &service.spec, &sandbox).await {
+                tracing::warn!(task = %task.id, error = %e, "cannot change the task's networks");
+            }
+        }
         if let Some(pid) = l.pid {
             let exited = match &mut l.child {
                 Some(c) => !matches!(c.try_wait(), Ok(None)),
@@ -239,31 +247,32 @@ impl Runner {
     }
 
     async fn launch(&self, task: &Task, spec: &ServiceSpec, l: &mut Local) -> Result<(), String> {
-        let (networks, command) = (&spec.networks, &spec.command);
+        let command = &spec.command;
         if !netns::path_of(&l.ns).exists() {
             netns::create(&l.ns)
                 .map_err(|e| format!("cannot create the task sandbox {}: {e}", l.ns))?;
         }
         let sandbox = netns::path_of(&l.ns).to_string_lossy().into_owned();
         if !l.attached {
-            for n in networks {
-                let spec = AttachSpec {
-                    network: n.clone(),
-                    node: self.member.node_id,
-                    sandbox: sandbox.clone(),
-                    name: None,
-                    aliases: vec![],
-                    ip: None,
-                    service: Some(task.service.clone()),
-                    task: Some(task.id.clone()),
-                    ingress: false,
-                };
-                attach_and_wait(&self.member, &self.overlay, spec)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
+            self.sync_networks(task, spec, &sandbox).await?;
             l.attached = true;
         }
+        let state = self.member.replica().state();
+        let hostname = match (
+            &spec.hostname,
+            state.services.get(&task.service),
+            state.nodes.get(&task.node),
+        ) {
+            (Some(template), Some(service), Some(node)) => {
+                let ctx = TemplateContext {
+                    service,
+                    task,
+                    node,
+                };
+                Some(hostname::expand(template, &ctx)?)
+            }
+            _ => None,
+        };
         std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
         let node = self.member.identity().name;
         let env: BTreeMap<String, String> = [
@@ -278,7 +287,7 @@ impl Runner {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         let log = self.dir.join(format!("{}.log", task.id));
-        let child = process::spawn(&l.ns, command, &env, &log)
+        let child = process::spawn(&l.ns, command, &env, &log, hostname.as_deref())
             .map_err(|e| format!("cannot start {:?}: {e}", command.first()))?;
         let pid = child.id() as i32;
         std::fs::write(self.pid_file(&task.id), pid.to_string()).map_err(|e| e.to_string())?;
@@ -286,6 +295,57 @@ impl Runner {
         l.pid = Some(pid);
         l.child = Some(child);
         l.started = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Attaches the task's sandbox to the service's networks it is not on and detaches
+    /// it from those the service left. Networks with an interface name of their own
+    /// go first, so the automatic `eth<N>` names keep clear of them.
+    async fn sync_networks(
+        &self,
+        task: &Task,
+        spec: &ServiceSpec,
+        sandbox: &str,
+    ) -> Result<(), String> {
+        let state = self.member.replica().state();
+        let me = self.member.node_id;
+        let have: BTreeSet<String> = state
+            .endpoints
+            .values()
+            .filter(|e| e.node == me && e.sandbox == sandbox)
+            .map(|e| e.network.clone())
+            .collect();
+        let ifname = |n: &str| {
+            spec.network_options
+                .get(n)
+                .and_then(|o| o.driver_opts.get(IFNAME_OPT))
+                .cloned()
+        };
+        let mut join: Vec<&String> = spec
+            .networks
+            .iter()
+            .filter(|n| !have.contains(*n))
+            .collect();
+        join.sort_by_key(|n| ifname(n).is_none());
+        for n in join {
+            let attach = AttachSpec {
+                network: n.clone(),
+                node: me,
+                sandbox: sandbox.to_string(),
+                service: Some(task.service.clone()),
+                task: Some(task.id.clone()),
+                ifname: ifname(n),
+                ..Default::default()
+            };
+            attach_and_wait(&self.member, &self.overlay, attach)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        for n in have.iter().filter(|n| !spec.networks.contains(n)) {
+            detach_and_wait(&self.member, Some(&self.overlay), n, sandbox.to_string())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         Ok(())
     }
 

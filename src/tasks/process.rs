@@ -13,13 +13,16 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use shoal_dataplane::netns;
 
-/// Starts `argv` inside namespace `ns_name` with `env`, output appended to `log`.
+/// Starts `argv` inside namespace `ns_name` with `env`, output appended to `log`; with
+/// `hostname`, in a UTS namespace of its own under that host name.
 pub fn spawn(
     ns_name: &str,
     argv: &[String],
     env: &BTreeMap<String, String>,
     log: &Path,
+    hostname: Option<&str>,
 ) -> std::io::Result<Child> {
+    let hostname = hostname.map(|h| h.as_bytes().to_vec());
     let (program, args) = argv.split_first().ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, "the task has no command")
     })?;
@@ -48,6 +51,13 @@ pub fn spawn(
             let _ = &keep;
             if libc::setns(fd, libc::CLONE_NEWNET) != 0 || libc::unshare(libc::CLONE_NEWNS) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if let Some(name) = &hostname {
+                if libc::unshare(libc::CLONE_NEWUTS) != 0
+                    || libc::sethostname(name.as_ptr().cast(), name.len()) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             if libc::mount(
                 std::ptr::null(),

@@ -46,6 +46,10 @@ pub struct NetworkSpec {
     /// An explicit MTU; otherwise the smallest node underlay MTU minus VXLAN's 50.
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// An explicit VXLAN network identifier (Docker's
+    /// `com.docker.network.driver.overlay.vxlanid_list`); otherwise the next free one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
     /// Operator labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -105,6 +109,9 @@ pub struct AttachSpec {
     /// sandbox; may join non-attachable networks.
     #[serde(default)]
     pub ingress: bool,
+    /// The interface's name in the sandbox; otherwise the first free `eth<N>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<String>,
 }
 
 /// One sandbox's attachment to one network.

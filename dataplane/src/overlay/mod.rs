@@ -23,4 +23,4 @@ pub use plan::{
     bridge_name, bridge_ruleset, digest, ruleset, EndpointPlan, NetworkPlan, NodeAddr, NodePlan,
     Remote, MESH_MARK, NFT_TABLE, PREFIX,
 };
-pub use sandbox::{remove_stale_resolv_confs, write_resolv_conf, SandboxError};
+pub use sandbox::{remove_stale_resolv_confs, write_resolv_conf, ResolvConf, SandboxError};

@@ -98,12 +98,44 @@ pub async fn add_endpoint(
     Ok(())
 }
 
-/// Writes `/etc/netns/<name>/resolv.conf` pointing at `gateway`, unless it already says
-/// so; `owner` is the writing node.
-pub fn write_resolv_conf(owner: &str, name: &str, gateway: Ipv4Addr) -> io::Result<bool> {
+/// What a sandbox's resolv.conf says: the network's resolver, and the search domains
+/// and options its service asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResolvConf {
+    /// The gateway of the sandbox's first network (where its resolver listens).
+    pub nameserver: Option<Ipv4Addr>,
+    /// The `search` line; none when empty.
+    pub search: Vec<String>,
+    /// The `options` line; `ndots:0` is added unless an `ndots` option is given (as
+    /// Docker does for its embedded resolver).
+    pub options: Vec<String>,
+}
+
+impl ResolvConf {
+    /// The file's text, after the marker line of `owner`.
+    pub fn render(&self, owner: &str) -> String {
+        let mut out = format!("{}\n", marker(owner));
+        if let Some(ns) = self.nameserver {
+            out.push_str(&format!("nameserver {ns}\n"));
+        }
+        if !self.search.is_empty() {
+            out.push_str(&format!("search {}\n", self.search.join(" ")));
+        }
+        let mut options = self.options.clone();
+        if !options.iter().any(|o| o.starts_with("ndots:")) {
+            options.insert(0, "ndots:0".into());
+        }
+        out.push_str(&format!("options {}\n", options.join(" ")));
+        out
+    }
+}
+
+/// Writes `/etc/netns/<name>/resolv.conf` as `conf` says, unless it already says so;
+/// `owner` is the writing node.
+pub fn write_resolv_conf(owner: &str, name: &str, conf: &ResolvConf) -> io::Result<bool> {
     let dir = Path::new("/etc/netns").join(name);
     let path = dir.join("resolv.conf");
-    let want = format!("{}\nnameserver {gateway}\noptions ndots:0\n", marker(owner));
+    let want = conf.render(owner);
     if fs::read_to_string(&path).ok().as_deref() == Some(want.as_str()) {
         return Ok(false);
     }
@@ -134,5 +166,32 @@ pub fn remove_stale_resolv_confs(owner: &str, keep: &[String]) {
             let _ = fs::remove_file(&path);
             let _ = fs::remove_dir(entry.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Docker's embedded-DNS resolv.conf: only the resolver, `--dns-search` as the
+    /// search line, `--dns-option` as options with ndots:0 unless ndots is given.
+    #[test]
+    fn resolv_conf_carries_search_and_options_and_ndots_0_by_default() {
+        let plain = ResolvConf {
+            nameserver: Some(Ipv4Addr::new(10, 0, 1, 1)),
+            ..Default::default()
+        };
+        assert!(plain
+            .render("n1")
+            .ends_with("nameserver 10.0.1.1\noptions ndots:0\n"));
+        let custom = ResolvConf {
+            nameserver: Some(Ipv4Addr::new(10, 0, 1, 1)),
+            search: vec!["example.com".into(), "corp".into()],
+            options: vec!["ndots:2".into(), "timeout:1".into()],
+        };
+        let text = custom.render("n1");
+        assert!(text.contains("search example.com corp\n"), "{text}");
+        assert!(text.contains("options ndots:2 timeout:1\n"), "{text}");
+        assert!(!text.contains("ndots:0"), "{text}");
     }
 }

@@ -137,12 +137,35 @@ pub(super) fn create_network(
         aux_addresses: spec.aux_addresses.clone(),
     };
     let space = AddressSpace::new(subnet, &req).map_err(ipam)?;
-    let vni = state.next_vni;
-    if vni >= 1 << 24 {
-        return Err(ApplyError::Invalid(
-            "no VXLAN network identifiers are left".into(),
-        ));
-    }
+    let taken = |v: u32| state.networks.values().find(|n| n.vni == v);
+    let vni = match spec.vni {
+        Some(v) if v == 0 || v >= 1 << 24 => {
+            return Err(ApplyError::Invalid(format!(
+                "VXLAN ID {v} is out of range: use 1-16777215"
+            )))
+        }
+        Some(v) => match taken(v) {
+            Some(other) => {
+                return Err(ApplyError::Conflict(format!(
+                    "VXLAN ID {v} is already used by network {}",
+                    other.name
+                )))
+            }
+            None => v,
+        },
+        None => {
+            let mut v = state.next_vni;
+            while taken(v).is_some() {
+                v += 1;
+            }
+            if v >= 1 << 24 {
+                return Err(ApplyError::Invalid(
+                    "no VXLAN network identifiers are left".into(),
+                ));
+            }
+            v
+        }
+    };
     let network = Network {
         id: id.to_string(),
         name: spec.name.clone(),
@@ -155,7 +178,9 @@ pub(super) fn create_network(
         labels: spec.labels.clone(),
         created_at_ms: at,
     };
-    state.next_vni += 1;
+    if spec.vni.is_none() {
+        state.next_vni = vni + 1;
+    }
     state.networks.insert(spec.name.clone(), network.clone());
     Ok((Output::Network(Box::new(network)), true))
 }
@@ -271,6 +296,20 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
     for a in &spec.aliases {
         validate_dns_name("alias", a)?;
     }
+    if let Some(name) = &spec.ifname {
+        let ok = !name.is_empty()
+            && name.len() <= 15
+            && name != "."
+            && name != ".."
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !ok {
+            return Err(ApplyError::Invalid(format!(
+                "interface name {name:?}: use 1-15 letters, digits, '-', '_' or '.'"
+            )));
+        }
+    }
     let id = endpoint_id(&network.id, spec.node, &spec.sandbox);
     if let Some(existing) = state.endpoints.get(&id) {
         if spec.ip.is_some_and(|ip| ip != existing.ip) {
@@ -306,10 +345,18 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
         .filter(|e| e.node == spec.node && e.sandbox == spec.sandbox)
         .map(|e| e.ifname.as_str())
         .collect();
-    let ifname = (0..)
-        .map(|i| format!("eth{i}"))
-        .find(|n| !used.contains(&n.as_str()))
-        .unwrap_or_else(|| "eth0".into());
+    let ifname = match &spec.ifname {
+        Some(name) if used.contains(&name.as_str()) => {
+            return Err(ApplyError::Conflict(format!(
+                "the sandbox already has an interface named {name}"
+            )))
+        }
+        Some(name) => name.clone(),
+        None => (0..)
+            .map(|i| format!("eth{i}"))
+            .find(|n| !used.contains(&n.as_str()))
+            .unwrap_or_else(|| "eth0".into()),
+    };
     let endpoint = Endpoint {
         id: id.clone(),
         network: network.name.clone(),

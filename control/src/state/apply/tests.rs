@@ -109,6 +109,73 @@ fn networks_get_successive_vnis_and_free_subnets() {
     assert!(matches!(e, ApplyError::Conflict(_)), "{e}");
 }
 
+/// Docker's `--opt com.docker.network.driver.overlay.vxlanid_list` (libnetwork
+/// ovmanager.go): an explicit VNI must be free; automatic ones go around it.
+#[test]
+fn an_explicit_vni_is_kept_and_automatic_ones_skip_it() {
+    let mut s = cluster();
+    let explicit = NetworkSpec {
+        vni: Some(4097),
+        ..named("x")
+    };
+    create(&mut s, "aaaaaaaa01", explicit).unwrap();
+    create(&mut s, "aaaaaaaa02", named("a")).unwrap();
+    create(&mut s, "aaaaaaaa03", named("b")).unwrap();
+    assert_eq!(
+        (
+            s.networks["x"].vni,
+            s.networks["a"].vni,
+            s.networks["b"].vni
+        ),
+        (4097, 4096, 4098)
+    );
+    let before = s.clone();
+    for (vni, why) in [
+        (4098, "already used by network b"),
+        (0, "out of range"),
+        (1 << 24, "out of range"),
+    ] {
+        let spec = NetworkSpec {
+            vni: Some(vni),
+            ..named("y")
+        };
+        let e = create(&mut s, "aaaaaaaa04", spec).unwrap_err().to_string();
+        assert!(e.contains(why), "{vni}: {e}");
+        assert_eq!(s, before);
+    }
+}
+
+/// docker network connect / service --network ... driver-opt
+/// com.docker.network.endpoint.ifname: the interface takes the name given.
+#[test]
+fn an_endpoint_may_name_its_interface() {
+    let mut s = cluster();
+    create(&mut s, "aaaaaaaa01", named("a")).unwrap();
+    create(&mut s, "aaaaaaaa02", named("b")).unwrap();
+    let with = |network: &str, ifname: &str| Command::Attach {
+        spec: AttachSpec {
+            network: network.into(),
+            node: NodeId(1),
+            sandbox: "/run/netns/x".into(),
+            ifname: Some(ifname.into()),
+            ..Default::default()
+        },
+    };
+    let e = endpoint(run(&mut s, with("a", "eth0")).unwrap());
+    assert_eq!(e.ifname, "eth0");
+    let clash = run(&mut s, with("b", "eth0")).unwrap_err().to_string();
+    assert!(
+        clash.contains("already has an interface named eth0"),
+        "{clash}"
+    );
+    let bad = run(&mut s, with("b", "a name too long!"))
+        .unwrap_err()
+        .to_string();
+    assert!(bad.contains("1-15"), "{bad}");
+    let e = endpoint(run(&mut s, with("b", "back0")).unwrap());
+    assert_eq!(e.ifname, "back0");
+}
+
 #[test]
 fn subnets_avoid_node_routes_and_explicit_overlaps_are_refused() {
     let mut s = cluster();
