@@ -151,3 +151,55 @@ fn tables_are_created_replaced_skipped_and_removed_in_the_kernel() {
     })
     .unwrap();
 }
+
+/// The node's whole ruleset, as the reconciler makes it, is accepted by the kernel:
+/// `fib daddr type local` in prerouting and output, jumps to per-port chains, DNAT
+/// there, SNAT and masquerade in postrouting.
+#[test]
+fn the_node_ruleset_with_the_routing_mesh_loads_into_the_kernel() {
+    use shoal_dataplane::lb::Published;
+    use shoal_dataplane::overlay::{ruleset, NetworkPlan, NodeAddr, NodePlan};
+    if !root() {
+        return;
+    }
+    let name = format!("shl-nftmesh-{}", std::process::id());
+    netns::create(&name).unwrap();
+    let _scratch = Scratch(name.clone());
+    let plan = NodePlan {
+        local_ip: Some("198.18.0.1".parse().unwrap()),
+        vxlan_port: 4789,
+        networks: vec![NetworkPlan {
+            name: "web".into(),
+            vni: 4096,
+            subnet: "10.0.1.0/24".parse().unwrap(),
+            gateway: "10.0.1.1".parse().unwrap(),
+            gateway_mac: [2, 0x42, 10, 0, 1, 1],
+            mtu: 1450,
+            internal: false,
+            encrypted: false,
+            remotes: vec![],
+            node_addr: Some(NodeAddr {
+                ip: "10.0.1.9".parse().unwrap(),
+                mac: [2, 0x42, 10, 0, 1, 9],
+            }),
+        }],
+        endpoints: vec![],
+        published: vec![Published {
+            service: "web".into(),
+            protocol: 6,
+            port: 8080,
+            backends: vec![
+                ("10.0.1.5".parse().unwrap(), 80),
+                ("10.0.1.6".parse().unwrap(), 80),
+            ],
+            mesh: true,
+        }],
+    };
+    let table = ruleset(&plan);
+    let ns = netns::open(&name).unwrap();
+    netns::run_in(&ns, move || {
+        assert!(nft::ensure_table(&table, b"mesh").unwrap());
+        assert!(nft::remove_table(&table.name, Family::Ip).unwrap());
+    })
+    .unwrap();
+}

@@ -81,6 +81,7 @@ impl Agent {
             self.lb_idle_timeout,
             self.key_file(),
         );
+        tokio::spawn(crate::overlay::loopback::run(member.clone(), stop.clone()));
         tokio::spawn(crate::overlay::dns::run(
             member.clone(),
             self.dns_upstream.clone(),

@@ -291,8 +291,11 @@ pub async fn run(client: &ApiClient, cmd: ServiceCmd) -> anyhow::Result<()> {
 
 fn who() -> String {
     let var = |k: &str| std::env::var(k).unwrap_or_else(|_| "-".into());
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "-".into());
     format!(
-        "service={} task={} slot={} node={}",
+        "service={} task={} slot={} node={} hostname={host}",
         var("SHOAL_SERVICE"),
         var("SHOAL_TASK_ID"),
         var("SHOAL_TASK_SLOT"),

@@ -162,6 +162,9 @@ pub async fn run(member: Arc<Member>, upstream: Vec<SocketAddr>, stop: Cancellat
     let mut serving: HashMap<String, (Ipv4Addr, CancellationToken)> = HashMap::new();
     let mut changes = member.replica().changes();
     loop {
+        // A gateway not bound yet appears when the reconciler has made its bridge,
+        // moments after the attach that asked for it: look again soon.
+        let mut unbound = false;
         if member.synced() {
             let state = member.replica().state();
             resolver.update(table(&state));
@@ -202,15 +205,17 @@ pub async fn run(member: Arc<Member>, upstream: Vec<SocketAddr>, stop: Cancellat
                         tracing::info!(network = %name, gateway = %gw, "serving DNS");
                         serving.insert(name, (gw, token));
                     }
-                    // The gateway appears when the reconciler has made the bridge.
-                    Err(e) => tracing::debug!(network = %name, error = %e, "DNS not bound yet"),
+                    Err(e) => {
+                        unbound = true;
+                        tracing::debug!(network = %name, error = %e, "DNS not bound yet");
+                    }
                 }
             }
         }
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = changes.changed() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(if unbound { Duration::from_millis(100) } else { Duration::from_secs(1) }) => {}
         }
     }
 }

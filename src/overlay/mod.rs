@@ -5,6 +5,7 @@
 pub mod dns;
 pub mod encrypted;
 pub mod keys;
+pub mod loopback;
 pub mod mesh;
 pub mod reconciler;
 pub mod report;

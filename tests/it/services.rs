@@ -441,7 +441,7 @@ fn bad_service_requests_are_refused_clearly() {
             "--",
             "x",
         ],
-        "already published by service a",
+        "already in use by service 'a'",
     );
     refused(
         &[
@@ -456,7 +456,7 @@ fn bad_service_requests_are_refused_clearly() {
             "--",
             "x",
         ],
-        "must be 1-65535",
+        "invalid hostPort: 70000",
     );
     refused(
         &[
@@ -467,11 +467,11 @@ fn bad_service_requests_are_refused_clearly() {
             "--network",
             "net",
             "--publish",
-            "80",
+            "192.0.2.1:8080:80",
             "--",
             "x",
         ],
-        "PUBLISHED:TARGET",
+        "hostip is not supported",
     );
     refused(
         &[

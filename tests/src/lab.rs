@@ -43,6 +43,8 @@ pub struct Lab {
     pub name: String,
     bin: PathBuf,
     status: Value,
+    /// What `shoal lab up` printed.
+    pub up_stdout: String,
 }
 
 impl Lab {
@@ -66,6 +68,7 @@ impl Lab {
             name,
             bin,
             status: Value::Null,
+            up_stdout: String::new(),
         };
         let name = lab.name.clone();
         let (n, m) = (nodes.to_string(), managers.to_string());
@@ -82,6 +85,7 @@ impl Lab {
         args.extend(extra);
         let out = lab.cli(&args);
         assert!(out.ok(), "lab up failed:\n{}\n{}", out.stdout, out.stderr);
+        lab.up_stdout = out.stdout;
         let status = lab.cli(&[
             "lab",
             "status",

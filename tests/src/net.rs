@@ -71,6 +71,29 @@ pub struct DnsAnswer {
     pub a: Vec<Ipv4Addr>,
     /// How many answer records there were.
     pub answers: u16,
+    /// The names of every PTR record, with the trailing dot.
+    pub ptr: Vec<String>,
+    /// The TTL of every answer record.
+    pub ttls: Vec<u32>,
+}
+
+/// Reads the (possibly compressed) name at `at`.
+fn read_name(msg: &[u8], mut at: usize) -> Option<String> {
+    let mut out = String::new();
+    for _ in 0..64 {
+        let len = *msg.get(at)? as usize;
+        if len == 0 {
+            return Some(if out.is_empty() { ".".into() } else { out });
+        }
+        if len & 0xc0 == 0xc0 {
+            at = ((len & 0x3f) << 8) | *msg.get(at + 1)? as usize;
+            continue;
+        }
+        out.push_str(&String::from_utf8_lossy(msg.get(at + 1..at + 1 + len)?));
+        out.push('.');
+        at += 1 + len;
+    }
+    None
 }
 
 fn skip_name(msg: &[u8], mut at: usize) -> Option<usize> {
@@ -98,14 +121,23 @@ pub fn parse_answer(msg: &[u8]) -> Option<DnsAnswer> {
     for _ in 0..qd {
         at = skip_name(msg, at)? + 4;
     }
-    let mut a = Vec::new();
+    let (mut a, mut ptr, mut ttls) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..an {
         at = skip_name(msg, at)?;
         let ty = u16::from_be_bytes([*msg.get(at)?, *msg.get(at + 1)?]);
+        ttls.push(u32::from_be_bytes([
+            *msg.get(at + 4)?,
+            *msg.get(at + 5)?,
+            *msg.get(at + 6)?,
+            *msg.get(at + 7)?,
+        ]));
         let len = u16::from_be_bytes([*msg.get(at + 8)?, *msg.get(at + 9)?]) as usize;
         let data = msg.get(at + 10..at + 10 + len)?;
         if ty == 1 && len == 4 {
             a.push(Ipv4Addr::new(data[0], data[1], data[2], data[3]));
+        }
+        if ty == 12 {
+            ptr.push(read_name(msg, at + 10)?);
         }
         at += 10 + len;
     }
@@ -114,6 +146,8 @@ pub fn parse_answer(msg: &[u8]) -> Option<DnsAnswer> {
         rcode,
         a,
         answers: an,
+        ptr,
+        ttls,
     })
 }
 

@@ -84,6 +84,8 @@ pub const NFTA_NG_TYPE: u16 = 3;
 pub const NFTA_NG_OFFSET: u16 = 4;
 pub const NFT_NG_INCREMENTAL: u32 = 0;
 pub const NFT_NG_RANDOM: u32 = 1;
+/// `RTN_LOCAL`: an address of this host.
+pub const RTN_LOCAL: u32 = 2;
 pub const NFTA_CT_DREG: u16 = 1;
 pub const NFTA_CT_KEY: u16 = 2;
 pub const NFT_CT_STATE: u32 = 0;

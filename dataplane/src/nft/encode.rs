@@ -358,6 +358,11 @@ fn expr(a: &mut Attrs<'_>, e: &Expr) {
             );
             d.be32(NFTA_NG_OFFSET, 0);
         }
+        Expr::FibDaddrType { dreg } => {
+            d.be32(NFTA_FIB_DREG, *dreg);
+            d.be32(NFTA_FIB_RESULT, NFT_FIB_RESULT_ADDRTYPE);
+            d.be32(NFTA_FIB_FLAGS, NFTA_FIB_F_DADDR);
+        }
     });
 }
 

@@ -66,6 +66,17 @@ pub fn ip_addr(dst: bool, op: CmpOp, addr: Ipv4Addr, prefix: u8) -> Vec<Expr> {
     });
     out
 }
+/// `fib daddr type local`: the destination is one of this host's addresses.
+pub fn daddr_local() -> Vec<Expr> {
+    vec![
+        Expr::FibDaddrType { dreg: 1 },
+        Expr::Cmp {
+            sreg: 1,
+            op: CmpOp::Eq,
+            data: super::consts::RTN_LOCAL.to_ne_bytes().to_vec(),
+        },
+    ]
+}
 /// `meta l4proto P` (6 tcp, 17 udp).
 pub fn l4proto(proto: u8) -> Vec<Expr> {
     vec![

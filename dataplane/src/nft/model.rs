@@ -214,6 +214,9 @@ pub enum Expr {
     Counter,
     /// Do not track the packet in conntrack (raw-priority chains only).
     Notrack,
+    /// reg = the routing type (`RTN_*`, host byte order) of the destination address:
+    /// nft's `fib daddr type`.
+    FibDaddrType { dreg: u32 },
 }
 
 impl Expr {
@@ -230,6 +233,7 @@ impl Expr {
             Expr::Numgen { .. } => "numgen",
             Expr::Counter => "counter",
             Expr::Notrack => "notrack",
+            Expr::FibDaddrType { .. } => "fib",
         }
     }
 }
@@ -306,6 +310,7 @@ impl fmt::Display for Expr {
             ),
             Expr::Counter => write!(f, "counter"),
             Expr::Notrack => write!(f, "notrack"),
+            Expr::FibDaddrType { dreg } => write!(f, "fib daddr type => reg {dreg}"),
         }
     }
 }

@@ -10,6 +10,7 @@
 //! | endpoint veth, node side | `shl-e<first 8 hex of the endpoint ID>` |
 //! | endpoint veth, sandbox side before the move | `shl-p<same>` |
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
@@ -230,27 +231,7 @@ pub fn ruleset(plan: &NodePlan) -> Table {
             accept: true,
         })
     };
-    let mut publish = Vec::new();
-    if let Some(local) = plan.local_ip {
-        for p in &plan.published {
-            let mut matching = m::ip_addr(true, CmpOp::Eq, local, 32);
-            matching.extend(m::l4proto(p.protocol));
-            matching.extend(m::dport(p.port));
-            if p.mesh {
-                matching.extend(m::set_mark_bits(MESH_MARK));
-            }
-            let backends: Vec<(Ipv4Addr, Option<u16>)> = p
-                .backends
-                .iter()
-                .map(|(ip, port)| (*ip, Some(*port)))
-                .collect();
-            publish.extend(crate::lb::spread(
-                &matching,
-                &backends,
-                &format!("{}: published {}", p.service, p.port),
-            ));
-        }
-    }
+    let (publish, publish_local, port_chains) = published_chains(plan);
     let mut mesh = Vec::new();
     for n in &plan.networks {
         let Some(addr) = n.node_addr else { continue };
@@ -264,32 +245,103 @@ pub fn ruleset(plan: &NodePlan) -> Table {
     }
     mesh.extend(post);
     let post = mesh;
+    let mut chains = vec![
+        Chain {
+            name: "publish".into(),
+            base: base(Hook::Prerouting, ChainType::Nat, -100),
+            rules: publish,
+        },
+        Chain {
+            name: "publish-local".into(),
+            base: base(Hook::Output, ChainType::Nat, -100),
+            rules: publish_local,
+        },
+    ];
+    chains.extend(port_chains);
+    chains.extend([
+        Chain {
+            name: "forward".into(),
+            base: base(Hook::Forward, ChainType::Filter, 0),
+            rules: forward,
+        },
+        Chain {
+            name: "input".into(),
+            base: base(Hook::Input, ChainType::Filter, 0),
+            rules: input,
+        },
+        Chain {
+            name: "postrouting".into(),
+            base: base(Hook::Postrouting, ChainType::Nat, 100),
+            rules: post,
+        },
+    ]);
     Table {
         name: NFT_TABLE.into(),
         family: Family::Ip,
-        chains: vec![
-            Chain {
-                name: "publish".into(),
-                base: base(Hook::Prerouting, ChainType::Nat, -100),
-                rules: publish,
-            },
-            Chain {
-                name: "forward".into(),
-                base: base(Hook::Forward, ChainType::Filter, 0),
-                rules: forward,
-            },
-            Chain {
-                name: "input".into(),
-                base: base(Hook::Input, ChainType::Filter, 0),
-                rules: input,
-            },
-            Chain {
-                name: "postrouting".into(),
-                base: base(Hook::Postrouting, ChainType::Nat, 100),
-                rules: post,
-            },
-        ],
+        chains,
     }
+}
+
+/// The routing mesh's chains. A published port answers on every address of the node,
+/// as Docker's does (`-m addrtype --dst-type LOCAL`): arriving connections in
+/// `publish` (prerouting), the node's own in `publish-local` (output; 127.0.0.0/8 is
+/// left to the agent's loopback listener, since NAT cannot take a loopback source
+/// off the host without `route_localnet`). Both jump to one chain per port that marks
+/// mesh connections and spreads them over the tasks. DNS on a network's gateway
+/// (port 53) is never taken, whatever is published.
+fn published_chains(plan: &NodePlan) -> (Vec<Rule>, Vec<Rule>, Vec<Chain>) {
+    let mut keep_dns = Vec::new();
+    for n in &plan.networks {
+        let mut dns = m::ip_addr(true, CmpOp::Eq, n.gateway, 32);
+        dns.extend(m::dport(53));
+        dns.extend(m::verdict(Verdict::Accept));
+        keep_dns.push(Rule {
+            exprs: dns,
+            comment: format!("{}: DNS on the gateway stays DNS", n.name),
+        });
+    }
+    let mut ports: BTreeMap<(u8, u16), (Vec<&str>, Vec<(Ipv4Addr, Option<u16>)>, bool)> =
+        BTreeMap::new();
+    for p in &plan.published {
+        let entry = ports.entry((p.protocol, p.port)).or_default();
+        entry.0.push(&p.service);
+        entry
+            .1
+            .extend(p.backends.iter().map(|(ip, port)| (*ip, Some(*port))));
+        entry.2 |= p.mesh;
+    }
+    let (mut arriving, mut local) = (keep_dns.clone(), keep_dns);
+    let mut chains = Vec::new();
+    for ((protocol, port), (services, backends, mesh)) in ports {
+        let name = format!("pub-{protocol}-{port}");
+        let mut matching = m::l4proto(protocol);
+        matching.extend(m::dport(port));
+        matching.extend(m::daddr_local());
+        let comment = format!("{}: published {port}", services.join(","));
+        let mut jump = matching.clone();
+        jump.extend(m::verdict(Verdict::Jump(name.clone())));
+        arriving.push(Rule {
+            exprs: jump.clone(),
+            comment: comment.clone(),
+        });
+        let mut own = m::ip_addr(true, CmpOp::Neq, Ipv4Addr::new(127, 0, 0, 0), 8);
+        own.extend(jump);
+        local.push(Rule {
+            exprs: own,
+            comment: comment.clone(),
+        });
+        let mark = if mesh {
+            m::set_mark_bits(MESH_MARK)
+        } else {
+            Vec::new()
+        };
+        chains.push(Chain {
+            name,
+            base: None,
+            rules: crate::lb::spread(&mark, &backends, &comment),
+        });
+    }
+    (arriving, local, chains)
 }
 
 /// The bridge-family rules for the nodes' own addresses ([`NodeAddr`]): frames for the
@@ -420,21 +472,17 @@ mod tests {
     fn mesh_ports_are_marked_and_leave_source_natted_to_the_node_address() {
         let t = ruleset(&mesh_plan());
         let chain = |name: &str| t.chains.iter().find(|c| c.name == name).unwrap();
-        let publish = &chain("publish").rules;
-        assert_eq!(publish.len(), 2);
         let mark = m::set_mark_bits(MESH_MARK);
         let marked = |r: &Rule| r.exprs.windows(mark.len()).any(|w| w == mark.as_slice());
-        assert!(marked(&publish[0]), "the mesh port is marked");
-        assert!(!marked(&publish[1]), "host mode is not");
-        for (rule, proto, port) in [(&publish[0], 17u8, 8053u16), (&publish[1], 6, 8080)] {
-            for data in [vec![proto], port.to_be_bytes().to_vec()] {
-                assert!(rule.exprs.contains(&Expr::Cmp {
-                    sreg: 1,
-                    op: CmpOp::Eq,
-                    data
-                }));
-            }
-        }
+        let mesh = &chain("pub-17-8053").rules;
+        let host = &chain("pub-6-8080").rules;
+        assert_eq!((mesh.len(), host.len()), (1, 1));
+        assert!(marked(&mesh[0]), "the mesh port is marked");
+        assert!(!marked(&host[0]), "host mode is not");
+        assert!(mesh[0].exprs.contains(&Expr::Immediate {
+            dreg: 3,
+            data: 53u16.to_be_bytes().to_vec()
+        }));
         let post = &chain("postrouting").rules;
         let mut snat = m::mark_bits(MESH_MARK);
         snat.extend(m::oifname(CmpOp::Eq, "shl-b4096"));
@@ -447,6 +495,70 @@ mod tests {
             1,
             "only the network with a node address"
         );
+    }
+
+    /// Docker's routing mesh answers on every local address (`-m addrtype --dst-type
+    /// LOCAL`), also for connections the node makes itself, except loopback ones.
+    #[test]
+    fn published_ports_answer_on_every_local_address_arriving_and_from_the_node() {
+        let t = ruleset(&mesh_plan());
+        let chain = |name: &str| t.chains.iter().find(|c| c.name == name).unwrap();
+        let arriving = &chain("publish").rules;
+        let local = &chain("publish-local").rules;
+        assert_eq!(
+            chain("publish-local").base.as_ref().map(|b| b.hook),
+            Some(Hook::Output)
+        );
+        for rules in [arriving, local] {
+            let jumps: Vec<&Rule> = rules
+                .iter()
+                .filter(|r| {
+                    r.exprs
+                        .iter()
+                        .any(|e| matches!(e, Expr::Verdict(Verdict::Jump(_))))
+                })
+                .collect();
+            assert_eq!(jumps.len(), 2);
+            for j in &jumps {
+                let fib = m::daddr_local();
+                assert!(j.exprs.windows(fib.len()).any(|w| w == fib.as_slice()));
+                assert!(!j.exprs.iter().any(|e| matches!(e, Expr::Dnat { .. })));
+            }
+        }
+        let loopback = m::ip_addr(true, CmpOp::Neq, Ipv4Addr::new(127, 0, 0, 0), 8);
+        assert!(local
+            .iter()
+            .filter(|r| r.comment.contains("published"))
+            .all(|r| r.exprs.starts_with(&loopback)));
+        // DNS on each gateway comes first and is accepted untouched.
+        let text = t.to_string();
+        assert!(
+            text.contains("n4096: DNS on the gateway stays DNS"),
+            "{text}"
+        );
+        assert!(arriving[0].comment.contains("DNS"));
+    }
+
+    #[test]
+    fn two_services_on_one_host_port_share_its_chain() {
+        let mut plan = mesh_plan();
+        plan.published.push(crate::lb::Published {
+            service: "twin".into(),
+            protocol: 6,
+            port: 8080,
+            backends: vec![("10.0.0.7".parse().unwrap(), 80)],
+            mesh: false,
+        });
+        let t = ruleset(&plan);
+        let chains: Vec<&str> = t
+            .chains
+            .iter()
+            .filter(|c| c.name.starts_with("pub-"))
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(chains, ["pub-6-8080", "pub-17-8053"]);
+        let shared = t.chains.iter().find(|c| c.name == "pub-6-8080").unwrap();
+        assert_eq!(shared.rules.len(), 2);
     }
 
     #[test]
