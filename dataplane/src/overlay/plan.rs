@@ -300,19 +300,33 @@ fn published_chains(plan: &NodePlan) -> (Vec<Rule>, Vec<Rule>, Vec<Chain>) {
             comment: format!("{}: DNS on the gateway stays DNS", n.name),
         });
     }
-    let mut ports: BTreeMap<(u8, u16), (Vec<&str>, Vec<(Ipv4Addr, Option<u16>)>, bool)> =
-        BTreeMap::new();
+    /// What is published on one port, over the services that publish it.
+    #[derive(Default)]
+    struct Port<'p> {
+        services: Vec<&'p str>,
+        backends: Vec<(Ipv4Addr, Option<u16>)>,
+        mesh: bool,
+    }
+    let mut ports: BTreeMap<(u8, u16), Port<'_>> = BTreeMap::new();
     for p in &plan.published {
         let entry = ports.entry((p.protocol, p.port)).or_default();
-        entry.0.push(&p.service);
+        entry.services.push(&p.service);
         entry
-            .1
+            .backends
             .extend(p.backends.iter().map(|(ip, port)| (*ip, Some(*port))));
-        entry.2 |= p.mesh;
+        entry.mesh |= p.mesh;
     }
     let (mut arriving, mut local) = (keep_dns.clone(), keep_dns);
     let mut chains = Vec::new();
-    for ((protocol, port), (services, backends, mesh)) in ports {
+    for (
+        (protocol, port),
+        Port {
+            services,
+            backends,
+            mesh,
+        },
+    ) in ports
+    {
         let name = format!("pub-{protocol}-{port}");
         let mut matching = m::l4proto(protocol);
         matching.extend(m::dport(port));
