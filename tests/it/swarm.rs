@@ -66,6 +66,14 @@ fn ask(ns: &str, server: Ipv4Addr, name: &str, qtype: u16) -> DnsAnswer {
     )
 }
 
+/// Waits until an HTTP GET from `ns` to `addr` answers with a body holding `needle`.
+fn serves(ns: &str, addr: SocketAddr, needle: &str, what: &str, within: Duration) {
+    wait_until(what, within, || match http_get(ns, addr) {
+        Some(b) if b.contains(needle) => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+}
+
 fn http_tool() -> Vec<&'static str> {
     vec![BIN, "tool", "http", "--port", "80"]
 }
@@ -126,13 +134,12 @@ fn a_published_port_answers_on_the_node_itself_on_every_address() {
     for node in ["n1", "n2"] {
         let ns = lab.host_ns(node);
         for addr in ["127.0.0.1".to_string(), lab.ip(node)] {
-            wait_until(
+            serves(
+                &ns,
+                at(&addr, 8080),
+                "service=web",
                 &format!("{node} to answer {addr}:8080 itself"),
                 Duration::from_secs(15),
-                || match http_get(&ns, at(&addr, 8080)) {
-                    Some(b) if b.contains("service=web") => Ok(()),
-                    other => Err(format!("{other:?}")),
-                },
             );
             wait_until(
                 &format!("{node} to answer {addr}:5300/udp itself"),
@@ -147,13 +154,12 @@ fn a_published_port_answers_on_the_node_itself_on_every_address() {
     // Host mode: on the node that runs the task, from the node itself too.
     let n1 = lab.host_ns("n1");
     for addr in ["127.0.0.1".to_string(), lab.ip("n1")] {
-        wait_until(
+        serves(
+            &n1,
+            at(&addr, 8081),
+            "service=local",
             &format!("n1 to answer host-mode {addr}:8081"),
             Duration::from_secs(15),
-            || match http_get(&n1, at(&addr, 8081)) {
-                Some(b) if b.contains("service=local") => Ok(()),
-                other => Err(format!("{other:?}")),
-            },
         );
     }
     // Nothing on the node's loopback is opened to the network: route_localnet stays off.
@@ -564,13 +570,12 @@ fn ports_publish_as_the_docker_cli_does() {
     assert_eq!(ports(&lab), ["30000:80", "8088:80"]);
     wait_running(&lab, "web", 1);
     let client = lab.host_ns("client");
-    wait_until(
+    serves(
+        &client,
+        at(&lab.ip("n1"), 30000),
+        "service=web",
         "the dynamic port to answer",
         Duration::from_secs(15),
-        || match http_get(&client, at(&lab.ip("n1"), 30000)) {
-            Some(b) if b.contains("service=web") => Ok(()),
-            other => Err(format!("{other:?}")),
-        },
     );
     lab.ok(
         "n1",

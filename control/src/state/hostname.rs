@@ -109,7 +109,7 @@ pub fn expand(template: &str, ctx: &TemplateContext<'_>) -> Result<String, Strin
 mod tests {
     use super::*;
     use crate::ids::NodeId;
-    use crate::state::{Availability, EndpointMode, NodeStatus, Role, ServiceSpec, TaskState};
+    use crate::state::{EndpointMode, Role, ServiceSpec, TaskState};
 
     fn fixture(mode: ServiceMode) -> (Service, Task, Node) {
         let service = Service {
@@ -144,17 +144,7 @@ mod tests {
         };
         let node = Node {
             id: NodeId(0xfe),
-            name: "n3".into(),
-            role: Role::Worker,
-            availability: Availability::Active,
-            status: NodeStatus::Ready,
-            addr: "198.18.0.3".parse().unwrap(),
-            control_addr: "198.18.0.3:2377".parse().unwrap(),
-            joined_at_ms: 0,
-            status_since_ms: 0,
-            labels: Default::default(),
-            report: Default::default(),
-            wireguard: None,
+            ..crate::state::fixtures::node(3, Role::Worker, &[])
         };
         (service, task, node)
     }

@@ -11,6 +11,8 @@
 mod apply;
 mod command;
 mod error;
+#[cfg(test)]
+mod fixtures;
 pub mod hostname;
 mod network;
 mod placement;

@@ -273,28 +273,14 @@ impl From<Spread> for String {
 mod tests {
     use super::*;
     use crate::ids::NodeId;
-    use crate::state::{Availability, NodeReport, NodeStatus, Role};
+    use crate::state::Role;
 
     fn node(name: &str, role: Role, labels: &[(&str, &str)]) -> Node {
         Node {
             id: NodeId(0xabcd),
             name: name.into(),
-            role,
-            availability: Availability::Active,
-            status: NodeStatus::Ready,
             addr: "198.18.0.7".parse().unwrap(),
-            control_addr: "198.18.0.7:2377".parse().unwrap(),
-            joined_at_ms: 0,
-            status_since_ms: 0,
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            report: NodeReport {
-                arch: "x86_64".into(),
-                ..Default::default()
-            },
-            wireguard: None,
+            ..crate::state::fixtures::node(7, role, labels)
         }
     }
 

@@ -8,20 +8,9 @@ use crate::state::{
 use shoal_ipam::PoolConfig;
 
 fn node(id: u64) -> Node {
-    let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, id as u8));
     Node {
-        id: NodeId(id),
-        name: format!("n{id}"),
-        role: Role::Manager,
-        availability: Availability::Active,
-        status: NodeStatus::Ready,
-        addr: ip,
-        control_addr: (ip, 2377).into(),
-        joined_at_ms: 0,
-        status_since_ms: 0,
-        labels: Default::default(),
         report: Default::default(),
-        wireguard: None,
+        ..crate::state::fixtures::node(id, Role::Manager, &[])
     }
 }
 

@@ -3,30 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::state::{
-    Constraint, EndpointMode, NodeReport, PortSpec, Role, ServiceSpec, Spread, TaskState,
-};
-
-fn node(id: u64, role: Role, labels: &[(&str, &str)]) -> Node {
-    let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, id as u8));
-    Node {
-        id: NodeId(id),
-        name: format!("n{id}"),
-        role,
-        availability: Availability::Active,
-        status: NodeStatus::Ready,
-        addr: ip,
-        control_addr: (ip, 2377).into(),
-        joined_at_ms: 0,
-        status_since_ms: 0,
-        labels: labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        report: NodeReport::default(),
-        wireguard: None,
-    }
-}
+use crate::state::fixtures::node;
+use crate::state::{Constraint, EndpointMode, PortSpec, Role, ServiceSpec, Spread, TaskState};
 
 /// n1 a manager in zone a, n2 and n3 workers in zones a and b.
 fn cluster() -> ClusterState {
