@@ -19,18 +19,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let cli = Cli::parse();
-    if !matches!(
-        cli.command,
-        Command::Agent(_) | Command::Proxy(_) | Command::Tool(_)
-    ) {
-        // Commands that print end quietly when the reader of their output goes away
-        // (`shoal service ls | head`), as Unix tools do, instead of panicking in println!.
-        // Servers keep Rust's default (SIGPIPE ignored, EPIPE returned on a closed socket).
-        // SAFETY: setting a signal disposition before any thread is started.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
-    }
+    end_quietly_on_a_closed_stdout();
     // `shoal proxy --threads 1` serves from one thread, like HAProxy's nbthread 1.
     let mut builder = match &cli.command {
         Command::Proxy(p) if p.threads == 1 => tokio::runtime::Builder::new_current_thread(),
@@ -50,6 +39,32 @@ fn main() {
     };
     let code = runtime.block_on(run(cli));
     std::process::exit(code);
+}
+
+/// `shoal service ls | head`: when the reader of stdout goes away, end as Unix tools
+/// do (killed by SIGPIPE, quietly) instead of panicking in `println!`. SIGPIPE itself
+/// stays ignored, so a socket closed under the agent or the CLI is an error to handle,
+/// not a death.
+fn end_quietly_on_a_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            // SAFETY: restoring the default disposition and raising the signal; the
+            // process ends here.
+            unsafe {
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                libc::raise(libc::SIGPIPE);
+            }
+            std::process::exit(128 + libc::SIGPIPE);
+        }
+        default(info)
+    }));
 }
 
 async fn run(cli: Cli) -> i32 {

@@ -18,6 +18,13 @@ pub(super) fn check_ports(
     endpoint_mode: EndpointMode,
 ) -> Result<(), ApplyError> {
     for (i, p) in ports.iter().enumerate() {
+        if let Some(why) = shoals_own(state, p) {
+            return Err(ApplyError::Conflict(format!(
+                "port {}/{} is {why}; publishing it would cut the cluster off, so publish another",
+                p.published,
+                p.protocol.as_str()
+            )));
+        }
         if ports[..i]
             .iter()
             .any(|q| q.published == p.published && q.protocol == p.protocol)
@@ -55,6 +62,27 @@ pub(super) fn check_ports(
     }
     Ok(())
 }
+
+/// What of shoal's own a port is, if it is one: a node's control port, its WireGuard
+/// port, or VXLAN's (the published port would be taken on every node's addresses).
+fn shoals_own(state: &ClusterState, p: &PortSpec) -> Option<String> {
+    match p.protocol {
+        Protocol::Tcp => state
+            .nodes
+            .values()
+            .find(|n| n.control_addr.port() == p.published)
+            .map(|n| format!("the control port of node {}", n.name)),
+        Protocol::Udp if p.published == VXLAN_PORT => Some("VXLAN's port between nodes".into()),
+        Protocol::Udp => state
+            .nodes
+            .values()
+            .find(|n| n.wireguard.as_ref().is_some_and(|w| w.port == p.published))
+            .map(|n| format!("the WireGuard port of node {}", n.name)),
+    }
+}
+
+/// The VXLAN port nodes use unless told otherwise (`agent --vxlan-port`).
+const VXLAN_PORT: u16 = 4789;
 
 /// Gives every port of `ports` published as 0 a number from [`DYNAMIC_PORTS`], serially
 /// per protocol from where the last search ended (`next`), skipping every port a

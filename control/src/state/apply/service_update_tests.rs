@@ -423,3 +423,18 @@ fn an_update_in_the_first_releases_spelling_still_applies() {
     .unwrap();
     assert!(serde_json::from_str::<Command>(&round).is_ok(), "{round}");
 }
+
+#[test]
+fn shoals_own_ports_cannot_be_published() {
+    let mut s = cluster(1);
+    for (port, why) in [
+        ("2377:80", "the control port of node n1"),
+        ("4789:80/udp", "VXLAN's port"),
+    ] {
+        let e = create(&mut s, "bbbbbbbb01", web(1, &[port]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(why), "{port}: {e}");
+    }
+    create(&mut s, "bbbbbbbb01", web(1, &["2377:80/udp"])).unwrap();
+}
