@@ -238,7 +238,7 @@ pub async fn demo(name: &str) -> anyhow::Result<()> {
         if what.is_empty() {
             println!("  {line}");
         } else {
-            println!("  {line:<52}# {what}");
+            println!("  {line:<52} # {what}");
         }
     }
     if shoal != "shoal" {
