@@ -330,8 +330,19 @@ fn published_chains(plan: &NodePlan) -> (Vec<Rule>, Vec<Rule>, Vec<Chain>) {
         let name = format!("pub-{protocol}-{port}");
         let mut matching = m::l4proto(protocol);
         matching.extend(m::dport(port));
-        matching.extend(m::daddr_local());
         let comment = format!("{}: published {port}", services.join(","));
+        // Most connections come to the node's underlay address: matched first without
+        // a route lookup; any other local address after one.
+        if let Some(local) = plan.local_ip {
+            let mut fast = m::ip_addr(true, CmpOp::Eq, local, 32);
+            fast.extend(matching.iter().cloned());
+            fast.extend(m::verdict(Verdict::Jump(name.clone())));
+            arriving.push(Rule {
+                exprs: fast,
+                comment: comment.clone(),
+            });
+        }
+        matching.extend(m::daddr_local());
         let mut jump = matching.clone();
         jump.extend(m::verdict(Verdict::Jump(name.clone())));
         arriving.push(Rule {
@@ -519,6 +530,15 @@ mod tests {
         let chain = |name: &str| t.chains.iter().find(|c| c.name == name).unwrap();
         let arriving = &chain("publish").rules;
         let local = &chain("publish-local").rules;
+        let underlay = m::ip_addr(true, CmpOp::Eq, "198.18.0.1".parse().unwrap(), 32);
+        assert_eq!(
+            arriving
+                .iter()
+                .filter(|r| r.exprs.starts_with(&underlay))
+                .count(),
+            2,
+            "the underlay address is matched first, without a route lookup"
+        );
         assert_eq!(
             chain("publish-local").base.as_ref().map(|b| b.hook),
             Some(Hook::Output)
@@ -532,12 +552,16 @@ mod tests {
                         .any(|e| matches!(e, Expr::Verdict(Verdict::Jump(_))))
                 })
                 .collect();
-            assert_eq!(jumps.len(), 2);
-            for j in &jumps {
-                let fib = m::daddr_local();
-                assert!(j.exprs.windows(fib.len()).any(|w| w == fib.as_slice()));
-                assert!(!j.exprs.iter().any(|e| matches!(e, Expr::Dnat { .. })));
-            }
+            let fib = m::daddr_local();
+            let with_fib = |r: &&&Rule| r.exprs.windows(fib.len()).any(|w| w == fib.as_slice());
+            assert_eq!(
+                jumps.iter().filter(with_fib).count(),
+                2,
+                "every port, any local address"
+            );
+            assert!(jumps
+                .iter()
+                .all(|j| !j.exprs.iter().any(|e| matches!(e, Expr::Dnat { .. }))));
         }
         let loopback = m::ip_addr(true, CmpOp::Neq, Ipv4Addr::new(127, 0, 0, 0), 8);
         assert!(local
