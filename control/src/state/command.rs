@@ -173,6 +173,52 @@ pub enum Command {
         /// How often its process restarted.
         restarts: u32,
     },
+    /// A Docker network (by its ID on one daemon, or in the Swarm) is this network.
+    MapDockerNetwork {
+        /// The node whose Docker asked.
+        node: NodeId,
+        /// The shoal network.
+        network: String,
+        /// Docker's network ID.
+        docker_id: String,
+    },
+    /// A Docker network is gone; a network Docker made goes with its last one.
+    UnmapDockerNetwork {
+        /// The node whose Docker asked.
+        node: NodeId,
+        /// Docker's network ID.
+        docker_id: String,
+    },
+    /// Docker's IPAM on a node asks for an address (`RequestAddress`).
+    LeaseAddress {
+        /// The node whose Docker asked.
+        node: NodeId,
+        /// The network (name, ID, or its subnet).
+        network: String,
+        /// A given address, or none for the next free one.
+        ip: Option<std::net::Ipv4Addr>,
+    },
+    /// Docker's IPAM gives an address back (`ReleaseAddress`).
+    ReleaseAddress {
+        /// The node whose Docker asked.
+        node: NodeId,
+        /// The network (name, ID, or its subnet).
+        network: String,
+        /// The address.
+        ip: std::net::Ipv4Addr,
+    },
+    /// A runtime tells the names of an endpoint's sandbox (a container's name and
+    /// aliases).
+    SetEndpointNames {
+        /// The node of the endpoint.
+        node: NodeId,
+        /// The endpoint.
+        endpoint: String,
+        /// Its name.
+        name: Option<String>,
+        /// Its aliases.
+        aliases: Vec<String>,
+    },
     /// Changes nothing but the revision; used to measure commits.
     Noop,
 }
@@ -213,6 +259,11 @@ impl Command {
             Command::Attach { spec } => Some(spec.node),
             Command::SetTaskState { node, .. } => Some(*node),
             Command::Detach { node, .. } => Some(*node),
+            Command::MapDockerNetwork { node, .. }
+            | Command::UnmapDockerNetwork { node, .. }
+            | Command::LeaseAddress { node, .. }
+            | Command::ReleaseAddress { node, .. }
+            | Command::SetEndpointNames { node, .. } => Some(*node),
             _ => None,
         }
     }
@@ -240,6 +291,11 @@ impl Command {
             Command::RemoveService { .. } => "remove_service",
             Command::PlaceTasks { .. } => "place_tasks",
             Command::SetTaskState { .. } => "set_task_state",
+            Command::MapDockerNetwork { .. } => "map_docker_network",
+            Command::UnmapDockerNetwork { .. } => "unmap_docker_network",
+            Command::LeaseAddress { .. } => "lease_address",
+            Command::ReleaseAddress { .. } => "release_address",
+            Command::SetEndpointNames { .. } => "set_endpoint_names",
             Command::Noop => "noop",
         }
     }
@@ -266,4 +322,6 @@ pub enum Output {
     Endpoint(Box<Endpoint>),
     /// The service created or updated.
     Service(Box<Service>),
+    /// An address leased.
+    Address(std::net::Ipv4Addr),
 }

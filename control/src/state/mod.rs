@@ -26,6 +26,7 @@ use std::net::{IpAddr, SocketAddr};
 use serde::{Deserialize, Serialize};
 use shoal_ipam::PoolConfig;
 
+pub use apply::docker::docker_pool;
 pub use apply::{apply, validate_label};
 pub use command::{Applied, Command, Output, Proposal};
 pub use error::ApplyError;

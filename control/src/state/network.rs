@@ -1,6 +1,6 @@
 //! Overlay networks and endpoints as the cluster records them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -50,6 +50,10 @@ pub struct NetworkSpec {
     /// `com.docker.network.driver.overlay.vxlanid_list`); otherwise the next free one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vni: Option<u32>,
+    /// The Docker network this one is made for (`docker network create -d shoal`): its
+    /// ID on the daemon that asked, or in the Swarm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_id: Option<String>,
     /// Operator labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -78,6 +82,13 @@ pub struct Network {
     pub labels: BTreeMap<String, String>,
     /// When it was created (unix ms).
     pub created_at_ms: u64,
+    /// Docker network IDs that are this network, one per daemon outside a Swarm (or
+    /// the Swarm's one).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub docker_ids: BTreeSet<String>,
+    /// Made by Docker: it goes when the last Docker network that is it goes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_docker: bool,
 }
 
 /// What `attach` asks for.
@@ -112,6 +123,13 @@ pub struct AttachSpec {
     /// The interface's name in the sandbox; otherwise the first free `eth<N>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ifname: Option<String>,
+    /// The container runtime moves the interface into the sandbox and addresses it
+    /// (Docker's `Join`): shoal makes the veth pair and plugs the node's end only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub handoff: bool,
+    /// The runtime's own ID of the endpoint (Docker's endpoint ID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_id: Option<String>,
 }
 
 /// One sandbox's attachment to one network.
@@ -145,6 +163,12 @@ pub struct Endpoint {
     pub ingress: bool,
     /// When it was attached (unix ms).
     pub created_at_ms: u64,
+    /// The runtime moves the interface into the sandbox (see [`AttachSpec::handoff`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub handoff: bool,
+    /// The runtime's own ID of the endpoint (Docker's endpoint ID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_id: Option<String>,
 }
 
 /// What a node reports about its own network, for subnet and MTU choices.

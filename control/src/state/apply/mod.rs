@@ -3,6 +3,7 @@
 //! Every branch validates before it mutates, so an error leaves the state untouched and
 //! does not bump the revision. Nothing here reads a clock or draws a random number.
 
+pub(super) mod docker;
 mod network;
 mod ports;
 mod service;
@@ -173,6 +174,24 @@ pub fn apply(
             message,
             restarts,
         } => service::set_task_state(state, id, *node, *s, message, *restarts, at)?,
+        Command::MapDockerNetwork {
+            network: n,
+            docker_id,
+            ..
+        } => docker::map_network(state, n, docker_id)?,
+        Command::UnmapDockerNetwork { docker_id, .. } => docker::unmap_network(state, docker_id)?,
+        Command::LeaseAddress {
+            node,
+            network: n,
+            ip,
+        } => docker::lease(state, n, *node, *ip)?,
+        Command::ReleaseAddress { network: n, ip, .. } => docker::release(state, n, *ip)?,
+        Command::SetEndpointNames {
+            node,
+            endpoint,
+            name,
+            aliases,
+        } => docker::set_names(state, endpoint, *node, name.as_deref(), aliases)?,
         Command::Noop => (Output::None, true),
     };
     if changed {
@@ -253,3 +272,6 @@ mod service_tests;
 
 #[cfg(test)]
 mod service_update_tests;
+
+#[cfg(test)]
+mod docker_tests;

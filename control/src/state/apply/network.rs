@@ -19,12 +19,12 @@ const MAX_ROUTES: usize = 4096;
 /// The most aliases an endpoint may have.
 pub(super) const MAX_ALIASES: usize = 32;
 
-fn ipam(e: shoal_ipam::IpamError) -> ApplyError {
+pub(super) fn ipam(e: shoal_ipam::IpamError) -> ApplyError {
     ApplyError::Invalid(e.to_string())
 }
 
 /// What occupies address space: every network's subnet and every node's routes.
-fn occupied(state: &ClusterState) -> Vec<Occupied> {
+pub(super) fn occupied(state: &ClusterState) -> Vec<Occupied> {
     let mut out: Vec<Occupied> = state
         .networks
         .values()
@@ -76,11 +76,17 @@ pub(super) fn create_network(
     at: u64,
 ) -> Changed {
     validate_name("network", &spec.name).map_err(ApplyError::Invalid)?;
-    if state.networks.contains_key(&spec.name) {
+    if let Some(existing) = state.networks.get(&spec.name) {
+        if let Some(docker_id) = &spec.docker_id {
+            return super::docker::map_existing(state, &spec.name, spec.subnet, docker_id);
+        }
         return Err(ApplyError::Conflict(format!(
             "a network named {:?} already exists",
-            spec.name
+            existing.name
         )));
+    }
+    if let Some(docker_id) = &spec.docker_id {
+        super::docker::validate_docker_id(docker_id)?;
     }
     if id.len() < 8
         || !id.bytes().all(|b| b.is_ascii_hexdigit())
@@ -177,6 +183,8 @@ pub(super) fn create_network(
         mtu,
         labels: spec.labels.clone(),
         created_at_ms: at,
+        docker_ids: spec.docker_id.iter().cloned().collect(),
+        from_docker: spec.docker_id.is_some(),
     };
     if spec.vni.is_none() {
         state.next_vni = vni + 1;
@@ -279,7 +287,8 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
             )));
         }
     }
-    if !network.attachable && spec.service.is_none() && !spec.ingress {
+    // Docker's own endpoints: Docker decides who may attach (`--attachable` in a Swarm).
+    if !network.attachable && spec.service.is_none() && !spec.ingress && !spec.handoff {
         return Err(ApplyError::Invalid(format!(
             "network {} is not attachable: only service tasks may join it (create it with --attachable to attach sandboxes)",
             network.name
@@ -334,6 +343,10 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
     let mut space = network.space.clone();
     let ip = match spec.ip {
         Some(ip) => {
+            // An address Docker's IPAM leased for this endpoint is taken over.
+            if space.owner_of(ip).is_some_and(super::docker::is_lease) {
+                space.release(ip);
+            }
             space.reserve(ip, &id).map_err(ipam)?;
             ip
         }
@@ -371,6 +384,8 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
         task: spec.task.clone(),
         ingress: spec.ingress,
         created_at_ms: at,
+        handoff: spec.handoff,
+        runtime_id: spec.runtime_id.clone(),
     };
     if let Some(n) = state.networks.get_mut(&network.name) {
         n.space = space;
@@ -410,6 +425,10 @@ pub(super) fn forget_node_endpoints(state: &mut ClusterState, node: NodeId) {
         if let Some(n) = state.networks.get_mut(&e.network) {
             n.space.release(e.ip);
         }
+    }
+    let leases = super::docker::lease_owner(node);
+    for n in state.networks.values_mut() {
+        n.space.release_owner(&leases);
     }
 }
 

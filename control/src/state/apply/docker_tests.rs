@@ -1,0 +1,238 @@
+//! Docker's network and IPAM drivers against the state: mapping Docker networks,
+//! leases taken over by endpoints, and names.
+
+use super::service_tests::{cluster, run};
+use super::*;
+use crate::state::{docker_pool, AttachSpec, NetworkSpec};
+
+const DOCKER_A: &str = "a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2";
+const DOCKER_B: &str = "b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3";
+
+fn docker_net(
+    s: &mut ClusterState,
+    id: &str,
+    docker_id: &str,
+    subnet: &str,
+) -> Result<Applied, ApplyError> {
+    run(
+        s,
+        Command::CreateNetwork {
+            id: id.into(),
+            spec: NetworkSpec {
+                name: "web".into(),
+                subnet: Some(subnet.parse().unwrap()),
+                docker_id: Some(docker_id.into()),
+                ..Default::default()
+            },
+        },
+    )
+}
+
+fn lease(s: &mut ClusterState, node: u64, ip: Option<&str>) -> Result<Applied, ApplyError> {
+    run(
+        s,
+        Command::LeaseAddress {
+            node: NodeId(node),
+            network: "10.9.0.0/24".into(),
+            ip: ip.map(|i| i.parse().unwrap()),
+        },
+    )
+}
+
+fn address(a: Applied) -> std::net::Ipv4Addr {
+    match a.output {
+        Output::Address(ip) => ip,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// "The same name on another host maps to the same network" (issue 12).
+#[test]
+fn a_docker_network_of_the_same_name_and_subnet_maps_to_the_same_network() {
+    let mut s = cluster(2);
+    docker_net(&mut s, "cccccccc01", DOCKER_A, "10.9.0.0/24").unwrap();
+    docker_net(&mut s, "cccccccc02", DOCKER_B, "10.9.0.0/24").unwrap();
+    let web = &s.networks["web"];
+    assert!(web.from_docker);
+    assert_eq!(web.docker_ids.len(), 2);
+    let e = docker_net(&mut s, "cccccccc03", "c3", "10.9.1.0/24")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--subnet 10.9.0.0/24 --gateway 10.9.0.1"), "{e}");
+    run(
+        &mut s,
+        Command::UnmapDockerNetwork {
+            node: NodeId(1),
+            docker_id: DOCKER_A.into(),
+        },
+    )
+    .unwrap();
+    assert!(s.networks.contains_key("web"), "still Docker network B's");
+    run(
+        &mut s,
+        Command::UnmapDockerNetwork {
+            node: NodeId(2),
+            docker_id: DOCKER_B.into(),
+        },
+    )
+    .unwrap();
+    assert!(
+        !s.networks.contains_key("web"),
+        "Docker made it, Docker removed it"
+    );
+}
+
+#[test]
+fn a_network_shoal_made_outlives_its_docker_networks() {
+    let mut s = cluster(1);
+    run(
+        &mut s,
+        Command::MapDockerNetwork {
+            node: NodeId(1),
+            network: "net".into(),
+            docker_id: DOCKER_A.into(),
+        },
+    )
+    .unwrap();
+    assert!(s.networks["net"].docker_ids.contains(DOCKER_A));
+    run(
+        &mut s,
+        Command::UnmapDockerNetwork {
+            node: NodeId(1),
+            docker_id: DOCKER_A.into(),
+        },
+    )
+    .unwrap();
+    assert!(s.networks.contains_key("net"));
+}
+
+/// Docker's IPAM leases an address before the endpoint exists; the endpoint takes the
+/// lease over in Join, and ReleaseAddress after that frees nothing twice.
+#[test]
+fn leases_are_taken_over_by_endpoints_and_replays_are_harmless() {
+    let mut s = cluster(2);
+    docker_net(&mut s, "cccccccc01", DOCKER_A, "10.9.0.0/24").unwrap();
+    let ip = address(lease(&mut s, 1, None).unwrap());
+    assert_eq!(ip.to_string(), "10.9.0.2");
+    // A Swarm worker asks again for what the manager leased.
+    let rev = s.revision;
+    assert_eq!(address(lease(&mut s, 2, Some("10.9.0.2")).unwrap()), ip);
+    assert_eq!(s.revision, rev);
+    let fixed = address(lease(&mut s, 1, Some("10.9.0.9")).unwrap());
+    assert_eq!(fixed.to_string(), "10.9.0.9");
+    let attached = run(
+        &mut s,
+        Command::Attach {
+            spec: AttachSpec {
+                network: "web".into(),
+                node: NodeId(1),
+                sandbox: "/var/run/docker/netns/abc".into(),
+                ip: Some(ip),
+                handoff: true,
+                runtime_id: Some("ep1".into()),
+                ..Default::default()
+            },
+        },
+    )
+    .unwrap();
+    let Output::Endpoint(e) = attached.output else {
+        panic!()
+    };
+    assert!(e.handoff);
+    assert_eq!(s.networks["web"].space.owner_of(ip), Some(e.id.as_str()));
+    // Taken by an endpoint: not leasable, and a late ReleaseAddress leaves it alone.
+    let taken = lease(&mut s, 2, Some("10.9.0.2")).unwrap_err().to_string();
+    assert!(taken.contains("10.9.0.2"), "{taken}");
+    let release = |s: &mut ClusterState, ip: &str| {
+        run(
+            s,
+            Command::ReleaseAddress {
+                node: NodeId(1),
+                network: "web".into(),
+                ip: ip.parse().unwrap(),
+            },
+        )
+        .unwrap()
+    };
+    release(&mut s, "10.9.0.2");
+    assert_eq!(s.networks["web"].space.owner_of(ip), Some(e.id.as_str()));
+    release(&mut s, "10.9.0.9");
+    assert_eq!(s.networks["web"].space.owner_of(fixed), None);
+    // A removed node's leases are freed.
+    lease(&mut s, 2, Some("10.9.0.20")).unwrap();
+    run(&mut s, Command::RemoveNode { id: NodeId(2) }).ok();
+}
+
+#[test]
+fn docker_pools_are_a_networks_subnet_or_free_space() {
+    let mut s = cluster(1);
+    let net = s.networks["net"].space.subnet();
+    assert_eq!(docker_pool(&s, Some(net)).unwrap(), net);
+    let overlap = docker_pool(&s, Some("10.0.0.0/16".parse().unwrap())).unwrap_err();
+    assert!(overlap.to_string().contains("overlaps"), "{overlap}");
+    let next = docker_pool(&s, None).unwrap();
+    assert_ne!(next, net);
+    docker_net(&mut s, "cccccccc01", DOCKER_A, &next.to_string()).unwrap();
+    assert_ne!(docker_pool(&s, None).unwrap(), next);
+}
+
+#[test]
+fn endpoint_names_are_set_by_their_node_and_checked() {
+    let mut s = cluster(2);
+    let a = run(
+        &mut s,
+        Command::Attach {
+            spec: AttachSpec {
+                network: "net".into(),
+                node: NodeId(1),
+                sandbox: "/run/netns/x".into(),
+                service: Some("web".into()),
+                ..Default::default()
+            },
+        },
+    );
+    // `net` is not attachable and `web` does not exist: use an attachable network.
+    assert!(a.is_err());
+    run(
+        &mut s,
+        Command::CreateNetwork {
+            id: "cccccccc09".into(),
+            spec: NetworkSpec {
+                name: "open".into(),
+                attachable: true,
+                ..Default::default()
+            },
+        },
+    )
+    .unwrap();
+    let Output::Endpoint(e) = run(
+        &mut s,
+        Command::Attach {
+            spec: AttachSpec {
+                network: "open".into(),
+                node: NodeId(1),
+                sandbox: "/run/netns/x".into(),
+                ..Default::default()
+            },
+        },
+    )
+    .unwrap()
+    .output
+    else {
+        panic!()
+    };
+    let names = |node: u64, name: &str| Command::SetEndpointNames {
+        node: NodeId(node),
+        endpoint: e.id.clone(),
+        name: Some(name.into()),
+        aliases: vec!["db".into()],
+    };
+    run(&mut s, names(1, "pg")).unwrap();
+    assert_eq!(s.endpoints[&e.id].name.as_deref(), Some("pg"));
+    assert!(
+        run(&mut s, names(2, "pg")).is_err(),
+        "another node's endpoint"
+    );
+    assert!(run(&mut s, names(1, "bad name")).is_err());
+    assert_eq!(names(1, "x").self_scope(), Some(NodeId(1)));
+}
