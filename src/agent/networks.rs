@@ -233,6 +233,7 @@ async fn attach(
             task: None,
             ingress: false,
             ifname: None,
+            ..Default::default()
         };
         let overlay = agent.overlay()?;
         let endpoint = attach_and_wait(&m, &overlay, spec).await?;

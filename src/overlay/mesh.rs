@@ -85,6 +85,7 @@ async fn step(member: &Member, overlay: &Overlay) -> Result<(), String> {
             task: None,
             ingress: true,
             ifname: None,
+            ..Default::default()
         };
         attach_and_wait(member, overlay, spec)
             .await
