@@ -175,7 +175,9 @@ impl Overlay {
         let plan = self.plan.load();
         let state = member.replica().state();
         for e in &plan.endpoints {
-            if e.sandbox.exists() || !detaching.insert(e.id.clone()) {
+            // A runtime that moves the interface itself says when it is gone (Docker's
+            // DeleteEndpoint); its sandbox path may not be visible here at all.
+            if e.handoff || e.sandbox.exists() || !detaching.insert(e.id.clone()) {
                 continue;
             }
             let Some(ep) = state.endpoints.get(&e.id) else {

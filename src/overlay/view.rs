@@ -87,6 +87,7 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
                 gateway: net.space.gateway(),
                 mtu: net.mtu,
                 default_route: default_for.get(e.sandbox.as_str()) == Some(&e.id.as_str()),
+                handoff: e.handoff,
             })
         })
         .collect();

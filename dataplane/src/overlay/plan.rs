@@ -125,6 +125,10 @@ pub struct EndpointPlan {
     pub mtu: u32,
     /// Whether the sandbox's default route goes through this network.
     pub default_route: bool,
+    /// The container runtime moves the sandbox end into the sandbox and configures it
+    /// (Docker's `Join`): the pair is made with the sandbox end left in this namespace
+    /// under [`EndpointPlan::peer_ifname`], for the runtime to take.
+    pub handoff: bool,
 }
 
 impl NetworkPlan {
@@ -632,6 +636,7 @@ mod tests {
             gateway: "10.0.0.1".parse().unwrap(),
             mtu: 1450,
             default_route: true,
+            handoff: false,
         };
         assert_eq!(e.host_ifname(), "shl-e01234567");
         assert_eq!(e.netns_name().as_deref(), Some("x"));

@@ -48,6 +48,9 @@ pub async fn add_endpoint(
     e: &EndpointPlan,
     bridge: &str,
 ) -> Result<(), SandboxError> {
+    if e.handoff {
+        return add_handoff(nl, e, bridge).await;
+    }
     let path = e.sandbox.display().to_string();
     let ns = netns::open(&path).map_err(|source| SandboxError::Namespace {
         path: path.clone(),
@@ -86,6 +89,36 @@ pub async fn add_endpoint(
         if e.default_route && !inside.has_default_route().await? {
             inside.add_default_route(e.gateway).await?;
         }
+        Ok::<(), NetlinkError>(())
+    }
+    .await;
+    if let Err(err) = result {
+        if let Ok(Some(idx)) = nl.index(&host).await {
+            let _ = nl.delete(idx).await;
+        }
+        return Err(err.into());
+    }
+    Ok(())
+}
+
+/// The veth pair of an endpoint whose sandbox end the runtime takes: the node end on the
+/// bridge, the other end in this namespace with the endpoint's MAC and MTU, down.
+async fn add_handoff(nl: &Netlink, e: &EndpointPlan, bridge: &str) -> Result<(), SandboxError> {
+    let host = e.host_ifname();
+    let peer = e.peer_ifname();
+    if let Some(stale) = nl.index(&peer).await? {
+        nl.delete(stale).await?;
+    }
+    nl.add_veth(&host, &peer).await?;
+    let result = async {
+        let host_idx = nl.must_index(&host).await?;
+        nl.set_mtu(host_idx, e.mtu).await?;
+        nl.set_master(host_idx, nl.must_index(bridge).await?)
+            .await?;
+        nl.set_up(host_idx).await?;
+        let peer_idx = nl.must_index(&peer).await?;
+        nl.set_mtu(peer_idx, e.mtu).await?;
+        nl.set_mac(peer_idx, e.mac).await?;
         Ok::<(), NetlinkError>(())
     }
     .await;

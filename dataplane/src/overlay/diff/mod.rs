@@ -199,6 +199,10 @@ pub fn diff(plan: &NodePlan, observed: &Observed) -> Vec<Change> {
     for e in &plan.endpoints {
         if plan.networks.iter().any(|n| n.vni == e.vni) {
             wanted.insert(e.host_ifname());
+            if e.handoff {
+                // Waiting for the runtime to move it, or given back by it on Leave.
+                wanted.insert(e.peer_ifname());
+            }
         }
     }
     for (name, _) in observed.links.iter().filter(|(n, _)| n.starts_with(PREFIX)) {

@@ -35,6 +35,7 @@ fn endpoint() -> EndpointPlan {
         gateway: "10.0.0.1".parse().unwrap(),
         mtu: 1450,
         default_route: true,
+        handoff: false,
     }
 }
 
@@ -236,4 +237,30 @@ fn an_endpoint_on_the_wrong_bridge_is_recreated() {
     let changes = diff(&plan(), &o);
     assert!(matches!(&changes[0], Change::DeleteLink { name, .. } if name == "shl-eabcdef01"));
     assert!(matches!(&changes[1], Change::AddEndpoint { .. }));
+}
+
+/// Docker's Join: the sandbox end waits in the node's namespace for dockerd to move it,
+/// and comes back there on Leave; neither is a stray link to delete.
+#[test]
+fn a_handoff_endpoints_sandbox_end_is_left_for_the_runtime() {
+    let mut p = plan();
+    p.endpoints[0].handoff = true;
+    p.endpoints[0].sandbox = "/var/run/docker/netns/0123456789ab".into();
+    let mut have = matching();
+    let peer = have.links["shl-eabcdef01"].clone();
+    have.links.insert(
+        "shl-pabcdef01".into(),
+        Link {
+            master: None,
+            ..peer
+        },
+    );
+    assert_eq!(diff(&p, &have), vec![], "waiting in the node's namespace");
+    assert_eq!(diff(&p, &matching()), vec![], "moved into the container");
+    let gone = diff(&plan(), &have);
+    assert!(
+        gone.iter()
+            .any(|c| matches!(c, Change::DeleteLink { name, .. } if name == "shl-pabcdef01")),
+        "an ordinary endpoint's stray peer is removed: {gone:?}"
+    );
 }
