@@ -51,9 +51,9 @@ pub struct NetworkSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vni: Option<u32>,
     /// The Docker network this one is made for (`docker network create -d shoal`): its
-    /// ID on the daemon that asked, or in the Swarm.
+    /// ID on the daemon that asked, or in the Swarm, and that daemon's node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub docker_id: Option<String>,
+    pub docker: Option<(String, NodeId)>,
     /// Operator labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -82,10 +82,10 @@ pub struct Network {
     pub labels: BTreeMap<String, String>,
     /// When it was created (unix ms).
     pub created_at_ms: u64,
-    /// Docker network IDs that are this network, one per daemon outside a Swarm (or
-    /// the Swarm's one).
-    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
-    pub docker_ids: BTreeSet<String>,
+    /// Docker networks that are this network, by Docker's network ID (one per daemon
+    /// outside a Swarm, the Swarm's one in it), with the nodes whose daemon has it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub docker: BTreeMap<String, BTreeSet<NodeId>>,
     /// Made by Docker: it goes when the last Docker network that is it goes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub from_docker: bool,

@@ -44,6 +44,7 @@ pub(super) fn map_existing(
     name: &str,
     subnet: Option<Ipv4Net>,
     docker_id: &str,
+    node: NodeId,
 ) -> Changed {
     validate_docker_id(docker_id)?;
     let net = state
@@ -57,29 +58,44 @@ pub(super) fn map_existing(
             net.space.gateway()
         )));
     }
-    let changed = net.docker_ids.insert(docker_id.to_string());
+    let changed = net
+        .docker
+        .entry(docker_id.to_string())
+        .or_default()
+        .insert(node);
     Ok((Output::Network(Box::new(net.clone())), changed))
 }
 
-/// `MapDockerNetwork`: Docker network `docker_id` is shoal network `network`.
-pub(super) fn map_network(state: &mut ClusterState, network: &str, docker_id: &str) -> Changed {
+/// `MapDockerNetwork`: Docker network `docker_id` on `node` is shoal network `network`.
+pub(super) fn map_network(
+    state: &mut ClusterState,
+    network: &str,
+    docker_id: &str,
+    node: NodeId,
+) -> Changed {
     let name = state.find_network(network)?.name.clone();
-    map_existing(state, &name, None, docker_id)
+    map_existing(state, &name, None, docker_id, node)
 }
 
-/// `UnmapDockerNetwork`: Docker network `docker_id` is gone from its daemon. A network
-/// Docker made goes with its last Docker network, unless something still uses it.
-pub(super) fn unmap_network(state: &mut ClusterState, docker_id: &str) -> Changed {
-    let Some(net) = state
-        .networks
-        .values_mut()
-        .find(|n| n.docker_ids.contains(docker_id))
-    else {
+/// `UnmapDockerNetwork`: Docker network `docker_id` is gone from `node`'s daemon. A
+/// network Docker made goes with its last Docker network, unless something still uses
+/// it.
+pub(super) fn unmap_network(state: &mut ClusterState, docker_id: &str, node: NodeId) -> Changed {
+    let Some(net) = state.networks.values_mut().find(|n| {
+        n.docker
+            .get(docker_id)
+            .is_some_and(|nodes| nodes.contains(&node))
+    }) else {
         return Ok((Output::None, false));
     };
-    net.docker_ids.remove(docker_id);
+    if let Some(nodes) = net.docker.get_mut(docker_id) {
+        nodes.remove(&node);
+        if nodes.is_empty() {
+            net.docker.remove(docker_id);
+        }
+    }
     let name = net.name.clone();
-    let orphan = net.from_docker && net.docker_ids.is_empty();
+    let orphan = net.from_docker && net.docker.is_empty();
     let used = state.endpoints_on(&name).next().is_some()
         || state
             .services

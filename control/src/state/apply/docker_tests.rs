@@ -21,7 +21,7 @@ fn docker_net(
             spec: NetworkSpec {
                 name: "web".into(),
                 subnet: Some(subnet.parse().unwrap()),
-                docker_id: Some(docker_id.into()),
+                docker: Some((docker_id.into(), NodeId(1))),
                 ..Default::default()
             },
         },
@@ -54,7 +54,7 @@ fn a_docker_network_of_the_same_name_and_subnet_maps_to_the_same_network() {
     docker_net(&mut s, "cccccccc02", DOCKER_B, "10.9.0.0/24").unwrap();
     let web = &s.networks["web"];
     assert!(web.from_docker);
-    assert_eq!(web.docker_ids.len(), 2);
+    assert_eq!(web.docker.len(), 2);
     let e = docker_net(&mut s, "cccccccc03", "c3", "10.9.1.0/24")
         .unwrap_err()
         .to_string();
@@ -68,14 +68,16 @@ fn a_docker_network_of_the_same_name_and_subnet_maps_to_the_same_network() {
     )
     .unwrap();
     assert!(s.networks.contains_key("web"), "still Docker network B's");
-    run(
-        &mut s,
-        Command::UnmapDockerNetwork {
-            node: NodeId(2),
-            docker_id: DOCKER_B.into(),
-        },
-    )
-    .unwrap();
+    let unmap_b = |node| Command::UnmapDockerNetwork {
+        node: NodeId(node),
+        docker_id: DOCKER_B.into(),
+    };
+    run(&mut s, unmap_b(2)).unwrap();
+    assert!(
+        s.networks.contains_key("web"),
+        "node 2 never had Docker network B"
+    );
+    run(&mut s, unmap_b(1)).unwrap();
     assert!(
         !s.networks.contains_key("web"),
         "Docker made it, Docker removed it"
@@ -94,7 +96,7 @@ fn a_network_shoal_made_outlives_its_docker_networks() {
         },
     )
     .unwrap();
-    assert!(s.networks["net"].docker_ids.contains(DOCKER_A));
+    assert!(s.networks["net"].docker[DOCKER_A].contains(&NodeId(1)));
     run(
         &mut s,
         Command::UnmapDockerNetwork {
@@ -235,4 +237,26 @@ fn endpoint_names_are_set_by_their_node_and_checked() {
     );
     assert!(run(&mut s, names(1, "bad name")).is_err());
     assert_eq!(names(1, "x").self_scope(), Some(NodeId(1)));
+}
+
+/// In a Swarm one Docker network ID is on every node that runs a task on it: a worker
+/// dropping it (its last task left) leaves the network to the others.
+#[test]
+fn a_swarm_network_stays_while_any_node_has_it() {
+    let mut s = cluster(2);
+    docker_net(&mut s, "cccccccc01", DOCKER_A, "10.9.0.0/24").unwrap();
+    let map = |node| Command::MapDockerNetwork {
+        node: NodeId(node),
+        network: "web".into(),
+        docker_id: DOCKER_A.into(),
+    };
+    let unmap = |node| Command::UnmapDockerNetwork {
+        node: NodeId(node),
+        docker_id: DOCKER_A.into(),
+    };
+    run(&mut s, map(2)).unwrap();
+    run(&mut s, unmap(2)).unwrap();
+    assert!(s.networks.contains_key("web"));
+    run(&mut s, unmap(1)).unwrap();
+    assert!(!s.networks.contains_key("web"));
 }

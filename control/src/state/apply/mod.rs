@@ -175,11 +175,13 @@ pub fn apply(
             restarts,
         } => service::set_task_state(state, id, *node, *s, message, *restarts, at)?,
         Command::MapDockerNetwork {
+            node,
             network: n,
             docker_id,
-            ..
-        } => docker::map_network(state, n, docker_id)?,
-        Command::UnmapDockerNetwork { docker_id, .. } => docker::unmap_network(state, docker_id)?,
+        } => docker::map_network(state, n, docker_id, *node)?,
+        Command::UnmapDockerNetwork { docker_id, node } => {
+            docker::unmap_network(state, docker_id, *node)?
+        }
         Command::LeaseAddress {
             node,
             network: n,

@@ -1,6 +1,8 @@
 //! Applying network and endpoint commands: subnet, VNI and address allocation happen
 //! here, inside the replicated state machine, so they are the same on every manager.
 
+use std::collections::BTreeSet;
+
 use shoal_ipam::{allocate_subnet, check_subnet, mac_for, AddressSpace, Occupied, SubnetRequest};
 
 use super::super::{
@@ -77,15 +79,15 @@ pub(super) fn create_network(
 ) -> Changed {
     validate_name("network", &spec.name).map_err(ApplyError::Invalid)?;
     if let Some(existing) = state.networks.get(&spec.name) {
-        if let Some(docker_id) = &spec.docker_id {
-            return super::docker::map_existing(state, &spec.name, spec.subnet, docker_id);
+        if let Some((docker_id, node)) = &spec.docker {
+            return super::docker::map_existing(state, &spec.name, spec.subnet, docker_id, *node);
         }
         return Err(ApplyError::Conflict(format!(
             "a network named {:?} already exists",
             existing.name
         )));
     }
-    if let Some(docker_id) = &spec.docker_id {
+    if let Some((docker_id, _)) = &spec.docker {
         super::docker::validate_docker_id(docker_id)?;
     }
     if id.len() < 8
@@ -183,8 +185,12 @@ pub(super) fn create_network(
         mtu,
         labels: spec.labels.clone(),
         created_at_ms: at,
-        docker_ids: spec.docker_id.iter().cloned().collect(),
-        from_docker: spec.docker_id.is_some(),
+        docker: spec
+            .docker
+            .iter()
+            .map(|(id, node)| (id.clone(), BTreeSet::from([*node])))
+            .collect(),
+        from_docker: spec.docker.is_some(),
     };
     if spec.vni.is_none() {
         state.next_vni = vni + 1;
