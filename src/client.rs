@@ -49,6 +49,11 @@ impl ApiClient {
         Ok(ApiClient { socket })
     }
 
+    /// The agent's socket.
+    pub fn socket(&self) -> &std::path::Path {
+        &self.socket
+    }
+
     async fn call(
         &self,
         method: http::Method,
@@ -56,32 +61,18 @@ impl ApiClient {
         body: Option<Vec<u8>>,
         timeout: Duration,
     ) -> anyhow::Result<Bytes> {
-        let stream = UnixStream::connect(&self.socket).await.with_context(|| {
-            format!(
-                "cannot reach the shoal agent at {}; is `shoal agent` running? (choose another with --host or SHOAL_HOST)",
-                self.socket.display()
-            )
-        })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let (status, bytes) = unix_http(&self.socket, method, path, body, timeout)
             .await
-            .context("agent API handshake")?;
-        tokio::spawn(conn);
-        let request = hyper::Request::builder()
-            .method(method)
-            .uri(format!("http://shoal{path}"))
-            .header(http::header::HOST, "shoal")
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-        let exchange = async {
-            let resp = sender.send_request(request).await?;
-            let status = resp.status();
-            let bytes = resp.into_body().collect().await?.to_bytes();
-            Ok::<_, hyper::Error>((status, bytes))
-        };
-        let (status, bytes) = tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| anyhow!("the agent did not answer within {}s", timeout.as_secs()))?
-            .context("agent API request")?;
+            .map_err(|e| match e {
+                UnixHttpError::Connect(io) => anyhow!(
+                    "cannot reach the shoal agent at {}: {io}; is `shoal agent` running? (choose another with --host or SHOAL_HOST)",
+                    self.socket.display()
+                ),
+                UnixHttpError::Timeout => {
+                    anyhow!("the agent did not answer within {}s", timeout.as_secs())
+                }
+                other => anyhow!("agent API request: {other}"),
+            })?;
         if !status.is_success() {
             let message = serde_json::from_slice::<ErrorBody>(&bytes)
                 .map(|b| b.error)
@@ -144,6 +135,55 @@ impl ApiClient {
         .await
         .is_ok()
     }
+}
+
+/// Why a request over a unix socket got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum UnixHttpError {
+    /// Nothing listens on the socket.
+    #[error("{0}")]
+    Connect(std::io::Error),
+    /// No answer within the time given.
+    #[error("no answer in time")]
+    Timeout,
+    /// The HTTP exchange broke.
+    #[error("{0}")]
+    Http(#[from] hyper::Error),
+    /// The request could not be built.
+    #[error("{0}")]
+    Request(#[from] http::Error),
+}
+
+/// One HTTP/1.1 request with a JSON body over the unix socket `socket` (the agent's
+/// API, Docker's Engine API): status and body of the answer.
+pub async fn unix_http(
+    socket: &std::path::Path,
+    method: http::Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+    timeout: Duration,
+) -> Result<(http::StatusCode, Bytes), UnixHttpError> {
+    let exchange = async {
+        let stream = UnixStream::connect(socket)
+            .await
+            .map_err(UnixHttpError::Connect)?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://localhost{path}"))
+            .header(http::header::HOST, "localhost")
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+        let resp = sender.send_request(request).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok::<_, UnixHttpError>((status, bytes))
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| UnixHttpError::Timeout)?
 }
 
 /// Escapes a path segment for the API's URLs (node names, IDs).

@@ -4,8 +4,10 @@ mod agent;
 mod bench;
 mod cli;
 mod client;
+mod docker;
 mod l7;
 mod lab;
+mod options;
 mod overlay;
 mod tasks;
 
@@ -109,5 +111,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             cli::routes(&client()?, f.format).await.map(|()| 0)
         }
         Command::Proxy(args) => cli::proxy::run(args).await.map(|()| 0),
+        Command::DockerPlugin(cmd) => cli::docker_plugin(cli.host.as_deref(), cmd)
+            .await
+            .map(|()| 0),
     }
 }

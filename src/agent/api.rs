@@ -73,6 +73,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/routes", get(routes))
         .merge(super::networks::routes())
         .merge(super::services::routes())
+        .merge(super::docker::routes())
         .fallback(|| async { error(&ClusterError::Invalid("no such API endpoint".into())) })
         .with_state(agent)
 }

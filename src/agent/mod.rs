@@ -9,6 +9,7 @@
 
 mod addr;
 mod api;
+mod docker;
 mod metrics;
 pub(crate) mod networks;
 mod services;
@@ -49,6 +50,8 @@ pub struct Agent {
     duties: std::sync::Mutex<Option<CancellationToken>>,
     /// The L7 ingress.
     pub ingress: Arc<crate::l7::Ingress>,
+    /// Docker's network and IPAM driver.
+    docker: Arc<crate::docker::driver::Driver>,
 }
 
 impl Agent {
@@ -82,6 +85,11 @@ impl Agent {
             self.key_file(),
         );
         tokio::spawn(crate::overlay::loopback::run(member.clone(), stop.clone()));
+        tokio::spawn(
+            self.docker
+                .clone()
+                .follow(member.clone(), overlay.clone(), stop.clone()),
+        );
         tokio::spawn(crate::overlay::dns::run(
             member.clone(),
             self.dns_upstream.clone(),
@@ -266,6 +274,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         dns_upstream: args.dns_upstream.clone(),
         duties: std::sync::Mutex::new(None),
         ingress: ingress.clone(),
+        docker: crate::docker::driver::Driver::new(Some(
+            crate::docker::engine::Engine::new(&args.docker_host).map_err(anyhow::Error::msg)?,
+        )),
     });
     let _entrypoints = ingress.start().await.context("cannot start the ingress")?;
     if let Some(m) = member {

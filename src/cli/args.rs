@@ -73,6 +73,35 @@ pub enum Command {
     Route(RouteCmd),
     /// Run the L7 proxy alone, from a file of entrypoints, routers and services.
     Proxy(ProxyArgs),
+    /// shoal as Docker's network and IPAM driver.
+    #[command(subcommand, name = "docker-plugin")]
+    DockerPlugin(DockerPluginCmd),
+}
+
+/// `shoal docker-plugin ...`.
+#[derive(Debug, Subcommand)]
+pub enum DockerPluginCmd {
+    /// Make shoal a managed (v2) Docker plugin and enable it, offline: then
+    /// `docker network create -d NAME --ipam-driver NAME ...`.
+    Install {
+        /// The plugin's name in Docker.
+        #[arg(long, default_value = "shoal")]
+        name: String,
+        /// The Docker daemon (default: DOCKER_HOST, or /var/run/docker.sock).
+        #[arg(long)]
+        docker_host: Option<String>,
+        /// Where the plugin directory is written.
+        #[arg(long, default_value = "/var/lib/shoal")]
+        data_dir: PathBuf,
+    },
+    /// The plugin process: Docker's network and IPAM driver protocols on a unix socket,
+    /// relayed to this host's agent (`--host`).
+    Serve {
+        /// Where to listen; /run/docker/plugins/shoal.sock makes a legacy plugin named
+        /// `shoal`.
+        #[arg(long, default_value = "/run/docker/plugins/shoal.sock")]
+        socket: PathBuf,
+    },
 }
 
 /// `shoal route ...`.
@@ -149,6 +178,10 @@ pub struct AgentArgs {
     /// This node's name in the cluster (default: the host name).
     #[arg(long)]
     pub node_name: Option<String>,
+    /// The local Docker daemon, asked for network and container names when shoal is
+    /// its network driver.
+    #[arg(long, default_value = "unix:///var/run/docker.sock")]
+    pub docker_host: String,
     /// Log format.
     #[arg(long, value_enum, default_value_t)]
     pub log_format: LogFormat,

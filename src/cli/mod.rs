@@ -419,3 +419,24 @@ pub fn shoal_command() -> String {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "shoal".into())
 }
+
+/// `shoal docker-plugin ...`.
+pub async fn docker_plugin(host: Option<&str>, cmd: args::DockerPluginCmd) -> anyhow::Result<()> {
+    let agent = crate::client::ApiClient::new(host)?.socket().to_path_buf();
+    match cmd {
+        args::DockerPluginCmd::Serve { socket } => {
+            crate::agent::init_logging(args::LogFormat::Text);
+            crate::docker::plugin::serve(&socket, &agent).await
+        }
+        args::DockerPluginCmd::Install {
+            name,
+            docker_host,
+            data_dir,
+        } => {
+            crate::docker::plugin::install(&name, &data_dir, &agent, docker_host.as_deref())?;
+            println!("Docker plugin {name} is enabled. Make a network with:");
+            println!("  docker network create -d {name} --ipam-driver {name} [--subnet CIDR] [--opt encrypted] NAME");
+            Ok(())
+        }
+    }
+}

@@ -2,7 +2,9 @@
 
 use anyhow::{bail, Context};
 use shoal_control::api::{AttachRequest, DetachRequest, EndpointInfo, NetworkInfo};
-use shoal_control::state::{NetworkSpec, VXLAN_OVERHEAD, WIREGUARD_OVERHEAD};
+use shoal_control::state::NetworkSpec;
+
+use crate::options::DriverOptions;
 
 use super::args::{AttachArgs, DetachArgs, NetworkCmd};
 use super::{key_values, print, table};
@@ -54,74 +56,6 @@ fn spec(
     spec.vni = options.vni;
     spec.labels = key_values(label, "--label")?;
     Ok(spec)
-}
-
-/// The `--opt`s of `network create`: shoal's own spellings and Docker's overlay driver's.
-#[derive(Debug, Default, PartialEq)]
-struct DriverOptions {
-    encrypted: bool,
-    /// `mtu=N`: the interfaces' MTU.
-    mtu: Option<u32>,
-    /// `com.docker.network.driver.mtu=N`: in Docker's overlay driver the underlay's
-    /// MTU, of which the interfaces get N less VXLAN's 50 (and WireGuard's 60 when
-    /// encrypted); 0 is the default.
-    docker_mtu: Option<u32>,
-    vni: Option<u32>,
-}
-
-const KNOWN_OPTS: &str = "encrypted, mtu=N, com.docker.network.driver.mtu=N, com.docker.network.driver.overlay.vxlanid_list=ID";
-
-impl DriverOptions {
-    fn parse(opts: &[String]) -> anyhow::Result<DriverOptions> {
-        let mut out = DriverOptions::default();
-        for o in opts {
-            let (key, value) = match o.split_once('=') {
-                Some((k, v)) => (k, Some(v)),
-                None => (o.as_str(), None),
-            };
-            match (key, value) {
-                // Docker turns encryption on for the key alone (`--opt encrypted`, also
-                // `encrypted=`); shoal also reads true/false.
-                ("encrypted", None | Some("")) => out.encrypted = true,
-                ("encrypted", Some(v)) => out.encrypted = parse::<bool>("--opt encrypted", v)?,
-                ("mtu", Some(v)) => out.mtu = Some(parse("--opt mtu", v)?),
-                ("com.docker.network.driver.mtu", Some(v)) => {
-                    let n: u32 = parse("--opt com.docker.network.driver.mtu", v)?;
-                    out.docker_mtu = (n != 0).then_some(n);
-                }
-                ("com.docker.network.driver.overlay.vxlanid_list", Some(v)) => {
-                    let ids: Vec<&str> = v.split(',').map(str::trim).collect();
-                    let [id] = ids.as_slice() else {
-                        bail!("--opt {o}: a shoal network has one subnet, so give one VXLAN ID");
-                    };
-                    out.vni = Some(
-                        id.parse()
-                            .map_err(|_| anyhow::anyhow!("--opt {o}: invalid vxlan id value {id:?} passed"))?,
-                    );
-                }
-                ("com.docker.network.container_iface_prefix", _) => bail!(
-                    "--opt {o}: interface prefixes belong to Docker's bridge driver; on overlay networks interfaces are eth<N> (a service can name its own with --network name=N,driver-opt=com.docker.network.endpoint.ifname=NAME)"
-                ),
-                _ => bail!("unknown --opt {o:?}: shoal knows {KNOWN_OPTS}"),
-            }
-        }
-        if out.mtu.is_some() && out.docker_mtu.is_some() {
-            bail!("give either --opt mtu (the interfaces') or --opt com.docker.network.driver.mtu (the underlay's), not both");
-        }
-        Ok(out)
-    }
-
-    /// The interfaces' MTU asked for, either way it was said.
-    fn mtu(&self) -> Option<u32> {
-        let overhead = VXLAN_OVERHEAD
-            + if self.encrypted {
-                WIREGUARD_OVERHEAD
-            } else {
-                0
-            };
-        self.mtu
-            .or_else(|| self.docker_mtu.map(|m| m.saturating_sub(overhead)))
-    }
 }
 
 fn endpoint_table(eps: &[EndpointInfo]) -> String {
@@ -297,67 +231,4 @@ pub async fn detach(client: &ApiClient, d: DetachArgs) -> anyhow::Result<()> {
     let _: serde_json::Value = client.post("/v1/detach", &req).await?;
     println!("Detached {} from {}.", d.netns, d.network);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn opts(o: &[&str]) -> anyhow::Result<DriverOptions> {
-        DriverOptions::parse(&o.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-    }
-
-    /// moby libnetwork drivers/overlay ov_network.go: the MTU option is the underlay's;
-    /// the interfaces get it less the encapsulation.
-    #[test]
-    fn dockers_mtu_option_is_the_underlays() {
-        assert_eq!(
-            opts(&["com.docker.network.driver.mtu=1400"]).unwrap().mtu(),
-            Some(1350)
-        );
-        assert_eq!(
-            opts(&["com.docker.network.driver.mtu=1400", "encrypted"])
-                .unwrap()
-                .mtu(),
-            Some(1290)
-        );
-        assert_eq!(
-            opts(&["com.docker.network.driver.mtu=0"]).unwrap().mtu(),
-            None
-        );
-        assert_eq!(opts(&["mtu=1300"]).unwrap().mtu(), Some(1300));
-        assert!(opts(&["mtu=1300", "com.docker.network.driver.mtu=1400"]).is_err());
-        assert!(opts(&["com.docker.network.driver.mtu=big"]).is_err());
-    }
-
-    #[test]
-    fn encryption_and_vxlan_ids_as_docker_spells_them() {
-        assert!(opts(&["encrypted"]).unwrap().encrypted);
-        assert!(opts(&["encrypted="]).unwrap().encrypted);
-        assert!(!opts(&["encrypted=false"]).unwrap().encrypted);
-        assert_eq!(
-            opts(&["com.docker.network.driver.overlay.vxlanid_list=4242"])
-                .unwrap()
-                .vni,
-            Some(4242)
-        );
-        let e = opts(&["com.docker.network.driver.overlay.vxlanid_list=1,2"]).unwrap_err();
-        assert!(e.to_string().contains("one VXLAN ID"), "{e}");
-        let e = opts(&["com.docker.network.driver.overlay.vxlanid_list=x"]).unwrap_err();
-        assert!(e.to_string().contains("invalid vxlan id"), "{e}");
-    }
-
-    #[test]
-    fn unknown_options_are_refused_with_what_is_known() {
-        for o in [
-            "com.docker.network.foo=1",
-            "bridge.name=x",
-            "com.docker.network.container_iface_prefix=x",
-        ] {
-            let e = opts(&[o]).unwrap_err().to_string();
-            assert!(e.contains("--opt"), "{o}: {e}");
-        }
-        let e = opts(&["nope"]).unwrap_err().to_string();
-        assert!(e.contains("com.docker.network.driver.mtu"), "{e}");
-    }
 }

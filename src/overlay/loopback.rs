@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_control::state::{ClusterState, Protocol};
-use shoal_control::Member;
+use shoal_control::{Member, NodeId};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -31,14 +31,20 @@ const MAX_UDP_FLOWS: usize = 1024;
 /// A port that could not be bound is tried again after this long.
 const RETRY: Duration = Duration::from_secs(10);
 
-/// The ports published by any service, which every node answers on.
-pub fn published_ports(state: &ClusterState) -> BTreeSet<(Protocol, u16)> {
-    state
+/// The ports node `me` answers on: those any service publishes, and those forwarded to
+/// its own endpoints (Docker's `-p`).
+pub fn published_ports(state: &ClusterState, me: NodeId) -> BTreeSet<(Protocol, u16)> {
+    let services = state
         .services
         .values()
         .flat_map(|s| s.spec.publish.iter())
-        .map(|p| (p.protocol, p.published))
-        .collect()
+        .map(|p| (p.protocol, p.published));
+    let forwarded = state
+        .endpoints
+        .values()
+        .filter(|e| e.node == me)
+        .flat_map(|e| e.ports.iter().map(|p| (p.protocol, p.host_port)));
+    services.chain(forwarded).collect()
 }
 
 /// Keeps a loopback relay for every published port until `stop`.
@@ -48,7 +54,7 @@ pub async fn run(member: Arc<Member>, stop: CancellationToken) {
     let mut changes = member.replica().changes();
     loop {
         if member.synced() && !member.is_removed() {
-            let want = published_ports(&member.replica().state());
+            let want = published_ports(&member.replica().state(), member.node_id);
             let target = member.identity().addr;
             open.retain(|port, token| {
                 let keep = want.contains(port);

@@ -156,9 +156,23 @@ pub fn ingress_ip(state: &ClusterState, me: NodeId, network: &str) -> Option<Ipv
 
 /// Ports published on node `me`: ingress-mode ports go to the running tasks on any node
 /// (once the node has its own address on the service's network to answer from),
-/// host-mode ports to its own running tasks.
+/// host-mode ports to its own running tasks, and ports forwarded to its endpoints
+/// (Docker's `-p`) to them.
 fn published(state: &ClusterState, me: NodeId) -> Vec<Published> {
-    let mut out = Vec::new();
+    let mut out: Vec<Published> = state
+        .endpoints
+        .values()
+        .filter(|e| e.node == me)
+        .flat_map(|e| {
+            e.ports.iter().map(move |p| Published {
+                service: format!("container {}", e.name.as_deref().unwrap_or(&e.id)),
+                protocol: p.protocol.number(),
+                port: p.host_port,
+                backends: vec![(e.ip, p.port)],
+                mesh: false,
+            })
+        })
+        .collect();
     for s in state.services.values() {
         let Some(network) = s.spec.networks.first() else {
             continue;

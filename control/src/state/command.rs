@@ -219,6 +219,16 @@ pub enum Command {
         /// Its aliases.
         aliases: Vec<String>,
     },
+    /// A runtime forwards ports of a node to an endpoint there (Docker's `-p`,
+    /// `ProgramExternalConnectivity`); an empty list withdraws them.
+    SetEndpointPorts {
+        /// The node of the endpoint.
+        node: NodeId,
+        /// The endpoint.
+        endpoint: String,
+        /// The ports.
+        ports: Vec<super::EndpointPort>,
+    },
     /// Changes nothing but the revision; used to measure commits.
     Noop,
 }
@@ -263,7 +273,8 @@ impl Command {
             | Command::UnmapDockerNetwork { node, .. }
             | Command::LeaseAddress { node, .. }
             | Command::ReleaseAddress { node, .. }
-            | Command::SetEndpointNames { node, .. } => Some(*node),
+            | Command::SetEndpointNames { node, .. }
+            | Command::SetEndpointPorts { node, .. } => Some(*node),
             _ => None,
         }
     }
@@ -296,6 +307,7 @@ impl Command {
             Command::LeaseAddress { .. } => "lease_address",
             Command::ReleaseAddress { .. } => "release_address",
             Command::SetEndpointNames { .. } => "set_endpoint_names",
+            Command::SetEndpointPorts { .. } => "set_endpoint_ports",
             Command::Noop => "noop",
         }
     }

@@ -31,8 +31,8 @@ pub use apply::{apply, validate_label};
 pub use command::{Applied, Command, Output, Proposal};
 pub use error::ApplyError;
 pub use network::{
-    endpoint_id, mesh_pool, AttachSpec, Endpoint, Network, NetworkSpec, NodeReport, WireguardPeer,
-    DEFAULT_UNDERLAY_MTU, FIRST_VNI, VXLAN_OVERHEAD, WIREGUARD_OVERHEAD,
+    endpoint_id, mesh_pool, AttachSpec, Endpoint, EndpointPort, Network, NetworkSpec, NodeReport,
+    WireguardPeer, DEFAULT_UNDERLAY_MTU, FIRST_VNI, VXLAN_OVERHEAD, WIREGUARD_OVERHEAD,
 };
 pub use placement::{Constraint, ConstraintKey, ConstraintOp, Placement, Spread};
 pub use publish::{PortRemoval, PortSpec, Protocol, PublishMode, DYNAMIC_PORTS};

@@ -169,6 +169,21 @@ pub struct Endpoint {
     /// The runtime's own ID of the endpoint (Docker's endpoint ID).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
+    /// Ports of its node forwarded to it (Docker's `-p`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<EndpointPort>,
+}
+
+/// A port of an endpoint's node forwarded to the endpoint, on every address of the
+/// node (Docker's `docker run -p HOST:CONTAINER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointPort {
+    /// TCP or UDP.
+    pub protocol: super::Protocol,
+    /// The node's port.
+    pub host_port: u16,
+    /// The endpoint's port.
+    pub port: u16,
 }
 
 /// What a node reports about its own network, for subnet and MTU choices.

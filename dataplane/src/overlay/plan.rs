@@ -146,6 +146,12 @@ impl NetworkPlan {
     }
 }
 
+/// The sandbox-side veth of endpoint `id` before it is moved (by shoal, or by the
+/// runtime for a handoff endpoint).
+pub fn peer_ifname(id: &str) -> String {
+    format!("{PREFIX}p{}", id.get(..8).unwrap_or(id))
+}
+
 /// The bridge name of network `vni`.
 pub fn bridge_name(vni: u32) -> String {
     format!("{PREFIX}b{vni}")
@@ -161,7 +167,7 @@ impl EndpointPlan {
     }
     /// The sandbox-side veth before it is moved and renamed.
     pub fn peer_ifname(&self) -> String {
-        format!("{PREFIX}p{}", self.short())
+        peer_ifname(&self.id)
     }
     /// The sandbox's name when it is a named namespace under /run/netns.
     pub fn netns_name(&self) -> Option<String> {

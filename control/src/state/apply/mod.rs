@@ -5,7 +5,7 @@
 
 pub(super) mod docker;
 mod network;
-mod ports;
+pub(super) mod ports;
 mod service;
 mod service_spec;
 
@@ -194,6 +194,11 @@ pub fn apply(
             name,
             aliases,
         } => docker::set_names(state, endpoint, *node, name.as_deref(), aliases)?,
+        Command::SetEndpointPorts {
+            node,
+            endpoint,
+            ports,
+        } => ports::set_endpoint_ports(state, endpoint, *node, ports)?,
         Command::Noop => (Output::None, true),
     };
     if changed {

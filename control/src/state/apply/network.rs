@@ -392,6 +392,7 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
         created_at_ms: at,
         handoff: spec.handoff,
         runtime_id: spec.runtime_id.clone(),
+        ports: Vec::new(),
     };
     if let Some(n) = state.networks.get_mut(&network.name) {
         n.space = space;

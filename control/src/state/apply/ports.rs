@@ -4,8 +4,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::super::{
-    ApplyError, ClusterState, EndpointMode, PortSpec, Protocol, PublishMode, DYNAMIC_PORTS,
+    ApplyError, ClusterState, EndpointMode, EndpointPort, Output, PortSpec, Protocol, PublishMode,
+    DYNAMIC_PORTS,
 };
+use super::Changed;
+use crate::ids::NodeId;
 
 /// Refuses ports that clash within the service or with another service, in swarmkit's
 /// words (`manager/controlapi/service.go`): a port published in ingress mode is the
@@ -38,6 +41,23 @@ pub(super) fn check_ports(
         if endpoint_mode == EndpointMode::Dnsrr && p.mode == PublishMode::Ingress {
             return Err(ApplyError::Invalid(format!(
                 "port {p}: a port published with ingress mode can't be used with dnsrr mode; use mode=host with --endpoint-mode dnsrr"
+            )));
+        }
+        if let Some(e) = state.endpoints.values().find(|e| {
+            e.ports
+                .iter()
+                .any(|q| q.host_port == p.published && q.protocol == p.protocol)
+        }) {
+            let node = state
+                .nodes
+                .get(&e.node)
+                .map_or_else(|| e.node.to_string(), |n| n.name.clone());
+            return Err(ApplyError::Conflict(format!(
+                "port {}/{} is forwarded to {} ({}) on node {node}",
+                p.published,
+                p.protocol.as_str(),
+                e.name.as_deref().unwrap_or(&e.id),
+                e.ip
             )));
         }
         for other in state.services.values().filter(|s| s.spec.name != name) {
@@ -135,4 +155,87 @@ pub(super) fn assign_dynamic(
     ports.copy_from_slice(&assigned);
     *next = cursor;
     Ok(())
+}
+
+/// `SetEndpointPorts`: ports of `node` forwarded to endpoint `id` there. A port that a
+/// service publishes (the mesh's are on every node), another endpoint of the node
+/// forwards, or shoal itself uses, is refused.
+pub(super) fn set_endpoint_ports(
+    state: &mut ClusterState,
+    id: &str,
+    node: NodeId,
+    ports: &[EndpointPort],
+) -> Changed {
+    let endpoint = state
+        .endpoints
+        .get(id)
+        .ok_or_else(|| ApplyError::Invalid(format!("no endpoint {id}")))?;
+    if endpoint.node != node {
+        return Err(ApplyError::Invalid(format!(
+            "endpoint {id} is not on node {node}"
+        )));
+    }
+    for (i, p) in ports.iter().enumerate() {
+        if p.host_port == 0 || p.port == 0 {
+            return Err(ApplyError::Invalid(
+                "a forwarded port needs a host port and a container port".into(),
+            ));
+        }
+        let spec = PortSpec {
+            published: p.host_port,
+            target: p.port,
+            protocol: p.protocol,
+            mode: PublishMode::Host,
+        };
+        if let Some(why) = shoals_own(state, &spec) {
+            return Err(ApplyError::Conflict(format!(
+                "port {}/{} is {why}",
+                p.host_port,
+                p.protocol.as_str()
+            )));
+        }
+        let same = |q: &EndpointPort| q.host_port == p.host_port && q.protocol == p.protocol;
+        if ports[..i].iter().any(same) {
+            return Err(ApplyError::Conflict(format!(
+                "port {}/{} is given twice",
+                p.host_port,
+                p.protocol.as_str()
+            )));
+        }
+        if let Some(s) = state.services.values().find(|s| {
+            s.spec
+                .publish
+                .iter()
+                .any(|q| q.published == p.host_port && q.protocol == p.protocol)
+        }) {
+            return Err(ApplyError::Conflict(format!(
+                "port {}/{} is published by service {}",
+                p.host_port,
+                p.protocol.as_str(),
+                s.spec.name
+            )));
+        }
+        if let Some(other) = state
+            .endpoints
+            .values()
+            .find(|e| e.node == node && e.id != id && e.ports.iter().any(same))
+        {
+            return Err(ApplyError::Conflict(format!(
+                "port {}/{} of this node already goes to {} ({})",
+                p.host_port,
+                p.protocol.as_str(),
+                other.name.as_deref().unwrap_or(&other.id),
+                other.ip
+            )));
+        }
+    }
+    let e = state
+        .endpoints
+        .get_mut(id)
+        .ok_or_else(|| ApplyError::Invalid(format!("no endpoint {id}")))?;
+    if e.ports == ports {
+        return Ok((Output::None, false));
+    }
+    e.ports = ports.to_vec();
+    Ok((Output::None, true))
 }
