@@ -194,6 +194,7 @@ fn the_node_ruleset_with_the_routing_mesh_loads_into_the_kernel() {
             ],
             mesh: true,
         }],
+        dns_intercept: vec!["198.18.0.250".parse().unwrap()],
     };
     let table = ruleset(&plan);
     let ns = netns::open(&name).unwrap();

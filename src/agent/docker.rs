@@ -19,6 +19,15 @@ pub fn routes() -> Router<Arc<Agent>> {
     Router::new().route("/v1/docker/{call}", post(call))
 }
 
+/// Serves Docker's plugin protocols straight from the agent (`--docker-plugin-socket`):
+/// `POST /<call>`, the same answers as `/v1/docker/<call>`.
+pub async fn serve_plugin(listener: tokio::net::UnixListener, agent: Arc<Agent>) {
+    let app = Router::new().route("/{call}", post(call)).with_state(agent);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::warn!(error = %e, "Docker plugin socket stopped");
+    }
+}
+
 async fn call(State(agent): State<Arc<Agent>>, Path(call): Path<String>, body: Bytes) -> Response {
     let member = agent.member().ok();
     let overlay = agent.overlay().ok();

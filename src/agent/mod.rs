@@ -78,12 +78,19 @@ impl Agent {
             self.wg_port,
             stop.clone(),
         ));
-        let overlay = Overlay::start(
-            member.clone(),
-            self.vxlan_port,
-            self.lb_idle_timeout,
-            self.key_file(),
-        );
+        let settings = crate::overlay::reconciler::Settings {
+            vxlan_port: self.vxlan_port,
+            idle_timeout: self.lb_idle_timeout,
+            dns_intercept: crate::overlay::dns::upstreams(&self.dns_upstream)
+                .into_iter()
+                .filter(|u| u.port() == 53)
+                .filter_map(|u| match u.ip() {
+                    IpAddr::V4(v4) if !v4.is_loopback() => Some(v4),
+                    _ => None,
+                })
+                .collect(),
+        };
+        let overlay = Overlay::start(member.clone(), settings, self.key_file());
         tokio::spawn(crate::overlay::loopback::run(member.clone(), stop.clone()));
         tokio::spawn(
             self.docker
@@ -288,6 +295,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot serve metrics on {addr}"))?;
         tokio::spawn(metrics::serve(listener, agent.clone()));
+    }
+    if let Some(plugin) = &args.docker_plugin_socket {
+        let listener = bind_socket(plugin).await?;
+        tokio::spawn(docker::serve_plugin(listener, agent.clone()));
+        tracing::info!(socket = %plugin.display(), "Docker plugin ready");
     }
     tracing::info!(socket = %args.socket.display(), "agent API ready");
     let router = api::router(agent.clone());

@@ -182,6 +182,10 @@ pub struct AgentArgs {
     /// its network driver.
     #[arg(long, default_value = "unix:///var/run/docker.sock")]
     pub docker_host: String,
+    /// Also serve Docker's plugin protocols here, as a legacy plugin named after the
+    /// socket (/run/docker/plugins/shoal.sock: `docker network create -d shoal`).
+    #[arg(long)]
+    pub docker_plugin_socket: Option<PathBuf>,
     /// Log format.
     #[arg(long, value_enum, default_value_t)]
     pub log_format: LogFormat,
@@ -320,6 +324,10 @@ pub enum LabCmd {
         /// The agents forward names DNS does not know to this resolver (IP:PORT).
         #[arg(long = "dns-upstream")]
         dns_upstream: Vec<SocketAddr>,
+        /// Start a dockerd in every node host (each with its own data, sockets and
+        /// mounts); `lab exec` then points `docker` at it.
+        #[arg(long)]
+        docker: bool,
         #[command(flatten)]
         lab: LabName,
     },
@@ -350,6 +358,9 @@ pub enum LabCmd {
         /// TERM or KILL.
         #[arg(long, default_value = "TERM", value_parser = ["TERM", "KILL"])]
         signal: String,
+        /// Stop the host's dockerd instead of its agent.
+        #[arg(long)]
+        dockerd: bool,
     },
     /// Start a host's agent again (it keeps its data).
     Start {
@@ -357,6 +368,9 @@ pub enum LabCmd {
         lab: LabName,
         /// n1..nN.
         host: String,
+        /// Start the host's dockerd instead of its agent.
+        #[arg(long)]
+        dockerd: bool,
     },
     /// Remove the lab: processes, namespaces, interfaces, files.
     Down {

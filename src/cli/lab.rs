@@ -18,9 +18,14 @@ pub async fn run(cmd: LabCmd) -> anyhow::Result<i32> {
             nodes,
             managers,
             dns_upstream,
+            docker,
             lab: l,
         } => {
-            let lab = lab::up_with(&l.name, nodes, managers, &dns_upstream).await?;
+            let options = lab::LabOptions {
+                dns_upstream,
+                docker,
+            };
+            let lab = lab::up_with(&l.name, nodes, managers, &options).await?;
             println!(
                 "Lab {} is up: {nodes} nodes ({managers} managers) and a client host.",
                 lab.name
@@ -48,6 +53,7 @@ pub async fn run(cmd: LabCmd) -> anyhow::Result<i32> {
             lab: l,
             host,
             signal,
+            dockerd,
         } => {
             let lab = lab::load(&l.name)?;
             let signal = if signal == "KILL" {
@@ -55,17 +61,36 @@ pub async fn run(cmd: LabCmd) -> anyhow::Result<i32> {
             } else {
                 Signal::SIGTERM
             };
-            lab::stop_agent(&LabPaths::new(&lab.name), lab.host(&host)?, signal).await?;
-            println!("Stopped the agent on {host}.");
+            let paths = LabPaths::new(&lab.name);
+            if dockerd {
+                lab::docker::stop(&paths, &lab.host(&host)?.name, signal).await?;
+                println!("Stopped dockerd on {host}.");
+            } else {
+                lab::stop_agent(&paths, lab.host(&host)?, signal).await?;
+                println!("Stopped the agent on {host}.");
+            }
         }
-        LabCmd::Start { lab: l, host } => {
+        LabCmd::Start {
+            lab: l,
+            host,
+            dockerd,
+        } => {
             let lab = lab::load(&l.name)?;
             let h = lab.host(&host)?;
             if h.role == "client" {
                 bail!("{host} runs no agent");
             }
-            lab::start_agent(&LabPaths::new(&lab.name), h, &lab.dns_upstream).await?;
-            println!("Started the agent on {host}.");
+            let paths = LabPaths::new(&lab.name);
+            if dockerd {
+                if !lab.docker {
+                    bail!("lab {} has no dockerds (lab up --docker)", lab.name);
+                }
+                lab::docker::start(&paths, h, &lab.dns_upstream).await?;
+                println!("Started dockerd on {host}.");
+            } else {
+                lab::start_agent(&paths, h, &lab).await?;
+                println!("Started the agent on {host}.");
+            }
         }
         LabCmd::Down { lab: l } => {
             lab::validate_name(&l.name)?;

@@ -347,7 +347,7 @@ impl Ctx {
                 ip: given,
             };
             match self.propose(command).await? {
-                Output::Address(ip) => ip,
+                Output::Address { ip } => ip,
                 other => return Err(format!("unexpected answer to a lease: {other:?}")),
             }
         };

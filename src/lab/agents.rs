@@ -48,11 +48,8 @@ pub fn running_pid(paths: &LabPaths, host: &Host) -> Option<i32> {
 }
 
 /// Starts the agent of `host` and waits until its API answers.
-pub async fn start(
-    paths: &LabPaths,
-    host: &Host,
-    dns_upstream: &[std::net::SocketAddr],
-) -> anyhow::Result<()> {
+pub async fn start(paths: &LabPaths, host: &Host, lab: &super::Lab) -> anyhow::Result<()> {
+    let dns_upstream = &lab.dns_upstream;
     if let Some(pid) = running_pid(paths, host) {
         bail!("the agent on {} is already running (pid {pid})", host.name);
     }
@@ -77,6 +74,15 @@ pub async fn start(
         .arg(&host.name)
         .arg("--ingress-http")
         .arg(format!("{}:80", host.underlay_ip))
+        .arg("--docker-host")
+        .arg(super::docker::DockerPaths::new(paths, &host.name).host())
+        .args(lab.docker.then(|| {
+            let d = super::docker::DockerPaths::new(paths, &host.name);
+            format!(
+                "--docker-plugin-socket={}",
+                d.plugins.join("shoal.sock").display()
+            )
+        }))
         .args(
             dns_upstream
                 .iter()

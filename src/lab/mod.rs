@@ -6,6 +6,7 @@
 //! them, whether or not `lab up` finished.
 
 mod agents;
+pub mod docker;
 pub mod topology;
 
 use std::net::IpAddr;
@@ -49,6 +50,18 @@ pub struct Lab {
     /// Upstream resolvers the agents forward to.
     #[serde(default)]
     pub dns_upstream: Vec<std::net::SocketAddr>,
+    /// Every node host runs a dockerd of its own.
+    #[serde(default)]
+    pub docker: bool,
+}
+
+/// How a lab is built beyond its size.
+#[derive(Debug, Clone, Default)]
+pub struct LabOptions {
+    /// Upstream resolvers for the agents' DNS (and the hosts' dockerds).
+    pub dns_upstream: Vec<std::net::SocketAddr>,
+    /// Start a dockerd in every node host.
+    pub docker: bool,
 }
 
 impl Lab {
@@ -159,15 +172,15 @@ fn exists(name: &str) -> bool {
 
 /// `lab up`: builds the lab and forms the cluster. On failure everything is removed.
 pub async fn up(name: &str, nodes: usize, managers: usize) -> anyhow::Result<Lab> {
-    up_with(name, nodes, managers, &[]).await
+    up_with(name, nodes, managers, &LabOptions::default()).await
 }
 
-/// `lab up` with upstream resolvers for the agents' DNS.
+/// `lab up` with options.
 pub async fn up_with(
     name: &str,
     nodes: usize,
     managers: usize,
-    dns_upstream: &[std::net::SocketAddr],
+    options: &LabOptions,
 ) -> anyhow::Result<Lab> {
     validate_name(name)?;
     if nodes == 0 || nodes > 200 {
@@ -179,7 +192,7 @@ pub async fn up_with(
     if exists(name) {
         bail!("a lab named {name:?} already exists; remove it with `shoal lab down --name {name}`");
     }
-    match build(name, nodes, managers, dns_upstream).await {
+    match build(name, nodes, managers, options).await {
         Ok(lab) => Ok(lab),
         Err(e) => {
             let logs = LabPaths::new(name);
@@ -214,7 +227,7 @@ async fn build(
     name: &str,
     nodes: usize,
     managers: usize,
-    dns_upstream: &[std::net::SocketAddr],
+    options: &LabOptions,
 ) -> anyhow::Result<Lab> {
     let paths = LabPaths::new(name);
     let mut hosts: Vec<Host> = (1..=nodes)
@@ -239,20 +252,32 @@ async fn build(
     let lab = Lab {
         name: name.to_string(),
         hosts,
-        dns_upstream: dns_upstream.to_vec(),
+        dns_upstream: options.dns_upstream.clone(),
+        docker: options.docker,
     };
     save(&paths, &lab)?;
     topology::create_underlay(name).await?;
     for h in &lab.hosts {
         topology::create_host(name, &h.name, h.underlay_ip).await?;
     }
-    let starts = lab
-        .nodes()
-        .map(|h| agents::start(&paths, h, &lab.dns_upstream));
+    if lab.docker {
+        for h in lab.nodes() {
+            std::fs::create_dir_all(&docker::DockerPaths::new(&paths, &h.name).plugins)?;
+        }
+    }
+    let starts = lab.nodes().map(|h| agents::start(&paths, h, &lab));
     for r in futures::future::join_all(starts).await {
         r?;
     }
     form_cluster(&lab).await?;
+    if lab.docker {
+        let starts = lab
+            .nodes()
+            .map(|h| docker::start(&paths, h, &lab.dns_upstream));
+        for r in futures::future::join_all(starts).await {
+            r?;
+        }
+    }
     Ok(lab)
 }
 
@@ -333,8 +358,19 @@ pub fn down(name: &str) -> Vec<String> {
         .into_iter()
         .filter(|n| n.starts_with(&prefix))
         .collect();
+    let paths = LabPaths::new(name);
+    let hosts: Vec<String> = namespaces
+        .iter()
+        .filter_map(|ns| ns.strip_prefix(&prefix).map(String::from))
+        .collect();
+    for host in &hosts {
+        docker::kill_containers(&paths, host);
+    }
     for ns in &namespaces {
         agents::kill_all_in(ns);
+    }
+    for host in &hosts {
+        docker::kill_containers(&paths, host);
     }
     for ns in &namespaces {
         if let Err(e) = netns::delete(ns) {
@@ -342,7 +378,6 @@ pub fn down(name: &str) -> Vec<String> {
         }
         agents::remove_tree(&Path::new("/etc/netns").join(ns));
     }
-    let paths = LabPaths::new(name);
     agents::remove_tree(&paths.run);
     agents::remove_tree(&paths.data);
     problems
@@ -362,6 +397,12 @@ pub fn exec(lab: &Lab, host: &str, command: &[String]) -> anyhow::Result<i32> {
     cmd.args(args);
     if h.role != "client" {
         cmd.env("SHOAL_HOST", format!("unix://{}", h.socket.display()));
+        if lab.docker {
+            cmd.env(
+                "DOCKER_HOST",
+                docker::DockerPaths::new(&LabPaths::new(&lab.name), host).host(),
+            );
+        }
     }
     let ns = netns::open(&h.namespace)?;
     netns::command_in(&mut cmd, &ns, false)?;

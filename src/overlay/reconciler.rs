@@ -41,14 +41,21 @@ pub struct Overlay {
     encrypted: Encrypted,
 }
 
+/// How the node's overlay is run.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// The VXLAN UDP port between nodes.
+    pub vxlan_port: u16,
+    /// Idle timeout of load-balanced connections.
+    pub idle_timeout: Option<Duration>,
+    /// The node's upstream resolvers: DNS from sandboxes to them is answered by the
+    /// network's resolver (see [`NodePlan::dns_intercept`]).
+    pub dns_intercept: Vec<std::net::Ipv4Addr>,
+}
+
 impl Overlay {
     /// Starts reconciling for `member`.
-    pub fn start(
-        member: Arc<Member>,
-        vxlan_port: u16,
-        idle_timeout: Option<Duration>,
-        keys: KeyFile,
-    ) -> Arc<Overlay> {
+    pub fn start(member: Arc<Member>, settings: Settings, keys: KeyFile) -> Arc<Overlay> {
         let overlay = Arc::new(Overlay {
             progress: watch::channel(Progress::default()).0,
             kick: Notify::new(),
@@ -57,7 +64,7 @@ impl Overlay {
             encrypted: Encrypted::new(keys),
         });
         let me = overlay.clone();
-        tokio::spawn(async move { me.run(member, vxlan_port, idle_timeout).await });
+        tokio::spawn(async move { me.run(member, settings).await });
         overlay
     }
 
@@ -127,12 +134,8 @@ impl Overlay {
         }
     }
 
-    async fn run(
-        self: Arc<Self>,
-        member: Arc<Member>,
-        vxlan_port: u16,
-        idle_timeout: Option<Duration>,
-    ) {
+    async fn run(self: Arc<Self>, member: Arc<Member>, settings: Settings) {
+        let vxlan_port = settings.vxlan_port;
         let nl = match Netlink::current() {
             Ok(nl) => nl,
             Err(e) => {
@@ -144,16 +147,14 @@ impl Overlay {
         let mut detaching: HashSet<String> = HashSet::new();
         loop {
             if member.synced() && !member.is_removed() {
-                let mut progress =
-                    reconcile(&member, &nl, vxlan_port, idle_timeout, &self.plan).await;
+                let mut progress = reconcile(&member, &nl, &settings, &self.plan).await;
                 let plan = self.plan.load_full();
                 if plan.networks.iter().any(|n| n.encrypted) || self.encrypted.peers().is_some() {
                     let (failed, opened) =
                         self.encrypted.reconcile(&member, &plan, vxlan_port).await;
                     if opened {
                         // Plug the new TAPs into their bridges before reporting.
-                        let again =
-                            reconcile(&member, &nl, vxlan_port, idle_timeout, &self.plan).await;
+                        let again = reconcile(&member, &nl, &settings, &self.plan).await;
                         progress.failures.extend(again.failures);
                     }
                     progress.failures.extend(failed);
@@ -206,12 +207,13 @@ impl Overlay {
 async fn reconcile(
     member: &Member,
     nl: &Netlink,
-    port: u16,
-    idle_timeout: Option<Duration>,
+    settings: &Settings,
     last: &ArcSwap<NodePlan>,
 ) -> Progress {
     let state = member.replica().state();
-    let plan = node_plan(&state, member.node_id, port);
+    let idle_timeout = settings.idle_timeout;
+    let mut plan = node_plan(&state, member.node_id, settings.vxlan_port);
+    plan.dns_intercept = settings.dns_intercept.clone();
     let mut failures = HashMap::new();
     match overlay::observe(nl).await {
         Ok(observed) => {

@@ -98,6 +98,7 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
         networks,
         endpoints,
         published,
+        dns_intercept: Vec::new(),
     }
 }
 

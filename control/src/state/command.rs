@@ -335,5 +335,8 @@ pub enum Output {
     /// The service created or updated.
     Service(Box<Service>),
     /// An address leased.
-    Address(std::net::Ipv4Addr),
+    Address {
+        /// The address.
+        ip: std::net::Ipv4Addr,
+    },
 }

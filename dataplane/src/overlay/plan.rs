@@ -38,6 +38,12 @@ pub struct NodePlan {
     pub endpoints: Vec<EndpointPlan>,
     /// Ports published on this node's underlay address.
     pub published: Vec<crate::lb::Published>,
+    /// The node's upstream resolvers: a sandbox's DNS query to one of them is answered
+    /// by its network's resolver on the gateway, which knows the cluster's names and
+    /// forwards the rest there. This is how containers whose runtime resolves for them
+    /// (Docker's embedded DNS forwards from the container to the host's resolvers)
+    /// find names on other hosts.
+    pub dns_intercept: Vec<Ipv4Addr>,
 }
 
 /// One network on this node.
@@ -301,7 +307,28 @@ pub fn ruleset(plan: &NodePlan) -> Table {
 /// (port 53) is never taken, whatever is published.
 fn published_chains(plan: &NodePlan) -> (Vec<Rule>, Vec<Rule>, Vec<Chain>) {
     let mut keep_dns = Vec::new();
+    let mut intercept = Vec::new();
     for n in &plan.networks {
+        for up in &plan.dns_intercept {
+            let mut to = m::iifname(CmpOp::Eq, &n.bridge());
+            to.extend(m::ip_addr(true, CmpOp::Eq, *up, 32));
+            to.extend(m::dport(53));
+            to.push(Expr::Immediate {
+                dreg: 2,
+                data: n.gateway.octets().to_vec(),
+            });
+            to.push(Expr::Dnat {
+                addr_reg: 2,
+                port_reg: None,
+            });
+            intercept.push(Rule {
+                exprs: to,
+                comment: format!(
+                    "{}: DNS to {up} is answered by the network's resolver",
+                    n.name
+                ),
+            });
+        }
         let mut dns = m::ip_addr(true, CmpOp::Eq, n.gateway, 32);
         dns.extend(m::dport(53));
         dns.extend(m::verdict(Verdict::Accept));
@@ -326,7 +353,8 @@ fn published_chains(plan: &NodePlan) -> (Vec<Rule>, Vec<Rule>, Vec<Chain>) {
             .extend(p.backends.iter().map(|(ip, port)| (*ip, Some(*port))));
         entry.mesh |= p.mesh;
     }
-    let (mut arriving, mut local) = (keep_dns.clone(), keep_dns);
+    intercept.extend(keep_dns.iter().cloned());
+    let (mut arriving, mut local) = (intercept, keep_dns);
     let mut chains = Vec::new();
     for (
         (protocol, port),
@@ -585,6 +613,34 @@ mod tests {
             "{text}"
         );
         assert!(arriving[0].comment.contains("DNS"));
+    }
+
+    /// Docker's embedded DNS forwards from the container to the host's resolvers; those
+    /// queries go to the network's resolver, which knows the cluster's names.
+    #[test]
+    fn dns_to_the_nodes_upstreams_is_answered_by_the_networks_resolver() {
+        let mut plan = mesh_plan();
+        plan.dns_intercept = vec!["192.0.2.53".parse().unwrap()];
+        let t = ruleset(&plan);
+        let arriving = &t.chains.iter().find(|c| c.name == "publish").unwrap().rules;
+        let intercepts: Vec<&Rule> = arriving
+            .iter()
+            .filter(|r| r.comment.contains("answered by the network's resolver"))
+            .collect();
+        assert_eq!(intercepts.len(), 2, "one per network");
+        let first = &intercepts[0].exprs;
+        assert!(first.starts_with(&m::iifname(CmpOp::Eq, "shl-b4096")));
+        assert!(first.contains(&Expr::Immediate {
+            dreg: 2,
+            data: vec![10, 0, 0, 1]
+        }));
+        assert!(matches!(
+            first.last(),
+            Some(Expr::Dnat { port_reg: None, .. })
+        ));
+        assert!(arriving[0]
+            .comment
+            .contains("answered by the network's resolver"));
     }
 
     #[test]

@@ -161,7 +161,7 @@ pub(super) fn lease(
     let leased = match ip {
         // A Swarm manager leased it for a task; the task's node asks again.
         Some(ip) if net.space.owner_of(ip).is_some_and(is_lease) => {
-            return Ok((Output::Address(ip), false))
+            return Ok((Output::Address { ip }, false))
         }
         Some(ip) => {
             net.space.reserve(ip, &owner).map_err(ipam)?;
@@ -169,7 +169,7 @@ pub(super) fn lease(
         }
         None => net.space.allocate(&owner).map_err(ipam)?,
     };
-    Ok((Output::Address(leased), true))
+    Ok((Output::Address { ip: leased }, true))
 }
 
 /// `ReleaseAddress`: frees `ip` if it is still a lease (an endpoint that took it over

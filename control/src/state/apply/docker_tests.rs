@@ -41,7 +41,7 @@ fn lease(s: &mut ClusterState, node: u64, ip: Option<&str>) -> Result<Applied, A
 
 fn address(a: Applied) -> std::net::Ipv4Addr {
     match a.output {
-        Output::Address(ip) => ip,
+        Output::Address { ip } => ip,
         other => panic!("{other:?}"),
     }
 }
@@ -259,4 +259,14 @@ fn a_swarm_network_stays_while_any_node_has_it() {
     assert!(s.networks.contains_key("web"));
     run(&mut s, unmap(1)).unwrap();
     assert!(!s.networks.contains_key("web"));
+}
+
+/// A worker's lease goes through the leader, so its answer crosses the network as JSON.
+#[test]
+fn a_lease_answer_survives_the_trip_from_the_leader() {
+    let out = Output::Address {
+        ip: "10.9.0.2".parse().unwrap(),
+    };
+    let json = serde_json::to_string(&out).unwrap();
+    assert_eq!(serde_json::from_str::<Output>(&json).unwrap(), out);
 }

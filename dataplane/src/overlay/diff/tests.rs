@@ -46,6 +46,7 @@ fn plan() -> NodePlan {
         networks: vec![network()],
         endpoints: vec![endpoint()],
         published: vec![],
+        dns_intercept: vec![],
     }
 }
 
