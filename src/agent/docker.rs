@@ -32,7 +32,13 @@ async fn call(State(agent): State<Arc<Agent>>, Path(call): Path<String>, body: B
     let member = agent.member().ok();
     let overlay = agent.overlay().ok();
     match agent.docker.call(member, overlay, &call, &body).await {
-        Ok(reply) => Json(reply).into_response(),
+        Ok(reply) => {
+            let quiet = call.ends_with("GetCapabilities") || call.ends_with("EndpointOperInfo");
+            if !quiet {
+                tracing::info!(call = %call, request = %String::from_utf8_lossy(&body).trim(), "Docker call");
+            }
+            Json(reply).into_response()
+        }
         Err(err) => {
             tracing::info!(call = %call, error = %err, "Docker call refused");
             (StatusCode::INTERNAL_SERVER_ERROR, Json(ErrorReply { err })).into_response()

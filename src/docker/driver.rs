@@ -316,9 +316,8 @@ impl Ctx {
                 "address {ip} is outside the network's subnet {subnet}"
             ));
         }
-        let gateway_request = r.options.as_ref().is_some_and(|o| {
-            o.get(p::GATEWAY_REQUEST.0).map(String::as_str) == Some(p::GATEWAY_REQUEST.1)
-        });
+        let gateway_request =
+            r.options.get(p::GATEWAY_REQUEST.0).map(String::as_str) == Some(p::GATEWAY_REQUEST.1);
         let ip = if gateway_request {
             let existing = self
                 .state()
@@ -382,7 +381,7 @@ impl Ctx {
         let [pool] = r.ipv4_data.as_slice() else {
             return Err("a shoal network has one IPv4 subnet; give one --subnet (or none)".into());
         };
-        if ![LOCAL_SPACE, GLOBAL_SPACE].contains(&pool.address_space.as_str()) {
+        if ![LOCAL_SPACE, GLOBAL_SPACE, ""].contains(&pool.address_space.as_str()) {
             return Err(format!(
                 "shoal networks take their addresses from shoal's IPAM, so that no address is handed out twice across hosts: add --ipam-driver with the same name as -d (Docker's IPAM gave {:?})",
                 pool.address_space
@@ -811,7 +810,7 @@ impl Driver {
 
 /// Endpoints younger than this are left alone by the clean-up: Docker lists a
 /// container on its network only once it has started.
-const SETTLE_MS: u64 = 60_000;
+const SETTLE_MS: u64 = 10_000;
 /// How often the clean-up looks.
 const CLEANUP_EVERY: Duration = Duration::from_secs(30);
 

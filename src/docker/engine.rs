@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::protocol::nullable;
 use crate::client::unix_http;
 
 /// How long one Engine API call may take.
@@ -26,7 +27,7 @@ pub struct EngineNetwork {
     /// Its name.
     pub name: String,
     /// Its containers on this daemon, by container ID: their endpoint IDs.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub containers: BTreeMap<String, EngineEndpoint>,
 }
 
@@ -49,7 +50,7 @@ struct Container {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct ContainerNetworks {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     networks: BTreeMap<String, ContainerEndpoint>,
 }
 
@@ -162,9 +163,10 @@ impl Engine {
         }))
     }
 
-    /// Whether the daemon is an active member of a Swarm.
+    /// Whether the daemon is in a Swarm, or joining one (a new manager's allocator asks
+    /// for the driver's scope while the node is still `pending`).
     pub async fn in_swarm(&self) -> Result<bool, String> {
         let info: Option<Info> = self.get("/info").await?;
-        Ok(info.is_some_and(|i| i.swarm.local_node_state == "active"))
+        Ok(info.is_some_and(|i| !matches!(i.swarm.local_node_state.as_str(), "" | "inactive" | "error")))
     }
 }

@@ -8,7 +8,16 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// dockerd sends `null` for an empty map or list now and then: read it as empty.
+pub(super) fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
 
 /// `Plugin.Activate` (legacy plugins only).
 #[derive(Debug, Serialize)]
@@ -42,7 +51,7 @@ pub struct IpamData {
     #[serde(default)]
     pub gateway: String,
     /// Reserved addresses by name, in CIDR form.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub aux_addresses: BTreeMap<String, String>,
 }
 
@@ -55,13 +64,13 @@ pub struct CreateNetwork {
     pub network_id: String,
     /// `com.docker.network.generic` (the `--opt` map), `com.docker.network.internal`,
     /// `com.docker.network.enable_ipv6`; in `AllocateNetwork`, the `--opt` map itself.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub options: BTreeMap<String, serde_json::Value>,
     /// IPv4 pools.
-    #[serde(default, rename = "IPv4Data")]
+    #[serde(default, rename = "IPv4Data", deserialize_with = "nullable")]
     pub ipv4_data: Vec<IpamData>,
     /// IPv6 pools.
-    #[serde(default, rename = "IPv6Data")]
+    #[serde(default, rename = "IPv6Data", deserialize_with = "nullable")]
     pub ipv6_data: Vec<IpamData>,
 }
 
@@ -188,7 +197,7 @@ pub struct ExternalConnectivity {
     #[serde(rename = "EndpointID")]
     pub endpoint_id: String,
     /// `com.docker.network.portmap` among others.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub options: BTreeMap<String, serde_json::Value>,
 }
 
@@ -244,7 +253,7 @@ pub struct RequestPool {
     #[serde(default)]
     pub sub_pool: String,
     /// `--ipam-opt`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub options: BTreeMap<String, String>,
     /// An IPv6 pool.
     #[serde(default, rename = "V6")]
@@ -275,8 +284,8 @@ pub struct RequestAddress {
     #[serde(default)]
     pub address: String,
     /// `RequestAddressType: com.docker.network.gateway` for the gateway.
-    #[serde(default)]
-    pub options: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub options: BTreeMap<String, String>,
 }
 
 /// `RequestAddress`'s answer.
@@ -309,4 +318,65 @@ pub struct ErrorReply {
     /// What went wrong, for the user.
     #[serde(rename = "Err")]
     pub err: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What dockerd 20.10 sent for `docker network create -d shoal --ipam-driver shoal`
+    /// (captured in the lab).
+    #[test]
+    fn dockerds_requests_parse() {
+        let create = r#"{"NetworkID":"314dfbd4e61fca1425716370281e2757d7a49b2559ffabd0ec8fecb949d7d4a9","Options":{"com.docker.network.enable_ipv6":false,"com.docker.network.generic":{}},"IPv4Data":[{"AddressSpace":"g","Gateway":"10.99.0.1/24","Pool":"10.99.0.0/24"}],"IPv6Data":[]}"#;
+        let c: CreateNetwork = serde_json::from_str(create).unwrap();
+        assert_eq!(c.ipv4_data[0].gateway, "10.99.0.1/24");
+        assert!(c.ipv6_data.is_empty());
+        let pool = r#"{"AddressSpace":"shoal","Pool":"","SubPool":"","Options":null,"V6":false}"#;
+        let p: RequestPool = serde_json::from_str(pool).unwrap();
+        assert!(p.options.is_empty() && !p.v6);
+        let gw = r#"{"PoolID":"shoal/10.99.0.0/24","Address":"","Options":{"RequestAddressType":"com.docker.network.gateway"}}"#;
+        let g: RequestAddress = serde_json::from_str(gw).unwrap();
+        assert_eq!(
+            g.options.get(GATEWAY_REQUEST.0).map(String::as_str),
+            Some(GATEWAY_REQUEST.1)
+        );
+        let plain = r#"{"PoolID":"shoal/10.99.0.0/24","Address":"","Options":null}"#;
+        assert!(serde_json::from_str::<RequestAddress>(plain).unwrap().options.is_empty());
+        let join = r#"{"NetworkID":"n","EndpointID":"e","SandboxKey":"/var/run/docker/netns/abc","Options":{"com.docker.network.portmap":null}}"#;
+        assert_eq!(serde_json::from_str::<Join>(join).unwrap().sandbox_key, "/var/run/docker/netns/abc");
+        let ports = r#"[{"Proto":6,"IP":"","Port":80,"HostIP":"","HostPort":8080,"HostPortEnd":8080}]"#;
+        let b: Vec<PortBinding> = serde_json::from_str(ports).unwrap();
+        assert_eq!((b[0].proto, b[0].port, b[0].host_port), (6, 80, 8080));
+    }
+
+    #[test]
+    fn answers_have_dockers_field_names() {
+        let joined = serde_json::to_value(Joined {
+            interface_name: InterfaceName {
+                src_name: "shl-pabc".into(),
+                dst_prefix: "eth".into(),
+            },
+            gateway: "10.0.0.1".into(),
+            static_routes: vec![],
+        })
+        .unwrap();
+        assert_eq!(joined["InterfaceName"]["SrcName"], "shl-pabc");
+        assert_eq!(joined["Gateway"], "10.0.0.1");
+        let caps = serde_json::to_value(Capabilities {
+            scope: "local",
+            connectivity_scope: "global",
+        })
+        .unwrap();
+        assert_eq!(caps["ConnectivityScope"], "global");
+        let err = serde_json::to_value(ErrorReply { err: "x".into() }).unwrap();
+        assert_eq!(err["Err"], "x");
+        let granted = serde_json::to_value(PoolGranted {
+            pool_id: "shoal/10.0.0.0/24".into(),
+            pool: "10.0.0.0/24".into(),
+            data: BTreeMap::new(),
+        })
+        .unwrap();
+        assert_eq!(granted["PoolID"], "shoal/10.0.0.0/24");
+    }
 }
