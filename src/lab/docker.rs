@@ -111,6 +111,7 @@ pub async fn start(
             "--ip6tables=false",
             "--ip-masq=false",
             "--userland-proxy=false",
+            "--live-restore",
         ])
         .arg("--cgroup-parent")
         .arg(format!("/{}", d.cgroup))
