@@ -328,6 +328,10 @@ pub enum LabCmd {
         /// mounts); `lab exec` then points `docker` at it.
         #[arg(long)]
         docker: bool,
+        /// One more argument for every dockerd (repeatable; implies --docker), e.g.
+        /// --docker-arg=--live-restore.
+        #[arg(long = "docker-arg", allow_hyphen_values = true)]
+        docker_arg: Vec<String>,
         #[command(flatten)]
         lab: LabName,
     },

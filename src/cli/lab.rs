@@ -19,11 +19,13 @@ pub async fn run(cmd: LabCmd) -> anyhow::Result<i32> {
             managers,
             dns_upstream,
             docker,
+            docker_arg,
             lab: l,
         } => {
             let options = lab::LabOptions {
                 dns_upstream,
-                docker,
+                docker: docker || !docker_arg.is_empty(),
+                docker_args: docker_arg,
             };
             let lab = lab::up_with(&l.name, nodes, managers, &options).await?;
             println!(
@@ -85,7 +87,7 @@ pub async fn run(cmd: LabCmd) -> anyhow::Result<i32> {
                 if !lab.docker {
                     bail!("lab {} has no dockerds (lab up --docker)", lab.name);
                 }
-                lab::docker::start(&paths, h, &lab.dns_upstream).await?;
+                lab::docker::start(&paths, h, &lab).await?;
                 println!("Started dockerd on {host}.");
             } else {
                 lab::start_agent(&paths, h, &lab).await?;

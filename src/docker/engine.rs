@@ -167,6 +167,8 @@ impl Engine {
     /// for the driver's scope while the node is still `pending`).
     pub async fn in_swarm(&self) -> Result<bool, String> {
         let info: Option<Info> = self.get("/info").await?;
-        Ok(info.is_some_and(|i| !matches!(i.swarm.local_node_state.as_str(), "" | "inactive" | "error")))
+        Ok(info.is_some_and(|i| {
+            !matches!(i.swarm.local_node_state.as_str(), "" | "inactive" | "error")
+        }))
     }
 }

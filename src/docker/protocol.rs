@@ -342,10 +342,17 @@ mod tests {
             Some(GATEWAY_REQUEST.1)
         );
         let plain = r#"{"PoolID":"shoal/10.99.0.0/24","Address":"","Options":null}"#;
-        assert!(serde_json::from_str::<RequestAddress>(plain).unwrap().options.is_empty());
+        assert!(serde_json::from_str::<RequestAddress>(plain)
+            .unwrap()
+            .options
+            .is_empty());
         let join = r#"{"NetworkID":"n","EndpointID":"e","SandboxKey":"/var/run/docker/netns/abc","Options":{"com.docker.network.portmap":null}}"#;
-        assert_eq!(serde_json::from_str::<Join>(join).unwrap().sandbox_key, "/var/run/docker/netns/abc");
-        let ports = r#"[{"Proto":6,"IP":"","Port":80,"HostIP":"","HostPort":8080,"HostPortEnd":8080}]"#;
+        assert_eq!(
+            serde_json::from_str::<Join>(join).unwrap().sandbox_key,
+            "/var/run/docker/netns/abc"
+        );
+        let ports =
+            r#"[{"Proto":6,"IP":"","Port":80,"HostIP":"","HostPort":8080,"HostPortEnd":8080}]"#;
         let b: Vec<PortBinding> = serde_json::from_str(ports).unwrap();
         assert_eq!((b[0].proto, b[0].port, b[0].host_port), (6, 80, 8080));
     }

@@ -78,11 +78,8 @@ fn c_path(p: &std::path::Path) -> anyhow::Result<CString> {
 }
 
 /// Starts `host`'s dockerd and waits until its API answers.
-pub async fn start(
-    paths: &LabPaths,
-    host: &Host,
-    upstream: &[std::net::SocketAddr],
-) -> anyhow::Result<()> {
+pub async fn start(paths: &LabPaths, host: &Host, lab: &super::Lab) -> anyhow::Result<()> {
+    let (upstream, extra) = (&lab.dns_upstream, &lab.docker_args);
     let d = DockerPaths::new(paths, &host.name);
     fs::create_dir_all(&d.data)?;
     fs::create_dir_all(&d.exec)?;
@@ -111,8 +108,8 @@ pub async fn start(
             "--ip6tables=false",
             "--ip-masq=false",
             "--userland-proxy=false",
-            "--live-restore",
         ])
+        .args(extra)
         .arg("--cgroup-parent")
         .arg(format!("/{}", d.cgroup))
         .stdin(Stdio::null())

@@ -53,6 +53,9 @@ pub struct Lab {
     /// Every node host runs a dockerd of its own.
     #[serde(default)]
     pub docker: bool,
+    /// More arguments for every dockerd.
+    #[serde(default)]
+    pub docker_args: Vec<String>,
 }
 
 /// How a lab is built beyond its size.
@@ -62,6 +65,8 @@ pub struct LabOptions {
     pub dns_upstream: Vec<std::net::SocketAddr>,
     /// Start a dockerd in every node host.
     pub docker: bool,
+    /// More arguments for every dockerd (`--live-restore`, ...).
+    pub docker_args: Vec<String>,
 }
 
 impl Lab {
@@ -254,6 +259,7 @@ async fn build(
         hosts,
         dns_upstream: options.dns_upstream.clone(),
         docker: options.docker,
+        docker_args: options.docker_args.clone(),
     };
     save(&paths, &lab)?;
     topology::create_underlay(name).await?;
@@ -271,9 +277,7 @@ async fn build(
     }
     form_cluster(&lab).await?;
     if lab.docker {
-        let starts = lab
-            .nodes()
-            .map(|h| docker::start(&paths, h, &lab.dns_upstream));
+        let starts = lab.nodes().map(|h| docker::start(&paths, h, &lab));
         for r in futures::future::join_all(starts).await {
             r?;
         }
