@@ -37,6 +37,8 @@ pub const LOCAL_SPACE: &str = "shoal-local";
 pub const GLOBAL_SPACE: &str = "shoal";
 /// How long IPAM and endpoint calls wait for a network that is being made.
 const NETWORK_WAIT: Duration = Duration::from_secs(10);
+/// How long a subnet RequestPool offered stays taken for the next RequestPool.
+const OFFER_HOLD: Duration = Duration::from_secs(60);
 /// How long a new network waits for Docker to name it.
 const NAME_WAIT: Duration = Duration::from_secs(30);
 
@@ -55,6 +57,9 @@ pub struct Driver {
     engine: Option<Engine>,
     /// `--ip-range`s from RequestPool, by subnet, for CreateNetwork.
     ranges: Mutex<HashMap<Ipv4Net, Ipv4Net>>,
+    /// Subnets RequestPool offered lately (a CreateNetwork follows at once): taken for
+    /// the next RequestPool until the network is made.
+    offered: Mutex<HashMap<Ipv4Net, tokio::time::Instant>>,
     /// Docker networks being made (waiting for their name): Docker ID to subnet.
     creating: Mutex<HashMap<String, Ipv4Net>>,
     /// Why a Docker network could not be made, by Docker ID, with its subnet.
@@ -94,6 +99,7 @@ impl Driver {
         Arc::new(Driver {
             engine,
             ranges: Mutex::default(),
+            offered: Mutex::default(),
             creating: Mutex::default(),
             failed: Mutex::default(),
             endpoints: Mutex::default(),
@@ -157,7 +163,13 @@ impl Driver {
         };
         match method {
             "IpamDriver.RequestPool" => ctx.request_pool(parse(method, body)?),
-            "IpamDriver.ReleasePool" => Ok(json!({})),
+            "IpamDriver.ReleasePool" => {
+                let r: p::ReleasePool = parse(method, body)?;
+                if let Ok(subnet) = Ctx::pool_subnet(&r.pool_id) {
+                    lock(&self.offered).remove(&subnet);
+                }
+                Ok(json!({}))
+            }
             "IpamDriver.RequestAddress" => ctx.request_address(parse(method, body)?).await,
             "IpamDriver.ReleaseAddress" => ctx.release_address(parse(method, body)?).await,
             "NetworkDriver.CreateNetwork" => ctx.create_network(parse(method, body)?, false).await,
@@ -178,6 +190,18 @@ impl Driver {
             }
             other => Err(format!("{other} is not a call shoal knows")),
         }
+    }
+
+    /// Subnets offered by RequestPool in the last minute, or being made.
+    fn pending_subnets(&self) -> Vec<Ipv4Net> {
+        let fresh = tokio::time::Instant::now() - OFFER_HOLD;
+        let mut out: Vec<Ipv4Net> = lock(&self.offered)
+            .iter()
+            .filter(|(_, at)| **at > fresh)
+            .map(|(s, _)| *s)
+            .collect();
+        out.extend(lock(&self.creating).values().copied());
+        out
     }
 
     /// Global (so a Swarm's managers allocate) in a Swarm, local otherwise (Docker
@@ -249,7 +273,9 @@ impl Ctx {
                 Some(net)
             }
         };
-        let subnet = docker_pool(&self.state(), requested).map_err(|e| e.to_string())?;
+        let pending = self.driver.pending_subnets();
+        let subnet = docker_pool(&self.state(), requested, &pending).map_err(|e| e.to_string())?;
+        lock(&self.driver.offered).insert(subnet, tokio::time::Instant::now());
         if !r.sub_pool.is_empty() {
             let range: Ipv4Net = r
                 .sub_pool
@@ -430,7 +456,14 @@ impl Ctx {
                 "this node is a shoal worker, and only managers make networks: create the network on a manager (docker network create there, or shoal network create), then here with --subnet {subnet}"
             ));
         }
-        docker_pool(&state, Some(subnet)).map_err(|e| e.to_string())?;
+        lock(&self.driver.offered).remove(&subnet);
+        let pending = self.driver.pending_subnets();
+        if pending.contains(&subnet) {
+            return Err(format!(
+                "another network with subnet {subnet} is being made right now; try again in a moment"
+            ));
+        }
+        docker_pool(&state, Some(subnet), &pending).map_err(|e| e.to_string())?;
         let spec = NetworkSpec {
             name: String::new(),
             subnet: Some(subnet),

@@ -273,6 +273,15 @@ pub struct PoolGranted {
     pub data: BTreeMap<String, String>,
 }
 
+/// `IpamDriver.ReleasePool`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ReleasePool {
+    /// The pool.
+    #[serde(rename = "PoolID")]
+    pub pool_id: String,
+}
+
 /// `IpamDriver.RequestAddress`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -55,13 +55,18 @@ pub fn exec_in(ns: &str, cmd: &[&str]) -> Output {
     }
 }
 
-/// Runs `f` on a new thread inside namespace `ns`.
+/// Runs `f` on a new thread inside namespace `ns` (a name under /run/netns, or a path
+/// such as a container's `/proc/<pid>/ns/net`).
 pub fn spawn_in<T, F>(ns: &str, f: F) -> JoinHandle<T>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    let path = format!("/run/netns/{ns}");
+    let path = if ns.starts_with('/') {
+        ns.to_string()
+    } else {
+        format!("/run/netns/{ns}")
+    };
     std::thread::spawn(move || {
         let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         // SAFETY: setns on a namespace file we hold open; affects only this thread.

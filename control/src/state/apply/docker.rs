@@ -109,15 +109,25 @@ pub(super) fn unmap_network(state: &mut ClusterState, docker_id: &str, node: Nod
 
 /// The subnet Docker's IPAM gets for `RequestPool`: the one asked for, if it is a
 /// network's subnet already (the same network on another host) or overlaps nothing;
-/// otherwise the next free subnet of the cluster's pools. Nothing is reserved: the
-/// network is made when Docker creates it.
+/// otherwise the next free subnet of the cluster's pools. Nothing is reserved in the
+/// state: the network is made when Docker creates it; `pending` are subnets offered
+/// or being made meanwhile, which count as taken.
 pub fn docker_pool(
     state: &ClusterState,
     requested: Option<Ipv4Net>,
+    pending: &[Ipv4Net],
 ) -> Result<Ipv4Net, ApplyError> {
-    let taken = super::network::occupied(state);
+    let mut taken = super::network::occupied(state);
+    taken.extend(pending.iter().map(|p| shoal_ipam::Occupied {
+        net: *p,
+        what: format!("the network being made with subnet {p}"),
+    }));
     match requested {
-        Some(s) if state.networks.values().any(|n| n.space.subnet() == s) => Ok(s),
+        Some(s)
+            if state.networks.values().any(|n| n.space.subnet() == s) || pending.contains(&s) =>
+        {
+            Ok(s)
+        }
         Some(s) => {
             shoal_ipam::check_subnet(s, &taken).map_err(ipam)?;
             Ok(s)

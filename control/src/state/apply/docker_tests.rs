@@ -169,13 +169,20 @@ fn leases_are_taken_over_by_endpoints_and_replays_are_harmless() {
 fn docker_pools_are_a_networks_subnet_or_free_space() {
     let mut s = cluster(1);
     let net = s.networks["net"].space.subnet();
-    assert_eq!(docker_pool(&s, Some(net)).unwrap(), net);
-    let overlap = docker_pool(&s, Some("10.0.0.0/16".parse().unwrap())).unwrap_err();
+    assert_eq!(docker_pool(&s, Some(net), &[]).unwrap(), net);
+    let overlap = docker_pool(&s, Some("10.0.0.0/16".parse().unwrap()), &[]).unwrap_err();
     assert!(overlap.to_string().contains("overlaps"), "{overlap}");
-    let next = docker_pool(&s, None).unwrap();
+    let next = docker_pool(&s, None, &[]).unwrap();
     assert_ne!(next, net);
+    // Offered to one `docker network create` and not made yet: taken for the next.
+    let after = docker_pool(&s, None, &[next]).unwrap();
+    assert_ne!(after, next);
+    let half = ipnet::Ipv4Net::new(next.network(), 25).unwrap();
+    let e = docker_pool(&s, Some(half), &[next]).unwrap_err();
+    assert!(e.to_string().contains("being made"), "{e}");
+    assert_eq!(docker_pool(&s, Some(next), &[next]).unwrap(), next);
     docker_net(&mut s, "cccccccc01", DOCKER_A, &next.to_string()).unwrap();
-    assert_ne!(docker_pool(&s, None).unwrap(), next);
+    assert_ne!(docker_pool(&s, None, &[]).unwrap(), next);
 }
 
 #[test]
