@@ -30,6 +30,8 @@ pub struct DockerPaths {
     pid: PathBuf,
     log: PathBuf,
     resolv: PathBuf,
+    /// The PID file of the process keeping the mount namespace.
+    holder: PathBuf,
     /// The directory dockerd sees as /run/docker/plugins (the agent's legacy plugin
     /// socket `shoal.sock` is in it).
     pub plugins: PathBuf,
@@ -47,6 +49,7 @@ impl DockerPaths {
             pid: paths.run.join(format!("{host}.docker.pid")),
             log: paths.run.join(format!("{host}.docker.log")),
             resolv: paths.run.join("resolv.conf"),
+            holder: paths.run.join(format!("{host}.mnt.pid")),
             plugins: paths.run.join(format!("{host}-plugins")),
             cgroup: format!("shoal-lab-{}-{host}", paths.name()),
         }
@@ -117,49 +120,17 @@ pub async fn start(paths: &LabPaths, host: &Host, lab: &super::Lab) -> anyhow::R
         .stderr(log);
     let ns = netns::open(&host.namespace)?;
     netns::command_in(&mut cmd, &ns, true)?;
-    let (root, run_docker, etc_resolv) = (c"/", c"/run/docker", c"/etc/resolv.conf");
-    let (tmpfs, resolv) = (c"tmpfs", c_path(&d.resolv)?);
-    let (plugins, run_plugins) = (c_path(&d.plugins)?, c"/run/docker/plugins");
-    fs::create_dir_all(&d.plugins)?;
-    // SAFETY: only async-signal-safe calls (unshare, mkdir, mount) between fork and exec.
+    // dockerd enters the host's lasting mount namespace, where the bind mounts of its
+    // containers' network namespaces survive a dockerd restart (live-restore).
+    let mnt = fs::File::open(format!("/proc/{}/ns/mnt", mount_holder(host, &d)?))?;
+    // SAFETY: only async-signal-safe calls (setns) between fork and exec.
     unsafe {
+        use std::os::fd::AsRawFd;
         use std::os::unix::process::CommandExt;
+        let fd = mnt.as_raw_fd();
         cmd.pre_exec(move || {
-            if libc::unshare(libc::CLONE_NEWNS) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let none = std::ptr::null();
-            let private = libc::MS_REC | libc::MS_PRIVATE;
-            if libc::mount(none, root.as_ptr(), none, private, std::ptr::null()) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::mkdir(run_docker.as_ptr(), 0o711);
-            if libc::mount(
-                tmpfs.as_ptr(),
-                run_docker.as_ptr(),
-                tmpfs.as_ptr(),
-                0,
-                std::ptr::null(),
-            ) != 0
-                || libc::mount(
-                    resolv.as_ptr(),
-                    etc_resolv.as_ptr(),
-                    none,
-                    libc::MS_BIND,
-                    std::ptr::null(),
-                ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::mkdir(run_plugins.as_ptr(), 0o700);
-            if libc::mount(
-                plugins.as_ptr(),
-                run_plugins.as_ptr(),
-                none,
-                libc::MS_BIND,
-                std::ptr::null(),
-            ) != 0
-            {
+            let _ = &mnt;
+            if libc::setns(fd, libc::CLONE_NEWNS) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -189,6 +160,82 @@ pub async fn start(paths: &LabPaths, host: &Host, lab: &super::Lab) -> anyhow::R
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The PID of the process that keeps `host`'s Docker mount namespace, started if it
+/// does not run: a `sleep` in a mount namespace of its own where `/run/docker` is a
+/// private tmpfs (with the lab's plugin directory at `/run/docker/plugins`) and
+/// `/etc/resolv.conf` is the lab's.
+fn mount_holder(host: &Host, d: &DockerPaths) -> anyhow::Result<i32> {
+    if let Some(pid) = fs::read_to_string(&d.holder)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+        .filter(|p| fs::metadata(format!("/proc/{p}")).is_ok())
+    {
+        return Ok(pid);
+    }
+    let mut cmd = Command::new("sleep");
+    cmd.arg("infinity")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    netns::command_in(&mut cmd, &netns::open(&host.namespace)?, true)?;
+    let (root, run_docker, etc_resolv) = (c"/", c"/run/docker", c"/etc/resolv.conf");
+    let (tmpfs, resolv) = (c"tmpfs", c_path(&d.resolv)?);
+    let (plugins, run_plugins) = (c_path(&d.plugins)?, c"/run/docker/plugins");
+    fs::create_dir_all(&d.plugins)?;
+    // SAFETY: only async-signal-safe calls (unshare, mkdir, mount) between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let none = std::ptr::null();
+            let private = libc::MS_REC | libc::MS_PRIVATE;
+            if libc::mount(none, root.as_ptr(), none, private, std::ptr::null()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::mkdir(run_docker.as_ptr(), 0o711);
+            let fs_tmpfs = tmpfs.as_ptr();
+            if libc::mount(fs_tmpfs, run_docker.as_ptr(), fs_tmpfs, 0, std::ptr::null()) != 0
+                || libc::mount(
+                    resolv.as_ptr(),
+                    etc_resolv.as_ptr(),
+                    none,
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::mkdir(run_plugins.as_ptr(), 0o700);
+            if libc::mount(
+                plugins.as_ptr(),
+                run_plugins.as_ptr(),
+                none,
+                libc::MS_BIND,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .context("cannot start the mount namespace holder")?;
+    let pid = child.id() as i32;
+    fs::write(&d.holder, pid.to_string())?;
+    // Its mounts are in place once it runs `sleep` (exec follows the set-up).
+    for _ in 0..200 {
+        if fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep") {
+            return Ok(pid);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    bail!("the mount namespace holder of {} did not start", host.name)
 }
 
 /// The PID of `host`'s dockerd, if it runs.
