@@ -3,6 +3,7 @@
 
 mod control;
 mod dns;
+mod docker;
 mod encrypted;
 mod ingress;
 mod mesh;
@@ -29,6 +30,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Mesh => mesh::run().await?,
         BenchKind::Dns => dns::run().await?,
         BenchKind::Ingress => ingress::run().await?,
+        BenchKind::Docker => docker::run().await?,
     };
     emit(&report, args.format)
 }

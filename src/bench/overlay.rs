@@ -29,9 +29,9 @@ const SAMPLES: usize = 3;
 
 /// Two namespaces and the server's address.
 pub(super) struct Pair {
-    client: PathBuf,
-    server: PathBuf,
-    server_ip: Ipv4Addr,
+    pub client: PathBuf,
+    pub server: PathBuf,
+    pub server_ip: Ipv4Addr,
 }
 
 fn path(ns: &str) -> PathBuf {

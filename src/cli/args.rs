@@ -421,6 +421,9 @@ pub enum BenchKind {
     Dns,
     /// HTTP through shoal's L7 proxy against HAProxy and nginx, proxy on one core.
     Ingress,
+    /// Docker containers on a shoal network across hosts, against shoal's sandboxes and
+    /// Docker's own overlay driver; `docker run` until a peer answers.
+    Docker,
 }
 
 /// `shoal network ...`.
