@@ -197,10 +197,13 @@ fn the_node_ruleset_with_the_routing_mesh_loads_into_the_kernel() {
         dns_intercept: vec!["198.18.0.250".parse().unwrap()],
     };
     let table = ruleset(&plan);
+    let bridge = shoal_dataplane::overlay::bridge_ruleset(&plan);
     let ns = netns::open(&name).unwrap();
     netns::run_in(&ns, move || {
         assert!(nft::ensure_table(&table, b"mesh").unwrap());
+        assert!(nft::ensure_table(&bridge, b"bridge").unwrap());
         assert!(nft::remove_table(&table.name, Family::Ip).unwrap());
+        assert!(nft::remove_table(&bridge.name, Family::Bridge).unwrap());
     })
     .unwrap();
 }

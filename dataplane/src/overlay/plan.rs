@@ -261,7 +261,35 @@ pub fn ruleset(plan: &NodePlan) -> Table {
     }
     mesh.extend(post);
     let post = mesh;
+    // The tunnel's own UDP packets, in and out, need no connection tracking either.
+    let vxlan_untracked = |hook| {
+        let mut e = m::l4proto(17);
+        e.extend(m::dport(plan.vxlan_port));
+        e.push(Expr::Notrack);
+        Chain {
+            name: format!(
+                "untracked-{}",
+                if hook == Hook::Output { "out" } else { "in" }
+            ),
+            base: Some(BaseChain {
+                hook,
+                kind: ChainType::Filter,
+                priority: -300,
+                accept: true,
+            }),
+            rules: if plan.networks.is_empty() || plan.vxlan_port == 0 {
+                Vec::new()
+            } else {
+                vec![Rule {
+                    exprs: e,
+                    comment: "VXLAN between nodes is not tracked".into(),
+                }]
+            },
+        }
+    };
     let mut chains = vec![
+        vxlan_untracked(Hook::Prerouting),
+        vxlan_untracked(Hook::Output),
         Chain {
             name: "publish".into(),
             base: base(Hook::Prerouting, ChainType::Nat, -100),
@@ -407,11 +435,30 @@ fn published_chains(plan: &NodePlan) -> (Vec<Rule>, Vec<Rule>, Vec<Chain>) {
     (arriving, local, chains)
 }
 
-/// The bridge-family rules for the nodes' own addresses ([`NodeAddr`]): frames for the
-/// node MAC go up to the host, frames from the node address carry the node MAC.
+/// The bridge-family rules: frames for a node's own address ([`NodeAddr`]) go up to
+/// the host, frames from it carry the node MAC; and frames bridged between endpoints
+/// (on shoal's ports, for no gateway or node MAC) are not tracked by conntrack, which
+/// `br_netfilter` would otherwise do for every one of them once NAT is in use here.
 pub fn bridge_ruleset(plan: &NodePlan) -> Table {
     let mut pre = Vec::new();
     let mut out = Vec::new();
+    let mut untracked = Vec::new();
+    if !plan.networks.is_empty() {
+        let mut bridged = m::iifname(CmpOp::Eq, &format!("{PREFIX}*"));
+        let routed: std::collections::BTreeSet<[u8; 6]> = plan
+            .networks
+            .iter()
+            .flat_map(|n| std::iter::once(n.gateway_mac).chain(n.node_addr.map(|a| a.mac)))
+            .collect();
+        for mac in routed {
+            bridged.extend(ether_daddr_not(mac));
+        }
+        bridged.push(Expr::Notrack);
+        untracked.push(Rule {
+            exprs: bridged,
+            comment: "frames bridged between endpoints need no connection tracking".into(),
+        });
+    }
     for n in &plan.networks {
         let Some(addr) = n.node_addr else { continue };
         let mut up = m::ether_addr(true, addr.mac);
@@ -442,6 +489,16 @@ pub fn bridge_ruleset(plan: &NodePlan) -> Table {
         family: Family::Bridge,
         chains: vec![
             Chain {
+                name: "untracked".into(),
+                base: Some(BaseChain {
+                    hook: Hook::Prerouting,
+                    kind: ChainType::Filter,
+                    priority: -300,
+                    accept: true,
+                }),
+                rules: untracked,
+            },
+            Chain {
                 name: "prerouting".into(),
                 base: base(Hook::Prerouting),
                 rules: pre,
@@ -453,6 +510,15 @@ pub fn bridge_ruleset(plan: &NodePlan) -> Table {
             },
         ],
     }
+}
+
+/// `ether daddr != MAC`.
+fn ether_daddr_not(mac: [u8; 6]) -> Vec<Expr> {
+    let mut e = m::ether_addr(true, mac);
+    if let Some(Expr::Cmp { op, .. }) = e.last_mut() {
+        *op = CmpOp::Neq;
+    }
+    e
 }
 
 /// `udp dport PORT @th,96,24 VNI counter drop`: VXLAN in the clear for network `vni`.
@@ -669,8 +735,8 @@ mod tests {
     fn the_bridge_table_lifts_frames_for_the_node_mac_and_stamps_its_own() {
         let t = bridge_ruleset(&mesh_plan());
         assert_eq!(t.family, Family::Bridge);
-        let pre = &t.chains[0].rules;
-        let out = &t.chains[1].rules;
+        let chain = |name: &str| &t.chains.iter().find(|c| c.name == name).unwrap().rules;
+        let (pre, out) = (chain("prerouting"), chain("output"));
         assert_eq!((pre.len(), out.len()), (1, 1));
         let mut up = m::ether_addr(true, [2, 0x42, 10, 0, 0, 9]);
         up.extend(m::set_ether_addr(true, [2, 0x42, 10, 0, 0, 1]));
@@ -681,6 +747,33 @@ mod tests {
             .ends_with(&m::set_ether_addr(false, [2, 0x42, 10, 0, 0, 9])));
         let none = bridge_ruleset(&NodePlan::default());
         assert!(none.chains.iter().all(|c| c.rules.is_empty()));
+    }
+
+    /// With br_netfilter loaded, every bridged frame would be tracked once the node uses
+    /// NAT; only frames for a gateway or node MAC (routed, maybe NATed) need it.
+    #[test]
+    fn frames_bridged_between_endpoints_are_not_tracked() {
+        let t = bridge_ruleset(&mesh_plan());
+        let untracked = t.chains.iter().find(|c| c.name == "untracked").unwrap();
+        assert_eq!(untracked.base.as_ref().map(|b| b.priority), Some(-300));
+        let rule = &untracked.rules[0].exprs;
+        assert!(rule.starts_with(&m::iifname(CmpOp::Eq, "shl-*")));
+        assert_eq!(rule.last(), Some(&Expr::Notrack));
+        for mac in [[2, 0x42, 10, 0, 0, 1], [2, 0x42, 10, 0, 0, 9]] {
+            let not = ether_daddr_not(mac);
+            assert_eq!(
+                rule.windows(not.len())
+                    .filter(|w| *w == not.as_slice())
+                    .count(),
+                1,
+                "{mac:?} once"
+            );
+        }
+        let mut plan = mesh_plan();
+        plan.vxlan_port = 4789;
+        let ip = ruleset(&plan);
+        let vxlan = ip.chains.iter().find(|c| c.name == "untracked-in").unwrap();
+        assert!(vxlan.rules[0].exprs.contains(&Expr::Notrack));
     }
 
     #[test]
