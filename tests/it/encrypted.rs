@@ -5,21 +5,18 @@
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use boringtun::noise::{Tunn, TunnResult};
 use serde_json::Value;
 use shoal_dataplane::wg::keys::{public_from_base64, KeyPair};
-use shoal_tests::{exec_in, ip_of, privileged, spawn_in, wait_until, Lab, Sandbox};
+use shoal_tests::net::at;
+use shoal_tests::{exec_in, ip_of, privileged, spawn_in, wait_until, Capture, Lab, Sandbox};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shoal");
 const WG_PORT: u16 = 51820;
 const MARKER: &[u8] = b"SHOAL-CANARY-7f3a9c-THIS-MUST-NEVER-BE-SEEN-ON-THE-WIRE\n";
-
-fn at(ip: &str, port: u16) -> SocketAddr {
-    format!("{ip}:{port}").parse().unwrap()
-}
 
 /// Attaches `sb` on `host` to `network`, waiting for the node's key to be announced;
 /// returns the sandbox's address.
@@ -127,71 +124,9 @@ fn public_key(lab: &Lab, host: &str) -> String {
         .to_string()
 }
 
-/// A tcpdump on the underlay bridge, writing to a file until dropped.
-struct Capture {
-    child: Child,
-    file: Option<tempfile::TempPath>,
-}
-
-impl Capture {
-    fn start(lab: &Lab) -> Capture {
-        let file = tempfile::Builder::new()
-            .suffix(".pcap")
-            .tempfile()
-            .unwrap()
-            .into_temp_path();
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &format!("shl-{}-ul", lab.name)])
-            .args([
-                "tcpdump",
-                "-Z",
-                "root",
-                "--immediate-mode",
-                "-i",
-                "br0",
-                "-U",
-                "-n",
-                "-w",
-            ])
-            .arg(&*file)
-            .arg("udp")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("tcpdump (install it: apt-get install tcpdump)");
-        // tcpdump says "listening on br0" once its socket is open.
-        let mut stderr = child.stderr.take().unwrap();
-        let mut seen = Vec::new();
-        let mut byte = [0u8; 1];
-        while !String::from_utf8_lossy(&seen).contains("listening on") {
-            use std::io::Read;
-            match stderr.read(&mut byte) {
-                Ok(1) => seen.push(byte[0]),
-                _ => panic!("tcpdump failed: {}", String::from_utf8_lossy(&seen)),
-            }
-        }
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        Capture {
-            child,
-            file: Some(file),
-        }
-    }
-
-    /// Stops the capture and returns the file's bytes.
-    fn stop(mut self) -> (Vec<u8>, tempfile::TempPath) {
-        std::thread::sleep(Duration::from_millis(300));
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let _ = self.child.wait();
-        let file = self.file.take().unwrap();
-        (std::fs::read(&file).unwrap(), file)
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// UDP on the lab's underlay bridge.
+fn underlay_capture(lab: &Lab) -> Capture {
+    Capture::start(&format!("shl-{}-ul", lab.name), "br0", &["udp"])
 }
 
 /// How many packets of the capture match the tshark display filter.
@@ -257,33 +192,35 @@ fn encrypted_traffic_crosses_the_underlay_only_inside_wireguard() {
     assert_eq!((bytes, got), (100 << 20, sent));
 
     // On the underlay: WireGuard only, and the marker nowhere.
-    let capture = Capture::start(&lab);
+    let mut capture = underlay_capture(&lab);
     send_marker(&sbs[0], &sbs[1], at(&ips[1], 5002));
-    let (pcap, file) = capture.stop();
+    let pcap = capture.stop();
+    let file = capture.path();
     assert!(
         !contains(&pcap, MARKER),
         "the marker crossed the underlay in the clear"
     );
-    let wg = tshark_count(&file, "wg");
+    let wg = tshark_count(file, "wg");
     assert!(wg > 20, "expected WireGuard packets, saw {wg}");
     assert_eq!(
-        tshark_count(&file, "wg.type == 4"),
-        tshark_count(&file, &format!("udp.port == {WG_PORT} && wg.type == 4"))
+        tshark_count(file, "wg.type == 4"),
+        tshark_count(file, &format!("udp.port == {WG_PORT} && wg.type == 4"))
     );
     assert_eq!(
-        tshark_count(&file, "udp && !wg"),
+        tshark_count(file, "udp && !wg"),
         0,
         "non-WireGuard UDP on the underlay"
     );
-    assert_eq!(tshark_count(&file, "vxlan"), 0);
+    assert_eq!(tshark_count(file, "vxlan"), 0);
 
     // The same transfer on a plain network is VXLAN, and the marker shows.
-    let capture = Capture::start(&lab);
+    let mut capture = underlay_capture(&lab);
     send_marker(&sbs[0], &sbs[1], at(&plain[1], 5003));
-    let (pcap, file) = capture.stop();
+    let pcap = capture.stop();
+    let file = capture.path();
     assert!(contains(&pcap, MARKER));
-    assert!(tshark_count(&file, "vxlan") > 20);
-    assert_eq!(tshark_count(&file, "wg.type == 4"), 0);
+    assert!(tshark_count(file, "vxlan") > 20);
+    assert_eq!(tshark_count(file, "wg.type == 4"), 0);
 
     // Cleartext VXLAN for the encrypted network's VNI is refused by the nodes.
     let vni = lab.json("n1", &["network", "inspect", "sec"])["vni"]
@@ -293,7 +230,7 @@ fn encrypted_traffic_crosses_the_underlay_only_inside_wireguard() {
     frame.extend_from_slice(&((vni as u32) << 8).to_be_bytes());
     frame.extend_from_slice(&[0xff; 14]);
     frame.extend_from_slice(MARKER);
-    let capture = Capture::start(&lab);
+    let mut capture = underlay_capture(&lab);
     let client = lab.host_ns("client");
     let to = at(&lab.ip("n1"), 4789);
     spawn_in(&client, move || {
@@ -304,9 +241,10 @@ fn encrypted_traffic_crosses_the_underlay_only_inside_wireguard() {
     })
     .join()
     .unwrap();
-    let (_, file) = capture.stop();
+    capture.stop();
+    let file = capture.path();
     // Only the five injected frames: nothing was forwarded or answered.
-    assert_eq!(tshark_count(&file, "vxlan"), 5);
+    assert_eq!(tshark_count(file, "vxlan"), 5);
     let nft = exec_in(&lab.host_ns("n1"), &["nft", "list", "table", "ip", "shoal"]).stdout;
     let rule = nft
         .lines()

@@ -142,14 +142,16 @@ fn networks_are_isolated_internal_ones_have_no_egress_and_a_sandbox_on_both_reac
     // underlay address); the internal one does not.
     let client = lab.ip("client");
     let client_ns = lab.host_ns("client");
+    let (ready, listening) = std::sync::mpsc::channel();
     let sink = shoal_tests::spawn_in(&client_ns, {
         let a = addr(&client, 6001);
         move || {
             let l = std::net::TcpListener::bind(a).unwrap();
+            ready.send(()).unwrap();
             l.accept().map(|(_, peer)| peer).unwrap()
         }
     });
-    std::thread::sleep(Duration::from_millis(100));
+    listening.recv().expect("the client's listener");
     assert!(r1.can_connect(addr(&client, 6001), Duration::from_secs(3)));
     assert_eq!(
         sink.join().unwrap().ip().to_string(),

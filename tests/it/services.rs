@@ -5,35 +5,16 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use serde_json::Value;
 use shoal_tests::net::{
-    dns_query, fake_upstream, http_get, parse_answer, resolve, udp_exchange, udp_exchange_within,
+    at, dns_query, http_get, parse_answer, resolve, udp_exchange, udp_exchange_within,
 };
 use shoal_tests::{privileged, wait_until, Lab};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shoal");
 
-fn at(ip: &str, port: u16) -> SocketAddr {
-    format!("{ip}:{port}").parse().unwrap()
-}
-
-fn create(lab: &Lab, args: &[&str], command: &[&str]) {
-    let mut full = vec!["service", "create"];
-    full.extend(args);
-    full.push("--");
-    full.extend(command);
-    lab.ok("n1", &full);
-}
-
-fn tasks(lab: &Lab, service: &str) -> Vec<Value> {
-    lab.json("n1", &["service", "ps", service])
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
 fn running_on(lab: &Lab, service: &str) -> Vec<String> {
-    let mut nodes: Vec<String> = tasks(lab, service)
+    let mut nodes: Vec<String> = lab
+        .tasks(service)
         .iter()
         .filter(|t| t["state"] == "running")
         .map(|t| t["node"].as_str().unwrap_or_default().to_string())
@@ -65,8 +46,7 @@ fn published_port_answers_on_every_node_through_scale_node_loss_and_drain() {
     }
     let lab = Lab::up(BIN, 3, 1);
     lab.ok("n1", &["network", "create", "web"]);
-    create(
-        &lab,
+    lab.create_service(
         &[
             "--name",
             "www",
@@ -163,8 +143,7 @@ fn a_port_published_from_an_encrypted_network_answers_on_every_node() {
     // the WireGuard data path as it does over kernel VXLAN.
     let lab = Lab::up(BIN, 3, 1);
     lab.ok("n1", &["network", "create", "sec", "--opt", "encrypted"]);
-    create(
-        &lab,
+    lab.create_service(
         &[
             "--name",
             "vault",
@@ -187,13 +166,7 @@ fn service_names_vips_and_task_names_resolve_only_on_their_networks() {
     if !privileged("service_names_vips_and_task_names_resolve_only_on_their_networks") {
         return;
     }
-    let lab = Lab::up_with(BIN, 2, 1, &["--dns-upstream", "198.18.0.250:53"]);
-    fake_upstream(
-        &lab.host_ns("client"),
-        at("198.18.0.250", 53),
-        "example.test",
-        Ipv4Addr::new(192, 0, 2, 7),
-    );
+    let lab = Lab::up_with_upstream(BIN, 2, 1, &[]);
     lab.ok(
         "n1",
         &[
@@ -216,8 +189,7 @@ fn service_names_vips_and_task_names_resolve_only_on_their_networks() {
             "back",
         ],
     );
-    create(
-        &lab,
+    lab.create_service(
         &["--name", "api", "--network", "front", "--replicas", "2"],
         &[BIN, "tool", "http", "--port", "80"],
     );
@@ -247,7 +219,8 @@ fn service_names_vips_and_task_names_resolve_only_on_their_networks() {
         .parse()
         .unwrap();
     let task_ips: Vec<Ipv4Addr> = {
-        let mut v: Vec<Ipv4Addr> = tasks(&lab, "api")
+        let mut v: Vec<Ipv4Addr> = lab
+            .tasks("api")
             .iter()
             .map(|t| t["addresses"]["front"].as_str().unwrap().parse().unwrap())
             .collect();
@@ -354,8 +327,7 @@ fn udp_published_ports_work_and_host_mode_answers_only_where_a_task_runs() {
     }
     let lab = Lab::up(BIN, 3, 1);
     lab.ok("n1", &["network", "create", "apps"]);
-    create(
-        &lab,
+    lab.create_service(
         &[
             "--name",
             "echo",
@@ -366,8 +338,7 @@ fn udp_published_ports_work_and_host_mode_answers_only_where_a_task_runs() {
         ],
         &[BIN, "tool", "udp-echo", "--port", "5353"],
     );
-    create(
-        &lab,
+    lab.create_service(
         &[
             "--name",
             "local",
@@ -419,8 +390,7 @@ fn bad_service_requests_are_refused_clearly() {
     }
     let lab = Lab::up(BIN, 1, 1);
     lab.ok("n1", &["network", "create", "net"]);
-    create(
-        &lab,
+    lab.create_service(
         &["--name", "a", "--network", "net", "--publish", "8080:80"],
         &[BIN, "tool", "http"],
     );
@@ -506,8 +476,7 @@ fn bad_service_requests_are_refused_clearly() {
     refused(&["service", "scale", "nope=2"], "no such service: nope");
     refused(&["service", "scale", "a=many"], "must be a number");
     refused(&["service", "rm", "nope"], "no such service: nope");
-    create(
-        &lab,
+    lab.create_service(
         &["--name", "g", "--mode", "global"],
         &[BIN, "tool", "http", "--port", "81"],
     );

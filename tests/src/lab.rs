@@ -59,6 +59,22 @@ impl Lab {
         Self::up_with(bin, nodes, managers, &[])
     }
 
+    /// Like [`up_with`](Self::up_with), with the hosts' DNS forwarded to a resolver on
+    /// the client host ([`UPSTREAM`](crate::net::UPSTREAM)) that knows `example.test`
+    /// as 192.0.2.7 ([`fake_upstream`](crate::net::fake_upstream)).
+    pub fn up_with_upstream(bin: &str, nodes: usize, managers: usize, extra: &[&str]) -> Lab {
+        let mut args = vec!["--dns-upstream", crate::net::UPSTREAM];
+        args.extend(extra);
+        let lab = Self::up_with(bin, nodes, managers, &args);
+        crate::net::fake_upstream(
+            &lab.host_ns("client"),
+            crate::net::at("198.18.0.250", 53),
+            "example.test",
+            std::net::Ipv4Addr::new(192, 0, 2, 7),
+        );
+        lab
+    }
+
     /// Like [`up`](Self::up), with more `shoal lab up` arguments.
     pub fn up_with(bin: &str, nodes: usize, managers: usize, extra: &[&str]) -> Lab {
         let name = Self::unique_name();
@@ -164,6 +180,23 @@ impl Lab {
         full.extend(["--format", "json"]);
         let out = self.ok(host, &full);
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+    }
+
+    /// `shoal service create ARGS -- COMMAND` on n1.
+    pub fn create_service(&self, args: &[&str], command: &[&str]) {
+        let mut full = vec!["service", "create"];
+        full.extend(args);
+        full.push("--");
+        full.extend(command);
+        self.ok("n1", &full);
+    }
+
+    /// `shoal service ps SERVICE` on n1, as JSON tasks.
+    pub fn tasks(&self, service: &str) -> Vec<Value> {
+        self.json("n1", &["service", "ps", service])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Runs a program inside `host`'s namespace.

@@ -8,11 +8,13 @@
 //! Privileged tests call [`privileged`] first: without root they fail with a clear
 //! message, or are reported as skipped when `SHOAL_SKIP_PRIVILEGED=1`.
 
+mod capture;
 mod lab;
 pub mod net;
 mod sandbox;
 mod wait;
 
+pub use capture::Capture;
 pub use lab::{Lab, Output};
 pub use sandbox::{exec_in, spawn_in, Sandbox};
 pub use wait::wait_until;

@@ -161,6 +161,9 @@ pub fn resolve(ns: &str, server: Ipv4Addr, name: &str, qtype: u16) -> Option<Dns
     parse_answer(&reply)
 }
 
+/// Where [`Lab::up_with_upstream`](crate::Lab::up_with_upstream) labs forward DNS.
+pub const UPSTREAM: &str = "198.18.0.250:53";
+
 /// A resolver inside namespace `ns` on `addr` that answers `name` with `ip` and
 /// NXDOMAIN to anything else; it runs until the test process ends.
 pub fn fake_upstream(ns: &str, addr: SocketAddr, name: &'static str, ip: Ipv4Addr) {
@@ -211,4 +214,11 @@ pub fn fake_upstream(ns: &str, addr: SocketAddr, name: &'static str, ip: Ipv4Add
     ready_rx
         .recv_timeout(Duration::from_secs(5))
         .expect("fake upstream listening");
+}
+
+/// `IP:PORT` as a socket address.
+pub fn at(ip: &str, port: u16) -> SocketAddr {
+    format!("{ip}:{port}")
+        .parse()
+        .unwrap_or_else(|_| panic!("{ip}:{port} is not a socket address"))
 }

@@ -14,13 +14,15 @@ mod apply;
 mod diff;
 mod observe;
 mod plan;
+mod rules;
 mod sandbox;
 
 pub use apply::{apply, ensure_forwarding, local_ipv4, Outcome};
 pub use diff::{diff, Change};
 pub use observe::{observe, Link, LinkKind, Observed};
 pub use plan::{
-    bridge_name, bridge_ruleset, digest, peer_ifname, ruleset, EndpointPlan, NetworkPlan, NodeAddr,
-    NodePlan, Remote, MESH_MARK, NFT_TABLE, PREFIX,
+    bridge_name, peer_ifname, EndpointPlan, NetworkPlan, NodeAddr, NodePlan, Remote, MESH_MARK,
+    NFT_TABLE, PREFIX,
 };
+pub use rules::{bridge_ruleset, digest, ruleset};
 pub use sandbox::{remove_stale_resolv_confs, write_resolv_conf, ResolvConf, SandboxError};

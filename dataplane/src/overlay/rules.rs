@@ -1,0 +1,608 @@
+//! The nftables tables a [`NodePlan`] needs: the node's (egress, isolation, the
+//! routing mesh's published ports, DNS interception) and the bridge family's.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use super::plan::{NodePlan, MESH_MARK, NFT_TABLE, PREFIX};
+use crate::nft::{
+    m, BaseChain, Chain, ChainType, CmpOp, Expr, Family, Hook, PayloadBase, Rule, Table, Verdict,
+};
+
+/// The nftables rules the plan needs: masquerade for egress, isolation between
+/// networks, and no way out of (or into) internal networks.
+pub fn ruleset(plan: &NodePlan) -> Table {
+    let mut forward = Vec::new();
+    let mut input = Vec::new();
+    let mut post = Vec::new();
+    for n in &plan.networks {
+        let br = n.bridge();
+        if n.encrypted {
+            input.push(Rule {
+                exprs: cleartext_vxlan(plan.vxlan_port, n.vni),
+                comment: format!("{}: encrypted, cleartext VXLAN refused", n.name),
+            });
+        }
+        let mut isolate = m::iifname(CmpOp::Eq, &br);
+        isolate.extend(m::oifname(CmpOp::Eq, &format!("{PREFIX}b*")));
+        isolate.extend(m::oifname(CmpOp::Neq, &br));
+        isolate.extend(m::verdict(Verdict::Drop));
+        forward.push(Rule {
+            exprs: isolate,
+            comment: format!("{}: isolated from other networks", n.name),
+        });
+        if n.internal {
+            let mut out = m::iifname(CmpOp::Eq, &br);
+            out.extend(m::oifname(CmpOp::Neq, &br));
+            out.extend(m::verdict(Verdict::Drop));
+            forward.push(Rule {
+                exprs: out,
+                comment: format!("{}: internal, no egress", n.name),
+            });
+            let mut inbound = m::oifname(CmpOp::Eq, &br);
+            inbound.extend(m::iifname(CmpOp::Neq, &br));
+            inbound.extend(m::verdict(Verdict::Drop));
+            forward.push(Rule {
+                exprs: inbound,
+                comment: format!("{}: internal, no ingress", n.name),
+            });
+            let mut host = m::iifname(CmpOp::Eq, &br);
+            host.extend(m::ip_addr(true, CmpOp::Neq, n.gateway, 32));
+            host.extend(m::verdict(Verdict::Drop));
+            input.push(Rule {
+                exprs: host,
+                comment: format!("{}: internal, only the gateway", n.name),
+            });
+        } else {
+            let mut masq = m::ip_addr(false, CmpOp::Eq, n.subnet.network(), n.subnet.prefix_len());
+            masq.extend(m::oifname(CmpOp::Neq, &br));
+            masq.push(Expr::Masquerade);
+            post.push(Rule {
+                exprs: masq,
+                comment: format!("{}: egress", n.name),
+            });
+        }
+    }
+    let base = |hook, kind, priority| {
+        Some(BaseChain {
+            hook,
+            kind,
+            priority,
+            accept: true,
+        })
+    };
+    let (publish, publish_local, port_chains) = published_chains(plan);
+    let mut mesh = Vec::new();
+    for n in &plan.networks {
+        let Some(addr) = n.node_addr else { continue };
+        let mut snat = m::mark_bits(MESH_MARK);
+        snat.extend(m::oifname(CmpOp::Eq, &n.bridge()));
+        snat.extend(m::snat(addr.ip));
+        mesh.push(Rule {
+            exprs: snat,
+            comment: format!("{}: routing mesh, answers come back to this node", n.name),
+        });
+    }
+    mesh.extend(post);
+    let post = mesh;
+    // The tunnel's own UDP packets, in and out, need no connection tracking either.
+    let vxlan_untracked = |hook| {
+        let mut e = m::l4proto(17);
+        e.extend(m::dport(plan.vxlan_port));
+        e.push(Expr::Notrack);
+        Chain {
+            name: format!(
+                "untracked-{}",
+                if hook == Hook::Output { "out" } else { "in" }
+            ),
+            base: Some(BaseChain {
+                hook,
+                kind: ChainType::Filter,
+                priority: -300,
+                accept: true,
+            }),
+            rules: if plan.networks.is_empty() || plan.vxlan_port == 0 {
+                Vec::new()
+            } else {
+                vec![Rule {
+                    exprs: e,
+                    comment: "VXLAN between nodes is not tracked".into(),
+                }]
+            },
+        }
+    };
+    let mut chains = vec![
+        vxlan_untracked(Hook::Prerouting),
+        vxlan_untracked(Hook::Output),
+        Chain {
+            name: "publish".into(),
+            base: base(Hook::Prerouting, ChainType::Nat, -100),
+            rules: publish,
+        },
+        Chain {
+            name: "publish-local".into(),
+            base: base(Hook::Output, ChainType::Nat, -100),
+            rules: publish_local,
+        },
+    ];
+    chains.extend(port_chains);
+    chains.extend([
+        Chain {
+            name: "forward".into(),
+            base: base(Hook::Forward, ChainType::Filter, 0),
+            rules: forward,
+        },
+        Chain {
+            name: "input".into(),
+            base: base(Hook::Input, ChainType::Filter, 0),
+            rules: input,
+        },
+        Chain {
+            name: "postrouting".into(),
+            base: base(Hook::Postrouting, ChainType::Nat, 100),
+            rules: post,
+        },
+    ]);
+    Table {
+        name: NFT_TABLE.into(),
+        family: Family::Ip,
+        chains,
+    }
+}
+
+/// The routing mesh's chains. A published port answers on every address of the node,
+/// as Docker's does (`-m addrtype --dst-type LOCAL`): arriving connections in
+/// `publish` (prerouting), the node's own in `publish-local` (output; 127.0.0.0/8 is
+/// left to the agent's loopback listener, since NAT cannot take a loopback source
+/// off the host without `route_localnet`). Both jump to one chain per port that marks
+/// mesh connections and spreads them over the tasks. DNS on a network's gateway
+/// (port 53) is never taken, whatever is published.
+fn published_chains(plan: &NodePlan) -> (Vec<Rule>, Vec<Rule>, Vec<Chain>) {
+    let mut keep_dns = Vec::new();
+    let mut intercept = Vec::new();
+    for n in &plan.networks {
+        for up in &plan.dns_intercept {
+            let mut to = m::iifname(CmpOp::Eq, &n.bridge());
+            to.extend(m::ip_addr(true, CmpOp::Eq, *up, 32));
+            to.extend(m::dport(53));
+            to.push(Expr::Immediate {
+                dreg: 2,
+                data: n.gateway.octets().to_vec(),
+            });
+            to.push(Expr::Dnat {
+                addr_reg: 2,
+                port_reg: None,
+            });
+            intercept.push(Rule {
+                exprs: to,
+                comment: format!(
+                    "{}: DNS to {up} is answered by the network's resolver",
+                    n.name
+                ),
+            });
+        }
+        let mut dns = m::ip_addr(true, CmpOp::Eq, n.gateway, 32);
+        dns.extend(m::dport(53));
+        dns.extend(m::verdict(Verdict::Accept));
+        keep_dns.push(Rule {
+            exprs: dns,
+            comment: format!("{}: DNS on the gateway stays DNS", n.name),
+        });
+    }
+    /// What is published on one port, over the services that publish it.
+    #[derive(Default)]
+    struct Port<'p> {
+        services: Vec<&'p str>,
+        backends: Vec<(Ipv4Addr, Option<u16>)>,
+        mesh: bool,
+    }
+    let mut ports: BTreeMap<(u8, u16), Port<'_>> = BTreeMap::new();
+    for p in &plan.published {
+        let entry = ports.entry((p.protocol, p.port)).or_default();
+        entry.services.push(&p.service);
+        entry
+            .backends
+            .extend(p.backends.iter().map(|(ip, port)| (*ip, Some(*port))));
+        entry.mesh |= p.mesh;
+    }
+    intercept.extend(keep_dns.iter().cloned());
+    let (mut arriving, mut local) = (intercept, keep_dns);
+    let mut chains = Vec::new();
+    for (
+        (protocol, port),
+        Port {
+            services,
+            backends,
+            mesh,
+        },
+    ) in ports
+    {
+        let name = format!("pub-{protocol}-{port}");
+        let mut matching = m::l4proto(protocol);
+        matching.extend(m::dport(port));
+        let comment = format!("{}: published {port}", services.join(","));
+        // Most connections come to the node's underlay address: matched first without
+        // a route lookup; any other local address after one.
+        if let Some(local) = plan.local_ip {
+            let mut fast = m::ip_addr(true, CmpOp::Eq, local, 32);
+            fast.extend(matching.iter().cloned());
+            fast.extend(m::verdict(Verdict::Jump(name.clone())));
+            arriving.push(Rule {
+                exprs: fast,
+                comment: comment.clone(),
+            });
+        }
+        matching.extend(m::daddr_local());
+        let mut jump = matching.clone();
+        jump.extend(m::verdict(Verdict::Jump(name.clone())));
+        arriving.push(Rule {
+            exprs: jump.clone(),
+            comment: comment.clone(),
+        });
+        let mut own = m::ip_addr(true, CmpOp::Neq, Ipv4Addr::new(127, 0, 0, 0), 8);
+        own.extend(jump);
+        local.push(Rule {
+            exprs: own,
+            comment: comment.clone(),
+        });
+        let mark = if mesh {
+            m::set_mark_bits(MESH_MARK)
+        } else {
+            Vec::new()
+        };
+        chains.push(Chain {
+            name,
+            base: None,
+            rules: crate::lb::spread(&mark, &backends, &comment),
+        });
+    }
+    (arriving, local, chains)
+}
+
+/// The bridge-family rules: frames for a node's own address ([`NodeAddr`]) go up to
+/// the host, frames from it carry the node MAC; and frames bridged between endpoints
+/// (on shoal's ports, for no gateway or node MAC) are not tracked by conntrack, which
+/// `br_netfilter` would otherwise do for every one of them once NAT is in use here.
+pub fn bridge_ruleset(plan: &NodePlan) -> Table {
+    let mut pre = Vec::new();
+    let mut out = Vec::new();
+    let mut untracked = Vec::new();
+    if !plan.networks.is_empty() {
+        let mut bridged = m::iifname(CmpOp::Eq, &format!("{PREFIX}*"));
+        let routed: std::collections::BTreeSet<[u8; 6]> = plan
+            .networks
+            .iter()
+            .flat_map(|n| std::iter::once(n.gateway_mac).chain(n.node_addr.map(|a| a.mac)))
+            .collect();
+        for mac in routed {
+            bridged.extend(ether_daddr_not(mac));
+        }
+        bridged.push(Expr::Notrack);
+        untracked.push(Rule {
+            exprs: bridged,
+            comment: "frames bridged between endpoints need no connection tracking".into(),
+        });
+    }
+    for n in &plan.networks {
+        let Some(addr) = n.node_addr else { continue };
+        let mut up = m::ether_addr(true, addr.mac);
+        up.extend(m::set_ether_addr(true, n.gateway_mac));
+        up.extend(m::set_pkttype_host());
+        pre.push(Rule {
+            exprs: up,
+            comment: format!("{}: frames for this node's address go up", n.name),
+        });
+        let mut own = m::ether_type(0x0800);
+        own.extend(m::ip_addr(false, CmpOp::Eq, addr.ip, 32));
+        own.extend(m::set_ether_addr(false, addr.mac));
+        out.push(Rule {
+            exprs: own,
+            comment: format!("{}: this node's address has its own MAC", n.name),
+        });
+    }
+    let base = |hook| {
+        Some(BaseChain {
+            hook,
+            kind: ChainType::Filter,
+            priority: 0,
+            accept: true,
+        })
+    };
+    Table {
+        name: NFT_TABLE.into(),
+        family: Family::Bridge,
+        chains: vec![
+            Chain {
+                name: "untracked".into(),
+                base: Some(BaseChain {
+                    hook: Hook::Prerouting,
+                    kind: ChainType::Filter,
+                    priority: -300,
+                    accept: true,
+                }),
+                rules: untracked,
+            },
+            Chain {
+                name: "prerouting".into(),
+                base: base(Hook::Prerouting),
+                rules: pre,
+            },
+            Chain {
+                name: "output".into(),
+                base: base(Hook::Output),
+                rules: out,
+            },
+        ],
+    }
+}
+
+/// `ether daddr != MAC`.
+fn ether_daddr_not(mac: [u8; 6]) -> Vec<Expr> {
+    let mut e = m::ether_addr(true, mac);
+    if let Some(Expr::Cmp { op, .. }) = e.last_mut() {
+        *op = CmpOp::Neq;
+    }
+    e
+}
+
+/// `udp dport PORT @th,96,24 VNI counter drop`: VXLAN in the clear for network `vni`.
+fn cleartext_vxlan(port: u16, vni: u32) -> Vec<Expr> {
+    let mut exprs = m::l4proto(17);
+    exprs.extend(m::dport(port));
+    exprs.push(Expr::Payload {
+        base: PayloadBase::Transport,
+        offset: 12,
+        len: 3,
+        dreg: 1,
+    });
+    exprs.push(Expr::Cmp {
+        sreg: 1,
+        op: CmpOp::Eq,
+        data: vni.to_be_bytes()[1..].to_vec(),
+    });
+    exprs.push(Expr::Counter);
+    exprs.extend(m::verdict(Verdict::Drop));
+    exprs
+}
+
+/// A short digest of a table, stored with it in the kernel to skip needless replaces.
+pub fn digest(table: &Table) -> Vec<u8> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    table.hash(&mut h);
+    format!("shoal:{:016x}", h.finish()).into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::overlay::plan::{sample_network as net, NodeAddr};
+
+    fn mesh_plan() -> NodePlan {
+        let mut n = net(4096, false);
+        n.node_addr = Some(NodeAddr {
+            ip: "10.0.0.9".parse().unwrap(),
+            mac: [2, 0x42, 10, 0, 0, 9],
+        });
+        NodePlan {
+            local_ip: Some("198.18.0.1".parse().unwrap()),
+            networks: vec![n, net(4097, false)],
+            published: vec![
+                crate::lb::Published {
+                    service: "web".into(),
+                    protocol: 17,
+                    port: 8053,
+                    backends: vec![("10.0.0.5".parse().unwrap(), 53)],
+                    mesh: true,
+                },
+                crate::lb::Published {
+                    service: "local".into(),
+                    protocol: 6,
+                    port: 8080,
+                    backends: vec![("10.0.0.6".parse().unwrap(), 80)],
+                    mesh: false,
+                },
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn mesh_ports_are_marked_and_leave_source_natted_to_the_node_address() {
+        let t = ruleset(&mesh_plan());
+        let chain = |name: &str| t.chains.iter().find(|c| c.name == name).unwrap();
+        let mark = m::set_mark_bits(MESH_MARK);
+        let marked = |r: &Rule| r.exprs.windows(mark.len()).any(|w| w == mark.as_slice());
+        let mesh = &chain("pub-17-8053").rules;
+        let host = &chain("pub-6-8080").rules;
+        assert_eq!((mesh.len(), host.len()), (1, 1));
+        assert!(marked(&mesh[0]), "the mesh port is marked");
+        assert!(!marked(&host[0]), "host mode is not");
+        assert!(mesh[0].exprs.contains(&Expr::Immediate {
+            dreg: 3,
+            data: 53u16.to_be_bytes().to_vec()
+        }));
+        let post = &chain("postrouting").rules;
+        let mut snat = m::mark_bits(MESH_MARK);
+        snat.extend(m::oifname(CmpOp::Eq, "shl-b4096"));
+        snat.extend(m::snat("10.0.0.9".parse().unwrap()));
+        assert_eq!(post[0].exprs, snat, "source NAT comes before egress");
+        assert_eq!(
+            post.iter()
+                .filter(|r| r.exprs.contains(&Expr::Snat { addr_reg: 1 }))
+                .count(),
+            1,
+            "only the network with a node address"
+        );
+    }
+
+    /// Docker's routing mesh answers on every local address (`-m addrtype --dst-type
+    /// LOCAL`), also for connections the node makes itself, except loopback ones.
+    #[test]
+    fn published_ports_answer_on_every_local_address_arriving_and_from_the_node() {
+        let t = ruleset(&mesh_plan());
+        let chain = |name: &str| t.chains.iter().find(|c| c.name == name).unwrap();
+        let arriving = &chain("publish").rules;
+        let local = &chain("publish-local").rules;
+        let underlay = m::ip_addr(true, CmpOp::Eq, "198.18.0.1".parse().unwrap(), 32);
+        assert_eq!(
+            arriving
+                .iter()
+                .filter(|r| r.exprs.starts_with(&underlay))
+                .count(),
+            2,
+            "the underlay address is matched first, without a route lookup"
+        );
+        assert_eq!(
+            chain("publish-local").base.as_ref().map(|b| b.hook),
+            Some(Hook::Output)
+        );
+        for rules in [arriving, local] {
+            let jumps: Vec<&Rule> = rules
+                .iter()
+                .filter(|r| {
+                    r.exprs
+                        .iter()
+                        .any(|e| matches!(e, Expr::Verdict(Verdict::Jump(_))))
+                })
+                .collect();
+            let fib = m::daddr_local();
+            let with_fib = |r: &&&Rule| r.exprs.windows(fib.len()).any(|w| w == fib.as_slice());
+            assert_eq!(
+                jumps.iter().filter(with_fib).count(),
+                2,
+                "every port, any local address"
+            );
+            assert!(jumps
+                .iter()
+                .all(|j| !j.exprs.iter().any(|e| matches!(e, Expr::Dnat { .. }))));
+        }
+        let loopback = m::ip_addr(true, CmpOp::Neq, Ipv4Addr::new(127, 0, 0, 0), 8);
+        assert!(local
+            .iter()
+            .filter(|r| r.comment.contains("published"))
+            .all(|r| r.exprs.starts_with(&loopback)));
+        // DNS on each gateway comes first and is accepted untouched.
+        let text = t.to_string();
+        assert!(
+            text.contains("n4096: DNS on the gateway stays DNS"),
+            "{text}"
+        );
+        assert!(arriving[0].comment.contains("DNS"));
+    }
+
+    /// Docker's embedded DNS forwards from the container to the host's resolvers; those
+    /// queries go to the network's resolver, which knows the cluster's names.
+    #[test]
+    fn dns_to_the_nodes_upstreams_is_answered_by_the_networks_resolver() {
+        let mut plan = mesh_plan();
+        plan.dns_intercept = vec!["192.0.2.53".parse().unwrap()];
+        let t = ruleset(&plan);
+        let arriving = &t.chains.iter().find(|c| c.name == "publish").unwrap().rules;
+        let intercepts: Vec<&Rule> = arriving
+            .iter()
+            .filter(|r| r.comment.contains("answered by the network's resolver"))
+            .collect();
+        assert_eq!(intercepts.len(), 2, "one per network");
+        let first = &intercepts[0].exprs;
+        assert!(first.starts_with(&m::iifname(CmpOp::Eq, "shl-b4096")));
+        assert!(first.contains(&Expr::Immediate {
+            dreg: 2,
+            data: vec![10, 0, 0, 1]
+        }));
+        assert!(matches!(
+            first.last(),
+            Some(Expr::Dnat { port_reg: None, .. })
+        ));
+        assert!(arriving[0]
+            .comment
+            .contains("answered by the network's resolver"));
+    }
+
+    #[test]
+    fn two_services_on_one_host_port_share_its_chain() {
+        let mut plan = mesh_plan();
+        plan.published.push(crate::lb::Published {
+            service: "twin".into(),
+            protocol: 6,
+            port: 8080,
+            backends: vec![("10.0.0.7".parse().unwrap(), 80)],
+            mesh: false,
+        });
+        let t = ruleset(&plan);
+        let chains: Vec<&str> = t
+            .chains
+            .iter()
+            .filter(|c| c.name.starts_with("pub-"))
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(chains, ["pub-6-8080", "pub-17-8053"]);
+        let shared = t.chains.iter().find(|c| c.name == "pub-6-8080").unwrap();
+        assert_eq!(shared.rules.len(), 2);
+    }
+
+    #[test]
+    fn the_bridge_table_lifts_frames_for_the_node_mac_and_stamps_its_own() {
+        let t = bridge_ruleset(&mesh_plan());
+        assert_eq!(t.family, Family::Bridge);
+        let chain = |name: &str| &t.chains.iter().find(|c| c.name == name).unwrap().rules;
+        let (pre, out) = (chain("prerouting"), chain("output"));
+        assert_eq!((pre.len(), out.len()), (1, 1));
+        let mut up = m::ether_addr(true, [2, 0x42, 10, 0, 0, 9]);
+        up.extend(m::set_ether_addr(true, [2, 0x42, 10, 0, 0, 1]));
+        up.extend(m::set_pkttype_host());
+        assert_eq!(pre[0].exprs, up);
+        assert!(out[0]
+            .exprs
+            .ends_with(&m::set_ether_addr(false, [2, 0x42, 10, 0, 0, 9])));
+        let none = bridge_ruleset(&NodePlan::default());
+        assert!(none.chains.iter().all(|c| c.rules.is_empty()));
+    }
+
+    /// With br_netfilter loaded, every bridged frame would be tracked once the node uses
+    /// NAT; only frames for a gateway or node MAC (routed, maybe NATed) need it.
+    #[test]
+    fn frames_bridged_between_endpoints_are_not_tracked() {
+        let t = bridge_ruleset(&mesh_plan());
+        let untracked = t.chains.iter().find(|c| c.name == "untracked").unwrap();
+        assert_eq!(untracked.base.as_ref().map(|b| b.priority), Some(-300));
+        let rule = &untracked.rules[0].exprs;
+        assert!(rule.starts_with(&m::iifname(CmpOp::Eq, "shl-*")));
+        assert_eq!(rule.last(), Some(&Expr::Notrack));
+        for mac in [[2, 0x42, 10, 0, 0, 1], [2, 0x42, 10, 0, 0, 9]] {
+            let not = ether_daddr_not(mac);
+            assert_eq!(
+                rule.windows(not.len())
+                    .filter(|w| *w == not.as_slice())
+                    .count(),
+                1,
+                "{mac:?} once"
+            );
+        }
+        let mut plan = mesh_plan();
+        plan.vxlan_port = 4789;
+        let ip = ruleset(&plan);
+        let vxlan = ip.chains.iter().find(|c| c.name == "untracked-in").unwrap();
+        assert!(vxlan.rules[0].exprs.contains(&Expr::Notrack));
+    }
+
+    #[test]
+    fn plain_networks_masquerade_and_internal_ones_are_closed() {
+        let plan = NodePlan {
+            networks: vec![net(4096, false), net(4097, true)],
+            ..Default::default()
+        };
+        let t = ruleset(&plan);
+        let text = t.to_string();
+        assert!(text.contains("n4096: egress"), "{text}");
+        assert!(!text.contains("n4097: egress"), "{text}");
+        assert!(text.contains("n4097: internal, no egress"), "{text}");
+        assert!(text.contains("n4097: internal, no ingress"), "{text}");
+        assert!(
+            text.contains("n4096: isolated from other networks"),
+            "{text}"
+        );
+        assert_ne!(digest(&t), digest(&ruleset(&NodePlan::default())));
+        assert_eq!(digest(&t), digest(&ruleset(&plan)));
+    }
+}

@@ -1,0 +1,206 @@
+//! Docker's endpoint calls: an endpoint is a shoal endpoint handed off to the container.
+
+use serde_json::{json, Value};
+use shoal_control::state::{AttachSpec, Command, EndpointPort, Protocol};
+
+use super::{addr_of, lock, p, CallError, Ctx, Pending, NETWORK_WAIT};
+use crate::agent::networks::{attach_and_wait, detach_and_wait, propose};
+
+impl Ctx {
+    pub(super) async fn create_endpoint(&self, r: p::CreateEndpoint) -> Result<Value, CallError> {
+        let net = self.network_of(&r.network_id).await?;
+        let iface = r.interface.unwrap_or_default();
+        if iface.address.is_empty() {
+            return Err(
+                "Docker gave the endpoint no address: shoal networks need --ipam-driver with the same name as -d"
+                    .into(),
+            );
+        }
+        if !iface.address_ipv6.is_empty() {
+            return Err("shoal networks are IPv4 only for now".into());
+        }
+        let ip = addr_of(&iface.address)?;
+        if !net.space.subnet().contains(&ip) {
+            return Err(format!(
+                "address {ip} is outside {}'s subnet {}",
+                net.name,
+                net.space.subnet()
+            ));
+        }
+        let mac = shoal_ipam::format_mac(shoal_ipam::mac_for(ip));
+        if !iface.mac_address.is_empty() && !iface.mac_address.eq_ignore_ascii_case(&mac) {
+            return Err(format!(
+                "shoal gives every endpoint the MAC of its address ({mac} for {ip}); leave out --mac-address"
+            ));
+        }
+        lock(&self.driver.endpoints).insert(
+            r.endpoint_id,
+            Pending {
+                network: net.name,
+                ip,
+            },
+        );
+        Ok(json!(p::EndpointCreated {
+            interface: iface.mac_address.is_empty().then(|| p::Interface {
+                mac_address: mac,
+                ..Default::default()
+            }),
+        }))
+    }
+
+    pub(super) async fn join(&self, r: p::Join) -> Result<Value, CallError> {
+        let state = self.state();
+        let me = self.member.node_id;
+        let existing = state
+            .endpoints
+            .values()
+            .find(|e| e.node == me && e.runtime_id.as_deref() == Some(&r.endpoint_id))
+            .cloned();
+        let endpoint = match existing {
+            Some(e) => e,
+            None => {
+                let pending = lock(&self.driver.endpoints)
+                    .get(&r.endpoint_id)
+                    .cloned()
+                    .ok_or("Join of an endpoint shoal did not create (was the agent restarted? start the container again)")?;
+                if !r.sandbox_key.starts_with('/') {
+                    return Err(format!("sandbox key {:?} is not a path", r.sandbox_key));
+                }
+                let spec = AttachSpec {
+                    network: pending.network,
+                    node: me,
+                    sandbox: r.sandbox_key.clone(),
+                    ip: Some(pending.ip),
+                    handoff: true,
+                    runtime_id: Some(r.endpoint_id.clone()),
+                    ..Default::default()
+                };
+                let e = attach_and_wait(&self.member, &self.overlay, spec)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                lock(&self.driver.endpoints).remove(&r.endpoint_id);
+                e
+            }
+        };
+        let net = state
+            .networks
+            .get(&endpoint.network)
+            .cloned()
+            .or_else(|| self.state().networks.get(&endpoint.network).cloned())
+            .ok_or("the network went away")?;
+        let (driver, member) = (self.driver.clone(), self.member.clone());
+        let (docker_net, docker_ep, id) = (
+            r.network_id.clone(),
+            r.endpoint_id.clone(),
+            endpoint.id.clone(),
+        );
+        tokio::spawn(async move { driver.learn_names(member, docker_net, docker_ep, id).await });
+        Ok(json!(p::Joined {
+            interface_name: p::InterfaceName {
+                src_name: shoal_dataplane::overlay::peer_ifname(&endpoint.id),
+                dst_prefix: "eth".into(),
+            },
+            gateway: net.space.gateway().to_string(),
+            static_routes: Vec::new(),
+        }))
+    }
+
+    pub(super) async fn delete_endpoint(&self, r: p::EndpointRef) -> Result<Value, CallError> {
+        lock(&self.driver.endpoints).remove(&r.endpoint_id);
+        let state = self.state();
+        let me = self.member.node_id;
+        if let Some(e) = state
+            .endpoints
+            .values()
+            .find(|e| e.node == me && e.runtime_id.as_deref() == Some(&r.endpoint_id))
+        {
+            detach_and_wait(
+                &self.member,
+                Some(&self.overlay),
+                &e.network,
+                e.sandbox.clone(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        }
+        Ok(json!({}))
+    }
+
+    /// `ProgramExternalConnectivity`: `-p HOST:CONTAINER` becomes a port of this node
+    /// forwarded to the endpoint, on every address of the node.
+    pub(super) async fn program_ports(
+        &self,
+        r: p::ExternalConnectivity,
+    ) -> Result<Value, CallError> {
+        let bindings: Vec<p::PortBinding> = match r.options.get("com.docker.network.portmap") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| format!("port mappings from Docker: {e}"))?,
+        };
+        let mut ports = Vec::new();
+        for b in bindings {
+            let protocol = match b.proto {
+                6 => Protocol::Tcp,
+                17 => Protocol::Udp,
+                _ => {
+                    return Err(format!(
+                        "port {}: shoal forwards tcp and udp ports only",
+                        b.port
+                    ))
+                }
+            };
+            if !matches!(b.host_ip.as_str(), "" | "0.0.0.0" | "::") {
+                return Err(format!(
+                    "-p {}:{}:{}: shoal forwards a port on every address of the node; leave out the host address",
+                    b.host_ip, b.host_port, b.port
+                ));
+            }
+            if b.host_port == 0 {
+                return Err(format!(
+                    "port {}: give the host port (-p HOST:{}); shoal does not pick one",
+                    b.port, b.port
+                ));
+            }
+            ports.push(EndpointPort {
+                protocol,
+                host_port: b.host_port,
+                port: b.port,
+            });
+        }
+        self.set_ports(&r.endpoint_id, ports).await
+    }
+
+    pub(super) async fn set_ports(
+        &self,
+        docker_endpoint: &str,
+        ports: Vec<EndpointPort>,
+    ) -> Result<Value, CallError> {
+        let state = self.state();
+        let me = self.member.node_id;
+        let Some(e) = state
+            .endpoints
+            .values()
+            .find(|e| e.node == me && e.runtime_id.as_deref() == Some(docker_endpoint))
+        else {
+            return if ports.is_empty() {
+                Ok(json!({}))
+            } else {
+                Err("ports for an endpoint that has not joined".into())
+            };
+        };
+        if e.ports == ports {
+            return Ok(json!({}));
+        }
+        let command = Command::SetEndpointPorts {
+            node: me,
+            endpoint: e.id.clone(),
+            ports,
+        };
+        let revision = propose(&self.member, command)
+            .await
+            .map_err(|e| e.to_string())?
+            .revision;
+        self.overlay.wait_for(revision, NETWORK_WAIT).await;
+        Ok(json!({}))
+    }
+}
