@@ -26,6 +26,9 @@ pub struct Engine {
 pub struct EngineNetwork {
     /// Its name.
     pub name: String,
+    /// Its `--label`s (Docker does not hand them to drivers).
+    #[serde(default, deserialize_with = "nullable")]
+    pub labels: BTreeMap<String, String>,
     /// Its containers on this daemon, by container ID: their endpoint IDs.
     #[serde(default, deserialize_with = "nullable")]
     pub containers: BTreeMap<String, EngineEndpoint>,

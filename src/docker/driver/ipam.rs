@@ -137,6 +137,10 @@ impl Ctx {
                     .next()
                     .ok_or_else(|| format!("subnet {subnet} has no host addresses"))?,
             }
+        } else if let Some(ip) = given.filter(|_| self.aux_reservation(subnet)) {
+            // `--aux-address`: Docker reserves it before CreateNetwork, which then hands
+            // the aux addresses over; shoal keeps them out of its pool from there.
+            ip
         } else {
             let net = self.network_with(subnet).await?;
             let command = Command::LeaseAddress {
@@ -153,6 +157,19 @@ impl Ctx {
             address: format!("{ip}/{}", subnet.prefix_len()),
             data: BTreeMap::new(),
         }))
+    }
+
+    /// Whether an address in `subnet` is asked for before the network exists: the
+    /// subnet was offered by RequestPool and CreateNetwork has not come yet.
+    fn aux_reservation(&self, subnet: Ipv4Net) -> bool {
+        let exists = self
+            .state()
+            .networks
+            .values()
+            .any(|n| n.space.subnet() == subnet);
+        !exists
+            && lock(&self.driver.offered).contains_key(&subnet)
+            && !lock(&self.driver.creating).values().any(|s| *s == subnet)
     }
 
     pub(super) async fn release_address(&self, r: p::ReleaseAddress) -> Result<Value, CallError> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use serde_json::{json, Value};
-use shoal_control::state::{docker_pool, Command, Network, NetworkSpec, Role};
+use shoal_control::state::{docker_pool, validate_label, Command, Network, NetworkSpec, Role};
 use shoal_control::Member;
 
 use super::{
@@ -188,8 +188,8 @@ fn docker_options(r: &p::CreateNetwork, allocate: bool) -> Result<NetworkOptions
 
 impl Driver {
     /// Makes the shoal network of a new Docker network once Docker has stored it (and so
-    /// can name it). Docker networks keep their name; without an Engine API to ask,
-    /// the network is called `docker-<ID>`.
+    /// can name it). Docker networks keep their name and labels; without an Engine API
+    /// to ask, the network is called `docker-<ID>`.
     pub(super) async fn make_network(self: Arc<Self>, member: Arc<Member>, mut spec: NetworkSpec) {
         let Some((docker_id, _)) = spec.docker.clone() else {
             return;
@@ -200,7 +200,7 @@ impl Driver {
                 let until = tokio::time::Instant::now() + NAME_WAIT;
                 loop {
                     match engine.network(&docker_id).await {
-                        Ok(Some(n)) => break Ok(n.name),
+                        Ok(Some(n)) => break Ok((n.name, n.labels)),
                         Ok(None) | Err(_) if tokio::time::Instant::now() < until => {
                             tokio::time::sleep(Duration::from_millis(50)).await
                         }
@@ -209,11 +209,20 @@ impl Driver {
                     }
                 }
             }
-            None => Ok(format!("docker-{}", &docker_id[..docker_id.len().min(12)])),
+            None => Ok((
+                format!("docker-{}", &docker_id[..docker_id.len().min(12)]),
+                BTreeMap::new(),
+            )),
         };
         let result = match name {
-            Ok(name) => {
+            Ok((name, labels)) => {
                 spec.name = name;
+                // Labels Docker takes and shoal does not (control characters) stay
+                // Docker's alone.
+                spec.labels = labels
+                    .into_iter()
+                    .filter(|(k, v)| validate_label(k, v).is_ok())
+                    .collect();
                 let id = format!("{:024x}", rand::random::<u128>() & ((1 << 96) - 1));
                 propose(&member, Command::CreateNetwork { id, spec })
                     .await

@@ -130,6 +130,26 @@ fn run(lab: &Lab, host: &str, name: &str, network: &str, extra: &[&str]) -> Stri
     docker_ok(lab, host, &args)
 }
 
+/// Waits until `container` on `host` pings `target` (an address or a name).
+fn pings(lab: &Lab, host: &str, container: &str, target: &str) {
+    wait_until(
+        &format!("{container} to reach {target}"),
+        Duration::from_secs(10),
+        || {
+            let out = docker(
+                lab,
+                host,
+                &["exec", container, "ping", "-c", "1", "-W", "1", target],
+            );
+            if out.ok() {
+                Ok(())
+            } else {
+                Err(out.stderr + &out.stdout)
+            }
+        },
+    );
+}
+
 /// A container's address on `network`.
 fn ip_on(lab: &Lab, host: &str, container: &str, network: &str) -> Ipv4Addr {
     let f = format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}");

@@ -18,22 +18,7 @@ fn docker_containers_on_a_shoal_network_reach_each_other_across_hosts() {
     let b2 = ip_on(&lab, "n2", "b2", "web");
     assert_ne!(b1, b2);
     for target in [b1.to_string(), "b1".into(), "bee".into()] {
-        wait_until(
-            &format!("b2 to reach {target}"),
-            Duration::from_secs(10),
-            || {
-                let out = docker(
-                    &lab,
-                    "n2",
-                    &["exec", "b2", "ping", "-c", "1", "-W", "1", &target],
-                );
-                if out.ok() {
-                    Ok(())
-                } else {
-                    Err(out.stderr + &out.stdout)
-                }
-            },
-        );
+        pings(&lab, "n2", "b2", &target);
     }
     let looked_up = docker_ok(&lab, "n2", &["exec", "b2", "nslookup", "bee"]);
     assert!(looked_up.contains(&b1.to_string()), "{looked_up}");
@@ -43,22 +28,7 @@ fn docker_containers_on_a_shoal_network_reach_each_other_across_hosts() {
         "n1",
         &["attach", "--network", "web", "--name", "sbx", &sb.ns],
     );
-    wait_until(
-        "b2 to reach the sandbox by name",
-        Duration::from_secs(10),
-        || {
-            let out = docker(
-                &lab,
-                "n2",
-                &["exec", "b2", "ping", "-c", "1", "-W", "1", "sbx"],
-            );
-            if out.ok() {
-                Ok(())
-            } else {
-                Err(out.stderr + &out.stdout)
-            }
-        },
-    );
+    pings(&lab, "n2", "b2", "sbx");
     // 32 MB across hosts, checksummed.
     let sink = netns_of(&lab, "n1", "b1").sink(SocketAddr::new(b1.into(), 5000));
     let sent = netns_of(&lab, "n2", "b2").send(SocketAddr::new(b1.into(), 5000), 32 << 20, None);
@@ -199,4 +169,99 @@ fn an_encrypted_docker_network_carries_only_wireguard_between_hosts() {
         assert!(line.contains(".51820"), "not WireGuard: {line}");
         assert!(!line.contains(".4789"), "VXLAN in the clear: {line}");
     }
+}
+
+/// docs: reference/commandline/network_create.md (`--subnet`, `--gateway`,
+/// `--ip-range`, `--aux-address`, `--label`, `-o`), run.md (`--ip`) and
+/// network_connect.md / network_disconnect.md: a Docker network's options land in
+/// shoal, containers take addresses from the range with the gateway as their route,
+/// connect and disconnect add and remove endpoints, and `network rm` removes it.
+#[test]
+fn docker_network_options_land_in_shoal_and_connect_disconnect_follow() {
+    if !need_docker("docker_network_options_land_in_shoal_and_connect_disconnect_follow") {
+        return;
+    }
+    let lab = docker_lab(1, &[]);
+    #[rustfmt::skip]
+    shoal_network(&lab, "opts", &[
+        "--subnet", "10.90.0.0/24", "--gateway", "10.90.0.254",
+        "--ip-range", "10.90.0.128/25", "--aux-address", "printer=10.90.0.129",
+        "--opt", "mtu=1400", "--label", "team=blue",
+    ], &[]);
+    let net = lab.json("n1", &["network", "inspect", "opts"]);
+    assert_eq!(net["gateway"], "10.90.0.254", "{net}");
+    assert_eq!(net["ip_range"], "10.90.0.128/25", "{net}");
+    assert_eq!(net["aux_addresses"]["printer"], "10.90.0.129", "{net}");
+    assert_eq!(net["mtu"], 1400, "{net}");
+    assert_eq!(net["labels"]["team"], "blue", "{net}");
+
+    run(&lab, "n1", "c1", "opts", &[]);
+    let c1 = ip_on(&lab, "n1", "c1", "opts");
+    let range: ipnet::Ipv4Net = "10.90.0.128/25".parse().unwrap();
+    assert!(
+        range.contains(&c1) && c1 != Ipv4Addr::new(10, 90, 0, 129),
+        "{c1}"
+    );
+    let mtu = docker_ok(
+        &lab,
+        "n1",
+        &["exec", "c1", "cat", "/sys/class/net/eth0/mtu"],
+    );
+    assert_eq!(mtu.trim(), "1400");
+    let routes = docker_ok(&lab, "n1", &["exec", "c1", "ip", "route"]);
+    assert!(routes.contains("default via 10.90.0.254"), "{routes}");
+    run(&lab, "n1", "c2", "opts", &["--ip", "10.90.0.140"]);
+    assert_eq!(
+        ip_on(&lab, "n1", "c2", "opts"),
+        Ipv4Addr::new(10, 90, 0, 140)
+    );
+    let e = docker_fails(
+        &lab,
+        "n1",
+        &[
+            "run",
+            "-d",
+            "--network",
+            "opts",
+            "--ip",
+            "10.90.0.140",
+            IMAGE,
+            "true",
+        ],
+    );
+    assert!(e.contains("10.90.0.140"), "{e}");
+
+    // connect and disconnect a container that lives on another network.
+    shoal_network(&lab, "side", &[], &[]);
+    run(&lab, "n1", "c3", "side", &[]);
+    let in_use = || lab.json("n1", &["network", "inspect", "opts"])["in_use"].clone();
+    let before = in_use();
+    docker_ok(&lab, "n1", &["network", "connect", "opts", "c3"]);
+    let c3 = ip_on(&lab, "n1", "c3", "opts");
+    assert!(range.contains(&c3), "{c3}");
+    pings(&lab, "n1", "c3", "c1");
+    pings(&lab, "n1", "c1", &c3.to_string());
+    assert_ne!(in_use(), before);
+    docker_ok(&lab, "n1", &["network", "disconnect", "opts", "c3"]);
+    wait_until("c3's address to be free", Duration::from_secs(10), || {
+        let now = in_use();
+        (now == before)
+            .then_some(())
+            .ok_or(format!("{now} in use, {before} before"))
+    });
+    let out = docker(
+        &lab,
+        "n1",
+        &["exec", "c1", "ping", "-c", "1", "-W", "1", &c3.to_string()],
+    );
+    assert!(!out.ok(), "c1 still reaches c3 after the disconnect");
+
+    let e = docker_fails(&lab, "n1", &["network", "rm", "opts"]);
+    assert!(e.contains("active endpoints"), "{e}");
+    docker_ok(&lab, "n1", &["rm", "-f", "c1", "c2"]);
+    docker_ok(&lab, "n1", &["network", "rm", "opts"]);
+    wait_until("opts to leave shoal", Duration::from_secs(10), || {
+        let out = lab.shoal("n1", &["network", "inspect", "opts"]);
+        (!out.ok()).then_some(()).ok_or(out.stdout)
+    });
 }
