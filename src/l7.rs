@@ -11,11 +11,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use arc_swap::ArcSwap;
 use ipnet::Ipv4Net;
 use shoal_control::state::ClusterState;
 use shoal_control::{Member, NodeId};
+use shoal_ingress::access_log::AccessLogConfig;
 use shoal_ingress::config::{from_labels, Entrypoint, Routes};
 use shoal_ingress::{Dialer, Proxy, ProxyOptions};
 use tokio::net::TcpSocket;
@@ -126,13 +126,14 @@ impl Ingress {
         http: Option<SocketAddr>,
         https: Option<SocketAddr>,
         certificates: Vec<(PathBuf, PathBuf)>,
+        access_log: Option<AccessLogConfig>,
     ) -> anyhow::Result<Ingress> {
         let sources: Sources = Arc::default();
         let proxy = Proxy::new(ProxyOptions {
             dialer: dialer(sources.clone()),
+            access_log,
             ..Default::default()
-        })
-        .context("cannot set up the ingress metrics")?;
+        })?;
         let mut entrypoints = BTreeMap::new();
         if let Some(address) = http {
             entrypoints.insert(

@@ -95,7 +95,7 @@ fn chain(e: &anyhow::Error) -> String {
 async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let client = || client::ApiClient::new(cli.host.as_deref());
     match cli.command {
-        Command::Agent(args) => agent::run(args).await.map(|()| 0),
+        Command::Agent(args) => agent::run(*args).await.map(|()| 0),
         Command::Cluster(cmd) => cli::cluster(&client()?, cmd).await.map(|()| 0),
         Command::Node(cmd) => cli::node(&client()?, cmd).await.map(|()| 0),
         Command::Status(f) => cli::status(&client()?, f.format).await.map(|()| 0),

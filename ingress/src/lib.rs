@@ -11,6 +11,7 @@
 //! The decision logic (`rule`, `lb`, `retry`, `breaker`, `outlier`, `config`) is pure and
 //! takes time as a parameter; `proxy` and `tls` do the IO.
 
+pub mod access_log;
 pub mod breaker;
 pub mod config;
 pub mod lb;
@@ -25,6 +26,6 @@ pub use config::{
     from_labels, ConfigError, LabelError, ProxyConfig, Router, Routes, Server, Service,
 };
 pub use proxy::{
-    BackendStatus, DialFuture, Dialer, Health, Proxy, ProxyOptions, RouteStatus, StartError,
-    Started,
+    BackendStatus, DialFuture, Dialer, Health, Proxy, ProxyOptions, RouteStatus, SetupError,
+    StartError, Started,
 };

@@ -263,6 +263,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         args.ingress_http,
         args.ingress_https,
         args.ingress_cert.clone(),
+        args.access_log.config(),
     )?);
     let agent = Arc::new(Agent {
         data,

@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use shoal_bench::report::Report;
 use shoal_control::api::NetworkInfo;
 
-use super::overlay::{measure, shoal_network, Pair};
+use super::overlay::{measure_interleaved, shoal_network, Figures, Pair};
 use super::LabGuard;
 use crate::lab::{self, docker::DockerPaths, LabOptions, LabPaths};
 
@@ -245,12 +245,15 @@ pub async fn run() -> anyhow::Result<Report> {
     )?;
     let (bridge_peer, _) = container("n1", "br-peer", "br")?;
     let shoal_peer = shoal_docker.server_ip;
-    eprintln!("bench docker: shoal network, Docker containers ...");
-    let c = measure(shoal_docker, 5600).await?;
-    eprintln!("bench docker: shoal network, shoal sandboxes ...");
-    let s = measure(sandboxes, 5700).await?;
-    eprintln!("bench docker: Docker's overlay driver ...");
-    let o = measure(overlay, 5800).await?;
+    eprintln!("bench docker: Docker containers and shoal sandboxes on shoal, Docker's overlay, in turn ...");
+    let [c, s, o]: [Figures; 3] = measure_interleaved(vec![
+        (shoal_docker, 5600),
+        (sandboxes, 5700),
+        (overlay, 5800),
+    ])
+    .await?
+    .try_into()
+    .map_err(|_| anyhow::anyhow!("expected three sets of figures"))?;
     eprintln!("bench docker: docker run until a peer answers ...");
     let run_shoal =
         tokio::task::spawn_blocking(move || run_until_reached("n1", "web", shoal_peer)).await??;

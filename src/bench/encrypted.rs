@@ -16,7 +16,9 @@ use shoal_dataplane::netlink::Netlink;
 use shoal_dataplane::netns;
 use shoal_dataplane::wg::keys::KeyPair;
 
-use super::overlay::{measure, shoal_network, two_hosts, vxlan_containers, Figures, Pair};
+use super::overlay::{
+    measure, measure_interleaved, shoal_network, two_hosts, vxlan_containers, Figures, Pair,
+};
 use super::tools::{self, Daemon};
 use super::LabGuard;
 use crate::lab::{self, topology};
@@ -179,10 +181,11 @@ pub async fn run() -> anyhow::Result<Report> {
     let secure = shoal_network(&shoal, "secure", true).await?;
     // Let the nodes' first handshake complete before measuring.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    eprintln!("bench overlay --encrypted: shoal plain overlay ...");
-    let p = measure(plain, 5500).await?;
-    eprintln!("bench overlay --encrypted: shoal encrypted overlay ...");
-    let e = measure(secure, 5600).await?;
+    eprintln!("bench overlay --encrypted: shoal plain and encrypted overlay, in turn ...");
+    let [p, e]: [Figures; 2] = measure_interleaved(vec![(plain, 5500), (secure, 5600)])
+        .await?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("expected two sets of figures"))?;
 
     let mut r = Report::new("overlay --encrypted");
     r.add(

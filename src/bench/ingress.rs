@@ -37,7 +37,6 @@ fn start(ns: &Path, core: usize, program: &Path, args: &[String]) -> anyhow::Res
         .arg(core.to_string())
         .arg(program)
         .args(args)
-        .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -288,7 +287,7 @@ pub async fn run() -> anyhow::Result<Report> {
         direct.rps,
     );
     r.notes.push(format!(
-        "wrk -t1 -c50 -d{DURATION} on loopback inside a namespace, {ROUNDS} interleaved rounds per proxy, medians; backend nginx (1 worker, 100-byte body, keep-alive); each proxy pinned to core 0 (HAProxy nbthread 1 with http-reuse always; nginx 1 worker with upstream keepalive; shoal proxy --config with its access log off); wrk and the backend share core 1. Goal: shoal ≥ 1.0× HAProxy's requests/s with p99 no worse."
+        "wrk -t1 -c50 -d{DURATION} on loopback inside a namespace, {ROUNDS} interleaved rounds per proxy, medians; backend nginx (1 worker, 100-byte body, keep-alive); each proxy pinned to core 0 (HAProxy nbthread 1 with http-reuse always; nginx 1 worker with upstream keepalive; shoal proxy --config with its defaults (access log off, as in Træfik)); wrk and the backend share core 1. Goal: shoal ≥ 1.0× HAProxy's requests/s with p99 no worse."
     ));
     Ok(r)
 }

@@ -16,29 +16,47 @@ use anyhow::Context;
 use shoal_control::api::EndpointInfo;
 
 use crate::cli::args::{BenchArgs, BenchKind, Format};
-use shoal_bench::report::Report;
 
 /// Runs the benchmark `args.what`.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.encrypted && !matches!(args.what, BenchKind::Overlay) {
         anyhow::bail!("--encrypted applies only to `shoal bench overlay`");
     }
-    let report = match args.what {
-        BenchKind::Control => control::run().await?,
-        BenchKind::Overlay if args.encrypted => encrypted::run().await?,
-        BenchKind::Overlay => overlay::run().await?,
-        BenchKind::Mesh => mesh::run().await?,
-        BenchKind::Dns => dns::run().await?,
-        BenchKind::Ingress => ingress::run().await?,
-        BenchKind::Docker => docker::run().await?,
+    tools::allow_install(args.install_baselines);
+    let kinds: &[BenchKind] = match args.what {
+        BenchKind::All => &[
+            BenchKind::Control,
+            BenchKind::Overlay,
+            BenchKind::Mesh,
+            BenchKind::Dns,
+            BenchKind::Ingress,
+            BenchKind::Docker,
+        ],
+        ref one => std::slice::from_ref(one),
     };
-    emit(&report, args.format)
-}
-
-fn emit(report: &Report, format: Format) -> anyhow::Result<()> {
-    match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(report)?),
-        Format::Table => print!("{}", report.markdown()),
+    let mut reports = Vec::new();
+    for kind in kinds {
+        let report = match kind {
+            BenchKind::Control => control::run().await?,
+            BenchKind::Overlay if args.encrypted => encrypted::run().await?,
+            BenchKind::Overlay => overlay::run().await?,
+            BenchKind::Mesh => mesh::run().await?,
+            BenchKind::Dns => dns::run().await?,
+            BenchKind::Ingress => ingress::run().await?,
+            BenchKind::Docker => docker::run().await?,
+            BenchKind::All => anyhow::bail!("`all` is a list of benchmarks, not one"),
+        };
+        // Each table as soon as it is measured: `all` takes a while.
+        if args.format == Format::Table {
+            print!("{}", report.markdown());
+        }
+        reports.push(report);
+    }
+    if args.format == Format::Json {
+        match reports.as_slice() {
+            [one] => println!("{}", serde_json::to_string_pretty(one)?),
+            all => println!("{}", serde_json::to_string_pretty(all)?),
+        }
     }
     Ok(())
 }

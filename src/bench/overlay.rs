@@ -183,32 +183,52 @@ pub(super) struct Figures {
 }
 
 pub(super) async fn measure(pair: Pair, port: u16) -> anyhow::Result<Figures> {
-    tokio::task::spawn_blocking(move || -> anyhow::Result<Figures> {
-        let median = |streams: usize, port: u16| -> anyhow::Result<f64> {
-            let mut v = Vec::new();
-            for i in 0..SAMPLES {
-                let server = SocketAddr::new(IpAddr::V4(pair.server_ip), port + i as u16);
-                v.push(throughput(
-                    &pair.server,
-                    server,
-                    &pair.client,
-                    streams,
-                    SAMPLE,
-                )?);
+    let mut all = measure_interleaved(vec![(pair, port)]).await?;
+    all.pop().context("no figures")
+}
+
+/// The figures of several pairs that exist side by side, their samples taken in turn
+/// (one sample of each pair, then the next round), so a change in the machine's load
+/// during the run falls on every pair alike. Each pair uses ports from its `port` on.
+pub(super) async fn measure_interleaved(pairs: Vec<(Pair, u16)>) -> anyhow::Result<Vec<Figures>> {
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Figures>> {
+        let mut one = vec![Vec::new(); pairs.len()];
+        let mut four = vec![Vec::new(); pairs.len()];
+        for i in 0..SAMPLES {
+            for (streams, offset, samples) in [(1, 0, &mut one), (4, 10, &mut four)] {
+                for ((pair, port), out) in pairs.iter().zip(samples.iter_mut()) {
+                    let server =
+                        SocketAddr::new(IpAddr::V4(pair.server_ip), port + offset + i as u16);
+                    out.push(throughput(
+                        &pair.server,
+                        server,
+                        &pair.client,
+                        streams,
+                        SAMPLE,
+                    )?);
+                }
             }
+        }
+        let median = |mut v: Vec<f64>| {
             v.sort_by(|a, b| a.total_cmp(b));
-            Ok(v[v.len() / 2])
+            v[v.len() / 2]
         };
-        let one = median(1, port)?;
-        let four = median(4, port + 10)?;
-        let server = SocketAddr::new(IpAddr::V4(pair.server_ip), port + 20);
-        let rtt = Summary::of(&round_trips(
-            &pair.server,
-            server,
-            &pair.client,
-            Duration::from_secs(2),
-        )?);
-        Ok(Figures { one, four, rtt })
+        let mut out = Vec::new();
+        for (((pair, port), one), four) in pairs.iter().zip(one).zip(four) {
+            let server = SocketAddr::new(IpAddr::V4(pair.server_ip), port + 20);
+            let rtt = Summary::of(&round_trips(
+                &pair.server,
+                server,
+                &pair.client,
+                Duration::from_secs(2),
+            )?);
+            out.push(Figures {
+                one: median(one),
+                four: median(four),
+                rtt,
+            });
+        }
+        Ok(out)
     })
     .await?
 }
@@ -224,12 +244,12 @@ pub async fn run() -> anyhow::Result<Report> {
     let veth = veth_pair().await.context("veth baseline")?;
     let kernel = kernel_vxlan().await.context("kernel VXLAN baseline")?;
     let shoal = shoal_overlay().await.context("shoal lab")?;
-    eprintln!("bench overlay: veth pair ...");
-    let v = measure(veth, 5200).await?;
-    eprintln!("bench overlay: hand-built kernel VXLAN ...");
-    let k = measure(kernel, 5300).await?;
-    eprintln!("bench overlay: shoal overlay ...");
-    let s = measure(shoal, 5400).await?;
+    eprintln!("bench overlay: veth pair, kernel VXLAN and shoal, in turn ...");
+    let [v, k, s]: [Figures; 3] =
+        measure_interleaved(vec![(veth, 5200), (kernel, 5300), (shoal, 5400)])
+            .await?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("expected three sets of figures"))?;
     let mut r = Report::new("overlay");
     r.add(
         "TCP 1 stream, sandbox to sandbox across nodes",

@@ -1,9 +1,29 @@
-//! Getting the programs a benchmark compares shoal with: found on PATH, or installed
-//! (apt-get, or `cargo install`) when missing. A program that cannot be had is reported
-//! with why, so the bench can say so instead of failing.
+//! Getting the programs a benchmark compares shoal with: found on PATH, or, only with
+//! `shoal bench --install-baselines`, installed (apt-get, or `cargo install`) when
+//! missing. Without the flag a missing program is an error that says what to install.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether missing baselines may be installed (`--install-baselines`), for this run.
+static INSTALL: AtomicBool = AtomicBool::new(false);
+
+/// Lets (or forbids) this run install missing baselines.
+pub fn allow_install(allowed: bool) {
+    INSTALL.store(allowed, Ordering::Relaxed);
+}
+
+/// Refuses an install that was not asked for, saying how to do it.
+fn may_install(program: &str, how: &str) -> Result<(), String> {
+    if INSTALL.load(Ordering::Relaxed) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} is not installed: install it ({how}) or let the bench do it with --install-baselines"
+        ))
+    }
+}
 
 /// A program a bench started (a peer, a backend, a load generator's target), killed
 /// and reaped when dropped.
@@ -32,13 +52,14 @@ pub fn which(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// `program`, installing the Debian package `package` if it is missing. Services the
-/// package would start are kept from starting (policy-rc.d), so nothing is left
-/// listening on the machine's own network.
+/// `program`, installing the Debian package `package` if it is missing and installs
+/// are allowed. Services the package would start are kept from starting (a policy-rc.d
+/// for the install's length), so nothing is left listening on the machine's own network.
 pub fn apt(program: &str, package: &str) -> Result<PathBuf, String> {
     if let Some(p) = which(program) {
         return Ok(p);
     }
+    may_install(program, &format!("apt-get install {package}"))?;
     eprintln!("bench: installing {package} (for {program}) with apt-get ...");
     let policy = Path::new("/usr/sbin/policy-rc.d");
     let ours = !policy.exists() && std::fs::write(policy, "#!/bin/sh\nexit 101\n").is_ok() && {
@@ -63,11 +84,13 @@ pub fn apt(program: &str, package: &str) -> Result<PathBuf, String> {
     which(program).ok_or_else(|| format!("{package} is installed but {program} is not on PATH"))
 }
 
-/// `program`, building it with `cargo install krate` if it is missing.
+/// `program`, building it with `cargo install krate` if it is missing and installs are
+/// allowed.
 pub fn cargo(program: &str, krate: &str) -> Result<PathBuf, String> {
     if let Some(p) = which(program) {
         return Ok(p);
     }
+    may_install(program, &format!("cargo install {krate}"))?;
     eprintln!("bench: building {krate} with cargo install (a few minutes) ...");
     quiet(Command::new("cargo").args(["install", "--locked", krate]))
         .or_else(|_| quiet(Command::new("cargo").args(["install", krate])))

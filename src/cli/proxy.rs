@@ -21,7 +21,10 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         "{}: no entrypoints: add e.g. [entrypoints.web] address = \"0.0.0.0:8080\"",
         args.config.display()
     );
-    let proxy = Proxy::new(ProxyOptions::default()).context("cannot set up metrics")?;
+    let proxy = Proxy::new(ProxyOptions {
+        access_log: args.access_log.config(),
+        ..Default::default()
+    })?;
     proxy.update(config.routes.clone())?;
     let started = proxy.start(&config.entrypoints).await?;
     for s in &started {

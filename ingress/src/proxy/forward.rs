@@ -24,14 +24,12 @@ use super::headers::{self, Forwarded};
 use super::service::{HostState, ServiceSnapshot, ServiceState};
 use super::upstream::{ConnectError, Outgoing, SendError, UpstreamBody};
 use super::{lock, noting_wait, ConnInfo, Proxy, Route, RouteTable};
+use crate::access_log::Entry;
 use crate::breaker::{Overflow, Slot};
 use crate::config::UpstreamProtocol;
 use crate::lb;
 use crate::retry::{AttemptOutcome, RetryPolicy};
 use crate::rule::RequestView;
-
-/// Target of the access log lines.
-pub const ACCESS_LOG_TARGET: &str = "shoal_ingress::access";
 
 /// What the access log says about the attempts of a request.
 #[derive(Debug, Default)]
@@ -42,11 +40,34 @@ pub(super) struct RequestLog {
     pub finished: Option<Instant>,
 }
 
-/// The request line facts of the access log, taken only when it is enabled.
+/// The request's facts for the access log, taken only when it is on.
 struct AccessFields {
+    start: std::time::SystemTime,
     method: http::Method,
     host: String,
     path: String,
+    protocol: Version,
+    referer: Option<String>,
+    user_agent: Option<String>,
+}
+
+impl AccessFields {
+    fn of(req: &Request<ProxyBody>, host: Option<&HeaderValue>) -> AccessFields {
+        let text = |v: Option<&HeaderValue>| v.and_then(|v| v.to_str().ok()).map(str::to_string);
+        AccessFields {
+            start: std::time::SystemTime::now(),
+            method: req.method().clone(),
+            host: text(host).unwrap_or_default(),
+            path: req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string(),
+            protocol: req.version(),
+            referer: text(req.headers().get(header::REFERER)),
+            user_agent: text(req.headers().get(header::USER_AGENT)),
+        }
+    }
 }
 
 /// Counts a request as outstanding on a host until dropped.
@@ -182,18 +203,10 @@ impl Proxy {
         start: Instant,
     ) -> (Response<ProxyBody>, Instant) {
         let host = request_host(&req);
-        let access =
-            tracing::enabled!(target: ACCESS_LOG_TARGET, tracing::Level::INFO).then(|| {
-                AccessFields {
-                    method: req.method().clone(),
-                    host: host
-                        .as_ref()
-                        .and_then(|h| h.to_str().ok())
-                        .unwrap_or_default()
-                        .to_string(),
-                    path: req.uri().path().to_string(),
-                }
-            });
+        let access = self.access_log.is_some().then(|| {
+            let count = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+            (count, AccessFields::of(&req, host.as_ref()))
+        });
         let table = self.table.load_full();
         let mut log = RequestLog::default();
         let (route, resp) = match admit(&table, &req, conn, host.as_ref()) {
@@ -209,20 +222,26 @@ impl Proxy {
         route
             .map_or(&self.unrouted, |r| &r.metrics)
             .observe(status, elapsed);
-        if let Some(a) = access {
-            tracing::info!(
-                target: ACCESS_LOG_TARGET,
-                client = %conn.client.ip(),
-                method = %a.method,
-                host = %a.host,
-                path = %a.path,
-                status = status.as_u16(),
-                router = route.map_or("", |r| r.name.as_str()),
-                service = route.map_or("", |r| r.router.service.as_str()),
-                backend = %log.backend.map(|b| b.to_string()).unwrap_or_default(),
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
-                retries = log.retries,
-            );
+        if let (Some((count, a)), Some(log_to)) = (access, &self.access_log) {
+            log_to.record(Entry {
+                start: a.start,
+                client: conn.client,
+                entrypoint: conn.entrypoint.clone(),
+                method: a.method,
+                host: a.host,
+                path: a.path,
+                protocol: a.protocol,
+                status: status.as_u16(),
+                size: resp.body().size_hint().exact(),
+                referer: a.referer,
+                user_agent: a.user_agent,
+                count,
+                router: route.map_or_else(String::new, |r| r.name.clone()),
+                service: route.map_or_else(String::new, |r| r.router.service.clone()),
+                backend: log.backend,
+                duration: elapsed,
+                retries: log.retries,
+            });
         }
         (resp, ready)
     }

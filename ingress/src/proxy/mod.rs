@@ -40,6 +40,7 @@ use tokio_rustls::TlsAcceptor;
 pub use body::ProxyBody;
 pub use headers::{add_forwarded, ambiguous_framing, strip_hop_by_hop, wants_upgrade};
 
+use crate::access_log::{AccessLog, AccessLogConfig, AccessLogError};
 use crate::config::{ConfigError, Entrypoint, Router, Routes};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::rule::RequestView;
@@ -100,6 +101,17 @@ pub struct ProxyOptions {
     pub registry: Option<prometheus::Registry>,
     /// How connections to backends are opened.
     pub dialer: Dialer,
+    /// The access log; off (`None`) by default, as in Træfik.
+    pub access_log: Option<AccessLogConfig>,
+}
+
+/// Why a proxy could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("cannot set up the proxy's metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    AccessLog(#[from] AccessLogError),
 }
 
 /// Opens TCP connections to backends: directly, or for example from a socket made in
@@ -183,6 +195,7 @@ impl Default for ProxyOptions {
             tls_handshake_timeout: Duration::from_secs(10),
             registry: None,
             dialer: Dialer::direct(),
+            access_log: None,
         }
     }
 }
@@ -234,13 +247,20 @@ pub struct Proxy {
     /// Request metrics of requests that matched no router.
     unrouted: RouteMetrics,
     registry: prometheus::Registry,
+    access_log: Option<AccessLog>,
+    /// Requests received since start (the access log's request count).
+    requests: std::sync::atomic::AtomicU64,
 }
 
 impl Proxy {
     /// A proxy with no routes (every request gets 404).
-    pub fn new(options: ProxyOptions) -> Result<Arc<Proxy>, prometheus::Error> {
+    pub fn new(options: ProxyOptions) -> Result<Arc<Proxy>, SetupError> {
         let registry = options.registry.clone().unwrap_or_default();
         let metrics = Metrics::new(&registry)?;
+        let access_log = match &options.access_log {
+            Some(config) => Some(AccessLog::start(config, &registry)?),
+            None => None,
+        };
         Ok(Arc::new(Proxy {
             table: ArcSwap::from_pointee(RouteTable::default()),
             services: Mutex::new(HashMap::new()),
@@ -248,6 +268,8 @@ impl Proxy {
             unrouted: RouteMetrics::new(&metrics, "", ""),
             metrics,
             registry,
+            access_log,
+            requests: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 

@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use shoal_ingress::access_log::{AccessLogConfig, AccessLogFormat};
 
 mod service;
 
@@ -43,7 +44,7 @@ pub struct FormatArg {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the node agent in the foreground.
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// Create, join and leave clusters.
     #[command(subcommand)]
     Cluster(ClusterCmd),
@@ -127,9 +128,49 @@ pub struct ProxyArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    pub access_log: AccessLogArgs,
     /// Log format.
     #[arg(long, value_enum, default_value_t)]
     pub log_format: LogFormat,
+}
+
+/// The L7 proxy's access log: off unless one of these is given, as in Træfik.
+#[derive(Debug, Args, Default)]
+pub struct AccessLogArgs {
+    /// Write an access log line per request (to standard output unless
+    /// --access-log-file).
+    #[arg(long)]
+    pub access_log: bool,
+    /// Append the access log to this file (implies --access-log).
+    #[arg(long)]
+    pub access_log_file: Option<PathBuf>,
+    /// Access log format: common (Træfik's CLF) or json (implies --access-log).
+    #[arg(long, value_parser = parse_access_log_format)]
+    pub access_log_format: Option<AccessLogFormat>,
+    /// Lines held before a write, like Træfik's bufferingSize (implies --access-log;
+    /// default 0: written as soon as the writer is idle).
+    #[arg(long)]
+    pub access_log_buffer: Option<usize>,
+}
+
+impl AccessLogArgs {
+    /// The access log asked for, if any.
+    pub fn config(&self) -> Option<AccessLogConfig> {
+        let on = self.access_log
+            || self.access_log_file.is_some()
+            || self.access_log_format.is_some()
+            || self.access_log_buffer.is_some();
+        on.then(|| AccessLogConfig {
+            path: self.access_log_file.clone(),
+            format: self.access_log_format.unwrap_or_default(),
+            buffering: self.access_log_buffer.unwrap_or(0),
+        })
+    }
+}
+
+fn parse_access_log_format(s: &str) -> Result<AccessLogFormat, String> {
+    s.parse()
 }
 
 /// `shoal agent`.
@@ -179,6 +220,8 @@ pub struct AgentArgs {
     /// repeatable, chosen by SNI).
     #[arg(long = "ingress-cert", value_name = "CERT_FILE:KEY_FILE", value_parser = parse_cert_pair)]
     pub ingress_cert: Vec<(PathBuf, PathBuf)>,
+    #[command(flatten)]
+    pub access_log: AccessLogArgs,
     /// This node's name in the cluster (default: the host name).
     #[arg(long)]
     pub node_name: Option<String>,
@@ -405,6 +448,10 @@ pub struct BenchArgs {
     /// wireguard-go and boringtun-cli.
     #[arg(long)]
     pub encrypted: bool,
+    /// Install missing baselines (apt-get, cargo install); without it a missing one is
+    /// an error naming what to install.
+    #[arg(long)]
+    pub install_baselines: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
@@ -428,6 +475,8 @@ pub enum BenchKind {
     /// Docker containers on a shoal network across hosts, against shoal's sandboxes and
     /// Docker's own overlay driver; `docker run` until a peer answers.
     Docker,
+    /// Every one of the above, one after the other.
+    All,
 }
 
 /// `shoal network ...`.
