@@ -28,8 +28,9 @@ use http::header::{self, HeaderName};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Body;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
+use tokio_util::io::poll_read_buf;
 
 use super::body::{self, ProxyBody};
 use super::io::Rewind;
@@ -122,13 +123,8 @@ impl<IO: AsyncRead + Unpin> Future for Wait<'_, IO> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         this.buf.reserve(READ);
-        let mut rb = ReadBuf::uninit(this.buf.spare_capacity_mut());
-        if let Poll::Ready(r) = Pin::new(&mut *this.io).poll_read(cx, &mut rb) {
-            r?;
-            let n = rb.filled().len();
-            // SAFETY: `poll_read` initialised the first `n` bytes of the spare capacity.
-            unsafe { this.buf.set_len(this.buf.len() + n) };
-            return Poll::Ready(Ok(n));
+        if let Poll::Ready(r) = poll_read_buf(Pin::new(&mut *this.io), cx, this.buf) {
+            return Poll::Ready(r);
         }
         while this.timer.as_mut().poll(cx).is_ready() {
             if Instant::now() >= this.deadline {
