@@ -9,6 +9,12 @@
 //! write and one fdatasync (group commit). On open, records are replayed in order; a torn
 //! or corrupt tail (never acknowledged) is cut off. When purged records dominate the
 //! file it is rewritten with only the live entries.
+//!
+//! A failed write or fdatasync stops the writer for good: after a failed fdatasync the
+//! kernel may have dropped the dirty pages it could not write, so a later fdatasync
+//! that succeeds would prove nothing (PostgreSQL's "fsyncgate"). Every later append is
+//! refused, openraft stops this node's Raft, and the log says to fix the disk and
+//! restart; the torn tail, never acknowledged, is cut off on the next open.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -144,11 +150,12 @@ impl LogStore {
         let mem = Arc::new(RwLock::new(mem));
         let (jobs, rx) = mpsc::channel();
         let writer = Writer {
-            file,
+            file: Box::new(file),
             path,
             dir: dir.to_path_buf(),
             size: valid as u64,
             mem: mem.clone(),
+            broken: None,
         };
         std::thread::Builder::new()
             .name("raft-log".into())
@@ -193,12 +200,25 @@ impl LogStore {
     }
 }
 
+/// The file the log is appended to; a trait so tests can make writes fail.
+trait LogFile: Write + Send {
+    fn sync_data(&self) -> io::Result<()>;
+}
+
+impl LogFile for File {
+    fn sync_data(&self) -> io::Result<()> {
+        File::sync_data(self)
+    }
+}
+
 struct Writer {
-    file: File,
+    file: Box<dyn LogFile>,
     path: PathBuf,
     dir: PathBuf,
     size: u64,
     mem: Arc<RwLock<LogMem>>,
+    /// Why the writer stopped taking writes, once a write or fdatasync failed.
+    broken: Option<String>,
 }
 
 impl Writer {
@@ -212,10 +232,25 @@ impl Writer {
                     bytes.extend_from_slice(b);
                 }
             }
-            let result = self
-                .file
-                .write_all(&bytes)
-                .and_then(|_| self.file.sync_data());
+            let result = match &self.broken {
+                Some(why) => Err(io::Error::other(format!(
+                    "the raft log takes no more writes since an earlier one failed ({why}); fix the disk and restart the agent"
+                ))),
+                None => {
+                    let written = self
+                        .file
+                        .write_all(&bytes)
+                        .and_then(|_| self.file.sync_data());
+                    if let Err(e) = &written {
+                        tracing::error!(
+                            error = %e,
+                            "raft log: a write or fdatasync failed; this manager acknowledges no more log writes (what the failed sync held may be lost); fix the disk and restart the agent"
+                        );
+                        self.broken = Some(e.to_string());
+                    }
+                    written
+                }
+            };
             self.size += bytes.len() as u64;
             for job in batch {
                 let r = match &result {
@@ -256,7 +291,7 @@ impl Writer {
             return Ok(());
         }
         write_atomically(&self.dir, "log", &bytes, true)?;
-        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        self.file = Box::new(OpenOptions::new().append(true).open(&self.path)?);
         self.size = bytes.len() as u64;
         Ok(())
     }

@@ -83,3 +83,63 @@ async fn appended_entries_survive_a_reopen() {
     let store = LogStore::open(dir.path()).unwrap();
     assert_eq!(store.last_log_id().unwrap().index, 3);
 }
+
+/// A log file whose first fdatasync fails (as on a disk error) and later ones succeed.
+struct FailsOnce {
+    failed: std::sync::atomic::AtomicBool,
+}
+
+impl Write for FailsOnce {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogFile for FailsOnce {
+    fn sync_data(&self) -> io::Result<()> {
+        if self.failed.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(EIO))
+        }
+    }
+}
+
+/// Linux's EIO.
+const EIO: i32 = 5;
+
+#[test]
+fn after_a_failed_fdatasync_nothing_more_is_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Writer {
+        file: Box::new(FailsOnce {
+            failed: std::sync::atomic::AtomicBool::new(false),
+        }),
+        path: dir.path().join("log"),
+        dir: dir.path().to_path_buf(),
+        size: 0,
+        mem: Arc::default(),
+        broken: None,
+    };
+    let (jobs, rx) = mpsc::channel();
+    let thread = std::thread::spawn(move || writer.run(rx));
+    let sync = |bytes: &[u8]| {
+        let (tx, done) = mpsc::channel();
+        jobs.send(Job::Write(bytes.to_vec(), None)).unwrap();
+        jobs.send(Job::Sync(tx)).unwrap();
+        done.recv().unwrap()
+    };
+    let first = sync(b"one").unwrap_err();
+    assert!(first.to_string().contains("os error 5"), "{first}");
+    // The disk would take this one, but what the failed sync held may be gone.
+    let second = sync(b"two").unwrap_err().to_string();
+    assert!(
+        second.contains("no more writes") && second.contains("restart"),
+        "{second}"
+    );
+    drop(jobs);
+    thread.join().unwrap();
+}
