@@ -5,10 +5,19 @@
 //!                                                                    apply ▼
 //!  every node ◀── watch stream (revision, redacted proposal) ◀── state machine ─▶ ClusterState
 //! ```
-//! - [`state`]: the pure, deterministic state machine (`apply`).
-//! - [`pki`] and [`token`]: the cluster CA, node certificates and join tokens.
-//! - [`raft`]: openraft storage (log, snapshots on disk) and network.
+//! - [`state`]: the pure, deterministic state machine (`apply`), the scheduler and
+//!   the specs it works on.
+//! - [`member`]: one node in the cluster: bootstrap and join, the control server's
+//!   routes and who may call them, forwarding to the leader, background duties.
+//! - [`raft`]: openraft storage (log, snapshots on disk), network and pre-vote.
 //! - [`watch`]: the change feed every node follows.
+//! - [`liveness`]: heartbeats in, Ready/Down out (on the leader).
+//! - [`pki`], [`token`] and [`tls`]: the cluster CA, node certificates, join tokens and
+//!   the rustls configurations built from them.
+//! - [`server`] and [`transport`]: the mTLS server (who is calling) and client (calling
+//!   other nodes).
+//! - [`ratelimit`]: token buckets for the endpoint anyone may call.
+//! - [`api`], [`error`], [`ids`]: request bodies, errors with their HTTP status, IDs.
 
 pub mod api;
 pub mod error;
@@ -17,6 +26,7 @@ pub mod liveness;
 pub mod member;
 pub mod pki;
 pub mod raft;
+pub mod ratelimit;
 pub mod server;
 pub mod state;
 pub mod tls;

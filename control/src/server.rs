@@ -70,6 +70,8 @@ pub async fn serve_tls(
             let caller = Caller(caller);
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(caller.clone());
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(remote));
                 router.clone().oneshot(req.map(axum::body::Body::new))
             });
             let builder = auto::Builder::new(TokioExecutor::new());

@@ -422,3 +422,84 @@ fn lab_down_leaves_nothing_behind_even_after_a_panic() {
     assert!(procs.is_empty(), "processes left: {procs:?}");
     assert_eq!(links(), before, "the machine's own interfaces changed");
 }
+
+/// A TLS client with no certificate that trusts any server: a stranger on the network.
+mod stranger {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// Sends `head` and then `body` (which may be shorter than the head announces) and
+    /// returns the response head's first line and headers, read within 5 s.
+    pub fn post(to: SocketAddr, head: &str, body: &[u8]) -> String {
+        let config = shoal_tests::tls::trust_any_server();
+        let conn =
+            rustls::ClientConnection::new(Arc::new(config), "shoal".try_into().unwrap()).unwrap();
+        let tcp = TcpStream::connect_timeout(&to, Duration::from_secs(5)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        tls.write_all(head.as_bytes()).unwrap();
+        tls.write_all(body).unwrap();
+        tls.flush().unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tls.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    }
+}
+
+/// A caller without a certificate is refused on every route but `/v1/join` before its
+/// body is read (the head announces 100 MB and sends 1 KB); `/v1/join` takes a few KB
+/// at most and a handful of tries per address.
+#[test]
+fn the_control_port_refuses_strangers_before_reading_their_bodies() {
+    if !privileged("the_control_port_refuses_strangers_before_reading_their_bodies") {
+        return;
+    }
+    let lab = Lab::up(BIN, 1, 1);
+    let to: std::net::SocketAddr = format!("{}:2377", lab.ip("n1")).parse().unwrap();
+    let client = lab.host_ns("client");
+    let ask = move |path: &'static str, length: usize, sent: usize| {
+        shoal_tests::spawn_in(&client, move || {
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nhost: n1\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n"
+            );
+            stranger::post(to, &head, &vec![b'{'; sent])
+        })
+        .join()
+        .unwrap()
+    };
+    for path in [
+        "/raft/append",
+        "/raft/snapshot",
+        "/v1/leader",
+        "/v1/nothing",
+    ] {
+        let started = Instant::now();
+        let got = ask(path, 100 << 20, 1024);
+        assert!(got.starts_with("HTTP/1.1 403"), "{path}: {got}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{path}");
+    }
+    let got = ask("/v1/join", 1 << 20, 64 << 10);
+    assert!(got.starts_with("HTTP/1.1 413"), "an oversized join: {got}");
+    // Ten tries at once are let through (and fail on their token); then 429.
+    let mut statuses = Vec::new();
+    for _ in 0..14 {
+        let got = ask("/v1/join", 2, 2);
+        statuses.push(got.lines().next().unwrap_or_default().to_string());
+    }
+    assert!(statuses[0].starts_with("HTTP/1.1 400"), "{statuses:?}");
+    let limited = statuses
+        .iter()
+        .filter(|s| s.starts_with("HTTP/1.1 429"))
+        .count();
+    assert!((3..=5).contains(&limited), "{statuses:?}");
+    // The node is still well.
+    lab.ok("n1", &["node", "ls"]);
+}

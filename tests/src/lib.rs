@@ -12,6 +12,7 @@ mod capture;
 mod lab;
 pub mod net;
 mod sandbox;
+pub mod tls;
 mod wait;
 
 pub use capture::Capture;

@@ -11,6 +11,7 @@
 //! ```
 
 mod bootstrap;
+mod gate;
 mod identity;
 mod leader;
 mod loops;
@@ -149,6 +150,8 @@ pub struct Member {
     removed: AtomicBool,
     followed: AtomicBool,
     key_rotation: Mutex<Duration>,
+    /// Joins allowed per client address (the one endpoint open to anyone).
+    join_limiter: Mutex<crate::ratelimit::RateLimiter>,
 }
 
 impl Member {
@@ -187,6 +190,7 @@ impl Member {
             removed: AtomicBool::new(false),
             followed: AtomicBool::new(false),
             key_rotation: Mutex::new(Duration::from_secs(24 * 3600)),
+            join_limiter: gate::join_limiter(),
         });
         if identity.role == Role::Manager {
             member.start_raft().await?;

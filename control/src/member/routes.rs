@@ -1,9 +1,10 @@
-//! The control server's endpoints (mTLS, node to node).
+//! The control server's endpoints (mTLS, node to node). Who may call each, and with
+//! how large a body, is checked first, by [`gate`](super::gate).
 //!
 //! | path | who may call |
 //! | --- | --- |
 //! | `/raft/*` | managers |
-//! | `/v1/join` | anyone with a join token (no certificate yet) |
+//! | `/v1/join` | anyone with a join token (no certificate yet), rate-limited |
 //! | `/v1/leader` | members; workers only for themselves |
 //! | `/v1/watch?since=REV` | members |
 
@@ -22,6 +23,7 @@ use openraft::raft::{
 };
 use serde::Deserialize;
 
+use super::gate::{gate, JOIN_BODY, MEMBER_BODY, RAFT_BODY};
 use super::submit::LEADER_PATH;
 use super::Member;
 use crate::api::{Forwarded, JoinRequest, LeaderRequest};
@@ -55,22 +57,31 @@ fn reply<T: serde::Serialize>(r: Result<T, ClusterError>) -> Response {
 }
 
 /// The control router for `member`.
+/// Callers are checked by [`gate`] before any body is read; each group of routes has
+/// its own body limit.
 pub fn router(member: Arc<Member>) -> Router {
-    Router::new()
+    let raft = Router::new()
         .route(paths::APPEND, post(append))
         .route(paths::VOTE, post(vote))
         .route(paths::SNAPSHOT, post(snapshot))
         .route(paths::PREVOTE, post(prevote))
-        .route("/v1/join", post(join))
+        .layer(DefaultBodyLimit::max(RAFT_BODY));
+    let members = Router::new()
         .route(LEADER_PATH, post(leader))
         .route("/v1/watch", get(watch))
-        .layer(DefaultBodyLimit::max(64 << 20))
+        .layer(DefaultBodyLimit::max(MEMBER_BODY));
+    let anyone = Router::new()
+        .route("/v1/join", post(join))
+        .layer(DefaultBodyLimit::max(JOIN_BODY));
+    raft.merge(members)
+        .merge(anyone)
+        .layer(axum::middleware::from_fn_with_state(member.clone(), gate))
         .with_state(member)
 }
 
 impl Member {
     /// The verified identity of a member calling us, refusing removed nodes.
-    fn member_caller(&self, caller: &Caller) -> Result<PeerIdentity, ClusterError> {
+    pub(super) fn member_caller(&self, caller: &Caller) -> Result<PeerIdentity, ClusterError> {
         let id = caller.0.clone().ok_or_else(|| {
             ClusterError::Forbidden("this endpoint needs a node certificate".into())
         })?;
@@ -83,7 +94,10 @@ impl Member {
         Ok(id)
     }
 
-    fn raft_caller(&self, caller: &Caller) -> Result<Arc<super::RaftNode>, ClusterError> {
+    pub(super) fn raft_caller(
+        &self,
+        caller: &Caller,
+    ) -> Result<Arc<super::RaftNode>, ClusterError> {
         let id = self.member_caller(caller)?;
         if self.role_of(id.node_id, id.role) != Role::Manager {
             return Err(ClusterError::Forbidden(format!(
