@@ -1,24 +1,28 @@
 //! Load balancing in the kernel: nftables DNAT that spreads new connections over a
-//! service's tasks.
+//! service's tasks, with one draw and one map lookup whatever their number.
 //!
 //! ```text
-//!  rule 1: match ─ numgen random mod N     == 0 ─▶ dnat backend 1
-//!  rule 2: match ─ numgen random mod (N-1) == 0 ─▶ dnat backend 2
-//!  …                                              (each rule takes 1/(N-i) of what is left:
-//!  rule N: match ───────────────────────────────▶ dnat backend N    a uniform spread)
+//!  match ─ numgen random mod N ─▶ map { 0: task 1, 1: task 2, … N-1: task N } ─▶ dnat
+//!  (one task: match ─▶ dnat task)
 //! ```
 //! NAT chains only see the first packet of a connection, so the draw happens once per
 //! connection; conntrack keeps the rest of it on the same backend. A backend removed
-//! from the table gets no new connection at once.
+//! from the map gets no new connection at once.
 //!
 //! - [`vip_table`]: in each client sandbox, VIP → task (client-side: no hairpin).
-//! - Published ports are spread by the same cascade in the node's own table
+//! - Published ports are spread the same way in the node's own table
 //!   ([`ruleset`](crate::overlay::ruleset)): straight to a task on any node, source-NATed
 //!   to the node's address on the task's network so replies come back through it.
+//! - [`idle_timeouts`]: with `--lb-idle-timeout`, conntrack timeout policies attached
+//!   to load-balanced connections only (priority raw, before conntrack sees them), so no
+//!   other flow of the host changes.
 
 use std::net::Ipv4Addr;
 
-use crate::nft::{m, BaseChain, Chain, ChainType, CmpOp, Expr, Family, Hook, Rule, Table, Verdict};
+use crate::nft::{
+    exprs, BaseChain, Chain, ChainType, CmpOp, CtTimeoutPolicy, Expr, Family, Hook, Map, Rule,
+    Table, Verdict, CTA_TIMEOUT_TCP_ESTABLISHED, CTA_TIMEOUT_UDP_REPLIED,
+};
 
 /// The nftables table shoal owns inside sandboxes.
 pub const LB_TABLE: &str = "shoal-lb";
@@ -50,49 +54,130 @@ pub struct Published {
     pub mesh: bool,
 }
 
-/// The cascade of DNAT rules spreading `matching` over `backends`.
-pub fn spread(matching: &[Expr], backends: &[(Ipv4Addr, Option<u16>)], comment: &str) -> Vec<Rule> {
-    let n = backends.len();
-    backends
+/// The rule spreading `matching` connections over `backends` (all with a port or all
+/// without), and the map named `map` it draws from when there is more than one.
+pub fn spread(
+    matching: &[Expr],
+    backends: &[(Ipv4Addr, Option<u16>)],
+    map: &str,
+    comment: &str,
+) -> (Rule, Option<Map>) {
+    let mut exprs = matching.to_vec();
+    let with_port = backends.first().is_some_and(|(_, p)| p.is_some());
+    if let [(ip, port)] = backends {
+        exprs.push(Expr::Immediate {
+            dreg: 2,
+            data: ip.octets().to_vec(),
+        });
+        if let Some(p) = port {
+            exprs.push(Expr::Immediate {
+                dreg: 3,
+                data: p.to_be_bytes().to_vec(),
+            });
+        }
+        exprs.push(Expr::Dnat {
+            addr_reg: 2,
+            port_reg: port.map(|_| 3),
+        });
+        let to = format!("{ip}{}", port.map(|p| format!(":{p}")).unwrap_or_default());
+        let rule = Rule {
+            exprs,
+            comment: format!("{comment} -> {to}"),
+        };
+        return (rule, None);
+    }
+    let elements = backends
         .iter()
         .enumerate()
         .map(|(i, (ip, port))| {
+            let mut value = ip.octets().to_vec();
+            if with_port {
+                // ipv4_addr . inet_service: each part padded to 4 bytes.
+                value.extend_from_slice(&port.unwrap_or_default().to_be_bytes());
+                value.extend_from_slice(&[0, 0]);
+            }
+            ((i as u32).to_ne_bytes().to_vec(), value)
+        })
+        .collect();
+    exprs.push(Expr::Numgen {
+        dreg: 1,
+        modulus: backends.len() as u32,
+        random: true,
+    });
+    exprs.push(Expr::Lookup {
+        set: map.to_string(),
+        sreg: 1,
+        dreg: Some(1),
+    });
+    exprs.push(Expr::Dnat {
+        addr_reg: 1,
+        // The port is the register's second 32-bit word (NFT_REG32_01).
+        port_reg: with_port.then_some(9),
+    });
+    let rule = Rule {
+        exprs,
+        comment: format!("{comment} -> {} tasks", backends.len()),
+    };
+    let map = Map {
+        name: map.to_string(),
+        key_len: 4,
+        data_len: if with_port { 8 } else { 4 },
+        elements,
+    };
+    (rule, Some(map))
+}
+
+/// Names of the idle-timeout policies.
+const IDLE_TCP: &str = "lb-idle-tcp";
+const IDLE_UDP: &str = "lb-idle-udp";
+
+/// Conntrack timeout policies that end load-balanced TCP and UDP streams idle `secs`,
+/// and the rules attaching them to connections that match `matching` (for a chain at
+/// raw priority).
+pub fn idle_timeouts(
+    secs: u32,
+    matching: &[Expr],
+    comment: &str,
+) -> (Vec<CtTimeoutPolicy>, Vec<Rule>) {
+    let policies = vec![
+        CtTimeoutPolicy {
+            name: IDLE_TCP.into(),
+            l4proto: 6,
+            policy: vec![(CTA_TIMEOUT_TCP_ESTABLISHED, secs)],
+        },
+        CtTimeoutPolicy {
+            name: IDLE_UDP.into(),
+            l4proto: 17,
+            policy: vec![(CTA_TIMEOUT_UDP_REPLIED, secs)],
+        },
+    ];
+    let rules = [(6, IDLE_TCP), (17, IDLE_UDP)]
+        .into_iter()
+        .map(|(proto, policy)| {
             let mut exprs = matching.to_vec();
-            if i + 1 < n {
-                exprs.push(Expr::Numgen {
-                    dreg: 1,
-                    modulus: (n - i) as u32,
-                    random: true,
-                });
-                exprs.push(Expr::Cmp {
-                    sreg: 1,
-                    op: CmpOp::Eq,
-                    data: 0u32.to_ne_bytes().to_vec(),
-                });
-            }
-            exprs.push(Expr::Immediate {
-                dreg: 2,
-                data: ip.octets().to_vec(),
-            });
-            if let Some(p) = port {
-                exprs.push(Expr::Immediate {
-                    dreg: 3,
-                    data: p.to_be_bytes().to_vec(),
-                });
-            }
-            exprs.push(Expr::Dnat {
-                addr_reg: 2,
-                port_reg: port.map(|_| 3),
-            });
+            exprs.extend(exprs::l4proto(proto));
+            exprs.push(Expr::CtTimeout(policy.into()));
             Rule {
                 exprs,
-                comment: format!(
-                    "{comment} -> {ip}{}",
-                    port.map(|p| format!(":{p}")).unwrap_or_default()
-                ),
+                comment: format!("{comment}: idle {secs} s"),
             }
         })
-        .collect()
+        .collect();
+    (policies, rules)
+}
+
+/// A chain that runs before conntrack (priority raw, -300).
+pub fn raw_chain(name: &str, hook: Hook, rules: Vec<Rule>) -> Chain {
+    Chain {
+        name: name.into(),
+        base: Some(BaseChain {
+            hook,
+            kind: ChainType::Filter,
+            priority: -300,
+            accept: true,
+        }),
+        rules,
+    }
 }
 
 fn nat_chain(name: &str, hook: Hook, priority: i32, rules: Vec<Rule>) -> Chain {
@@ -109,12 +194,16 @@ fn nat_chain(name: &str, hook: Hook, priority: i32, rules: Vec<Rule>) -> Chain {
 }
 
 /// The table of a client sandbox: connections to a VIP (any port) go to a task. A VIP
-/// without running tasks refuses connections rather than black-holing them.
-pub fn vip_table(vips: &[Vip]) -> Table {
+/// without running tasks refuses connections rather than black-holing them. With
+/// `idle_secs`, connections to VIPs end after that long idle.
+pub fn vip_table(vips: &[Vip], idle_secs: Option<u32>) -> Table {
     let mut out = Vec::new();
     let mut filter = Vec::new();
+    let mut maps = Vec::new();
+    let mut raw = Vec::new();
+    let mut timeouts = Vec::new();
     for v in vips {
-        let matching = m::ip_addr(true, CmpOp::Eq, v.vip, 32);
+        let matching = exprs::ip_addr(true, CmpOp::Eq, v.vip, 32);
         if v.backends.is_empty() {
             let mut reject = matching.clone();
             reject.push(Expr::Verdict(Verdict::Drop));
@@ -126,24 +215,38 @@ pub fn vip_table(vips: &[Vip]) -> Table {
         }
         let backends: Vec<(Ipv4Addr, Option<u16>)> =
             v.backends.iter().map(|b| (*b, None)).collect();
-        out.extend(spread(&matching, &backends, &v.service));
+        let map = format!("vip-{}", v.vip.to_string().replace('.', "-"));
+        let (rule, map) = spread(&matching, &backends, &map, &v.service);
+        out.push(rule);
+        maps.extend(map);
+        if let Some(secs) = idle_secs {
+            let (policies, rules) = idle_timeouts(secs, &matching, &v.service);
+            timeouts = policies;
+            raw.extend(rules);
+        }
+    }
+    let mut chains = vec![
+        nat_chain("output", Hook::Output, -100, out),
+        Chain {
+            name: "filter-output".into(),
+            base: Some(BaseChain {
+                hook: Hook::Output,
+                kind: ChainType::Filter,
+                priority: 0,
+                accept: true,
+            }),
+            rules: filter,
+        },
+    ];
+    if !raw.is_empty() {
+        chains.push(raw_chain("raw-output", Hook::Output, raw));
     }
     Table {
         name: LB_TABLE.into(),
         family: Family::Ip,
-        chains: vec![
-            nat_chain("output", Hook::Output, -100, out),
-            Chain {
-                name: "filter-output".into(),
-                base: Some(BaseChain {
-                    hook: Hook::Output,
-                    kind: ChainType::Filter,
-                    priority: 0,
-                    accept: true,
-                }),
-                rules: filter,
-            },
-        ],
+        chains,
+        maps,
+        timeouts,
     }
 }
 
@@ -152,37 +255,75 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_cascade_draws_from_shrinking_ranges_and_the_last_rule_takes_the_rest() {
+    fn many_tasks_are_one_draw_and_one_lookup() {
         let backends: Vec<(Ipv4Addr, Option<u16>)> = (1..=3)
             .map(|i| (Ipv4Addr::new(10, 0, 0, i), Some(80)))
             .collect();
-        let rules = spread(&[], &backends, "web");
-        let moduli: Vec<Option<u32>> = rules
-            .iter()
-            .map(|r| {
-                r.exprs.iter().find_map(|e| match e {
-                    Expr::Numgen { modulus, .. } => Some(*modulus),
-                    _ => None,
-                })
-            })
-            .collect();
-        assert_eq!(moduli, vec![Some(3), Some(2), None]);
-        assert!(rules.iter().all(|r| matches!(
-            r.exprs.last(),
+        let (rule, map) = spread(&[], &backends, "pub-6-80", "web");
+        assert!(matches!(
+            rule.exprs.as_slice(),
+            [
+                Expr::Numgen {
+                    modulus: 3,
+                    random: true,
+                    ..
+                },
+                Expr::Lookup { dreg: Some(1), .. },
+                Expr::Dnat {
+                    addr_reg: 1,
+                    port_reg: Some(9)
+                }
+            ]
+        ));
+        let map = map.unwrap();
+        assert_eq!((map.key_len, map.data_len), (4, 8));
+        assert_eq!(map.elements.len(), 3);
+        assert_eq!(map.elements[2].0, 2u32.to_ne_bytes().to_vec());
+        assert_eq!(map.elements[2].1, vec![10, 0, 0, 3, 0, 80, 0, 0]);
+        // One task needs no map.
+        let (one, none) = spread(&[], &backends[..1], "m", "web");
+        assert!(none.is_none());
+        assert!(matches!(
+            one.exprs.last(),
             Some(Expr::Dnat {
-                port_reg: Some(3),
-                ..
+                addr_reg: 2,
+                port_reg: Some(3)
             })
-        )));
+        ));
+    }
+
+    #[test]
+    fn idle_timeouts_touch_only_load_balanced_connections() {
+        let vips = [Vip {
+            service: "api".into(),
+            vip: Ipv4Addr::new(10, 0, 0, 9),
+            backends: vec![Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3)],
+        }];
+        assert!(vip_table(&vips, None).timeouts.is_empty());
+        let t = vip_table(&vips, Some(30));
+        assert_eq!(t.timeouts.len(), 2);
+        assert!(t
+            .timeouts
+            .iter()
+            .all(|p| p.policy.iter().all(|(_, s)| *s == 30)));
+        let raw = t.chains.iter().find(|c| c.name == "raw-output").unwrap();
+        assert_eq!(raw.base.as_ref().unwrap().priority, -300);
+        // Every attaching rule matches the VIP first.
+        let vip = exprs::ip_addr(true, CmpOp::Eq, Ipv4Addr::new(10, 0, 0, 9), 32);
+        assert!(raw.rules.iter().all(|r| r.exprs.starts_with(&vip)));
+        assert_eq!(t.maps.len(), 1);
     }
 
     #[test]
     fn a_vip_without_tasks_is_dropped_not_forwarded() {
-        let t = vip_table(&[Vip {
-            service: "db".into(),
-            vip: Ipv4Addr::new(10, 0, 0, 9),
-            backends: vec![],
-        }]);
+        let t = vip_table(
+            &[Vip {
+                service: "db".into(),
+                vip: Ipv4Addr::new(10, 0, 0, 9),
+                backends: vec![],
+            }],
+            None,
+        );
         assert!(t.chains[0].rules.is_empty());
         assert_eq!(t.chains[1].rules.len(), 1);
         let text = t.to_string();

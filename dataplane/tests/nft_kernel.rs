@@ -2,7 +2,7 @@
 
 use shoal_dataplane::netns;
 use shoal_dataplane::nft::{
-    self, m, BaseChain, Chain, ChainType, CmpOp, Expr, Family, Hook, Rule, Table, Verdict,
+    self, exprs, BaseChain, Chain, ChainType, CmpOp, Expr, Family, Hook, Rule, Table, Verdict,
 };
 
 fn root() -> bool {
@@ -25,15 +25,15 @@ impl Drop for Scratch {
 }
 
 fn table(rules: usize) -> Table {
-    let mut drop_rule = m::iifname(CmpOp::Eq, "shl-b4096");
-    drop_rule.extend(m::oifname(CmpOp::Eq, "shl-b*"));
-    drop_rule.extend(m::oifname(CmpOp::Neq, "shl-b4096"));
-    drop_rule.extend(m::verdict(Verdict::Drop));
-    let mut masq = m::ip_addr(false, CmpOp::Eq, "10.0.1.0".parse().unwrap(), 24);
-    masq.extend(m::oifname(CmpOp::Neq, "shl-b4096"));
+    let mut drop_rule = exprs::iifname(CmpOp::Eq, "shl-b4096");
+    drop_rule.extend(exprs::oifname(CmpOp::Eq, "shl-b*"));
+    drop_rule.extend(exprs::oifname(CmpOp::Neq, "shl-b4096"));
+    drop_rule.extend(exprs::verdict(Verdict::Drop));
+    let mut masq = exprs::ip_addr(false, CmpOp::Eq, "10.0.1.0".parse().unwrap(), 24);
+    masq.extend(exprs::oifname(CmpOp::Neq, "shl-b4096"));
     masq.push(Expr::Masquerade);
-    let mut dnat = m::l4proto(6);
-    dnat.extend(m::dport(8080));
+    let mut dnat = exprs::l4proto(6);
+    dnat.extend(exprs::dport(8080));
     dnat.push(Expr::Numgen {
         dreg: 1,
         modulus: 2,
@@ -51,10 +51,10 @@ fn table(rules: usize) -> Table {
         addr_reg: 2,
         port_reg: Some(3),
     });
-    Table {
-        name: "shoaltest".into(),
-        family: Family::Ip,
-        chains: vec![
+    Table::with_chains(
+        "shoaltest",
+        Family::Ip,
+        vec![
             Chain {
                 name: "forward".into(),
                 base: Some(BaseChain {
@@ -97,11 +97,11 @@ fn table(rules: usize) -> Table {
                 }],
             },
         ],
-    }
+    )
 }
 
 #[test]
-fn tables_are_created_replaced_skipped_and_removed_in_the_kernel() {
+fn tables_are_created_repaired_skipped_and_removed_in_the_kernel() {
     if !root() {
         return;
     }
@@ -110,44 +110,99 @@ fn tables_are_created_replaced_skipped_and_removed_in_the_kernel() {
     let _scratch = Scratch(name.clone());
     let ns = netns::open(&name).unwrap();
     netns::run_in(&ns, || {
-        assert_eq!(nft::table_userdata("shoaltest", Family::Ip).unwrap(), None);
+        assert!(nft::read_table("shoaltest", Family::Ip).unwrap().is_none());
+        assert!(nft::ensure_table(&table(1)).unwrap(), "first apply changes");
+        let back = nft::read_table("shoaltest", Family::Ip).unwrap().unwrap();
+        assert!(!back.foreign, "shoal's own comments are read back");
+        assert!(back.matches(&table(1)), "read back as written: {back:?}");
+        assert!(!back.matches(&table(3)));
         assert!(
-            nft::ensure_table(&table(1), b"v1").unwrap(),
-            "first apply changes"
-        );
-        assert_eq!(
-            nft::table_userdata("shoaltest", Family::Ip)
-                .unwrap()
-                .as_deref(),
-            Some(&b"v1"[..])
-        );
-        assert!(
-            !nft::ensure_table(&table(1), b"v1").unwrap(),
-            "same digest is skipped"
+            !nft::ensure_table(&table(1)).unwrap(),
+            "the same table is left alone"
         );
         assert!(
-            nft::ensure_table(&table(3), b"v2").unwrap(),
-            "new digest replaces"
+            nft::ensure_table(&table(3)).unwrap(),
+            "a changed table is replaced"
         );
-        assert_eq!(
-            nft::table_userdata("shoaltest", Family::Ip)
-                .unwrap()
-                .as_deref(),
-            Some(&b"v2"[..])
+        assert!(nft::read_table("shoaltest", Family::Ip)
+            .unwrap()
+            .unwrap()
+            .matches(&table(3)));
+
+        // A chain flushed by hand (what `nft flush chain ip shoaltest forward` does)
+        // is noticed and repaired.
+        let mut flushed = table(3);
+        flushed.chains[0].rules.clear();
+        assert!(nft::ensure_table(&flushed).unwrap());
+        assert!(
+            nft::ensure_table(&table(3)).unwrap(),
+            "a flushed chain comes back"
         );
-        assert!(nft::remove_table("shoaltest", Family::Ip).unwrap());
-        assert!(!nft::remove_table("shoaltest", Family::Ip).unwrap());
+        assert!(!nft::ensure_table(&table(3)).unwrap());
+
+        // A failed batch changes nothing: the table stays as it was.
         let mut bad = table(1);
         bad.chains[0].rules[0]
             .exprs
             .push(Expr::Verdict(Verdict::Jump("missing".into())));
-        let err = nft::ensure_table(&bad, b"v3").unwrap_err().to_string();
+        let err = nft::ensure_table(&bad).unwrap_err().to_string();
         assert!(err.contains("add rule forward #1"), "{err}");
-        assert_eq!(
-            nft::table_userdata("shoaltest", Family::Ip).unwrap(),
-            None,
+        assert!(
+            nft::read_table("shoaltest", Family::Ip)
+                .unwrap()
+                .unwrap()
+                .matches(&table(3)),
             "a failed batch changes nothing"
         );
+
+        assert!(nft::remove_table("shoaltest", Family::Ip).unwrap());
+        assert!(!nft::remove_table("shoaltest", Family::Ip).unwrap());
+        assert!(!nft::table_exists("shoaltest", Family::Ip).unwrap());
+    })
+    .unwrap();
+}
+
+/// Load balancing's maps and its conntrack timeout policy round-trip through the
+/// kernel: written, read back equal, and a changed backend set is noticed.
+#[test]
+fn vip_maps_and_timeout_policies_round_trip_through_the_kernel() {
+    use shoal_dataplane::lb::{vip_table, Vip};
+    if !root() {
+        return;
+    }
+    let name = format!("shl-nftvip-{}", std::process::id());
+    netns::create(&name).unwrap();
+    let _scratch = Scratch(name.clone());
+    let vip = |backends: &[&str]| Vip {
+        service: "web".into(),
+        vip: "10.0.1.2".parse().unwrap(),
+        backends: backends.iter().map(|b| b.parse().unwrap()).collect(),
+    };
+    let two = vip_table(&[vip(&["10.0.1.5", "10.0.1.6"])], Some(30));
+    let three = vip_table(&[vip(&["10.0.1.5", "10.0.1.6", "10.0.1.7"])], Some(30));
+    let no_idle = vip_table(&[vip(&["10.0.1.5", "10.0.1.6"])], None);
+    assert_eq!(two.maps.len(), 1);
+    assert!(!two.timeouts.is_empty());
+    let ns = netns::open(&name).unwrap();
+    netns::run_in(&ns, move || {
+        assert!(nft::ensure_table(&two).unwrap());
+        let back = nft::read_table(&two.name, Family::Ip).unwrap().unwrap();
+        assert_eq!(back.table.maps.len(), 1, "{back:?}");
+        assert!(back.matches(&two), "{back:?}");
+        assert!(
+            !nft::ensure_table(&two).unwrap(),
+            "maps and policies compare equal"
+        );
+        assert!(!back.matches(&three), "a new backend is a different map");
+        assert!(
+            !back.matches(&no_idle),
+            "the timeout policy is part of the table"
+        );
+        assert!(nft::ensure_table(&three).unwrap());
+        assert!(!nft::ensure_table(&three).unwrap());
+        assert!(nft::ensure_table(&no_idle).unwrap());
+        assert!(!nft::ensure_table(&no_idle).unwrap());
+        assert!(nft::remove_table(&two.name, Family::Ip).unwrap());
     })
     .unwrap();
 }
@@ -195,13 +250,16 @@ fn the_node_ruleset_with_the_routing_mesh_loads_into_the_kernel() {
             mesh: true,
         }],
         dns_intercept: vec!["198.18.0.250".parse().unwrap()],
+        lb_idle_timeout: Some(900),
     };
     let table = ruleset(&plan);
     let bridge = shoal_dataplane::overlay::bridge_ruleset(&plan);
     let ns = netns::open(&name).unwrap();
     netns::run_in(&ns, move || {
-        assert!(nft::ensure_table(&table, b"mesh").unwrap());
-        assert!(nft::ensure_table(&bridge, b"bridge").unwrap());
+        assert!(nft::ensure_table(&table).unwrap());
+        assert!(nft::ensure_table(&bridge).unwrap());
+        assert!(!nft::ensure_table(&table).unwrap(), "read back equal");
+        assert!(!nft::ensure_table(&bridge).unwrap(), "read back equal");
         assert!(nft::remove_table(&table.name, Family::Ip).unwrap());
         assert!(nft::remove_table(&bridge.name, Family::Bridge).unwrap());
     })

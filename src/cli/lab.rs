@@ -20,12 +20,14 @@ pub async fn run(cmd: LabCmd) -> anyhow::Result<i32> {
             dns_upstream,
             docker,
             docker_arg,
+            agent_arg,
             lab: l,
         } => {
             let options = lab::LabOptions {
                 dns_upstream,
                 docker: docker || !docker_arg.is_empty(),
                 docker_args: docker_arg,
+                agent_args: agent_arg,
             };
             let lab = lab::up_with(&l.name, nodes, managers, &options).await?;
             println!(

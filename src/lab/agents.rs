@@ -88,6 +88,7 @@ pub async fn start(paths: &LabPaths, host: &Host, lab: &super::Lab) -> anyhow::R
                 .iter()
                 .flat_map(|u| ["--dns-upstream".to_string(), u.to_string()]),
         )
+        .args(&lab.agent_args)
         .arg("--netns-prefix")
         .arg(format!(
             "{}{}-",

@@ -56,6 +56,9 @@ pub struct Lab {
     /// More arguments for every dockerd.
     #[serde(default)]
     pub docker_args: Vec<String>,
+    /// More arguments for every agent.
+    #[serde(default)]
+    pub agent_args: Vec<String>,
 }
 
 /// How a lab is built beyond its size.
@@ -67,6 +70,8 @@ pub struct LabOptions {
     pub docker: bool,
     /// More arguments for every dockerd (`--live-restore`, ...).
     pub docker_args: Vec<String>,
+    /// More arguments for every agent (`--lb-idle-timeout=30`, ...).
+    pub agent_args: Vec<String>,
 }
 
 impl Lab {
@@ -260,6 +265,7 @@ async fn build(
         dns_upstream: options.dns_upstream.clone(),
         docker: options.docker,
         docker_args: options.docker_args.clone(),
+        agent_args: options.agent_args.clone(),
     };
     save(&paths, &lab)?;
     topology::create_underlay(name).await?;

@@ -19,7 +19,6 @@ use shoal_control::{Member, NodeId};
 use shoal_dataplane::lb::{vip_table, Vip, LB_TABLE};
 use shoal_dataplane::netns;
 use shoal_dataplane::nft::{self, Family, Table};
-use shoal_dataplane::overlay::digest;
 use tokio_util::sync::CancellationToken;
 
 use super::view::backends;
@@ -99,9 +98,11 @@ async fn step(member: &Member, overlay: &Overlay) -> Result<(), String> {
     Ok(())
 }
 
-/// Programs the VIP table of every local sandbox, and the idle timeouts of load-balanced
-/// connections there and in the node (where published connections are tracked).
+/// Programs the VIP table of every local sandbox, with the idle timeout of its
+/// load-balanced connections as a conntrack timeout policy of the table's own (no
+/// sysctl changes: the sandbox's other connections keep the kernel's timeouts).
 pub async fn program(state: &ClusterState, me: NodeId, idle_timeout: Option<Duration>) {
+    let idle_secs = idle_timeout.map(idle_secs);
     let mut sandboxes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for e in state
         .endpoints
@@ -133,12 +134,9 @@ pub async fn program(state: &ClusterState, me: NodeId, idle_timeout: Option<Dura
                     .collect(),
             })
             .collect();
-        jobs.push((sandbox.clone(), vip_table(&vips)));
+        jobs.push((sandbox.clone(), vip_table(&vips, idle_secs)));
     }
     let result = tokio::task::spawn_blocking(move || {
-        if let Some(t) = idle_timeout {
-            set_idle_timeout(t);
-        }
         for (sandbox, table) in jobs {
             let ns = match netns::open(&sandbox) {
                 Ok(ns) => ns,
@@ -149,10 +147,7 @@ pub async fn program(state: &ClusterState, me: NodeId, idle_timeout: Option<Dura
                 if empty {
                     nft::remove_table(LB_TABLE, Family::Ip).map_err(|e| e.to_string())?;
                 } else {
-                    nft::ensure_table(&table, &digest(&table)).map_err(|e| e.to_string())?;
-                }
-                if let Some(t) = idle_timeout {
-                    set_idle_timeout(t);
+                    nft::ensure_table(&table).map_err(|e| e.to_string())?;
                 }
                 Ok(())
             });
@@ -173,20 +168,7 @@ pub async fn program(state: &ClusterState, me: NodeId, idle_timeout: Option<Dura
     }
 }
 
-/// Sets conntrack's idle timeouts for established TCP and UDP streams in the current
-/// namespace, where they differ.
-fn set_idle_timeout(t: Duration) {
-    let secs = t.as_secs().max(1).to_string();
-    for f in [
-        "nf_conntrack_tcp_timeout_established",
-        "nf_conntrack_udp_timeout_stream",
-    ] {
-        let path = format!("/proc/sys/net/netfilter/{f}");
-        if std::fs::read_to_string(&path)
-            .map(|v| v.trim() != secs)
-            .unwrap_or(false)
-        {
-            let _ = std::fs::write(&path, &secs);
-        }
-    }
+/// An idle timeout in whole seconds, as conntrack counts them (at least one).
+pub fn idle_secs(t: Duration) -> u32 {
+    u32::try_from(t.as_secs()).unwrap_or(u32::MAX).max(1)
 }

@@ -214,6 +214,7 @@ async fn reconcile(
     let idle_timeout = settings.idle_timeout;
     let mut plan = node_plan(&state, member.node_id, settings.vxlan_port);
     plan.dns_intercept = settings.dns_intercept.clone();
+    plan.lb_idle_timeout = idle_timeout.map(super::mesh::idle_secs);
     let mut failures = HashMap::new();
     match overlay::observe(nl).await {
         Ok(observed) => {
@@ -254,7 +255,7 @@ pub async fn apply_rules(plan: &NodePlan) -> Result<(), String> {
             if table.chains.iter().all(|c| c.rules.is_empty()) {
                 nft::remove_table(NFT_TABLE, table.family)?;
             } else {
-                nft::ensure_table(&table, &overlay::digest(&table))?;
+                nft::ensure_table(&table)?;
             }
         }
         Ok::<(), nft::NftError>(())

@@ -99,6 +99,7 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
         endpoints,
         published,
         dns_intercept: Vec::new(),
+        lb_idle_timeout: None,
     }
 }
 

@@ -484,3 +484,116 @@ fn bad_service_requests_are_refused_clearly() {
     let listed = lab.json("n1", &["service", "ls"]);
     assert_eq!(listed.as_array().map(|a| a.len()), Some(2), "{listed}");
 }
+
+/// `--lb-idle-timeout` becomes conntrack timeout policies in shoal's own tables, for
+/// load-balanced connections only: no sysctl of the node or of a sandbox changes (the
+/// agent's only global setting is `net.ipv4.ip_forward`). And a shoal chain flushed by
+/// hand is noticed and put back by the next resync, with the port answering again.
+#[test]
+fn idle_timeouts_touch_no_sysctl_and_a_flushed_chain_comes_back() {
+    use shoal_dataplane::lb::LB_TABLE;
+    use shoal_dataplane::netns;
+    use shoal_dataplane::nft::{self, Family, Table};
+    use shoal_dataplane::overlay::NFT_TABLE;
+    if !privileged("idle_timeouts_touch_no_sysctl_and_a_flushed_chain_comes_back") {
+        return;
+    }
+    let sysctls = [
+        "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established",
+        "/proc/sys/net/netfilter/nf_conntrack_udp_timeout_stream",
+    ];
+    let read = |ns: &str| -> Vec<String> {
+        sysctls
+            .iter()
+            .map(|p| lab_read(ns, p))
+            .collect::<Vec<String>>()
+    };
+    let lab = Lab::up_with(BIN, 1, 1, &["--agent-arg=--lb-idle-timeout=30"]);
+    lab.ok("n1", &["network", "create", "--attachable", "web"]);
+    lab.create_service(
+        &[
+            "--name",
+            "www",
+            "--network",
+            "web",
+            "--replicas",
+            "2",
+            "--publish",
+            "8080:80",
+        ],
+        &[BIN, "tool", "http", "--port", "80"],
+    );
+    let sb = lab.sandbox("s1");
+    lab.ok("n1", &["attach", "--network", "web", &sb.ns]);
+    every_node_answers(&lab, &["n1"], 8080, Duration::from_secs(30));
+    let table_of = |ns: &str, name: &str| -> Option<Table> {
+        let handle = netns::open(ns).ok()?;
+        let name = name.to_string();
+        netns::run_in(&handle, move || nft::read_table(&name, Family::Ip))
+            .ok()?
+            .ok()?
+            .map(|k| k.table)
+    };
+    let node = lab.host_ns("n1");
+    wait_until(
+        "timeout policies in the node's and the sandbox's tables",
+        Duration::from_secs(20),
+        || {
+            let n = table_of(&node, NFT_TABLE).map(|t| t.timeouts.len());
+            let s = table_of(&sb.ns, LB_TABLE).map(|t| t.timeouts.len());
+            match (n, s) {
+                (Some(a), Some(b)) if a > 0 && b > 0 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    );
+    // A fresh namespace shows the kernel's defaults.
+    let fresh = format!("shl-{}-fresh", lab.name);
+    lab.sandbox("fresh");
+    let defaults = read(&fresh);
+    assert!(defaults.iter().all(|v| !v.is_empty()), "{defaults:?}");
+    assert_eq!(read(&node), defaults, "the node's sysctls are untouched");
+    assert_eq!(
+        read(&sb.ns),
+        defaults,
+        "the sandbox's sysctls are untouched"
+    );
+
+    // Flush the port's chain by hand, as `nft flush chain ip shoal pub-6-8080` would.
+    let handle = netns::open(&node).unwrap();
+    netns::run_in(&handle, || {
+        let mut t = nft::read_table(NFT_TABLE, Family::Ip)
+            .unwrap()
+            .expect("shoal's table")
+            .table;
+        let chain = t
+            .chains
+            .iter_mut()
+            .find(|c| c.name == "pub-6-8080")
+            .unwrap();
+        chain.rules.clear();
+        assert!(nft::ensure_table(&t).unwrap(), "the chain was flushed");
+    })
+    .unwrap();
+    wait_until(
+        "the flushed chain to be put back",
+        Duration::from_secs(20),
+        || match table_of(&node, NFT_TABLE) {
+            Some(t)
+                if t.chains
+                    .iter()
+                    .any(|c| c.name == "pub-6-8080" && !c.rules.is_empty()) =>
+            {
+                Ok(())
+            }
+            other => Err(format!("{:?}", other.map(|t| t.chains.len()))),
+        },
+    );
+    every_node_answers(&lab, &["n1"], 8080, Duration::from_secs(10));
+}
+
+/// The trimmed contents of file `path` as seen from namespace `ns`.
+fn lab_read(ns: &str, path: &str) -> String {
+    let out = shoal_tests::exec_in(ns, &["cat", path]);
+    out.stdout.trim().to_string()
+}

@@ -1,7 +1,8 @@
 //! Encoding tables as one nf_tables netlink batch (a single kernel transaction).
 //!
 //! ```text
-//!  BATCH_BEGIN | NEWTABLE | DELTABLE | NEWTABLE(userdata) | NEWCHAIN... | NEWRULE... | BATCH_END
+//!  BATCH_BEGIN | NEWTABLE | DELTABLE | NEWTABLE | NEWOBJ... | NEWSET NEWSETELEM...
+//!            | NEWCHAIN... | NEWRULE... | BATCH_END
 //! ```
 //! "add, delete, add" replaces the table whether or not it existed, atomically: packets
 //! see the old rules or the new ones, never none. Conntrack entries (and so established
@@ -15,6 +16,16 @@ const NLMSG_HDRLEN: usize = 16;
 /// nft's user-data TLV type for rule comments (libnftnl NFTNL_UDATA_RULE_COMMENT).
 const UDATA_RULE_COMMENT: u8 = 0;
 
+/// The part of a rule comment stored in the kernel (nft's user data holds 255 bytes
+/// with the NUL), cut on a character boundary.
+pub fn stored_comment(comment: &str) -> &str {
+    let mut n = comment.len().min(254);
+    while !comment.is_char_boundary(n) {
+        n -= 1;
+    }
+    &comment[..n]
+}
+
 fn align(n: usize) -> usize {
     (n + 3) & !3
 }
@@ -22,7 +33,12 @@ fn align(n: usize) -> usize {
 /// Netlink attributes being written into a buffer.
 pub struct Attrs<'a>(&'a mut Vec<u8>);
 
-impl Attrs<'_> {
+impl<'a> Attrs<'a> {
+    /// Attributes appended to `buf`.
+    pub fn new(buf: &'a mut Vec<u8>) -> Attrs<'a> {
+        Attrs(buf)
+    }
+
     /// A raw attribute.
     pub fn put(&mut self, ty: u16, data: &[u8]) {
         let len = 4 + data.len();
@@ -40,6 +56,10 @@ impl Attrs<'_> {
     /// A big-endian u32.
     pub fn be32(&mut self, ty: u16, v: u32) {
         self.put(ty, &v.to_be_bytes());
+    }
+    /// A u8.
+    pub fn u8(&mut self, ty: u16, v: u8) {
+        self.put(ty, &[v]);
     }
     /// A nested attribute.
     pub fn nested(&mut self, ty: u16, f: impl FnOnce(&mut Attrs<'_>)) {
@@ -154,9 +174,8 @@ impl Batch {
         );
     }
 
-    /// Replaces `table` atomically, tagging it with `userdata` (shoal stores the plan's
-    /// digest there, to skip replacing what is already right).
-    pub fn replace_table(&mut self, table: &Table, userdata: &[u8]) {
+    /// Replaces `table` atomically.
+    pub fn replace_table(&mut self, table: &Table) {
         let family = table.family;
         self.delete_table(&table.name, family);
         self.msg(
@@ -164,11 +183,76 @@ impl Batch {
             NLM_F_CREATE | NLM_F_EXCL,
             family,
             format!("create table {}", table.name),
-            |a| {
-                a.string(NFTA_TABLE_NAME, &table.name);
-                a.put(NFTA_TABLE_USERDATA, userdata);
-            },
+            |a| a.string(NFTA_TABLE_NAME, &table.name),
         );
+        for t in &table.timeouts {
+            self.msg(
+                NFT_MSG_NEWOBJ,
+                NLM_F_CREATE | NLM_F_EXCL,
+                family,
+                format!("create ct timeout {}", t.name),
+                |a| {
+                    a.string(NFTA_OBJ_TABLE, &table.name);
+                    a.string(NFTA_OBJ_NAME, &t.name);
+                    a.be32(NFTA_OBJ_TYPE, NFT_OBJECT_CT_TIMEOUT);
+                    a.nested(NFTA_OBJ_DATA, |d| {
+                        d.u8(NFTA_CT_TIMEOUT_L4PROTO, t.l4proto);
+                        d.nested(NFTA_CT_TIMEOUT_DATA, |p| {
+                            for (state, secs) in &t.policy {
+                                p.be32(*state, *secs);
+                            }
+                        });
+                    });
+                },
+            );
+        }
+        for (id, m) in (1u32..).zip(&table.maps) {
+            self.msg(
+                NFT_MSG_NEWSET,
+                NLM_F_CREATE | NLM_F_EXCL,
+                family,
+                format!("create map {}", m.name),
+                |a| {
+                    a.string(NFTA_SET_TABLE, &table.name);
+                    a.string(NFTA_SET_NAME, &m.name);
+                    // The kernel wants an id for every set a batch creates.
+                    a.be32(NFTA_SET_ID, id);
+                    a.be32(NFTA_SET_FLAGS, NFT_SET_MAP);
+                    a.be32(NFTA_SET_KEY_TYPE, NFT_TYPE_MARK);
+                    a.be32(NFTA_SET_KEY_LEN, m.key_len);
+                    a.be32(
+                        NFTA_SET_DATA_TYPE,
+                        if m.data_len > 4 {
+                            NFT_TYPE_IPADDR_INET_SERVICE
+                        } else {
+                            NFT_TYPE_IPADDR
+                        },
+                    );
+                    a.be32(NFTA_SET_DATA_LEN, m.data_len);
+                },
+            );
+            if m.elements.is_empty() {
+                continue;
+            }
+            self.msg(
+                NFT_MSG_NEWSETELEM,
+                NLM_F_CREATE | NLM_F_EXCL,
+                family,
+                format!("fill map {}", m.name),
+                |a| {
+                    a.string(NFTA_SET_ELEM_LIST_TABLE, &table.name);
+                    a.string(NFTA_SET_ELEM_LIST_SET, &m.name);
+                    a.nested(NFTA_SET_ELEM_LIST_ELEMENTS, |list| {
+                        for (key, value) in &m.elements {
+                            list.nested(NFTA_LIST_ELEM, |el| {
+                                el.data(NFTA_SET_ELEM_KEY, key);
+                                el.data(NFTA_SET_ELEM_DATA, value);
+                            });
+                        }
+                    });
+                },
+            );
+        }
         for chain in &table.chains {
             self.msg(
                 NFT_MSG_NEWCHAIN,
@@ -215,10 +299,9 @@ impl Batch {
                                 list.nested(NFTA_LIST_ELEM, |el| expr(el, e));
                             }
                         });
-                        let comment = rule.comment.as_bytes();
-                        let n = comment.len().min(254);
-                        let mut ud = vec![UDATA_RULE_COMMENT, (n + 1) as u8];
-                        ud.extend_from_slice(&comment[..n]);
+                        let comment = stored_comment(&rule.comment).as_bytes();
+                        let mut ud = vec![UDATA_RULE_COMMENT, (comment.len() + 1) as u8];
+                        ud.extend_from_slice(comment);
                         ud.push(0);
                         a.put(NFTA_RULE_USERDATA, &ud);
                     },
@@ -363,13 +446,24 @@ fn expr(a: &mut Attrs<'_>, e: &Expr) {
             d.be32(NFTA_FIB_RESULT, NFT_FIB_RESULT_ADDRTYPE);
             d.be32(NFTA_FIB_FLAGS, NFTA_FIB_F_DADDR);
         }
+        Expr::Lookup { set, sreg, dreg } => {
+            d.string(NFTA_LOOKUP_SET, set);
+            d.be32(NFTA_LOOKUP_SREG, *sreg);
+            if let Some(r) = dreg {
+                d.be32(NFTA_LOOKUP_DREG, *r);
+            }
+        }
+        Expr::CtTimeout(name) => {
+            d.be32(NFTA_OBJREF_IMM_TYPE, NFT_OBJECT_CT_TIMEOUT);
+            d.string(NFTA_OBJREF_IMM_NAME, name);
+        }
     });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nft::m;
+    use crate::nft::exprs;
 
     fn walk(buf: &[u8]) -> Vec<(u16, u16, u32)> {
         let mut out = Vec::new();
@@ -388,10 +482,10 @@ mod tests {
 
     #[test]
     fn replace_is_one_framed_transaction() {
-        let table = Table {
-            name: "t".into(),
-            family: Family::Ip,
-            chains: vec![Chain {
+        let table = Table::with_chains(
+            "t",
+            Family::Ip,
+            vec![Chain {
                 name: "c".into(),
                 base: Some(BaseChain {
                     hook: Hook::Forward,
@@ -400,16 +494,16 @@ mod tests {
                     accept: true,
                 }),
                 rules: vec![Rule {
-                    exprs: m::iifname(CmpOp::Eq, "x")
+                    exprs: exprs::iifname(CmpOp::Eq, "x")
                         .into_iter()
-                        .chain(m::verdict(Verdict::Drop))
+                        .chain(exprs::verdict(Verdict::Drop))
                         .collect(),
                     comment: "r".into(),
                 }],
             }],
-        };
+        );
         let mut b = Batch::new(100);
-        b.replace_table(&table, b"digest");
+        b.replace_table(&table);
         let (bytes, steps) = b.finish();
         let msgs = walk(&bytes);
         let types: Vec<u16> = msgs.iter().map(|m| m.0).collect();

@@ -1,16 +1,25 @@
 //! nftables over netlink, without libnftnl or the `nft` tool.
 //!
 //! ```text
-//!  plan ─▶ model::Table ─digest─▶ apply::ensure_table ─(unchanged? skip)─▶ encode::Batch ─▶ kernel
+//!  plan ─▶ model::Table ─▶ apply::ensure_table ─ read back (decode) ─ same? done
+//!                                              └─ differs ─▶ encode::Batch ─▶ kernel (one transaction)
 //! ```
+//! - [`model`]: tables, chains, rules, maps, timeout policies, expressions.
+//! - [`exprs`]: the expressions rules are built from (`iifname`, `dport`, verdicts, ...).
+//! - `encode` / `decode`: the model to netlink messages and back.
+//! - `apply`: batches sent, tables read back and compared.
+//! - `consts`: the kernel's numbers.
 
 mod apply;
 mod consts;
+mod decode;
 mod encode;
-pub mod m;
+pub mod exprs;
 pub mod model;
 
-pub use apply::{ensure_table, remove_table, table_userdata, NftError};
+pub use apply::{ensure_table, read_table, remove_table, table_exists, KernelTable, NftError};
+pub use consts::{CTA_TIMEOUT_TCP_ESTABLISHED, CTA_TIMEOUT_UDP_REPLIED, CTA_TIMEOUT_UDP_UNREPLIED};
 pub use model::{
-    BaseChain, Chain, ChainType, CmpOp, Expr, Family, Hook, PayloadBase, Rule, Table, Verdict,
+    BaseChain, Chain, ChainType, CmpOp, CtTimeoutPolicy, Expr, Family, Hook, Map, PayloadBase,
+    Rule, Table, Verdict,
 };

@@ -108,6 +108,52 @@ pub struct Table {
     pub family: Family,
     /// Its chains.
     pub chains: Vec<Chain>,
+    /// Its named maps, which rules look up ([`Expr::Lookup`]).
+    pub maps: Vec<Map>,
+    /// Its conntrack timeout policies, which rules attach ([`Expr::CtTimeout`]).
+    pub timeouts: Vec<CtTimeoutPolicy>,
+}
+
+impl Table {
+    /// A table with `chains` and no maps or timeout policies.
+    pub fn with_chains(name: &str, family: Family, chains: Vec<Chain>) -> Table {
+        Table {
+            name: name.to_string(),
+            family,
+            chains,
+            maps: Vec::new(),
+            timeouts: Vec::new(),
+        }
+    }
+}
+
+/// A map element: its key and its value, in register byte order.
+pub type Element = (Vec<u8>, Vec<u8>);
+
+/// A named map from keys to data, e.g. a draw of `numgen` to a backend's address and
+/// port (`map NAME { 0 : 10.0.0.2 . 80, 1 : 10.0.0.3 . 80 }`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Map {
+    /// Its name.
+    pub name: String,
+    /// Bytes per key.
+    pub key_len: u32,
+    /// Bytes per value (components padded to 4 bytes, as nft concatenates).
+    pub data_len: u32,
+    /// The elements, keys and values in register byte order.
+    pub elements: Vec<Element>,
+}
+
+/// A conntrack timeout policy: connections it is attached to time out after these
+/// (`ct timeout NAME { protocol tcp; policy = { established: 300 } }`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CtTimeoutPolicy {
+    /// Its name.
+    pub name: String,
+    /// The IP protocol (6 TCP, 17 UDP).
+    pub l4proto: u8,
+    /// (`CTA_TIMEOUT_*` state, seconds); states left out keep the kernel's defaults.
+    pub policy: Vec<(u16, u32)>,
 }
 
 /// Operators of [`Expr::Cmp`].
@@ -161,7 +207,8 @@ pub enum PayloadBase {
     Transport,
 }
 
-/// One nf_tables expression. Registers are 1..=4 (128-bit) here.
+/// One nf_tables expression. Registers are netlink numbers: 1..=4 for the 128-bit ones,
+/// 8..=23 for their 32-bit parts (8 is the same register as 1, 9 its second word).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Expr {
     /// Load metadata into a register.
@@ -217,6 +264,16 @@ pub enum Expr {
     /// reg = the routing type (`RTN_*`, host byte order) of the destination address:
     /// nft's `fib daddr type`.
     FibDaddrType { dreg: u32 },
+    /// Look the key in `sreg` up in map `set`, its value into `dreg` (the rule stops when
+    /// the key is missing).
+    Lookup {
+        set: String,
+        sreg: u32,
+        dreg: Option<u32>,
+    },
+    /// Attach conntrack timeout policy `0` to the packet's (new) connection; in a chain
+    /// that runs before conntrack (priority raw).
+    CtTimeout(String),
 }
 
 impl Expr {
@@ -234,6 +291,8 @@ impl Expr {
             Expr::Counter => "counter",
             Expr::Notrack => "notrack",
             Expr::FibDaddrType { .. } => "fib",
+            Expr::Lookup { .. } => "lookup",
+            Expr::CtTimeout(_) => "objref",
         }
     }
 }
@@ -311,6 +370,13 @@ impl fmt::Display for Expr {
             Expr::Counter => write!(f, "counter"),
             Expr::Notrack => write!(f, "notrack"),
             Expr::FibDaddrType { dreg } => write!(f, "fib daddr type => reg {dreg}"),
+            Expr::Lookup {
+                set,
+                sreg,
+                dreg: Some(d),
+            } => write!(f, "lookup reg {sreg} map {set} => reg {d}"),
+            Expr::Lookup { set, sreg, .. } => write!(f, "lookup reg {sreg} set {set}"),
+            Expr::CtTimeout(name) => write!(f, "ct timeout set {name:?}"),
         }
     }
 }
@@ -337,6 +403,24 @@ impl fmt::Display for Table {
             Family::Bridge => "bridge",
         };
         writeln!(f, "table {fam} {} {{", self.name)?;
+        for t in &self.timeouts {
+            let policy: Vec<String> = t.policy.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            writeln!(
+                f,
+                "  ct timeout {} {{ l4proto {}; policy = {{ {} }} }}",
+                t.name,
+                t.l4proto,
+                policy.join(", ")
+            )?;
+        }
+        for m in &self.maps {
+            let elements: Vec<String> = m
+                .elements
+                .iter()
+                .map(|(k, v)| format!("0x{} : 0x{}", hex(k), hex(v)))
+                .collect();
+            writeln!(f, "  map {} {{ {} }}", m.name, elements.join(", "))?;
+        }
         for c in &self.chains {
             writeln!(f, "  chain {} {{", c.name)?;
             if let Some(b) = &c.base {
@@ -369,10 +453,10 @@ mod tests {
 
     #[test]
     fn tables_print_in_nft_style() {
-        let t = Table {
-            name: "shoal".into(),
-            family: Family::Ip,
-            chains: vec![Chain {
+        let t = Table::with_chains(
+            "shoal",
+            Family::Ip,
+            vec![Chain {
                 name: "post".into(),
                 base: Some(BaseChain {
                     hook: Hook::Postrouting,
@@ -385,7 +469,7 @@ mod tests {
                     comment: "egress".into(),
                 }],
             }],
-        };
+        );
         let s = t.to_string();
         assert!(
             s.contains("type nat hook postrouting priority 100; policy accept;"),

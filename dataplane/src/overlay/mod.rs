@@ -5,7 +5,7 @@
 //!  NodePlan (from the agent) ──┐
 //!                              ├─ diff() ─▶ [Change] ─▶ apply() ─▶ netlink
 //!  observe() (netlink dump) ───┘
-//!  ruleset(NodePlan) ─▶ nft::ensure_table (atomic, skipped when unchanged)
+//!  ruleset(NodePlan) ─▶ nft::ensure_table (read back; replaced atomically when it differs)
 //! ```
 //! No learning, no flooding, no multicast: every remote endpoint is programmed from the
 //! cluster state.
@@ -24,5 +24,5 @@ pub use plan::{
     bridge_name, peer_ifname, EndpointPlan, NetworkPlan, NodeAddr, NodePlan, Remote, MESH_MARK,
     NFT_TABLE, PREFIX,
 };
-pub use rules::{bridge_ruleset, digest, ruleset};
+pub use rules::{bridge_ruleset, ruleset};
 pub use sandbox::{remove_stale_resolv_confs, write_resolv_conf, ResolvConf, SandboxError};

@@ -39,6 +39,9 @@ pub struct NodePlan {
     /// (Docker's embedded DNS forwards from the container to the host's resolvers)
     /// find names on other hosts.
     pub dns_intercept: Vec<Ipv4Addr>,
+    /// `--lb-idle-timeout`: published connections end after this many seconds idle
+    /// (a conntrack timeout policy of their own; the host's defaults stay).
+    pub lb_idle_timeout: Option<u32>,
 }
 
 /// One network on this node.

@@ -196,7 +196,7 @@ pub struct AgentArgs {
     #[arg(long = "dns-upstream")]
     pub dns_upstream: Vec<SocketAddr>,
     /// Close load-balanced connections idle this many seconds (default: the kernel's).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub lb_idle_timeout: Option<u64>,
     /// Names of the network namespaces the agent makes for tasks start with this.
     #[arg(long, default_value = "shl-")]
@@ -379,6 +379,10 @@ pub enum LabCmd {
         /// --docker-arg=--live-restore.
         #[arg(long = "docker-arg", allow_hyphen_values = true)]
         docker_arg: Vec<String>,
+        /// One more argument for every agent (repeatable), e.g.
+        /// --agent-arg=--lb-idle-timeout=30.
+        #[arg(long = "agent-arg", allow_hyphen_values = true)]
+        agent_arg: Vec<String>,
         #[command(flatten)]
         lab: LabName,
     },

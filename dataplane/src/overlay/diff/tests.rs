@@ -47,6 +47,7 @@ fn plan() -> NodePlan {
         endpoints: vec![endpoint()],
         published: vec![],
         dns_intercept: vec![],
+        lb_idle_timeout: None,
     }
 }
 

@@ -242,11 +242,11 @@ pub fn set_pkttype_host() -> Vec<Expr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nft::m;
+    use crate::nft::exprs;
 
     #[test]
     fn prefix_match_masks_and_compares_network() {
-        let e = m::ip_addr(false, CmpOp::Eq, Ipv4Addr::new(10, 0, 1, 7), 24);
+        let e = exprs::ip_addr(false, CmpOp::Eq, Ipv4Addr::new(10, 0, 1, 7), 24);
         assert_eq!(
             e[1],
             Expr::Bitwise {
@@ -286,7 +286,7 @@ mod tests {
     #[test]
     fn mark_bits_are_set_and_tested_without_touching_the_other_bits() {
         let bit = 0x2000;
-        let set = m::set_mark_bits(bit);
+        let set = exprs::set_mark_bits(bit);
         assert!(matches!(set.last(), Some(Expr::MetaSet { .. })));
         assert_eq!(run_on_mark(&set, 0).0, 0x2000);
         assert_eq!(
@@ -299,7 +299,7 @@ mod tests {
             0x2000,
             "setting twice is harmless"
         );
-        let test = m::mark_bits(bit);
+        let test = exprs::mark_bits(bit);
         assert!(run_on_mark(&test, 0x2000).1);
         assert!(run_on_mark(&test, 0xffff_ffff).1);
         assert!(!run_on_mark(&test, 0x4000).1);
@@ -308,8 +308,8 @@ mod tests {
 
     #[test]
     fn interface_wildcards_compare_only_the_prefix() {
-        let exact = m::iifname(CmpOp::Eq, "shl-b4096");
-        let wild = m::iifname(CmpOp::Eq, "shl-b*");
+        let exact = exprs::iifname(CmpOp::Eq, "shl-b4096");
+        let wild = exprs::iifname(CmpOp::Eq, "shl-b*");
         assert_eq!(
             exact[1],
             Expr::Cmp {
