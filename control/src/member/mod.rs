@@ -11,10 +11,10 @@
 //! ```
 
 mod bootstrap;
+mod duties;
 mod gate;
 mod identity;
 mod leader;
-mod loops;
 mod routes;
 mod submit;
 

@@ -3,6 +3,7 @@
 
 use super::service_tests::{cluster, run};
 use super::*;
+use crate::ids::NodeId;
 use crate::state::{docker_pool, AttachSpec, NetworkSpec};
 
 const DOCKER_A: &str = "a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2";

@@ -1,9 +1,10 @@
 //! Services, VIPs, ports and the scheduler.
 
 use super::*;
+use crate::ids::NodeId;
 use crate::state::{
-    schedule, Availability, EndpointMode, NetworkSpec, PortSpec, Secrets, ServiceChanges,
-    ServiceMode, ServiceSpec, Task, TaskState,
+    schedule, Availability, EndpointMode, NetworkSpec, Node, NodeStatus, PortSpec, Role, Secrets,
+    ServiceChanges, ServiceMode, ServiceSpec, Task, TaskState,
 };
 use shoal_ipam::PoolConfig;
 

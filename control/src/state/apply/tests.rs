@@ -3,7 +3,8 @@
 use std::net::Ipv4Addr;
 
 use super::*;
-use crate::state::{AttachSpec, NetworkSpec, NodeReport, Secrets};
+use crate::ids::NodeId;
+use crate::state::{AttachSpec, NetworkSpec, Node, NodeReport, NodeStatus, Role, Secrets};
 use shoal_ipam::PoolConfig;
 
 fn node(id: u64, name: &str) -> Node {

@@ -1,4 +1,14 @@
-//! A member's background duties. Each is a loop that ends when the member stops.
+//! A member's background duties: the control server and one loop per duty, each ending
+//! when the member stops.
+//!
+//! - heartbeat: every node tells the leader it is alive;
+//! - leader: announce leadership, mark nodes Ready/Down, rotate WireGuard keys when
+//!   due, run the scheduler;
+//! - membership (leader): Raft voters = the managers in the state;
+//! - pre-vote (managers): start an election when the leader is gone;
+//! - follower (workers): follow a manager's watch stream into the replica;
+//! - role: act on promotion, demotion and removal of this node; renew its certificate;
+//! - synced: wake the replica's watchers once this node has caught up.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -32,20 +42,22 @@ impl Member {
             router,
             self.stop.clone(),
         ));
-        let me = self.clone();
-        self.tasks.spawn(async move { me.heartbeat_loop().await });
-        let me = self.clone();
-        self.tasks.spawn(async move { me.leader_loop().await });
-        let me = self.clone();
-        self.tasks.spawn(async move { me.membership_loop().await });
-        let me = self.clone();
-        self.tasks.spawn(async move { me.prevote_loop().await });
-        let me = self.clone();
-        self.tasks.spawn(async move { me.follower_loop().await });
-        let me = self.clone();
-        self.tasks.spawn(async move { me.role_loop().await });
-        let me = self.clone();
-        self.tasks.spawn(async move { me.synced_loop().await });
+        self.spawn_duty(Member::heartbeat_loop);
+        self.spawn_duty(Member::leader_loop);
+        self.spawn_duty(Member::membership_loop);
+        self.spawn_duty(Member::prevote_loop);
+        self.spawn_duty(Member::follower_loop);
+        self.spawn_duty(Member::role_loop);
+        self.spawn_duty(Member::synced_loop);
+    }
+
+    /// Runs one duty on the member's task tracker.
+    fn spawn_duty<F, Fut>(self: &Arc<Self>, duty: F)
+    where
+        F: FnOnce(Arc<Member>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(duty(self.clone()));
     }
 
     /// Wakes the replica's watchers once this node is synced: watchers wait for

@@ -1,0 +1,127 @@
+//! Applying node commands: joins, heartbeats' verdicts, `node update`, promotion and
+//! demotion, removal.
+
+use std::collections::BTreeMap;
+
+use super::super::{ApplyError, Availability, ClusterState, Node, NodeStatus, Output, Role};
+use super::{network, validate_label, Changed};
+use crate::ids::{validate_name, NodeId};
+
+/// A node joined.
+pub(super) fn add_node(state: &mut ClusterState, node: &Node) -> Changed {
+    validate_new_node(state, node)?;
+    state.nodes.insert(node.id, node.clone());
+    Ok((Output::None, true))
+}
+
+/// The leader saw a node's heartbeats stop or resume; `status_since_ms` moves only when
+/// the status does.
+pub(super) fn set_node_status(
+    state: &mut ClusterState,
+    id: NodeId,
+    status: NodeStatus,
+    at: u64,
+) -> Changed {
+    let node = node_mut(state, id)?;
+    if node.status != status {
+        node.status = status;
+        node.status_since_ms = at;
+    }
+    Ok((Output::None, true))
+}
+
+/// `node update`: availability and labels (removals first, so a key in both is set).
+pub(super) fn update_node(
+    state: &mut ClusterState,
+    id: NodeId,
+    availability: Option<Availability>,
+    labels_add: &BTreeMap<String, String>,
+    labels_rm: &[String],
+) -> Changed {
+    for (k, v) in labels_add {
+        validate_label(k, v)?;
+    }
+    let node = node_mut(state, id)?;
+    if let Some(a) = availability {
+        node.availability = a;
+    }
+    for k in labels_rm {
+        node.labels.remove(k);
+    }
+    for (k, v) in labels_add {
+        node.labels.insert(k.clone(), v.clone());
+    }
+    Ok((Output::None, true))
+}
+
+/// `node promote` / `node demote`; the last manager cannot be demoted.
+pub(super) fn set_role(state: &mut ClusterState, id: NodeId, role: Role) -> Changed {
+    let node = node_ref(state, id)?;
+    if node.role == Role::Manager && role == Role::Worker && manager_count(state) == 1 {
+        return Err(ApplyError::LastManager(node.name.clone()));
+    }
+    node_mut(state, id)?.role = role;
+    Ok((Output::None, true))
+}
+
+/// `node rm`: a worker goes with its endpoints and tasks, and its ID is never taken
+/// back. Managers must be demoted first.
+pub(super) fn remove_node(state: &mut ClusterState, id: NodeId) -> Changed {
+    let node = node_ref(state, id)?;
+    if node.role == Role::Manager {
+        if manager_count(state) == 1 {
+            return Err(ApplyError::LastManager(node.name.clone()));
+        }
+        return Err(ApplyError::IsManager(node.name.clone()));
+    }
+    state.nodes.remove(&id);
+    state.removed.insert(id);
+    network::forget_node_endpoints(state, id);
+    state.tasks.retain(|_, t| t.node != id);
+    if state.leader == Some(id) {
+        state.leader = None;
+    }
+    Ok((Output::None, true))
+}
+
+/// Checks a node that is about to join: a valid, unused name, an ID never seen, Ready.
+pub(super) fn validate_new_node(state: &ClusterState, node: &Node) -> Result<(), ApplyError> {
+    validate_name("node", &node.name).map_err(ApplyError::Invalid)?;
+    if state.removed.contains(&node.id) {
+        return Err(ApplyError::Removed(node.id.to_string()));
+    }
+    if state.nodes.contains_key(&node.id) {
+        return Err(ApplyError::Invalid(format!(
+            "node ID {} is already in use",
+            node.id
+        )));
+    }
+    if let Some(other) = state.nodes.values().find(|n| n.name == node.name) {
+        return Err(ApplyError::NodeNameTaken {
+            name: node.name.clone(),
+            id: other.id.to_string(),
+        });
+    }
+    if node.status != NodeStatus::Ready {
+        return Err(ApplyError::Invalid("a new node must be Ready".into()));
+    }
+    Ok(())
+}
+
+fn node_ref(state: &ClusterState, id: NodeId) -> Result<&Node, ApplyError> {
+    state
+        .nodes
+        .get(&id)
+        .ok_or_else(|| ApplyError::NoSuchNode(id.to_string()))
+}
+
+fn node_mut(state: &mut ClusterState, id: NodeId) -> Result<&mut Node, ApplyError> {
+    state
+        .nodes
+        .get_mut(&id)
+        .ok_or_else(|| ApplyError::NoSuchNode(id.to_string()))
+}
+
+fn manager_count(state: &ClusterState) -> usize {
+    state.managers().count()
+}
