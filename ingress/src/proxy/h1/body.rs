@@ -1,5 +1,5 @@
-//! Response bodies read from an [`H1Conn`]: the framing chosen from the head
-//! (RFC 9112 §6.3), then frames from the read buffer, chunked decoding included; the
+//! Response bodies read from an [`H1Conn`]: frames decoded from the read buffer by
+//! [`Framing::decode`], the buffer refilled from the connection when it runs dry; the
 //! connection goes back to its pool when the body ends.
 
 use std::pin::Pin;
@@ -7,88 +7,13 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap};
-use http::{Method, Response, StatusCode, Version};
+use http::{Response, Version};
 use hyper::body::{Body, Frame, SizeHint};
 
-use super::{H1Conn, H1Error, Home, MAX_LINE};
+use super::decode::{Decoded, Framing};
+use super::{H1Conn, H1Error, Home};
 use crate::proxy::body::BoxError;
 use crate::proxy::wire;
-
-/// How a response body is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Framing {
-    /// This many bytes are left.
-    Length(u64),
-    /// Chunked, in the given state.
-    Chunked(Chunk),
-    /// Until the backend closes the connection.
-    UntilClose,
-    /// Ended.
-    Done,
-}
-
-/// Where chunked decoding stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Chunk {
-    /// Expecting a chunk-size line.
-    Size,
-    /// This many data bytes of the chunk are left.
-    Data(u64),
-    /// Expecting the CRLF after a chunk's data.
-    DataEnd,
-    /// After the last chunk: trailer lines until an empty one.
-    Trailers,
-}
-
-/// How the body of a response to `method` with this head is delimited.
-pub(super) fn framing(
-    method: &Method,
-    status: StatusCode,
-    headers: &HeaderMap,
-) -> Result<Framing, H1Error> {
-    if *method == Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        return Ok(Framing::Length(0));
-    }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        // An unreadable value counts as an unknown coding: read until close.
-        let last = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .map(|v| v.to_str().unwrap_or("?"))
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .rfind(|c| !c.is_empty());
-        return Ok(match last {
-            Some(c) if c.eq_ignore_ascii_case("chunked") => Framing::Chunked(Chunk::Size),
-            _ => Framing::UntilClose,
-        });
-    }
-    let mut length: Option<u64> = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        let text = value
-            .to_str()
-            .map_err(|_| H1Error::Malformed("bad content-length"))?;
-        for part in text.split(',') {
-            let part = part.trim();
-            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(H1Error::Malformed("bad content-length"));
-            }
-            let n: u64 = part
-                .parse()
-                .map_err(|_| H1Error::Malformed("bad content-length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(H1Error::Malformed("conflicting content-length"));
-            }
-            length = Some(n);
-        }
-    }
-    Ok(length.map_or(Framing::UntilClose, Framing::Length))
-}
 
 /// Whether the connection may carry another request after this response.
 pub(super) fn keeps_alive<T>(head: &Response<T>) -> bool {
@@ -150,100 +75,19 @@ impl H1Body {
             let Some(conn) = self.conn.as_mut() else {
                 return Poll::Ready(None);
             };
-            match self.framing {
-                Framing::Done => return Poll::Ready(None),
-                Framing::Length(0) => {
-                    self.framing = Framing::Done;
-                }
-                Framing::Length(left) => {
-                    if conn.buf.is_empty() && ready!(conn.poll_fill(cx))? == 0 {
-                        return Poll::Ready(Some(Err(H1Error::Malformed(
-                            "connection closed within the body",
-                        ))));
-                    }
-                    let n = (conn.buf.len() as u64).min(left) as usize;
-                    self.framing = Framing::Length(left - n as u64);
-                    return Poll::Ready(Some(Ok(conn.buf.split_to(n).freeze())));
-                }
-                Framing::UntilClose => {
-                    if conn.buf.is_empty() && ready!(conn.poll_fill(cx))? == 0 {
-                        self.framing = Framing::Done;
-                        continue;
-                    }
-                    let n = conn.buf.len();
-                    return Poll::Ready(Some(Ok(conn.buf.split_to(n).freeze())));
-                }
-                Framing::Chunked(state) => match ready!(Self::poll_chunk(conn, state, cx))? {
-                    (next, Some(data)) => {
-                        self.framing = next;
-                        return Poll::Ready(Some(Ok(data)));
-                    }
-                    (next, None) => self.framing = next,
-                },
-            }
-        }
-    }
-
-    /// One step of chunked decoding: the next state and any data.
-    fn poll_chunk(
-        conn: &mut H1Conn,
-        state: Chunk,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<(Framing, Option<Bytes>), H1Error>> {
-        let closed = H1Error::Malformed("connection closed within a chunked body");
-        match state {
-            Chunk::Data(left) => {
-                if conn.buf.is_empty() && ready!(conn.poll_fill(cx))? == 0 {
-                    return Poll::Ready(Err(closed));
-                }
-                let n = (conn.buf.len() as u64).min(left) as usize;
-                let data = conn.buf.split_to(n).freeze();
-                let next = match left - n as u64 {
-                    0 => Chunk::DataEnd,
-                    rest => Chunk::Data(rest),
-                };
-                Poll::Ready(Ok((Framing::Chunked(next), Some(data))))
-            }
-            Chunk::Size | Chunk::DataEnd | Chunk::Trailers => {
-                let Some(end) = conn.buf.windows(2).position(|w| w == b"\r\n") else {
-                    if conn.buf.len() > MAX_LINE {
-                        return Poll::Ready(Err(H1Error::Malformed("chunk line too long")));
-                    }
+            match self.framing.decode(&mut conn.buf)? {
+                Decoded::Data(data) => return Poll::Ready(Some(Ok(data))),
+                // Trailers are read and dropped.
+                Decoded::Trailer(..) => {}
+                Decoded::End => return Poll::Ready(None),
+                Decoded::More => {
                     if ready!(conn.poll_fill(cx))? == 0 {
-                        return Poll::Ready(Err(closed));
+                        self.framing.at_eof()?;
                     }
-                    return Poll::Ready(Ok((Framing::Chunked(state), None)));
-                };
-                let line = conn.buf.split_to(end + 2);
-                let line = &line[..end];
-                let next = match state {
-                    Chunk::DataEnd if line.is_empty() => Framing::Chunked(Chunk::Size),
-                    Chunk::DataEnd => {
-                        return Poll::Ready(Err(H1Error::Malformed("chunk too long")))
-                    }
-                    Chunk::Trailers if line.is_empty() => Framing::Done,
-                    Chunk::Trailers => Framing::Chunked(Chunk::Trailers),
-                    _ => match chunk_size(line)? {
-                        0 => Framing::Chunked(Chunk::Trailers),
-                        n => Framing::Chunked(Chunk::Data(n)),
-                    },
-                };
-                Poll::Ready(Ok((next, None)))
+                }
             }
         }
     }
-}
-
-/// The size in a chunk-size line (extensions after `;` ignored).
-pub(super) fn chunk_size(line: &[u8]) -> Result<u64, H1Error> {
-    let bad = H1Error::Malformed("bad chunk size");
-    let digits = line.split(|b| *b == b';').next().unwrap_or_default();
-    let digits = std::str::from_utf8(digits).map_err(|_| H1Error::Malformed("bad chunk size"))?;
-    let digits = digits.trim_matches(|c| c == ' ' || c == '\t');
-    if digits.is_empty() || digits.len() > 15 {
-        return Err(bad);
-    }
-    u64::from_str_radix(digits, 16).map_err(|_| bad)
 }
 
 impl Body for H1Body {

@@ -10,7 +10,8 @@
 //! ```
 //! Framing follows RFC 9112 §6.3: responses to HEAD and 1xx/204/304 have no body;
 //! Transfer-Encoding wins over Content-Length; differing Content-Length values are an
-//! error, as is anything malformed. Chunk extensions and trailers are read and dropped.
+//! error, as is anything malformed (see `decode`). Chunk extensions and trailers are read
+//! and dropped.
 
 use std::future::Future;
 use std::io;
@@ -33,11 +34,15 @@ use super::body::{BoxError, ProxyBody};
 use super::wire::{self, put_data, put_field, LAST_CHUNK};
 
 mod body;
+mod decode;
+#[cfg(test)]
+mod differential;
 #[cfg(test)]
 mod tests;
 
+use body::keeps_alive;
 pub use body::H1Body;
-use body::{framing, keeps_alive, Framing};
+use decode::{framing, Framing};
 
 /// Largest response head read.
 const MAX_HEAD: usize = 64 * 1024;
@@ -244,13 +249,7 @@ impl H1Conn {
         loop {
             if !self.buf.is_empty() {
                 any = true;
-                if let Some(head) = parse_head(&mut self.buf)? {
-                    if head.status().is_informational() {
-                        if head.status() == StatusCode::SWITCHING_PROTOCOLS {
-                            return Err(H1Error::Malformed("unrequested protocol switch"));
-                        }
-                        continue;
-                    }
+                if let Some(head) = final_head(&mut self.buf)? {
                     return Ok(head);
                 }
                 if self.buf.len() > MAX_HEAD {
@@ -345,6 +344,20 @@ fn body_less(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS | Method::TRACE
     )
+}
+
+/// The final (non-1xx) response head at the front of `buf`, interim 1xx heads before it
+/// consumed and dropped; `None` while incomplete.
+fn final_head(buf: &mut BytesMut) -> Result<Option<Response<()>>, H1Error> {
+    while let Some(head) = parse_head(buf)? {
+        if !head.status().is_informational() {
+            return Ok(Some(head));
+        }
+        if head.status() == StatusCode::SWITCHING_PROTOCOLS {
+            return Err(H1Error::Malformed("unrequested protocol switch"));
+        }
+    }
+    Ok(None)
 }
 
 /// A response head from the front of `buf` (consumed), or `None` if incomplete. Header

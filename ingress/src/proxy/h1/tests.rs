@@ -2,7 +2,8 @@ use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response};
 
-use super::body::{chunk_size, framing, keeps_alive, Chunk, Framing};
+use super::body::keeps_alive;
+use super::decode::{framing, Chunk, Framing};
 use super::*;
 
 fn head(text: &str) -> Response<()> {
@@ -109,15 +110,6 @@ fn heads_parse_incrementally_and_refuse_garbage() {
         "other options stay for hop-by-hop removal"
     );
     assert!(keeps_alive(&head("HTTP/1.1 200 OK\r\n\r\n")));
-}
-
-#[test]
-fn chunk_sizes_are_hex_with_optional_extensions() {
-    assert_eq!(chunk_size(b"1a").unwrap(), 26);
-    assert_eq!(chunk_size(b"0;name=value").unwrap(), 0);
-    for bad in [&b""[..], b"g", b"-1", b"1ffffffffffffffff"] {
-        assert!(chunk_size(bad).is_err());
-    }
 }
 
 #[test]
