@@ -367,6 +367,9 @@ fn date() -> [u8; 29] {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
