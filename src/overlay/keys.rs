@@ -13,6 +13,8 @@ use shoal_control::Member;
 use shoal_dataplane::wg::keys::KeyPair;
 use tokio_util::sync::CancellationToken;
 
+use super::error::OverlayError;
+
 /// The stored key and the generation it belongs to.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,7 +84,7 @@ pub async fn run(member: Arc<Member>, keys: KeyFile, port: u16, stop: Cancellati
     }
 }
 
-async fn step(member: &Member, keys: &KeyFile, port: u16) -> Result<(), String> {
+async fn step(member: &Member, keys: &KeyFile, port: u16) -> Result<(), OverlayError> {
     let state = member.replica().state();
     let Some(me) = state.nodes.get(&member.node_id) else {
         return Ok(());
@@ -92,8 +94,7 @@ async fn step(member: &Member, keys: &KeyFile, port: u16) -> Result<(), String> 
         Some((k, g)) if g >= want => (k, g),
         old => {
             let key = KeyPair::generate();
-            keys.save(&key, want)
-                .map_err(|e| format!("cannot store the WireGuard key: {e}"))?;
+            keys.save(&key, want).map_err(OverlayError::StoreKey)?;
             if old.is_some() {
                 tracing::info!(generation = want, "made a new WireGuard key (rotation)");
             }
@@ -115,7 +116,6 @@ async fn step(member: &Member, keys: &KeyFile, port: u16) -> Result<(), String> 
     };
     member
         .submit(LeaderRequest::Propose { command }, Some(member.node_id))
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+        .await?;
+    Ok(())
 }

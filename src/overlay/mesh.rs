@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_control::state::{AttachSpec, ClusterState, PublishMode};
-use shoal_control::{Member, NodeId};
+use shoal_control::{ClusterError, Member, NodeId};
 use shoal_dataplane::lb::{vip_table, Vip, LB_TABLE};
 use shoal_dataplane::netns;
-use shoal_dataplane::nft::{self, Family, Table};
+use shoal_dataplane::nft::{self, Family, NftError, Table};
 use tokio_util::sync::CancellationToken;
 
 use super::view::backends;
@@ -63,7 +63,7 @@ pub async fn run(member: Arc<Member>, overlay: Arc<Overlay>, stop: CancellationT
     }
 }
 
-async fn step(member: &Member, overlay: &Overlay) -> Result<(), String> {
+async fn step(member: &Member, overlay: &Overlay) -> Result<(), ClusterError> {
     let state = member.replica().state();
     let want = ingress_networks(&state);
     let have: BTreeMap<String, String> = state
@@ -86,14 +86,10 @@ async fn step(member: &Member, overlay: &Overlay) -> Result<(), String> {
             ifname: None,
             ..Default::default()
         };
-        attach_and_wait(member, overlay, spec)
-            .await
-            .map_err(|e| e.to_string())?;
+        attach_and_wait(member, overlay, spec).await?;
     }
     for (n, sandbox) in have.iter().filter(|(n, _)| !want.contains(*n)) {
-        detach_and_wait(member, Some(overlay), n, sandbox.clone())
-            .await
-            .map_err(|e| e.to_string())?;
+        detach_and_wait(member, Some(overlay), n, sandbox.clone()).await?;
     }
     Ok(())
 }
@@ -143,11 +139,11 @@ pub async fn program(state: &ClusterState, me: NodeId, idle_timeout: Option<Dura
                 Err(_) => continue,
             };
             let empty = table.chains.iter().all(|c| c.rules.is_empty());
-            let applied = netns::run_in(&ns, move || -> Result<(), String> {
+            let applied = netns::run_in(&ns, move || -> Result<(), NftError> {
                 if empty {
-                    nft::remove_table(LB_TABLE, Family::Ip).map_err(|e| e.to_string())?;
+                    nft::remove_table(LB_TABLE, Family::Ip)?;
                 } else {
-                    nft::ensure_table(&table).map_err(|e| e.to_string())?;
+                    nft::ensure_table(&table)?;
                 }
                 Ok(())
             });

@@ -4,6 +4,7 @@
 
 pub mod dns;
 pub mod encrypted;
+pub mod error;
 pub mod keys;
 pub mod loopback;
 pub mod mesh;

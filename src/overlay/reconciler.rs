@@ -17,6 +17,7 @@ use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::encrypted::Encrypted;
+use super::error::OverlayError;
 use super::keys::KeyFile;
 use super::view::node_plan;
 
@@ -221,7 +222,7 @@ async fn reconcile(
             let changes = overlay::diff(&plan, &observed);
             for o in overlay::apply(nl, &changes).await {
                 if let (Some(id), Err(e)) = (o.endpoint, o.result) {
-                    failures.insert(id, e);
+                    failures.insert(id, e.to_string());
                 }
             }
         }
@@ -247,7 +248,7 @@ async fn reconcile(
 /// Programs (or removes) shoal's nftables tables for `plan`: the node's own (`ip`) and,
 /// where the node has addresses of its own on networks, the bridge one. A table with no
 /// rules is removed.
-pub async fn apply_rules(plan: &NodePlan) -> Result<(), String> {
+pub async fn apply_rules(plan: &NodePlan) -> Result<(), OverlayError> {
     let tables = [overlay::ruleset(plan), overlay::bridge_ruleset(plan)];
     tokio::task::spawn_blocking(move || {
         // Every network adds rules to the `ip` table, so an empty table means none.
@@ -260,9 +261,8 @@ pub async fn apply_rules(plan: &NodePlan) -> Result<(), String> {
         }
         Ok::<(), nft::NftError>(())
     })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())
+    .await??;
+    Ok(())
 }
 
 fn resolv_confs(owner: &str, state: &ClusterState, plan: &NodePlan) {
@@ -277,20 +277,21 @@ fn resolv_confs(owner: &str, state: &ClusterState, plan: &NodePlan) {
 }
 
 /// Removes every kernel object shoal made on this node (used by `cluster leave`).
-pub async fn clean_up(owner: &str) -> Result<(), String> {
-    let nl = Netlink::current().map_err(|e| e.to_string())?;
+pub async fn clean_up(owner: &str) -> Result<(), OverlayError> {
+    let nl = Netlink::current()?;
     let empty = NodePlan::default();
-    let observed = overlay::observe(&nl).await.map_err(|e| e.to_string())?;
-    let failed: Vec<String> = overlay::apply(&nl, &overlay::diff(&empty, &observed))
-        .await
-        .into_iter()
-        .filter_map(|o| o.result.err().map(|e| format!("{}: {e}", o.change)))
-        .collect();
+    let observed = overlay::observe(&nl).await?;
+    let failed: Vec<(String, overlay::ChangeError)> =
+        overlay::apply(&nl, &overlay::diff(&empty, &observed))
+            .await
+            .into_iter()
+            .filter_map(|o| o.result.err().map(|e| (o.change, e)))
+            .collect();
     apply_rules(&empty).await?;
     overlay::remove_stale_resolv_confs(owner, &[]);
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(failed.join("; "))
+        Err(OverlayError::Changes(failed))
     }
 }

@@ -9,7 +9,7 @@ use ipnet::Ipv4Net;
 use shoal_control::api::LeaderRequest;
 use shoal_control::state::{Command, NodeReport};
 use shoal_control::Member;
-use shoal_dataplane::netlink::Netlink;
+use shoal_dataplane::netlink::{Netlink, NetlinkError};
 use shoal_dataplane::overlay::PREFIX;
 use tokio_util::sync::CancellationToken;
 
@@ -18,8 +18,8 @@ const EVERY: Duration = Duration::from_secs(10);
 
 /// Reads this node's report from the kernel: routes of the main table that are not
 /// shoal's and not the default route, and the MTU of the interface holding `advertise`.
-pub async fn read(nl: &Netlink, advertise: IpAddr) -> Result<NodeReport, String> {
-    let links = nl.links().await.map_err(|e| e.to_string())?;
+pub async fn read(nl: &Netlink, advertise: IpAddr) -> Result<NodeReport, NetlinkError> {
+    let links = nl.links().await?;
     let name_of = |i: u32| {
         links
             .iter()
@@ -29,8 +29,7 @@ pub async fn read(nl: &Netlink, advertise: IpAddr) -> Result<NodeReport, String>
     };
     let mut routes: Vec<Ipv4Net> = nl
         .routes_v4()
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
         .into_iter()
         .filter(|(_, prefix, oif)| {
             *prefix > 0 && !oif.is_some_and(|i| name_of(i).starts_with(PREFIX))
@@ -39,14 +38,17 @@ pub async fn read(nl: &Netlink, advertise: IpAddr) -> Result<NodeReport, String>
         .collect();
     routes.sort();
     routes.dedup();
-    let addrs = nl.addresses().await.map_err(|e| e.to_string())?;
+    let addrs = nl.addresses().await?;
     let underlay_mtu = addrs
         .iter()
         .find(|(_, ip)| IpAddr::V4(*ip) == advertise)
         .and_then(|(i, _)| links.iter().find(|l| l.0 == *i))
         .map(|l| l.2)
         .unwrap_or(shoal_control::state::DEFAULT_UNDERLAY_MTU);
-    let no_encryption = shoal_dataplane::wg::tap::capability().err();
+    // Part of the replicated node record, so kept as the message the operator reads.
+    let no_encryption = shoal_dataplane::wg::tap::capability()
+        .err()
+        .map(|e| e.to_string());
     Ok(NodeReport {
         routes,
         underlay_mtu,

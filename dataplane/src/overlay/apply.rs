@@ -5,8 +5,20 @@
 use std::net::Ipv4Addr;
 
 use super::diff::Change;
-use super::sandbox;
+use super::sandbox::{self, SandboxError};
 use crate::netlink::{Netlink, NetlinkError};
+
+/// Why one change could not be carried out. The others are still tried.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// The kernel refused a link, address, FDB or neighbour request.
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    /// An endpoint's veth pair could not be made or configured in its sandbox.
+    #[error(transparent)]
+    Endpoint(#[from] SandboxError),
+}
 
 /// What became of one change.
 #[derive(Debug)]
@@ -16,45 +28,42 @@ pub struct Outcome {
     /// The endpoint it concerned, if any.
     pub endpoint: Option<String>,
     /// Whether it worked.
-    pub result: Result<(), String>,
+    pub result: Result<(), ChangeError>,
 }
 
-async fn run(nl: &Netlink, change: &Change) -> Result<(), String> {
-    let e = |e: NetlinkError| e.to_string();
+async fn run(nl: &Netlink, change: &Change) -> Result<(), ChangeError> {
     match change {
         Change::DeleteLink { name, .. } => {
-            if let Some(i) = nl.index(name).await.map_err(e)? {
-                nl.delete(i).await.map_err(e)?;
+            if let Some(i) = nl.index(name).await? {
+                nl.delete(i).await?;
             }
         }
         Change::CreateBridge { network } => {
             let br = network.bridge();
             nl.add_bridge_with(&br, network.gateway_mac, network.mtu)
-                .await
-                .map_err(e)?;
-            let i = nl.must_index(&br).await.map_err(e)?;
-            nl.add_address(i, network.gateway.into(), network.subnet.prefix_len())
-                .await
-                .map_err(e)?;
+                .await?;
+            let i = nl.must_index(&br).await?;
+            let prefix = network.subnet.prefix_len();
+            nl.add_address(i, network.gateway.into(), prefix).await?;
         }
         Change::FixLink { name, mtu, mac } => {
-            let i = nl.must_index(name).await.map_err(e)?;
-            nl.set_link(i, *mtu, *mac).await.map_err(e)?;
+            let i = nl.must_index(name).await?;
+            nl.set_link(i, *mtu, *mac).await?;
         }
         Change::AddAddress { link, ip, prefix } => {
-            let i = nl.must_index(link).await.map_err(e)?;
-            nl.add_address(i, (*ip).into(), *prefix).await.map_err(e)?;
+            let i = nl.must_index(link).await?;
+            nl.add_address(i, (*ip).into(), *prefix).await?;
         }
         Change::DelAddress { link, ip, prefix } => {
-            let i = nl.must_index(link).await.map_err(e)?;
-            nl.del_address(i, *ip, *prefix).await.map_err(e)?;
+            let i = nl.must_index(link).await?;
+            nl.del_address(i, *ip, *prefix).await?;
         }
         Change::CreateVxlan {
             network,
             local,
             port,
         } => {
-            let master = nl.must_index(&network.bridge()).await.map_err(e)?;
+            let master = nl.must_index(&network.bridge()).await?;
             nl.add_vxlan(
                 &network.vxlan(),
                 network.vni,
@@ -64,37 +73,32 @@ async fn run(nl: &Netlink, change: &Change) -> Result<(), String> {
                 master,
                 true,
             )
-            .await
-            .map_err(e)?;
+            .await?;
         }
         Change::AddFdb { vxlan, mac, dst } => {
-            let i = nl.must_index(vxlan).await.map_err(e)?;
-            nl.add_fdb(i, *mac, *dst).await.map_err(e)?;
+            let i = nl.must_index(vxlan).await?;
+            nl.add_fdb(i, *mac, *dst).await?;
         }
         Change::DelFdb { vxlan, mac, dst } => {
-            let i = nl.must_index(vxlan).await.map_err(e)?;
-            nl.del_fdb(i, *mac, *dst).await.map_err(e)?;
+            let i = nl.must_index(vxlan).await?;
+            nl.del_fdb(i, *mac, *dst).await?;
         }
         Change::AddNeigh { vxlan, ip, mac } => {
-            let i = nl.must_index(vxlan).await.map_err(e)?;
-            nl.add_neigh(i, *ip, *mac).await.map_err(e)?;
+            let i = nl.must_index(vxlan).await?;
+            nl.add_neigh(i, *ip, *mac).await?;
         }
         Change::DelNeigh { vxlan, ip, .. } => {
-            let i = nl.must_index(vxlan).await.map_err(e)?;
-            nl.del_neigh(i, *ip).await.map_err(e)?;
+            let i = nl.must_index(vxlan).await?;
+            nl.del_neigh(i, *ip).await?;
         }
         Change::PlugTap { tap, bridge, mtu } => {
-            let i = nl.must_index(tap).await.map_err(e)?;
-            nl.set_mtu(i, *mtu).await.map_err(e)?;
-            nl.set_master(i, nl.must_index(bridge).await.map_err(e)?)
-                .await
-                .map_err(e)?;
-            nl.set_up(i).await.map_err(e)?;
+            let i = nl.must_index(tap).await?;
+            nl.set_mtu(i, *mtu).await?;
+            nl.set_master(i, nl.must_index(bridge).await?).await?;
+            nl.set_up(i).await?;
         }
         Change::AddEndpoint { endpoint, bridge } => {
-            sandbox::add_endpoint(nl, endpoint, bridge)
-                .await
-                .map_err(|err| err.to_string())?;
+            sandbox::add_endpoint(nl, endpoint, bridge).await?;
         }
     }
     Ok(())

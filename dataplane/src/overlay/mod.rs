@@ -17,7 +17,7 @@ mod plan;
 mod rules;
 mod sandbox;
 
-pub use apply::{apply, ensure_forwarding, local_ipv4, Outcome};
+pub use apply::{apply, ensure_forwarding, local_ipv4, ChangeError, Outcome};
 pub use diff::{diff, Change};
 pub use observe::{observe, Link, LinkKind, Observed};
 pub use plan::{

@@ -4,6 +4,21 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use boringtun::x25519::{PublicKey, StaticSecret};
 
+/// The length of a WireGuard key in bytes.
+const KEY_LEN: usize = 32;
+
+/// Why a base64 string is not a WireGuard key.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The text is not base64.
+    #[error("not base64: {0}")]
+    NotBase64(#[from] base64::DecodeError),
+    /// It decodes to the wrong number of bytes.
+    #[error("a WireGuard key has {KEY_LEN} bytes, not {0}")]
+    WrongLength(usize),
+}
+
 /// A node's key pair.
 #[derive(Clone)]
 pub struct KeyPair {
@@ -24,7 +39,7 @@ impl KeyPair {
     }
 
     /// The key pair of a base64 private key.
-    pub fn from_private_base64(s: &str) -> Result<KeyPair, String> {
+    pub fn from_private_base64(s: &str) -> Result<KeyPair, KeyError> {
         let bytes = decode32(s)?;
         let private = StaticSecret::from(bytes);
         let public = PublicKey::from(&private);
@@ -43,17 +58,15 @@ impl KeyPair {
 }
 
 /// Decodes a base64 public key.
-pub fn public_from_base64(s: &str) -> Result<PublicKey, String> {
+pub fn public_from_base64(s: &str) -> Result<PublicKey, KeyError> {
     decode32(s).map(PublicKey::from)
 }
 
-fn decode32(s: &str) -> Result<[u8; 32], String> {
-    let bytes = STANDARD
-        .decode(s.trim())
-        .map_err(|e| format!("not base64: {e}"))?;
+fn decode32(s: &str) -> Result<[u8; KEY_LEN], KeyError> {
+    let bytes = STANDARD.decode(s.trim())?;
     bytes
         .try_into()
-        .map_err(|b: Vec<u8>| format!("a WireGuard key has 32 bytes, not {}", b.len()))
+        .map_err(|b: Vec<u8>| KeyError::WrongLength(b.len()))
 }
 
 fn fill_random(buf: &mut [u8]) {
@@ -78,7 +91,13 @@ mod tests {
             public_from_base64(&k.public_base64()).unwrap().as_bytes(),
             k.public.as_bytes()
         );
-        assert!(public_from_base64("AAAA").is_err());
-        assert!(KeyPair::from_private_base64("not base64!").is_err());
+        assert_eq!(
+            public_from_base64("AAAA").err(),
+            Some(KeyError::WrongLength(3))
+        );
+        assert!(matches!(
+            KeyPair::from_private_base64("not base64!"),
+            Err(KeyError::NotBase64(_))
+        ));
     }
 }

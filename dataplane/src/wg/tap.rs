@@ -129,12 +129,17 @@ impl Tap {
     }
 }
 
+/// Why this node cannot run the encrypted data path: it cannot make TAP devices.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open /dev/net/tun for the WireGuard data path: {0}")]
+pub struct TunUnavailable(#[source] pub io::Error);
+
 /// Whether this node can run the encrypted data path; the error says why not.
-pub fn capability() -> Result<(), String> {
+pub fn capability() -> Result<(), TunUnavailable> {
     OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/net/tun")
         .map(|_| ())
-        .map_err(|e| format!("cannot open /dev/net/tun for the WireGuard data path: {e}"))
+        .map_err(TunUnavailable)
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use boringtun::noise::{Tunn, TunnResult};
 
-use super::keys::{public_from_base64, KeyPair};
+use super::keys::{public_from_base64, KeyError, KeyPair};
 use super::plan::{EncryptedNetwork, WgPlan};
 use super::tap::Tap;
 use super::udp::UdpSocket;
@@ -173,7 +173,7 @@ pub enum EngineError {
     },
     /// The plan holds a key that is not a key.
     #[error("bad WireGuard key: {0}")]
-    Key(String),
+    Key(#[from] KeyError),
 }
 
 impl Engine {
@@ -225,7 +225,7 @@ impl Engine {
     /// sessions, new TAPs are created, dropped ones closed.
     pub fn update(&self, plan: &WgPlan) -> Result<Update, EngineError> {
         let mut current = self.plan.lock().unwrap_or_else(|e| e.into_inner());
-        let key = KeyPair::from_private_base64(&plan.private_key).map_err(EngineError::Key)?;
+        let key = KeyPair::from_private_base64(&plan.private_key)?;
         let key_changed = current.private_key != plan.private_key;
         *self.key.lock().unwrap_or_else(|e| e.into_inner()) = Some(key.clone());
         let old = self.shared.tables.load_full();
@@ -253,7 +253,7 @@ impl Engine {
                     peer
                 }
                 None => {
-                    let public = public_from_base64(&p.public_key).map_err(EngineError::Key)?;
+                    let public = public_from_base64(&p.public_key)?;
                     let index = self.next_index.fetch_add(1, Ordering::Relaxed) & 0x00ff_ffff;
                     let tunn = Tunn::new(key.private.clone(), public, None, Some(25), index, None);
                     let peer = Arc::new(Peer {
