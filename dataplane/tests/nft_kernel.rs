@@ -5,16 +5,12 @@ use shoal_dataplane::nft::{
     self, exprs, BaseChain, Chain, ChainType, CmpOp, Expr, Family, Hook, Rule, Table, Verdict,
 };
 
-fn root() -> bool {
+/// Panics unless the test may create network namespaces (root).
+fn require_root() {
     // SAFETY: no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
+    if unsafe { libc::geteuid() } != 0 {
+        panic!("this test creates a network namespace and must run as root (or build it with SHOAL_SKIP_PRIVILEGED=1 to have it ignored)");
     }
-    if std::env::var("SHOAL_SKIP_PRIVILEGED").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: needs root");
-        return false;
-    }
-    panic!("this test creates a network namespace and must run as root (or set SHOAL_SKIP_PRIVILEGED=1)");
 }
 
 struct Scratch(String);
@@ -101,10 +97,9 @@ fn table(rules: usize) -> Table {
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn tables_are_created_repaired_skipped_and_removed_in_the_kernel() {
-    if !root() {
-        return;
-    }
+    require_root();
     let name = format!("shl-nfttest-{}", std::process::id());
     netns::create(&name).unwrap();
     let _scratch = Scratch(name.clone());
@@ -165,11 +160,10 @@ fn tables_are_created_repaired_skipped_and_removed_in_the_kernel() {
 /// Load balancing's maps and its conntrack timeout policy round-trip through the
 /// kernel: written, read back equal, and a changed backend set is noticed.
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn vip_maps_and_timeout_policies_round_trip_through_the_kernel() {
     use shoal_dataplane::lb::{vip_table, Vip};
-    if !root() {
-        return;
-    }
+    require_root();
     let name = format!("shl-nftvip-{}", std::process::id());
     netns::create(&name).unwrap();
     let _scratch = Scratch(name.clone());
@@ -211,12 +205,11 @@ fn vip_maps_and_timeout_policies_round_trip_through_the_kernel() {
 /// `fib daddr type local` in prerouting and output, jumps to per-port chains, DNAT
 /// there, SNAT and masquerade in postrouting.
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn the_node_ruleset_with_the_routing_mesh_loads_into_the_kernel() {
     use shoal_dataplane::lb::Published;
     use shoal_dataplane::overlay::{ruleset, NetworkPlan, NodeAddr, NodePlan};
-    if !root() {
-        return;
-    }
+    require_root();
     let name = format!("shl-nftmesh-{}", std::process::id());
     netns::create(&name).unwrap();
     let _scratch = Scratch(name.clone());

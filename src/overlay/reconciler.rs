@@ -146,6 +146,7 @@ impl Overlay {
         };
         let mut changes = member.replica().changes();
         let mut detaching: HashSet<String> = HashSet::new();
+        let mut first = true;
         loop {
             if member.synced() && !member.is_removed() {
                 let mut progress = reconcile(&member, &nl, &settings, &self.plan).await;
@@ -161,6 +162,13 @@ impl Overlay {
                     progress.failures.extend(failed);
                 }
                 self.collect_gone_sandboxes(&member, &mut detaching);
+                if std::mem::take(&mut first) {
+                    tracing::info!(
+                        revision = progress.revision,
+                        failures = progress.failures.len(),
+                        "first reconciliation done: the data path is in step with the cluster state"
+                    );
+                }
                 self.progress.send_replace(progress);
             }
             tokio::select! {

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shoal_tests::{privileged, wait_until, Lab};
+use shoal_tests::{require_root, wait_until, Lab};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shoal");
 
@@ -49,10 +49,9 @@ fn membership(lab: &Lab, host: &str) -> BTreeSet<String> {
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn five_node_cluster_forms_and_every_node_sees_it() {
-    if !privileged("five_node_cluster_forms_and_every_node_sees_it") {
-        return;
-    }
+    require_root("five_node_cluster_forms_and_every_node_sees_it");
     let lab = Lab::up(BIN, 5, 3);
     for host in lab.nodes() {
         let nodes = node_ls(&lab, &host);
@@ -79,10 +78,9 @@ fn five_node_cluster_forms_and_every_node_sees_it() {
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn killed_leader_is_replaced_within_5s_and_no_acknowledged_write_is_lost() {
-    if !privileged("killed_leader_is_replaced_within_5s_and_no_acknowledged_write_is_lost") {
-        return;
-    }
+    require_root("killed_leader_is_replaced_within_5s_and_no_acknowledged_write_is_lost");
     let lab = Lab::up(BIN, 3, 3);
     let old = leader(&lab, "n1");
     for i in 0..20 {
@@ -135,10 +133,9 @@ fn killed_leader_is_replaced_within_5s_and_no_acknowledged_write_is_lost() {
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn losing_quorum_fails_writes_quickly_and_recovers_without_loss() {
-    if !privileged("losing_quorum_fails_writes_quickly_and_recovers_without_loss") {
-        return;
-    }
+    require_root("losing_quorum_fails_writes_quickly_and_recovers_without_loss");
     let lab = Lab::up(BIN, 3, 3);
     let lead = leader(&lab, "n1");
     assert!(label(&lab, &lead, "n1", "before=quorum-loss"));
@@ -167,10 +164,9 @@ fn losing_quorum_fails_writes_quickly_and_recovers_without_loss() {
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn restarting_every_agent_keeps_the_state() {
-    if !privileged("restarting_every_agent_keeps_the_state") {
-        return;
-    }
+    require_root("restarting_every_agent_keeps_the_state");
     let lab = Lab::up(BIN, 4, 3);
     assert!(label(&lab, "n1", "n4", "zone=east"));
     lab.ok("n2", &["node", "update", "--availability", "pause", "n4"]);
@@ -199,10 +195,9 @@ fn restarting_every_agent_keeps_the_state() {
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn promote_and_demote_move_a_node_in_and_out_of_raft() {
-    if !privileged("promote_and_demote_move_a_node_in_and_out_of_raft") {
-        return;
-    }
+    require_root("promote_and_demote_move_a_node_in_and_out_of_raft");
     let lab = Lab::up(BIN, 3, 1);
     lab.ok("n1", &["node", "promote", "n2"]);
     wait_until("n2 to be a Raft voter", Duration::from_secs(20), || {
@@ -236,10 +231,9 @@ fn promote_and_demote_move_a_node_in_and_out_of_raft() {
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn bad_joins_and_bad_requests_are_refused_clearly_and_change_nothing() {
-    if !privileged("bad_joins_and_bad_requests_are_refused_clearly_and_change_nothing") {
-        return;
-    }
+    require_root("bad_joins_and_bad_requests_are_refused_clearly_and_change_nothing");
     let lab = Lab::up(BIN, 4, 1);
     let worker_token = lab
         .ok("n1", &["cluster", "join-token", "-q", "worker"])
@@ -378,10 +372,9 @@ fn bad_joins_and_bad_requests_are_refused_clearly_and_change_nothing() {
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn lab_down_leaves_nothing_behind_even_after_a_panic() {
-    if !privileged("lab_down_leaves_nothing_behind_even_after_a_panic") {
-        return;
-    }
+    require_root("lab_down_leaves_nothing_behind_even_after_a_panic");
     let links = || -> BTreeSet<String> {
         std::fs::read_dir("/sys/class/net")
             .unwrap()
@@ -458,10 +451,9 @@ mod stranger {
 /// body is read (the head announces 100 MB and sends 1 KB); `/v1/join` takes a few KB
 /// at most and a handful of tries per address.
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn the_control_port_refuses_strangers_before_reading_their_bodies() {
-    if !privileged("the_control_port_refuses_strangers_before_reading_their_bodies") {
-        return;
-    }
+    require_root("the_control_port_refuses_strangers_before_reading_their_bodies");
     let lab = Lab::up(BIN, 1, 1);
     let to: std::net::SocketAddr = format!("{}:2377", lab.ip("n1")).parse().unwrap();
     let client = lab.host_ns("client");

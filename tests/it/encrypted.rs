@@ -12,7 +12,7 @@ use boringtun::noise::{Tunn, TunnResult};
 use serde_json::Value;
 use shoal_dataplane::wg::keys::{public_from_base64, KeyPair};
 use shoal_tests::net::at;
-use shoal_tests::{exec_in, ip_of, privileged, spawn_in, wait_until, Capture, Lab, Sandbox};
+use shoal_tests::{exec_in, ip_of, require_root, spawn_in, wait_until, Capture, Lab, Sandbox};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shoal");
 const WG_PORT: u16 = 51820;
@@ -161,15 +161,19 @@ fn send_marker(from: &Sandbox, to_sb: &Sandbox, to: SocketAddr) {
     })
     .join()
     .unwrap();
-    let (bytes, ..) = sink.join().unwrap();
+    let (bytes, got, _) = sink.join().unwrap();
     assert_eq!(bytes, 2000 * MARKER.len() as u64);
+    assert_eq!(
+        got,
+        shoal_tests::sha256_hex(&MARKER.repeat(2000)),
+        "the marker arrived intact"
+    );
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn encrypted_traffic_crosses_the_underlay_only_inside_wireguard() {
-    if !privileged("encrypted_traffic_crosses_the_underlay_only_inside_wireguard") {
-        return;
-    }
+    require_root("encrypted_traffic_crosses_the_underlay_only_inside_wireguard");
     let (lab, sbs, ips) = encrypted_lab(3);
     lab.ok("n1", &["network", "create", "--attachable", "web"]);
     let plain = [
@@ -254,10 +258,9 @@ fn encrypted_traffic_crosses_the_underlay_only_inside_wireguard() {
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn a_restarted_agent_gets_traffic_back_within_five_seconds() {
-    if !privileged("a_restarted_agent_gets_traffic_back_within_five_seconds") {
-        return;
-    }
+    require_root("a_restarted_agent_gets_traffic_back_within_five_seconds");
     let (lab, sbs, ips) = encrypted_lab(2);
     reaches(&sbs[0], &ips[1], Duration::from_secs(5));
     let (peers, _) = wireguard(&lab, "n1");
@@ -366,10 +369,9 @@ fn mesh_ip(lab: &Lab, host: &str) -> [u8; 4] {
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn a_removed_nodes_key_is_refused() {
-    if !privileged("a_removed_nodes_key_is_refused") {
-        return;
-    }
+    require_root("a_removed_nodes_key_is_refused");
     let (lab, sbs, ips) = encrypted_lab(3);
     reaches(&sbs[2], &ips[0], Duration::from_secs(5));
 
@@ -401,17 +403,16 @@ fn a_removed_nodes_key_is_refused() {
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn key_rotation_does_not_break_a_running_stream() {
-    if !privileged("key_rotation_does_not_break_a_running_stream") {
-        return;
-    }
+    require_root("key_rotation_does_not_break_a_running_stream");
     let (lab, sbs, ips) = encrypted_lab(2);
     reaches(&sbs[0], &ips[1], Duration::from_secs(5));
     let keys = [public_key(&lab, "n1"), public_key(&lab, "n2")];
 
     let sink = sbs[1].sink(at(&ips[1], 5001));
     let sender = sbs[0].send(at(&ips[1], 5001), 24 << 20, Some(4 << 20));
-    std::thread::sleep(Duration::from_millis(1500));
+    sink.wait_for_more(4 << 20, Duration::from_secs(10));
     lab.ok("n1", &["cluster", "rotate-keys"]);
     wait_until("both keys to change", Duration::from_secs(10), || {
         let now = [public_key(&lab, "n1"), public_key(&lab, "n2")];
@@ -428,10 +429,9 @@ fn key_rotation_does_not_break_a_running_stream() {
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn junk_on_the_wireguard_port_is_dropped_and_counted() {
-    if !privileged("junk_on_the_wireguard_port_is_dropped_and_counted") {
-        return;
-    }
+    require_root("junk_on_the_wireguard_port_is_dropped_and_counted");
     let (lab, sbs, ips) = encrypted_lab(2);
     reaches(&sbs[0], &ips[1], Duration::from_secs(5));
     let count = |lab: &Lab| {

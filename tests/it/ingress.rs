@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use shoal_tests::{privileged, spawn_in, wait_until, Lab};
+use shoal_tests::{require_root, spawn_in, wait_until, Lab};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shoal");
 
@@ -61,10 +61,9 @@ fn create(lab: &Lab, name: &str, port: u16, replicas: &str, labels: &[&str]) {
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn host_and_path_rules_route_to_services_from_every_node() {
-    if !privileged("host_and_path_rules_route_to_services_from_every_node") {
-        return;
-    }
+    require_root("host_and_path_rules_route_to_services_from_every_node");
     let lab = Lab::up(BIN, 3, 1);
     lab.ok("n1", &["network", "create", "--attachable", "web"]);
     create(
@@ -130,10 +129,9 @@ fn host_and_path_rules_route_to_services_from_every_node() {
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn label_changes_apply_at_once_and_bad_labels_are_refused() {
-    if !privileged("label_changes_apply_at_once_and_bad_labels_are_refused") {
-        return;
-    }
+    require_root("label_changes_apply_at_once_and_bad_labels_are_refused");
     let lab = Lab::up(BIN, 2, 1);
     lab.ok("n1", &["network", "create", "--attachable", "web"]);
     create(

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shoal_tests::{exec_in, ip_of, privileged, wait_until, Lab};
+use shoal_tests::{exec_in, ip_of, require_root, wait_until, Lab};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shoal");
 
@@ -40,10 +40,9 @@ fn nft_tables(lab: &Lab, host: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn sandboxes_on_three_nodes_talk_with_full_size_frames_and_intact_data() {
-    if !privileged("sandboxes_on_three_nodes_talk_with_full_size_frames_and_intact_data") {
-        return;
-    }
+    require_root("sandboxes_on_three_nodes_talk_with_full_size_frames_and_intact_data");
     let lab = Lab::up(BIN, 3, 1);
     lab.ok("n1", &["network", "create", "--attachable", "web"]);
     let sbs: Vec<_> = (1..=3).map(|i| lab.sandbox(&format!("sb{i}"))).collect();
@@ -94,12 +93,11 @@ fn sandboxes_on_three_nodes_talk_with_full_size_frames_and_intact_data() {
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn networks_are_isolated_internal_ones_have_no_egress_and_a_sandbox_on_both_reaches_both() {
-    if !privileged(
+    require_root(
         "networks_are_isolated_internal_ones_have_no_egress_and_a_sandbox_on_both_reaches_both",
-    ) {
-        return;
-    }
+    );
     let lab = Lab::up(BIN, 2, 1);
     lab.ok("n1", &["network", "create", "--attachable", "red"]);
     lab.ok(
@@ -126,7 +124,6 @@ fn networks_are_isolated_internal_ones_have_no_egress_and_a_sandbox_on_both_reac
     // Nothing crosses between networks, on the same node or across nodes.
     let quick = Duration::from_millis(1500);
     for (from, to) in [(&r1, &b1ip), (&r1, &b2ip), (&b1, &r1ip), (&b2, &r2ip)] {
-        let _sink = std::thread::spawn(|| ());
         assert!(
             !from.can_connect(addr(to, 7), quick),
             "{} reached {to}",
@@ -166,10 +163,9 @@ fn networks_are_isolated_internal_ones_have_no_egress_and_a_sandbox_on_both_reac
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn sixty_parallel_attaches_get_unique_addresses_and_detaching_frees_them() {
-    if !privileged("sixty_parallel_attaches_get_unique_addresses_and_detaching_frees_them") {
-        return;
-    }
+    require_root("sixty_parallel_attaches_get_unique_addresses_and_detaching_frees_them");
     let lab = Lab::up(BIN, 3, 1);
     lab.ok(
         "n1",
@@ -279,10 +275,9 @@ fn sixty_parallel_attaches_get_unique_addresses_and_detaching_frees_them() {
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn a_new_endpoint_reaches_remote_fdbs_within_a_second() {
-    if !privileged("a_new_endpoint_reaches_remote_fdbs_within_a_second") {
-        return;
-    }
+    require_root("a_new_endpoint_reaches_remote_fdbs_within_a_second");
     let lab = Lab::up(BIN, 2, 1);
     lab.ok("n1", &["network", "create", "--attachable", "fast"]);
     let a = lab.sandbox("a");
@@ -307,10 +302,9 @@ fn a_new_endpoint_reaches_remote_fdbs_within_a_second() {
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn killing_an_agent_during_a_stream_does_not_break_it() {
-    if !privileged("killing_an_agent_during_a_stream_does_not_break_it") {
-        return;
-    }
+    require_root("killing_an_agent_during_a_stream_does_not_break_it");
     let lab = Lab::up(BIN, 2, 1);
     lab.ok("n1", &["network", "create", "--attachable", "steady"]);
     let a = lab.sandbox("a");
@@ -321,10 +315,10 @@ fn killing_an_agent_during_a_stream_does_not_break_it() {
     let before = index();
     let sink = b.sink(addr(&bip, 5002));
     let sender = a.send(addr(&bip, 5002), 40 << 20, Some(8 << 20));
-    std::thread::sleep(Duration::from_millis(800));
+    sink.wait_for_more(4 << 20, Duration::from_secs(10));
     lab.kill("n2", "KILL");
     lab.start("n2");
-    std::thread::sleep(Duration::from_millis(800));
+    sink.wait_for_more(4 << 20, Duration::from_secs(10));
     lab.kill("n1", "KILL");
     lab.start("n1");
     let sent = sender.join().unwrap();
@@ -345,10 +339,9 @@ fn killing_an_agent_during_a_stream_does_not_break_it() {
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn bad_network_and_attach_requests_are_refused_and_leave_nothing_behind() {
-    if !privileged("bad_network_and_attach_requests_are_refused_and_leave_nothing_behind") {
-        return;
-    }
+    require_root("bad_network_and_attach_requests_are_refused_and_leave_nothing_behind");
     let lab = Lab::up(BIN, 2, 1);
     lab.ok(
         "n1",
@@ -491,10 +484,9 @@ fn bad_network_and_attach_requests_are_refused_and_leave_nothing_behind() {
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn cluster_address_pools_shape_subnets_and_bad_pools_are_refused() {
-    if !privileged("cluster_address_pools_shape_subnets_and_bad_pools_are_refused") {
-        return;
-    }
+    require_root("cluster_address_pools_shape_subnets_and_bad_pools_are_refused");
     let lab = Lab::up(BIN, 2, 1);
     lab.ok("n2", &["cluster", "leave"]);
     for (args, want) in [

@@ -8,7 +8,7 @@ use std::time::Duration;
 use shoal_tests::net::{
     at, dns_query, http_get, parse_answer, resolve, udp_exchange, udp_exchange_within,
 };
-use shoal_tests::{privileged, wait_until, Lab};
+use shoal_tests::{require_root, wait_until, Lab};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shoal");
 
@@ -40,10 +40,9 @@ fn every_node_answers(lab: &Lab, nodes: &[&str], port: u16, within: Duration) {
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn published_port_answers_on_every_node_through_scale_node_loss_and_drain() {
-    if !privileged("published_port_answers_on_every_node_through_scale_node_loss_and_drain") {
-        return;
-    }
+    require_root("published_port_answers_on_every_node_through_scale_node_loss_and_drain");
     let lab = Lab::up(BIN, 3, 1);
     lab.ok("n1", &["network", "create", "web"]);
     lab.create_service(
@@ -135,10 +134,9 @@ fn published_port_answers_on_every_node_through_scale_node_loss_and_drain() {
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn a_port_published_from_an_encrypted_network_answers_on_every_node() {
-    if !privileged("a_port_published_from_an_encrypted_network_answers_on_every_node") {
-        return;
-    }
+    require_root("a_port_published_from_an_encrypted_network_answers_on_every_node");
     // The mesh's return path (the node's own address and MAC on the bridge) works over
     // the WireGuard data path as it does over kernel VXLAN.
     let lab = Lab::up(BIN, 3, 1);
@@ -162,10 +160,9 @@ fn a_port_published_from_an_encrypted_network_answers_on_every_node() {
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn service_names_vips_and_task_names_resolve_only_on_their_networks() {
-    if !privileged("service_names_vips_and_task_names_resolve_only_on_their_networks") {
-        return;
-    }
+    require_root("service_names_vips_and_task_names_resolve_only_on_their_networks");
     let lab = Lab::up_with_upstream(BIN, 2, 1, &[]);
     lab.ok(
         "n1",
@@ -321,10 +318,9 @@ fn service_names_vips_and_task_names_resolve_only_on_their_networks() {
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn udp_published_ports_work_and_host_mode_answers_only_where_a_task_runs() {
-    if !privileged("udp_published_ports_work_and_host_mode_answers_only_where_a_task_runs") {
-        return;
-    }
+    require_root("udp_published_ports_work_and_host_mode_answers_only_where_a_task_runs");
     let lab = Lab::up(BIN, 3, 1);
     lab.ok("n1", &["network", "create", "apps"]);
     lab.create_service(
@@ -384,10 +380,9 @@ fn udp_published_ports_work_and_host_mode_answers_only_where_a_task_runs() {
 }
 
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn bad_service_requests_are_refused_clearly() {
-    if !privileged("bad_service_requests_are_refused_clearly") {
-        return;
-    }
+    require_root("bad_service_requests_are_refused_clearly");
     let lab = Lab::up(BIN, 1, 1);
     lab.ok("n1", &["network", "create", "net"]);
     lab.create_service(
@@ -490,14 +485,13 @@ fn bad_service_requests_are_refused_clearly() {
 /// agent's only global setting is `net.ipv4.ip_forward`). And a shoal chain flushed by
 /// hand is noticed and put back by the next resync, with the port answering again.
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn idle_timeouts_touch_no_sysctl_and_a_flushed_chain_comes_back() {
     use shoal_dataplane::lb::LB_TABLE;
     use shoal_dataplane::netns;
     use shoal_dataplane::nft::{self, Family, Table};
     use shoal_dataplane::overlay::NFT_TABLE;
-    if !privileged("idle_timeouts_touch_no_sysctl_and_a_flushed_chain_comes_back") {
-        return;
-    }
+    require_root("idle_timeouts_touch_no_sysctl_and_a_flushed_chain_comes_back");
     let sysctls = [
         "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established",
         "/proc/sys/net/netfilter/nf_conntrack_udp_timeout_stream",

@@ -51,10 +51,22 @@ impl Capture {
         &self.file
     }
 
-    /// Stops the capture (after a moment for packets in flight) and returns the file's
-    /// bytes; the file stays until the capture is dropped.
+    /// Stops the capture once tcpdump has caught up (its file stopped growing: packets
+    /// already on the wire are in it) and returns the file's bytes; the file stays until
+    /// the capture is dropped.
     pub fn stop(&mut self) -> Vec<u8> {
-        std::thread::sleep(Duration::from_millis(300));
+        let size = || std::fs::metadata(&self.file).map(|m| m.len()).unwrap_or(0);
+        let mut last = size();
+        crate::wait_until("tcpdump to catch up", Duration::from_secs(10), || {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = size();
+            if now == last {
+                Ok(())
+            } else {
+                last = now;
+                Err(format!("{now} bytes and growing"))
+            }
+        });
         // SAFETY: signalling a child we started and have not reaped.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let _ = self.child.wait();

@@ -5,8 +5,8 @@
 //! printing the tail of every agent's log. Tests drive shoal only through its command
 //! line, as users do.
 //!
-//! Privileged tests call [`privileged`] first: without root they fail with a clear
-//! message, or are reported as skipped when `SHOAL_SKIP_PRIVILEGED=1`.
+//! Privileged tests call [`require_root`] first: without root they fail with a clear
+//! message. Built with `SHOAL_SKIP_PRIVILEGED=1` they are reported as ignored.
 
 mod capture;
 mod lab;
@@ -17,7 +17,7 @@ mod wait;
 
 pub use capture::Capture;
 pub use lab::{Lab, Output};
-pub use sandbox::{exec_in, spawn_in, Sandbox};
+pub use sandbox::{exec_in, sha256_hex, spawn_in, Sandbox, Sink};
 pub use wait::wait_until;
 
 /// The IP address of an endpoint as `attach --format json` prints it (without the
@@ -32,19 +32,18 @@ pub fn ip_of(endpoint: &serde_json::Value) -> String {
         .to_string()
 }
 
-/// Whether privileged tests may run here. Without root: panics with an explanation,
-/// unless `SHOAL_SKIP_PRIVILEGED=1`, in which case it prints SKIPPED and returns false.
-pub fn privileged(test: &str) -> bool {
+/// Panics with an explanation unless this process may build network namespaces (root).
+///
+/// Privileged tests also carry
+/// `#[cfg_attr(skip_privileged, ignore = "...")]`: built with `SHOAL_SKIP_PRIVILEGED=1`
+/// (the build scripts turn it into the `skip_privileged` cfg), they are reported as
+/// ignored, never as passed.
+pub fn require_root(test: &str) {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
+    if unsafe { libc::geteuid() } != 0 {
+        panic!(
+            "{test} builds network namespaces and must run as root; run the tests as root, \
+             or build them with SHOAL_SKIP_PRIVILEGED=1 to have them ignored"
+        );
     }
-    if std::env::var("SHOAL_SKIP_PRIVILEGED").as_deref() == Ok("1") {
-        eprintln!("SKIPPED {test}: needs root (SHOAL_SKIP_PRIVILEGED=1)");
-        return false;
-    }
-    panic!(
-        "{test} builds network namespaces and must run as root; \
-         run the tests as root, or set SHOAL_SKIP_PRIVILEGED=1 to skip them"
-    );
 }

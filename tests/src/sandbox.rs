@@ -5,6 +5,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -98,10 +100,12 @@ impl Sandbox {
         .unwrap_or(false)
     }
 
-    /// Listens on `addr` and accepts one connection, reading it to the end; the thread
-    /// returns (bytes, SHA-256, peer address).
-    pub fn sink(&self, addr: SocketAddr) -> JoinHandle<(u64, String, SocketAddr)> {
+    /// Listens on `addr` and accepts one connection, reading it to the end; joining
+    /// the sink gives (bytes, SHA-256, peer address).
+    pub fn sink(&self, addr: SocketAddr) -> Sink {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let received = Arc::new(AtomicU64::new(0));
+        let counter = received.clone();
         let handle = spawn_in(&self.ns, move || {
             let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
             ready_tx.send(()).ok();
@@ -116,13 +120,14 @@ impl Sandbox {
                 }
                 hash.update(&buf[..n]);
                 total += n as u64;
+                counter.store(total, Ordering::Relaxed);
             }
             (total, hex(&hash.finalize()), peer)
         });
         ready_rx
             .recv_timeout(Duration::from_secs(5))
             .expect("sink listening");
-        handle
+        Sink { handle, received }
     }
 
     /// Sends `bytes` of pseudo-random data to `addr`, at most `rate` bytes per second if
@@ -158,6 +163,38 @@ impl Sandbox {
             hex(&hash.finalize())
         })
     }
+}
+
+/// A [`Sandbox::sink`] receiving a stream.
+pub struct Sink {
+    handle: JoinHandle<(u64, String, SocketAddr)>,
+    received: Arc<AtomicU64>,
+}
+
+impl Sink {
+    /// Waits for the stream's end: (bytes, SHA-256, peer address).
+    pub fn join(self) -> std::thread::Result<(u64, String, SocketAddr)> {
+        self.handle.join()
+    }
+
+    /// Returns once `bytes` more than now have arrived: the stream is flowing (a
+    /// readiness signal for faults injected mid-transfer).
+    pub fn wait_for_more(&self, bytes: u64, within: Duration) {
+        let from = self.received.load(Ordering::Relaxed);
+        crate::wait_until(&format!("{bytes} more bytes to arrive"), within, || {
+            let now = self.received.load(Ordering::Relaxed);
+            if now >= from + bytes {
+                Ok(())
+            } else {
+                Err(format!("{} of them so far", now - from))
+            }
+        });
+    }
+}
+
+/// The SHA-256 of `bytes` in hex, as a [`Sink`] reports what it received.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 fn hex(b: &[u8]) -> String {

@@ -6,11 +6,16 @@ use super::*;
 /// `docker service create --network`): a 3-replica service spread over the Swarm's
 /// nodes, reached by its name from a container on another node; scaling down frees
 /// the addresses in shoal.
+/// What an agent logs once its first reconciliation after a start is done.
+const IN_STEP: &str = "the data path is in step with the cluster state";
+
 #[test]
+#[cfg_attr(
+    skip_privileged,
+    ignore = "needs root and dockerd (SHOAL_SKIP_PRIVILEGED=1)"
+)]
 fn a_swarm_service_on_a_shoal_network_spreads_and_scaling_down_frees_addresses() {
-    if !need_docker("a_swarm_service_on_a_shoal_network_spreads_and_scaling_down_frees_addresses") {
-        return;
-    }
+    need_docker("a_swarm_service_on_a_shoal_network_spreads_and_scaling_down_frees_addresses");
     let lab = docker_lab(2, &[]);
     // Swarm needs managed plugins: the same plugin on every node, before the Swarm
     // forms (its scheduler places tasks only where the plugin is).
@@ -191,10 +196,12 @@ fn a_swarm_service_on_a_shoal_network_spreads_and_scaling_down_frees_addresses()
 
 /// What a user gets wrong reaches them through Docker's CLI in shoal's words.
 #[test]
+#[cfg_attr(
+    skip_privileged,
+    ignore = "needs root and dockerd (SHOAL_SKIP_PRIVILEGED=1)"
+)]
 fn bad_docker_input_comes_back_as_shoals_message() {
-    if !need_docker("bad_docker_input_comes_back_as_shoals_message") {
-        return;
-    }
+    need_docker("bad_docker_input_comes_back_as_shoals_message");
     let lab = docker_lab(2, &[]);
     let create = |args: &[&str]| {
         let mut full = vec!["network", "create", "-d", "shoal"];
@@ -298,10 +305,12 @@ fn bad_docker_input_comes_back_as_shoals_message() {
 /// was down is cleaned up when it returns, and a dockerd restart (live-restore) keeps
 /// containers connected.
 #[test]
+#[cfg_attr(
+    skip_privileged,
+    ignore = "needs root and dockerd (SHOAL_SKIP_PRIVILEGED=1)"
+)]
 fn agent_and_dockerd_restarts_lose_no_endpoint_and_no_traffic() {
-    if !need_docker("agent_and_dockerd_restarts_lose_no_endpoint_and_no_traffic") {
-        return;
-    }
+    need_docker("agent_and_dockerd_restarts_lose_no_endpoint_and_no_traffic");
     let lab = docker_lab(2, &["--docker-arg=--live-restore"]);
     shoal_network(&lab, "web", &[], &["n2"]);
     run(&lab, "n1", "aa", "web", &[]);
@@ -314,7 +323,9 @@ fn agent_and_dockerd_restarts_lose_no_endpoint_and_no_traffic() {
     let sink = netns_of(&lab, "n1", "aa").sink(SocketAddr::new(a.into(), 5002));
     let sent =
         netns_of(&lab, "n2", "bb").send(SocketAddr::new(a.into(), 5002), 64 << 20, Some(16 << 20));
-    std::thread::sleep(Duration::from_millis(800));
+    sink.wait_for_more(8 << 20, Duration::from_secs(10));
+    let reconciled = |log: &str| log.matches(IN_STEP).count();
+    let rounds = reconciled(&lab.log("n1"));
     lab.kill("n1", "KILL");
     lab.start("n1");
     assert_eq!(
@@ -322,7 +333,14 @@ fn agent_and_dockerd_restarts_lose_no_endpoint_and_no_traffic() {
         sink.join().unwrap().1,
         "the transfer completed intact"
     );
-    std::thread::sleep(Duration::from_secs(2));
+    wait_until(
+        "the restarted agent to reconcile",
+        Duration::from_secs(20),
+        || match reconciled(&lab.log("n1")) {
+            n if n > rounds => Ok(()),
+            n => Err(format!("{n} reconciliations in its log")),
+        },
+    );
     assert_eq!(
         links("n1"),
         before,
@@ -401,10 +419,12 @@ fn agent_and_dockerd_restarts_lose_no_endpoint_and_no_traffic() {
 /// docs: `docker run -p HOST:CONTAINER`: on a shoal network the port answers on every
 /// address of the container's node, from outside and from the node itself.
 #[test]
+#[cfg_attr(
+    skip_privileged,
+    ignore = "needs root and dockerd (SHOAL_SKIP_PRIVILEGED=1)"
+)]
 fn a_containers_published_port_answers_on_its_node() {
-    if !need_docker("a_containers_published_port_answers_on_its_node") {
-        return;
-    }
+    need_docker("a_containers_published_port_answers_on_its_node");
     let lab = docker_lab(1, &[]);
     shoal_network(&lab, "web", &[], &[]);
     docker_ok(

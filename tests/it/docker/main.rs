@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use shoal_tests::{exec_in, privileged, wait_until, Capture, Lab, Output, Sandbox};
+use shoal_tests::{exec_in, require_root, wait_until, Capture, Lab, Output, Sandbox};
 
 mod lifecycle;
 mod networks;
@@ -26,10 +26,9 @@ fn docker_cli() -> &'static str {
     }
 }
 
-fn need_docker(test: &str) -> bool {
-    if !privileged(test) {
-        return false;
-    }
+/// Panics unless this test can build labs (root) and run dockerd.
+fn need_docker(test: &str) {
+    require_root(test);
     let found = Command::new("dockerd")
         .arg("--version")
         .output()
@@ -38,7 +37,6 @@ fn need_docker(test: &str) -> bool {
         found,
         "{test} runs real dockerds: install Docker (apt-get install docker.io busybox-static)"
     );
-    true
 }
 
 /// Runs `docker ARGS` against `host`'s dockerd.

@@ -6,10 +6,12 @@ use super::*;
 /// shoal network on two hosts reach each other by address, name and alias, move data
 /// intact, and reach a shoal sandbox on the same network.
 #[test]
+#[cfg_attr(
+    skip_privileged,
+    ignore = "needs root and dockerd (SHOAL_SKIP_PRIVILEGED=1)"
+)]
 fn docker_containers_on_a_shoal_network_reach_each_other_across_hosts() {
-    if !need_docker("docker_containers_on_a_shoal_network_reach_each_other_across_hosts") {
-        return;
-    }
+    need_docker("docker_containers_on_a_shoal_network_reach_each_other_across_hosts");
     let lab = docker_lab(2, &[]);
     shoal_network(&lab, "web", &[], &["n2"]);
     run(&lab, "n1", "b1", "web", &["--network-alias", "bee"]);
@@ -56,10 +58,12 @@ fn docker_containers_on_a_shoal_network_reach_each_other_across_hosts() {
 /// docs: network/drivers/overlay.md (`--internal`) and Docker's network isolation:
 /// two networks do not reach each other; an internal one has no way out, not even DNS.
 #[test]
+#[cfg_attr(
+    skip_privileged,
+    ignore = "needs root and dockerd (SHOAL_SKIP_PRIVILEGED=1)"
+)]
 fn docker_networks_are_isolated_and_internal_ones_have_no_egress() {
-    if !need_docker("docker_networks_are_isolated_and_internal_ones_have_no_egress") {
-        return;
-    }
+    need_docker("docker_networks_are_isolated_and_internal_ones_have_no_egress");
     let lab = docker_lab(2, &[]);
     shoal_network(&lab, "a", &[], &[]);
     shoal_network(&lab, "b", &[], &["n2"]);
@@ -101,10 +105,12 @@ fn docker_networks_are_isolated_and_internal_ones_have_no_egress() {
 /// docs: network/drivers/overlay.md (`--opt encrypted`): between hosts the containers'
 /// traffic travels only inside WireGuard (UDP 51820); no VXLAN and no payload is seen.
 #[test]
+#[cfg_attr(
+    skip_privileged,
+    ignore = "needs root and dockerd (SHOAL_SKIP_PRIVILEGED=1)"
+)]
 fn an_encrypted_docker_network_carries_only_wireguard_between_hosts() {
-    if !need_docker("an_encrypted_docker_network_carries_only_wireguard_between_hosts") {
-        return;
-    }
+    need_docker("an_encrypted_docker_network_carries_only_wireguard_between_hosts");
     let lab = docker_lab(2, &[]);
     shoal_network(&lab, "sec", &["--opt", "encrypted"], &["n2"]);
     assert_eq!(
@@ -144,7 +150,12 @@ fn an_encrypted_docker_network_carries_only_wireguard_between_hosts() {
             &format!("echo {secret} | nc {s1} 5001"),
         ],
     );
-    let _ = sink.join();
+    let (_, got, _) = sink.join().unwrap();
+    assert_eq!(
+        got,
+        shoal_tests::sha256_hex(format!("{secret}\n").as_bytes()),
+        "the secret arrived intact"
+    );
     let bytes = capture.stop();
     let summary = exec_in(
         &lab.host_ns("n2"),
@@ -177,10 +188,12 @@ fn an_encrypted_docker_network_carries_only_wireguard_between_hosts() {
 /// shoal, containers take addresses from the range with the gateway as their route,
 /// connect and disconnect add and remove endpoints, and `network rm` removes it.
 #[test]
+#[cfg_attr(
+    skip_privileged,
+    ignore = "needs root and dockerd (SHOAL_SKIP_PRIVILEGED=1)"
+)]
 fn docker_network_options_land_in_shoal_and_connect_disconnect_follow() {
-    if !need_docker("docker_network_options_land_in_shoal_and_connect_disconnect_follow") {
-        return;
-    }
+    need_docker("docker_network_options_land_in_shoal_and_connect_disconnect_follow");
     let lab = docker_lab(1, &[]);
     #[rustfmt::skip]
     shoal_network(&lab, "opts", &[

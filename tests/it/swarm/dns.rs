@@ -7,10 +7,9 @@ use super::*;
 /// networks are all internal gets SERVFAIL for names the resolver does not own, and
 /// the upstream never sees the query; names on the network still resolve.
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn an_internal_network_resolver_forwards_nothing_upstream() {
-    if !privileged("an_internal_network_resolver_forwards_nothing_upstream") {
-        return;
-    }
+    require_root("an_internal_network_resolver_forwards_nothing_upstream");
     let lab = Lab::up_with_upstream(BIN, 1, 1, &[]);
     lab.ok(
         "n1",
@@ -85,10 +84,9 @@ fn an_internal_network_resolver_forwards_nothing_upstream() {
 /// names), moby resolver.go handlePTRQuery (`<container>.<network>.`; a swarm task is
 /// `<service>.<slot>.<task ID>`; VIPs have none), and shoal's 5 s TTL (README).
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn names_resolve_qualified_by_network_and_addresses_have_ptr_records() {
-    if !privileged("names_resolve_qualified_by_network_and_addresses_have_ptr_records") {
-        return;
-    }
+    require_root("names_resolve_qualified_by_network_and_addresses_have_ptr_records");
     let lab = Lab::up_with_upstream(BIN, 2, 1, &[]);
     lab.ok(
         "n1",
@@ -182,10 +180,9 @@ fn names_resolve_qualified_by_network_and_addresses_have_ptr_records() {
 /// `--dns`, `--dns-search`, `--dns-option`, `--hostname` templates) and
 /// service_update.md (`--network-add/-rm`, `--endpoint-mode`).
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn service_networks_aliases_endpoint_mode_and_dns_settings_like_docker() {
-    if !privileged("service_networks_aliases_endpoint_mode_and_dns_settings_like_docker") {
-        return;
-    }
+    require_root("service_networks_aliases_endpoint_mode_and_dns_settings_like_docker");
     let lab = Lab::up_with(BIN, 1, 1, &["--dns-upstream", "198.18.0.250:53"]);
     let client = lab.host_ns("client");
     let added = exec_in(

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use shoal_tests::net::{at, fake_upstream, http_get, resolve, udp_exchange, DnsAnswer};
-use shoal_tests::{exec_in, ip_of, privileged, wait_until, Lab};
+use shoal_tests::{exec_in, ip_of, require_root, wait_until, Lab};
 
 mod dns;
 mod placement;
@@ -67,10 +67,9 @@ fn http_tool() -> Vec<&'static str> {
 /// libnetwork service_linux.go: a published port answers on the node itself, on every
 /// address, TCP and UDP, ingress and host mode.
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn a_published_port_answers_on_the_node_itself_on_every_address() {
-    if !privileged("a_published_port_answers_on_the_node_itself_on_every_address") {
-        return;
-    }
+    require_root("a_published_port_answers_on_the_node_itself_on_every_address");
     let lab = Lab::up(BIN, 2, 1);
     lab.ok("n1", &["network", "create", "apps"]);
     lab.create_service(
@@ -153,10 +152,9 @@ fn a_published_port_answers_on_the_node_itself_on_every_address() {
 /// and moby libnetwork drivers/overlay ov_network.go: Docker's option names work,
 /// unknown ones are refused.
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn dockers_network_option_spellings_are_accepted_and_unknown_ones_refused() {
-    if !privileged("dockers_network_option_spellings_are_accepted_and_unknown_ones_refused") {
-        return;
-    }
+    require_root("dockers_network_option_spellings_are_accepted_and_unknown_ones_refused");
     let lab = Lab::up(BIN, 1, 1);
     lab.ok(
         "n1",
@@ -214,10 +212,9 @@ fn dockers_network_option_spellings_are_accepted_and_unknown_ones_refused() {
 /// keeps task IDs and pids apart; slots agree between `service ps` and the task; the
 /// lab prints commands that work when `shoal` is not on PATH.
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn the_cli_ends_quietly_on_a_closed_pipe_and_says_what_works() {
-    if !privileged("the_cli_ends_quietly_on_a_closed_pipe_and_says_what_works") {
-        return;
-    }
+    require_root("the_cli_ends_quietly_on_a_closed_pipe_and_says_what_works");
     let lab = Lab::up(BIN, 1, 1);
     let try_line = lab
         .up_stdout

@@ -6,10 +6,9 @@ use super::*;
 /// engine/swarm/services.md ("--replicas-max-per-node"; host mode "only one task per
 /// node"): what cannot be placed stays pending with Swarm's reason.
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn host_mode_ports_and_replicas_max_per_node_leave_the_rest_pending() {
-    if !privileged("host_mode_ports_and_replicas_max_per_node_leave_the_rest_pending") {
-        return;
-    }
+    require_root("host_mode_ports_and_replicas_max_per_node_leave_the_rest_pending");
     let lab = Lab::up(BIN, 2, 1);
     lab.ok("n1", &["network", "create", "apps"]);
     lab.create_service(
@@ -82,10 +81,9 @@ fn host_mode_ports_and_replicas_max_per_node_leave_the_rest_pending() {
 /// docs: engine/swarm/services.md ("Placement constraints", "Placement preferences")
 /// and swarmkit manager/constraint/constraint.go.
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn constraints_and_spread_preferences_place_tasks_like_swarm() {
-    if !privileged("constraints_and_spread_preferences_place_tasks_like_swarm") {
-        return;
-    }
+    require_root("constraints_and_spread_preferences_place_tasks_like_swarm");
     let lab = Lab::up(BIN, 3, 1);
     lab.ok("n1", &["network", "create", "apps"]);
     lab.create_service(
@@ -180,10 +178,9 @@ fn constraints_and_spread_preferences_place_tasks_like_swarm() {
 /// swarmkit portallocator.go (30000-32767): `--publish TARGET`, the long form,
 /// `--publish-add` of a published port, `--publish-rm` by target port.
 #[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn ports_publish_as_the_docker_cli_does() {
-    if !privileged("ports_publish_as_the_docker_cli_does") {
-        return;
-    }
+    require_root("ports_publish_as_the_docker_cli_does");
     let lab = Lab::up(BIN, 1, 1);
     lab.ok("n1", &["network", "create", "apps"]);
     lab.create_service(
