@@ -1,6 +1,6 @@
 //! What can go wrong in cluster operations, with the HTTP status each maps to.
 
-use crate::state::ApplyError;
+use crate::state::{ApplyError, SpecError};
 use crate::transport::PeerError;
 
 /// A cluster operation that failed. "This request failed" errors only; a node that must
@@ -41,6 +41,13 @@ pub enum ClusterError {
     /// Local storage failed.
     #[error("storage: {0}")]
     Storage(String),
+}
+
+/// A value in a request that could not be read is a malformed request (400).
+impl From<SpecError> for ClusterError {
+    fn from(e: SpecError) -> ClusterError {
+        ClusterError::Invalid(e.to_string())
+    }
 }
 
 impl ClusterError {

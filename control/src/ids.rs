@@ -9,6 +9,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::state::SpecError;
+
 /// The identity of a node, also its Raft node ID.
 #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -39,20 +41,21 @@ impl fmt::Debug for NodeId {
 }
 
 impl FromStr for NodeId {
-    type Err = String;
+    type Err = SpecError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let not_an_id = || SpecError::NotNodeId(s.to_string());
         if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("{s:?} is not a node ID (16 hex digits)"));
+            return Err(not_an_id());
         }
         u64::from_str_radix(s, 16)
             .map(NodeId)
-            .map_err(|e| format!("{s:?} is not a node ID: {e}"))
+            .map_err(|_| not_an_id())
     }
 }
 
 /// Checks a user-chosen object name (node, network, service): 1–63 characters of
 /// letters, digits, `.`, `_` and `-`, starting with a letter or digit.
-pub fn validate_name(kind: &str, name: &str) -> Result<(), String> {
+pub fn validate_name(kind: &'static str, name: &str) -> Result<(), SpecError> {
     let ok_first = name
         .chars()
         .next()
@@ -61,9 +64,10 @@ pub fn validate_name(kind: &str, name: &str) -> Result<(), String> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if name.is_empty() || name.len() > 63 || !ok_first || !ok_rest {
-        return Err(format!(
-            "invalid {kind} name {name:?}: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"
-        ));
+        return Err(SpecError::InvalidName {
+            kind,
+            name: name.to_string(),
+        });
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::ids::NodeId;
-use crate::state::Role;
+use crate::state::{Role, SpecError};
 
 /// The DNS name in every node certificate; peers verify each other against it.
 pub const PEER_NAME: &str = "node.shoal.internal";
@@ -175,8 +175,9 @@ pub fn identity_of(der: &[u8]) -> Result<PeerIdentity, PkiError> {
         .next()
         .and_then(|a| a.as_str().ok())
         .ok_or_else(|| PkiError::NotNodeCert("no organizational unit".into()))?;
-    let node_id = cn.parse::<NodeId>().map_err(PkiError::NotNodeCert)?;
-    let role = Role::parse(ou).map_err(PkiError::NotNodeCert)?;
+    let not_node_cert = |e: SpecError| PkiError::NotNodeCert(e.to_string());
+    let node_id = cn.parse::<NodeId>().map_err(not_node_cert)?;
+    let role = Role::parse(ou).map_err(not_node_cert)?;
     Ok(PeerIdentity { node_id, role })
 }
 

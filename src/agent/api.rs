@@ -168,7 +168,7 @@ async fn leave(State(agent): AppState, b: Result<Json<LeaveRequest>, JsonRejecti
 }
 
 fn role(s: &str) -> Result<Role, ClusterError> {
-    Role::parse(s).map_err(ClusterError::Invalid)
+    Ok(Role::parse(s)?)
 }
 
 async fn join_token(State(agent): AppState, Path(r): Path<String>) -> Response {

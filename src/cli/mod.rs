@@ -62,10 +62,7 @@ pub async fn cluster(client: &ApiClient, cmd: ClusterCmd) -> anyhow::Result<()> 
             role,
             manager,
         } => {
-            let role = role
-                .map(|r| Role::parse(&r))
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
+            let role = role.map(|r| Role::parse(&r)).transpose()?;
             let cmd = JoinCommand {
                 token,
                 remote: manager,
@@ -204,10 +201,7 @@ pub async fn node(client: &ApiClient, cmd: NodeCmd) -> anyhow::Result<()> {
             label_rm,
             node,
         } => {
-            let availability = availability
-                .map(|a| Availability::parse(&a))
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
+            let availability = availability.map(|a| Availability::parse(&a)).transpose()?;
             if availability.is_none() && label_add.is_empty() && label_rm.is_empty() {
                 anyhow::bail!("nothing to update: give --availability, --label-add or --label-rm");
             }

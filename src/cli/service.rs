@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use shoal_control::api::{ServiceInfo, ServiceUpdate};
 use shoal_control::state::{
     Constraint, DnsConfig, EndpointMode, NetworkAttachment, NetworkOptions, Placement, PortRemoval,
-    PortSpec, ServiceMode, ServiceSpec, Spread,
+    PortSpec, ServiceMode, ServiceSpec, SpecError, Spread,
 };
 
 use super::args::{ServiceCmd, ServiceCreateArgs, ServiceUpdateArgs, ToolCmd};
@@ -16,19 +16,16 @@ use crate::client::{segment, ApiClient};
 fn ports(items: &[String]) -> anyhow::Result<Vec<PortSpec>> {
     let mut out = Vec::new();
     for p in items {
-        out.extend(PortSpec::parse_all(p).map_err(anyhow::Error::msg)?);
+        out.extend(PortSpec::parse_all(p)?);
     }
     Ok(out)
 }
 
 fn parsed<T>(
     items: &[String],
-    parse: impl Fn(&str) -> Result<T, String>,
+    parse: impl Fn(&str) -> Result<T, SpecError>,
 ) -> anyhow::Result<Vec<T>> {
-    items
-        .iter()
-        .map(|i| parse(i).map_err(anyhow::Error::msg))
-        .collect()
+    Ok(items.iter().map(|i| parse(i)).collect::<Result<_, _>>()?)
 }
 
 fn endpoint_mode(s: Option<&str>) -> Option<EndpointMode> {

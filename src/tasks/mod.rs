@@ -269,7 +269,7 @@ impl Runner {
                     task,
                     node,
                 };
-                Some(hostname::expand(template, &ctx)?)
+                Some(hostname::expand(template, &ctx).map_err(|e| e.to_string())?)
             }
             _ => None,
         };

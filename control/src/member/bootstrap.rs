@@ -59,7 +59,7 @@ pub async fn init(
     settings: &Settings,
     req: InitRequest,
 ) -> Result<(Arc<Member>, InitResponse), ClusterError> {
-    validate_name("node", &settings.name).map_err(ClusterError::Invalid)?;
+    validate_name("node", &settings.name)?;
     let pools = req
         .default_addr_pools
         .iter()
@@ -219,7 +219,7 @@ pub async fn join(
     settings: &Settings,
     cmd: JoinCommand,
 ) -> Result<(Arc<Member>, Result<JoinResult, ClusterError>), ClusterError> {
-    validate_name("node", &settings.name).map_err(ClusterError::Invalid)?;
+    validate_name("node", &settings.name)?;
     let token: JoinToken = cmd.token.parse().map_err(ClusterError::Invalid)?;
     let remote = parse_remote(&cmd.remote)?;
     let advertise = cmd.advertise_addr.unwrap_or(settings.advertise);

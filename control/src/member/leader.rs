@@ -209,7 +209,7 @@ impl Member {
                 )));
             }
         }
-        validate_name("node", &join.name).map_err(ClusterError::Invalid)?;
+        validate_name("node", &join.name)?;
         if let Some(other) = state.nodes.values().find(|n| n.name == join.name) {
             return Err(crate::state::ApplyError::NodeNameTaken {
                 name: join.name.clone(),

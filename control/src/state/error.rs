@@ -1,4 +1,6 @@
-//! Why a command was refused by the state machine.
+//! Why a command was refused by the state machine ([`ApplyError`]), and why a value
+//! given for a spec — a CLI flag, an API body, a certificate's subject — could not be
+//! read ([`SpecError`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -63,5 +65,88 @@ impl ApplyError {
             | ApplyError::Removed(_) => 409,
             ApplyError::Invalid(_) => 400,
         }
+    }
+}
+
+/// A value that could not be read into a spec type (a name, a role, a `--publish`,
+/// `--network`, `--constraint` or `--placement-pref` value, a `--hostname` template).
+/// The message quotes the input and says what would be accepted.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// A node, network or service name breaks the naming rule.
+    #[error("invalid {kind} name {name:?}: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")]
+    InvalidName {
+        /// What was being named: `node`, `network`, `service`.
+        kind: &'static str,
+        /// The name as given.
+        name: String,
+    },
+    /// Not 16 hex digits.
+    #[error("{0:?} is not a node ID (16 hex digits)")]
+    NotNodeId(String),
+    /// A role other than `manager` or `worker`.
+    #[error("unknown role {0:?}: use manager or worker")]
+    UnknownRole(String),
+    /// An availability other than `active`, `pause` or `drain`.
+    #[error("unknown availability {0:?}: use active, pause or drain")]
+    UnknownAvailability(String),
+    /// A `--hostname` template that is empty or too long.
+    #[error("a hostname template has 1-256 characters")]
+    HostnameTemplateLength,
+    /// A `--hostname` template with an unknown placeholder, an unbalanced brace or a
+    /// character no host name may hold.
+    #[error("hostname template {template:?}: {reason}")]
+    HostnameTemplate {
+        /// The template as given.
+        template: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A template filled in for one task gave no valid host name.
+    #[error("expanding hostname failed: {0:?} is not a host name of 1-{max} letters, digits, '-', '_' and '.'", max = super::hostname::MAX_HOSTNAME_LEN)]
+    NotAHostname(String),
+    /// A `--constraint` that has no operator, an unknown key or a value the key
+    /// cannot take.
+    #[error("constraint {constraint:?}: {reason}")]
+    Constraint {
+        /// The constraint as given.
+        constraint: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A `--placement-pref` without `=`.
+    #[error("placement preference {0:?} must be of the format \"<strategy>=<arg>\"")]
+    PreferenceFormat(String),
+    /// A placement strategy other than `spread`.
+    #[error("unsupported placement preference {0} (only spread is supported)")]
+    UnsupportedPreference(String),
+    /// `spread=` with something other than `node.labels.<name>`.
+    #[error("placement preference {0:?}: spread takes node.labels.<name>")]
+    SpreadArgument(String),
+    /// A `--publish` value that is not a port specification.
+    #[error("--publish {spec:?}: {reason}; use [mode=host,][PUBLISHED:]TARGET[/tcp|/udp] or published=P,target=T,protocol=tcp|udp,mode=ingress|host")]
+    Publish {
+        /// The value as given.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A `--publish` value that names several ports where one is wanted.
+    #[error("--publish {0:?}: give one port here, not a range")]
+    PublishRange(String),
+    /// A `--network` value that is not a network name or `name=N[,alias=A]...`.
+    #[error("--network {spec:?}: {reason}")]
+    Network {
+        /// The value as given.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl From<SpecError> for ApplyError {
+    fn from(e: SpecError) -> ApplyError {
+        ApplyError::Invalid(e.to_string())
     }
 }

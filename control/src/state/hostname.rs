@@ -7,7 +7,7 @@
 //! Anything else inside `{{ }}` is refused when the service is created, so a task
 //! never fails to start over its host name.
 
-use super::{Node, Service, ServiceMode, Task};
+use super::{Node, Service, ServiceMode, SpecError, Task};
 
 /// The longest host name the kernel takes (`HOST_NAME_MAX`).
 pub const MAX_HOSTNAME_LEN: usize = 64;
@@ -28,45 +28,50 @@ enum Piece<'t> {
     Field(&'t str),
 }
 
-fn pieces(template: &str) -> Result<Vec<Piece<'_>>, String> {
+fn pieces(template: &str) -> Result<Vec<Piece<'_>>, SpecError> {
+    let bad = |reason: String| SpecError::HostnameTemplate {
+        template: template.to_string(),
+        reason,
+    };
     let mut out = Vec::new();
     let mut rest = template;
     while let Some(open) = rest.find("{{") {
         out.push(Piece::Text(&rest[..open]));
         let after = &rest[open + 2..];
-        let close = after
-            .find("}}")
-            .ok_or_else(|| format!("hostname template {template:?}: unclosed {{{{"))?;
+        let close = after.find("}}").ok_or_else(|| bad("unclosed {{".into()))?;
         let field = after[..close].trim();
         match field {
             ".Service.ID" | ".Service.Name" | ".Node.ID" | ".Node.Hostname" | ".Task.ID"
             | ".Task.Name" | ".Task.Slot" => out.push(Piece::Field(field)),
             other => {
-                return Err(format!(
-                    "hostname template {template:?}: unknown placeholder {other:?}; use .Service.ID, .Service.Name, .Node.ID, .Node.Hostname, .Task.ID, .Task.Name or .Task.Slot"
-                ))
+                return Err(bad(format!(
+                    "unknown placeholder {other:?}; use .Service.ID, .Service.Name, .Node.ID, .Node.Hostname, .Task.ID, .Task.Name or .Task.Slot"
+                )))
             }
         }
         rest = &after[close + 2..];
     }
     if rest.contains("}}") {
-        return Err(format!("hostname template {template:?}: stray }}}}"));
+        return Err(bad("stray }}".into()));
     }
     out.push(Piece::Text(rest));
     Ok(out)
 }
 
 /// Checks a template: known placeholders only, and text a host name may hold.
-pub fn validate(template: &str) -> Result<(), String> {
+pub fn validate(template: &str) -> Result<(), SpecError> {
     if template.is_empty() || template.len() > 256 {
-        return Err("a hostname template has 1-256 characters".into());
+        return Err(SpecError::HostnameTemplateLength);
     }
     for piece in pieces(template)? {
         if let Piece::Text(t) = piece {
             if let Some(c) = t.chars().find(|c| !valid_char(*c)) {
-                return Err(format!(
-                    "hostname template {template:?}: {c:?} cannot be in a host name (letters, digits, '-', '_' and '.')"
-                ));
+                return Err(SpecError::HostnameTemplate {
+                    template: template.to_string(),
+                    reason: format!(
+                        "{c:?} cannot be in a host name (letters, digits, '-', '_' and '.')"
+                    ),
+                });
             }
         }
     }
@@ -78,7 +83,7 @@ fn valid_char(c: char) -> bool {
 }
 
 /// Fills `template` in for one task; errors if the result is no host name.
-pub fn expand(template: &str, ctx: &TemplateContext<'_>) -> Result<String, String> {
+pub fn expand(template: &str, ctx: &TemplateContext<'_>) -> Result<String, SpecError> {
     let mut out = String::new();
     for piece in pieces(template)? {
         match piece {
@@ -98,9 +103,7 @@ pub fn expand(template: &str, ctx: &TemplateContext<'_>) -> Result<String, Strin
         }
     }
     if out.is_empty() || out.len() > MAX_HOSTNAME_LEN || !out.chars().all(valid_char) {
-        return Err(format!(
-            "expanding hostname failed: {out:?} is not a host name of 1-{MAX_HOSTNAME_LEN} letters, digits, '-', '_' and '.'"
-        ));
+        return Err(SpecError::NotAHostname(out));
     }
     Ok(out)
 }
@@ -191,7 +194,7 @@ mod tests {
             ("web server", "cannot be in a host name"),
             ("", "1-256"),
         ] {
-            let err = validate(t).unwrap_err();
+            let err = validate(t).unwrap_err().to_string();
             assert!(err.contains(why), "{t:?}: {err}");
         }
         assert!(validate("{{.Service.Name}}-{{.Task.Slot}}").is_ok());

@@ -29,7 +29,7 @@ use shoal_ipam::PoolConfig;
 pub use apply::docker::docker_pool;
 pub use apply::{apply, validate_label};
 pub use command::{Applied, Command, Output, Proposal};
-pub use error::ApplyError;
+pub use error::{ApplyError, SpecError};
 pub use network::{
     endpoint_id, mesh_pool, AttachSpec, Endpoint, EndpointPort, Network, NetworkSpec, NodeReport,
     WireguardPeer, DEFAULT_UNDERLAY_MTU, FIRST_VNI, VXLAN_OVERHEAD, WIREGUARD_OVERHEAD,
@@ -64,11 +64,11 @@ impl Role {
     }
 
     /// Parses `manager` or `worker`.
-    pub fn parse(s: &str) -> Result<Role, String> {
+    pub fn parse(s: &str) -> Result<Role, SpecError> {
         match s {
             "manager" => Ok(Role::Manager),
             "worker" => Ok(Role::Worker),
-            other => Err(format!("unknown role {other:?}: use manager or worker")),
+            other => Err(SpecError::UnknownRole(other.to_string())),
         }
     }
 }
@@ -87,14 +87,12 @@ pub enum Availability {
 
 impl Availability {
     /// Parses `active`, `pause` or `drain`.
-    pub fn parse(s: &str) -> Result<Availability, String> {
+    pub fn parse(s: &str) -> Result<Availability, SpecError> {
         match s {
             "active" => Ok(Availability::Active),
             "pause" => Ok(Availability::Pause),
             "drain" => Ok(Availability::Drain),
-            other => Err(format!(
-                "unknown availability {other:?}: use active, pause or drain"
-            )),
+            other => Err(SpecError::UnknownAvailability(other.to_string())),
         }
     }
 

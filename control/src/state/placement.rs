@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::Node;
+use super::{Node, SpecError};
 
 /// The placement of a service's tasks.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,15 +93,17 @@ const KEYS: &str = "node.id, node.hostname, node.role, node.ip, node.platform.os
 
 impl Constraint {
     /// Parses `KEY==VALUE` or `KEY!=VALUE` (spaces around each side allowed).
-    pub fn parse(s: &str) -> Result<Constraint, String> {
+    pub fn parse(s: &str) -> Result<Constraint, SpecError> {
+        let bad = |reason: String| SpecError::Constraint {
+            constraint: s.to_string(),
+            reason,
+        };
         let (op, (key, value)) = if let Some(parts) = s.split_once("==") {
             (ConstraintOp::Eq, parts)
         } else if let Some(parts) = s.split_once("!=") {
             (ConstraintOp::Neq, parts)
         } else {
-            return Err(format!(
-                "constraint {s:?}: constraint expected one operator from ==, !="
-            ));
+            return Err(bad("constraint expected one operator from ==, !=".into()));
         };
         let (key, value) = (key.trim(), value.trim());
         let valid_value = !value.is_empty()
@@ -110,7 +112,7 @@ impl Constraint {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == ' ' || ":-_.*()?+[]\\^$|/".contains(c));
         if !valid_value {
-            return Err(format!("constraint {s:?}: value '{value}' is invalid"));
+            return Err(bad(format!("value '{value}' is invalid")));
         }
         let lower = key.to_ascii_lowercase();
         let key = match lower.as_str() {
@@ -125,30 +127,28 @@ impl Constraint {
                 ConstraintKey::Label(key["node.labels.".len()..].to_string())
             }
             _ if lower.starts_with("engine.labels.") => {
-                return Err(format!(
-                    "constraint {s:?}: shoal nodes have no engine labels; label nodes with `shoal node update --label-add` and use node.labels.<name>"
+                return Err(bad(
+                    "shoal nodes have no engine labels; label nodes with `shoal node update --label-add` and use node.labels.<name>".into()
                 ))
             }
             _ => {
-                return Err(format!(
-                    "constraint {s:?}: key '{key}' is invalid; use one of {KEYS}"
-                ))
+                return Err(bad(format!("key '{key}' is invalid; use one of {KEYS}")))
             }
         };
         if key == ConstraintKey::Role
             && !matches!(value.to_ascii_lowercase().as_str(), "manager" | "worker")
         {
-            return Err(format!(
-                "constraint {s:?}: node.role is manager or worker, not {value:?}"
-            ));
+            return Err(bad(format!(
+                "node.role is manager or worker, not {value:?}"
+            )));
         }
         if key == ConstraintKey::Ip
             && value.parse::<IpAddr>().is_err()
             && value.parse::<IpNet>().is_err()
         {
-            return Err(format!(
-                "constraint {s:?}: node.ip takes an address or a CIDR, not {value:?}"
-            ));
+            return Err(bad(format!(
+                "node.ip takes an address or a CIDR, not {value:?}"
+            )));
         }
         Ok(Constraint {
             key,
@@ -199,8 +199,8 @@ impl fmt::Display for Constraint {
 }
 
 impl TryFrom<String> for Constraint {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = SpecError;
+    fn try_from(s: String) -> Result<Self, SpecError> {
         Constraint::parse(&s)
     }
 }
@@ -221,25 +221,19 @@ pub struct Spread {
 
 impl Spread {
     /// Parses `spread=node.labels.<name>`.
-    pub fn parse(s: &str) -> Result<Spread, String> {
+    pub fn parse(s: &str) -> Result<Spread, SpecError> {
         let Some((strategy, arg)) = s.split_once('=') else {
-            return Err(format!(
-                "placement preference {s:?} must be of the format \"<strategy>=<arg>\""
-            ));
+            return Err(SpecError::PreferenceFormat(s.to_string()));
         };
         if !strategy.eq_ignore_ascii_case("spread") {
-            return Err(format!(
-                "unsupported placement preference {strategy} (only spread is supported)"
-            ));
+            return Err(SpecError::UnsupportedPreference(strategy.to_string()));
         }
         let lower = arg.to_ascii_lowercase();
         match lower.strip_prefix("node.labels.") {
             Some(rest) if !rest.is_empty() && arg.len() <= 140 => Ok(Spread {
                 label: arg["node.labels.".len()..].to_string(),
             }),
-            _ => Err(format!(
-                "placement preference {s:?}: spread takes node.labels.<name>"
-            )),
+            _ => Err(SpecError::SpreadArgument(s.to_string())),
         }
     }
 
@@ -257,8 +251,8 @@ impl fmt::Display for Spread {
 }
 
 impl TryFrom<String> for Spread {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = SpecError;
+    fn try_from(s: String) -> Result<Self, SpecError> {
         Spread::parse(&s)
     }
 }
@@ -329,7 +323,7 @@ mod tests {
             ("node.hostname==a\"b", "is invalid"),
         ];
         for (c, why) in cases {
-            let err = Constraint::parse(c).unwrap_err();
+            let err = Constraint::parse(c).unwrap_err().to_string();
             assert!(err.contains(why), "{c}: {err}");
         }
     }
@@ -360,7 +354,7 @@ mod tests {
             ("spread=node.id", "node.labels.<name>"),
             ("spread=node.labels.", "node.labels.<name>"),
         ] {
-            let err = Spread::parse(p).unwrap_err();
+            let err = Spread::parse(p).unwrap_err().to_string();
             assert!(err.contains(why), "{p}: {err}");
         }
         let n = node("n1", Role::Worker, &[("dc", "a")]);

@@ -16,6 +16,8 @@ use std::ops::RangeInclusive;
 
 use serde::{Deserialize, Serialize};
 
+use super::SpecError;
+
 /// Ports the manager hands out to a port published without a number (swarmkit's
 /// `dynamicPortStart`..=`dynamicPortEnd`).
 pub const DYNAMIC_PORTS: RangeInclusive<u16> = 30000..=32767;
@@ -97,21 +99,22 @@ impl fmt::Display for PortSpec {
 
 impl PortSpec {
     /// Parses one `--publish` value that names one port (no ranges).
-    pub fn parse(s: &str) -> Result<PortSpec, String> {
+    pub fn parse(s: &str) -> Result<PortSpec, SpecError> {
         match PortSpec::parse_all(s)?.as_slice() {
             [one] => Ok(*one),
-            _ => Err(format!("--publish {s:?}: give one port here, not a range")),
+            _ => Err(SpecError::PublishRange(s.to_string())),
         }
     }
 
     /// Parses one `--publish` value: the short form `[PUBLISHED:]TARGET[/PROTO]`
     /// (ranges allowed), the long form `published=,target=,protocol=,mode=`, or both
     /// mixed (`mode=host,8080:80`).
-    pub fn parse_all(s: &str) -> Result<Vec<PortSpec>, String> {
-        let bad = |why: String| {
-            format!("--publish {s:?}: {why}; use [mode=host,][PUBLISHED:]TARGET[/tcp|/udp] or published=P,target=T,protocol=tcp|udp,mode=ingress|host")
+    pub fn parse_all(s: &str) -> Result<Vec<PortSpec>, SpecError> {
+        let bad = |reason: String| SpecError::Publish {
+            spec: s.to_string(),
+            reason,
         };
-        let port = |v: &str, what: &str| -> Result<u16, String> {
+        let port = |v: &str, what: &str| -> Result<u16, SpecError> {
             v.trim().parse::<u16>().map_err(|_| {
                 bad(format!(
                     "invalid {what} port ({v}): value must be an integer from 0 to 65535"
@@ -363,11 +366,12 @@ mod tests {
             ("8080:80,9090:90", "invalid field"),
             ("1-2000", "at most 1024"),
         ] {
-            let err = PortSpec::parse_all(s).unwrap_err();
+            let err = PortSpec::parse_all(s).unwrap_err().to_string();
             assert!(err.contains(why), "{s:?}: {err}");
         }
         assert!(PortSpec::parse("80-81")
             .unwrap_err()
+            .to_string()
             .contains("not a range"));
     }
 

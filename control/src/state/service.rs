@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::placement::{Constraint, Placement, Spread};
 use super::publish::{PortRemoval, PortSpec};
+use super::SpecError;
 use crate::ids::NodeId;
 
 /// How many tasks a service runs.
@@ -108,8 +109,11 @@ pub struct NetworkAttachment {
 impl NetworkAttachment {
     /// Parses `--network` as docker/cli's `opts/network.go` does: a network name or ID,
     /// or `name=N[,alias=A]...[,driver-opt=K=V]...` (keys and aliases lower-cased).
-    pub fn parse(s: &str) -> Result<NetworkAttachment, String> {
-        let bad = |why: String| format!("--network {s:?}: {why}");
+    pub fn parse(s: &str) -> Result<NetworkAttachment, SpecError> {
+        let bad = |reason: String| SpecError::Network {
+            spec: s.to_string(),
+            reason,
+        };
         if !s.contains('=') {
             if s.trim().is_empty() || s.contains(',') {
                 return Err(bad("network name/id is not specified".into()));

@@ -77,7 +77,7 @@ pub(super) fn create_network(
     spec: &NetworkSpec,
     at: u64,
 ) -> Changed {
-    validate_name("network", &spec.name).map_err(ApplyError::Invalid)?;
+    validate_name("network", &spec.name)?;
     if let Some(existing) = state.networks.get(&spec.name) {
         if let Some((docker_id, node)) = &spec.docker {
             return super::docker::map_existing(state, &spec.name, spec.subnet, docker_id, *node);

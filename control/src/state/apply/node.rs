@@ -86,7 +86,7 @@ pub(super) fn remove_node(state: &mut ClusterState, id: NodeId) -> Changed {
 
 /// Checks a node that is about to join: a valid, unused name, an ID never seen, Ready.
 pub(super) fn validate_new_node(state: &ClusterState, node: &Node) -> Result<(), ApplyError> {
-    validate_name("node", &node.name).map_err(ApplyError::Invalid)?;
+    validate_name("node", &node.name)?;
     if state.removed.contains(&node.id) {
         return Err(ApplyError::Removed(node.id.to_string()));
     }

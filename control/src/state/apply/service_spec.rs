@@ -98,7 +98,7 @@ pub(super) fn checked_spec(
     }
     check_dns(spec)?;
     if let Some(h) = &spec.hostname {
-        hostname::validate(h).map_err(invalid)?;
+        hostname::validate(h)?;
     }
     *next_port = cursor;
     let mut placement = placement.clone();
