@@ -58,6 +58,35 @@ async fn transfer_encoding_that_is_not_chunked_is_refused_with_400() {
     assert!(seen.lock().unwrap().is_empty());
 }
 
+/// A chunked body that turns out malformed after its head went on (a POST streams) is
+/// the client's fault: 400, and the backend is not marked as failing (five of these used
+/// to eject it as five resets).
+#[tokio::test]
+async fn malformed_chunked_bodies_get_400_and_never_eject_the_backend() {
+    let (b, _) = recorder().await;
+    let (p, addr) = proxy(routes(
+        &[("r", "Host(`a.com`)", "s")],
+        vec![("s", Service::over(&[b]))],
+    ))
+    .await;
+    for body in ["zz\r\n", "3\r\nabcXX0\r\n\r\n", "3\nabc\r\n0\r\n\r\n"] {
+        for _ in 0..3 {
+            let raw = format!(
+                "POST / HTTP/1.1\r\nHost: a.com\r\nTransfer-Encoding: chunked\r\n\r\n{body}"
+            );
+            let resp = exchange(addr, raw.as_bytes()).await;
+            assert!(resp.starts_with("HTTP/1.1 400"), "{body:?}: {resp}");
+        }
+    }
+    let backends = &p.routes_view()[0].backends;
+    assert_eq!(backends[0].health, shoal_ingress::Health::Healthy);
+    assert_eq!(backends[0].times_ejected, 0);
+    assert_eq!(
+        get(&client(), addr, "a.com", "/").await,
+        (StatusCode::OK, "ok".into())
+    );
+}
+
 #[tokio::test]
 async fn conflicting_content_lengths_are_refused_with_400() {
     let (b, seen) = recorder().await;

@@ -20,6 +20,7 @@ use hyper::body::Body;
 use tokio::time::Instant;
 
 use super::body::{self, Guarded, ProxyBody, RequestBody};
+use super::h1::H1Error;
 use super::headers::{self, Forwarded};
 use super::service::{HostState, ServiceSnapshot, ServiceState};
 use super::upstream::{ConnectError, Outgoing, SendError, UpstreamBody};
@@ -125,10 +126,14 @@ fn overloaded(kind: Overflow) -> Response<ProxyBody> {
     resp
 }
 
-/// The host a request names: URI authority (HTTP/2, absolute form) or `Host`.
+/// The host a request names: URI authority (HTTP/2, absolute form) or `Host`; empty
+/// for an HTTP/1.0 request without either (it need not send one).
 fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
     match req.uri().authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None if req.version() <= Version::HTTP_10 && !req.headers().contains_key(header::HOST) => {
+            Some(HeaderValue::from_static(""))
+        }
         None => req
             .headers()
             .get(header::HOST)
@@ -142,6 +147,8 @@ fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
 enum Refusal {
     /// Framing that could be read two ways.
     AmbiguousFraming,
+    /// More than one `Host`, or one that is not a host.
+    BadHost,
     /// No host in the URI or `Host`.
     NoHost,
     /// No router matched.
@@ -157,14 +164,15 @@ impl Refusal {
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 resp
             }
+            Refusal::BadHost => local(StatusCode::BAD_REQUEST, "bad Host header"),
             Refusal::NoHost => local(StatusCode::BAD_REQUEST, "missing Host header"),
             Refusal::NoRoute => local(StatusCode::NOT_FOUND, "404 page not found"),
         }
     }
 }
 
-/// The checks before a request is dispatched: unambiguous framing, a host, a
-/// matching router.
+/// The checks before a request is dispatched: unambiguous framing, a valid host (none
+/// needed for HTTP/1.0), a matching router.
 fn admit<'t, 'h>(
     table: &'t RouteTable,
     req: &Request<ProxyBody>,
@@ -174,9 +182,13 @@ fn admit<'t, 'h>(
     if headers::ambiguous_framing(req.headers()) {
         return Err(Refusal::AmbiguousFraming);
     }
+    if !headers::host_fields_valid(req.headers()) {
+        return Err(Refusal::BadHost);
+    }
+    let http10 = req.version() <= Version::HTTP_10;
     let Some((host, text)) = host
         .and_then(|h| Some((h, h.to_str().ok()?)))
-        .filter(|(_, t)| !t.is_empty())
+        .filter(|(_, t)| !t.is_empty() || http10)
     else {
         return Err(Refusal::NoHost);
     };
@@ -412,6 +424,14 @@ impl Proxy {
                 Err(SendError::Connect(ConnectError::Overflow(kind))) => {
                     return self.overflow(service, kind);
                 }
+                // The client's body broke off or was malformed (a bad chunk): its
+                // fault, not the backend's, and no retry can mend it.
+                Err(SendError::H1(H1Error::Body(e))) => {
+                    return local(
+                        StatusCode::BAD_REQUEST,
+                        &format!("reading request body: {e}"),
+                    );
+                }
                 Err(e) => {
                     tracing::debug!(backend = %backend.addr, error = %e, "upstream attempt failed");
                     let outcome = match e {
@@ -501,10 +521,7 @@ impl UpstreamTarget {
                 .then(|| uri.clone());
         let path_and_query = match origin {
             Some(_) => String::new(),
-            None => uri
-                .path_and_query()
-                .map_or("/", |pq| pq.as_str())
-                .to_string(),
+            None => origin_target(uri),
         };
         UpstreamTarget {
             origin,
@@ -521,6 +538,15 @@ impl UpstreamTarget {
             Version::HTTP_2 => format!("http://{addr}{}", self.path_and_query).parse().ok(),
             _ => self.path_and_query.parse().ok(),
         }
+    }
+}
+
+/// The path and query of `uri` as an origin-form target; an absolute target's path may
+/// be empty (`http://a?q`), and is sent as `/` (`/?q`).
+pub(super) fn origin_target(uri: &Uri) -> String {
+    match uri.query() {
+        Some(query) => format!("{}?{query}", uri.path()),
+        None => uri.path().to_string(),
     }
 }
 

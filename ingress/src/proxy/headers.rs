@@ -1,5 +1,6 @@
 //! Header rewriting between client and backend: hop-by-hop headers are dropped,
-//! `X-Forwarded-*` are added. Pure functions over `HeaderMap`.
+//! `X-Forwarded-*` are added; and the checks on a request's framing and `Host`. Pure
+//! functions over `HeaderMap`.
 
 use std::net::IpAddr;
 
@@ -179,6 +180,36 @@ pub fn ambiguous_framing(headers: &HeaderMap) -> bool {
     headers.contains_key(header::TRANSFER_ENCODING) || lengths.any(|l| l != first)
 }
 
+/// Whether the `Host` fields are one valid `uri-host [ ":" port ]` (or an empty value),
+/// or absent: more than one, or an invalid one, is a bad request (RFC 9112 §3.2).
+pub(super) fn host_fields_valid(headers: &HeaderMap) -> bool {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) => true,
+        (Some(_), Some(_)) => false,
+        (Some(host), None) => is_host(host.as_bytes()),
+    }
+}
+
+/// `uri-host [ ":" port ]` (RFC 3986 §3.2.2–3.2.3; the inside of an IP literal is
+/// only checked for its characters).
+fn is_host(text: &[u8]) -> bool {
+    let (host, port) = match text.iter().rposition(|b| *b == b':') {
+        Some(colon) if !text[colon..].contains(&b']') => (&text[..colon], &text[colon + 1..]),
+        _ => (text, &b""[..]),
+    };
+    let reg_name = |b: &u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(b);
+    let ip_literal = |h: &[u8]| {
+        h.len() > 2
+            && h[0] == b'['
+            && h[h.len() - 1] == b']'
+            && h[1..h.len() - 1]
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() || b":.vV".contains(b))
+    };
+    port.iter().all(u8::is_ascii_digit) && (host.iter().all(reg_name) || ip_literal(host))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,5 +269,34 @@ mod tests {
             ("content-length", "5")
         ])));
         assert!(!ambiguous_framing(&map(&[("content-length", "4")])));
+    }
+
+    #[test]
+    fn one_valid_host_or_none() {
+        for good in [
+            "a.com",
+            "a.com:8080",
+            "127.0.0.1:1",
+            "[::1]:443",
+            "xn--bcher-kva.example",
+            "",
+        ] {
+            assert!(host_fields_valid(&map(&[("host", good)])), "{good:?}");
+        }
+        assert!(host_fields_valid(&HeaderMap::new()));
+        for bad in [
+            "exa mple.com",
+            "user@a.com",
+            "a.com:80x",
+            "a.com/path",
+            "[::1",
+            "a\"b",
+        ] {
+            assert!(!host_fields_valid(&map(&[("host", bad)])), "{bad:?}");
+        }
+        assert!(!host_fields_valid(&map(&[
+            ("host", "a.com"),
+            ("host", "a.com")
+        ])));
     }
 }
