@@ -1,6 +1,7 @@
 //! What can go wrong in cluster operations, with the HTTP status each maps to.
 
 use crate::state::{ApplyError, SpecError};
+use crate::token::TokenError;
 use crate::transport::PeerError;
 
 /// A cluster operation that failed. "This request failed" errors only; a node that must
@@ -46,6 +47,13 @@ pub enum ClusterError {
 /// A value in a request that could not be read is a malformed request (400).
 impl From<SpecError> for ClusterError {
     fn from(e: SpecError) -> ClusterError {
+        ClusterError::Invalid(e.to_string())
+    }
+}
+
+/// So is a join token that is not one.
+impl From<TokenError> for ClusterError {
+    fn from(e: TokenError) -> ClusterError {
         ClusterError::Invalid(e.to_string())
     }
 }

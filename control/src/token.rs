@@ -16,6 +16,32 @@ const MIN_SECRET_LEN: usize = 16;
 /// The token format version this code writes and reads.
 const VERSION: &str = "1";
 
+/// How a well-formed token looks, for error messages.
+const SHAPE: &str = "expected SHOAL-1-<64 hex digits of the CA digest>-<secret>, as printed by `shoal cluster join-token`";
+
+/// Why a string is not a join token.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not four `-`-separated parts.
+    #[error("malformed join token: {SHAPE}")]
+    Shape,
+    /// The first part is not `SHOAL`.
+    #[error("malformed join token: it does not start with SHOAL-; {SHAPE}")]
+    Prefix,
+    /// A token format this shoal does not read.
+    #[error("join token version {0:?} is not supported (this shoal reads version {VERSION})")]
+    Version(String),
+    /// The CA digest is not 64 hex digits.
+    #[error("malformed join token: the CA digest must be 64 hex digits, found {0:?}; {SHAPE}")]
+    Digest(String),
+    /// The secret is too short or holds more than letters and digits.
+    #[error(
+        "malformed join token: the secret must be at least {MIN_SECRET_LEN} letters or digits"
+    )]
+    Secret,
+}
+
 /// A parsed, well-formed join token.
 #[derive(Clone, PartialEq, Eq)]
 pub struct JoinToken {
@@ -68,35 +94,25 @@ impl fmt::Debug for JoinToken {
 }
 
 impl FromStr for JoinToken {
-    type Err = String;
+    type Err = TokenError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        const SHAPE: &str = "expected SHOAL-1-<64 hex digits of the CA digest>-<secret>, as printed by `shoal cluster join-token`";
         let s = s.trim();
         let parts: Vec<&str> = s.split('-').collect();
         let [prefix, version, digest, secret] = parts.as_slice() else {
-            return Err(format!("malformed join token: {SHAPE}"));
+            return Err(TokenError::Shape);
         };
         if *prefix != "SHOAL" {
-            return Err(format!(
-                "malformed join token: it does not start with SHOAL-; {SHAPE}"
-            ));
+            return Err(TokenError::Prefix);
         }
         if *version != VERSION {
-            return Err(format!(
-                "join token version {version:?} is not supported (this shoal reads version {VERSION})"
-            ));
+            return Err(TokenError::Version(version.to_string()));
         }
         if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!(
-                "malformed join token: the CA digest must be 64 hex digits, found {:?}; {SHAPE}",
-                digest
-            ));
+            return Err(TokenError::Digest(digest.to_string()));
         }
         if secret.len() < MIN_SECRET_LEN || !secret.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(format!(
-                "malformed join token: the secret must be at least {MIN_SECRET_LEN} letters or digits"
-            ));
+            return Err(TokenError::Secret);
         }
         Ok(JoinToken {
             ca_digest: digest.to_ascii_lowercase(),
@@ -123,19 +139,22 @@ mod tests {
 
     #[test]
     fn malformed_tokens_say_what_is_wrong() {
-        let e = "hello".parse::<JoinToken>().unwrap_err();
+        let e = "hello".parse::<JoinToken>().unwrap_err().to_string();
         assert!(e.contains("malformed join token"), "{e}");
         let e = format!("SHOAL-2-{}-{}", digest(), new_secret())
             .parse::<JoinToken>()
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("version"), "{e}");
         let e = format!("SHOAL-1-abc-{}", new_secret())
             .parse::<JoinToken>()
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("64 hex digits"), "{e}");
         let e = format!("SHOAL-1-{}-short", digest())
             .parse::<JoinToken>()
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("at least"), "{e}");
     }
 

@@ -220,7 +220,7 @@ pub async fn join(
     cmd: JoinCommand,
 ) -> Result<(Arc<Member>, Result<JoinResult, ClusterError>), ClusterError> {
     validate_name("node", &settings.name)?;
-    let token: JoinToken = cmd.token.parse().map_err(ClusterError::Invalid)?;
+    let token: JoinToken = cmd.token.parse()?;
     let remote = parse_remote(&cmd.remote)?;
     let advertise = cmd.advertise_addr.unwrap_or(settings.advertise);
     let control_addr = settings.control_addr(advertise);
