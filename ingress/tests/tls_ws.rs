@@ -112,10 +112,10 @@ async fn sni_picks_the_certificate_and_alpn_h2_works() {
 }
 
 /// HTTP/1.1 over TLS takes the same path as plain TCP: keep-alive requests are answered
-/// in order, and Content-Length with Transfer-Encoding gets 400 and a closed connection
-/// while the backend sees nothing; connections end with close_notify.
+/// in order, and Content-Length with Transfer-Encoding is framed by the chunks and ends
+/// the connection, the smuggled tail never read; connections end with close_notify.
 #[tokio::test]
-async fn http1_over_tls_keeps_alive_and_refuses_ambiguous_framing() {
+async fn http1_over_tls_keeps_alive_and_closes_after_ambiguous_framing() {
     let dir = tempfile::tempdir().unwrap();
     let (_, files) = self_signed(dir.path(), "a", "a.test");
     let server_config = shoal_ingress::tls::server_config(&[files]).unwrap();
@@ -146,10 +146,11 @@ async fn http1_over_tls_keeps_alive_and_refuses_ambiguous_framing() {
     let smuggle = "POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 30\r\n\
                    Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n\
                    GET /smuggled HTTP/1.1\r\nHost: a.test\r\n\r\n";
+    // `exchange` sees the connection end within 5 s, before the 10 s idle timeout.
     let resp = exchange(smuggle.to_string()).await;
-    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert_eq!(resp.matches("HTTP/1.1").count(), 1, "{resp}");
-    assert!(seen.lock().unwrap().is_empty());
+    assert_eq!(*seen.lock().unwrap(), ["/"]);
 }
 
 #[tokio::test]

@@ -165,13 +165,11 @@ impl Forwarded {
 /// Both `Content-Length` and `Transfer-Encoding`, or several different
 /// `Content-Length`s: a request that could be framed two ways (smuggling).
 ///
-/// HTTP/1.1 requests (plain or TLS) reach this check through the fast path, which takes
-/// such a request without a body so that it is answered 400 and the connection closed.
-/// Once hyper serves a connection (a head that arrived in pieces, a chunked body, an
-/// upgrade), hyper's parser answers 400 to conflicting lengths and to a non-chunked
-/// final coding, and for `Content-Length` plus `Transfer-Encoding` drops the length,
-/// frames by chunks and closes the connection after the response (RFC 9112 §6.1), so
-/// the request never reaches this check.
+/// A check in depth: HTTP/1 requests never reach it so framed. The fast path leaves them
+/// to hyper, whose parser answers 400 to conflicting lengths and to a non-chunked final
+/// coding, and for `Content-Length` plus `Transfer-Encoding` drops the length, frames by
+/// chunks and closes the connection after the response (RFC 9112 §6.1); HTTP/2 frames
+/// its own messages.
 pub fn ambiguous_framing(headers: &HeaderMap) -> bool {
     let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
     let Some(first) = lengths.next() else {
