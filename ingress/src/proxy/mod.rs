@@ -103,6 +103,11 @@ pub struct ProxyOptions {
     pub dialer: Dialer,
     /// The access log; off (`None`) by default, as in Træfik.
     pub access_log: Option<AccessLogConfig>,
+    /// Whether HTTP/1.1 connections start on the proxy's own fast path, which answers
+    /// plain requests itself and hands anything else to hyper (on by default). Off,
+    /// hyper serves every request; the switch exists so that tests can compare the two
+    /// (`tests/differential`).
+    pub fast_path: bool,
 }
 
 /// Why a proxy could not be set up.
@@ -196,6 +201,7 @@ impl Default for ProxyOptions {
             registry: None,
             dialer: Dialer::direct(),
             access_log: None,
+            fast_path: true,
         }
     }
 }
@@ -447,7 +453,7 @@ impl Proxy {
             }
         };
         // HTTP/1.1, plain or TLS, starts on the fast path; HTTP/2 by ALPN goes to hyper.
-        let io = if io.is_h2() {
+        let io = if io.is_h2() || !self.options.fast_path {
             Rewind::new(bytes::Bytes::new(), io)
         } else {
             match self.serve_fast(io, &info).await {
