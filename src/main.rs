@@ -4,6 +4,8 @@ mod agent;
 mod bench;
 mod cli;
 mod client;
+/// The CNI plugin's pure core: parsing, results, ADD/DEL/CHECK/GC decisions.
+mod cni;
 mod docker;
 mod l7;
 mod lab;
