@@ -142,8 +142,8 @@ impl CniError {
             | CniError::InvalidConfig { details, .. } => details.clone(),
             CniError::TryAgainLater { .. } => "the runtime should retry the operation".into(),
             CniError::PluginNotAvailable { .. } | CniError::LimitedConnectivity { .. } => {
-                "check that the shoal agent runs on this node (`systemctl status shoal`) and \
-                 that the network config's `socket` is its API socket"
+                "check that the shoal agent runs on this node and that the network config's \
+                 `socket` is its API socket"
                     .into()
             }
             CniError::InterfaceExists { .. } => {
