@@ -1,15 +1,30 @@
 //! shoal's node-local data path.
 //!
+//! ```text
+//!  NodePlan ─┬─ overlay::observe ─▶ overlay::diff ─▶ overlay::apply ─▶ netlink
+//!  (agent)   └─ overlay::ruleset ─▶ nft (node table; nat_lb spreads published ports)
+//!  VIPs ─────── nat_lb::vip_table ─▶ nft (one table in each client sandbox)
+//!  WgPlan ───── wg::engine: TAP ⇄ VXLAN inside WireGuard over UDP (encrypted networks)
+//! ```
 //! - [`netns`]: network namespaces (create, delete, run code or processes inside).
 //! - [`netlink`]: links, addresses and routes over rtnetlink, in any namespace.
-//! - [`nft`]: nftables rules over netlink, replaced atomically.
-//! - [`overlay`]: a node's overlay networks: plan, observe, diff, apply.
+//! - [`nft`]: nftables rules over netlink, read back and replaced atomically.
+//! - [`nat_lb`]: load balancing as nftables NAT: VIP tables in client sandboxes,
+//!   published ports spread over tasks, idle timeouts as conntrack timeout policies.
+//! - [`overlay`]: a node's overlay networks: plan, observe, diff, apply; its nftables
+//!   rules; endpoints' sandboxes and their `resolv.conf`.
+//! - [`wg`]: the encrypted data path: keys, TAP devices, batched UDP, pure packet
+//!   work and the engine that carries VXLAN frames inside WireGuard between nodes.
 //!
 //! Nothing here knows about the cluster: callers hand in what a node should have.
 
-pub mod lb;
+pub mod nat_lb;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
 pub mod overlay;
 pub mod wg;
+
+/// The old name of [`nat_lb`], kept only until `tests/it` moves to the new one.
+#[doc(hidden)]
+pub use nat_lb as lb;

@@ -162,7 +162,7 @@ fn tables_are_created_repaired_skipped_and_removed_in_the_kernel() {
 #[test]
 #[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn vip_maps_and_timeout_policies_round_trip_through_the_kernel() {
-    use shoal_dataplane::lb::{vip_table, Vip};
+    use shoal_dataplane::nat_lb::{vip_table, Vip};
     require_root();
     let name = format!("shl-nftvip-{}", std::process::id());
     netns::create(&name).unwrap();
@@ -207,7 +207,7 @@ fn vip_maps_and_timeout_policies_round_trip_through_the_kernel() {
 #[test]
 #[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn the_node_ruleset_with_the_routing_mesh_loads_into_the_kernel() {
-    use shoal_dataplane::lb::Published;
+    use shoal_dataplane::nat_lb::Published;
     use shoal_dataplane::overlay::{ruleset, NetworkPlan, NodeAddr, NodePlan};
     require_root();
     let name = format!("shl-nftmesh-{}", std::process::id());

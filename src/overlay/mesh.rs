@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use shoal_control::state::{AttachSpec, ClusterState, PublishMode};
 use shoal_control::{ClusterError, Member, NodeId};
-use shoal_dataplane::lb::{vip_table, Vip, LB_TABLE};
+use shoal_dataplane::nat_lb::{vip_table, Vip, LB_TABLE};
 use shoal_dataplane::netns;
 use shoal_dataplane::nft::{self, Family, NftError, Table};
 use tokio_util::sync::CancellationToken;

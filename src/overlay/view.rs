@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
 use shoal_control::state::{ClusterState, Endpoint, PublishMode, TaskState};
 use shoal_control::NodeId;
-use shoal_dataplane::lb::Published;
+use shoal_dataplane::nat_lb::Published;
 use shoal_dataplane::overlay::{EndpointPlan, NetworkPlan, NodeAddr, NodePlan, Remote, ResolvConf};
 use shoal_dataplane::wg::plan::{EncryptedNetwork, PeerPlan, WgPlan};
 

@@ -1,7 +1,7 @@
 //! The rules shoal wants, as plain data: tables, chains, rules, expressions.
 //!
 //! Built by pure code (plans), shown in nft syntax for people (`Display`), encoded to
-//! netlink by [`encode`](super::encode).
+//! netlink by `encode`.
 
 use std::fmt;
 

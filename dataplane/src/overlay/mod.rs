@@ -9,6 +9,12 @@
 //! ```
 //! No learning, no flooding, no multicast: every remote endpoint is programmed from the
 //! cluster state.
+//!
+//! - `plan`: what a node should have, as plain data ([`NodePlan`]).
+//! - `observe`: what the kernel has (a netlink dump into [`Observed`]).
+//! - `diff`: the smallest list of [`Change`]s between the two; `apply` carries it out.
+//! - `rules`: the node's nftables tables (forwarding, masquerade, published ports).
+//! - `sandbox`: an endpoint's veth inside its sandbox, and sandboxes' `resolv.conf`.
 
 mod apply;
 mod diff;

@@ -32,7 +32,7 @@ pub struct NodePlan {
     /// The endpoints on this node.
     pub endpoints: Vec<EndpointPlan>,
     /// Ports published on this node's underlay address.
-    pub published: Vec<crate::lb::Published>,
+    pub published: Vec<crate::nat_lb::Published>,
     /// The node's upstream resolvers: a sandbox's DNS query to one of them is answered
     /// by its network's resolver on the gateway, which knows the cluster's names and
     /// forwards the rest there. This is how containers whose runtime resolves for them

@@ -114,7 +114,7 @@ pub fn ruleset(plan: &NodePlan) -> Table {
         } else {
             "untracked-in"
         };
-        crate::lb::raw_chain(name, hook, rules)
+        crate::nat_lb::raw_chain(name, hook, rules)
     };
     let mut chains = vec![
         raw(Hook::Prerouting),
@@ -257,7 +257,7 @@ fn published_chains(plan: &NodePlan) -> Published {
         }
         matching.extend(exprs::daddr_local());
         if let Some(secs) = plan.lb_idle_timeout {
-            let (policies, rules) = crate::lb::idle_timeouts(secs, &matching, &comment);
+            let (policies, rules) = crate::nat_lb::idle_timeouts(secs, &matching, &comment);
             idle.0 = policies;
             idle.1.extend(rules);
         }
@@ -278,7 +278,7 @@ fn published_chains(plan: &NodePlan) -> Published {
         } else {
             Vec::new()
         };
-        let (rule, map) = crate::lb::spread(&mark, &backends, &name, &comment);
+        let (rule, map) = crate::nat_lb::spread(&mark, &backends, &name, &comment);
         maps.extend(map);
         chains.push(Chain {
             name,
@@ -295,10 +295,11 @@ fn published_chains(plan: &NodePlan) -> Published {
     }
 }
 
-/// The bridge-family rules: frames for a node's own address ([`NodeAddr`]) go up to
-/// the host, frames from it carry the node MAC; and frames bridged between endpoints
-/// (on shoal's ports, for no gateway or node MAC) are not tracked by conntrack, which
-/// `br_netfilter` would otherwise do for every one of them once NAT is in use here.
+/// The bridge-family rules: frames for a node's own address
+/// ([`NodeAddr`](super::NodeAddr)) go up to the host, frames from it carry the node MAC;
+/// and frames bridged between endpoints (on shoal's ports, for no gateway or node MAC)
+/// are not tracked by conntrack, which `br_netfilter` would otherwise do for every one
+/// of them once NAT is in use here.
 pub fn bridge_ruleset(plan: &NodePlan) -> Table {
     let mut pre = Vec::new();
     let mut out = Vec::new();
@@ -416,14 +417,14 @@ mod tests {
             local_ip: Some("198.18.0.1".parse().unwrap()),
             networks: vec![n, net(4097, false)],
             published: vec![
-                crate::lb::Published {
+                crate::nat_lb::Published {
                     service: "web".into(),
                     protocol: 17,
                     port: 8053,
                     backends: vec![("10.0.0.5".parse().unwrap(), 53)],
                     mesh: true,
                 },
-                crate::lb::Published {
+                crate::nat_lb::Published {
                     service: "local".into(),
                     protocol: 6,
                     port: 8080,
@@ -550,7 +551,7 @@ mod tests {
     #[test]
     fn two_services_on_one_host_port_share_its_chain() {
         let mut plan = mesh_plan();
-        plan.published.push(crate::lb::Published {
+        plan.published.push(crate::nat_lb::Published {
             service: "twin".into(),
             protocol: 6,
             port: 8080,

@@ -1,4 +1,15 @@
 //! The encrypted data path: VXLAN frames carried inside WireGuard between nodes.
+//!
+//! ```text
+//!  sandbox ─ bridge ─ TAP ─▶ engine: cut (packet) ─▶ VXLAN ─▶ encrypt ─▶ udp (GSO) ─▶ peer
+//!                       ◀─ coalesce (packet) ◀─ VXLAN ◀─ decrypt ◀─ udp (GRO) ◀─
+//! ```
+//! - [`plan`]: what this node's data path should do (mesh address, peers, networks).
+//! - [`engine`]: the threads that move frames and run the WireGuard sessions.
+//! - [`packet`]: pure packet work: virtio-net headers, checksums, segmentation,
+//!   the inner IPv4/UDP/VXLAN packet, coalescing.
+//! - [`tap`]: TAP devices with offloads; [`udp`]: the batched WireGuard socket.
+//! - [`arp`]: proxy ARP for remote endpoints; [`keys`]: X25519 keys in base64.
 
 pub mod arp;
 pub mod engine;
