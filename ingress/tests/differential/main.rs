@@ -27,9 +27,9 @@ use std::time::Duration;
 use common::*;
 use http_body_util::BodyExt;
 use serde::Deserialize;
-use shoal_ingress::ProxyOptions;
+use shoal_ingress::{Proxy, ProxyOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 
 /// One corpus case.
 #[derive(Debug, Deserialize)]
@@ -183,22 +183,26 @@ const IDLE: Duration = Duration::from_millis(500);
 /// backend, and reads until the proxy closes.
 async fn run(bytes: &[u8], fast_path: bool) -> Outcome {
     let (backend, seen) = recording_backend().await;
-    let options = ProxyOptions {
+    let proxy = Proxy::new(ProxyOptions {
         fast_path,
         header_read_timeout: IDLE,
         ..ProxyOptions::default()
-    };
-    let (_proxy, addr) = proxy_with(
-        routes(
+    })
+    .unwrap();
+    proxy
+        .update(routes(
             &[("all", "PathRegexp(`.*`)", "s")],
             vec![("s", Service::over(&[backend]))],
-        ),
-        options,
-    )
-    .await;
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    // The proxy may close before taking every byte.
-    let _ = s.write_all(bytes).await;
+        ))
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut s = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    // The bytes wait in the socket before the proxy accepts it, so that however busy
+    // the test is, the proxy never sees an idle connection before they arrive.
+    s.write_all(bytes).await.unwrap();
+    tokio::spawn(proxy.serve("web", listener, None));
     let mut out = Vec::new();
     let _ = tokio::time::timeout(DEADLINE, s.read_to_end(&mut out)).await;
     drop(s);
