@@ -77,9 +77,12 @@ pub async fn named(name: &'static str) -> SocketAddr {
 
 /// An address where nothing listens.
 pub async fn dead_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
+    // Bound but never listening: connections are refused at once, and no other process
+    // can take the port while the test runs (the socket lives until the process ends).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    Box::leak(Box::new(socket));
     addr
 }
 
