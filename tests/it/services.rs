@@ -487,7 +487,7 @@ fn bad_service_requests_are_refused_clearly() {
 #[test]
 #[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn idle_timeouts_touch_no_sysctl_and_a_flushed_chain_comes_back() {
-    use shoal_dataplane::lb::LB_TABLE;
+    use shoal_dataplane::nat_lb::LB_TABLE;
     use shoal_dataplane::netns;
     use shoal_dataplane::nft::{self, Family, Table};
     use shoal_dataplane::overlay::NFT_TABLE;
