@@ -6,18 +6,21 @@
 //!  every node ◀── watch stream (revision, redacted proposal) ◀── state machine ─▶ ClusterState
 //! ```
 //! - [`state`]: the pure, deterministic state machine (`apply`), the scheduler and
-//!   the specs it works on.
+//!   the specs it works on (and [`SpecError`](state::SpecError) for values that do
+//!   not read as one).
 //! - [`member`]: one node in the cluster: bootstrap and join, the control server's
-//!   routes and who may call them, forwarding to the leader, background duties.
+//!   routes and who may call them, forwarding to the leader, background duties
+//!   (heartbeats, leader duties, Raft membership, pre-vote, following the watch stream).
 //! - [`raft`]: openraft storage (log, snapshots on disk), network and pre-vote.
 //! - [`watch`]: the change feed every node follows.
 //! - [`liveness`]: heartbeats in, Ready/Down out (on the leader).
-//! - [`pki`], [`token`] and [`tls`]: the cluster CA, node certificates, join tokens and
-//!   the rustls configurations built from them.
+//! - [`pki`], [`token`] and [`tls`]: the cluster CA, node certificates, join tokens
+//!   (and why a string is not one) and the rustls configurations built from them.
 //! - [`server`] and [`transport`]: the mTLS server (who is calling) and client (calling
 //!   other nodes).
 //! - [`ratelimit`]: token buckets for the endpoint anyone may call.
-//! - [`api`], [`error`], [`ids`]: request bodies, errors with their HTTP status, IDs.
+//! - [`api`], [`error`], [`ids`]: request bodies, errors with their HTTP status
+//!   ([`ClusterError`]), node IDs and the naming rule.
 
 pub mod api;
 pub mod error;

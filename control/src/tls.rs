@@ -3,7 +3,7 @@
 //! - Servers present `[node cert, CA cert]` and ask for a client certificate, but accept
 //!   connections without one: only the join endpoint serves those.
 //! - Clients verify the server chain against the cluster CA and the fixed
-//!   [`PEER_NAME`](crate::pki::PEER_NAME), whatever address they dialled.
+//!   [`PEER_NAME`], whatever address they dialled.
 //! - A joining node has no CA yet: [`pinned_client_config`] accepts a server only if its
 //!   chain contains a CA whose SHA-256 matches the join token, and the server's
 //!   certificate verifies against exactly that CA.

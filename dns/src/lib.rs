@@ -15,6 +15,15 @@
 //! The decision (`answer`) and the record table (`table`) are pure; `server` and the
 //! IO half of `forward` are the thin drivers.
 //!
+//! - `request`: untrusted query bytes become a validated request (or a [`DropReason`]).
+//! - [`answer`](mod@answer): what to do with a request: reply from the table, forward, or drop.
+//! - `table`: the [`RecordTable`] per network, built by the agent and swapped in whole.
+//! - `name`: [`DnsName`], the one spelling table and lookups meet in.
+//! - `wire`: writing replies (header, question, A records, OPT).
+//! - [`forward`]: upstream forwarding: the pure checks and the UDP exchange.
+//! - `server`: the [`Resolver`] and its UDP and TCP listeners; `stats`: its counters.
+//! - `error`: [`Error`], input errors apart from serving errors.
+//!
 //! How the agent uses it:
 //! ```no_run
 //! # async fn run() -> Result<(), shoal_dns::Error> {

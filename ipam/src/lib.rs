@@ -11,6 +11,13 @@
 //!   endpoint gone  ─▶ AddressSpace::release / ::release_owner
 //! ```
 //!
+//! - `pool`: address pools and the subnets cut from them ([`PoolConfig`],
+//!   [`allocate_subnet`], [`check_subnet`]).
+//! - `space`: one network's addresses: gateway, range, aux addresses, leases
+//!   ([`AddressSpace`]).
+//! - `mac`: the MAC derived from an endpoint's address ([`mac_for`]).
+//! - `error`: [`IpamError`], one variant for each way a request is refused.
+//!
 //! The crate runs inside the Raft state machine, so it is deterministic:
 //! no IO, no clock, no randomness, and only ordered collections. Every type
 //! that is part of cluster state serializes with serde (snapshots are JSON),

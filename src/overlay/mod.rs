@@ -1,6 +1,17 @@
 //! The agent's overlay duties: derive this node's plan from the cluster state
 //! ([`view`]), keep the kernel equal to it ([`reconciler`]), and report the node's own
 //! routes and MTU ([`report`]).
+//!
+//! ```text
+//!  ClusterState ─ view ─▶ NodePlan ─ reconciler ─▶ shoal_dataplane::overlay (netlink, nft)
+//!                                        ├─ encrypted ─▶ shoal_dataplane::wg engine
+//!                                        └─ mesh ─▶ VIP tables in sandboxes
+//! ```
+//! - [`mesh`]: the routing mesh (the node's own addresses, VIP load balancing);
+//!   [`loopback`]: published ports on the node's loopback addresses.
+//! - [`encrypted`] and [`keys`]: the encrypted data path and this node's WireGuard key.
+//! - [`dns`]: the service-discovery resolvers on the networks' gateways.
+//! - [`error`]: [`OverlayError`](error::OverlayError), why one pass of a duty failed.
 
 pub mod dns;
 pub mod encrypted;

@@ -9,6 +9,11 @@
 //!          └─ managers: pre-vote supervisor; on the leader: liveness, leader
 //!             announcement, Raft membership = managers in the state
 //! ```
+//! - `bootstrap`: `cluster init`, `cluster join`, `cluster leave`; `identity`: what a
+//!   member keeps on disk.
+//! - `routes` and `gate`: the control server's endpoints and who may call each.
+//! - `leader` and `submit`: what the leader does with requests, and getting them there.
+//! - `duties`: the background loops drawn above.
 
 mod bootstrap;
 mod duties;

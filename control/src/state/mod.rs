@@ -7,6 +7,15 @@
 //! `apply` is pure and deterministic: the leader stamps the time into each proposal, so
 //! every manager applying the log, and every node replaying the watch stream, computes
 //! the same state.
+//!
+//! - `command`: [`Proposal`], [`Command`] and what applying one returns.
+//! - `apply`: the state machine, one module per kind of command (cluster, node,
+//!   network, service, docker, ports).
+//! - `error`: [`ApplyError`] (a command refused) and [`SpecError`] (a value that does
+//!   not read as a spec).
+//! - `network`, `service`, `publish`, `placement`, [`hostname`]: the specs and their
+//!   parsers (`--publish`, `--constraint`, `--placement-pref`, `--hostname`).
+//! - `schedule`: where tasks go, as a pure function of the state.
 
 mod apply;
 mod command;

@@ -2,6 +2,16 @@
 //!
 //! Every branch validates before it mutates, so an error leaves the state untouched and
 //! does not bump the revision. Nothing here reads a clock or draws a random number.
+//!
+//! ```text
+//!  apply ─ initialised? ─▶ dispatch ─┬─ cluster: bootstrap, join tokens, leader, keys
+//!                                    ├─ node:    join, status, update, role, removal
+//!                                    ├─ network: networks, endpoints, reports, WireGuard
+//!                                    ├─ service: services, tasks (service_spec checks specs)
+//!                                    ├─ docker:  Docker network IDs, leases, names
+//!                                    └─ ports:   endpoint ports
+//!        ─ changed? ─▶ revision + 1
+//! ```
 
 mod cluster;
 pub(super) mod docker;
