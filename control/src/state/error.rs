@@ -150,3 +150,51 @@ impl From<SpecError> for ApplyError {
         ApplyError::Invalid(e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::ids::{validate_name, NodeId};
+    use crate::state::{Constraint, NetworkAttachment, PortSpec, Role, Spread};
+
+    /// The messages operators saw when these were plain strings.
+    #[test]
+    fn spec_errors_quote_the_input_and_say_what_is_accepted() {
+        let cases = [
+            (
+                validate_name("network", "-x").unwrap_err(),
+                "invalid network name \"-x\": use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            ),
+            (
+                "xyz".parse::<NodeId>().unwrap_err(),
+                "\"xyz\" is not a node ID (16 hex digits)",
+            ),
+            (
+                Role::parse("boss").unwrap_err(),
+                "unknown role \"boss\": use manager or worker",
+            ),
+            (
+                Constraint::parse("node.role=manager").unwrap_err(),
+                "constraint \"node.role=manager\": constraint expected one operator from ==, !=",
+            ),
+            (
+                Spread::parse("spread").unwrap_err(),
+                "placement preference \"spread\" must be of the format \"<strategy>=<arg>\"",
+            ),
+            (
+                PortSpec::parse("8080-8081:80-81").unwrap_err(),
+                "--publish \"8080-8081:80-81\": give one port here, not a range",
+            ),
+            (
+                PortSpec::parse_all("x:80").unwrap_err(),
+                "--publish \"x:80\": invalid hostPort: x; use [mode=host,][PUBLISHED:]TARGET[/tcp|/udp] or published=P,target=T,protocol=tcp|udp,mode=ingress|host",
+            ),
+            (
+                NetworkAttachment::parse("alias=a").unwrap_err(),
+                "--network \"alias=a\": network name/id is not specified",
+            ),
+        ];
+        for (err, message) in cases {
+            assert_eq!(err.to_string(), message);
+        }
+    }
+}
