@@ -5,16 +5,27 @@
 //! ```text
 //!  config::file / config::labels ──▶ Routes ──▶ Proxy::update (atomic swap)
 //!                                                   │
-//!  client ──▶ Proxy::serve(entrypoint) ──▶ rule ──▶ breaker ──▶ outlier + lb ──▶ backend
+//!  client ──▶ Proxy::serve(entrypoint) ──▶ rule ──▶ breaker ──▶ outlier + balancer ──▶ backend
 //!                                                   ▲ retry (policy, budget, backoff)
 //! ```
-//! The decision logic (`rule`, `lb`, `retry`, `breaker`, `outlier`, `config`) is pure and
-//! takes time as a parameter; `proxy` and `tls` do the IO.
+//! - [`rule`]: Træfik's rule language (`Host`, `PathPrefix`, `&&`, ...), parsed and matched.
+//! - [`config`]: routers and services from a TOML file or Træfik-style labels.
+//! - [`balancer`]: which server gets a request (weighted round robin, power of two
+//!   choices, sticky cookies).
+//! - [`retry`], [`breaker`], [`outlier`]: Envoy's retry policy and budget, circuit
+//!   breaker thresholds, outlier ejection.
+//! - [`metrics`]: Prometheus counters and histograms per router and service.
+//! - [`access_log`]: Træfik's access log (common or JSON) from a writer thread.
+//! - [`proxy`]: the IO: connections, the HTTP/1 fast path, hyper, the upstream client.
+//! - [`tls`]: certificates by SNI.
+//!
+//! The decision logic (`rule`, `balancer`, `retry`, `breaker`, `outlier`, `config`) is
+//! pure and takes time as a parameter; `proxy`, `tls` and `access_log` do the IO.
 
 pub mod access_log;
+pub mod balancer;
 pub mod breaker;
 pub mod config;
-pub mod lb;
 pub mod metrics;
 pub mod outlier;
 pub mod proxy;

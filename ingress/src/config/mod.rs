@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::balancer::LbAlgorithm;
 use crate::breaker::BreakerThresholds;
-use crate::lb::LbAlgorithm;
 use crate::outlier::OutlierConfig;
 use crate::retry::{RetryBudget, RetryOn, RetryPolicy};
 use crate::rule::{self, Rule, RuleError};

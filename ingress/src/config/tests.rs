@@ -3,7 +3,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::*;
-use crate::lb::LbAlgorithm;
+use crate::balancer::LbAlgorithm;
 
 const EXAMPLE: &str = include_str!("../../examples/routes.toml");
 

@@ -26,9 +26,9 @@ use super::service::{HostState, ServiceSnapshot, ServiceState};
 use super::upstream::{ConnectError, Outgoing, SendError, UpstreamBody};
 use super::{lock, noting_wait, ConnInfo, Proxy, Route, RouteTable};
 use crate::access_log::Entry;
+use crate::balancer;
 use crate::breaker::{Overflow, Slot};
 use crate::config::UpstreamProtocol;
-use crate::lb;
 use crate::retry::{AttemptOutcome, RetryPolicy};
 use crate::rule::RequestView;
 
@@ -349,30 +349,12 @@ impl Proxy {
         } = request;
         let (mut parts, incoming) = req.into_parts();
         let retry_allowed = policy.allows_method(&parts.method);
-        // The body, and whether reading it had to wait for the client. (The read is
-        // boxed: its future is large and most requests have no body to read.)
-        let (mut body, waited) = if retry_allowed && incoming.is_end_stream() {
-            (RequestBody::Buffered(bytes::Bytes::new()), false)
-        } else if retry_allowed {
-            let read = Box::pin(RequestBody::read(incoming, self.options.max_buffered_body));
-            match noting_wait(read).await {
-                (Ok(b), waited) => (b, waited),
-                (Err(e), _) => {
-                    return local(
-                        StatusCode::BAD_REQUEST,
-                        &format!("reading request body: {e}"),
-                    )
-                }
-            }
-        } else {
-            (RequestBody::stream(incoming), false)
+        let (mut body, waited) = match self.read_body(incoming, retry_allowed).await {
+            Ok(read) => read,
+            Err(refused) => return refused,
         };
         let can_retry = retry_allowed && body.replayable();
-        let sticky_in = snap.config.sticky_cookie.as_deref().and_then(|name| {
-            let values = parts.headers.get_all(header::COOKIE);
-            lb::cookie_value(values.iter().filter_map(|v| v.to_str().ok()), name)
-                .map(str::to_string)
-        });
+        let sticky_in = sticky_cookie(snap, &parts.headers);
         headers::strip_hop_by_hop(&mut parts.headers, false);
         let forwarded = Forwarded::new(&parts.headers, &conn.forwarded_for, conn.tls, host);
         // Usually the client's own Host, once: then there is nothing to replace.
@@ -419,59 +401,34 @@ impl Proxy {
             let result = upstream.send(&backend.pool, backend.addr, up).await;
             now = Instant::now();
             log.finished = Some(now);
-            let (outcome, response) = match result {
-                Ok(resp) => (AttemptOutcome::Status(resp.status()), Some(resp)),
-                Err(SendError::Connect(ConnectError::Overflow(kind))) => {
-                    return self.overflow(service, kind);
-                }
-                // The client's body broke off or was malformed (a bad chunk): its
-                // fault, not the backend's, and no retry can mend it.
-                Err(SendError::H1(H1Error::Body(e))) => {
+            let (outcome, response) = match outcome(backend, result) {
+                Ok(attempt) => attempt,
+                Err(Stop::Overflow(kind)) => return self.overflow(service, kind),
+                Err(Stop::ClientBody(e)) => {
                     return local(
                         StatusCode::BAD_REQUEST,
                         &format!("reading request body: {e}"),
-                    );
-                }
-                Err(e) => {
-                    tracing::debug!(backend = %backend.addr, error = %e, "upstream attempt failed");
-                    let outcome = match e {
-                        SendError::Timeout => AttemptOutcome::Timeout,
-                        SendError::Connect(_) => AttemptOutcome::ConnectFailure,
-                        SendError::Http(_) | SendError::H1(_) => AttemptOutcome::Reset,
-                    };
-                    (outcome, None)
+                    )
                 }
             };
             self.record(service, backend, &outcome, now);
             let time_left = deadline.is_none_or(|d| now < d);
             if can_retry && time_left && policy.should_retry(&outcome, log.retries) {
-                let limit = match snap.config.retry_budget {
-                    Some(b) => b.limit(service.counts.active_requests()),
-                    None => snap.config.breaker.max_retries,
-                };
-                match service.counts.try_retry(limit) {
-                    Ok(s) => {
-                        retry_slot = Some(s);
-                        log.retries += 1;
-                        self.metrics
-                            .retries
-                            .with_label_values(&[&service.name])
-                            .inc();
-                        drop(response);
-                        drop(outstanding);
-                        let mut pause = policy.backoff(log.retries - 1, &mut rand::thread_rng());
-                        if let Some(d) = deadline {
-                            pause = pause.min(d.saturating_duration_since(now));
-                        }
-                        tokio::time::sleep(pause).await;
-                        now = Instant::now();
-                        if tried.is_empty() {
-                            tried.resize(snap.hosts.len(), false);
-                        }
-                        tried[idx] = true;
-                        continue;
+                if let Some(s) = self.admit_retry(service, snap, log) {
+                    retry_slot = Some(s);
+                    drop(response);
+                    drop(outstanding);
+                    let mut pause = policy.backoff(log.retries - 1, &mut rand::thread_rng());
+                    if let Some(d) = deadline {
+                        pause = pause.min(d.saturating_duration_since(now));
                     }
-                    Err(kind) => self.count_overflow(service, kind),
+                    tokio::time::sleep(pause).await;
+                    now = Instant::now();
+                    if tried.is_empty() {
+                        tried.resize(snap.hosts.len(), false);
+                    }
+                    tried[idx] = true;
+                    continue;
                 }
             }
             let Some(resp) = response else {
@@ -491,6 +448,97 @@ impl Proxy {
             return respond(resp, held, set_cookie);
         }
     }
+
+    /// The request's body, and whether reading it had to wait for the client: buffered
+    /// (up to the limit) when the method may be retried, else streamed. A body that
+    /// cannot be read is the client's 400.
+    async fn read_body(
+        &self,
+        incoming: ProxyBody,
+        retry_allowed: bool,
+    ) -> Result<(RequestBody, bool), Response<ProxyBody>> {
+        if !retry_allowed {
+            return Ok((RequestBody::stream(incoming), false));
+        }
+        if incoming.is_end_stream() {
+            return Ok((RequestBody::Buffered(bytes::Bytes::new()), false));
+        }
+        // Boxed: its future is large and most requests have no body to read.
+        let read = Box::pin(RequestBody::read(incoming, self.options.max_buffered_body));
+        match noting_wait(read).await {
+            (Ok(b), waited) => Ok((b, waited)),
+            (Err(e), _) => Err(local(
+                StatusCode::BAD_REQUEST,
+                &format!("reading request body: {e}"),
+            )),
+        }
+    }
+
+    /// A retry slot from the service's budget (or its breaker's `max_retries`), counted
+    /// in the request's log and the metrics; `None` (an overflow, counted) when the
+    /// service is out of retries.
+    fn admit_retry(
+        &self,
+        service: &ServiceState,
+        snap: &ServiceSnapshot,
+        log: &mut RequestLog,
+    ) -> Option<Slot> {
+        let limit = match snap.config.retry_budget {
+            Some(b) => b.limit(service.counts.active_requests()),
+            None => snap.config.breaker.max_retries,
+        };
+        match service.counts.try_retry(limit) {
+            Ok(s) => {
+                log.retries += 1;
+                self.metrics
+                    .retries
+                    .with_label_values(&[&service.name])
+                    .inc();
+                Some(s)
+            }
+            Err(kind) => {
+                self.count_overflow(service, kind);
+                None
+            }
+        }
+    }
+}
+
+/// Why no attempt on any host could do better than answering now.
+enum Stop {
+    /// The service's breaker is full.
+    Overflow(Overflow),
+    /// The client's body broke off or was malformed (a bad chunk): its fault, not the
+    /// backend's, and no retry can mend it.
+    ClientBody(String),
+}
+
+/// What an attempt came to, for outlier detection and retries.
+fn outcome(
+    backend: &HostState,
+    result: Result<Response<UpstreamBody>, SendError>,
+) -> Result<(AttemptOutcome, Option<Response<UpstreamBody>>), Stop> {
+    match result {
+        Ok(resp) => Ok((AttemptOutcome::Status(resp.status()), Some(resp))),
+        Err(SendError::Connect(ConnectError::Overflow(kind))) => Err(Stop::Overflow(kind)),
+        Err(SendError::H1(H1Error::Body(e))) => Err(Stop::ClientBody(e.to_string())),
+        Err(e) => {
+            tracing::debug!(backend = %backend.addr, error = %e, "upstream attempt failed");
+            let outcome = match e {
+                SendError::Timeout => AttemptOutcome::Timeout,
+                SendError::Connect(_) => AttemptOutcome::ConnectFailure,
+                SendError::Http(_) | SendError::H1(_) => AttemptOutcome::Reset,
+            };
+            Ok((outcome, None))
+        }
+    }
+}
+
+/// The value of the service's sticky cookie in the request, if it has one.
+fn sticky_cookie(snap: &ServiceSnapshot, headers: &http::HeaderMap) -> Option<String> {
+    let name = snap.config.sticky_cookie.as_deref()?;
+    let values = headers.get_all(header::COOKIE);
+    balancer::cookie_value(values.iter().filter_map(|v| v.to_str().ok()), name).map(str::to_string)
 }
 
 /// A request as it came in: from which connection, for which host, since when.

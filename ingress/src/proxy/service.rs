@@ -13,9 +13,9 @@ use tokio::time::Instant;
 use super::lock;
 use super::upstream::{ConnectionSlots, HostPool, Upstream};
 use super::Dial;
+use crate::balancer::{self, Candidates, SmoothWrr};
 use crate::breaker::BreakerCounts;
 use crate::config::Service;
-use crate::lb::{self, Candidates, SmoothWrr};
 use crate::outlier::OutlierDetector;
 
 /// One backend and its live counts.
@@ -143,7 +143,7 @@ impl ServiceState {
             sticky,
         };
         let mut wrr = lock(&self.wrr);
-        lb::choose(
+        balancer::choose(
             snap.config.lb,
             &mut wrr,
             candidates,
@@ -187,7 +187,7 @@ fn build_snapshot(
         sticky_values: config
             .servers
             .iter()
-            .map(|s| lb::sticky_value(&s.addr))
+            .map(|s| balancer::sticky_value(&s.addr))
             .collect(),
         hosts,
         slots: slots.unwrap_or_else(|| ConnectionSlots::new(config.breaker.max_connections)),
