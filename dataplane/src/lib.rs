@@ -24,7 +24,3 @@ pub mod netns;
 pub mod nft;
 pub mod overlay;
 pub mod wg;
-
-/// The old name of [`nat_lb`], kept only until `tests/it` moves to the new one.
-#[doc(hidden)]
-pub use nat_lb as lb;
