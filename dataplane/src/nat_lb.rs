@@ -55,13 +55,17 @@ pub struct Published {
 }
 
 /// The rule spreading `matching` connections over `backends` (all with a port or all
-/// without), and the map named `map` it draws from when there is more than one.
+/// without), and the map named `map` it draws from when there is more than one; `None`
+/// with no backend (there is nothing to draw from: `numgen mod 0` is refused).
 pub fn spread(
     matching: &[Expr],
     backends: &[(Ipv4Addr, Option<u16>)],
     map: &str,
     comment: &str,
-) -> (Rule, Option<Map>) {
+) -> Option<(Rule, Option<Map>)> {
+    if backends.is_empty() {
+        return None;
+    }
     let mut exprs = matching.to_vec();
     let with_port = backends.first().is_some_and(|(_, p)| p.is_some());
     if let [(ip, port)] = backends {
@@ -84,7 +88,7 @@ pub fn spread(
             exprs,
             comment: format!("{comment} -> {to}"),
         };
-        return (rule, None);
+        return Some((rule, None));
     }
     let elements = backends
         .iter()
@@ -124,7 +128,7 @@ pub fn spread(
         data_len: if with_port { 8 } else { 4 },
         elements,
     };
-    (rule, Some(map))
+    Some((rule, Some(map)))
 }
 
 /// Names of the idle-timeout policies.
@@ -216,9 +220,10 @@ pub fn vip_table(vips: &[Vip], idle_secs: Option<u32>) -> Table {
         let backends: Vec<(Ipv4Addr, Option<u16>)> =
             v.backends.iter().map(|b| (*b, None)).collect();
         let map = format!("vip-{}", v.vip.to_string().replace('.', "-"));
-        let (rule, map) = spread(&matching, &backends, &map, &v.service);
-        out.push(rule);
-        maps.extend(map);
+        if let Some((rule, map)) = spread(&matching, &backends, &map, &v.service) {
+            out.push(rule);
+            maps.extend(map);
+        }
         if let Some(secs) = idle_secs {
             let (policies, rules) = idle_timeouts(secs, &matching, &v.service);
             timeouts = policies;
@@ -259,7 +264,7 @@ mod tests {
         let backends: Vec<(Ipv4Addr, Option<u16>)> = (1..=3)
             .map(|i| (Ipv4Addr::new(10, 0, 0, i), Some(80)))
             .collect();
-        let (rule, map) = spread(&[], &backends, "pub-6-80", "web");
+        let (rule, map) = spread(&[], &backends, "pub-6-80", "web").unwrap();
         assert!(matches!(
             rule.exprs.as_slice(),
             [
@@ -281,7 +286,11 @@ mod tests {
         assert_eq!(map.elements[2].0, 2u32.to_ne_bytes().to_vec());
         assert_eq!(map.elements[2].1, vec![10, 0, 0, 3, 0, 80, 0, 0]);
         // One task needs no map.
-        let (one, none) = spread(&[], &backends[..1], "m", "web");
+        assert!(
+            spread(&[], &[], "m", "web").is_none(),
+            "nothing to draw from"
+        );
+        let (one, none) = spread(&[], &backends[..1], "m", "web").unwrap();
         assert!(none.is_none());
         assert!(matches!(
             one.exprs.last(),

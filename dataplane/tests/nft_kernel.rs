@@ -232,16 +232,26 @@ fn the_node_ruleset_with_the_routing_mesh_loads_into_the_kernel() {
             }),
         }],
         endpoints: vec![],
-        published: vec![Published {
-            service: "web".into(),
-            protocol: 6,
-            port: 8080,
-            backends: vec![
-                ("10.0.1.5".parse().unwrap(), 80),
-                ("10.0.1.6".parse().unwrap(), 80),
-            ],
-            mesh: true,
-        }],
+        published: vec![
+            Published {
+                service: "web".into(),
+                protocol: 6,
+                port: 8080,
+                backends: vec![
+                    ("10.0.1.5".parse().unwrap(), 80),
+                    ("10.0.1.6".parse().unwrap(), 80),
+                ],
+                mesh: true,
+            },
+            // Host mode with no task on this node: nothing to draw from.
+            Published {
+                service: "local".into(),
+                protocol: 6,
+                port: 8081,
+                backends: vec![],
+                mesh: false,
+            },
+        ],
         dns_intercept: vec!["198.18.0.250".parse().unwrap()],
         lb_idle_timeout: Some(900),
     };

@@ -278,12 +278,17 @@ fn published_chains(plan: &NodePlan) -> Published {
         } else {
             Vec::new()
         };
-        let (rule, map) = crate::nat_lb::spread(&mark, &backends, &name, &comment);
-        maps.extend(map);
+        // A port with no task (here, for host mode) keeps its chain, empty: nothing
+        // is translated and the connection is refused.
+        let mut rules = Vec::new();
+        if let Some((rule, map)) = crate::nat_lb::spread(&mark, &backends, &name, &comment) {
+            rules.push(rule);
+            maps.extend(map);
+        }
         chains.push(Chain {
             name,
             base: None,
-            rules: vec![rule],
+            rules,
         });
     }
     Published {
@@ -546,6 +551,22 @@ mod tests {
         assert!(arriving[0]
             .comment
             .contains("answered by the network's resolver"));
+    }
+
+    #[test]
+    fn a_port_without_tasks_here_has_an_empty_chain_and_no_map() {
+        let mut plan = mesh_plan();
+        plan.published.push(crate::nat_lb::Published {
+            service: "elsewhere".into(),
+            protocol: 6,
+            port: 8081,
+            backends: vec![],
+            mesh: false,
+        });
+        let t = ruleset(&plan);
+        let chain = t.chains.iter().find(|c| c.name == "pub-6-8081").unwrap();
+        assert!(chain.rules.is_empty());
+        assert!(t.maps.iter().all(|m| m.name != "pub-6-8081"));
     }
 
     #[test]
