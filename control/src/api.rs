@@ -335,6 +335,10 @@ pub struct AttachRequest {
     /// The service the sandbox is a task of.
     #[serde(default)]
     pub service: Option<String>,
+    /// The interface's name in the sandbox (CNI's `CNI_IFNAME`); otherwise the first
+    /// free `eth<N>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<String>,
 }
 
 /// `detach`.

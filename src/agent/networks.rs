@@ -232,7 +232,7 @@ async fn attach(
             service: req.service,
             task: None,
             ingress: false,
-            ifname: None,
+            ifname: req.ifname,
             ..Default::default()
         };
         let overlay = agent.overlay()?;

@@ -205,6 +205,7 @@ pub async fn attach(client: &ApiClient, a: AttachArgs) -> anyhow::Result<()> {
         aliases: a.alias,
         ip: a.ip.map(|ip| parse("--ip", &ip)).transpose()?,
         service: a.service,
+        ifname: a.ifname,
     };
     let e: EndpointInfo = client.post("/v1/attach", &req).await?;
     print(a.format, &e, |e| {

@@ -116,7 +116,26 @@ fn networks_are_isolated_internal_ones_have_no_egress_and_a_sandbox_on_both_reac
     let b1ip = ip_of(&attach(&lab, "n1", "blue", &b1.ns, &[]));
     let b2ip = ip_of(&attach(&lab, "n2", "blue", &b2.ns, &[]));
     let both_red = ip_of(&attach(&lab, "n2", "red", &both.ns, &[]));
-    let both_blue = ip_of(&attach(&lab, "n2", "blue", &both.ns, &[]));
+    // An interface named by the caller, as a CNI runtime names it (CNI_IFNAME).
+    let blue = attach(&lab, "n2", "blue", &both.ns, &["--ifname", "blue0"]);
+    assert_eq!(blue["ifname"], "blue0", "{blue}");
+    let both_blue = ip_of(&blue);
+    let links = both
+        .exec(&["ip", "-o", "-4", "addr", "show", "dev", "blue0"])
+        .stdout;
+    assert!(links.contains(&both_blue), "{links}");
+    let refused = lab.fails(
+        "n1",
+        &[
+            "attach",
+            "--network",
+            "blue",
+            "--ifname",
+            "no/slash",
+            &r1.ns,
+        ],
+    );
+    assert!(refused.contains("interface name"), "{refused}");
 
     // Inside a network, across nodes.
     assert!(r1.ping(&r2ip, 56));

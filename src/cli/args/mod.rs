@@ -554,6 +554,9 @@ pub struct AttachArgs {
     /// The service the sandbox is a task of.
     #[arg(long)]
     pub service: Option<String>,
+    /// The interface's name in the sandbox (default: the first free ethN).
+    #[arg(long)]
+    pub ifname: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
