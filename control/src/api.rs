@@ -339,6 +339,10 @@ pub struct AttachRequest {
     /// free `eth<N>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ifname: Option<String>,
+    /// The interface's MAC (`02:42:0a:00:00:02`; CNI's `mac` capability); otherwise
+    /// derived from the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 /// `detach`.

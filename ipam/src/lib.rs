@@ -29,7 +29,7 @@ mod pool;
 mod space;
 
 pub use error::{IpamError, MAX_POOL_MASK_LEN, MAX_SUBNET_PREFIX_LEN};
-pub use mac::{format_mac, mac_for, MAC_PREFIX};
+pub use mac::{check_mac, format_mac, mac_for, parse_mac, MacError, MAC_PREFIX};
 pub use pool::{
     allocate_subnet, check_subnet, Occupied, PoolConfig, DEFAULT_MASK_LEN, DEFAULT_POOL,
 };

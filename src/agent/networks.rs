@@ -222,6 +222,12 @@ async fn attach(
         let req = body(b)?;
         let m = agent.member()?;
         let sandbox = sandbox_key(&req.netns, true)?;
+        let mac = req
+            .mac
+            .as_deref()
+            .map(shoal_ipam::parse_mac)
+            .transpose()
+            .map_err(|e| ClusterError::Invalid(e.to_string()))?;
         let spec = AttachSpec {
             network: req.network.clone(),
             node: m.node_id,
@@ -233,6 +239,7 @@ async fn attach(
             task: None,
             ingress: false,
             ifname: req.ifname,
+            mac,
             ..Default::default()
         };
         let overlay = agent.overlay()?;

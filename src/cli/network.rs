@@ -206,6 +206,7 @@ pub async fn attach(client: &ApiClient, a: AttachArgs) -> anyhow::Result<()> {
         ip: a.ip.map(|ip| parse("--ip", &ip)).transpose()?,
         service: a.service,
         ifname: a.ifname,
+        mac: a.mac,
     };
     let e: EndpointInfo = client.post("/v1/attach", &req).await?;
     print(a.format, &e, |e| {

@@ -117,8 +117,20 @@ fn networks_are_isolated_internal_ones_have_no_egress_and_a_sandbox_on_both_reac
     let b2ip = ip_of(&attach(&lab, "n2", "blue", &b2.ns, &[]));
     let both_red = ip_of(&attach(&lab, "n2", "red", &both.ns, &[]));
     // An interface named by the caller, as a CNI runtime names it (CNI_IFNAME).
-    let blue = attach(&lab, "n2", "blue", &both.ns, &["--ifname", "blue0"]);
+    // And a MAC of its own (CNI's `mac` capability), which the overlay then carries.
+    let blue = attach(
+        &lab,
+        "n2",
+        "blue",
+        &both.ns,
+        &["--ifname", "blue0", "--mac", "52:54:00:12:34:56"],
+    );
     assert_eq!(blue["ifname"], "blue0", "{blue}");
+    assert_eq!(blue["mac"], "52:54:00:12:34:56", "{blue}");
+    let link = both
+        .exec(&["ip", "-o", "link", "show", "dev", "blue0"])
+        .stdout;
+    assert!(link.contains("52:54:00:12:34:56"), "{link}");
     let both_blue = ip_of(&blue);
     let links = both
         .exec(&["ip", "-o", "-4", "addr", "show", "dev", "blue0"])
@@ -136,6 +148,18 @@ fn networks_are_isolated_internal_ones_have_no_egress_and_a_sandbox_on_both_reac
         ],
     );
     assert!(refused.contains("interface name"), "{refused}");
+    let refused = lab.fails(
+        "n1",
+        &[
+            "attach",
+            "--network",
+            "blue",
+            "--mac",
+            "01:00:5e:00:00:01",
+            &r1.ns,
+        ],
+    );
+    assert!(refused.contains("multicast"), "{refused}");
 
     // Inside a network, across nodes.
     assert!(r1.ping(&r2ip, 56));

@@ -130,6 +130,10 @@ pub struct AttachSpec {
     /// The runtime's own ID of the endpoint (Docker's endpoint ID).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
+    /// A MAC of the caller's (CNI's `mac` capability); otherwise derived from the
+    /// address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<[u8; 6]>,
 }
 
 /// One sandbox's attachment to one network.
@@ -151,7 +155,7 @@ pub struct Endpoint {
     pub aliases: Vec<String>,
     /// Its address.
     pub ip: Ipv4Addr,
-    /// Its MAC (derived from the address).
+    /// Its MAC (derived from the address unless the caller gave one).
     pub mac: [u8; 6],
     /// The service it is a task of.
     pub service: Option<String>,

@@ -557,6 +557,9 @@ pub struct AttachArgs {
     /// The interface's name in the sandbox (default: the first free ethN).
     #[arg(long)]
     pub ifname: Option<String>,
+    /// The interface's MAC (default: 02:42 and the address's four bytes).
+    #[arg(long)]
+    pub mac: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,

@@ -325,12 +325,22 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
             )));
         }
     }
+    if let Some(mac) = spec.mac {
+        shoal_ipam::check_mac(mac).map_err(|e| ApplyError::Invalid(e.to_string()))?;
+    }
     let id = endpoint_id(&network.id, spec.node, &spec.sandbox);
     if let Some(existing) = state.endpoints.get(&id) {
         if spec.ip.is_some_and(|ip| ip != existing.ip) {
             return Err(ApplyError::Conflict(format!(
                 "this sandbox is already attached to {} with address {}; detach it first to change the address",
                 network.name, existing.ip
+            )));
+        }
+        if spec.mac.is_some_and(|mac| mac != existing.mac) {
+            return Err(ApplyError::Conflict(format!(
+                "this sandbox is already attached to {} with MAC {}; detach it first to change it",
+                network.name,
+                shoal_ipam::format_mac(existing.mac)
             )));
         }
         return Ok((Output::Endpoint(Box::new(existing.clone())), false));
@@ -343,6 +353,21 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
             return Err(ApplyError::Conflict(format!(
                 "the name {name:?} is taken on network {} by endpoint {} ({})",
                 network.name, other.id, other.ip
+            )));
+        }
+    }
+    if let Some(mac) = spec.mac {
+        let gateway = mac_for(network.space.gateway());
+        let taken = state.endpoints_on(&network.name).find(|e| e.mac == mac);
+        if mac == gateway || taken.is_some() {
+            return Err(ApplyError::Conflict(format!(
+                "the MAC {} is taken on network {} by {}",
+                shoal_ipam::format_mac(mac),
+                network.name,
+                taken.map_or("its gateway".to_string(), |e| format!(
+                    "endpoint {} ({})",
+                    e.id, e.ip
+                ))
             )));
         }
     }
@@ -385,7 +410,7 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
         name: spec.name.clone(),
         aliases: spec.aliases.clone(),
         ip,
-        mac: mac_for(ip),
+        mac: spec.mac.unwrap_or_else(|| mac_for(ip)),
         service: spec.service.clone(),
         task: spec.task.clone(),
         ingress: spec.ingress,

@@ -177,6 +177,51 @@ fn an_endpoint_may_name_its_interface() {
     assert_eq!(e.ifname, "back0");
 }
 
+/// CNI's `mac` capability: the interface takes the MAC given, once per network, and
+/// never a group address or the gateway's.
+#[test]
+fn an_endpoint_may_bring_its_mac() {
+    let mut s = cluster();
+    create(&mut s, "aaaaaaaa01", named("a")).unwrap();
+    let with = |sandbox: &str, mac: [u8; 6]| Command::Attach {
+        spec: AttachSpec {
+            network: "a".into(),
+            node: NodeId(1),
+            sandbox: sandbox.into(),
+            mac: Some(mac),
+            ..Default::default()
+        },
+    };
+    let mine = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
+    let e = endpoint(run(&mut s, with("/run/netns/x", mine)).unwrap());
+    assert_eq!(e.mac, mine);
+    let again = endpoint(run(&mut s, with("/run/netns/x", mine)).unwrap());
+    assert_eq!(again.id, e.id, "the same attach is idempotent");
+    let changed = run(&mut s, with("/run/netns/x", [2, 0, 0, 0, 0, 9]))
+        .unwrap_err()
+        .to_string();
+    assert!(changed.contains("detach it first"), "{changed}");
+    let taken = run(&mut s, with("/run/netns/y", mine))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        taken.contains("is taken on network a by endpoint"),
+        "{taken}"
+    );
+    let gateway = shoal_ipam::mac_for(s.networks["a"].space.gateway());
+    let gw = run(&mut s, with("/run/netns/y", gateway))
+        .unwrap_err()
+        .to_string();
+    assert!(gw.contains("its gateway"), "{gw}");
+    let group = run(&mut s, with("/run/netns/y", [1, 0, 0x5e, 0, 0, 1]))
+        .unwrap_err()
+        .to_string();
+    assert!(group.contains("multicast"), "{group}");
+    let before = s.clone();
+    assert!(run(&mut s, with("/run/netns/y", [0; 6])).is_err());
+    assert_eq!(s, before, "a refused attach changes nothing");
+}
+
 #[test]
 fn subnets_avoid_node_routes_and_explicit_overlaps_are_refused() {
     let mut s = cluster();
