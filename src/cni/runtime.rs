@@ -62,33 +62,18 @@ impl fmt::Display for RequestedIp {
 pub struct MacAddr(pub [u8; 6]);
 
 impl MacAddr {
-    /// Parses `c2:11:22:33:44:55` (or with `-`), any case.
+    /// Parses `c2:11:22:33:44:55` (or with `-`), any case: shoal's own reading of an
+    /// interface's MAC (`shoal attach --mac`), the same rules.
     pub fn parse(text: &str) -> Result<MacAddr, String> {
-        let bad = || format!("{text:?} is not a MAC address like \"c2:11:22:33:44:55\"");
-        let parts: Vec<&str> = text.split([':', '-']).collect();
-        if parts.len() != 6 || parts.iter().any(|p| p.len() != 2) {
-            return Err(bad());
-        }
-        let mut mac = [0u8; 6];
-        for (byte, part) in mac.iter_mut().zip(&parts) {
-            *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
-        }
-        if mac[0] & 1 == 1 {
-            return Err(format!(
-                "{text:?} is a multicast address; the first octet must be even"
-            ));
-        }
-        if mac == [0; 6] {
-            return Err(format!("{text:?} is all zeros"));
-        }
-        Ok(MacAddr(mac))
+        shoal_ipam::parse_mac(text)
+            .map(MacAddr)
+            .map_err(|e| e.to_string())
     }
 }
 
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, e, g] = self.0;
-        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+        f.write_str(&shoal_ipam::format_mac(self.0))
     }
 }
 
