@@ -4,7 +4,7 @@ mod agent;
 mod bench;
 mod cli;
 mod client;
-/// The CNI plugin's pure core: parsing, results, ADD/DEL/CHECK/GC decisions.
+/// The CNI plugin: a pure core (parsing, results, ADD/DEL/CHECK/GC decisions) and its IO.
 mod cni;
 mod docker;
 mod l7;
@@ -22,6 +22,20 @@ use cli::args::{Cli, Command};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // Run by a CNI runtime (under the conflist's `type`): speak CNI, not the CLI.
+    if cni::plugin::invoked() {
+        let code = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(cni::plugin::run()),
+            Err(e) => {
+                eprintln!("shoal: cannot start the async runtime: {e}");
+                1
+            }
+        };
+        std::process::exit(code);
+    }
     let cli = Cli::parse();
     end_quietly_on_a_closed_stdout();
     // `shoal proxy --threads 1` serves from one thread, like HAProxy's nbthread 1.
@@ -116,5 +130,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::DockerPlugin(cmd) => cli::docker_plugin(cli.host.as_deref(), cmd)
             .await
             .map(|()| 0),
+        Command::Cni(cmd) => cli::cni(&client()?, cmd).await.map(|()| 0),
     }
 }

@@ -343,6 +343,14 @@ pub struct AttachRequest {
     /// derived from the address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
+    /// Who made the attachment, for runtimes that find it again by their own key
+    /// (CNI's `cni:<container>/<ifname>`); `network inspect` shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Ports of this node forwarded to the endpoint (CNI's `portMappings`); if they
+    /// cannot be set up, the attachment is undone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<crate::state::EndpointPort>,
 }
 
 /// `detach`.
@@ -382,6 +390,15 @@ pub struct EndpointInfo {
     pub aliases: Vec<String>,
     /// The service it is a task of.
     pub service: Option<String>,
+    /// Who made it (a runtime's own key, e.g. `cni:<container>/<ifname>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Ports of its node forwarded to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<crate::state::EndpointPort>,
+    /// The interface's MTU (the network's).
+    #[serde(default)]
+    pub mtu: u32,
 }
 
 /// A network as `network ls` / `network inspect` show it.
@@ -445,6 +462,9 @@ impl EndpointInfo {
             name: e.name.clone(),
             aliases: e.aliases.clone(),
             service: e.service.clone(),
+            owner: e.runtime_id.clone(),
+            ports: e.ports.clone(),
+            mtu: n.mtu,
         }
     }
 }

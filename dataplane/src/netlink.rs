@@ -37,6 +37,25 @@ pub enum NetlinkError {
     NoSuchLink(String),
 }
 
+/// What `link_info` tells about a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// Its index.
+    pub index: u32,
+    /// Its hardware address, if it has a 6-byte one.
+    pub mac: Option<[u8; 6]>,
+    /// Its MTU.
+    pub mtu: u32,
+}
+
+/// One IPv4 route of the main table.
+struct RouteV4 {
+    dst: Option<Ipv4Addr>,
+    prefix: u8,
+    gateway: Option<Ipv4Addr>,
+    oif: Option<u32>,
+}
+
 /// A route-netlink connection bound to one namespace.
 #[derive(Clone)]
 pub struct Netlink {
@@ -72,18 +91,7 @@ impl Netlink {
 
     /// The index of link `name`, if it exists.
     pub async fn index(&self, name: &str) -> Result<Option<u32>, NetlinkError> {
-        let mut links = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_string())
-            .execute();
-        match links.try_next().await {
-            Ok(Some(link)) => Ok(Some(link.header.index)),
-            Ok(None) => Ok(None),
-            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
-            Err(e) => Err(req(format!("look up link {name}"))(e)),
-        }
+        Ok(self.link_info(name).await?.map(|link| link.index))
     }
 
     /// The index of link `name`, which must exist.
@@ -464,9 +472,82 @@ impl Netlink {
         Ok(out)
     }
 
+    /// Link `name`'s index, MAC and MTU, if it exists.
+    pub async fn link_info(&self, name: &str) -> Result<Option<LinkInfo>, NetlinkError> {
+        use netlink_packet_route::link::LinkAttribute;
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        let msg = match links.try_next().await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => return Ok(None),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => {
+                return Ok(None)
+            }
+            Err(e) => return Err(req(format!("look up link {name}"))(e)),
+        };
+        let mut info = LinkInfo {
+            index: msg.header.index,
+            mac: None,
+            mtu: 0,
+        };
+        for a in &msg.attributes {
+            match a {
+                LinkAttribute::Address(bytes) => info.mac = <[u8; 6]>::try_from(&bytes[..]).ok(),
+                LinkAttribute::Mtu(m) => info.mtu = *m,
+                _ => {}
+            }
+        }
+        Ok(Some(info))
+    }
+
+    /// The IPv4 addresses of link `index` with their prefix lengths.
+    pub async fn addresses_of(&self, index: u32) -> Result<Vec<(Ipv4Addr, u8)>, NetlinkError> {
+        let mut out = Vec::new();
+        let mut addrs = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        while let Some(msg) = addrs.try_next().await.map_err(req("dump addresses"))? {
+            for a in &msg.attributes {
+                if let AddressAttribute::Address(IpAddr::V4(ip)) = a {
+                    out.push((*ip, msg.header.prefix_len));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The IPv4 routes of the main table with a destination: (destination, prefix,
     /// output link).
     pub async fn routes_v4(&self) -> Result<Vec<(Ipv4Addr, u8, Option<u32>)>, NetlinkError> {
+        Ok(self
+            .main_table_v4()
+            .await?
+            .into_iter()
+            .filter_map(|r| Some((r.dst?, r.prefix, r.oif)))
+            .collect())
+    }
+
+    /// The IPv4 routes of the main table, the default route included: (destination,
+    /// prefix, gateway).
+    pub async fn routes_v4_via(
+        &self,
+    ) -> Result<Vec<(Ipv4Addr, u8, Option<Ipv4Addr>)>, NetlinkError> {
+        Ok(self
+            .main_table_v4()
+            .await?
+            .into_iter()
+            .map(|r| (r.dst.unwrap_or(Ipv4Addr::UNSPECIFIED), r.prefix, r.gateway))
+            .collect())
+    }
+
+    async fn main_table_v4(&self) -> Result<Vec<RouteV4>, NetlinkError> {
         use netlink_packet_route::route::RouteAddress;
         let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
         let mut out = Vec::new();
@@ -475,18 +556,21 @@ impl Netlink {
             if r.header.table != 254 {
                 continue;
             }
-            let mut dst = None;
-            let mut oif = None;
+            let mut route = RouteV4 {
+                dst: None,
+                prefix: r.header.destination_prefix_length,
+                gateway: None,
+                oif: None,
+            };
             for a in &r.attributes {
                 match a {
-                    RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = Some(*ip),
-                    RouteAttribute::Oif(i) => oif = Some(*i),
+                    RouteAttribute::Destination(RouteAddress::Inet(ip)) => route.dst = Some(*ip),
+                    RouteAttribute::Gateway(RouteAddress::Inet(ip)) => route.gateway = Some(*ip),
+                    RouteAttribute::Oif(i) => route.oif = Some(*i),
                     _ => {}
                 }
             }
-            if let Some(d) = dst {
-                out.push((d, r.header.destination_prefix_length, oif));
-            }
+            out.push(route);
         }
         Ok(out)
     }

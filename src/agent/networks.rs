@@ -21,7 +21,7 @@ use axum::{Json, Router};
 use shoal_control::api::{
     AttachRequest, DetachRequest, EndpointInfo, LeaderRequest, LeaderResponse, NetworkInfo,
 };
-use shoal_control::state::{AttachSpec, Command, Endpoint, NetworkSpec, Output};
+use shoal_control::state::{AttachSpec, Command, Endpoint, EndpointPort, NetworkSpec, Output};
 use shoal_control::{ClusterError, Member};
 use shoal_dataplane::netns;
 
@@ -195,6 +195,36 @@ pub(crate) async fn attach_and_wait(
     Ok(*endpoint)
 }
 
+/// Forwards `ports` of this node to a fresh `endpoint` and waits for the kernel; if
+/// that fails (a port taken, the rules refused), the endpoint is detached again.
+async fn forward_or_undo(
+    m: &Member,
+    overlay: &Overlay,
+    endpoint: &Endpoint,
+    ports: Vec<EndpointPort>,
+) -> Result<(), ClusterError> {
+    let command = Command::SetEndpointPorts {
+        node: m.node_id,
+        endpoint: endpoint.id.clone(),
+        ports,
+    };
+    let failure = match propose(m, command).await {
+        Err(e) => e,
+        Ok(applied) => match overlay.wait_for(applied.revision, PROGRAMMED_WITHIN).await {
+            Some(_) => return Ok(()),
+            None => ClusterError::Unavailable(format!(
+                "the forwarded ports were not set up within {}s",
+                PROGRAMMED_WITHIN.as_secs()
+            )),
+        },
+    };
+    let sandbox = endpoint.sandbox.clone();
+    if let Err(e) = detach_and_wait(m, Some(overlay), &endpoint.network, sandbox).await {
+        tracing::warn!(error = %e, "cannot detach the endpoint whose ports failed");
+    }
+    Err(failure)
+}
+
 /// Detaches a sandbox from a network and waits until the kernel has forgotten it.
 pub(crate) async fn detach_and_wait(
     m: &Member,
@@ -240,13 +270,18 @@ async fn attach(
             ingress: false,
             ifname: req.ifname,
             mac,
+            runtime_id: req.owner,
             ..Default::default()
         };
         let overlay = agent.overlay()?;
         let endpoint = attach_and_wait(&m, &overlay, spec).await?;
+        if !req.ports.is_empty() {
+            forward_or_undo(&m, &overlay, &endpoint, req.ports).await?;
+        }
         let state = m.replica().state();
         let net = state.find_network(&endpoint.network)?;
-        Ok(EndpointInfo::of(&state, net, &endpoint))
+        let endpoint = state.endpoints.get(&endpoint.id).unwrap_or(&endpoint);
+        Ok(EndpointInfo::of(&state, net, endpoint))
     }
     .await;
     reply(result)

@@ -434,3 +434,31 @@ pub async fn docker_plugin(host: Option<&str>, cmd: args::DockerPluginCmd) -> an
         }
     }
 }
+
+/// `shoal cni ...`.
+pub async fn cni(client: &crate::client::ApiClient, cmd: args::CniCmd) -> anyhow::Result<()> {
+    match cmd {
+        args::CniCmd::Install {
+            network,
+            bin_dir,
+            conf_dir,
+            portmap,
+        } => {
+            let path = format!("/v1/networks/{}", crate::client::segment(&network));
+            let _: shoal_control::api::NetworkInfo = client.get(&path).await.map_err(|e| {
+                anyhow::anyhow!("shoal network {network:?}: {e} (make it with `shoal network create --attachable {network}`)")
+            })?;
+            let installed = crate::cni::install::install(&crate::cni::install::Install {
+                network: network.clone(),
+                socket: client.socket().to_path_buf(),
+                bin_dir,
+                conf_dir,
+                portmap,
+            })?;
+            println!("CNI plugin: {}", installed.plugin.display());
+            println!("Network config: {}", installed.conflist.display());
+            println!("Try: podman run --network {network} ...");
+            Ok(())
+        }
+    }
+}

@@ -207,6 +207,7 @@ pub async fn attach(client: &ApiClient, a: AttachArgs) -> anyhow::Result<()> {
         service: a.service,
         ifname: a.ifname,
         mac: a.mac,
+        ..Default::default()
     };
     let e: EndpointInfo = client.post("/v1/attach", &req).await?;
     print(a.format, &e, |e| {

@@ -144,7 +144,7 @@ impl NetworkConfig {
         }
         let runtime = object
             .get("runtimeConfig")
-            .map(RuntimeConfig::parse)
+            .map(|v| RuntimeConfig::parse(v, name))
             .transpose()?
             .unwrap_or_default();
         let args_ips = object

@@ -302,34 +302,32 @@ pub fn gc_stale(
 pub enum AgentHealth {
     /// The agent answers and can attach to the network.
     Ready,
-    /// No answer on the socket.
+    /// No answer on the socket (the reason names the socket).
     Unreachable(String),
+    /// The agent answers but cannot change the cluster state (not in a cluster, no
+    /// leader).
+    NotReady(String),
     /// The agent does not know the configured shoal network.
     NetworkUnknown(String),
     /// The network has no addresses left to give.
     AddressesExhausted(String),
-    /// The agent answers but its data path is down: existing containers may be cut off.
-    DataPathDown(String),
 }
 
-/// STATUS: success when ADD can be served, else code 50, or 51 when existing
-/// containers may also have lost connectivity.
+/// STATUS: success when ADD can be served, else code 50. (Code 51, "existing
+/// containers may have limited connectivity", is never shoal's answer: the data path
+/// of attached containers keeps working while the agent or the cluster is down.)
 pub fn status_verdict(health: &AgentHealth) -> Result<(), CniError> {
     let unavailable = |reason: String| Err(CniError::PluginNotAvailable { reason });
     match health {
         AgentHealth::Ready => Ok(()),
-        AgentHealth::Unreachable(why) => {
-            unavailable(format!("the shoal agent does not answer: {why}"))
-        }
+        AgentHealth::Unreachable(why) => unavailable(why.clone()),
+        AgentHealth::NotReady(why) => unavailable(format!("the shoal agent is not ready: {why}")),
         AgentHealth::NetworkUnknown(network) => {
             unavailable(format!("the agent has no network {network:?}"))
         }
         AgentHealth::AddressesExhausted(network) => {
             unavailable(format!("network {network:?} has no free addresses"))
         }
-        AgentHealth::DataPathDown(why) => Err(CniError::LimitedConnectivity {
-            reason: why.clone(),
-        }),
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use super::error::CniError;
-use super::runtime::RequestedIp;
+use super::runtime::{MacAddr, RequestedIp};
 
 /// `CNI_COMMAND`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,11 +80,6 @@ impl ContainerId {
             ))
         }
     }
-
-    /// The ID as given.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 impl fmt::Display for ContainerId {
@@ -138,13 +133,19 @@ impl fmt::Display for IfName {
 
 /// `CNI_ARGS`: `K=V;K2=V2`, as libcni's `LoadArgs` reads it.
 ///
-/// Shoal knows `IgnoreUnknown` and `IP` (CONVENTIONS.md); any other key is an error
-/// unless `IgnoreUnknown` is true (runtimes such as the kubelet set it, since they pass
-/// `K8S_POD_*` to every plugin). The others are kept for the driver to log or use.
+/// Shoal knows `IgnoreUnknown` and `IP` (CONVENTIONS.md), `MAC` (the reference
+/// plugins' and podman's `--mac-address`) and `K8S_POD_NAME` (podman's container name,
+/// which its dnsname plugin serves); any other key is an error unless `IgnoreUnknown`
+/// is true (runtimes such as the kubelet set it, since they pass `K8S_POD_*` to every
+/// plugin). The others are kept for the driver to log or use.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CniArgs {
     /// `IP=<ip>[/<prefix>]`: an address the runtime asks for.
     pub ip: Option<RequestedIp>,
+    /// `MAC=<mac>`: the interface's address.
+    pub mac: Option<MacAddr>,
+    /// `K8S_POD_NAME`: the container's name, a DNS name on the network.
+    pub pod_name: Option<String>,
     /// Every other pair, in order.
     pub other: Vec<(String, String)>,
 }
@@ -178,6 +179,14 @@ impl CniArgs {
                     let ip = RequestedIp::parse(value)
                         .map_err(|problem| format!("CNI_ARGS IP={value:?}: {problem}"))?;
                     args.ip = Some(ip);
+                }
+                "MAC" => {
+                    let mac = MacAddr::parse(value)
+                        .map_err(|problem| format!("CNI_ARGS MAC={value:?}: {problem}"))?;
+                    args.mac = Some(mac);
+                }
+                "K8S_POD_NAME" => {
+                    args.pod_name = Some(value.to_string()).filter(|v| !v.is_empty());
                 }
                 _ => args.other.push((key.to_string(), value.to_string())),
             }

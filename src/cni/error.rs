@@ -85,12 +85,6 @@ pub enum CniError {
         /// Why.
         reason: String,
     },
-    /// Code 51: not available, and existing containers may have limited connectivity.
-    #[error("plugin not available, existing containers may have limited connectivity: {reason}")]
-    LimitedConnectivity {
-        /// Why.
-        reason: String,
-    },
     /// Code 100: ADD found an interface named `CNI_IFNAME` already in the container.
     #[error("interface {ifname} already exists in {netns}")]
     InterfaceExists {
@@ -124,7 +118,6 @@ impl CniError {
             CniError::InvalidConfig { .. } => 7,
             CniError::TryAgainLater { .. } => 11,
             CniError::PluginNotAvailable { .. } => 50,
-            CniError::LimitedConnectivity { .. } => 51,
             CniError::InterfaceExists { .. } => CODE_INTERFACE_EXISTS,
             CniError::CheckFailed { .. } => CODE_CHECK_FAILED,
         }
@@ -141,7 +134,7 @@ impl CniError {
             | CniError::Decode { details, .. }
             | CniError::InvalidConfig { details, .. } => details.clone(),
             CniError::TryAgainLater { .. } => "the runtime should retry the operation".into(),
-            CniError::PluginNotAvailable { .. } | CniError::LimitedConnectivity { .. } => {
+            CniError::PluginNotAvailable { .. } => {
                 "check that the shoal agent runs on this node and that the network config's \
                  `socket` is its API socket"
                     .into()
@@ -153,11 +146,6 @@ impl CniError {
             }
             CniError::CheckFailed { differences, .. } => differences.join("\n"),
         }
-    }
-
-    /// Whether the runtime should retry the same request later.
-    pub fn retry_later(&self) -> bool {
-        matches!(self, CniError::TryAgainLater { .. })
     }
 
     /// The error as the plugin prints it; `cni_version` is the config's, or the
@@ -260,7 +248,6 @@ mod tests {
             ),
             (CniError::TryAgainLater { reason: s() }, 11),
             (CniError::PluginNotAvailable { reason: s() }, 50),
-            (CniError::LimitedConnectivity { reason: s() }, 51),
             (
                 CniError::InterfaceExists {
                     ifname: s(),
@@ -279,7 +266,6 @@ mod tests {
         ];
         for (error, code) in cases {
             assert_eq!(error.code(), code, "{error:?}");
-            assert_eq!(error.retry_later(), code == 11);
         }
     }
 

@@ -1,8 +1,8 @@
-//! The pure core of shoal's CNI plugin (spec 1.1: ADD, DEL, CHECK, STATUS, VERSION,
-//! GC): the shoal binary, run under the name a network config's `type` gives, reads
-//! the CNI_* environment and the request configuration, asks the local agent, and
-//! answers on stdout. This module holds everything but the IO: no `std::env`, no
-//! stdin, no sockets, no netlink.
+//! shoal's CNI plugin (spec 1.1: ADD, DEL, CHECK, STATUS, VERSION, GC): the shoal
+//! binary, run under the name a network config's `type` gives, reads the CNI_*
+//! environment and the request configuration, asks the local agent, and answers on
+//! stdout. Everything but `plugin` (the IO: env, stdin, the agent's socket, netlink)
+//! and `install` (files) is pure.
 //!
 //! ```text
 //!  env map ──▶ env::Invocation::from_env ─┐
@@ -15,14 +15,13 @@
 //! Versions: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0 (see `version`). Errors carry the
 //! spec's well-known codes (see `error`).
 
-// The IO driver (CNI entry point, agent API calls, netlink) comes next; until it
-// lands, the API is used by the tests only.
-#![cfg_attr(not(test), allow(dead_code))]
-
+pub mod agent;
 pub mod config;
 pub mod decide;
 pub mod env;
 pub mod error;
+pub mod install;
+pub mod plugin;
 pub mod result;
 pub mod runtime;
 pub mod version;

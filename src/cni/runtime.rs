@@ -143,8 +143,8 @@ pub(crate) fn strings<'a>(field: &str, value: &'a Value) -> Result<Vec<&'a str>,
 }
 
 impl RuntimeConfig {
-    /// Reads `runtimeConfig`.
-    pub fn parse(value: &Value) -> Result<RuntimeConfig, CniError> {
+    /// Reads `runtimeConfig` of CNI network `network` (the config's `name`).
+    pub fn parse(value: &Value, network: &str) -> Result<RuntimeConfig, CniError> {
         let object = value
             .as_object()
             .ok_or_else(|| wrong_type("runtimeConfig", "an object", value))?;
@@ -159,7 +159,7 @@ impl RuntimeConfig {
                         .ok_or_else(|| wrong_type(&field, "a string", value))?;
                     config.mac = Some(MacAddr::parse(text).map_err(|d| invalid(&field, d))?);
                 }
-                "aliases" => config.aliases = parse_aliases(&field, value)?,
+                "aliases" => config.aliases = parse_aliases(&field, value, network)?,
                 "portMappings" => config.port_mappings = parse_port_mappings(&field, value)?,
                 _ => {
                     return Err(CniError::UnsupportedField {
@@ -187,8 +187,16 @@ pub(crate) fn parse_ips(field: &str, value: &Value) -> Result<Vec<RequestedIp>, 
 }
 
 /// Aliases are DNS names: dot-separated labels of 1–63 letters, digits, `-` or `_`,
-/// not starting or ending with `-`, 253 bytes at most.
-fn parse_aliases(field: &str, value: &Value) -> Result<Vec<String>, CniError> {
+/// not starting or ending with `-`, 253 bytes at most. CONVENTIONS.md gives them as a
+/// list; podman gives a map from the CNI network's name to the list (as its dnsname
+/// plugin reads them), and only this network's entry counts.
+fn parse_aliases(field: &str, value: &Value, network: &str) -> Result<Vec<String>, CniError> {
+    if let Some(by_network) = value.as_object() {
+        return match by_network.get(network) {
+            Some(list) => parse_aliases(&format!("{field}.{network}"), list, network),
+            None => Ok(Vec::new()),
+        };
+    }
     let mut aliases = Vec::new();
     for (i, alias) in strings(field, value)?.into_iter().enumerate() {
         let label_ok = |l: &str| {
@@ -317,7 +325,7 @@ mod tests {
     use serde_json::json;
 
     fn code(value: Value) -> u32 {
-        RuntimeConfig::parse(&value).unwrap_err().code()
+        RuntimeConfig::parse(&value, "net").unwrap_err().code()
     }
 
     #[test]
@@ -331,7 +339,7 @@ mod tests {
                 { "hostPort": 8080, "containerPort": 80, "protocol": "tcp" },
                 { "hostPort": 8000, "containerPort": 8001, "protocol": "udp", "hostIP": "127.0.0.1" }
             ]
-        }))
+        }), "net")
         .unwrap();
         let ips: Vec<String> = config.ips.iter().map(ToString::to_string).collect();
         assert_eq!(
@@ -393,13 +401,14 @@ mod tests {
             {"hostPort": 53, "containerPort": 53, "protocol": "tcp", "hostIP": ""},
             {"hostPort": 53, "containerPort": 53, "protocol": "udp", "hostIP": "0.0.0.0"}
         ]});
-        let config = RuntimeConfig::parse(&both_protocols).unwrap();
+        let config = RuntimeConfig::parse(&both_protocols, "net").unwrap();
         assert!(config.port_mappings.iter().all(|m| m.host_ip.is_none()));
     }
 
     #[test]
     fn unknown_capabilities_are_code_2_naming_them() {
-        let error = RuntimeConfig::parse(&json!({"bandwidth": {"ingressRate": 2048}})).unwrap_err();
+        let error =
+            RuntimeConfig::parse(&json!({"bandwidth": {"ingressRate": 2048}}), "net").unwrap_err();
         assert_eq!(error.code(), 2);
         assert_eq!(
             error.to_string(),
@@ -428,7 +437,23 @@ mod tests {
     #[test]
     fn duplicate_aliases_are_kept_once() {
         let config =
-            RuntimeConfig::parse(&json!({"aliases": ["db", "DB", "db.internal"]})).unwrap();
+            RuntimeConfig::parse(&json!({"aliases": ["db", "DB", "db.internal"]}), "net").unwrap();
         assert_eq!(config.aliases, ["db", "db.internal"]);
+    }
+
+    #[test]
+    fn podman_gives_aliases_by_network_and_only_ours_count() {
+        let given = json!({"aliases": {"net": ["web", "www"], "other": ["elsewhere"]}});
+        let config = RuntimeConfig::parse(&given, "net").unwrap();
+        assert_eq!(config.aliases, ["web", "www"]);
+        let elsewhere = RuntimeConfig::parse(&json!({"aliases": {"other": ["x"]}}), "net");
+        assert!(elsewhere.unwrap().aliases.is_empty());
+        let bad = RuntimeConfig::parse(&json!({"aliases": {"net": ["-x"]}}), "net");
+        let error = bad.unwrap_err();
+        assert_eq!(error.code(), 7);
+        assert!(
+            error.to_string().contains("runtimeConfig.aliases.net[0]"),
+            "{error}"
+        );
     }
 }

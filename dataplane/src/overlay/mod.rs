@@ -27,8 +27,8 @@ pub use apply::{apply, ensure_forwarding, local_ipv4, ChangeError, Outcome};
 pub use diff::{diff, Change};
 pub use observe::{observe, Link, LinkKind, Observed};
 pub use plan::{
-    bridge_name, peer_ifname, EndpointPlan, NetworkPlan, NodeAddr, NodePlan, Remote, MESH_MARK,
-    NFT_TABLE, PREFIX,
+    bridge_name, host_ifname, peer_ifname, EndpointPlan, NetworkPlan, NodeAddr, NodePlan, Remote,
+    MESH_MARK, NFT_TABLE, PREFIX,
 };
 pub use rules::{bridge_ruleset, ruleset};
 pub use sandbox::{remove_stale_resolv_confs, write_resolv_conf, ResolvConf, SandboxError};

@@ -156,18 +156,20 @@ pub fn peer_ifname(id: &str) -> String {
     format!("{PREFIX}p{}", id.get(..8).unwrap_or(id))
 }
 
+/// The node-side veth of endpoint `id`.
+pub fn host_ifname(id: &str) -> String {
+    format!("{PREFIX}e{}", id.get(..8).unwrap_or(id))
+}
+
 /// The bridge name of network `vni`.
 pub fn bridge_name(vni: u32) -> String {
     format!("{PREFIX}b{vni}")
 }
 
 impl EndpointPlan {
-    fn short(&self) -> &str {
-        self.id.get(..8).unwrap_or(&self.id)
-    }
     /// The node-side veth.
     pub fn host_ifname(&self) -> String {
-        format!("{PREFIX}e{}", self.short())
+        host_ifname(&self.id)
     }
     /// The sandbox-side veth before it is moved and renamed.
     pub fn peer_ifname(&self) -> String {

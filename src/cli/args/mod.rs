@@ -81,6 +81,31 @@ pub enum Command {
     /// shoal as Docker's network and IPAM driver.
     #[command(subcommand, name = "docker-plugin")]
     DockerPlugin(DockerPluginCmd),
+    /// shoal as a CNI plugin (podman, containerd, every CNI runtime).
+    #[command(subcommand)]
+    Cni(CniCmd),
+}
+
+/// `shoal cni ...`.
+#[derive(Debug, Subcommand)]
+pub enum CniCmd {
+    /// Put the plugin (a link to this binary named `shoal`) in the CNI bin dir and write
+    /// a conflist that attaches to shoal network NET through this host's agent.
+    Install {
+        /// The shoal network containers join (it must exist).
+        #[arg(long)]
+        network: String,
+        /// The runtime's CNI plugin directory.
+        #[arg(long, env = "SHOAL_CNI_BIN_DIR", default_value = "/opt/cni/bin")]
+        bin_dir: PathBuf,
+        /// The runtime's CNI network configuration directory.
+        #[arg(long, env = "SHOAL_CNI_CONF_DIR", default_value = "/etc/cni/net.d")]
+        conf_dir: PathBuf,
+        /// Port mappings (`podman run -p`) go to the reference `portmap` plugin, chained
+        /// after shoal, instead of to shoal's own port forwarding.
+        #[arg(long)]
+        portmap: bool,
+    },
 }
 
 /// `shoal docker-plugin ...`.
@@ -379,6 +404,10 @@ pub enum LabCmd {
         /// --docker-arg=--live-restore.
         #[arg(long = "docker-arg", allow_hyphen_values = true)]
         docker_arg: Vec<String>,
+        /// Make podman usable in every node host (each its own storage, state and CNI
+        /// configuration directory); `lab exec` then points `podman` at it.
+        #[arg(long)]
+        podman: bool,
         /// One more argument for every agent (repeatable), e.g.
         /// --agent-arg=--lb-idle-timeout=30.
         #[arg(long = "agent-arg", allow_hyphen_values = true)]

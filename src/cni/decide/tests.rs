@@ -266,5 +266,4 @@ fn status_maps_agent_health_to_codes() {
     );
     assert_eq!(code(AgentHealth::NetworkUnknown("dbnet".into())), 50);
     assert_eq!(code(AgentHealth::AddressesExhausted("dbnet".into())), 50);
-    assert_eq!(code(AgentHealth::DataPathDown("vxlan0 is down".into())), 51);
 }

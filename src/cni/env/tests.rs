@@ -33,7 +33,7 @@ fn add_reads_every_parameter() {
     let Invocation::Add(env) = Invocation::from_env(&add_env()).unwrap() else {
         panic!()
     };
-    assert_eq!(env.key.container_id.as_str(), "a51debf7e1eb");
+    assert_eq!(env.key.container_id.to_string(), "a51debf7e1eb");
     assert_eq!(env.key.ifname.as_str(), "eth0");
     assert_eq!(env.netns.as_deref(), Some("/var/run/netns/blue"));
     assert_eq!(env.path, ["/opt/cni/bin", "/usr/libexec/cni"]);
@@ -159,11 +159,19 @@ fn cni_args_follow_load_args() {
 
 #[test]
 fn cni_args_carry_a_requested_ip() {
-    let args = CniArgs::parse("IgnoreUnknown=1;K8S_POD_NAME=web;IP=10.0.0.5/24").unwrap();
+    let args = CniArgs::parse("IgnoreUnknown=1;K8S_POD_NAME=web;IP=10.0.0.5/24;X=1").unwrap();
     assert_eq!(args.ip, Some(RequestedIp::parse("10.0.0.5/24").unwrap()));
+    assert_eq!(args.pod_name.as_deref(), Some("web"));
+    assert_eq!(args.other, [("X".to_string(), "1".to_string())]);
+    // podman's own keys need no IgnoreUnknown.
+    let podman = CniArgs::parse("K8S_POD_NAME=db;MAC=02:00:00:00:00:07").unwrap();
     assert_eq!(
-        args.other,
-        [("K8S_POD_NAME".to_string(), "web".to_string())]
+        podman.mac.map(|m| m.to_string()).as_deref(),
+        Some("02:00:00:00:00:07")
+    );
+    assert!(
+        CniArgs::parse("MAC=01:00:00:00:00:07").is_err(),
+        "a group MAC"
     );
     assert!(CniArgs::parse("IP=10.0.0.0/33").is_err());
     let mut vars = add_env();

@@ -1,0 +1,235 @@
+//! Between CNI and the agent API, as plain functions: the attach request an ADD
+//! makes, the records DEL, CHECK and GC find, the result ADD prints, and the CNI
+//! error an agent's answer becomes.
+//!
+//! An attachment made for CNI carries the owner `cni:<container>/<ifname>`; that is
+//! how the plugin, which keeps no state of its own, finds it again.
+
+use std::net::IpAddr;
+
+use ipnet::{IpNet, Ipv4Net};
+use shoal_control::api::{AttachRequest, EndpointInfo, NetworkInfo};
+use shoal_control::state::{EndpointPort, Protocol as ShoalProtocol};
+
+use super::config::NetworkConfig;
+use super::decide::{ObservedSandbox, RecordedAttachment};
+use super::env::{AttachmentEnv, AttachmentKey, CniCommand, ContainerId, IfName};
+use super::error::CniError;
+use super::result::{CniResult, Dns, Interface, IpConfig, Route};
+use super::runtime::Protocol;
+
+const OWNER_PREFIX: &str = "cni:";
+
+/// The owner an attachment for `key` carries.
+pub fn owner(key: &AttachmentKey) -> String {
+    format!("{OWNER_PREFIX}{key}")
+}
+
+/// The key in an owner string, if it is a CNI attachment's.
+pub fn parse_owner(owner: &str) -> Option<AttachmentKey> {
+    let (container, ifname) = owner.strip_prefix(OWNER_PREFIX)?.rsplit_once('/')?;
+    Some(AttachmentKey {
+        container_id: ContainerId::parse(container).ok()?,
+        ifname: IfName::parse(ifname).ok()?,
+    })
+}
+
+/// The CNI attachments of `network` on node `node` (by name), as the agent holds them.
+pub fn records(network: &NetworkInfo, node: &str) -> Vec<RecordedAttachment> {
+    network
+        .endpoints
+        .iter()
+        .filter(|e| e.node == node)
+        .filter_map(|e| {
+            let key = parse_owner(e.owner.as_deref()?)?;
+            Some(RecordedAttachment {
+                key,
+                network: network.name.clone(),
+                netns: e.sandbox.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The attach request for ADD: the runtime's address (one IPv4 address: a shoal
+/// interface has one), MAC, name, aliases and forwarded ports.
+pub fn attach_request(
+    config: &NetworkConfig,
+    env: &AttachmentEnv,
+    netns: &str,
+) -> Result<AttachRequest, CniError> {
+    let ips = config.requested_ips(env.args.ip);
+    let ip = match ips.as_slice() {
+        [] => None,
+        [one] => match one.addr {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => {
+                return Err(CniError::UnsupportedField {
+                    key: "ips".into(),
+                    value: one.to_string(),
+                    details: "shoal networks are IPv4 only for now; ask for an IPv4 address".into(),
+                })
+            }
+        },
+        more => {
+            let shown: Vec<String> = more.iter().map(ToString::to_string).collect();
+            return Err(CniError::UnsupportedField {
+                key: "ips".into(),
+                value: shown.join(", "),
+                details: "a shoal interface has one address; ask for one".into(),
+            });
+        }
+    };
+    let mut ports = Vec::with_capacity(config.runtime.port_mappings.len());
+    for (i, mapping) in config.runtime.port_mappings.iter().enumerate() {
+        if let Some(host_ip) = mapping.host_ip.filter(|ip| !ip.is_unspecified()) {
+            return Err(CniError::UnsupportedField {
+                key: format!("runtimeConfig.portMappings[{i}].hostIP"),
+                value: host_ip.to_string(),
+                details: "shoal forwards a port on every address of the node; leave out the \
+                          host address, or chain the portmap plugin instead"
+                    .into(),
+            });
+        }
+        let protocol = match mapping.protocol {
+            Protocol::Tcp => ShoalProtocol::Tcp,
+            Protocol::Udp => ShoalProtocol::Udp,
+            Protocol::Sctp => {
+                return Err(CniError::UnsupportedField {
+                    key: format!("runtimeConfig.portMappings[{i}].protocol"),
+                    value: "\"sctp\"".into(),
+                    details: "shoal forwards tcp and udp ports".into(),
+                })
+            }
+        };
+        ports.push(EndpointPort {
+            protocol,
+            host_port: mapping.host_port,
+            port: mapping.container_port,
+        });
+    }
+    Ok(AttachRequest {
+        network: config.network.clone(),
+        netns: netns.to_string(),
+        name: env.args.pod_name.clone(),
+        aliases: config.runtime.aliases.clone(),
+        ip,
+        service: None,
+        ifname: Some(env.key.ifname.to_string()),
+        mac: config
+            .runtime
+            .mac
+            .or(env.args.mac)
+            .map(|mac| mac.to_string()),
+        owner: Some(owner(&env.key)),
+        ports,
+    })
+}
+
+/// The node's end of the veth pair, as the driver found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSide {
+    /// Its name.
+    pub name: String,
+    /// Its MAC.
+    pub mac: String,
+}
+
+/// ADD's result: the node's end (chained plugins such as `bandwidth` look for it),
+/// the container's interface, its address and gateway, the default route if the
+/// sandbox has it through the gateway, and shoal's resolver.
+pub fn add_result(
+    endpoint: &EndpointInfo,
+    host: Option<HostSide>,
+    netns: &str,
+    observed: &ObservedSandbox,
+) -> Result<CniResult, CniError> {
+    let address: Ipv4Net = endpoint.address.parse().map_err(|e| CniError::Decode {
+        what: "the agent's answer".into(),
+        details: format!("address {:?}: {e}", endpoint.address),
+    })?;
+    let mut result = CniResult::default();
+    if let Some(host) = host {
+        result.interfaces.push(Interface {
+            name: host.name,
+            mac: Some(host.mac),
+            ..Default::default()
+        });
+    }
+    let mtu = observed
+        .interface
+        .as_ref()
+        .map(|i| i.mtu)
+        .filter(|m| *m != 0)
+        .or(Some(endpoint.mtu).filter(|m| *m != 0));
+    result.interfaces.push(Interface {
+        name: endpoint.ifname.clone(),
+        mac: Some(endpoint.mac.clone()),
+        mtu,
+        sandbox: Some(netns.to_string()),
+        ..Default::default()
+    });
+    let index = result.interfaces.len() - 1;
+    let gateway = IpAddr::V4(endpoint.gateway);
+    result.ips.push(IpConfig {
+        address: IpNet::V4(address),
+        gateway: Some(gateway),
+        interface: Some(index),
+    });
+    let default_via_gateway = observed
+        .routes
+        .iter()
+        .any(|r| r.dst.prefix_len() == 0 && r.gw == Some(gateway));
+    if default_via_gateway {
+        result.routes.push(Route {
+            dst: IpNet::V4(Ipv4Net::default()),
+            gw: Some(gateway),
+            mtu: None,
+            advmss: None,
+            priority: None,
+            table: None,
+            scope: None,
+        });
+    }
+    result.dns = Dns {
+        nameservers: vec![IpAddr::V4(endpoint.dns)],
+        ..Default::default()
+    };
+    Ok(result)
+}
+
+/// What the agent's answer means to the runtime. `status` is `None` when the agent
+/// did not answer at all.
+pub fn agent_error(
+    command: CniCommand,
+    socket: &str,
+    network: &str,
+    status: Option<u16>,
+    message: &str,
+) -> CniError {
+    match status {
+        None if command == CniCommand::Status => CniError::PluginNotAvailable {
+            reason: format!("the shoal agent at {socket} does not answer: {message}"),
+        },
+        None => CniError::TryAgainLater {
+            reason: format!(
+                "the shoal agent at {socket} does not answer ({message}); is `shoal agent` \
+                 running on this node?"
+            ),
+        },
+        Some(421 | 502 | 503 | 504) => CniError::TryAgainLater {
+            reason: format!("the cluster cannot take the change now: {message}"),
+        },
+        Some(status) if (400..500).contains(&status) => CniError::InvalidConfig {
+            field: format!("network {network:?}"),
+            details: format!("the shoal agent refused: {message}"),
+        },
+        Some(_) => CniError::Io {
+            what: format!("{} through the shoal agent", command.as_str()),
+            details: message.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;
