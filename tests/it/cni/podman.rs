@@ -1,0 +1,1 @@
+//! podman on shoal networks (filled in below).
