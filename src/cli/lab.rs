@@ -20,6 +20,7 @@ pub async fn run(cmd: LabCmd) -> anyhow::Result<i32> {
             dns_upstream,
             docker,
             docker_arg,
+            podman,
             agent_arg,
             lab: l,
         } => {
@@ -27,6 +28,7 @@ pub async fn run(cmd: LabCmd) -> anyhow::Result<i32> {
                 dns_upstream,
                 docker: docker || !docker_arg.is_empty(),
                 docker_args: docker_arg,
+                podman,
                 agent_args: agent_arg,
             };
             let lab = lab::up_with(&l.name, nodes, managers, &options).await?;
@@ -40,6 +42,13 @@ pub async fn run(cmd: LabCmd) -> anyhow::Result<i32> {
                 super::shoal_command(),
                 lab.name
             );
+            if lab.podman {
+                println!(
+                    "     {} lab exec --name {} n1 -- podman ps   # each node host has a podman of its own",
+                    super::shoal_command(),
+                    lab.name
+                );
+            }
         }
         LabCmd::Status { lab: l, format } => {
             let lab = lab::load(&l.name)?;

@@ -3,10 +3,13 @@
 //! A lab named LAB owns exactly: namespaces `shl-LAB-*`, the directories
 //! `/run/shoal/labs/LAB` (sockets, PIDs, logs, `lab.json`) and `/var/lib/shoal/labs/LAB`
 //! (agents' data), and the processes inside its namespaces. `lab down` removes all of
-//! them, whether or not `lab up` finished.
+//! them, whether or not `lab up` finished. With `--podman` it also owns its hosts'
+//! podman containers (their processes, cgroups and `/run/netns/netns-*` namespaces; see
+//! [`podman`]), which `lab down` removes first, while the agents still run.
 
 mod agents;
 pub mod docker;
+pub mod podman;
 pub mod topology;
 
 use std::net::IpAddr;
@@ -56,6 +59,9 @@ pub struct Lab {
     /// More arguments for every dockerd.
     #[serde(default)]
     pub docker_args: Vec<String>,
+    /// Every node host can run podman (its own storage, state and CNI directory).
+    #[serde(default)]
+    pub podman: bool,
     /// More arguments for every agent.
     #[serde(default)]
     pub agent_args: Vec<String>,
@@ -70,6 +76,8 @@ pub struct LabOptions {
     pub docker: bool,
     /// More arguments for every dockerd (`--live-restore`, ...).
     pub docker_args: Vec<String>,
+    /// Make podman usable in every node host.
+    pub podman: bool,
     /// More arguments for every agent (`--lb-idle-timeout=30`, ...).
     pub agent_args: Vec<String>,
 }
@@ -265,6 +273,7 @@ async fn build(
         dns_upstream: options.dns_upstream.clone(),
         docker: options.docker,
         docker_args: options.docker_args.clone(),
+        podman: options.podman,
         agent_args: options.agent_args.clone(),
     };
     save(&paths, &lab)?;
@@ -275,6 +284,18 @@ async fn build(
     if lab.docker {
         for h in lab.nodes() {
             std::fs::create_dir_all(&docker::DockerPaths::new(&paths, &h.name).plugins)?;
+        }
+    }
+    if lab.podman {
+        for h in lab.nodes() {
+            podman::prepare(&paths, &h.name)?;
+        }
+        let checks = lab.nodes().map(|h| {
+            let (paths, h) = (paths.clone(), h.clone());
+            tokio::task::spawn_blocking(move || podman::check(&paths, &h))
+        });
+        for r in futures::future::join_all(checks).await {
+            r??;
         }
     }
     let starts = lab.nodes().map(|h| agents::start(&paths, h, &lab));
@@ -358,9 +379,10 @@ pub async fn wait_ready(client: &ApiClient, want: usize, within: Duration) -> an
     }
 }
 
-/// `lab down`: kills every process in the lab's namespaces, deletes the namespaces (and
-/// with them every interface), and removes the lab's files. Never fails half-way: it
-/// reports what it could not remove.
+/// `lab down`: removes the hosts' podman containers (while the agents run), kills every
+/// process in the lab's namespaces, deletes the namespaces (and with them every
+/// interface), and removes the lab's files. Never fails half-way: it reports what it
+/// could not remove.
 pub fn down(name: &str) -> Vec<String> {
     let mut problems = Vec::new();
     let prefix = topology::ns_prefix(name);
@@ -373,11 +395,15 @@ pub fn down(name: &str) -> Vec<String> {
         .iter()
         .filter_map(|ns| ns.strip_prefix(&prefix).map(String::from))
         .collect();
+    let podman = remove_podman_containers(&paths);
     for host in &hosts {
         docker::kill_containers(&paths, host);
     }
     for ns in &namespaces {
         agents::kill_all_in(ns);
+    }
+    for found in &podman {
+        problems.extend(podman::clean_up(&paths, found));
     }
     for host in &hosts {
         docker::kill_containers(&paths, host);
@@ -388,9 +414,26 @@ pub fn down(name: &str) -> Vec<String> {
         }
         agents::remove_tree(&Path::new("/etc/netns").join(ns));
     }
+    problems.extend(podman::unmount_below(&paths));
     agents::remove_tree(&paths.run);
     agents::remove_tree(&paths.data);
     problems
+}
+
+/// `podman rm` in every host with a podman of its own (those whose namespace is gone are
+/// only cleaned up after), all hosts at once.
+fn remove_podman_containers(paths: &LabPaths) -> Vec<podman::HostContainers> {
+    let hosts = podman::hosts_on_disk(paths);
+    std::thread::scope(|s| {
+        let removals: Vec<_> = hosts
+            .iter()
+            .map(|host| {
+                let ns = topology::ns_name(paths.name(), host);
+                s.spawn(move || podman::remove_containers(paths, host, &ns))
+            })
+            .collect();
+        removals.into_iter().filter_map(|r| r.join().ok()).collect()
+    })
 }
 
 /// `lab exec`: runs `command` inside `host`, with SHOAL_HOST set to its agent; returns
@@ -412,6 +455,9 @@ pub fn exec(lab: &Lab, host: &str, command: &[String]) -> anyhow::Result<i32> {
                 "DOCKER_HOST",
                 docker::DockerPaths::new(&LabPaths::new(&lab.name), host).host(),
             );
+        }
+        if lab.podman {
+            cmd.envs(podman::PodmanPaths::new(&LabPaths::new(&lab.name), host).env());
         }
     }
     let ns = netns::open(&h.namespace)?;
