@@ -25,6 +25,11 @@ pub fn owner(key: &AttachmentKey) -> String {
     format!("{OWNER_PREFIX}{key}")
 }
 
+/// Whether an endpoint with this owner was made by a CNI runtime.
+pub fn is_cni_owner(owner: Option<&str>) -> bool {
+    owner.is_some_and(|o| o.starts_with(OWNER_PREFIX))
+}
+
 /// The key in an owner string, if it is a CNI attachment's.
 pub fn parse_owner(owner: &str) -> Option<AttachmentKey> {
     let (container, ifname) = owner.strip_prefix(OWNER_PREFIX)?.rsplit_once('/')?;

@@ -32,7 +32,9 @@ const MAX_UDP_FLOWS: usize = 1024;
 const RETRY: Duration = Duration::from_secs(10);
 
 /// The ports node `me` answers on: those any service publishes, and those forwarded to
-/// its own endpoints (Docker's `-p`).
+/// its own endpoints (Docker's `-p`). A CNI runtime's ports are left out: podman, as
+/// with the reference `portmap` plugin, holds each one itself with a socket on every
+/// address once ADD is done, and a relay on 127.0.0.1 would make that bind fail.
 pub fn published_ports(state: &ClusterState, me: NodeId) -> BTreeSet<(Protocol, u16)> {
     let services = state
         .services
@@ -43,6 +45,7 @@ pub fn published_ports(state: &ClusterState, me: NodeId) -> BTreeSet<(Protocol, 
         .endpoints
         .values()
         .filter(|e| e.node == me)
+        .filter(|e| !crate::cni::agent::is_cni_owner(e.runtime_id.as_deref()))
         .flat_map(|e| e.ports.iter().map(|p| (p.protocol, p.host_port)));
     services.chain(forwarded).collect()
 }

@@ -47,3 +47,51 @@ pub fn require_root(test: &str) {
         );
     }
 }
+
+/// Panics with an explanation unless this process is root and `program --version`
+/// runs (`install` says how to get it).
+pub fn require_program(test: &str, program: &str, install: &str) {
+    require_root(test);
+    let found = std::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(found, "{test} runs real {program}: install it ({install})");
+}
+
+/// A root file system with busybox-static and its common applets, for `docker import`
+/// and `podman import`, in a fresh directory named after `name`; the caller removes it.
+pub fn busybox_rootfs(name: &str) -> std::path::PathBuf {
+    let rootfs = std::env::temp_dir().join(format!("shoal-busybox-{name}"));
+    let _ = std::fs::remove_dir_all(&rootfs);
+    let bin = rootfs.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("busybox (apt-get install busybox-static)");
+    std::fs::copy(busybox, bin.join("busybox")).unwrap();
+    for applet in [
+        "sh", "sleep", "ping", "nslookup", "ip", "nc", "cat", "wget", "httpd", "echo", "hostname",
+    ] {
+        let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
+    }
+    rootfs
+}
+
+/// Waits up to 10 s until `container` pings `target` (an address or a name), running
+/// commands in it with `exec` (`docker exec`, `podman exec`).
+pub fn container_pings(container: &str, target: &str, exec: impl Fn(&[&str]) -> Output) {
+    wait_until(
+        &format!("{container} to reach {target}"),
+        std::time::Duration::from_secs(10),
+        || {
+            let out = exec(&["ping", "-c", "1", "-W", "1", target]);
+            if out.ok() {
+                Ok(())
+            } else {
+                Err(out.stderr + &out.stdout)
+            }
+        },
+    );
+}

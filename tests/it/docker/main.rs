@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use shoal_tests::{exec_in, require_root, wait_until, Capture, Lab, Output, Sandbox};
+use shoal_tests::{exec_in, wait_until, Capture, Lab, Output, Sandbox};
 
 mod lifecycle;
 mod networks;
@@ -28,15 +28,7 @@ fn docker_cli() -> &'static str {
 
 /// Panics unless this test can build labs (root) and run dockerd.
 fn need_docker(test: &str) {
-    require_root(test);
-    let found = Command::new("dockerd")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "{test} runs real dockerds: install Docker (apt-get install docker.io busybox-static)"
-    );
+    shoal_tests::require_program(test, "dockerd", "apt-get install docker.io busybox-static");
 }
 
 /// Runs `docker ARGS` against `host`'s dockerd.
@@ -83,19 +75,7 @@ fn docker_lab(nodes: usize, extra: &[&str]) -> Lab {
     let mut args = vec!["--docker"];
     args.extend(extra);
     let lab = Lab::up_with_upstream(BIN, nodes, 1, &args);
-    let rootfs = std::env::temp_dir().join(format!("shoal-busybox-{}", lab.name));
-    let bin = rootfs.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect("busybox (apt-get install busybox-static)");
-    std::fs::copy(busybox, bin.join("busybox")).unwrap();
-    for applet in [
-        "sh", "sleep", "ping", "nslookup", "ip", "nc", "cat", "wget", "httpd", "echo", "hostname",
-    ] {
-        let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
-    }
+    let rootfs = shoal_tests::busybox_rootfs(&lab.name);
     for host in lab.nodes() {
         let socket = format!("unix:///run/shoal/labs/{}/{host}.docker.sock", lab.name);
         let import = Command::new("sh")
@@ -130,22 +110,11 @@ fn run(lab: &Lab, host: &str, name: &str, network: &str, extra: &[&str]) -> Stri
 
 /// Waits until `container` on `host` pings `target` (an address or a name).
 fn pings(lab: &Lab, host: &str, container: &str, target: &str) {
-    wait_until(
-        &format!("{container} to reach {target}"),
-        Duration::from_secs(10),
-        || {
-            let out = docker(
-                lab,
-                host,
-                &["exec", container, "ping", "-c", "1", "-W", "1", target],
-            );
-            if out.ok() {
-                Ok(())
-            } else {
-                Err(out.stderr + &out.stdout)
-            }
-        },
-    );
+    shoal_tests::container_pings(container, target, |command| {
+        let mut args = vec!["exec", container];
+        args.extend(command);
+        docker(lab, host, &args)
+    });
 }
 
 /// A container's address on `network`.
