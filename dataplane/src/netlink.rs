@@ -111,6 +111,40 @@ impl Netlink {
             .map_err(req(format!("create veth {name}/{peer}")))
     }
 
+    /// Creates a veth pair whose peer is born in namespace `peer_ns` under its final
+    /// name, MTU and MAC: moving a link to another namespace afterwards costs the kernel
+    /// an RCU grace period (tens of milliseconds), creating it there does not.
+    pub async fn add_veth_into(
+        &self,
+        name: &str,
+        mtu: u32,
+        peer: &str,
+        peer_ns: &File,
+        peer_mac: [u8; 6],
+    ) -> Result<(), NetlinkError> {
+        use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth};
+        use rtnetlink::LinkMessageBuilder;
+        let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(peer.to_string())
+            .mtu(mtu)
+            .address(peer_mac.to_vec())
+            .setns_by_fd(peer_ns.as_raw_fd())
+            .build();
+        let message = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(name.to_string())
+            .mtu(mtu)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+            .build();
+        self.handle
+            .link()
+            .add(message)
+            .execute()
+            .await
+            .map_err(req(format!(
+                "add veth {name} with {peer} in another namespace"
+            )))
+    }
+
     /// Creates a bridge.
     pub async fn add_bridge(&self, name: &str) -> Result<(), NetlinkError> {
         self.handle

@@ -64,23 +64,14 @@ pub async fn add_endpoint(
         });
     }
     let host = e.host_ifname();
-    let peer = e.peer_ifname();
-    if let Some(stale) = nl.index(&peer).await? {
-        nl.delete(stale).await?;
-    }
-    nl.add_veth(&host, &peer).await?;
+    nl.add_veth_into(&host, e.mtu, &e.ifname, &ns, e.mac)
+        .await?;
     let result = async {
         let host_idx = nl.must_index(&host).await?;
-        nl.set_mtu(host_idx, e.mtu).await?;
         nl.set_master(host_idx, nl.must_index(bridge).await?)
             .await?;
         nl.set_up(host_idx).await?;
-        let peer_idx = nl.must_index(&peer).await?;
-        nl.set_mtu(peer_idx, e.mtu).await?;
-        nl.move_to(peer_idx, &ns).await?;
-        let idx = inside.must_index(&peer).await?;
-        inside.rename(idx, &e.ifname).await?;
-        inside.set_mac(idx, e.mac).await?;
+        let idx = inside.must_index(&e.ifname).await?;
         inside.add_address(idx, e.ip.into(), e.prefix).await?;
         inside.set_up(idx).await?;
         if let Some(lo) = inside.index("lo").await? {
