@@ -44,33 +44,24 @@ fn docker(host: &str, args: &[&str]) -> anyhow::Result<String> {
 
 /// A busybox image, imported offline on every host.
 fn import_busybox(hosts: &[&str]) -> anyhow::Result<()> {
-    let busybox = super::tools::apt("busybox", "busybox-static").map_err(anyhow::Error::msg)?;
-    let root = std::env::temp_dir().join("shoal-bench-busybox");
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(root.join("bin"))?;
-    std::fs::copy(&busybox, root.join("bin/busybox"))?;
-    for applet in ["sh", "sleep", "ping"] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))?;
-    }
-    for host in hosts {
+    let tarball = super::tools::busybox_tarball(LAB, &["sh", "sleep", "ping"])?;
+    let imported = hosts.iter().try_for_each(|host| {
         let d = DockerPaths::new(&LabPaths::new(LAB), host);
-        let ok = Command::new("sh")
-            .args([
-                "-c",
-                &format!(
-                    "tar -C {} -c . | docker import - {IMAGE} >/dev/null",
-                    root.display()
-                ),
-            ])
+        let docker = super::tools::which("docker").unwrap_or_else(|| "docker".into());
+        let ok = Command::new(docker)
+            .args(["import", "-", IMAGE])
+            .stdin(std::fs::File::open(&tarball)?)
+            .stdout(std::process::Stdio::null())
             .env("DOCKER_HOST", d.host())
             .status()?
             .success();
         if !ok {
             bail!("docker import on {host} failed");
         }
-    }
-    let _ = std::fs::remove_dir_all(&root);
-    Ok(())
+        Ok(())
+    });
+    let _ = std::fs::remove_file(&tarball);
+    imported
 }
 
 /// A container's address on `network` and its network namespace.

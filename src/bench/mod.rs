@@ -1,6 +1,7 @@
 //! `shoal bench`: builds a lab, measures shoal and a baseline in the same run, and
 //! reports ratios.
 
+mod cni;
 mod control;
 mod dns;
 mod docker;
@@ -31,6 +32,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             BenchKind::Dns,
             BenchKind::Ingress,
             BenchKind::Docker,
+            BenchKind::Cni,
         ],
         ref one => std::slice::from_ref(one),
     };
@@ -44,6 +46,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             BenchKind::Dns => dns::run().await?,
             BenchKind::Ingress => ingress::run().await?,
             BenchKind::Docker => docker::run().await?,
+            BenchKind::Cni => cni::run().await?,
             BenchKind::All => anyhow::bail!("`all` is a list of benchmarks, not one"),
         };
         // Each table as soon as it is measured: `all` takes a while.

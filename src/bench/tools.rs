@@ -112,3 +112,30 @@ fn quiet(cmd: &mut Command) -> Result<(), String> {
         Err(last.into_iter().rev().collect::<Vec<_>>().join(" / "))
     }
 }
+
+/// A tarball of a busybox-static root file system with `applets`, named after `name`
+/// in the temporary directory, for `docker import` and `podman import`; the caller
+/// removes it.
+pub fn busybox_tarball(name: &str, applets: &[&str]) -> anyhow::Result<PathBuf> {
+    let busybox = apt("busybox", "busybox-static").map_err(anyhow::Error::msg)?;
+    let root = std::env::temp_dir().join(format!("shoal-{name}-rootfs"));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("bin"))?;
+    std::fs::copy(&busybox, root.join("bin/busybox"))?;
+    for applet in applets {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))?;
+    }
+    let tarball = std::env::temp_dir().join(format!("shoal-{name}-rootfs.tar"));
+    let packed = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tarball)
+        .arg(".")
+        .status()?;
+    let _ = std::fs::remove_dir_all(&root);
+    if !packed.success() {
+        anyhow::bail!("tar of the busybox root file system failed");
+    }
+    Ok(tarball)
+}

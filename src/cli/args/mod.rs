@@ -508,6 +508,10 @@ pub enum BenchKind {
     /// Docker containers on a shoal network across hosts, against shoal's sandboxes and
     /// Docker's own overlay driver; `docker run` until a peer answers.
     Docker,
+    /// CNI ADD/DEL latency through shoal's plugin against the reference bridge +
+    /// host-local plugins; podman containers on a shoal network across hosts against
+    /// shoal's sandboxes.
+    Cni,
     /// Every one of the above, one after the other.
     All,
 }
