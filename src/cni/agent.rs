@@ -215,6 +215,7 @@ pub fn agent_error(
     match status {
         None if command == CniCommand::Status => CniError::PluginNotAvailable {
             reason: format!("the shoal agent at {socket} does not answer: {message}"),
+            details: String::new(),
         },
         None => CniError::TryAgainLater {
             reason: format!(

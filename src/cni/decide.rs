@@ -317,17 +317,30 @@ pub enum AgentHealth {
 /// containers may have limited connectivity", is never shoal's answer: the data path
 /// of attached containers keeps working while the agent or the cluster is down.)
 pub fn status_verdict(health: &AgentHealth) -> Result<(), CniError> {
-    let unavailable = |reason: String| Err(CniError::PluginNotAvailable { reason });
+    let unavailable = |reason: String, details: &str| {
+        Err(CniError::PluginNotAvailable {
+            reason,
+            details: details.to_string(),
+        })
+    };
     match health {
         AgentHealth::Ready => Ok(()),
-        AgentHealth::Unreachable(why) => unavailable(why.clone()),
-        AgentHealth::NotReady(why) => unavailable(format!("the shoal agent is not ready: {why}")),
-        AgentHealth::NetworkUnknown(network) => {
-            unavailable(format!("the agent has no network {network:?}"))
-        }
-        AgentHealth::AddressesExhausted(network) => {
-            unavailable(format!("network {network:?} has no free addresses"))
-        }
+        AgentHealth::Unreachable(why) => unavailable(
+            why.clone(),
+            "start `shoal agent` on this node, or make the network config's `socket` its API socket",
+        ),
+        AgentHealth::NotReady(why) => unavailable(
+            format!("the shoal agent is not ready: {why}"),
+            "join the node to a cluster (shoal cluster init or join), or wait for a quorum of managers",
+        ),
+        AgentHealth::NetworkUnknown(network) => unavailable(
+            format!("the agent has no network {network:?}"),
+            "create it (shoal network create --attachable NAME), or set the config's `network`",
+        ),
+        AgentHealth::AddressesExhausted(network) => unavailable(
+            format!("network {network:?} has no free addresses"),
+            "remove containers from it, or use a network with a larger subnet",
+        ),
     }
 }
 

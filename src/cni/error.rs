@@ -84,6 +84,8 @@ pub enum CniError {
     PluginNotAvailable {
         /// Why.
         reason: String,
+        /// What to do about it.
+        details: String,
     },
     /// Code 100: ADD found an interface named `CNI_IFNAME` already in the container.
     #[error("interface {ifname} already exists in {netns}")]
@@ -132,13 +134,9 @@ impl CniError {
             | CniError::InvalidEnvironment { details, .. }
             | CniError::Io { details, .. }
             | CniError::Decode { details, .. }
-            | CniError::InvalidConfig { details, .. } => details.clone(),
+            | CniError::InvalidConfig { details, .. }
+            | CniError::PluginNotAvailable { details, .. } => details.clone(),
             CniError::TryAgainLater { .. } => "the runtime should retry the operation".into(),
-            CniError::PluginNotAvailable { .. } => {
-                "check that the shoal agent runs on this node and that the network config's \
-                 `socket` is its API socket"
-                    .into()
-            }
             CniError::InterfaceExists { .. } => {
                 "the runtime called ADD twice for this container and interface without a DEL \
                  in between; DEL the attachment first, or ask for another CNI_IFNAME"
@@ -247,7 +245,13 @@ mod tests {
                 7,
             ),
             (CniError::TryAgainLater { reason: s() }, 11),
-            (CniError::PluginNotAvailable { reason: s() }, 50),
+            (
+                CniError::PluginNotAvailable {
+                    reason: s(),
+                    details: s(),
+                },
+                50,
+            ),
             (
                 CniError::InterfaceExists {
                     ifname: s(),

@@ -411,7 +411,7 @@ async fn gc(api: &Api, config: &NetworkConfig) -> Result<(), CniError> {
 
 async fn status(api: &Api) -> Result<(), CniError> {
     let health = match api.get::<StatusInfo>("/v1/status").await {
-        Err(CniError::PluginNotAvailable { reason }) => AgentHealth::Unreachable(reason),
+        Err(CniError::PluginNotAvailable { reason, .. }) => AgentHealth::Unreachable(reason),
         Err(other) => return Err(other),
         Ok(s) if !s.in_cluster || s.removed => {
             AgentHealth::NotReady("the node is not in a cluster".into())

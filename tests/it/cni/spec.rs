@@ -258,6 +258,8 @@ fn bad_input_gets_the_specs_codes() {
         &config(&lab, "n1", "nonet", "1.1.0"),
     ));
     assert_eq!(unknown["code"], 50, "{unknown}");
+    let hint = unknown["details"].as_str().unwrap();
+    assert!(hint.contains("shoal network create"), "{unknown}");
     let mut dead = config(&lab, "n1", "cnet", "1.1.0");
     dead["socket"] = json!("/run/shoal/no-such-agent.sock");
     let dead = answer(&cni(&lab, "n1", "STATUS", &[], &dead));
