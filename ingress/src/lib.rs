@@ -5,7 +5,7 @@
 //! ```text
 //!  config::file / config::labels ──▶ Routes ──▶ Proxy::update (atomic swap)
 //!                                                   │
-//!  client ──▶ Proxy::serve(entrypoint) ──▶ rule ──▶ breaker ──▶ outlier + balancer ──▶ backend
+//!  client ──▶ Proxy::serve(entrypoint) ──▶ rule ──▶ middlewares ──▶ breaker ──▶ outlier + balancer ──▶ backend
 //!                                                   ▲ retry (policy, budget, backoff)
 //! ```
 //! - [`rule`]: Træfik's rule language (`Host`, `PathPrefix`, `&&`, ...), parsed and matched.
@@ -14,19 +14,23 @@
 //!   choices, sticky cookies).
 //! - [`retry`], [`breaker`], [`outlier`]: Envoy's retry policy and budget, circuit
 //!   breaker thresholds, outlier ejection.
+//! - [`middleware`]: Træfik's HTTP middlewares (redirects, path rewrites, headers and
+//!   CORS, basic auth, IP allow lists, rate and in-flight limits, compression, circuit
+//!   breakers, buffering), run around a router's forwarding.
 //! - [`metrics`]: Prometheus counters and histograms per router and service.
 //! - [`access_log`]: Træfik's access log (common or JSON) from a writer thread.
 //! - [`proxy`]: the IO: connections, the HTTP/1 fast path, hyper, the upstream client.
 //! - [`tls`]: certificates by SNI.
 //!
-//! The decision logic (`rule`, `balancer`, `retry`, `breaker`, `outlier`, `config`) is
-//! pure and takes time as a parameter; `proxy`, `tls` and `access_log` do the IO.
+//! The decision logic (`rule`, `balancer`, `retry`, `breaker`, `outlier`, `config`,
+//! the middlewares' decisions) is pure and takes time as a parameter; `proxy`, `tls` and `access_log` do the IO.
 
 pub mod access_log;
 pub mod balancer;
 pub mod breaker;
 pub mod config;
 pub mod metrics;
+pub mod middleware;
 pub mod outlier;
 pub mod proxy;
 pub mod retry;

@@ -10,7 +10,7 @@
 //! * `num_retries` retries after the first attempt; each attempt may have a
 //!   `per_try_timeout`; the whole request has `timeout`.
 //! * Backoff is full-jitter exponential: `random(0, min(max, base * 2^n))`, base 25 ms,
-//!   max 250 ms.
+//!   max 250 ms; or, for Træfik's `retry` middleware, [`BackoffShape::Doubling`].
 //! * Non-idempotent methods (POST, PATCH, CONNECT, …) are retried only when named in
 //!   `methods`.
 //! * A retry budget caps concurrent retries at a share of active requests (20 %, at
@@ -136,6 +136,29 @@ pub struct RetryPolicy {
     pub backoff_base: Duration,
     /// Backoff cap.
     pub backoff_max: Duration,
+    /// How the waits grow.
+    pub backoff_shape: BackoffShape,
+    /// No retry starts once this long has passed since the first attempt (Træfik's
+    /// `retry.timeout`).
+    pub retry_window: Option<Duration>,
+    /// Request bodies up to this size are buffered for retries (instead of the proxy's
+    /// own limit).
+    pub max_body_bytes: Option<usize>,
+}
+
+/// How the waits before retries grow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BackoffShape {
+    /// Envoy's: `random(0, min(backoff_max, backoff_base × 2ⁿ))`.
+    #[default]
+    FullJitter,
+    /// Træfik's `retry` middleware (cenkalti/backoff): `backoff_base × m^n` with
+    /// `m = 2^(1/(attempts − 1))`, so the last wait is about twice the first, each
+    /// randomized by ±50 %; no wait when `backoff_base` is zero.
+    Doubling {
+        /// Total attempts, first included.
+        attempts: u32,
+    },
 }
 
 impl Default for RetryPolicy {
@@ -155,6 +178,9 @@ impl Default for RetryPolicy {
             methods: BTreeSet::new(),
             backoff_base: Duration::from_millis(25),
             backoff_max: Duration::from_millis(250),
+            backoff_shape: BackoffShape::FullJitter,
+            retry_window: None,
+            max_body_bytes: None,
         }
     }
 }
@@ -188,10 +214,27 @@ impl RetryPolicy {
             .min(self.backoff_max)
     }
 
-    /// Full-jitter backoff before retry number `n` (0-based).
+    /// The backoff before retry number `n` (0-based), by [`BackoffShape`].
     pub fn backoff(&self, n: u32, rng: &mut impl Rng) -> Duration {
-        let ceiling = self.backoff_ceiling(n).as_micros() as u64;
-        Duration::from_micros(rng.gen_range(0..=ceiling))
+        match self.backoff_shape {
+            BackoffShape::FullJitter => {
+                let ceiling = self.backoff_ceiling(n).as_micros() as u64;
+                Duration::from_micros(rng.gen_range(0..=ceiling))
+            }
+            BackoffShape::Doubling { attempts } => {
+                if self.backoff_base.is_zero() || attempts < 2 {
+                    return Duration::ZERO;
+                }
+                let growth = 2f64.powf(f64::from(n) / f64::from(attempts - 1));
+                let mid = self.backoff_base.as_secs_f64() * growth;
+                Duration::from_secs_f64(mid * rng.gen_range(0.5..=1.5))
+            }
+        }
+    }
+
+    /// Whether a retry may still start `elapsed` after the first attempt began.
+    pub fn within_window(&self, elapsed: Duration) -> bool {
+        self.retry_window.is_none_or(|w| elapsed < w)
     }
 }
 
@@ -285,6 +328,37 @@ mod tests {
         assert!(samples.iter().all(|d| *d <= Duration::from_millis(100)));
         assert!(samples.iter().any(|d| *d < Duration::from_millis(30)));
         assert!(samples.iter().any(|d| *d > Duration::from_millis(70)));
+    }
+
+    #[test]
+    fn træfik_backoff_doubles_over_the_attempts_with_half_jitter() {
+        let p = RetryPolicy {
+            backoff_base: Duration::from_millis(100),
+            backoff_shape: BackoffShape::Doubling { attempts: 5 },
+            ..RetryPolicy::default()
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for (n, mid) in [(0u32, 100.0f64), (2, 141.42), (4, 200.0)] {
+            let samples: Vec<f64> = (0..200)
+                .map(|_| p.backoff(n, &mut rng).as_secs_f64() * 1000.0)
+                .collect();
+            assert!(samples
+                .iter()
+                .all(|s| *s >= mid * 0.5 - 0.01 && *s <= mid * 1.5 + 0.01));
+            assert!(samples.iter().any(|s| *s < mid * 0.8));
+            assert!(samples.iter().any(|s| *s > mid * 1.2));
+        }
+        let immediate = RetryPolicy {
+            backoff_base: Duration::ZERO,
+            ..p.clone()
+        };
+        assert_eq!(immediate.backoff(3, &mut rng), Duration::ZERO);
+        let windowed = RetryPolicy {
+            retry_window: Some(Duration::from_secs(1)),
+            ..p
+        };
+        assert!(windowed.within_window(Duration::from_millis(999)));
+        assert!(!windowed.within_window(Duration::from_secs(1)));
     }
 
     #[test]

@@ -15,6 +15,13 @@
 //! priority = 100                         # default: length of the rule
 //! tls = false                            # true: only requests that came over TLS
 //! retry = { on = ["5xx", "reset"], attempts = 3, per_try_timeout = "2s", timeout = "15s", methods = ["POST"] }
+//! middlewares = ["strip-api", "auth"]   # Træfik middlewares, in order
+//!
+//! [middlewares.strip-api.stripPrefix]     # Træfik's types and options
+//! prefixes = ["/api"]
+//!
+//! [middlewares.auth.basicAuth]
+//! users = ["admin:$apr1$H6uskkkW$IgXLP6ewTrSuBkTrqE8wj/"]
 //!
 //! [services.shop]
 //! servers = [{ url = "http://10.0.0.5:8080", weight = 2 }, { url = "http://10.0.0.6:8080" }]
@@ -34,6 +41,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::middlewares::{MiddlewareConfig, Opts};
 use super::{
     invalid, parse_duration, ConfigError, RetrySpec, Router, Routes, Server, Service,
     UpstreamProtocol,
@@ -69,6 +77,10 @@ struct FileConfig {
     routers: BTreeMap<String, RouterFile>,
     #[serde(default)]
     services: BTreeMap<String, ServiceFile>,
+    /// Træfik middlewares: `[middlewares.<name>.<type>]`, checked by
+    /// [`MiddlewareConfig::from_opts`] (options compared without case, as Træfik does).
+    #[serde(default)]
+    middlewares: BTreeMap<String, toml::Table>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +114,8 @@ struct RouterFile {
     #[serde(default)]
     tls: bool,
     retry: Option<RetrySpec>,
+    #[serde(default)]
+    middlewares: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,6 +218,14 @@ impl FileConfig {
             );
         }
         let mut routes = Routes::default();
+        for (name, table) in self.middlewares {
+            let path = format!("middlewares.{name}");
+            super::check_name(&path, &name)?;
+            let opts = Opts::from_toml(&path, &table)?;
+            routes
+                .middlewares
+                .insert(name, MiddlewareConfig::from_opts(opts)?);
+        }
         for (name, s) in self.services {
             let service = s.validate(&format!("services.{name}"))?;
             routes.services.insert(name, service);
@@ -255,6 +277,7 @@ impl RouterFile {
         }
         router.entrypoints = self.entrypoints;
         router.tls = self.tls;
+        router.middlewares = self.middlewares;
         router.retry = self
             .retry
             .map(|r| r.to_policy(&format!("{path}.retry")))

@@ -27,15 +27,19 @@
 //! | `http.services.<s>.retry_budget.percent=20`, `.min_concurrency=3`, `.disabled=true` | retry budget |
 //! | `http.services.<s>.circuitbreaker.max_connections`, `.max_pending_requests`, `.max_requests`, `.max_retries` | breaker |
 //! | `http.services.<s>.outlier.consecutive_5xx`, `.consecutive_gateway_failure`, `.interval`, `.base_ejection_time`, `.max_ejection_time`, `.max_ejection_percent`, `.panic_threshold_percent` | outlier detection |
+//! | `http.middlewares.<m>.<type>.<option>=…`              | a Træfik middleware (see [`super::middlewares`]); named `<m>@<service>` |
+//! | `http.routers.<r>.middlewares=a,b@file,c@docker`     | middlewares run for the router, in order |
 //!
 //! Labels outside `shoal.`/`traefik.` are ignored, as are Træfik's provider settings
 //! (`traefik.docker.…`, `traefik.swarm.…`). Anything else unknown is an error, in
-//! particular middlewares: silently dropping an auth middleware would expose a service.
+//! particular an unknown middleware type or option: silently dropping an auth
+//! middleware would expose a service.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use super::file::{parse_protocol, BreakerFile, OutlierFile};
+use super::middlewares::{MiddlewareConfig, Opts};
 use super::{ConfigError, RetrySpec, Router, Routes, Server, Service};
 use crate::retry::RetryBudget;
 
@@ -94,12 +98,14 @@ pub fn from_labels(
     }
     let mut routers: BTreeMap<String, Fields> = BTreeMap::new();
     let mut services: BTreeMap<String, Fields> = BTreeMap::new();
+    let mut middlewares: BTreeMap<String, Opts> = BTreeMap::new();
     for (rest, label) in &normalized {
         if rest == "enable" || rest.starts_with("docker.") || rest.starts_with("swarm.") {
             continue;
         }
-        if rest.starts_with("http.middlewares.") || rest.contains(".middlewares") {
-            return Err(label_err(&label.key, "middlewares are not supported"));
+        if let Some(tail) = rest.strip_prefix("http.middlewares.") {
+            middleware_label(&mut middlewares, label, rest, tail)?;
+            continue;
         }
         let (table, tail) = if let Some(t) = rest.strip_prefix("http.routers.") {
             (&mut routers, t)
@@ -114,23 +120,21 @@ pub fn from_labels(
         let (name, field) = tail
             .split_once('.')
             .ok_or_else(|| label_err(&label.key, "expected a name and a field after it"))?;
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
-        {
-            return Err(label_err(
-                &label.key,
-                format!("`{name}` is not a valid name (letters, digits, `_-`)"),
-            ));
-        }
+        check_label_name(&label.key, name, "name")?;
         table
             .entry(name.to_string())
             .or_default()
             .insert(field.to_string(), label.clone());
     }
     let mut routes = Routes::default();
+    for (name, opts) in middlewares {
+        let config = MiddlewareConfig::from_opts(opts)?;
+        routes
+            .middlewares
+            .insert(format!("{name}@{service}"), config);
+    }
     if routers.is_empty() {
+        routes.check(false)?;
         return Ok(routes);
     }
     let only_service = (services.len() == 1)
@@ -146,7 +150,25 @@ pub fn from_labels(
             }
             None => only_service.clone().unwrap_or_else(|| service.to_string()),
         };
-        let router = build_router(fields, &format!("{target}@{service}"))?;
+        let mut router = build_router(fields, &format!("{target}@{service}"))?;
+        // A plain name is a middleware of these labels; another service's is named
+        // with a provider (`auth@docker`) and found when the routes are merged.
+        for m in &mut router.middlewares {
+            if m.contains('@') {
+                continue;
+            }
+            if !routes.middlewares.contains_key(&format!("{m}@{service}")) {
+                let key = fields.get("middlewares").map_or("", |l| l.key.as_str());
+                return Err(label_err(
+                    key,
+                    format!(
+                        "unknown middleware `{m}` (define it with http.middlewares.{m}.<type>… \
+                         or name another service's as {m}@docker)"
+                    ),
+                ));
+            }
+            *m = format!("{m}@{service}");
+        }
         routes.routers.insert(format!("{name}@{service}"), router);
     }
     let mut wanted: Vec<String> = services.keys().cloned().collect();
@@ -166,8 +188,53 @@ pub fn from_labels(
             build_service(fields, backends)?,
         );
     }
-    routes.validate()?;
+    routes.check(false)?;
     Ok(routes)
+}
+
+/// Put the label `…http.middlewares.<name>.<type>.<option…>` (`rest` after the
+/// `shoal.`/`traefik.` prefix, `tail` after `http.middlewares.`) into its middleware's
+/// options.
+fn middleware_label(
+    middlewares: &mut BTreeMap<String, Opts>,
+    label: &Label,
+    rest: &str,
+    tail: &str,
+) -> Result<(), LabelError> {
+    let mut segments = tail.split('.');
+    let name = segments.next().unwrap_or("");
+    check_label_name(&label.key, name, "middleware name")?;
+    let segments: Vec<&str> = segments.collect();
+    if segments.is_empty() {
+        return Err(label_err(
+            &label.key,
+            "expected a middleware type after the name, like stripprefix",
+        ));
+    }
+    // Paths in errors are the label keys as written.
+    let prefix_len = label.key.len() - rest.len() + "http.middlewares.".len() + name.len();
+    let root = &label.key[..prefix_len];
+    let opts = middlewares
+        .entry(name.to_string())
+        .or_insert_with(|| Opts::new(root));
+    opts.insert_path(&segments, label.value.clone())?;
+    Ok(())
+}
+
+/// A router, service or middleware name in a label: letters, digits, `_-`.
+fn check_label_name(key: &str, name: &str, what: &str) -> Result<(), LabelError> {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(label_err(
+            key,
+            format!("`{name}` is not a valid {what} (letters, digits, `_-`)"),
+        ))
+    }
 }
 
 /// Strip `shoal.`/`traefik.`; the same key in both spellings must agree.
@@ -269,6 +336,12 @@ fn build_router(fields: &Fields, service: &str) -> Result<Router, LabelError> {
             "tls" => router.tls = parse_bool(l)?,
             f if f.starts_with("tls.") => router.tls = true,
             f if f.starts_with("retry.") => {}
+            "middlewares" => {
+                for m in list(l) {
+                    super::middlewares::check_reference(&l.key, &m)?;
+                    router.middlewares.push(m);
+                }
+            }
             _ => return Err(label_err(&l.key, "unknown router setting")),
         }
     }

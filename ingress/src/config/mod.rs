@@ -6,6 +6,7 @@
 
 pub mod file;
 pub mod labels;
+pub mod middlewares;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use crate::breaker::BreakerThresholds;
 use crate::outlier::OutlierConfig;
 use crate::retry::{RetryBudget, RetryOn, RetryPolicy};
 use crate::rule::{self, Rule, RuleError};
+pub use middlewares::MiddlewareConfig;
 
 pub use file::{Entrypoint, ProxyConfig};
 pub use labels::{from_labels, LabelError};
@@ -66,6 +68,8 @@ pub struct Routes {
     pub routers: BTreeMap<String, Router>,
     /// Services by name.
     pub services: BTreeMap<String, Service>,
+    /// Træfik middlewares by name (`name` from a file, `name@service` from labels).
+    pub middlewares: BTreeMap<String, MiddlewareConfig>,
 }
 
 /// A rule that sends matching requests to a service.
@@ -86,6 +90,9 @@ pub struct Router {
     pub tls: bool,
     /// Overrides the service's retry policy.
     pub retry: Option<RetryPolicy>,
+    /// Træfik middlewares run for this router, in order: `name`, `name@file`,
+    /// `name@docker`, `name@<service>` (see [`middlewares::resolve`]).
+    pub middlewares: Vec<String>,
 }
 
 impl Router {
@@ -99,6 +106,7 @@ impl Router {
             service: service.to_string(),
             tls: false,
             retry: None,
+            middlewares: Vec::new(),
         })
     }
 }
@@ -171,9 +179,16 @@ pub struct Server {
 }
 
 impl Routes {
-    /// Check cross-references and values: every router names an existing service,
-    /// weights are ≥ 1, names are usable, timeouts are non-zero.
+    /// Check cross-references and values: every router names an existing service and
+    /// existing middlewares, weights are ≥ 1, names are usable, timeouts are non-zero.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check(true)
+    }
+
+    /// [`Routes::validate`]; without `resolve_all`, a middleware reference that is not
+    /// defined here is let be (one service's labels may name another's middleware:
+    /// the merged table is checked in full by [`crate::Proxy::update`]).
+    pub(crate) fn check(&self, resolve_all: bool) -> Result<(), ConfigError> {
         for (name, r) in &self.routers {
             let path = format!("routers.{name}");
             check_name(&path, name)?;
@@ -188,6 +203,14 @@ impl Routes {
             }
             for ep in &r.entrypoints {
                 check_name(&format!("{path}.entrypoints"), ep)?;
+            }
+            self.validate_router_middlewares(&path, r, resolve_all)?;
+        }
+        for name in self.middlewares.keys() {
+            check_name(&format!("middlewares.{name}"), name)?;
+            let flat = middlewares::flatten(&self.middlewares, std::slice::from_ref(name), None);
+            if let (Err(m), true) = (flat, resolve_all) {
+                return Err(invalid(format!("middlewares.{name}"), m));
             }
         }
         for (name, s) in &self.services {
@@ -256,9 +279,52 @@ impl Routes {
         {
             return Err(invalid(format!("services.{name}"), "defined twice"));
         }
+        if let Some(name) = other
+            .middlewares
+            .keys()
+            .find(|k| self.middlewares.contains_key(*k))
+        {
+            return Err(invalid(format!("middlewares.{name}"), "defined twice"));
+        }
         self.routers.extend(other.routers);
         self.services.extend(other.services);
+        self.middlewares.extend(other.middlewares);
         Ok(())
+    }
+
+    /// A router's middleware references resolve, chains end, and at most one `retry`
+    /// (and then no `retry` of the router's own).
+    fn validate_router_middlewares(
+        &self,
+        path: &str,
+        r: &Router,
+        resolve_all: bool,
+    ) -> Result<(), ConfigError> {
+        let path = format!("{path}.middlewares");
+        for m in &r.middlewares {
+            middlewares::check_reference(&path, m)?;
+        }
+        let keys = match self.router_middlewares(r) {
+            Ok(keys) => keys,
+            Err(_) if !resolve_all => return Ok(()),
+            Err(m) => return Err(invalid(&path, m)),
+        };
+        let retries = keys
+            .iter()
+            .filter(|k| matches!(self.middlewares[*k], MiddlewareConfig::Retry(_)))
+            .count();
+        if retries > 1 || (retries == 1 && r.retry.is_some()) {
+            return Err(invalid(
+                path,
+                "at most one retry setting per router (a retry middleware or the router's retry)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The keys of the middlewares `r` runs, in order, chains expanded.
+    pub fn router_middlewares(&self, r: &Router) -> Result<Vec<String>, String> {
+        middlewares::flatten(&self.middlewares, &r.middlewares, None)
     }
 }
 
@@ -278,7 +344,7 @@ fn check_name(path: &str, name: &str) -> Result<(), ConfigError> {
     }
 }
 
-fn validate_retry(path: &str, p: &RetryPolicy) -> Result<(), ConfigError> {
+pub(crate) fn validate_retry(path: &str, p: &RetryPolicy) -> Result<(), ConfigError> {
     if p.per_try_timeout.is_some_and(|d| d.is_zero()) || p.timeout.is_some_and(|d| d.is_zero()) {
         return Err(invalid(path, "timeouts must be greater than zero"));
     }

@@ -28,6 +28,9 @@ fn example_config_parses() {
     assert_eq!(c.routes.services["shop-web"].servers[0].addr.port(), 80);
     assert_eq!(c.routes.services["docs"].protocol, UpstreamProtocol::H2c);
     assert!(c.routes.routers["docs"].tls);
+    let shop_keys = c.routes.router_middlewares(shop).unwrap();
+    assert_eq!(shop_keys, ["shop-headers", "compress"]);
+    assert_eq!(api.middlewares, ["api-limit"]);
 }
 
 fn err(toml: &str) -> String {

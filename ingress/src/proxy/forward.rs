@@ -1,12 +1,14 @@
 //! One request through the proxy: route, admit, attempt, retry, answer, log.
 //!
 //! ```text
-//!  request ─▶ framing check (400) ─▶ route (404) ─▶ max_requests gate (503 overloaded)
+//!  request ─▶ framing check (400) ─▶ route (404)
+//!   ─▶ middlewares' request side (may answer) ─▶ max_requests gate (503 overloaded)
 //!   ─▶ upgrade? ─▶ upgrade.rs
 //!   ─▶ body: buffer ≤ limit if the method may be retried, else stream
 //!   ─▶ loop { pick host ─▶ attempt with per-try/overall timeout ─▶ outlier.record
 //!             ─▶ retry_on ∧ retries left ∧ replayable ∧ budget ─▶ backoff ─▶ again }
-//!   ─▶ response streamed to the client (no retry after this point)
+//!   ─▶ middlewares' response side ─▶ response streamed to the client (no retry
+//!      after this point)
 //! ```
 
 use std::net::SocketAddr;
@@ -29,6 +31,7 @@ use crate::access_log::Entry;
 use crate::balancer;
 use crate::breaker::{Overflow, Slot};
 use crate::config::UpstreamProtocol;
+use crate::middleware::{Client, Pipeline, Upstream};
 use crate::retry::{AttemptOutcome, RetryPolicy};
 use crate::rule::RequestView;
 
@@ -258,7 +261,8 @@ impl Proxy {
         (resp, ready)
     }
 
-    /// Send a routed request to its service (or answer for it).
+    /// Send a routed request to its service (or answer for it), through the router's
+    /// middlewares when it has any.
     async fn dispatch(
         self: &Arc<Self>,
         route: &Route,
@@ -267,6 +271,60 @@ impl Proxy {
         host: &HeaderValue,
         start: Instant,
         log: &mut RequestLog,
+    ) -> Response<ProxyBody> {
+        match &route.pipeline {
+            None => {
+                let send = self.send(route, req, conn, host, start, log, None);
+                send.await
+            }
+            Some(pipeline) => {
+                let through = Box::pin(self.through(pipeline, route, req, conn, host, start, log));
+                through.await
+            }
+        }
+    }
+
+    /// [`Proxy::send`] between the request and response sides of `pipeline`.
+    #[allow(clippy::too_many_arguments)]
+    async fn through(
+        self: &Arc<Self>,
+        pipeline: &Pipeline,
+        route: &Route,
+        mut req: Request<ProxyBody>,
+        conn: &ConnInfo,
+        host: &HeaderValue,
+        start: Instant,
+        log: &mut RequestLog,
+    ) -> Response<ProxyBody> {
+        let client = Client {
+            ip: conn.client.ip().to_canonical(),
+            tls: conn.tls,
+        };
+        let (hooks, upstream) = match pipeline.request(&mut req, client).await {
+            Ok(passed) => passed,
+            Err(answer) => return answer,
+        };
+        let via = Via {
+            upstream: &upstream,
+            retry: pipeline.retry(),
+        };
+        let resp = self
+            .send(route, req, conn, host, start, log, Some(via))
+            .await;
+        hooks.respond(resp).await
+    }
+
+    /// Send a routed request to its service (or answer for it).
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        self: &Arc<Self>,
+        route: &Route,
+        req: Request<ProxyBody>,
+        conn: &ConnInfo,
+        host: &HeaderValue,
+        start: Instant,
+        log: &mut RequestLog,
+        via: Option<Via<'_>>,
     ) -> Response<ProxyBody> {
         let Some(service) = &route.service else {
             return local(StatusCode::SERVICE_UNAVAILABLE, "no such service");
@@ -278,16 +336,23 @@ impl Proxy {
         };
         // Boxed, each in a statement of its own: a future in an `.await` expression is
         // kept in the caller's state as well, and that state is copied per request.
+        let upstream = via.as_ref().map(|v| v.upstream);
         if req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers()) {
+            let host = upstream.and_then(|u| u.host.as_ref()).unwrap_or(host);
             let upgrade = Box::pin(self.upgrade(service, &snap, req, conn, host, slot, log));
             return upgrade.await;
         }
-        let policy = route.router.retry.as_ref().unwrap_or(&snap.config.retry);
+        let policy = via
+            .as_ref()
+            .and_then(|v| v.retry)
+            .or(route.router.retry.as_ref())
+            .unwrap_or(&snap.config.retry);
         let request = Inbound {
             req,
             conn,
             host,
             start,
+            upstream,
         };
         let forward = Box::pin(self.forward(service, &snap, policy, request, slot, log));
         forward.await
@@ -346,17 +411,29 @@ impl Proxy {
             conn,
             host,
             start,
+            upstream: edits,
         } = request;
         let (mut parts, incoming) = req.into_parts();
         let retry_allowed = policy.allows_method(&parts.method);
-        let (mut body, waited) = match self.read_body(incoming, retry_allowed).await {
+        let limit = policy
+            .max_body_bytes
+            .unwrap_or(self.options.max_buffered_body);
+        let (mut body, waited) = match self.read_body(incoming, retry_allowed, limit).await {
             Ok(read) => read,
             Err(refused) => return refused,
         };
         let can_retry = retry_allowed && body.replayable();
         let sticky_in = sticky_cookie(snap, &parts.headers);
         headers::strip_hop_by_hop(&mut parts.headers, false);
-        let forwarded = Forwarded::new(&parts.headers, &conn.forwarded_for, conn.tls, host);
+        let mut forwarded = Forwarded::new(&parts.headers, &conn.forwarded_for, conn.tls, host);
+        // A middleware may send another Host and its own X-Forwarded-* values.
+        let host = match edits {
+            Some(e) => {
+                forwarded.override_fields(&e.forwarded);
+                e.host.as_ref().unwrap_or(host)
+            }
+            None => host,
+        };
         // Usually the client's own Host, once: then there is nothing to replace.
         let mut hosts = parts.headers.get_all(header::HOST).iter();
         if hosts.next() != Some(host) || hosts.next().is_some() {
@@ -412,7 +489,8 @@ impl Proxy {
                 }
             };
             self.record(service, backend, &outcome, now);
-            let time_left = deadline.is_none_or(|d| now < d);
+            let time_left = deadline.is_none_or(|d| now < d)
+                && policy.within_window(now.saturating_duration_since(start));
             if can_retry && time_left && policy.should_retry(&outcome, log.retries) {
                 if let Some(s) = self.admit_retry(service, snap, log) {
                     retry_slot = Some(s);
@@ -456,6 +534,7 @@ impl Proxy {
         &self,
         incoming: ProxyBody,
         retry_allowed: bool,
+        limit: usize,
     ) -> Result<(RequestBody, bool), Response<ProxyBody>> {
         if !retry_allowed {
             return Ok((RequestBody::stream(incoming), false));
@@ -464,7 +543,7 @@ impl Proxy {
             return Ok((RequestBody::Buffered(bytes::Bytes::new()), false));
         }
         // Boxed: its future is large and most requests have no body to read.
-        let read = Box::pin(RequestBody::read(incoming, self.options.max_buffered_body));
+        let read = Box::pin(RequestBody::read(incoming, limit));
         match noting_wait(read).await {
             (Ok(b), waited) => Ok((b, waited)),
             (Err(e), _) => Err(local(
@@ -541,12 +620,20 @@ fn sticky_cookie(snap: &ServiceSnapshot, headers: &http::HeaderMap) -> Option<St
     balancer::cookie_value(values.iter().filter_map(|v| v.to_str().ok()), name).map(str::to_string)
 }
 
-/// A request as it came in: from which connection, for which host, since when.
+/// A request as it came in: from which connection, for which host, since when, and
+/// what its middlewares change upstream.
 struct Inbound<'a> {
     req: Request<ProxyBody>,
     conn: &'a ConnInfo,
     host: &'a HeaderValue,
     start: Instant,
+    upstream: Option<&'a Upstream>,
+}
+
+/// What a router's middlewares give the forwarding: upstream edits and a retry policy.
+struct Via<'a> {
+    upstream: &'a Upstream,
+    retry: Option<&'a RetryPolicy>,
 }
 
 /// The request target sent upstream: origin form for HTTP/1, absolute for h2c.

@@ -116,6 +116,8 @@ pub(super) fn set_forwarded(
 /// HTTP/1 client writes them straight into the backend's request.
 pub(super) struct Forwarded {
     fields: [(HeaderName, HeaderValue); 3],
+    /// How many of `fields` are sent.
+    len: usize,
 }
 
 impl Forwarded {
@@ -146,17 +148,37 @@ impl Forwarded {
                 (X_FORWARDED_PROTO, proto),
                 (X_FORWARDED_HOST, host.clone()),
             ],
+            len: 3,
         }
     }
 
     /// The fields, in the order they are written.
     pub(super) fn fields(&self) -> &[(HeaderName, HeaderValue)] {
-        &self.fields
+        &self.fields[..self.len]
+    }
+
+    /// Set fields to a middleware's values (`customRequestHeaders`); `None` leaves one
+    /// out. `X-Forwarded-For` is the request's own (with the client appended) and
+    /// leaving it out means sending none.
+    pub(super) fn override_fields(&mut self, overrides: &[(HeaderName, Option<HeaderValue>)]) {
+        for (name, value) in overrides {
+            let Some(i) = self.fields[..self.len].iter().position(|(n, _)| n == name) else {
+                continue;
+            };
+            match value {
+                Some(v) if *name != X_FORWARDED_FOR => self.fields[i].1 = v.clone(),
+                Some(_) => {}
+                None => {
+                    self.fields[i..self.len].rotate_left(1);
+                    self.len -= 1;
+                }
+            }
+        }
     }
 
     /// Put the fields into `headers`, replacing the request's own.
     pub(super) fn apply(self, headers: &mut HeaderMap) {
-        for (name, value) in self.fields {
+        for (name, value) in self.fields.into_iter().take(self.len) {
             headers.insert(name, value);
         }
     }

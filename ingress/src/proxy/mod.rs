@@ -4,11 +4,13 @@
 //! ```text
 //!  TcpListener ─▶ (TLS, SNI cert, ALPN h2/http1.1) ─▶ hyper auto (h1/h2, upgrades)
 //!     ─▶ forward::handle ─▶ RouteTable (ArcSwap, lock-free read) ─▶ router ─▶ service
-//!         ─▶ breaker gate ─▶ pick host (outlier + lb) ─▶ attempt ─▶ retry? ─▶ response
-//!  control side: Proxy::update(Routes) ─▶ new RouteTable, ServiceState kept by name
+//!         ─▶ [middlewares: request side] ─▶ breaker gate ─▶ pick host (outlier + lb)
+//!         ─▶ attempt ─▶ retry? ─▶ [middlewares: response side] ─▶ response
+//!  control side: Proxy::update(Routes) ─▶ new RouteTable, ServiceState kept by name,
+//!                middleware instances (buckets, counts, breakers) kept by router/name
 //! ```
 
-mod body;
+pub(crate) mod body;
 mod fast;
 mod forward;
 mod h1;
@@ -43,6 +45,7 @@ pub use headers::{add_forwarded, ambiguous_framing, strip_hop_by_hop, wants_upgr
 use crate::access_log::{AccessLog, AccessLogConfig, AccessLogError};
 use crate::config::{ConfigError, Entrypoint, Router, Routes};
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::middleware::{Instances, Pipeline};
 use crate::rule::RequestView;
 use body::BoxError;
 use io::{ClientIo, Rewind};
@@ -186,7 +189,7 @@ async fn noting_wait<F: Future>(work: F) -> (F::Output, bool) {
 }
 
 /// Lock `m`: the state it guards stays consistent even if a holder panicked.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -213,6 +216,8 @@ struct Route {
     /// The router's service (`None`: the name is unknown).
     service: Option<Arc<ServiceState>>,
     metrics: RouteMetrics,
+    /// The router's middlewares; `None` when it has none (the plain path).
+    pipeline: Option<Box<Pipeline>>,
 }
 
 /// The routes in match order.
@@ -248,6 +253,8 @@ pub struct Proxy {
     table: ArcSwap<RouteTable>,
     /// Control side only: service state by name, kept across updates.
     services: Mutex<HashMap<String, Arc<ServiceState>>>,
+    /// Control side only: middleware instances, kept across updates.
+    middlewares: Mutex<Instances>,
     options: ProxyOptions,
     metrics: Metrics,
     /// Request metrics of requests that matched no router.
@@ -270,6 +277,7 @@ impl Proxy {
         Ok(Arc::new(Proxy {
             table: ArcSwap::from_pointee(RouteTable::default()),
             services: Mutex::new(HashMap::new()),
+            middlewares: Mutex::new(Instances::default()),
             options,
             unrouted: RouteMetrics::new(&metrics, "", ""),
             metrics,
@@ -289,6 +297,7 @@ impl Proxy {
     /// and hosts that remain (ejections, counts, pooled connections) is kept.
     pub fn update(&self, routes: Routes) -> Result<(), ConfigError> {
         routes.validate()?;
+        let pipelines = self.build_pipelines(&routes)?;
         let mut registry = lock(&self.services);
         let mut services = HashMap::new();
         for (name, config) in routes.services {
@@ -308,12 +317,14 @@ impl Proxy {
             };
             services.insert(name, state);
         }
+        let mut pipelines = pipelines;
         let mut table: Vec<Route> = routes
             .routers
             .into_iter()
             .map(|(name, router)| Route {
                 service: services.get(&router.service).cloned(),
                 metrics: RouteMetrics::new(&self.metrics, &name, &router.service),
+                pipeline: pipelines.remove(&name).map(Box::new),
                 name,
                 router,
             })
@@ -324,6 +335,30 @@ impl Proxy {
         });
         self.table.store(Arc::new(RouteTable { routes: table }));
         Ok(())
+    }
+
+    /// The middleware pipelines of the routers that have middlewares, by router name;
+    /// instances whose configuration is unchanged keep their state.
+    fn build_pipelines(&self, routes: &Routes) -> Result<HashMap<String, Pipeline>, ConfigError> {
+        let mut instances = lock(&self.middlewares);
+        let mut next = Instances::default();
+        let mut pipelines = HashMap::new();
+        let now = Instant::now();
+        for (name, router) in &routes.routers {
+            if router.middlewares.is_empty() {
+                continue;
+            }
+            let path = format!("routers.{name}.middlewares");
+            let keys = routes
+                .router_middlewares(router)
+                .map_err(|m| crate::config::invalid(&path, m))?;
+            let pipeline =
+                Pipeline::build(name, &keys, &routes.middlewares, &instances, &mut next, now)
+                    .map_err(|m| crate::config::invalid(&path, m))?;
+            pipelines.insert(name.clone(), pipeline);
+        }
+        *instances = next;
+        Ok(pipelines)
     }
 
     /// Accept and serve connections on `listener` for `entrypoint` until the future is
