@@ -1,29 +1,51 @@
-//! Træfik v3 routing rules: parse once, then match requests without IO.
+//! Træfik v3 routing rules: parse once, then match requests without IO, with Træfik's
+//! semantics (`pkg/rules`, `pkg/muxer/http` in Træfik).
 //!
 //! ```text
 //!  "Host(`a.com`) && !PathPrefix(`/admin`)"
-//!        │ parse (parse.rs)            │ Display (print.rs)
+//!        │ parse (parse.rs, args.rs)   │ Display (print.rs)
 //!        ▼                             ▲
 //!   Rule::And(Host, Not(PathPrefix)) ──┘
-//!        │ matches(&RequestView)
-//!        ▼
-//!      bool
+//!        │ try_matches(&RequestView)     request.rs: canonical host, routing path, query
+//!        ▼                               matcher.rs: each matcher as Træfik's
+//!   Ok(bool) | Err(RequestError)  ── a request Træfik would refuse (400)
 //! ```
 //!
-//! Supported matchers: `Host`, `HostRegexp`, `Path`, `PathPrefix`, `PathRegexp`,
-//! `Method`, `Header`, `HeaderRegexp`, `Query` (one argument: presence; two: value),
-//! `QueryRegexp`, `ClientIP`; operators `&&`, `||`, `!` and parentheses. Arguments are
-//! written in backticks (no escapes) or double quotes (`\"`, `\\`, `\n`, `\t`).
-//! `&&` binds tighter than `||`; both associate to the left.
+//! Matchers: `Host`, `HostRegexp`, `Path`, `PathPrefix`, `PathRegexp`, `Method`, `Header`,
+//! `HeaderRegexp`, `Query`, `QueryRegexp`, `ClientIP`, each also spelled all lower case,
+//! all upper case or capitalised (`pathprefix`, `PATHPREFIX`, `Pathprefix`). Operators
+//! `&&`, `||`, `!` and parentheses; `&&` binds tighter than `||`, both associate to the
+//! left. The text is a Go expression: arguments are Go strings (backticks, or double
+//! quotes with Go's escapes), comments are allowed. Every argument must be non-empty.
+//! Regular expressions use Go's syntax (regexp.rs).
+//!
+//! What each matcher sees, as in Træfik:
+//! - `Host`: the host without port (IPv6 brackets removed), ignoring case and one
+//!   trailing dot on either side; `*.a.com` stands for exactly one label; `*` matches
+//!   every request.
+//! - `HostRegexp`: the same host, lowercased, trailing dot kept; the regexp as written.
+//! - `Path`, `PathPrefix`, `PathRegexp`: the path with every percent-encoding decoded
+//!   except reserved characters (`/foo%20bar` is `/foo bar`, `%2F` stays `%2F`).
+//! - `Method`: the request method, compared exactly with the upper-cased argument.
+//! - `Header`, `HeaderRegexp`: any value of the header, as bytes (not `Host`, which Go
+//!   keeps apart from the other headers, nor `Transfer-Encoding`).
+//! - `Query(k)`: `k` present with an empty value (`?k` or `?k=`); `Query(k, v)`: some
+//!   value of `k` is `v`; values decoded as forms are (`+` is a space).
+//! - `ClientIP`: the address of the connected client; IPv4-mapped IPv6 is IPv4.
 
+mod args;
 mod matcher;
 mod parse;
 mod print;
+mod regexp;
+mod request;
 
 use std::net::IpAddr;
 
-pub use matcher::{HostPattern, Regex};
+pub use matcher::HostPattern;
 pub use parse::{parse, RuleError};
+pub use regexp::{Regex, RegexError};
+pub use request::RequestError;
 
 /// A parsed routing rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,23 +56,23 @@ pub enum Rule {
     Or(Box<Rule>, Box<Rule>),
     /// The inner rule must not match.
     Not(Box<Rule>),
-    /// `Host(`a.com`)` or `Host(`*.a.com`)`: the request host, port stripped, case-insensitive.
+    /// `Host(`a.com`)`, `Host(`*.a.com`)`, `Host(`*`)`.
     Host(HostPattern),
-    /// `HostRegexp(`re`)`: the lowercased request host (port stripped) matches `re`.
+    /// `HostRegexp(`re`)`: the canonical host matches `re`.
     HostRegexp(Regex),
-    /// `Path(`/x`)`: the path equals `/x`.
+    /// `Path(`/x`)`: the routing path equals `/x`.
     Path(String),
-    /// `PathPrefix(`/api`)`: the path starts with `/api`.
+    /// `PathPrefix(`/api`)`: the routing path starts with `/api`.
     PathPrefix(String),
-    /// `PathRegexp(`re`)`: the path matches `re`.
+    /// `PathRegexp(`re`)`: the routing path matches `re`.
     PathRegexp(Regex),
-    /// `Method(`GET`)`: the method equals (ASCII case-insensitively).
+    /// `Method(`GET`)`: the method equals the argument, stored upper-cased.
     Method(String),
-    /// `Header(`K`, `V`)`: some value of header `K` equals `V`.
+    /// `Header(`K`, `V`)`: some value of header `K` (stored lowercased) equals `V`.
     Header(String, String),
     /// `HeaderRegexp(`K`, `re`)`: some value of header `K` matches `re`.
     HeaderRegexp(String, Regex),
-    /// `Query(`k`)` (present) or `Query(`k`, `v`)` (some value equals `v`).
+    /// `Query(`k`)` (`None`: present with an empty value) or `Query(`k`, `v`)`.
     Query(String, Option<String>),
     /// `QueryRegexp(`k`, `re`)`: some value of query parameter `k` matches `re`.
     QueryRegexp(String, Regex),
@@ -63,7 +85,7 @@ pub enum Rule {
 pub struct RequestView<'a> {
     /// The host from the URI authority or the `Host` header, as sent (port allowed).
     pub host: &'a str,
-    /// The path, without the query.
+    /// The path as sent (still percent-encoded), without the query.
     pub path: &'a str,
     /// The method.
     pub method: &'a str,
@@ -76,9 +98,19 @@ pub struct RequestView<'a> {
 }
 
 impl Rule {
-    /// Whether the request satisfies the rule.
+    /// Whether the request satisfies the rule; a request Træfik would refuse
+    /// (see [`Rule::try_matches`]) satisfies none.
     pub fn matches(&self, req: &RequestView<'_>) -> bool {
-        matcher::matches(self, req)
+        self.try_matches(req).unwrap_or(false)
+    }
+
+    /// Whether the request satisfies the rule, or why the request cannot be routed at
+    /// all: a non-ASCII or malformed host, or a bad percent-encoding in the path. Træfik
+    /// (Go's HTTP server) answers such requests 400 before any rule is tried, whatever
+    /// the rule, and so should the caller.
+    pub fn try_matches(&self, req: &RequestView<'_>) -> Result<bool, RequestError> {
+        let prepared = matcher::Prepared::new(req)?;
+        Ok(matcher::matches(self, &prepared))
     }
 }
 
@@ -89,17 +121,11 @@ impl std::str::FromStr for Rule {
     }
 }
 
-/// The host of a request as rules see it: port and trailing dot removed, lowercased.
+/// The host of a request as `Host` and `HostRegexp` see it: port (and IPv6 brackets)
+/// removed the way Go's `net.SplitHostPort` does, lowercased. A trailing dot is kept
+/// (`Host` ignores it, `HostRegexp` sees it).
 pub fn normalize_host(host: &str) -> String {
-    let without_port = if let Some(rest) = host.strip_prefix('[') {
-        // [v6]:port
-        rest.split(']').next().unwrap_or(rest)
-    } else if host.matches(':').count() == 1 {
-        host.split(':').next().unwrap_or(host)
-    } else {
-        host
-    };
-    without_port.trim_end_matches('.').to_ascii_lowercase()
+    request::strip_port(host).to_ascii_lowercase()
 }
 
 #[cfg(test)]

@@ -1,18 +1,25 @@
-//! Recursive-descent parser for rule text.
+//! Parser for rule text. Træfik reads a rule as a Go expression (`vulcand/predicate`
+//! over `go/parser.ParseExpr`); this reads the same subset of Go:
 //!
 //! ```text
 //! expr    := and ( "||" and )*
 //! and     := unary ( "&&" unary )*
 //! unary   := "!" unary | "(" expr ")" | matcher
-//! matcher := NAME "(" string ( "," string )* ")"
-//! string  := `...` | "..." (with \" \\ \n \t escapes)
+//! matcher := NAME "(" [ string ( "," string )* [ "," ] ] ")"
+//! string  := `raw` | "interpreted"            Go string literals
 //! ```
-//! Errors carry the byte offset where the parser stopped and what it expected there.
+//!
+//! Between tokens: spaces, tabs, line breaks, `//` and `/* */` comments. As in Go, a line
+//! break right after a name, a string or `)` ends the expression (Go inserts a semicolon
+//! there), so it is an error unless the rule ends there. Errors carry the byte offset
+//! where the parser stopped and what it expected there; the matcher's arguments are
+//! checked in `args.rs`.
 
-use super::{HostPattern, Regex, Rule};
+use super::args::{self, Arg};
+use super::Rule;
 
-/// Rules nested deeper than this are refused (keeps recursion bounded).
-const MAX_DEPTH: usize = 64;
+/// Rules nested deeper than this (`!` and parentheses) are refused: recursion stays bounded.
+const MAX_DEPTH: usize = 100;
 /// Rules longer than this are refused.
 const MAX_LEN: usize = 16 * 1024;
 
@@ -32,9 +39,14 @@ pub fn parse(text: &str) -> Result<Rule, RuleError> {
     if text.len() > MAX_LEN {
         return Err(err(MAX_LEN, format!("rule longer than {MAX_LEN} bytes")));
     }
-    let mut p = Parser { src: text, pos: 0 };
+    let mut p = Parser {
+        src: text,
+        // Go skips a byte order mark at the very start.
+        pos: if text.starts_with('\u{FEFF}') { 3 } else { 0 },
+        after_operand: false,
+    };
     let rule = p.expr(0)?;
-    p.skip_ws();
+    p.skip_space()?;
     if p.pos < text.len() {
         return Err(p.expected("`&&`, `||` or the end of the rule"));
     }
@@ -51,26 +63,13 @@ fn err(pos: usize, message: impl Into<String>) -> RuleError {
 struct Parser<'a> {
     src: &'a str,
     pos: usize,
+    /// The last token was a name, a string or `)`: a line break now ends the expression.
+    after_operand: bool,
 }
 
 impl Parser<'_> {
     fn rest(&self) -> &str {
         &self.src[self.pos..]
-    }
-
-    fn skip_ws(&mut self) {
-        let trimmed = self.rest().trim_start();
-        self.pos = self.src.len() - trimmed.len();
-    }
-
-    fn eat(&mut self, token: &str) -> bool {
-        self.skip_ws();
-        if self.rest().starts_with(token) {
-            self.pos += token.len();
-            true
-        } else {
-            false
-        }
     }
 
     fn expected(&self, what: &str) -> RuleError {
@@ -81,15 +80,58 @@ impl Parser<'_> {
         err(self.pos, format!("expected {what}, found {found}"))
     }
 
-    fn expr(&mut self, depth: usize) -> Result<Rule, RuleError> {
-        if depth > MAX_DEPTH {
-            return Err(err(
-                self.pos,
-                format!("rule nested deeper than {MAX_DEPTH}"),
-            ));
+    /// Skip spaces and comments; refuse a line break that would end the expression early.
+    fn skip_space(&mut self) -> Result<(), RuleError> {
+        let mut line_break = None;
+        loop {
+            let rest = self.rest();
+            let len = match rest.as_bytes().first() {
+                Some(b' ' | b'\t' | b'\r') => 1,
+                Some(b'\n') => {
+                    line_break.get_or_insert(self.pos);
+                    1
+                }
+                Some(b'/') if rest.starts_with("//") => {
+                    line_break.get_or_insert(self.pos);
+                    rest.find('\n').unwrap_or(rest.len())
+                }
+                Some(b'/') if rest.starts_with("/*") => {
+                    let Some(end) = rest[2..].find("*/") else {
+                        return Err(err(self.pos, "comment not terminated"));
+                    };
+                    if rest[..end + 2].contains('\n') {
+                        line_break.get_or_insert(self.pos);
+                    }
+                    end + 4
+                }
+                _ => break,
+            };
+            self.pos += len;
         }
+        match line_break {
+            Some(at) if self.after_operand && self.pos < self.src.len() => Err(err(
+                at,
+                "a line break after a name, a string or `)` ends the rule (Træfik reads rules \
+                 as Go expressions): break lines after `&&`, `||`, `(` or `,` instead",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Consume `token` (an operator or punctuation) if it comes next.
+    fn eat(&mut self, token: &str) -> Result<bool, RuleError> {
+        self.skip_space()?;
+        if !self.rest().starts_with(token) {
+            return Ok(false);
+        }
+        self.pos += token.len();
+        self.after_operand = token == ")";
+        Ok(true)
+    }
+
+    fn expr(&mut self, depth: usize) -> Result<Rule, RuleError> {
         let mut left = self.and(depth)?;
-        while self.eat("||") {
+        while self.eat("||")? {
             let right = self.and(depth)?;
             left = Rule::Or(Box::new(left), Box::new(right));
         }
@@ -98,7 +140,7 @@ impl Parser<'_> {
 
     fn and(&mut self, depth: usize) -> Result<Rule, RuleError> {
         let mut left = self.unary(depth)?;
-        while self.eat("&&") {
+        while self.eat("&&")? {
             let right = self.unary(depth)?;
             left = Rule::And(Box::new(left), Box::new(right));
         }
@@ -106,263 +148,190 @@ impl Parser<'_> {
     }
 
     fn unary(&mut self, depth: usize) -> Result<Rule, RuleError> {
+        self.skip_space()?;
         if depth > MAX_DEPTH {
             return Err(err(
                 self.pos,
                 format!("rule nested deeper than {MAX_DEPTH}"),
             ));
         }
-        if self.eat("!") {
+        if self.eat("!")? {
             return Ok(Rule::Not(Box::new(self.unary(depth + 1)?)));
         }
-        if self.eat("(") {
+        if self.eat("(")? {
             let inner = self.expr(depth + 1)?;
-            if !self.eat(")") {
+            if !self.eat(")")? {
                 return Err(self.expected("`)`"));
             }
             return Ok(inner);
         }
-        self.matcher()
+        match self.rest().chars().next() {
+            Some(c) if c == '_' || c.is_alphabetic() => self.matcher(),
+            _ => Err(self.expected("a matcher (e.g. Host), `(` or `!`")),
+        }
     }
 
     fn matcher(&mut self) -> Result<Rule, RuleError> {
-        self.skip_ws();
         let start = self.pos;
-        let name_len = self
-            .rest()
-            .find(|c: char| !c.is_ascii_alphanumeric())
-            .unwrap_or(self.rest().len());
-        if name_len == 0 {
-            return Err(self.expected("a matcher (e.g. Host), `(` or `!`"));
-        }
-        let name = &self.src[start..start + name_len];
-        if !MATCHERS.contains(&name) {
-            return Err(err(
-                start,
-                format!(
-                    "unknown matcher `{name}`, expected one of {}",
-                    MATCHERS.join(", ")
-                ),
-            ));
-        }
-        self.pos += name_len;
-        if !self.eat("(") {
+        let rest = self.rest();
+        let len = rest
+            .find(|c: char| !(c == '_' || c.is_alphanumeric()))
+            .unwrap_or(rest.len());
+        let name = args::matcher_name(&rest[..len], start)?;
+        self.pos += len;
+        self.after_operand = true;
+        if !self.eat("(")? {
             return Err(self.expected("`(`"));
         }
         let mut args = Vec::new();
         loop {
-            self.skip_ws();
-            let arg_pos = self.pos;
-            args.push((arg_pos, self.string()?));
-            if self.eat(")") {
+            if self.eat(")")? {
                 break;
             }
-            if !self.eat(",") {
+            let at = self.pos;
+            args.push(Arg {
+                at,
+                text: self.string()?,
+            });
+            if self.eat(")")? {
+                break;
+            }
+            if !self.eat(",")? {
                 return Err(self.expected("`,` or `)`"));
             }
         }
-        build(name, start, args)
+        args::build(name, start, args)
     }
 
     fn string(&mut self) -> Result<String, RuleError> {
-        let quote = match self.rest().chars().next() {
-            Some(q @ ('`' | '"')) => q,
-            _ => return Err(self.expected("a string in backticks or double quotes")),
+        let text =
+            match self.rest().chars().next() {
+                Some('`') => self.raw_string()?,
+                Some('"') => self.interpreted_string()?,
+                Some('\'') => return Err(err(
+                    self.pos,
+                    "single quotes make a Go rune, not a string: use backticks or double quotes",
+                )),
+                _ => return Err(self.expected("a string in backticks or double quotes")),
+            };
+        self.after_operand = true;
+        Ok(text)
+    }
+
+    /// `` `...` ``: no escapes; carriage returns are dropped, as in Go.
+    fn raw_string(&mut self) -> Result<String, RuleError> {
+        let open = self.pos;
+        let Some(len) = self.rest()[1..].find('`') else {
+            return Err(err(open, "expected a closing ` for this string"));
         };
+        let body = &self.rest()[1..1 + len];
+        if let Some(bad) = body.find(['\0', '\u{FEFF}']) {
+            return Err(err(
+                open + 1 + bad,
+                "NUL and byte order marks are not allowed in a rule",
+            ));
+        }
+        let text = body.replace('\r', "");
+        self.pos += len + 2;
+        Ok(text)
+    }
+
+    /// `"..."` with Go's escapes: `\a \b \f \n \r \t \v \\ \"`, `\ooo` and `\xhh` (bytes),
+    /// `\uhhhh` and `\Uhhhhhhhh` (characters).
+    fn interpreted_string(&mut self) -> Result<String, RuleError> {
         let open = self.pos;
         self.pos += 1;
-        let mut out = String::new();
-        let mut chars = self.rest().char_indices();
-        while let Some((i, c)) = chars.next() {
-            if c == quote {
-                self.pos += i + 1;
-                return Ok(out);
-            }
-            if c == '\\' && quote == '"' {
-                let escaped = match chars.next() {
-                    Some((_, '"')) => '"',
-                    Some((_, '\\')) => '\\',
-                    Some((_, 'n')) => '\n',
-                    Some((_, 't')) => '\t',
-                    Some((j, _)) => {
-                        return Err(err(
-                            self.pos + j,
-                            "expected one of the escapes \\\" \\\\ \\n \\t",
-                        ))
-                    }
-                    None => break,
-                };
-                out.push(escaped);
-            } else {
-                out.push(c);
-            }
-        }
-        Err(err(
-            open,
-            format!("expected a closing {quote} for this string"),
-        ))
-    }
-}
-
-/// Matcher names, as written in rules.
-const MATCHERS: &[&str] = &[
-    "Host",
-    "HostRegexp",
-    "Path",
-    "PathPrefix",
-    "PathRegexp",
-    "Method",
-    "Header",
-    "HeaderRegexp",
-    "Query",
-    "QueryRegexp",
-    "ClientIP",
-];
-
-type Args = Vec<(usize, String)>;
-
-fn build(name: &str, pos: usize, args: Args) -> Result<Rule, RuleError> {
-    let arity = |n: usize| -> Result<(), RuleError> {
-        if args.len() == n {
-            Ok(())
-        } else {
-            Err(err(
-                pos,
-                format!("{name} takes {n} argument(s), got {}", args.len()),
-            ))
-        }
-    };
-    let mut it = args.clone().into_iter();
-    let mut next = || it.next().unwrap_or((pos, String::new()));
-    Ok(match name {
-        "Host" => {
-            arity(1)?;
-            Rule::Host(host_pattern(next())?)
-        }
-        "HostRegexp" => {
-            arity(1)?;
-            Rule::HostRegexp(regex(next())?)
-        }
-        "Path" | "PathPrefix" => {
-            arity(1)?;
-            let (at, path) = next();
-            if !path.starts_with('/') {
-                return Err(err(
-                    at,
-                    format!("{name}: expected a path starting with `/`"),
-                ));
-            }
-            if name == "Path" {
-                Rule::Path(path)
-            } else {
-                Rule::PathPrefix(path)
+        let mut out = Vec::new();
+        loop {
+            let Some(c) = self.rest().chars().next() else {
+                return Err(err(open, "expected a closing \" for this string"));
+            };
+            match c {
+                '"' => break,
+                '\n' => {
+                    return Err(err(
+                        self.pos,
+                        "line break in a double-quoted string: write \\n, or use backticks",
+                    ))
+                }
+                '\0' | '\u{FEFF}' => {
+                    return Err(err(
+                        self.pos,
+                        "NUL and byte order marks are not allowed in a rule",
+                    ))
+                }
+                '\\' => self.escape(&mut out)?,
+                c => {
+                    out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                    self.pos += c.len_utf8();
+                }
             }
         }
-        "PathRegexp" => {
-            arity(1)?;
-            Rule::PathRegexp(regex(next())?)
-        }
-        "Method" => {
-            arity(1)?;
-            let (at, m) = next();
-            if m.is_empty() || http::Method::from_bytes(m.as_bytes()).is_err() {
-                return Err(err(
-                    at,
-                    format!("Method: `{m}` is not an HTTP method token"),
-                ));
-            }
-            Rule::Method(m.to_ascii_uppercase())
-        }
-        "Header" => {
-            arity(2)?;
-            let key = header_name(next())?;
-            Rule::Header(key, next().1)
-        }
-        "HeaderRegexp" => {
-            arity(2)?;
-            let key = header_name(next())?;
-            Rule::HeaderRegexp(key, regex(next())?)
-        }
-        "Query" => {
-            if args.is_empty() || args.len() > 2 {
-                return Err(err(
-                    pos,
-                    format!("Query takes 1 or 2 arguments, got {}", args.len()),
-                ));
-            }
-            let key = non_empty(next(), "Query")?;
-            let value = (args.len() == 2).then(|| next().1);
-            Rule::Query(key, value)
-        }
-        "QueryRegexp" => {
-            arity(2)?;
-            let key = non_empty(next(), "QueryRegexp")?;
-            Rule::QueryRegexp(key, regex(next())?)
-        }
-        "ClientIP" => {
-            arity(1)?;
-            Rule::ClientIp(client_ip(next())?)
-        }
-        other => return Err(err(pos, format!("unknown matcher `{other}`"))),
-    })
-}
-
-fn non_empty((at, s): (usize, String), what: &str) -> Result<String, RuleError> {
-    if s.is_empty() {
-        return Err(err(at, format!("{what}: expected a non-empty name")));
-    }
-    Ok(s)
-}
-
-fn host_pattern((at, host): (usize, String)) -> Result<HostPattern, RuleError> {
-    let lower = host.to_ascii_lowercase();
-    let (wildcard, name) = match lower.strip_prefix("*.") {
-        Some(rest) => (true, rest.to_string()),
-        None => (false, lower),
-    };
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
-        return Err(err(
-            at,
-            format!("Host: expected a domain name like `a.example.com` or `*.example.com`, got `{host}`"),
-        ));
-    }
-    Ok(if wildcard {
-        HostPattern::Wildcard(name)
-    } else {
-        HostPattern::Exact(name)
-    })
-}
-
-fn regex((at, src): (usize, String)) -> Result<Regex, RuleError> {
-    Regex::new(&src).map_err(|e| {
-        let first_line = e.to_string();
-        let short = first_line.lines().last().unwrap_or("").trim().to_string();
-        err(at, format!("expected a valid regular expression: {short}"))
-    })
-}
-
-fn header_name((at, name): (usize, String)) -> Result<String, RuleError> {
-    http::HeaderName::from_bytes(name.as_bytes())
-        .map(|h| h.as_str().to_string())
-        .map_err(|_| err(at, format!("expected a valid header name, got `{name}`")))
-}
-
-fn client_ip((at, text): (usize, String)) -> Result<ipnet::IpNet, RuleError> {
-    if let Ok(net) = text.parse::<ipnet::IpNet>() {
-        return Ok(net.trunc());
-    }
-    text.parse::<std::net::IpAddr>()
-        .map(ipnet::IpNet::from)
-        .map_err(|_| {
+        self.pos += 1;
+        String::from_utf8(out).map_err(|_| {
             err(
-                at,
-                format!("ClientIP: expected an IP address or CIDR, got `{text}`"),
+                open,
+                "this string is not valid UTF-8 (check its \\x and octal escapes)",
             )
         })
+    }
+
+    fn escape(&mut self, out: &mut Vec<u8>) -> Result<(), RuleError> {
+        let start = self.pos;
+        let rest = &self.rest()[1..];
+        let Some(c) = rest.chars().next() else {
+            return Err(err(start, "expected an escape after \\"));
+        };
+        let simple = match c {
+            'a' => Some(0x07),
+            'b' => Some(0x08),
+            'f' => Some(0x0C),
+            'n' => Some(b'\n'),
+            'r' => Some(b'\r'),
+            't' => Some(b'\t'),
+            'v' => Some(0x0B),
+            '\\' => Some(b'\\'),
+            '"' => Some(b'"'),
+            _ => None,
+        };
+        if let Some(b) = simple {
+            out.push(b);
+            self.pos += 2;
+            return Ok(());
+        }
+        let (digits, radix, bytes) = match c {
+            '0'..='7' => (3, 8, true),
+            'x' => (2, 16, true),
+            'u' => (4, 16, false),
+            'U' => (8, 16, false),
+            _ => {
+                return Err(err(
+                    start,
+                    format!("unknown escape sequence \\{c} (Go's are \\a \\b \\f \\n \\r \\t \\v \\\\ \\\" \\ooo \\xhh \\uhhhh \\Uhhhhhhhh)"),
+                ))
+            }
+        };
+        let skip = if radix == 8 { 1 } else { 2 };
+        let text = rest.get(skip - 1..skip - 1 + digits).unwrap_or("");
+        let value = (text.len() == digits && text.chars().all(|d| d.is_digit(radix)))
+            .then(|| u32::from_str_radix(text, radix).ok())
+            .flatten()
+            .ok_or_else(|| {
+                err(
+                    start,
+                    format!("escape \\{c} needs {digits} digits in base {radix}"),
+                )
+            })?;
+        if bytes {
+            let byte =
+                u8::try_from(value).map_err(|_| err(start, "octal escape value above 255"))?;
+            out.push(byte);
+        } else {
+            let c = char::from_u32(value)
+                .ok_or_else(|| err(start, "escape is not a valid Unicode code point"))?;
+            out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+        }
+        self.pos += skip + digits;
+        Ok(())
+    }
 }

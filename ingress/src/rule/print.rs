@@ -1,4 +1,4 @@
-//! Printing a [`Rule`] back to rule text that parses to the same rule.
+//! Printing a [`Rule`] back to rule text that parses to the same rule (in Træfik too).
 
 use std::fmt::{self, Display, Formatter, Write};
 
@@ -59,9 +59,10 @@ fn call(f: &mut Formatter<'_>, name: &str, args: &[&str]) -> fmt::Result {
     f.write_char(')')
 }
 
-/// Backticks when possible (no escapes needed), double quotes otherwise.
+/// Backticks when the text allows (Go raw strings cannot hold a backtick, and drop
+/// carriage returns), otherwise a Go double-quoted string.
 fn quote(f: &mut Formatter<'_>, s: &str) -> fmt::Result {
-    if !s.contains('`') {
+    if !s.contains(['`', '\r', '\0', '\u{FEFF}']) {
         return write!(f, "`{s}`");
     }
     f.write_char('"')?;
@@ -70,7 +71,10 @@ fn quote(f: &mut Formatter<'_>, s: &str) -> fmt::Result {
             '"' => f.write_str("\\\"")?,
             '\\' => f.write_str("\\\\")?,
             '\n' => f.write_str("\\n")?,
+            '\r' => f.write_str("\\r")?,
             '\t' => f.write_str("\\t")?,
+            '\u{FEFF}' => f.write_str("\\uFEFF")?,
+            c if c.is_ascii_control() => write!(f, "\\x{:02x}", c as u32)?,
             c => f.write_char(c)?,
         }
     }
