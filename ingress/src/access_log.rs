@@ -75,6 +75,19 @@ pub struct Entry {
     pub backend: Option<SocketAddr>,
     pub duration: Duration,
     pub retries: u32,
+    /// The request's `x-request-id`, trace and span, when tracing is on.
+    pub trace: Option<TraceFields>,
+}
+
+/// What the access log says about a traced request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceFields {
+    /// `x-request-id`.
+    pub request_id: String,
+    /// The trace ID (hex).
+    pub trace_id: String,
+    /// The proxy's span ID (hex).
+    pub span_id: String,
 }
 
 /// Queue length past which lines are dropped rather than the request made to wait.
@@ -266,6 +279,13 @@ pub fn json_line(e: &Entry, out: &mut String) {
         "StartUTC": rfc3339(e.start),
         "entryPointName": &*e.entrypoint,
     });
+    let mut value = value;
+    if let Some(t) = &e.trace {
+        // Træfik v3 names its OpenTelemetry IDs TraceId and SpanId.
+        value["TraceId"] = serde_json::json!(t.trace_id);
+        value["SpanId"] = serde_json::json!(t.span_id);
+        value["request_X-Request-Id"] = serde_json::json!(t.request_id);
+    }
     out.push_str(&value.to_string());
 }
 
@@ -355,6 +375,7 @@ mod tests {
             backend: Some("10.0.1.5:8080".parse().unwrap()),
             duration: Duration::from_micros(2_600),
             retries: 1,
+            trace: None,
         }
     }
 
@@ -381,6 +402,25 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("GET /a\\\"b HTTP/1.1"), "{line}");
+    }
+
+    #[test]
+    fn traced_requests_log_their_ids() {
+        let mut e = entry();
+        let mut line = String::new();
+        json_line(&e, &mut line);
+        assert!(!line.contains("TraceId"), "{line}");
+        e.trace = Some(TraceFields {
+            request_id: "r-1".into(),
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+            span_id: "00f067aa0ba902b7".into(),
+        });
+        line.clear();
+        json_line(&e, &mut line);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["TraceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(v["SpanId"], "00f067aa0ba902b7");
+        assert_eq!(v["request_X-Request-Id"], "r-1");
     }
 
     #[test]

@@ -21,6 +21,8 @@
 //! - [`access_log`]: Træfik's access log (common or JSON) from a writer thread.
 //! - [`proxy`]: the IO: connections, the HTTP/1 fast path, hyper, the upstream client.
 //! - [`tls`]: certificates by SNI.
+//! - [`trace`]: `x-request-id`, W3C and B3 trace context, spans per request and attempt,
+//!   OTLP/HTTP export.
 //!
 //! The decision logic (`rule`, `balancer`, `retry`, `breaker`, `outlier`, `config`,
 //! the middlewares' decisions) is pure and takes time as a parameter; `proxy`, `tls` and `access_log` do the IO.
@@ -36,6 +38,7 @@ pub mod proxy;
 pub mod retry;
 pub mod rule;
 pub mod tls;
+pub mod trace;
 
 pub use config::{
     from_labels, ConfigError, LabelError, ProxyConfig, Router, Routes, Server, Service,

@@ -25,9 +25,10 @@ use super::body::{self, Guarded, ProxyBody, RequestBody};
 use super::h1::H1Error;
 use super::headers::{self, Forwarded};
 use super::service::{HostState, ServiceSnapshot, ServiceState};
+use super::traced::RequestTrace;
 use super::upstream::{ConnectError, Outgoing, SendError, UpstreamBody};
 use super::{lock, noting_wait, ConnInfo, Proxy, Route, RouteTable};
-use crate::access_log::Entry;
+use crate::access_log::{Entry, TraceFields};
 use crate::balancer;
 use crate::breaker::{Overflow, Slot};
 use crate::config::UpstreamProtocol;
@@ -42,6 +43,8 @@ pub(super) struct RequestLog {
     pub retries: u32,
     /// When the last attempt ended (the clock is read once per attempt).
     pub finished: Option<Instant>,
+    /// The request's trace, when tracing is on.
+    pub trace: Option<RequestTrace>,
 }
 
 /// The request's facts for the access log, taken only when it is on.
@@ -213,17 +216,21 @@ impl Proxy {
     /// Answers a request that arrived at `start`; with when its response head was ready.
     pub(super) async fn handle(
         self: &Arc<Self>,
-        req: Request<ProxyBody>,
+        mut req: Request<ProxyBody>,
         conn: &ConnInfo,
         start: Instant,
     ) -> (Response<ProxyBody>, Instant) {
+        let mut log = RequestLog::default();
+        if self.options.tracing.is_some() {
+            let (method, path) = (req.method().clone(), req.uri().path().to_string());
+            log.trace = Some(RequestTrace::begin(&method, &path, req.headers_mut()));
+        }
         let host = request_host(&req);
         let access = self.access_log.is_some().then(|| {
             let count = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
             (count, AccessFields::of(&req, host.as_ref()))
         });
         let table = self.table.load_full();
-        let mut log = RequestLog::default();
         let (route, resp) = match admit(&table, &req, conn, host.as_ref()) {
             Ok((route, host)) => {
                 let resp = self.dispatch(route, req, conn, host, start, &mut log).await;
@@ -237,6 +244,16 @@ impl Proxy {
         route
             .map_or(&self.unrouted, |r| &r.metrics)
             .observe(status, elapsed);
+        let router = route.map_or("", |r| r.name.as_str());
+        let service = route.map_or("", |r| r.router.service.as_str());
+        let exporter = self
+            .options
+            .tracing
+            .as_ref()
+            .and_then(|t| t.exporter.as_ref());
+        if let (Some(trace), Some(exporter)) = (&log.trace, exporter) {
+            exporter.record(trace.server_span(status, router, service));
+        }
         if let (Some((count, a)), Some(log_to)) = (access, &self.access_log) {
             log_to.record(Entry {
                 start: a.start,
@@ -256,6 +273,11 @@ impl Proxy {
                 backend: log.backend,
                 duration: elapsed,
                 retries: log.retries,
+                trace: log.trace.as_ref().map(|t| TraceFields {
+                    request_id: t.request_id.clone(),
+                    trace_id: t.incoming.trace_id.to_string(),
+                    span_id: t.span.to_string(),
+                }),
             });
         }
         (resp, ready)
@@ -356,6 +378,24 @@ impl Proxy {
         };
         let forward = Box::pin(self.forward(service, &snap, policy, request, slot, log));
         forward.await
+    }
+
+    /// Exports the span of a finished attempt, when tracing exports spans.
+    fn trace_attempt(
+        &self,
+        log: &RequestLog,
+        attempt: Option<super::traced::Attempt>,
+        backend: SocketAddr,
+        outcome: &AttemptOutcome,
+    ) {
+        let exporter = self
+            .options
+            .tracing
+            .as_ref()
+            .and_then(|t| t.exporter.as_ref());
+        if let (Some(trace), Some(attempt), Some(exporter)) = (&log.trace, attempt, exporter) {
+            exporter.record(trace.attempt_span(attempt, backend, outcome));
+        }
     }
 
     pub(super) fn overflow(&self, service: &ServiceState, kind: Overflow) -> Response<ProxyBody> {
@@ -461,6 +501,7 @@ impl Proxy {
             let Some(uri) = target.uri(backend.addr) else {
                 return local(StatusCode::BAD_REQUEST, "bad request target");
             };
+            let attempt = log.trace.as_mut().map(|t| t.attempt(&mut parts.headers));
             let up = Outgoing {
                 method: &parts.method,
                 uri,
@@ -489,6 +530,7 @@ impl Proxy {
                 }
             };
             self.record(service, backend, &outcome, now);
+            self.trace_attempt(log, attempt, backend.addr, &outcome);
             let time_left = deadline.is_none_or(|d| now < d)
                 && policy.within_window(now.saturating_duration_since(start));
             if can_retry && time_left && policy.should_retry(&outcome, log.retries) {

@@ -17,6 +17,7 @@ mod h1;
 mod headers;
 mod io;
 mod service;
+mod traced;
 mod upgrade;
 mod upstream;
 mod wire;
@@ -41,6 +42,7 @@ use tokio_rustls::TlsAcceptor;
 
 pub use body::ProxyBody;
 pub use headers::{add_forwarded, ambiguous_framing, strip_hop_by_hop, wants_upgrade};
+pub use traced::TracingOptions;
 
 use crate::access_log::{AccessLog, AccessLogConfig, AccessLogError};
 use crate::config::{ConfigError, Entrypoint, Router, Routes};
@@ -111,6 +113,9 @@ pub struct ProxyOptions {
     /// hyper serves every request; the switch exists so that tests can compare the two
     /// (`tests/differential`).
     pub fast_path: bool,
+    /// Request IDs, trace context and spans (Envoy's tracing); off (`None`) by default.
+    /// On, every request takes the general path, where its headers are edited.
+    pub tracing: Option<TracingOptions>,
 }
 
 /// Why a proxy could not be set up.
@@ -205,6 +210,7 @@ impl Default for ProxyOptions {
             dialer: Dialer::direct(),
             access_log: None,
             fast_path: true,
+            tracing: None,
         }
     }
 }
@@ -488,7 +494,7 @@ impl Proxy {
             }
         };
         // HTTP/1.1, plain or TLS, starts on the fast path; HTTP/2 by ALPN goes to hyper.
-        let io = if io.is_h2() || !self.options.fast_path {
+        let io = if io.is_h2() || !self.options.fast_path || self.options.tracing.is_some() {
             Rewind::new(bytes::Bytes::new(), io)
         } else {
             match self.serve_fast(io, &info).await {
