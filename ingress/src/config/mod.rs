@@ -4,6 +4,8 @@
 //! Two sources produce it: a TOML file for `shoal proxy --config FILE` ([`file`]) and
 //! service labels ([`labels`]). The proxy consumes [`Routes`] only.
 
+pub mod dfproxy;
+pub mod docker;
 pub mod file;
 pub mod labels;
 pub mod middlewares;
