@@ -3,6 +3,16 @@
 //! `--ingress-https`. Connections to backends leave from the node's own address on the
 //! backend's network (on its bridge; see `overlay::mesh`), so answers come back to this
 //! node rather than to the anycast gateway of the task's.
+//!
+//! With `--ingress-docker`, the local dockerd's containers and Swarm services add their
+//! routes ([`crate::docker::provider`]); they are this node's own, reached straight
+//! from the node (not through a node address of the mesh's).
+//!
+//! ```text
+//!  cluster state ─▶ routes(state) ──┐
+//!                                   ├─▶ combine (the cluster's names win) ─▶ proxy.update
+//!  Docker events ─▶ Docker routes ──┘
+//! ```
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -16,6 +26,7 @@ use ipnet::Ipv4Net;
 use shoal_control::state::ClusterState;
 use shoal_control::{Member, NodeId};
 use shoal_ingress::access_log::AccessLogConfig;
+use shoal_ingress::config::docker::combine;
 use shoal_ingress::config::{from_labels, Entrypoint, Routes};
 use shoal_ingress::{Dialer, Proxy, ProxyOptions};
 use tokio::net::TcpSocket;
@@ -76,6 +87,14 @@ pub fn routes(state: &ClusterState) -> (Routes, Vec<(String, String)>) {
 /// on the backend's network.
 type Sources = Arc<ArcSwap<Vec<(Ipv4Net, Ipv4Addr)>>>;
 
+/// Where backends are: every overlay network's subnet, and the Docker backends (this
+/// node's own containers, reached straight from the node).
+#[derive(Debug, Default)]
+struct Reach {
+    overlays: Vec<Ipv4Net>,
+    docker: BTreeSet<IpAddr>,
+}
+
 /// The node's own addresses in `state`, by network subnet.
 fn sources(state: &ClusterState, me: NodeId) -> Vec<(Ipv4Net, Ipv4Addr)> {
     state
@@ -86,36 +105,71 @@ fn sources(state: &ClusterState, me: NodeId) -> Vec<(Ipv4Net, Ipv4Addr)> {
         .collect()
 }
 
+/// How a backend connection is opened.
+enum Dial {
+    /// Bound to this node's address on the backend's network.
+    From(Ipv4Addr),
+    /// As the kernel routes it (a Docker backend, or one outside every overlay).
+    Straight,
+    /// A task on an overlay network this node has no address on yet.
+    NoSource,
+}
+
+fn plan(addr: SocketAddr, sources: &Sources, reach: &ArcSwap<Reach>) -> Dial {
+    if let IpAddr::V4(ip) = addr.ip() {
+        if let Some((_, from)) = sources.load().iter().find(|(net, _)| net.contains(&ip)) {
+            return Dial::From(*from);
+        }
+    }
+    let reach = reach.load();
+    let on_overlay = match addr.ip() {
+        IpAddr::V4(ip) => reach.overlays.iter().any(|n| n.contains(&ip)),
+        IpAddr::V6(_) => true,
+    };
+    if reach.docker.contains(&addr.ip()) || !on_overlay {
+        Dial::Straight
+    } else {
+        Dial::NoSource
+    }
+}
+
 /// Opens backend connections bound to this node's address on the backend's network.
-fn dialer(sources: Sources) -> Dialer {
+fn dialer(sources: Sources, reach: Arc<ArcSwap<Reach>>) -> Dialer {
     Dialer::new(move |addr| {
-        let from = match addr.ip() {
-            IpAddr::V4(ip) => sources
-                .load()
-                .iter()
-                .find(|(net, _)| net.contains(&ip))
-                .map(|(_, from)| *from),
-            IpAddr::V6(_) => None,
-        };
+        let plan = plan(addr, &sources, &reach);
         Box::pin(async move {
-            let from = from.ok_or_else(|| {
-                io::Error::new(
+            match plan {
+                Dial::From(from) => {
+                    let socket = TcpSocket::new_v4()?;
+                    socket.bind(SocketAddr::new(IpAddr::V4(from), 0))?;
+                    socket.connect(addr).await
+                }
+                Dial::Straight => tokio::net::TcpStream::connect(addr).await,
+                Dial::NoSource => Err(io::Error::new(
                     io::ErrorKind::AddrNotAvailable,
                     format!("this node has no address on the network of backend {addr} yet"),
-                )
-            })?;
-            let socket = TcpSocket::new_v4()?;
-            socket.bind(SocketAddr::new(IpAddr::V4(from), 0))?;
-            socket.connect(addr).await
+                )),
+            }
         })
     })
+}
+
+/// The routes of each source, and what was last swapped in.
+#[derive(Default)]
+struct Published {
+    cluster: Routes,
+    docker: Routes,
+    last: Option<Routes>,
+    reported: BTreeSet<String>,
 }
 
 /// The ingress: its proxy and entrypoints.
 pub struct Ingress {
     proxy: Arc<Proxy>,
     sources: Sources,
+    reach: Arc<ArcSwap<Reach>>,
     entrypoints: BTreeMap<String, Entrypoint>,
+    published: std::sync::Mutex<Published>,
 }
 
 impl Ingress {
@@ -129,8 +183,9 @@ impl Ingress {
         access_log: Option<AccessLogConfig>,
     ) -> anyhow::Result<Ingress> {
         let sources: Sources = Arc::default();
+        let reach: Arc<ArcSwap<Reach>> = Arc::default();
         let proxy = Proxy::new(ProxyOptions {
-            dialer: dialer(sources.clone()),
+            dialer: dialer(sources.clone(), reach.clone()),
             access_log,
             ..Default::default()
         })?;
@@ -160,7 +215,9 @@ impl Ingress {
         Ok(Ingress {
             proxy,
             sources,
+            reach,
             entrypoints,
+            published: Default::default(),
         })
     }
 
@@ -181,13 +238,18 @@ impl Ingress {
     /// Follows the cluster state: routes are rebuilt and swapped in on every change.
     pub async fn follow(self: Arc<Self>, member: Arc<Member>, stop: CancellationToken) {
         let mut changes = member.replica().changes();
-        let mut last: Option<Routes> = None;
         let mut reported: BTreeSet<(String, String)> = BTreeSet::new();
         loop {
             if member.synced() {
                 let state = member.replica().state();
                 self.sources
                     .store(Arc::new(sources(&state, member.node_id)));
+                let overlays: Vec<Ipv4Net> =
+                    state.networks.values().map(|n| n.space.subnet()).collect();
+                self.reach.rcu(|r| Reach {
+                    overlays: Vec::clone(&overlays),
+                    docker: r.docker.clone(),
+                });
                 let (routes, errors) = routes(&state);
                 for e in &errors {
                     if !reported.contains(e) {
@@ -195,17 +257,45 @@ impl Ingress {
                     }
                 }
                 reported = errors.into_iter().collect();
-                if last.as_ref() != Some(&routes) {
-                    match self.proxy.update(routes.clone()) {
-                        Ok(()) => last = Some(routes),
-                        Err(e) => tracing::warn!(error = %e, "routes refused"),
-                    }
-                }
+                self.publish(|p| p.cluster = routes);
             }
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = changes.changed() => {}
                 _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        }
+    }
+
+    /// Takes the routes of the local dockerd's containers and Swarm services.
+    pub fn set_docker(&self, routes: Routes) {
+        let backends: BTreeSet<IpAddr> = routes
+            .services
+            .values()
+            .flat_map(|s| s.servers.iter().map(|b| b.addr.ip()))
+            .collect();
+        self.reach.rcu(|r| Reach {
+            overlays: r.overlays.clone(),
+            docker: backends.clone(),
+        });
+        self.publish(|p| p.docker = routes);
+    }
+
+    /// Changes one source with `change`, then swaps the combined routes in if they
+    /// differ from those in force.
+    fn publish(&self, change: impl FnOnce(&mut Published)) {
+        let mut p = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        change(&mut p);
+        let (all, messages) = combine(&p.cluster, &p.docker);
+        let messages: BTreeSet<String> = messages.into_iter().collect();
+        for m in messages.difference(&p.reported) {
+            tracing::warn!(problem = %m, "route left out");
+        }
+        p.reported = messages;
+        if p.last.as_ref() != Some(&all) {
+            match self.proxy.update(all.clone()) {
+                Ok(()) => p.last = Some(all),
+                Err(e) => tracing::warn!(error = %e, "routes refused"),
             }
         }
     }

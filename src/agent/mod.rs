@@ -286,7 +286,31 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             crate::docker::engine::Engine::new(&args.docker_host).map_err(anyhow::Error::msg)?,
         )),
     });
+    let docker_routes = match &args.ingress_docker {
+        Some(endpoint) => {
+            let endpoint = if endpoint.is_empty() {
+                &args.docker_host
+            } else {
+                endpoint
+            };
+            Some((
+                crate::docker::engine::Engine::from_flag("--ingress-docker", endpoint)
+                    .map_err(anyhow::Error::msg)?,
+                args.docker_routes.settings().map_err(anyhow::Error::msg)?,
+            ))
+        }
+        None => None,
+    };
     let _entrypoints = ingress.start().await.context("cannot start the ingress")?;
+    if let Some((engine, settings)) = docker_routes {
+        let ingress = ingress.clone();
+        tokio::spawn(crate::docker::provider::run(
+            engine,
+            settings,
+            move |routes| ingress.set_docker(routes.routes.clone()),
+            CancellationToken::new(),
+        ));
+    }
     if let Some(m) = member {
         agent.activate(m);
     }

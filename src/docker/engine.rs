@@ -1,6 +1,8 @@
-//! The little of Docker's Engine API the driver needs: a network's name (drivers are
-//! told only IDs), a container's names on a network, whether the daemon is in a Swarm,
-//! and the networks and endpoints it has (to clean up after a restart).
+//! The little of Docker's Engine API shoal needs. The driver: a network's name (drivers
+//! are told only IDs), a container's names on a network, whether the daemon is in a
+//! Swarm, and the networks and endpoints it has (to clean up after a restart). The
+//! route provider: running containers inspected, Swarm services, tasks and networks, and
+//! the event stream ([`super::events`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -8,8 +10,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::events::EventStream;
+use super::objects::{
+    ContainerRow, EngineInfo, InspectedContainer, NetworkRow, SwarmService, SwarmTask,
+};
 use super::protocol::nullable;
-use crate::client::unix_http;
+use crate::client::{segment, unix_http};
 
 /// How long one Engine API call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -89,17 +95,28 @@ pub struct ContainerNames {
 }
 
 impl Engine {
-    /// A client of the daemon at `host` (`unix:///var/run/docker.sock` or a path).
+    /// A client of the daemon at `host` (`unix:///var/run/docker.sock` or a path), as
+    /// given with `--docker-host`.
     pub fn new(host: &str) -> Result<Engine, String> {
+        Engine::from_flag("--docker-host", host)
+    }
+
+    /// A client of the daemon at `host`, as given with `flag` (named in the error).
+    pub fn from_flag(flag: &str, host: &str) -> Result<Engine, String> {
         let path = host.strip_prefix("unix://").unwrap_or(host);
         if path.is_empty() || path.contains("://") {
             return Err(format!(
-                "--docker-host {host:?}: only unix:///path/to/docker.sock is supported"
+                "{flag} {host:?}: only unix:///path/to/docker.sock is supported"
             ));
         }
         Ok(Engine {
             socket: PathBuf::from(path),
         })
+    }
+
+    /// The daemon's socket.
+    pub fn socket(&self) -> &std::path::Path {
+        &self.socket
     }
 
     async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Option<T>, String> {
@@ -173,5 +190,56 @@ impl Engine {
         Ok(info.is_some_and(|i| {
             !matches!(i.swarm.local_node_state.as_str(), "" | "inactive" | "error")
         }))
+    }
+
+    /// The IDs of the running containers.
+    pub async fn running_containers(&self) -> Result<Vec<String>, String> {
+        let rows: Option<Vec<ContainerRow>> = self.get("/containers/json").await?;
+        Ok(rows.unwrap_or_default().into_iter().map(|r| r.id).collect())
+    }
+
+    /// Container `id` in full, if it still exists.
+    pub async fn inspect(&self, id: &str) -> Result<Option<InspectedContainer>, String> {
+        self.get(&format!("/containers/{}/json", segment(id))).await
+    }
+
+    /// `GET /info`.
+    pub async fn info(&self) -> Result<EngineInfo, String> {
+        self.get("/info")
+            .await?
+            .ok_or_else(|| format!("Docker at {} has no /info", self.socket.display()))
+    }
+
+    /// The Swarm's services (a manager only).
+    pub async fn services(&self) -> Result<Vec<SwarmService>, String> {
+        Ok(self.get("/services").await?.unwrap_or_default())
+    }
+
+    /// The Swarm's tasks that are meant to run.
+    pub async fn running_tasks(&self) -> Result<Vec<SwarmTask>, String> {
+        let filters = segment(r#"{"desired-state":["running"]}"#);
+        Ok(self
+            .get(&format!("/tasks?filters={filters}"))
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// The daemon's networks.
+    pub async fn networks(&self) -> Result<Vec<NetworkRow>, String> {
+        Ok(self.get("/networks").await?.unwrap_or_default())
+    }
+
+    /// The events that can change routes: containers starting, dying, changing health
+    /// or name; network (dis)connections; Swarm services and nodes changing.
+    pub async fn route_events(&self) -> Result<EventStream, String> {
+        let filters = serde_json::json!({
+            "type": ["container", "network", "service", "node"],
+            "event": [
+                "start", "die", "destroy", "health_status", "rename", "update", "pause",
+                "unpause", "connect", "disconnect", "create", "remove"
+            ],
+        });
+        let path = format!("/events?filters={}", segment(&filters.to_string()));
+        EventStream::open(&self.socket, &path).await
     }
 }

@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use shoal_ingress::access_log::{AccessLogConfig, AccessLogFormat};
 
+mod docker;
 mod service;
 
+pub use docker::{docker_endpoint, DockerRoutesArgs};
 pub use service::{ServiceCmd, ServiceCreateArgs, ServiceUpdateArgs};
 
 /// shoal: container cluster networking.
@@ -144,9 +146,20 @@ pub enum RouteCmd {
 /// `shoal proxy`.
 #[derive(Debug, Args)]
 pub struct ProxyArgs {
-    /// The TOML file (see ingress/examples/routes.toml); re-read on SIGHUP.
-    #[arg(long)]
-    pub config: PathBuf,
+    /// The TOML file (see ingress/examples/routes.toml); re-read on SIGHUP. Needed
+    /// unless --docker gives the routes.
+    #[arg(long, required_unless_present = "docker")]
+    pub config: Option<PathBuf>,
+    /// Routes from Docker's container and Swarm service labels (Træfik's and
+    /// docker-flow-proxy's), from this daemon (default: DOCKER_HOST, else
+    /// unix:///var/run/docker.sock), followed by its event stream.
+    #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "ENDPOINT")]
+    pub docker: Option<String>,
+    #[command(flatten)]
+    pub docker_routes: DockerRoutesArgs,
+    /// An HTTP entrypoint NAME=IP:PORT (repeatable), besides the file's.
+    #[arg(long = "entrypoint", value_name = "NAME=IP:PORT", value_parser = docker::parse_entrypoint)]
+    pub entrypoints: Vec<(String, SocketAddr)>,
     /// Threads serving requests (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -258,6 +271,12 @@ pub struct AgentArgs {
     /// socket (/run/docker/plugins/shoal.sock: `docker network create -d shoal`).
     #[arg(long)]
     pub docker_plugin_socket: Option<PathBuf>,
+    /// The ingress also routes Docker's containers and Swarm services by their labels
+    /// (Træfik's and docker-flow-proxy's), from this daemon (default: --docker-host's).
+    #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "ENDPOINT")]
+    pub ingress_docker: Option<String>,
+    #[command(flatten)]
+    pub docker_routes: DockerRoutesArgs,
     /// Log format.
     #[arg(long, value_enum, default_value_t)]
     pub log_format: LogFormat,
