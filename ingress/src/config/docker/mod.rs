@@ -535,4 +535,6 @@ fn elsewhere(value: &str, kind: Kind) -> Result<String, String> {
 }
 
 #[cfg(test)]
+mod swarm_tests;
+#[cfg(test)]
 mod tests;
