@@ -235,8 +235,8 @@ impl Engine {
         let filters = serde_json::json!({
             "type": ["container", "network", "service", "node"],
             "event": [
-                "start", "die", "destroy", "health_status", "rename", "update", "pause",
-                "unpause", "connect", "disconnect", "create", "remove"
+                "start", "die", "stop", "destroy", "health_status", "rename", "update",
+                "pause", "unpause", "connect", "disconnect", "create", "remove"
             ],
         });
         let path = format!("/events?filters={}", segment(&filters.to_string()));
