@@ -28,6 +28,7 @@ use shoal_control::{Member, NodeId};
 use shoal_ingress::access_log::AccessLogConfig;
 use shoal_ingress::config::docker::combine;
 use shoal_ingress::config::{from_labels, Entrypoint, Routes};
+use shoal_ingress::proxy::TracingOptions;
 use shoal_ingress::{Dialer, Proxy, ProxyOptions};
 use tokio::net::TcpSocket;
 use tokio_util::sync::CancellationToken;
@@ -181,12 +182,14 @@ impl Ingress {
         https: Option<SocketAddr>,
         certificates: Vec<(PathBuf, PathBuf)>,
         access_log: Option<AccessLogConfig>,
+        tracing: Option<TracingOptions>,
     ) -> anyhow::Result<Ingress> {
         let sources: Sources = Arc::default();
         let reach: Arc<ArcSwap<Reach>> = Arc::default();
         let proxy = Proxy::new(ProxyOptions {
             dialer: dialer(sources.clone(), reach.clone()),
             access_log,
+            tracing,
             ..Default::default()
         })?;
         let mut entrypoints = BTreeMap::new();

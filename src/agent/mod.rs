@@ -264,6 +264,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         args.ingress_https,
         args.ingress_cert.clone(),
         args.access_log.config(),
+        args.tracing.options(),
     )?);
     let agent = Arc::new(Agent {
         data,

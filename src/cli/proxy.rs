@@ -94,6 +94,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     };
     let proxy = Proxy::new(ProxyOptions {
         access_log: args.access_log.config(),
+        tracing: args.tracing.options(),
         ..Default::default()
     })?;
     let sources = Arc::new(Mutex::new(Sources {

@@ -168,9 +168,40 @@ pub struct ProxyArgs {
     pub metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
     pub access_log: AccessLogArgs,
+    #[command(flatten)]
+    pub tracing: TracingArgs,
     /// Log format.
     #[arg(long, value_enum, default_value_t)]
     pub log_format: LogFormat,
+}
+
+/// The L7 proxy's tracing, as Envoy's: off unless one of these is given.
+#[derive(Debug, Args, Default)]
+pub struct TracingArgs {
+    /// Give every request an `x-request-id` (the client's if it sent one) and carry its
+    /// trace context (W3C traceparent, or B3) on to the backend, a span per attempt.
+    #[arg(long)]
+    pub request_id: bool,
+    /// Export a span per request and per attempt to this OpenTelemetry collector over
+    /// OTLP/HTTP (JSON), e.g. http://127.0.0.1:4318 (implies --request-id).
+    #[arg(long, value_name = "URL", value_parser = parse_otlp_endpoint)]
+    pub otlp_endpoint: Option<shoal_ingress::trace::Endpoint>,
+}
+
+impl TracingArgs {
+    /// The tracing asked for, if any; starts the exporter (needs the async runtime).
+    pub fn options(&self) -> Option<shoal_ingress::proxy::TracingOptions> {
+        let exporter = self
+            .otlp_endpoint
+            .clone()
+            .map(|endpoint| shoal_ingress::trace::Exporter::start(endpoint, "shoal".to_string()));
+        (self.request_id || exporter.is_some())
+            .then_some(shoal_ingress::proxy::TracingOptions { exporter })
+    }
+}
+
+fn parse_otlp_endpoint(s: &str) -> Result<shoal_ingress::trace::Endpoint, String> {
+    shoal_ingress::trace::Endpoint::parse(s)
 }
 
 /// The L7 proxy's access log: off unless one of these is given, as in Træfik.
@@ -260,6 +291,8 @@ pub struct AgentArgs {
     pub ingress_cert: Vec<(PathBuf, PathBuf)>,
     #[command(flatten)]
     pub access_log: AccessLogArgs,
+    #[command(flatten)]
+    pub tracing: TracingArgs,
     /// This node's name in the cluster (default: the host name).
     #[arg(long)]
     pub node_name: Option<String>,
