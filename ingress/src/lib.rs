@@ -21,6 +21,7 @@
 //! - [`access_log`]: Træfik's access log (common or JSON) from a writer thread.
 //! - [`proxy`]: the IO: connections, the HTTP/1 fast path, hyper, the upstream client.
 //! - [`tls`]: certificates by SNI.
+//! - [`health`]: active health checks of services' servers (state machine and checker).
 //! - [`trace`]: `x-request-id`, W3C and B3 trace context, spans per request and attempt,
 //!   OTLP/HTTP export.
 //!
@@ -31,6 +32,7 @@ pub mod access_log;
 pub mod balancer;
 pub mod breaker;
 pub mod config;
+pub mod health;
 pub mod metrics;
 pub mod middleware;
 pub mod outlier;

@@ -43,8 +43,8 @@ use serde::Deserialize;
 
 use super::middlewares::{MiddlewareConfig, Opts};
 use super::{
-    invalid, parse_duration, ConfigError, RetrySpec, Router, Routes, Server, Service,
-    UpstreamProtocol,
+    invalid, parse_duration, ConfigError, HealthCheckSpec, RetrySpec, Router, Routes, Server,
+    Service, UpstreamProtocol,
 };
 use crate::breaker::BreakerThresholds;
 use crate::outlier::OutlierConfig;
@@ -129,6 +129,7 @@ struct ServiceFile {
     retry_budget: Option<RetryBudgetFile>,
     circuit_breaker: Option<BreakerFile>,
     outlier: Option<OutlierFile>,
+    healthcheck: Option<HealthCheckSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -292,10 +293,7 @@ impl ServiceFile {
         for (i, s) in self.servers.iter().enumerate() {
             let addr = parse_server_url(&s.url)
                 .map_err(|m| invalid(format!("{path}.servers[{i}].url"), m))?;
-            servers.push(Server {
-                addr,
-                weight: s.weight.unwrap_or(1),
-            });
+            servers.push(Server::new(addr, s.weight.unwrap_or(1)));
         }
         let mut service = Service::new(servers);
         if let Some(lb) = &self.lb {
@@ -321,6 +319,10 @@ impl ServiceFile {
             .outlier
             .unwrap_or_default()
             .to_config(&format!("{path}.outlier"))?;
+        service.health_check = self
+            .healthcheck
+            .map(|h| h.to_check(&format!("{path}.healthcheck")))
+            .transpose()?;
         Ok(service)
     }
 }

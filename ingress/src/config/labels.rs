@@ -26,6 +26,7 @@
 //! | `http.services.<s>.retry.*`                          | service default retry policy, keys as for routers |
 //! | `http.services.<s>.retry_budget.percent=20`, `.min_concurrency=3`, `.disabled=true` | retry budget |
 //! | `http.services.<s>.circuitbreaker.max_connections`, `.max_pending_requests`, `.max_requests`, `.max_retries` | breaker |
+//! | `http.services.<s>.loadbalancer.healthcheck.path=/health`, `.interval`, `.timeout`, … | active health check (see [`super::health`]) |
 //! | `http.services.<s>.outlier.consecutive_5xx`, `.consecutive_gateway_failure`, `.interval`, `.base_ejection_time`, `.max_ejection_time`, `.max_ejection_percent`, `.panic_threshold_percent` | outlier detection |
 //! | `http.middlewares.<m>.<type>.<option>=…`              | a Træfik middleware (see [`super::middlewares`]); named `<m>@<service>` |
 //! | `http.routers.<r>.middlewares=a,b@file,c@docker`     | middlewares run for the router, in order |
@@ -40,8 +41,11 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::file::{parse_protocol, BreakerFile, OutlierFile};
 use super::middlewares::{MiddlewareConfig, Opts};
-use super::{ConfigError, RetrySpec, Router, Routes, Server, Service};
+use super::{ConfigError, HealthCheckSpec, RetrySpec, Router, Routes, Server, Service};
 use crate::retry::RetryBudget;
+
+/// Service fields of the active health check (see [`super::health`]).
+const HEALTH_CHECK: &str = "loadbalancer.healthcheck.";
 
 /// The default sticky cookie name when `sticky.cookie=true`.
 pub const DEFAULT_STICKY_COOKIE: &str = "shoal_sticky";
@@ -360,8 +364,12 @@ fn build_service(fields: &Fields, backends: &[IpAddr]) -> Result<Service, LabelE
     let mut outlier_path = None;
     let mut budget = RetryBudget::default();
     let mut budget_enabled = true;
+    let mut health: Vec<(&str, &str, &str)> = Vec::new();
     for (field, l) in fields {
         match field.as_str() {
+            f if f.to_ascii_lowercase().starts_with(HEALTH_CHECK) => {
+                health.push((&f[HEALTH_CHECK.len()..], &l.key, &l.value));
+            }
             "loadbalancer.server.port" => {
                 port = parse_num(l)?;
                 if port == 0 {
@@ -423,12 +431,13 @@ fn build_service(fields: &Fields, backends: &[IpAddr]) -> Result<Service, LabelE
     service.breaker = breaker.to_thresholds();
     service.outlier = outlier.to_config(outlier_path.as_deref().unwrap_or("outlier"))?;
     service.retry_budget = budget_enabled.then_some(budget);
+    if let Some(&(option, key, _)) = health.first() {
+        let prefix = &key[..key.len() - option.len() - 1];
+        service.health_check = Some(HealthCheckSpec::from_labels(health)?.to_check(prefix)?);
+    }
     service.servers = backends
         .iter()
-        .map(|ip| Server {
-            addr: SocketAddr::new(*ip, port),
-            weight,
-        })
+        .map(|ip| Server::new(SocketAddr::new(*ip, port), weight))
         .collect();
     Ok(service)
 }

@@ -7,6 +7,7 @@
 pub mod dfproxy;
 pub mod docker;
 pub mod file;
+pub mod health;
 pub mod labels;
 pub mod middlewares;
 
@@ -24,6 +25,7 @@ use crate::rule::{self, Rule, RuleError};
 pub use middlewares::MiddlewareConfig;
 
 pub use file::{Entrypoint, ProxyConfig};
+pub use health::{HealthCheck, HealthCheckSpec, ReportedHealth};
 pub use labels::{from_labels, LabelError};
 
 /// A configuration value that is not acceptable, with where it was found.
@@ -143,6 +145,8 @@ pub struct Service {
     pub outlier: OutlierConfig,
     /// Protocol to the servers.
     pub protocol: UpstreamProtocol,
+    /// Active health check of the servers (`loadbalancer.healthcheck`).
+    pub health_check: Option<HealthCheck>,
 }
 
 impl Service {
@@ -157,17 +161,13 @@ impl Service {
             breaker: BreakerThresholds::default(),
             outlier: OutlierConfig::default(),
             protocol: UpstreamProtocol::Http1,
+            health_check: None,
         }
     }
 
     /// A service with default settings over `addrs`, each of weight 1.
     pub fn over(addrs: &[SocketAddr]) -> Service {
-        Service::new(
-            addrs
-                .iter()
-                .map(|&addr| Server { addr, weight: 1 })
-                .collect(),
-        )
+        Service::new(addrs.iter().map(|&addr| Server::new(addr, 1)).collect())
     }
 }
 
@@ -178,6 +178,21 @@ pub struct Server {
     pub addr: SocketAddr,
     /// Relative weight (≥ 1).
     pub weight: u32,
+    /// What a source outside the proxy (Docker's `HEALTHCHECK`) says about it: a
+    /// `Starting` or `Unhealthy` server takes no traffic. Set it in the routes given to
+    /// [`crate::Proxy::update`]; the server's other state is kept across the update.
+    pub reported: ReportedHealth,
+}
+
+impl Server {
+    /// A server at `addr` with `weight` and nothing reported about its health.
+    pub fn new(addr: SocketAddr, weight: u32) -> Server {
+        Server {
+            addr,
+            weight,
+            reported: ReportedHealth::NotReported,
+        }
+    }
 }
 
 impl Routes {
@@ -264,6 +279,9 @@ impl Routes {
                     format!("{path}.outlier"),
                     "percentages must be 0..=100",
                 ));
+            }
+            if let Some(h) = &s.health_check {
+                h.validate(&format!("{path}.healthcheck"))?;
             }
         }
         Ok(())

@@ -560,15 +560,17 @@ fn backend_status(s: &ServiceState, now: Instant) -> Vec<BackendStatus> {
     snap.hosts
         .iter()
         .zip(&snap.weights)
-        .map(|(h, weight)| {
+        .zip(&snap.config.servers)
+        .map(|((h, weight), server)| {
             let until = outlier.ejected_until(&h.addr, now);
             BackendStatus {
                 address: h.addr,
                 weight: *weight,
-                health: if until.is_some() {
-                    Health::Ejected
-                } else {
-                    Health::Healthy
+                health: match server.reported {
+                    crate::config::ReportedHealth::Starting => Health::Starting,
+                    r if !r.takes_traffic() || !h.check.is_passing() => Health::Unhealthy,
+                    _ if until.is_some() => Health::Ejected,
+                    _ => Health::Healthy,
                 },
                 ejected_for_ms: until.map(|u| u.duration_since(now).as_millis() as u64),
                 times_ejected: outlier.times_ejected(&h.addr),
@@ -607,6 +609,10 @@ pub enum Health {
     Healthy,
     /// Ejected by outlier detection.
     Ejected,
+    /// Fails its health check, or reported unhealthy (Docker's `HEALTHCHECK`).
+    Unhealthy,
+    /// Reported still starting: no traffic until it is healthy.
+    Starting,
 }
 
 /// One backend as `shoal route ls` shows it.

@@ -16,6 +16,7 @@ use super::Dial;
 use crate::balancer::{self, Candidates, SmoothWrr};
 use crate::breaker::BreakerCounts;
 use crate::config::Service;
+use crate::health::{CheckStatus, Checker};
 use crate::outlier::OutlierDetector;
 
 /// One backend and its live counts.
@@ -31,6 +32,8 @@ pub struct HostState {
     pub failures: AtomicU64,
     /// Kept-alive connections to it.
     pub pool: Arc<HostPool>,
+    /// Whether it passes the service's active health check (always, without one).
+    pub check: Arc<CheckStatus>,
 }
 
 impl HostState {
@@ -41,6 +44,7 @@ impl HostState {
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             pool: Arc::default(),
+            check: Arc::default(),
         }
     }
 }
@@ -73,6 +77,8 @@ pub struct ServiceState {
     /// Breaker counts.
     pub counts: Arc<BreakerCounts>,
     dial: Dial,
+    /// Checks the hosts while the service has a health check; stops when dropped.
+    checker: Mutex<Option<Checker>>,
 }
 
 impl ServiceState {
@@ -88,9 +94,11 @@ impl ServiceState {
             wrr: Mutex::new(SmoothWrr::default()),
             counts,
             dial,
+            checker: Mutex::new(None),
         };
         let addrs = state.snapshot.load().addrs.clone();
         lock(&state.outlier).set_hosts(&addrs, Instant::now());
+        state.sync_checker(&state.snapshot.load());
         Arc::new(state)
     }
 
@@ -110,11 +118,43 @@ impl ServiceState {
             outlier.set_config(snapshot.config.outlier);
             outlier.set_hosts(&snapshot.addrs, Instant::now());
         }
+        self.sync_checker(&snapshot);
         self.snapshot.store(Arc::new(snapshot));
     }
 
-    /// Pick a host for an attempt at `now`; `None` when the service has no hosts.
-    /// (`tried` may be shorter than the host list: hosts past its end are untried.)
+    /// Run a checker for `snap`'s health check over its hosts, keeping the one that
+    /// runs if it already does that; without a check, every host passes.
+    fn sync_checker(&self, snap: &ServiceSnapshot) {
+        let mut checker = lock(&self.checker);
+        let Some(check) = &snap.config.health_check else {
+            *checker = None;
+            snap.hosts.iter().for_each(|h| h.check.set(true));
+            return;
+        };
+        let protocol = snap.config.protocol;
+        if checker
+            .as_ref()
+            .is_some_and(|c| c.checks(check, protocol, &snap.addrs))
+        {
+            return;
+        }
+        let hosts = snap
+            .hosts
+            .iter()
+            .map(|h| (h.addr, h.check.clone()))
+            .collect();
+        let dialer = self.dial.dialer.clone();
+        *checker = Checker::start(&self.name, check.clone(), protocol, hosts, dialer);
+        if checker.is_none() {
+            tracing::error!(service = %self.name, "no tokio runtime: the servers are not health-checked");
+        }
+    }
+
+    /// Pick a host for an attempt at `now`; `None` when the service has no hosts or
+    /// none passes its health check and is reported fit (outlier ejection may still
+    /// fall back to all hosts in panic mode; failed health checks never do, as in
+    /// Træfik). (`tried` may be shorter than the host list: hosts past its end are
+    /// untried.)
     pub fn pick(
         &self,
         snap: &ServiceSnapshot,
@@ -122,13 +162,19 @@ impl ServiceState {
         sticky: Option<&str>,
         now: Instant,
     ) -> Option<usize> {
+        let fit = |i: usize| {
+            snap.config.servers[i].reported.takes_traffic() && snap.hosts[i].check.is_passing()
+        };
         match snap.hosts.len() {
             0 => return None,
             // A lone host ejected is below any panic threshold, so it is still the pick.
-            1 if snap.config.outlier.panic_threshold_percent > 0 => return Some(0),
+            1 if snap.config.outlier.panic_threshold_percent > 0 => return fit(0).then_some(0),
             _ => {}
         }
-        let eligibility = lock(&self.outlier).eligibility(&snap.addrs, now);
+        let mut eligibility = lock(&self.outlier).eligibility(&snap.addrs, now);
+        for (i, eligible) in eligibility.eligible.iter_mut().enumerate() {
+            *eligible &= fit(i);
+        }
         let outstanding: Vec<usize> = snap
             .hosts
             .iter()
@@ -244,6 +290,34 @@ mod tests {
             .map(|_| s.pick(&snap, &[false, false], None, Instant::now()))
             .collect();
         assert!(picks.contains(&Some(1)), "{picks:?}");
+    }
+
+    #[tokio::test]
+    async fn hosts_failing_their_check_or_reported_unfit_get_no_picks() {
+        let a: SocketAddr = "10.0.0.1:80".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:80".parse().unwrap();
+        let s = ServiceState::new("s", Service::over(&[a, b]), dial());
+        let snap = s.snapshot.load_full();
+        snap.hosts[0].check.set(false);
+        let pick = || s.pick(&s.snapshot.load(), &[], None, Instant::now());
+        assert!((0..10).all(|_| pick() == Some(1)));
+        // Reported health comes with the routes; without a health check, an update
+        // makes every host pass its (absent) check.
+        let mut config = Service::over(&[a, b]);
+        config.servers[1].reported = crate::config::ReportedHealth::Starting;
+        s.apply(config);
+        assert!(snap.hosts[0].check.is_passing());
+        snap.hosts[0].check.set(false);
+        assert_eq!(pick(), None, "no fit host: 503, never panic mode");
+        snap.hosts[0].check.set(true);
+        assert!((0..10).all(|_| pick() == Some(0)));
+        // Alone and failing, a host is not picked either.
+        let lone = ServiceState::new("lone", Service::over(&[a]), dial());
+        lone.snapshot.load().hosts[0].check.set(false);
+        assert_eq!(
+            lone.pick(&lone.snapshot.load(), &[], None, Instant::now()),
+            None
+        );
     }
 
     #[tokio::test]
