@@ -22,6 +22,8 @@
 //! - [`proxy`]: the IO: connections, the HTTP/1 fast path, hyper, the upstream client.
 //! - [`tls`]: certificates by SNI.
 //! - [`health`]: active health checks of services' servers (state machine and checker).
+//! - [`tcp`]: TCP routers: `HostSNI` from the ClientHello (TLS passthrough or
+//!   termination), plain TCP, on TCP entrypoints.
 //! - [`trace`]: `x-request-id`, W3C and B3 trace context, spans per request and attempt,
 //!   OTLP/HTTP export.
 //!
@@ -39,6 +41,7 @@ pub mod outlier;
 pub mod proxy;
 pub mod retry;
 pub mod rule;
+pub mod tcp;
 pub mod tls;
 pub mod trace;
 

@@ -42,6 +42,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::middlewares::{MiddlewareConfig, Opts};
+use super::tcp::TcpFile;
 use super::{
     invalid, parse_duration, ConfigError, HealthCheckSpec, RetrySpec, Router, Routes, Server,
     Service, UpstreamProtocol,
@@ -57,6 +58,9 @@ pub struct ProxyConfig {
     pub entrypoints: BTreeMap<String, Entrypoint>,
     /// The routes.
     pub routes: Routes,
+    /// TCP entrypoints (`[tcp.entrypoints.<name>]`): certificates serve TCP routers
+    /// that terminate TLS.
+    pub tcp_entrypoints: BTreeMap<String, Entrypoint>,
 }
 
 /// A listening address, optionally terminating TLS.
@@ -81,13 +85,41 @@ struct FileConfig {
     /// [`MiddlewareConfig::from_opts`] (options compared without case, as Træfik does).
     #[serde(default)]
     middlewares: BTreeMap<String, toml::Table>,
+    /// TCP entrypoints, routers and services.
+    #[serde(default)]
+    tcp: TcpFile,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EntrypointFile {
+pub(super) struct EntrypointFile {
     address: String,
     tls: Option<TlsFile>,
+}
+
+impl EntrypointFile {
+    /// The entrypoint; `path` (like `entrypoints.web`) prefixes errors.
+    pub(super) fn validate(self, path: &str) -> Result<Entrypoint, ConfigError> {
+        let address = self.address.parse().map_err(|_| {
+            invalid(
+                format!("{path}.address"),
+                format!("`{}` is not IP:PORT", self.address),
+            )
+        })?;
+        let certificates: Vec<_> = self
+            .tls
+            .map(|t| {
+                t.certificates
+                    .into_iter()
+                    .map(|c| (c.cert_file, c.key_file))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Entrypoint {
+            address,
+            certificates,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -195,29 +227,9 @@ impl FileConfig {
         for (name, ep) in self.entrypoints {
             let path = format!("entrypoints.{name}");
             super::check_name(&path, &name)?;
-            let address = ep.address.parse().map_err(|_| {
-                invalid(
-                    format!("{path}.address"),
-                    format!("`{}` is not IP:PORT", ep.address),
-                )
-            })?;
-            let certificates: Vec<_> = ep
-                .tls
-                .map(|t| {
-                    t.certificates
-                        .into_iter()
-                        .map(|c| (c.cert_file, c.key_file))
-                        .collect()
-                })
-                .unwrap_or_default();
-            entrypoints.insert(
-                name,
-                Entrypoint {
-                    address,
-                    certificates,
-                },
-            );
+            entrypoints.insert(name, ep.validate(&path)?);
         }
+        let (tcp_entrypoints, tcp_routes) = self.tcp.validate(&entrypoints)?;
         let mut routes = Routes::default();
         for (name, table) in self.middlewares {
             let path = format!("middlewares.{name}");
@@ -261,10 +273,12 @@ impl FileConfig {
             }
             routes.routers.insert(name, router);
         }
+        routes.tcp = tcp_routes;
         routes.validate()?;
         Ok(ProxyConfig {
             entrypoints,
             routes,
+            tcp_entrypoints,
         })
     }
 }

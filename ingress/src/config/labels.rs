@@ -28,6 +28,7 @@
 //! | `http.services.<s>.circuitbreaker.max_connections`, `.max_pending_requests`, `.max_requests`, `.max_retries` | breaker |
 //! | `http.services.<s>.loadbalancer.healthcheck.path=/health`, `.interval`, `.timeout`, … | active health check (see [`super::health`]) |
 //! | `http.services.<s>.outlier.consecutive_5xx`, `.consecutive_gateway_failure`, `.interval`, `.base_ejection_time`, `.max_ejection_time`, `.max_ejection_percent`, `.panic_threshold_percent` | outlier detection |
+//! | `tcp.routers.<r>.…`, `tcp.services.<s>.…`            | TCP routers and services (see [`super::tcp`]) |
 //! | `http.middlewares.<m>.<type>.<option>=…`              | a Træfik middleware (see [`super::middlewares`]); named `<m>@<service>` |
 //! | `http.routers.<r>.middlewares=a,b@file,c@docker`     | middlewares run for the router, in order |
 //!
@@ -41,6 +42,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::file::{parse_protocol, BreakerFile, OutlierFile};
 use super::middlewares::{MiddlewareConfig, Opts};
+use super::tcp::TcpLabels;
 use super::{ConfigError, HealthCheckSpec, RetrySpec, Router, Routes, Server, Service};
 use crate::retry::RetryBudget;
 
@@ -103,8 +105,13 @@ pub fn from_labels(
     let mut routers: BTreeMap<String, Fields> = BTreeMap::new();
     let mut services: BTreeMap<String, Fields> = BTreeMap::new();
     let mut middlewares: BTreeMap<String, Opts> = BTreeMap::new();
+    let mut tcp = TcpLabels::new();
     for (rest, label) in &normalized {
         if rest == "enable" || rest.starts_with("docker.") || rest.starts_with("swarm.") {
+            continue;
+        }
+        if let Some(tail) = rest.strip_prefix("tcp.") {
+            tcp.insert(tail.to_string(), (label.key.clone(), label.value.clone()));
             continue;
         }
         if let Some(tail) = rest.strip_prefix("http.middlewares.") {
@@ -130,7 +137,10 @@ pub fn from_labels(
             .or_default()
             .insert(field.to_string(), label.clone());
     }
-    let mut routes = Routes::default();
+    let mut routes = Routes {
+        tcp: super::tcp::from_labels(service, &tcp, backends)?,
+        ..Routes::default()
+    };
     for (name, opts) in middlewares {
         let config = MiddlewareConfig::from_opts(opts)?;
         routes

@@ -10,6 +10,7 @@ pub mod file;
 pub mod health;
 pub mod labels;
 pub mod middlewares;
+pub mod tcp;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ pub use middlewares::MiddlewareConfig;
 pub use file::{Entrypoint, ProxyConfig};
 pub use health::{HealthCheck, HealthCheckSpec, ReportedHealth};
 pub use labels::{from_labels, LabelError};
+pub use tcp::{TcpRouter, TcpRoutes, TcpService, TlsMode};
 
 /// A configuration value that is not acceptable, with where it was found.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +76,8 @@ pub struct Routes {
     pub services: BTreeMap<String, Service>,
     /// Træfik middlewares by name (`name` from a file, `name@service` from labels).
     pub middlewares: BTreeMap<String, MiddlewareConfig>,
+    /// TCP routers and services.
+    pub tcp: TcpRoutes,
 }
 
 /// A rule that sends matching requests to a service.
@@ -233,20 +237,7 @@ impl Routes {
         for (name, s) in &self.services {
             let path = format!("services.{name}");
             check_name(&path, name)?;
-            for (i, server) in s.servers.iter().enumerate() {
-                if server.weight == 0 {
-                    return Err(invalid(
-                        format!("{path}.servers[{i}].weight"),
-                        "must be at least 1",
-                    ));
-                }
-                if s.servers[..i].iter().any(|o| o.addr == server.addr) {
-                    return Err(invalid(
-                        format!("{path}.servers[{i}]"),
-                        format!("{} is listed twice", server.addr),
-                    ));
-                }
-            }
+            validate_servers(&path, &s.servers)?;
             if let Some(cookie) = &s.sticky_cookie {
                 let ok = !cookie.is_empty()
                     && cookie
@@ -284,6 +275,7 @@ impl Routes {
                 h.validate(&format!("{path}.healthcheck"))?;
             }
         }
+        self.tcp.validate()?;
         Ok(())
     }
 
@@ -306,6 +298,7 @@ impl Routes {
         {
             return Err(invalid(format!("middlewares.{name}"), "defined twice"));
         }
+        self.tcp.merge(other.tcp)?;
         self.routers.extend(other.routers);
         self.services.extend(other.services);
         self.middlewares.extend(other.middlewares);
@@ -346,6 +339,25 @@ impl Routes {
     pub fn router_middlewares(&self, r: &Router) -> Result<Vec<String>, String> {
         middlewares::flatten(&self.middlewares, &r.middlewares, None)
     }
+}
+
+/// Weights are ≥ 1 and no address is listed twice; `path` names the service.
+fn validate_servers(path: &str, servers: &[Server]) -> Result<(), ConfigError> {
+    for (i, server) in servers.iter().enumerate() {
+        if server.weight == 0 {
+            return Err(invalid(
+                format!("{path}.servers[{i}].weight"),
+                "must be at least 1",
+            ));
+        }
+        if servers[..i].iter().any(|o| o.addr == server.addr) {
+            return Err(invalid(
+                format!("{path}.servers[{i}]"),
+                format!("{} is listed twice", server.addr),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_name(path: &str, name: &str) -> Result<(), ConfigError> {

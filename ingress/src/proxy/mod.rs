@@ -269,6 +269,8 @@ pub struct Proxy {
     access_log: Option<AccessLog>,
     /// Requests received since start (the access log's request count).
     requests: std::sync::atomic::AtomicU64,
+    /// The TCP routers' side (see [`crate::tcp`]).
+    pub(crate) tcp: Arc<crate::tcp::TcpProxy>,
 }
 
 impl Proxy {
@@ -280,7 +282,15 @@ impl Proxy {
             Some(config) => Some(AccessLog::start(config, &registry)?),
             None => None,
         };
+        let tcp = Arc::new(crate::tcp::TcpProxy::new(
+            Dial {
+                timeout: options.connect_timeout,
+                dialer: options.dialer.clone(),
+            },
+            options.tls_handshake_timeout,
+        ));
         Ok(Arc::new(Proxy {
+            tcp,
             table: ArcSwap::from_pointee(RouteTable::default()),
             services: Mutex::new(HashMap::new()),
             middlewares: Mutex::new(Instances::default()),
@@ -304,6 +314,7 @@ impl Proxy {
     pub fn update(&self, routes: Routes) -> Result<(), ConfigError> {
         routes.validate()?;
         let pipelines = self.build_pipelines(&routes)?;
+        let tcp = routes.tcp;
         let mut registry = lock(&self.services);
         let mut services = HashMap::new();
         for (name, config) in routes.services {
@@ -340,6 +351,7 @@ impl Proxy {
             (b.router.priority.cmp(&a.router.priority)).then_with(|| a.name.cmp(&b.name))
         });
         self.table.store(Arc::new(RouteTable { routes: table }));
+        self.tcp.update(tcp);
         Ok(())
     }
 
@@ -384,15 +396,7 @@ impl Proxy {
             .with_label_values(&[&*entrypoint]);
         async move {
             loop {
-                let (stream, client) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Out of descriptors or an aborted handshake: back off, keep serving.
-                        tracing::warn!(entrypoint = &*entrypoint, error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
+                let (stream, client) = accept(&listener, &entrypoint).await;
                 let proxy = self.clone();
                 let info = ConnInfo {
                     entrypoint: entrypoint.clone(),
@@ -418,41 +422,10 @@ impl Proxy {
         self: &Arc<Self>,
         entrypoints: &BTreeMap<String, Entrypoint>,
     ) -> Result<Vec<Started>, StartError> {
-        let mut started = Vec::new();
-        for (name, ep) in entrypoints {
-            let tls = if ep.certificates.is_empty() {
-                None
-            } else {
-                Some(
-                    crate::tls::server_config(&ep.certificates).map_err(|source| {
-                        StartError::Tls {
-                            entrypoint: name.clone(),
-                            source,
-                        }
-                    })?,
-                )
-            };
-            let listener =
-                TcpListener::bind(ep.address)
-                    .await
-                    .map_err(|source| StartError::Bind {
-                        entrypoint: name.clone(),
-                        address: ep.address,
-                        source,
-                    })?;
-            let address = listener.local_addr().map_err(|source| StartError::Bind {
-                entrypoint: name.clone(),
-                address: ep.address,
-                source,
-            })?;
-            let task = tokio::spawn(self.clone().serve(name, listener, tls));
-            started.push(Started {
-                entrypoint: name.clone(),
-                address,
-                task,
-            });
-        }
-        Ok(started)
+        start_each(entrypoints, |name, listener, tls| {
+            self.clone().serve(name, listener, tls)
+        })
+        .await
     }
 
     async fn serve_connection(
@@ -552,6 +525,70 @@ impl Proxy {
             })
             .collect()
     }
+}
+
+/// The next connection on `entrypoint`'s `listener`. Accept errors (out of
+/// descriptors, a connection aborted before it was taken) are logged and waited out.
+pub(crate) async fn accept(listener: &TcpListener, entrypoint: &str) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(e) => {
+                tracing::warn!(entrypoint, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Bind each of `entrypoints` (loading its certificates) and spawn `serve` on it.
+pub(crate) async fn start_each<F, S>(
+    entrypoints: &BTreeMap<String, Entrypoint>,
+    serve: F,
+) -> Result<Vec<Started>, StartError>
+where
+    F: Fn(&str, TcpListener, Option<Arc<rustls::ServerConfig>>) -> S,
+    S: Future<Output = ()> + Send + 'static,
+{
+    let mut started = Vec::new();
+    for (name, ep) in entrypoints {
+        let tls = entrypoint_tls(name, ep)?;
+        let (listener, address) = bind(name, ep.address).await?;
+        started.push(Started {
+            entrypoint: name.clone(),
+            address,
+            task: tokio::spawn(serve(name, listener, tls)),
+        });
+    }
+    Ok(started)
+}
+
+/// The TLS configuration of entrypoint `name`, if it has certificates.
+fn entrypoint_tls(
+    name: &str,
+    ep: &Entrypoint,
+) -> Result<Option<Arc<rustls::ServerConfig>>, StartError> {
+    if ep.certificates.is_empty() {
+        return Ok(None);
+    }
+    crate::tls::server_config(&ep.certificates)
+        .map(Some)
+        .map_err(|source| StartError::Tls {
+            entrypoint: name.to_string(),
+            source,
+        })
+}
+
+/// Bind entrypoint `name`'s address; returns the listener and the bound address.
+async fn bind(name: &str, address: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let error = |source| StartError::Bind {
+        entrypoint: name.to_string(),
+        address,
+        source,
+    };
+    let listener = TcpListener::bind(address).await.map_err(error)?;
+    let bound = listener.local_addr().map_err(error)?;
+    Ok((listener, bound))
 }
 
 fn backend_status(s: &ServiceState, now: Instant) -> Vec<BackendStatus> {
