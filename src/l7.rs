@@ -1,8 +1,9 @@
 //! The L7 ingress inside the agent: routes from service labels, backends from running
 //! tasks, swapped into the proxy on every change; entrypoints from `--ingress-http` and
-//! `--ingress-https`. Connections to backends leave from the node's own address on the
-//! backend's network (on its bridge; see `overlay::mesh`), so answers come back to this
-//! node rather than to the anycast gateway of the task's.
+//! `--ingress-https`, TCP ones from `--ingress-tcp`. Connections to backends leave from
+//! the node's own address on the backend's network (on its bridge; see
+//! `overlay::mesh`), so answers come back to this node rather than to the anycast
+//! gateway of the task's.
 //!
 //! With `--ingress-docker`, the local dockerd's containers and Swarm services add their
 //! routes ([`crate::docker::provider`]); they are this node's own, reached straight
@@ -34,9 +35,9 @@ use tokio::net::TcpSocket;
 use tokio_util::sync::CancellationToken;
 
 /// Label prefixes that make a service routed.
-const PREFIXES: [&str; 2] = ["shoal.http.", "traefik.http."];
+const PREFIXES: [&str; 4] = ["shoal.http.", "traefik.http.", "shoal.tcp.", "traefik.tcp."];
 
-/// Whether a service's labels declare HTTP routes.
+/// Whether a service's labels declare HTTP or TCP routes.
 pub fn routed(labels: &BTreeMap<String, String>) -> bool {
     labels
         .keys()
@@ -170,6 +171,8 @@ pub struct Ingress {
     sources: Sources,
     reach: Arc<ArcSwap<Reach>>,
     entrypoints: BTreeMap<String, Entrypoint>,
+    /// TCP entrypoints (`--ingress-tcp`), for `tcp.routers` labels.
+    tcp_entrypoints: BTreeMap<String, Entrypoint>,
     published: std::sync::Mutex<Published>,
 }
 
@@ -220,8 +223,35 @@ impl Ingress {
             sources,
             reach,
             entrypoints,
+            tcp_entrypoints: BTreeMap::new(),
             published: Default::default(),
         })
+    }
+
+    /// Adds the TCP entrypoints `tcp` (`--ingress-tcp NAME=IP:PORT`); `certificates`
+    /// serve TCP routers that terminate TLS there.
+    pub fn with_tcp(
+        mut self,
+        tcp: &[(String, SocketAddr)],
+        certificates: Vec<(PathBuf, PathBuf)>,
+    ) -> anyhow::Result<Ingress> {
+        for (name, address) in tcp {
+            anyhow::ensure!(
+                !self.entrypoints.contains_key(name),
+                "--ingress-tcp {name}: the HTTP entrypoint has this name"
+            );
+            let entrypoint = Entrypoint {
+                address: *address,
+                certificates: certificates.clone(),
+            };
+            anyhow::ensure!(
+                self.tcp_entrypoints
+                    .insert(name.clone(), entrypoint)
+                    .is_none(),
+                "--ingress-tcp {name} is given twice"
+            );
+        }
+        Ok(self)
     }
 
     /// The proxy.
@@ -231,7 +261,8 @@ impl Ingress {
 
     /// Binds the entrypoints; fails if one cannot be bound or its certificates loaded.
     pub async fn start(&self) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-        let started = self.proxy.start(&self.entrypoints).await?;
+        let mut started = self.proxy.start(&self.entrypoints).await?;
+        started.extend(self.proxy.start_tcp(&self.tcp_entrypoints).await?);
         for s in &started {
             tracing::info!(entrypoint = %s.entrypoint, address = %s.address, "ingress listening");
         }

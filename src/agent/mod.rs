@@ -259,13 +259,16 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             None
         }
     };
-    let ingress = Arc::new(crate::l7::Ingress::new(
-        args.ingress_http,
-        args.ingress_https,
-        args.ingress_cert.clone(),
-        args.access_log.config(),
-        args.tracing.options(),
-    )?);
+    let ingress = Arc::new(
+        crate::l7::Ingress::new(
+            args.ingress_http,
+            args.ingress_https,
+            args.ingress_cert.clone(),
+            args.access_log.config(),
+            args.tracing.options(),
+        )?
+        .with_tcp(&args.ingress_tcp, args.ingress_cert.clone())?,
+    );
     let agent = Arc::new(Agent {
         data,
         name,

@@ -76,6 +76,7 @@ fn load(args: &ProxyArgs) -> anyhow::Result<ProxyConfig> {
         None => ProxyConfig {
             entrypoints: BTreeMap::new(),
             routes: Routes::default(),
+            tcp_entrypoints: BTreeMap::new(),
         },
     })
 }
@@ -102,9 +103,13 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         ..Default::default()
     }));
     proxy.update(config.routes.clone())?;
-    let started = proxy.start(&entrypoints).await?;
+    let mut started = proxy.start(&entrypoints).await?;
     for s in &started {
         tracing::info!(entrypoint = %s.entrypoint, address = %s.address, "listening");
+    }
+    for s in proxy.start_tcp(&config.tcp_entrypoints).await? {
+        tracing::info!(entrypoint = %s.entrypoint, address = %s.address, "listening (TCP)");
+        started.push(s);
     }
     if let Some(addr) = args.metrics_addr {
         serve_metrics(addr, proxy.clone()).await?;
@@ -147,7 +152,8 @@ fn reload(args: &ProxyArgs, first: &ProxyConfig, proxy: &Proxy, sources: &Mutex<
     };
     match ProxyConfig::load(path) {
         Ok(new) => {
-            if new.entrypoints != first.entrypoints {
+            if new.entrypoints != first.entrypoints || new.tcp_entrypoints != first.tcp_entrypoints
+            {
                 tracing::warn!(
                     "entrypoint changes take effect on restart; only the routes are reloaded"
                 );

@@ -289,6 +289,11 @@ pub struct AgentArgs {
     /// repeatable, chosen by SNI).
     #[arg(long = "ingress-cert", value_name = "CERT_FILE:KEY_FILE", value_parser = parse_cert_pair)]
     pub ingress_cert: Vec<(PathBuf, PathBuf)>,
+    /// A TCP entrypoint of the ingress, NAME=IP:PORT (repeatable), for the
+    /// `tcp.routers` labels of services; --ingress-cert's certificates serve the TCP
+    /// routers that terminate TLS.
+    #[arg(long = "ingress-tcp", value_name = "NAME=IP:PORT", value_parser = docker::parse_entrypoint)]
+    pub ingress_tcp: Vec<(String, SocketAddr)>,
     #[command(flatten)]
     pub access_log: AccessLogArgs,
     #[command(flatten)]
