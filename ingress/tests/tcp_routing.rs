@@ -170,6 +170,15 @@ async fn tls_client(
         .await
 }
 
+/// A connection to `edge` that sends `msg` is closed without an answer.
+async fn assert_unrouted(edge: SocketAddr, msg: &[u8]) {
+    let mut s = TcpStream::connect(edge).await.unwrap();
+    let _ = s.write_all(msg).await;
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "{n:?} {rest:?}");
+}
+
 /// Write `msg`, read it back.
 async fn round_trip<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, msg: &[u8]) -> Vec<u8> {
     s.write_all(msg).await.unwrap();
@@ -255,11 +264,7 @@ async fn unknown_server_names_are_refused_and_reach_no_backend() {
     let (_proxy, edge, _dir) = start(routes, None).await;
     assert!(tls_client(edge, "other.test").await.is_err());
     // Plain bytes on an entrypoint with only TLS routers find no router either.
-    let mut s = TcpStream::connect(edge).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
-    let mut rest = Vec::new();
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
-    assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "{n:?}");
+    assert_unrouted(edge, b"GET / HTTP/1.1\r\n\r\n").await;
     assert_eq!(*db.connections.lock().unwrap(), 0);
 }
 
@@ -324,11 +329,7 @@ async fn a_route_swap_keeps_live_connections_and_refuses_new_ones() {
     assert_eq!(round_trip(&mut live, b"one").await, b"one");
     proxy.update(Routes::default()).unwrap();
     assert_eq!(round_trip(&mut live, b"two").await, b"two");
-    let mut new = TcpStream::connect(edge).await.unwrap();
-    let _ = new.write_all(b"three").await;
-    let mut rest = Vec::new();
-    let n = tokio::time::timeout(Duration::from_secs(5), new.read_to_end(&mut rest)).await;
-    assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "{n:?}");
+    assert_unrouted(edge, b"three").await;
     assert_eq!(*backend.connections.lock().unwrap(), 1);
 }
 
