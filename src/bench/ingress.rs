@@ -1,7 +1,16 @@
-//! `shoal bench ingress`: HTTP requests/s and latency through shoal's L7 proxy, HAProxy
-//! and nginx (as a reverse proxy) to the same nginx backend, in the same run. Everything
-//! runs on the loopback of a network namespace made for the bench; the proxy under test
-//! is pinned to core 0, the backend and wrk (1 thread, 50 connections) to the other.
+//! `shoal bench ingress`: HTTP requests/s and latency through shoal's L7 proxy and the
+//! proxies it is measured against, to the same nginx backend, in the same run:
+//!
+//! ```text
+//!  plain:      shoal          vs HAProxy, nginx (reverse proxy)
+//!  chain:      shoal headers + stripPrefix + rateLimit
+//!                             vs HAProxy set-header ×2 + replace-path + stick-table rate
+//!  compress:   shoal compress vs Caddy encode gzip        (10 KB JSON, Accept-Encoding: gzip)
+//! ```
+//! Everything runs on the loopback of a network namespace made for the bench; the proxy
+//! under test is pinned to core 0, the backend and wrk (1 thread, 50 connections) to the
+//! other. Each comparison is measured in interleaved rounds of its own; the chain and
+//! compress proxies are first checked, one request each, to really do their work.
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -21,12 +30,23 @@ use crate::lab::{self, topology};
 const LAB: &str = "benchig";
 const BACKEND: u16 = 8081;
 const DURATION: &str = "5s";
-/// Interleaved rounds per proxy (a multiple of the three proxies, so each takes every
-/// place in a round equally often); the figures are their medians.
+/// Interleaved rounds per proxy, at least (rounded up to a multiple of the proxies
+/// compared, so each takes every place in a round equally often); the figures are
+/// their medians.
 const ROUNDS: usize = 9;
 /// The unmeasured run right before each measured one: the first proxy of a round would
 /// otherwise pay for the machine's switch from the previous proxy (its p99 above all).
 const WARM_UP: &str = "1s";
+/// The request header the chain's proxies set, and the response header.
+const CHAIN_REQUEST_HEADER: &str = "X-Bench-Request";
+const CHAIN_RESPONSE_HEADER: &str = "X-Bench-Response";
+/// The prefix the chain's proxies strip, and the path wrk asks them for.
+const CHAIN_PREFIX: &str = "/api";
+const CHAIN_PATH: &str = "/api/";
+/// The backend's document for the compress comparison, and its size.
+const PAGE: &str = "/10k.json";
+const PAGE_BYTES: usize = 10 * 1024;
+const ACCEPT_GZIP: &str = "Accept-Encoding: gzip";
 
 /// One wrk run.
 struct Wrk {
@@ -35,18 +55,54 @@ struct Wrk {
     p99_ms: f64,
 }
 
-fn start(ns: &Path, core: usize, program: &Path, args: &[String]) -> anyhow::Result<Daemon> {
+/// What wrk asks for: a port on the namespace's loopback, a path, an extra request header.
+#[derive(Clone, Copy)]
+struct Target {
+    port: u16,
+    path: &'static str,
+    header: Option<&'static str>,
+}
+
+impl Target {
+    /// `GET /` on `port`.
+    fn root(port: u16) -> Target {
+        Target {
+            port,
+            path: "/",
+            header: None,
+        }
+    }
+}
+
+/// A proxy under test: how it is started and what load it gets.
+struct Contender {
+    label: &'static str,
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(&'static str, String)>,
+    target: Target,
+}
+
+/// A started contender and its measured runs.
+struct Running {
+    contender: Contender,
+    _daemon: Daemon,
+    runs: Vec<Wrk>,
+}
+
+fn start(ns: &Path, core: usize, c: &Contender) -> anyhow::Result<Daemon> {
     let mut cmd = Command::new("taskset");
     cmd.arg("-c")
         .arg(core.to_string())
-        .arg(program)
-        .args(args)
+        .arg(&c.program)
+        .args(&c.args)
+        .envs(c.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     netns::command_in(&mut cmd, &netns::open(&ns.to_string_lossy())?, true)?;
     Ok(Daemon(cmd.spawn().with_context(|| {
-        format!("cannot start {}", program.display())
+        format!("cannot start {}", c.program.display())
     })?))
 }
 
@@ -114,23 +170,80 @@ fn median(runs: Vec<Wrk>) -> Wrk {
     }
 }
 
-fn wrk(wrk: &Path, ns: &Path, port: u16) -> anyhow::Result<Wrk> {
-    wrk_for(wrk, ns, port, DURATION)
+/// Rounds for `proxies` compared: at least [`ROUNDS`], a multiple of `proxies`.
+fn rounds(proxies: usize) -> usize {
+    ROUNDS.div_ceil(proxies.max(1)) * proxies.max(1)
 }
 
-fn wrk_for(wrk: &Path, ns: &Path, port: u16, duration: &str) -> anyhow::Result<Wrk> {
+fn wrk(wrk: &Path, ns: &Path, target: Target) -> anyhow::Result<Wrk> {
+    wrk_for(wrk, ns, target, DURATION)
+}
+
+fn wrk_for(wrk: &Path, ns: &Path, target: Target, duration: &str) -> anyhow::Result<Wrk> {
+    let port = target.port;
     let mut cmd = Command::new("taskset");
     cmd.arg("-c")
         .arg("1")
         .arg(wrk)
-        .args(["-t1", "-c50", "-d", duration, "--latency"])
-        .arg(format!("http://127.0.0.1:{port}/"));
+        .args(["-t1", "-c50", "-d", duration, "--latency"]);
+    if let Some(h) = target.header {
+        cmd.arg("-H").arg(h);
+    }
+    cmd.arg(format!("http://127.0.0.1:{port}{}", target.path));
     netns::command_in(&mut cmd, &netns::open(&ns.to_string_lossy())?, false)?;
     let out = cmd.output().context("cannot run wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);
     let errors = text.contains("Non-2xx") || text.contains("Socket errors");
     anyhow::ensure!(!errors, "errors during the run on port {port}: {text}");
     parse_wrk(&text).with_context(|| format!("cannot read wrk's output: {text}"))
+}
+
+/// Starts `group` on core 0 and waits until each listens.
+fn launch(ns: &Path, group: Vec<Contender>) -> anyhow::Result<Vec<Running>> {
+    let mut running = Vec::new();
+    for contender in group {
+        let daemon = start(ns, 0, &contender)?;
+        wait_listening(ns, contender.target.port, contender.label)?;
+        running.push(Running {
+            contender,
+            _daemon: daemon,
+            runs: Vec::new(),
+        });
+    }
+    Ok(running)
+}
+
+/// Measures `running` in interleaved rounds and stops them: each one's medians.
+fn measure(
+    wrk_bin: &Path,
+    ns: &Path,
+    mut running: Vec<Running>,
+) -> anyhow::Result<Vec<(&'static str, Wrk)>> {
+    // All of a group's proxies run at once (idle ones cost nothing); rounds interleave
+    // them so a slow spell of the machine hits every proxy alike, and medians are reported.
+    for r in &running {
+        // Warm up connections and caches.
+        let _ = wrk(wrk_bin, ns, r.contender.target);
+    }
+    let n = running.len();
+    let total = rounds(n);
+    for round in 1..=total {
+        // The order rotates, so every proxy goes first, second and last equally often.
+        for i in (0..n).map(|k| (k + round - 1) % n) {
+            let r = &mut running[i];
+            wrk_for(wrk_bin, ns, r.contender.target, WARM_UP)?;
+            let run = wrk(wrk_bin, ns, r.contender.target)?;
+            eprintln!(
+                "bench ingress: round {round} of {total}, through {}: {:.0} req/s, p99 {:.3} ms",
+                r.contender.label, run.rps, run.p99_ms
+            );
+            r.runs.push(run);
+        }
+    }
+    Ok(running
+        .into_iter()
+        .map(|r| (r.contender.label, median(r.runs)))
+        .collect())
 }
 
 fn nginx_conf(dir: &Path, name: &str, server: &str) -> anyhow::Result<PathBuf> {
@@ -148,13 +261,353 @@ fn nginx_conf(dir: &Path, name: &str, server: &str) -> anyhow::Result<PathBuf> {
     Ok(file)
 }
 
+/// The backend: 100 bytes at `/`, [`PAGE`] from `dir`, what it was sent at `/seen`, and a
+/// 404 for a path the chain should have stripped (so wrk counts it as an error).
+fn backend_conf(dir: &Path) -> anyhow::Result<PathBuf> {
+    let body = "x".repeat(100);
+    let seen = format!(
+        "path=$request_uri header=$http_{}",
+        CHAIN_REQUEST_HEADER.to_ascii_lowercase().replace('-', "_")
+    );
+    nginx_conf(
+        dir,
+        "backend",
+        &format!(
+            "  server {{ listen 127.0.0.1:{BACKEND};\n    location / {{ return 200 \"{body}\"; }}\n    \
+             location {CHAIN_PREFIX} {{ return 404; }}\n    location = /seen {{ return 200 \"{seen}\"; }}\n    \
+             location = {PAGE} {{ root {}; default_type application/json; }}\n  }}",
+            dir.display()
+        ),
+    )
+}
+
+/// A JSON document of exactly [`PAGE_BYTES`], like an API's list response: varied
+/// enough that gzip has real work to do.
+fn json_page() -> String {
+    const WORDS: [&str; 16] = [
+        "alpine", "harbour", "copper", "delta", "ember", "fjord", "granite", "hollow", "island",
+        "juniper", "kelp", "lagoon", "meadow", "north", "orchard", "pebble",
+    ];
+    let mut seed: u32 = 0x5eed;
+    let mut next = move || {
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        (seed >> 8) as usize
+    };
+    let mut out = String::from("[");
+    for id in 0.. {
+        let title: Vec<&str> = (0..6).map(|_| WORDS[next() % WORDS.len()]).collect();
+        let item = format!(
+            "{}{{\"id\":{id},\"sku\":\"{:06x}\",\"price\":{}.{:02},\"stock\":{},\"title\":\"{}\"}}",
+            if id == 0 { "" } else { "," },
+            next() % 0x100_0000,
+            next() % 500,
+            next() % 100,
+            next() % 1000,
+            title.join(" ")
+        );
+        if out.len() + item.len() + 2 > PAGE_BYTES {
+            break;
+        }
+        out.push_str(&item);
+    }
+    out.push(']');
+    out.push_str(&" ".repeat(PAGE_BYTES - out.len() - 1));
+    out.push('\n');
+    out
+}
+
+/// shoal's proxy on `port` with one router to the backend through `middlewares` (each
+/// a Træfik type and its options in TOML, named `m1`, `m2`, ... in order), run as a user
+/// would: `--threads 1` and the defaults.
+fn shoal(
+    dir: &Path,
+    label: &'static str,
+    target: Target,
+    middlewares: &[(&str, &str)],
+) -> anyhow::Result<Contender> {
+    let port = target.port;
+    let mut c = format!(
+        "[entrypoints.web]\naddress = \"127.0.0.1:{port}\"\n\n[routers.all]\nrule = \"PathPrefix(`/`)\"\nservice = \"backend\"\n"
+    );
+    if !middlewares.is_empty() {
+        let names: Vec<String> = (1..=middlewares.len())
+            .map(|i| format!("\"m{i}\""))
+            .collect();
+        let _ = writeln!(c, "middlewares = [{}]", names.join(", "));
+    }
+    let _ = writeln!(
+        c,
+        "\n[services.backend]\nservers = [{{ url = \"http://127.0.0.1:{BACKEND}\" }}]"
+    );
+    for (i, (kind, options)) in middlewares.iter().enumerate() {
+        let _ = writeln!(c, "\n[middlewares.m{}.{kind}]\n{options}", i + 1);
+    }
+    let file = dir.join(format!("shoal-{port}.toml"));
+    std::fs::write(&file, c)?;
+    let args = ["proxy", "--threads", "1", "--config"].map(String::from);
+    Ok(Contender {
+        label,
+        program: std::env::current_exe()?,
+        args: args
+            .into_iter()
+            .chain([file.display().to_string()])
+            .collect(),
+        env: Vec::new(),
+        target,
+    })
+}
+
+/// HAProxy on `port` (one thread, keep-alive to the backend), with `rules` in its
+/// frontend.
+fn haproxy(
+    dir: &Path,
+    label: &'static str,
+    program: &Path,
+    target: Target,
+    rules: &str,
+) -> anyhow::Result<Contender> {
+    let port = target.port;
+    let file = dir.join(format!("haproxy-{port}.cfg"));
+    std::fs::write(
+        &file,
+        format!(
+            "global\n  nbthread 1\n  maxconn 4096\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n  http-reuse always\nfrontend f\n  bind 127.0.0.1:{port}\n{rules}  default_backend b\nbackend b\n  server s1 127.0.0.1:{BACKEND}\n"
+        ),
+    )?;
+    Ok(Contender {
+        label,
+        program: program.to_path_buf(),
+        args: vec!["-db".into(), "-f".into(), file.display().to_string()],
+        env: Vec::new(),
+        target,
+    })
+}
+
+/// Caddy as a reverse proxy on `port` with `encode gzip`, given its best knobs for one
+/// core: GOMAXPROCS=1, admin API off, logs discarded, HTTP/1.1 only, 64 idle upstream
+/// connections (nginx's keepalive), gzip level 5 (its default and shoal's, spelt out).
+fn caddy(dir: &Path, program: &Path, target: Target) -> anyhow::Result<Contender> {
+    let port = target.port;
+    let file = dir.join("Caddyfile");
+    std::fs::write(
+        &file,
+        format!(
+            "{{\n  admin off\n  auto_https off\n  log {{\n    output discard\n  }}\n  servers {{\n    protocols h1\n  }}\n}}\n\
+             http://:{port} {{\n  bind 127.0.0.1\n  encode {{\n    gzip 5\n  }}\n  \
+             reverse_proxy 127.0.0.1:{BACKEND} {{\n    transport http {{\n      keepalive_idle_conns_per_host 64\n    }}\n  }}\n}}\n"
+        ),
+    )?;
+    let dir = dir.display().to_string();
+    Ok(Contender {
+        label: "Caddy",
+        program: program.to_path_buf(),
+        args: ["run", "--adapter", "caddyfile", "--config"]
+            .map(String::from)
+            .into_iter()
+            .chain([file.display().to_string()])
+            .collect(),
+        env: vec![
+            ("GOMAXPROCS", "1".into()),
+            ("XDG_CONFIG_HOME", dir.clone()),
+            ("XDG_DATA_HOME", dir),
+        ],
+        target,
+    })
+}
+
+/// One response as curl got it: the head (status line and headers) and the body as sent.
+struct Fetched {
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Fetched {
+    /// The value of the header `name` (any case).
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    fn status(&self) -> Option<&str> {
+        self.head.lines().next()?.split_whitespace().nth(1)
+    }
+}
+
+/// One `GET path` on `target`'s port, with its header, from inside `ns`.
+fn fetch(
+    curl: &Path,
+    ns: &Path,
+    dir: &Path,
+    target: Target,
+    path: &str,
+) -> anyhow::Result<Fetched> {
+    let head_file = dir.join(format!("head-{}", target.port));
+    let mut cmd = Command::new(curl);
+    cmd.args(["-sS", "--max-time", "5", "-D"]).arg(&head_file);
+    if let Some(h) = target.header {
+        cmd.arg("-H").arg(h);
+    }
+    cmd.arg(format!("http://127.0.0.1:{}{path}", target.port));
+    netns::command_in(&mut cmd, &netns::open(&ns.to_string_lossy())?, false)?;
+    let out = cmd.output().context("cannot run curl")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "GET {path} on port {}: {}",
+        target.port,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let head = std::fs::read_to_string(&head_file)?;
+    Ok(Fetched {
+        head,
+        body: out.stdout,
+    })
+}
+
+/// Checks that `c` sets the request header, strips the prefix and sets the response
+/// header, with one request.
+fn check_chain(curl: &Path, ns: &Path, dir: &Path, c: &Contender) -> anyhow::Result<()> {
+    let got = fetch(curl, ns, dir, c.target, &format!("{CHAIN_PREFIX}/seen"))?;
+    let seen = String::from_utf8_lossy(&got.body);
+    let want = "path=/seen header=on";
+    anyhow::ensure!(
+        got.status() == Some("200") && seen.trim() == want,
+        "{}: the backend should have seen {want:?} (prefix {CHAIN_PREFIX} stripped, {CHAIN_REQUEST_HEADER} set) but answered {:?} with {seen:?}",
+        c.label,
+        got.status()
+    );
+    anyhow::ensure!(
+        got.header(CHAIN_RESPONSE_HEADER) == Some("on"),
+        "{}: the response lacks {CHAIN_RESPONSE_HEADER}: on; its head:\n{}",
+        c.label,
+        got.head.trim()
+    );
+    Ok(())
+}
+
+/// Checks that `c` answers [`PAGE`] gzip-encoded and that it decodes to `page`: the
+/// encoded size.
+fn check_gzip(
+    curl: &Path,
+    ns: &Path,
+    dir: &Path,
+    c: &Contender,
+    page: &str,
+) -> anyhow::Result<usize> {
+    let got = fetch(curl, ns, dir, c.target, PAGE)?;
+    anyhow::ensure!(
+        got.status() == Some("200") && got.header("content-encoding") == Some("gzip"),
+        "{}: {PAGE} with {ACCEPT_GZIP} should come gzip-encoded; its head:\n{}",
+        c.label,
+        got.head.trim()
+    );
+    let gz = dir.join(format!("{}.gz", c.target.port));
+    std::fs::write(&gz, &got.body)?;
+    let gzip = tools::apt("gzip", "gzip").map_err(anyhow::Error::msg)?;
+    let out = Command::new(gzip).arg("-dc").arg(&gz).output()?;
+    anyhow::ensure!(
+        out.status.success() && out.stdout == page.as_bytes(),
+        "{}: {PAGE} does not decode to the backend's {PAGE_BYTES} bytes ({} bytes, gzip: {})",
+        c.label,
+        out.stdout.len(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(got.body.len())
+}
+
+/// Adds shoal's requests/s, p50 and p99 against `peer`'s, under the figure `names`.
+fn add_pair(r: &mut Report, names: [&str; 3], shoal: &Wrk, peer: &str, p: &Wrk) {
+    r.add(names[0], shoal.rps, "req/s", peer, p.rps);
+    r.add(names[1], shoal.p50_ms, "ms", peer, p.p50_ms);
+    r.add(names[2], shoal.p99_ms, "ms", peer, p.p99_ms);
+}
+
+/// The plain comparison: shoal, HAProxy and nginx as reverse proxies, no other work.
+fn plain_group(dir: &Path, nginx: &Path, haproxy_bin: &Path) -> anyhow::Result<Vec<Contender>> {
+    let nginx_proxy_conf = nginx_conf(
+        dir,
+        "proxy",
+        &format!("  upstream b {{ server 127.0.0.1:{BACKEND}; keepalive 64; }}\n  server {{ listen 127.0.0.1:8084; location / {{ proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"),
+    )?;
+    Ok(vec![
+        shoal(dir, "shoal", Target::root(8082), &[])?,
+        haproxy(dir, "HAProxy", haproxy_bin, Target::root(8083), "")?,
+        Contender {
+            label: "nginx",
+            program: nginx.to_path_buf(),
+            args: vec!["-c".into(), nginx_proxy_conf.display().to_string()],
+            env: Vec::new(),
+            target: Target::root(8084),
+        },
+    ])
+}
+
+/// The chain comparison: shoal's headers + stripPrefix + rateLimit (never limiting)
+/// against HAProxy's set-header ×2, replace-path and stick-table rate check.
+fn chain_group(dir: &Path, haproxy_bin: &Path) -> anyhow::Result<Vec<Contender>> {
+    let target = |port| Target {
+        port,
+        path: CHAIN_PATH,
+        header: None,
+    };
+    let headers = format!(
+        "customRequestHeaders = {{ {CHAIN_REQUEST_HEADER} = \"on\" }}\ncustomResponseHeaders = {{ {CHAIN_RESPONSE_HEADER} = \"on\" }}"
+    );
+    let strip = format!("prefixes = [\"{CHAIN_PREFIX}\"]");
+    let rules = format!(
+        "  stick-table type ip size 100k expire 30s store http_req_rate(1s)\n  http-request track-sc0 src\n  \
+         http-request deny if {{ sc_http_req_rate(0) gt 1000000 }}\n  http-request set-header {CHAIN_REQUEST_HEADER} on\n  \
+         http-request replace-path ^{CHAIN_PREFIX}/?(.*) /\\1\n  http-response set-header {CHAIN_RESPONSE_HEADER} on\n"
+    );
+    Ok(vec![
+        shoal(
+            dir,
+            "shoal, middleware chain",
+            target(8085),
+            &[
+                ("headers", &headers),
+                ("stripPrefix", &strip),
+                ("rateLimit", "average = 1000000\nburst = 1000000"),
+            ],
+        )?,
+        haproxy(dir, "HAProxy, same work", haproxy_bin, target(8086), &rules)?,
+    ])
+}
+
+/// The compress comparison: shoal's compress middleware (defaults) against Caddy's
+/// `encode gzip`, on [`PAGE`] asked for with gzip accepted.
+fn compress_group(dir: &Path, caddy_bin: &Path) -> anyhow::Result<Vec<Contender>> {
+    let target = |port| Target {
+        port,
+        path: PAGE,
+        header: Some(ACCEPT_GZIP),
+    };
+    Ok(vec![
+        shoal(dir, "shoal, compress", target(8087), &[("compress", "")])?,
+        caddy(dir, caddy_bin, target(8088))?,
+    ])
+}
+
+/// What a run measured: straight to the backend, each contender's medians, and the
+/// compressed sizes the compress check saw.
+struct Measured {
+    direct: Wrk,
+    results: Vec<(&'static str, Wrk)>,
+    gzip_sizes: Vec<String>,
+}
+
 /// Runs the benchmark.
 pub async fn run() -> anyhow::Result<Report> {
     lab::down(LAB);
     let _guard = LabGuard(LAB);
-    let nginx = tools::apt("nginx", "nginx").map_err(|e| anyhow::anyhow!(e))?;
-    let haproxy = tools::apt("haproxy", "haproxy").map_err(|e| anyhow::anyhow!(e))?;
-    let wrk_bin = tools::apt("wrk", "wrk").map_err(|e| anyhow::anyhow!(e))?;
+    let apt =
+        |program: &str, package: &str| tools::apt(program, package).map_err(anyhow::Error::msg);
+    let nginx = apt("nginx", "nginx")?;
+    let haproxy_bin = apt("haproxy", "haproxy")?;
+    let caddy_bin = apt("caddy", "caddy")?;
+    let wrk_bin = apt("wrk", "wrk")?;
+    let curl = apt("curl", "curl")?;
     let name = topology::ns_name(LAB, "h");
     netns::create(&name)?;
     let nl = Netlink::in_namespace(&netns::open(&name)?)?;
@@ -162,139 +615,115 @@ pub async fn run() -> anyhow::Result<Report> {
     let ns = netns::path_of(&name);
     let dir = std::env::temp_dir().join(format!("shoal-bench-ingress-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let body = "x".repeat(100);
-    let backend_conf = nginx_conf(
-        &dir,
-        "backend",
-        &format!(
-            "  server {{ listen 127.0.0.1:{BACKEND}; location / {{ return 200 \"{body}\"; }} }}"
-        ),
-    )?;
-    let _backend = start(
-        &ns,
-        1,
-        &nginx,
-        &["-c".into(), backend_conf.display().to_string()],
-    )?;
-    wait_listening(&ns, BACKEND, "the nginx backend")?;
-
-    // shoal's proxy from a file.
-    let shoal_conf = dir.join("shoal.toml");
-    std::fs::write(
-        &shoal_conf,
-        format!(
-            "[entrypoints.web]\naddress = \"127.0.0.1:8082\"\n\n[routers.all]\nrule = \"PathPrefix(`/`)\"\nservice = \"backend\"\n\n[services.backend]\nservers = [{{ url = \"http://127.0.0.1:{BACKEND}\" }}]\n"
-        ),
-    )?;
-    let haproxy_conf = dir.join("haproxy.cfg");
-    std::fs::write(
-        &haproxy_conf,
-        format!(
-            "global\n  nbthread 1\n  maxconn 4096\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n  http-reuse always\nfrontend f\n  bind 127.0.0.1:8083\n  default_backend b\nbackend b\n  server s1 127.0.0.1:{BACKEND}\n"
-        ),
-    )?;
-    let nginx_proxy_conf = nginx_conf(
-        &dir,
-        "proxy",
-        &format!(
-            "  upstream b {{ server 127.0.0.1:{BACKEND}; keepalive 64; }}\n  server {{ listen 127.0.0.1:8084; location / {{ proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
-        ),
-    )?;
-    let me = std::env::current_exe()?;
-    let proxies: [(&str, PathBuf, Vec<String>, u16); 3] = [
-        (
-            "shoal",
-            me,
-            vec![
-                "proxy".into(),
-                "--threads".into(),
-                "1".into(),
-                "--config".into(),
-                shoal_conf.display().to_string(),
-            ],
-            8082,
-        ),
-        (
-            "HAProxy",
-            haproxy,
-            vec![
-                "-db".into(),
-                "-f".into(),
-                haproxy_conf.display().to_string(),
-            ],
-            8083,
-        ),
-        (
-            "nginx",
-            nginx,
-            vec!["-c".into(), nginx_proxy_conf.display().to_string()],
-            8084,
-        ),
-    ];
-    let ns2 = ns.clone();
-    let results = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(String, Wrk)>> {
-        eprintln!("bench ingress: straight to the backend ...");
-        let direct = wrk(&wrk_bin, &ns2, BACKEND)?;
-        // All proxies run at once (idle ones cost nothing); rounds interleave them so a
-        // slow spell of the machine hits every proxy alike, and medians are reported.
-        let mut running = Vec::new();
-        for (label, program, args, port) in proxies {
-            let p = start(&ns2, 0, &program, &args)?;
-            wait_listening(&ns2, port, label)?;
-            // Warm up connections and caches.
-            let _ = wrk(&wrk_bin, &ns2, port);
-            running.push((label, port, p, Vec::new()));
-        }
-        for round in 1..=ROUNDS {
-            // The order rotates, so every proxy goes first, second and last equally often.
-            let n = running.len();
-            let order: Vec<usize> = (0..n).map(|k| (k + round - 1) % n).collect();
-            for i in order {
-                let (label, port, _, runs) = &mut running[i];
-                wrk_for(&wrk_bin, &ns2, *port, WARM_UP)?;
-                let run = wrk(&wrk_bin, &ns2, *port)?;
-                eprintln!(
-                    "bench ingress: round {round} of {ROUNDS}, through {label}: {:.0} req/s, p99 {:.3} ms",
-                    run.rps, run.p99_ms
-                );
-                runs.push(run);
-            }
-        }
-        let mut out = vec![("direct".to_string(), direct)];
-        for (label, _, _, runs) in running {
-            out.push((label.to_string(), median(runs)));
-        }
-        Ok(out)
-    })
-    .await??;
-    let _ = std::fs::remove_dir_all(&dir);
-    let get = |n: &str| results.iter().find(|(l, _)| l == n).map(|(_, w)| w);
-    let (Some(shoal), Some(direct)) = (get("shoal"), get("direct")) else {
-        anyhow::bail!("shoal's proxy was not measured");
+    let page = json_page();
+    std::fs::write(dir.join(PAGE.trim_start_matches('/')), &page)?;
+    let backend = Contender {
+        label: "the nginx backend",
+        program: nginx.clone(),
+        args: vec!["-c".into(), backend_conf(&dir)?.display().to_string()],
+        env: Vec::new(),
+        target: Target::root(BACKEND),
     };
+    let _backend = start(&ns, 1, &backend)?;
+    wait_listening(&ns, BACKEND, backend.label)?;
+    let plain = plain_group(&dir, &nginx, &haproxy_bin)?;
+    let chain = chain_group(&dir, &haproxy_bin)?;
+    let compress = compress_group(&dir, &caddy_bin)?;
+    let caddy_version = Command::new(&caddy_bin)
+        .arg("version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+
+    let (ns2, dir2) = (ns.clone(), dir.clone());
+    let measured = tokio::task::spawn_blocking(move || -> anyhow::Result<Measured> {
+        let (ns, dir) = (ns2.as_path(), dir2.as_path());
+        eprintln!("bench ingress: straight to the backend ...");
+        let direct = wrk(&wrk_bin, ns, Target::root(BACKEND))?;
+        let mut results = measure(&wrk_bin, ns, launch(ns, plain)?)?;
+        let chain = launch(ns, chain)?;
+        for r in &chain {
+            check_chain(&curl, ns, dir, &r.contender)?;
+        }
+        results.extend(measure(&wrk_bin, ns, chain)?);
+        let compress = launch(ns, compress)?;
+        let mut gzip_sizes = Vec::new();
+        for r in &compress {
+            let size = check_gzip(&curl, ns, dir, &r.contender, &page)?;
+            let who = r.contender.label.split(',').next().unwrap_or_default();
+            gzip_sizes.push(format!("{who} {size} bytes"));
+        }
+        results.extend(measure(&wrk_bin, ns, compress)?);
+        Ok(Measured {
+            direct,
+            results,
+            gzip_sizes,
+        })
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    report(&measured??, &caddy_version)
+}
+
+/// The report: shoal against each peer, figure by figure, and how it was measured.
+fn report(m: &Measured, caddy_version: &str) -> anyhow::Result<Report> {
+    let get = |n: &str| {
+        m.results
+            .iter()
+            .find(|(l, _)| *l == n)
+            .map(|(_, w)| w)
+            .with_context(|| format!("{n} was not measured"))
+    };
+    let shoal = get("shoal")?;
     let mut r = Report::new("ingress");
     for peer in ["HAProxy", "nginx"] {
-        if let Some(p) = get(peer) {
-            r.add(
-                "requests/s, proxy on one core",
-                shoal.rps,
-                "req/s",
-                peer,
-                p.rps,
-            );
-            r.add("latency p50", shoal.p50_ms, "ms", peer, p.p50_ms);
-            r.add("latency p99", shoal.p99_ms, "ms", peer, p.p99_ms);
-        }
+        let names = [
+            "requests/s, proxy on one core",
+            "latency p50",
+            "latency p99",
+        ];
+        add_pair(&mut r, names, shoal, peer, get(peer)?);
     }
     r.add(
         "requests/s",
         shoal.rps,
         "req/s",
         "no proxy (wrk straight to the backend)",
-        direct.rps,
+        m.direct.rps,
+    );
+    add_pair(
+        &mut r,
+        [
+            "requests/s, headers + stripPrefix + rateLimit",
+            "latency p50, same chain",
+            "latency p99, same chain",
+        ],
+        get("shoal, middleware chain")?,
+        "HAProxy (set-header, replace-path, stick-table rate check)",
+        get("HAProxy, same work")?,
+    );
+    add_pair(
+        &mut r,
+        [
+            "requests/s, compress (gzip), 10 KB JSON",
+            "latency p50, compress",
+            "latency p99, compress",
+        ],
+        get("shoal, compress")?,
+        "Caddy (encode gzip)",
+        get("Caddy")?,
     );
     r.notes.push(format!(
-        "wrk -t1 -c50 -d{DURATION} on loopback inside a namespace, {ROUNDS} rounds in rotating order, each run after a {WARM_UP} unmeasured warm-up, medians; backend nginx (1 worker, 100-byte body, keep-alive); each proxy pinned to core 0 (HAProxy nbthread 1 with http-reuse always; nginx 1 worker with upstream keepalive; shoal proxy --config with its defaults (access log off, as in Træfik)); wrk and the backend share core 1. Goal: shoal ≥ 1.0× HAProxy's requests/s with p99 no worse."
+        "wrk -t1 -c50 -d{DURATION} on loopback inside a namespace; each comparison in its own interleaved rounds ({} for three proxies, {} for two) in rotating order, each run after a {WARM_UP} unmeasured warm-up, medians; backend nginx (1 worker, 100-byte body, keep-alive); each proxy pinned to core 0 (HAProxy nbthread 1 with http-reuse always; nginx 1 worker with upstream keepalive; shoal proxy --threads 1 --config with its defaults (access log off, as in Træfik)); wrk and the backend share core 1. Goal: shoal ≥ 1.0× HAProxy's requests/s with p99 no worse.",
+        rounds(3),
+        rounds(2)
+    ));
+    r.notes.push(format!(
+        "Middleware chain: wrk asks for {CHAIN_PATH}; shoal's router runs headers (customRequestHeaders {CHAIN_REQUEST_HEADER}, customResponseHeaders {CHAIN_RESPONSE_HEADER}), stripPrefix {CHAIN_PREFIX} (which also adds X-Forwarded-Prefix, as Træfik's does) and rateLimit (average 1000000, burst 1000000: never limits); HAProxy does http-request set-header, http-response set-header, http-request replace-path ^{CHAIN_PREFIX}/?(.*) /\\1 and a stick-table rate check (type ip size 100k expire 30s store http_req_rate(1s), track-sc0 src, deny if sc_http_req_rate(0) gt 1000000). Before measuring, one request each proved the backend saw the header and the stripped path and the client got the response header; the backend answers 404 to an unstripped path, which would fail the run. Goal: ≥ 1.0× HAProxy, p99 no worse."
+    ));
+    r.notes.push(format!(
+        "Compress: the backend serves a {PAGE_BYTES}-byte application/json document; wrk sends {ACCEPT_GZIP}. shoal: a compress middleware with Træfik's defaults (gzip level 5). Caddy {caddy_version} (Debian's package) as a reverse proxy with encode gzip, given its best knobs for one core: GOMAXPROCS=1 (and pinned to core 0), admin API off, logs discarded (no access log), HTTP/1.1 only, 64 idle upstream connections, gzip level 5 (its default). Before measuring, one request each came back gzip-encoded and decoded to the backend's {PAGE_BYTES} bytes; encoded sizes: {}. Goal: ≥ 1.0× Caddy.",
+        m.gzip_sizes.join(", ")
     ));
     Ok(r)
 }
@@ -327,5 +756,33 @@ mod tests {
         assert!((w.p99_ms - 1.44).abs() < 1e-9);
         assert!(parse_wrk("garbage").is_none());
         assert_eq!(millis("2s"), Some(2000.0));
+    }
+
+    #[test]
+    fn every_proxy_takes_every_place_equally_often() {
+        assert_eq!(rounds(3), 9);
+        assert_eq!(rounds(2), 10);
+        assert_eq!(rounds(1), 9);
+    }
+
+    #[test]
+    fn the_page_is_json_of_its_size() {
+        let page = json_page();
+        assert_eq!(page.len(), PAGE_BYTES);
+        let parsed: serde_json::Value = serde_json::from_str(&page).unwrap();
+        assert!(parsed.as_array().is_some_and(|a| a.len() > 50));
+    }
+
+    #[test]
+    fn headers_are_read_without_case() {
+        let got = Fetched {
+            head: "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nx-bench-response:  on\r\n\r\n"
+                .into(),
+            body: Vec::new(),
+        };
+        assert_eq!(got.status(), Some("200"));
+        assert_eq!(got.header("content-encoding"), Some("gzip"));
+        assert_eq!(got.header("X-Bench-Response"), Some("on"));
+        assert_eq!(got.header("vary"), None);
     }
 }
