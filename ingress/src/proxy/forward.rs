@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use tokio::time::Instant;
@@ -25,13 +25,13 @@ use super::body::{self, Guarded, ProxyBody, RequestBody};
 use super::h1::H1Error;
 use super::headers::{self, Forwarded};
 use super::service::{HostState, ServiceSnapshot, ServiceState};
-use super::traced::RequestTrace;
+use super::target::UpstreamTarget;
+use super::traced::{self, RequestTrace};
 use super::upstream::{ConnectError, Outgoing, SendError, UpstreamBody};
 use super::{lock, noting_wait, ConnInfo, Proxy, Route, RouteTable};
 use crate::access_log::{Entry, TraceFields};
 use crate::balancer;
 use crate::breaker::{Overflow, Slot};
-use crate::config::UpstreamProtocol;
 use crate::middleware::{Client, Pipeline, Upstream};
 use crate::retry::{AttemptOutcome, RetryPolicy};
 use crate::rule::RequestView;
@@ -246,13 +246,14 @@ impl Proxy {
             .observe(status, elapsed);
         let router = route.map_or("", |r| r.name.as_str());
         let service = route.map_or("", |r| r.router.service.as_str());
-        let exporter = self
-            .options
-            .tracing
-            .as_ref()
-            .and_then(|t| t.exporter.as_ref());
-        if let (Some(trace), Some(exporter)) = (&log.trace, exporter) {
-            exporter.record(trace.server_span(status, router, service));
+        if let Some(trace) = &log.trace {
+            traced::finish_request(
+                self.options.tracing.as_ref(),
+                trace,
+                status,
+                router,
+                service,
+            );
         }
         if let (Some((count, a)), Some(log_to)) = (access, &self.access_log) {
             log_to.record(Entry {
@@ -378,24 +379,6 @@ impl Proxy {
         };
         let forward = Box::pin(self.forward(service, &snap, policy, request, slot, log));
         forward.await
-    }
-
-    /// Exports the span of a finished attempt, when tracing exports spans.
-    fn trace_attempt(
-        &self,
-        log: &RequestLog,
-        attempt: Option<super::traced::Attempt>,
-        backend: SocketAddr,
-        outcome: &AttemptOutcome,
-    ) {
-        let exporter = self
-            .options
-            .tracing
-            .as_ref()
-            .and_then(|t| t.exporter.as_ref());
-        if let (Some(trace), Some(attempt), Some(exporter)) = (&log.trace, attempt, exporter) {
-            exporter.record(trace.attempt_span(attempt, backend, outcome));
-        }
     }
 
     pub(super) fn overflow(&self, service: &ServiceState, kind: Overflow) -> Response<ProxyBody> {
@@ -530,7 +513,13 @@ impl Proxy {
                 }
             };
             self.record(service, backend, &outcome, now);
-            self.trace_attempt(log, attempt, backend.addr, &outcome);
+            traced::finish_attempt(
+                self.options.tracing.as_ref(),
+                log.trace.as_ref(),
+                attempt,
+                backend.addr,
+                &outcome,
+            );
             let time_left = deadline.is_none_or(|d| now < d)
                 && policy.within_window(now.saturating_duration_since(start));
             if can_retry && time_left && policy.should_retry(&outcome, log.retries) {
@@ -676,55 +665,6 @@ struct Inbound<'a> {
 struct Via<'a> {
     upstream: &'a Upstream,
     retry: Option<&'a RetryPolicy>,
-}
-
-/// The request target sent upstream: origin form for HTTP/1, absolute for h2c.
-struct UpstreamTarget {
-    /// The client's target when it can be sent as it is.
-    origin: Option<Uri>,
-    path_and_query: String,
-    version: Version,
-}
-
-impl UpstreamTarget {
-    fn new(uri: &Uri, protocol: UpstreamProtocol) -> Self {
-        let version = match protocol {
-            UpstreamProtocol::Http1 => Version::HTTP_11,
-            UpstreamProtocol::H2c => Version::HTTP_2,
-        };
-        let origin_form = uri.scheme().is_none() && uri.authority().is_none();
-        let origin =
-            (protocol == UpstreamProtocol::Http1 && origin_form && uri.path_and_query().is_some())
-                .then(|| uri.clone());
-        let path_and_query = match origin {
-            Some(_) => String::new(),
-            None => origin_target(uri),
-        };
-        UpstreamTarget {
-            origin,
-            path_and_query,
-            version,
-        }
-    }
-
-    fn uri(&self, addr: SocketAddr) -> Option<Uri> {
-        if let Some(uri) = &self.origin {
-            return Some(uri.clone());
-        }
-        match self.version {
-            Version::HTTP_2 => format!("http://{addr}{}", self.path_and_query).parse().ok(),
-            _ => self.path_and_query.parse().ok(),
-        }
-    }
-}
-
-/// The path and query of `uri` as an origin-form target; an absolute target's path may
-/// be empty (`http://a?q`), and is sent as `/` (`/?q`).
-pub(super) fn origin_target(uri: &Uri) -> String {
-    match uri.query() {
-        Some(query) => format!("{}?{query}", uri.path()),
-        None => uri.path().to_string(),
-    }
 }
 
 /// The client's response: hop-by-hop headers removed, slots held by the body.

@@ -17,6 +17,7 @@ mod h1;
 mod headers;
 mod io;
 mod service;
+mod target;
 mod traced;
 mod upgrade;
 mod upstream;

@@ -131,3 +131,30 @@ impl RequestTrace {
         }
     }
 }
+
+/// Exports a finished attempt's span, when tracing exports spans.
+pub(super) fn finish_attempt(
+    options: Option<&TracingOptions>,
+    trace: Option<&RequestTrace>,
+    attempt: Option<Attempt>,
+    backend: SocketAddr,
+    outcome: &AttemptOutcome,
+) {
+    let exporter = options.and_then(|o| o.exporter.as_ref());
+    if let (Some(exporter), Some(trace), Some(attempt)) = (exporter, trace, attempt) {
+        exporter.record(trace.attempt_span(attempt, backend, outcome));
+    }
+}
+
+/// Exports the request's span once its answer is known, when tracing exports spans.
+pub(super) fn finish_request(
+    options: Option<&TracingOptions>,
+    trace: &RequestTrace,
+    status: StatusCode,
+    router: &str,
+    service: &str,
+) {
+    if let Some(exporter) = options.and_then(|o| o.exporter.as_ref()) {
+        exporter.record(trace.server_span(status, router, service));
+    }
+}

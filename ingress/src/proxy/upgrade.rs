@@ -65,7 +65,7 @@ impl Proxy {
         let (mut parts, incoming) = req.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, true);
         headers::set_forwarded(&mut parts.headers, &conn.forwarded_for, conn.tls, host);
-        parts.uri = match super::forward::origin_target(&parts.uri).parse() {
+        parts.uri = match super::target::origin_target(&parts.uri).parse() {
             Ok(u) => u,
             Err(_) => return local(StatusCode::BAD_REQUEST, "bad request target"),
         };
