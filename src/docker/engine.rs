@@ -229,14 +229,16 @@ impl Engine {
         Ok(self.get("/networks").await?.unwrap_or_default())
     }
 
-    /// The events that can change routes: containers starting, dying, changing health
+    /// The events that can change routes: containers starting, being stopped (`kill`),
+    /// dying, changing health
     /// or name; network (dis)connections; Swarm services and nodes changing.
     pub async fn route_events(&self) -> Result<EventStream, String> {
         let filters = serde_json::json!({
             "type": ["container", "network", "service", "node"],
             "event": [
-                "start", "die", "stop", "destroy", "health_status", "rename", "update",
-                "pause", "unpause", "connect", "disconnect", "create", "remove"
+                "start", "restart", "kill", "die", "stop", "destroy", "health_status",
+                "rename", "update", "pause", "unpause", "connect", "disconnect", "create",
+                "remove"
             ],
         });
         let path = format!("/events?filters={}", segment(&filters.to_string()));

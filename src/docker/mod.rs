@@ -22,4 +22,5 @@ pub mod objects;
 pub mod plugin;
 pub mod protocol;
 pub mod provider;
+pub mod stopping;
 pub mod workloads;

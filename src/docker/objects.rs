@@ -67,6 +67,9 @@ pub struct ContainerConfig {
     /// `"80/tcp": {}`.
     #[serde(default, deserialize_with = "nullable")]
     pub exposed_ports: BTreeMap<String, serde_json::Value>,
+    /// `--stop-signal` or the image's `STOPSIGNAL` (`SIGQUIT`, `3`); often absent.
+    #[serde(default)]
+    pub stop_signal: Option<String>,
 }
 
 /// A container's `HostConfig`.

@@ -8,6 +8,8 @@
 //!          ─▶ build routes (shoal_ingress::config::docker) ─▶ publish
 //!  event   ─▶ re-inspect that container / re-list the Swarm (20 ms of events batched)
 //!          ─▶ build ─▶ publish if changed
+//!  kill with a stopping signal ─▶ out of the routes at once, before the batch
+//!          (see [`super::stopping`]); back on its next start
 //!  Swarm not converged (tasks still starting) ─▶ look again after 250 ms, for 60 s
 //!  stream ends or Docker fails ─▶ keep the routes, reconnect after 0.1 s … 5 s, list again
 //! ```
@@ -24,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::engine::Engine;
 use super::objects::{EngineEvent, InspectedContainer};
-use super::workloads;
+use super::{stopping, workloads};
 
 /// How long events are gathered before one rebuild.
 const BATCH: Duration = Duration::from_millis(20);
@@ -41,6 +43,9 @@ struct Watch {
     engine: Engine,
     settings: DockerSettings,
     containers: BTreeMap<String, InspectedContainer>,
+    /// Containers Docker is stopping (a `kill` that ends them): kept out of the routes
+    /// while they still run.
+    stopping: BTreeSet<String>,
     swarm: Vec<shoal_ingress::config::docker::Workload>,
     swarm_manager: bool,
     converge_until: Option<Instant>,
@@ -54,6 +59,8 @@ struct Watch {
 struct Dirty {
     containers: BTreeSet<String>,
     swarm: bool,
+    /// A container left the routes: publish before gathering more events.
+    urgent: bool,
 }
 
 /// Runs until `stop`, calling `publish` with the routes whenever they change.
@@ -67,6 +74,7 @@ pub async fn run(
         engine,
         settings,
         containers: BTreeMap::new(),
+        stopping: BTreeSet::new(),
         swarm: Vec::new(),
         swarm_manager: false,
         converge_until: None,
@@ -116,6 +124,9 @@ impl Watch {
                 _ = stop.cancelled() => return Ok(()),
                 event = events.next() => {
                     self.note(event?.ok_or("Docker ended the event stream")?, &mut dirty);
+                    if dirty.urgent {
+                        self.publish(publish);
+                    }
                     let until = Instant::now() + BATCH;
                     while let Ok(more) = tokio::time::timeout_at(until, events.next()).await {
                         self.note(more?.ok_or("Docker ended the event stream")?, &mut dirty);
@@ -146,6 +157,7 @@ impl Watch {
                 {
                     swarm(dirty, &mut self.converge_until);
                 }
+                self.note_stopping(&event, dirty);
                 dirty.containers.insert(event.actor.id);
             }
             "network" => {
@@ -158,11 +170,41 @@ impl Watch {
         }
     }
 
+    /// Keeps [`Watch::stopping`] in step with a container event: a `kill` that ends
+    /// the container, or its death, takes it out of the routes now; its next start
+    /// brings it back.
+    fn note_stopping(&mut self, event: &EngineEvent, dirty: &mut Dirty) {
+        let id = &event.actor.id;
+        match event.action.as_str() {
+            "kill" => {
+                let configured = self
+                    .containers
+                    .get(id)
+                    .and_then(|c| c.config.stop_signal.as_deref());
+                let signal = event.actor.attributes.get("signal").map(String::as_str);
+                if stopping::ends_container(signal, configured) {
+                    self.stopping.insert(id.clone());
+                    dirty.urgent |= self.containers.remove(id).is_some();
+                }
+            }
+            "start" | "restart" | "unpause" => {
+                self.stopping.remove(id);
+            }
+            // Not running any more: out now, without waiting for an inspect that
+            // Docker answers only once it has finished tearing the container down.
+            "die" | "stop" | "destroy" | "pause" => {
+                self.stopping.remove(id);
+                dirty.urgent |= self.containers.remove(id).is_some();
+            }
+            _ => {}
+        }
+    }
+
     /// Looks again at what `dirty` names.
     async fn apply(&mut self, dirty: Dirty) -> Result<(), String> {
         for id in dirty.containers {
             match self.engine.inspect(&id).await? {
-                Some(c) if c.state.status == "running" => {
+                Some(c) if c.state.status == "running" && !self.stopping.contains(&c.id) => {
                     self.containers.insert(c.id.clone(), c);
                 }
                 _ => {
@@ -185,6 +227,8 @@ impl Watch {
             }
         }
         self.containers = containers;
+        // What was stopping when the stream broke has stopped or started again since.
+        self.stopping.clear();
         self.converge_until = Some(Instant::now() + CONVERGE);
         self.list_swarm().await
     }

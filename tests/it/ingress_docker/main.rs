@@ -1,7 +1,8 @@
 //! The ingress's Docker provider on a lab with a real dockerd (Debian's docker.io) and
 //! the busybox image imported offline: routes from container labels (Træfik's and
 //! docker-flow-proxy's) are in force within 1 s of `docker run` and gone within 1 s of
-//! `docker stop`, a container whose HEALTHCHECK fails gets no traffic, and a Swarm
+//! `docker stop` (out of the routes as the stop begins, while it still drains), a
+//! container whose HEALTHCHECK fails gets no traffic, and a Swarm
 //! service's labels balance over its tasks. The proxy under test is the agent's
 //! (`--ingress-docker`, on n1:80) and `shoal proxy --docker` run inside n1.
 
@@ -87,10 +88,11 @@ fn lab(extra: &[&str]) -> Lab {
     lab
 }
 
-/// A busybox httpd answering `body` at `/` and `/api/`, that ends at once on SIGTERM.
-fn httpd(body: &str) -> Vec<String> {
+/// A busybox httpd answering `body` at `/` and `/api/`, that ends `on_term` on SIGTERM
+/// (`exit 0`: at once).
+fn httpd(body: &str, on_term: &str) -> Vec<String> {
     let script = format!(
-        "trap 'exit 0' TERM; busybox mkdir -p /www/api; echo {body} > /www/index.html; \
+        "trap '{on_term}' TERM; busybox mkdir -p /www/api; echo {body} > /www/index.html; \
          echo {body} > /www/api/index.html; httpd -f -p 80 -h /www & wait"
     );
     vec!["sh".into(), "-c".into(), script]
@@ -98,10 +100,15 @@ fn httpd(body: &str) -> Vec<String> {
 
 /// `docker run -d --network web OPTS busybox httpd(body)`.
 fn run(lab: &Lab, name: &str, body: &str, opts: &[&str]) {
+    run_until(lab, name, body, "exit 0", opts);
+}
+
+/// [`run`] with a container that runs `on_term` when it is stopped.
+fn run_until(lab: &Lab, name: &str, body: &str, on_term: &str, opts: &[&str]) {
     let mut args = vec!["run", "-d", "--name", name, "--network", "web"];
     args.extend(opts);
     args.push(IMAGE);
-    let cmd = httpd(body);
+    let cmd = httpd(body, on_term);
     args.extend(cmd.iter().map(String::as_str));
     docker_ok(lab, &args);
 }
@@ -216,6 +223,67 @@ fn a_labelled_container_is_routed_within_a_second_and_unrouted_within_a_second_o
     eprintln!("docker stop took {stopped:?}; then route gone after {gone:?}");
     assert!(gone < Duration::from_secs(1), "gone after {gone:?}");
     serves(&lab, at, "plain", "/", "hello-plain");
+}
+
+#[test]
+#[cfg_attr(
+    skip_privileged,
+    ignore = "needs root and dockerd (SHOAL_SKIP_PRIVILEGED=1)"
+)]
+fn a_container_being_stopped_gets_no_new_requests_while_it_shuts_down() {
+    let lab = lab(&[]);
+    let at = ingress(&lab);
+    // On SIGTERM it keeps serving for 3 s, as a server draining its connections does.
+    run_until(
+        &lab,
+        "slow",
+        "slow",
+        "sleep 3; exit 0",
+        &[
+            "-l",
+            "traefik.http.routers.s.rule=Host(`slow.test`)",
+            "--expose",
+            "80",
+        ],
+    );
+    serves(&lab, at, "slow.test", "/", "slow");
+    let stopping = {
+        let name = lab.name.clone();
+        std::thread::spawn(move || {
+            Command::new(docker_cli())
+                .args(["stop", "slow"])
+                .env(
+                    "DOCKER_HOST",
+                    format!("unix:///run/shoal/labs/{name}/n1.docker.sock"),
+                )
+                .output()
+                .unwrap()
+        })
+    };
+    let gone = time_until(
+        "slow.test to leave the routes",
+        Duration::from_secs(2),
+        || match get(&lab, at, "slow.test", "/") {
+            Some((404, _)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    eprintln!("docker stop started → no new requests after {gone:?}");
+    // It is still running and still answers: the route left when the stop began, not
+    // when the container died.
+    assert_eq!(
+        docker_ok(&lab, &["inspect", "-f", "{{.State.Running}}", "slow"]),
+        "true"
+    );
+    assert_eq!(
+        docker_ok(
+            &lab,
+            &["exec", "slow", "wget", "-q", "-O", "-", "http://127.0.0.1/"]
+        ),
+        "slow"
+    );
+    assert!(stopping.join().unwrap().status.success());
+    assert_eq!(get(&lab, at, "slow.test", "/").map(|r| r.0), Some(404));
 }
 
 #[test]

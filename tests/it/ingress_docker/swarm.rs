@@ -54,7 +54,7 @@ fn a_swarm_service_with_labels_is_balanced_over_its_tasks_and_scales() {
             "tasks",
         ],
     );
-    let cmd = httpd("$(hostname)");
+    let cmd = httpd("$(hostname)", "exit 0");
     let mut args = vec![
         "service",
         "create",
