@@ -171,3 +171,35 @@ async fn a_slow_header_client_is_cut_off_while_others_are_served() {
     );
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+/// What Go's server refuses before Træfik tries a rule: a `%` not followed by two hex
+/// digits in the path, and a Host with non-ASCII bytes, get 400 and never reach a
+/// backend, whatever the rule (even one that matches every request); a valid escape
+/// routes, decoded for matching.
+#[tokio::test]
+async fn bad_escapes_and_non_ascii_hosts_get_400_before_any_rule() {
+    let (b, seen) = recorder().await;
+    let (_p, addr) = proxy(routes(
+        &[("all", "PathPrefix(`/`)", "s"), ("x", "Path(`/a b`)", "s")],
+        vec![("s", Service::over(&[b]))],
+    ))
+    .await;
+    for (raw, status) in [
+        (&b"GET /a%zz HTTP/1.1\r\nHost: a.com\r\n\r\n"[..], "400"),
+        (b"GET /a%2 HTTP/1.1\r\nHost: a.com\r\n\r\n", "400"),
+        (b"GET /% HTTP/1.1\r\nHost: a.com\r\n\r\n", "400"),
+        (b"GET / HTTP/1.1\r\nHost: b\xc3\xa9.com\r\n\r\n", "400"),
+        (
+            b"GET /a%20b HTTP/1.1\r\nHost: a.com\r\nConnection: close\r\n\r\n",
+            "200",
+        ),
+    ] {
+        let resp = exchange(addr, raw).await;
+        let shown = String::from_utf8_lossy(raw);
+        assert!(
+            resp.starts_with(&format!("HTTP/1.1 {status}")),
+            "{shown}: {resp}"
+        );
+    }
+    assert_eq!(*seen.lock().unwrap(), ["/a%20b"]);
+}

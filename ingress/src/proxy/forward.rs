@@ -34,7 +34,7 @@ use crate::balancer;
 use crate::breaker::{Overflow, Slot};
 use crate::middleware::{Client, Pipeline, Upstream};
 use crate::retry::{AttemptOutcome, RetryPolicy};
-use crate::rule::RequestView;
+use crate::rule::{RequestError, RequestView};
 
 /// What the access log says about the attempts of a request.
 #[derive(Debug, Default)]
@@ -157,28 +157,39 @@ enum Refusal {
     BadHost,
     /// No host in the URI or `Host`.
     NoHost,
+    /// A request target Træfik (Go) refuses: a `%` not followed by two hex digits.
+    BadTarget,
     /// No router matched.
     NoRoute,
 }
 
 impl Refusal {
+    /// The answer; a request Go's server cannot parse (Træfik's) also ends the
+    /// connection, as Go's does.
     fn response(self) -> Response<ProxyBody> {
-        match self {
-            Refusal::AmbiguousFraming => {
-                let mut resp = local(StatusCode::BAD_REQUEST, "ambiguous request framing");
-                resp.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                resp
-            }
-            Refusal::BadHost => local(StatusCode::BAD_REQUEST, "bad Host header"),
-            Refusal::NoHost => local(StatusCode::BAD_REQUEST, "missing Host header"),
-            Refusal::NoRoute => local(StatusCode::NOT_FOUND, "404 page not found"),
+        const BAD: StatusCode = StatusCode::BAD_REQUEST;
+        let (status, text, close) = match self {
+            Refusal::AmbiguousFraming => (BAD, "ambiguous request framing", true),
+            Refusal::BadHost => (BAD, "bad Host header", true),
+            Refusal::NoHost => (BAD, "missing Host header", false),
+            Refusal::BadTarget => (
+                BAD,
+                "bad request target: a '%' not followed by two hex digits",
+                true,
+            ),
+            Refusal::NoRoute => (StatusCode::NOT_FOUND, "404 page not found", false),
+        };
+        let mut resp = local(status, text);
+        if close {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
+        resp
     }
 }
 
 /// The checks before a request is dispatched: unambiguous framing, a valid host (none
-/// needed for HTTP/1.0), a matching router.
+/// needed for HTTP/1.0), a path Go would parse, a matching router.
 fn admit<'t, 'h>(
     table: &'t RouteTable,
     req: &Request<ProxyBody>,
@@ -206,8 +217,12 @@ fn admit<'t, 'h>(
         query: req.uri().query(),
         client_ip: conn.client.ip(),
     };
+    let prepared = view.prepare().map_err(|e| match e {
+        RequestError::InvalidPercentEncoding { .. } => Refusal::BadTarget,
+        RequestError::NonAsciiHost { .. } | RequestError::InvalidHost { .. } => Refusal::BadHost,
+    })?;
     let route = table
-        .route(&conn.entrypoint, conn.tls, &view)
+        .route(&conn.entrypoint, conn.tls, &prepared)
         .ok_or(Refusal::NoRoute)?;
     Ok((route, host))
 }

@@ -49,7 +49,7 @@ use crate::access_log::{AccessLog, AccessLogConfig, AccessLogError};
 use crate::config::{ConfigError, Entrypoint, Router, Routes};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::middleware::{Instances, Pipeline};
-use crate::rule::RequestView;
+use crate::rule::PreparedRequest;
 use body::BoxError;
 use io::{ClientIo, Rewind};
 use service::ServiceState;
@@ -235,12 +235,12 @@ struct RouteTable {
 }
 
 impl RouteTable {
-    fn route(&self, entrypoint: &str, tls: bool, view: &RequestView<'_>) -> Option<&Route> {
+    fn route(&self, entrypoint: &str, tls: bool, req: &PreparedRequest<'_>) -> Option<&Route> {
         self.routes.iter().find(|route| {
             let r = &route.router;
             (r.entrypoints.is_empty() || r.entrypoints.iter().any(|e| e == entrypoint))
                 && (!r.tls || tls)
-                && r.rule.matches(view)
+                && r.rule.matches_prepared(req)
         })
     }
 }

@@ -109,8 +109,23 @@ impl Rule {
     /// (Go's HTTP server) answers such requests 400 before any rule is tried, whatever
     /// the rule, and so should the caller.
     pub fn try_matches(&self, req: &RequestView<'_>) -> Result<bool, RequestError> {
-        let prepared = matcher::Prepared::new(req)?;
-        Ok(matcher::matches(self, &prepared))
+        Ok(self.matches_prepared(&req.prepare()?))
+    }
+
+    /// Whether a request read once with [`RequestView::prepare`] satisfies the rule:
+    /// for trying many rules against one request.
+    pub fn matches_prepared(&self, req: &PreparedRequest<'_>) -> bool {
+        matcher::matches(self, &req.0)
+    }
+}
+
+/// A request as the matchers see it (canonical host, routing path), read once.
+pub struct PreparedRequest<'a>(matcher::Prepared<'a>);
+
+impl<'a> RequestView<'a> {
+    /// Reads the request for matching, or says why Træfik would answer it 400.
+    pub fn prepare(&'a self) -> Result<PreparedRequest<'a>, RequestError> {
+        matcher::Prepared::new(self).map(PreparedRequest)
     }
 }
 
