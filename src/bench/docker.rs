@@ -16,16 +16,17 @@ use super::overlay::{measure_interleaved, shoal_network, Figures, Pair};
 use super::LabGuard;
 use crate::lab::{self, docker::DockerPaths, LabOptions, LabPaths};
 
-/// The lab the bench runs on.
-const LAB: &str = "benchdk";
+/// The lab the bench runs on (also `shoal bench docker-routes`'s).
+pub(super) const LAB: &str = "benchdk";
 /// The image every host gets.
-const IMAGE: &str = "busybox:bench";
+pub(super) const IMAGE: &str = "busybox:bench";
 /// `docker run` timings per figure (the median is reported).
 const RUNS: usize = 7;
 /// A container command that ends at once on SIGTERM.
 const SLEEP: &str = "trap exit TERM; sleep 3600 & wait";
 
-fn docker(host: &str, args: &[&str]) -> anyhow::Result<String> {
+/// Runs `docker ARGS` against `host`'s dockerd in the bench lab; its output.
+pub(super) fn docker(host: &str, args: &[&str]) -> anyhow::Result<String> {
     let d = DockerPaths::new(&LabPaths::new(LAB), host);
     let out = Command::new(super::tools::which("docker").unwrap_or_else(|| "docker".into()))
         .args(args)
@@ -42,9 +43,9 @@ fn docker(host: &str, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// A busybox image, imported offline on every host.
-fn import_busybox(hosts: &[&str]) -> anyhow::Result<()> {
-    let tarball = super::tools::busybox_tarball(LAB, &["sh", "sleep", "ping"])?;
+/// A busybox image with `applets`, imported offline on every host.
+pub(super) fn import_busybox(hosts: &[&str], applets: &[&str]) -> anyhow::Result<()> {
+    let tarball = super::tools::busybox_tarball(LAB, applets)?;
     let imported = hosts.iter().try_for_each(|host| {
         let d = DockerPaths::new(&LabPaths::new(LAB), host);
         let docker = super::tools::which("docker").unwrap_or_else(|| "docker".into());
@@ -141,7 +142,7 @@ pub async fn run() -> anyhow::Result<Report> {
         ..Default::default()
     };
     let lab = lab::up_with(LAB, 2, 1, &options).await?;
-    import_busybox(&["n1", "n2"])?;
+    import_busybox(&["n1", "n2"], &["sh", "sleep", "ping"])?;
     // shoal networks first: once the hosts are in a Swarm, Docker wants managed plugins.
     docker(
         "n1",

@@ -5,6 +5,7 @@ mod cni;
 mod control;
 mod dns;
 mod docker;
+mod docker_routes;
 mod encrypted;
 mod ingress;
 mod mesh;
@@ -32,6 +33,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             BenchKind::Dns,
             BenchKind::Ingress,
             BenchKind::Docker,
+            BenchKind::DockerRoutes,
             BenchKind::Cni,
         ],
         ref one => std::slice::from_ref(one),
@@ -46,6 +48,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             BenchKind::Dns => dns::run().await?,
             BenchKind::Ingress => ingress::run().await?,
             BenchKind::Docker => docker::run().await?,
+            BenchKind::DockerRoutes => docker_routes::run().await?,
             BenchKind::Cni => cni::run().await?,
             BenchKind::All => anyhow::bail!("`all` is a list of benchmarks, not one"),
         };

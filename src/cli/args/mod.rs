@@ -565,6 +565,9 @@ pub enum BenchKind {
     /// Docker containers on a shoal network across hosts, against shoal's sandboxes and
     /// Docker's own overlay driver; `docker run` until a peer answers.
     Docker,
+    /// How soon the ingress routes by a Docker change (docker run, docker stop, a Swarm
+    /// service's label), against Docker's own time for it.
+    DockerRoutes,
     /// CNI ADD/DEL latency through shoal's plugin against the reference bridge +
     /// host-local plugins; podman containers on a shoal network across hosts against
     /// shoal's sandboxes.
