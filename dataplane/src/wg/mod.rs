@@ -10,6 +10,7 @@
 //!   the inner IPv4/UDP/VXLAN packet, coalescing.
 //! - [`tap`]: TAP devices with offloads; [`udp`]: the batched WireGuard socket.
 //! - [`arp`]: proxy ARP for remote endpoints; [`keys`]: X25519 keys in base64.
+//! - [`uapi`]: the read-only WireGuard UAPI text (`wg show`) from the peer snapshot.
 
 pub mod arp;
 pub mod engine;
@@ -17,4 +18,5 @@ pub mod keys;
 pub mod packet;
 pub mod plan;
 pub mod tap;
+pub mod uapi;
 pub mod udp;

@@ -47,6 +47,8 @@ const WG_OVERHEAD: usize = 32;
 const HANDSHAKE_ROOM: usize = 148;
 /// How often boringtun's timers run.
 const TICK: Duration = Duration::from_millis(100);
+/// Seconds between keepalives to every peer (WireGuard's persistent keepalive).
+pub const PERSISTENT_KEEPALIVE: u16 = 25;
 
 /// A peer node.
 pub struct Peer {
@@ -73,6 +75,10 @@ pub struct PeerStats {
     pub endpoint: SocketAddrV4,
     /// Its public key.
     pub public_key: String,
+    /// Its mesh address: the only inner source accepted from it (its allowed IP).
+    pub mesh_ip: Ipv4Addr,
+    /// Seconds between keepalives sent to it, if any.
+    pub keepalive: Option<u16>,
     /// Time since the last completed handshake.
     pub last_handshake: Option<Duration>,
     /// Payload bytes received from it.
@@ -135,6 +141,7 @@ struct Shared {
 /// A running encrypted data path.
 pub struct Engine {
     shared: Arc<Shared>,
+    port: u16,
     plan: Mutex<WgPlan>,
     key: Mutex<Option<KeyPair>>,
     taps: Mutex<HashMap<u32, TapHandle>>,
@@ -213,6 +220,7 @@ impl Engine {
             .map_err(|source| EngineError::Socket { port, source })?;
         Ok(Arc::new(Engine {
             shared,
+            port,
             plan: Mutex::new(WgPlan::default()),
             key: Mutex::new(None),
             taps: Mutex::new(HashMap::new()),
@@ -255,7 +263,14 @@ impl Engine {
                 None => {
                     let public = public_from_base64(&p.public_key)?;
                     let index = self.next_index.fetch_add(1, Ordering::Relaxed) & 0x00ff_ffff;
-                    let tunn = Tunn::new(key.private.clone(), public, None, Some(25), index, None);
+                    let tunn = Tunn::new(
+                        key.private.clone(),
+                        public,
+                        None,
+                        Some(PERSISTENT_KEEPALIVE),
+                        index,
+                        None,
+                    );
                     let peer = Arc::new(Peer {
                         name: p.name.clone(),
                         public_key: p.public_key.clone(),
@@ -377,6 +392,8 @@ impl Engine {
                     name: p.name.clone(),
                     endpoint: p.endpoint,
                     public_key: p.public_key.clone(),
+                    mesh_ip: p.mesh_ip,
+                    keepalive: Some(PERSISTENT_KEEPALIVE),
                     last_handshake: handshake,
                     rx_bytes: p.rx_bytes.load(Ordering::Relaxed),
                     tx_bytes: p.tx_bytes.load(Ordering::Relaxed),
@@ -385,6 +402,11 @@ impl Engine {
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
+    }
+
+    /// The UDP port the WireGuard socket listens on.
+    pub fn listen_port(&self) -> u16 {
+        self.port
     }
 
     /// The drop counters.
