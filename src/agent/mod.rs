@@ -41,6 +41,7 @@ pub struct Agent {
     membership_change: tokio::sync::Mutex<()>,
     vxlan_port: u16,
     wg_port: u16,
+    wg_interface: String,
     key_rotation: std::time::Duration,
     overlay: ArcSwapOption<Overlay>,
     runner: ArcSwapOption<crate::tasks::Runner>,
@@ -89,6 +90,7 @@ impl Agent {
                     _ => None,
                 })
                 .collect(),
+            wg_interface: self.wg_interface.clone(),
         };
         let overlay = Overlay::start(member.clone(), settings, self.key_file());
         tokio::spawn(crate::overlay::loopback::run(member.clone(), stop.clone()));
@@ -278,6 +280,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         membership_change: tokio::sync::Mutex::new(()),
         vxlan_port: args.vxlan_port,
         wg_port: args.wg_port,
+        wg_interface: args.wg_interface.clone(),
         key_rotation: std::time::Duration::from_secs(args.key_rotation_hours.saturating_mul(3600)),
         overlay: ArcSwapOption::empty(),
         runner: ArcSwapOption::empty(),

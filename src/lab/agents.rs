@@ -88,6 +88,10 @@ pub async fn start(paths: &LabPaths, host: &Host, lab: &super::Lab) -> anyhow::R
                 .iter()
                 .flat_map(|u| ["--dns-upstream".to_string(), u.to_string()]),
         )
+        .args(
+            (!host.wg_interface.is_empty())
+                .then(|| format!("--wg-interface={}", host.wg_interface)),
+        )
         .args(&lab.agent_args)
         .arg("--netns-prefix")
         .arg(format!(

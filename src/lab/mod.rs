@@ -41,6 +41,9 @@ pub struct Host {
     pub socket: PathBuf,
     /// manager, worker or client.
     pub role: String,
+    /// The name `wg show` knows its agent's encrypted data path by (none for the client).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub wg_interface: String,
 }
 
 /// A lab's description, kept in `lab.json`.
@@ -256,6 +259,7 @@ async fn build(
                 underlay_ip: topology::node_ip(i),
                 socket: paths.socket(&host),
                 role: if i <= managers { "manager" } else { "worker" }.into(),
+                wg_interface: topology::wg_interface(name, &host),
                 name: host,
             }
         })
@@ -266,6 +270,7 @@ async fn build(
         underlay_ip: topology::client_ip(),
         socket: PathBuf::new(),
         role: "client".into(),
+        wg_interface: String::new(),
     });
     let lab = Lab {
         name: name.to_string(),
@@ -380,7 +385,7 @@ pub async fn wait_ready(client: &ApiClient, want: usize, within: Duration) -> an
 }
 
 /// `lab down`: removes the hosts' podman containers (while the agents run), kills every
-/// process in the lab's namespaces, deletes the namespaces (and with them every
+/// process in the lab's namespaces, removes their dead WireGuard UAPI sockets, deletes the namespaces (and with them every
 /// interface), and removes the lab's files. Never fails half-way: it reports what it
 /// could not remove.
 pub fn down(name: &str) -> Vec<String> {
@@ -401,6 +406,13 @@ pub fn down(name: &str) -> Vec<String> {
     }
     for ns in &namespaces {
         agents::kill_all_in(ns);
+    }
+    // The killed agents could not remove their `wg show` sockets; nobody answers on them.
+    for host in &hosts {
+        let socket = crate::overlay::uapi::socket_path(&topology::wg_interface(name, host));
+        if let Err(e) = crate::overlay::uapi::take_if_stale(&socket) {
+            problems.push(format!("{}: {e}", socket.display()));
+        }
     }
     for found in &podman {
         problems.extend(podman::clean_up(&paths, found));

@@ -32,6 +32,23 @@ pub fn ns_name(lab: &str, host: &str) -> String {
     format!("shl-{lab}-{host}")
 }
 
+/// The WireGuard interface name (UAPI socket) of `host`'s agent in lab `lab`: its
+/// namespace's name when that fits wg's 15 characters, else `shl` with a hash of the
+/// lab's name, so lab hosts never share a socket in /var/run/wireguard.
+pub fn wg_interface(lab: &str, host: &str) -> String {
+    let name = ns_name(lab, host);
+    if name.len() <= 15 {
+        return name;
+    }
+    // FNV-1a: stable across runs and builds.
+    let hash = lab.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let mut name = format!("shl{:06x}-{host}", hash & 0x00ff_ffff);
+    name.truncate(15);
+    name
+}
+
 /// Every namespace name of lab `lab` starts with this.
 pub fn ns_prefix(lab: &str) -> String {
     format!("shl-{lab}-")
@@ -68,4 +85,24 @@ pub async fn create_host(lab: &str, host: &str, ip: IpAddr) -> anyhow::Result<()
     hn.add_address(eth, ip, UNDERLAY_PREFIX).await?;
     hn.set_up(eth).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wg_interface;
+
+    #[test]
+    fn lab_wg_interfaces_fit_wg_and_differ_between_labs_and_hosts() {
+        assert_eq!(wg_interface("lab", "n1"), "shl-lab-n1");
+        let (a, b) = (
+            wg_interface("t12345x10", "n1"),
+            wg_interface("t12345x11", "n1"),
+        );
+        assert_ne!(a, b);
+        assert_ne!(a, wg_interface("t12345x10", "n2"));
+        for name in [a, b, wg_interface("a-very-long-lab-name", "n12")] {
+            assert!(name.len() <= 15, "{name}");
+            assert_eq!(crate::overlay::uapi::interface_name_error(&name), None);
+        }
+    }
 }

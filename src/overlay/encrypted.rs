@@ -1,7 +1,8 @@
 //! The encrypted data path's place in the agent: started when this node carries an
 //! encrypted network, fed the WireGuard plan on every reconciliation, stopped when no
 //! longer needed. Endpoints on an encrypted network it cannot serve are reported as
-//! failed, so `attach` rolls them back instead of leaving them unreachable.
+//! failed, so `attach` rolls them back instead of leaving them unreachable. While it
+//! runs, `wg show <interface>` reads it through the UAPI socket ([`super::uapi`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,7 +13,11 @@ use shoal_dataplane::overlay::NodePlan;
 use shoal_dataplane::wg::engine::{Engine, PeerStats};
 
 use super::keys::KeyFile;
+use super::uapi::UapiSocket;
 use super::view::wg_plan;
+
+/// The title of the WireGuard section of `shoal status` starts with this.
+pub const STATUS_TITLE: &str = "WireGuard peers";
 
 /// Drop and packet counters, by name.
 pub type Counters = Vec<(&'static str, u64)>;
@@ -20,15 +25,20 @@ pub type Counters = Vec<(&'static str, u64)>;
 /// The encrypted data path of this node, while it runs.
 pub struct Encrypted {
     keys: KeyFile,
+    /// The name `wg` knows the data path by (its UAPI socket's name).
+    interface: String,
     engine: Mutex<Option<Arc<Engine>>>,
+    uapi: Mutex<Option<UapiSocket>>,
 }
 
 impl Encrypted {
-    /// Not running yet; keys come from `keys`.
-    pub fn new(keys: KeyFile) -> Encrypted {
+    /// Not running yet; keys come from `keys`; `wg show interface` will show it.
+    pub fn new(keys: KeyFile, interface: String) -> Encrypted {
         Encrypted {
             keys,
+            interface,
             engine: Mutex::new(None),
+            uapi: Mutex::new(None),
         }
     }
 
@@ -82,6 +92,7 @@ impl Encrypted {
             None => match Engine::start(wg.port) {
                 Ok(e) => {
                     *self.engine.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.clone());
+                    self.serve_uapi(e.clone());
                     e
                 }
                 Err(e) => {
@@ -106,8 +117,23 @@ impl Encrypted {
         (failures, opened)
     }
 
-    /// Stops the data path (its TAPs disappear with it).
+    /// Serves `wg show` for `engine`; the data path runs without it if it cannot.
+    fn serve_uapi(&self, engine: Arc<Engine>) {
+        let socket = match UapiSocket::start(&self.interface, engine) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(interface = %self.interface, error = %e, "`wg show` will not see this node: cannot serve the WireGuard UAPI socket");
+                None
+            }
+        };
+        *self.uapi.lock().unwrap_or_else(|e| e.into_inner()) = socket;
+    }
+
+    /// Stops the data path (its TAPs disappear with it) and its UAPI socket.
     pub fn stop(&self) {
+        if let Some(s) = self.uapi.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            s.stop();
+        }
         if let Some(e) = self.engine.lock().unwrap_or_else(|e| e.into_inner()).take() {
             e.stop();
         }
@@ -164,7 +190,10 @@ impl Encrypted {
             },
         ));
         Some(StatusSection {
-            title: "WireGuard peers (encrypted networks)".into(),
+            title: format!(
+                "{STATUS_TITLE} (encrypted networks; `wg show {}`)",
+                self.interface
+            ),
             rows,
         })
     }

@@ -9,7 +9,8 @@
 //! ```
 //! - [`mesh`]: the routing mesh (the node's own addresses, VIP load balancing);
 //!   [`loopback`]: published ports on the node's loopback addresses.
-//! - [`encrypted`] and [`keys`]: the encrypted data path and this node's WireGuard key.
+//! - [`encrypted`] and [`keys`]: the encrypted data path and this node's WireGuard key;
+//!   [`uapi`]: its WireGuard UAPI socket for `wg show`.
 //! - [`dns`]: the service-discovery resolvers on the networks' gateways.
 //! - [`error`]: [`OverlayError`](error::OverlayError), why one pass of a duty failed.
 
@@ -21,6 +22,7 @@ pub mod loopback;
 pub mod mesh;
 pub mod reconciler;
 pub mod report;
+pub mod uapi;
 pub mod view;
 
 pub use reconciler::Overlay;

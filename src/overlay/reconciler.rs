@@ -52,6 +52,8 @@ pub struct Settings {
     /// The node's upstream resolvers: DNS from sandboxes to them is answered by the
     /// network's resolver (see [`NodePlan::dns_intercept`]).
     pub dns_intercept: Vec<std::net::Ipv4Addr>,
+    /// The name `wg show` knows the encrypted data path by.
+    pub wg_interface: String,
 }
 
 impl Overlay {
@@ -62,7 +64,7 @@ impl Overlay {
             kick: Notify::new(),
             stop: CancellationToken::new(),
             plan: ArcSwap::from_pointee(NodePlan::default()),
-            encrypted: Encrypted::new(keys),
+            encrypted: Encrypted::new(keys, settings.wg_interface.clone()),
         });
         let me = overlay.clone();
         tokio::spawn(async move { me.run(member, settings).await });

@@ -1,6 +1,9 @@
 //! Encrypted networks on real labs: data only inside WireGuard on the underlay, recovery
 //! after an agent is killed, removed nodes refused, key rotation under a running stream,
-//! and junk on the WireGuard port.
+//! and junk on the WireGuard port; `wg show` on it in [`wg_show`].
+
+#[path = "encrypted/wg_show.rs"]
+mod wg_show;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};

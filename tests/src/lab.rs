@@ -26,7 +26,8 @@ impl Output {
     }
 }
 
-fn run(cmd: &mut Command) -> Output {
+/// Runs `cmd` to its end, capturing its output.
+pub fn run(cmd: &mut Command) -> Output {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
@@ -132,6 +133,14 @@ impl Lab {
         self.host(host)["socket"]
             .as_str()
             .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The name `wg show` knows `host`'s encrypted data path by.
+    pub fn wg_interface(&self, host: &str) -> String {
+        self.host(host)["wg_interface"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no wg_interface for {host} in the lab status"))
             .to_string()
     }
 

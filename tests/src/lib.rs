@@ -16,7 +16,7 @@ pub mod tls;
 mod wait;
 
 pub use capture::Capture;
-pub use lab::{Lab, Output};
+pub use lab::{run, Lab, Output};
 pub use sandbox::{exec_in, sha256_hex, spawn_in, Sandbox, Sink};
 pub use wait::wait_until;
 

@@ -273,6 +273,10 @@ pub struct AgentArgs {
     /// The UDP port of WireGuard between nodes (encrypted networks).
     #[arg(long, default_value_t = 51820, value_parser = clap::value_parser!(u16).range(1..))]
     pub wg_port: u16,
+    /// The interface name `wg show` knows the encrypted data path by: its UAPI socket is
+    /// /var/run/wireguard/NAME.sock while the node carries an encrypted network.
+    #[arg(long, default_value = "shoal", value_parser = crate::overlay::uapi::parse_interface_name)]
+    pub wg_interface: String,
     /// Replace every node's WireGuard key this often, in hours (0: never by itself).
     #[arg(long, default_value_t = 24)]
     pub key_rotation_hours: u64,
