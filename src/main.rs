@@ -11,6 +11,7 @@ mod l7;
 mod lab;
 mod options;
 mod overlay;
+mod status;
 mod tasks;
 
 use clap::Parser;
@@ -114,7 +115,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Agent(args) => agent::run(*args).await.map(|()| 0),
         Command::Cluster(cmd) => cli::cluster(&client()?, cmd).await.map(|()| 0),
         Command::Node(cmd) => cli::node(&client()?, cmd).await.map(|()| 0),
-        Command::Status(f) => cli::status(&client()?, f.format).await.map(|()| 0),
+        Command::Status(a) => cli::status::run(&client()?, a).await.map(|()| 0),
         Command::Network(cmd) => cli::network::run(&client()?, cmd).await.map(|()| 0),
         Command::Attach(a) => cli::network::attach(&client()?, a).await.map(|()| 0),
         Command::Service(cmd) => cli::service::run(&client()?, cmd).await.map(|()| 0),

@@ -3,6 +3,7 @@
 //! | method | path | what |
 //! | --- | --- | --- |
 //! | GET | /v1/status | this node's view |
+//! | GET | /status | the same, as plain text (`shoal status`'s summary) |
 //! | POST | /v1/cluster/init, /join, /leave | membership |
 //! | GET/POST | /v1/cluster/join-token/{role}[/rotate] | tokens |
 //! | GET | /v1/nodes, /v1/nodes/{node} | nodes |
@@ -19,9 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use shoal_control::api::{
-    InitRequest, JoinCommand, LeaderRequest, LeaveRequest, NodeUpdate, StatusInfo,
-};
+use shoal_control::api::{InitRequest, JoinCommand, LeaderRequest, LeaveRequest, NodeUpdate};
 use shoal_control::state::{Command, Role};
 use shoal_control::transport::ErrorBody;
 use shoal_control::ClusterError;
@@ -57,7 +56,8 @@ pub(super) fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ClusterErr
 /// The API router.
 pub fn router(agent: Arc<Agent>) -> Router {
     Router::new()
-        .route("/v1/status", get(status))
+        .route("/v1/status", get(super::status::json))
+        .route("/status", get(super::status::text))
         .route("/v1/cluster/init", post(init))
         .route("/v1/cluster/join", post(join))
         .route("/v1/cluster/leave", post(leave))
@@ -76,40 +76,6 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .merge(super::docker::routes())
         .fallback(|| async { error(&ClusterError::Invalid("no such API endpoint".into())) })
         .with_state(agent)
-}
-
-async fn status(State(agent): AppState) -> Response {
-    let info = match agent.member.load_full() {
-        Some(m) => {
-            let mut s = m.status();
-            if let Ok(o) = agent.overlay() {
-                s.sections.push(o.status());
-                s.sections.extend(o.encrypted().status());
-            }
-            if let Some(section) = agent.task_status().await {
-                s.sections.push(section);
-            }
-            s
-        }
-        None => StatusInfo {
-            in_cluster: false,
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            removed: false,
-            cluster_id: None,
-            node_id: None,
-            name: Some(agent.name.clone()),
-            role: None,
-            addr: agent.advertise,
-            control_addr: None,
-            leader: None,
-            revision: 0,
-            nodes_ready: 0,
-            nodes_down: 0,
-            raft: None,
-            sections: Vec::new(),
-        },
-    };
-    Json(info).into_response()
 }
 
 async fn init(State(agent): AppState, b: Result<Json<InitRequest>, JsonRejection>) -> Response {

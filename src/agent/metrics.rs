@@ -1,4 +1,5 @@
-//! Prometheus metrics of the agent, read from its state at scrape time.
+//! Prometheus metrics of the agent, read from its state at scrape time, and the
+//! plain-text `/status` beside them.
 
 use std::sync::Arc;
 
@@ -12,10 +13,11 @@ use tokio::net::TcpListener;
 
 use super::Agent;
 
-/// Serves `/metrics` on `listener`.
+/// Serves `/metrics` and `/status` on `listener`.
 pub async fn serve(listener: TcpListener, agent: Arc<Agent>) {
     let router = Router::new()
         .route("/metrics", get(scrape))
+        .route("/status", get(super::status::text))
         .with_state(agent);
     if let Err(e) = axum::serve(listener, router).await {
         tracing::error!(error = %e, "metrics server stopped");

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  unix socket (HTTP/JSON) ──▶ api ──▶ Agent ──▶ Member (control crate): Raft, mTLS, watch
-//!  metrics address ──▶ /metrics (Prometheus text)
+//!  metrics address ──▶ /metrics (Prometheus text), /status (plain text)
 //! ```
 //! On SIGTERM/SIGINT the agent stops its duties and exits; what it programmed into the
 //! kernel stays, so a restart does not cut traffic.
@@ -13,6 +13,7 @@ mod docker;
 mod metrics;
 pub(crate) mod networks;
 mod services;
+mod status;
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;

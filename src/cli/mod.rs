@@ -5,13 +5,14 @@ pub mod lab;
 pub mod network;
 pub mod proxy;
 pub mod service;
+pub mod status;
 mod table;
 
 use anyhow::Context;
 use serde::Serialize;
 use shoal_control::api::{
     InitRequest, InitResponse, JoinCommand, JoinResult, JoinTokenResponse, LeaderResponse,
-    LeaveRequest, NodeInfo, NodeUpdate, StatusInfo,
+    LeaveRequest, NodeInfo, NodeUpdate,
 };
 use shoal_control::state::{Availability, Role};
 
@@ -259,84 +260,6 @@ async fn each(client: &ApiClient, nodes: &[String], verb: &str, done: &str) -> a
         println!("Node {n} {done}.");
     }
     Ok(())
-}
-
-/// `shoal status`.
-pub async fn status(client: &ApiClient, format: Format) -> anyhow::Result<()> {
-    let s: StatusInfo = client.get("/v1/status").await?;
-    print(format, &s, |s| {
-        let mut out = String::new();
-        let mut line = |k: &str, v: String| out.push_str(&format!("{k:<18}{v}\n"));
-        line("Agent:", format!("shoal {}", s.version));
-        if !s.in_cluster {
-            line(
-                "Cluster:",
-                "none (run `shoal cluster init` or `shoal cluster join`)".into(),
-            );
-            return out;
-        }
-        if s.removed {
-            line(
-                "Cluster:",
-                "REMOVED from the cluster; run `shoal cluster leave --force`".into(),
-            );
-        }
-        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-        line("Cluster:", opt(&s.cluster_id));
-        line(
-            "Node:",
-            format!(
-                "{} ({})",
-                opt(&s.name),
-                s.node_id.map(|i| i.to_string()).unwrap_or_default()
-            ),
-        );
-        line(
-            "Role:",
-            s.role.map(|r| r.as_str().to_string()).unwrap_or_default(),
-        );
-        line(
-            "Address:",
-            s.addr.map(|a| a.to_string()).unwrap_or_default(),
-        );
-        line(
-            "Control:",
-            s.control_addr.map(|a| a.to_string()).unwrap_or_default(),
-        );
-        line("Leader:", opt(&s.leader));
-        line(
-            "Nodes:",
-            format!("{} ready, {} down", s.nodes_ready, s.nodes_down),
-        );
-        line("Revision:", s.revision.to_string());
-        if let Some(r) = &s.raft {
-            line("Raft:", format!("{} in term {}", r.state, r.term));
-            line(
-                "  log:",
-                format!(
-                    "last index {}, applied {}",
-                    r.last_log_index
-                        .map(|i| i.to_string())
-                        .unwrap_or_else(|| "-".into()),
-                    r.last_applied
-                        .map(|i| i.to_string())
-                        .unwrap_or_else(|| "-".into())
-                ),
-            );
-            line("  voters:", r.voters.join(", "));
-            if let Some(ms) = r.millis_since_quorum_ack {
-                line("  quorum ack:", format!("{ms} ms ago"));
-            }
-        }
-        for section in &s.sections {
-            out.push_str(&format!("{}:\n", section.title));
-            for (k, v) in &section.rows {
-                // Keys longer than the column (task IDs) still get a gap.
-                out.push_str(&format!("  {k:<16} {v}\n"));
-            }
-        }
-        out
-    })
 }
 
 /// `shoal route ls`.

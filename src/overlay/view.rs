@@ -259,12 +259,13 @@ fn ifname_order(name: &str) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use shoal_control::state::{apply, AttachSpec, Command, NetworkSpec, Node, Proposal, Secrets};
     use shoal_control::state::{Availability, NodeStatus, Role};
 
-    fn node(id: u64) -> Node {
+    /// Node `id`: `n{id}`, a ready manager at 198.18.0.{id}.
+    pub(crate) fn node(id: u64) -> Node {
         let ip: IpAddr = [198, 18, 0, id as u8].into();
         Node {
             id: NodeId(id),
@@ -286,7 +287,9 @@ mod tests {
         apply(s, None, &Proposal { at_ms: 1, command }).unwrap();
     }
 
-    fn state() -> ClusterState {
+    /// Nodes 1 and 2; networks a, b (internal) and c; endpoints: a on 1 and 2, b on 1,
+    /// c on 2.
+    pub(crate) fn state() -> ClusterState {
         let mut s = ClusterState::default();
         run(
             &mut s,

@@ -1,5 +1,9 @@
 //! The control plane on real labs: cluster formation, leader failure, quorum loss,
-//! restarts, trust (tokens, CA pinning, roles, removal), bad input, and clean-up.
+//! restarts, trust (tokens, CA pinning, roles, removal), bad input, and clean-up; the
+//! plain-text status and `shoal status --watch` in [`status`].
+
+#[path = "cluster/status.rs"]
+mod status;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

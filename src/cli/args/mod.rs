@@ -53,8 +53,8 @@ pub enum Command {
     /// Manage the cluster's nodes.
     #[command(subcommand)]
     Node(NodeCmd),
-    /// Show this node's view: role, leader, peers.
-    Status(FormatArg),
+    /// Show this node's view: role, leader, nodes, networks, peers (--watch: follow it).
+    Status(crate::cli::status::StatusArgs),
     /// Create, list, inspect and remove overlay networks.
     #[command(subcommand)]
     Network(NetworkCmd),
