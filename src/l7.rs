@@ -28,7 +28,7 @@ use shoal_control::state::ClusterState;
 use shoal_control::{Member, NodeId};
 use shoal_ingress::access_log::AccessLogConfig;
 use shoal_ingress::config::docker::combine;
-use shoal_ingress::config::{from_labels, Entrypoint, Routes};
+use shoal_ingress::config::{from_labels, Entrypoint, Routes, Trust};
 use shoal_ingress::proxy::TracingOptions;
 use shoal_ingress::{Dialer, Proxy, ProxyOptions};
 use tokio::net::TcpSocket;
@@ -197,13 +197,7 @@ impl Ingress {
         })?;
         let mut entrypoints = BTreeMap::new();
         if let Some(address) = http {
-            entrypoints.insert(
-                "web".to_string(),
-                Entrypoint {
-                    address,
-                    certificates: Vec::new(),
-                },
-            );
+            entrypoints.insert("web".to_string(), Entrypoint::new(address));
         }
         if let Some(address) = https {
             anyhow::ensure!(
@@ -213,8 +207,8 @@ impl Ingress {
             entrypoints.insert(
                 "websecure".to_string(),
                 Entrypoint {
-                    address,
                     certificates,
+                    ..Entrypoint::new(address)
                 },
             );
         }
@@ -241,8 +235,8 @@ impl Ingress {
                 "--ingress-tcp {name}: the HTTP entrypoint has this name"
             );
             let entrypoint = Entrypoint {
-                address: *address,
                 certificates: certificates.clone(),
+                ..Entrypoint::new(*address)
             };
             anyhow::ensure!(
                 self.tcp_entrypoints
@@ -252,6 +246,24 @@ impl Ingress {
             );
         }
         Ok(self)
+    }
+
+    /// Every entrypoint (HTTP and TCP) reads PROXY headers as `proxy_protocol` says
+    /// (`--ingress-proxy-protocol-…`); the HTTP ones keep the forwarding headers of
+    /// the clients `forwarded_headers` trusts (`--ingress-forwarded-headers-…`).
+    pub fn with_trust(
+        mut self,
+        proxy_protocol: Option<Trust>,
+        forwarded_headers: Trust,
+    ) -> Ingress {
+        for ep in self.entrypoints.values_mut() {
+            ep.proxy_protocol = proxy_protocol.clone();
+            ep.forwarded_headers = forwarded_headers.clone();
+        }
+        for ep in self.tcp_entrypoints.values_mut() {
+            ep.proxy_protocol = proxy_protocol.clone();
+        }
+        self
     }
 
     /// The proxy.

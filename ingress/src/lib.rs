@@ -20,6 +20,8 @@
 //! - [`metrics`]: Prometheus counters and histograms per router and service.
 //! - [`access_log`]: Træfik's access log (common or JSON) from a writer thread.
 //! - [`proxy`]: the IO: connections, the HTTP/1 fast path, hyper, the upstream client.
+//! - [`proxy_protocol`]: the PROXY protocol (v1, v2): parse and encode, and reading it
+//!   on entrypoints that accept it.
 //! - [`tls`]: certificates by SNI.
 //! - [`health`]: active health checks of services' servers (state machine and checker).
 //! - [`tcp`]: TCP routers: `HostSNI` from the ClientHello (TLS passthrough or
@@ -39,6 +41,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod outlier;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod retry;
 pub mod rule;
 pub mod tcp;

@@ -122,6 +122,7 @@ fn tcp_routes(
             name.to_string(),
             TcpService {
                 servers: vec![Server::new(addr, 1)],
+                proxy_protocol: None,
             },
         );
     }
@@ -150,8 +151,8 @@ async fn start(
     let entrypoints = BTreeMap::from([(
         "edge".to_string(),
         Entrypoint {
-            address: "127.0.0.1:0".parse().unwrap(),
             certificates,
+            ..Entrypoint::new("127.0.0.1:0".parse().unwrap())
         },
     )]);
     let started = proxy.start_tcp(&entrypoints).await.unwrap();
@@ -342,6 +343,7 @@ async fn an_unreachable_server_is_skipped_for_the_next() {
         "s".into(),
         TcpService {
             servers: vec![Server::new(dead, 1), Server::new(backend.addr, 1)],
+            proxy_protocol: None,
         },
     );
     let (_proxy, edge, _dir) = start(routes, None).await;

@@ -262,6 +262,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             None
         }
     };
+    let trust = args.ingress_trust.trust()?;
     let ingress = Arc::new(
         crate::l7::Ingress::new(
             args.ingress_http,
@@ -270,7 +271,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             args.access_log.config(),
             args.tracing.options(),
         )?
-        .with_tcp(&args.ingress_tcp, args.ingress_cert.clone())?,
+        .with_tcp(&args.ingress_tcp, args.ingress_cert.clone())?
+        .with_trust(trust.0, trust.1),
     );
     let agent = Arc::new(Agent {
         data,

@@ -47,16 +47,18 @@ impl Sources {
     }
 }
 
-/// The file's entrypoints and the `--entrypoint` flags'.
+/// The file's entrypoints and the `--entrypoint` flags' (with the trust flags).
 fn entrypoints(
     args: &ProxyArgs,
     file: &ProxyConfig,
 ) -> anyhow::Result<BTreeMap<String, Entrypoint>> {
     let mut all = file.entrypoints.clone();
+    let (proxy_protocol, forwarded_headers) = args.trust.trust()?;
     for (name, address) in &args.entrypoints {
         let plain = Entrypoint {
-            address: *address,
-            certificates: Vec::new(),
+            proxy_protocol: proxy_protocol.clone(),
+            forwarded_headers: forwarded_headers.clone(),
+            ..Entrypoint::new(*address)
         };
         anyhow::ensure!(
             all.insert(name.clone(), plain).is_none(),

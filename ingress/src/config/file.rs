@@ -3,6 +3,8 @@
 //! ```toml
 //! [entrypoints.web]
 //! address = "0.0.0.0:8080"
+//! proxyProtocol = { trustedIPs = ["10.0.0.0/8"] }      # read PROXY headers (see entrypoint)
+//! forwardedHeaders = { trustedIPs = ["10.0.0.0/8"] }   # keep these clients' X-Forwarded-*
 //!
 //! [entrypoints.websecure]
 //! address = "0.0.0.0:8443"
@@ -37,10 +39,12 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 
+pub use super::entrypoint::Entrypoint;
+use super::entrypoint::EntrypointFile;
 use super::middlewares::{MiddlewareConfig, Opts};
 use super::tcp::TcpFile;
 use super::{
@@ -63,15 +67,6 @@ pub struct ProxyConfig {
     pub tcp_entrypoints: BTreeMap<String, Entrypoint>,
 }
 
-/// A listening address, optionally terminating TLS.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entrypoint {
-    /// Address to bind.
-    pub address: SocketAddr,
-    /// Certificate and key PEM files; empty means plain HTTP.
-    pub certificates: Vec<(PathBuf, PathBuf)>,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -88,51 +83,6 @@ struct FileConfig {
     /// TCP entrypoints, routers and services.
     #[serde(default)]
     tcp: TcpFile,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct EntrypointFile {
-    address: String,
-    tls: Option<TlsFile>,
-}
-
-impl EntrypointFile {
-    /// The entrypoint; `path` (like `entrypoints.web`) prefixes errors.
-    pub(super) fn validate(self, path: &str) -> Result<Entrypoint, ConfigError> {
-        let address = self.address.parse().map_err(|_| {
-            invalid(
-                format!("{path}.address"),
-                format!("`{}` is not IP:PORT", self.address),
-            )
-        })?;
-        let certificates: Vec<_> = self
-            .tls
-            .map(|t| {
-                t.certificates
-                    .into_iter()
-                    .map(|c| (c.cert_file, c.key_file))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(Entrypoint {
-            address,
-            certificates,
-        })
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TlsFile {
-    certificates: Vec<CertFile>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CertFile {
-    cert_file: PathBuf,
-    key_file: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]

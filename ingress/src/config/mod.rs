@@ -6,6 +6,7 @@
 
 pub mod dfproxy;
 pub mod docker;
+pub mod entrypoint;
 pub mod file;
 pub mod health;
 pub mod labels;
@@ -25,7 +26,8 @@ use crate::retry::{RetryBudget, RetryOn, RetryPolicy};
 use crate::rule::{self, Rule, RuleError};
 pub use middlewares::MiddlewareConfig;
 
-pub use file::{Entrypoint, ProxyConfig};
+pub use entrypoint::{Entrypoint, Trust};
+pub use file::ProxyConfig;
 pub use health::{HealthCheck, HealthCheckSpec, ReportedHealth};
 pub use labels::{from_labels, LabelError};
 pub use tcp::{TcpRouter, TcpRoutes, TcpService, TlsMode};

@@ -16,6 +16,7 @@
 //!
 //! [tcp.services.db]
 //! servers = [{ address = "10.0.0.5:5432" }, { address = "10.0.0.6:5432", weight = 2 }]
+//! proxyProtocol = { version = 2 }   # send a PROXY header (1 or 2; default 2) first
 //! ```
 //!
 //! | label (after `shoal.` or `traefik.`)               | meaning |
@@ -28,18 +29,20 @@
 //! | `tcp.routers.<r>.tls.passthrough=true`             | route by SNI, pass the TLS bytes through |
 //! | `tcp.services.<s>.loadbalancer.server.port=5432`   | required |
 //! | `tcp.services.<s>.loadbalancer.server.weight=2`    | weight of every task |
+//! | `tcp.services.<s>.loadbalancer.proxyprotocol.version=1` | send a PROXY header (1 or 2) first; `…loadbalancer.proxyprotocol=true` alone: version 2 |
 //!
 //! A rule that names a server (``HostSNI(`a`)``) needs TLS: a plain-TCP router has no
-//! server name to look at (Træfik refuses it too). Middlewares, proxy protocol, servers
-//! transports and termination delays are refused, never dropped.
+//! server name to look at (Træfik refuses it too). Middlewares, servers transports and
+//! termination delays are refused, never dropped.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use super::file::EntrypointFile;
+use super::entrypoint::EntrypointFile;
 use super::{check_name, invalid, validate_servers, ConfigError, Entrypoint, Server};
+use crate::proxy_protocol::Version as ProxyVersion;
 use crate::tcp::{TcpRule, TcpRuleError};
 
 /// The TCP part of the route table.
@@ -106,6 +109,9 @@ impl TcpRouter {
 pub struct TcpService {
     /// The servers (weighted round robin; `reported` health is honoured).
     pub servers: Vec<Server>,
+    /// A PROXY header of this version goes to the server first, carrying the client's
+    /// address (Træfik's `loadBalancer.proxyProtocol.version`).
+    pub proxy_protocol: Option<ProxyVersion>,
 }
 
 impl TcpRoutes {
@@ -184,6 +190,15 @@ struct TcpRouterFile {
 #[serde(deny_unknown_fields)]
 struct TcpServiceFile {
     servers: Vec<TcpServerFile>,
+    #[serde(rename = "proxyProtocol", alias = "proxy_protocol")]
+    proxy_protocol: Option<ProxyProtocolFile>,
+}
+
+/// `proxyProtocol = { version = 1 }`; the version defaults to 2, as in Træfik.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProxyProtocolFile {
+    version: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,7 +238,20 @@ impl TcpFile {
                 })?;
                 servers.push(Server::new(addr, server.weight.unwrap_or(1)));
             }
-            routes.services.insert(name, TcpService { servers });
+            let proxy_protocol = match s.proxy_protocol {
+                Some(p) => Some(
+                    ProxyVersion::try_from(p.version.unwrap_or(2))
+                        .map_err(|m| invalid(format!("{path}.proxyProtocol.version"), m))?,
+                ),
+                None => None,
+            };
+            routes.services.insert(
+                name,
+                TcpService {
+                    servers,
+                    proxy_protocol,
+                },
+            );
         }
         for (name, r) in self.routers {
             let path = format!("tcp.routers.{name}");

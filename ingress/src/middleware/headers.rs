@@ -16,7 +16,14 @@ use crate::config::middlewares::Headers;
 use crate::proxy::body::{self, ProxyBody};
 
 const ORIGIN: HeaderName = header::ORIGIN;
-const X_FORWARDED: [&str; 3] = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"];
+const X_FORWARDED: [&str; 6] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-real-ip",
+];
 
 /// The security headers computed for one request.
 type SecureHeaders = Vec<(HeaderName, HeaderValue)>;

@@ -67,14 +67,21 @@ pub(super) enum Handoff<IO> {
 }
 
 impl Proxy {
-    /// Serves `io` on the fast path until it closes or needs hyper.
-    pub(super) async fn serve_fast<IO>(self: &Arc<Self>, mut io: IO, info: &ConnInfo) -> Handoff<IO>
+    /// Serves `io` on the fast path until it closes or needs hyper; `early` are bytes
+    /// already read from it (after a PROXY header).
+    pub(super) async fn serve_fast<IO>(
+        self: &Arc<Self>,
+        mut io: IO,
+        info: &ConnInfo,
+        early: bytes::Bytes,
+    ) -> Handoff<IO>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         let idle = self.options.header_read_timeout;
         let limit = self.options.max_header_bytes;
-        let mut buf = BytesMut::with_capacity(READ);
+        let mut buf = BytesMut::with_capacity(READ.max(early.len()));
+        buf.extend_from_slice(&early);
         let mut out = Vec::with_capacity(1024);
         let mut timer = Box::pin(tokio::time::sleep(idle));
         // When the connection last became idle.
@@ -185,7 +192,7 @@ fn parse_request(buf: &mut BytesMut, limit: usize) -> Option<Request<ProxyBody>>
     let build = || -> Option<Request<ProxyBody>> {
         let uri = Uri::from_maybe_shared(taken.slice(path.clone())).ok()?;
         // Room for the X-Forwarded-* the proxy adds.
-        let headers = wire::shared_headers(&taken, &fields, 3)?;
+        let headers = wire::shared_headers(&taken, &fields, 6)?;
         let body = match body_len {
             0 => body::empty(),
             _ => body::full(taken.slice(len..len + body_len)),

@@ -236,6 +236,10 @@ impl Proxy {
         start: Instant,
     ) -> (Response<ProxyBody>, Instant) {
         let mut log = RequestLog::default();
+        // As Træfik's entrypoints: an untrusted client's forwarding claims go first.
+        if !conn.trusted {
+            headers::strip_untrusted(req.headers_mut());
+        }
         if self.options.tracing.is_some() {
             let (method, path) = (req.method().clone(), req.uri().path().to_string());
             log.trace = Some(RequestTrace::begin(&method, &path, req.headers_mut()));
@@ -463,7 +467,7 @@ impl Proxy {
         let can_retry = retry_allowed && body.replayable();
         let sticky_in = sticky_cookie(snap, &parts.headers);
         headers::strip_hop_by_hop(&mut parts.headers, false);
-        let mut forwarded = Forwarded::new(&parts.headers, &conn.forwarded_for, conn.tls, host);
+        let mut forwarded = Forwarded::new(&parts.headers, conn.origin(), host, false);
         // A middleware may send another Host and its own X-Forwarded-* values.
         let host = match edits {
             Some(e) => {

@@ -1,5 +1,6 @@
 //! Header rewriting between client and backend: hop-by-hop headers are dropped,
-//! `X-Forwarded-*` are added; and the checks on a request's framing and `Host`. Pure
+//! `X-Forwarded-*` and `X-Real-Ip` are added as Træfik adds them (an untrusted client's
+//! own removed first); and the checks on a request's framing and `Host`. Pure
 //! functions over `HeaderMap`.
 
 use std::net::IpAddr;
@@ -23,6 +24,9 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const X_FORWARDED_SERVER: HeaderName = HeaderName::from_static("x-forwarded-server");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Remove hop-by-hop headers, including those named in `Connection`. With `upgrade`,
 /// keep `Connection: upgrade` and `Upgrade` so a WebSocket handshake passes through.
@@ -47,6 +51,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| connection_option(name.trim()))
+        // As Træfik: `Connection` cannot remove the forwarding headers (RFC 9110 §7.6.1
+        // lets a proxy replace them with its own).
+        .filter(|name| !is_managed(name))
         .collect();
     doomed.extend(headers.keys().filter(|n| hop_by_hop(n)).cloned());
     for name in &doomed {
@@ -76,25 +83,30 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
     super::wire::connection_has(headers, "upgrade") && headers.contains_key(header::UPGRADE)
 }
 
-/// Append the client to `X-Forwarded-For`; set `X-Forwarded-Proto` and
-/// `X-Forwarded-Host`.
-pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool, host: &str) {
-    match HeaderValue::from_str(host) {
-        Ok(v) if !host.is_empty() => set_forwarded(headers, &forwarded_for(client), tls, &v),
-        _ => {
-            set_forwarded(
-                headers,
-                &forwarded_for(client),
-                tls,
-                &HeaderValue::from_static(""),
-            );
-            headers.remove(X_FORWARDED_HOST);
-        }
-    }
+/// What the proxy knows of a request's origin, for its forwarding headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    /// The client's address as an `X-Forwarded-For` entry (see [`forwarded_for`]).
+    pub client: &'a HeaderValue,
+    /// Whether the request came over TLS.
+    pub tls: bool,
+    /// This host's name, for `X-Forwarded-Server`.
+    pub server: &'a HeaderValue,
+}
+
+/// Set the forwarding headers as Træfik does (its `forwardedheaders` middleware, then
+/// its reverse proxy): append the client to `X-Forwarded-For`; set `X-Forwarded-Proto`,
+/// `-Port`, `-Host` and `X-Real-Ip` unless the request has them (call
+/// [`strip_untrusted`] first for a client whose values are not believed); set
+/// `X-Forwarded-Server`.
+pub fn add_forwarded(headers: &mut HeaderMap, origin: Origin<'_>, host: &str) {
+    let host = HeaderValue::from_str(host).unwrap_or(HeaderValue::from_static(""));
+    let websocket = is_websocket(headers);
+    Forwarded::new(headers, origin, &host, websocket).apply(headers);
 }
 
 /// The client's address as an `X-Forwarded-For` entry (IPv4-mapped IPv6 as IPv4).
-pub(super) fn forwarded_for(client: IpAddr) -> HeaderValue {
+pub fn forwarded_for(client: IpAddr) -> HeaderValue {
     let client = match client {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
         v4 => v4,
@@ -102,32 +114,116 @@ pub(super) fn forwarded_for(client: IpAddr) -> HeaderValue {
     HeaderValue::from_str(&client.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
-/// [`add_forwarded`] with the client's entry and the host already as header values.
-pub(super) fn set_forwarded(
-    headers: &mut HeaderMap,
-    client: &HeaderValue,
-    tls: bool,
-    host: &HeaderValue,
-) {
-    Forwarded::new(headers, client, tls, host).apply(headers);
+/// The headers a client's forwarding claims are in, as Træfik's
+/// `forwardedheaders.XHeadersSet` lists them.
+const MANAGED: [&str; 13] = [
+    "x-forwarded-proto",
+    "x-forwarded-scheme",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+    "x-forwarded-prefix",
+    "x-forwarded-tls-client-cert",
+    "x-forwarded-tls-client-cert-info",
+    "x-scheme",
+    "x-real-ip",
+];
+
+/// Whether `name` is one of [`MANAGED`], `_` read as `-` (a client may spell
+/// `X_Forwarded_For`, which some servers read as `X-Forwarded-For`).
+fn is_managed(name: &HeaderName) -> bool {
+    let name = name.as_str().as_bytes();
+    if name.len() < 8 || name[0] != b'x' || !matches!(name[1], b'-' | b'_') {
+        return false;
+    }
+    MANAGED.iter().any(|m| {
+        m.len() == name.len()
+            && m.bytes()
+                .zip(name)
+                .all(|(a, &b)| a == b || (a == b'-' && b == b'_'))
+    })
 }
 
-/// The `X-Forwarded-*` fields of a request, kept apart from its headers so that the
-/// HTTP/1 client writes them straight into the backend's request.
+/// Remove the forwarding headers of a client that is not trusted (Træfik's
+/// `DeleteXForwardedHeaders`); `Forwarded` (RFC 7239) is left alone, as Træfik leaves
+/// it. Without such headers, nothing is allocated.
+pub fn strip_untrusted(headers: &mut HeaderMap) {
+    if !headers.keys().any(is_managed) {
+        return;
+    }
+    let doomed: Vec<HeaderName> = headers.keys().filter(|n| is_managed(n)).cloned().collect();
+    for name in &doomed {
+        headers.remove(name);
+    }
+}
+
+/// A WebSocket handshake (`Connection: upgrade` and `Upgrade: websocket`).
+pub(super) fn is_websocket(headers: &HeaderMap) -> bool {
+    super::wire::connection_has(headers, "upgrade")
+        && headers
+            .get(header::UPGRADE)
+            .is_some_and(|v| super::wire::lists(v, "websocket"))
+}
+
+/// The first value of `name`, when it is not empty (Go's `Header.Get(name) != ""`).
+fn present<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h HeaderValue> {
+    headers.get(name).filter(|v| !v.is_empty())
+}
+
+/// The port of a `Host` value, when it names one (Go's `net.SplitHostPort`).
+fn host_port(host: &[u8]) -> Option<u16> {
+    let colon = host.iter().rposition(|b| *b == b':')?;
+    let (name, port) = (&host[..colon], &host[colon + 1..]);
+    let bracketed = name.first() == Some(&b'[') && name.last() == Some(&b']');
+    if (!bracketed && name.contains(&b':')) || port.is_empty() || port.len() > 5 {
+        return None;
+    }
+    std::str::from_utf8(port).ok()?.parse().ok()
+}
+
+/// `X-Forwarded-Port` for `port`; the last one made is kept per thread, so the usual
+/// request (the same port as the one before it) allocates nothing.
+fn port_value(port: u16) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(u16, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    match port {
+        80 => HeaderValue::from_static("80"),
+        443 => HeaderValue::from_static("443"),
+        _ => LAST.with(|last| {
+            let mut last = last.borrow_mut();
+            match &*last {
+                Some((p, v)) if *p == port => v.clone(),
+                _ => {
+                    let v = HeaderValue::from(port);
+                    *last = Some((port, v.clone()));
+                    v
+                }
+            }
+        }),
+    }
+}
+
+/// The forwarding fields of a request, kept apart from its headers so that the HTTP/1
+/// client writes them straight into the backend's request.
 pub(super) struct Forwarded {
-    fields: [(HeaderName, HeaderValue); 3],
+    fields: [(HeaderName, HeaderValue); 6],
     /// How many of `fields` are sent.
     len: usize,
 }
 
 impl Forwarded {
-    /// For a request with `headers` (whose `X-Forwarded-For` entries come first) from
-    /// `client`, over TLS or not, for `host`.
+    /// For a request with `headers` (already stripped if its client is not trusted)
+    /// from `origin` for `host`; `websocket` for a WebSocket handshake.
     pub(super) fn new(
         headers: &HeaderMap,
-        client: &HeaderValue,
-        tls: bool,
+        origin: Origin<'_>,
         host: &HeaderValue,
+        websocket: bool,
     ) -> Self {
         let mut prior = headers.get_all(&X_FORWARDED_FOR).iter().peekable();
         let xff = if prior.peek().is_some() {
@@ -135,21 +231,52 @@ impl Forwarded {
                 .filter(|v| v.to_str().is_ok())
                 .map(HeaderValue::as_bytes)
                 .collect();
-            entries.push(client.as_bytes());
+            entries.push(origin.client.as_bytes());
             // Visible ASCII joined by ", " is always a valid value.
-            HeaderValue::from_bytes(&entries.join(&b", "[..])).unwrap_or_else(|_| client.clone())
+            HeaderValue::from_bytes(&entries.join(&b", "[..]))
+                .unwrap_or_else(|_| origin.client.clone())
         } else {
-            client.clone()
+            origin.client.clone()
         };
-        let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
-        Forwarded {
-            fields: [
-                (X_FORWARDED_FOR, xff),
-                (X_FORWARDED_PROTO, proto),
-                (X_FORWARDED_HOST, host.clone()),
-            ],
-            len: 3,
-        }
+        let proto = present(headers, &X_FORWARDED_PROTO)
+            .cloned()
+            .unwrap_or_else(|| {
+                HeaderValue::from_static(match (websocket, origin.tls) {
+                    (true, true) => "wss",
+                    (true, false) => "ws",
+                    (false, true) => "https",
+                    (false, false) => "http",
+                })
+            });
+        let port = present(headers, &X_FORWARDED_PORT)
+            .cloned()
+            .unwrap_or_else(|| {
+                let secure = origin.tls || proto == "https" || proto == "wss";
+                let default = if secure { 443 } else { 80 };
+                port_value(host_port(host.as_bytes()).unwrap_or(default))
+            });
+        let real_ip = present(headers, &X_REAL_IP)
+            .unwrap_or(origin.client)
+            .clone();
+        let forwarded_host = present(headers, &X_FORWARDED_HOST)
+            .or((!host.is_empty()).then_some(host))
+            .cloned();
+        let mut fields = [
+            (X_FORWARDED_FOR, xff),
+            (X_FORWARDED_PROTO, proto),
+            (X_FORWARDED_PORT, port),
+            (X_FORWARDED_SERVER, origin.server.clone()),
+            (X_REAL_IP, real_ip),
+            (X_FORWARDED_HOST, HeaderValue::from_static("")),
+        ];
+        let len = match forwarded_host {
+            Some(h) => {
+                fields[5].1 = h;
+                6
+            }
+            None => 5,
+        };
+        Forwarded { fields, len }
     }
 
     /// The fields, in the order they are written.
@@ -231,6 +358,9 @@ fn is_host(text: &[u8]) -> bool {
 }
 
 #[cfg(test)]
+mod forwarded_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -267,15 +397,6 @@ mod tests {
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
-    }
-
-    #[test]
-    fn forwarded_headers_append_the_client() {
-        let mut h = map(&[("x-forwarded-for", "1.2.3.4")]);
-        add_forwarded(&mut h, "::ffff:10.0.0.9".parse().unwrap(), true, "a.com");
-        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.9");
-        assert_eq!(h["x-forwarded-proto"], "https");
-        assert_eq!(h["x-forwarded-host"], "a.com");
     }
 
     #[test]

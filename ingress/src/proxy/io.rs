@@ -130,3 +130,18 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
         self.io.is_write_vectored()
     }
 }
+
+/// Give the TLS session the bytes already read from the client, and let it take them
+/// in (the handshake then starts by writing, not by waiting for bytes already here).
+/// An error stays in the session and ends the handshake.
+pub(crate) fn feed(conn: &mut rustls::ServerConnection, mut early: &[u8]) {
+    while !early.is_empty() {
+        match conn.read_tls(&mut early) {
+            Ok(n) if n > 0 => {}
+            _ => return,
+        }
+        if conn.process_new_packets().is_err() {
+            return;
+        }
+    }
+}

@@ -17,6 +17,7 @@ mod h1;
 mod headers;
 mod io;
 mod service;
+mod status;
 mod target;
 mod traced;
 mod upgrade;
@@ -26,7 +27,6 @@ mod wire;
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -35,22 +35,26 @@ use http_body_util::BodyExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use serde::Serialize;
 use std::future::Future;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 pub use body::ProxyBody;
-pub use headers::{add_forwarded, ambiguous_framing, strip_hop_by_hop, wants_upgrade};
+pub use headers::{
+    add_forwarded, ambiguous_framing, forwarded_for, strip_hop_by_hop, strip_untrusted,
+    wants_upgrade, Origin,
+};
+pub use status::{BackendStatus, Health, RouteStatus};
 pub use traced::TracingOptions;
 
 use crate::access_log::{AccessLog, AccessLogConfig, AccessLogError};
-use crate::config::{ConfigError, Entrypoint, Router, Routes};
+use crate::config::{ConfigError, Entrypoint, Router, Routes, Trust};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::middleware::{Instances, Pipeline};
 use crate::rule::PreparedRequest;
 use body::BoxError;
+pub(crate) use io::feed;
 use io::{ClientIo, Rewind};
 use service::ServiceState;
 use upstream::ConnectError;
@@ -249,10 +253,56 @@ impl RouteTable {
 #[derive(Debug)]
 struct ConnInfo {
     entrypoint: Arc<str>,
+    /// The client: the peer, or the source its PROXY header named.
     client: SocketAddr,
     tls: bool,
     /// The client's address as an `X-Forwarded-For` value.
     forwarded_for: http::HeaderValue,
+    /// Whether the client's own forwarding headers are kept (the entrypoint's
+    /// `forwardedHeaders` trust it).
+    trusted: bool,
+    /// This host's name, for `X-Forwarded-Server`.
+    server: http::HeaderValue,
+}
+
+impl ConnInfo {
+    fn origin(&self) -> headers::Origin<'_> {
+        headers::Origin {
+            client: &self.forwarded_for,
+            tls: self.tls,
+            server: &self.server,
+        }
+    }
+}
+
+/// Whom an entrypoint believes (from its [`Entrypoint`]): the peers whose PROXY
+/// headers are read (`None`: not read), and the clients whose forwarding headers are.
+#[derive(Debug, Clone, Default)]
+pub struct Peers {
+    /// Read PROXY headers, believing these peers'.
+    pub proxy_protocol: Option<Trust>,
+    /// Keep these clients' `X-Forwarded-*` headers.
+    pub forwarded_headers: Trust,
+}
+
+impl Peers {
+    /// The trust settings of `entrypoint`.
+    pub fn of(entrypoint: &Entrypoint) -> Peers {
+        Peers {
+            proxy_protocol: entrypoint.proxy_protocol.clone(),
+            forwarded_headers: entrypoint.forwarded_headers.clone(),
+        }
+    }
+}
+
+/// This host's name, as Træfik finds it for `X-Forwarded-Server` (`localhost` when it
+/// cannot be read).
+fn host_name() -> http::HeaderValue {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .and_then(|name| http::HeaderValue::from_str(name.trim()).ok())
+        .filter(|name| !name.is_empty())
+        .unwrap_or(http::HeaderValue::from_static("localhost"))
 }
 
 /// The L7 proxy. Cheap to share: wrap in `Arc` and call [`Proxy::serve`] per entrypoint.
@@ -272,6 +322,8 @@ pub struct Proxy {
     requests: std::sync::atomic::AtomicU64,
     /// The TCP routers' side (see [`crate::tcp`]).
     pub(crate) tcp: Arc<crate::tcp::TcpProxy>,
+    /// This host's name (`X-Forwarded-Server`).
+    server_name: http::HeaderValue,
 }
 
 impl Proxy {
@@ -289,6 +341,7 @@ impl Proxy {
                 dialer: options.dialer.clone(),
             },
             options.tls_handshake_timeout,
+            options.header_read_timeout,
         ));
         Ok(Arc::new(Proxy {
             tcp,
@@ -301,6 +354,7 @@ impl Proxy {
             registry,
             access_log,
             requests: std::sync::atomic::AtomicU64::new(0),
+            server_name: host_name(),
         }))
     }
 
@@ -382,12 +436,24 @@ impl Proxy {
 
     /// Accept and serve connections on `listener` for `entrypoint` until the future is
     /// dropped (spawn it; abort the task to stop). With `tls`, connections are TLS
-    /// (ALPN h2 or http/1.1).
+    /// (ALPN h2 or http/1.1). No PROXY headers are read and no client's forwarding
+    /// headers are believed (see [`Proxy::serve_with`]).
     pub fn serve(
         self: Arc<Self>,
         entrypoint: &str,
         listener: TcpListener,
         tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.serve_with(entrypoint, listener, tls, Peers::default())
+    }
+
+    /// [`Proxy::serve`], believing `peers`' PROXY and forwarding headers.
+    pub fn serve_with(
+        self: Arc<Self>,
+        entrypoint: &str,
+        listener: TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        peers: Peers,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let entrypoint: Arc<str> = entrypoint.into();
         let acceptor = tls.map(TlsAcceptor::from);
@@ -395,21 +461,20 @@ impl Proxy {
             .metrics
             .open_connections
             .with_label_values(&[&*entrypoint]);
+        let peers = Arc::new(peers);
         async move {
             loop {
-                let (stream, client) = accept(&listener, &entrypoint).await;
+                let (stream, peer) = accept(&listener, &entrypoint).await;
                 let proxy = self.clone();
-                let info = ConnInfo {
-                    entrypoint: entrypoint.clone(),
-                    client,
-                    tls: acceptor.is_some(),
-                    forwarded_for: headers::forwarded_for(client.ip()),
-                };
+                let entrypoint = entrypoint.clone();
                 let acceptor = acceptor.clone();
                 let open = open.clone();
+                let peers = peers.clone();
                 tokio::spawn(async move {
                     open.inc();
-                    proxy.serve_connection(stream, info, acceptor).await;
+                    proxy
+                        .connection(stream, peer, entrypoint, acceptor, &peers)
+                        .await;
                     open.dec();
                 });
             }
@@ -417,23 +482,61 @@ impl Proxy {
     }
 
     /// Bind every entrypoint of a [`ProxyConfig`](crate::config::ProxyConfig) (loading
-    /// its certificates) and spawn [`Proxy::serve`] for each. Returns the bound
-    /// addresses and tasks; abort the tasks to stop.
+    /// its certificates) and spawn [`Proxy::serve_with`] for each, with its trust
+    /// settings. Returns the bound addresses and tasks; abort the tasks to stop.
     pub async fn start(
         self: &Arc<Self>,
         entrypoints: &BTreeMap<String, Entrypoint>,
     ) -> Result<Vec<Started>, StartError> {
-        start_each(entrypoints, |name, listener, tls| {
-            self.clone().serve(name, listener, tls)
+        start_each(entrypoints, |name, ep, listener, tls| {
+            self.clone().serve_with(name, listener, tls, Peers::of(ep))
         })
         .await
     }
 
+    /// A connection from `peer`: its PROXY header read if the entrypoint takes one,
+    /// then served.
+    async fn connection(
+        self: Arc<Self>,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        entrypoint: Arc<str>,
+        acceptor: Option<TlsAcceptor>,
+        peers: &Peers,
+    ) {
+        let (client, early) = match &peers.proxy_protocol {
+            None => (peer, Vec::new()),
+            Some(trust) => {
+                let timeout = self.options.header_read_timeout;
+                match crate::proxy_protocol::accept::from_tcp(&mut stream, peer, trust, timeout)
+                    .await
+                {
+                    Ok(accepted) => (accepted.client, accepted.early),
+                    Err(e) => {
+                        tracing::debug!(%peer, entrypoint = %entrypoint, error = %e, "connection closed");
+                        return;
+                    }
+                }
+            }
+        };
+        let info = ConnInfo {
+            entrypoint,
+            client,
+            tls: acceptor.is_some(),
+            forwarded_for: headers::forwarded_for(client.ip()),
+            trusted: peers.forwarded_headers.trusts(client.ip()),
+            server: self.server_name.clone(),
+        };
+        self.serve_connection(stream, info, acceptor, early).await;
+    }
+
+    /// Serves `stream`, whose first bytes `early` were read already.
     async fn serve_connection(
         self: Arc<Self>,
         stream: TcpStream,
         info: ConnInfo,
         acceptor: Option<TlsAcceptor>,
+        early: Vec<u8>,
     ) {
         let _ = stream.set_nodelay(true);
         let builder = self.http_builder();
@@ -446,12 +549,14 @@ impl Proxy {
             let req = req.map(|b: hyper::body::Incoming| b.map_err(BoxError::from).boxed());
             async move { Ok::<_, Infallible>(proxy.handle(req, &info, Instant::now()).await.0) }
         });
+        let mut early = bytes::Bytes::from(early);
         let io = match acceptor {
             None => ClientIo::Plain(stream),
             Some(acceptor) => {
+                let taken = std::mem::take(&mut early);
                 let handshake = tokio::time::timeout(
                     self.options.tls_handshake_timeout,
-                    acceptor.accept(stream),
+                    acceptor.accept_with(stream, |conn| feed(conn, &taken)),
                 )
                 .await;
                 match handshake {
@@ -469,9 +574,9 @@ impl Proxy {
         };
         // HTTP/1.1, plain or TLS, starts on the fast path; HTTP/2 by ALPN goes to hyper.
         let io = if io.is_h2() || !self.options.fast_path || self.options.tracing.is_some() {
-            Rewind::new(bytes::Bytes::new(), io)
+            Rewind::new(early, io)
         } else {
-            match self.serve_fast(io, &info).await {
+            match self.serve_fast(io, &info, early).await {
                 fast::Handoff::Closed => return,
                 fast::Handoff::Hyper(io) => io,
             }
@@ -499,33 +604,6 @@ impl Proxy {
             .max_header_list_size(self.options.max_header_bytes.min(u32::MAX as usize) as u32);
         builder
     }
-
-    /// The routes in force, in match order, with their backends' health.
-    pub fn routes_view(&self) -> Vec<RouteStatus> {
-        let table = self.table.load();
-        let now = Instant::now();
-        table
-            .routes
-            .iter()
-            .map(|route| {
-                let r = &route.router;
-                let backends = route
-                    .service
-                    .as_deref()
-                    .map(|s| backend_status(s, now))
-                    .unwrap_or_default();
-                RouteStatus {
-                    router: route.name.clone(),
-                    rule: r.rule_text.clone(),
-                    priority: r.priority,
-                    entrypoints: r.entrypoints.clone(),
-                    tls: r.tls,
-                    service: r.service.clone(),
-                    backends,
-                }
-            })
-            .collect()
-    }
 }
 
 /// The next connection on `entrypoint`'s `listener`. Accept errors (out of
@@ -548,7 +626,7 @@ pub(crate) async fn start_each<F, S>(
     serve: F,
 ) -> Result<Vec<Started>, StartError>
 where
-    F: Fn(&str, TcpListener, Option<Arc<rustls::ServerConfig>>) -> S,
+    F: Fn(&str, &Entrypoint, TcpListener, Option<Arc<rustls::ServerConfig>>) -> S,
     S: Future<Output = ()> + Send + 'static,
 {
     let mut started = Vec::new();
@@ -558,7 +636,7 @@ where
         started.push(Started {
             entrypoint: name.clone(),
             address,
-            task: tokio::spawn(serve(name, listener, tls)),
+            task: tokio::spawn(serve(name, ep, listener, tls)),
         });
     }
     Ok(started)
@@ -590,86 +668,4 @@ async fn bind(name: &str, address: SocketAddr) -> Result<(TcpListener, SocketAdd
     let listener = TcpListener::bind(address).await.map_err(error)?;
     let bound = listener.local_addr().map_err(error)?;
     Ok((listener, bound))
-}
-
-fn backend_status(s: &ServiceState, now: Instant) -> Vec<BackendStatus> {
-    let snap = s.snapshot.load();
-    let outlier = lock(&s.outlier);
-    snap.hosts
-        .iter()
-        .zip(&snap.weights)
-        .zip(&snap.config.servers)
-        .map(|((h, weight), server)| {
-            let until = outlier.ejected_until(&h.addr, now);
-            BackendStatus {
-                address: h.addr,
-                weight: *weight,
-                health: match server.reported {
-                    crate::config::ReportedHealth::Starting => Health::Starting,
-                    r if !r.takes_traffic() || !h.check.is_passing() => Health::Unhealthy,
-                    _ if until.is_some() => Health::Ejected,
-                    _ => Health::Healthy,
-                },
-                ejected_for_ms: until.map(|u| u.duration_since(now).as_millis() as u64),
-                times_ejected: outlier.times_ejected(&h.addr),
-                outstanding: h.outstanding.load(Ordering::Relaxed),
-                requests: h.requests.load(Ordering::Relaxed),
-                failures: h.failures.load(Ordering::Relaxed),
-            }
-        })
-        .collect()
-}
-
-/// One router as `shoal route ls` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RouteStatus {
-    /// Router name.
-    pub router: String,
-    /// The rule as written.
-    pub rule: String,
-    /// Its priority.
-    pub priority: i64,
-    /// Entrypoints (empty: all).
-    pub entrypoints: Vec<String>,
-    /// Whether only TLS requests match.
-    pub tls: bool,
-    /// Service name.
-    pub service: String,
-    /// The service's backends.
-    pub backends: Vec<BackendStatus>,
-}
-
-/// Whether a backend takes traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Health {
-    /// Takes traffic.
-    Healthy,
-    /// Ejected by outlier detection.
-    Ejected,
-    /// Fails its health check, or reported unhealthy (Docker's `HEALTHCHECK`).
-    Unhealthy,
-    /// Reported still starting: no traffic until it is healthy.
-    Starting,
-}
-
-/// One backend as `shoal route ls` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BackendStatus {
-    /// Address.
-    pub address: SocketAddr,
-    /// Weight.
-    pub weight: u32,
-    /// Healthy or ejected.
-    pub health: Health,
-    /// Remaining ejection time.
-    pub ejected_for_ms: Option<u64>,
-    /// Ejection multiplier (times ejected, after decay).
-    pub times_ejected: u32,
-    /// Requests in flight.
-    pub outstanding: usize,
-    /// Attempts sent.
-    pub requests: u64,
-    /// Attempts failed (5xx or connection errors).
-    pub failures: u64,
 }

@@ -63,8 +63,10 @@ impl Proxy {
             }
         });
         let (mut parts, incoming) = req.into_parts();
+        let websocket = headers::is_websocket(&parts.headers);
         headers::strip_hop_by_hop(&mut parts.headers, true);
-        headers::set_forwarded(&mut parts.headers, &conn.forwarded_for, conn.tls, host);
+        headers::Forwarded::new(&parts.headers, conn.origin(), host, websocket)
+            .apply(&mut parts.headers);
         parts.uri = match super::target::origin_target(&parts.uri).parse() {
             Ok(u) => u,
             Err(_) => return local(StatusCode::BAD_REQUEST, "bad request target"),

@@ -15,8 +15,10 @@ use tokio_rustls::TlsAcceptor;
 use super::rule::ConnFacts;
 use super::sni::{self, ClientHello, Peek, MAX_HELLO};
 use super::table::{TcpBackends, TcpTable};
-use crate::config::{Entrypoint, TcpRoutes, TlsMode};
+use crate::config::{Entrypoint, TcpRoutes, TlsMode, Trust};
 use crate::proxy::{accept, start_each, Dial, Proxy, StartError, Started};
+use crate::proxy_protocol::accept::{from_tcp, AcceptError, Accepted};
+use crate::proxy_protocol::{self, Header};
 
 /// Bytes read while looking for the end of a ClientHello, record headers included.
 const MAX_HELLO_READ: usize = 2 * MAX_HELLO;
@@ -27,6 +29,8 @@ pub struct TcpProxy {
     dial: Dial,
     /// Limit for reading the ClientHello and for a terminated TLS handshake.
     hello_timeout: Duration,
+    /// Limit for reading a PROXY header.
+    header_timeout: Duration,
 }
 
 impl std::fmt::Debug for TcpProxy {
@@ -37,11 +41,12 @@ impl std::fmt::Debug for TcpProxy {
 
 impl TcpProxy {
     /// No routes yet; servers are reached with `dial`.
-    pub fn new(dial: Dial, hello_timeout: Duration) -> TcpProxy {
+    pub fn new(dial: Dial, hello_timeout: Duration, header_timeout: Duration) -> TcpProxy {
         TcpProxy {
             table: ArcSwap::from_pointee(TcpTable::default()),
             dial,
             hello_timeout,
+            header_timeout,
         }
     }
 
@@ -51,13 +56,16 @@ impl TcpProxy {
     }
 
     /// Accept and route connections on `listener` for TCP entrypoint `entrypoint`
-    /// until the future is dropped. `tls` serves routers that terminate TLS.
+    /// until the future is dropped. `tls` serves routers that terminate TLS; with
+    /// `proxy_protocol`, PROXY headers are read and believed from its peers.
     pub fn serve(
         self: Arc<Self>,
         entrypoint: &str,
         listener: TcpListener,
         tls: Option<Arc<rustls::ServerConfig>>,
+        proxy_protocol: Option<Trust>,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let proxy_protocol = proxy_protocol.map(Arc::new);
         let entrypoint: Arc<str> = entrypoint.into();
         let acceptor = tls.map(|config| {
             // Whole connections: offer no application protocol of the proxy's own.
@@ -71,9 +79,10 @@ impl TcpProxy {
                 let proxy = self.clone();
                 let entrypoint = entrypoint.clone();
                 let acceptor = acceptor.clone();
+                let trust = proxy_protocol.clone();
                 tokio::spawn(async move {
                     proxy
-                        .connection(&entrypoint, stream, client, acceptor)
+                        .connection(&entrypoint, stream, client, acceptor, trust.as_deref())
                         .await;
                 });
             }
@@ -84,12 +93,41 @@ impl TcpProxy {
         &self,
         entrypoint: &str,
         mut stream: TcpStream,
-        client: SocketAddr,
+        peer: SocketAddr,
         acceptor: Option<TlsAcceptor>,
+        proxy_protocol: Option<&Trust>,
     ) {
         let _ = stream.set_nodelay(true);
+        let accepted = match proxy_protocol {
+            Some(trust) => from_tcp(&mut stream, peer, trust, self.header_timeout).await,
+            None => stream
+                .local_addr()
+                .map_err(AcceptError::from)
+                .map(|local| Accepted {
+                    client: peer,
+                    local,
+                    from_header: false,
+                    early: Vec::new(),
+                }),
+        };
+        let Accepted {
+            client,
+            local,
+            mut early,
+            ..
+        } = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::debug!(%peer, entrypoint, error = %e, "TCP connection dropped");
+                return;
+            }
+        };
+        // What a PROXY header to a server says: the client and what it connected to.
+        let origin = Header::Proxy {
+            source: client,
+            destination: local,
+        };
         let table = self.table.load_full();
-        let mut early = Vec::new();
         let hello = if table.needs_hello(entrypoint) {
             let read = read_hello(&mut stream, &mut early);
             match tokio::time::timeout(self.hello_timeout, read).await {
@@ -117,27 +155,33 @@ impl TcpProxy {
         };
         tracing::debug!(%client, entrypoint, router = %route.name, "TCP connection routed");
         if route.router.tls != TlsMode::Terminate {
-            self.forward(stream, &early, &route.service).await;
+            self.forward(stream, &early, &route.service, &origin).await;
             return;
         }
         let Some(acceptor) = acceptor else {
             tracing::warn!(entrypoint, router = %route.name, "the router terminates TLS but the entrypoint has no certificates");
             return;
         };
-        let accept = acceptor.accept_with(stream, |conn| feed(conn, &early));
+        let accept = acceptor.accept_with(stream, |conn| crate::proxy::feed(conn, &early));
         match tokio::time::timeout(self.hello_timeout, accept).await {
-            Ok(Ok(tls)) => self.forward(tls, &[], &route.service).await,
+            Ok(Ok(tls)) => self.forward(tls, &[], &route.service, &origin).await,
             Ok(Err(e)) => tracing::debug!(%client, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
         }
     }
 
     /// Connect to a server of `service` (the next ones if one cannot be reached), send
-    /// it `early`, then copy both ways; each side's end of sending is passed on.
-    async fn forward<S>(&self, mut client: S, early: &[u8], service: &TcpBackends)
+    /// it the service's PROXY header for `origin` (if it wants one) and `early`, then
+    /// copy both ways; each side's end of sending is passed on.
+    async fn forward<S>(&self, mut client: S, early: &[u8], service: &TcpBackends, origin: &Header)
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        let mut first = match service.proxy_protocol {
+            Some(version) => proxy_protocol::encode(version, origin),
+            None => Vec::new(),
+        };
+        first.extend_from_slice(early);
         for addr in service.order() {
             let connect = tokio::time::timeout(self.dial.timeout, self.dial.dialer.dial(addr));
             let mut server = match connect.await {
@@ -152,7 +196,7 @@ impl TcpProxy {
                 }
             };
             let _ = server.set_nodelay(true);
-            if let Err(e) = server.write_all(early).await {
+            if let Err(e) = server.write_all(&first).await {
                 tracing::debug!(server = %addr, error = %e, "TCP write failed");
                 return;
             }
@@ -187,21 +231,6 @@ async fn read_hello(
     }
 }
 
-/// Give the TLS session the bytes already read from the client, and let it take them
-/// in (the handshake then starts by writing, not by waiting for bytes already here).
-/// An error stays in the session and ends the handshake.
-fn feed(conn: &mut rustls::ServerConnection, mut early: &[u8]) {
-    while !early.is_empty() {
-        match conn.read_tls(&mut early) {
-            Ok(n) if n > 0 => {}
-            _ => return,
-        }
-        if conn.process_new_packets().is_err() {
-            return;
-        }
-    }
-}
-
 impl Proxy {
     /// Bind every TCP entrypoint (loading its certificates, which serve routers that
     /// terminate TLS) and spawn its accept loop. Returns the bound addresses and
@@ -210,8 +239,9 @@ impl Proxy {
         self: &Arc<Self>,
         entrypoints: &BTreeMap<String, Entrypoint>,
     ) -> Result<Vec<Started>, StartError> {
-        start_each(entrypoints, |name, listener, tls| {
-            self.tcp.clone().serve(name, listener, tls)
+        start_each(entrypoints, |name, ep, listener, tls| {
+            let proxy_protocol = ep.proxy_protocol.clone();
+            self.tcp.clone().serve(name, listener, tls, proxy_protocol)
         })
         .await
     }

@@ -3,12 +3,13 @@
 //! plain TCP, to a TCP service's servers, on TCP entrypoints of their own.
 //!
 //! ```text
-//!  accept (TCP entrypoint)
+//!  accept (TCP entrypoint) ─▶ PROXY header, if the entrypoint reads them
 //!    ├─ no TLS router on this entrypoint ─▶ match plain routers now (the server may
 //!    │                                      speak first: databases, SMTP)
 //!    └─ else read until sni::peek decides ─▶ not TLS: plain routers
 //!                                          └▶ ClientHello: TLS routers (SNI, ALPN)
-//!  router ─▶ Passthrough / Off: dial a server, replay the bytes read, copy both ways
+//!  router ─▶ Passthrough / Off: dial a server, [send the service's PROXY header],
+//!            replay the bytes read, copy both ways
 //!         └▶ Terminate: TLS handshake here (the bytes read fed in), copy plaintext
 //! ```
 //! [`sni`] and [`rule`] are pure; [`table`] orders the routers and picks one; the

@@ -11,22 +11,26 @@ use std::sync::{Arc, Mutex};
 use super::rule::ConnFacts;
 use crate::balancer::SmoothWrr;
 use crate::config::Server;
-use crate::config::{TcpRouter, TcpRoutes, TlsMode};
+use crate::config::{TcpRouter, TcpRoutes, TcpService, TlsMode};
 
 /// A TCP service's servers and its round-robin state.
 #[derive(Debug)]
 pub struct TcpBackends {
     /// The service name.
     pub name: String,
+    /// The PROXY header sent to the servers first, if any.
+    pub proxy_protocol: Option<crate::proxy_protocol::Version>,
     servers: Vec<Server>,
     weights: Vec<u32>,
     wrr: Mutex<SmoothWrr>,
 }
 
 impl TcpBackends {
-    fn new(name: &str, servers: Vec<Server>) -> TcpBackends {
+    fn new(name: &str, service: TcpService) -> TcpBackends {
+        let servers = service.servers;
         TcpBackends {
             name: name.to_string(),
+            proxy_protocol: service.proxy_protocol,
             weights: servers.iter().map(|s| s.weight).collect(),
             servers,
             wrr: Mutex::new(SmoothWrr::default()),
@@ -89,7 +93,7 @@ impl TcpTable {
             .services
             .into_iter()
             .map(|(name, s)| {
-                let backends = Arc::new(TcpBackends::new(&name, s.servers));
+                let backends = Arc::new(TcpBackends::new(&name, s));
                 (name, backends)
             })
             .collect();
@@ -137,7 +141,7 @@ impl TcpTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ReportedHealth, TcpService};
+    use crate::config::ReportedHealth;
 
     fn routes(routers: &[(&str, &str, TlsMode, &[&str])]) -> TcpRoutes {
         let mut r = TcpRoutes::default();
@@ -146,6 +150,7 @@ mod tests {
             "s".into(),
             TcpService {
                 servers: vec![Server::new(addr, 1)],
+                proxy_protocol: None,
             },
         );
         for (name, rule, tls, eps) in routers {
@@ -217,7 +222,14 @@ mod tests {
         let c: SocketAddr = "10.0.0.3:1".parse().unwrap();
         let mut sick = Server::new(c, 1);
         sick.reported = ReportedHealth::Starting;
-        let s = TcpBackends::new("s", vec![Server::new(a, 2), Server::new(b, 1), sick]);
+        let service = |servers| TcpService {
+            servers,
+            proxy_protocol: None,
+        };
+        let s = TcpBackends::new(
+            "s",
+            service(vec![Server::new(a, 2), Server::new(b, 1), sick]),
+        );
         let firsts: Vec<SocketAddr> = (0..3).map(|_| s.order()[0]).collect();
         assert_eq!(firsts, vec![a, b, a]);
         let order = s.order();
@@ -227,7 +239,7 @@ mod tests {
             "the starting server is not tried: {order:?}"
         );
         assert!(order.contains(&a) && order.contains(&b));
-        let none = TcpBackends::new("s", vec![sick]);
+        let none = TcpBackends::new("s", service(vec![sick]));
         assert!(none.order().is_empty());
     }
 }

@@ -27,6 +27,8 @@ use std::time::Duration;
 use common::*;
 use http_body_util::BodyExt;
 use serde::Deserialize;
+use shoal_ingress::config::Trust;
+use shoal_ingress::proxy::Peers;
 use shoal_ingress::{Proxy, ProxyOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -179,9 +181,10 @@ impl Outcome {
 const DEADLINE: Duration = Duration::from_secs(3);
 const IDLE: Duration = Duration::from_millis(500);
 
-/// Sends `bytes` to a fresh proxy (fast path on or off) in front of a fresh recording
-/// backend, and reads until the proxy closes.
-async fn run(bytes: &[u8], fast_path: bool) -> Outcome {
+/// Sends `bytes` to a fresh proxy (fast path on or off; believing the client's
+/// forwarding headers or not) in front of a fresh recording backend, and reads until
+/// the proxy closes.
+async fn run(bytes: &[u8], fast_path: bool, trusted: bool) -> Outcome {
     let (backend, seen) = recording_backend().await;
     let proxy = Proxy::new(ProxyOptions {
         fast_path,
@@ -202,7 +205,14 @@ async fn run(bytes: &[u8], fast_path: bool) -> Outcome {
     // The bytes wait in the socket before the proxy accepts it, so that however busy
     // the test is, the proxy never sees an idle connection before they arrive.
     s.write_all(bytes).await.unwrap();
-    tokio::spawn(proxy.serve("web", listener, None));
+    let peers = Peers {
+        forwarded_headers: Trust {
+            insecure: trusted,
+            trusted_ips: Vec::new(),
+        },
+        proxy_protocol: None,
+    };
+    tokio::spawn(proxy.serve_with("web", listener, None, peers));
     let mut out = Vec::new();
     let _ = tokio::time::timeout(DEADLINE, s.read_to_end(&mut out)).await;
     drop(s);
@@ -273,10 +283,10 @@ fn judge(case: &Case, fast: &Outcome, hyper: &Outcome) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fast_path_and_hyper_agree_on_every_corpus_case() {
     let cases = corpus();
-    assert_eq!(cases.len(), 149, "the corpus is whole");
+    assert_eq!(cases.len(), 152, "the corpus is whole");
     let runs = cases.iter().map(|case| async move {
         let bytes = case.bytes();
-        let (fast, hyper) = tokio::join!(run(&bytes, true), run(&bytes, false));
+        let (fast, hyper) = tokio::join!(run(&bytes, true, false), run(&bytes, false, false));
         judge(case, &fast, &hyper)
     });
     let verdicts = futures::future::join_all(runs).await;
@@ -300,6 +310,57 @@ async fn fast_path_and_hyper_agree_on_every_corpus_case() {
         failures.len(),
         cases.len(),
         failures.join("\n")
+    );
+}
+
+/// The forwarding headers' cases again, from a client whose headers are believed: both
+/// paths keep and extend them alike; untrusted, the spoofed values never arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_path_and_hyper_agree_on_trusted_forwarding_headers() {
+    let cases: Vec<Case> = corpus()
+        .into_iter()
+        .filter(|c| c.name.starts_with("forwarded-"))
+        .collect();
+    assert_eq!(cases.len(), 3);
+    let header = |o: &Outcome, i: usize, name: &str| -> Vec<String> {
+        let prefix = format!("{name}: ");
+        o.received[i]
+            .headers
+            .iter()
+            .filter_map(|h| h.strip_prefix(&prefix).map(str::to_string))
+            .collect()
+    };
+    for case in &cases {
+        let bytes = case.bytes();
+        let (fast, hyper) = tokio::join!(run(&bytes, true, true), run(&bytes, false, true));
+        let wrong = judge(case, &fast, &hyper);
+        assert!(wrong.is_empty(), "{}: {}", case.name, wrong.join("\n"));
+        let (untrusted_fast, untrusted_hyper) =
+            tokio::join!(run(&bytes, true, false), run(&bytes, false, false));
+        for (trusted, untrusted) in [(&fast, &untrusted_fast), (&hyper, &untrusted_hyper)] {
+            let xff = header(trusted, 0, "x-forwarded-for");
+            assert_eq!(xff.len(), 1, "{}: {xff:?}", case.name);
+            assert!(xff[0].ends_with(", 127.0.0.1"), "{}: {xff:?}", case.name);
+            assert_eq!(
+                header(untrusted, 0, "x-forwarded-for"),
+                vec!["127.0.0.1".to_string()],
+                "{}",
+                case.name
+            );
+            assert_eq!(header(untrusted, 0, "x-real-ip"), vec!["127.0.0.1"]);
+        }
+    }
+    let spoofed = run(&cases[0].bytes(), true, true).await;
+    assert_eq!(header(&spoofed, 0, "x-real-ip"), vec!["1.1.1.1"]);
+    assert_eq!(header(&spoofed, 0, "x-forwarded-proto"), vec!["https"]);
+    assert_eq!(header(&spoofed, 0, "x_forwarded_for"), vec!["10.0.0.1"]);
+    let untrusted = run(&cases[0].bytes(), false, false).await;
+    assert_eq!(header(&untrusted, 0, "x-forwarded-proto"), vec!["http"]);
+    assert!(header(&untrusted, 0, "x_forwarded_for").is_empty());
+    assert_eq!(
+        header(&untrusted, 0, "forwarded"),
+        vec!["for=192.0.2.60;proto=https"],
+        "Forwarded is passed on, as Træfik does"
     );
 }
 

@@ -8,6 +8,9 @@ use shoal_ingress::access_log::{AccessLogConfig, AccessLogFormat};
 
 mod docker;
 mod service;
+mod trust;
+
+pub use trust::{EntrypointTrustArgs, IngressTrustArgs};
 
 pub use docker::{docker_endpoint, DockerRoutesArgs};
 pub use service::{ServiceCmd, ServiceCreateArgs, ServiceUpdateArgs};
@@ -160,6 +163,8 @@ pub struct ProxyArgs {
     /// An HTTP entrypoint NAME=IP:PORT (repeatable), besides the file's.
     #[arg(long = "entrypoint", value_name = "NAME=IP:PORT", value_parser = docker::parse_entrypoint)]
     pub entrypoints: Vec<(String, SocketAddr)>,
+    #[command(flatten)]
+    pub trust: EntrypointTrustArgs,
     /// Threads serving requests (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -298,6 +303,8 @@ pub struct AgentArgs {
     /// routers that terminate TLS.
     #[arg(long = "ingress-tcp", value_name = "NAME=IP:PORT", value_parser = docker::parse_entrypoint)]
     pub ingress_tcp: Vec<(String, SocketAddr)>,
+    #[command(flatten)]
+    pub ingress_trust: IngressTrustArgs,
     #[command(flatten)]
     pub access_log: AccessLogArgs,
     #[command(flatten)]

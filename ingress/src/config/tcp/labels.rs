@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use super::{TcpRouter, TcpRoutes, TcpService, TlsMode};
 use crate::config::labels::LabelError;
 use crate::config::Server;
+use crate::proxy_protocol::Version as ProxyVersion;
 
 /// Labels after `tcp.`: `rest` (like `routers.db.rule`) → (label key, value).
 pub(in crate::config) type TcpLabels = BTreeMap<String, (String, String)>;
@@ -60,10 +61,14 @@ pub(in crate::config) fn from_labels(
     }
     let mut routes = TcpRoutes::default();
     for (name, fields) in &services {
-        let servers = label_servers(fields, backends)?;
-        routes
-            .services
-            .insert(format!("{name}@{service}"), TcpService { servers });
+        let (servers, proxy_protocol) = label_servers(fields, backends)?;
+        routes.services.insert(
+            format!("{name}@{service}"),
+            TcpService {
+                servers,
+                proxy_protocol,
+            },
+        );
     }
     let only = (services.len() == 1)
         .then(|| services.keys().next())
@@ -170,13 +175,15 @@ fn label_router<V>(
     Ok(router)
 }
 
-/// A service's servers: every backend on the `loadbalancer.server.port`.
+/// A service's servers (every backend on the `loadbalancer.server.port`) and the PROXY
+/// protocol version it sends them.
 fn label_servers(
     fields: &BTreeMap<String, (&str, &str)>,
     backends: &[IpAddr],
-) -> Result<Vec<Server>, LabelError> {
+) -> Result<(Vec<Server>, Option<ProxyVersion>), LabelError> {
     let mut port = None;
     let mut weight = 1;
+    let mut proxy_protocol = None;
     for (field, &(key, value)) in fields {
         match field.as_str() {
             "loadbalancer.server.port" => {
@@ -187,8 +194,19 @@ fn label_servers(
                 port = Some(p);
             }
             "loadbalancer.server.weight" => weight = label_num(key, value)?,
-            f if f.starts_with("loadbalancer.proxyprotocol") => {
-                return Err(label_err(key, "the PROXY protocol is not supported"))
+            "loadbalancer.proxyprotocol.version" => {
+                let n: u64 = label_num(key, value)?;
+                proxy_protocol = Some(ProxyVersion::try_from(n).map_err(|m| label_err(key, m))?);
+            }
+            // Træfik's `allowEmpty`: the option alone means its defaults (version 2).
+            "loadbalancer.proxyprotocol" => {
+                if !value.trim().is_empty() && !label_bool(key, value)? {
+                    return Err(label_err(
+                        key,
+                        "to send no PROXY header, leave the label out",
+                    ));
+                }
+                proxy_protocol = proxy_protocol.or(Some(ProxyVersion::V2));
             }
             "loadbalancer.serverstransport" => {
                 return Err(label_err(key, "servers transports are not supported"))
@@ -203,8 +221,9 @@ fn label_servers(
         let key = fields.values().next().map_or("", |(k, _)| *k);
         label_err(key, "a TCP service needs loadbalancer.server.port")
     })?;
-    Ok(backends
+    let servers = backends
         .iter()
         .map(|ip| Server::new(SocketAddr::new(*ip, port), weight))
-        .collect())
+        .collect();
+    Ok((servers, proxy_protocol))
 }

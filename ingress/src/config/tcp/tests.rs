@@ -163,6 +163,56 @@ fn labels_define_tcp_routers_and_services() {
 }
 
 #[test]
+fn services_send_the_proxy_protocol_by_label_and_file() {
+    use crate::proxy_protocol::Version;
+    let svc = |name: &str, key: &str, value: &str| {
+        let rule = format!("traefik.tcp.routers.{name}.rule");
+        let port = format!("traefik.tcp.services.{name}.loadbalancer.server.port");
+        let routes = labels(&[
+            (rule.as_str(), "HostSNI(`*`)"),
+            (port.as_str(), "5432"),
+            (key, value),
+        ])
+        .unwrap();
+        routes.tcp.services[&format!("{name}@pg")].proxy_protocol
+    };
+    assert_eq!(
+        svc(
+            "a",
+            "traefik.tcp.services.a.loadBalancer.proxyProtocol.version",
+            "1"
+        ),
+        Some(Version::V1)
+    );
+    assert_eq!(
+        svc(
+            "b",
+            "shoal.tcp.services.b.loadbalancer.proxyprotocol.version",
+            "2"
+        ),
+        Some(Version::V2)
+    );
+    assert_eq!(
+        svc("c", "traefik.tcp.services.c.loadbalancer.proxyprotocol", ""),
+        Some(Version::V2),
+        "the option alone takes Træfik's default version"
+    );
+    let file = "[tcp.services.s]\nservers = [{ address = \"10.0.0.1:1\" }]\nproxyProtocol = { version = 1 }\n";
+    let c = ProxyConfig::from_toml(file, "f.toml").unwrap();
+    assert_eq!(c.routes.tcp.services["s"].proxy_protocol, Some(Version::V1));
+    let file = "[tcp.services.s]\nservers = [{ address = \"10.0.0.1:1\" }]\nproxyProtocol = {}\n";
+    let c = ProxyConfig::from_toml(file, "f.toml").unwrap();
+    assert_eq!(c.routes.tcp.services["s"].proxy_protocol, Some(Version::V2));
+    let e = err("[tcp.services.s]\nservers = [{ address = \"10.0.0.1:1\" }]\nproxyProtocol = { version = 3 }\n");
+    assert!(
+        e.contains(
+            "tcp.services.s.proxyProtocol.version: PROXY protocol version 3: must be 1 or 2"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
 fn http_and_tcp_labels_live_together() {
     let r = labels(&[
         ("traefik.http.routers.web.rule", "Host(`a.test`)"),
@@ -238,10 +288,18 @@ fn bad_tcp_labels_are_refused_with_the_label() {
                 svc,
                 (
                     "traefik.tcp.services.s.loadbalancer.proxyprotocol.version",
-                    "2",
+                    "3",
                 ),
             ],
-            "PROXY protocol is not supported",
+            "label traefik.tcp.services.s.loadbalancer.proxyprotocol.version: PROXY protocol version 3: must be 1 or 2",
+        ),
+        (
+            vec![
+                rule,
+                svc,
+                ("traefik.tcp.services.s.loadbalancer.proxyprotocol", "no"),
+            ],
+            "is not true or false",
         ),
         (
             vec![rule, svc, ("traefik.tcp.routers.r.colour", "red")],
