@@ -279,3 +279,39 @@ async fn forwarding_headers_are_trusted_by_the_client_the_proxy_header_names() {
         Some("xff=127.0.0.1 real=127.0.0.1 proto=http".into())
     );
 }
+
+#[tokio::test]
+async fn a_tls_entrypoint_reads_the_proxy_header_before_the_handshake() {
+    let echo = facts_backend().await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = rcgen::generate_simple_self_signed(vec!["a.test".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("a.crt"), dir.path().join("a.key"));
+    std::fs::write(&cert, c.cert.pem()).unwrap();
+    std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
+    let entrypoint = format!(
+        "{TRUST_LOOPBACK}\ntls = {{ certificates = [{{ cert_file = {:?}, key_file = {:?} }}] }}",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    for fast_path in [true, false] {
+        let (_p, addr) = start(&entrypoint, echo, fast_path).await;
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        // The header and the ClientHello may well arrive in one segment.
+        tcp.write_all(&relayed(Version::V2)).await.unwrap();
+        let connector =
+            tokio_rustls::TlsConnector::from(Arc::new(shoal_tests::tls::trust_any_server()));
+        let name = rustls::pki_types::ServerName::try_from("a.test").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await;
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(
+            text.ends_with("xff=203.0.113.7 real=203.0.113.7 proto=https"),
+            "{text}"
+        );
+    }
+}
