@@ -221,3 +221,79 @@ async fn an_untrusted_relay_s_header_is_dropped_and_the_peer_passed_on() {
     );
     assert_eq!(told.lock().unwrap().clone(), vec![(2, client, edge)]);
 }
+
+#[tokio::test]
+async fn tls_passthrough_sends_the_header_then_the_client_s_tls_bytes() {
+    // A TLS server for db.test that reads a PROXY header first.
+    let c = rcgen::generate_simple_self_signed(vec!["db.test".to_string()]).unwrap();
+    let config = shoal_ingress::tls::server_config_from_pem(&[(
+        "db.test".to_string(),
+        c.cert.pem().into_bytes(),
+        c.signing_key.serialize_pem().into_bytes(),
+    )])
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = listener.local_addr().unwrap();
+    let told: Told = Arc::default();
+    let t = told.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let mut s = BufReader::new(s);
+            let Some(header) = read_header(&mut s).await else {
+                continue;
+            };
+            t.lock().unwrap().push(header);
+            // The ClientHello came with the header: what the reader holds goes first.
+            let held = std::io::Cursor::new(s.buffer().to_vec());
+            let (read, write) = s.into_inner().into_split();
+            let io = tokio::io::join(held.chain(read), write);
+            let Ok(mut tls) = acceptor.accept(io).await else {
+                continue;
+            };
+            let mut buf = [0u8; 4];
+            if tls.read_exact(&mut buf).await.is_ok() {
+                let _ = tls.write_all(&buf).await;
+                let _ = tls.shutdown().await;
+            }
+        }
+    });
+    let mut tcp = TcpRoutes::default();
+    tcp.routers.insert(
+        "db".into(),
+        TcpRouter::new("HostSNI(`db.test`)", "s", TlsMode::Passthrough).unwrap(),
+    );
+    tcp.services.insert(
+        "s".into(),
+        TcpService {
+            servers: vec![Server::new(server, 1)],
+            proxy_protocol: Some(Version::V1),
+        },
+    );
+    let proxy = Proxy::new(Default::default()).unwrap();
+    proxy
+        .update(Routes {
+            tcp,
+            ..Routes::default()
+        })
+        .unwrap();
+    let entrypoints = BTreeMap::from([(
+        "edge".to_string(),
+        Entrypoint::new("127.0.0.1:0".parse().unwrap()),
+    )]);
+    let edge = proxy.start_tcp(&entrypoints).await.unwrap()[0].address;
+    let connector =
+        tokio_rustls::TlsConnector::from(Arc::new(shoal_tests::tls::trust_any_server()));
+    let stream = TcpStream::connect(edge).await.unwrap();
+    let client = stream.local_addr().unwrap();
+    let name = rustls::pki_types::ServerName::try_from("db.test").unwrap();
+    let mut tls = connector.connect(name, stream).await.unwrap();
+    tls.write_all(b"ping").await.unwrap();
+    let mut back = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(5), tls.read_exact(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&back, b"ping");
+    assert_eq!(told.lock().unwrap().clone(), vec![(1, client, edge)]);
+}
