@@ -74,11 +74,7 @@ pub fn chain(payload: &[u8]) -> Option<Chain> {
                 NF_INET_POST_ROUTING => Hook::Postrouting,
                 _ => return None,
             };
-            let kind = match string(&a, NFTA_CHAIN_TYPE)?.as_str() {
-                "nat" => ChainType::Nat,
-                "filter" => ChainType::Filter,
-                _ => return None,
-            };
+            let kind = ChainType::from_name(&string(&a, NFTA_CHAIN_TYPE)?)?;
             Some(BaseChain {
                 hook,
                 kind,
@@ -302,6 +298,16 @@ fn known(name: &str, d: &[(u16, &[u8])]) -> Option<Expr> {
                 return None;
             }
             Expr::CtTimeout(string(d, NFTA_OBJREF_IMM_NAME)?)
+        }
+        "ct" => {
+            if be32(d, NFTA_CT_KEY)? != NFT_CT_MARK {
+                return None;
+            }
+            match (reg(d, NFTA_CT_DREG), reg(d, NFTA_CT_SREG)) {
+                (Some(dreg), None) => Expr::CtMark { dreg },
+                (None, Some(sreg)) => Expr::CtMarkSet { sreg },
+                _ => return None,
+            }
         }
         _ => return None,
     })

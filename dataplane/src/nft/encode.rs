@@ -271,14 +271,7 @@ impl Batch {
                             NFTA_CHAIN_POLICY,
                             if b.accept { NF_ACCEPT } else { NF_DROP },
                         );
-                        a.string(
-                            NFTA_CHAIN_TYPE,
-                            if b.kind == ChainType::Nat {
-                                "nat"
-                            } else {
-                                "filter"
-                            },
-                        );
+                        a.string(NFTA_CHAIN_TYPE, b.kind.as_str());
                     }
                 },
             );
@@ -457,6 +450,14 @@ fn expr(a: &mut Attrs<'_>, e: &Expr) {
             d.be32(NFTA_OBJREF_IMM_TYPE, NFT_OBJECT_CT_TIMEOUT);
             d.string(NFTA_OBJREF_IMM_NAME, name);
         }
+        Expr::CtMark { dreg } => {
+            d.be32(NFTA_CT_KEY, NFT_CT_MARK);
+            d.be32(NFTA_CT_DREG, *dreg);
+        }
+        Expr::CtMarkSet { sreg } => {
+            d.be32(NFTA_CT_KEY, NFT_CT_MARK);
+            d.be32(NFTA_CT_SREG, *sreg);
+        }
     });
 }
 
@@ -524,5 +525,18 @@ mod tests {
         let seqs: Vec<u32> = msgs.iter().map(|m| m.2).collect();
         assert_eq!(seqs, (100..107).collect::<Vec<_>>());
         assert!(msgs[1..6].iter().all(|m| m.1 & NLM_F_ACK != 0));
+    }
+
+    /// The connection-mark expressions the return path uses read back as written, so
+    /// a table holding them is not rewritten on every pass.
+    #[test]
+    fn ct_mark_expressions_read_back_as_written() {
+        for e in [Expr::CtMark { dreg: 1 }, Expr::CtMarkSet { sreg: 1 }] {
+            let mut buf = Vec::new();
+            expr(&mut Attrs::new(&mut buf), &e);
+            assert_eq!(super::super::decode::expr(&buf), Some(e.clone()), "{e}");
+        }
+        assert_eq!(ChainType::from_name("route"), Some(ChainType::Route));
+        assert_eq!(ChainType::from_name("bogus"), None);
     }
 }

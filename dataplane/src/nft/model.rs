@@ -73,6 +73,26 @@ pub enum ChainType {
     Filter,
     /// Address translation.
     Nat,
+    /// Packets from this host routed again when their mark changes (output only).
+    Route,
+}
+
+impl ChainType {
+    /// The type's name, as netlink and nft spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChainType::Filter => "filter",
+            ChainType::Nat => "nat",
+            ChainType::Route => "route",
+        }
+    }
+
+    /// The type named `name`.
+    pub fn from_name(name: &str) -> Option<ChainType> {
+        [ChainType::Filter, ChainType::Nat, ChainType::Route]
+            .into_iter()
+            .find(|t| t.as_str() == name)
+    }
 }
 
 /// How a base chain attaches to a hook.
@@ -80,7 +100,7 @@ pub enum ChainType {
 pub struct BaseChain {
     /// The hook.
     pub hook: Hook,
-    /// filter or nat.
+    /// filter, nat or route.
     pub kind: ChainType,
     /// Priority (srcnat is 100, dstnat -100, filter 0).
     pub priority: i32,
@@ -274,6 +294,10 @@ pub enum Expr {
     /// Attach conntrack timeout policy `0` to the packet's (new) connection; in a chain
     /// that runs before conntrack (priority raw).
     CtTimeout(String),
+    /// reg = the mark of the packet's connection (`ct mark`).
+    CtMark { dreg: u32 },
+    /// Store a register into the mark of the packet's connection (`ct mark set`).
+    CtMarkSet { sreg: u32 },
 }
 
 impl Expr {
@@ -293,6 +317,7 @@ impl Expr {
             Expr::FibDaddrType { .. } => "fib",
             Expr::Lookup { .. } => "lookup",
             Expr::CtTimeout(_) => "objref",
+            Expr::CtMark { .. } | Expr::CtMarkSet { .. } => "ct",
         }
     }
 }
@@ -377,6 +402,8 @@ impl fmt::Display for Expr {
             } => write!(f, "lookup reg {sreg} map {set} => reg {d}"),
             Expr::Lookup { set, sreg, .. } => write!(f, "lookup reg {sreg} set {set}"),
             Expr::CtTimeout(name) => write!(f, "ct timeout set {name:?}"),
+            Expr::CtMark { dreg } => write!(f, "ct load mark => reg {dreg}"),
+            Expr::CtMarkSet { sreg } => write!(f, "ct set mark with reg {sreg}"),
         }
     }
 }
@@ -424,11 +451,7 @@ impl fmt::Display for Table {
         for c in &self.chains {
             writeln!(f, "  chain {} {{", c.name)?;
             if let Some(b) = &c.base {
-                let kind = if b.kind == ChainType::Nat {
-                    "nat"
-                } else {
-                    "filter"
-                };
+                let kind = b.kind.as_str();
                 let policy = if b.accept { "accept" } else { "drop" };
                 writeln!(
                     f,
