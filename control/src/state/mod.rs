@@ -44,7 +44,7 @@ pub use network::{
     WireguardPeer, DEFAULT_UNDERLAY_MTU, FIRST_VNI, VXLAN_OVERHEAD, WIREGUARD_OVERHEAD,
 };
 pub use placement::{Constraint, ConstraintKey, ConstraintOp, Placement, Spread};
-pub use publish::{PortRemoval, PortSpec, Protocol, PublishMode, DYNAMIC_PORTS};
+pub use publish::{PortRemoval, PortSpec, Protocol, PublishMode, SourceMode, DYNAMIC_PORTS};
 pub use schedule::{schedule, Assignments};
 pub use service::{
     DnsConfig, EndpointMode, NetworkAttachment, NetworkOptions, Service, ServiceChanges,

@@ -7,7 +7,12 @@
 //!  "8080-8081:80-81"                     ─▶ [8080 → 80, 8081 → 81]
 //!  "published=53,target=53,protocol=udp" ─▶ [53 → 53 udp ingress]
 //!  "mode=host,8080:80"                   ─▶ [8080 → 80 tcp host]   (shoal's mixed form)
+//!  "published=80,target=8080,src=nat"    ─▶ [80 → 8080 tcp ingress, source NAT]
+//!  "src=preserve,8080:80"                ─▶ [8080 → 80 tcp ingress, client address kept]
 //! ```
+//! `src=` is shoal's own: whether a routing-mesh connection reaches the task with the
+//! client's address (`preserve`, the default) or the ingress node's (`nat`, what
+//! Docker's mesh always does).
 //! The rules and messages follow docker/cli's `opts/swarmopts/port.go` (`PortOpt.Set`)
 //! and go-connections' `nat.ParsePortSpecs`; shoal publishes TCP and UDP, not SCTP.
 
@@ -71,6 +76,37 @@ pub enum PublishMode {
     Host,
 }
 
+/// Which source address a routing-mesh connection reaches its task with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceMode {
+    /// The client's own address and port; replies go back through the ingress node.
+    #[default]
+    Preserve,
+    /// The ingress node's address on the service's network (Docker's routing mesh).
+    Nat,
+}
+
+impl SourceMode {
+    /// `preserve` or `nat`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceMode::Preserve => "preserve",
+            SourceMode::Nat => "nat",
+        }
+    }
+
+    fn parse(s: &str) -> Result<SourceMode, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "preserve" => Ok(SourceMode::Preserve),
+            "nat" => Ok(SourceMode::Nat),
+            _ => Err(format!(
+                "invalid src value ({s}): must be either 'preserve' (the task sees the client's address) or 'nat' (it sees the ingress node's)"
+            )),
+        }
+    }
+}
+
 /// One published port: `--publish [mode=host,]PUBLISHED:TARGET[/tcp|/udp]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortSpec {
@@ -83,12 +119,19 @@ pub struct PortSpec {
     pub protocol: Protocol,
     /// Ingress (routing mesh) or host.
     pub mode: PublishMode,
+    /// Ingress mode: whether tasks see the client's address (specs stored before it
+    /// existed read as the default, `preserve`). Always the default in host mode.
+    #[serde(default)]
+    pub src: SourceMode,
 }
 
 impl fmt::Display for PortSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.mode == PublishMode::Host {
             f.write_str("mode=host,")?;
+        }
+        if self.src == SourceMode::Nat {
+            f.write_str("src=nat,")?;
         }
         if self.published != 0 {
             write!(f, "{}:", self.published)?;
@@ -98,6 +141,35 @@ impl fmt::Display for PortSpec {
 }
 
 impl PortSpec {
+    /// How `service ls` and `inspect` show the port: `8080:80/tcp (ingress,
+    /// src=preserve)`, `mode=host,8080:80/tcp (host)`.
+    pub fn summary(&self) -> String {
+        match self.mode {
+            PublishMode::Host => format!("{self} (host)"),
+            PublishMode::Ingress => {
+                let port = if self.published != 0 {
+                    format!(
+                        "{}:{}/{}",
+                        self.published,
+                        self.target,
+                        self.protocol.as_str()
+                    )
+                } else {
+                    format!("{}/{}", self.target, self.protocol.as_str())
+                };
+                format!("{port} (ingress, src={})", self.src.as_str())
+            }
+        }
+    }
+
+    /// Whether `add` (from `--publish-add`) is this port again, maybe with another
+    /// `src=`: the same target, protocol and mode, and the same published port unless
+    /// `add` leaves it to the manager.
+    pub fn same_port(&self, add: &PortSpec) -> bool {
+        (self.target, self.protocol, self.mode) == (add.target, add.protocol, add.mode)
+            && (add.published == 0 || add.published == self.published)
+    }
+
     /// Parses one `--publish` value that names one port (no ranges).
     pub fn parse(s: &str) -> Result<PortSpec, SpecError> {
         match PortSpec::parse_all(s)?.as_slice() {
@@ -122,6 +194,7 @@ impl PortSpec {
             })
         };
         let mut mode = PublishMode::Ingress;
+        let mut src = None;
         let mut protocol = None;
         let (mut published, mut target) = (None, None);
         let mut short = None;
@@ -139,15 +212,29 @@ impl PortSpec {
                             }
                         }
                     }
+                    "src" if src.is_some() => {
+                        return Err(bad("the field 'src' is given twice".into()))
+                    }
+                    "src" => src = Some(SourceMode::parse(value).map_err(bad)?),
                     "published" => published = Some(port(value, "published")?),
                     "target" => target = Some(port(value, "target")?),
                     "protocol" => protocol = Some(Protocol::parse(value.trim()).map_err(bad)?),
-                    other => return Err(bad(format!("invalid field key {other}"))),
+                    other => {
+                        return Err(bad(format!(
+                            "invalid field key {other} (known keys: mode, published, target, protocol, src)"
+                        )))
+                    }
                 },
                 None if short.is_none() && !field.trim().is_empty() => short = Some(field.trim()),
                 None => return Err(bad(format!("invalid field {field:?}"))),
             }
         }
+        if mode == PublishMode::Host && src.is_some() {
+            return Err(bad(
+                "src= applies to ports published through the routing mesh (mode=ingress); a host-mode port always keeps the client's address".into(),
+            ));
+        }
+        let src = src.unwrap_or_default();
         let specs = match short {
             Some(short) => {
                 if published.is_some() || target.is_some() {
@@ -176,6 +263,7 @@ impl PortSpec {
                 target,
                 protocol,
                 mode,
+                src,
             })
             .collect())
     }
@@ -377,9 +465,72 @@ mod tests {
 
     #[test]
     fn ports_print_as_they_parse() {
-        for s in ["8080:80/tcp", "80/udp", "mode=host,53:53/udp"] {
+        for s in [
+            "8080:80/tcp",
+            "80/udp",
+            "mode=host,53:53/udp",
+            "src=nat,8080:80/tcp",
+        ] {
             assert_eq!(PortSpec::parse(s).unwrap().to_string(), s);
         }
+        let summary = |s: &str| PortSpec::parse(s).unwrap().summary();
+        assert_eq!(summary("8080:80"), "8080:80/tcp (ingress, src=preserve)");
+        assert_eq!(summary("src=nat,53:53/udp"), "53:53/udp (ingress, src=nat)");
+        assert_eq!(summary("mode=host,8080:80"), "mode=host,8080:80/tcp (host)");
+    }
+
+    /// shoal's `src=`: preserve by default, nat on request, in both forms; refused in
+    /// host mode, twice, or with another value.
+    #[test]
+    fn the_source_mode_is_read_in_both_forms_and_checked() {
+        let src = |s: &str| {
+            PortSpec::parse(s)
+                .unwrap_or_else(|e| panic!("{s}: {e}"))
+                .src
+        };
+        assert_eq!(src("8080:80"), SourceMode::Preserve);
+        assert_eq!(
+            src("mode=ingress,published=8080,target=80,src=nat"),
+            SourceMode::Nat
+        );
+        assert_eq!(
+            src("published=8080,target=80,protocol=udp,src=preserve"),
+            SourceMode::Preserve
+        );
+        assert_eq!(src("src=NAT,8080:80/udp"), SourceMode::Nat);
+        let all = PortSpec::parse_all("src=nat,8080-8081:80-81").unwrap();
+        assert!(all.iter().all(|p| p.src == SourceMode::Nat));
+        for (s, why) in [
+            (
+                "target=80,src=keep",
+                "invalid src value (keep): must be either 'preserve'",
+            ),
+            ("target=80,src=", "invalid src value ()"),
+            (
+                "mode=host,target=80,src=nat",
+                "src= applies to ports published through the routing mesh",
+            ),
+            ("src=nat,src=preserve,80", "the field 'src' is given twice"),
+            (
+                "target=80,source=nat",
+                "invalid field key source (known keys: mode, published, target, protocol, src)",
+            ),
+        ] {
+            let err = PortSpec::parse_all(s).unwrap_err().to_string();
+            assert!(err.contains(why), "{s:?}: {err}");
+        }
+    }
+
+    /// Specs stored before `src=` existed read as preserve.
+    #[test]
+    fn a_port_stored_without_src_reads_as_preserve() {
+        let old: PortSpec = serde_json::from_value(serde_json::json!({
+            "published": 8080, "target": 80, "protocol": "tcp", "mode": "ingress"
+        }))
+        .unwrap();
+        assert_eq!(old.src, SourceMode::Preserve);
+        let json = serde_json::to_value(PortSpec::parse("src=nat,8080:80").unwrap()).unwrap();
+        assert_eq!(json["src"], "nat");
     }
 
     /// docker/cli cli/command/service/update_test.go: TestUpdatePortsRmWithProtocol —

@@ -186,6 +186,7 @@ pub(super) fn set_endpoint_ports(
             target: p.port,
             protocol: p.protocol,
             mode: PublishMode::Host,
+            src: Default::default(),
         };
         if let Some(why) = shoals_own(state, &spec) {
             return Err(ApplyError::Conflict(format!(

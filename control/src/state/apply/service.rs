@@ -133,14 +133,12 @@ fn changed_spec(
         }
         spec.publish.retain(|p| !removal.takes(p));
     }
+    // A port already published is left as it is, except for its `src=`: adding it
+    // again with another one switches the mode (new connections follow).
     for add in &changes.publish_add {
-        let already = spec.publish.iter().any(|p| {
-            p == add
-                || (add.published == 0
-                    && (p.target, p.protocol, p.mode) == (add.target, add.protocol, add.mode))
-        });
-        if !already {
-            spec.publish.push(*add);
+        match spec.publish.iter_mut().find(|p| p.same_port(add)) {
+            Some(p) => p.src = add.src,
+            None => spec.publish.push(*add),
         }
     }
     for reference in &changes.networks_rm {

@@ -117,6 +117,44 @@ fn publishing_a_port_already_published_changes_nothing() {
     assert!(e.to_string().contains("published twice"), "{e}");
 }
 
+/// `--publish-add` of a published port with another `src=` switches its mode in place
+/// (one port, same number); `--publish-rm` takes it whatever its `src=`.
+#[test]
+fn publish_add_switches_a_ports_source_mode() {
+    use crate::state::SourceMode;
+    let mut s = cluster(1);
+    create(&mut s, "bbbbbbbb01", web(1, &["8080:80"])).unwrap();
+    let src = |s: &ClusterState| s.services["web"].spec.publish[0].src;
+    assert_eq!(src(&s), SourceMode::Preserve, "preserve is the default");
+    for (add, want) in [
+        ("published=8080,target=80,src=nat", SourceMode::Nat),
+        ("src=preserve,8080:80", SourceMode::Preserve),
+        ("src=nat,80", SourceMode::Nat),
+    ] {
+        update(
+            &mut s,
+            ServiceChanges {
+                publish_add: vec![port(add)],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(src(&s), want, "--publish-add {add}");
+        assert_eq!(s.services["web"].spec.publish.len(), 1, "{add}");
+        assert_eq!(s.services["web"].spec.publish[0].published, 8080);
+    }
+    assert_eq!(published(&s, "web"), ["src=nat,8080:80/tcp"]);
+    update(
+        &mut s,
+        ServiceChanges {
+            publish_rm: vec![removal("8080:80")],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(published(&s, "web").is_empty());
+}
+
 /// docker/cli update_test.go: TestUpdatePortsRmWithProtocol — by target port,
 /// protocol and mode; shoal also says when nothing matched.
 #[test]
