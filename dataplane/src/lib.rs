@@ -13,6 +13,8 @@
 //!   published ports spread over tasks, idle timeouts as conntrack timeout policies.
 //! - [`overlay`]: a node's overlay networks: plan, observe, diff, apply; its nftables
 //!   rules; endpoints' sandboxes and their `resolv.conf`.
+//! - [`return_path`]: inside a task's sandbox, replies of published connections that
+//!   kept the client's address go back through the node they came in by.
 //! - [`wg`]: the encrypted data path: keys, TAP devices, batched UDP, pure packet
 //!   work and the engine that carries VXLAN frames inside WireGuard between nodes.
 //!
@@ -23,4 +25,5 @@ pub mod netlink;
 pub mod netns;
 pub mod nft;
 pub mod overlay;
+pub mod return_path;
 pub mod wg;

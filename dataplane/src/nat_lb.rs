@@ -11,8 +11,10 @@
 //!
 //! - [`vip_table`]: in each client sandbox, VIP → task (client-side: no hairpin).
 //! - Published ports are spread the same way in the node's own table
-//!   ([`ruleset`](crate::overlay::ruleset)): straight to a task on any node, source-NATed
-//!   to the node's address on the task's network so replies come back through it.
+//!   ([`ruleset`](crate::overlay::ruleset)): straight to a task on any node, keeping the
+//!   client's address (replies come back through the node by the sandbox's
+//!   [`return_path`](crate::return_path)) or, with `src=nat`, source-NATed to the node's
+//!   address on the task's network.
 //! - [`idle_timeouts`]: with `--lb-idle-timeout`, conntrack timeout policies attached
 //!   to load-balanced connections only (priority raw, before conntrack sees them), so no
 //!   other flow of the host changes.
@@ -49,9 +51,13 @@ pub struct Published {
     pub port: u16,
     /// The tasks: address and target port.
     pub backends: Vec<(Ipv4Addr, u16)>,
-    /// Through the routing mesh (ingress mode): the tasks may be on any node, and
-    /// connections leave source-NATed to the node's address. Host mode: local tasks only.
+    /// Through the routing mesh (ingress mode): the tasks may be on any node. Host
+    /// mode: local tasks only.
     pub mesh: bool,
+    /// Mesh connections leave source-NATed to the node's address (`src=nat`); without,
+    /// they keep the client's address and the tasks' sandboxes send the replies back
+    /// through this node ([`return_path`](crate::return_path)).
+    pub source_nat: bool,
 }
 
 /// The rule spreading `matching` connections over `backends` (all with a port or all

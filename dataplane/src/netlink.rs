@@ -62,7 +62,7 @@ pub struct Netlink {
     handle: Handle,
 }
 
-fn req(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
+pub(crate) fn req(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
     let what = what.into();
     move |source| NetlinkError::Request { what, source }
 }
@@ -173,6 +173,30 @@ impl Netlink {
             .execute()
             .await
             .map_err(req(format!("attach link {index} to bridge {master}")))
+    }
+
+    /// Lets bridge port `index` send a frame back out the port it came in on (hairpin
+    /// mode, as kubelet's `hairpin-veth`): a sandbox reaching a published port of its
+    /// own node that is translated to itself, which `br_netfilter` bridges back to it.
+    pub async fn set_hairpin(&self, index: u32) -> Result<(), NetlinkError> {
+        use netlink_packet_route::link::{LinkAttribute, LinkMessage, LinkProtoInfoBridge};
+        /// `IFLA_BRPORT_MODE`: the port's hairpin mode.
+        const IFLA_BRPORT_MODE: u16 = 4;
+        let mut msg = LinkMessage::default();
+        msg.header.interface_family = AddressFamily::Bridge;
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::ProtoInfoBridge(vec![
+            LinkProtoInfoBridge::Other(netlink_packet_core::DefaultNla::new(
+                IFLA_BRPORT_MODE,
+                vec![1],
+            )),
+        ]));
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(req(format!("hairpin mode on bridge port {index}")))
     }
 
     /// Renames link `index` (it must be down).

@@ -196,6 +196,21 @@ fn vip_maps_and_timeout_policies_round_trip_through_the_kernel() {
         assert!(!nft::ensure_table(&three).unwrap());
         assert!(nft::ensure_table(&no_idle).unwrap());
         assert!(!nft::ensure_table(&no_idle).unwrap());
+        // The routing mesh's return path (conntrack marks, a route chain) reads back
+        // equal too, so it is not rewritten on every pass.
+        let mut with_return = no_idle.clone();
+        with_return
+            .chains
+            .extend(shoal_dataplane::return_path::chains(&[
+                shoal_dataplane::return_path::IngressPeer {
+                    node: "n1".into(),
+                    ip: "10.0.1.3".parse().unwrap(),
+                    mac: [2, 0x42, 10, 0, 1, 3],
+                    ifname: "eth0".into(),
+                },
+            ]));
+        assert!(nft::ensure_table(&with_return).unwrap());
+        assert!(!nft::ensure_table(&with_return).unwrap(), "read back equal");
         assert!(nft::remove_table(&two.name, Family::Ip).unwrap());
     })
     .unwrap();
@@ -242,6 +257,7 @@ fn the_node_ruleset_with_the_routing_mesh_loads_into_the_kernel() {
                     ("10.0.1.6".parse().unwrap(), 80),
                 ],
                 mesh: true,
+                source_nat: false,
             },
             // Host mode with no task on this node: nothing to draw from.
             Published {
@@ -250,6 +266,7 @@ fn the_node_ruleset_with_the_routing_mesh_loads_into_the_kernel() {
                 port: 8081,
                 backends: vec![],
                 mesh: false,
+                source_nat: false,
             },
         ],
         dns_intercept: vec!["198.18.0.250".parse().unwrap()],

@@ -28,7 +28,7 @@ pub use diff::{diff, Change};
 pub use observe::{observe, Link, LinkKind, Observed};
 pub use plan::{
     bridge_name, host_ifname, peer_ifname, EndpointPlan, NetworkPlan, NodeAddr, NodePlan, Remote,
-    MESH_MARK, NFT_TABLE, PREFIX,
+    MESH_MARK, MESH_PRESERVE_MARK, NFT_TABLE, PREFIX,
 };
 pub use rules::{bridge_ruleset, ruleset};
 pub use sandbox::{remove_stale_resolv_confs, write_resolv_conf, ResolvConf, SandboxError};

@@ -95,6 +95,14 @@ pub struct NodeAddr {
 /// and 0x8000 to kube-proxy, 0x0f00 to Cilium, 0xca6c to wg-quick's own packets).
 pub const MESH_MARK: u32 = 0x2000;
 
+/// The mark bit on routing-mesh connections that keep the client's source address
+/// (`src=preserve`): not source-NATed; leaving on a bridge, their frames carry the
+/// node's own MAC, by which the task's sandbox sends the replies back through this node
+/// ([`return_path`](crate::return_path)). Clients on the service's own network are
+/// still source-NATed (a task reaching itself through the mesh would see its own
+/// address, which the kernel drops as a martian).
+pub const MESH_PRESERVE_MARK: u32 = 0x1000;
+
 /// An endpoint on another node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Remote {

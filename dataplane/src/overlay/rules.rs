@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use super::plan::{NodePlan, MESH_MARK, NFT_TABLE, PREFIX};
+use super::plan::{NodePlan, MESH_MARK, MESH_PRESERVE_MARK, NFT_TABLE, PREFIX};
 use crate::nft::{
     exprs, BaseChain, Chain, ChainType, CmpOp, CtTimeoutPolicy, Expr, Family, Hook, Map,
     PayloadBase, Rule, Table, Verdict,
@@ -89,6 +89,19 @@ pub fn ruleset(plan: &NodePlan) -> Table {
         mesh.push(Rule {
             exprs: snat,
             comment: format!("{}: routing mesh, answers come back to this node", n.name),
+        });
+        let mut hairpin = exprs::mark_bits(MESH_PRESERVE_MARK);
+        hairpin.extend(exprs::oifname(CmpOp::Eq, &n.bridge()));
+        hairpin.extend(exprs::ip_addr(
+            false,
+            CmpOp::Eq,
+            n.subnet.network(),
+            n.subnet.prefix_len(),
+        ));
+        hairpin.extend(exprs::snat(addr.ip));
+        mesh.push(Rule {
+            exprs: hairpin,
+            comment: format!("{}: routing mesh, clients on the network itself", n.name),
         });
     }
     mesh.extend(post);
@@ -216,6 +229,7 @@ fn published_chains(plan: &NodePlan) -> Published {
         services: Vec<&'p str>,
         backends: Vec<(Ipv4Addr, Option<u16>)>,
         mesh: bool,
+        preserve: bool,
     }
     let mut ports: BTreeMap<(u8, u16), Port<'_>> = BTreeMap::new();
     for p in &plan.published {
@@ -225,6 +239,7 @@ fn published_chains(plan: &NodePlan) -> Published {
             .backends
             .extend(p.backends.iter().map(|(ip, port)| (*ip, Some(*port))));
         entry.mesh |= p.mesh;
+        entry.preserve |= p.mesh && !p.source_nat;
     }
     intercept.extend(keep_dns.iter().cloned());
     let (mut arriving, mut local) = (intercept, keep_dns);
@@ -237,6 +252,7 @@ fn published_chains(plan: &NodePlan) -> Published {
             services,
             backends,
             mesh,
+            preserve,
         },
     ) in ports
     {
@@ -273,7 +289,9 @@ fn published_chains(plan: &NodePlan) -> Published {
             exprs: own,
             comment: comment.clone(),
         });
-        let mark = if mesh {
+        let mark = if preserve {
+            exprs::set_mark_bits(MESH_PRESERVE_MARK)
+        } else if mesh {
             exprs::set_mark_bits(MESH_MARK)
         } else {
             Vec::new()
@@ -340,6 +358,22 @@ pub fn bridge_ruleset(plan: &NodePlan) -> Table {
         out.push(Rule {
             exprs: own,
             comment: format!("{}: this node's address has its own MAC", n.name),
+        });
+        let mut kept = exprs::ether_type(0x0800);
+        kept.extend(exprs::mark_bits(MESH_PRESERVE_MARK));
+        kept.extend(exprs::ip_addr(
+            true,
+            CmpOp::Eq,
+            n.subnet.network(),
+            n.subnet.prefix_len(),
+        ));
+        kept.extend(exprs::set_ether_addr(false, addr.mac));
+        out.push(Rule {
+            exprs: kept,
+            comment: format!(
+                "{}: mesh connections that keep the client's address carry this node's MAC",
+                n.name
+            ),
         });
     }
     let base = |hook| {
@@ -408,254 +442,4 @@ fn cleartext_vxlan(port: u16, vni: u32) -> Vec<Expr> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::overlay::plan::{sample_network as net, NodeAddr};
-
-    fn mesh_plan() -> NodePlan {
-        let mut n = net(4096, false);
-        n.node_addr = Some(NodeAddr {
-            ip: "10.0.0.9".parse().unwrap(),
-            mac: [2, 0x42, 10, 0, 0, 9],
-        });
-        NodePlan {
-            local_ip: Some("198.18.0.1".parse().unwrap()),
-            networks: vec![n, net(4097, false)],
-            published: vec![
-                crate::nat_lb::Published {
-                    service: "web".into(),
-                    protocol: 17,
-                    port: 8053,
-                    backends: vec![("10.0.0.5".parse().unwrap(), 53)],
-                    mesh: true,
-                },
-                crate::nat_lb::Published {
-                    service: "local".into(),
-                    protocol: 6,
-                    port: 8080,
-                    backends: vec![("10.0.0.6".parse().unwrap(), 80)],
-                    mesh: false,
-                },
-            ],
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn mesh_ports_are_marked_and_leave_source_natted_to_the_node_address() {
-        let t = ruleset(&mesh_plan());
-        let chain = |name: &str| t.chains.iter().find(|c| c.name == name).unwrap();
-        let mark = exprs::set_mark_bits(MESH_MARK);
-        let marked = |r: &Rule| r.exprs.windows(mark.len()).any(|w| w == mark.as_slice());
-        let mesh = &chain("pub-17-8053").rules;
-        let host = &chain("pub-6-8080").rules;
-        assert_eq!((mesh.len(), host.len()), (1, 1));
-        assert!(marked(&mesh[0]), "the mesh port is marked");
-        assert!(!marked(&host[0]), "host mode is not");
-        assert!(mesh[0].exprs.contains(&Expr::Immediate {
-            dreg: 3,
-            data: 53u16.to_be_bytes().to_vec()
-        }));
-        let post = &chain("postrouting").rules;
-        let mut snat = exprs::mark_bits(MESH_MARK);
-        snat.extend(exprs::oifname(CmpOp::Eq, "shl-b4096"));
-        snat.extend(exprs::snat("10.0.0.9".parse().unwrap()));
-        assert_eq!(post[0].exprs, snat, "source NAT comes before egress");
-        assert_eq!(
-            post.iter()
-                .filter(|r| r.exprs.contains(&Expr::Snat { addr_reg: 1 }))
-                .count(),
-            1,
-            "only the network with a node address"
-        );
-    }
-
-    /// Docker's routing mesh answers on every local address (`-m addrtype --dst-type
-    /// LOCAL`), also for connections the node makes itself, except loopback ones.
-    #[test]
-    fn published_ports_answer_on_every_local_address_arriving_and_from_the_node() {
-        let t = ruleset(&mesh_plan());
-        let chain = |name: &str| t.chains.iter().find(|c| c.name == name).unwrap();
-        let arriving = &chain("publish").rules;
-        let local = &chain("publish-local").rules;
-        let underlay = exprs::ip_addr(true, CmpOp::Eq, "198.18.0.1".parse().unwrap(), 32);
-        assert_eq!(
-            arriving
-                .iter()
-                .filter(|r| r.exprs.starts_with(&underlay))
-                .count(),
-            2,
-            "the underlay address is matched first, without a route lookup"
-        );
-        assert_eq!(
-            chain("publish-local").base.as_ref().map(|b| b.hook),
-            Some(Hook::Output)
-        );
-        for rules in [arriving, local] {
-            let jumps: Vec<&Rule> = rules
-                .iter()
-                .filter(|r| {
-                    r.exprs
-                        .iter()
-                        .any(|e| matches!(e, Expr::Verdict(Verdict::Jump(_))))
-                })
-                .collect();
-            let fib = exprs::daddr_local();
-            let with_fib = |r: &&&Rule| r.exprs.windows(fib.len()).any(|w| w == fib.as_slice());
-            assert_eq!(
-                jumps.iter().filter(with_fib).count(),
-                2,
-                "every port, any local address"
-            );
-            assert!(jumps
-                .iter()
-                .all(|j| !j.exprs.iter().any(|e| matches!(e, Expr::Dnat { .. }))));
-        }
-        let loopback = exprs::ip_addr(true, CmpOp::Neq, Ipv4Addr::new(127, 0, 0, 0), 8);
-        assert!(local
-            .iter()
-            .filter(|r| r.comment.contains("published"))
-            .all(|r| r.exprs.starts_with(&loopback)));
-        // DNS on each gateway comes first and is accepted untouched.
-        let text = t.to_string();
-        assert!(
-            text.contains("n4096: DNS on the gateway stays DNS"),
-            "{text}"
-        );
-        assert!(arriving[0].comment.contains("DNS"));
-    }
-
-    /// Docker's embedded DNS forwards from the container to the host's resolvers; those
-    /// queries go to the network's resolver, which knows the cluster's names.
-    #[test]
-    fn dns_to_the_nodes_upstreams_is_answered_by_the_networks_resolver() {
-        let mut plan = mesh_plan();
-        plan.dns_intercept = vec!["192.0.2.53".parse().unwrap()];
-        let t = ruleset(&plan);
-        let arriving = &t.chains.iter().find(|c| c.name == "publish").unwrap().rules;
-        let intercepts: Vec<&Rule> = arriving
-            .iter()
-            .filter(|r| r.comment.contains("answered by the network's resolver"))
-            .collect();
-        assert_eq!(intercepts.len(), 2, "one per network");
-        let first = &intercepts[0].exprs;
-        assert!(first.starts_with(&exprs::iifname(CmpOp::Eq, "shl-b4096")));
-        assert!(first.contains(&Expr::Immediate {
-            dreg: 2,
-            data: vec![10, 0, 0, 1]
-        }));
-        assert!(matches!(
-            first.last(),
-            Some(Expr::Dnat { port_reg: None, .. })
-        ));
-        assert!(arriving[0]
-            .comment
-            .contains("answered by the network's resolver"));
-    }
-
-    #[test]
-    fn a_port_without_tasks_here_has_an_empty_chain_and_no_map() {
-        let mut plan = mesh_plan();
-        plan.published.push(crate::nat_lb::Published {
-            service: "elsewhere".into(),
-            protocol: 6,
-            port: 8081,
-            backends: vec![],
-            mesh: false,
-        });
-        let t = ruleset(&plan);
-        let chain = t.chains.iter().find(|c| c.name == "pub-6-8081").unwrap();
-        assert!(chain.rules.is_empty());
-        assert!(t.maps.iter().all(|m| m.name != "pub-6-8081"));
-    }
-
-    #[test]
-    fn two_services_on_one_host_port_share_its_chain() {
-        let mut plan = mesh_plan();
-        plan.published.push(crate::nat_lb::Published {
-            service: "twin".into(),
-            protocol: 6,
-            port: 8080,
-            backends: vec![("10.0.0.7".parse().unwrap(), 80)],
-            mesh: false,
-        });
-        let t = ruleset(&plan);
-        let chains: Vec<&str> = t
-            .chains
-            .iter()
-            .filter(|c| c.name.starts_with("pub-"))
-            .map(|c| c.name.as_str())
-            .collect();
-        assert_eq!(chains, ["pub-6-8080", "pub-17-8053"]);
-        let shared = t.chains.iter().find(|c| c.name == "pub-6-8080").unwrap();
-        assert_eq!(shared.rules.len(), 1, "one draw over both services' tasks");
-        assert!(shared.rules[0].comment.contains("twin"));
-        let map = t.maps.iter().find(|m| m.name == "pub-6-8080").unwrap();
-        let web = plan.published.iter().filter(|p| p.port == 8080);
-        let tasks: usize = web.map(|p| p.backends.len()).sum();
-        assert_eq!(map.elements.len(), tasks);
-    }
-
-    #[test]
-    fn the_bridge_table_lifts_frames_for_the_node_mac_and_stamps_its_own() {
-        let t = bridge_ruleset(&mesh_plan());
-        assert_eq!(t.family, Family::Bridge);
-        let chain = |name: &str| &t.chains.iter().find(|c| c.name == name).unwrap().rules;
-        let (pre, out) = (chain("prerouting"), chain("output"));
-        assert_eq!((pre.len(), out.len()), (1, 1));
-        let mut up = exprs::ether_addr(true, [2, 0x42, 10, 0, 0, 9]);
-        up.extend(exprs::set_ether_addr(true, [2, 0x42, 10, 0, 0, 1]));
-        up.extend(exprs::set_pkttype_host());
-        assert_eq!(pre[0].exprs, up);
-        assert!(out[0]
-            .exprs
-            .ends_with(&exprs::set_ether_addr(false, [2, 0x42, 10, 0, 0, 9])));
-        let none = bridge_ruleset(&NodePlan::default());
-        assert!(none.chains.iter().all(|c| c.rules.is_empty()));
-    }
-
-    /// With br_netfilter loaded, every bridged frame would be tracked once the node uses
-    /// NAT; only frames for a gateway or node MAC (routed, maybe NATed) need it.
-    #[test]
-    fn frames_bridged_between_endpoints_are_not_tracked() {
-        let t = bridge_ruleset(&mesh_plan());
-        let untracked = t.chains.iter().find(|c| c.name == "untracked").unwrap();
-        assert_eq!(untracked.base.as_ref().map(|b| b.priority), Some(-300));
-        let rule = &untracked.rules[0].exprs;
-        assert!(rule.starts_with(&exprs::iifname(CmpOp::Eq, "shl-*")));
-        assert_eq!(rule.last(), Some(&Expr::Notrack));
-        for mac in [[2, 0x42, 10, 0, 0, 1], [2, 0x42, 10, 0, 0, 9]] {
-            let not = ether_daddr_not(mac);
-            assert_eq!(
-                rule.windows(not.len())
-                    .filter(|w| *w == not.as_slice())
-                    .count(),
-                1,
-                "{mac:?} once"
-            );
-        }
-        let mut plan = mesh_plan();
-        plan.vxlan_port = 4789;
-        let ip = ruleset(&plan);
-        let vxlan = ip.chains.iter().find(|c| c.name == "untracked-in").unwrap();
-        assert!(vxlan.rules[0].exprs.contains(&Expr::Notrack));
-    }
-
-    #[test]
-    fn plain_networks_masquerade_and_internal_ones_are_closed() {
-        let plan = NodePlan {
-            networks: vec![net(4096, false), net(4097, true)],
-            ..Default::default()
-        };
-        let t = ruleset(&plan);
-        let text = t.to_string();
-        assert!(text.contains("n4096: egress"), "{text}");
-        assert!(!text.contains("n4097: egress"), "{text}");
-        assert!(text.contains("n4097: internal, no egress"), "{text}");
-        assert!(text.contains("n4097: internal, no ingress"), "{text}");
-        assert!(
-            text.contains("n4096: isolated from other networks"),
-            "{text}"
-        );
-    }
-}
+mod tests;

@@ -70,6 +70,7 @@ pub async fn add_endpoint(
         let host_idx = nl.must_index(&host).await?;
         nl.set_master(host_idx, nl.must_index(bridge).await?)
             .await?;
+        nl.set_hairpin(host_idx).await?;
         nl.set_up(host_idx).await?;
         let idx = inside.must_index(&e.ifname).await?;
         inside.add_address(idx, e.ip.into(), e.prefix).await?;
@@ -106,6 +107,7 @@ async fn add_handoff(nl: &Netlink, e: &EndpointPlan, bridge: &str) -> Result<(),
         nl.set_mtu(host_idx, e.mtu).await?;
         nl.set_master(host_idx, nl.must_index(bridge).await?)
             .await?;
+        nl.set_hairpin(host_idx).await?;
         nl.set_up(host_idx).await?;
         let peer_idx = nl.must_index(&peer).await?;
         nl.set_mtu(peer_idx, e.mtu).await?;

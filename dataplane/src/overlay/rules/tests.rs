@@ -1,0 +1,295 @@
+use super::*;
+use crate::overlay::plan::{sample_network as net, NodeAddr};
+
+fn mesh_plan() -> NodePlan {
+    let mut n = net(4096, false);
+    n.node_addr = Some(NodeAddr {
+        ip: "10.0.0.9".parse().unwrap(),
+        mac: [2, 0x42, 10, 0, 0, 9],
+    });
+    NodePlan {
+        local_ip: Some("198.18.0.1".parse().unwrap()),
+        networks: vec![n, net(4097, false)],
+        published: vec![
+            crate::nat_lb::Published {
+                service: "web".into(),
+                protocol: 17,
+                port: 8053,
+                backends: vec![("10.0.0.5".parse().unwrap(), 53)],
+                mesh: true,
+                source_nat: true,
+            },
+            crate::nat_lb::Published {
+                service: "local".into(),
+                protocol: 6,
+                port: 8080,
+                backends: vec![("10.0.0.6".parse().unwrap(), 80)],
+                mesh: false,
+                source_nat: false,
+            },
+        ],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn mesh_ports_are_marked_and_leave_source_natted_to_the_node_address() {
+    let t = ruleset(&mesh_plan());
+    let chain = |name: &str| t.chains.iter().find(|c| c.name == name).unwrap();
+    let mark = exprs::set_mark_bits(MESH_MARK);
+    let marked = |r: &Rule| r.exprs.windows(mark.len()).any(|w| w == mark.as_slice());
+    let mesh = &chain("pub-17-8053").rules;
+    let host = &chain("pub-6-8080").rules;
+    assert_eq!((mesh.len(), host.len()), (1, 1));
+    assert!(marked(&mesh[0]), "the mesh port is marked");
+    assert!(!marked(&host[0]), "host mode is not");
+    assert!(mesh[0].exprs.contains(&Expr::Immediate {
+        dreg: 3,
+        data: 53u16.to_be_bytes().to_vec()
+    }));
+    let post = &chain("postrouting").rules;
+    let mut snat = exprs::mark_bits(MESH_MARK);
+    snat.extend(exprs::oifname(CmpOp::Eq, "shl-b4096"));
+    snat.extend(exprs::snat("10.0.0.9".parse().unwrap()));
+    assert_eq!(post[0].exprs, snat, "source NAT comes before egress");
+    assert_eq!(
+        post.iter()
+            .filter(|r| r.exprs.contains(&Expr::Snat { addr_reg: 1 }))
+            .count(),
+        2,
+        "only the network with a node address (src=nat, and its own clients)"
+    );
+}
+
+/// src=preserve: no source NAT for clients from outside the network; the frames
+/// leave with the node's MAC so the task's sandbox can send replies back here.
+#[test]
+fn preserved_ports_are_marked_apart_and_natted_only_for_the_networks_own_clients() {
+    let mut plan = mesh_plan();
+    plan.published[0].source_nat = false;
+    let t = ruleset(&plan);
+    let chain = |name: &str| t.chains.iter().find(|c| c.name == name).unwrap();
+    let has = |r: &Rule, e: &[Expr]| r.exprs.windows(e.len()).any(|w| w == e);
+    let rule = &chain("pub-17-8053").rules[0];
+    assert!(has(rule, &exprs::set_mark_bits(MESH_PRESERVE_MARK)));
+    assert!(!has(rule, &exprs::set_mark_bits(MESH_MARK)));
+    let post = &chain("postrouting").rules;
+    let preserved: Vec<&Rule> = post
+        .iter()
+        .filter(|r| has(r, &exprs::mark_bits(MESH_PRESERVE_MARK)))
+        .collect();
+    assert_eq!(
+        preserved.len(),
+        1,
+        "one source NAT, for the network's own clients"
+    );
+    let subnet = exprs::ip_addr(false, CmpOp::Eq, "10.0.0.0".parse().unwrap(), 24);
+    assert!(has(preserved[0], &subnet), "only from the network's subnet");
+    let bridge = bridge_ruleset(&plan);
+    let out = &bridge
+        .chains
+        .iter()
+        .find(|c| c.name == "output")
+        .unwrap()
+        .rules;
+    let stamp = out
+        .iter()
+        .find(|r| has(r, &exprs::mark_bits(MESH_PRESERVE_MARK)))
+        .expect("preserved connections are stamped with the node MAC");
+    assert!(stamp
+        .exprs
+        .ends_with(&exprs::set_ether_addr(false, [2, 0x42, 10, 0, 0, 9])));
+    let to_tasks = exprs::ip_addr(true, CmpOp::Eq, "10.0.0.0".parse().unwrap(), 24);
+    assert!(has(stamp, &to_tasks), "frames to the network's tasks only");
+}
+
+/// Docker's routing mesh answers on every local address (`-m addrtype --dst-type
+/// LOCAL`), also for connections the node makes itself, except loopback ones.
+#[test]
+fn published_ports_answer_on_every_local_address_arriving_and_from_the_node() {
+    let t = ruleset(&mesh_plan());
+    let chain = |name: &str| t.chains.iter().find(|c| c.name == name).unwrap();
+    let arriving = &chain("publish").rules;
+    let local = &chain("publish-local").rules;
+    let underlay = exprs::ip_addr(true, CmpOp::Eq, "198.18.0.1".parse().unwrap(), 32);
+    assert_eq!(
+        arriving
+            .iter()
+            .filter(|r| r.exprs.starts_with(&underlay))
+            .count(),
+        2,
+        "the underlay address is matched first, without a route lookup"
+    );
+    assert_eq!(
+        chain("publish-local").base.as_ref().map(|b| b.hook),
+        Some(Hook::Output)
+    );
+    for rules in [arriving, local] {
+        let jumps: Vec<&Rule> = rules
+            .iter()
+            .filter(|r| {
+                r.exprs
+                    .iter()
+                    .any(|e| matches!(e, Expr::Verdict(Verdict::Jump(_))))
+            })
+            .collect();
+        let fib = exprs::daddr_local();
+        let with_fib = |r: &&&Rule| r.exprs.windows(fib.len()).any(|w| w == fib.as_slice());
+        assert_eq!(
+            jumps.iter().filter(with_fib).count(),
+            2,
+            "every port, any local address"
+        );
+        assert!(jumps
+            .iter()
+            .all(|j| !j.exprs.iter().any(|e| matches!(e, Expr::Dnat { .. }))));
+    }
+    let loopback = exprs::ip_addr(true, CmpOp::Neq, Ipv4Addr::new(127, 0, 0, 0), 8);
+    assert!(local
+        .iter()
+        .filter(|r| r.comment.contains("published"))
+        .all(|r| r.exprs.starts_with(&loopback)));
+    // DNS on each gateway comes first and is accepted untouched.
+    let text = t.to_string();
+    assert!(
+        text.contains("n4096: DNS on the gateway stays DNS"),
+        "{text}"
+    );
+    assert!(arriving[0].comment.contains("DNS"));
+}
+
+/// Docker's embedded DNS forwards from the container to the host's resolvers; those
+/// queries go to the network's resolver, which knows the cluster's names.
+#[test]
+fn dns_to_the_nodes_upstreams_is_answered_by_the_networks_resolver() {
+    let mut plan = mesh_plan();
+    plan.dns_intercept = vec!["192.0.2.53".parse().unwrap()];
+    let t = ruleset(&plan);
+    let arriving = &t.chains.iter().find(|c| c.name == "publish").unwrap().rules;
+    let intercepts: Vec<&Rule> = arriving
+        .iter()
+        .filter(|r| r.comment.contains("answered by the network's resolver"))
+        .collect();
+    assert_eq!(intercepts.len(), 2, "one per network");
+    let first = &intercepts[0].exprs;
+    assert!(first.starts_with(&exprs::iifname(CmpOp::Eq, "shl-b4096")));
+    assert!(first.contains(&Expr::Immediate {
+        dreg: 2,
+        data: vec![10, 0, 0, 1]
+    }));
+    assert!(matches!(
+        first.last(),
+        Some(Expr::Dnat { port_reg: None, .. })
+    ));
+    assert!(arriving[0]
+        .comment
+        .contains("answered by the network's resolver"));
+}
+
+#[test]
+fn a_port_without_tasks_here_has_an_empty_chain_and_no_map() {
+    let mut plan = mesh_plan();
+    plan.published.push(crate::nat_lb::Published {
+        service: "elsewhere".into(),
+        protocol: 6,
+        port: 8081,
+        backends: vec![],
+        mesh: false,
+        source_nat: false,
+    });
+    let t = ruleset(&plan);
+    let chain = t.chains.iter().find(|c| c.name == "pub-6-8081").unwrap();
+    assert!(chain.rules.is_empty());
+    assert!(t.maps.iter().all(|m| m.name != "pub-6-8081"));
+}
+
+#[test]
+fn two_services_on_one_host_port_share_its_chain() {
+    let mut plan = mesh_plan();
+    plan.published.push(crate::nat_lb::Published {
+        service: "twin".into(),
+        protocol: 6,
+        port: 8080,
+        backends: vec![("10.0.0.7".parse().unwrap(), 80)],
+        mesh: false,
+        source_nat: false,
+    });
+    let t = ruleset(&plan);
+    let chains: Vec<&str> = t
+        .chains
+        .iter()
+        .filter(|c| c.name.starts_with("pub-"))
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(chains, ["pub-6-8080", "pub-17-8053"]);
+    let shared = t.chains.iter().find(|c| c.name == "pub-6-8080").unwrap();
+    assert_eq!(shared.rules.len(), 1, "one draw over both services' tasks");
+    assert!(shared.rules[0].comment.contains("twin"));
+    let map = t.maps.iter().find(|m| m.name == "pub-6-8080").unwrap();
+    let web = plan.published.iter().filter(|p| p.port == 8080);
+    let tasks: usize = web.map(|p| p.backends.len()).sum();
+    assert_eq!(map.elements.len(), tasks);
+}
+
+#[test]
+fn the_bridge_table_lifts_frames_for_the_node_mac_and_stamps_its_own() {
+    let t = bridge_ruleset(&mesh_plan());
+    assert_eq!(t.family, Family::Bridge);
+    let chain = |name: &str| &t.chains.iter().find(|c| c.name == name).unwrap().rules;
+    let (pre, out) = (chain("prerouting"), chain("output"));
+    assert_eq!((pre.len(), out.len()), (1, 2));
+    let mut up = exprs::ether_addr(true, [2, 0x42, 10, 0, 0, 9]);
+    up.extend(exprs::set_ether_addr(true, [2, 0x42, 10, 0, 0, 1]));
+    up.extend(exprs::set_pkttype_host());
+    assert_eq!(pre[0].exprs, up);
+    assert!(out[0]
+        .exprs
+        .ends_with(&exprs::set_ether_addr(false, [2, 0x42, 10, 0, 0, 9])));
+    let none = bridge_ruleset(&NodePlan::default());
+    assert!(none.chains.iter().all(|c| c.rules.is_empty()));
+}
+
+/// With br_netfilter loaded, every bridged frame would be tracked once the node uses
+/// NAT; only frames for a gateway or node MAC (routed, maybe NATed) need it.
+#[test]
+fn frames_bridged_between_endpoints_are_not_tracked() {
+    let t = bridge_ruleset(&mesh_plan());
+    let untracked = t.chains.iter().find(|c| c.name == "untracked").unwrap();
+    assert_eq!(untracked.base.as_ref().map(|b| b.priority), Some(-300));
+    let rule = &untracked.rules[0].exprs;
+    assert!(rule.starts_with(&exprs::iifname(CmpOp::Eq, "shl-*")));
+    assert_eq!(rule.last(), Some(&Expr::Notrack));
+    for mac in [[2, 0x42, 10, 0, 0, 1], [2, 0x42, 10, 0, 0, 9]] {
+        let not = ether_daddr_not(mac);
+        assert_eq!(
+            rule.windows(not.len())
+                .filter(|w| *w == not.as_slice())
+                .count(),
+            1,
+            "{mac:?} once"
+        );
+    }
+    let mut plan = mesh_plan();
+    plan.vxlan_port = 4789;
+    let ip = ruleset(&plan);
+    let vxlan = ip.chains.iter().find(|c| c.name == "untracked-in").unwrap();
+    assert!(vxlan.rules[0].exprs.contains(&Expr::Notrack));
+}
+
+#[test]
+fn plain_networks_masquerade_and_internal_ones_are_closed() {
+    let plan = NodePlan {
+        networks: vec![net(4096, false), net(4097, true)],
+        ..Default::default()
+    };
+    let t = ruleset(&plan);
+    let text = t.to_string();
+    assert!(text.contains("n4096: egress"), "{text}");
+    assert!(!text.contains("n4097: egress"), "{text}");
+    assert!(text.contains("n4097: internal, no egress"), "{text}");
+    assert!(text.contains("n4097: internal, no ingress"), "{text}");
+    assert!(
+        text.contains("n4096: isolated from other networks"),
+        "{text}"
+    );
+}

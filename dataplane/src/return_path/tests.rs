@@ -1,0 +1,117 @@
+use super::*;
+
+fn peer(node: &str, last: u8, ifname: &str) -> IngressPeer {
+    IngressPeer {
+        node: node.into(),
+        ip: Ipv4Addr::new(10, 0, 1, last),
+        mac: [2, 0x42, 10, 0, 1, last],
+        ifname: ifname.into(),
+    }
+}
+
+#[test]
+fn each_ingress_node_gets_a_mark_from_its_mac_and_a_route_back_to_it() {
+    let peers = [peer("n1", 9, "eth0"), peer("n3", 11, "eth0")];
+    let c = chains(&peers);
+    assert_eq!(c.len(), 2);
+    let (marking, routing) = (&c[0], &c[1]);
+    let hooks = (
+        marking.base.as_ref().unwrap(),
+        routing.base.as_ref().unwrap(),
+    );
+    assert_eq!(
+        (hooks.0.hook, hooks.0.kind),
+        (Hook::Prerouting, ChainType::Filter)
+    );
+    assert_eq!(
+        (hooks.1.hook, hooks.1.kind),
+        (Hook::Output, ChainType::Route)
+    );
+    assert!(
+        hooks.0.priority > -200,
+        "after conntrack has the connection"
+    );
+    let n1 = mark(Ipv4Addr::new(10, 0, 1, 9));
+    assert_eq!(n1, 0x0a00_0109);
+    assert!(marking.rules[0].exprs.contains(&Expr::Cmp {
+        sreg: 1,
+        op: CmpOp::Eq,
+        data: vec![2, 0x42, 10, 0, 1, 9]
+    }));
+    assert_eq!(
+        marking.rules[0].exprs.last(),
+        Some(&Expr::CtMarkSet { sreg: 1 })
+    );
+    assert_eq!(routing.rules[1].exprs[0], Expr::CtMark { dreg: 1 });
+    assert!(routing.rules[1].comment.contains("n3"));
+    assert_eq!(
+        routes(&peers),
+        vec![
+            ReturnRoute {
+                mark: n1,
+                via: Ipv4Addr::new(10, 0, 1, 9),
+                ifname: "eth0".into()
+            },
+            ReturnRoute {
+                mark: mark(Ipv4Addr::new(10, 0, 1, 11)),
+                via: Ipv4Addr::new(10, 0, 1, 11),
+                ifname: "eth0".into()
+            }
+        ]
+    );
+    assert!(chains(&[]).is_empty(), "no peer, no chains");
+}
+
+#[test]
+fn the_diff_adds_routes_before_rules_and_removes_stale_rules_first() {
+    let want = routes(&[peer("n1", 9, "eth0")]);
+    let m = want[0].mark;
+    let empty = diff(&want, &ObservedReturn::default());
+    assert_eq!(
+        empty,
+        vec![
+            ReturnChange::SetRoute(want[0].clone()),
+            ReturnChange::AddRule(m)
+        ]
+    );
+    let done = ObservedReturn {
+        rules: vec![(m, m)],
+        routes: vec![(m, Some(want[0].via), Some("eth0".into()))],
+    };
+    assert!(
+        diff(&want, &done).is_empty(),
+        "nothing to do when all is right"
+    );
+    // A node that went down: its rule goes first, then its route.
+    let gone = diff(&[], &done);
+    assert_eq!(
+        gone,
+        vec![
+            ReturnChange::DelRule {
+                fwmark: m,
+                table: m
+            },
+            ReturnChange::DelRoute(m)
+        ]
+    );
+    // A route via the wrong interface is replaced; the rule stays.
+    let moved = ObservedReturn {
+        rules: vec![(m, m)],
+        routes: vec![(m, Some(want[0].via), Some("eth1".into()))],
+    };
+    assert_eq!(
+        diff(&want, &moved),
+        vec![ReturnChange::SetRoute(want[0].clone())]
+    );
+}
+
+#[test]
+fn marks_of_two_networks_never_collide() {
+    let a = routes(&[peer("n1", 9, "eth0"), {
+        let mut p = peer("n1", 9, "eth1");
+        p.ip = Ipv4Addr::new(10, 0, 2, 9);
+        p
+    }]);
+    assert_eq!(a.len(), 2);
+    assert_ne!(a[0].mark, a[1].mark);
+}
