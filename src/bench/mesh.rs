@@ -1,6 +1,8 @@
 //! `shoal bench mesh`: a published port (routing mesh: the client host → node n1's
 //! address → DNAT → overlay → the task on n2) against going straight to the task from a
-//! sandbox on n1 (overlay only), in the same run: TCP throughput and new connections/s.
+//! sandbox on n1 (overlay only), in the same run: TCP throughput and new connections/s,
+//! with the client's address kept (`src=preserve`, the default: replies return through
+//! n1 by the task sandbox's policy route) and source-NATed (`src=nat`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -10,6 +12,7 @@ use shoal_bench::report::Report;
 use shoal_control::api::{AttachRequest, EndpointInfo, NetworkInfo, ServiceInfo};
 use shoal_control::state::{
     EndpointMode, NetworkSpec, PortSpec, Protocol, PublishMode, ServiceMode, ServiceSpec,
+    SourceMode,
 };
 use shoal_dataplane::netns;
 
@@ -20,12 +23,17 @@ const LAB: &str = "benchms";
 const SAMPLE: Duration = Duration::from_secs(3);
 const SAMPLES: usize = 3;
 
-fn publish(published: u16, target: u16) -> PortSpec {
+/// Published ports: 9000+i (preserve) and 9100+i (nat) to target 5000+i.
+const PRESERVE_OFFSET: u16 = 4000;
+const NAT_OFFSET: u16 = 4100;
+
+fn publish(published: u16, target: u16, src: SourceMode) -> PortSpec {
     PortSpec {
         published,
         target,
         protocol: Protocol::Tcp,
         mode: PublishMode::Ingress,
+        src,
     }
 }
 
@@ -53,7 +61,14 @@ pub async fn run() -> anyhow::Result<Report> {
                 name: "bulk".into(),
                 networks: vec!["mesh".into()],
                 mode: ServiceMode::Replicated { replicas: 1 },
-                publish: (0..4).map(|i| publish(9000 + i, 5000 + i)).collect(),
+                publish: (0..4)
+                    .flat_map(|i| {
+                        [
+                            publish(5000 + PRESERVE_OFFSET + i, 5000 + i, SourceMode::Preserve),
+                            publish(5000 + NAT_OFFSET + i, 5000 + i, SourceMode::Nat),
+                        ]
+                    })
+                    .collect(),
                 endpoint_mode: EndpointMode::Vip,
                 labels: Default::default(),
                 command: Vec::new(),
@@ -80,23 +95,25 @@ pub async fn run() -> anyhow::Result<Report> {
     let node = topology::node_ip(1);
     // The routing mesh learns of the task through the state; give it a moment.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let figures = tokio::task::spawn_blocking(move || -> anyhow::Result<[f64; 6]> {
-        let median = |client: &std::path::Path, to: IpAddr, published: bool, port: u16| {
+    let figures = tokio::task::spawn_blocking(move || -> anyhow::Result<[f64; 8]> {
+        // `offset`: the published port is target + offset; 0 goes straight to the task.
+        let median = |client: &std::path::Path, to: IpAddr, offset: u16, port: u16| {
             let mut v = Vec::new();
             for i in 0..SAMPLES as u16 {
                 let target = 5000 + (port + i) % 2;
                 let bind = SocketAddr::new(IpAddr::V4(task_ip), target);
-                let connect = SocketAddr::new(to, if published { 4000 + target } else { target });
+                let connect = SocketAddr::new(to, target + offset);
                 v.push(throughput_to(&task_ns, bind, client, connect, 1, SAMPLE)?);
             }
             v.sort_by(|a, b| a.total_cmp(b));
             anyhow::Ok(v[v.len() / 2])
         };
         eprintln!("bench mesh: throughput through the published port ...");
-        let published = median(&client_ns, node, true, 0)?;
-        let published_near = median(&near_ns, node, true, 0)?;
+        let published = median(&client_ns, node, PRESERVE_OFFSET, 0)?;
+        let published_nat = median(&client_ns, node, NAT_OFFSET, 0)?;
+        let published_near = median(&near_ns, node, PRESERVE_OFFSET, 0)?;
         eprintln!("bench mesh: throughput straight to the task ...");
-        let direct = median(&near_ns, IpAddr::V4(task_ip), false, 0)?;
+        let direct = median(&near_ns, IpAddr::V4(task_ip), 0, 0)?;
         eprintln!("bench mesh: new connections per second ...");
         let rate = |client: &std::path::Path, connect: SocketAddr, target: u16| {
             connection_rate(
@@ -107,8 +124,17 @@ pub async fn run() -> anyhow::Result<Report> {
                 Duration::from_secs(3),
             )
         };
-        let published_rate = rate(&client_ns, SocketAddr::new(node, 9002), 5002)?;
-        let published_near_rate = rate(&near_ns, SocketAddr::new(node, 9002), 5002)?;
+        let published_rate = rate(
+            &client_ns,
+            SocketAddr::new(node, 5002 + PRESERVE_OFFSET),
+            5002,
+        )?;
+        let published_nat_rate = rate(&client_ns, SocketAddr::new(node, 5002 + NAT_OFFSET), 5002)?;
+        let published_near_rate = rate(
+            &near_ns,
+            SocketAddr::new(node, 5002 + PRESERVE_OFFSET),
+            5002,
+        )?;
         let direct_rate = rate(&near_ns, SocketAddr::new(IpAddr::V4(task_ip), 5003), 5003)?;
         Ok([
             published,
@@ -117,20 +143,36 @@ pub async fn run() -> anyhow::Result<Report> {
             direct_rate,
             published_near,
             published_near_rate,
+            published_nat,
+            published_nat_rate,
         ])
     })
     .await??;
     let mut r = Report::new("mesh");
     r.add(
-        "TCP 1 stream through a published port (task on another node)",
+        "TCP 1 stream through a published port, src=preserve (task on another node)",
         figures[0],
         "Gbit/s",
         "straight to the task",
         figures[1],
     );
     r.add(
-        "new TCP connections through a published port",
+        "TCP 1 stream through a published port, src=nat (task on another node)",
+        figures[6],
+        "Gbit/s",
+        "straight to the task",
+        figures[1],
+    );
+    r.add(
+        "new TCP connections through a published port, src=preserve",
         figures[2],
+        "conn/s",
+        "straight to the task",
+        figures[3],
+    );
+    r.add(
+        "new TCP connections through a published port, src=nat",
+        figures[7],
         "conn/s",
         "straight to the task",
         figures[3],
@@ -150,7 +192,7 @@ pub async fn run() -> anyhow::Result<Report> {
         figures[3],
     );
     r.notes.push(format!(
-        "Published: from the lab's client host to node n1's underlay address, DNAT in n1's nftables to the task on n2 over the overlay. Straight: from a sandbox on n1 to the task's overlay address; \"same sandbox\" rows go from that sandbox to n1's published port, so only the mesh differs. Medians of {SAMPLES} samples of {} s; connections carry a 1-byte request and answer. Goal: published ≥ 0.9× straight.",
+        "Published: from the lab's client host to node n1's underlay address, DNAT in n1's nftables to the task on n2 over the overlay. Straight: from a sandbox on n1 to the task's overlay address; \"same sandbox\" rows go from that sandbox to n1's published port, so only the mesh differs. Medians of {SAMPLES} samples of {} s; connections carry a 1-byte request and answer. src=preserve: the task sees the client's address, its replies go back through n1 by the sandbox's conntrack mark and policy route; src=nat: source NAT to n1's address on the network. Goal: published ≥ 0.95× straight.",
         SAMPLE.as_secs()
     ));
     Ok(r)

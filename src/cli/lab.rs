@@ -309,6 +309,7 @@ async fn demo_services(lab: &lab::Lab) -> anyhow::Result<()> {
             target: 80,
             protocol: Protocol::Tcp,
             mode: PublishMode::Ingress,
+            src: Default::default(),
         }],
         endpoint_mode: EndpointMode::Vip,
         labels: Default::default(),

@@ -143,9 +143,9 @@ pub async fn run(client: &ApiClient, cmd: ServiceCmd) -> anyhow::Result<()> {
                             s.spec
                                 .publish
                                 .iter()
-                                .map(|p| p.to_string())
+                                .map(|p| p.summary())
                                 .collect::<Vec<_>>()
-                                .join(","),
+                                .join(", "),
                             s.vips
                                 .iter()
                                 .map(|(n, v)| format!("{n}={v}"))
@@ -210,7 +210,7 @@ pub async fn run(client: &ApiClient, cmd: ServiceCmd) -> anyhow::Result<()> {
                     line("VIP:", format!("{v} on {n}"));
                 }
                 for p in &s.spec.publish {
-                    line("Publish:", p.to_string());
+                    line("Publish:", p.summary());
                 }
                 for (n, o) in &s.spec.network_options {
                     if !o.aliases.is_empty() {
@@ -300,6 +300,45 @@ fn who() -> String {
     )
 }
 
+/// `shoal tool peer`: on TCP and UDP port `port`, answers each connection (and each
+/// datagram) with `peer=IP:PORT` — the source address the task saw — and which task
+/// answered.
+async fn peer_echo(port: u16) -> anyhow::Result<()> {
+    let tcp = tokio::net::TcpListener::bind(("0.0.0.0", port))
+        .await
+        .with_context(|| format!("cannot listen on TCP port {port}"))?;
+    let udp = tokio::net::UdpSocket::bind(("0.0.0.0", port))
+        .await
+        .with_context(|| format!("cannot listen on UDP port {port}"))?;
+    let task = who();
+    let answer = move |peer: std::net::SocketAddr| format!("peer={peer} {task}\n");
+    let tcp_answer = answer.clone();
+    let tcp_loop = async move {
+        loop {
+            let (mut conn, peer) = tcp.accept().await?;
+            let line = tcp_answer(peer);
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = conn.write_all(line.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+        #[allow(unreachable_code)]
+        anyhow::Ok(())
+    };
+    let udp_loop = async move {
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let (_, peer) = udp.recv_from(&mut buf).await?;
+            let _ = udp.send_to(answer(peer).as_bytes(), peer).await;
+        }
+        #[allow(unreachable_code)]
+        anyhow::Ok(())
+    };
+    tokio::try_join!(tcp_loop, udp_loop)?;
+    Ok(())
+}
+
 /// `shoal tool ...`.
 pub async fn tool(cmd: ToolCmd) -> anyhow::Result<()> {
     match cmd {
@@ -314,6 +353,7 @@ pub async fn tool(cmd: ToolCmd) -> anyhow::Result<()> {
             });
             axum::serve(listener, app).await?;
         }
+        ToolCmd::Peer { port } => peer_echo(port).await?,
         ToolCmd::UdpEcho { port } => {
             let socket = tokio::net::UdpSocket::bind(("0.0.0.0", port))
                 .await

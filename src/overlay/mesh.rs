@@ -1,14 +1,42 @@
 //! The routing mesh and VIPs on this node.
 //!
 //! ```text
-//!  client ─▶ node:PUBLISHED ─dnat to any running task + snat to the node's address─▶ task
+//!  src=preserve (default):
+//!  client ─▶ node A:PUBLISHED ─dnat to any running task; frame from A's node MAC─▶ task (node B)
+//!  task's reply ─ct mark by A's MAC ─▶ fwmark rule ─▶ default via A's node address─▶ A ─▶ client
+//!  src=nat:
+//!  client ─▶ node A:PUBLISHED ─dnat to any running task + snat to A's node address─▶ task
 //!  sandbox ─▶ VIP:any port ─dnat in the sandbox itself─▶ a running task (no hairpin)
 //! ```
-//! The node's address on a published service's network is its own (own MAC), unlike
-//! the anycast gateway, so source NAT to it brings the tasks' answers back through this
-//! node; it sits on the network's bridge (see `shoal_dataplane::overlay::NodeAddr`), so
-//! a published connection is translated once, in the node, like a VIP connection is in
-//! its sandbox.
+//! Each node has an address of its own (own MAC, unlike the anycast gateway) on every
+//! network a service publishes ports from; it sits on the network's bridge (see
+//! `shoal_dataplane::overlay::NodeAddr`), so a published connection is translated once,
+//! in the ingress node, like a VIP connection is in its sandbox.
+//!
+//! **Keeping the client's address (`src=preserve`).** Node A translates only the
+//! destination, so the task sees the client's own address and port (unlike Docker's
+//! mesh, moby#25526). A holds the connection's translation, so the replies must come
+//! back through A, not leave by node B's own gateway. A marks such connections
+//! (`MESH_PRESERVE_MARK`) and its bridge stamps their frames with A's node MAC. In
+//! the task's sandbox ([`return_path`](super::return_path)), a prerouting rule gives
+//! a connection whose first frame came from A's MAC a conntrack mark naming A; an
+//! output rule (type route) copies it to the replies' packet mark, and an `ip rule
+//! fwmark → table` sends them by a table whose only route is `default via` A's node
+//! address. A's bridge lifts frames for its MAC up to A, whose conntrack undoes the
+//! DNAT and sends the reply to the client. TCP and UDP alike (conntrack, not sockets,
+//! carries the mark); encrypted networks alike (the frames are the same inside
+//! WireGuard). A task on A itself needs nothing: its replies go to its gateway, which is
+//! A. Clients on the service's own network (a task reaching its own service through a
+//! node's address: the hairpin) stay source-NATed to A's node address, since a task
+//! receiving its own address as a source would drop it as a martian. Marks and tables
+//! are the node address as a number, unique in the cluster. Only Ready ingress nodes
+//! get them: when A goes Down or leaves, the next pass removes its rules, tables and
+//! marking rules from every sandbox (A's own connections died with its conntrack, as
+//! with any NAT), and new connections go to nodes that are up.
+//!
+//! **Source NAT (`src=nat`).** The connection leaves A source-NATed to A's node
+//! address, so the task's replies come back to A on their own; the task sees A's
+//! address.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -19,6 +47,7 @@ use shoal_control::{ClusterError, Member, NodeId};
 use shoal_dataplane::nat_lb::{vip_table, Vip, LB_TABLE};
 use shoal_dataplane::netns;
 use shoal_dataplane::nft::{self, Family, NftError, Table};
+use shoal_dataplane::return_path;
 use tokio_util::sync::CancellationToken;
 
 use super::view::backends;
@@ -96,9 +125,12 @@ async fn step(member: &Member, overlay: &Overlay) -> Result<(), ClusterError> {
 
 /// Programs the VIP table of every local sandbox, with the idle timeout of its
 /// load-balanced connections as a conntrack timeout policy of the table's own (no
-/// sysctl changes: the sandbox's other connections keep the kernel's timeouts).
+/// sysctl changes: the sandbox's other connections keep the kernel's timeouts), and the
+/// return path of published connections that keep the client's address (its marking
+/// chains in the same table, its policy routes after).
 pub async fn program(state: &ClusterState, me: NodeId, idle_timeout: Option<Duration>) {
     let idle_secs = idle_timeout.map(idle_secs);
+    let peers = super::return_path::peers(state, me);
     let mut sandboxes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for e in state
         .endpoints
@@ -130,8 +162,13 @@ pub async fn program(state: &ClusterState, me: NodeId, idle_timeout: Option<Dura
                     .collect(),
             })
             .collect();
-        jobs.push((sandbox.clone(), vip_table(&vips, idle_secs)));
+        let mut table = vip_table(&vips, idle_secs);
+        if let Some(p) = peers.get(sandbox) {
+            table.chains.extend(return_path::chains(p));
+        }
+        jobs.push((sandbox.clone(), table));
     }
+    let names: Vec<String> = sandboxes.keys().cloned().collect();
     let result = tokio::task::spawn_blocking(move || {
         for (sandbox, table) in jobs {
             let ns = match netns::open(&sandbox) {
@@ -162,6 +199,7 @@ pub async fn program(state: &ClusterState, me: NodeId, idle_timeout: Option<Dura
     if let Err(e) = result {
         tracing::warn!(error = %e, "load balancing programming failed");
     }
+    super::return_path::program(&names, &peers).await;
 }
 
 /// An idle timeout in whole seconds, as conntrack counts them (at least one).

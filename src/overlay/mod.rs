@@ -9,6 +9,8 @@
 //! ```
 //! - [`mesh`]: the routing mesh (the node's own addresses, VIP load balancing);
 //!   [`loopback`]: published ports on the node's loopback addresses.
+//! - [`return_path`]: which ingress nodes each task sandbox sends replies back through
+//!   (ports with `src=preserve`), and its policy routes.
 //! - [`encrypted`] and [`keys`]: the encrypted data path and this node's WireGuard key;
 //!   [`uapi`]: its WireGuard UAPI socket for `wg show`.
 //! - [`dns`]: the service-discovery resolvers on the networks' gateways.
@@ -22,6 +24,7 @@ pub mod loopback;
 pub mod mesh;
 pub mod reconciler;
 pub mod report;
+pub mod return_path;
 pub mod uapi;
 pub mod view;
 

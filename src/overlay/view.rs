@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
-use shoal_control::state::{ClusterState, Endpoint, PublishMode, TaskState};
+use shoal_control::state::{ClusterState, Endpoint, PublishMode, SourceMode, TaskState};
 use shoal_control::NodeId;
 use shoal_dataplane::nat_lb::Published;
 use shoal_dataplane::overlay::{EndpointPlan, NetworkPlan, NodeAddr, NodePlan, Remote, ResolvConf};
@@ -172,6 +172,7 @@ fn published(state: &ClusterState, me: NodeId) -> Vec<Published> {
                 port: p.host_port,
                 backends: vec![(e.ip, p.port)],
                 mesh: false,
+                source_nat: false,
             })
         })
         .collect();
@@ -194,6 +195,7 @@ fn published(state: &ClusterState, me: NodeId) -> Vec<Published> {
                 port: p.published,
                 backends,
                 mesh,
+                source_nat: p.src == SourceMode::Nat,
             });
         }
     }
@@ -264,7 +266,7 @@ pub(crate) mod tests {
     use shoal_control::state::{apply, AttachSpec, Command, NetworkSpec, Node, Proposal, Secrets};
     use shoal_control::state::{Availability, NodeStatus, Role};
 
-    /// Node `id`: `n{id}`, a ready manager at 198.18.0.{id}.
+    /// A Ready manager `n<id>` at 198.18.0.<id>.
     pub(crate) fn node(id: u64) -> Node {
         let ip: IpAddr = [198, 18, 0, id as u8].into();
         Node {
@@ -283,7 +285,8 @@ pub(crate) mod tests {
         }
     }
 
-    fn run(s: &mut ClusterState, command: Command) {
+    /// Applies `command` to `s`.
+    pub(crate) fn run(s: &mut ClusterState, command: Command) {
         apply(s, None, &Proposal { at_ms: 1, command }).unwrap();
     }
 

@@ -23,6 +23,21 @@ pub fn http_get(ns: &str, addr: SocketAddr) -> Option<String> {
     .flatten()
 }
 
+/// Connects to `addr` from namespace `ns` and reads what the server says until it
+/// closes (`shoal tool peer`'s line); `None` on any failure.
+pub fn tcp_read(ns: &str, addr: SocketAddr) -> Option<String> {
+    spawn_in(ns, move || -> Option<String> {
+        let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+        c.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+        let mut out = String::new();
+        c.read_to_string(&mut out).ok()?;
+        Some(out)
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
 /// Sends one UDP datagram from namespace `ns` and returns the reply, if any.
 pub fn udp_exchange(ns: &str, to: SocketAddr, payload: Vec<u8>) -> Option<Vec<u8>> {
     udp_exchange_within(ns, to, payload, Duration::from_secs(3))

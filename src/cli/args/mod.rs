@@ -690,6 +690,13 @@ pub enum ToolCmd {
         #[arg(long, default_value_t = 80)]
         port: u16,
     },
+    /// Tell each TCP connection and UDP datagram its source address as the task saw it
+    /// (`peer=IP:PORT`, and which task answered), on the same TCP and UDP port.
+    Peer {
+        /// The TCP and UDP port (1-65535).
+        #[arg(long, default_value_t = 7000, value_parser = clap::value_parser!(u16).range(1..))]
+        port: u16,
+    },
     /// Echo every UDP datagram, prefixed with which task answered.
     UdpEcho {
         /// The UDP port.

@@ -60,8 +60,10 @@ pub struct ServiceCreateArgs {
     #[arg(long, value_parser = ["replicated", "global"])]
     pub mode: Option<String>,
     /// Publish a port: [PUBLISHED:]TARGET[/tcp|/udp], [mode=host,]PUBLISHED:TARGET, or
-    /// published=P,target=T,protocol=tcp|udp,mode=ingress|host; without a published
-    /// port one is assigned from 30000-32767 (repeatable).
+    /// published=P,target=T,protocol=tcp|udp,mode=ingress|host,src=preserve|nat;
+    /// without a published port one is assigned from 30000-32767 (repeatable). src=
+    /// (ingress mode): preserve (default) lets tasks see the client's address, nat
+    /// shows them the ingress node's.
     #[arg(long = "publish", short = 'p')]
     pub publish: Vec<String>,
     /// vip (default) or dnsrr.
@@ -106,7 +108,8 @@ pub struct ServiceUpdateArgs {
     /// Remove a label.
     #[arg(long = "label-rm", value_name = "KEY")]
     pub label_rm: Vec<String>,
-    /// Publish a port (as --publish); a port already published is left as it is.
+    /// Publish a port (as --publish); a port already published is left as it is, but
+    /// takes the src= given (default preserve): e.g. `8080:80,src=nat` switches it.
     #[arg(long = "publish-add")]
     pub publish_add: Vec<String>,
     /// Stop publishing a port, by target port: TARGET[/udp], PUBLISHED:TARGET, or

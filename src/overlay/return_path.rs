@@ -1,0 +1,204 @@
+//! Which ingress nodes each local sandbox sends replies back through, and keeping its
+//! policy routes equal to that (see `shoal_dataplane::return_path` for the data path).
+//!
+//! ```text
+//!  ClusterState ─ peers() ─▶ {sandbox: [IngressPeer]} ─┬─▶ nft chains in the sandbox's shoal-lb table (mesh::program)
+//!                                                      └─▶ program(): observe ─ diff ─ apply (ip rules, tables)
+//! ```
+//! A sandbox gets peers only for a network that a service of its publishes a
+//! `src=preserve` ingress port from (its first network), and only for ingress nodes
+//! other than this one (replies to a connection that came through this node go out of
+//! its own gateway, which is this node anyway) that are Ready: when a node goes Down
+//! or is removed, its marks, rules and tables leave every sandbox on the next pass.
+
+use std::collections::BTreeMap;
+
+use shoal_control::state::{ClusterState, NodeStatus, PublishMode, SourceMode};
+use shoal_control::NodeId;
+use shoal_dataplane::netlink::Netlink;
+use shoal_dataplane::netns;
+use shoal_dataplane::return_path::{self, IngressPeer};
+
+/// The ingress peers of every sandbox on node `me` that receives mesh connections
+/// keeping the client's address.
+pub fn peers(state: &ClusterState, me: NodeId) -> BTreeMap<String, Vec<IngressPeer>> {
+    let mut out: BTreeMap<String, Vec<IngressPeer>> = BTreeMap::new();
+    for e in state
+        .endpoints
+        .values()
+        .filter(|e| e.node == me && !e.ingress)
+    {
+        let Some(service) = e.service.as_ref().and_then(|s| state.services.get(s)) else {
+            continue;
+        };
+        let preserves = service
+            .spec
+            .publish
+            .iter()
+            .any(|p| p.mode == PublishMode::Ingress && p.src == SourceMode::Preserve);
+        if !preserves || service.spec.networks.first() != Some(&e.network) {
+            continue;
+        }
+        let peers = out.entry(e.sandbox.clone()).or_default();
+        for node_addr in state
+            .endpoints_on(&e.network)
+            .filter(|a| a.ingress && a.node != me)
+        {
+            let Some(node) = state.nodes.get(&node_addr.node) else {
+                continue;
+            };
+            if node.status != NodeStatus::Ready {
+                continue;
+            }
+            peers.push(IngressPeer {
+                node: node.name.clone(),
+                ip: node_addr.ip,
+                mac: node_addr.mac,
+                ifname: e.ifname.clone(),
+            });
+        }
+        peers.sort();
+        peers.dedup();
+    }
+    out
+}
+
+/// Makes the policy routes of every sandbox in `sandboxes` (this node's) what `peers`
+/// says: removes the return routes of sandboxes without peers, and of nodes gone.
+pub async fn program(sandboxes: &[String], peers: &BTreeMap<String, Vec<IngressPeer>>) {
+    for sandbox in sandboxes {
+        let want = return_path::routes(peers.get(sandbox).map_or(&[][..], |p| p.as_slice()));
+        if let Err(e) = program_one(sandbox, &want).await {
+            tracing::warn!(sandbox = %sandbox, error = %e, "cannot program the return path");
+        }
+    }
+}
+
+async fn program_one(sandbox: &str, want: &[return_path::ReturnRoute]) -> anyhow::Result<()> {
+    let Ok(ns) = netns::open(sandbox) else {
+        return Ok(());
+    };
+    let nl = Netlink::in_namespace(&ns)?;
+    let have = return_path::observe(&nl).await?;
+    let changes = return_path::diff(want, &have);
+    if changes.is_empty() {
+        return Ok(());
+    }
+    tracing::debug!(sandbox, ?changes, "return path");
+    if let Some(e) = return_path::apply(&nl, &changes).await.into_iter().next() {
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::overlay::view::tests::{node, run};
+    use shoal_control::state::{AttachSpec, Command, NetworkSpec, PortSpec, Secrets, ServiceSpec};
+
+    /// Three nodes with an address each on network `web`; service `www` publishes
+    /// `publish` and has a task sandbox on n2; an unrelated sandbox sits on n2 too.
+    fn state(publish: &str) -> ClusterState {
+        let mut s = ClusterState::default();
+        run(
+            &mut s,
+            Command::Bootstrap {
+                cluster_id: "c".into(),
+                ca_cert_pem: String::new(),
+                secrets: Secrets::default(),
+                addr_pools: Default::default(),
+                node: node(1),
+            },
+        );
+        for id in [2, 3] {
+            run(&mut s, Command::AddNode { node: node(id) });
+        }
+        run(
+            &mut s,
+            Command::CreateNetwork {
+                id: "aaaaaaaa01".into(),
+                spec: NetworkSpec {
+                    name: "web".into(),
+                    attachable: true,
+                    ..Default::default()
+                },
+            },
+        );
+        run(
+            &mut s,
+            Command::CreateService {
+                id: "bbbbbbbb01".into(),
+                spec: ServiceSpec {
+                    name: "www".into(),
+                    networks: vec!["web".into()],
+                    publish: vec![PortSpec::parse(publish).unwrap()],
+                    ..Default::default()
+                },
+            },
+        );
+        let attach =
+            |node: u64, sandbox: &str, service: Option<&str>, ingress: bool| Command::Attach {
+                spec: AttachSpec {
+                    network: "web".into(),
+                    node: NodeId(node),
+                    sandbox: sandbox.into(),
+                    service: service.map(String::from),
+                    ingress,
+                    ..Default::default()
+                },
+            };
+        for id in 1..=3 {
+            run(
+                &mut s,
+                attach(id, crate::overlay::mesh::NODE_SANDBOX, None, true),
+            );
+        }
+        run(&mut s, attach(2, "/run/netns/task", Some("www"), false));
+        run(&mut s, attach(2, "/run/netns/other", None, false));
+        s
+    }
+
+    #[test]
+    fn a_task_sandbox_returns_through_every_other_ready_ingress_node() {
+        let s = state("8080:80");
+        let peers = peers(&s, NodeId(2));
+        assert_eq!(peers.len(), 1, "only the task's sandbox: {peers:?}");
+        let task = &peers["/run/netns/task"];
+        let names: Vec<&str> = task.iter().map(|p| p.node.as_str()).collect();
+        assert_eq!(names, ["n1", "n3"], "not this node's own address");
+        let n1 = s
+            .endpoints
+            .values()
+            .find(|e| e.ingress && e.node == NodeId(1))
+            .unwrap();
+        assert_eq!((task[0].ip, task[0].mac), (n1.ip, n1.mac));
+        assert_eq!(task[0].ifname, "eth0");
+    }
+
+    #[test]
+    fn a_node_that_goes_down_loses_its_return_routes() {
+        let mut s = state("8080:80");
+        run(
+            &mut s,
+            Command::SetNodeStatus {
+                id: NodeId(1),
+                status: NodeStatus::Down,
+            },
+        );
+        let peers = peers(&s, NodeId(2));
+        let names: Vec<&str> = peers["/run/netns/task"]
+            .iter()
+            .map(|p| p.node.as_str())
+            .collect();
+        assert_eq!(names, ["n3"]);
+    }
+
+    #[test]
+    fn source_nat_ports_need_no_return_path() {
+        let s = state("src=nat,8080:80");
+        assert!(peers(&s, NodeId(2)).is_empty());
+        let host = state("mode=host,8080:80");
+        assert!(peers(&host, NodeId(2)).is_empty());
+    }
+}
