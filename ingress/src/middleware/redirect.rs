@@ -2,8 +2,9 @@
 //! (`scheme://host[:port]/path?query`), rewritten, and when it changed the client is
 //! sent there: 302 for GET and 307 for other methods, or 301 and 308 when permanent.
 //!
-//! The scheme is the connection's (`https` over TLS); a client's own
-//! `X-Forwarded-Proto` is not trusted, as the proxy does not trust it when forwarding.
+//! The scheme is the connection's (`https` over TLS); redirectScheme, as Træfik's,
+//! reads `X-Forwarded-Proto` first, which reaches it only from a trusted client (the
+//! entrypoint removes an untrusted client's forwarding headers).
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -111,10 +112,31 @@ impl SchemeRedirect {
         (new != old).then_some(new)
     }
 
-    /// The redirect for `req`, if it needs one.
+    /// The redirect for `req`, if it needs one. As Træfik's, the scheme is the
+    /// request's `X-Forwarded-Proto` when it says `http`/`ws` or `https`/`wss` (any
+    /// case), else the connection's: behind a TLS-terminating balancer the proxy trusts
+    /// (`forwardedHeaders.trustedIPs`), an `https` request is not sent round again. An
+    /// untrusted client's value never gets here: the entrypoint removed it.
     pub fn check<B>(&self, req: &Request<B>, tls: bool) -> Option<Response<ProxyBody>> {
-        let location = self.target(&RequestUrl::of(req, tls))?;
+        let mut url = RequestUrl::of(req, tls);
+        if let Some(scheme) = forwarded_scheme(req.headers()) {
+            url.scheme = scheme.to_string();
+        }
+        let location = self.target(&url)?;
         Some(redirect(req.method(), self.permanent, &location))
+    }
+}
+
+/// The scheme an `X-Forwarded-Proto` names, read as Træfik's redirectScheme does: a
+/// WebSocket's `ws`/`wss` as `http`/`https`, anything else ignored.
+fn forwarded_scheme(headers: &header::HeaderMap) -> Option<&'static str> {
+    let value = headers.get("x-forwarded-proto")?.to_str().ok()?;
+    if value.eq_ignore_ascii_case("http") || value.eq_ignore_ascii_case("ws") {
+        Some("http")
+    } else if value.eq_ignore_ascii_case("https") || value.eq_ignore_ascii_case("wss") {
+        Some("https")
+    } else {
+        None
     }
 }
 
@@ -142,7 +164,8 @@ impl RegexRedirect {
         (new != old).then_some(new)
     }
 
-    /// The redirect for `req`, if it needs one.
+    /// The redirect for `req`, if it needs one (the scheme is the connection's, as in
+    /// Træfik's redirectRegex).
     pub fn check<B>(&self, req: &Request<B>, tls: bool) -> Option<Response<ProxyBody>> {
         let location = self.target(&RequestUrl::of(req, tls))?;
         Some(redirect(req.method(), self.permanent, &location))
@@ -204,6 +227,50 @@ mod tests {
             r.status().as_u16(),
             r.headers()["location"].to_str().unwrap().to_string(),
         ))
+    }
+
+    /// Træfik's `redirect_scheme_test.go` cases with `X-Forwarded-Proto`: `https` or
+    /// `wss` (any case) count as already secure, `http`/`ws` as plain even over TLS, an
+    /// unknown value is ignored.
+    #[test]
+    fn redirect_scheme_reads_x_forwarded_proto_as_træfik() {
+        let https = scheme("https", None, false);
+        let with = |proto: &str, tls: bool| {
+            let mut r = req("GET", "foo", "/");
+            r.headers_mut()
+                .insert("x-forwarded-proto", proto.parse().unwrap());
+            https.check(&r, tls).map(|resp| {
+                let location = resp.headers()["location"].to_str().unwrap().to_string();
+                (resp.status().as_u16(), location)
+            })
+        };
+        let moved = Some((302, "https://foo/".to_string()));
+        assert_eq!(with("http", false), moved);
+        assert_eq!(with("https", false), None);
+        assert_eq!(with("HTTPS", false), None);
+        assert_eq!(with("bar", false), moved);
+        assert_eq!(with("ws", false), moved);
+        assert_eq!(with("wss", false), None);
+        assert_eq!(with("http", true), moved, "the header wins over TLS");
+        let http = scheme("http", None, false);
+        let mut r = req("GET", "foo", "/");
+        r.headers_mut()
+            .insert("x-forwarded-proto", "https".parse().unwrap());
+        let resp = http.check(&r, false).expect("https → http");
+        assert_eq!(resp.headers()["location"], "http://foo/");
+        // redirectRegex matches the connection's URL, whatever the header says.
+        let regex = RegexRedirect::new(&RedirectRegex {
+            regex: Pattern(Regex::new(r"http://foo:80").unwrap()),
+            replacement: "https://foo:443".into(),
+            permanent: false,
+        });
+        let mut r = req("GET", "foo:80", "/");
+        r.headers_mut()
+            .insert("x-forwarded-proto", "https".parse().unwrap());
+        let resp = regex
+            .check(&r, false)
+            .expect("the regex matches http://foo:80");
+        assert_eq!(resp.headers()["location"], "https://foo:443/");
     }
 
     /// Cases from Træfik's `redirect_scheme_test.go`.
