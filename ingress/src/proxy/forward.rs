@@ -21,6 +21,7 @@ use http_body_util::BodyExt;
 use hyper::body::Body;
 use tokio::time::Instant;
 
+use super::admit::admit;
 use super::body::{self, Guarded, ProxyBody, RequestBody};
 use super::h1::H1Error;
 use super::headers::{self, Forwarded};
@@ -28,13 +29,12 @@ use super::service::{HostState, ServiceSnapshot, ServiceState};
 use super::target::UpstreamTarget;
 use super::traced::{self, RequestTrace};
 use super::upstream::{ConnectError, Outgoing, SendError, UpstreamBody};
-use super::{lock, noting_wait, ConnInfo, Proxy, Route, RouteTable};
+use super::{lock, noting_wait, ConnInfo, Proxy, Route};
 use crate::access_log::{Entry, TraceFields};
 use crate::balancer;
 use crate::breaker::{Overflow, Slot};
 use crate::middleware::{Client, Pipeline, Upstream};
 use crate::retry::{AttemptOutcome, RetryPolicy};
-use crate::rule::{RequestError, RequestView};
 
 /// What the access log says about the attempts of a request.
 #[derive(Debug, Default)]
@@ -146,85 +146,6 @@ fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
             .filter(|h| h.to_str().is_ok())
             .cloned(),
     }
-}
-
-/// Why a request was answered by the proxy before reaching a service.
-#[derive(Debug, Clone, Copy)]
-enum Refusal {
-    /// Framing that could be read two ways.
-    AmbiguousFraming,
-    /// More than one `Host`, or one that is not a host.
-    BadHost,
-    /// No host in the URI or `Host`.
-    NoHost,
-    /// A request target Træfik (Go) refuses: a `%` not followed by two hex digits.
-    BadTarget,
-    /// No router matched.
-    NoRoute,
-}
-
-impl Refusal {
-    /// The answer; a request Go's server cannot parse (Træfik's) also ends the
-    /// connection, as Go's does.
-    fn response(self) -> Response<ProxyBody> {
-        const BAD: StatusCode = StatusCode::BAD_REQUEST;
-        let (status, text, close) = match self {
-            Refusal::AmbiguousFraming => (BAD, "ambiguous request framing", true),
-            Refusal::BadHost => (BAD, "bad Host header", true),
-            Refusal::NoHost => (BAD, "missing Host header", false),
-            Refusal::BadTarget => (
-                BAD,
-                "bad request target: a '%' not followed by two hex digits",
-                true,
-            ),
-            Refusal::NoRoute => (StatusCode::NOT_FOUND, "404 page not found", false),
-        };
-        let mut resp = local(status, text);
-        if close {
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        resp
-    }
-}
-
-/// The checks before a request is dispatched: unambiguous framing, a valid host (none
-/// needed for HTTP/1.0), a path Go would parse, a matching router.
-fn admit<'t, 'h>(
-    table: &'t RouteTable,
-    req: &Request<ProxyBody>,
-    conn: &ConnInfo,
-    host: Option<&'h HeaderValue>,
-) -> Result<(&'t Route, &'h HeaderValue), Refusal> {
-    if headers::ambiguous_framing(req.headers()) {
-        return Err(Refusal::AmbiguousFraming);
-    }
-    if !headers::host_fields_valid(req.headers()) {
-        return Err(Refusal::BadHost);
-    }
-    let http10 = req.version() <= Version::HTTP_10;
-    let Some((host, text)) = host
-        .and_then(|h| Some((h, h.to_str().ok()?)))
-        .filter(|(_, t)| !t.is_empty() || http10)
-    else {
-        return Err(Refusal::NoHost);
-    };
-    let view = RequestView {
-        host: text,
-        path: req.uri().path(),
-        method: req.method().as_str(),
-        headers: req.headers(),
-        query: req.uri().query(),
-        client_ip: conn.client.ip(),
-    };
-    let prepared = view.prepare().map_err(|e| match e {
-        RequestError::InvalidPercentEncoding { .. } => Refusal::BadTarget,
-        RequestError::NonAsciiHost { .. } | RequestError::InvalidHost { .. } => Refusal::BadHost,
-    })?;
-    let route = table
-        .route(&conn.entrypoint, conn.tls, &prepared)
-        .ok_or(Refusal::NoRoute)?;
-    Ok((route, host))
 }
 
 impl Proxy {

@@ -10,6 +10,7 @@
 //!                middleware instances (buckets, counts, breakers) kept by router/name
 //! ```
 
+mod admit;
 pub(crate) mod body;
 mod fast;
 mod forward;
