@@ -9,7 +9,7 @@
 //!        (kept alive unless HTTP/1.0, `Connection: close` or read-until-close)
 //! ```
 //! Framing follows RFC 9112 §6.3: responses to HEAD and 1xx/204/304 have no body;
-//! Transfer-Encoding wins over Content-Length; differing Content-Length values are an
+//! Transfer-Encoding wins over Content-Length (which is then not forwarded); differing Content-Length values are an
 //! error, as is anything malformed (see `decode`). Chunk extensions and trailers are read
 //! and dropped.
 
@@ -173,7 +173,13 @@ impl H1Conn {
         self.timer = timer;
         let framing = framing(method, head.status(), head.headers())?;
         let keep_alive = framing != Framing::UntilClose && keeps_alive(&head);
-        let (head, ()) = head.into_parts();
+        let (mut head, ()) = head.into_parts();
+        if head.headers.contains_key(header::TRANSFER_ENCODING) {
+            // RFC 9112 §6.3: the coding frames the body and a proxy removes the length
+            // before forwarding; the body goes on re-framed (chunked, or until close),
+            // so a keep-alive client never reads part of it as the next response.
+            head.headers.remove(header::CONTENT_LENGTH);
+        }
         Ok(Response::from_parts(
             head,
             H1Body::new(self, framing, keep_alive, home),
