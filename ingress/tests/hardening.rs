@@ -203,3 +203,62 @@ async fn bad_escapes_and_non_ascii_hosts_get_400_before_any_rule() {
     }
     assert_eq!(*seen.lock().unwrap(), ["/a%20b"]);
 }
+
+/// RFC 9112 §3.2: more than one Host field is a bad request, whatever the values.
+#[tokio::test]
+async fn two_host_fields_get_400() {
+    let (b, seen) = recorder().await;
+    let (_p, addr) = proxy(routes(
+        &[("r", "PathPrefix(`/`)", "s")],
+        vec![("s", Service::over(&[b]))],
+    ))
+    .await;
+    for raw in [
+        &b"GET / HTTP/1.1\r\nHost: a.com\r\nHost: b.com\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: a.com\r\nhost: a.com\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: \r\nHost: a.com\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a.com\r\nX-A: 1\r\nHost: b.com\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a.com\r\nConnection: keep-alive\r\nHost: b.com\r\n\r\n",
+    ] {
+        let resp = exchange(addr, raw).await;
+        assert!(
+            resp.starts_with("HTTP/1.1 400"),
+            "{:?}: {resp}",
+            String::from_utf8_lossy(raw)
+        );
+    }
+    assert!(seen.lock().unwrap().is_empty());
+}
+
+/// A transfer coding the proxy does not implement (anything but chunked, e.g.
+/// `gzip, chunked`) gets 501 (RFC 9112 §6.1) instead of its body going on as plain
+/// data with the coding's name dropped.
+#[tokio::test]
+async fn transfer_codings_other_than_chunked_get_501() {
+    let (b, seen) = recorder().await;
+    let (_p, addr) = proxy(routes(
+        &[("r", "PathPrefix(`/`)", "s")],
+        vec![("s", Service::over(&[b]))],
+    ))
+    .await;
+    for coding in [
+        "gzip, chunked",
+        "x-custom,chunked",
+        "deflate, identity, chunked",
+    ] {
+        let raw = format!(
+            "POST / HTTP/1.1\r\nHost: a.com\r\nTransfer-Encoding: {coding}\r\n\r\n1\r\nx\r\n0\r\n\r\n"
+        );
+        let resp = exchange(addr, raw.as_bytes()).await;
+        assert!(resp.starts_with("HTTP/1.1 501"), "{coding}: {resp}");
+    }
+    // Two fields that together say `gzip, chunked` are the same thing.
+    let raw = b"POST / HTTP/1.1\r\nHost: a.com\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n";
+    let resp = exchange(addr, raw).await;
+    assert!(resp.starts_with("HTTP/1.1 501"), "{resp}");
+    assert!(seen.lock().unwrap().is_empty());
+    // Plain chunked (any case) still goes through.
+    let raw = b"POST / HTTP/1.1\r\nHost: a.com\r\nTransfer-Encoding: Chunked\r\nConnection: close\r\n\r\n1\r\nx\r\n0\r\n\r\n";
+    let resp = exchange(addr, raw).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+}

@@ -1,5 +1,5 @@
 //! The checks a request passes before it is dispatched, and the proxy's own answers to
-//! those it fails: unambiguous framing, a valid host, a path Go would parse, a router.
+//! those it fails: unambiguous framing in a coding it implements, a valid host, a path Go would parse, a router.
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
@@ -15,6 +15,8 @@ use crate::rule::{RequestError, RequestView};
 pub(super) enum Refusal {
     /// Framing that could be read two ways.
     AmbiguousFraming,
+    /// A transfer coding other than chunked (RFC 9112 §6.1: 501).
+    UnknownCoding,
     /// More than one `Host`, or one that is not a host.
     BadHost,
     /// No host in the URI or `Host`.
@@ -32,6 +34,11 @@ impl Refusal {
         const BAD: StatusCode = StatusCode::BAD_REQUEST;
         let (status, text, close) = match self {
             Refusal::AmbiguousFraming => (BAD, "ambiguous request framing", true),
+            Refusal::UnknownCoding => (
+                StatusCode::NOT_IMPLEMENTED,
+                "transfer coding not implemented: only chunked is",
+                true,
+            ),
             Refusal::BadHost => (BAD, "bad Host header", true),
             Refusal::NoHost => (BAD, "missing Host header", false),
             Refusal::BadTarget => (
@@ -60,6 +67,9 @@ pub(super) fn admit<'t, 'h>(
 ) -> Result<(&'t Route, &'h HeaderValue), Refusal> {
     if headers::ambiguous_framing(req.headers()) {
         return Err(Refusal::AmbiguousFraming);
+    }
+    if !headers::only_chunked(req.headers()) {
+        return Err(Refusal::UnknownCoding);
     }
     if !headers::host_fields_valid(req.headers()) {
         return Err(Refusal::BadHost);

@@ -327,6 +327,23 @@ pub fn ambiguous_framing(headers: &HeaderMap) -> bool {
     headers.contains_key(header::TRANSFER_ENCODING) || lengths.any(|l| l != first)
 }
 
+/// Whether the request's transfer codings, over all its `Transfer-Encoding` fields, are
+/// none or exactly `chunked` (any case): the only coding the proxy implements. A body
+/// in any other (`gzip, chunked`) would go on de-chunked with its coding's name lost.
+pub(super) fn only_chunked(headers: &HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|c| !c.is_empty());
+    match (codings.next(), codings.next()) {
+        (None, _) => true,
+        (Some(c), None) => c.eq_ignore_ascii_case(b"chunked"),
+        (Some(_), Some(_)) => false,
+    }
+}
+
 /// Whether the `Host` fields are one valid `uri-host [ ":" port ]` (or an empty value),
 /// or absent: more than one, or an invalid one, is a bad request (RFC 9112 §3.2).
 pub(super) fn host_fields_valid(headers: &HeaderMap) -> bool {
@@ -410,6 +427,25 @@ mod tests {
             ("content-length", "5")
         ])));
         assert!(!ambiguous_framing(&map(&[("content-length", "4")])));
+    }
+
+    #[test]
+    fn chunked_is_the_only_coding_taken() {
+        assert!(only_chunked(&map(&[])));
+        assert!(only_chunked(&map(&[("transfer-encoding", "chunked")])));
+        assert!(only_chunked(&map(&[("transfer-encoding", " CHUNKED ")])));
+        assert!(only_chunked(&map(&[("transfer-encoding", "chunked,")])));
+        for bad in [
+            &[("transfer-encoding", "gzip, chunked")][..],
+            &[
+                ("transfer-encoding", "gzip"),
+                ("transfer-encoding", "chunked"),
+            ],
+            &[("transfer-encoding", "chunked, chunked")],
+            &[("transfer-encoding", "identity")],
+        ] {
+            assert!(!only_chunked(&map(bad)), "{bad:?}");
+        }
     }
 
     #[test]
