@@ -165,11 +165,65 @@ async fn a_slow_header_client_is_cut_off_while_others_are_served() {
     let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut out)).await;
     assert!(read.is_ok(), "slow client was not cut off");
     let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(
-        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        text.to_ascii_lowercase().contains("connection: close"),
         "{text}"
     );
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+/// HAProxy's `timeout http-request`: a head that trickles in (a byte at a time, under
+/// the timeout each time) is still cut off when the timeout since the connection began
+/// passes, with a 408; a new connection that sends nothing gets a 408 too; one left
+/// idle after a response is closed without a word.
+#[tokio::test]
+async fn trickled_and_missing_heads_get_408_and_idle_keep_alive_closes_silently() {
+    let (b, _) = recorder().await;
+    let options = ProxyOptions {
+        header_read_timeout: Duration::from_millis(400),
+        ..ProxyOptions::default()
+    };
+    let (_p, addr) = proxy_with(
+        routes(
+            &[("r", "Host(`a.com`)", "s")],
+            vec![("s", Service::over(&[b]))],
+        ),
+        options,
+    )
+    .await;
+    let read_all = |mut s: TcpStream| async move {
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        assert!(read.is_ok(), "not cut off");
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    // Trickled: one byte every 100 ms.
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    let started = std::time::Instant::now();
+    for b in b"GET / HTTP/1.1\r\nHost: a.com" {
+        if slow.write_all(&[*b]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if started.elapsed() > Duration::from_secs(2) {
+            break;
+        }
+    }
+    let text = read_all(slow).await;
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Nothing sent at all.
+    let text = read_all(TcpStream::connect(addr).await.unwrap()).await;
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    // Idle after a full exchange: closed, no second answer.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a.com\r\n\r\n")
+        .await
+        .unwrap();
+    let text = read_all(s).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1").count(), 1, "{text}");
 }
 
 /// What Go's server refuses before Træfik tries a rule: a `%` not followed by two hex

@@ -18,7 +18,9 @@
 //! length and closes the connection after the response (RFC 9112 §6.1).
 //! An idle connection is closed after the header read timeout, like HAProxy's
 //! `timeout http-keep-alive` defaulting to `timeout http-request`; its timer is re-armed
-//! only when it fires, not per request.
+//! only when it fires, not per request. A head begun and not finished by then (or none
+//! at all on a new connection) gets 408 first, as HAProxy's; a head that is still
+//! arriving is read here, not by hyper (whose header timeout closes without a word).
 
 use std::future::Future;
 use std::io;
@@ -86,8 +88,10 @@ impl Proxy {
         let mut timer = Box::pin(tokio::time::sleep(idle));
         // When the connection last became idle.
         let mut last = Instant::now();
+        let mut answered = false;
+        let mut partial = false;
         loop {
-            if buf.is_empty() {
+            if buf.is_empty() || partial {
                 let wait = Wait {
                     io: &mut io,
                     buf: &mut buf,
@@ -96,12 +100,29 @@ impl Proxy {
                 };
                 match wait.await {
                     Ok(n) if n > 0 => {}
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut && (partial || !answered) => {
+                        // A head begun and not finished, or none on a new connection:
+                        // 408, as HAProxy's `timeout http-request` (an idle keep-alive
+                        // connection is closed silently).
+                        let resp = request_timeout();
+                        let write = write_response(&mut io, &mut out, resp, false);
+                        if let Ok(Ok(_)) = tokio::time::timeout(idle, write).await {
+                            let _ = tokio::time::timeout(idle, io.shutdown()).await;
+                        }
+                        return Handoff::Closed;
+                    }
                     _ => return Handoff::Closed,
                 }
             }
             let Some(req) = parse_request(&mut buf, limit) else {
+                partial = head_incomplete(&buf, limit);
+                if partial {
+                    continue;
+                }
                 return Handoff::Hyper(Rewind::new(buf.freeze(), io));
             };
+            partial = false;
+            answered = true;
             let head = req.method() == Method::HEAD;
             let (resp, ready) = self.handle(req, info, Instant::now()).await;
             match write_response(&mut io, &mut out, resp, head).await {
@@ -146,6 +167,26 @@ impl<IO: AsyncRead + Unpin> Future for Wait<'_, IO> {
         }
         Poll::Pending
     }
+}
+
+/// Whether `buf` holds the start of a request head that is not complete yet and may
+/// still fit the limit: the fast path keeps reading it (under the header timeout)
+/// rather than handing a half-read head to hyper, which would close without a 408.
+fn head_incomplete(buf: &[u8], limit: usize) -> bool {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    buf.len() < limit
+        && matches!(
+            httparse::Request::new(&mut slots).parse(buf),
+            Ok(httparse::Status::Partial)
+        )
+}
+
+/// The proxy's answer to a head that did not arrive in time; the connection closes.
+fn request_timeout() -> Response<ProxyBody> {
+    let mut resp = super::forward::local(StatusCode::REQUEST_TIMEOUT, "request timeout");
+    resp.headers_mut()
+        .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    resp
 }
 
 /// The request at the front of `buf` when the fast path can take it (consumed with its
