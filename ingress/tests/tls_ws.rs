@@ -111,6 +111,36 @@ async fn sni_picks_the_certificate_and_alpn_h2_works() {
     assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "b");
 }
 
+/// A client that chose h2 by ALPN must start with HTTP/2's connection preface (RFC 9113
+/// §3.4; h2spec 3.5.2): HTTP/1.1 sent instead is not answered as HTTP/1.1 and never
+/// reaches a backend.
+#[tokio::test]
+async fn alpn_h2_requires_the_http2_preface() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, files) = self_signed(dir.path(), "a", "a.test");
+    let server_config = shoal_ingress::tls::server_config(&[files]).unwrap();
+    let (b, seen) = recorder().await;
+    let r = routes(
+        &[("a", "Host(`a.test`)", "a")],
+        vec![("a", Service::over(&[b]))],
+    );
+    let (_proxy, addr) = serve_tls(r, server_config).await;
+    let mut tls = tls_connect(addr, "a.test", b"h2").await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let read = tls.read_to_end(&mut out);
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), read).await;
+    assert!(ended.is_ok(), "the connection was not ended");
+    assert!(
+        !String::from_utf8_lossy(&out).contains("HTTP/1.1"),
+        "answered as HTTP/1.1: {out:?}"
+    );
+    assert!(seen.lock().unwrap().is_empty());
+}
+
 /// HTTP/1.1 over TLS takes the same path as plain TCP: keep-alive requests are answered
 /// in order, and Content-Length with Transfer-Encoding is framed by the chunks and ends
 /// the connection, the smuggled tail never read; connections end with close_notify.

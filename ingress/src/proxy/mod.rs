@@ -573,8 +573,13 @@ impl Proxy {
                 }
             }
         };
-        // HTTP/1.1, plain or TLS, starts on the fast path; HTTP/2 by ALPN goes to hyper.
-        let io = if io.is_h2() || !self.options.fast_path || self.options.tracing.is_some() {
+        // HTTP/1.1, plain or TLS, starts on the fast path; HTTP/2 by ALPN goes to hyper,
+        // which then takes nothing but HTTP/2: a client that chose h2 and sends anything
+        // but its connection preface is refused (RFC 9113 §3.4, h2spec 3.5).
+        // (hyper-util's `http2_only` applies to `serve_connection`, not to the
+        // variant with upgrades, which HTTP/2 does not need.)
+        let h2 = io.is_h2();
+        let io = if h2 || !self.options.fast_path || self.options.tracing.is_some() {
             Rewind::new(early, io)
         } else {
             match self.serve_fast(io, &info, early).await {
@@ -582,9 +587,16 @@ impl Proxy {
                 fast::Handoff::Hyper(io) => io,
             }
         };
-        let result = builder
-            .serve_connection_with_upgrades(TokioIo::new(io), svc)
-            .await;
+        let result = if h2 {
+            builder
+                .http2_only()
+                .serve_connection(TokioIo::new(io), svc)
+                .await
+        } else {
+            builder
+                .serve_connection_with_upgrades(TokioIo::new(io), svc)
+                .await
+        };
         if let Err(e) = result {
             tracing::debug!(client = %info.client, error = %e, "client connection ended with an error");
         }
