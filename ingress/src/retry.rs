@@ -13,8 +13,9 @@
 //!   max 250 ms; or, for Træfik's `retry` middleware, [`BackoffShape::Doubling`].
 //! * Non-idempotent methods (POST, PATCH, CONNECT, …) are retried only when named in
 //!   `methods`.
-//! * A retry budget caps concurrent retries at a share of active requests (20 %, at
-//!   least 3).
+//! * A retry budget, when configured, caps concurrent retries at a share of active
+//!   requests (20 %, at least 3); without one (the default, as Envoy's) the breaker's
+//!   `max_retries` (3) caps them.
 
 use std::collections::BTreeSet;
 use std::time::Duration;

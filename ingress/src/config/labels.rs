@@ -24,7 +24,7 @@
 //! | `http.services.<s>.loadbalancer.sticky.cookie=true`  | sticky, cookie named `shoal_sticky` |
 //! | `http.services.<s>.loadbalancer.sticky.cookie.name=x`| sticky with cookie `x` |
 //! | `http.services.<s>.retry.*`                          | service default retry policy, keys as for routers |
-//! | `http.services.<s>.retry_budget.percent=20`, `.min_concurrency=3`, `.disabled=true` | retry budget |
+//! | `http.services.<s>.retry_budget.percent=20`, `.min_concurrency=3`, `.disabled=true` | retry budget (none unless set, as Envoy's: retries are capped by `max_retries`) |
 //! | `http.services.<s>.circuitbreaker.max_connections`, `.max_pending_requests`, `.max_requests`, `.max_retries` | breaker |
 //! | `http.services.<s>.loadbalancer.healthcheck.path=/health`, `.interval`, `.timeout`, … | active health check (see [`super::health`]) |
 //! | `http.services.<s>.outlier.consecutive_5xx`, `.consecutive_gateway_failure`, `.interval`, `.base_ejection_time`, `.max_ejection_time`, `.max_ejection_percent`, `.panic_threshold_percent` | outlier detection |
@@ -372,8 +372,10 @@ fn build_service(fields: &Fields, backends: &[IpAddr]) -> Result<Service, LabelE
     let mut breaker = BreakerFile::default();
     let mut outlier = OutlierFile::default();
     let mut outlier_path = None;
+    // As Envoy's: no retry budget unless one is configured (retries are then capped
+    // by the breaker's max_retries).
     let mut budget = RetryBudget::default();
-    let mut budget_enabled = true;
+    let mut budget_enabled = None;
     let mut health: Vec<(&str, &str, &str)> = Vec::new();
     for (field, l) in fields {
         match field.as_str() {
@@ -407,9 +409,15 @@ fn build_service(fields: &Fields, backends: &[IpAddr]) -> Result<Service, LabelE
             }
             "circuitbreaker.max_requests" => breaker.max_requests = Some(parse_num(l)?),
             "circuitbreaker.max_retries" => breaker.max_retries = Some(parse_num(l)?),
-            "retry_budget.percent" => budget.percent = parse_num(l)?,
-            "retry_budget.min_concurrency" => budget.min_concurrency = parse_num(l)?,
-            "retry_budget.disabled" => budget_enabled = !parse_bool(l)?,
+            "retry_budget.percent" => {
+                budget.percent = parse_num(l)?;
+                budget_enabled.get_or_insert(true);
+            }
+            "retry_budget.min_concurrency" => {
+                budget.min_concurrency = parse_num(l)?;
+                budget_enabled.get_or_insert(true);
+            }
+            "retry_budget.disabled" => budget_enabled = Some(!parse_bool(l)?),
             f if f.starts_with("retry.") => {}
             f if f.starts_with("outlier.") => {
                 outlier_path.get_or_insert_with(|| {
@@ -440,7 +448,7 @@ fn build_service(fields: &Fields, backends: &[IpAddr]) -> Result<Service, LabelE
     }
     service.breaker = breaker.to_thresholds();
     service.outlier = outlier.to_config(outlier_path.as_deref().unwrap_or("outlier"))?;
-    service.retry_budget = budget_enabled.then_some(budget);
+    service.retry_budget = budget_enabled.unwrap_or(false).then_some(budget);
     if let Some(&(option, key, _)) = health.first() {
         let prefix = &key[..key.len() - option.len() - 1];
         service.health_check = Some(HealthCheckSpec::from_labels(health)?.to_check(prefix)?);

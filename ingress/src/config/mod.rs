@@ -143,7 +143,8 @@ pub struct Service {
     pub sticky_cookie: Option<String>,
     /// Retry policy for routers that do not override it.
     pub retry: RetryPolicy,
-    /// Retry budget; `None` limits retries by `breaker.max_retries` instead.
+    /// Retry budget; `None` (the default, as Envoy's) limits concurrent retries by
+    /// `breaker.max_retries` (3) instead.
     pub retry_budget: Option<RetryBudget>,
     /// Circuit-breaker thresholds.
     pub breaker: BreakerThresholds,
@@ -163,7 +164,7 @@ impl Service {
             lb: LbAlgorithm::Wrr,
             sticky_cookie: None,
             retry: RetryPolicy::default(),
-            retry_budget: Some(RetryBudget::default()),
+            retry_budget: None,
             breaker: BreakerThresholds::default(),
             outlier: OutlierConfig::default(),
             protocol: UpstreamProtocol::Http1,

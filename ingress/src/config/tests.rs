@@ -147,6 +147,36 @@ fn shoal_labels_make_namespaced_routes() {
     assert_eq!(svc.lb, LbAlgorithm::P2c);
     assert_eq!(svc.breaker.max_requests, 2);
     assert_eq!(svc.outlier.base_ejection_time, Duration::from_secs(5));
+    assert_eq!(svc.retry_budget, None, "no budget unless configured");
+}
+
+/// Envoy's default: no retry budget, concurrent retries capped by the breaker's
+/// max_retries (3); a budget only when one of its settings is given.
+#[test]
+fn retry_budget_only_when_configured() {
+    let port = ("shoal.http.services.s.loadbalancer.server.port", "80");
+    let svc = |extra: &[(&str, &str)]| {
+        let mut pairs = vec![
+            port,
+            ("shoal.http.routers.r.rule", "Host(`a`)"),
+            ("shoal.http.routers.r.service", "s"),
+        ];
+        pairs.extend_from_slice(extra);
+        from_labels("x", &labels(&pairs), &ips()).unwrap().services["s@x"].clone()
+    };
+    let plain = svc(&[]);
+    assert_eq!(plain.retry_budget, None);
+    assert_eq!(plain.breaker.max_retries, 3);
+    let b = svc(&[("shoal.http.services.s.retry_budget.percent", "25")]);
+    assert_eq!(b.retry_budget.map(|b| b.percent), Some(25.0));
+    let b = svc(&[("shoal.http.services.s.retry_budget.min_concurrency", "5")]);
+    assert_eq!(b.retry_budget.map(|b| b.min_concurrency), Some(5));
+    let b = svc(&[
+        ("shoal.http.services.s.retry_budget.percent", "25"),
+        ("shoal.http.services.s.retry_budget.disabled", "true"),
+    ]);
+    assert_eq!(b.retry_budget, None);
+    assert_eq!(Service::new(Vec::new()).retry_budget, None);
 }
 
 #[test]
