@@ -109,7 +109,7 @@ async fn a_post_is_not_retried_unless_the_route_opts_in() {
 }
 
 #[tokio::test]
-async fn a_connect_failure_is_retried_and_a_lone_dead_backend_gives_502() {
+async fn a_connect_failure_is_retried_and_a_lone_dead_backend_gives_503() {
     let dead = dead_addr().await;
     let good = named("good").await;
     let (p, addr) = proxy(routes(
@@ -129,9 +129,10 @@ async fn a_connect_failure_is_retried_and_a_lone_dead_backend_gives_502() {
         counter_value(&p, "shoal_ingress_retries_total", ("service", "s")),
         1
     );
+    // Envoy's and HAProxy's answer to a refused connection.
     assert_eq!(
         get(&c, addr, "dead.com", "/").await.0,
-        StatusCode::BAD_GATEWAY
+        StatusCode::SERVICE_UNAVAILABLE
     );
 }
 

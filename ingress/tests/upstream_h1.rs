@@ -206,6 +206,8 @@ async fn malformed_answers_are_bad_gateways_and_the_proxy_carries_on() {
             )
         } else if head.starts_with("GET /garbage") {
             answer("SSH-2.0-OpenSSH\r\n\r\n", true)
+        } else if head.starts_with("GET /reset") {
+            answer("", true)
         } else if head.starts_with("GET /short") {
             answer("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc", true)
         } else {
@@ -220,6 +222,11 @@ async fn malformed_answers_are_bad_gateways_and_the_proxy_carries_on() {
         StatusCode::BAD_GATEWAY
     );
     assert_eq!(get(&c, p, "a", "/garbage").await.0, StatusCode::BAD_GATEWAY);
+    // Closed without a response (after the retry too): 503, as Envoy and HAProxy.
+    assert_eq!(
+        get(&c, p, "a", "/reset").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     // A body cut short after the head cannot become an error status: the client's
     // connection ends early instead.
     let req = Request::get(format!("http://{p}/short"))

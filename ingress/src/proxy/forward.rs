@@ -440,6 +440,7 @@ impl Proxy {
             };
             let outstanding = Outstanding::new(backend.clone());
             let result = upstream.send(&backend.pool, backend.addr, up).await;
+            let garbled = matches!(&result, Err(SendError::H1(H1Error::Malformed(_))));
             now = Instant::now();
             log.finished = Some(now);
             let (outcome, response) = match outcome(backend, result) {
@@ -481,11 +482,15 @@ impl Proxy {
                 }
             }
             let Some(resp) = response else {
+                // As Envoy's (and HAProxy's): a connection refused or reset before the
+                // response is 503, a response that breaks HTTP 502, no response in time
+                // 504.
                 return match outcome {
                     AttemptOutcome::Timeout => {
                         local(StatusCode::GATEWAY_TIMEOUT, "backend timed out")
                     }
-                    _ => local(StatusCode::BAD_GATEWAY, "backend unavailable"),
+                    _ if garbled => local(StatusCode::BAD_GATEWAY, "malformed backend response"),
+                    _ => local(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE),
                 };
             };
             let held = Held::new(slot, retry_slot, outstanding);
@@ -553,6 +558,9 @@ impl Proxy {
         }
     }
 }
+
+/// The answer's text when a backend refused or reset the connection (Envoy's words).
+pub(super) const UNAVAILABLE: &str = "upstream connect error or disconnect/reset before headers";
 
 /// Why no attempt on any host could do better than answering now.
 enum Stop {

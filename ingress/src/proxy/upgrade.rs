@@ -10,7 +10,7 @@ use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
 use super::body::{BoxError, Guarded, ProxyBody};
-use super::forward::{local, Held, Outstanding, RequestLog};
+use super::forward::{local, Held, Outstanding, RequestLog, UNAVAILABLE};
 use super::headers;
 use super::service::{ServiceSnapshot, ServiceState};
 use super::{ConnInfo, Dial, Proxy};
@@ -47,14 +47,14 @@ impl Proxy {
                 &AttemptOutcome::ConnectFailure,
                 Instant::now(),
             );
-            return local(StatusCode::BAD_GATEWAY, "backend unavailable");
+            return local(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
         };
         let (mut sender, connection) =
             match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
                 Ok(pair) => pair,
                 Err(_) => {
                     self.record(service, &backend, &AttemptOutcome::Reset, Instant::now());
-                    return local(StatusCode::BAD_GATEWAY, "backend unavailable");
+                    return local(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
                 }
             };
         tokio::spawn(async move {
@@ -76,7 +76,7 @@ impl Proxy {
             Ok(r) => r,
             Err(_) => {
                 self.record(service, &backend, &AttemptOutcome::Reset, Instant::now());
-                return local(StatusCode::BAD_GATEWAY, "backend unavailable");
+                return local(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
             }
         };
         self.record(
