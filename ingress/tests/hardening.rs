@@ -78,7 +78,15 @@ async fn malformed_chunked_bodies_get_400_and_never_eject_the_backend() {
         vec![("s", Service::over(&[b]))],
     ))
     .await;
-    for body in ["zz\r\n", "3\r\nabcXX0\r\n\r\n", "3\nabc\r\n0\r\n\r\n"] {
+    for body in [
+        "zz\r\n",
+        "3\r\nabcXX0\r\n\r\n",
+        "3\nabc\r\n0\r\n\r\n",
+        "0x1\r\nx\r\n0\r\n\r\n",
+        "1\r\nx\r\n0x1\r\nx\r\n0\r\n\r\n",
+        "-1\r\nx\r\n0\r\n\r\n",
+        "fffffffffffffffffff\r\nx\r\n",
+    ] {
         for _ in 0..3 {
             let raw = format!(
                 "POST / HTTP/1.1\r\nHost: a.com\r\nTransfer-Encoding: chunked\r\n\r\n{body}"
@@ -87,6 +95,47 @@ async fn malformed_chunked_bodies_get_400_and_never_eject_the_backend() {
             assert!(resp.starts_with("HTTP/1.1 400"), "{body:?}: {resp}");
         }
     }
+    let backends = &p.routes_view()[0].backends;
+    assert_eq!(backends[0].health, shoal_ingress::Health::Healthy);
+    assert_eq!(backends[0].times_ejected, 0);
+    assert_eq!(
+        get(&client(), addr, "a.com", "/").await,
+        (StatusCode::OK, "ok".into())
+    );
+}
+
+/// The same when the bad chunk size comes after the head and a first chunk went on to
+/// the backend, and when the client resets its connection in the middle of a body:
+/// twelve of each leave the backend healthy and never ejected.
+#[tokio::test]
+async fn streamed_bad_chunks_and_client_resets_never_eject_the_backend() {
+    let (b, _) = recorder().await;
+    let (p, addr) = proxy(routes(
+        &[("r", "Host(`a.com`)", "s")],
+        vec![("s", Service::over(&[b]))],
+    ))
+    .await;
+    let head = "POST / HTTP/1.1\r\nHost: a.com\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n";
+    for _ in 0..12 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        s.write_all(b"0x1\r\nx\r\n0\r\n\r\n").await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    }
+    for _ in 0..12 {
+        let s = TcpStream::connect(addr).await.unwrap();
+        let mut s = s;
+        s.write_all(head.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // An RST, not a FIN.
+        s.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(s);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let backends = &p.routes_view()[0].backends;
     assert_eq!(backends[0].health, shoal_ingress::Health::Healthy);
     assert_eq!(backends[0].times_ejected, 0);
