@@ -132,7 +132,7 @@ async fn streamed_bad_chunks_and_client_resets_never_eject_the_backend() {
         s.write_all(head.as_bytes()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         // An RST, not a FIN.
-        s.set_linger(Some(Duration::ZERO)).unwrap();
+        s.set_zero_linger().unwrap();
         drop(s);
     }
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -343,3 +343,110 @@ async fn connection_limit_with_no_pending_queue_refuses_the_second_concurrent_re
     gate.add_permits(1);
     assert_eq!(first.await.unwrap(), (StatusCode::OK, "done".into()));
 }
+
+/// A backend that reads the whole body and answers with its length; `/slow` answers
+/// 2 s after the body ends.
+async fn counting_backend() -> std::net::SocketAddr {
+    backend(|req: http::Request<hyper::body::Incoming>| async move {
+        let slow = req.uri().path() == "/slow";
+        let n = match req.into_body().collect().await {
+            Ok(b) => b.to_bytes().len(),
+            Err(_) => return reply(400, "body failed"),
+        };
+        if slow {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        reply(200, &n.to_string())
+    })
+    .await
+}
+
+/// Writes a POST with a chunked body of `chunks` × `size` bytes, one chunk every
+/// `pace`, then `tail` (the last chunk, or nothing to stall), and reads the answer.
+async fn paced_post(
+    addr: std::net::SocketAddr,
+    path: &str,
+    chunks: usize,
+    size: usize,
+    pace: Duration,
+    tail: &str,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: a.com\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let chunk = format!("{size:x}\r\n{}\r\n", "x".repeat(size));
+    for _ in 0..chunks {
+        if s.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(pace).await;
+    }
+    let _ = s.write_all(tail.as_bytes()).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Envoy's rule: the route's timeout starts once the request is complete. An upload
+/// paced over 2.5 s through a route with a 500 ms timeout (and per-try timeout) reaches
+/// the backend whole and is answered; the timeout still holds for the answer after the
+/// body; a client that stops sending gets 408 after the body idle timeout, and none of
+/// this counts against the backend.
+#[tokio::test]
+async fn the_route_timeout_starts_when_a_streamed_body_ends_and_idle_bodies_get_408() {
+    let b = counting_backend().await;
+    let mut s = Service::over(&[b]);
+    s.retry.per_try_timeout = Some(Duration::from_millis(500));
+    s.retry.timeout = Some(Duration::from_millis(500));
+    let options = shoal_ingress::ProxyOptions {
+        body_idle_timeout: Duration::from_millis(400),
+        ..shoal_ingress::ProxyOptions::default()
+    };
+    let (p, addr) = proxy_with(
+        routes(&[("r", "Host(`a.com`)", "s")], vec![("s", s)]),
+        options,
+    )
+    .await;
+    // 25 chunks of 16 KiB, one every 100 ms: 400 KiB over 2.5 s.
+    let resp = paced_post(
+        addr,
+        "/",
+        25,
+        16 * 1024,
+        Duration::from_millis(100),
+        "0\r\n\r\n",
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.ends_with(&(25 * 16 * 1024).to_string()), "{resp}");
+    // The answer itself still has 500 ms once the body is in.
+    let started = std::time::Instant::now();
+    let resp = paced_post(
+        addr,
+        "/slow",
+        3,
+        1024,
+        Duration::from_millis(100),
+        "0\r\n\r\n",
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 504"), "{resp}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    // A client that stops half way: 408 after the idle timeout, never a backend fault.
+    for _ in 0..6 {
+        let started = std::time::Instant::now();
+        let resp = paced_post(addr, "/", 2, 1024, Duration::from_millis(10), "").await;
+        assert!(resp.starts_with("HTTP/1.1 408"), "{resp}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+    let backends = &p.routes_view()[0].backends;
+    assert_eq!(backends[0].times_ejected, 0);
+    assert_eq!(backends[0].health, shoal_ingress::Health::Healthy);
+}

@@ -1,14 +1,21 @@
-//! Bodies: request bodies buffered for replay (up to a bound) or streamed, and response
-//! bodies that hold the request's breaker and load slots until they finish.
+//! Bodies: request bodies buffered for replay (up to a bound) or streamed, watched for
+//! an idle client and for their end, and response bodies that hold the request's
+//! breaker and load slots until they finish.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body, Frame, SizeHint};
+use tokio::sync::Notify;
+use tokio::time::Sleep;
 
 /// Errors of bodies in flight (hyper's, or the proxy's own HTTP/1 client's).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -186,5 +193,126 @@ impl<B: Body + Unpin, G: Unpin> Body for Guarded<B, G> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// The client sent no byte of its request body for the body idle timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("no request body data for {0:?}")]
+pub struct BodyIdle(pub Duration);
+
+/// How a client's request body is going, shared between [`Watched`] and the request.
+#[derive(Debug, Default)]
+pub struct BodyProgress {
+    ended: Notify,
+    failed: AtomicBool,
+}
+
+impl BodyProgress {
+    /// Waits until the body has ended (or failed); at once if it has.
+    pub async fn ended(&self) {
+        self.ended.notified().await;
+        // Let a later waiter through as well.
+        self.ended.notify_one();
+    }
+
+    /// Whether the body failed on the client's side: malformed, cut short, idle.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+}
+
+/// A client's request body that fails with [`BodyIdle`] when the client sends nothing
+/// for `idle`, and tells its [`BodyProgress`] when it ends or fails, so the route's
+/// timeout can start when the request is complete (Envoy's rule) and a failure is known
+/// to be the client's.
+pub struct Watched {
+    inner: ProxyBody,
+    idle: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+    progress: Arc<BodyProgress>,
+    done: bool,
+}
+
+impl Watched {
+    /// Watches `inner`.
+    pub fn new(inner: ProxyBody, idle: Duration, progress: Arc<BodyProgress>) -> Watched {
+        Watched {
+            inner,
+            idle,
+            timer: None,
+            progress,
+            done: false,
+        }
+    }
+
+    fn finish(&mut self, failed: bool) {
+        if !self.done {
+            self.done = true;
+            self.progress.failed.store(failed, Ordering::Relaxed);
+            self.progress.ended.notify_one();
+        }
+    }
+}
+
+impl Body for Watched {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(t) = this.timer.as_mut() {
+                    t.as_mut().reset(tokio::time::Instant::now() + this.idle);
+                }
+                if this.inner.is_end_stream() {
+                    this.finish(false);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.finish(true);
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.finish(false);
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                let idle = this.idle;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    this.finish(true);
+                    return Poll::Ready(Some(Err(Box::new(BodyIdle(idle)))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Watched {
+    /// A body dropped before its end (the attempt gave up) still releases waiters.
+    fn drop(&mut self) {
+        if !self.done {
+            self.progress.ended.notify_one();
+        }
     }
 }

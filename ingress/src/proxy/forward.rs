@@ -22,7 +22,7 @@ use hyper::body::Body;
 use tokio::time::Instant;
 
 use super::admit::admit;
-use super::body::{self, Guarded, ProxyBody, RequestBody};
+use super::body::{self, BodyIdle, BodyProgress, Guarded, ProxyBody, RequestBody, Watched};
 use super::h1::H1Error;
 use super::headers::{self, Forwarded};
 use super::service::{HostState, ServiceSnapshot, ServiceState};
@@ -377,6 +377,12 @@ impl Proxy {
             upstream: edits,
         } = request;
         let (mut parts, incoming) = req.into_parts();
+        // A body is watched for an idle client and for its end (most requests have none).
+        let progress = (!incoming.is_end_stream()).then(|| Arc::new(BodyProgress::default()));
+        let incoming = match &progress {
+            Some(p) => Watched::new(incoming, self.options.body_idle_timeout, p.clone()).boxed(),
+            None => incoming,
+        };
         let retry_allowed = policy.allows_method(&parts.method);
         let limit = policy
             .max_body_bytes
@@ -404,9 +410,19 @@ impl Proxy {
         }
         let target = UpstreamTarget::new(&parts.uri, snap.config.protocol);
         let upstream = service.upstream(snap);
-        // As in Envoy, the timeouts start once the whole request has been read.
+        // As in Envoy, the timeouts start once the whole request has been read: now for
+        // a body read into memory, when its last byte has gone on for one streamed.
         let start = if waited { Instant::now() } else { start };
-        let deadline = policy.timeout.map(|t| start + t);
+        let streamed = progress.as_ref().filter(|_| !body.replayable());
+        let after_body = match (policy.timeout, policy.per_try_timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .and_then(|limit| Some((streamed?.clone(), limit)));
+        let deadline = policy
+            .timeout
+            .filter(|_| after_body.is_none())
+            .map(|t| start + t);
         // Hosts already tried, once there has been a retry.
         let mut tried: Vec<bool> = Vec::new();
         let mut retry_slot: Option<Slot> = None;
@@ -434,24 +450,33 @@ impl Proxy {
                 body: attempt_body,
                 started: now,
                 deadline: match (policy.per_try_timeout, deadline) {
+                    _ if after_body.is_some() => None,
                     (Some(t), Some(d)) => Some(d.min(now + t)),
                     (t, d) => t.map(|t| now + t).or(d),
                 },
             };
             let outstanding = Outstanding::new(backend.clone());
-            let result = upstream.send(&backend.pool, backend.addr, up).await;
+            let send = upstream.send(&backend.pool, backend.addr, up);
+            let mut result = match &after_body {
+                Some((progress, limit)) => within_after_body(send, progress, *limit).await,
+                None => send.await,
+            };
+            if result.is_err() && progress.as_ref().is_some_and(|p| p.failed()) {
+                // The client's body failed (malformed, cut short, idle): whatever the
+                // backend connection made of it, the fault is the client's.
+                if !matches!(result, Err(SendError::H1(H1Error::Body(_)))) {
+                    result = Err(SendError::H1(H1Error::Body(
+                        "the request body failed".into(),
+                    )));
+                }
+            }
             let garbled = matches!(&result, Err(SendError::H1(H1Error::Malformed(_))));
             now = Instant::now();
             log.finished = Some(now);
             let (outcome, response) = match outcome(backend, result) {
                 Ok(attempt) => attempt,
                 Err(Stop::Overflow(kind)) => return self.overflow(service, kind),
-                Err(Stop::ClientBody(e)) => {
-                    return local(
-                        StatusCode::BAD_REQUEST,
-                        &format!("reading request body: {e}"),
-                    )
-                }
+                Err(Stop::ClientBody(e)) => return client_body_error(&e),
             };
             self.record(service, backend, &outcome, now);
             traced::finish_attempt(
@@ -522,10 +547,7 @@ impl Proxy {
         let read = Box::pin(RequestBody::read(incoming, limit));
         match noting_wait(read).await {
             (Ok(b), waited) => Ok((b, waited)),
-            (Err(e), _) => Err(local(
-                StatusCode::BAD_REQUEST,
-                &format!("reading request body: {e}"),
-            )),
+            (Err(e), _) => Err(client_body_error(&e)),
         }
     }
 
@@ -566,9 +588,45 @@ pub(super) const UNAVAILABLE: &str = "upstream connect error or disconnect/reset
 enum Stop {
     /// The service's breaker is full.
     Overflow(Overflow),
-    /// The client's body broke off or was malformed (a bad chunk): its fault, not the
-    /// backend's, and no retry can mend it.
-    ClientBody(String),
+    /// The client's body broke off, was malformed (a bad chunk) or stopped coming: its
+    /// fault, not the backend's, and no retry can mend it.
+    ClientBody(body::BoxError),
+}
+
+/// The answer to a request whose body failed on the client's side: 408 when it stopped
+/// coming, else 400.
+fn client_body_error(e: &body::BoxError) -> Response<ProxyBody> {
+    let status = if e.downcast_ref::<BodyIdle>().is_some() {
+        StatusCode::REQUEST_TIMEOUT
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let mut resp = local(status, &format!("reading request body: {e}"));
+    // The rest of the body cannot be told from a next request.
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// `send` for a request whose body is streamed: no limit while the body goes on (the
+/// body idle timeout bounds a client that stops), then `limit` for the response head
+/// once its last byte has been read (Envoy's route timeout).
+async fn within_after_body<F>(
+    send: F,
+    progress: &BodyProgress,
+    limit: std::time::Duration,
+) -> Result<Response<UpstreamBody>, SendError>
+where
+    F: std::future::Future<Output = Result<Response<UpstreamBody>, SendError>>,
+{
+    let timer = async {
+        progress.ended().await;
+        tokio::time::sleep(limit).await;
+    };
+    tokio::select! {
+        result = send => result,
+        () = timer => Err(SendError::Timeout),
+    }
 }
 
 /// What an attempt came to, for outlier detection and retries.
@@ -579,7 +637,7 @@ fn outcome(
     match result {
         Ok(resp) => Ok((AttemptOutcome::Status(resp.status()), Some(resp))),
         Err(SendError::Connect(ConnectError::Overflow(kind))) => Err(Stop::Overflow(kind)),
-        Err(SendError::H1(H1Error::Body(e))) => Err(Stop::ClientBody(e.to_string())),
+        Err(SendError::H1(H1Error::Body(e))) => Err(Stop::ClientBody(e)),
         Err(e) => {
             tracing::debug!(backend = %backend.addr, error = %e, "upstream attempt failed");
             let outcome = match e {

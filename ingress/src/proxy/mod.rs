@@ -106,6 +106,9 @@ pub struct ProxyOptions {
     pub max_buffered_body: usize,
     /// Limit for a TCP connect to a backend.
     pub connect_timeout: Duration,
+    /// A client that sends no byte of its request body for this long gets 408 (the
+    /// route's timeout starts only once the body is complete).
+    pub body_idle_timeout: Duration,
     /// Limit for a client's TLS handshake.
     pub tls_handshake_timeout: Duration,
     /// Registry for the metrics; a private one when `None`.
@@ -211,6 +214,7 @@ impl Default for ProxyOptions {
             max_header_bytes: 64 * 1024,
             max_buffered_body: 64 * 1024,
             connect_timeout: Duration::from_secs(5),
+            body_idle_timeout: Duration::from_secs(60),
             tls_handshake_timeout: Duration::from_secs(10),
             registry: None,
             dialer: Dialer::direct(),
