@@ -186,15 +186,16 @@ impl Ingress {
         certificates: Vec<(PathBuf, PathBuf)>,
         access_log: Option<AccessLogConfig>,
         tracing: Option<TracingOptions>,
+        limits: &crate::cli::args::ClientLimitsArgs,
     ) -> anyhow::Result<Ingress> {
         let sources: Sources = Arc::default();
         let reach: Arc<ArcSwap<Reach>> = Arc::default();
-        let proxy = Proxy::new(ProxyOptions {
+        let proxy = Proxy::new(limits.apply(ProxyOptions {
             dialer: dialer(sources.clone(), reach.clone()),
             access_log,
             tracing,
             ..Default::default()
-        })?;
+        }))?;
         let mut entrypoints = BTreeMap::new();
         if let Some(address) = http {
             entrypoints.insert("web".to_string(), Entrypoint::new(address));

@@ -56,6 +56,13 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if matches!(cli.command, Command::Agent(_) | Command::Proxy(_)) {
+        // Servers take every descriptor the system grants (the ingress sheds idle
+        // connections when even those run out).
+        if let Err(e) = shoal_ingress::raise_fd_limit() {
+            eprintln!("shoal: cannot raise the open-file limit: {e}");
+        }
+    }
     let code = runtime.block_on(run(cli));
     std::process::exit(code);
 }

@@ -52,6 +52,6 @@ pub use config::{
     from_labels, ConfigError, LabelError, ProxyConfig, Router, Routes, Server, Service,
 };
 pub use proxy::{
-    BackendStatus, DialFuture, Dialer, Health, Proxy, ProxyOptions, RouteStatus, SetupError,
-    StartError, Started,
+    raise_fd_limit, BackendStatus, DialFuture, Dialer, Health, Proxy, ProxyOptions, RouteStatus,
+    SetupError, StartError, Started,
 };

@@ -8,6 +8,7 @@
 //! | `overflows_total` (counter) | service, kind (`connections`, `pending`, `requests`, `retries`) |
 //! | `ejections_total` (counter) | service |
 //! | `open_connections` (gauge) | entrypoint |
+//! | `connections_refused_total` (counter) | entrypoint (the client held its cap) |
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -32,6 +33,8 @@ pub struct Metrics {
     pub ejections: IntCounterVec,
     /// Client connections open, by entrypoint.
     pub open_connections: IntGaugeVec,
+    /// Connections closed at accept: their client held `max_connections_per_client`.
+    pub connections_refused: IntCounterVec,
 }
 
 impl Metrics {
@@ -61,6 +64,13 @@ impl Metrics {
                 opts("open_connections", "Client connections open"),
                 &["entrypoint"],
             )?,
+            connections_refused: IntCounterVec::new(
+                opts(
+                    "connections_refused_total",
+                    "Client connections closed at accept: the client held its cap",
+                ),
+                &["entrypoint"],
+            )?,
         };
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.duration.clone()))?;
@@ -68,6 +78,7 @@ impl Metrics {
         registry.register(Box::new(m.overflows.clone()))?;
         registry.register(Box::new(m.ejections.clone()))?;
         registry.register(Box::new(m.open_connections.clone()))?;
+        registry.register(Box::new(m.connections_refused.clone()))?;
         Ok(m)
     }
 }

@@ -270,6 +270,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             args.ingress_cert.clone(),
             args.access_log.config(),
             args.tracing.options(),
+            &args.limits,
         )?
         .with_tcp(&args.ingress_tcp, args.ingress_cert.clone())?
         .with_trust(trust.0, trust.1),

@@ -95,11 +95,11 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         )),
         None => None,
     };
-    let proxy = Proxy::new(ProxyOptions {
+    let proxy = Proxy::new(args.limits.apply(ProxyOptions {
         access_log: args.access_log.config(),
         tracing: args.tracing.options(),
         ..Default::default()
-    })?;
+    }))?;
     let sources = Arc::new(Mutex::new(Sources {
         file: config.routes.clone(),
         ..Default::default()

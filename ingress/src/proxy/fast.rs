@@ -76,6 +76,7 @@ impl Proxy {
         mut io: IO,
         info: &ConnInfo,
         early: bytes::Bytes,
+        activity: &super::conns::Activity,
     ) -> Handoff<IO>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
@@ -90,17 +91,28 @@ impl Proxy {
         let mut last = Instant::now();
         let mut answered = false;
         let mut partial = false;
+        // Told when descriptors run short and this connection is among the idlest.
+        let shed = activity.changed();
+        tokio::pin!(shed);
         loop {
             if buf.is_empty() || partial {
+                if activity.is_shed() {
+                    return Handoff::Closed;
+                }
                 let wait = Wait {
                     io: &mut io,
                     buf: &mut buf,
                     timer: timer.as_mut(),
                     deadline: last + idle,
+                    shed: shed.as_mut(),
                 };
                 match wait.await {
                     Ok(n) if n > 0 => {}
-                    Err(e) if e.kind() == io::ErrorKind::TimedOut && (partial || !answered) => {
+                    Err(e)
+                        if e.kind() == io::ErrorKind::TimedOut
+                            && (partial || !answered)
+                            && !activity.is_shed() =>
+                    {
                         // A head begun and not finished, or none on a new connection:
                         // 408, as HAProxy's `timeout http-request` (an idle keep-alive
                         // connection is closed silently).
@@ -143,14 +155,15 @@ impl Proxy {
 
 /// One read into the buffer, or `Err` once the connection has been idle past its
 /// deadline.
-struct Wait<'a, IO> {
+struct Wait<'a, 's, IO> {
     io: &'a mut IO,
     buf: &'a mut BytesMut,
     timer: Pin<&'a mut Sleep>,
     deadline: Instant,
+    shed: Pin<&'a mut tokio::sync::futures::Notified<'s>>,
 }
 
-impl<IO: AsyncRead + Unpin> Future for Wait<'_, IO> {
+impl<IO: AsyncRead + Unpin> Future for Wait<'_, '_, IO> {
     type Output = io::Result<usize>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
@@ -164,6 +177,9 @@ impl<IO: AsyncRead + Unpin> Future for Wait<'_, IO> {
                 return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
             }
             this.timer.as_mut().reset(this.deadline);
+        }
+        if this.shed.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
         }
         Poll::Pending
     }

@@ -12,6 +12,7 @@
 
 mod admit;
 pub(crate) mod body;
+mod conns;
 mod fast;
 mod forward;
 mod h1;
@@ -104,6 +105,11 @@ pub struct ProxyOptions {
     pub max_header_bytes: usize,
     /// Request bodies up to this size are buffered so they can be retried.
     pub max_buffered_body: usize,
+    /// Most connections one client address may hold open (0: no cap); peers trusted
+    /// for PROXY or forwarding headers (balancers in front) are not capped.
+    pub max_connections_per_client: usize,
+    /// Most concurrent streams of one HTTP/2 connection (advertised in SETTINGS).
+    pub max_concurrent_streams: u32,
     /// Limit for a TCP connect to a backend.
     pub connect_timeout: Duration,
     /// A client that sends no byte of its request body for this long gets 408 (the
@@ -213,6 +219,8 @@ impl Default for ProxyOptions {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
             max_buffered_body: 64 * 1024,
+            max_connections_per_client: 1024,
+            max_concurrent_streams: 100,
             connect_timeout: Duration::from_secs(5),
             body_idle_timeout: Duration::from_secs(60),
             tls_handshake_timeout: Duration::from_secs(10),
@@ -329,6 +337,8 @@ pub struct Proxy {
     pub(crate) tcp: Arc<crate::tcp::TcpProxy>,
     /// This host's name (`X-Forwarded-Server`).
     server_name: http::HeaderValue,
+    /// Every client connection: per-client counts, idleness, shedding.
+    conns: Arc<conns::Conns>,
 }
 
 impl Proxy {
@@ -348,6 +358,7 @@ impl Proxy {
             options.tls_handshake_timeout,
             options.header_read_timeout,
         ));
+        let options_per_client = options.max_connections_per_client;
         Ok(Arc::new(Proxy {
             tcp,
             table: ArcSwap::from_pointee(RouteTable::default()),
@@ -360,6 +371,7 @@ impl Proxy {
             access_log,
             requests: std::sync::atomic::AtomicU64::new(0),
             server_name: host_name(),
+            conns: Arc::new(conns::Conns::new(options_per_client)),
         }))
     }
 
@@ -469,7 +481,23 @@ impl Proxy {
         let peers = Arc::new(peers);
         async move {
             loop {
-                let (stream, peer) = accept(&listener, &entrypoint).await;
+                let (stream, peer) = accept_shedding(&listener, &entrypoint, &self.conns).await;
+                // Balancers in front (trusted for PROXY or forwarding headers) carry
+                // many clients' connections: they are not capped.
+                let capped = !(peers.forwarded_headers.trusts(peer.ip())
+                    || peers
+                        .proxy_protocol
+                        .as_ref()
+                        .is_some_and(|t| t.trusts(peer.ip())));
+                let Some(registration) = self.conns.register(peer.ip(), capped) else {
+                    tracing::debug!(%peer, entrypoint = %entrypoint, "connection refused: the client holds its cap of connections");
+                    self.metrics
+                        .connections_refused
+                        .with_label_values(&[&*entrypoint])
+                        .inc();
+                    drop(stream);
+                    continue;
+                };
                 let proxy = self.clone();
                 let entrypoint = entrypoint.clone();
                 let acceptor = acceptor.clone();
@@ -478,7 +506,7 @@ impl Proxy {
                 tokio::spawn(async move {
                     open.inc();
                     proxy
-                        .connection(stream, peer, entrypoint, acceptor, &peers)
+                        .connection(stream, peer, entrypoint, acceptor, &peers, registration)
                         .await;
                     open.dec();
                 });
@@ -508,6 +536,7 @@ impl Proxy {
         entrypoint: Arc<str>,
         acceptor: Option<TlsAcceptor>,
         peers: &Peers,
+        registration: conns::Registration,
     ) {
         let (client, early) = match &peers.proxy_protocol {
             None => (peer, Vec::new()),
@@ -532,7 +561,8 @@ impl Proxy {
             trusted: peers.forwarded_headers.trusts(client.ip()),
             server: self.server_name.clone(),
         };
-        self.serve_connection(stream, info, acceptor, early).await;
+        self.serve_connection(stream, info, acceptor, early, &registration.activity)
+            .await;
     }
 
     /// Serves `stream`, whose first bytes `early` were read already.
@@ -542,17 +572,24 @@ impl Proxy {
         info: ConnInfo,
         acceptor: Option<TlsAcceptor>,
         early: Vec<u8>,
+        activity: &Arc<conns::Activity>,
     ) {
         let _ = stream.set_nodelay(true);
         let builder = self.http_builder();
         let info = Arc::new(info);
         let proxy = self.clone();
         let conn_info = info.clone();
+        let in_conn = activity.clone();
         let svc = service_fn(move |req| {
             let proxy = proxy.clone();
             let info = conn_info.clone();
+            // In flight until its response body ends: the connection is not idle.
+            let in_flight = conns::InFlight::new(in_conn.clone());
             let req = req.map(|b: hyper::body::Incoming| b.map_err(BoxError::from).boxed());
-            async move { Ok::<_, Infallible>(proxy.handle(req, &info, Instant::now()).await.0) }
+            async move {
+                let resp = proxy.handle(req, &info, Instant::now()).await.0;
+                Ok::<_, Infallible>(resp.map(|b| body::Guarded::new(b, in_flight).boxed()))
+            }
         });
         let mut early = bytes::Bytes::from(early);
         let io = match acceptor {
@@ -586,20 +623,36 @@ impl Proxy {
         let io = if h2 || !self.options.fast_path || self.options.tracing.is_some() {
             Rewind::new(early, io)
         } else {
-            match self.serve_fast(io, &info, early).await {
+            match self.serve_fast(io, &info, early, activity).await {
                 fast::Handoff::Closed => return,
                 fast::Handoff::Hyper(io) => io,
             }
         };
+        // A connection with no request in flight for the header timeout (an HTTP/2
+        // one that sent only its preface, or stopped inside a header block), or shed
+        // for want of descriptors, is closed: GOAWAY first for HTTP/2.
+        let idle = self.options.header_read_timeout;
+        macro_rules! until_idle {
+            ($conn:expr) => {{
+                let conn = $conn;
+                tokio::pin!(conn);
+                tokio::select! {
+                    r = conn.as_mut() => r,
+                    () = activity.idle_for(idle) => {
+                        tracing::debug!(client = %info.client, "idle connection closed");
+                        conn.as_mut().graceful_shutdown();
+                        // Shed for want of descriptors: only long enough to send GOAWAY.
+                        let grace = if activity.is_shed() { SHED_GRACE } else { SHUTDOWN_GRACE };
+                        tokio::time::timeout(grace, conn).await.unwrap_or(Ok(()))
+                    }
+                }
+            }};
+        }
         let result = if h2 {
-            builder
-                .http2_only()
-                .serve_connection(TokioIo::new(io), svc)
-                .await
+            let builder = builder.http2_only();
+            until_idle!(builder.serve_connection(TokioIo::new(io), svc))
         } else {
-            builder
-                .serve_connection_with_upgrades(TokioIo::new(io), svc)
-                .await
+            until_idle!(builder.serve_connection_with_upgrades(TokioIo::new(io), svc))
         };
         if let Err(e) = result {
             tracing::debug!(client = %info.client, error = %e, "client connection ended with an error");
@@ -618,8 +671,62 @@ impl Proxy {
         builder
             .http2()
             .timer(TokioTimer::new())
+            .max_concurrent_streams(self.options.max_concurrent_streams)
             .max_header_list_size(self.options.max_header_bytes.min(u32::MAX as usize) as u32);
         builder
+    }
+}
+
+/// Raises this process's soft limit of open descriptors to its hard limit (as HAProxy
+/// and nginx do), so the proxy's reserve is all the system grants; returns the limit
+/// now in force. Call once at start, before serving.
+pub fn raise_fd_limit() -> std::io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a valid, owned struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(lim.rlim_cur)
+}
+
+/// How long a closing connection may take to say goodbye (HTTP/2's GOAWAY).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+/// How long a shed connection may take to say goodbye.
+const SHED_GRACE: Duration = Duration::from_millis(10);
+/// How many idle connections are shed at a time when descriptors run out.
+const SHED_BATCH: usize = 64;
+
+/// [`accept`], shedding the connections idle the longest when the process is out of
+/// descriptors, so accept never starves while idle clients hold them.
+async fn accept_shedding(
+    listener: &TcpListener,
+    entrypoint: &str,
+    conns: &conns::Conns,
+) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                let shed = conns.shed_idle(SHED_BATCH);
+                tracing::warn!(entrypoint, error = %e, open = conns.len(), shed, "accept failed: out of descriptors; shedding idle connections");
+                tokio::time::sleep(Duration::from_millis(if shed > 0 { 5 } else { 50 })).await;
+            }
+            Err(e) => {
+                tracing::warn!(entrypoint, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 }
 

@@ -10,7 +10,7 @@ mod proxy;
 mod service;
 mod trust;
 
-pub use proxy::{AccessLogArgs, ProxyArgs, TracingArgs};
+pub use proxy::{AccessLogArgs, ClientLimitsArgs, ProxyArgs, TracingArgs};
 
 pub use trust::{EntrypointTrustArgs, IngressTrustArgs};
 
@@ -210,6 +210,8 @@ pub struct AgentArgs {
     pub access_log: AccessLogArgs,
     #[command(flatten)]
     pub tracing: TracingArgs,
+    #[command(flatten)]
+    pub limits: ClientLimitsArgs,
     /// This node's name in the cluster (default: the host name).
     #[arg(long)]
     pub node_name: Option<String>,

@@ -1,5 +1,5 @@
-//! `shoal proxy`'s arguments, and the access log and tracing flags it shares with the
-//! agent.
+//! `shoal proxy`'s arguments, and the access log, tracing and client limit flags it
+//! shares with the agent.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +38,8 @@ pub struct ProxyArgs {
     pub access_log: AccessLogArgs,
     #[command(flatten)]
     pub tracing: TracingArgs,
+    #[command(flatten)]
+    pub limits: ClientLimitsArgs,
     /// Log format.
     #[arg(long, value_enum, default_value_t)]
     pub log_format: LogFormat,
@@ -108,4 +110,39 @@ impl AccessLogArgs {
 
 fn parse_access_log_format(s: &str) -> Result<AccessLogFormat, String> {
     s.parse()
+}
+
+/// What one client may hold: connections, HTTP/2 streams, an idle request body.
+#[derive(Debug, Args, Clone)]
+pub struct ClientLimitsArgs {
+    /// Most connections one client address may hold open (0: no cap); balancers trusted
+    /// for PROXY or forwarding headers are not capped.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections_per_client: usize,
+    /// Most concurrent streams of one HTTP/2 client connection.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
+    pub max_concurrent_streams: u32,
+    /// A client that sends no byte of its request body for this long gets 408
+    /// (e.g. 30s, 2m).
+    #[arg(long, default_value = "60s", value_parser = parse_positive_duration)]
+    pub body_idle_timeout: std::time::Duration,
+}
+
+fn parse_positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    match shoal_ingress::config::parse_duration(s)? {
+        d if d.is_zero() => Err("must be more than 0".into()),
+        d => Ok(d),
+    }
+}
+
+impl ClientLimitsArgs {
+    /// These limits set on `options`.
+    pub fn apply(&self, options: shoal_ingress::ProxyOptions) -> shoal_ingress::ProxyOptions {
+        shoal_ingress::ProxyOptions {
+            max_connections_per_client: self.max_connections_per_client,
+            max_concurrent_streams: self.max_concurrent_streams,
+            body_idle_timeout: self.body_idle_timeout,
+            ..options
+        }
+    }
 }
