@@ -117,8 +117,81 @@ pub async fn run(cmd: LabCmd) -> anyhow::Result<i32> {
             }
             println!("Lab {} is down.", l.name);
         }
+        LabCmd::Jepsen {
+            lab: l,
+            seed,
+            duration,
+            clients_per_manager,
+            fault_every,
+            objects,
+            op_timeout,
+            format,
+        } => {
+            let lab = lab::load(&l.name)?;
+            if fault_every.is_zero() || duration.is_zero() || op_timeout.is_zero() {
+                bail!("--duration, --fault-every and --op-timeout must be more than 0");
+            }
+            let seed = seed.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+            });
+            eprintln!("lab jepsen: seed {seed}");
+            let options = lab::jepsen::Options {
+                seed,
+                duration,
+                clients_per_manager: clients_per_manager as usize,
+                fault_every,
+                objects: objects as usize,
+                op_timeout,
+            };
+            let report = lab::jepsen::run(&lab, &options).await?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Table => print_jepsen(&report),
+            }
+            return Ok(if report.passed() { 0 } else { 1 });
+        }
     }
     Ok(0)
+}
+
+fn print_jepsen(r: &lab::jepsen::Report) {
+    println!("seed:          {}", r.seed);
+    println!(
+        "operations:    {} ({} answered, {} unknown; {} without effect left out)",
+        r.operations, r.known, r.unknown, r.without_effect
+    );
+    println!("faults:        {}", r.faults.len());
+    for (at, f) in &r.faults {
+        println!("  {:>7.1}s  {f}", *at as f64 / 1000.0);
+    }
+    let verdict = if r.linearizable {
+        "linearizable"
+    } else {
+        "NOT linearizable"
+    };
+    println!("checker:       {verdict} (checked in {} ms)", r.check_ms);
+    if let Some(v) = &r.violation {
+        println!("  {v}");
+    }
+    println!("converged:     {}", if r.converged { "yes" } else { "NO" });
+    println!("duplicates:    {}", r.duplicate_addresses.len());
+    for d in &r.duplicate_addresses {
+        println!("  {d}");
+    }
+    println!(
+        "kernel:        {} stale objects",
+        r.stale_kernel_objects.len()
+    );
+    for k in &r.stale_kernel_objects {
+        println!("  {k}");
+    }
+    println!(
+        "verdict:       {}",
+        if r.passed() { "PASS" } else { "FAIL" }
+    );
 }
 
 fn hosts_table(lab: &lab::Lab) -> String {

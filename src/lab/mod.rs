@@ -9,6 +9,7 @@
 
 mod agents;
 pub mod docker;
+pub mod jepsen;
 pub mod podman;
 pub mod topology;
 

@@ -432,6 +432,36 @@ pub enum LabCmd {
         #[command(flatten)]
         lab: LabName,
     },
+    /// A seeded nemesis run against the lab's control plane, checked as Jepsen checks
+    /// a database: clients on every manager create, delete and read networks and
+    /// services and put and read labels while the lab is partitioned, paused and
+    /// crashed; the history must be linearizable, no address given twice, no kernel
+    /// object left that the state no longer has. Exit code 1 if anything is wrong.
+    Jepsen {
+        #[command(flatten)]
+        lab: LabName,
+        /// Seeds operations and faults (default: from the clock; printed either way).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// How long clients and faults run (e.g. 60s, 5m).
+        #[arg(long, default_value = "60s", value_parser = shoal_ingress::config::parse_duration)]
+        duration: std::time::Duration,
+        /// Concurrent clients on each manager.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+        clients_per_manager: u64,
+        /// A fault, or its heal, this often.
+        #[arg(long, default_value = "3s", value_parser = shoal_ingress::config::parse_duration)]
+        fault_every: std::time::Duration,
+        /// Objects of each kind (labels, networks, services).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=50))]
+        objects: u64,
+        /// An operation not answered within this counts as unknown.
+        #[arg(long, default_value = "5s", value_parser = shoal_ingress::config::parse_duration)]
+        op_timeout: std::time::Duration,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
 }
 
 /// `shoal demo`.
