@@ -2,6 +2,8 @@
 //! restarts, trust (tokens, CA pinning, roles, removal), bad input, and clean-up; the
 //! plain-text status and `shoal status --watch` in [`status`].
 
+#[path = "cluster/jepsen.rs"]
+mod jepsen;
 #[path = "cluster/status.rs"]
 mod status;
 
