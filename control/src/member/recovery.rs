@@ -21,6 +21,14 @@ use crate::raft::{self, Raft};
 /// How often a stopped Raft is started again.
 const REOPEN_EVERY: Duration = Duration::from_secs(2);
 
+/// The refusal of a write because this manager's Raft stopped on `why`.
+pub(super) fn stopped(why: impl std::fmt::Display) -> ClusterError {
+    ClusterError::Unavailable(format!(
+        "this manager's Raft stopped on a storage error ({why}); it takes no writes until its disk does (it retries every {}s)",
+        REOPEN_EVERY.as_secs()
+    ))
+}
+
 impl RaftNode {
     /// Why this node's Raft stopped, if it stopped on an error (not on shutdown).
     pub fn failure(&self) -> Option<String> {
@@ -32,12 +40,7 @@ impl RaftNode {
 
     /// The refusal a write through this node gets while its Raft is stopped.
     pub(super) fn refusal(&self) -> Option<ClusterError> {
-        self.failure().map(|why| {
-            ClusterError::Unavailable(format!(
-                "this manager's Raft stopped on a storage error ({why}); it takes no writes until its disk does (it retries every {}s)",
-                REOPEN_EVERY.as_secs()
-            ))
-        })
+        self.failure().map(stopped)
     }
 
     /// A new Raft on this node's log and state machine.

@@ -151,6 +151,7 @@ impl Member {
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => Err(
                 ClusterError::NotLeader(f.leader_node.and_then(|n| n.addr.parse().ok())),
             ),
+            Ok(Err(RaftError::Fatal(f))) => Err(super::recovery::stopped(f)),
             Ok(Err(e)) => Err(ClusterError::Unavailable(format!("Raft: {e}"))),
         }
     }
