@@ -144,6 +144,7 @@ pub async fn run(cmd: LabCmd) -> anyhow::Result<i32> {
                 lab::docker::stop(&paths, &lab.host(&host)?.name, signal).await?;
                 println!("Stopped dockerd on {host}.");
             } else {
+                lab::faults::resume_if_paused(&paths, &host)?;
                 lab::stop_agent(&paths, lab.host(&host)?, signal).await?;
                 println!("Stopped the agent on {host}.");
             }

@@ -271,7 +271,8 @@ pub async fn clock(lab: &Lab, host: &str, jump_secs: i64) -> anyhow::Result<()> 
     )
 }
 
-fn resume_if_paused(paths: &LabPaths, host: &str) -> anyhow::Result<()> {
+/// Lets `host`'s agent run again if `lab pause` stopped it, and forgets the pause.
+pub fn resume_if_paused(paths: &LabPaths, host: &str) -> anyhow::Result<()> {
     let faults = load(paths)?;
     for f in &faults {
         if let Fault::Pause { host: h, pid } = f {

@@ -240,4 +240,21 @@ fn a_full_disk_refuses_writes_until_healed_and_a_shifted_clock_changes_nothing()
     lab.heal();
     let offsets = timens_offsets(&lab, "n1");
     assert!(!offsets.contains("3600"), "healed clock: {offsets}");
+
+    // `lab down` with the agent paused and its disk full leaves no process or mount.
+    lab.pause("n1");
+    lab.fill("n1");
+    let pid = agent_pid(&lab, "n1");
+    let out = lab.cli(&["lab", "down", "--name", &lab.name]);
+    assert!(out.ok(), "lab down: {}", out.stderr);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&format!("/labs/{}/", lab.name)),
+        "a tmpfs of the lab is still mounted"
+    );
+    wait_until("the paused agent gone", Duration::from_secs(5), || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let gone = stat.is_empty() || stat.contains(") Z");
+        gone.then_some(()).ok_or(stat)
+    });
 }

@@ -20,7 +20,7 @@
 //! file; later appends are written after the cut, so once the disk has room again they
 //! succeed without a restart (see [`Writer::recover`] for why this is safe after a
 //! failed fdatasync). openraft stops its Raft on the refused append; the member opens a
-//! new Raft on the same store (`member::duties`). Only when the cut itself fails does
+//! new Raft on the same store (`member::recovery`). Only when the cut itself fails does
 //! the writer stop for good; the next open cuts the tail.
 
 use std::collections::BTreeMap;

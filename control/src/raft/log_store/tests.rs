@@ -144,6 +144,30 @@ fn zeros_before_a_valid_record_are_an_unwritten_tail_not_damage() {
     );
 }
 
+/// What `f` logs, as text.
+fn logged(f: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let sink = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
+    text
+}
+
 #[test]
 fn open_cuts_a_torn_tail_and_refuses_damage_before_the_end() {
     let dir = tempfile::tempdir().unwrap();
@@ -151,9 +175,18 @@ fn open_cuts_a_torn_tail_and_refuses_damage_before_the_end() {
     let good = bytes.len();
     bytes.extend(&records(4..=4)[..7]);
     fs::write(dir.path().join("log"), &bytes).unwrap();
-    let store = LogStore::open(dir.path()).unwrap();
-    assert_eq!(store.last_log_id().unwrap().index, 3);
-    drop(store);
+    let log = logged(|| {
+        let store = LogStore::open(dir.path()).unwrap();
+        assert_eq!(store.last_log_id().unwrap().index, 3);
+    });
+    for want in [
+        format!("file={}", dir.path().join("log").display()),
+        format!("offset={good}"),
+        "cut=7".to_string(),
+        "torn or corrupt tail".to_string(),
+    ] {
+        assert!(log.contains(&want), "{want:?} not in {log}");
+    }
     assert_eq!(
         fs::metadata(dir.path().join("log")).unwrap().len(),
         good as u64
