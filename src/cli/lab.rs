@@ -22,6 +22,7 @@ pub async fn run(cmd: LabCmd) -> anyhow::Result<i32> {
             docker_arg,
             podman,
             agent_arg,
+            data_tmpfs,
             lab: l,
         } => {
             let options = lab::LabOptions {
@@ -30,6 +31,7 @@ pub async fn run(cmd: LabCmd) -> anyhow::Result<i32> {
                 docker_args: docker_arg,
                 podman,
                 agent_args: agent_arg,
+                data_tmpfs,
             };
             let lab = lab::up_with(&l.name, nodes, managers, &options).await?;
             println!(
@@ -52,7 +54,70 @@ pub async fn run(cmd: LabCmd) -> anyhow::Result<i32> {
         }
         LabCmd::Status { lab: l, format } => {
             let lab = lab::load(&l.name)?;
-            print(format, &lab, hosts_table)?;
+            let faults = lab::faults::load(&LabPaths::new(&lab.name))?;
+            print(format, &Status { lab: &lab, faults }, status_text)?;
+        }
+        LabCmd::Partition { lab: l, groups } => {
+            let lab = lab::load(&l.name)?;
+            let groups = lab::faults::partition(&lab, &groups)?;
+            let g: Vec<String> = groups.iter().map(|g| g.join(",")).collect();
+            println!(
+                "Partitioned lab {}: {} (hosts in no group reach everyone).",
+                lab.name,
+                g.join(" / ")
+            );
+        }
+        LabCmd::Heal { lab: l } => {
+            let lab = lab::load(&l.name)?;
+            let undone = lab::faults::heal(&lab).await?;
+            if undone.is_empty() {
+                println!(
+                    "Lab {} had no faults recorded; network rules cleared anyway.",
+                    lab.name
+                );
+            } else {
+                println!("Healed lab {}: undid {}.", lab.name, undone.join("; "));
+            }
+        }
+        LabCmd::Pause { lab: l, host } => {
+            let lab = lab::load(&l.name)?;
+            let pid = lab::faults::pause(&lab, &host)?;
+            println!("Paused the agent on {host} (pid {pid}, SIGSTOP).");
+        }
+        LabCmd::Resume { lab: l, host } => {
+            let lab = lab::load(&l.name)?;
+            lab::faults::resume(&lab, &host)?;
+            println!("Resumed the agent on {host}.");
+        }
+        LabCmd::Slow {
+            lab: l,
+            host,
+            delay,
+            loss,
+            rate,
+        } => {
+            let lab = lab::load(&l.name)?;
+            let link = lab::faults::Link {
+                delay_ms: delay,
+                loss_pct: loss,
+                rate,
+            };
+            lab::faults::slow(&lab, &host, link.clone())?;
+            let fault = lab::faults::Fault::Slow { host, link };
+            println!("{}.", capitalised(&fault.describe()));
+        }
+        LabCmd::Fill { lab: l, host } => {
+            let lab = lab::load(&l.name)?;
+            let bytes = lab::faults::fill(&lab, &host)?;
+            println!("Filled the data directory of {host}: {bytes} bytes until it was full.");
+        }
+        LabCmd::Clock { lab: l, host, jump } => {
+            let lab = lab::load(&l.name)?;
+            let secs = lab::faults::plan::parse_jump(&jump)?;
+            lab::faults::clock(&lab, &host, secs).await?;
+            println!(
+                "Restarted the agent on {host} with its monotonic and boot clocks {secs:+}s (the wall clock is unchanged)."
+            );
         }
         LabCmd::Exec {
             lab: l,
@@ -79,6 +144,7 @@ pub async fn run(cmd: LabCmd) -> anyhow::Result<i32> {
                 lab::docker::stop(&paths, &lab.host(&host)?.name, signal).await?;
                 println!("Stopped dockerd on {host}.");
             } else {
+                lab::faults::resume_if_paused(&paths, &host)?;
                 lab::stop_agent(&paths, lab.host(&host)?, signal).await?;
                 println!("Stopped the agent on {host}.");
             }
@@ -192,6 +258,32 @@ fn print_jepsen(r: &lab::jepsen::Report) {
         "verdict:       {}",
         if r.passed() { "PASS" } else { "FAIL" }
     );
+}
+
+/// `lab status`: the hosts and the faults in force.
+#[derive(serde::Serialize)]
+struct Status<'a> {
+    #[serde(flatten)]
+    lab: &'a lab::Lab,
+    faults: Vec<lab::faults::Fault>,
+}
+
+fn status_text(status: &Status) -> String {
+    let mut out = hosts_table(status.lab);
+    if !status.faults.is_empty() {
+        out.push_str("\nFaults in force (`lab heal` undoes them):\n");
+        for f in &status.faults {
+            out.push_str(&format!("  {}\n", f.describe()));
+        }
+    }
+    out
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 fn hosts_table(lab: &lab::Lab) -> String {

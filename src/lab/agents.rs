@@ -49,6 +49,16 @@ pub fn running_pid(paths: &LabPaths, host: &Host) -> Option<i32> {
 
 /// Starts the agent of `host` and waits until its API answers.
 pub async fn start(paths: &LabPaths, host: &Host, lab: &super::Lab) -> anyhow::Result<()> {
+    start_shifted(paths, host, lab, None).await
+}
+
+/// Like [`start`], in a time namespace with the clocks shifted by `clock_secs`.
+pub async fn start_shifted(
+    paths: &LabPaths,
+    host: &Host,
+    lab: &super::Lab,
+    clock_secs: Option<i64>,
+) -> anyhow::Result<()> {
     let dns_upstream = &lab.dns_upstream;
     if let Some(pid) = running_pid(paths, host) {
         bail!("the agent on {} is already running (pid {pid})", host.name);
@@ -108,6 +118,9 @@ pub async fn start(paths: &LabPaths, host: &Host, lab: &super::Lab) -> anyhow::R
         .stderr(log);
     let ns = netns::open(&host.namespace)?;
     netns::command_in(&mut cmd, &ns, true)?;
+    if let Some(secs) = clock_secs {
+        super::faults::shift_clocks(&mut cmd, secs)?;
+    }
     let child = cmd
         .spawn()
         .with_context(|| format!("cannot start the agent of {}", host.name))?;
@@ -133,6 +146,8 @@ pub async fn stop(paths: &LabPaths, host: &Host, signal: Signal) -> anyhow::Resu
         bail!("the agent on {} is not running", host.name);
     };
     kill(Pid::from_raw(pid), signal)?;
+    // A paused agent (`lab pause`) only sees the signal once it runs again.
+    let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
     let until = tokio::time::Instant::now() + Duration::from_secs(15);
     while alive_in(pid, &host.namespace) {
         if tokio::time::Instant::now() > until {
@@ -154,6 +169,7 @@ pub fn kill_all_in(ns: &str) {
         }
         for pid in pids {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
         }
         std::thread::sleep(Duration::from_millis(20));
     }

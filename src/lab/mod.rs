@@ -9,6 +9,7 @@
 
 mod agents;
 pub mod docker;
+pub mod faults;
 pub mod jepsen;
 pub mod podman;
 pub mod topology;
@@ -69,6 +70,9 @@ pub struct Lab {
     /// More arguments for every agent.
     #[serde(default)]
     pub agent_args: Vec<String>,
+    /// The size of the tmpfs each agent's data directory is on, if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_tmpfs: Option<String>,
 }
 
 /// How a lab is built beyond its size.
@@ -84,6 +88,8 @@ pub struct LabOptions {
     pub podman: bool,
     /// More arguments for every agent (`--lb-idle-timeout=30`, ...).
     pub agent_args: Vec<String>,
+    /// Put every agent's data directory on a tmpfs of this size (`16M`).
+    pub data_tmpfs: Option<String>,
 }
 
 impl Lab {
@@ -211,6 +217,9 @@ pub async fn up_with(
     if managers == 0 || managers > nodes {
         bail!("--managers must be between 1 and --nodes ({nodes}), not {managers}");
     }
+    if let Some(size) = &options.data_tmpfs {
+        validate_tmpfs_size(size)?;
+    }
     if exists(name) {
         bail!("a lab named {name:?} already exists; remove it with `shoal lab down --name {name}`");
     }
@@ -223,6 +232,41 @@ pub async fn up_with(
             Err(e.context(tail))
         }
     }
+}
+
+/// Checks a `--data-tmpfs` size: a whole number of k, M or G, from 1M to 4G.
+fn validate_tmpfs_size(size: &str) -> anyhow::Result<()> {
+    let bad = || format!("--data-tmpfs {size:?}: use a size from 1M to 4G such as 16M");
+    let unit_at = size.len() - size.chars().last().map_or(0, char::len_utf8);
+    let (digits, unit) = size.split_at(unit_at);
+    let scale: u64 = match unit {
+        "k" | "K" => 1 << 10,
+        "m" | "M" => 1 << 20,
+        "g" | "G" => 1 << 30,
+        _ => bail!(bad()),
+    };
+    let n: u64 = digits.parse().with_context(bad)?;
+    if !n
+        .checked_mul(scale)
+        .is_some_and(|b| (1 << 20..=4 << 30).contains(&b))
+    {
+        bail!(bad());
+    }
+    Ok(())
+}
+
+/// Mounts a tmpfs of `size` on `dir` (`lab down` unmounts everything below the lab's
+/// directories).
+fn mount_tmpfs(dir: &Path, size: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    nix::mount::mount(
+        Some("shoal-lab"),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+        Some(format!("size={size},mode=0700").as_str()),
+    )
+    .with_context(|| format!("cannot mount a tmpfs on {}", dir.display()))
 }
 
 fn tail_logs(paths: &LabPaths, nodes: usize) -> String {
@@ -281,8 +325,14 @@ async fn build(
         docker_args: options.docker_args.clone(),
         podman: options.podman,
         agent_args: options.agent_args.clone(),
+        data_tmpfs: options.data_tmpfs.clone(),
     };
     save(&paths, &lab)?;
+    if let Some(size) = &lab.data_tmpfs {
+        for h in lab.nodes() {
+            mount_tmpfs(&paths.data_dir(&h.name), size)?;
+        }
+    }
     topology::create_underlay(name).await?;
     for h in &lab.hosts {
         topology::create_host(name, &h.name, h.underlay_ip).await?;
@@ -401,6 +451,7 @@ pub fn down(name: &str) -> Vec<String> {
         .iter()
         .filter_map(|ns| ns.strip_prefix(&prefix).map(String::from))
         .collect();
+    faults::resume_all(&paths);
     let podman = remove_podman_containers(&paths);
     for host in &hosts {
         docker::kill_containers(&paths, host);
@@ -479,4 +530,26 @@ pub fn exec(lab: &Lab, host: &str, command: &[String]) -> anyhow::Result<i32> {
         .status()
         .with_context(|| format!("cannot run {program:?} in {host}"))?;
     Ok(status.code().unwrap_or(128 + 9))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tmpfs_sizes_are_checked() {
+        for ok in ["1M", "16M", "512m", "4G", "2048k"] {
+            assert!(super::validate_tmpfs_size(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "16",
+            "16MB",
+            "0M",
+            "5G",
+            "512k",
+            "é",
+            "99999999999999999G",
+        ] {
+            assert!(super::validate_tmpfs_size(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -1,7 +1,10 @@
 //! The control plane on real labs: cluster formation, leader failure, quorum loss,
 //! restarts, trust (tokens, CA pinning, roles, removal), bad input, and clean-up; the
-//! plain-text status and `shoal status --watch` in [`status`].
+//! plain-text status and `shoal status --watch` in [`status`]; partitions, pauses, slow
+//! links, full disks and shifted clocks (`shoal lab` faults) in [`faults`].
 
+#[path = "cluster/faults.rs"]
+mod faults;
 #[path = "cluster/jepsen.rs"]
 mod jepsen;
 #[path = "cluster/status.rs"]

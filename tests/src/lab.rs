@@ -230,6 +230,60 @@ impl Lab {
         assert!(out.ok(), "cutting {host}: {}", out.stderr);
     }
 
+    /// Runs `shoal lab VERB --name LAB ARGS` (a fault command), which must succeed;
+    /// returns its stdout.
+    pub fn fault(&self, verb: &str, args: &[&str]) -> String {
+        let mut full = vec!["lab", verb, "--name", &self.name];
+        full.extend(args);
+        let out = self.cli(&full);
+        assert!(
+            out.ok(),
+            "`shoal lab {verb} {}` failed: {}{}",
+            args.join(" "),
+            out.stderr,
+            out.stdout
+        );
+        out.stdout
+    }
+
+    /// Cuts the network between groups of hosts: `partition("n1,n2 / n3")`.
+    pub fn partition(&self, groups: &str) -> String {
+        let args: Vec<&str> = groups.split_whitespace().collect();
+        self.fault("partition", &args)
+    }
+
+    /// Removes every fault.
+    pub fn heal(&self) -> String {
+        self.fault("heal", &[])
+    }
+
+    /// Freezes `host`'s agent (SIGSTOP).
+    pub fn pause(&self, host: &str) -> String {
+        self.fault("pause", &[host])
+    }
+
+    /// Lets `host`'s agent run again.
+    pub fn resume(&self, host: &str) -> String {
+        self.fault("resume", &[host])
+    }
+
+    /// `lab slow HOST ARGS` (`--loss 30`, `--rate 1mbit`, ...).
+    pub fn slow(&self, host: &str, args: &[&str]) -> String {
+        let mut full = vec![host];
+        full.extend(args);
+        self.fault("slow", &full)
+    }
+
+    /// Fills `host`'s data directory (a lab built with `--data-tmpfs`).
+    pub fn fill(&self, host: &str) -> String {
+        self.fault("fill", &[host])
+    }
+
+    /// Restarts `host`'s agent with its monotonic clocks shifted (`+30s`).
+    pub fn clock(&self, host: &str, jump: &str) -> String {
+        self.fault("clock", &[host, "--jump", jump])
+    }
+
     /// Starts `host`'s agent again.
     pub fn start(&self, host: &str) {
         let out = self.cli(&["lab", "start", "--name", &self.name, host]);

@@ -49,6 +49,7 @@ impl Member {
         self.spawn_duty(Member::follower_loop);
         self.spawn_duty(Member::role_loop);
         self.spawn_duty(Member::synced_loop);
+        self.spawn_duty(Member::storage_loop);
     }
 
     /// Runs one duty on the member's task tracker.
@@ -75,7 +76,7 @@ impl Member {
     }
 
     /// Runs `tick` every `period` until the member stops.
-    async fn every<F, Fut>(&self, period: Duration, mut tick: F)
+    pub(super) async fn every<F, Fut>(&self, period: Duration, mut tick: F)
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = ()>,

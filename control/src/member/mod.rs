@@ -13,6 +13,7 @@
 //!   member keeps on disk.
 //! - `routes` and `gate`: the control server's endpoints and who may call each.
 //! - `leader` and `submit`: what the leader does with requests, and getting them there.
+//! - `recovery`: a new Raft after the old one stopped on a storage error (a full disk).
 //! - `duties`: the background loops drawn above.
 
 mod bootstrap;
@@ -20,6 +21,7 @@ mod duties;
 mod gate;
 mod identity;
 mod leader;
+mod recovery;
 mod routes;
 mod submit;
 

@@ -49,6 +49,9 @@ impl Member {
         let mut attempt = 0usize;
         let mut last = String::from("no leader is known");
         loop {
+            if let Some(refusal) = self.raft().and_then(|r| r.refusal()) {
+                return Err(refusal);
+            }
             match self.raft() {
                 Some(raft) if raft.is_leader() => {
                     match self.handle(&raft, request.clone(), requester).await {
@@ -148,6 +151,7 @@ impl Member {
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => Err(
                 ClusterError::NotLeader(f.leader_node.and_then(|n| n.addr.parse().ok())),
             ),
+            Ok(Err(RaftError::Fatal(f))) => Err(super::recovery::stopped(f)),
             Ok(Err(e)) => Err(ClusterError::Unavailable(format!("Raft: {e}"))),
         }
     }

@@ -10,16 +10,23 @@
 //! or corrupt tail (never acknowledged) is cut off. When purged records dominate the
 //! file it is rewritten with only the live entries.
 //!
-//! A failed write or fdatasync stops the writer for good: after a failed fdatasync the
-//! kernel may have dropped the dirty pages it could not write, so a later fdatasync
-//! that succeeds would prove nothing (PostgreSQL's "fsyncgate"). Every later append is
-//! refused, openraft stops this node's Raft, and the log says to fix the disk and
-//! restart; the torn tail, never acknowledged, is cut off on the next open.
+//! On open, a damaged tail (a write cut short, never acknowledged) is cut with a log
+//! line naming the file, the offset and the bytes cut; a bad record followed by a valid
+//! one (damage before the end: acknowledged entries lost) refuses to open, with an error
+//! saying how to restore the manager (see [`replay`]).
+//!
+//! A failed write (ENOSPC) or fdatasync (EIO) refuses its batch, cuts the file back to
+//! the end of the last fdatasync'ed batch and rebuilds the entries in memory from the
+//! file; later appends are written after the cut, so once the disk has room again they
+//! succeed without a restart (see [`Writer::recover`] for why this is safe after a
+//! failed fdatasync). openraft stops its Raft on the refused append; the member opens a
+//! new Raft on the same store (`member::recovery`). Only when the cut itself fails does
+//! the writer stop for good; the next open cuts the tail.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, RwLock};
@@ -51,7 +58,8 @@ struct LogMem {
 
 enum Job {
     Write(Vec<u8>, Option<LogFlushed<TypeConfig>>),
-    Sync(std::sync::mpsc::Sender<io::Result<()>>),
+    /// Write these bytes (maybe none) and fdatasync; the result goes back on the channel.
+    Sync(Vec<u8>, std::sync::mpsc::Sender<io::Result<()>>),
 }
 
 /// The durable Raft log of one manager.
@@ -71,25 +79,57 @@ fn frame(record: &Record) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Replays the records in `bytes`; returns the state and the length of the valid prefix.
-fn replay(bytes: &[u8], mem: &mut LogMem) -> usize {
-    let mut at = 0;
-    while bytes.len() - at >= 8 {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default()) as usize;
-        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap_or_default());
-        let Some(payload) = bytes.get(at + 8..at + 8 + len) else {
-            break;
-        };
-        if crc32fast::hash(payload) != crc {
-            break;
-        }
-        let Ok(record) = serde_json::from_slice::<Record>(payload) else {
-            break;
-        };
-        apply_record(mem, record);
-        at += 8 + len;
+/// How a log file ends when it does not end with a whole, valid record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Damage {
+    /// Nothing valid follows the first bad byte (a write cut short by a crash, never
+    /// acknowledged): the file is cut there.
+    Tail { at: usize, cut: usize },
+    /// A valid record follows the bad one at `next`: records were lost before the end.
+    Middle { at: usize, next: usize },
+}
+
+/// The record at `at` in `bytes`, with its framed length, if it is whole and valid.
+fn record_at(bytes: &[u8], at: usize) -> Option<(Record, usize)> {
+    let head = bytes.get(at..at.checked_add(8)?)?;
+    let len = u32::from_le_bytes(head[..4].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(head[4..].try_into().ok()?);
+    let payload = bytes.get(at + 8..(at + 8).checked_add(len)?)?;
+    if len == 0 || crc32fast::hash(payload) != crc {
+        return None;
     }
-    at
+    let record = serde_json::from_slice::<Record>(payload).ok()?;
+    Some((record, 8 + len))
+}
+
+/// Replays the records in `bytes` into `mem`; returns the length of the valid prefix and,
+/// when bytes follow it, whether they are a damaged tail or damage before the end.
+///
+/// Damage before the end is a bad record followed by a valid one, unless everything
+/// between them is zero bytes: a file system may allocate the blocks of an append whose
+/// data never reached the disk (a crash during a write that was never fdatasync'ed, so
+/// never acknowledged), and those read as zeros. Anything else (bit rot, an overwritten
+/// block) in front of a valid record is damage to records that were acknowledged.
+fn replay(bytes: &[u8], mem: &mut LogMem) -> (usize, Option<Damage>) {
+    let mut at = 0;
+    while let Some((record, len)) = record_at(bytes, at) {
+        apply_record(mem, record);
+        at += len;
+    }
+    if at == bytes.len() {
+        return (at, None);
+    }
+    let next = (at + 1..bytes.len().saturating_sub(8))
+        .find(|&i| record_at(bytes, i).is_some())
+        .filter(|&next| bytes[at..next].iter().any(|&b| b != 0));
+    let damage = match next {
+        Some(next) => Damage::Middle { at, next },
+        None => Damage::Tail {
+            at,
+            cut: bytes.len() - at,
+        },
+    };
+    (at, Some(damage))
 }
 
 fn apply_record(mem: &mut LogMem, record: Record) {
@@ -131,13 +171,32 @@ impl LogStore {
         if path.exists() {
             File::open(&path)?.read_to_end(&mut bytes)?;
         }
-        let valid = replay(&bytes, &mut mem);
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let (valid, damage) = replay(&bytes, &mut mem);
+        match damage {
+            Some(Damage::Middle { at, next }) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the raft log {} is damaged before its end: the record at byte {at} is bad and a valid one follows at byte {next} (of {}), so acknowledged entries are lost; this manager will not start on it. Restore this manager from a peer: remove its data dir and join it again (or restore the data dir from a backup)",
+                        path.display(),
+                        bytes.len()
+                    ),
+                ));
+            }
+            Some(Damage::Tail { at, cut }) => tracing::warn!(
+                file = %path.display(),
+                offset = at,
+                cut,
+                "raft log: cutting a torn or corrupt tail (a write that was never acknowledged) at byte {at}: {cut} bytes removed"
+            ),
+            None => {}
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)?;
         if valid < bytes.len() {
-            tracing::warn!(
-                cut = bytes.len() - valid,
-                "raft log: cutting a torn or corrupt tail"
-            );
             file.set_len(valid as u64)?;
             file.sync_all()?;
         }
@@ -173,10 +232,11 @@ impl LogStore {
             .map_err(|_| io::Error::other("raft log writer stopped"))
     }
 
-    async fn sync(&self) -> io::Result<()> {
+    /// Writes `bytes` and waits until they and everything queued before are on disk.
+    async fn write_synced(&self, bytes: Vec<u8>) -> io::Result<()> {
         let (tx, rx) = std::sync::mpsc::channel();
         self.jobs
-            .send(Job::Sync(tx))
+            .send(Job::Sync(bytes, tx))
             .map_err(|_| io::Error::other("raft log writer stopped"))?;
         tokio::task::spawn_blocking(move || rx.recv())
             .await
@@ -200,14 +260,34 @@ impl LogStore {
     }
 }
 
-/// The file the log is appended to; a trait so tests can make writes fail.
-trait LogFile: Write + Send {
-    fn sync_data(&self) -> io::Result<()>;
+/// The file the log is appended to; a trait so tests can make its IO fail.
+trait LogFile: Send {
+    /// Appends `bytes` (all of them, or an error).
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// fdatasync.
+    fn sync_data(&mut self) -> io::Result<()>;
+    /// Cuts the file to `len` bytes, durably (ftruncate, fsync).
+    fn cut(&mut self, len: u64) -> io::Result<()>;
+    /// The file's content.
+    fn read_all(&mut self) -> io::Result<Vec<u8>>;
 }
 
 impl LogFile for File {
-    fn sync_data(&self) -> io::Result<()> {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.write_all(bytes)
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
         File::sync_data(self)
+    }
+    fn cut(&mut self, len: u64) -> io::Result<()> {
+        self.set_len(len)?;
+        self.sync_all()
+    }
+    fn read_all(&mut self) -> io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        self.seek(io::SeekFrom::Start(0))?;
+        self.read_to_end(&mut bytes)?;
+        Ok(bytes)
     }
 }
 
@@ -215,9 +295,11 @@ struct Writer {
     file: Box<dyn LogFile>,
     path: PathBuf,
     dir: PathBuf,
+    /// The end of the last batch that was written and fdatasync'ed.
     size: u64,
     mem: Arc<RwLock<LogMem>>,
-    /// Why the writer stopped taking writes, once a write or fdatasync failed.
+    /// Why the writer stopped taking writes: a write failed and the file could not be
+    /// cut back to its last good record.
     broken: Option<String>,
 }
 
@@ -228,30 +310,15 @@ impl Writer {
             batch.extend(rx.try_iter());
             let mut bytes = Vec::new();
             for job in &batch {
-                if let Job::Write(b, _) = job {
-                    bytes.extend_from_slice(b);
-                }
+                let (Job::Write(b, _) | Job::Sync(b, _)) = job;
+                bytes.extend_from_slice(b);
             }
             let result = match &self.broken {
                 Some(why) => Err(io::Error::other(format!(
                     "the raft log takes no more writes since an earlier one failed ({why}); fix the disk and restart the agent"
                 ))),
-                None => {
-                    let written = self
-                        .file
-                        .write_all(&bytes)
-                        .and_then(|_| self.file.sync_data());
-                    if let Err(e) = &written {
-                        tracing::error!(
-                            error = %e,
-                            "raft log: a write or fdatasync failed; this manager acknowledges no more log writes (what the failed sync held may be lost); fix the disk and restart the agent"
-                        );
-                        self.broken = Some(e.to_string());
-                    }
-                    written
-                }
+                None => self.write_batch(&bytes),
             };
-            self.size += bytes.len() as u64;
             for job in batch {
                 let r = match &result {
                     Ok(()) => Ok(()),
@@ -260,7 +327,7 @@ impl Writer {
                 match job {
                     Job::Write(_, Some(cb)) => cb.log_io_completed(r),
                     Job::Write(_, None) => {}
-                    Job::Sync(tx) => {
+                    Job::Sync(_, tx) => {
                         let _ = tx.send(r);
                     }
                 }
@@ -269,6 +336,72 @@ impl Writer {
                 if let Err(e) = self.compact() {
                     tracing::warn!(error = %e, "raft log: compaction failed; keeping the old file");
                 }
+            }
+        }
+    }
+
+    /// Writes and fdatasyncs one batch; on failure cuts the file back (see [`recover`]).
+    ///
+    /// [`recover`]: Writer::recover
+    fn write_batch(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return self.file.sync_data().inspect_err(|e| self.recover(e));
+        }
+        match self.file.append(bytes).and_then(|_| self.file.sync_data()) {
+            Ok(()) => {
+                self.size += bytes.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                self.recover(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// After a failed write or fdatasync, what the file holds past `size` is unknown: a
+    /// partial write (ENOSPC), or pages the kernel could not write and has since marked
+    /// clean, so they still read back from the page cache but are not on disk (after
+    /// which a later fdatasync that succeeds proves nothing about them: PostgreSQL's
+    /// "fsyncgate"). Cutting the file back to `size`, the end of the last batch that was
+    /// fdatasync'ed, drops those pages with it, so neither this process nor a restarted
+    /// one can read a record that was never acknowledged; the entries in memory are then
+    /// rebuilt from what the file holds. The failed batch is refused (never
+    /// acknowledged), and later batches are written after the cut: when the disk has
+    /// room again they succeed. Only if the cut itself fails does the writer stop for
+    /// good (the next open cuts the tail).
+    fn recover(&mut self, error: &io::Error) {
+        let size = self.size;
+        let reread = self.file.cut(size).and_then(|_| self.file.read_all());
+        let check = reread.and_then(|bytes| {
+            let mut fresh = LogMem::default();
+            match replay(&bytes, &mut fresh) {
+                (valid, None) if valid as u64 == size => Ok(fresh),
+                (valid, _) => Err(io::Error::other(format!(
+                    "after the cut the file reads back {valid} valid bytes of {} instead of {size}",
+                    bytes.len()
+                ))),
+            }
+        });
+        match check {
+            Ok(fresh) => {
+                let mut mem = self.mem.write().unwrap_or_else(|e| e.into_inner());
+                mem.entries = fresh.entries;
+                mem.last_purged = fresh.last_purged;
+                tracing::error!(
+                    file = %self.path.display(),
+                    error = %error,
+                    offset = size,
+                    "raft log: a write or fdatasync failed; the batch is refused (not acknowledged) and the file is cut back to its last good record at byte {size}; writes are taken again once the disk takes them"
+                );
+            }
+            Err(cut) => {
+                tracing::error!(
+                    file = %self.path.display(),
+                    error = %error,
+                    "raft log: a write or fdatasync failed and cutting the file back to its last good record at byte {size} failed too ({cut}); this manager acknowledges no more log writes; fix the disk and restart the agent"
+                );
+                self.broken = Some(format!("{error}; then cutting back failed: {cut}"));
             }
         }
     }
@@ -291,7 +424,12 @@ impl Writer {
             return Ok(());
         }
         write_atomically(&self.dir, "log", &bytes, true)?;
-        self.file = Box::new(OpenOptions::new().append(true).open(&self.path)?);
+        self.file = Box::new(
+            OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(&self.path)?,
+        );
         self.size = bytes.len() as u64;
         Ok(())
     }
@@ -388,8 +526,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .unwrap_or_else(|e| e.into_inner())
             .entries
             .split_off(&log_id.index);
-        self.send(bytes, None).map_err(io_err)?;
-        self.sync().await.map_err(io_err)
+        self.write_synced(bytes).await.map_err(io_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
