@@ -19,6 +19,8 @@
 //! - [`server`] and [`transport`]: the mTLS server (who is calling) and client (calling
 //!   other nodes).
 //! - [`ratelimit`]: token buckets for the endpoint anyone may call.
+//! - `sim` (tests, or the `sim` feature): the Raft tier simulated in one process under
+//!   a paused clock, with a seeded nemesis and a linearizability check.
 //! - [`api`], [`error`], [`ids`]: request bodies, errors with their HTTP status
 //!   ([`ClusterError`]), node IDs and the naming rule.
 
@@ -31,6 +33,8 @@ pub mod pki;
 pub mod raft;
 pub mod ratelimit;
 pub mod server;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 pub mod state;
 pub mod tls;
 pub mod token;

@@ -15,6 +15,7 @@ use super::{now_ms, Member, RaftNode};
 use crate::api::{Forwarded, LeaderRequest, LeaderResponse};
 use crate::error::ClusterError;
 use crate::ids::NodeId;
+use crate::raft::Raft;
 use crate::state::{Applied, Command, Proposal, Role};
 use crate::transport::PeerError;
 
@@ -123,33 +124,7 @@ impl Member {
         raft: &RaftNode,
         command: Command,
     ) -> Result<Applied, ClusterError> {
-        let m = raft.metrics();
-        let voters = m.membership_config.membership().voter_ids().count();
-        if voters > 1 {
-            if let Some(ms) = m.millis_since_quorum_ack {
-                if Duration::from_millis(ms) > QUORUM_STALE {
-                    return Err(ClusterError::NoQuorum(format!(
-                        "this manager leads but has not heard from a majority of the {voters} managers for {:.1}s",
-                        ms as f64 / 1000.0
-                    )));
-                }
-            }
-        }
-        let proposal = Proposal {
-            at_ms: now_ms(),
-            command,
-        };
-        match tokio::time::timeout(WRITE_TIMEOUT, raft.raft.client_write(proposal)).await {
-            Err(_) => Err(ClusterError::NoQuorum(format!(
-                "the write was not committed within {}s: a majority of the {voters} managers cannot be reached",
-                WRITE_TIMEOUT.as_secs()
-            ))),
-            Ok(Ok(resp)) => resp.data.0.map_err(ClusterError::from),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => Err(
-                ClusterError::NotLeader(f.leader_node.and_then(|n| n.addr.parse().ok())),
-            ),
-            Ok(Err(e)) => Err(ClusterError::Unavailable(format!("Raft: {e}"))),
-        }
+        commit(&raft.raft, command, now_ms()).await
     }
 
     /// The role the state gives `id`, or `fallback` if the state does not know it yet.
@@ -160,5 +135,39 @@ impl Member {
             .get(&id)
             .map(|n| n.role)
             .unwrap_or(fallback)
+    }
+}
+
+/// Commits `command`, stamped `at_ms`, through `raft`, which must lead: refused at once
+/// if the leader has not heard from a majority lately, and given up (outcome unknown)
+/// after [`WRITE_TIMEOUT`].
+pub(crate) async fn commit(
+    raft: &Raft,
+    command: Command,
+    at_ms: u64,
+) -> Result<Applied, ClusterError> {
+    let m = raft.metrics().borrow().clone();
+    let voters = m.membership_config.membership().voter_ids().count();
+    if voters > 1 {
+        if let Some(ms) = m.millis_since_quorum_ack {
+            if Duration::from_millis(ms) > QUORUM_STALE {
+                return Err(ClusterError::NoQuorum(format!(
+                    "this manager leads but has not heard from a majority of the {voters} managers for {:.1}s",
+                    ms as f64 / 1000.0
+                )));
+            }
+        }
+    }
+    let proposal = Proposal { at_ms, command };
+    match tokio::time::timeout(WRITE_TIMEOUT, raft.client_write(proposal)).await {
+        Err(_) => Err(ClusterError::NoQuorum(format!(
+            "the write was not committed within {}s: a majority of the {voters} managers cannot be reached",
+            WRITE_TIMEOUT.as_secs()
+        ))),
+        Ok(Ok(resp)) => resp.data.0.map_err(ClusterError::from),
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => Err(
+            ClusterError::NotLeader(f.leader_node.and_then(|n| n.addr.parse().ok())),
+        ),
+        Ok(Err(e)) => Err(ClusterError::Unavailable(format!("Raft: {e}"))),
     }
 }
