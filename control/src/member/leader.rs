@@ -11,6 +11,7 @@ use crate::api::{JoinRequest, JoinResponse, LeaderRequest, LeaderResponse};
 use crate::error::ClusterError;
 use crate::ids::{validate_name, NodeId};
 use crate::pki::{sign_node_cert, CertAndKey};
+use crate::raft::read::read_revision;
 use crate::state::{Availability, ClusterState, Command, Node, NodeStatus, Role, Secrets};
 use crate::token::{new_secret, secrets_match, JoinToken};
 
@@ -39,7 +40,9 @@ impl Member {
             ClusterError::Forbidden(format!("node {requester} is not a member of this cluster"))
         })?;
         let needs_manager = match &request {
-            LeaderRequest::Heartbeat | LeaderRequest::RenewCert { .. } => false,
+            LeaderRequest::Heartbeat
+            | LeaderRequest::RenewCert { .. }
+            | LeaderRequest::ReadIndex => false,
             LeaderRequest::Propose { command } => command.self_scope() != Some(requester),
             _ => true,
         };
@@ -70,6 +73,11 @@ impl Member {
                     role: requester_node.role,
                     voter: raft.voters().contains(&requester.0),
                 })
+            }
+            LeaderRequest::ReadIndex => {
+                let revision =
+                    read_revision(&raft.raft, &self.replica, super::submit::READ_TIMEOUT).await?;
+                Ok(LeaderResponse::ReadIndex { revision })
             }
             LeaderRequest::RenewCert { csr_pem } => {
                 let cert_pem = self.sign(raft, &state, &csr_pem, requester, requester_node.role)?;

@@ -15,6 +15,7 @@ use super::{now_ms, Member, RaftNode};
 use crate::api::{Forwarded, LeaderRequest, LeaderResponse};
 use crate::error::ClusterError;
 use crate::ids::NodeId;
+use crate::raft::read::wait_for_revision;
 use crate::raft::Raft;
 use crate::state::{Applied, Command, Proposal, Role};
 use crate::transport::PeerError;
@@ -25,6 +26,8 @@ pub const SUBMIT_DEADLINE: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(4);
 /// A leader that has not heard from a majority for this long refuses writes at once.
 const QUORUM_STALE: Duration = Duration::from_millis(1500);
+/// How long a read index may take on the leader, and the replica to catch up.
+pub(super) const READ_TIMEOUT: Duration = Duration::from_secs(4);
 /// The forwarding path on the control server.
 pub const LEADER_PATH: &str = "/v1/leader";
 
@@ -88,6 +91,25 @@ impl Member {
             }
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
+    }
+
+    /// Waits until this node's replica holds every change committed before the call,
+    /// so a read of it that follows is linearizable: the leader confirms with a majority
+    /// that it still leads and names its revision (a read index), and the replica
+    /// catches up to it. Fails, as writes do, when no majority can be reached.
+    pub async fn read_barrier(&self) -> Result<(), ClusterError> {
+        let revision = match self
+            .submit(LeaderRequest::ReadIndex, Some(self.node_id))
+            .await?
+        {
+            LeaderResponse::ReadIndex { revision } => revision,
+            other => {
+                return Err(ClusterError::Unavailable(format!(
+                    "unexpected answer from the leader: {other:?}"
+                )))
+            }
+        };
+        wait_for_revision(&self.replica, revision, READ_TIMEOUT).await
     }
 
     /// Where to send a request this node cannot handle: the leader first, then the

@@ -21,7 +21,7 @@ use super::{Clock, ReadMode};
 use crate::error::ClusterError;
 use crate::ids::NodeId;
 use crate::member::{announce_leader, commit, SIM_SUBMIT_DEADLINE};
-use crate::raft::read::{read_index, wait_applied};
+use crate::raft::read::{read_revision, wait_for_revision};
 use crate::state::{
     Applied, ApplyError, AttachSpec, ClusterState, Command, NetworkSpec, ServiceChanges,
     ServiceSpec,
@@ -191,23 +191,29 @@ pub fn value_of(state: &ClusterState, key: &str) -> Option<String> {
     }
 }
 
-/// Reads `key` at manager `at`; `None` if the read could not be served.
+/// Reads `key` at manager `at`; `None` if the read could not be served. With a read
+/// index, as `Member::read_barrier`: the leader's revision after confirming its
+/// leadership, then this replica caught up to it.
 async fn read(env: &Env, at: u64, key: &str) -> Option<Option<String>> {
     let node = env.fabric.node(at)?;
     if env.read_mode == ReadMode::ReadIndex {
-        let index = if node.is_leader() {
-            read_index(&node.raft, READ_TIMEOUT).await.ok()?
+        let revision = if node.is_leader() {
+            read_revision(&node.raft, &node.replica, READ_TIMEOUT)
+                .await
+                .ok()?
         } else {
             let leader = node.leader().filter(|l| *l != at)?;
             env.fabric
                 .call(at, leader, READ_TIMEOUT, |l| async move {
-                    read_index(&l.raft, READ_TIMEOUT).await
+                    read_revision(&l.raft, &l.replica, READ_TIMEOUT).await
                 })
                 .await
                 .ok()?
                 .ok()?
         };
-        wait_applied(&node.raft, index, READ_TIMEOUT).await.ok()?;
+        wait_for_revision(&node.replica, revision, READ_TIMEOUT)
+            .await
+            .ok()?;
     }
     Some(value_of(&node.replica.state(), key))
 }
