@@ -18,19 +18,17 @@ use tokio::time::Instant;
 use super::fabric::{Fabric, Fail};
 use super::node::SimNode;
 use super::{Clock, ReadMode};
+use crate::audit::{value_of, LABEL};
 use crate::error::ClusterError;
 use crate::ids::NodeId;
 use crate::member::{announce_leader, commit, SIM_SUBMIT_DEADLINE};
 use crate::raft::read::{read_revision, wait_for_revision};
 use crate::state::{
-    Applied, ApplyError, AttachSpec, ClusterState, Command, NetworkSpec, ServiceChanges,
-    ServiceSpec,
+    Applied, ApplyError, AttachSpec, Command, NetworkSpec, ServiceChanges, ServiceSpec,
 };
 
 /// The network every service and sandbox joins (made at bootstrap).
 pub const SHARED: &str = "shared";
-/// The node label clients write and read.
-pub const LABEL: &str = "jepsen";
 const NETWORKS: [&str; 2] = ["na", "nb"];
 const SERVICES: [&str; 2] = ["sa", "sb"];
 /// How long a read may wait for the read index.
@@ -170,25 +168,6 @@ pub async fn run(env: Arc<Env>, client: u64, ops: usize, mut rng: StdRng) -> Vec
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..200))).await;
     }
     unexpected
-}
-
-/// The value a client reads for `key` in `state`.
-pub fn value_of(state: &ClusterState, key: &str) -> Option<String> {
-    let (kind, name) = key.split_once('/')?;
-    match kind {
-        "net" => state.networks.get(name)?.labels.get("v").cloned(),
-        "svc" => state.services.get(name)?.spec.labels.get("v").cloned(),
-        "label" => {
-            let id = NodeId(name.parse().ok()?);
-            state.nodes.get(&id)?.labels.get(LABEL).cloned()
-        }
-        "ep" => state
-            .endpoints
-            .values()
-            .any(|e| e.sandbox == name)
-            .then(|| "attached".to_string()),
-        _ => None,
-    }
 }
 
 /// Reads `key` at manager `at`; `None` if the read could not be served. With a read

@@ -26,7 +26,6 @@ mod fabric;
 mod memlog;
 mod nemesis;
 mod node;
-mod verify;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -39,13 +38,13 @@ use shoal_lincheck::kv::{Object, ObjectModel, Reply};
 use shoal_lincheck::{check_with, Operation, Options, Recorder, Verdict};
 use tokio::time::Instant;
 
-pub use client::{value_of, Outcome};
+pub use client::Outcome;
 pub use fabric::{Fabric, Fail};
 pub use memlog::Disk;
 pub use nemesis::Fault;
 pub use node::SimNode;
-pub use verify::{duplicate_addresses, lost_writes};
 
+use crate::audit::{duplicate_addresses, lost_writes, value_of};
 use crate::ids::NodeId;
 use crate::state::{Availability, Command, NetworkSpec, Node, NodeStatus, Role, Secrets};
 
@@ -98,7 +97,7 @@ impl Clock {
 }
 
 /// What a run found.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Report {
     /// Its seed.
     pub seed: u64,
@@ -188,6 +187,84 @@ pub fn run(config: &Config) -> Report {
         .build()
         .expect("a tokio runtime");
     rt.block_on(simulate(config))
+}
+
+/// What a series of runs found.
+#[derive(Debug)]
+pub struct Campaign {
+    /// The runs that found something wrong.
+    pub failed: Vec<Report>,
+    /// How many runs.
+    pub runs: usize,
+    /// Operations checked, over all runs.
+    pub ops: usize,
+    /// Faults injected, over all runs.
+    pub faults: usize,
+    /// Time simulated, over all runs.
+    pub simulated: Duration,
+    /// Wall time taken.
+    pub wall: Duration,
+}
+
+impl Campaign {
+    /// Faults injected per second of wall time.
+    pub fn faults_per_second(&self) -> f64 {
+        self.faults as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+}
+
+impl fmt::Display for Campaign {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} runs, {} ops, {} faults, {:.0}s simulated in {:.1}s wall ({:.0} faults/s): {}",
+            self.runs,
+            self.ops,
+            self.faults,
+            self.simulated.as_secs_f64(),
+            self.wall.as_secs_f64(),
+            self.faults_per_second(),
+            if self.failed.is_empty() {
+                "0 linearizability violations, 0 lost writes, 0 duplicate addresses".to_string()
+            } else {
+                format!("{} runs FAILED", self.failed.len())
+            }
+        )
+    }
+}
+
+/// Runs `template` once per seed (its own seed ignored), calling `each` with every
+/// report as it comes: for `shoal bench control-faults` and the tests.
+pub fn campaign(
+    template: &Config,
+    seeds: impl IntoIterator<Item = u64>,
+    mut each: impl FnMut(&Report),
+) -> Campaign {
+    let wall = std::time::Instant::now();
+    let mut c = Campaign {
+        failed: Vec::new(),
+        runs: 0,
+        ops: 0,
+        faults: 0,
+        simulated: Duration::ZERO,
+        wall: Duration::ZERO,
+    };
+    for seed in seeds {
+        let report = run(&Config {
+            seed,
+            ..template.clone()
+        });
+        each(&report);
+        c.runs += 1;
+        c.ops += report.history.len();
+        c.faults += report.faults.len();
+        c.simulated += report.simulated;
+        if !report.passed() {
+            c.failed.push(report);
+        }
+    }
+    c.wall = wall.elapsed();
+    c
 }
 
 /// The seeds to run: `SHOAL_SIM_SEED` if set, otherwise `count` seeds from `first`.

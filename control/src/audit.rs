@@ -1,5 +1,16 @@
-//! Checks of the final state beyond linearizability: no address handed out twice, and
-//! no acknowledged write missing.
+//! Checks of a cluster state against a Jepsen-style history, for the simulated Raft
+//! tier (`sim`) and for tests on real labs: how a client's object key reads in a state
+//! ([`value_of`]), no address handed out twice ([`duplicate_addresses`]) and no
+//! acknowledged write missing ([`lost_writes`]).
+//!
+//! Object keys, as histories of [`shoal_lincheck::kv`] operations name them:
+//!
+//! | key | object | value |
+//! | --- | --- | --- |
+//! | `net/NAME` | network NAME | its label `v` |
+//! | `svc/NAME` | service NAME | its label `v` |
+//! | `label/ID` | node ID (decimal) | its label [`LABEL`] |
+//! | `ep/SANDBOX` | an endpoint of sandbox SANDBOX | `attached` |
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -7,8 +18,30 @@ use std::net::Ipv4Addr;
 use shoal_lincheck::kv::{Object, Op, Reply};
 use shoal_lincheck::{Operation, Outcome};
 
-use super::client::value_of;
+use crate::ids::NodeId;
 use crate::state::ClusterState;
+
+/// The node label clients write and read.
+pub const LABEL: &str = "jepsen";
+
+/// The value a client reads for `key` in `state` (see the table above).
+pub fn value_of(state: &ClusterState, key: &str) -> Option<String> {
+    let (kind, name) = key.split_once('/')?;
+    match kind {
+        "net" => state.networks.get(name)?.labels.get("v").cloned(),
+        "svc" => state.services.get(name)?.spec.labels.get("v").cloned(),
+        "label" => {
+            let id = NodeId(name.parse().ok()?);
+            state.nodes.get(&id)?.labels.get(LABEL).cloned()
+        }
+        "ep" => state
+            .endpoints
+            .values()
+            .any(|e| e.sandbox == name)
+            .then(|| "attached".to_string()),
+        _ => None,
+    }
+}
 
 /// Addresses held twice in `state`: overlapping subnets, or one address held by two of
 /// a network's gateway, endpoints and service VIPs, or held without a lease.
@@ -112,7 +145,7 @@ mod tests {
                 ca_cert_pem: "CA".into(),
                 secrets: Secrets::default(),
                 addr_pools: Default::default(),
-                node: super::super::sim_node(1),
+                node: crate::state::fixtures::node(1, crate::state::Role::Manager, &[]),
             },
         );
         for (id, name) in [("aaaaaaaa", "x"), ("bbbbbbbb", "y")] {
