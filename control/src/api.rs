@@ -273,6 +273,8 @@ pub enum LeaderRequest {
         /// Whose token.
         role: Role,
     },
+    /// The revision a linearizable read must see (the leader confirms it still leads).
+    ReadIndex,
 }
 
 /// A leader request as sent between nodes.
@@ -313,6 +315,12 @@ pub enum LeaderResponse {
     },
     /// Done, nothing to report.
     Done,
+    /// A read that starts now is linearizable once the reader's replica is at this
+    /// revision.
+    ReadIndex {
+        /// The leader's revision after confirming its leadership.
+        revision: u64,
+    },
 }
 
 /// `attach`.

@@ -19,10 +19,15 @@
 //! - [`server`] and [`transport`]: the mTLS server (who is calling) and client (calling
 //!   other nodes).
 //! - [`ratelimit`]: token buckets for the endpoint anyone may call.
+//! - [`audit`]: checks of a state against a Jepsen-style history (lost writes,
+//!   addresses held twice).
+//! - `sim` (tests, or the `sim` feature): the Raft tier simulated in one process under
+//!   a paused clock, with a seeded nemesis and a linearizability check.
 //! - [`api`], [`error`], [`ids`]: request bodies, errors with their HTTP status
 //!   ([`ClusterError`]), node IDs and the naming rule.
 
 pub mod api;
+pub mod audit;
 pub mod error;
 pub mod ids;
 pub mod liveness;
@@ -31,6 +36,8 @@ pub mod pki;
 pub mod raft;
 pub mod ratelimit;
 pub mod server;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 pub mod state;
 pub mod tls;
 pub mod token;

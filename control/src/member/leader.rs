@@ -11,6 +11,7 @@ use crate::api::{JoinRequest, JoinResponse, LeaderRequest, LeaderResponse};
 use crate::error::ClusterError;
 use crate::ids::{validate_name, NodeId};
 use crate::pki::{sign_node_cert, CertAndKey};
+use crate::raft::read::read_revision;
 use crate::state::{Availability, ClusterState, Command, Node, NodeStatus, Role, Secrets};
 use crate::token::{new_secret, secrets_match, JoinToken};
 
@@ -39,7 +40,9 @@ impl Member {
             ClusterError::Forbidden(format!("node {requester} is not a member of this cluster"))
         })?;
         let needs_manager = match &request {
-            LeaderRequest::Heartbeat | LeaderRequest::RenewCert { .. } => false,
+            LeaderRequest::Heartbeat
+            | LeaderRequest::RenewCert { .. }
+            | LeaderRequest::ReadIndex => false,
             LeaderRequest::Propose { command } => command.self_scope() != Some(requester),
             _ => true,
         };
@@ -70,6 +73,11 @@ impl Member {
                     role: requester_node.role,
                     voter: raft.voters().contains(&requester.0),
                 })
+            }
+            LeaderRequest::ReadIndex => {
+                let revision =
+                    read_revision(&raft.raft, &self.replica, super::submit::READ_TIMEOUT).await?;
+                Ok(LeaderResponse::ReadIndex { revision })
             }
             LeaderRequest::RenewCert { csr_pem } => {
                 let cert_pem = self.sign(raft, &state, &csr_pem, requester, requester_node.role)?;
@@ -135,18 +143,13 @@ impl Member {
     /// Makes sure the state names this node as leader for its current term, so nothing
     /// is committed under a stale announcement.
     pub(super) async fn announce(&self, raft: &RaftNode) -> Result<(), ClusterError> {
-        let term = raft.metrics().current_term;
-        let state = self.replica.state();
-        if !state.is_initialised()
-            || (state.leader == Some(self.node_id) && state.leader_term == term)
-        {
-            return Ok(());
-        }
-        let command = Command::SetLeader {
-            id: self.node_id,
-            term,
-        };
-        self.propose_local(raft, command).await.map(|_| ())
+        announce_leader(
+            &raft.raft,
+            &self.replica.state(),
+            self.node_id,
+            super::now_ms(),
+        )
+        .await
     }
 
     async fn remove(
@@ -289,4 +292,22 @@ fn token_role(secrets: &Secrets, secret: &str) -> Result<Role, ClusterError> {
             "invalid join token: its secret is not valid for this cluster (it may have been rotated); get a current one with `shoal cluster join-token worker` on a manager".into(),
         ))
     }
+}
+
+/// Commits `SetLeader` for `me` in its current term unless `state` (this leader's own
+/// replica) already says so.
+pub(crate) async fn announce_leader(
+    raft: &crate::raft::Raft,
+    state: &ClusterState,
+    me: NodeId,
+    at_ms: u64,
+) -> Result<(), ClusterError> {
+    let term = raft.metrics().borrow().current_term;
+    if !state.is_initialised() || (state.leader == Some(me) && state.leader_term == term) {
+        return Ok(());
+    }
+    let command = Command::SetLeader { id: me, term };
+    super::submit::commit(raft, command, at_ms)
+        .await
+        .map(|_| ())
 }

@@ -40,6 +40,10 @@ use tokio_util::task::TaskTracker;
 
 pub use bootstrap::{init, join, Settings};
 pub use identity::{DataDir, Identity};
+#[cfg(any(test, feature = "sim"))]
+pub(crate) use leader::announce_leader;
+#[cfg(any(test, feature = "sim"))]
+pub(crate) use submit::{commit, SUBMIT_DEADLINE as SIM_SUBMIT_DEADLINE};
 
 use crate::api::{NodeInfo, RaftInfo, StatusInfo};
 use crate::error::ClusterError;

@@ -15,6 +15,8 @@ use super::{now_ms, Member, RaftNode};
 use crate::api::{Forwarded, LeaderRequest, LeaderResponse};
 use crate::error::ClusterError;
 use crate::ids::NodeId;
+use crate::raft::read::wait_for_revision;
+use crate::raft::Raft;
 use crate::state::{Applied, Command, Proposal, Role};
 use crate::transport::PeerError;
 
@@ -24,6 +26,8 @@ pub const SUBMIT_DEADLINE: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(4);
 /// A leader that has not heard from a majority for this long refuses writes at once.
 const QUORUM_STALE: Duration = Duration::from_millis(1500);
+/// How long a read index may take on the leader, and the replica to catch up.
+pub(super) const READ_TIMEOUT: Duration = Duration::from_secs(4);
 /// The forwarding path on the control server.
 pub const LEADER_PATH: &str = "/v1/leader";
 
@@ -92,6 +96,25 @@ impl Member {
         }
     }
 
+    /// Waits until this node's replica holds every change committed before the call,
+    /// so a read of it that follows is linearizable: the leader confirms with a majority
+    /// that it still leads and names its revision (a read index), and the replica
+    /// catches up to it. Fails, as writes do, when no majority can be reached.
+    pub async fn read_barrier(&self) -> Result<(), ClusterError> {
+        let revision = match self
+            .submit(LeaderRequest::ReadIndex, Some(self.node_id))
+            .await?
+        {
+            LeaderResponse::ReadIndex { revision } => revision,
+            other => {
+                return Err(ClusterError::Unavailable(format!(
+                    "unexpected answer from the leader: {other:?}"
+                )))
+            }
+        };
+        wait_for_revision(&self.replica, revision, READ_TIMEOUT).await
+    }
+
     /// Where to send a request this node cannot handle: the leader first, then the
     /// other managers (which forward).
     pub(super) fn forward_targets(&self) -> Vec<SocketAddr> {
@@ -126,34 +149,7 @@ impl Member {
         raft: &RaftNode,
         command: Command,
     ) -> Result<Applied, ClusterError> {
-        let m = raft.metrics();
-        let voters = m.membership_config.membership().voter_ids().count();
-        if voters > 1 {
-            if let Some(ms) = m.millis_since_quorum_ack {
-                if Duration::from_millis(ms) > QUORUM_STALE {
-                    return Err(ClusterError::NoQuorum(format!(
-                        "this manager leads but has not heard from a majority of the {voters} managers for {:.1}s",
-                        ms as f64 / 1000.0
-                    )));
-                }
-            }
-        }
-        let proposal = Proposal {
-            at_ms: now_ms(),
-            command,
-        };
-        match tokio::time::timeout(WRITE_TIMEOUT, raft.raft.client_write(proposal)).await {
-            Err(_) => Err(ClusterError::NoQuorum(format!(
-                "the write was not committed within {}s: a majority of the {voters} managers cannot be reached",
-                WRITE_TIMEOUT.as_secs()
-            ))),
-            Ok(Ok(resp)) => resp.data.0.map_err(ClusterError::from),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => Err(
-                ClusterError::NotLeader(f.leader_node.and_then(|n| n.addr.parse().ok())),
-            ),
-            Ok(Err(RaftError::Fatal(f))) => Err(super::recovery::stopped(f)),
-            Ok(Err(e)) => Err(ClusterError::Unavailable(format!("Raft: {e}"))),
-        }
+        commit(&raft.raft, command, now_ms()).await
     }
 
     /// The role the state gives `id`, or `fallback` if the state does not know it yet.
@@ -164,5 +160,40 @@ impl Member {
             .get(&id)
             .map(|n| n.role)
             .unwrap_or(fallback)
+    }
+}
+
+/// Commits `command`, stamped `at_ms`, through `raft`, which must lead: refused at once
+/// if the leader has not heard from a majority lately, and given up (outcome unknown)
+/// after [`WRITE_TIMEOUT`].
+pub(crate) async fn commit(
+    raft: &Raft,
+    command: Command,
+    at_ms: u64,
+) -> Result<Applied, ClusterError> {
+    let m = raft.metrics().borrow().clone();
+    let voters = m.membership_config.membership().voter_ids().count();
+    if voters > 1 {
+        if let Some(ms) = m.millis_since_quorum_ack {
+            if Duration::from_millis(ms) > QUORUM_STALE {
+                return Err(ClusterError::NoQuorum(format!(
+                    "this manager leads but has not heard from a majority of the {voters} managers for {:.1}s",
+                    ms as f64 / 1000.0
+                )));
+            }
+        }
+    }
+    let proposal = Proposal { at_ms, command };
+    match tokio::time::timeout(WRITE_TIMEOUT, raft.client_write(proposal)).await {
+        Err(_) => Err(ClusterError::NoQuorum(format!(
+            "the write was not committed within {}s: a majority of the {voters} managers cannot be reached",
+            WRITE_TIMEOUT.as_secs()
+        ))),
+        Ok(Ok(resp)) => resp.data.0.map_err(ClusterError::from),
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => Err(
+            ClusterError::NotLeader(f.leader_node.and_then(|n| n.addr.parse().ok())),
+        ),
+        Ok(Err(RaftError::Fatal(f))) => Err(super::recovery::stopped(f)),
+        Ok(Err(e)) => Err(ClusterError::Unavailable(format!("Raft: {e}"))),
     }
 }

@@ -23,7 +23,12 @@ pub const LEASE: Duration = Duration::from_millis(1500);
 
 /// A randomised election timeout: after this long without a leader, run a pre-vote.
 pub fn election_timeout() -> Duration {
-    Duration::from_millis(rand::thread_rng().gen_range(1600..2600))
+    election_timeout_with(&mut rand::thread_rng())
+}
+
+/// [`election_timeout`] drawn from `rng` (seeded in the simulation).
+pub fn election_timeout_with(rng: &mut impl Rng) -> Duration {
+    Duration::from_millis(rng.gen_range(1600..2600))
 }
 
 /// Asks a voter whether it would vote for the sender.

@@ -21,7 +21,7 @@ mod apply;
 mod command;
 mod error;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod hostname;
 mod network;
 mod placement;
