@@ -20,6 +20,7 @@ mod duties;
 mod gate;
 mod identity;
 mod leader;
+mod leave;
 mod routes;
 mod submit;
 
@@ -154,6 +155,8 @@ pub struct Member {
     tasks: TaskTracker,
     removed: AtomicBool,
     followed: AtomicBool,
+    /// The agent is shutting down (heartbeats say so).
+    leaving: AtomicBool,
     key_rotation: Mutex<Duration>,
     /// Joins allowed per client address (the one endpoint open to anyone).
     join_limiter: Mutex<crate::ratelimit::RateLimiter>,
@@ -194,6 +197,7 @@ impl Member {
             tasks: TaskTracker::new(),
             removed: AtomicBool::new(false),
             followed: AtomicBool::new(false),
+            leaving: AtomicBool::new(false),
             key_rotation: Mutex::new(Duration::from_secs(24 * 3600)),
             join_limiter: gate::join_limiter(),
         });
