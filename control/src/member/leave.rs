@@ -35,8 +35,8 @@ pub(super) enum VoterChange {
 }
 
 /// The next change of the Raft membership: add a Ready manager that is not a voter;
-/// remove a voter that is not a manager or is Leaving (never the last one); drop
-/// learners that should not be there. Down managers keep their vote.
+/// remove a voter that is not a manager, or is Leaving and has no tasks left (never the
+/// last one); drop learners that should not be there. Down managers keep their vote.
 pub(super) fn voter_change(
     state: &ClusterState,
     voters: &BTreeSet<u64>,
@@ -52,11 +52,17 @@ pub(super) fn voter_change(
     {
         return Some(VoterChange::Add(add.id));
     }
+    // A leaving manager goes once its tasks and their endpoints are gone: it follows
+    // the state by its own log, which stops when it no longer votes.
     let keeps = |id: u64| {
-        state
-            .nodes
-            .get(&NodeId(id))
-            .is_some_and(|n| n.role == Role::Manager && n.status != NodeStatus::Leaving)
+        let drained = !state.tasks.values().any(|t| t.node.0 == id)
+            && !state
+                .endpoints
+                .values()
+                .any(|e| e.node.0 == id && e.task.is_some());
+        state.nodes.get(&NodeId(id)).is_some_and(|n| {
+            n.role == Role::Manager && (n.status != NodeStatus::Leaving || !drained)
+        })
     };
     if voters.len() > 1 {
         // Demoted or removed first, then leaving ones; the leader itself last, so it
@@ -150,6 +156,31 @@ mod tests {
             Some(VoterChange::Remove(NodeId(2)))
         );
         assert_eq!(voter_change(&s, &set(&[1, 3]), &set(&[])), None);
+    }
+
+    #[test]
+    fn a_leaving_manager_keeps_its_vote_until_its_tasks_are_gone() {
+        let mut s = state(&[(1, Manager, Ready), (2, Manager, Leaving)], 1);
+        s.tasks.insert(
+            "t".into(),
+            crate::state::Task {
+                id: "t".into(),
+                service: "web".into(),
+                slot: 0,
+                node: NodeId(2),
+                state: crate::state::TaskState::Running,
+                message: String::new(),
+                restarts: 0,
+                created_at_ms: 0,
+                updated_at_ms: 0,
+            },
+        );
+        assert_eq!(voter_change(&s, &set(&[1, 2]), &set(&[])), None);
+        s.tasks.clear();
+        assert_eq!(
+            voter_change(&s, &set(&[1, 2]), &set(&[])),
+            Some(VoterChange::Remove(NodeId(2)))
+        );
     }
 
     #[test]
