@@ -180,17 +180,32 @@ mod tests {
     #[test]
     fn heartbeats_ask_for_the_status_their_flag_names() {
         assert_eq!(on_heartbeat(NodeStatus::Ready, false), None);
-        assert_eq!(on_heartbeat(NodeStatus::Down, false), Some(NodeStatus::Ready));
-        assert_eq!(on_heartbeat(NodeStatus::Leaving, false), Some(NodeStatus::Ready));
-        assert_eq!(on_heartbeat(NodeStatus::Ready, true), Some(NodeStatus::Leaving));
-        assert_eq!(on_heartbeat(NodeStatus::Down, true), Some(NodeStatus::Leaving));
+        assert_eq!(
+            on_heartbeat(NodeStatus::Down, false),
+            Some(NodeStatus::Ready)
+        );
+        assert_eq!(
+            on_heartbeat(NodeStatus::Leaving, false),
+            Some(NodeStatus::Ready)
+        );
+        assert_eq!(
+            on_heartbeat(NodeStatus::Ready, true),
+            Some(NodeStatus::Leaving)
+        );
+        assert_eq!(
+            on_heartbeat(NodeStatus::Down, true),
+            Some(NodeStatus::Leaving)
+        );
         assert_eq!(on_heartbeat(NodeStatus::Leaving, true), None);
     }
 
     #[test]
     fn unannounced_loss_is_noticed_within_three_seconds() {
         assert!(DOWN_AFTER + LEADER_TICK + HEARTBEAT_INTERVAL <= Duration::from_secs(3));
-        assert!(DOWN_AFTER >= HEARTBEAT_INTERVAL * 4, "a late heartbeat or two is no loss");
+        assert!(
+            DOWN_AFTER >= HEARTBEAT_INTERVAL * 4,
+            "a late heartbeat or two is no loss"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -187,10 +187,16 @@ mod tests {
     fn targets_read_ip_port_path_and_host() {
         let t = parse_target("http://198.18.0.1:8080/a?b=1", None).unwrap();
         assert_eq!(t.addr, "198.18.0.1:8080".parse().unwrap());
-        assert_eq!((t.host.as_str(), t.path.as_str()), ("198.18.0.1:8080", "/a?b=1"));
+        assert_eq!(
+            (t.host.as_str(), t.path.as_str()),
+            ("198.18.0.1:8080", "/a?b=1")
+        );
         let t = parse_target("http://198.18.0.1", Some("shop.example.com")).unwrap();
         assert_eq!(t.addr, "198.18.0.1:80".parse().unwrap());
-        assert_eq!((t.host.as_str(), t.path.as_str()), ("shop.example.com", "/"));
+        assert_eq!(
+            (t.host.as_str(), t.path.as_str()),
+            ("shop.example.com", "/")
+        );
         assert!(parse_target("https://198.18.0.1/", None)
             .unwrap_err()
             .contains("only http://"));
@@ -237,6 +243,9 @@ mod tests {
         assert!(s.requests >= 2, "{s:?}");
         assert_eq!(s.ok + s.failures.len() as u64, s.requests);
         assert!(s.failures.iter().all(|f| f.error == "status 500"), "{s:?}");
-        assert!(s.failures.iter().all(|f| f.at_ms >= s.started_ms && f.at_ms <= s.ended_ms));
+        assert!(s
+            .failures
+            .iter()
+            .all(|f| f.at_ms >= s.started_ms && f.at_ms <= s.ended_ms));
     }
 }

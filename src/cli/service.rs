@@ -368,8 +368,7 @@ pub async fn tool(cmd: ToolCmd) -> anyhow::Result<()> {
             timeout,
             concurrency,
         } => {
-            return super::load::main(&url, host.as_deref(), duration, timeout, concurrency)
-                .await;
+            return super::load::main(&url, host.as_deref(), duration, timeout, concurrency).await;
         }
         ToolCmd::Peer { port } => peer_echo(port).await?,
         ToolCmd::UdpEcho { port } => {

@@ -8,7 +8,7 @@
 //! A sandbox gets peers only for a network that a service of its publishes a
 //! `src=preserve` ingress port from (its first network), and only for ingress nodes
 //! other than this one (replies to a connection that came through this node go out of
-//! its own gateway, which is this node anyway) that are Ready: when a node goes Down
+//! its own gateway, which is this node anyway) that are not Down (a Leaving or drained one still forwards its connections): when a node goes Down
 //! or is removed, its marks, rules and tables leave every sandbox on the next pass.
 
 use std::collections::BTreeMap;

@@ -108,6 +108,8 @@ impl Member {
                 // A demoted manager stops getting log entries once it leaves the voters, so
                 // it learns of its demotion here rather than from its own log.
                 Ok(LeaderResponse::Alive { role, voter }) => {
+                    self.voter_per_leader
+                        .store(voter, std::sync::atomic::Ordering::SeqCst);
                     if let Err(e) = self.become_role(role, voter).await {
                         tracing::warn!(error = %e, "role change not completed; will retry");
                     }

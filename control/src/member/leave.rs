@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
 use super::Member;
-use crate::api::LeaderRequest;
+use crate::api::{LeaderRequest, LeaderResponse};
 use crate::error::ClusterError;
 use crate::ids::NodeId;
 use crate::liveness::HEARTBEAT_INTERVAL;
@@ -69,7 +69,13 @@ pub(super) fn voter_change(
         // steps down only once the others are settled.
         let leader = state.leader.map(|l| l.0);
         let mut gone: Vec<u64> = voters.iter().copied().filter(|v| !keeps(*v)).collect();
-        gone.sort_by_key(|v| (state.nodes.contains_key(&NodeId(*v)), Some(*v) == leader, *v));
+        gone.sort_by_key(|v| {
+            (
+                state.nodes.contains_key(&NodeId(*v)),
+                Some(*v) == leader,
+                *v,
+            )
+        });
         if let Some(v) = gone.first() {
             return Some(VoterChange::Remove(NodeId(*v)));
         }
@@ -88,20 +94,31 @@ impl Member {
     /// (`false`): every heartbeat carries it from now on, and one goes at once.
     pub async fn set_leaving(&self, leaving: bool) -> Result<(), ClusterError> {
         self.leaving.store(leaving, Ordering::SeqCst);
-        self.submit_with(
-            LeaderRequest::Heartbeat { leaving },
-            Some(self.node_id),
-            0,
-            HEARTBEAT_INTERVAL * 2,
-        )
-        .await
-        .map(|_| ())
+        let answer = self
+            .submit_with(
+                LeaderRequest::Heartbeat { leaving },
+                Some(self.node_id),
+                0,
+                HEARTBEAT_INTERVAL * 2,
+            )
+            .await?;
+        if let LeaderResponse::Alive { voter, .. } = answer {
+            self.voter_per_leader.store(voter, Ordering::SeqCst);
+        }
+        Ok(())
     }
 
-    /// Whether this node votes in Raft, as far as it knows (never on workers).
+    /// Whether this node votes in Raft (never on workers): as the leader said at the
+    /// last heartbeat (a node removed from the voters may never receive the entry
+    /// that removes it), or as it knows itself when it leads.
     pub fn is_voter(&self) -> bool {
-        self.raft()
-            .is_some_and(|r| r.voters().contains(&self.node_id.0))
+        self.raft().is_some_and(|r| {
+            if r.is_leader() {
+                r.voters().contains(&self.node_id.0)
+            } else {
+                self.voter_per_leader.load(Ordering::SeqCst)
+            }
+        })
     }
 }
 
@@ -150,7 +167,14 @@ mod tests {
 
     #[test]
     fn a_leaving_manager_leaves_the_voters_and_a_crashed_one_keeps_its_vote() {
-        let s = state(&[(1, Manager, Ready), (2, Manager, Leaving), (3, Manager, Down)], 1);
+        let s = state(
+            &[
+                (1, Manager, Ready),
+                (2, Manager, Leaving),
+                (3, Manager, Down),
+            ],
+            1,
+        );
         assert_eq!(
             voter_change(&s, &set(&[1, 2, 3]), &set(&[])),
             Some(VoterChange::Remove(NodeId(2)))
@@ -185,7 +209,14 @@ mod tests {
 
     #[test]
     fn the_leader_leaves_last_and_the_last_voter_stays() {
-        let s = state(&[(1, Manager, Leaving), (2, Manager, Leaving), (3, Manager, Ready)], 1);
+        let s = state(
+            &[
+                (1, Manager, Leaving),
+                (2, Manager, Leaving),
+                (3, Manager, Ready),
+            ],
+            1,
+        );
         assert_eq!(
             voter_change(&s, &set(&[1, 2, 3]), &set(&[])),
             Some(VoterChange::Remove(NodeId(2)))

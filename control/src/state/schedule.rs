@@ -29,8 +29,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    Availability, ClusterState, Node, NodeStatus, Protocol, PublishMode, Service, ServiceMode, Task,
-    TaskState,
+    Availability, ClusterState, Node, NodeStatus, Protocol, PublishMode, Service, ServiceMode,
+    Task, TaskState,
 };
 use crate::ids::NodeId;
 

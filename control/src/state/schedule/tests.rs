@@ -311,7 +311,9 @@ fn an_evacuating_nodes_task_goes_after_the_wait_or_when_nothing_replaces_it() {
     evacuate(&mut s, node, "drain", 1_000);
     let a = schedule(&s, 1_000);
     apply_round(&mut s, &a, TaskState::Assigned);
-    assert!(schedule(&s, 1_000 + REPLACEMENT_WAIT_MS - 1).remove.is_empty());
+    assert!(schedule(&s, 1_000 + REPLACEMENT_WAIT_MS - 1)
+        .remove
+        .is_empty());
     assert_eq!(
         schedule(&s, 1_000 + REPLACEMENT_WAIT_MS).remove,
         vec![old.clone()]
