@@ -99,6 +99,7 @@ pub fn cluster_sections(state: &ClusterState, me: NodeId) -> Vec<StatusSection> 
                 match n.status {
                     NodeStatus::Ready => "ready",
                     NodeStatus::Down => "DOWN",
+                    NodeStatus::Leaving => "leaving",
                 }
             );
             if state.leader == Some(n.id) {

@@ -243,7 +243,11 @@ pub enum LeaderRequest {
         csr_pem: String,
     },
     /// The requester is alive.
-    Heartbeat,
+    Heartbeat {
+        /// Its agent is shutting down: it is Leaving until it stops (or starts again).
+        #[serde(default)]
+        leaving: bool,
+    },
     /// `node update`.
     UpdateNode {
         /// Name, ID or ID prefix.
@@ -572,7 +576,7 @@ impl ServiceInfo {
                     .collect(),
             })
             .chain(
-                crate::state::schedule(state)
+                crate::state::schedule(state, crate::member::now_ms())
                     .pending
                     .into_iter()
                     .filter(|(svc, _, _)| *svc == s.spec.name)

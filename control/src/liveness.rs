@@ -1,7 +1,15 @@
-//! Node liveness as the leader sees it: heartbeats in, Ready/Down transitions out.
+//! Node liveness as the leader sees it: heartbeats in, Ready/Leaving/Down transitions out.
 //!
 //! Heartbeats are not written to the log; only changes of status are. A new leader gives
-//! every node a full timeout of grace before declaring it Down.
+//! every node a full timeout of grace before declaring it Down. A heartbeat says whether
+//! the node's agent is shutting down: such a node is Leaving while it is heard from
+//! (its tasks move, it leaves the balancers), Down once silent, and Ready again when a
+//! heartbeat without the flag arrives (the agent started again).
+//!
+//! Timing: a node is heard every [`HEARTBEAT_INTERVAL`]; one silent for [`DOWN_AFTER`] is
+//! Down at the leader's next tick (every [`LEADER_TICK`]). So a node that vanishes
+//! without notice leaves every balancer within DOWN_AFTER + LEADER_TICK + the time to
+//! commit and program the change (tens of ms): under 3 s.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,15 +20,30 @@ use crate::ids::NodeId;
 use crate::state::{ClusterState, NodeStatus};
 
 /// How often every node sends a heartbeat.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(1000);
-/// A node not heard from for this long is Down.
-pub const DOWN_AFTER: Duration = Duration::from_millis(3500);
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
+/// A node not heard from for this long (four heartbeats) is Down.
+pub const DOWN_AFTER: Duration = Duration::from_millis(2000);
+/// How often the leader judges liveness (and runs the scheduler).
+pub const LEADER_TICK: Duration = Duration::from_millis(250);
 
-/// The leader's record of when each node was last heard from.
+/// The leader's record of when each node was last heard from, and whether it said it
+/// is leaving.
 #[derive(Debug, Default)]
 pub struct Liveness {
-    last_seen: HashMap<NodeId, Instant>,
+    last_seen: HashMap<NodeId, (Instant, bool)>,
     leader_since: Option<(Instant, u64)>,
+}
+
+/// The status a heartbeat (with its `leaving` flag) asks for, when it differs from
+/// `status`: Ready for a Down or Leaving node whose agent runs normally, Leaving for
+/// one whose agent is shutting down.
+pub fn on_heartbeat(status: NodeStatus, leaving: bool) -> Option<NodeStatus> {
+    let want = if leaving {
+        NodeStatus::Leaving
+    } else {
+        NodeStatus::Ready
+    };
+    (status != want).then_some(want)
 }
 
 impl Liveness {
@@ -38,9 +61,9 @@ impl Liveness {
         self.last_seen.clear();
     }
 
-    /// A heartbeat from `id` arrived.
-    pub fn heard(&mut self, id: NodeId, now: Instant) {
-        self.last_seen.insert(id, now);
+    /// A heartbeat from `id` arrived; `leaving`: its agent is shutting down.
+    pub fn heard(&mut self, id: NodeId, leaving: bool, now: Instant) {
+        self.last_seen.insert(id, (now, leaving));
     }
 
     /// The status changes due now.
@@ -53,12 +76,13 @@ impl Liveness {
             .values()
             .filter_map(|node| {
                 let seen = self.last_seen.get(&node.id).copied();
-                let alive = now.duration_since(seen.unwrap_or(since)) <= DOWN_AFTER;
-                match (node.status, alive, seen.is_some()) {
-                    (NodeStatus::Ready, false, _) => Some((node.id, NodeStatus::Down)),
-                    (NodeStatus::Down, true, true) => Some((node.id, NodeStatus::Ready)),
-                    _ => None,
-                }
+                let alive = now.duration_since(seen.map_or(since, |s| s.0)) <= DOWN_AFTER;
+                let next = match (alive, seen) {
+                    (false, _) => (node.status != NodeStatus::Down).then_some(NodeStatus::Down),
+                    (true, Some((_, leaving))) => on_heartbeat(node.status, leaving),
+                    (true, None) => None,
+                };
+                next.map(|s| (node.id, s))
             })
             .collect()
     }
@@ -87,6 +111,7 @@ mod tests {
                 control_addr: (ip, 2377).into(),
                 joined_at_ms: 0,
                 status_since_ms: 0,
+                availability_since_ms: 0,
                 labels: Default::default(),
                 report: Default::default(),
                 wireguard: None,
@@ -111,15 +136,75 @@ mod tests {
         let mut l = Liveness::default();
         let t0 = Instant::now();
         l.lead(1, t0);
-        l.heard(NodeId(1), t0 + Duration::from_secs(3));
+        l.heard(NodeId(1), false, t0 + Duration::from_secs(1));
         let ready = state_with(NodeStatus::Ready);
         assert!(l
-            .transitions(&ready, t0 + Duration::from_secs(6))
+            .transitions(&ready, t0 + Duration::from_secs(3))
             .is_empty());
         let down = state_with(NodeStatus::Down);
         assert_eq!(
-            l.transitions(&down, t0 + Duration::from_secs(4)),
+            l.transitions(&down, t0 + Duration::from_secs(2)),
             vec![(NodeId(1), NodeStatus::Ready)]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_leaving_node_is_leaving_while_heard_down_when_silent_ready_when_back() {
+        let mut l = Liveness::default();
+        let t0 = Instant::now();
+        l.lead(1, t0);
+        l.heard(NodeId(1), true, t0);
+        let ready = state_with(NodeStatus::Ready);
+        assert_eq!(
+            l.transitions(&ready, t0 + Duration::from_millis(500)),
+            vec![(NodeId(1), NodeStatus::Leaving)]
+        );
+        let leaving = state_with(NodeStatus::Leaving);
+        assert!(l
+            .transitions(&leaving, t0 + Duration::from_millis(500))
+            .is_empty());
+        assert_eq!(
+            l.transitions(&leaving, t0 + DOWN_AFTER + Duration::from_millis(1)),
+            vec![(NodeId(1), NodeStatus::Down)]
+        );
+        // The agent started again: its heartbeats no longer say it is leaving.
+        l.heard(NodeId(1), false, t0 + Duration::from_secs(5));
+        for from in [NodeStatus::Leaving, NodeStatus::Down] {
+            assert_eq!(
+                l.transitions(&state_with(from), t0 + Duration::from_secs(5)),
+                vec![(NodeId(1), NodeStatus::Ready)]
+            );
+        }
+    }
+
+    #[test]
+    fn heartbeats_ask_for_the_status_their_flag_names() {
+        assert_eq!(on_heartbeat(NodeStatus::Ready, false), None);
+        assert_eq!(
+            on_heartbeat(NodeStatus::Down, false),
+            Some(NodeStatus::Ready)
+        );
+        assert_eq!(
+            on_heartbeat(NodeStatus::Leaving, false),
+            Some(NodeStatus::Ready)
+        );
+        assert_eq!(
+            on_heartbeat(NodeStatus::Ready, true),
+            Some(NodeStatus::Leaving)
+        );
+        assert_eq!(
+            on_heartbeat(NodeStatus::Down, true),
+            Some(NodeStatus::Leaving)
+        );
+        assert_eq!(on_heartbeat(NodeStatus::Leaving, true), None);
+    }
+
+    #[test]
+    fn unannounced_loss_is_noticed_within_three_seconds() {
+        assert!(DOWN_AFTER + LEADER_TICK + HEARTBEAT_INTERVAL <= Duration::from_secs(3));
+        assert!(
+            DOWN_AFTER >= HEARTBEAT_INTERVAL * 4,
+            "a late heartbeat or two is no loss"
         );
     }
 

@@ -51,7 +51,7 @@ async fn scrape(State(agent): State<Arc<Agent>>) -> String {
         if let Ok(nodes) =
             IntGaugeVec::new(Opts::new("shoal_nodes", "Nodes by status"), &["status"])
         {
-            for status in [NodeStatus::Ready, NodeStatus::Down] {
+            for status in [NodeStatus::Ready, NodeStatus::Down, NodeStatus::Leaving] {
                 let n = state.nodes.values().filter(|n| n.status == status).count();
                 nodes.with_label_values(&[status.as_str()]).set(n as i64);
             }

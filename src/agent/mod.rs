@@ -4,17 +4,22 @@
 //!  unix socket (HTTP/JSON) ──▶ api ──▶ Agent ──▶ Member (control crate): Raft, mTLS, watch
 //!  metrics address ──▶ /metrics (Prometheus text), /status (plain text)
 //! ```
-//! On SIGTERM/SIGINT the agent stops its duties and exits; what it programmed into the
-//! kernel stays, so a restart does not cut traffic.
+//! On SIGTERM the agent drains the node first ([`leave`]: no new connections or tasks,
+//! tasks replaced elsewhere then stopped gracefully, Raft left) for at most
+//! `--drain-timeout`; on SIGINT (or with `--drain-timeout 0s`) it exits at once. Either
+//! way it then stops its duties, and what it programmed into the kernel stays, so a
+//! restart does not cut traffic.
 
 mod addr;
 mod api;
 mod docker;
+pub mod leave;
 mod metrics;
 pub(crate) mod networks;
 mod services;
 mod status;
 
+use std::future::IntoFuture;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -49,6 +54,7 @@ pub struct Agent {
     netns_prefix: String,
     lb_idle_timeout: Option<std::time::Duration>,
     dns_upstream: Vec<SocketAddr>,
+    drain_timeout: std::time::Duration,
     duties: std::sync::Mutex<Option<CancellationToken>>,
     /// The L7 ingress.
     pub ingress: Arc<crate::l7::Ingress>,
@@ -115,6 +121,7 @@ impl Agent {
             overlay.clone(),
             &self.data.0,
             &self.netns_prefix,
+            self.drain_timeout,
         )));
         self.overlay.store(Some(overlay));
         *self.duties.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop);
@@ -291,6 +298,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         netns_prefix: args.netns_prefix.clone(),
         lb_idle_timeout: args.lb_idle_timeout.map(std::time::Duration::from_secs),
         dns_upstream: args.dns_upstream.clone(),
+        drain_timeout: args.drain_timeout,
         duties: std::sync::Mutex::new(None),
         ingress: ingress.clone(),
         docker: crate::docker::driver::Driver::new(Some(
@@ -339,18 +347,30 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     }
     tracing::info!(socket = %args.socket.display(), "agent API ready");
     let router = api::router(agent.clone());
-    let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = tokio::signal::ctrl_c() => {},
-        }
-        tracing::info!("stopping");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot handle SIGTERM")?;
+    let stopping = CancellationToken::new();
+    let server = tokio::spawn(
+        axum::serve(listener, router)
+            .with_graceful_shutdown(stopping.clone().cancelled_owned())
+            .into_future(),
+    );
+    let drain = tokio::select! {
+        _ = term.recv() => !args.drain_timeout.is_zero(),
+        _ = tokio::signal::ctrl_c() => false,
     };
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
+    // The API keeps answering while the node drains (`shoal status` shows it Leaving).
+    if drain {
+        if let Some(member) = agent.member.load_full() {
+            let runner = agent.runner.load_full();
+            leave::drain(&member, runner.as_deref(), args.drain_timeout).await;
+        }
+    }
+    tracing::info!("stopping");
+    stopping.cancel();
+    server
         .await
+        .context("agent API server")?
         .context("agent API server")?;
     agent.deactivate();
     if let Some(member) = agent.member.load_full() {

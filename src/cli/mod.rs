@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod lab;
+mod load;
 pub mod network;
 pub mod proxy;
 pub mod service;

@@ -351,7 +351,24 @@ pub async fn tool(cmd: ToolCmd) -> anyhow::Result<()> {
                 let body = body.clone();
                 async move { body }
             });
-            axum::serve(listener, app).await?;
+            // On SIGTERM: stop accepting, finish the requests in flight, then exit.
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    term.recv().await;
+                })
+                .await?;
+            return Ok(());
+        }
+        ToolCmd::Load {
+            url,
+            host,
+            duration,
+            timeout,
+            concurrency,
+        } => {
+            return super::load::main(&url, host.as_deref(), duration, timeout, concurrency).await;
         }
         ToolCmd::Peer { port } => peer_echo(port).await?,
         ToolCmd::UdpEcho { port } => {

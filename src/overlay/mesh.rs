@@ -29,8 +29,9 @@
 //! A. Clients on the service's own network (a task reaching its own service through a
 //! node's address: the hairpin) stay source-NATed to A's node address, since a task
 //! receiving its own address as a source would drop it as a martian. Marks and tables
-//! are the node address as a number, unique in the cluster. Only Ready ingress nodes
-//! get them: when A goes Down or leaves, the next pass removes its rules, tables and
+//! are the node address as a number, unique in the cluster. Ingress nodes that are
+//! not Down get them (a Leaving or drained one still forwards its connections): when A
+//! goes Down or leaves, the next pass removes its rules, tables and
 //! marking rules from every sandbox (A's own connections died with its conntrack, as
 //! with any NAT), and new connections go to nodes that are up.
 //!

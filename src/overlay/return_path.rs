@@ -8,7 +8,7 @@
 //! A sandbox gets peers only for a network that a service of its publishes a
 //! `src=preserve` ingress port from (its first network), and only for ingress nodes
 //! other than this one (replies to a connection that came through this node go out of
-//! its own gateway, which is this node anyway) that are Ready: when a node goes Down
+//! its own gateway, which is this node anyway) that are not Down (a Leaving or drained one still forwards its connections): when a node goes Down
 //! or is removed, its marks, rules and tables leave every sandbox on the next pass.
 
 use std::collections::BTreeMap;
@@ -47,7 +47,9 @@ pub fn peers(state: &ClusterState, me: NodeId) -> BTreeMap<String, Vec<IngressPe
             let Some(node) = state.nodes.get(&node_addr.node) else {
                 continue;
             };
-            if node.status != NodeStatus::Ready {
+            // A Leaving node still forwards the connections it has: they keep their way
+            // back until it is Down.
+            if node.status == NodeStatus::Down {
                 continue;
             }
             peers.push(IngressPeer {
@@ -192,6 +194,47 @@ mod tests {
             .map(|p| p.node.as_str())
             .collect();
         assert_eq!(names, ["n3"]);
+    }
+
+    #[test]
+    fn a_leaving_or_drained_node_keeps_its_return_routes_for_the_connections_it_has() {
+        let mut s = state("8080:80");
+        s.nodes.get_mut(&NodeId(1)).unwrap().status = NodeStatus::Leaving;
+        s.nodes.get_mut(&NodeId(3)).unwrap().availability =
+            shoal_control::state::Availability::Drain;
+        let peers = peers(&s, NodeId(2));
+        let names: Vec<&str> = peers["/run/netns/task"]
+            .iter()
+            .map(|p| p.node.as_str())
+            .collect();
+        assert_eq!(names, ["n1", "n3"]);
+    }
+
+    #[test]
+    fn balancers_choose_only_tasks_on_nodes_that_serve() {
+        use crate::overlay::view::backends;
+        use shoal_control::state::Availability;
+        let mut s = state("8080:80");
+        let ready = backends(&s, "www", "web");
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0].1, NodeId(2));
+        for (status, availability) in [
+            (NodeStatus::Ready, Availability::Drain),
+            (NodeStatus::Leaving, Availability::Active),
+            (NodeStatus::Down, Availability::Active),
+        ] {
+            let n2 = s.nodes.get_mut(&NodeId(2)).unwrap();
+            n2.status = status;
+            n2.availability = availability;
+            assert!(
+                backends(&s, "www", "web").is_empty(),
+                "{status:?} {availability:?}"
+            );
+        }
+        let n2 = s.nodes.get_mut(&NodeId(2)).unwrap();
+        n2.status = NodeStatus::Ready;
+        n2.availability = Availability::Pause;
+        assert_eq!(backends(&s, "www", "web"), ready, "pause keeps serving");
     }
 
     #[test]

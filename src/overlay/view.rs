@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
-use shoal_control::state::{ClusterState, Endpoint, PublishMode, SourceMode, TaskState};
+use shoal_control::state::{ClusterState, Endpoint, Node, PublishMode, SourceMode, TaskState};
 use shoal_control::NodeId;
 use shoal_dataplane::nat_lb::Published;
 use shoal_dataplane::overlay::{EndpointPlan, NetworkPlan, NodeAddr, NodePlan, Remote, ResolvConf};
@@ -130,11 +130,15 @@ pub fn resolv_confs(state: &ClusterState, plan: &NodePlan) -> BTreeMap<String, R
 }
 
 /// The addresses of `service`'s running tasks on `network` (and of sandboxes attached to
-/// it from outside, which count as running), with their nodes.
+/// it from outside, which count as running), with their nodes: what every balancer of
+/// every node (mesh, VIPs, DNS, ingress) chooses from for new connections. Tasks on a
+/// node that does not serve (Down, Leaving or drained) are left out; connections made
+/// to them before keep their conntrack entries, which the reconciler does not flush.
 pub fn backends(state: &ClusterState, service: &str, network: &str) -> Vec<(Ipv4Addr, NodeId)> {
     let mut out: Vec<_> = state
         .endpoints_on(network)
         .filter(|e| e.service.as_deref() == Some(service))
+        .filter(|e| state.nodes.get(&e.node).is_some_and(Node::serves))
         .filter(|e| match &e.task {
             None => true,
             Some(t) => state
@@ -279,6 +283,7 @@ pub(crate) mod tests {
             control_addr: (ip, 2377).into(),
             joined_at_ms: 0,
             status_since_ms: 0,
+            availability_since_ms: 0,
             labels: Default::default(),
             report: Default::default(),
             wireguard: None,

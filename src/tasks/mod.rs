@@ -3,8 +3,12 @@
 //! ```text
 //!  state.tasks (node == me) ──▶ sandbox netns <prefix>t<id> ──attach──▶ every service network
 //!                           └──▶ process (command of the service) ── exits ──▶ restart (backoff)
-//!  task gone from the state ──▶ stop process, detach, delete the netns
+//!  task gone from the state ──▶ SIGTERM, up to the grace period (`--drain-timeout`)
+//!                               for its connections to finish, SIGKILL; detach,
+//!                               delete the netns
 //! ```
+//! A task of a draining node leaves every balancer before it goes from the state, so
+//! only connections it already has reach it while it stops.
 //! Processes run in their own session, so an agent restart leaves them running; the new
 //! agent adopts them from their PID files.
 
@@ -51,16 +55,20 @@ pub struct Runner {
     prefix: String,
     stop: CancellationToken,
     local: tokio::sync::Mutex<HashMap<String, Local>>,
+    /// How long a stopping task has to finish its connections after SIGTERM.
+    grace: Duration,
 }
 
 impl Runner {
     /// Starts running tasks for `member`; task files live in `data_dir/tasks`, task
-    /// namespaces are named `<prefix>t<task id>`.
+    /// namespaces are named `<prefix>t<task id>`; a task that goes gets SIGTERM and
+    /// `grace` to finish its connections before SIGKILL.
     pub fn start(
         member: Arc<Member>,
         overlay: Arc<Overlay>,
         data_dir: &std::path::Path,
         prefix: &str,
+        grace: Duration,
     ) -> Arc<Runner> {
         let runner = Arc::new(Runner {
             member,
@@ -69,6 +77,7 @@ impl Runner {
             prefix: prefix.to_string(),
             stop: CancellationToken::new(),
             local: tokio::sync::Mutex::new(HashMap::new()),
+            grace,
         });
         let me = runner.clone();
         tokio::spawn(async move { me.run().await });
@@ -87,6 +96,11 @@ impl Runner {
         for (id, l) in local.drain() {
             self.teardown(&id, l, false).await;
         }
+    }
+
+    /// How many tasks the runner has (a task being stopped counts until it is gone).
+    pub async fn count(&self) -> usize {
+        self.local.lock().await.len()
     }
 
     fn ns_name(&self, id: &str) -> String {
@@ -352,7 +366,7 @@ impl Runner {
     async fn teardown(&self, id: &str, mut l: Local, detach: bool) {
         tracing::info!(task = id, "stopping task");
         if let Some(pid) = l.pid {
-            process::stop(pid, &l.ns, Duration::from_secs(5)).await;
+            process::stop(pid, &l.ns, self.grace).await;
         }
         if let Some(c) = &mut l.child {
             let _ = c.wait();

@@ -184,6 +184,7 @@ async fn bootstrap(
         control_addr: identity.control_addr,
         joined_at_ms: now,
         status_since_ms: now,
+        availability_since_ms: now,
         labels: Default::default(),
         report: Default::default(),
         wireguard: None,

@@ -4,7 +4,7 @@
 //! - heartbeat: every node tells the leader it is alive;
 //! - leader: announce leadership, mark nodes Ready/Down, rotate WireGuard keys when
 //!   due, run the scheduler;
-//! - membership (leader): Raft voters = the managers in the state;
+//! - membership (leader): Raft voters = the managers in the state, bar leaving ones;
 //! - pre-vote (managers): start an election when the leader is gone;
 //! - follower (workers): follow a manager's watch stream into the replica;
 //! - role: act on promotion, demotion and removal of this node; renew its certificate;
@@ -18,10 +18,11 @@ use openraft::{BasicNode, ChangeMembers, ServerState};
 use tokio::net::TcpListener;
 use tokio::time::{interval, Instant, MissedTickBehavior};
 
+use super::leave::VoterChange;
 use super::{Member, RaftNode};
 use crate::api::{LeaderRequest, LeaderResponse};
 use crate::error::ClusterError;
-use crate::liveness::HEARTBEAT_INTERVAL;
+use crate::liveness::{HEARTBEAT_INTERVAL, LEADER_TICK};
 use crate::pki::new_node_key;
 use crate::raft::network::paths;
 use crate::raft::prevote::{election_timeout, PreVoteRequest, PreVoteResponse};
@@ -93,9 +94,10 @@ impl Member {
 
     async fn heartbeat_loop(self: Arc<Self>) {
         self.every(HEARTBEAT_INTERVAL, || async {
+            let leaving = self.is_leaving();
             let beat = self
                 .submit_with(
-                    LeaderRequest::Heartbeat,
+                    LeaderRequest::Heartbeat { leaving },
                     Some(self.node_id),
                     0,
                     HEARTBEAT_INTERVAL * 2,
@@ -107,6 +109,8 @@ impl Member {
                 // A demoted manager stops getting log entries once it leaves the voters, so
                 // it learns of its demotion here rather than from its own log.
                 Ok(LeaderResponse::Alive { role, voter }) => {
+                    self.voter_per_leader
+                        .store(voter, std::sync::atomic::Ordering::SeqCst);
                     if let Err(e) = self.become_role(role, voter).await {
                         tracing::warn!(error = %e, "role change not completed; will retry");
                     }
@@ -120,7 +124,7 @@ impl Member {
     /// On the leader: announce leadership, and turn silence into Down and heartbeats
     /// into Ready.
     async fn leader_loop(self: Arc<Self>) {
-        self.every(Duration::from_millis(500), || async {
+        self.every(LEADER_TICK, || async {
             let Some(raft) = self.raft() else {
                 self.liveness
                     .lock()
@@ -186,7 +190,7 @@ impl Member {
     /// On the leader: run the scheduler and commit its placement.
     async fn place_tasks(&self, raft: &RaftNode) {
         let state = self.replica.state();
-        let placement = crate::state::schedule(&state);
+        let placement = crate::state::schedule(&state, super::now_ms());
         if placement.is_empty() {
             return;
         }
@@ -243,48 +247,47 @@ impl Member {
         let membership = m.membership_config.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
         let learners: BTreeSet<u64> = membership.learner_ids().collect();
-        let desired: BTreeSet<u64> = state.managers().map(|n| n.id.0).collect();
-        if desired.is_empty() {
-            return Ok(());
-        }
-        if let Some(add) = desired.difference(&voters).next().copied() {
-            let node = &state.nodes[&crate::ids::NodeId(add)];
-            tracing::info!(node = %node.name, "adding manager to Raft as a learner");
-            let target = BasicNode::new(node.control_addr.to_string());
-            tokio::time::timeout(
-                Duration::from_secs(10),
-                raft.raft.add_learner(add, target, true),
-            )
-            .await
-            .map_err(|_| format!("{} did not catch up within 10s", node.name))?
-            .map_err(|e| e.to_string())?;
-            let mut next = voters.clone();
-            next.insert(add);
-            raft.raft
-                .change_membership(next, false)
+        match super::leave::voter_change(&state, &voters, &learners) {
+            None => Ok(()),
+            Some(VoterChange::Add(id)) => {
+                let node = &state.nodes[&id];
+                tracing::info!(node = %node.name, "adding manager to Raft as a learner");
+                let target = BasicNode::new(node.control_addr.to_string());
+                tokio::time::timeout(
+                    Duration::from_secs(10),
+                    raft.raft.add_learner(id.0, target, true),
+                )
                 .await
+                .map_err(|_| format!("{} did not catch up within 10s", node.name))?
                 .map_err(|e| e.to_string())?;
-            tracing::info!(node = %node.name, "manager is now a Raft voter");
-            return Ok(());
+                let mut next = voters.clone();
+                next.insert(id.0);
+                raft.raft
+                    .change_membership(next, false)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(node = %node.name, "manager is now a Raft voter");
+                Ok(())
+            }
+            Some(VoterChange::Remove(id)) => {
+                let mut next = voters.clone();
+                next.remove(&id.0);
+                let name = state.nodes.get(&id).map(|n| n.name.clone());
+                tracing::info!(node = %name.unwrap_or_else(|| id.to_string()), "removing node from the Raft voters");
+                raft.raft
+                    .change_membership(next, false)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(())
+            }
+            Some(VoterChange::DropLearners(stale)) => {
+                raft.raft
+                    .change_membership(ChangeMembers::RemoveNodes(stale), false)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(())
+            }
         }
-        if let Some(remove) = voters.difference(&desired).next().copied() {
-            let mut next = voters.clone();
-            next.remove(&remove);
-            tracing::info!(node = %crate::ids::NodeId(remove), "removing node from the Raft voters");
-            raft.raft
-                .change_membership(next, false)
-                .await
-                .map_err(|e| e.to_string())?;
-            return Ok(());
-        }
-        let stale: BTreeSet<u64> = learners.difference(&desired).copied().collect();
-        if !stale.is_empty() {
-            raft.raft
-                .change_membership(ChangeMembers::RemoveNodes(stale), false)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(())
     }
 
     /// On managers: start an election after a granted pre-vote when the leader is gone.

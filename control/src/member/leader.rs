@@ -10,6 +10,7 @@ use super::{Member, RaftNode};
 use crate::api::{JoinRequest, JoinResponse, LeaderRequest, LeaderResponse};
 use crate::error::ClusterError;
 use crate::ids::{validate_name, NodeId};
+use crate::liveness::on_heartbeat;
 use crate::pki::{sign_node_cert, CertAndKey};
 use crate::raft::read::read_revision;
 use crate::state::{Availability, ClusterState, Command, Node, NodeStatus, Role, Secrets};
@@ -40,7 +41,7 @@ impl Member {
             ClusterError::Forbidden(format!("node {requester} is not a member of this cluster"))
         })?;
         let needs_manager = match &request {
-            LeaderRequest::Heartbeat
+            LeaderRequest::Heartbeat { .. }
             | LeaderRequest::RenewCert { .. }
             | LeaderRequest::ReadIndex => false,
             LeaderRequest::Propose { command } => command.self_scope() != Some(requester),
@@ -56,16 +57,17 @@ impl Member {
         match request {
             LeaderRequest::Join(_) => unreachable!("handled above"),
             LeaderRequest::Propose { command } => applied(self.propose_local(raft, command).await?),
-            LeaderRequest::Heartbeat => {
+            LeaderRequest::Heartbeat { leaving } => {
                 let now = tokio::time::Instant::now();
                 self.liveness
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .heard(requester, now);
-                if requester_node.status == NodeStatus::Down {
+                    .heard(requester, leaving, now);
+                if let Some(status) = on_heartbeat(requester_node.status, leaving) {
+                    tracing::info!(node = %requester_node.name, status = status.as_str(), "node status changed");
                     let command = Command::SetNodeStatus {
                         id: requester,
-                        status: NodeStatus::Ready,
+                        status,
                     };
                     self.propose_local(raft, command).await?;
                 }
@@ -243,6 +245,7 @@ impl Member {
             control_addr: join.control_addr,
             joined_at_ms: now,
             status_since_ms: now,
+            availability_since_ms: now,
             labels: Default::default(),
             report: Default::default(),
             wireguard: None,
@@ -251,7 +254,7 @@ impl Member {
         self.liveness
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .heard(id, tokio::time::Instant::now());
+            .heard(id, false, tokio::time::Instant::now());
         let managers: Vec<SocketAddr> = state.managers().map(|m| m.control_addr).collect();
         tracing::info!(node = %id, name = %join.name, role = role.as_str(), "admitted a node");
         Ok(LeaderResponse::Joined(JoinResponse {

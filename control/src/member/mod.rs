@@ -21,6 +21,7 @@ mod duties;
 mod gate;
 mod identity;
 mod leader;
+mod leave;
 mod recovery;
 mod routes;
 mod submit;
@@ -160,6 +161,10 @@ pub struct Member {
     tasks: TaskTracker,
     removed: AtomicBool,
     followed: AtomicBool,
+    /// The agent is shutting down (heartbeats say so).
+    leaving: AtomicBool,
+    /// Whether the leader, at the last heartbeat, counted this node as a Raft voter.
+    voter_per_leader: AtomicBool,
     key_rotation: Mutex<Duration>,
     /// Joins allowed per client address (the one endpoint open to anyone).
     join_limiter: Mutex<crate::ratelimit::RateLimiter>,
@@ -200,6 +205,8 @@ impl Member {
             tasks: TaskTracker::new(),
             removed: AtomicBool::new(false),
             followed: AtomicBool::new(false),
+            leaving: AtomicBool::new(false),
+            voter_per_leader: AtomicBool::new(identity.role == Role::Manager),
             key_rotation: Mutex::new(Duration::from_secs(24 * 3600)),
             join_limiter: gate::join_limiter(),
         });

@@ -116,7 +116,9 @@ impl Member {
     }
 
     /// Where to send a request this node cannot handle: the leader first, then the
-    /// other managers (which forward).
+    /// other managers (which forward). A manager that knows no leader from Raft asks
+    /// like a worker: one that left the voters gracefully hears from no leader until
+    /// its heartbeats get it added back.
     pub(super) fn forward_targets(&self) -> Vec<SocketAddr> {
         let state = self.replica.state();
         let mut out = Vec::new();
@@ -124,10 +126,10 @@ impl Member {
             let m = raft.metrics();
             if let Some(addr) = m.current_leader.and_then(|l| raft.member_addr(l)) {
                 out.push(addr);
+                return out;
             }
-            return out;
         }
-        if let Some(leader) = state.leader_node() {
+        if let Some(leader) = state.leader_node().filter(|l| l.id != self.node_id) {
             out.push(leader.control_addr);
         }
         for m in state.managers() {
@@ -135,8 +137,9 @@ impl Member {
                 out.push(m.control_addr);
             }
         }
-        for addr in self.identity().managers {
-            if !out.contains(&addr) {
+        let identity = self.identity();
+        for addr in identity.managers {
+            if !out.contains(&addr) && addr != identity.control_addr {
                 out.push(addr);
             }
         }

@@ -18,6 +18,7 @@ pub(crate) fn node(id: u64, role: Role, labels: &[(&str, &str)]) -> Node {
         control_addr: (ip, 2377).into(),
         joined_at_ms: 0,
         status_since_ms: 0,
+        availability_since_ms: 0,
         labels: labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -123,6 +123,10 @@ pub enum NodeStatus {
     Ready,
     /// No heartbeat for longer than the timeout.
     Down,
+    /// Its agent is shutting down (SIGTERM): it takes no new connections or tasks, its
+    /// tasks move elsewhere, and a manager leaves the Raft voters. It turns Ready when
+    /// the agent starts again, Down when its heartbeats stop.
+    Leaving,
 }
 
 impl NodeStatus {
@@ -131,6 +135,7 @@ impl NodeStatus {
         match self {
             NodeStatus::Ready => "Ready",
             NodeStatus::Down => "Down",
+            NodeStatus::Leaving => "Leaving",
         }
     }
 }
@@ -156,6 +161,9 @@ pub struct Node {
     pub joined_at_ms: u64,
     /// When `status` last changed (unix ms, leader's clock).
     pub status_since_ms: u64,
+    /// When `availability` last changed (unix ms, leader's clock; 0: never).
+    #[serde(default)]
+    pub availability_since_ms: u64,
     /// Operator labels (`node update --label-add`).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -165,6 +173,34 @@ pub struct Node {
     /// Its WireGuard identity, once it has announced one.
     #[serde(default)]
     pub wireguard: Option<WireguardPeer>,
+}
+
+impl Node {
+    /// Whether its tasks may be chosen for new connections: Ready and not draining.
+    /// When not, they leave every balancer (mesh, VIPs, DNS, ingress) of every node,
+    /// while connections already made keep their conntrack entries.
+    pub fn serves(&self) -> bool {
+        self.status == NodeStatus::Ready && self.availability != Availability::Drain
+    }
+
+    /// Whether its tasks are moving elsewhere: drained, or its agent is shutting down.
+    /// Their replacements start before they stop (see `schedule`).
+    pub fn evacuating(&self) -> bool {
+        self.status == NodeStatus::Leaving
+            || (self.status == NodeStatus::Ready && self.availability == Availability::Drain)
+    }
+
+    /// Since when it has been evacuating (unix ms), if it is.
+    pub fn evacuating_since_ms(&self) -> Option<u64> {
+        match (self.status, self.availability) {
+            (NodeStatus::Leaving, Availability::Drain) => {
+                Some(self.status_since_ms.min(self.availability_since_ms))
+            }
+            (NodeStatus::Leaving, _) => Some(self.status_since_ms),
+            (NodeStatus::Ready, Availability::Drain) => Some(self.availability_since_ms),
+            _ => None,
+        }
+    }
 }
 
 /// Everything every node of the cluster may know.

@@ -18,11 +18,19 @@
 //!   on every node that passes the filters.
 //! - Services without a command have no scheduled tasks: their tasks are sandboxes
 //!   attached from outside (`shoal attach --service`).
+//! - A node that is evacuating (drained, or its agent is shutting down: Leaving) keeps
+//!   its tasks until their replacements run: a task there does not hold its slot, so a
+//!   replacement is placed elsewhere at once, and the task goes when a task of its slot
+//!   runs on another node, when no node can take the slot, when it is a global task
+//!   (nothing replaces it), or [`REPLACEMENT_WAIT_MS`] after the node began evacuating.
+//!   It takes no new connections meanwhile (`Node::serves`); its node lets the
+//!   connections it has finish before stopping it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    Availability, ClusterState, Node, NodeStatus, Protocol, PublishMode, Service, ServiceMode, Task,
+    Availability, ClusterState, Node, NodeStatus, Protocol, PublishMode, Service, ServiceMode,
+    Task, TaskState,
 };
 use crate::ids::NodeId;
 
@@ -43,6 +51,10 @@ impl Assignments {
         self.create.is_empty() && self.remove.is_empty()
     }
 }
+
+/// How long a task on an evacuating node waits for its replacement to run before it
+/// goes anyway (Swarm's stop grace period).
+pub const REPLACEMENT_WAIT_MS: u64 = 10_000;
 
 fn keeps(node: Option<&Node>) -> bool {
     node.is_some_and(|n| n.status == NodeStatus::Ready && n.availability != Availability::Drain)
@@ -186,8 +198,8 @@ fn pick<'n>(
     })
 }
 
-/// The placement changes the state needs.
-pub fn schedule(state: &ClusterState) -> Assignments {
+/// The placement changes the state needs, at `now_ms` (leader's clock).
+pub fn schedule(state: &ClusterState, now_ms: u64) -> Assignments {
     let mut out = Assignments::default();
     let mut by_service: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
     for t in state.tasks.values() {
@@ -206,6 +218,7 @@ pub fn schedule(state: &ClusterState) -> Assignments {
     // anything new is placed.
     let mut load = Load::default();
     let mut kept: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
+    let mut evacuating: Vec<&Task> = Vec::new();
     for (name, svc) in &state.services {
         if svc.spec.command.is_empty() {
             continue;
@@ -232,7 +245,12 @@ pub fn schedule(state: &ClusterState) -> Assignments {
                 };
                 load.fails(svc, &staying).is_none()
             });
-            if duplicate || !keeps(node) || !fits {
+            let leaving = node.is_some_and(Node::evacuating);
+            if duplicate || !(keeps(node) || leaving) {
+                out.remove.push(t.id.clone());
+            } else if leaving {
+                evacuating.push(t);
+            } else if !fits {
                 out.remove.push(t.id.clone());
             } else {
                 load.add(svc, t.node);
@@ -279,9 +297,50 @@ pub fn schedule(state: &ClusterState) -> Assignments {
             }
         }
     }
+    for t in evacuating {
+        if replaced(state, &kept, &out, t, now_ms) {
+            out.remove.push(t.id.clone());
+        }
+    }
     out.remove.sort();
     out.remove.dedup();
     out
+}
+
+/// Whether task `t`, on an evacuating node, may go now: a task of its slot runs
+/// elsewhere, or nothing will replace it, or it waited long enough.
+fn replaced(
+    state: &ClusterState,
+    kept: &BTreeMap<&str, Vec<&Task>>,
+    out: &Assignments,
+    t: &Task,
+    now_ms: u64,
+) -> bool {
+    let Some(svc) = state.services.get(&t.service) else {
+        return true;
+    };
+    let since = state
+        .nodes
+        .get(&t.node)
+        .and_then(Node::evacuating_since_ms)
+        .unwrap_or(0);
+    if now_ms.saturating_sub(since) >= REPLACEMENT_WAIT_MS {
+        return true;
+    }
+    match svc.spec.mode {
+        ServiceMode::Global => true,
+        ServiceMode::Replicated { .. } => {
+            let pending = out
+                .pending
+                .iter()
+                .any(|(name, slot, _)| *name == t.service && *slot == t.slot);
+            let running = kept.get(t.service.as_str()).is_some_and(|mine| {
+                mine.iter()
+                    .any(|k| k.slot == t.slot && k.state == TaskState::Running)
+            });
+            pending || running
+        }
+    }
 }
 
 #[cfg(test)]

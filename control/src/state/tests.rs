@@ -14,6 +14,7 @@ fn node(id: u64, name: &str, role: Role) -> Node {
         control_addr: SocketAddr::new(ip, 2377),
         joined_at_ms: 0,
         status_since_ms: 0,
+        availability_since_ms: 0,
         labels: Default::default(),
         report: Default::default(),
         wireguard: None,

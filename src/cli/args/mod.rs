@@ -172,6 +172,14 @@ pub struct AgentArgs {
     /// the nameservers of /etc/resolv.conf).
     #[arg(long = "dns-upstream")]
     pub dns_upstream: Vec<SocketAddr>,
+    /// On SIGTERM, drain before exiting, for at most this long: the node stops taking
+    /// new connections and tasks everywhere, its tasks start on other nodes, then stop
+    /// (SIGTERM, this long to finish their connections, SIGKILL), a manager leaves the
+    /// Raft voters; the next start makes the node active again. Also the grace period of
+    /// every task that stops. 0s: exit at once on SIGTERM, as on SIGINT (what the agent
+    /// programmed stays). Like 250ms, 10s, 2m; at most 1h.
+    #[arg(long, default_value = "10s", value_parser = parse_drain_timeout)]
+    pub drain_timeout: std::time::Duration,
     /// Close load-balanced connections idle this many seconds (default: the kernel's).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub lb_idle_timeout: Option<u64>,
@@ -500,7 +508,8 @@ pub struct DetachArgs {
 /// `shoal tool ...`: small servers a task can run.
 #[derive(Debug, Subcommand)]
 pub enum ToolCmd {
-    /// Answer every HTTP request with which task answered.
+    /// Answer every HTTP request with which task answered; on SIGTERM finish the
+    /// requests in flight, then exit.
     Http {
         /// The TCP port.
         #[arg(long, default_value_t = 80)]
@@ -513,12 +522,39 @@ pub enum ToolCmd {
         #[arg(long, default_value_t = 7000, value_parser = clap::value_parser!(u16).range(1..))]
         port: u16,
     },
+    /// A closed loop of idempotent HTTP GETs (one connection each) for a while; prints
+    /// a JSON summary with every failed request and when it started.
+    Load {
+        /// http://IP[:PORT]/PATH.
+        url: String,
+        /// The Host header (default: the URL's IP and port).
+        #[arg(long)]
+        host: Option<String>,
+        /// How long to run, like 10s or 2m.
+        #[arg(long, default_value = "10s", value_parser = shoal_ingress::config::parse_duration)]
+        duration: std::time::Duration,
+        /// A request without its whole answer after this long fails.
+        #[arg(long, default_value = "2s", value_parser = shoal_ingress::config::parse_duration)]
+        timeout: std::time::Duration,
+        /// Loops running at once (1-256).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+        concurrency: u16,
+    },
     /// Echo every UDP datagram, prefixed with which task answered.
     UdpEcho {
         /// The UDP port.
         #[arg(long, default_value_t = 5353)]
         port: u16,
     },
+}
+
+/// `--drain-timeout`: a duration up to an hour.
+pub fn parse_drain_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let d = shoal_ingress::config::parse_duration(s)?;
+    if d > std::time::Duration::from_secs(3600) {
+        return Err(format!("{s} is longer than the 1h a drain may take"));
+    }
+    Ok(d)
 }
 
 /// `CERT_FILE:KEY_FILE`.

@@ -82,7 +82,7 @@ fn dispatch(
             availability,
             labels_add,
             labels_rm,
-        } => node::update_node(state, *id, *availability, labels_add, labels_rm),
+        } => node::update_node(state, *id, *availability, labels_add, labels_rm, at),
         Command::SetRole { id, role } => node::set_role(state, *id, *role),
         Command::RemoveNode { id } => node::remove_node(state, *id),
         Command::ReportNode { id, report } => network::report_node(state, *id, report),

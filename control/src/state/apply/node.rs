@@ -30,20 +30,25 @@ pub(super) fn set_node_status(
     Ok((Output::None, true))
 }
 
-/// `node update`: availability and labels (removals first, so a key in both is set).
+/// `node update`: availability (`availability_since_ms` moves only when it does) and
+/// labels (removals first, so a key in both is set).
 pub(super) fn update_node(
     state: &mut ClusterState,
     id: NodeId,
     availability: Option<Availability>,
     labels_add: &BTreeMap<String, String>,
     labels_rm: &[String],
+    at: u64,
 ) -> Changed {
     for (k, v) in labels_add {
         validate_label(k, v)?;
     }
     let node = node_mut(state, id)?;
     if let Some(a) = availability {
-        node.availability = a;
+        if node.availability != a {
+            node.availability = a;
+            node.availability_since_ms = at;
+        }
     }
     for k in labels_rm {
         node.labels.remove(k);

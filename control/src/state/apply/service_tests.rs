@@ -67,7 +67,7 @@ pub(super) fn web(replicas: u32, publish: &[&str]) -> ServiceSpec {
 }
 
 fn place(s: &mut ClusterState) {
-    let p = schedule(s);
+    let p = schedule(s, 0);
     let create = p
         .create
         .iter()
@@ -246,7 +246,7 @@ fn replicas_spread_and_scale() {
     place(&mut s);
     assert_eq!(s.tasks.len(), 5);
     assert_eq!(per_node(&s), vec![2, 2, 1]);
-    assert!(schedule(&s).is_empty(), "a placed service is stable");
+    assert!(schedule(&s, 0).is_empty(), "a placed service is stable");
     let update = |r| Command::UpdateService {
         name: "web".into(),
         changes: ServiceChanges {
@@ -308,6 +308,15 @@ fn tasks_leave_down_and_drained_nodes_and_global_follows_nodes() {
         labels_rm: vec![],
     };
     run(&mut s, drain).unwrap();
+    place(&mut s);
+    assert_eq!(
+        per_node(&s),
+        vec![4, 1, 0],
+        "the drained node's web task waits for its replacement; its global task goes"
+    );
+    for t in s.tasks.values_mut() {
+        t.state = TaskState::Running;
+    }
     place(&mut s);
     assert_eq!(per_node(&s), vec![4, 0, 0]);
     run(

@@ -19,6 +19,7 @@ fn node(id: u64, name: &str) -> Node {
         control_addr: (ip, 2377).into(),
         joined_at_ms: 0,
         status_since_ms: 0,
+        availability_since_ms: 0,
         labels: Default::default(),
         report: Default::default(),
         wireguard: None,

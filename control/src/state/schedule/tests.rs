@@ -46,7 +46,7 @@ fn service(s: &mut ClusterState, name: &str, replicas: u32, f: impl FnOnce(&mut 
 /// Applies the scheduler's creations as tasks, until it has nothing more to do.
 fn settle(s: &mut ClusterState) -> Assignments {
     for round in 0..10 {
-        let a = schedule(s);
+        let a = schedule(s, 0);
         if a.is_empty() {
             return a;
         }
@@ -232,4 +232,126 @@ fn explanations_count_in_words_and_say_no_suitable_node_without_nodes() {
         explain(&failed),
         "no suitable node (1 node not available for new tasks; scheduling constraints not satisfied on 1 node)"
     );
+}
+
+/// Adds the scheduler's creations to `s` as tasks in `state`, removes its removals;
+/// returns the IDs created.
+fn apply_round(s: &mut ClusterState, a: &Assignments, state: TaskState) -> Vec<String> {
+    for id in &a.remove {
+        s.tasks.remove(id);
+    }
+    let mut ids = Vec::new();
+    for (svc, slot, node) in &a.create {
+        let id = format!("new{:05}", s.tasks.len() + ids.len());
+        s.tasks.insert(
+            id.clone(),
+            Task {
+                id: id.clone(),
+                service: svc.clone(),
+                slot: *slot,
+                node: *node,
+                state,
+                message: String::new(),
+                restarts: 0,
+                created_at_ms: 100,
+                updated_at_ms: 100,
+            },
+        );
+        ids.push(id);
+    }
+    ids
+}
+
+/// `web` with 2 replicas settled on n1..n3; returns the node of slot 0 and its task.
+fn web_settled() -> (ClusterState, NodeId, String) {
+    let mut s = cluster();
+    service(&mut s, "web", 2, |_| {});
+    settle(&mut s);
+    let t = s.tasks.values().find(|t| t.slot == 0).unwrap();
+    (s.clone(), t.node, t.id.clone())
+}
+
+fn evacuate(s: &mut ClusterState, node: NodeId, how: &str, at: u64) {
+    let n = s.nodes.get_mut(&node).unwrap();
+    match how {
+        "drain" => {
+            n.availability = Availability::Drain;
+            n.availability_since_ms = at;
+        }
+        "leaving" => {
+            n.status = NodeStatus::Leaving;
+            n.status_since_ms = at;
+        }
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn an_evacuating_nodes_task_stays_until_its_replacement_runs() {
+    for how in ["drain", "leaving"] {
+        let (mut s, node, old) = web_settled();
+        evacuate(&mut s, node, how, 1_000);
+        let a = schedule(&s, 1_500);
+        assert!(a.remove.is_empty(), "{how}: {a:?}");
+        assert_eq!(a.create.len(), 1, "{how}: {a:?}");
+        assert_eq!((a.create[0].1, a.create[0].2 != node), (0, true), "{how}");
+        let new = apply_round(&mut s, &a, TaskState::Assigned);
+        let a = schedule(&s, 2_000);
+        assert!(a.is_empty(), "{how}: waits for the replacement: {a:?}");
+        s.tasks.get_mut(&new[0]).unwrap().state = TaskState::Running;
+        let a = schedule(&s, 2_500);
+        assert_eq!(a.remove, vec![old.clone()], "{how}");
+        assert!(a.create.is_empty(), "{how}");
+    }
+}
+
+#[test]
+fn an_evacuating_nodes_task_goes_after_the_wait_or_when_nothing_replaces_it() {
+    let (mut s, node, old) = web_settled();
+    evacuate(&mut s, node, "drain", 1_000);
+    let a = schedule(&s, 1_000);
+    apply_round(&mut s, &a, TaskState::Assigned);
+    assert!(schedule(&s, 1_000 + REPLACEMENT_WAIT_MS - 1)
+        .remove
+        .is_empty());
+    assert_eq!(
+        schedule(&s, 1_000 + REPLACEMENT_WAIT_MS).remove,
+        vec![old.clone()]
+    );
+    // No other node can take the slot: nothing to wait for.
+    let (mut s, node, old) = web_settled();
+    for n in s.nodes.values_mut() {
+        n.availability = Availability::Drain;
+        n.availability_since_ms = 1_000;
+    }
+    let a = schedule(&s, 1_000);
+    assert!(a.remove.contains(&old), "{a:?}");
+    assert_eq!(a.pending.len(), 2, "{a:?}");
+    let _ = node;
+    // A global task has no replacement.
+    let mut s = cluster();
+    service(&mut s, "agent", 0, |spec| spec.mode = ServiceMode::Global);
+    settle(&mut s);
+    evacuate(&mut s, NodeId(2), "leaving", 1_000);
+    let a = schedule(&s, 1_000);
+    assert_eq!(a.remove.len(), 1);
+    assert_eq!(s.tasks[&a.remove[0]].node, NodeId(2));
+}
+
+#[test]
+fn a_down_nodes_tasks_go_at_once_and_an_undrained_node_keeps_its_own() {
+    let (mut s, node, old) = web_settled();
+    s.nodes.get_mut(&node).unwrap().status = NodeStatus::Down;
+    let a = schedule(&s, 0);
+    assert_eq!(a.remove, vec![old]);
+    // Drained, then active again before the replacement runs: the old task stays and
+    // the replacement, a duplicate of its slot, goes.
+    let (mut s, node, old) = web_settled();
+    evacuate(&mut s, node, "drain", 1_000);
+    let a = schedule(&s, 1_000);
+    let new = apply_round(&mut s, &a, TaskState::Assigned);
+    s.nodes.get_mut(&node).unwrap().availability = Availability::Active;
+    let a = schedule(&s, 1_500);
+    assert_eq!(a.remove, new);
+    assert!(s.tasks.contains_key(&old));
 }
