@@ -2,8 +2,10 @@
 
 pub mod args;
 pub mod lab;
+mod load;
 pub mod network;
 pub mod proxy;
+mod rollout;
 pub mod service;
 pub mod status;
 mod table;

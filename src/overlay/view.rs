@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
-use shoal_control::state::{ClusterState, Endpoint, PublishMode, SourceMode, TaskState};
+use shoal_control::state::{ClusterState, Endpoint, PublishMode, SourceMode};
 use shoal_control::NodeId;
 use shoal_dataplane::nat_lb::Published;
 use shoal_dataplane::overlay::{EndpointPlan, NetworkPlan, NodeAddr, NodePlan, Remote, ResolvConf};
@@ -129,9 +129,16 @@ pub fn resolv_confs(state: &ClusterState, plan: &NodePlan) -> BTreeMap<String, R
     out
 }
 
-/// The addresses of `service`'s running tasks on `network` (and of sandboxes attached to
-/// it from outside, which count as running), with their nodes.
+/// The addresses of `service`'s tasks that take traffic on `network` (and of sandboxes
+/// attached to it from outside, which count as running), with their nodes: running,
+/// not shut down (a task being removed drains: its established connections go on,
+/// conntrack keeps them, but it gets no new one), and healthy when the service has a
+/// health check. The VIPs, the mesh, DNS and the ingress all draw from here.
 pub fn backends(state: &ClusterState, service: &str, network: &str) -> Vec<(Ipv4Addr, NodeId)> {
+    let checked = state
+        .services
+        .get(service)
+        .is_some_and(|s| s.spec.healthcheck.is_some());
     let mut out: Vec<_> = state
         .endpoints_on(network)
         .filter(|e| e.service.as_deref() == Some(service))
@@ -140,7 +147,7 @@ pub fn backends(state: &ClusterState, service: &str, network: &str) -> Vec<(Ipv4
             Some(t) => state
                 .tasks
                 .get(t)
-                .is_some_and(|t| t.state == TaskState::Running),
+                .is_some_and(|t| t.takes_traffic(checked)),
         })
         .map(|e| (e.ip, e.node))
         .collect();

@@ -15,7 +15,7 @@ pub use proxy::{AccessLogArgs, ProxyArgs, TracingArgs};
 pub use trust::{EntrypointTrustArgs, IngressTrustArgs};
 
 pub use docker::{docker_endpoint, DockerRoutesArgs};
-pub use service::{ServiceCmd, ServiceCreateArgs, ServiceUpdateArgs};
+pub use service::{RolloutArgs, ServiceCmd, ServiceCreateArgs, ServiceUpdateArgs};
 
 /// shoal: container cluster networking.
 #[derive(Debug, Parser)]
@@ -603,6 +603,32 @@ pub enum ToolCmd {
         /// The UDP port.
         #[arg(long, default_value_t = 5353)]
         port: u16,
+    },
+    /// A closed-loop HTTP load: GETs, one per connection, from each worker; prints a
+    /// JSON report with every failure and when it happened.
+    Load {
+        /// Where to: IP:PORT.
+        #[arg(long)]
+        addr: std::net::SocketAddr,
+        /// The Host header.
+        #[arg(long, default_value = "load")]
+        host: String,
+        /// The path.
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// Workers, each with one request in flight.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// How long (Go duration: 20s, 1m).
+        #[arg(long, default_value = "10s")]
+        duration: String,
+        /// How long a request may take (Go duration).
+        #[arg(long, default_value = "5s")]
+        timeout: String,
+        /// Stop after this many requests (0: no limit); with any failure the exit
+        /// status is 1, so `--requests 1` is a health check.
+        #[arg(long, default_value_t = 0)]
+        requests: u64,
     },
 }
 
