@@ -165,7 +165,7 @@ fn rolling_updates_under_load_fail_no_request() {
     settled(&lab, "echo");
     let inspect = lab.ok("n1", &["service", "inspect", "echo"]);
     assert!(
-        inspect.contains("order stop-first") && inspect.contains("Stop grace:  2s"),
+        inspect.contains("order stop-first") && inspect.contains("Stop grace: 2s"),
         "{inspect}"
     );
     update_under_load(&lab, &["--force", "--update-order", "start-first"]);
