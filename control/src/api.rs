@@ -528,6 +528,15 @@ pub struct TaskInfo {
     pub restarts: u32,
     /// Its addresses, per network.
     pub addresses: BTreeMap<String, std::net::Ipv4Addr>,
+    /// Running or shutdown (draining, then stopped).
+    #[serde(default)]
+    pub desired: crate::state::DesiredState,
+    /// Its health, when its service has a health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::state::Health>,
+    /// The service version it runs.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// A service as `service ls` / `inspect` show it.
@@ -547,6 +556,12 @@ pub struct ServiceInfo {
     pub tasks: Vec<TaskInfo>,
     /// Sandboxes attached to it from outside, per network: (endpoint, address).
     pub attached: Vec<(String, std::net::Ipv4Addr)>,
+    /// The version of its task spec.
+    #[serde(default)]
+    pub version: u64,
+    /// How its last task replacement went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_status: Option<crate::state::UpdateStatus>,
 }
 
 impl ServiceInfo {
@@ -568,6 +583,9 @@ impl ServiceInfo {
                 state: t.state,
                 message: t.message.clone(),
                 restarts: t.restarts,
+                desired: t.desired,
+                health: t.health,
+                version: t.version,
                 addresses: state
                     .endpoints
                     .values()
@@ -588,6 +606,9 @@ impl ServiceInfo {
                         message: why,
                         restarts: 0,
                         addresses: BTreeMap::new(),
+                        desired: Default::default(),
+                        health: None,
+                        version: s.version,
                     }),
             )
             .collect();
@@ -605,7 +626,7 @@ impl ServiceInfo {
             vips: s.vips.clone(),
             running: tasks
                 .iter()
-                .filter(|t| t.state == TaskState::Running)
+                .filter(|t| t.state == TaskState::Running && t.desired.is_running())
                 .count(),
             desired: if s.spec.command.is_empty() {
                 0
@@ -619,6 +640,8 @@ impl ServiceInfo {
                 .filter(|e| e.service.as_deref() == Some(s.spec.name.as_str()) && e.task.is_none())
                 .map(|e| (e.id.clone(), e.ip))
                 .collect(),
+            version: s.version,
+            update_status: s.update_status.clone(),
         }
     }
 }

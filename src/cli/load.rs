@@ -6,9 +6,13 @@
 //!                        (timeout, refused, reset or another status: a failure, timed)
 //! ```
 //! One connection per request, as a client behind no pool would: a request goes where
-//! the balancers send new connections at that moment. The summary is one JSON object.
+//! the balancers send new connections at that moment. The summary is one JSON object,
+//! with `answered_by` (the first body line of each 2xx answer → count: the echo tasks
+//! name themselves there, so tests see which tasks answered).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,6 +86,8 @@ pub struct Summary {
     pub ok: u64,
     /// Every failed request, in order.
     pub failures: Vec<Failure>,
+    /// The first body line of each 2xx answer → how many.
+    pub answered_by: BTreeMap<String, u64>,
 }
 
 fn now_ms() -> u64 {
@@ -91,8 +97,19 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// One GET; an error says what failed.
-async fn get(target: &Target, timeout: Duration) -> Result<(), String> {
+/// The first line of the body of an HTTP/1 answer (empty if none).
+pub fn first_body_line(answer: &[u8]) -> String {
+    let body = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| &answer[i + 4..])
+        .unwrap_or_default();
+    let line = body.split(|b| *b == b'\n').next().unwrap_or_default();
+    String::from_utf8_lossy(line).trim_end().to_string()
+}
+
+/// One GET: the first body line of its 2xx answer, or what failed.
+async fn get(target: &Target, timeout: Duration) -> Result<String, String> {
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nUser-Agent: shoal-load\r\n\r\n",
         target.path, target.host
@@ -109,7 +126,7 @@ async fn get(target: &Target, timeout: Duration) -> Result<(), String> {
             .await
             .map_err(|e| format!("receive: {e}"))?;
         match status_of(&answer) {
-            Some(s) if (200..300).contains(&s) => Ok(()),
+            Some(s) if (200..300).contains(&s) => Ok(first_body_line(&answer)),
             Some(s) => Err(format!("status {s}")),
             None if answer.is_empty() => Err("closed without an answer".into()),
             None => Err("not an HTTP answer".into()),
@@ -120,30 +137,47 @@ async fn get(target: &Target, timeout: Duration) -> Result<(), String> {
         .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
 }
 
-/// Runs `concurrency` closed loops of GETs to `target` for `duration`.
-pub async fn run(
-    target: Target,
-    duration: Duration,
-    timeout: Duration,
-    concurrency: u16,
-) -> Summary {
+/// How a run goes.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    /// How long it runs.
+    pub duration: Duration,
+    /// A request without its whole answer after this long fails.
+    pub timeout: Duration,
+    /// Loops running at once.
+    pub concurrency: u16,
+    /// Stop after this many requests (0: no limit).
+    pub requests: u64,
+}
+
+/// Runs `pace.concurrency` closed loops of GETs to `target` for `pace.duration` or
+/// `pace.requests` requests, whichever ends first.
+pub async fn run(target: Target, pace: Pace) -> Summary {
     let summary = Arc::new(Mutex::new(Summary {
         started_ms: now_ms(),
         ..Default::default()
     }));
-    let until = Instant::now() + duration;
-    let workers: Vec<_> = (0..concurrency.max(1))
+    let until = Instant::now() + pace.duration;
+    let sent = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..pace.concurrency.max(1))
         .map(|_| {
             let target = target.clone();
             let summary = summary.clone();
+            let sent = sent.clone();
             tokio::spawn(async move {
                 while Instant::now() < until {
+                    if pace.requests > 0 && sent.fetch_add(1, Ordering::SeqCst) >= pace.requests {
+                        break;
+                    }
                     let at_ms = now_ms();
-                    let result = get(&target, timeout).await;
+                    let result = get(&target, pace.timeout).await;
                     let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
                     s.requests += 1;
                     match result {
-                        Ok(()) => s.ok += 1,
+                        Ok(who) => {
+                            s.ok += 1;
+                            *s.answered_by.entry(who).or_default() += 1;
+                        }
                         Err(error) => {
                             eprintln!("{at_ms} failed: {error}");
                             s.failures.push(Failure { at_ms, error });
@@ -163,15 +197,9 @@ pub async fn run(
 }
 
 /// `shoal tool load`: runs and prints the summary as JSON.
-pub async fn main(
-    url: &str,
-    host: Option<&str>,
-    duration: Duration,
-    timeout: Duration,
-    concurrency: u16,
-) -> anyhow::Result<()> {
+pub async fn main(url: &str, host: Option<&str>, pace: Pace) -> anyhow::Result<()> {
     let target = parse_target(url, host).map_err(anyhow::Error::msg)?;
-    let summary = run(target, duration, timeout, concurrency).await;
+    let summary = run(target, pace).await;
     println!(
         "{}",
         serde_json::to_string(&summary).context("cannot print the summary")?
@@ -233,13 +261,13 @@ mod tests {
             }
         });
         let target = parse_target(&format!("http://{addr}/"), None).unwrap();
-        let s = run(
-            target,
-            Duration::from_millis(200),
-            Duration::from_secs(1),
-            1,
-        )
-        .await;
+        let pace = Pace {
+            duration: Duration::from_millis(200),
+            timeout: Duration::from_secs(1),
+            concurrency: 1,
+            requests: 0,
+        };
+        let s = run(target.clone(), pace).await;
         assert!(s.requests >= 2, "{s:?}");
         assert_eq!(s.ok + s.failures.len() as u64, s.requests);
         assert!(s.failures.iter().all(|f| f.error == "status 500"), "{s:?}");
@@ -247,5 +275,22 @@ mod tests {
             .failures
             .iter()
             .all(|f| f.at_ms >= s.started_ms && f.at_ms <= s.ended_ms));
+        assert_eq!(s.answered_by.get("ok"), Some(&s.ok), "{s:?}");
+        let pace = Pace {
+            duration: Duration::from_secs(5),
+            requests: 3,
+            ..pace
+        };
+        assert_eq!(run(target, pace).await.requests, 3);
+    }
+
+    #[test]
+    fn the_first_body_line_names_who_answered() {
+        assert_eq!(
+            first_body_line(b"HTTP/1.1 200 OK\r\n\r\ntask-1\nmore"),
+            "task-1"
+        );
+        assert_eq!(first_body_line(b"HTTP/1.1 200 OK\r\n\r\n"), "");
+        assert_eq!(first_body_line(b"HTTP/1.1 200 OK\r\n"), "");
     }
 }

@@ -5,6 +5,7 @@ pub mod lab;
 mod load;
 pub mod network;
 pub mod proxy;
+mod rollout;
 pub mod service;
 pub mod status;
 mod table;

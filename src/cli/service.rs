@@ -49,6 +49,13 @@ fn networks(items: &[String]) -> anyhow::Result<(Vec<String>, BTreeMap<String, N
 }
 
 fn create_spec(a: ServiceCreateArgs) -> anyhow::Result<ServiceSpec> {
+    let mut spec = base_spec(&a)?;
+    super::rollout::apply_to_spec(&a.rollout, &mut spec)?;
+    spec.command = a.command;
+    Ok(spec)
+}
+
+fn base_spec(a: &ServiceCreateArgs) -> anyhow::Result<ServiceSpec> {
     let mode = match a.mode.as_deref() {
         Some("global") => ServiceMode::Global,
         _ => ServiceMode::Replicated {
@@ -57,13 +64,12 @@ fn create_spec(a: ServiceCreateArgs) -> anyhow::Result<ServiceSpec> {
     };
     let (networks, network_options) = networks(&a.network)?;
     Ok(ServiceSpec {
-        name: a.name,
+        name: a.name.clone(),
         networks,
         mode,
         publish: ports(&a.publish)?,
         endpoint_mode: endpoint_mode(a.endpoint_mode.as_deref()).unwrap_or_default(),
         labels: key_values(&a.label, "--label")?,
-        command: a.command,
         network_options,
         placement: Placement {
             constraints: parsed(&a.constraint, Constraint::parse)?,
@@ -71,16 +77,27 @@ fn create_spec(a: ServiceCreateArgs) -> anyhow::Result<ServiceSpec> {
             max_replicas_per_node: a.replicas_max_per_node,
         },
         dns: DnsConfig {
-            nameservers: a.dns,
-            search: a.dns_search,
-            options: a.dns_option,
+            nameservers: a.dns.clone(),
+            search: a.dns_search.clone(),
+            options: a.dns_option.clone(),
         },
-        hostname: a.hostname,
+        hostname: a.hostname.clone(),
+        ..Default::default()
     })
 }
 
 fn update_changes(a: ServiceUpdateArgs) -> anyhow::Result<ServiceUpdate> {
-    Ok(ServiceUpdate {
+    let args = match &a.args {
+        Some(line) => Some(
+            shlex::split(line).with_context(|| format!("--args {line:?}: unbalanced quotes"))?,
+        ),
+        None => None,
+    };
+    let mut u = ServiceUpdate {
+        force: a.force,
+        rollback: a.rollback,
+        command: (!a.command.is_empty()).then(|| a.command.clone()),
+        args,
         replicas: a.replicas,
         labels_add: key_values(&a.label_add, "--label-add")?,
         labels_rm: a.label_rm,
@@ -104,7 +121,20 @@ fn update_changes(a: ServiceUpdateArgs) -> anyhow::Result<ServiceUpdate> {
         dns_option_add: a.dns_option_add,
         dns_option_rm: a.dns_option_rm,
         hostname: a.hostname,
-    })
+        ..Default::default()
+    };
+    super::rollout::changes(&a.rollout, &mut u)?;
+    Ok(u)
+}
+
+/// A task's state for `service ps`: `shutdown` tasks still running are `draining`.
+fn task_state(t: &shoal_control::api::TaskInfo) -> String {
+    use shoal_control::state::{DesiredState, TaskState};
+    match (t.desired, t.state) {
+        (DesiredState::Shutdown, TaskState::Shutdown) => "shutdown".into(),
+        (DesiredState::Shutdown, _) => "draining".into(),
+        (_, s) => s.as_str().into(),
+    }
 }
 
 fn mode_text(s: &ServiceInfo) -> String {
@@ -169,7 +199,8 @@ pub async fn run(client: &ApiClient, cmd: ServiceCmd) -> anyhow::Result<()> {
                             t.id.chars().take(12).collect(),
                             t.name.clone(),
                             t.node.clone(),
-                            t.state.as_str().to_string(),
+                            task_state(t),
+                            t.health.map(|h| h.as_str()).unwrap_or("").to_string(),
                             t.restarts.to_string(),
                             t.addresses
                                 .values()
@@ -186,6 +217,7 @@ pub async fn run(client: &ApiClient, cmd: ServiceCmd) -> anyhow::Result<()> {
                         "NAME",
                         "NODE",
                         "STATE",
+                        "HEALTH",
                         "RESTARTS",
                         "ADDRESSES",
                         "ERROR",
@@ -246,6 +278,16 @@ pub async fn run(client: &ApiClient, cmd: ServiceCmd) -> anyhow::Result<()> {
                 }
                 if !s.spec.command.is_empty() {
                     line("Command:", s.spec.command.join(" "));
+                    for (k, v) in super::rollout::inspect_lines(&s.spec) {
+                        line(k, v);
+                    }
+                    line("Version:", s.version.to_string());
+                }
+                if let Some(u) = &s.update_status {
+                    line(
+                        "UpdateStatus:",
+                        format!("{} ({})", u.state.as_str(), u.message),
+                    );
                 }
                 out
             })?;
@@ -367,8 +409,15 @@ pub async fn tool(cmd: ToolCmd) -> anyhow::Result<()> {
             duration,
             timeout,
             concurrency,
+            requests,
         } => {
-            return super::load::main(&url, host.as_deref(), duration, timeout, concurrency).await;
+            let pace = super::load::Pace {
+                duration,
+                timeout,
+                concurrency,
+                requests,
+            };
+            return super::load::main(&url, host.as_deref(), pace).await;
         }
         ToolCmd::Peer { port } => peer_echo(port).await?,
         ToolCmd::UdpEcho { port } => {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
-use shoal_control::state::{ClusterState, Endpoint, Node, PublishMode, SourceMode, TaskState};
+use shoal_control::state::{ClusterState, Endpoint, Node, PublishMode, SourceMode};
 use shoal_control::NodeId;
 use shoal_dataplane::nat_lb::Published;
 use shoal_dataplane::overlay::{EndpointPlan, NetworkPlan, NodeAddr, NodePlan, Remote, ResolvConf};
@@ -129,22 +129,24 @@ pub fn resolv_confs(state: &ClusterState, plan: &NodePlan) -> BTreeMap<String, R
     out
 }
 
-/// The addresses of `service`'s running tasks on `network` (and of sandboxes attached to
-/// it from outside, which count as running), with their nodes: what every balancer of
-/// every node (mesh, VIPs, DNS, ingress) chooses from for new connections. Tasks on a
-/// node that does not serve (Down, Leaving or drained) are left out; connections made
-/// to them before keep their conntrack entries, which the reconciler does not flush.
+/// The addresses of `service`'s tasks that take traffic on `network` (and of sandboxes
+/// attached to it from outside, which count as running), with their nodes: running,
+/// not shut down (a task being removed drains: its established connections go on,
+/// conntrack keeps them, but it gets no new one), healthy when the service has a
+/// health check, and on a node that serves (not Down, Leaving or drained). The VIPs,
+/// the mesh, DNS and the ingress all draw from here.
 pub fn backends(state: &ClusterState, service: &str, network: &str) -> Vec<(Ipv4Addr, NodeId)> {
+    let checked = state
+        .services
+        .get(service)
+        .is_some_and(|s| s.spec.healthcheck.is_some());
     let mut out: Vec<_> = state
         .endpoints_on(network)
         .filter(|e| e.service.as_deref() == Some(service))
         .filter(|e| state.nodes.get(&e.node).is_some_and(Node::serves))
         .filter(|e| match &e.task {
             None => true,
-            Some(t) => state
-                .tasks
-                .get(t)
-                .is_some_and(|t| t.state == TaskState::Running),
+            Some(t) => state.tasks.get(t).is_some_and(|t| t.takes_traffic(checked)),
         })
         .map(|e| (e.ip, e.node))
         .collect();

@@ -12,6 +12,7 @@
 //! Processes run in their own session, so an agent restart leaves them running; the new
 //! agent adopts them from their PID files.
 
+mod health;
 mod process;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -21,7 +22,9 @@ use std::time::Duration;
 
 use shoal_control::api::LeaderRequest;
 use shoal_control::state::hostname::{self, TemplateContext};
-use shoal_control::state::{AttachSpec, Command, ServiceSpec, Task, TaskState, IFNAME_OPT};
+use shoal_control::state::{
+    AttachSpec, Command, DesiredState, Health, ServiceSpec, Task, TaskState, IFNAME_OPT,
+};
 use shoal_control::Member;
 use shoal_dataplane::netns;
 use tokio::time::Instant;
@@ -45,6 +48,36 @@ struct Local {
     restarts: u32,
     next_start: Instant,
     failure: Option<String>,
+    /// Its health, when its service has a check; failures in a row; the next check
+    /// and the one running.
+    health: Option<Health>,
+    failures: u32,
+    next_check: Instant,
+    probe: Option<tokio::task::JoinHandle<bool>>,
+    /// When the runner saw it shut down, and when it sent SIGTERM.
+    stopping: Option<Instant>,
+    termed: Option<Instant>,
+}
+
+impl Local {
+    fn new(ns: String, pid: Option<i32>, attached: bool) -> Local {
+        Local {
+            ns,
+            pid,
+            child: None,
+            started: pid.map(|_| Instant::now()),
+            attached,
+            restarts: 0,
+            next_start: Instant::now(),
+            failure: None,
+            health: None,
+            failures: 0,
+            next_check: Instant::now(),
+            probe: None,
+            stopping: None,
+            termed: None,
+        }
+    }
 }
 
 /// Runs this node's tasks.
@@ -129,19 +162,7 @@ impl Runner {
             let ns = self.ns_name(id);
             let pid = pid.filter(|p| process::alive(*p, &ns));
             tracing::info!(task = id, pid = ?pid, "adopting task");
-            local.insert(
-                id.to_string(),
-                Local {
-                    ns,
-                    pid,
-                    child: None,
-                    started: pid.map(|_| Instant::now()),
-                    attached: true,
-                    restarts: 0,
-                    next_start: Instant::now(),
-                    failure: None,
-                },
-            );
+            local.insert(id.to_string(), Local::new(ns, pid, true));
         }
     }
 
@@ -178,29 +199,48 @@ impl Runner {
         }
         for (id, task) in mine {
             let ns = self.ns_name(id);
-            let l = local.entry(id.clone()).or_insert_with(|| Local {
-                ns,
-                pid: None,
-                child: None,
-                started: None,
-                attached: false,
-                restarts: 0,
-                next_start: Instant::now(),
-                failure: None,
-            });
-            self.drive(task, l).await;
-            let (want, message) = match (&l.failure, l.pid) {
-                (Some(f), _) => (TaskState::Failed, f.clone()),
-                (None, Some(_)) => (TaskState::Running, String::new()),
-                (None, None) => (TaskState::Assigned, String::new()),
+            let l = local
+                .entry(id.clone())
+                .or_insert_with(|| Local::new(ns, None, false));
+            let checked = state
+                .services
+                .get(&task.service)
+                .and_then(|s| s.spec.healthcheck.clone());
+            let (want, message, health) = if task.desired == DesiredState::Shutdown {
+                let grace = state
+                    .services
+                    .get(&task.service)
+                    .map(|s| s.spec.stop_grace_ms())
+                    .unwrap_or(0);
+                if self.stop_step(task, l, Duration::from_millis(grace)) {
+                    (TaskState::Shutdown, String::new(), task.health)
+                } else {
+                    (task.state, task.message.clone(), task.health)
+                }
+            } else {
+                self.drive(task, l).await;
+                if let Some(check) = &checked {
+                    self.check_health(task, check, l).await;
+                }
+                let (want, message) = match (&l.failure, l.pid) {
+                    (Some(f), _) => (TaskState::Failed, f.clone()),
+                    (None, Some(_)) => (TaskState::Running, String::new()),
+                    (None, None) => (TaskState::Assigned, String::new()),
+                };
+                (want, message, checked.as_ref().and(l.health))
             };
-            if task.state != want || task.message != message || task.restarts != l.restarts {
+            if task.state != want
+                || task.message != message
+                || task.restarts != l.restarts
+                || task.health != health
+            {
                 let command = Command::SetTaskState {
                     id: id.clone(),
                     node: me,
                     state: want,
                     message,
                     restarts: l.restarts,
+                    health,
                 };
                 if let Err(e) = self
                     .member
@@ -210,6 +250,89 @@ impl Runner {
                     tracing::debug!(error = %e, task = %id, "task state not reported yet");
                 }
             }
+        }
+    }
+
+    /// One step of stopping a task that was shut down: it stays up (out of every
+    /// backend set, its connections finishing) for `grace`, then gets SIGTERM, then
+    /// SIGKILL. Returns whether its process is gone.
+    fn stop_step(&self, task: &Task, l: &mut Local, grace: Duration) -> bool {
+        let since = *l.stopping.get_or_insert_with(|| {
+            tracing::info!(task = %task.id, service = %task.service, grace = ?grace, "task shut down; draining");
+            Instant::now()
+        });
+        let alive = match (l.pid, &mut l.child) {
+            (None, _) => false,
+            (Some(_), Some(c)) => matches!(c.try_wait(), Ok(None)),
+            (Some(pid), None) => process::alive(pid, &l.ns),
+        };
+        let step = health::stop_step(alive, since.elapsed(), l.termed.map(|t| t.elapsed()), grace);
+        match step {
+            health::StopStep::Wait => {}
+            health::StopStep::Term => {
+                tracing::info!(task = %task.id, "grace period over; SIGTERM");
+                process::signal(l.pid, &l.ns, false);
+                l.termed = Some(Instant::now());
+            }
+            health::StopStep::Kill => {
+                tracing::info!(task = %task.id, "still running; SIGKILL");
+                process::signal(l.pid, &l.ns, true);
+            }
+            health::StopStep::Stopped => {
+                if l.pid.take().is_some() {
+                    tracing::info!(task = %task.id, "task stopped");
+                }
+                if let Some(mut c) = l.child.take() {
+                    let _ = c.wait();
+                }
+                let _ = std::fs::remove_file(self.pid_file(&task.id));
+            }
+        }
+        step == health::StopStep::Stopped
+    }
+
+    /// Collects a finished health check and starts the next when due; an unhealthy
+    /// task is killed (and restarted by [`Runner::drive`]).
+    async fn check_health(
+        &self,
+        task: &Task,
+        check: &shoal_control::state::HealthCheck,
+        l: &mut Local,
+    ) {
+        let Some(pid) = l.pid else {
+            l.probe = None;
+            return;
+        };
+        if let Some(p) = l.probe.take_if(|p| p.is_finished()) {
+            let ok = p.await.unwrap_or(false);
+            let in_start = l
+                .started
+                .is_some_and(|s| s.elapsed() < Duration::from_millis(check.start_period_ms));
+            let (h, f) = health::after_check(
+                l.health.unwrap_or(Health::Starting),
+                l.failures,
+                ok,
+                in_start,
+                check.retries,
+            );
+            if l.health != Some(h) {
+                tracing::info!(task = %task.id, health = h.as_str(), "task health changed");
+            }
+            l.health = Some(h);
+            l.failures = f;
+            if h == Health::Unhealthy {
+                tracing::warn!(task = %task.id, "task unhealthy; restarting it");
+                process::signal(Some(pid), &l.ns, true);
+                return;
+            }
+        }
+        if l.probe.is_none() && Instant::now() >= l.next_check {
+            l.next_check = Instant::now() + Duration::from_millis(check.interval_ms);
+            l.probe = Some(tokio::spawn(health::probe(
+                l.ns.clone(),
+                check.command.clone(),
+                Duration::from_millis(check.timeout_ms),
+            )));
         }
     }
 
@@ -309,6 +432,9 @@ impl Runner {
         l.pid = Some(pid);
         l.child = Some(child);
         l.started = Some(Instant::now());
+        l.health = spec.healthcheck.as_ref().map(|_| Health::Starting);
+        l.failures = 0;
+        l.next_check = Instant::now();
         Ok(())
     }
 

@@ -114,3 +114,23 @@ pub async fn stop(pid: i32, ns_name: &str, grace: std::time::Duration) {
         }
     }
 }
+
+/// Sends the process group of `pid` SIGTERM, or (`kill`) SIGKILL to it and to every
+/// other process in namespace `ns_name`.
+pub fn signal(pid: Option<i32>, ns_name: &str, kill: bool) {
+    let sig = if kill {
+        Signal::SIGKILL
+    } else {
+        Signal::SIGTERM
+    };
+    if let Some(pid) = pid {
+        let _ = killpg(Pid::from_raw(pid), sig);
+    }
+    if kill {
+        if let Ok(inode) = netns::inode(ns_name) {
+            for p in netns::pids_in(inode) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+        }
+    }
+}

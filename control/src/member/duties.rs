@@ -187,40 +187,68 @@ impl Member {
         .await
     }
 
-    /// On the leader: run the scheduler and commit its placement.
+    /// On the leader: run the scheduler and the updater and commit what they decide.
+    /// The scheduler's removals on live nodes become shutdowns (the tasks drain), and
+    /// tasks shut down go once their nodes stopped them.
     async fn place_tasks(&self, raft: &RaftNode) {
         let state = self.replica.state();
-        let placement = crate::state::schedule(&state, super::now_ms());
-        if placement.is_empty() {
-            return;
-        }
         let now = super::now_ms();
+        let placement = crate::state::schedule(&state, now);
+        let update = crate::state::updater::plan(&state, now);
+        let (mut remove, mut shutdown) =
+            crate::state::updater::split_removals(&state, placement.remove);
+        remove.extend(crate::state::updater::reap(&state, now));
+        shutdown.extend(update.shutdown);
+        remove.sort();
+        remove.dedup();
+        shutdown.sort();
+        shutdown.dedup();
+        shutdown.retain(|id| !remove.contains(id));
+        let version = |svc: &str| state.services.get(svc).map(|s| s.version).unwrap_or(0);
         let create = placement
             .create
             .into_iter()
-            .map(|(service, slot, node)| crate::state::Task {
-                id: format!("{:016x}", rand::random::<u64>()),
-                service,
-                slot,
-                node,
-                state: crate::state::TaskState::Assigned,
-                message: String::new(),
-                restarts: 0,
-                created_at_ms: now,
-                updated_at_ms: now,
+            .chain(update.create)
+            .map(|(service, slot, node)| {
+                let id = format!("{:016x}", rand::random::<u64>());
+                crate::state::Task::new(&id, &service, slot, node, version(&service), now)
             })
             .collect::<Vec<_>>();
-        tracing::info!(
-            create = create.len(),
-            remove = placement.remove.len(),
-            "placing tasks"
-        );
-        let command = Command::PlaceTasks {
-            create,
-            remove: placement.remove,
-        };
-        if let Err(e) = self.propose_local(raft, command).await {
-            tracing::warn!(error = %e, "cannot commit the task placement");
+        if !create.is_empty() || !remove.is_empty() || !shutdown.is_empty() {
+            tracing::info!(
+                create = create.len(),
+                remove = remove.len(),
+                shutdown = shutdown.len(),
+                "placing tasks"
+            );
+            let command = Command::PlaceTasks {
+                create,
+                remove,
+                shutdown,
+            };
+            if let Err(e) = self.propose_local(raft, command).await {
+                tracing::warn!(error = %e, "cannot commit the task placement");
+            }
+        }
+        for (service, status) in update.status {
+            tracing::info!(%service, state = status.state.as_str(), message = %status.message, "service update");
+            let command = Command::SetUpdateStatus { service, status };
+            if let Err(e) = self.propose_local(raft, command).await {
+                tracing::warn!(error = %e, "cannot record the update status");
+            }
+        }
+        for name in update.rollback {
+            tracing::warn!(service = %name, "update failed; rolling back");
+            let command = Command::UpdateService {
+                name,
+                changes: crate::state::ServiceChanges {
+                    rollback: true,
+                    ..Default::default()
+                },
+            };
+            if let Err(e) = self.propose_local(raft, command).await {
+                tracing::warn!(error = %e, "cannot roll the service back");
+            }
         }
     }
 

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use shoal_ipam::PoolConfig;
 
 use super::{
-    AttachSpec, Availability, Endpoint, Network, NetworkSpec, Node, NodeReport, NodeStatus, Role,
-    Secrets, Service, ServiceChanges, ServiceSpec, Task, TaskState,
+    AttachSpec, Availability, Endpoint, Health, Network, NetworkSpec, Node, NodeReport, NodeStatus,
+    Role, Secrets, Service, ServiceChanges, ServiceSpec, Task, TaskState, UpdateStatus,
 };
 use crate::ids::NodeId;
 
@@ -159,6 +159,17 @@ pub enum Command {
         create: Vec<Task>,
         /// Task IDs to remove.
         remove: Vec<String>,
+        /// Task IDs to shut down: out of every backend set now, stopped by their
+        /// nodes after the grace period.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        shutdown: Vec<String>,
+    },
+    /// The updater's word on a service's update.
+    SetUpdateStatus {
+        /// The service.
+        service: String,
+        /// Its new status.
+        status: UpdateStatus,
     },
     /// A node reports on one of its tasks.
     SetTaskState {
@@ -172,6 +183,9 @@ pub enum Command {
         message: String,
         /// How often its process restarted.
         restarts: u32,
+        /// Its health, when its service has a health check.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        health: Option<Health>,
     },
     /// A Docker network (by its ID on one daemon, or in the Swarm) is this network.
     MapDockerNetwork {
@@ -302,6 +316,7 @@ impl Command {
             Command::RemoveService { .. } => "remove_service",
             Command::PlaceTasks { .. } => "place_tasks",
             Command::SetTaskState { .. } => "set_task_state",
+            Command::SetUpdateStatus { .. } => "set_update_status",
             Command::MapDockerNetwork { .. } => "map_docker_network",
             Command::UnmapDockerNetwork { .. } => "unmap_docker_network",
             Command::LeaseAddress { .. } => "lease_address",

@@ -143,6 +143,10 @@ pub enum SpecError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A `--update-*`, `--health-*` or duration value that does not read; the message
+    /// quotes it and says what is accepted.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl From<SpecError> for ApplyError {

@@ -129,21 +129,18 @@ mod tests {
                 placement: Default::default(),
                 dns: Default::default(),
                 hostname: None,
+                ..Default::default()
             },
             vips: Default::default(),
             created_at_ms: 0,
             updated_at_ms: 0,
+            version: 0,
+            previous_spec: None,
+            update_status: None,
         };
         let task = Task {
-            id: "7a5c".into(),
-            service: "web".into(),
-            slot: 1,
-            node: NodeId(0xfe),
             state: TaskState::Running,
-            message: String::new(),
-            restarts: 0,
-            created_at_ms: 0,
-            updated_at_ms: 0,
+            ..Task::new("7a5c", "web", 1, NodeId(0xfe), 0, 0)
         };
         let node = Node {
             id: NodeId(0xfe),

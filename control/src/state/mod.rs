@@ -26,8 +26,10 @@ pub mod hostname;
 mod network;
 mod placement;
 mod publish;
+pub mod rollout;
 mod schedule;
 mod service;
+pub mod updater;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -45,6 +47,10 @@ pub use network::{
 };
 pub use placement::{Constraint, ConstraintKey, ConstraintOp, Placement, Spread};
 pub use publish::{PortRemoval, PortSpec, Protocol, PublishMode, SourceMode, DYNAMIC_PORTS};
+pub use rollout::{
+    DesiredState, FailureAction, Health, HealthCheck, UpdateConfig, UpdateOrder, UpdateState,
+    UpdateStatus,
+};
 pub use schedule::{schedule, Assignments};
 pub use service::{
     DnsConfig, EndpointMode, NetworkAttachment, NetworkOptions, Service, ServiceChanges,

@@ -25,6 +25,8 @@
 //!   (nothing replaces it), or [`REPLACEMENT_WAIT_MS`] after the node began evacuating.
 //!   It takes no new connections meanwhile (`Node::serves`); its node lets the
 //!   connections it has finish before stopping it.
+//! - Tasks shut down are left alone (their nodes drain and stop them); a task of an
+//!   older version in a slot that has a newer one is left to the updater.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -201,8 +203,9 @@ fn pick<'n>(
 /// The placement changes the state needs, at `now_ms` (leader's clock).
 pub fn schedule(state: &ClusterState, now_ms: u64) -> Assignments {
     let mut out = Assignments::default();
+    // Tasks shut down are on their way out: the scheduler neither keeps nor counts them.
     let mut by_service: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
-    for t in state.tasks.values() {
+    for t in state.tasks.values().filter(|t| t.desired.is_running()) {
         by_service.entry(t.service.as_str()).or_default().push(t);
     }
     for (name, tasks) in &by_service {
@@ -224,18 +227,33 @@ pub fn schedule(state: &ClusterState, now_ms: u64) -> Assignments {
             continue;
         }
         let mut tasks: Vec<&Task> = by_service.get(name.as_str()).cloned().unwrap_or_default();
+        // The newest version first in each slot: an older task in a slot that has a
+        // newer one is the updater's (start-first keeps it until the new one is ready).
         tasks.sort_by(|a, b| {
-            (a.slot, a.created_at_ms, &a.id).cmp(&(b.slot, b.created_at_ms, &b.id))
+            (a.slot, std::cmp::Reverse(a.version), a.created_at_ms, &a.id).cmp(&(
+                b.slot,
+                std::cmp::Reverse(b.version),
+                b.created_at_ms,
+                &b.id,
+            ))
         });
         let mine = kept.entry(name.as_str()).or_default();
         for t in tasks {
             let node = state.nodes.get(&t.node);
-            let duplicate = match svc.spec.mode {
+            let holder = match svc.spec.mode {
                 ServiceMode::Replicated { replicas } => {
-                    t.slot >= replicas || mine.iter().any(|k| k.slot == t.slot)
+                    if t.slot >= replicas {
+                        out.remove.push(t.id.clone());
+                        continue;
+                    }
+                    mine.iter().find(|k| k.slot == t.slot)
                 }
-                ServiceMode::Global => mine.iter().any(|k| k.node == t.node),
+                ServiceMode::Global => mine.iter().find(|k| k.node == t.node),
             };
+            if holder.is_some_and(|k| k.version > t.version) && keeps(node) {
+                continue;
+            }
+            let duplicate = holder.is_some();
             // A task may stay where a new one could go, bar the node's availability
             // (pause keeps tasks): constraints, host ports and the cap still hold.
             let fits = node.is_some_and(|n| {

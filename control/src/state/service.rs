@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::placement::{Constraint, Placement, Spread};
 use super::publish::{PortRemoval, PortSpec};
+use super::rollout::{
+    DesiredState, FailureAction, Health, HealthCheck, UpdateConfig, UpdateOrder, UpdateStatus,
+};
 use super::SpecError;
 use crate::ids::NodeId;
 
@@ -76,6 +79,32 @@ pub struct ServiceSpec {
     /// The tasks' host name, a template (`{{.Service.Name}}-{{.Task.Slot}}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    /// How tasks are replaced when the task spec changes.
+    #[serde(default, skip_serializing_if = "UpdateConfig::is_default")]
+    pub update_config: UpdateConfig,
+    /// The tasks' health check: a task takes traffic once it passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthCheck>,
+    /// How long a removed task keeps running out of every backend set before it is
+    /// sent SIGTERM (ms; Docker's `--stop-grace-period`, default 10 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_period_ms: Option<u64>,
+}
+
+impl ServiceSpec {
+    /// What the tasks run with: a change here replaces them (Docker's task spec).
+    pub fn task_spec_differs(&self, other: &ServiceSpec) -> bool {
+        self.command != other.command
+            || self.healthcheck != other.healthcheck
+            || self.hostname != other.hostname
+            || self.stop_grace_period_ms != other.stop_grace_period_ms
+    }
+
+    /// The stop grace period in ms.
+    pub fn stop_grace_ms(&self) -> u64 {
+        self.stop_grace_period_ms
+            .unwrap_or(super::rollout::DEFAULT_STOP_GRACE_MS)
+    }
 }
 
 /// A service's options on one network: `--network name=N,alias=A,driver-opt=K=V`.
@@ -242,6 +271,54 @@ pub struct ServiceChanges {
     /// A new host name template; empty: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    /// Replace the tasks even if nothing else changes (`--force`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+    /// Go back to the previous spec (`--rollback`); nothing else may change with it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rollback: bool,
+    /// A new command (program and arguments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// New arguments after the program (`--args`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    /// `--update-parallelism`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_parallelism: Option<u32>,
+    /// `--update-delay` (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_delay_ms: Option<u64>,
+    /// `--update-order`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_order: Option<UpdateOrder>,
+    /// `--update-failure-action`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_failure_action: Option<FailureAction>,
+    /// `--update-monitor` (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_monitor_ms: Option<u64>,
+    /// `--health-cmd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_cmd: Option<String>,
+    /// `--health-interval` (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_interval_ms: Option<u64>,
+    /// `--health-timeout` (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_timeout_ms: Option<u64>,
+    /// `--health-retries`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_retries: Option<u32>,
+    /// `--health-start-period` (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_start_period_ms: Option<u64>,
+    /// `--no-healthcheck`: remove the health check.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_healthcheck: bool,
+    /// `--stop-grace-period` (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_period_ms: Option<u64>,
 }
 
 /// A service.
@@ -257,6 +334,15 @@ pub struct Service {
     pub created_at_ms: u64,
     /// When it last changed (unix ms).
     pub updated_at_ms: u64,
+    /// The version of its task spec: bumped by a change that replaces the tasks.
+    #[serde(default)]
+    pub version: u64,
+    /// The spec before the last update (for `--rollback`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_spec: Option<Box<ServiceSpec>>,
+    /// How the last task replacement went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_status: Option<UpdateStatus>,
 }
 
 /// Where a task is in its life.
@@ -272,6 +358,8 @@ pub enum TaskState {
     Running,
     /// It could not start; its node keeps trying.
     Failed,
+    /// Its process was stopped after the task was shut down.
+    Shutdown,
 }
 
 impl TaskState {
@@ -282,6 +370,7 @@ impl TaskState {
             TaskState::Assigned => "assigned",
             TaskState::Running => "running",
             TaskState::Failed => "failed",
+            TaskState::Shutdown => "shutdown",
         }
     }
 }
@@ -307,9 +396,48 @@ pub struct Task {
     pub created_at_ms: u64,
     /// When its state last changed (unix ms).
     pub updated_at_ms: u64,
+    /// The service version it runs.
+    #[serde(default)]
+    pub version: u64,
+    /// Running, or shut down (draining, then stopped).
+    #[serde(default, skip_serializing_if = "DesiredState::is_running")]
+    pub desired: DesiredState,
+    /// When it was shut down (unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_at_ms: Option<u64>,
+    /// Its health, when its service has a health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
 }
 
 impl Task {
+    /// A new task placed at `at`, in state assigned.
+    pub fn new(id: &str, service: &str, slot: u32, node: NodeId, version: u64, at: u64) -> Task {
+        Task {
+            id: id.to_string(),
+            service: service.to_string(),
+            slot,
+            node,
+            state: TaskState::Assigned,
+            message: String::new(),
+            restarts: 0,
+            created_at_ms: at,
+            updated_at_ms: at,
+            version,
+            desired: DesiredState::Running,
+            shutdown_at_ms: None,
+            health: None,
+        }
+    }
+
+    /// Whether it should be sent new connections: running, not shut down, and healthy
+    /// if its service has a health check (`checked`).
+    pub fn takes_traffic(&self, checked: bool) -> bool {
+        self.state == TaskState::Running
+            && self.desired == DesiredState::Running
+            && (!checked || self.health == Some(Health::Healthy))
+    }
+
     /// The name users see, as Docker's: `<service>.<slot>` for replicated tasks (slots
     /// count from 1 there, from 0 in [`Task::slot`]), `<service>.<node ID>` for global ones.
     pub fn name(&self, mode: ServiceMode) -> String {

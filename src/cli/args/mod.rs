@@ -17,7 +17,7 @@ pub use trust::{EntrypointTrustArgs, IngressTrustArgs};
 
 pub use docker::{docker_endpoint, DockerRoutesArgs};
 pub use lab::LabCmd;
-pub use service::{ServiceCmd, ServiceCreateArgs, ServiceUpdateArgs};
+pub use service::{RolloutArgs, ServiceCmd, ServiceCreateArgs, ServiceUpdateArgs};
 
 /// shoal: container cluster networking.
 #[derive(Debug, Parser)]
@@ -539,6 +539,9 @@ pub enum ToolCmd {
         /// Loops running at once (1-256).
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
         concurrency: u16,
+        /// Stop after this many requests (0: no limit, the duration ends the run).
+        #[arg(long, default_value_t = 0)]
+        requests: u64,
     },
     /// Echo every UDP datagram, prefixed with which task answered.
     UdpEcho {

@@ -94,6 +94,9 @@ pub struct ServiceCreateArgs {
     /// The tasks' host name; may use {{.Service.Name}}, {{.Task.Slot}}, {{.Node.Hostname}}...
     #[arg(long)]
     pub hostname: Option<String>,
+    /// How tasks are replaced and checked.
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
     /// The command each task runs, after `--`.
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -164,6 +167,66 @@ pub struct ServiceUpdateArgs {
     /// A new host name template ("" removes it).
     #[arg(long)]
     pub hostname: Option<String>,
+    /// Replace the tasks even if nothing changes.
+    #[arg(long)]
+    pub force: bool,
+    /// Go back to the previous spec (no other option with it).
+    #[arg(long)]
+    pub rollback: bool,
+    /// New arguments after the task's program, as one shell-quoted string.
+    #[arg(long)]
+    pub args: Option<String>,
+    /// How tasks are replaced and checked.
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
     /// The service.
     pub name: String,
+    /// A new command (program and arguments), after `--`.
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+/// `--update-*`, `--health-*` and `--stop-grace-period`, on create and update.
+/// Durations are Go's: 500ms, 10s, 1m30s.
+#[derive(Debug, Args, Default)]
+pub struct RolloutArgs {
+    /// Tasks replaced at a time (default 1; 0: all at once).
+    #[arg(long)]
+    pub update_parallelism: Option<u32>,
+    /// Wait between batches (default 0s).
+    #[arg(long)]
+    pub update_delay: Option<String>,
+    /// stop-first (default: the old task drains and stops, then the new one starts)
+    /// or start-first (the new one runs and is healthy before the old one drains).
+    #[arg(long, value_parser = ["stop-first", "start-first"])]
+    pub update_order: Option<String>,
+    /// pause (default), continue or rollback when a new task fails.
+    #[arg(long, value_parser = ["pause", "continue", "rollback"])]
+    pub update_failure_action: Option<String>,
+    /// How long a new task is watched for failure once ready (default 5s).
+    #[arg(long)]
+    pub update_monitor: Option<String>,
+    /// Health check: a shell command run in the task's sandbox; exit 0 is healthy. A
+    /// task with a check takes traffic once it passes.
+    #[arg(long)]
+    pub health_cmd: Option<String>,
+    /// Between checks (default 30s).
+    #[arg(long)]
+    pub health_interval: Option<String>,
+    /// A check running longer fails (default 30s).
+    #[arg(long)]
+    pub health_timeout: Option<String>,
+    /// Failures in a row that make a task unhealthy (default 3); it is then restarted.
+    #[arg(long)]
+    pub health_retries: Option<u32>,
+    /// Failures in this time after a start do not count (default 0s).
+    #[arg(long)]
+    pub health_start_period: Option<String>,
+    /// Remove the health check.
+    #[arg(long)]
+    pub no_healthcheck: bool,
+    /// How long a removed task keeps running, out of every backend set while its
+    /// connections finish, before SIGTERM (SIGKILL 5s later) (default 10s).
+    #[arg(long)]
+    pub stop_grace_period: Option<String>,
 }

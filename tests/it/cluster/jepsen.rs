@@ -52,11 +52,26 @@ fn seeded_nemesis_runs_find_no_violation() {
             report["operations"], report["unknown"], report["linearizable"]
         );
         assert!(faults >= 10, "seed {seed}: only {faults} faults");
-        assert!(report["operations"].as_u64().unwrap_or(0) > 100, "seed {seed}");
-        assert_eq!(report["linearizable"], true, "seed {seed}: {}", report["violation"]);
+        assert!(
+            report["operations"].as_u64().unwrap_or(0) > 100,
+            "seed {seed}"
+        );
+        assert_eq!(
+            report["linearizable"], true,
+            "seed {seed}: {}",
+            report["violation"]
+        );
         assert_eq!(report["converged"], true, "seed {seed}");
-        assert_eq!(report["duplicate_addresses"], Value::Array(vec![]), "seed {seed}");
-        assert_eq!(report["stale_kernel_objects"], Value::Array(vec![]), "seed {seed}");
+        assert_eq!(
+            report["duplicate_addresses"],
+            Value::Array(vec![]),
+            "seed {seed}"
+        );
+        assert_eq!(
+            report["stale_kernel_objects"],
+            Value::Array(vec![]),
+            "seed {seed}"
+        );
         assert!(out.ok(), "seed {seed}: exit code {}", out.code);
     }
 }

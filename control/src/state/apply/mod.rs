@@ -105,14 +105,22 @@ fn dispatch(
             service::update_service(state, name, changes, at)
         }
         Command::RemoveService { name } => service::remove_service(state, name),
-        Command::PlaceTasks { create, remove } => service::place_tasks(state, create, remove),
+        Command::PlaceTasks {
+            create,
+            remove,
+            shutdown,
+        } => service::place_tasks(state, create, remove, shutdown, at),
+        Command::SetUpdateStatus { service: s, status } => {
+            service::set_update_status(state, s, status)
+        }
         Command::SetTaskState {
             id,
             node,
             state: s,
             message,
             restarts,
-        } => service::set_task_state(state, id, *node, *s, message, *restarts, at),
+            health,
+        } => service::set_task_state(state, id, *node, *s, message, *restarts, *health, at),
         Command::MapDockerNetwork {
             node,
             network: n,
@@ -173,3 +181,6 @@ mod service_update_tests;
 
 #[cfg(test)]
 mod docker_tests;
+
+#[cfg(test)]
+mod rollout_tests;

@@ -4,8 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use super::super::{
-    ApplyError, ClusterState, EndpointMode, NetworkOptions, Output, PortRemoval, PublishMode,
-    Service, ServiceChanges, ServiceMode, ServiceSpec, Task, TaskState,
+    ApplyError, ClusterState, DesiredState, EndpointMode, Health, HealthCheck, NetworkOptions,
+    Output, PortRemoval, PublishMode, Service, ServiceChanges, ServiceMode, ServiceSpec, Task,
+    TaskState, UpdateState, UpdateStatus,
 };
 use super::service_spec::{checked_spec, validate_service_name};
 use super::Changed;
@@ -40,6 +41,9 @@ pub(super) fn create_service(
         vips,
         created_at_ms: at,
         updated_at_ms: at,
+        version: 0,
+        previous_spec: None,
+        update_status: None,
     };
     state
         .services
@@ -194,7 +198,79 @@ fn changed_spec(
     if let Some(h) = &changes.hostname {
         spec.hostname = (!h.is_empty()).then(|| h.clone());
     }
+    changed_task_spec(name, &mut spec, changes)?;
     Ok(spec)
+}
+
+/// The command, update config, health check and grace period of `changes` applied
+/// to `spec`.
+fn changed_task_spec(
+    name: &str,
+    spec: &mut ServiceSpec,
+    changes: &ServiceChanges,
+) -> Result<(), ApplyError> {
+    if let Some(c) = &changes.command {
+        spec.command = c.clone();
+    }
+    if let Some(args) = &changes.args {
+        let Some(program) = spec.command.first().cloned() else {
+            return Err(ApplyError::Invalid(format!(
+                "--args: {name} has no command to give arguments to"
+            )));
+        };
+        spec.command = std::iter::once(program)
+            .chain(args.iter().cloned())
+            .collect();
+    }
+    let u = &mut spec.update_config;
+    if let Some(p) = changes.update_parallelism {
+        u.parallelism = p;
+    }
+    if let Some(d) = changes.update_delay_ms {
+        u.delay_ms = d;
+    }
+    if let Some(o) = changes.update_order {
+        u.order = o;
+    }
+    if let Some(a) = changes.update_failure_action {
+        u.failure_action = a;
+    }
+    if let Some(m) = changes.update_monitor_ms {
+        u.monitor_ms = m;
+    }
+    if changes.no_healthcheck {
+        spec.healthcheck = None;
+    }
+    let tunes_health = changes.health_interval_ms.is_some()
+        || changes.health_timeout_ms.is_some()
+        || changes.health_retries.is_some()
+        || changes.health_start_period_ms.is_some();
+    if changes.no_healthcheck && (tunes_health || changes.health_cmd.is_some()) {
+        return Err(ApplyError::Invalid(
+            "--no-healthcheck conflicts with --health-* options".into(),
+        ));
+    }
+    if let Some(cmd) = &changes.health_cmd {
+        match &mut spec.healthcheck {
+            Some(h) => h.command = cmd.clone(),
+            None => spec.healthcheck = Some(HealthCheck::new(cmd)),
+        }
+    }
+    if tunes_health {
+        let Some(h) = &mut spec.healthcheck else {
+            return Err(ApplyError::Invalid(format!(
+                "{name} has no health check; give --health-cmd with the --health-* options"
+            )));
+        };
+        h.interval_ms = changes.health_interval_ms.unwrap_or(h.interval_ms);
+        h.timeout_ms = changes.health_timeout_ms.unwrap_or(h.timeout_ms);
+        h.retries = changes.health_retries.unwrap_or(h.retries);
+        h.start_period_ms = changes.health_start_period_ms.unwrap_or(h.start_period_ms);
+    }
+    if let Some(g) = changes.stop_grace_period_ms {
+        spec.stop_grace_period_ms = Some(g);
+    }
+    Ok(())
 }
 
 /// Removes `rm` from `list`, then appends what of `add` it does not hold.
@@ -218,12 +294,54 @@ pub(super) fn update_service(
         .get(name)
         .ok_or_else(|| ApplyError::NoSuchService(name.to_string()))?
         .clone();
-    let wanted = changed_spec(state, name, &current.spec, changes)?;
+    let wanted = if changes.rollback {
+        if *changes
+            != (ServiceChanges {
+                rollback: true,
+                ..Default::default()
+            })
+        {
+            return Err(ApplyError::Invalid(
+                "--rollback takes no other change".into(),
+            ));
+        }
+        let Some(previous) = &current.previous_spec else {
+            return Err(ApplyError::Invalid(format!(
+                "service {name} has no previous spec to roll back to"
+            )));
+        };
+        ServiceSpec::clone(previous)
+    } else {
+        changed_spec(state, name, &current.spec, changes)?
+    };
     let mut next_port = state.next_dynamic_port.clone();
     let spec = checked_spec(state, &wanted, &mut next_port)?;
-    if spec == current.spec {
+    if spec == current.spec && !changes.force {
         return Ok((Output::Service(Box::new(current)), false));
     }
+    let replace = changes.force || spec.task_spec_differs(&current.spec);
+    let paused = current
+        .update_status
+        .as_ref()
+        .is_some_and(|u| matches!(u.state, UpdateState::Paused | UpdateState::RollbackPaused));
+    let update_status = if replace || paused {
+        Some(UpdateStatus {
+            state: if changes.rollback {
+                UpdateState::RollbackStarted
+            } else {
+                UpdateState::Updating
+            },
+            started_at_ms: at,
+            completed_at_ms: None,
+            message: if changes.rollback {
+                "manually requested rollback".into()
+            } else {
+                "update in progress".into()
+            },
+        })
+    } else {
+        current.update_status.clone()
+    };
     let (vips, spaces) = vips_for(state, &spec, &current.vips)?;
     commit_spaces(state, spaces);
     let kept: BTreeSet<&String> = vips.keys().collect();
@@ -239,9 +357,13 @@ pub(super) fn update_service(
         .services
         .get_mut(name)
         .ok_or_else(|| ApplyError::NoSuchService(name.to_string()))?;
-    svc.spec = spec;
+    svc.previous_spec = Some(Box::new(std::mem::replace(&mut svc.spec, spec)));
     svc.vips = vips;
     svc.updated_at_ms = at;
+    if replace {
+        svc.version += 1;
+    }
+    svc.update_status = update_status;
     Ok((Output::Service(Box::new(svc.clone())), true))
 }
 
@@ -260,7 +382,32 @@ pub(super) fn remove_service(state: &mut ClusterState, name: &str) -> Changed {
     Ok((Output::None, true))
 }
 
-pub(super) fn place_tasks(state: &mut ClusterState, create: &[Task], remove: &[String]) -> Changed {
+/// The updater's word on a service's update: its new status.
+pub(super) fn set_update_status(
+    state: &mut ClusterState,
+    name: &str,
+    status: &UpdateStatus,
+) -> Changed {
+    let svc = state
+        .services
+        .get_mut(name)
+        .ok_or_else(|| ApplyError::NoSuchService(name.to_string()))?;
+    if svc.update_status.as_ref() == Some(status) {
+        return Ok((Output::None, false));
+    }
+    svc.update_status = Some(status.clone());
+    Ok((Output::None, true))
+}
+
+/// The scheduler's and the updater's decisions: tasks created, removed, and shut
+/// down (out of every backend set; their nodes stop them after the grace period).
+pub(super) fn place_tasks(
+    state: &mut ClusterState,
+    create: &[Task],
+    remove: &[String],
+    shutdown: &[String],
+    at: u64,
+) -> Changed {
     for t in create {
         if !state.services.contains_key(&t.service) {
             return Err(ApplyError::NoSuchService(t.service.clone()));
@@ -282,6 +429,16 @@ pub(super) fn place_tasks(state: &mut ClusterState, create: &[Task], remove: &[S
     for id in remove {
         changed |= state.tasks.remove(id).is_some();
     }
+    for id in shutdown {
+        if let Some(t) = state.tasks.get_mut(id) {
+            if t.desired == DesiredState::Running {
+                t.desired = DesiredState::Shutdown;
+                t.shutdown_at_ms = Some(at);
+                t.updated_at_ms = at;
+                changed = true;
+            }
+        }
+    }
     for t in create {
         state.tasks.insert(t.id.clone(), t.clone());
         changed = true;
@@ -296,6 +453,7 @@ pub(super) fn set_task_state(
     new: TaskState,
     message: &str,
     restarts: u32,
+    health: Option<Health>,
     at: u64,
 ) -> Changed {
     if new == TaskState::Pending {
@@ -313,10 +471,15 @@ pub(super) fn set_task_state(
         )));
     }
     let message: String = message.chars().take(1024).collect();
-    if task.state == new && task.message == message && task.restarts == restarts {
+    if task.state == new
+        && task.message == message
+        && task.restarts == restarts
+        && task.health == health
+    {
         return Ok((Output::None, false));
     }
     task.state = new;
+    task.health = health;
     task.message = message;
     task.restarts = restarts;
     task.updated_at_ms = at;

@@ -97,6 +97,7 @@ pub(super) fn checked_spec(
         ));
     }
     check_dns(spec)?;
+    check_health(spec)?;
     if let Some(h) = &spec.hostname {
         hostname::validate(h)?;
     }
@@ -178,6 +179,48 @@ fn checked_network_options(
         }
     }
     Ok(out)
+}
+
+/// The most a duration option may be (ms): a day.
+const MAX_DURATION_MS: u64 = 86_400_000;
+
+/// `--health-*`, `--update-*` and `--stop-grace-period`.
+fn check_health(spec: &ServiceSpec) -> Result<(), ApplyError> {
+    let u = &spec.update_config;
+    if u.delay_ms > MAX_DURATION_MS || u.monitor_ms > MAX_DURATION_MS {
+        return Err(invalid(
+            "--update-delay and --update-monitor are at most a day".into(),
+        ));
+    }
+    if spec
+        .stop_grace_period_ms
+        .is_some_and(|g| g > MAX_DURATION_MS)
+    {
+        return Err(invalid("--stop-grace-period is at most a day".into()));
+    }
+    let Some(h) = &spec.healthcheck else {
+        return Ok(());
+    };
+    if h.command.trim().is_empty() || h.command.len() > 4096 || h.command.contains('\0') {
+        return Err(invalid(
+            "--health-cmd is a shell command of 1-4096 characters".into(),
+        ));
+    }
+    if h.interval_ms < 100 || h.timeout_ms < 100 {
+        return Err(invalid(
+            "--health-interval and --health-timeout are at least 100ms".into(),
+        ));
+    }
+    if h.interval_ms > MAX_DURATION_MS
+        || h.timeout_ms > MAX_DURATION_MS
+        || h.start_period_ms > MAX_DURATION_MS
+    {
+        return Err(invalid("the --health-* durations are at most a day".into()));
+    }
+    if h.retries == 0 || h.retries > 100 {
+        return Err(invalid("--health-retries is 1-100".into()));
+    }
+    Ok(())
 }
 
 /// `--dns`, `--dns-search`, `--dns-option`, with docker/cli's checks.

@@ -73,15 +73,15 @@ fn place(s: &mut ClusterState) {
         .iter()
         .enumerate()
         .map(|(i, (svc, slot, node))| Task {
-            id: format!("{:016x}", s.revision * 1000 + i as u64 + 1),
-            service: svc.clone(),
-            slot: *slot,
-            node: *node,
-            state: TaskState::Assigned,
-            message: String::new(),
-            restarts: 0,
-            created_at_ms: s.revision,
             updated_at_ms: 0,
+            ..Task::new(
+                &format!("{:016x}", s.revision * 1000 + i as u64 + 1),
+                svc,
+                *slot,
+                *node,
+                0,
+                s.revision,
+            )
         })
         .collect();
     run(
@@ -89,6 +89,7 @@ fn place(s: &mut ClusterState) {
         Command::PlaceTasks {
             create,
             remove: p.remove,
+            shutdown: vec![],
         },
     )
     .unwrap();
@@ -355,6 +356,7 @@ fn task_state_is_reported_by_its_node_only() {
         state: TaskState::Running,
         message: String::new(),
         restarts: 0,
+        health: None,
     };
     assert!(run(&mut s, report(other)).is_err());
     run(&mut s, report(t.node)).unwrap();

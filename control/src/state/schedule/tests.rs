@@ -39,6 +39,9 @@ fn service(s: &mut ClusterState, name: &str, replicas: u32, f: impl FnOnce(&mut 
             vips: BTreeMap::new(),
             created_at_ms: 0,
             updated_at_ms: 0,
+            version: 0,
+            previous_spec: None,
+            update_status: None,
         },
     );
 }
@@ -58,15 +61,8 @@ fn settle(s: &mut ClusterState) -> Assignments {
             s.tasks.insert(
                 id.clone(),
                 Task {
-                    id,
-                    service: svc.clone(),
-                    slot: *slot,
-                    node: *node,
                     state: TaskState::Running,
-                    message: String::new(),
-                    restarts: 0,
-                    created_at_ms: round,
-                    updated_at_ms: round,
+                    ..Task::new(&id, svc, *slot, *node, 0, round)
                 },
             );
         }

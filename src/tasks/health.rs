@@ -1,0 +1,164 @@
+//! Task health checks and the stop of a task that was shut down, as Docker runs them:
+//! the check is `/bin/sh -c <cmd>` inside the task's sandbox every interval; `retries`
+//! failures in a row (not counting those in the start period) make the task unhealthy,
+//! and its node restarts it. A task shut down keeps running, out of every backend set,
+//! for its grace period, then gets SIGTERM, then SIGKILL.
+//!
+//! The decisions are pure ([`after_check`], [`stop_step`]); [`probe`] runs one check.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use shoal_control::state::Health;
+
+use super::process;
+
+/// How long after SIGTERM a task's processes get SIGKILL.
+pub const KILL_AFTER: Duration = Duration::from_secs(5);
+
+/// The health after one check: `ok` passes (healthy, failures reset); a failure in the
+/// start period does not count; otherwise the `retries`-th failure in a row makes
+/// the task unhealthy. Returns the health and the failures in a row.
+pub fn after_check(
+    health: Health,
+    failures: u32,
+    ok: bool,
+    in_start_period: bool,
+    retries: u32,
+) -> (Health, u32) {
+    if ok {
+        return (Health::Healthy, 0);
+    }
+    if in_start_period {
+        return (health, failures);
+    }
+    let failures = failures + 1;
+    if failures >= retries {
+        (Health::Unhealthy, failures)
+    } else {
+        (health, failures)
+    }
+}
+
+/// What to do next with a task that was shut down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopStep {
+    /// Its connections are still finishing.
+    Wait,
+    /// Send SIGTERM.
+    Term,
+    /// Send SIGKILL.
+    Kill,
+    /// Its process is gone.
+    Stopped,
+}
+
+/// The next step for a task shut down `since` ago, SIGTERMed `termed` ago (if so),
+/// with grace period `grace`.
+pub fn stop_step(
+    alive: bool,
+    since: Duration,
+    termed: Option<Duration>,
+    grace: Duration,
+) -> StopStep {
+    match (alive, termed) {
+        (false, _) => StopStep::Stopped,
+        (true, None) if since >= grace => StopStep::Term,
+        (true, None) => StopStep::Wait,
+        (true, Some(t)) if t >= KILL_AFTER => StopStep::Kill,
+        (true, Some(_)) => StopStep::Wait,
+    }
+}
+
+/// Runs `cmd` with `/bin/sh -c` in namespace `ns` and says whether it exited 0 within
+/// `timeout` (a check still running then is killed and fails).
+pub async fn probe(ns: String, cmd: String, timeout: Duration) -> bool {
+    let argv = vec!["/bin/sh".to_string(), "-c".to_string(), cmd];
+    let child = process::spawn(
+        &ns,
+        &argv,
+        &BTreeMap::new(),
+        std::path::Path::new("/dev/null"),
+        None,
+    );
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(%ns, error = %e, "cannot run the health check");
+            return false;
+        }
+    };
+    let until = tokio::time::Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if tokio::time::Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            _ => {
+                let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pass_makes_healthy_and_retries_failures_make_unhealthy() {
+        assert_eq!(
+            after_check(Health::Starting, 2, true, false, 3),
+            (Health::Healthy, 0)
+        );
+        assert_eq!(
+            after_check(Health::Healthy, 0, false, false, 3),
+            (Health::Healthy, 1)
+        );
+        assert_eq!(
+            after_check(Health::Healthy, 1, false, false, 3),
+            (Health::Healthy, 2)
+        );
+        assert_eq!(
+            after_check(Health::Healthy, 2, false, false, 3),
+            (Health::Unhealthy, 3)
+        );
+        assert_eq!(
+            after_check(Health::Starting, 0, false, false, 1),
+            (Health::Unhealthy, 1)
+        );
+    }
+
+    #[test]
+    fn failures_in_the_start_period_do_not_count_but_a_pass_does() {
+        assert_eq!(
+            after_check(Health::Starting, 0, false, true, 1),
+            (Health::Starting, 0)
+        );
+        assert_eq!(
+            after_check(Health::Starting, 0, true, true, 1),
+            (Health::Healthy, 0)
+        );
+    }
+
+    #[test]
+    fn a_task_shut_down_waits_the_grace_period_then_term_then_kill() {
+        let g = Duration::from_secs(10);
+        let s = Duration::from_secs;
+        assert_eq!(stop_step(true, s(3), None, g), StopStep::Wait);
+        assert_eq!(stop_step(true, s(10), None, g), StopStep::Term);
+        assert_eq!(stop_step(true, s(12), Some(s(2)), g), StopStep::Wait);
+        assert_eq!(stop_step(true, s(15), Some(KILL_AFTER), g), StopStep::Kill);
+        assert_eq!(stop_step(false, s(1), None, g), StopStep::Stopped);
+        assert_eq!(
+            stop_step(true, s(0), None, Duration::ZERO),
+            StopStep::Term,
+            "no grace: SIGTERM at once"
+        );
+    }
+}
