@@ -23,7 +23,7 @@ use serde::Deserialize;
 use shoal_control::api::{InitRequest, JoinCommand, LeaderRequest, LeaveRequest, NodeUpdate};
 use shoal_control::state::{Command, Role};
 use shoal_control::transport::ErrorBody;
-use shoal_control::ClusterError;
+use shoal_control::{ClusterError, Member};
 
 use super::Agent;
 
@@ -147,12 +147,20 @@ async fn rotate_token(State(agent): AppState, Path(r): Path<String>) -> Response
     reply(result)
 }
 
+/// The member, once its replica holds everything committed before the call: reads
+/// through the API are linearizable (as Docker's, they fail without a quorum).
+pub(super) async fn read_member(agent: &Agent) -> Result<Arc<Member>, ClusterError> {
+    let m = agent.member()?;
+    m.read_barrier().await?;
+    Ok(m)
+}
+
 async fn nodes(State(agent): AppState) -> Response {
-    reply(agent.member().map(|m| m.nodes()))
+    reply(read_member(&agent).await.map(|m| m.nodes()))
 }
 
 async fn node(State(agent): AppState, Path(n): Path<String>) -> Response {
-    reply(agent.member().and_then(|m| m.node(&n)))
+    reply(read_member(&agent).await.and_then(|m| m.node(&n)))
 }
 
 /// Submits a request as this node and returns the leader's answer.

@@ -25,7 +25,7 @@ use shoal_control::state::{AttachSpec, Command, Endpoint, EndpointPort, NetworkS
 use shoal_control::{ClusterError, Member};
 use shoal_dataplane::netns;
 
-use super::api::{body, reply};
+use super::api::{body, read_member, reply};
 use super::Agent;
 use crate::overlay::Overlay;
 
@@ -95,7 +95,7 @@ fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
 }
 
 async fn list(State(agent): State<Arc<Agent>>) -> Response {
-    reply(agent.member().map(|m| {
+    reply(read_member(&agent).await.map(|m| {
         let state = m.replica().state();
         state
             .networks
@@ -106,7 +106,7 @@ async fn list(State(agent): State<Arc<Agent>>) -> Response {
 }
 
 async fn inspect(State(agent): State<Arc<Agent>>, Path(name): Path<String>) -> Response {
-    reply(agent.member().and_then(|m| {
+    reply(read_member(&agent).await.and_then(|m| {
         let state = m.replica().state();
         let n = state.find_network(&name)?;
         Ok(NetworkInfo::of(&state, n))

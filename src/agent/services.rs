@@ -18,7 +18,7 @@ use shoal_control::api::{ServiceInfo, ServiceUpdate};
 use shoal_control::state::{ApplyError, Command, Output, ServiceSpec};
 use shoal_control::ClusterError;
 
-use super::api::{body, reply};
+use super::api::{body, read_member, reply};
 use super::networks::propose;
 use super::Agent;
 
@@ -56,7 +56,7 @@ async fn create(
 }
 
 async fn list(State(agent): State<Arc<Agent>>) -> Response {
-    reply(agent.member().map(|m| {
+    reply(read_member(&agent).await.map(|m| {
         let state = m.replica().state();
         state
             .services
@@ -67,7 +67,7 @@ async fn list(State(agent): State<Arc<Agent>>) -> Response {
 }
 
 async fn inspect(State(agent): State<Arc<Agent>>, Path(name): Path<String>) -> Response {
-    reply(agent.member().and_then(|m| {
+    reply(read_member(&agent).await.and_then(|m| {
         let state = m.replica().state();
         let s = state
             .services

@@ -188,15 +188,8 @@ mod tests {
         s.tasks.insert(
             "t".into(),
             crate::state::Task {
-                id: "t".into(),
-                service: "web".into(),
-                slot: 0,
-                node: NodeId(2),
                 state: crate::state::TaskState::Running,
-                message: String::new(),
-                restarts: 0,
-                created_at_ms: 0,
-                updated_at_ms: 0,
+                ..crate::state::Task::new("t", "web", 0, NodeId(2), 1, 0)
             },
         );
         assert_eq!(voter_change(&s, &set(&[1, 2]), &set(&[])), None);

@@ -290,6 +290,7 @@ fn sim_node(id: u64) -> Node {
         control_addr: (ip, 2377).into(),
         joined_at_ms: 0,
         status_since_ms: 0,
+        availability_since_ms: 0,
         labels: Default::default(),
         report: Default::default(),
         wireguard: None,

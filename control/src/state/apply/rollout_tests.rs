@@ -171,7 +171,7 @@ fn rollback_goes_back_to_the_previous_spec() {
 
 /// Applies what the scheduler, the updater and the reaper say, as the leader does.
 fn tick(s: &mut ClusterState, now: u64) {
-    let p = schedule(s);
+    let p = schedule(s, now);
     let u = updater::plan(s, now);
     let (mut remove, mut shutdown) = updater::split_removals(s, p.remove);
     remove.extend(updater::reap(s, now));

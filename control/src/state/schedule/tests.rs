@@ -242,15 +242,8 @@ fn apply_round(s: &mut ClusterState, a: &Assignments, state: TaskState) -> Vec<S
         s.tasks.insert(
             id.clone(),
             Task {
-                id: id.clone(),
-                service: svc.clone(),
-                slot: *slot,
-                node: *node,
                 state,
-                message: String::new(),
-                restarts: 0,
-                created_at_ms: 100,
-                updated_at_ms: 100,
+                ..Task::new(&id, svc, *slot, *node, s.services[svc].version, 100)
             },
         );
         ids.push(id);
