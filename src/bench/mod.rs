@@ -7,6 +7,7 @@ mod dns;
 mod docker;
 mod docker_routes;
 mod encrypted;
+mod faults;
 mod ingress;
 mod mesh;
 mod overlay;
@@ -35,6 +36,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             BenchKind::Docker,
             BenchKind::DockerRoutes,
             BenchKind::Cni,
+            BenchKind::Faults,
         ],
         ref one => std::slice::from_ref(one),
     };
@@ -50,6 +52,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             BenchKind::Docker => docker::run().await?,
             BenchKind::DockerRoutes => docker_routes::run().await?,
             BenchKind::Cni => cni::run().await?,
+            BenchKind::Faults => faults::run().await?,
             BenchKind::All => anyhow::bail!("`all` is a list of benchmarks, not one"),
         };
         // Each table as soon as it is measured: `all` takes a while.

@@ -196,14 +196,22 @@ pub async fn run(target: Target, pace: Pace) -> Summary {
     s
 }
 
-/// `shoal tool load`: runs and prints the summary as JSON.
-pub async fn main(url: &str, host: Option<&str>, pace: Pace) -> anyhow::Result<()> {
+/// `shoal tool load`: runs and prints the summary as JSON; with `check`, fails if any
+/// request did.
+pub async fn main(url: &str, host: Option<&str>, pace: Pace, check: bool) -> anyhow::Result<()> {
     let target = parse_target(url, host).map_err(anyhow::Error::msg)?;
     let summary = run(target, pace).await;
     println!(
         "{}",
         serde_json::to_string(&summary).context("cannot print the summary")?
     );
+    if check && (!summary.failures.is_empty() || summary.ok == 0) {
+        anyhow::bail!(
+            "{} of {} requests failed",
+            summary.failures.len(),
+            summary.requests
+        );
+    }
     Ok(())
 }
 

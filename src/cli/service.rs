@@ -410,6 +410,7 @@ pub async fn tool(cmd: ToolCmd) -> anyhow::Result<()> {
             timeout,
             concurrency,
             requests,
+            check,
         } => {
             let pace = super::load::Pace {
                 duration,
@@ -417,7 +418,7 @@ pub async fn tool(cmd: ToolCmd) -> anyhow::Result<()> {
                 concurrency,
                 requests,
             };
-            return super::load::main(&url, host.as_deref(), pace).await;
+            return super::load::main(&url, host.as_deref(), pace, check).await;
         }
         ToolCmd::Peer { port } => peer_echo(port).await?,
         ToolCmd::UdpEcho { port } => {

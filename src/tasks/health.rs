@@ -2,7 +2,8 @@
 //! the check is `/bin/sh -c <cmd>` inside the task's sandbox every interval; `retries`
 //! failures in a row (not counting those in the start period) make the task unhealthy,
 //! and its node restarts it. A task shut down keeps running, out of every backend set,
-//! for its grace period, then gets SIGTERM, then SIGKILL.
+//! for [`SETTLE`], then gets SIGTERM, then SIGKILL after its stop grace period (Docker's
+//! `--stop-grace-period`: the time a process has to exit after SIGTERM).
 //!
 //! The decisions are pure ([`after_check`], [`stop_step`]); [`probe`] runs one check.
 
@@ -15,8 +16,11 @@ use shoal_control::state::Health;
 
 use super::process;
 
-/// How long after SIGTERM a task's processes get SIGKILL.
-pub const KILL_AFTER: Duration = Duration::from_secs(5);
+/// How long a task shut down stays up, out of every backend set, before SIGTERM: time
+/// for every node's balancers to stop choosing it (they follow the state within
+/// milliseconds; this covers a loaded node), so no new connection reaches a process
+/// that is exiting.
+pub const SETTLE: Duration = Duration::from_secs(2);
 
 /// The health after one check: `ok` passes (healthy, failures reset); a failure in the
 /// start period does not count; otherwise the `retries`-th failure in a row makes
@@ -56,7 +60,7 @@ pub enum StopStep {
 }
 
 /// The next step for a task shut down `since` ago, SIGTERMed `termed` ago (if so),
-/// with grace period `grace`.
+/// with stop grace period `grace` (SIGTERM to SIGKILL).
 pub fn stop_step(
     alive: bool,
     since: Duration,
@@ -65,9 +69,9 @@ pub fn stop_step(
 ) -> StopStep {
     match (alive, termed) {
         (false, _) => StopStep::Stopped,
-        (true, None) if since >= grace => StopStep::Term,
+        (true, None) if since >= SETTLE => StopStep::Term,
         (true, None) => StopStep::Wait,
-        (true, Some(t)) if t >= KILL_AFTER => StopStep::Kill,
+        (true, Some(t)) if t >= grace => StopStep::Kill,
         (true, Some(_)) => StopStep::Wait,
     }
 }
@@ -147,18 +151,18 @@ mod tests {
     }
 
     #[test]
-    fn a_task_shut_down_waits_the_grace_period_then_term_then_kill() {
+    fn a_task_shut_down_settles_then_gets_term_then_kill_after_its_grace() {
         let g = Duration::from_secs(10);
         let s = Duration::from_secs;
-        assert_eq!(stop_step(true, s(3), None, g), StopStep::Wait);
-        assert_eq!(stop_step(true, s(10), None, g), StopStep::Term);
-        assert_eq!(stop_step(true, s(12), Some(s(2)), g), StopStep::Wait);
-        assert_eq!(stop_step(true, s(15), Some(KILL_AFTER), g), StopStep::Kill);
+        assert_eq!(stop_step(true, SETTLE / 2, None, g), StopStep::Wait);
+        assert_eq!(stop_step(true, SETTLE, None, g), StopStep::Term);
+        assert_eq!(stop_step(true, s(5), Some(s(3)), g), StopStep::Wait);
+        assert_eq!(stop_step(true, s(12), Some(g), g), StopStep::Kill);
         assert_eq!(stop_step(false, s(1), None, g), StopStep::Stopped);
         assert_eq!(
-            stop_step(true, s(0), None, Duration::ZERO),
-            StopStep::Term,
-            "no grace: SIGTERM at once"
+            stop_step(true, SETTLE, Some(Duration::ZERO), Duration::ZERO),
+            StopStep::Kill,
+            "no grace: SIGKILL right after SIGTERM, as Docker's --stop-grace-period 0s"
         );
     }
 }

@@ -254,8 +254,8 @@ impl Runner {
     }
 
     /// One step of stopping a task that was shut down: it stays up (out of every
-    /// backend set, its connections finishing) for `grace`, then gets SIGTERM, then
-    /// SIGKILL. Returns whether its process is gone.
+    /// backend set) for [`health::SETTLE`], then gets SIGTERM, then SIGKILL `grace`
+    /// later. Returns whether its process is gone.
     fn stop_step(&self, task: &Task, l: &mut Local, grace: Duration) -> bool {
         let since = *l.stopping.get_or_insert_with(|| {
             tracing::info!(task = %task.id, service = %task.service, grace = ?grace, "task shut down; draining");
@@ -270,7 +270,7 @@ impl Runner {
         match step {
             health::StopStep::Wait => {}
             health::StopStep::Term => {
-                tracing::info!(task = %task.id, "grace period over; SIGTERM");
+                tracing::info!(task = %task.id, "out of every balancer; SIGTERM");
                 process::signal(l.pid, &l.ns, false);
                 l.termed = Some(Instant::now());
             }

@@ -149,7 +149,7 @@ fn rolling_updates_under_load_fail_no_request() {
     require_root("rolling_updates_under_load_fail_no_request");
     let lab = Lab::up(BIN, 3, 1);
     lab.ok("n1", &["network", "create", "--attachable", "web"]);
-    let health = format!("{BIN} tool load --addr 127.0.0.1:80 --requests 1 --timeout 1s");
+    let health = format!("{BIN} tool load http://127.0.0.1:80/ --requests 1 --timeout 1s --check");
     lab.create_service(
         &[
             "--name",

@@ -189,6 +189,11 @@ impl Node {
         self.status == NodeStatus::Ready && self.availability != Availability::Drain
     }
 
+    /// Whether its agent runs and stops its tasks when told (Ready or Leaving, not Down).
+    pub fn runs_tasks(&self) -> bool {
+        matches!(self.status, NodeStatus::Ready | NodeStatus::Leaving)
+    }
+
     /// Whether its tasks are moving elsewhere: drained, or its agent is shutting down.
     /// Their replacements start before they stop (see `schedule`).
     pub fn evacuating(&self) -> bool {

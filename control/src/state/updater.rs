@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use super::{
-    Availability, ClusterState, DesiredState, FailureAction, Health, NodeStatus, PublishMode,
+    Availability, ClusterState, DesiredState, FailureAction, Health, Node, NodeStatus, PublishMode,
     Service, ServiceMode, Task, TaskState, UpdateOrder, UpdateState, UpdateStatus,
 };
 use crate::ids::NodeId;
@@ -202,22 +202,21 @@ fn plan_service(state: &ClusterState, name: &str, svc: &Service, now: u64, out: 
     }
 }
 
-/// Splits the scheduler's removals: tasks on a node that is gone or not Ready are
-/// removed at once (nothing can drain them); the others are shut down, to drain.
+/// Splits the scheduler's removals: tasks on a node that is gone or Down are removed at
+/// once (nothing can drain them); the others (Ready or Leaving nodes) are shut down, to
+/// drain.
 /// Returns (remove, shutdown).
 pub fn split_removals(state: &ClusterState, remove: Vec<String>) -> (Vec<String>, Vec<String>) {
     remove.into_iter().partition(|id| {
-        state.tasks.get(id).is_none_or(|t| {
-            state
-                .nodes
-                .get(&t.node)
-                .is_none_or(|n| n.status != NodeStatus::Ready)
-        })
+        state
+            .tasks
+            .get(id)
+            .is_none_or(|t| state.nodes.get(&t.node).is_none_or(|n| !n.runs_tasks()))
     })
 }
 
 /// Tasks shut down that can go from the state at `now`: their node stopped them, or
-/// is gone or not Ready, or took more than the grace period and `REAP_SLACK_MS`.
+/// is gone or Down, or took more than the grace period and `REAP_SLACK_MS`.
 pub fn reap(state: &ClusterState, now: u64) -> Vec<String> {
     state
         .tasks
@@ -232,10 +231,7 @@ pub fn reap(state: &ClusterState, now: u64) -> Vec<String> {
             let late = t
                 .shutdown_at_ms
                 .is_none_or(|at| now > at + grace + REAP_SLACK_MS);
-            let node_ok = state
-                .nodes
-                .get(&t.node)
-                .is_some_and(|n| n.status == NodeStatus::Ready);
+            let node_ok = state.nodes.get(&t.node).is_some_and(Node::runs_tasks);
             t.state == TaskState::Shutdown || !node_ok || late
         })
         .map(|t| t.id.clone())

@@ -407,6 +407,10 @@ pub enum BenchKind {
     /// host-local plugins; podman containers on a shoal network across hosts against
     /// shoal's sandboxes.
     Cni,
+    /// What faults cost: seeded nemesis runs (simulated and on a lab) checked for
+    /// linearizability, against reads from the local replica; failed requests while a
+    /// node is cut off, drained by SIGTERM, and while a service has a rolling update.
+    Faults,
     /// Every one of the above, one after the other.
     All,
 }
@@ -542,6 +546,9 @@ pub enum ToolCmd {
         /// Stop after this many requests (0: no limit, the duration ends the run).
         #[arg(long, default_value_t = 0)]
         requests: u64,
+        /// Exit 1 if any request failed (e.g. `--requests 1 --check` as a health check).
+        #[arg(long)]
+        check: bool,
     },
     /// Echo every UDP datagram, prefixed with which task answered.
     UdpEcho {

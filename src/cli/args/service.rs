@@ -225,8 +225,8 @@ pub struct RolloutArgs {
     /// Remove the health check.
     #[arg(long)]
     pub no_healthcheck: bool,
-    /// How long a removed task keeps running, out of every backend set while its
-    /// connections finish, before SIGTERM (SIGKILL 5s later) (default 10s).
+    /// How long a task being stopped has to exit after SIGTERM before SIGKILL (default
+    /// 10s). It is out of every backend set for 2s before SIGTERM.
     #[arg(long)]
     pub stop_grace_period: Option<String>,
 }

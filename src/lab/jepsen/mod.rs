@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -260,7 +261,8 @@ pub async fn run(lab: &Lab, options: &Options) -> anyhow::Result<Report> {
         bail!("lab {} has no manager", lab.name);
     }
     set_up(&managers[0].1).await?;
-    let keys = plan::keys(options.objects);
+    let started_ops = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let per_kind = options.objects;
     let recorder: Arc<Recorder<Object, shoal_lincheck::kv::Reply>> = Arc::new(Recorder::new());
     let started = Instant::now();
     let deadline = started + options.duration;
@@ -269,7 +271,8 @@ pub async fn run(lab: &Lab, options: &Options) -> anyhow::Result<Report> {
     for (_, socket) in &managers {
         for _ in 0..options.clients_per_manager {
             id += 1;
-            let (socket, keys, recorder) = (socket.clone(), keys.clone(), recorder.clone());
+            let (socket, started_ops, recorder) =
+                (socket.clone(), started_ops.clone(), recorder.clone());
             let (seed, timeout) = (
                 options.seed ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15),
                 options.op_timeout,
@@ -279,6 +282,8 @@ pub async fn run(lab: &Lab, options: &Options) -> anyhow::Result<Report> {
                 let mut n = 0;
                 while Instant::now() < deadline {
                     n += 1;
+                    let started = started_ops.fetch_add(1, Ordering::SeqCst);
+                    let keys = plan::keys(per_kind, plan::generation(started, per_kind));
                     let object = plan::next_op(&mut rng, &keys, id, n);
                     record(&recorder, id, &socket, object, timeout).await;
                 }
@@ -319,7 +324,9 @@ pub async fn run(lab: &Lab, options: &Options) -> anyhow::Result<Report> {
     inject(lab, &Fault::Heal, &mut killed)?;
     faults.push((started.elapsed().as_millis() as u64, Fault::Heal.describe()));
     let converged = converge(&managers, Duration::from_secs(60)).await;
-    // Final reads of every object from every manager.
+    // Final reads of every object, of every generation, from every manager.
+    let last = plan::generation(started_ops.load(Ordering::SeqCst), per_kind);
+    let keys: Vec<String> = (0..=last).flat_map(|g| plan::keys(per_kind, g)).collect();
     for (i, (_, socket)) in managers.iter().enumerate() {
         for key in &keys {
             let client = 1_000_000 + i as u64;

@@ -34,15 +34,28 @@ impl Kind {
     }
 }
 
-/// Every object name of a run with `per_kind` objects of each kind.
-pub fn keys(per_kind: usize) -> Vec<String> {
+/// How many operations, on average, each object gets before its name is retired for a
+/// fresh one (Jepsen's independent keys): a short history per name keeps the check of
+/// operations whose outcome is unknown (each may take effect any time after its call,
+/// or never) from growing exponentially.
+pub const OPS_PER_NAME: u64 = 10;
+
+/// The object names of generation `generation` of a run with `per_kind` objects of each
+/// kind (`label-0-g3`, `net-0-g3`, `svc-0-g3`, ...).
+pub fn keys(per_kind: usize, generation: u64) -> Vec<String> {
     let mut keys = Vec::new();
     for i in 0..per_kind {
-        keys.push(format!("label-{i}"));
-        keys.push(format!("net-{i}"));
-        keys.push(format!("svc-{i}"));
+        keys.push(format!("label-{i}-g{generation}"));
+        keys.push(format!("net-{i}-g{generation}"));
+        keys.push(format!("svc-{i}-g{generation}"));
     }
     keys
+}
+
+/// The generation of names the `started`-th operation of a run (counted over all
+/// clients) uses.
+pub fn generation(started: u64, per_kind: usize) -> u64 {
+    started / (OPS_PER_NAME * 3 * per_kind.max(1) as u64)
 }
 
 /// The next operation of client `client` (its `n`-th), on one of `keys`.
@@ -245,7 +258,7 @@ mod tests {
 
     #[test]
     fn operations_and_faults_are_replayable_from_the_seed() {
-        let keys = keys(2);
+        let keys = keys(2, 0);
         let run = |seed| {
             let mut rng = StdRng::seed_from_u64(seed);
             let ops: Vec<Object> = (0..50).map(|n| next_op(&mut rng, &keys, 1, n)).collect();
@@ -279,6 +292,16 @@ mod tests {
                 assert!(groups.iter().any(|g| managers_in(g) >= 2), "{groups:?}");
             }
         }
+    }
+
+    #[test]
+    fn names_are_retired_after_a_few_operations_each() {
+        assert_eq!(keys(1, 4), ["label-0-g4", "net-0-g4", "svc-0-g4"]);
+        assert_eq!(Kind::of("net-2-g7"), Kind::Network);
+        assert_eq!(generation(0, 3), 0);
+        assert_eq!(generation(OPS_PER_NAME * 9 - 1, 3), 0);
+        assert_eq!(generation(OPS_PER_NAME * 9, 3), 1);
+        assert_eq!(generation(5, 0), 0);
     }
 
     #[test]
