@@ -17,13 +17,18 @@
 //!   address on the task's network.
 //! - [`idle_timeouts`]: with `--lb-idle-timeout`, conntrack timeout policies attached
 //!   to load-balanced connections only (priority raw, before conntrack sees them), so no
-//!   other flow of the host changes.
+//!   other flow of the host changes. [`published_timeouts`]: a published TCP port's
+//!   connections always get one, whose unanswered SYN expires after
+//!   [`SYN_SENT_SECS`] rather than the kernel's 120 s: a SYN sent to a task on a node
+//!   that vanished would otherwise pin that client port to the dead task (a later
+//!   connection from the same port matches the entry) long after the node is routed
+//!   around.
 
 use std::net::Ipv4Addr;
 
 use crate::nft::{
     exprs, BaseChain, Chain, ChainType, CmpOp, CtTimeoutPolicy, Expr, Family, Hook, Map, Rule,
-    Table, Verdict, CTA_TIMEOUT_TCP_ESTABLISHED, CTA_TIMEOUT_UDP_REPLIED,
+    Table, Verdict, CTA_TIMEOUT_TCP_ESTABLISHED, CTA_TIMEOUT_TCP_SYN_SENT, CTA_TIMEOUT_UDP_REPLIED,
 };
 
 /// The nftables table shoal owns inside sandboxes.
@@ -141,6 +146,14 @@ pub fn spread(
 const IDLE_TCP: &str = "lb-idle-tcp";
 const IDLE_UDP: &str = "lb-idle-udp";
 
+/// The policy of published TCP connections without an idle timeout.
+const PUBLISHED_TCP: &str = "lb-tcp";
+
+/// How long a published connection's unanswered SYN keeps its conntrack entry (the
+/// kernel's default is 120 s). A client retransmits its SYN after 1 and 3 s, each
+/// refreshing it; a later SYN makes a new entry and a new draw of the task.
+pub const SYN_SENT_SECS: u32 = 5;
+
 /// Conntrack timeout policies that end load-balanced TCP and UDP streams idle `secs`,
 /// and the rules attaching them to connections that match `matching` (for a chain at
 /// raw priority).
@@ -149,27 +162,68 @@ pub fn idle_timeouts(
     matching: &[Expr],
     comment: &str,
 ) -> (Vec<CtTimeoutPolicy>, Vec<Rule>) {
-    let policies = vec![
-        CtTimeoutPolicy {
-            name: IDLE_TCP.into(),
+    timeouts(Some(secs), None, matching, comment)
+}
+
+/// The conntrack timeout policies of connections to a published port that match
+/// `matching`: TCP's unanswered SYN after [`SYN_SENT_SECS`], and with `idle`, TCP and
+/// UDP streams idle that many seconds; with the rules attaching them (raw priority).
+pub fn published_timeouts(
+    idle: Option<u32>,
+    matching: &[Expr],
+    comment: &str,
+) -> (Vec<CtTimeoutPolicy>, Vec<Rule>) {
+    timeouts(idle, Some(SYN_SENT_SECS), matching, comment)
+}
+
+fn timeouts(
+    idle: Option<u32>,
+    syn_sent: Option<u32>,
+    matching: &[Expr],
+    comment: &str,
+) -> (Vec<CtTimeoutPolicy>, Vec<Rule>) {
+    let mut tcp = Vec::new();
+    if let Some(s) = syn_sent {
+        tcp.push((CTA_TIMEOUT_TCP_SYN_SENT, s));
+    }
+    if let Some(s) = idle {
+        tcp.push((CTA_TIMEOUT_TCP_ESTABLISHED, s));
+    }
+    let tcp_name = if idle.is_some() {
+        IDLE_TCP
+    } else {
+        PUBLISHED_TCP
+    };
+    let mut policies = Vec::new();
+    if !tcp.is_empty() {
+        policies.push(CtTimeoutPolicy {
+            name: tcp_name.into(),
             l4proto: 6,
-            policy: vec![(CTA_TIMEOUT_TCP_ESTABLISHED, secs)],
-        },
-        CtTimeoutPolicy {
+            policy: tcp,
+        });
+    }
+    if let Some(s) = idle {
+        policies.push(CtTimeoutPolicy {
             name: IDLE_UDP.into(),
             l4proto: 17,
-            policy: vec![(CTA_TIMEOUT_UDP_REPLIED, secs)],
-        },
-    ];
-    let rules = [(6, IDLE_TCP), (17, IDLE_UDP)]
-        .into_iter()
-        .map(|(proto, policy)| {
+            policy: vec![(CTA_TIMEOUT_UDP_REPLIED, s)],
+        });
+    }
+    let what = match (idle, syn_sent) {
+        (Some(i), Some(s)) => format!("idle {i} s, unanswered SYN {s} s"),
+        (Some(i), None) => format!("idle {i} s"),
+        (None, Some(s)) => format!("unanswered SYN {s} s"),
+        (None, None) => String::new(),
+    };
+    let rules = policies
+        .iter()
+        .map(|p| {
             let mut exprs = matching.to_vec();
-            exprs.extend(exprs::l4proto(proto));
-            exprs.push(Expr::CtTimeout(policy.into()));
+            exprs.extend(exprs::l4proto(p.l4proto));
+            exprs.push(Expr::CtTimeout(p.name.clone()));
             Rule {
                 exprs,
-                comment: format!("{comment}: idle {secs} s"),
+                comment: format!("{comment}: {what}"),
             }
         })
         .collect();

@@ -148,6 +148,7 @@ pub const NFTA_OBJ_TYPE: u16 = 3;
 pub const NFTA_OBJ_DATA: u16 = 4;
 pub const NFTA_CT_TIMEOUT_L4PROTO: u16 = 2;
 pub const NFTA_CT_TIMEOUT_DATA: u16 = 3;
+pub const CTA_TIMEOUT_TCP_SYN_SENT: u16 = 1;
 pub const CTA_TIMEOUT_TCP_ESTABLISHED: u16 = 3;
 pub const CTA_TIMEOUT_UDP_UNREPLIED: u16 = 1;
 pub const CTA_TIMEOUT_UDP_REPLIED: u16 = 2;

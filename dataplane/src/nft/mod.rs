@@ -18,7 +18,10 @@ pub mod exprs;
 pub mod model;
 
 pub use apply::{ensure_table, read_table, remove_table, table_exists, KernelTable, NftError};
-pub use consts::{CTA_TIMEOUT_TCP_ESTABLISHED, CTA_TIMEOUT_UDP_REPLIED, CTA_TIMEOUT_UDP_UNREPLIED};
+pub use consts::{
+    CTA_TIMEOUT_TCP_ESTABLISHED, CTA_TIMEOUT_TCP_SYN_SENT, CTA_TIMEOUT_UDP_REPLIED,
+    CTA_TIMEOUT_UDP_UNREPLIED,
+};
 pub use model::{
     BaseChain, Chain, ChainType, CmpOp, CtTimeoutPolicy, Expr, Family, Hook, Map, MetaKey,
     PayloadBase, Rule, Table, Verdict,

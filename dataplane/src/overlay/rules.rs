@@ -180,7 +180,8 @@ struct Published {
     chains: Vec<Chain>,
     /// The ports' maps of tasks.
     maps: Vec<Map>,
-    /// With `--lb-idle-timeout`: the timeout policies and the rules attaching them.
+    /// The timeout policies of published connections (an unanswered SYN's, and with
+    /// `--lb-idle-timeout` the idle ones) and the rules attaching them.
     idle: (Vec<CtTimeoutPolicy>, Vec<Rule>),
 }
 
@@ -272,9 +273,14 @@ fn published_chains(plan: &NodePlan) -> Published {
             });
         }
         matching.extend(exprs::daddr_local());
-        if let Some(secs) = plan.lb_idle_timeout {
-            let (policies, rules) = crate::nat_lb::idle_timeouts(secs, &matching, &comment);
-            idle.0 = policies;
+        if protocol == 6 || plan.lb_idle_timeout.is_some() {
+            let (policies, rules) =
+                crate::nat_lb::published_timeouts(plan.lb_idle_timeout, &matching, &comment);
+            for p in policies {
+                if !idle.0.contains(&p) {
+                    idle.0.push(p);
+                }
+            }
             idle.1.extend(rules);
         }
         let mut jump = matching.clone();

@@ -17,13 +17,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{json, Value};
 use shoal_control::state::ServiceSpec;
@@ -261,8 +260,10 @@ pub async fn run(lab: &Lab, options: &Options) -> anyhow::Result<Report> {
         bail!("lab {} has no manager", lab.name);
     }
     set_up(&managers[0].1).await?;
-    let started_ops = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let per_kind = options.objects;
+    let names = Arc::new(std::sync::Mutex::new(plan::Names::new(
+        options.objects,
+        options.seed,
+    )));
     let recorder: Arc<Recorder<Object, shoal_lincheck::kv::Reply>> = Arc::new(Recorder::new());
     let started = Instant::now();
     let deadline = started + options.duration;
@@ -271,8 +272,7 @@ pub async fn run(lab: &Lab, options: &Options) -> anyhow::Result<Report> {
     for (_, socket) in &managers {
         for _ in 0..options.clients_per_manager {
             id += 1;
-            let (socket, started_ops, recorder) =
-                (socket.clone(), started_ops.clone(), recorder.clone());
+            let (socket, names, recorder) = (socket.clone(), names.clone(), recorder.clone());
             let (seed, timeout) = (
                 options.seed ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15),
                 options.op_timeout,
@@ -281,11 +281,19 @@ pub async fn run(lab: &Lab, options: &Options) -> anyhow::Result<Report> {
                 let mut rng = StdRng::seed_from_u64(seed);
                 let mut n = 0;
                 while Instant::now() < deadline {
+                    // Jepsen's stagger: a client waits up to STAGGER between its
+                    // operations, so a run's history is long in time, not in numbers.
+                    let pause = rng.gen_range(Duration::ZERO..plan::STAGGER);
+                    tokio::time::sleep(pause).await;
                     n += 1;
-                    let started = started_ops.fetch_add(1, Ordering::SeqCst);
-                    let keys = plan::keys(per_kind, plan::generation(started, per_kind));
+                    let keys = names.lock().unwrap_or_else(|e| e.into_inner()).current();
                     let object = plan::next_op(&mut rng, &keys, id, n);
-                    record(&recorder, id, &socket, object, timeout).await;
+                    let key = object.key.clone();
+                    let outcome = record(&recorder, id, &socket, object, timeout).await;
+                    names
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .record(&key, outcome == Outcome::Unknown);
                 }
             }));
         }
@@ -323,27 +331,45 @@ pub async fn run(lab: &Lab, options: &Options) -> anyhow::Result<Report> {
     }
     inject(lab, &Fault::Heal, &mut killed)?;
     faults.push((started.elapsed().as_millis() as u64, Fault::Heal.describe()));
+    let phase = |what: &str| {
+        eprintln!(
+            "lab jepsen: {:>6.1}s  {what}",
+            started.elapsed().as_secs_f64()
+        )
+    };
+    phase(&format!(
+        "clients done: {} operations, {} faults; healed",
+        recorder.len(),
+        faults.len()
+    ));
     let converged = converge(&managers, Duration::from_secs(60)).await;
-    // Final reads of every object, of every generation, from every manager.
-    let last = plan::generation(started_ops.load(Ordering::SeqCst), per_kind);
-    let keys: Vec<String> = (0..=last).flat_map(|g| plan::keys(per_kind, g)).collect();
-    for (i, (_, socket)) in managers.iter().enumerate() {
-        for key in &keys {
-            let client = 1_000_000 + i as u64;
-            record(
-                &recorder,
-                client,
-                socket,
-                Object::read(key),
-                options.op_timeout,
-            )
-            .await;
+    phase(&format!("converged: {converged}"));
+    // Final reads of every object ever named, from every manager (each manager's
+    // reads in order, the managers side by side).
+    let keys = names.lock().unwrap_or_else(|e| e.into_inner()).all();
+    let readers = managers.iter().enumerate().map(|(i, (_, socket))| {
+        let (recorder, keys, socket) = (recorder.clone(), keys.clone(), socket.clone());
+        let timeout = options.op_timeout;
+        async move {
+            for key in &keys {
+                let client = 1_000_000 + i as u64;
+                record(&recorder, client, &socket, Object::read(key), timeout).await;
+            }
         }
-    }
+    });
+    futures::future::join_all(readers).await;
+    phase(&format!(
+        "final reads of {} names from every manager",
+        keys.len()
+    ));
     let history = recorder.history();
     let check_started = Instant::now();
     let verdict = shoal_lincheck::check(&ObjectModel, &history);
     let check_ms = check_started.elapsed().as_millis() as u64;
+    phase(&format!(
+        "checked {} operations in {check_ms} ms",
+        history.len()
+    ));
     let (known, unknown) = history.iter().fold((0, 0), |(k, u), op| match op.output() {
         Some(_) => (k + 1, u),
         None => (k, u + 1),
@@ -358,12 +384,32 @@ pub async fn run(lab: &Lab, options: &Options) -> anyhow::Result<Report> {
         without_effect: recorder.len() - history.len(),
         faults,
         linearizable: verdict.is_linearizable(),
-        violation: (!verdict.is_linearizable()).then(|| format!("{verdict:?}")),
+        violation: (!verdict.is_linearizable()).then(|| explain(&verdict, &history)),
         check_ms,
         duplicate_addresses,
         stale_kernel_objects,
         converged,
     })
+}
+
+/// A violation, with the history of its object (one operation a line: client, call and
+/// return times, what was asked and answered), so a failed seed can be read.
+fn explain(
+    verdict: &shoal_lincheck::Verdict,
+    history: &[shoal_lincheck::Operation<Object, shoal_lincheck::kv::Reply>],
+) -> String {
+    let mut out = format!("{verdict:?}");
+    if let shoal_lincheck::Verdict::Illegal(v) = verdict {
+        for (i, op) in history.iter().enumerate() {
+            if format!("{:?}", op.input.key) == v.key {
+                out.push_str(&format!(
+                    "\n  #{i} client {} at {}: {:?} -> {:?}",
+                    op.client, op.call, op.input.op, op.outcome
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// One operation, recorded from invocation to its outcome.
@@ -373,14 +419,16 @@ async fn record(
     socket: &std::path::Path,
     object: Object,
     timeout: Duration,
-) {
+) -> Outcome {
     let id = recorder.invoke(client, object.clone());
     let (status, value) = perform(socket, &object, timeout).await;
-    match plan::classify(&object.op, status, value) {
-        Outcome::Known(reply) => recorder.ok(id, reply),
+    let outcome = plan::classify(&object.op, status, value);
+    match &outcome {
+        Outcome::Known(reply) => recorder.ok(id, reply.clone()),
         Outcome::Unknown => recorder.unknown(id),
         Outcome::NoEffect => recorder.failed(id),
     }
+    outcome
 }
 
 /// The run's network and service, made before the clients start.

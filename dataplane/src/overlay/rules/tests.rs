@@ -293,3 +293,57 @@ fn plain_networks_masquerade_and_internal_ones_are_closed() {
         "{text}"
     );
 }
+
+/// A published TCP port's unanswered SYN expires in seconds (a SYN to a task on a node
+/// that vanished must not pin the client's port to it for the kernel's 120 s); UDP
+/// ports get a policy only with an idle timeout, and one policy serves every port.
+#[test]
+fn published_tcp_connections_get_a_short_syn_timeout() {
+    let mut plan = mesh_plan();
+    let t = ruleset(&plan);
+    assert_eq!(t.timeouts.len(), 1, "{:?}", t.timeouts);
+    assert_eq!(t.timeouts[0].l4proto, 6);
+    assert_eq!(
+        t.timeouts[0].policy,
+        vec![(
+            crate::nft::CTA_TIMEOUT_TCP_SYN_SENT,
+            crate::nat_lb::SYN_SENT_SECS
+        )]
+    );
+    let raw = t.chains.iter().find(|c| c.name == "untracked-in").unwrap();
+    let attached: Vec<&Rule> = raw
+        .rules
+        .iter()
+        .filter(|r| r.exprs.iter().any(|e| matches!(e, Expr::CtTimeout(_))))
+        .collect();
+    assert_eq!(attached.len(), 1, "the TCP port only");
+    assert!(attached[0]
+        .exprs
+        .windows(2)
+        .any(|w| w == exprs::dport(8080).as_slice()));
+
+    plan.lb_idle_timeout = Some(30);
+    plan.published[1].port = 8081;
+    plan.published.push(crate::nat_lb::Published {
+        port: 8082,
+        ..plan.published[1].clone()
+    });
+    let t = ruleset(&plan);
+    assert_eq!(
+        t.timeouts.len(),
+        2,
+        "one TCP and one UDP policy: {:?}",
+        t.timeouts
+    );
+    let tcp = t.timeouts.iter().find(|p| p.l4proto == 6).unwrap();
+    assert_eq!(
+        tcp.policy,
+        vec![
+            (
+                crate::nft::CTA_TIMEOUT_TCP_SYN_SENT,
+                crate::nat_lb::SYN_SENT_SECS
+            ),
+            (crate::nft::CTA_TIMEOUT_TCP_ESTABLISHED, 30)
+        ]
+    );
+}
