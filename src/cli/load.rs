@@ -30,6 +30,8 @@ pub struct Target {
     pub host: String,
     /// The path (with the query).
     pub path: String,
+    /// The local address connections come from (default: the kernel's choice).
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// Reads `http://IP:PORT/PATH` (the port defaults to 80, the path to /); `host`
@@ -52,6 +54,7 @@ pub fn parse_target(url: &str, host: Option<&str>) -> Result<Target, String> {
         addr,
         host: host.unwrap_or(authority).to_string(),
         path: path.to_string(),
+        source: None,
     })
 }
 
@@ -115,7 +118,18 @@ async fn get(target: &Target, timeout: Duration) -> Result<String, String> {
         target.path, target.host
     );
     let work = async {
-        let mut conn = tokio::net::TcpStream::connect(target.addr)
+        let socket = match target.addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }
+        .map_err(|e| format!("socket: {e}"))?;
+        if let Some(ip) = target.source {
+            socket
+                .bind(SocketAddr::new(ip, 0))
+                .map_err(|e| format!("bind {ip}: {e}"))?;
+        }
+        let mut conn = socket
+            .connect(target.addr)
             .await
             .map_err(|e| format!("connect: {e}"))?;
         conn.write_all(request.as_bytes())
@@ -198,8 +212,17 @@ pub async fn run(target: Target, pace: Pace) -> Summary {
 
 /// `shoal tool load`: runs and prints the summary as JSON; with `check`, fails if any
 /// request did.
-pub async fn main(url: &str, host: Option<&str>, pace: Pace, check: bool) -> anyhow::Result<()> {
-    let target = parse_target(url, host).map_err(anyhow::Error::msg)?;
+pub async fn main(
+    url: &str,
+    host: Option<&str>,
+    source: Option<std::net::IpAddr>,
+    pace: Pace,
+    check: bool,
+) -> anyhow::Result<()> {
+    let target = Target {
+        source,
+        ..parse_target(url, host).map_err(anyhow::Error::msg)?
+    };
     let summary = run(target, pace).await;
     println!(
         "{}",

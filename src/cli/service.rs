@@ -411,6 +411,7 @@ pub async fn tool(cmd: ToolCmd) -> anyhow::Result<()> {
             concurrency,
             requests,
             check,
+            source,
         } => {
             let pace = super::load::Pace {
                 duration,
@@ -418,7 +419,7 @@ pub async fn tool(cmd: ToolCmd) -> anyhow::Result<()> {
                 concurrency,
                 requests,
             };
-            return super::load::main(&url, host.as_deref(), pace, check).await;
+            return super::load::main(&url, host.as_deref(), source, pace, check).await;
         }
         ToolCmd::Peer { port } => peer_echo(port).await?,
         ToolCmd::UdpEcho { port } => {

@@ -59,6 +59,39 @@ pub enum StopStep {
     Stopped,
 }
 
+/// How long a started task may take to listen on its published TCP ports before it
+/// counts as running anyway (it may listen elsewhere, or late by design).
+pub const LISTEN_WAIT: Duration = Duration::from_secs(10);
+
+/// The TCP ports listening in a `/proc/<pid>/net/tcp` or `tcp6` table.
+pub fn listening_ports(table: &str) -> std::collections::BTreeSet<u16> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let local = fields.nth(1)?;
+            let state = fields.nth(1)?;
+            let port = local.rsplit_once(':')?.1;
+            (state == "0A")
+                .then(|| u16::from_str_radix(port, 16).ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// Whether the process `pid` (inside a task's sandbox) sees every one of `ports`
+/// listening in its network namespace: a task takes traffic once it can answer.
+pub fn listens(pid: i32, ports: &[u16]) -> bool {
+    let mut open = std::collections::BTreeSet::new();
+    for table in ["tcp", "tcp6"] {
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) {
+            open.extend(listening_ports(&text));
+        }
+    }
+    ports.iter().all(|p| open.contains(p))
+}
+
 /// The next step for a task shut down `since` ago, SIGTERMed `termed` ago (if so),
 /// with stop grace period `grace` (SIGTERM to SIGKILL).
 pub fn stop_step(
@@ -148,6 +181,24 @@ mod tests {
             after_check(Health::Starting, 0, true, true, 1),
             (Health::Healthy, 0)
         );
+    }
+
+    #[test]
+    fn listening_ports_are_read_from_the_kernels_table() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0
+   1: 0100000A:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1 0 100 0 0 10 0
+   2: 0100000A:0050 0200000A:D431 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0 100 0 0 10 0
+   3: 0100000A:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4 1 0 100 0 0 10 0
+";
+        let ports = listening_ports(table);
+        assert_eq!(ports.into_iter().collect::<Vec<_>>(), [80, 8080]);
+        let v6 =
+            "  sl  local_address                         remote_address                        st
+   0: 00000000000000000000000000000000:01BB 00000000000000000000000000000000:0000 0A 0";
+        assert!(listening_ports(v6).contains(&443));
+        assert!(listening_ports("").is_empty());
+        assert!(listening_ports("header\n garbage\n 0: x").is_empty());
     }
 
     #[test]

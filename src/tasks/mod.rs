@@ -57,6 +57,8 @@ struct Local {
     /// When the runner saw it shut down, and when it sent SIGTERM.
     stopping: Option<Instant>,
     termed: Option<Instant>,
+    /// Its process listens on the service's published TCP ports (or had its time).
+    listening: bool,
 }
 
 impl Local {
@@ -76,6 +78,7 @@ impl Local {
             probe: None,
             stopping: None,
             termed: None,
+            listening: false,
         }
     }
 }
@@ -224,7 +227,26 @@ impl Runner {
                 }
                 let (want, message) = match (&l.failure, l.pid) {
                     (Some(f), _) => (TaskState::Failed, f.clone()),
-                    (None, Some(_)) => (TaskState::Running, String::new()),
+                    (None, Some(pid)) => {
+                        // Running (and so in every balancer) once it can answer: a
+                        // process that is starting refuses connections.
+                        let ports = tcp_targets(&state, &task.service);
+                        l.listening = l.listening
+                            || ports.is_empty()
+                            || health::listens(pid, &ports)
+                            || l.started
+                                .is_some_and(|s| s.elapsed() >= health::LISTEN_WAIT);
+                        if l.listening {
+                            (TaskState::Running, String::new())
+                        } else {
+                            let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+                            let wait = format!(
+                                "started; waiting for it to listen on TCP {}",
+                                ports.join(", ")
+                            );
+                            (TaskState::Assigned, wait)
+                        }
+                    }
                     (None, None) => (TaskState::Assigned, String::new()),
                 };
                 (want, message, checked.as_ref().and(l.health))
@@ -366,6 +388,7 @@ impl Runner {
             };
             l.pid = None;
             l.child = None;
+            l.listening = false;
             l.restarts += 1;
             l.next_start = Instant::now() + backoff;
         }
@@ -535,4 +558,24 @@ impl Runner {
 
 fn backoff(restarts: u32) -> Duration {
     (Duration::from_millis(500) * 2u32.saturating_pow(restarts.min(5))).min(MAX_BACKOFF)
+}
+
+/// The published TCP target ports of `service`: its tasks must listen on them before
+/// they take traffic.
+fn tcp_targets(state: &shoal_control::state::ClusterState, service: &str) -> Vec<u16> {
+    let mut ports: Vec<u16> = state
+        .services
+        .get(service)
+        .map(|s| {
+            s.spec
+                .publish
+                .iter()
+                .filter(|p| p.protocol == shoal_control::state::Protocol::Tcp)
+                .map(|p| p.target)
+                .collect()
+        })
+        .unwrap_or_default();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
 }

@@ -21,6 +21,10 @@ pub struct Proposal {
 }
 
 /// A change to the cluster state.
+///
+/// A command lives for one write (built, serialized into the log, applied), so the size
+/// of its largest variant (a whole service spec) costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Command {

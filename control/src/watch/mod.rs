@@ -23,6 +23,10 @@ use crate::state::{apply, ClusterState, Proposal};
 const BACKLOG: usize = 4096;
 
 /// One message of the watch stream.
+///
+/// Events are built to be sent and dropped; a snapshot (the whole state) is the large
+/// one and the rare one, so boxing it would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WatchEvent {

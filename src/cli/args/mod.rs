@@ -549,6 +549,9 @@ pub enum ToolCmd {
         /// Exit 1 if any request failed (e.g. `--requests 1 --check` as a health check).
         #[arg(long)]
         check: bool,
+        /// Connect from this local address.
+        #[arg(long)]
+        source: Option<std::net::IpAddr>,
     },
     /// Echo every UDP datagram, prefixed with which task answered.
     UdpEcho {

@@ -120,7 +120,15 @@ fn dispatch(
             message,
             restarts,
             health,
-        } => service::set_task_state(state, id, *node, *s, message, *restarts, *health, at),
+        } => {
+            let report = service::TaskReport {
+                state: *s,
+                message,
+                restarts: *restarts,
+                health: *health,
+            };
+            service::set_task_state(state, id, *node, &report, at)
+        }
         Command::MapDockerNetwork {
             node,
             network: n,

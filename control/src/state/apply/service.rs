@@ -446,16 +446,27 @@ pub(super) fn place_tasks(
     Ok((Output::None, changed))
 }
 
+/// What a node reports about one of its tasks.
+pub(super) struct TaskReport<'a> {
+    pub state: TaskState,
+    pub message: &'a str,
+    pub restarts: u32,
+    pub health: Option<Health>,
+}
+
 pub(super) fn set_task_state(
     state: &mut ClusterState,
     id: &str,
     node: NodeId,
-    new: TaskState,
-    message: &str,
-    restarts: u32,
-    health: Option<Health>,
+    report: &TaskReport<'_>,
     at: u64,
 ) -> Changed {
+    let TaskReport {
+        state: new,
+        message,
+        restarts,
+        health,
+    } = *report;
     if new == TaskState::Pending {
         return Err(ApplyError::Invalid(
             "pending is the scheduler's word for a task with no node; a node reports assigned, running or failed".into(),
