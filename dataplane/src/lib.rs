@@ -20,6 +20,7 @@
 //!
 //! Nothing here knows about the cluster: callers hand in what a node should have.
 
+pub mod conntrack;
 pub mod nat_lb;
 pub mod netlink;
 pub mod netns;

@@ -28,7 +28,8 @@ use std::net::Ipv4Addr;
 
 use crate::nft::{
     exprs, BaseChain, Chain, ChainType, CmpOp, CtTimeoutPolicy, Expr, Family, Hook, Map, Rule,
-    Table, Verdict, CTA_TIMEOUT_TCP_ESTABLISHED, CTA_TIMEOUT_TCP_SYN_SENT, CTA_TIMEOUT_UDP_REPLIED,
+    Table, Verdict, CTA_TIMEOUT_TCP_ESTABLISHED, CTA_TIMEOUT_TCP_RETRANS, CTA_TIMEOUT_TCP_SYN_SENT,
+    CTA_TIMEOUT_TCP_UNACK, CTA_TIMEOUT_UDP_REPLIED,
 };
 
 /// The nftables table shoal owns inside sandboxes.
@@ -154,6 +155,13 @@ const PUBLISHED_TCP: &str = "lb-tcp";
 /// refreshing it; a later SYN makes a new entry and a new draw of the task.
 pub const SYN_SENT_SECS: u32 = 5;
 
+/// How long a published connection whose packets go unacknowledged (retransmitted, or
+/// data the task never acknowledged: the task's node vanished) keeps its entry after
+/// its last packet (the kernel's default is 300 s). The entry of a connection that was
+/// in flight to a dead task would otherwise send the next connection from the same
+/// client port to that task for five minutes.
+pub const UNACKNOWLEDGED_SECS: u32 = 10;
+
 /// Conntrack timeout policies that end load-balanced TCP and UDP streams idle `secs`,
 /// and the rules attaching them to connections that match `matching` (for a chain at
 /// raw priority).
@@ -189,6 +197,10 @@ fn timeouts(
     if let Some(s) = idle {
         tcp.push((CTA_TIMEOUT_TCP_ESTABLISHED, s));
     }
+    if syn_sent.is_some() {
+        tcp.push((CTA_TIMEOUT_TCP_RETRANS, UNACKNOWLEDGED_SECS));
+        tcp.push((CTA_TIMEOUT_TCP_UNACK, UNACKNOWLEDGED_SECS));
+    }
     let tcp_name = if idle.is_some() {
         IDLE_TCP
     } else {
@@ -210,9 +222,11 @@ fn timeouts(
         });
     }
     let what = match (idle, syn_sent) {
-        (Some(i), Some(s)) => format!("idle {i} s, unanswered SYN {s} s"),
+        (Some(i), Some(s)) => {
+            format!("idle {i} s, unanswered SYN {s} s, unacknowledged {UNACKNOWLEDGED_SECS} s")
+        }
         (Some(i), None) => format!("idle {i} s"),
-        (None, Some(s)) => format!("unanswered SYN {s} s"),
+        (None, Some(s)) => format!("unanswered SYN {s} s, unacknowledged {UNACKNOWLEDGED_SECS} s"),
         (None, None) => String::new(),
     };
     let rules = policies

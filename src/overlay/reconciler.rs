@@ -248,10 +248,34 @@ async fn reconcile(
     }
     resolv_confs(&member.node_id.to_string(), &state, &plan);
     super::mesh::program(&state, member.node_id, idle_timeout).await;
+    forget_vanished(&last.load(), &plan, &state).await;
     last.store(Arc::new(plan));
     Progress {
         revision: state.revision,
         failures,
+    }
+}
+
+/// Deletes the conntrack entries of published ports' backends that vanished since the
+/// last pass (see [`super::view::vanished_backends`]).
+async fn forget_vanished(before: &NodePlan, now: &NodePlan, state: &ClusterState) {
+    let gone = super::view::vanished_backends(before, now, state);
+    if gone.is_empty() {
+        return;
+    }
+    let result = tokio::task::spawn_blocking(move || {
+        for ip in gone {
+            match shoal_dataplane::conntrack::forget_reply_source(ip) {
+                Ok(()) => tracing::info!(backend = %ip, "backend gone; its connections forgotten"),
+                Err(e) => {
+                    tracing::warn!(backend = %ip, error = %e, "cannot delete the gone backend's connections")
+                }
+            }
+        }
+    })
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "conntrack clean-up did not run");
     }
 }
 

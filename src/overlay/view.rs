@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
-use shoal_control::state::{ClusterState, Endpoint, Node, PublishMode, SourceMode};
+use shoal_control::state::{ClusterState, Endpoint, Node, NodeStatus, PublishMode, SourceMode};
 use shoal_control::NodeId;
 use shoal_dataplane::nat_lb::Published;
 use shoal_dataplane::overlay::{EndpointPlan, NetworkPlan, NodeAddr, NodePlan, Remote, ResolvConf};
@@ -154,6 +154,34 @@ pub fn backends(state: &ClusterState, service: &str, network: &str) -> Vec<(Ipv4
     out
 }
 
+/// Backends of this node's published ports in `before` that `now` no longer has and
+/// that are gone: no endpoint has the address any more, or its node is Down. Their
+/// conntrack entries can go (a client reusing the port of a connection that was in
+/// flight to them would be sent there again). A task that drains keeps its endpoint
+/// until it stopped, so its connections are never cut here.
+pub fn vanished_backends(before: &NodePlan, now: &NodePlan, state: &ClusterState) -> Vec<Ipv4Addr> {
+    let ips = |plan: &NodePlan| -> std::collections::BTreeSet<Ipv4Addr> {
+        plan.published
+            .iter()
+            .flat_map(|p| p.backends.iter().map(|(ip, _)| *ip))
+            .collect()
+    };
+    let current = ips(now);
+    ips(before)
+        .into_iter()
+        .filter(|ip| !current.contains(ip))
+        .filter(|ip| {
+            !state.endpoints.values().any(|e| {
+                e.ip == *ip
+                    && state
+                        .nodes
+                        .get(&e.node)
+                        .is_some_and(|n| n.status != NodeStatus::Down)
+            })
+        })
+        .collect()
+}
+
 /// This node's ingress address on `network`, if it has one.
 pub fn ingress_ip(state: &ClusterState, me: NodeId, network: &str) -> Option<Ipv4Addr> {
     state
@@ -270,7 +298,7 @@ fn ifname_order(name: &str) -> u32 {
 pub(crate) mod tests {
     use super::*;
     use shoal_control::state::{apply, AttachSpec, Command, NetworkSpec, Node, Proposal, Secrets};
-    use shoal_control::state::{Availability, NodeStatus, Role};
+    use shoal_control::state::{Availability, Role};
 
     /// A Ready manager `n<id>` at 198.18.0.<id>.
     pub(crate) fn node(id: u64) -> Node {
@@ -343,6 +371,43 @@ pub(crate) mod tests {
         run(&mut s, attach("a", 2, "/run/netns/y"));
         run(&mut s, attach("c", 2, "/run/netns/z"));
         s
+    }
+
+    #[test]
+    fn only_backends_that_are_gone_or_on_a_down_node_lose_their_connections() {
+        let mut s = state();
+        let published = |ips: &[[u8; 4]]| NodePlan {
+            published: vec![Published {
+                service: "web".into(),
+                protocol: 6,
+                port: 8080,
+                backends: ips.iter().map(|ip| (Ipv4Addr::from(*ip), 80)).collect(),
+                mesh: true,
+                source_nat: false,
+            }],
+            ..Default::default()
+        };
+        let on_node2 = s
+            .endpoints
+            .values()
+            .find(|e| e.node == NodeId(2))
+            .map(|e| e.ip.octets())
+            .unwrap();
+        let before = published(&[[10, 9, 9, 9], on_node2, [10, 9, 9, 8]]);
+        let now = published(&[[10, 9, 9, 8]]);
+        // 10.9.9.9 belongs to no endpoint; node 2's endpoint still lives (draining).
+        assert_eq!(
+            vanished_backends(&before, &now, &s),
+            [Ipv4Addr::new(10, 9, 9, 9)]
+        );
+        s.nodes.get_mut(&NodeId(2)).unwrap().status = NodeStatus::Down;
+        let mut gone = vanished_backends(&before, &now, &s);
+        gone.sort();
+        assert_eq!(gone, [Ipv4Addr::new(10, 9, 9, 9), Ipv4Addr::from(on_node2)]);
+        assert!(
+            vanished_backends(&now, &before, &s).is_empty(),
+            "added ones stay"
+        );
     }
 
     #[test]

@@ -150,6 +150,8 @@ pub const NFTA_CT_TIMEOUT_L4PROTO: u16 = 2;
 pub const NFTA_CT_TIMEOUT_DATA: u16 = 3;
 pub const CTA_TIMEOUT_TCP_SYN_SENT: u16 = 1;
 pub const CTA_TIMEOUT_TCP_ESTABLISHED: u16 = 3;
+pub const CTA_TIMEOUT_TCP_RETRANS: u16 = 10;
+pub const CTA_TIMEOUT_TCP_UNACK: u16 = 11;
 pub const CTA_TIMEOUT_UDP_UNREPLIED: u16 = 1;
 pub const CTA_TIMEOUT_UDP_REPLIED: u16 = 2;
 /// nft's datatype numbers, for maps listed by `nft list` (the kernel only stores them):

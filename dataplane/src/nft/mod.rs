@@ -19,8 +19,8 @@ pub mod model;
 
 pub use apply::{ensure_table, read_table, remove_table, table_exists, KernelTable, NftError};
 pub use consts::{
-    CTA_TIMEOUT_TCP_ESTABLISHED, CTA_TIMEOUT_TCP_SYN_SENT, CTA_TIMEOUT_UDP_REPLIED,
-    CTA_TIMEOUT_UDP_UNREPLIED,
+    CTA_TIMEOUT_TCP_ESTABLISHED, CTA_TIMEOUT_TCP_RETRANS, CTA_TIMEOUT_TCP_SYN_SENT,
+    CTA_TIMEOUT_TCP_UNACK, CTA_TIMEOUT_UDP_REPLIED, CTA_TIMEOUT_UDP_UNREPLIED,
 };
 pub use model::{
     BaseChain, Chain, ChainType, CmpOp, CtTimeoutPolicy, Expr, Family, Hook, Map, MetaKey,

@@ -303,12 +303,17 @@ fn published_tcp_connections_get_a_short_syn_timeout() {
     let t = ruleset(&plan);
     assert_eq!(t.timeouts.len(), 1, "{:?}", t.timeouts);
     assert_eq!(t.timeouts[0].l4proto, 6);
+    let unacked = crate::nat_lb::UNACKNOWLEDGED_SECS;
     assert_eq!(
         t.timeouts[0].policy,
-        vec![(
-            crate::nft::CTA_TIMEOUT_TCP_SYN_SENT,
-            crate::nat_lb::SYN_SENT_SECS
-        )]
+        vec![
+            (
+                crate::nft::CTA_TIMEOUT_TCP_SYN_SENT,
+                crate::nat_lb::SYN_SENT_SECS
+            ),
+            (crate::nft::CTA_TIMEOUT_TCP_RETRANS, unacked),
+            (crate::nft::CTA_TIMEOUT_TCP_UNACK, unacked),
+        ]
     );
     let raw = t.chains.iter().find(|c| c.name == "untracked-in").unwrap();
     let attached: Vec<&Rule> = raw
@@ -343,7 +348,9 @@ fn published_tcp_connections_get_a_short_syn_timeout() {
                 crate::nft::CTA_TIMEOUT_TCP_SYN_SENT,
                 crate::nat_lb::SYN_SENT_SECS
             ),
-            (crate::nft::CTA_TIMEOUT_TCP_ESTABLISHED, 30)
+            (crate::nft::CTA_TIMEOUT_TCP_ESTABLISHED, 30),
+            (crate::nft::CTA_TIMEOUT_TCP_RETRANS, unacked),
+            (crate::nft::CTA_TIMEOUT_TCP_UNACK, unacked),
         ]
     );
 }
