@@ -23,7 +23,7 @@ use super::LabGuard;
 use crate::lab;
 
 const LAB: &str = "benchflt";
-const SIM_SEEDS: u64 = 300;
+const SIM_SEEDS: u64 = 30;
 const JEPSEN_FOR: Duration = Duration::from_secs(90);
 const LOAD_FOR: Duration = Duration::from_secs(20);
 const HOST: &str = "web.test";
