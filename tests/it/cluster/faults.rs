@@ -6,11 +6,18 @@ use std::time::{Duration, Instant};
 
 use shoal_tests::{exec_in, require_root, wait_until, Lab};
 
-use super::{label, labels, leader, node_ls, BIN};
+use super::{label, labels, leader, BIN};
 
 /// The leader `host` sees, if its replica names one among `among`.
 fn leader_among(lab: &Lab, host: &str, among: &[String]) -> Result<String, String> {
-    let nodes = node_ls(lab, host);
+    // Reads are linearizable: while no leader answers, `node ls` fails (as Docker's
+    // does), which is one more reason to wait.
+    let out = lab.shoal(host, &["node", "ls", "--format", "json"]);
+    if !out.ok() {
+        return Err(format!("{host}: node ls: {}", out.stderr));
+    }
+    let nodes: Vec<serde_json::Value> = serde_json::from_str(&out.stdout)
+        .map_err(|e| format!("{host}: node ls is not JSON ({e}): {}", out.stdout))?;
     nodes
         .iter()
         .find(|n| n["manager_status"] == "Leader")
