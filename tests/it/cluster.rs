@@ -27,7 +27,14 @@ fn node_ls(lab: &Lab, host: &str) -> Vec<Value> {
 
 fn leader(lab: &Lab, host: &str) -> String {
     wait_until("a leader", Duration::from_secs(15), || {
-        node_ls(lab, host)
+        // API reads are linearizable: without a leader `node ls` fails; wait on.
+        let out = lab.shoal(host, &["node", "ls", "--format", "json"]);
+        let nodes: Vec<Value> = if out.ok() {
+            serde_json::from_str(&out.stdout).map_err(|e| e.to_string())?
+        } else {
+            return Err(format!("node ls: {}", out.stderr));
+        };
+        nodes
             .iter()
             .find(|n| n["manager_status"] == "Leader")
             .and_then(|n| n["name"].as_str().map(String::from))
