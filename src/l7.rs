@@ -267,6 +267,15 @@ impl Ingress {
         self
     }
 
+    /// Where each entrypoint (HTTP and TCP) listens.
+    pub fn entrypoints(&self) -> BTreeMap<String, SocketAddr> {
+        self.entrypoints
+            .iter()
+            .chain(&self.tcp_entrypoints)
+            .map(|(name, e)| (name.clone(), e.address))
+            .collect()
+    }
+
     /// The proxy.
     pub fn proxy(&self) -> &Arc<Proxy> {
         &self.proxy

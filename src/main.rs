@@ -6,6 +6,7 @@ mod cli;
 mod client;
 /// The CNI plugin: a pure core (parsing, results, ADD/DEL/CHECK/GC decisions) and its IO.
 mod cni;
+mod dashboard;
 mod docker;
 mod l7;
 mod lab;

@@ -247,7 +247,13 @@ pub enum LeaderRequest {
         /// Its agent is shutting down: it is Leaving until it stops (or starts again).
         #[serde(default)]
         leaving: bool,
+        /// Its view of the mesh, sent while the leader asks for it (see [`crate::mesh`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh: Option<crate::mesh::MeshReport>,
     },
+    /// Every node's latest view of the mesh (the dashboard); asking keeps nodes
+    /// measuring for a while.
+    MeshViews,
     /// `node update`.
     UpdateNode {
         /// Name, ID or ID prefix.
@@ -316,6 +322,14 @@ pub enum LeaderResponse {
         role: Role,
         /// Whether the sender is a Raft voter.
         voter: bool,
+        /// Whether the leader wants the sender's view of the mesh in its heartbeats.
+        #[serde(default)]
+        mesh_wanted: bool,
+    },
+    /// Every node's latest view of the mesh.
+    MeshViews {
+        /// One per node that reported recently, sorted by node.
+        views: Vec<crate::mesh::MeshView>,
     },
     /// Done, nothing to report.
     Done,
@@ -482,6 +496,15 @@ impl EndpointInfo {
 }
 
 impl NetworkInfo {
+    /// Every network of `state` (`network ls`).
+    pub fn all(state: &crate::state::ClusterState) -> Vec<NetworkInfo> {
+        state
+            .networks
+            .values()
+            .map(|n| NetworkInfo::of(state, n))
+            .collect()
+    }
+
     /// The view of `n` in `state`.
     pub fn of(state: &crate::state::ClusterState, n: &crate::state::Network) -> NetworkInfo {
         NetworkInfo {
@@ -565,6 +588,15 @@ pub struct ServiceInfo {
 }
 
 impl ServiceInfo {
+    /// Every service of `state` (`service ls`).
+    pub fn all(state: &crate::state::ClusterState) -> Vec<ServiceInfo> {
+        state
+            .services
+            .values()
+            .map(|s| ServiceInfo::of(state, s))
+            .collect()
+    }
+
     /// The view of service `s` in `state`.
     pub fn of(state: &crate::state::ClusterState, s: &crate::state::Service) -> ServiceInfo {
         use crate::state::{Availability, NodeStatus, ServiceMode, TaskState};

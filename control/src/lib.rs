@@ -14,6 +14,8 @@
 //! - [`raft`]: openraft storage (log, snapshots on disk), network and pre-vote.
 //! - [`watch`]: the change feed every node follows.
 //! - [`liveness`]: heartbeats in, Ready/Down out (on the leader).
+//! - [`mesh`]: every node's view of its peers, gathered on the leader while a dashboard
+//!   looks.
 //! - [`pki`], [`token`] and [`tls`]: the cluster CA, node certificates, join tokens
 //!   (and why a string is not one) and the rustls configurations built from them.
 //! - [`server`] and [`transport`]: the mTLS server (who is calling) and client (calling
@@ -32,6 +34,7 @@ pub mod error;
 pub mod ids;
 pub mod liveness;
 pub mod member;
+pub mod mesh;
 pub mod pki;
 pub mod raft;
 pub mod ratelimit;

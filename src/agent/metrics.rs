@@ -32,6 +32,11 @@ fn gauge(registry: &Registry, name: &str, help: &str, value: i64) {
 }
 
 async fn scrape(State(agent): State<Arc<Agent>>) -> String {
+    text(&agent).await
+}
+
+/// The agent's metrics in Prometheus's text format.
+pub async fn text(agent: &Agent) -> String {
     let registry = Registry::new();
     let member = agent.member.load_full();
     gauge(

@@ -116,6 +116,11 @@ impl Agent {
             overlay.clone(),
             stop.clone(),
         ));
+        tokio::spawn(crate::dashboard::probe::run(
+            member.clone(),
+            overlay.clone(),
+            stop.clone(),
+        ));
         self.runner.store(Some(crate::tasks::Runner::start(
             member.clone(),
             overlay.clone(),
@@ -245,6 +250,38 @@ async fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
+pub(crate) use metrics::text as metrics_text;
+pub(crate) use status::plain as status_text;
+
+/// Starts the dashboard where `--dashboard-addr` says: a given address must be
+/// bound; the default one is skipped with a warning when taken.
+async fn serve_dashboard(args: &AgentArgs, agent: Arc<Agent>) -> anyhow::Result<()> {
+    use crate::cli::args::DashboardAddr;
+    let (addr, required) = match args.dashboard_addr {
+        DashboardAddr::Off => return Ok(()),
+        DashboardAddr::Default(a) => (a, false),
+        DashboardAddr::Given(a) => (a, true),
+    };
+    let (access, token) =
+        crate::dashboard::auth::access(addr, args.dashboard_token_file.as_deref(), &args.data_dir)?;
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) if !required => {
+            tracing::warn!(%addr, error = %e, "no dashboard: its default address is taken (choose one with --dashboard-addr)");
+            return Ok(());
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot serve the dashboard on {addr}")),
+    };
+    match &token {
+        Some(path) => {
+            tracing::info!(%addr, token = %path.display(), "dashboard ready (requests need the token)")
+        }
+        None => tracing::info!(%addr, "dashboard ready"),
+    }
+    tokio::spawn(crate::dashboard::serve(listener, agent, access));
+    Ok(())
+}
+
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
@@ -340,6 +377,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot serve metrics on {addr}"))?;
         tokio::spawn(metrics::serve(listener, agent.clone()));
     }
+    serve_dashboard(&args, agent.clone()).await?;
     if let Some(plugin) = &args.docker_plugin_socket {
         let listener = bind_socket(plugin).await?;
         tokio::spawn(docker::serve_plugin(listener, agent.clone()));

@@ -95,14 +95,11 @@ fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
 }
 
 async fn list(State(agent): State<Arc<Agent>>) -> Response {
-    reply(read_member(&agent).await.map(|m| {
-        let state = m.replica().state();
-        state
-            .networks
-            .values()
-            .map(|n| NetworkInfo::of(&state, n))
-            .collect::<Vec<_>>()
-    }))
+    reply(
+        read_member(&agent)
+            .await
+            .map(|m| NetworkInfo::all(&m.replica().state())),
+    )
 }
 
 async fn inspect(State(agent): State<Arc<Agent>>, Path(name): Path<String>) -> Response {

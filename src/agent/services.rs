@@ -56,14 +56,11 @@ async fn create(
 }
 
 async fn list(State(agent): State<Arc<Agent>>) -> Response {
-    reply(read_member(&agent).await.map(|m| {
-        let state = m.replica().state();
-        state
-            .services
-            .values()
-            .map(|s| ServiceInfo::of(&state, s))
-            .collect::<Vec<_>>()
-    }))
+    reply(
+        read_member(&agent)
+            .await
+            .map(|m| ServiceInfo::all(&m.replica().state())),
+    )
 }
 
 async fn inspect(State(agent): State<Arc<Agent>>, Path(name): Path<String>) -> Response {

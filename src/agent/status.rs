@@ -57,9 +57,14 @@ pub async fn json(State(agent): State<Arc<Agent>>) -> Response {
 
 /// `GET /status`: the same as `shoal status` prints.
 pub async fn text(State(agent): State<Arc<Agent>>) -> Response {
+    plain(&agent).await
+}
+
+/// The plain-text status of `agent` (the API socket, the metrics address, the dashboard).
+pub async fn plain(agent: &Agent) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        crate::status::render(&info(&agent).await),
+        crate::status::render(&info(agent).await),
     )
         .into_response()
 }

@@ -95,9 +95,13 @@ impl Member {
     async fn heartbeat_loop(self: Arc<Self>) {
         self.every(HEARTBEAT_INTERVAL, || async {
             let leaving = self.is_leaving();
+            let mesh = self
+                .mesh_wanted()
+                .then(|| self.take_mesh_report())
+                .flatten();
             let beat = self
                 .submit_with(
-                    LeaderRequest::Heartbeat { leaving },
+                    LeaderRequest::Heartbeat { leaving, mesh },
                     Some(self.node_id),
                     0,
                     HEARTBEAT_INTERVAL * 2,
@@ -108,9 +112,15 @@ impl Member {
                 Err(e) => tracing::debug!(error = %e, "heartbeat not delivered"),
                 // A demoted manager stops getting log entries once it leaves the voters, so
                 // it learns of its demotion here rather than from its own log.
-                Ok(LeaderResponse::Alive { role, voter }) => {
+                Ok(LeaderResponse::Alive {
+                    role,
+                    voter,
+                    mesh_wanted,
+                }) => {
                     self.voter_per_leader
                         .store(voter, std::sync::atomic::Ordering::SeqCst);
+                    self.mesh_wanted
+                        .store(mesh_wanted, std::sync::atomic::Ordering::Relaxed);
                     if let Err(e) = self.become_role(role, voter).await {
                         tracing::warn!(error = %e, "role change not completed; will retry");
                     }

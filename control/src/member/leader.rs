@@ -42,6 +42,7 @@ impl Member {
         })?;
         let needs_manager = match &request {
             LeaderRequest::Heartbeat { .. }
+            | LeaderRequest::MeshViews
             | LeaderRequest::RenewCert { .. }
             | LeaderRequest::ReadIndex => false,
             LeaderRequest::Propose { command } => command.self_scope() != Some(requester),
@@ -57,8 +58,15 @@ impl Member {
         match request {
             LeaderRequest::Join(_) => unreachable!("handled above"),
             LeaderRequest::Propose { command } => applied(self.propose_local(raft, command).await?),
-            LeaderRequest::Heartbeat { leaving } => {
+            LeaderRequest::Heartbeat { leaving, mesh } => {
                 let now = tokio::time::Instant::now();
+                let mesh_wanted = {
+                    let mut board = self.mesh.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(report) = mesh {
+                        board.record(requester, report, now);
+                    }
+                    board.wanted(now)
+                };
                 self.liveness
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -74,7 +82,17 @@ impl Member {
                 Ok(LeaderResponse::Alive {
                     role: requester_node.role,
                     voter: raft.voters().contains(&requester.0),
+                    mesh_wanted,
                 })
+            }
+            LeaderRequest::MeshViews => {
+                let now = tokio::time::Instant::now();
+                let views = self
+                    .mesh
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .views(now);
+                Ok(LeaderResponse::MeshViews { views })
             }
             LeaderRequest::ReadIndex => {
                 let revision =

@@ -96,7 +96,10 @@ impl Member {
         self.leaving.store(leaving, Ordering::SeqCst);
         let answer = self
             .submit_with(
-                LeaderRequest::Heartbeat { leaving },
+                LeaderRequest::Heartbeat {
+                    leaving,
+                    mesh: None,
+                },
                 Some(self.node_id),
                 0,
                 HEARTBEAT_INTERVAL * 2,

@@ -165,6 +165,12 @@ pub struct Member {
     leaving: AtomicBool,
     /// Whether the leader, at the last heartbeat, counted this node as a Raft voter.
     voter_per_leader: AtomicBool,
+    /// On the leader: every node's view of the mesh.
+    mesh: Mutex<crate::mesh::MeshBoard>,
+    /// This node's latest view of the mesh, not yet sent.
+    mesh_report: Mutex<Option<crate::mesh::MeshReport>>,
+    /// Whether the leader, at the last heartbeat, wanted this node's view of the mesh.
+    mesh_wanted: AtomicBool,
     key_rotation: Mutex<Duration>,
     /// Joins allowed per client address (the one endpoint open to anyone).
     join_limiter: Mutex<crate::ratelimit::RateLimiter>,
@@ -207,6 +213,9 @@ impl Member {
             followed: AtomicBool::new(false),
             leaving: AtomicBool::new(false),
             voter_per_leader: AtomicBool::new(identity.role == Role::Manager),
+            mesh: Mutex::new(crate::mesh::MeshBoard::default()),
+            mesh_report: Mutex::new(None),
+            mesh_wanted: AtomicBool::new(false),
             key_rotation: Mutex::new(Duration::from_secs(24 * 3600)),
             join_limiter: gate::join_limiter(),
         });
@@ -406,7 +415,8 @@ impl Member {
     }
 }
 
-fn node_info(state: &ClusterState, n: &crate::state::Node, me: NodeId) -> NodeInfo {
+/// `n` as `node ls` shows it to node `me`.
+pub fn node_info(state: &ClusterState, n: &crate::state::Node, me: NodeId) -> NodeInfo {
     let manager_status = (n.role == Role::Manager).then(|| {
         if state.leader == Some(n.id) {
             "Leader"

@@ -115,6 +115,37 @@ impl Member {
         wait_for_revision(&self.replica, revision, READ_TIMEOUT).await
     }
 
+    /// Every node's latest view of the mesh, from the leader (see [`crate::mesh`]).
+    pub async fn mesh_views(&self) -> Result<Vec<crate::mesh::MeshView>, ClusterError> {
+        match self
+            .submit(LeaderRequest::MeshViews, Some(self.node_id))
+            .await?
+        {
+            LeaderResponse::MeshViews { views } => Ok(views),
+            other => Err(ClusterError::Unavailable(format!(
+                "unexpected answer from the leader: {other:?}"
+            ))),
+        }
+    }
+
+    /// Whether the leader wants this node's view of the mesh in its heartbeats.
+    pub fn mesh_wanted(&self) -> bool {
+        self.mesh_wanted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Keeps this node's view of the mesh for the next heartbeat.
+    pub fn set_mesh_report(&self, report: crate::mesh::MeshReport) {
+        *self.mesh_report.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
+    }
+
+    /// The view not yet sent, if any.
+    pub(super) fn take_mesh_report(&self) -> Option<crate::mesh::MeshReport> {
+        self.mesh_report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
     /// Where to send a request this node cannot handle: the leader first, then the
     /// other managers (which forward). A manager that knows no leader from Raft asks
     /// like a worker: one that left the voters gracefully hears from no leader until

@@ -199,6 +199,15 @@ pub struct AgentArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
+    /// Serve the web dashboard (and its JSON under /api/, /status, /metrics) at
+    /// http://ADDR/; `off` serves none. Beyond loopback every request needs the token
+    /// (--dashboard-token-file, else one is made in DATA_DIR/dashboard.token).
+    #[arg(long, default_value = "127.0.0.1:6790", value_parser = parse_dashboard_addr)]
+    pub dashboard_addr: DashboardAddr,
+    /// A file holding the dashboard's bearer token; with it, every request needs the
+    /// token, on loopback too.
+    #[arg(long, value_name = "FILE")]
+    pub dashboard_token_file: Option<PathBuf>,
     /// The L7 ingress's HTTP entrypoint (`web`).
     #[arg(long)]
     pub ingress_http: Option<SocketAddr>,
@@ -560,6 +569,35 @@ pub enum ToolCmd {
         port: u16,
     },
 }
+
+/// `--dashboard-addr`: where the dashboard listens, if anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DashboardAddr {
+    /// `off`.
+    Off,
+    /// The default, on loopback: the agent runs on without it if the port is taken.
+    Default(SocketAddr),
+    /// An address given on the command line: the agent does not start without it.
+    Given(SocketAddr),
+}
+
+/// Parses `--dashboard-addr`: `off` or IP:PORT.
+pub fn parse_dashboard_addr(s: &str) -> Result<DashboardAddr, String> {
+    if s == "off" {
+        return Ok(DashboardAddr::Off);
+    }
+    let addr: SocketAddr = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not IP:PORT (such as 127.0.0.1:6790) or `off`"))?;
+    Ok(if s == DEFAULT_DASHBOARD_ADDR {
+        DashboardAddr::Default(addr)
+    } else {
+        DashboardAddr::Given(addr)
+    })
+}
+
+/// Where the dashboard listens unless told otherwise.
+pub const DEFAULT_DASHBOARD_ADDR: &str = "127.0.0.1:6790";
 
 /// `--drain-timeout`: a duration up to an hour.
 pub fn parse_drain_timeout(s: &str) -> Result<std::time::Duration, String> {
