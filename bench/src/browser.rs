@@ -182,7 +182,7 @@ impl Browser {
             if self.eval(expression) == json!(true) {
                 return start.elapsed();
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(2));
         }
         let text = self.eval("document.body ? document.body.innerText : ''");
         panic!(

@@ -28,26 +28,9 @@ const JEPSEN_FOR: Duration = Duration::from_secs(90);
 const LOAD_FOR: Duration = Duration::from_secs(20);
 const HOST: &str = "web.test";
 
-/// Runs `shoal ARGS` inside lab host `host` (the agent's socket set, as `lab exec` does);
-/// its stdout.
+/// Runs `shoal ARGS` inside lab host `host`; its stdout.
 async fn shoal(host: &str, args: &[&str]) -> anyhow::Result<String> {
-    let exe = std::env::current_exe().context("find the shoal binary")?;
-    let out = tokio::process::Command::new(&exe)
-        .args(["lab", "exec", "--name", LAB, host, "--"])
-        .arg(&exe)
-        .args(args)
-        .output()
-        .await
-        .context("run shoal lab exec")?;
-    if !out.status.success() {
-        bail!(
-            "shoal {} on {host}: {}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    super::lab_shoal(LAB, host, args).await
 }
 
 /// Runs `shoal lab VERB --name LAB ARGS`.

@@ -3,6 +3,7 @@
 
 mod cni;
 mod control;
+mod dashboard;
 mod dns;
 mod docker;
 mod docker_routes;
@@ -37,6 +38,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             BenchKind::DockerRoutes,
             BenchKind::Cni,
             BenchKind::Faults,
+            BenchKind::Dashboard,
         ],
         ref one => std::slice::from_ref(one),
     };
@@ -53,6 +55,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             BenchKind::DockerRoutes => docker_routes::run().await?,
             BenchKind::Cni => cni::run().await?,
             BenchKind::Faults => faults::run().await?,
+            BenchKind::Dashboard => dashboard::run(args.nodes.map_or(10, usize::from)).await?,
             BenchKind::All => anyhow::bail!("`all` is a list of benchmarks, not one"),
         };
         // Each table as soon as it is measured: `all` takes a while.
@@ -82,6 +85,28 @@ fn endpoint_ip(e: &EndpointInfo) -> anyhow::Result<Ipv4Addr> {
 
 /// Removes a benchmark's lab when dropped, also on error or panic.
 struct LabGuard(&'static str);
+
+/// Runs `shoal ARGS` inside host `host` of lab `lab` (the agent's socket set, as
+/// `lab exec` does); its stdout, or an error with what it printed.
+async fn lab_shoal(lab: &str, host: &str, args: &[&str]) -> anyhow::Result<String> {
+    let exe = std::env::current_exe().context("find the shoal binary")?;
+    let out = tokio::process::Command::new(&exe)
+        .args(["lab", "exec", "--name", lab, host, "--"])
+        .arg(&exe)
+        .args(args)
+        .output()
+        .await
+        .context("run shoal lab exec")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "shoal {} on {host}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
 
 impl Drop for LabGuard {
     fn drop(&mut self) {

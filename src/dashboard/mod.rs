@@ -54,6 +54,11 @@ const COALESCE: Duration = Duration::from_millis(25);
 /// How long the leader's mesh views are reused.
 const MESH_FRESH: Duration = Duration::from_secs(1);
 
+/// How often a live page gets a fresh overview when nothing changed.
+pub fn refresh() -> Duration {
+    REFRESH + COALESCE
+}
+
 /// The leader's mesh views, or why there are none.
 type MeshViews = Result<Vec<MeshView>, String>;
 

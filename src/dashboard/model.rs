@@ -165,7 +165,8 @@ pub struct MeshCell {
     pub reachable: bool,
     /// Round trip of a TCP handshake to its control port (µs).
     pub underlay_rtt_us: Option<u64>,
-    /// Seconds since the last WireGuard handshake (encrypted networks).
+    /// Seconds since the last WireGuard handshake (encrypted networks; absent without).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub handshake_age_s: Option<u64>,
     /// Encrypted bytes received from it.
     pub rx_bytes: u64,

@@ -17,8 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::overlay::Overlay;
 
-/// How often the view is measured while wanted.
+/// How often the view is measured while wanted, at most.
 const EVERY: Duration = Duration::from_secs(2);
+/// Probes a node sends per second at most: with many peers, rounds are further apart.
+const PROBES_PER_SECOND: u64 = 20;
 /// A peer that does not complete a TCP handshake within this is unreachable.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -65,14 +67,20 @@ async fn handshake_rtt(addr: SocketAddr) -> Option<u64> {
     }
 }
 
-/// Measures and hands the report to `member` every [`EVERY`] while the leader wants it.
+/// The time between two rounds of probes to `peers` nodes.
+pub fn period(peers: usize) -> Duration {
+    EVERY.max(Duration::from_millis(
+        peers as u64 * 1000 / PROBES_PER_SECOND,
+    ))
+}
+
+/// Measures and hands the report to `member` every [`period`] while the leader wants it.
 pub async fn run(member: Arc<Member>, overlay: Arc<Overlay>, stop: CancellationToken) {
-    let mut timer = tokio::time::interval(EVERY);
-    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut wait = EVERY;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = timer.tick() => {}
+            _ = tokio::time::sleep(wait) => {}
         }
         if !member.mesh_wanted() {
             continue;
@@ -89,12 +97,20 @@ pub async fn run(member: Arc<Member>, overlay: Arc<Overlay>, stop: CancellationT
         }
         let (wg, counters) = overlay.encrypted().peers().unwrap_or_default();
         member.set_mesh_report(report(&state, member.node_id, &rtts, &wg, &counters));
+        wait = period(rtts.len());
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rounds_spread_out_with_many_peers() {
+        assert_eq!(period(2), EVERY);
+        assert_eq!(period(40), EVERY);
+        assert_eq!(period(99), Duration::from_millis(4950));
+    }
 
     #[test]
     fn every_other_node_is_reported_with_its_wireguard_peer_matched_by_address() {

@@ -386,6 +386,9 @@ pub struct BenchArgs {
     /// an error naming what to install.
     #[arg(long)]
     pub install_baselines: bool,
+    /// `dashboard` only: the lab's size (default 10, at most 200).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(2..=200))]
+    pub nodes: Option<u16>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
@@ -420,6 +423,9 @@ pub enum BenchKind {
     /// linearizability, against reads from the local replica; failed requests while a
     /// node is cut off, drained by SIGTERM, and while a service has a rolling update.
     Faults,
+    /// The web dashboard in headless Chromium: first paint against the agent's plain
+    /// `/status`, a change shown on the open page against polling its JSON.
+    Dashboard,
     /// Every one of the above, one after the other.
     All,
 }

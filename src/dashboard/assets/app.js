@@ -92,8 +92,11 @@ function renderServices(svcs) {
     const mode = s.spec.mode.mode === 'global' ? 'global' : 'replicated';
     const vips = Object.entries(s.vips).map(([net, ip]) => esc(net) + ' <code>' + esc(ip) + '</code>').join('<br>');
     const ports = (s.spec.publish || []).map((p) => esc(p.published) + '→' + esc(p.target) + '/' + esc(p.protocol) + (p.mode === 'host' ? ' (host)' : '')).join(', ');
-    const tasks = s.tasks.filter((t) => t.desired !== 'shutdown' || t.state === 'running').map((t) =>
-      '<span class="badge ' + statusClass(t.state) + '" title="' + attr(t.message) + '">' + esc(t.name) + ' @ ' + esc(t.node) + ' ' + esc(t.state) + '</span>').join('');
+    const tasks = s.tasks.filter((t) => t.desired !== 'shutdown' || t.state === 'running').map((t) => {
+      const stopping = t.desired === 'shutdown';
+      return '<span class="badge ' + (stopping ? 'muted' : statusClass(t.state)) + '" title="' + attr(t.message) + '">' + esc(t.name) + ' @ ' + esc(t.node) + ' ' +
+        (stopping ? 'stopping' : esc(t.state)) + '</span>';
+    }).join('');
     return '<tr data-service="' + attr(s.spec.name) + '" data-running="' + attr(s.running) + '" data-desired="' + attr(s.desired) + '">' +
       '<td>' + esc(s.spec.name) + '</td><td>' + mode + '</td>' +
       '<td class="' + (s.running === s.desired ? 'ok' : 'warn') + '"><span class="running">' + esc(s.running) + '</span> / ' + esc(s.desired) + '</td>' +
