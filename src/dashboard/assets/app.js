@@ -135,13 +135,21 @@ function render(o) {
   }
   problem.hidden = true;
   renderSummary(o);
-  renderCluster(o.cluster);
-  renderMesh(o.mesh);
-  renderNetworks(o.networks);
-  renderServices(o.services);
-  renderIngress(o.ingress);
+  // A panel is drawn again only when its data changed (most updates touch one or two).
+  const panels = [['cluster', renderCluster], ['mesh', renderMesh], ['networks', renderNetworks],
+    ['services', renderServices], ['ingress', renderIngress]];
+  for (const [name, draw] of panels) {
+    const text = JSON.stringify(o[name]);
+    if (drawn[name] !== text) {
+      draw(o[name]);
+      drawn[name] = text;
+    }
+  }
   document.body.dataset.revision = o.revision;
 }
+
+// The JSON each panel was last drawn from.
+const drawn = {};
 
 function follow() {
   const live = document.getElementById('live');
