@@ -11,6 +11,7 @@ use serde::Serialize;
 use shoal_control::api::{NetworkInfo, NodeInfo, RaftInfo, ServiceInfo};
 use shoal_control::mesh::MeshView;
 use shoal_control::state::{ClusterState, DesiredState};
+use shoal_control::NodeId;
 use shoal_ingress::proxy::RouteStatus;
 
 use super::traffic::{RouterTraffic, ServiceTraffic};
@@ -139,39 +140,29 @@ pub struct RouterPanel {
     pub traffic: RouterTraffic,
 }
 
-/// `/api/mesh`: reachability and traffic from each node's point of view.
-#[derive(Debug, Clone, Default, Serialize)]
+/// `/api/mesh`: reachability and traffic from each node's point of view, as matrices
+/// whose rows are the measuring nodes and columns their peers, both in `nodes` order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct MeshPanel {
-    /// Node names, the matrix's rows and columns.
+    /// Node names, in natural order (n2 before n10): the rows and the columns.
     pub nodes: Vec<String>,
-    /// One cell per (reporting node, peer) pair reported.
-    pub cells: Vec<MeshCell>,
-    /// Drops by reason, by reporting node.
+    /// Whether each node's report reached the leader recently (a row without one is
+    /// unknown, not unreachable).
+    pub reported: Vec<bool>,
+    /// Round trip (µs) of a TCP handshake from row to column over the underlay; `null`:
+    /// unreachable, or not measured (the diagonal, rows not reported).
+    pub rtt_us: Vec<Vec<Option<u64>>>,
+    /// WireGuard from row to column (encrypted networks): `[handshake age (s), bytes
+    /// in, bytes out]`, `null` without a handshake; absent when no node has a peer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wireguard: Option<Vec<Vec<Option<[u64; 3]>>>>,
+    /// Drops by reason, by reporting node (only nodes with drops).
     pub drops: BTreeMap<String, BTreeMap<String, u64>>,
     /// Milliseconds since each node's report reached the leader.
     pub report_age_ms: BTreeMap<String, u64>,
     /// Why there is no matrix (no leader to ask, for instance).
-    pub error: Option<String>,
-}
-
-/// One node's view of one peer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MeshCell {
-    /// The node that measured.
-    pub from: String,
-    /// The peer.
-    pub to: String,
-    /// Whether the peer answered over the underlay.
-    pub reachable: bool,
-    /// Round trip of a TCP handshake to its control port (µs).
-    pub underlay_rtt_us: Option<u64>,
-    /// Seconds since the last WireGuard handshake (encrypted networks; absent without).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub handshake_age_s: Option<u64>,
-    /// Encrypted bytes received from it.
-    pub rx_bytes: u64,
-    /// Encrypted bytes sent to it.
-    pub tx_bytes: u64,
+    pub error: Option<String>,
 }
 
 /// The cluster panel: `nodes` as `node ls` shows them, with tasks and endpoints counted
@@ -217,36 +208,61 @@ pub fn cluster_panel(
     }
 }
 
-/// The mesh matrix from the leader's views, with node names from `state`.
+/// The mesh matrices from the leader's views, with node names from `state`.
 pub fn mesh_panel(state: &ClusterState, views: &[MeshView]) -> MeshPanel {
-    let name = |id| {
-        state
-            .nodes
-            .get(&id)
-            .map(|n| n.name.clone())
-            .unwrap_or_else(|| id.to_string())
-    };
+    let mut nodes: Vec<(&str, NodeId)> = state
+        .nodes
+        .values()
+        .map(|n| (n.name.as_str(), n.id))
+        .collect();
+    nodes.sort_by(|a, b| natural(a.0, b.0));
+    let index: BTreeMap<NodeId, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, (_, id))| (*id, i))
+        .collect();
+    let n = nodes.len();
     let mut panel = MeshPanel {
-        nodes: state.nodes.values().map(|n| n.name.clone()).collect(),
+        nodes: nodes.iter().map(|(name, _)| name.to_string()).collect(),
+        reported: vec![false; n],
+        rtt_us: vec![vec![None; n]; n],
         ..MeshPanel::default()
     };
+    let mut wireguard = vec![vec![None; n]; n];
+    let mut any_wireguard = false;
     for v in views {
-        let from = name(v.node);
+        let Some(&row) = index.get(&v.node) else {
+            continue; // a node no longer in the state
+        };
+        panel.reported[row] = true;
         for p in &v.report.peers {
-            panel.cells.push(MeshCell {
-                from: from.clone(),
-                to: name(p.node),
-                reachable: p.underlay_rtt_us.is_some(),
-                underlay_rtt_us: p.underlay_rtt_us,
-                handshake_age_s: p.handshake_age_s,
-                rx_bytes: p.rx_bytes,
-                tx_bytes: p.tx_bytes,
-            });
+            let Some(&col) = index.get(&p.node) else {
+                continue;
+            };
+            panel.rtt_us[row][col] = p.underlay_rtt_us;
+            if let Some(age) = p.handshake_age_s {
+                wireguard[row][col] = Some([age, p.rx_bytes, p.tx_bytes]);
+                any_wireguard = true;
+            }
         }
-        panel.drops.insert(from.clone(), v.report.drops.clone());
-        panel.report_age_ms.insert(from, v.age_ms);
+        let name = panel.nodes[row].clone();
+        if !v.report.drops.is_empty() {
+            panel.drops.insert(name.clone(), v.report.drops.clone());
+        }
+        panel.report_age_ms.insert(name, v.age_ms);
     }
+    panel.wireguard = any_wireguard.then_some(wireguard);
     panel
+}
+
+/// Names in natural order: n2 before n10.
+fn natural(a: &str, b: &str) -> std::cmp::Ordering {
+    let split = |s: &str| {
+        let digits = s.len() - s.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        let (head, tail) = s.split_at(s.len() - digits);
+        (head.to_string(), tail.parse::<u64>().ok())
+    };
+    split(a).cmp(&split(b)).then_with(|| a.cmp(b))
 }
 
 /// The ingress panel: each router with its service's traffic.
@@ -326,32 +342,50 @@ mod tests {
     }
 
     #[test]
-    fn the_mesh_matrix_names_nodes_and_marks_silent_peers_unreachable() {
-        let s = state();
+    fn the_mesh_matrix_orders_nodes_naturally_and_tells_unknown_from_unreachable() {
+        let mut s = state();
+        s.nodes.insert(NodeId(10), crate::dashboard::test_node(10));
         let views = vec![MeshView {
             node: NodeId(1),
             age_ms: 120,
             report: MeshReport {
-                peers: vec![PeerView {
-                    node: NodeId(2),
-                    underlay_rtt_us: None,
-                    handshake_age_s: Some(4),
-                    rx_bytes: 10,
-                    tx_bytes: 20,
-                }],
+                peers: vec![
+                    PeerView {
+                        node: NodeId(2),
+                        underlay_rtt_us: None,
+                        handshake_age_s: Some(4),
+                        rx_bytes: 10,
+                        tx_bytes: 20,
+                    },
+                    PeerView {
+                        node: NodeId(10),
+                        underlay_rtt_us: Some(300),
+                        handshake_age_s: None,
+                        rx_bytes: 0,
+                        tx_bytes: 0,
+                    },
+                ],
                 drops: BTreeMap::from([("tx_no_route".to_string(), 2)]),
             },
         }];
         let m = mesh_panel(&s, &views);
-        assert_eq!(m.nodes, vec!["n1", "n2"]);
-        assert_eq!(m.cells.len(), 1);
+        assert_eq!(m.nodes, vec!["n1", "n2", "n10"], "n2 before n10");
+        assert_eq!(m.reported, vec![true, false, false]);
         assert_eq!(
-            (m.cells[0].from.as_str(), m.cells[0].to.as_str()),
-            ("n1", "n2")
+            m.rtt_us[0],
+            vec![None, None, Some(300)],
+            "n1 to n2 unreachable"
         );
-        assert!(!m.cells[0].reachable);
-        assert_eq!(m.cells[0].handshake_age_s, Some(4));
+        assert_eq!(m.rtt_us[1], vec![None, None, None], "n2 did not report");
+        let wg = m.wireguard.as_ref().expect("a WireGuard peer");
+        assert_eq!(wg[0][1], Some([4, 10, 20]));
         assert_eq!(m.drops["n1"]["tx_no_route"], 2);
         assert_eq!(m.report_age_ms["n1"], 120);
+        let plain = mesh_panel(&s, &[]);
+        assert!(
+            plain.wireguard.is_none(),
+            "no matrix when nobody has a peer"
+        );
+        assert_eq!(serde_json::to_value(&plain).unwrap().get("wireguard"), None);
     }
 }

@@ -20,7 +20,7 @@ use crate::overlay::Overlay;
 /// How often the view is measured while wanted, at most.
 const EVERY: Duration = Duration::from_secs(2);
 /// Probes a node sends per second at most: with many peers, rounds are further apart.
-const PROBES_PER_SECOND: u64 = 20;
+const PROBES_PER_SECOND: u64 = 5;
 /// A peer that does not complete a TCP handshake within this is unreachable.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -108,8 +108,8 @@ mod tests {
     #[test]
     fn rounds_spread_out_with_many_peers() {
         assert_eq!(period(2), EVERY);
-        assert_eq!(period(40), EVERY);
-        assert_eq!(period(99), Duration::from_millis(4950));
+        assert_eq!(period(10), EVERY);
+        assert_eq!(period(99), Duration::from_millis(19_800));
     }
 
     #[test]

@@ -47,25 +47,22 @@ function renderMesh(m) {
     body('mesh').innerHTML = '<p class="bad">No mesh view: ' + esc(m.error) + '</p>';
     return;
   }
-  if (!m.cells.length) {
+  if (!m.reported.some((r) => r)) {
     body('mesh').innerHTML = '<p class="muted">Measuring: nodes report their peers within a few seconds of a dashboard opening.</p>';
     return;
   }
-  const names = m.nodes.slice().sort(byName);
-  const cell = {};
-  m.cells.forEach((c) => { cell[c.from + '\u0000' + c.to] = c; });
-  const head = '<tr><th>from \\ to</th>' + names.map((n) => '<th>' + esc(n) + '</th>').join('') + '</tr>';
-  const rows = names.map((from) => '<tr><th>' + esc(from) + '</th>' + names.map((to) => {
-    if (from === to) return '<td class="self">·</td>';
-    const c = cell[from + '\u0000' + to];
-    if (!c) return '<td class="muted" title="no report">?</td>';
-    const wg = c.handshake_age_s === null || c.handshake_age_s === undefined ? '' :
-      '\nWireGuard handshake ' + c.handshake_age_s + ' s ago, ' + fmtBytes(c.rx_bytes) + ' in, ' + fmtBytes(c.tx_bytes) + ' out';
-    const title = from + ' → ' + to + ': ' + (c.reachable ? 'underlay round trip ' + (c.underlay_rtt_us / 1000).toFixed(2) + ' ms' : 'unreachable') + wg;
-    return '<td class="' + (c.reachable ? 'ok' : 'bad') + '" data-from="' + attr(from) + '" data-to="' + attr(to) + '" title="' + attr(title) + '">' +
-      (c.reachable ? (c.underlay_rtt_us / 1000).toFixed(1) : '✗') + '</td>';
+  const head = '<tr><th>from \\ to</th>' + m.nodes.map((n) => '<th>' + esc(n) + '</th>').join('') + '</tr>';
+  const rows = m.nodes.map((from, i) => '<tr><th>' + esc(from) + '</th>' + m.nodes.map((to, j) => {
+    if (i === j) return '<td class="self">·</td>';
+    if (!m.reported[i]) return '<td class="muted" title="no report from ' + attr(from) + '">?</td>';
+    const rtt = m.rtt_us[i][j];
+    const w = m.wireguard && m.wireguard[i][j];
+    const wg = w ? '\nWireGuard handshake ' + w[0] + ' s ago, ' + fmtBytes(w[1]) + ' in, ' + fmtBytes(w[2]) + ' out' : '';
+    const title = from + ' → ' + to + ': ' + (rtt !== null ? 'underlay round trip ' + (rtt / 1000).toFixed(2) + ' ms' : 'unreachable') + wg;
+    return '<td class="' + (rtt !== null ? 'ok' : 'bad') + '" data-from="' + attr(from) + '" data-to="' + attr(to) + '" title="' + attr(title) + '">' +
+      (rtt !== null ? (rtt / 1000).toFixed(1) : '✗') + '</td>';
   }).join('') + '</tr>');
-  const drops = Object.keys(m.drops).filter((n) => Object.keys(m.drops[n]).length).map((n) =>
+  const drops = Object.keys(m.drops).map((n) =>
     '<li>' + esc(n) + ': ' + Object.entries(m.drops[n]).map(([k, v]) => esc(k) + ' ' + esc(v)).join(', ') + '</li>');
   body('mesh').innerHTML = '<p class="muted">Underlay round trip (ms) of a TCP handshake from each row\'s node to each column\'s; hover for WireGuard handshake age and bytes.</p>' +
     '<table class="matrix"><thead>' + head + '</thead><tbody>' + rows.join('') + '</tbody></table>' +
