@@ -17,6 +17,8 @@ use netlink_packet_route::route::RouteAttribute;
 use netlink_packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder};
 
+mod v6;
+
 /// A netlink failure, naming what was being done.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,196 @@
+//! Dual-stack overlay networks (`network create --ipv6`) on real labs: IPv6 addresses
+//! beside the IPv4 ones, ping and checksummed TCP across nodes over IPv6, full-size
+//! IPv6 frames, proxy NDP for remote endpoints, and bad input refused clearly.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use shoal_tests::{exec_in, ip_of, require_root, Capture, Lab};
+
+const BIN: &str = env!("CARGO_BIN_EXE_shoal");
+
+fn attach(lab: &Lab, host: &str, network: &str, ns: &str) -> Value {
+    lab.json(host, &["attach", "--network", network, ns])
+}
+
+/// The IPv6 address of an endpoint as `attach --format json` prints it.
+fn ip6_of(endpoint: &Value) -> String {
+    endpoint["address6"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no address6 in {endpoint}"))
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// How many packets of the capture match the tshark display filter (VXLAN on 4789 is
+/// decoded down to the inner ICMPv6).
+fn tshark_count(file: &Path, filter: &str) -> usize {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(file)
+        .args(["-Y", filter])
+        .output()
+        .expect("tshark");
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
+fn dual_stack_sandboxes_on_three_nodes_talk_over_ipv6_with_intact_data() {
+    require_root("dual_stack_sandboxes_on_three_nodes_talk_over_ipv6_with_intact_data");
+    let lab = Lab::up(BIN, 3, 1);
+    lab.ok(
+        "n1",
+        &["network", "create", "--attachable", "--ipv6", "web6"],
+    );
+    let net = lab.json("n1", &["network", "inspect", "web6"]);
+    assert_eq!(net["enable_ipv6"], true, "{net}");
+    let config = net["ipam_config"].as_array().expect("ipam_config");
+    assert_eq!(config.len(), 2, "{net}");
+    let subnet6 = config[1]["subnet"].as_str().unwrap().to_string();
+    assert!(
+        subnet6.starts_with("fd") && subnet6.ends_with("::/64"),
+        "{subnet6}"
+    );
+    let gateway6 = config[1]["gateway"].as_str().unwrap().to_string();
+
+    let sbs: Vec<_> = (1..=3).map(|i| lab.sandbox(&format!("sb{i}"))).collect();
+    let eps: Vec<Value> = (1..=3)
+        .map(|i| attach(&lab, &format!("n{i}"), "web6", &sbs[i - 1].ns))
+        .collect();
+    let ips6: Vec<String> = eps.iter().map(ip6_of).collect();
+    for e in &eps {
+        assert_eq!(e["gateway6"].as_str(), Some(gateway6.as_str()), "{e}");
+        assert!(ip_of(e).starts_with("10."), "IPv4 as before: {e}");
+    }
+    let mut underlay = Capture::start(
+        &format!("shl-{}-ul", lab.name),
+        "br0",
+        &["udp", "port", "4789"],
+    );
+    let route = sbs[0]
+        .exec(&["ip", "-6", "route", "show", "default"])
+        .stdout;
+    assert!(route.contains(&format!("via {gateway6}")), "{route}");
+    assert!(sbs[0].ping(&gateway6, 56), "the anycast gateway answers");
+    for (i, sb) in sbs.iter().enumerate() {
+        for (j, ip) in ips6.iter().enumerate() {
+            if i != j {
+                assert!(sb.ping(ip, 56), "sb{} cannot ping {ip}", i + 1);
+            }
+        }
+    }
+    let unknown = format!("{}ffff", gateway6.trim_end_matches('1'));
+    assert!(!sbs[0].ping(&unknown, 56), "{unknown} is nobody");
+    underlay.stop();
+    assert!(
+        tshark_count(underlay.path(), "icmpv6.type == 128") >= 6,
+        "the echo requests crossed the underlay inside VXLAN"
+    );
+    assert_eq!(
+        tshark_count(underlay.path(), "icmpv6.type == 135 || icmpv6.type == 136"),
+        0,
+        "no neighbour solicitation or advertisement crosses the underlay"
+    );
+    // MTU 1450: 40 bytes of IPv6 header and 8 of ICMPv6 leave 1402 for the payload.
+    assert!(sbs[0].ping(&ips6[2], 1402), "full-size IPv6 packets pass");
+    assert!(
+        !sbs[0].ping(&ips6[2], 1403),
+        "larger ones are refused, never fragmented"
+    );
+
+    let to: SocketAddr = format!("[{}]:5001", ips6[2]).parse().unwrap();
+    let sink = sbs[2].sink(to);
+    let sent = sbs[0].send(to, 50 << 20, None).join().unwrap();
+    let (bytes, got, peer) = sink.join().unwrap();
+    assert_eq!(bytes, 50 << 20);
+    assert_eq!(got, sent, "checksum of 50 MB over IPv6 across nodes");
+    assert_eq!(peer.ip().to_string(), ips6[0], "no NAT inside the overlay");
+
+    // Remote endpoints are answered for by the VXLAN device (proxy NDP), from entries
+    // shoal programmed, not learnt by flooding solicitations to other nodes.
+    let vni = net["vni"].as_u64().unwrap();
+    let neigh = exec_in(
+        &lab.host_ns("n1"),
+        &["ip", "-6", "neigh", "show", "dev", &format!("shl-v{vni}")],
+    )
+    .stdout;
+    for ip in &ips6[1..] {
+        assert!(
+            neigh
+                .lines()
+                .any(|l| l.starts_with(&format!("{ip} ")) && l.contains("PERMANENT")),
+            "no permanent neighbour entry for {ip} on n1: {neigh}"
+        );
+    }
+}
+
+#[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
+fn bad_ipv6_network_input_is_refused_clearly_and_leaves_nothing() {
+    require_root("bad_ipv6_network_input_is_refused_clearly_and_leaves_nothing");
+    let lab = Lab::up(BIN, 1, 1);
+    fn create<'a>(args: &[&'a str]) -> Vec<&'a str> {
+        let mut full = vec!["network", "create", "--attachable"];
+        full.extend(args);
+        full
+    }
+    lab.ok(
+        "n1",
+        &create(&["--ipv6", "--subnet", "fd00:1::/64", "taken"]),
+    );
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--ipv6", "--subnet", "fd00:2::/127", "x"],
+            "IPv6 subnet fd00:2::/127 is too small",
+        ),
+        (
+            &["--ipv6", "--subnet", "fd00:1::/56", "x"],
+            "overlaps network \"taken\"",
+        ),
+        (
+            &[
+                "--ipv6",
+                "--subnet",
+                "fd00:3::/64",
+                "--gateway",
+                "10.9.0.1",
+                "x",
+            ],
+            "10.9.0.1 has no IPv4 --subnet",
+        ),
+        (&["--subnet", "fd00:3::/64", "x"], "add --ipv6"),
+        (
+            &[
+                "--ipv6",
+                "--subnet",
+                "10.9.0.0/24",
+                "--subnet",
+                "10.9.1.0/24",
+                "x",
+            ],
+            "at most one IPv4 --subnet",
+        ),
+    ];
+    for (args, want) in cases {
+        let err = lab.fails("n1", &create(args));
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    let nets = lab.json("n1", &["network", "ls"]);
+    let names: Vec<&str> = nets
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["name"].as_str())
+        .collect();
+    assert!(!names.contains(&"x"), "{names:?}");
+}
