@@ -8,6 +8,7 @@
 //!                  ─▶ PTR for a sandbox or task address ─────▶ Reply NOERROR, AA, PTR record
 //!                  ─▶ lookup(name, client, network)
 //!                        Addresses + A/ANY ───────────────────▶ Reply NOERROR, AA, A records
+//!                        Addresses + AAAA ────────────────────▶ Reply NOERROR, AA, AAAA records
 //!                        Addresses + other type, NoRecords ───▶ Reply NODATA (NOERROR, AA)
 //!                        Unknown, or class not IN ────────────▶ Forward
 //!                          … from a client on internal networks only ▶ Reply SERVFAIL
@@ -198,6 +199,22 @@ fn answer_from_table(
                     truncated,
                 })
             }
+            // Dual-stack networks: the name's IPv6 addresses (none: NODATA).
+            RecordType::AAAA => {
+                let truncated = wire::write_a_reply(
+                    out,
+                    &req.header,
+                    req.question,
+                    records.rotation6(),
+                    table.ttl(),
+                    opt,
+                    reply_limit(req, ctx),
+                );
+                Outcome::Reply(Reply {
+                    rcode: ResponseCode::NoError,
+                    truncated,
+                })
+            }
             _ => empty_reply(req, ResponseCode::NoError, true, opt, out),
         }),
     }
@@ -267,6 +284,9 @@ pub fn write_servfail(query: &[u8], forward: &ForwardQuery, out: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests6;
 
 #[cfg(test)]
 mod fuzz;

@@ -7,12 +7,15 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use shoal_tests::{exec_in, ip_of, require_root, Capture, Lab};
+use std::time::Duration;
+
+use shoal_tests::net::{resolve, DnsAnswer};
+use shoal_tests::{exec_in, ip_of, require_root, wait_until, Capture, Lab};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shoal");
 
-fn attach(lab: &Lab, host: &str, network: &str, ns: &str) -> Value {
-    lab.json(host, &["attach", "--network", network, ns])
+fn attach(lab: &Lab, host: &str, network: &str, ns: &str, name: &str) -> Value {
+    lab.json(host, &["attach", "--network", network, "--name", name, ns])
 }
 
 /// The IPv6 address of an endpoint as `attach --format json` prints it.
@@ -24,6 +27,15 @@ fn ip6_of(endpoint: &Value) -> String {
         .next()
         .unwrap_or_default()
         .to_string()
+}
+
+/// The resolver's answer to `name` (type `qtype`: 1 A, 28 AAAA), once it has one.
+fn ask(ns: &str, server: std::net::Ipv4Addr, name: &str, qtype: u16) -> DnsAnswer {
+    wait_until(
+        &format!("an answer for {name}"),
+        Duration::from_secs(10),
+        || resolve(ns, server, name, qtype).ok_or_else(|| "no answer".to_string()),
+    )
 }
 
 /// How many packets of the capture match the tshark display filter (VXLAN on 4789 is
@@ -65,12 +77,32 @@ fn dual_stack_sandboxes_on_three_nodes_talk_over_ipv6_with_intact_data() {
 
     let sbs: Vec<_> = (1..=3).map(|i| lab.sandbox(&format!("sb{i}"))).collect();
     let eps: Vec<Value> = (1..=3)
-        .map(|i| attach(&lab, &format!("n{i}"), "web6", &sbs[i - 1].ns))
+        .map(|i| {
+            attach(
+                &lab,
+                &format!("n{i}"),
+                "web6",
+                &sbs[i - 1].ns,
+                &format!("s{i}"),
+            )
+        })
         .collect();
     let ips6: Vec<String> = eps.iter().map(ip6_of).collect();
     for e in &eps {
         assert_eq!(e["gateway6"].as_str(), Some(gateway6.as_str()), "{e}");
         assert!(ip_of(e).starts_with("10."), "IPv4 as before: {e}");
+    }
+    // AAAA for sandbox names, from the resolver on the (IPv4) gateway of each node.
+    let gateway: std::net::Ipv4Addr = eps[0]["gateway"].as_str().unwrap().parse().unwrap();
+    for (i, sb) in sbs.iter().enumerate() {
+        let target = (i + 1) % 3;
+        let name = format!("s{}", target + 1);
+        let got = ask(&sb.ns, gateway, &name, 28);
+        assert_eq!(got.rcode, 0);
+        let want: std::net::Ipv6Addr = ips6[target].parse().unwrap();
+        assert_eq!(got.aaaa, vec![want], "AAAA {name} from sb{}", i + 1);
+        let a = ask(&sb.ns, gateway, &name, 1);
+        assert_eq!(a.a.len(), 1, "A {name} as before");
     }
     let mut underlay = Capture::start(
         &format!("shl-{}-ul", lab.name),
