@@ -135,6 +135,17 @@ impl RecordTable {
         }
     }
 
+    /// The IPv6 addresses (AAAA) `client`, asking on `network`, gets for `name`, like
+    /// [`RecordTable::resolve`] gives the IPv4 ones.
+    pub fn resolve6(&self, network: &str, client: IpAddr, name: &str) -> Option<Vec<Ipv6Addr>> {
+        let key = DnsName::new(name).ok()?;
+        match self.lookup(network, client, key.as_str()) {
+            Lookup::Addresses(records) => Some(records.addrs6.to_vec()),
+            Lookup::NoRecords => Some(Vec::new()),
+            Lookup::Unknown => None,
+        }
+    }
+
     /// Looks `key` (already in table spelling) up in the networks visible to `client`.
     pub(crate) fn lookup(&self, network: &str, client: IpAddr, key: &str) -> Lookup<'_> {
         let mut exists = false;

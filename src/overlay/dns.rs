@@ -255,3 +255,6 @@ pub async fn run(member: Arc<Member>, upstream: Vec<SocketAddr>, stop: Cancellat
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
