@@ -226,3 +226,25 @@ fn bad_ipv6_network_input_is_refused_clearly_and_leaves_nothing() {
         .collect();
     assert!(!names.contains(&"x"), "{names:?}");
 }
+
+#[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
+fn ipv6_stays_inside_its_network_even_with_host_ipv6_forwarding_on() {
+    require_root("ipv6_stays_inside_its_network_even_with_host_ipv6_forwarding_on");
+    let lab = Lab::up(BIN, 1, 1);
+    let host = lab.host_ns("n1");
+    let on = exec_in(&host, &["sysctl", "-w", "net.ipv6.conf.all.forwarding=1"]);
+    assert!(on.ok(), "{}", on.stderr);
+    for net in ["red6", "blue6"] {
+        lab.ok("n1", &["network", "create", "--attachable", "--ipv6", net]);
+    }
+    let (a, b, c) = (lab.sandbox("a"), lab.sandbox("b"), lab.sandbox("c"));
+    let a6 = ip6_of(&attach(&lab, "n1", "red6", &a.ns, "a"));
+    let b6 = ip6_of(&attach(&lab, "n1", "blue6", &b.ns, "b"));
+    let c6 = ip6_of(&attach(&lab, "n1", "red6", &c.ns, "c"));
+    assert!(a.ping(&c6, 56), "within red6");
+    let rules = exec_in(&host, &["nft", "list", "table", "inet", "shoal"]).stdout;
+    assert!(rules.contains("red6: IPv6 stays in the network"), "{rules}");
+    assert!(!a.ping(&b6, 56), "red6 must not reach blue6 over IPv6");
+    assert!(!b.ping(&a6, 56), "blue6 must not reach red6 over IPv6");
+}
