@@ -76,9 +76,24 @@ impl Netlink {
         ip: Ipv6Addr,
         mac: [u8; 6],
     ) -> Result<(), NetlinkError> {
+        self.add_neigh_ip(index, IpAddr::V6(ip), mac).await
+    }
+
+    /// Removes an IPv6 neighbour entry.
+    pub async fn del_neigh6(&self, index: u32, ip: Ipv6Addr) -> Result<(), NetlinkError> {
+        self.del_neigh_ip(index, IpAddr::V6(ip)).await
+    }
+
+    /// Adds a permanent neighbour entry of either family (`ip` is at `mac`).
+    pub(super) async fn add_neigh_ip(
+        &self,
+        index: u32,
+        ip: IpAddr,
+        mac: [u8; 6],
+    ) -> Result<(), NetlinkError> {
         self.handle
             .neighbours()
-            .add(index, IpAddr::V6(ip))
+            .add(index, ip)
             .link_layer_address(&mac)
             .state(NeighbourState::Permanent)
             .replace()
@@ -87,13 +102,16 @@ impl Netlink {
             .map_err(req(format!("add neighbour {ip} on link {index}")))
     }
 
-    /// Removes an IPv6 neighbour entry.
-    pub async fn del_neigh6(&self, index: u32, ip: Ipv6Addr) -> Result<(), NetlinkError> {
+    /// Removes a neighbour entry of either family.
+    pub(super) async fn del_neigh_ip(&self, index: u32, ip: IpAddr) -> Result<(), NetlinkError> {
         let mut msg = NeighbourMessage::default();
-        msg.header.family = AddressFamily::Inet6;
         msg.header.ifindex = index;
-        msg.attributes
-            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)));
+        let (family, dst) = match ip {
+            IpAddr::V4(v4) => (AddressFamily::Inet, NeighbourAddress::Inet(v4)),
+            IpAddr::V6(v6) => (AddressFamily::Inet6, NeighbourAddress::Inet6(v6)),
+        };
+        msg.header.family = family;
+        msg.attributes.push(NeighbourAttribute::Destination(dst));
         self.handle
             .neighbours()
             .del(msg)
