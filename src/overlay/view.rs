@@ -283,11 +283,17 @@ pub fn wg_plan(state: &ClusterState, me: NodeId, private_key: &str, vxlan_port: 
                     Some((e.mac, e.ip, mesh))
                 })
                 .collect();
+            let neighbours6 = n
+                .remotes
+                .iter()
+                .filter_map(|r| Some((r.ip6?, r.mac)))
+                .collect();
             EncryptedNetwork {
                 vni: n.vni,
                 tap: n.tap(),
                 mtu: n.mtu,
                 remotes,
+                neighbours6,
             }
         })
         .collect();

@@ -248,3 +248,66 @@ fn ipv6_stays_inside_its_network_even_with_host_ipv6_forwarding_on() {
     assert!(!a.ping(&b6, 56), "red6 must not reach blue6 over IPv6");
     assert!(!b.ping(&a6, 56), "blue6 must not reach red6 over IPv6");
 }
+
+/// Attaches `ns` on `host` to `network`, retrying while the node's WireGuard key is
+/// not announced yet (encrypted networks).
+fn attach_when_keyed(lab: &Lab, host: &str, network: &str, ns: &str) -> Value {
+    wait_until(
+        &format!("{ns} to attach on {host}"),
+        Duration::from_secs(15),
+        || {
+            let out = lab.shoal(
+                host,
+                &["attach", "--network", network, ns, "--format", "json"],
+            );
+            if out.ok() {
+                serde_json::from_str::<Value>(&out.stdout).map_err(|e| e.to_string())
+            } else {
+                Err(out.stderr)
+            }
+        },
+    )
+}
+
+#[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
+fn encrypted_dual_stack_network_carries_ipv6_inside_wireguard_with_proxy_ndp() {
+    require_root("encrypted_dual_stack_network_carries_ipv6_inside_wireguard_with_proxy_ndp");
+    let lab = Lab::up(BIN, 2, 1);
+    let args = [
+        "network",
+        "create",
+        "--attachable",
+        "--ipv6",
+        "--opt",
+        "encrypted",
+        "sec6",
+    ];
+    lab.ok("n1", &args);
+    let (a, b) = (lab.sandbox("a"), lab.sandbox("b"));
+    let _ = ip6_of(&attach_when_keyed(&lab, "n1", "sec6", &a.ns));
+    let b6 = ip6_of(&attach_when_keyed(&lab, "n2", "sec6", &b.ns));
+    let mut underlay = Capture::start(&format!("shl-{}-ul", lab.name), "br0", &["udp"]);
+    wait_until(&format!("a to reach {b6}"), Duration::from_secs(10), || {
+        if a.ping(&b6, 56) {
+            Ok(())
+        } else {
+            Err("no answer".to_string())
+        }
+    });
+    let to: SocketAddr = format!("[{b6}]:5002").parse().unwrap();
+    let sink = b.sink(to);
+    let sent = a.send(to, 20 << 20, None).join().unwrap();
+    let (bytes, got, _) = sink.join().unwrap();
+    assert_eq!(
+        (bytes, got),
+        (20 << 20, sent),
+        "20 MB intact over encrypted IPv6"
+    );
+    underlay.stop();
+    assert_eq!(
+        tshark_count(underlay.path(), "vxlan || icmpv6"),
+        0,
+        "nothing in the clear on the underlay: no VXLAN, no neighbour discovery"
+    );
+}

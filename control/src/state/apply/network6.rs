@@ -70,13 +70,6 @@ fn check_spec6(spec: &NetworkSpec) -> Result<(), ApplyError> {
         }
         return Ok(());
     }
-    if spec.encrypted {
-        return Err(ApplyError::Invalid(
-            "--ipv6 with --opt encrypted is not supported yet: the encrypted data path answers \
-             ARP but not IPv6 neighbour solicitation; make the network IPv4-only or unencrypted"
-                .into(),
-        ));
-    }
     if spec.subnet6.is_none() {
         let orphan = spec
             .gateway6
