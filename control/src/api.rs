@@ -358,6 +358,9 @@ pub struct AttachRequest {
     /// An explicit address.
     #[serde(default)]
     pub ip: Option<std::net::Ipv4Addr>,
+    /// An explicit IPv6 address (`--ip6`), on a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<std::net::Ipv6Addr>,
     /// The service the sandbox is a task of.
     #[serde(default)]
     pub service: Option<String>,
@@ -404,10 +407,16 @@ pub struct EndpointInfo {
     pub ifname: String,
     /// Address with prefix length.
     pub address: String,
+    /// IPv6 address with prefix length, on a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address6: Option<String>,
     /// MAC.
     pub mac: String,
     /// The gateway.
     pub gateway: std::net::Ipv4Addr,
+    /// The IPv6 gateway, on a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<std::net::Ipv6Addr>,
     /// The DNS server the sandbox uses.
     pub dns: std::net::Ipv4Addr,
     /// DNS name.
@@ -462,6 +471,24 @@ pub struct NetworkInfo {
     pub capacity: u32,
     /// Its endpoints.
     pub endpoints: Vec<EndpointInfo>,
+    /// Dual-stack: endpoints have IPv6 addresses too (Docker's `EnableIPv6`).
+    #[serde(default)]
+    pub enable_ipv6: bool,
+    /// Subnet, gateway and range of each address family, IPv4 first (Docker's
+    /// `IPAM.Config`).
+    #[serde(default)]
+    pub ipam_config: Vec<IpamConfig>,
+}
+
+/// One address family of a network (an entry of Docker's `IPAM.Config`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpamConfig {
+    /// The subnet.
+    pub subnet: String,
+    /// The gateway.
+    pub gateway: String,
+    /// Where dynamic addresses come from.
+    pub ip_range: String,
 }
 
 impl EndpointInfo {
@@ -482,8 +509,14 @@ impl EndpointInfo {
             sandbox: e.sandbox.clone(),
             ifname: e.ifname.clone(),
             address: format!("{}/{}", e.ip, n.space.subnet().prefix_len()),
+            address6: n
+                .space6
+                .as_ref()
+                .zip(e.ip6)
+                .map(|(s, ip)| format!("{ip}/{}", s.subnet().prefix_len())),
             mac: shoal_ipam::format_mac(e.mac),
             gateway: n.space.gateway(),
+            gateway6: n.space6.as_ref().map(|s| s.gateway()),
             dns: n.space.gateway(),
             name: e.name.clone(),
             aliases: e.aliases.clone(),
@@ -527,6 +560,18 @@ impl NetworkInfo {
                 .endpoints_on(&n.name)
                 .map(|e| EndpointInfo::of(state, n, e))
                 .collect(),
+            enable_ipv6: n.space6.is_some(),
+            ipam_config: std::iter::once(IpamConfig {
+                subnet: n.space.subnet().to_string(),
+                gateway: n.space.gateway().to_string(),
+                ip_range: n.space.range().to_string(),
+            })
+            .chain(n.space6.as_ref().map(|s| IpamConfig {
+                subnet: s.subnet().to_string(),
+                gateway: s.gateway().to_string(),
+                ip_range: s.range().to_string(),
+            }))
+            .collect(),
         }
     }
 }

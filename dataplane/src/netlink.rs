@@ -17,6 +17,8 @@ use netlink_packet_route::route::RouteAttribute;
 use netlink_packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder};
 
+mod v6;
+
 /// A netlink failure, naming what was being done.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
@@ -441,30 +443,12 @@ impl Netlink {
         ip: Ipv4Addr,
         mac: [u8; 6],
     ) -> Result<(), NetlinkError> {
-        self.handle
-            .neighbours()
-            .add(index, IpAddr::V4(ip))
-            .link_layer_address(&mac)
-            .state(NeighbourState::Permanent)
-            .replace()
-            .execute()
-            .await
-            .map_err(req(format!("add neighbour {ip} on link {index}")))
+        self.add_neigh_ip(index, IpAddr::V4(ip), mac).await
     }
 
     /// Removes a neighbour entry.
     pub async fn del_neigh(&self, index: u32, ip: Ipv4Addr) -> Result<(), NetlinkError> {
-        let mut msg = NeighbourMessage::default();
-        msg.header.family = AddressFamily::Inet;
-        msg.header.ifindex = index;
-        msg.attributes
-            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
-        self.handle
-            .neighbours()
-            .del(msg)
-            .execute()
-            .await
-            .map_err(req(format!("remove neighbour {ip} on link {index}")))
+        self.del_neigh_ip(index, IpAddr::V4(ip)).await
     }
 
     /// Whether the main table has an IPv4 default route.

@@ -8,6 +8,7 @@
 //!                  ─▶ PTR for a sandbox or task address ─────▶ Reply NOERROR, AA, PTR record
 //!                  ─▶ lookup(name, client, network)
 //!                        Addresses + A/ANY ───────────────────▶ Reply NOERROR, AA, A records
+//!                        Addresses + AAAA ────────────────────▶ Reply NOERROR, AA, AAAA records
 //!                        Addresses + other type, NoRecords ───▶ Reply NODATA (NOERROR, AA)
 //!                        Unknown, or class not IN ────────────▶ Forward
 //!                          … from a client on internal networks only ▶ Reply SERVFAIL
@@ -184,23 +185,38 @@ fn answer_from_table(
         Lookup::Addresses(records) => Some(match req.query.query_type() {
             // ANY gets the one RRset we have (RFC 8482 allows answering with a subset).
             RecordType::A | RecordType::ANY => {
-                let truncated = wire::write_a_reply(
-                    out,
-                    &req.header,
-                    req.question,
-                    records.rotation(),
-                    table.ttl(),
-                    opt,
-                    reply_limit(req, ctx),
-                );
-                Outcome::Reply(Reply {
-                    rcode: ResponseCode::NoError,
-                    truncated,
-                })
+                records_reply(table, req, ctx, opt, records.rotation(), out)
             }
+            // Dual-stack networks: the name's IPv6 addresses (none: NODATA).
+            RecordType::AAAA => records_reply(table, req, ctx, opt, records.rotation6(), out),
             _ => empty_reply(req, ResponseCode::NoError, true, opt, out),
         }),
     }
+}
+
+/// An authoritative reply with the A or AAAA records of `addrs` that fit.
+fn records_reply<A: wire::RecordAddr>(
+    table: &RecordTable,
+    req: &Request<'_>,
+    ctx: &QueryContext<'_>,
+    opt: Option<OptReply>,
+    addrs: impl ExactSizeIterator<Item = A>,
+    out: &mut Vec<u8>,
+) -> Outcome {
+    let limit = reply_limit(req, ctx);
+    let truncated = wire::write_a_reply(
+        out,
+        &req.header,
+        req.question,
+        addrs,
+        table.ttl(),
+        opt,
+        limit,
+    );
+    Outcome::Reply(Reply {
+        rcode: ResponseCode::NoError,
+        truncated,
+    })
 }
 
 /// The IPv4 address a reverse name (`4.3.2.1.in-addr.arpa`, in table spelling) stands
@@ -267,6 +283,9 @@ pub fn write_servfail(query: &[u8], forward: &ForwardQuery, out: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests6;
 
 #[cfg(test)]
 mod fuzz;

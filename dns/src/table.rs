@@ -5,7 +5,8 @@
 //!                                                                  (read per query, no lock)
 //! ```
 //! Per network: names → IPv4 addresses (service → VIP or task IPs, `tasks.<service>` →
-//! task IPs, sandbox names and aliases → their IPs). Per client address: the networks
+//! task IPs, sandbox names and aliases → their IPs), and the IPv6 addresses of the same
+//! names on dual-stack networks (AAAA records). Per client address: the networks
 //! that sandbox is attached to, which is the set of networks it may resolve names in.
 //! A client the table does not know sees only the network the query arrived on.
 //!
@@ -20,7 +21,7 @@
 //! have upstreams of its own (a service's `--dns`).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -58,20 +59,35 @@ struct NetworkRecords {
 #[derive(Debug)]
 pub(crate) struct NameRecords {
     addrs: Box<[Ipv4Addr]>,
+    addrs6: Box<[Ipv6Addr]>,
     next: AtomicU32,
 }
 
 impl NameRecords {
-    /// This query's turn of the round robin: every address once, starting one further
-    /// along than the previous query's answer.
-    pub(crate) fn rotation(&self) -> Rotation<'_> {
-        let len = self.addrs.len();
+    /// This query's turn of the round robin of the IPv4 addresses: every address once,
+    /// starting one further along than the previous query's answer.
+    pub(crate) fn rotation(&self) -> Rotation<'_, Ipv4Addr> {
+        self.turn(&self.addrs)
+    }
+
+    /// The same for the IPv6 addresses (AAAA).
+    pub(crate) fn rotation6(&self) -> Rotation<'_, Ipv6Addr> {
+        self.turn(&self.addrs6)
+    }
+
+    /// Whether the name has an address of either family.
+    fn has_addresses(&self) -> bool {
+        !self.addrs.is_empty() || !self.addrs6.is_empty()
+    }
+
+    fn turn<'a, A>(&self, addrs: &'a [A]) -> Rotation<'a, A> {
+        let len = addrs.len();
         let start = if len > 1 {
             self.next.fetch_add(1, Ordering::Relaxed) as usize % len
         } else {
             0
         };
-        let (then, first) = self.addrs.split_at(start);
+        let (then, first) = addrs.split_at(start);
         Rotation { first, then }
     }
 }
@@ -119,12 +135,23 @@ impl RecordTable {
         }
     }
 
+    /// The IPv6 addresses (AAAA) `client`, asking on `network`, gets for `name`, like
+    /// [`RecordTable::resolve`] gives the IPv4 ones.
+    pub fn resolve6(&self, network: &str, client: IpAddr, name: &str) -> Option<Vec<Ipv6Addr>> {
+        let key = DnsName::new(name).ok()?;
+        match self.lookup(network, client, key.as_str()) {
+            Lookup::Addresses(records) => Some(records.addrs6.to_vec()),
+            Lookup::NoRecords => Some(Vec::new()),
+            Lookup::Unknown => None,
+        }
+    }
+
     /// Looks `key` (already in table spelling) up in the networks visible to `client`.
     pub(crate) fn lookup(&self, network: &str, client: IpAddr, key: &str) -> Lookup<'_> {
         let mut exists = false;
         for net in self.scope(network, client) {
             if let Some(records) = net.names.get(key) {
-                if !records.addrs.is_empty() {
+                if records.has_addresses() {
                     return Lookup::Addresses(records);
                 }
                 exists = true;
@@ -198,7 +225,7 @@ impl NetworkRecords {
     /// `key` looked up in this network alone.
     fn lookup(&self, key: &str) -> Lookup<'_> {
         match self.names.get(key) {
-            Some(records) if !records.addrs.is_empty() => Lookup::Addresses(records),
+            Some(records) if records.has_addresses() => Lookup::Addresses(records),
             Some(_) => Lookup::NoRecords,
             None => match key.strip_prefix("tasks.") {
                 Some(service) if self.names.contains_key(service) => Lookup::NoRecords,
@@ -212,6 +239,7 @@ impl NetworkRecords {
 #[derive(Debug, Default)]
 struct NetworkBuild {
     names: HashMap<Box<str>, Vec<Ipv4Addr>>,
+    names6: HashMap<Box<str>, Vec<Ipv6Addr>>,
     suffix: Option<Box<str>>,
     ptr: HashMap<Ipv4Addr, Box<str>>,
     internal: bool,
@@ -275,6 +303,27 @@ impl TableBuilder {
         Ok(self)
     }
 
+    /// Adds IPv6 `addrs` to `name` on `network` (its AAAA records), creating both as
+    /// needed, like [`TableBuilder::add`] does for IPv4.
+    pub fn add6(
+        &mut self,
+        network: &str,
+        name: &str,
+        addrs: impl IntoIterator<Item = Ipv6Addr>,
+    ) -> Result<&mut Self, Error> {
+        let name = DnsName::new(name)?.into_boxed_str();
+        let id = self.network_id(network)?;
+        let net = &mut self.networks[id];
+        net.names.entry(name.clone()).or_default();
+        let stored = net.names6.entry(name).or_default();
+        for addr in addrs {
+            if !stored.contains(&addr) {
+                stored.push(addr);
+            }
+        }
+        Ok(self)
+    }
+
     /// Records that the sandbox with address `client` is attached to `network`, so it
     /// may resolve that network's names whichever gateway it asks.
     pub fn attach(&mut self, client: IpAddr, network: &str) -> Result<&mut Self, Error> {
@@ -323,7 +372,7 @@ impl TableBuilder {
         let networks = self
             .networks
             .into_iter()
-            .map(|net| NetworkRecords {
+            .map(|mut net| NetworkRecords {
                 suffix: net.suffix,
                 ptr: net.ptr,
                 internal: net.internal,
@@ -331,8 +380,10 @@ impl TableBuilder {
                     .names
                     .into_iter()
                     .map(|(name, addrs)| {
+                        let addrs6 = net.names6.remove(&name).unwrap_or_default();
                         let records = NameRecords {
                             addrs: addrs.into_boxed_slice(),
+                            addrs6: addrs6.into_boxed_slice(),
                             next: AtomicU32::new(0),
                         };
                         (name, records)
@@ -379,14 +430,14 @@ impl TableBuilder {
 
 /// One query's turn of a name's round robin: `first`, then `then`.
 #[derive(Debug, Clone)]
-pub(crate) struct Rotation<'a> {
-    first: &'a [Ipv4Addr],
-    then: &'a [Ipv4Addr],
+pub(crate) struct Rotation<'a, A> {
+    first: &'a [A],
+    then: &'a [A],
 }
 
-impl Iterator for Rotation<'_> {
-    type Item = Ipv4Addr;
-    fn next(&mut self) -> Option<Ipv4Addr> {
+impl<A: Copy> Iterator for Rotation<'_, A> {
+    type Item = A;
+    fn next(&mut self) -> Option<A> {
         if self.first.is_empty() {
             std::mem::swap(&mut self.first, &mut self.then);
         }
@@ -400,7 +451,7 @@ impl Iterator for Rotation<'_> {
     }
 }
 
-impl ExactSizeIterator for Rotation<'_> {}
+impl<A: Copy> ExactSizeIterator for Rotation<'_, A> {}
 
 #[cfg(test)]
 mod tests;

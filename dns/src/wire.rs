@@ -1,4 +1,4 @@
-//! Writing replies: header, the echoed question, A records, an OPT record.
+//! Writing replies: header, the echoed question, A or AAAA records, an OPT record.
 //!
 //! ```text
 //!  ┌────────┬─────────────────────┬──────────────────────────┬───────────┐
@@ -6,12 +6,12 @@
 //!  └────────┴─────────────────────┴──────────────────────────┴───────────┘
 //! ```
 //! Every answer's owner name is a compression pointer to the question name at offset
-//! 12, so an A record is always 16 bytes and the reply's size is known before a byte is
+//! 12, so an A record is always 16 bytes (AAAA: 28) and the reply's size is known before a byte is
 //! written: whatever does not fit the client's limit is left out and TC is set.
 //! Writes go into the caller's buffer (cleared first); nothing here allocates once the
 //! buffer has grown to its working size.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use hickory_proto::op::{Header, ResponseCode};
 use hickory_proto::rr::{DNSClass, RecordType};
@@ -20,6 +20,32 @@ use crate::request::HEADER_LEN;
 
 /// Bytes of one A record with a compressed owner name.
 pub(crate) const A_RECORD_LEN: usize = 16;
+/// An address an answer record carries: IPv4 in A records, IPv6 in AAAA records.
+pub(crate) trait RecordAddr: Copy {
+    /// A or AAAA.
+    const TYPE: RecordType;
+    /// Bytes of the address.
+    const LEN: usize;
+    /// The address's bytes (the record's data).
+    fn rdata(&self) -> impl AsRef<[u8]>;
+}
+
+impl RecordAddr for Ipv4Addr {
+    const TYPE: RecordType = RecordType::A;
+    const LEN: usize = 4;
+    fn rdata(&self) -> impl AsRef<[u8]> {
+        self.octets()
+    }
+}
+
+impl RecordAddr for Ipv6Addr {
+    const TYPE: RecordType = RecordType::AAAA;
+    const LEN: usize = 16;
+    fn rdata(&self) -> impl AsRef<[u8]> {
+        self.octets()
+    }
+}
+
 /// Bytes of an OPT record without options.
 pub(crate) const OPT_LEN: usize = 11;
 /// Largest reply to a UDP query without EDNS (RFC 1035 §4.2.1).
@@ -79,17 +105,18 @@ pub(crate) fn write_header(out: &mut Vec<u8>, query: &Header, flags: ReplyFlags,
 
 /// Writes a reply with the records of `addrs` that fit in `limit` bytes; returns
 /// whether some were left out (and TC was set).
-pub(crate) fn write_a_reply(
+pub(crate) fn write_a_reply<A: RecordAddr>(
     out: &mut Vec<u8>,
     query: &Header,
     question: &[u8],
-    addrs: impl ExactSizeIterator<Item = Ipv4Addr>,
+    addrs: impl ExactSizeIterator<Item = A>,
     ttl: u32,
     opt: Option<OptReply>,
     limit: usize,
 ) -> bool {
     let fixed = HEADER_LEN + question.len() + if opt.is_some() { OPT_LEN } else { 0 };
-    let room = limit.saturating_sub(fixed) / A_RECORD_LEN;
+    let record_len = A_RECORD_LEN - 4 + A::LEN;
+    let room = limit.saturating_sub(fixed) / record_len;
     let count = addrs.len().min(room).min(usize::from(u16::MAX));
     let truncated = count < addrs.len();
     let flags = ReplyFlags {
@@ -98,17 +125,19 @@ pub(crate) fn write_a_reply(
         truncated,
     };
     out.clear();
-    out.reserve(fixed + count * A_RECORD_LEN);
+    out.reserve(fixed + count * record_len);
     let ancount = u16::try_from(count).unwrap_or(u16::MAX);
     write_header(out, query, flags, [1, ancount, 0, u16::from(opt.is_some())]);
     out.extend_from_slice(question);
     for addr in addrs.take(count) {
         out.extend_from_slice(&QUESTION_NAME_POINTER.to_be_bytes());
-        out.extend_from_slice(&u16::from(RecordType::A).to_be_bytes());
+        let rdata = addr.rdata();
+        let rdata = rdata.as_ref();
+        out.extend_from_slice(&u16::from(A::TYPE).to_be_bytes());
         out.extend_from_slice(&u16::from(DNSClass::IN).to_be_bytes());
         out.extend_from_slice(&ttl.to_be_bytes());
-        out.extend_from_slice(&4u16.to_be_bytes());
-        out.extend_from_slice(&addr.octets());
+        out.extend_from_slice(&(A::LEN as u16).to_be_bytes());
+        out.extend_from_slice(rdata);
     }
     if let Some(opt) = opt {
         write_opt(out, opt, ResponseCode::NoError);

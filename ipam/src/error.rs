@@ -5,13 +5,20 @@
 //! names the values involved and, where there is one, the way out.
 
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 /// The longest prefix a pool may cut subnets to: a /29 leaves 5 host addresses
 /// after the network, broadcast and gateway addresses.
 pub const MAX_POOL_MASK_LEN: u8 = 29;
+
+/// The prefix length of the IPv6 subnets cut from pools: /64, as Docker does.
+pub const SUBNET6_PREFIX_LEN: u8 = 64;
+
+/// The longest prefix an IPv6 network's subnet may have: a /126 still has a gateway
+/// and two addresses to hand out after the subnet-router anycast address.
+pub const MAX_SUBNET6_PREFIX_LEN: u8 = 126;
 
 /// The longest prefix a network's subnet may have: a /30 still has a gateway
 /// and one address to hand out.
@@ -31,16 +38,16 @@ pub enum IpamError {
     #[error("address pool {pool} is not a network address: did you mean {}?", pool.trunc())]
     PoolNotNetworkAddress {
         /// The pool as given.
-        pool: Ipv4Net,
+        pool: IpNet,
     },
 
     /// Two pools share addresses.
     #[error("address pools {first} and {second} overlap: pools must be disjoint")]
     PoolsOverlap {
         /// The earlier pool in the list.
-        first: Ipv4Net,
+        first: IpNet,
         /// The later pool in the list.
-        second: Ipv4Net,
+        second: IpNet,
     },
 
     /// A pool cannot hold even one subnet of the smallest size allowed.
@@ -49,7 +56,7 @@ pub enum IpamError {
     )]
     PoolTooSmall {
         /// The pool as given.
-        pool: Ipv4Net,
+        pool: IpNet,
     },
 
     /// The subnet size is larger than one of the pools.
@@ -62,7 +69,7 @@ pub enum IpamError {
         /// The subnet size asked for.
         mask_len: u8,
         /// The pool it does not fit in.
-        pool: Ipv4Net,
+        pool: IpNet,
     },
 
     /// The subnet size leaves too few host addresses (or is not a prefix length).
@@ -83,7 +90,7 @@ pub enum IpamError {
     )]
     PoolExhausted {
         /// The pools that were searched, in order.
-        pools: Vec<Ipv4Net>,
+        pools: Vec<IpNet>,
         /// The subnet size that was searched for.
         mask_len: u8,
     },
@@ -92,18 +99,18 @@ pub enum IpamError {
     #[error("subnet {subnet} overlaps {}", describe_occupant(what, *net))]
     SubnetOverlaps {
         /// The subnet asked for.
-        subnet: Ipv4Net,
+        subnet: IpNet,
         /// What is already there, e.g. `network "web"`.
         what: String,
         /// The address space that is already taken.
-        net: Ipv4Net,
+        net: IpNet,
     },
 
     /// A subnet was written with host bits set (10.1.2.5/24 instead of 10.1.2.0/24).
     #[error("subnet {subnet} is not a network address: did you mean {}?", subnet.trunc())]
     SubnetNotNetworkAddress {
         /// The subnet as given.
-        subnet: Ipv4Net,
+        subnet: IpNet,
     },
 
     /// A subnet too small to hold a gateway and at least one more host.
@@ -113,50 +120,86 @@ pub enum IpamError {
     )]
     SubnetTooSmall {
         /// The subnet as given.
-        subnet: Ipv4Net,
+        subnet: IpNet,
+    },
+
+    /// An IPv6 pool cannot hold one subnet of the size IPv6 networks are cut to.
+    #[error(
+        "IPv6 address pool {pool} is too small: an IPv6 pool must hold at least one \
+         /{SUBNET6_PREFIX_LEN} (use a prefix of /{SUBNET6_PREFIX_LEN} or shorter)"
+    )]
+    Pool6TooSmall {
+        /// The pool as given.
+        pool: IpNet,
+    },
+
+    /// An IPv6 subnet too small to hold a gateway and at least one more host.
+    #[error(
+        "IPv6 subnet {subnet} is too small for a network: \
+         use a prefix of /{MAX_SUBNET6_PREFIX_LEN} or shorter (/{SUBNET6_PREFIX_LEN} is usual)"
+    )]
+    Subnet6TooSmall {
+        /// The subnet as given.
+        subnet: IpNet,
+    },
+
+    /// A gateway, ip range or pool of one address family was given where the other
+    /// family's is needed (an IPv4 gateway on an IPv6 subnet).
+    #[error(
+        "{what} {value} is an {} address but subnet {subnet} is {}: give one of its family",
+        family(value),
+        family(subnet)
+    )]
+    FamilyMismatch {
+        /// `gateway`, `ip range` or `address`.
+        what: &'static str,
+        /// The value as given.
+        value: String,
+        /// The subnet it was meant for.
+        subnet: IpNet,
     },
 
     /// The gateway lies outside the subnet.
     #[error("gateway {gateway} is outside subnet {subnet}")]
     GatewayOutsideSubnet {
         /// The gateway asked for.
-        gateway: Ipv4Addr,
+        gateway: IpAddr,
         /// The network's subnet.
-        subnet: Ipv4Net,
+        subnet: IpNet,
     },
 
     /// The gateway is the subnet's network address.
     #[error("gateway {gateway} is the network address of subnet {subnet}: pick a host address")]
     GatewayIsNetworkAddress {
         /// The gateway asked for.
-        gateway: Ipv4Addr,
+        gateway: IpAddr,
         /// The network's subnet.
-        subnet: Ipv4Net,
+        subnet: IpNet,
     },
 
     /// The gateway is the subnet's broadcast address.
     #[error("gateway {gateway} is the broadcast address of subnet {subnet}: pick a host address")]
     GatewayIsBroadcastAddress {
         /// The gateway asked for.
-        gateway: Ipv4Addr,
+        gateway: IpAddr,
         /// The network's subnet.
-        subnet: Ipv4Net,
+        subnet: IpNet,
     },
 
     /// An ip range was written with host bits set.
     #[error("ip range {range} is not a network address: did you mean {}?", range.trunc())]
     RangeNotNetworkAddress {
         /// The range as given.
-        range: Ipv4Net,
+        range: IpNet,
     },
 
     /// The ip range is not inside the subnet.
     #[error("ip range {range} is not inside subnet {subnet}")]
     RangeOutsideSubnet {
         /// The range as given.
-        range: Ipv4Net,
+        range: IpNet,
         /// The network's subnet.
-        subnet: Ipv4Net,
+        subnet: IpNet,
     },
 
     /// The ip range holds only the gateway, aux, network or broadcast addresses.
@@ -166,9 +209,9 @@ pub enum IpamError {
     )]
     RangeEmpty {
         /// The range as given.
-        range: Ipv4Net,
+        range: IpNet,
         /// The network's subnet.
-        subnet: Ipv4Net,
+        subnet: IpNet,
     },
 
     /// An aux address lies outside the subnet.
@@ -177,9 +220,9 @@ pub enum IpamError {
         /// The aux address's name.
         name: String,
         /// The address.
-        ip: Ipv4Addr,
+        ip: IpAddr,
         /// The network's subnet.
-        subnet: Ipv4Net,
+        subnet: IpNet,
     },
 
     /// An aux address is the subnet's network or broadcast address.
@@ -188,9 +231,9 @@ pub enum IpamError {
         /// The aux address's name.
         name: String,
         /// The address.
-        ip: Ipv4Addr,
+        ip: IpAddr,
         /// The network's subnet.
-        subnet: Ipv4Net,
+        subnet: IpNet,
     },
 
     /// An aux address is the gateway.
@@ -199,7 +242,7 @@ pub enum IpamError {
         /// The aux address's name.
         name: String,
         /// The address.
-        ip: Ipv4Addr,
+        ip: IpAddr,
     },
 
     /// Two aux addresses are the same address.
@@ -210,7 +253,7 @@ pub enum IpamError {
         /// The second name.
         second: String,
         /// The shared address.
-        ip: Ipv4Addr,
+        ip: IpAddr,
     },
 
     /// A lease was asked for without an owner.
@@ -221,43 +264,46 @@ pub enum IpamError {
     #[error("network range {range} is exhausted: all {capacity} addresses are in use")]
     RangeExhausted {
         /// The network's allocatable range.
-        range: Ipv4Net,
+        range: IpNet,
         /// How many addresses the range can hand out.
-        capacity: u32,
+        capacity: u128,
     },
 
     /// An explicit address is outside the network's subnet.
     #[error("address {ip} is outside subnet {subnet}")]
     AddressOutsideSubnet {
         /// The address asked for.
-        ip: Ipv4Addr,
+        ip: IpAddr,
         /// The network's subnet.
-        subnet: Ipv4Net,
+        subnet: IpNet,
     },
 
     /// An explicit address is the subnet's network or broadcast address.
-    #[error("address {ip} is the network or broadcast address of subnet {subnet}")]
+    #[error(
+        "address {ip} is not a host address of subnet {subnet}: \
+         it is its network, broadcast or subnet-router anycast address"
+    )]
     AddressNotHostAddress {
         /// The address asked for.
-        ip: Ipv4Addr,
+        ip: IpAddr,
         /// The network's subnet.
-        subnet: Ipv4Net,
+        subnet: IpNet,
     },
 
     /// An explicit address is the network's gateway.
     #[error("address {ip} is the gateway of subnet {subnet}")]
     AddressIsGateway {
         /// The address asked for.
-        ip: Ipv4Addr,
+        ip: IpAddr,
         /// The network's subnet.
-        subnet: Ipv4Net,
+        subnet: IpNet,
     },
 
     /// An explicit address is reserved as an aux address.
     #[error("address {ip} is reserved as aux address {name:?}")]
     AddressIsAux {
         /// The address asked for.
-        ip: Ipv4Addr,
+        ip: IpAddr,
         /// The aux address's name.
         name: String,
     },
@@ -266,7 +312,7 @@ pub enum IpamError {
     #[error("address {ip} is already in use by {owner}")]
     AddressInUse {
         /// The address asked for.
-        ip: Ipv4Addr,
+        ip: IpAddr,
         /// Who holds it.
         owner: String,
     },
@@ -275,14 +321,14 @@ pub enum IpamError {
     #[error("stored address space of subnet {subnet} is inconsistent: {detail}")]
     InconsistentState {
         /// The network's subnet.
-        subnet: Ipv4Net,
+        subnet: IpNet,
         /// What is wrong.
         detail: String,
     },
 }
 
 /// "address pool 10.0.0.0/8 is" or "address pools 10.0.0.0/8, 172.16.0.0/12 are".
-fn describe_pools(pools: &[Ipv4Net]) -> String {
+fn describe_pools(pools: &[IpNet]) -> String {
     let mut out = String::from(if pools.len() == 1 {
         "address pool "
     } else {
@@ -300,11 +346,20 @@ fn describe_pools(pools: &[Ipv4Net]) -> String {
 
 /// `network "web" (10.0.0.0/16)`; the net is left out when `what` already says it,
 /// as in `route 10.0.0.0/16 on node n2`.
-fn describe_occupant(what: &str, net: Ipv4Net) -> String {
+fn describe_occupant(what: &str, net: IpNet) -> String {
     let net = net.to_string();
     if what.contains(&net) {
         what.to_owned()
     } else {
         format!("{what} ({net})")
+    }
+}
+
+/// "IPv4" or "IPv6", for an address or network written as text.
+fn family(value: &(impl std::fmt::Display + ?Sized)) -> &'static str {
+    if value.to_string().contains(':') {
+        "IPv6"
+    } else {
+        "IPv4"
     }
 }

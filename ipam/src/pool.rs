@@ -14,7 +14,7 @@
 
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{IpamError, MAX_POOL_MASK_LEN};
@@ -38,6 +38,11 @@ pub struct PoolConfig {
     pub pools: Vec<Ipv4Net>,
     /// The prefix length of every subnet cut from the pools.
     pub mask_len: u8,
+    /// Disjoint IPv6 pools that `--ipv6` networks' /64s are cut from, in this
+    /// order. None: a ULA /48 derived from the cluster's identity
+    /// ([`crate::ula_pool`]). Absent from stores written before IPv6.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools6: Vec<Ipv6Net>,
 }
 
 impl Default for PoolConfig {
@@ -45,6 +50,7 @@ impl Default for PoolConfig {
         PoolConfig {
             pools: vec![DEFAULT_POOL],
             mask_len: DEFAULT_MASK_LEN,
+            pools6: Vec::new(),
         }
     }
 }
@@ -55,15 +61,24 @@ impl PoolConfig {
         let cfg = PoolConfig {
             pools,
             mask_len: mask_len.unwrap_or(DEFAULT_MASK_LEN),
+            pools6: Vec::new(),
         };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// This configuration with IPv6 pools (`--default-addr-pool` given IPv6 CIDRs).
+    pub fn with_pools6(self, pools6: Vec<Ipv6Net>) -> Result<Self, IpamError> {
+        let cfg = PoolConfig { pools6, ..self };
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// Checks that there is a pool, that pools are network addresses and
     /// disjoint, and that a subnet of `mask_len` fits in every pool and leaves
-    /// room for hosts.
+    /// room for hosts; IPv6 pools as [`crate::validate_pools6`] does.
     pub fn validate(&self) -> Result<(), IpamError> {
+        crate::validate_pools6(&self.pools6)?;
         if self.pools.is_empty() {
             return Err(IpamError::NoPools);
         }
@@ -74,21 +89,21 @@ impl PoolConfig {
         }
         for (i, &pool) in self.pools.iter().enumerate() {
             if pool.trunc() != pool {
-                return Err(IpamError::PoolNotNetworkAddress { pool });
+                return Err(IpamError::PoolNotNetworkAddress { pool: pool.into() });
             }
             if pool.prefix_len() > MAX_POOL_MASK_LEN {
-                return Err(IpamError::PoolTooSmall { pool });
+                return Err(IpamError::PoolTooSmall { pool: pool.into() });
             }
             if self.mask_len < pool.prefix_len() {
                 return Err(IpamError::MaskLargerThanPool {
                     mask_len: self.mask_len,
-                    pool,
+                    pool: pool.into(),
                 });
             }
             if let Some(&first) = self.pools[..i].iter().find(|p| overlaps(**p, pool)) {
                 return Err(IpamError::PoolsOverlap {
-                    first,
-                    second: pool,
+                    first: first.into(),
+                    second: pool.into(),
                 });
             }
         }
@@ -128,10 +143,18 @@ impl Occupied {
 /// overlaps nothing in `occupied`.
 pub fn allocate_subnet(cfg: &PoolConfig, occupied: &[Occupied]) -> Result<Ipv4Net, IpamError> {
     cfg.validate()?;
-    let taken = merged_intervals(occupied);
-    let step = 1u64 << (32 - u32::from(cfg.mask_len));
+    let taken = merged_intervals(occupied.iter().map(|o| {
+        (
+            u128::from(u32::from(o.net.network())),
+            u128::from(u32::from(o.net.broadcast())),
+        )
+    }));
+    let step = 1u128 << (32 - u32::from(cfg.mask_len));
     for pool in &cfg.pools {
-        if let Some(start) = first_free(&taken, pool, step) {
+        let first = u128::from(u32::from(pool.network()));
+        let last = u128::from(u32::from(pool.broadcast()));
+        let found = first_free(&taken, first, last, step).and_then(|s| u32::try_from(s).ok());
+        if let Some(start) = found {
             return Ipv4Net::new(Ipv4Addr::from(start), cfg.mask_len).map_err(|_| {
                 IpamError::MaskTooSmall {
                     mask_len: cfg.mask_len,
@@ -140,7 +163,7 @@ pub fn allocate_subnet(cfg: &PoolConfig, occupied: &[Occupied]) -> Result<Ipv4Ne
         }
     }
     Err(IpamError::PoolExhausted {
-        pools: cfg.pools.clone(),
+        pools: cfg.pools.iter().map(|&p| p.into()).collect(),
         mask_len: cfg.mask_len,
     })
 }
@@ -149,13 +172,15 @@ pub fn allocate_subnet(cfg: &PoolConfig, occupied: &[Occupied]) -> Result<Ipv4Ne
 /// overlap nothing in `occupied` (the error names the first thing it overlaps).
 pub fn check_subnet(subnet: Ipv4Net, occupied: &[Occupied]) -> Result<(), IpamError> {
     if subnet.trunc() != subnet {
-        return Err(IpamError::SubnetNotNetworkAddress { subnet });
+        return Err(IpamError::SubnetNotNetworkAddress {
+            subnet: subnet.into(),
+        });
     }
     match occupied.iter().find(|o| overlaps(o.net, subnet)) {
         Some(o) => Err(IpamError::SubnetOverlaps {
-            subnet,
+            subnet: subnet.into(),
             what: o.what.clone(),
-            net: o.net,
+            net: o.net.into(),
         }),
         None => Ok(()),
     }
@@ -166,37 +191,33 @@ pub(crate) fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
-/// Inclusive address intervals `[start, end]` of the occupied nets, sorted and merged.
-fn merged_intervals(occupied: &[Occupied]) -> Vec<(u64, u64)> {
-    let mut raw: Vec<(u64, u64)> = occupied
-        .iter()
-        .map(|o| {
-            (
-                u64::from(u32::from(o.net.network())),
-                u64::from(u32::from(o.net.broadcast())),
-            )
-        })
-        .collect();
+/// Inclusive address intervals `[start, end]`, sorted and merged.
+pub(crate) fn merged_intervals(raw: impl Iterator<Item = (u128, u128)>) -> Vec<(u128, u128)> {
+    let mut raw: Vec<(u128, u128)> = raw.collect();
     raw.sort_unstable();
-    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(raw.len());
+    let mut merged: Vec<(u128, u128)> = Vec::with_capacity(raw.len());
     for (start, end) in raw {
         match merged.last_mut() {
-            Some(last) if start <= last.1 + 1 => last.1 = last.1.max(end),
+            Some(last) if start <= last.1.saturating_add(1) => last.1 = last.1.max(end),
             _ => merged.push((start, end)),
         }
     }
     merged
 }
 
-/// The start of the first `step`-sized, `step`-aligned block in `pool` that
-/// touches no interval in `taken`.
-fn first_free(taken: &[(u64, u64)], pool: &Ipv4Net, step: u64) -> Option<u32> {
-    let pool_end = u64::from(u32::from(pool.broadcast()));
-    let mut candidate = u64::from(u32::from(pool.network()));
+/// The start of the first `step`-sized, `step`-aligned block in `[first, last]`
+/// that touches no interval in `taken`.
+pub(crate) fn first_free(
+    taken: &[(u128, u128)],
+    first: u128,
+    last: u128,
+    step: u128,
+) -> Option<u128> {
+    let mut candidate = first;
     let mut i = taken.partition_point(|&(_, end)| end < candidate);
     loop {
-        let block_end = candidate + step - 1;
-        if block_end > pool_end {
+        let block_end = candidate.checked_add(step - 1)?;
+        if block_end > last {
             return None;
         }
         while i < taken.len() && taken[i].1 < candidate {
@@ -205,9 +226,9 @@ fn first_free(taken: &[(u64, u64)], pool: &Ipv4Net, step: u64) -> Option<u32> {
         match taken.get(i) {
             Some(&(start, end)) if start <= block_end => {
                 // Jump to the first aligned block after this interval.
-                candidate = (end / step + 1) * step;
+                candidate = (end / step).checked_add(1)?.checked_mul(step)?;
             }
-            _ => return u32::try_from(candidate).ok(),
+            _ => return Some(candidate),
         }
     }
 }

@@ -66,10 +66,14 @@ impl AddressSpace {
     /// subnet other than the gateway.
     pub fn new(subnet: Ipv4Net, req: &SubnetRequest) -> Result<Self, IpamError> {
         if subnet.trunc() != subnet {
-            return Err(IpamError::SubnetNotNetworkAddress { subnet });
+            return Err(IpamError::SubnetNotNetworkAddress {
+                subnet: subnet.into(),
+            });
         }
         if subnet.prefix_len() > MAX_SUBNET_PREFIX_LEN {
-            return Err(IpamError::SubnetTooSmall { subnet });
+            return Err(IpamError::SubnetTooSmall {
+                subnet: subnet.into(),
+            });
         }
         let gateway = match req.gateway {
             Some(gateway) => check_gateway(gateway, subnet)?,
@@ -90,7 +94,10 @@ impl AddressSpace {
             last_allocated: None,
         };
         if space.capacity() == 0 {
-            return Err(IpamError::RangeEmpty { range, subnet });
+            return Err(IpamError::RangeEmpty {
+                range: range.into(),
+                subnet: subnet.into(),
+            });
         }
         Ok(space)
     }
@@ -134,8 +141,8 @@ impl AddressSpace {
         });
         let Some(ip) = found.map(Ipv4Addr::from) else {
             return Err(IpamError::RangeExhausted {
-                range: self.range,
-                capacity: self.capacity(),
+                range: self.range.into(),
+                capacity: self.capacity().into(),
             });
         };
         self.leases.insert(ip, owner.to_owned());
@@ -153,22 +160,34 @@ impl AddressSpace {
         }
         let subnet = self.subnet;
         if !subnet.contains(&ip) {
-            return Err(IpamError::AddressOutsideSubnet { ip, subnet });
+            return Err(IpamError::AddressOutsideSubnet {
+                ip: ip.into(),
+                subnet: subnet.into(),
+            });
         }
         if ip == subnet.network() || ip == subnet.broadcast() {
-            return Err(IpamError::AddressNotHostAddress { ip, subnet });
+            return Err(IpamError::AddressNotHostAddress {
+                ip: ip.into(),
+                subnet: subnet.into(),
+            });
         }
         if ip == self.gateway {
-            return Err(IpamError::AddressIsGateway { ip, subnet });
+            return Err(IpamError::AddressIsGateway {
+                ip: ip.into(),
+                subnet: subnet.into(),
+            });
         }
         if let Some(name) = self.aux_by_ip.get(&ip) {
             let name = name.clone();
-            return Err(IpamError::AddressIsAux { ip, name });
+            return Err(IpamError::AddressIsAux {
+                ip: ip.into(),
+                name,
+            });
         }
         match self.leases.get(&ip) {
             Some(holder) if holder == owner => Ok(()),
             Some(holder) => Err(IpamError::AddressInUse {
-                ip,
+                ip: ip.into(),
                 owner: holder.clone(),
             }),
             None => {
@@ -273,11 +292,20 @@ fn first_host(subnet: Ipv4Net) -> Ipv4Addr {
 
 fn check_gateway(gateway: Ipv4Addr, subnet: Ipv4Net) -> Result<Ipv4Addr, IpamError> {
     if !subnet.contains(&gateway) {
-        Err(IpamError::GatewayOutsideSubnet { gateway, subnet })
+        Err(IpamError::GatewayOutsideSubnet {
+            gateway: gateway.into(),
+            subnet: subnet.into(),
+        })
     } else if gateway == subnet.network() {
-        Err(IpamError::GatewayIsNetworkAddress { gateway, subnet })
+        Err(IpamError::GatewayIsNetworkAddress {
+            gateway: gateway.into(),
+            subnet: subnet.into(),
+        })
     } else if gateway == subnet.broadcast() {
-        Err(IpamError::GatewayIsBroadcastAddress { gateway, subnet })
+        Err(IpamError::GatewayIsBroadcastAddress {
+            gateway: gateway.into(),
+            subnet: subnet.into(),
+        })
     } else {
         Ok(gateway)
     }
@@ -285,9 +313,14 @@ fn check_gateway(gateway: Ipv4Addr, subnet: Ipv4Net) -> Result<Ipv4Addr, IpamErr
 
 fn check_range(range: Ipv4Net, subnet: Ipv4Net) -> Result<Ipv4Net, IpamError> {
     if range.trunc() != range {
-        Err(IpamError::RangeNotNetworkAddress { range })
+        Err(IpamError::RangeNotNetworkAddress {
+            range: range.into(),
+        })
     } else if !subnet.contains(&range) {
-        Err(IpamError::RangeOutsideSubnet { range, subnet })
+        Err(IpamError::RangeOutsideSubnet {
+            range: range.into(),
+            subnet: subnet.into(),
+        })
     } else {
         Ok(range)
     }
@@ -303,20 +336,31 @@ fn check_aux(
     for (name, &ip) in aux {
         let name = name.clone();
         if !subnet.contains(&ip) {
-            return Err(IpamError::AuxOutsideSubnet { name, ip, subnet });
+            return Err(IpamError::AuxOutsideSubnet {
+                name,
+                ip: ip.into(),
+                subnet: subnet.into(),
+            });
         }
         if ip == subnet.network() || ip == subnet.broadcast() {
-            return Err(IpamError::AuxNotHostAddress { name, ip, subnet });
+            return Err(IpamError::AuxNotHostAddress {
+                name,
+                ip: ip.into(),
+                subnet: subnet.into(),
+            });
         }
         if ip == gateway {
-            return Err(IpamError::AuxIsGateway { name, ip });
+            return Err(IpamError::AuxIsGateway {
+                name,
+                ip: ip.into(),
+            });
         }
         if let Some(first) = by_ip.get(&ip) {
             let first = String::clone(first);
             return Err(IpamError::AuxDuplicate {
                 first,
                 second: name,
-                ip,
+                ip: ip.into(),
             });
         }
         by_ip.insert(ip, name);

@@ -262,6 +262,7 @@ async fn attach(
             name: req.name,
             aliases: req.aliases,
             ip: req.ip,
+            ip6: req.ip6,
             service: req.service,
             task: None,
             ingress: false,

@@ -18,13 +18,73 @@ where
         .map_err(|e| anyhow::anyhow!("{flag} {v:?}: {e}"))
 }
 
+/// One flag's values split by address family: at most one of each (Docker's
+/// `--subnet`, `--gateway`, `--ip-range` take one per family).
+fn by_family<V4, V6>(flag: &str, values: &[String]) -> anyhow::Result<(Option<V4>, Option<V6>)>
+where
+    V4: std::str::FromStr,
+    V6: std::str::FromStr,
+    V4::Err: std::fmt::Display,
+    V6::Err: std::fmt::Display,
+{
+    let (mut v4, mut v6) = (None, None);
+    for v in values {
+        if v.contains(':') {
+            if v6.is_some() {
+                bail!("{flag} {v:?}: give at most one IPv6 {flag} (one per address family)");
+            }
+            v6 = Some(parse(flag, v)?);
+        } else {
+            if v4.is_some() {
+                bail!("{flag} {v:?}: give at most one IPv4 {flag} (one per address family)");
+            }
+            v4 = Some(parse(flag, v)?);
+        }
+    }
+    Ok((v4, v6))
+}
+
+/// The addressing flags of `network create`.
+#[derive(Debug, Default)]
+struct Addressing {
+    subnet: Vec<String>,
+    gateway: Vec<String>,
+    ip_range: Vec<String>,
+    ipv6: bool,
+}
+
+impl Addressing {
+    /// Fills the spec's subnet, gateway and range of each family. As Docker's CLI
+    /// does, once subnets are given every gateway and range needs one of its family.
+    fn apply(&self, spec: &mut NetworkSpec) -> anyhow::Result<()> {
+        (spec.subnet, spec.subnet6) = by_family("--subnet", &self.subnet)?;
+        (spec.gateway, spec.gateway6) = by_family("--gateway", &self.gateway)?;
+        (spec.ip_range, spec.ip_range6) = by_family("--ip-range", &self.ip_range)?;
+        spec.ipv6 = self.ipv6;
+        if !self.subnet.is_empty() {
+            let v4 = spec.gateway.map(|g| g.to_string());
+            let v4 = v4.or(spec.ip_range.map(|r| r.to_string()));
+            if let (Some(what), None) = (v4, spec.subnet) {
+                bail!("{what} has no IPv4 --subnet to belong to: give one, or leave it out");
+            }
+            let v6 = spec.gateway6.map(|g| g.to_string());
+            let v6 = v6.or(spec.ip_range6.map(|r| r.to_string()));
+            if let (Some(what), None) = (v6, spec.subnet6) {
+                bail!("{what} has no IPv6 --subnet to belong to: give one, or leave it out");
+            }
+        }
+        if let (Some(s), false) = (spec.subnet6, self.ipv6) {
+            bail!("--subnet {s} is an IPv6 subnet: add --ipv6 to make a dual-stack network");
+        }
+        Ok(())
+    }
+}
+
 /// Builds the spec of `network create` from its flags, refusing what it cannot honour.
 #[allow(clippy::too_many_arguments)]
 fn spec(
     driver: &str,
-    subnet: Option<String>,
-    gateway: Option<String>,
-    ip_range: Option<String>,
+    addressing: &Addressing,
     aux_address: &[String],
     attachable: bool,
     internal: bool,
@@ -43,9 +103,7 @@ fn spec(
         internal,
         ..Default::default()
     };
-    spec.subnet = subnet.map(|s| parse("--subnet", &s)).transpose()?;
-    spec.gateway = gateway.map(|s| parse("--gateway", &s)).transpose()?;
-    spec.ip_range = ip_range.map(|s| parse("--ip-range", &s)).transpose()?;
+    addressing.apply(&mut spec)?;
     for (k, v) in key_values(aux_address, "--aux-address")? {
         spec.aux_addresses
             .insert(k.clone(), parse(&format!("--aux-address {k}"), &v)?);
@@ -89,6 +147,7 @@ pub async fn run(client: &ApiClient, cmd: NetworkCmd) -> anyhow::Result<()> {
             subnet,
             gateway,
             ip_range,
+            ipv6,
             aux_address,
             attachable,
             internal,
@@ -96,11 +155,15 @@ pub async fn run(client: &ApiClient, cmd: NetworkCmd) -> anyhow::Result<()> {
             label,
             name,
         } => {
-            let spec = spec(
-                &driver,
+            let addressing = Addressing {
                 subnet,
                 gateway,
                 ip_range,
+                ipv6,
+            };
+            let spec = spec(
+                &driver,
+                &addressing,
                 &aux_address,
                 attachable,
                 internal,
@@ -165,6 +228,11 @@ pub async fn run(client: &ApiClient, cmd: NetworkCmd) -> anyhow::Result<()> {
                 line("Subnet:", n.subnet.clone());
                 line("Gateway:", n.gateway.to_string());
                 line("IP range:", n.ip_range.clone());
+                for c in n.ipam_config.iter().skip(1) {
+                    line("IPv6 subnet:", c.subnet.clone());
+                    line("IPv6 gateway:", c.gateway.clone());
+                    line("IPv6 range:", c.ip_range.clone());
+                }
                 for (k, v) in &n.aux_addresses {
                     line("Aux address:", format!("{k}={v}"));
                 }
@@ -204,6 +272,7 @@ pub async fn attach(client: &ApiClient, a: AttachArgs) -> anyhow::Result<()> {
         name: a.name,
         aliases: a.alias,
         ip: a.ip.map(|ip| parse("--ip", &ip)).transpose()?,
+        ip6: a.ip6.map(|ip| parse("--ip6", &ip)).transpose()?,
         service: a.service,
         ifname: a.ifname,
         mac: a.mac,
@@ -215,11 +284,17 @@ pub async fn attach(client: &ApiClient, a: AttachArgs) -> anyhow::Result<()> {
             ("endpoint", e.id.clone()),
             ("interface", e.ifname.clone()),
             ("address", e.address.clone()),
+            ("address6", e.address6.clone().unwrap_or_default()),
             ("mac", e.mac.clone()),
             ("gateway", e.gateway.to_string()),
+            (
+                "gateway6",
+                e.gateway6.map(|g| g.to_string()).unwrap_or_default(),
+            ),
             ("dns", e.dns.to_string()),
         ]
         .iter()
+        .filter(|(_, v)| !v.is_empty())
         .map(|(k, v)| format!("{:<11}{v}\n", format!("{k}:")))
         .collect()
     })
@@ -234,4 +309,68 @@ pub async fn detach(client: &ApiClient, d: DetachArgs) -> anyhow::Result<()> {
     let _: serde_json::Value = client.post("/v1/detach", &req).await?;
     println!("Detached {} from {}.", d.netns, d.network);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addressing(subnet: &[&str], gateway: &[&str], ip_range: &[&str], ipv6: bool) -> Addressing {
+        let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        Addressing {
+            subnet: own(subnet),
+            gateway: own(gateway),
+            ip_range: own(ip_range),
+            ipv6,
+        }
+    }
+
+    fn spec_of(a: Addressing) -> anyhow::Result<NetworkSpec> {
+        let mut spec = NetworkSpec::default();
+        a.apply(&mut spec)?;
+        Ok(spec)
+    }
+
+    #[test]
+    fn subnets_gateways_and_ranges_are_split_by_family() {
+        let s = spec_of(addressing(
+            &["10.1.0.0/24", "fd00:1::/64"],
+            &["fd00:1::fe", "10.1.0.254"],
+            &["fd00:1::/80"],
+            true,
+        ))
+        .unwrap();
+        assert_eq!(s.subnet, Some("10.1.0.0/24".parse().unwrap()));
+        assert_eq!(s.subnet6, Some("fd00:1::/64".parse().unwrap()));
+        assert_eq!(s.gateway, Some("10.1.0.254".parse().unwrap()));
+        assert_eq!(s.gateway6, Some("fd00:1::fe".parse().unwrap()));
+        assert_eq!(s.ip_range6, Some("fd00:1::/80".parse().unwrap()));
+        assert!(s.ipv6);
+        let plain = spec_of(addressing(&["10.1.0.0/24"], &[], &[], true)).unwrap();
+        assert!(
+            plain.ipv6 && plain.subnet6.is_none(),
+            "IPv6 subnet from the pools"
+        );
+    }
+
+    #[test]
+    fn mixed_up_families_are_refused_clearly() {
+        let err = |a| spec_of(a).unwrap_err().to_string();
+        assert!(err(addressing(&["fd00::/64", "fd01::/64"], &[], &[], true))
+            .contains("at most one IPv6 --subnet"));
+        assert!(
+            err(addressing(&["10.0.0.0/24", "10.1.0.0/24"], &[], &[], false))
+                .contains("at most one IPv4 --subnet")
+        );
+        assert_eq!(
+            err(addressing(&["fd00::/64"], &["10.0.0.1"], &[], true)),
+            "10.0.0.1 has no IPv4 --subnet to belong to: give one, or leave it out"
+        );
+        assert!(err(addressing(&["10.0.0.0/24"], &["fd00::1"], &[], true))
+            .contains("fd00::1 has no IPv6 --subnet"));
+        assert!(err(addressing(&["fd00::/64"], &[], &[], false)).contains("add --ipv6"));
+        assert!(
+            err(addressing(&["fd00::zz/64"], &[], &[], true)).contains("--subnet \"fd00::zz/64\"")
+        );
+    }
 }

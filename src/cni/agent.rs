@@ -128,6 +128,7 @@ pub fn attach_request(
             .map(|mac| mac.to_string()),
         owner: Some(owner(&env.key)),
         ports,
+        ..AttachRequest::default()
     })
 }
 

@@ -3,7 +3,7 @@
 //! on every change (so a change is answered well within a second of its commit).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,10 +19,17 @@ use super::view::backends;
 /// services (and their aliases) and `tasks.<service>`, sandbox names and aliases, and
 /// every task under its container name (`<service>.<slot>.<task ID>`) and host name;
 /// PTR records for sandbox and task addresses; internal networks marked; a service's
-/// `--dns` servers as its tasks' upstreams.
+/// `--dns` servers as its tasks' upstreams. On dual-stack networks the same names
+/// carry the endpoints' IPv6 addresses too (AAAA); a VIP is IPv4 only.
 pub fn table(state: &ClusterState) -> RecordTable {
     let mut b = RecordTable::builder();
     let mut names: BTreeMap<(String, String), BTreeSet<Ipv4Addr>> = BTreeMap::new();
+    let mut names6: BTreeMap<(String, String), BTreeSet<Ipv6Addr>> = BTreeMap::new();
+    let v6_of: HashMap<(&str, Ipv4Addr), Ipv6Addr> = state
+        .endpoints
+        .values()
+        .filter_map(|e| Some(((e.network.as_str(), e.ip), e.ip6?)))
+        .collect();
     for n in state.networks.values() {
         let declared = if n.internal {
             b.internal(&n.name).map(|_| ())
@@ -43,6 +50,14 @@ pub fn table(state: &ClusterState) -> RecordTable {
                 (EndpointMode::Vip, Some(vip)) => BTreeSet::from([*vip]),
                 _ => tasks.clone(),
             };
+            let tasks6: BTreeSet<Ipv6Addr> = tasks
+                .iter()
+                .filter_map(|ip| v6_of.get(&(n.as_str(), *ip)).copied())
+                .collect();
+            let own6 = match (s.spec.endpoint_mode, s.vips.get(n)) {
+                (EndpointMode::Vip, Some(_)) => BTreeSet::new(),
+                _ => tasks6.clone(),
+            };
             let aliases = s
                 .spec
                 .network_options
@@ -58,6 +73,16 @@ pub fn table(state: &ClusterState) -> RecordTable {
                     .entry((n.clone(), format!("tasks.{name}")))
                     .or_default()
                     .extend(tasks.iter().copied());
+                if !tasks6.is_empty() {
+                    names6
+                        .entry((n.clone(), name.clone()))
+                        .or_default()
+                        .extend(own6.iter().copied());
+                    names6
+                        .entry((n.clone(), format!("tasks.{name}")))
+                        .or_default()
+                        .extend(tasks6.iter().copied());
+                }
             }
         }
     }
@@ -80,6 +105,12 @@ pub fn table(state: &ClusterState) -> RecordTable {
                 .entry((e.network.clone(), name.clone()))
                 .or_default()
                 .insert(e.ip);
+            if let Some(ip6) = e.ip6 {
+                names6
+                    .entry((e.network.clone(), name.clone()))
+                    .or_default()
+                    .insert(ip6);
+            }
         }
         if let Some(servers) = task_upstreams(state, e) {
             b.upstreams(IpAddr::V4(e.ip), servers);
@@ -87,6 +118,11 @@ pub fn table(state: &ClusterState) -> RecordTable {
     }
     for ((network, name), addrs) in names {
         if let Err(e) = b.add(&network, &name, addrs) {
+            tracing::warn!(network = %network, name = %name, error = %e, "name left out of DNS");
+        }
+    }
+    for ((network, name), addrs) in names6 {
+        if let Err(e) = b.add6(&network, &name, addrs) {
             tracing::warn!(network = %network, name = %name, error = %e, "name left out of DNS");
         }
     }
@@ -219,3 +255,6 @@ pub async fn run(member: Arc<Member>, upstream: Vec<SocketAddr>, stop: Cancellat
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -279,11 +279,15 @@ async fn forget_vanished(before: &NodePlan, now: &NodePlan, state: &ClusterState
     }
 }
 
-/// Programs (or removes) shoal's nftables tables for `plan`: the node's own (`ip`) and,
-/// where the node has addresses of its own on networks, the bridge one. A table with no
-/// rules is removed.
+/// Programs (or removes) shoal's nftables tables for `plan`: the node's own (`ip`),
+/// where the node has addresses of its own on networks the bridge one, and where it
+/// carries dual-stack networks the IPv6 one (`inet`). A table with no rules is removed.
 pub async fn apply_rules(plan: &NodePlan) -> Result<(), OverlayError> {
-    let tables = [overlay::ruleset(plan), overlay::bridge_ruleset(plan)];
+    let tables = [
+        overlay::ruleset(plan),
+        overlay::bridge_ruleset(plan),
+        overlay::ruleset6(plan),
+    ];
     tokio::task::spawn_blocking(move || {
         // Every network adds rules to the `ip` table, so an empty table means none.
         for table in tables {

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use shoal_control::api::LeaderRequest;
 use shoal_control::state::{Command, NodeReport};
 use shoal_control::Member;
@@ -38,6 +38,18 @@ pub async fn read(nl: &Netlink, advertise: IpAddr) -> Result<NodeReport, Netlink
         .collect();
     routes.sort();
     routes.dedup();
+    let mut routes6: Vec<Ipv6Net> = nl
+        .routes_v6()
+        .await?
+        .into_iter()
+        .filter(|(dst, _, oif)| {
+            let special = dst.segments()[0] & 0xffc0 == 0xfe80 || dst.segments()[0] >> 8 == 0xff;
+            !special && !oif.is_some_and(|i| name_of(i).starts_with(PREFIX))
+        })
+        .filter_map(|(dst, prefix, _)| Ipv6Net::new(dst, prefix).ok().map(|n| n.trunc()))
+        .collect();
+    routes6.sort();
+    routes6.dedup();
     let addrs = nl.addresses().await?;
     let underlay_mtu = addrs
         .iter()
@@ -51,6 +63,7 @@ pub async fn read(nl: &Netlink, advertise: IpAddr) -> Result<NodeReport, Netlink
         .map(|e| e.to_string());
     Ok(NodeReport {
         routes,
+        routes6,
         underlay_mtu,
         no_encryption,
         arch: nix::sys::utsname::uname()

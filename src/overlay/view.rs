@@ -34,6 +34,7 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
                 };
                 Some(Remote {
                     ip: e.ip,
+                    ip6: e.ip6,
                     mac: e.mac,
                     node_ip,
                 })
@@ -46,6 +47,10 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
             subnet: net.space.subnet(),
             gateway: net.space.gateway(),
             gateway_mac: shoal_ipam::mac_for(net.space.gateway()),
+            gateway6: net
+                .space6
+                .as_ref()
+                .and_then(|s| ipnet::Ipv6Net::new(s.gateway(), s.subnet().prefix_len()).ok()),
             mtu: net.mtu,
             internal: net.internal,
             encrypted: net.encrypted,
@@ -85,6 +90,12 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
                 prefix: net.space.subnet().prefix_len(),
                 mac: e.mac,
                 gateway: net.space.gateway(),
+                ip6: net
+                    .space6
+                    .as_ref()
+                    .zip(e.ip6)
+                    .and_then(|(s, ip)| ipnet::Ipv6Net::new(ip, s.subnet().prefix_len()).ok()),
+                gateway6: net.space6.as_ref().map(|s| s.gateway()),
                 mtu: net.mtu,
                 default_route: default_for.get(e.sandbox.as_str()) == Some(&e.id.as_str()),
                 handoff: e.handoff,
@@ -272,11 +283,17 @@ pub fn wg_plan(state: &ClusterState, me: NodeId, private_key: &str, vxlan_port: 
                     Some((e.mac, e.ip, mesh))
                 })
                 .collect();
+            let neighbours6 = n
+                .remotes
+                .iter()
+                .filter_map(|r| Some((r.ip6?, r.mac)))
+                .collect();
             EncryptedNetwork {
                 vni: n.vni,
                 tap: n.tap(),
                 mtu: n.mtu,
                 remotes,
+                neighbours6,
             }
         })
         .collect();

@@ -84,6 +84,8 @@ pub struct DnsAnswer {
     pub rcode: u8,
     /// Every A record in the answer section.
     pub a: Vec<Ipv4Addr>,
+    /// Every AAAA record in the answer section, sorted.
+    pub aaaa: Vec<std::net::Ipv6Addr>,
     /// How many answer records there were.
     pub answers: u16,
     /// The names of every PTR record, with the trailing dot.
@@ -137,6 +139,7 @@ pub fn parse_answer(msg: &[u8]) -> Option<DnsAnswer> {
         at = skip_name(msg, at)? + 4;
     }
     let (mut a, mut ptr, mut ttls) = (Vec::new(), Vec::new(), Vec::new());
+    let mut aaaa = Vec::new();
     for _ in 0..an {
         at = skip_name(msg, at)?;
         let ty = u16::from_be_bytes([*msg.get(at)?, *msg.get(at + 1)?]);
@@ -154,12 +157,17 @@ pub fn parse_answer(msg: &[u8]) -> Option<DnsAnswer> {
         if ty == 12 {
             ptr.push(read_name(msg, at + 10)?);
         }
+        if let (28, Ok(octets)) = (ty, <[u8; 16]>::try_from(data)) {
+            aaaa.push(std::net::Ipv6Addr::from(octets));
+        }
         at += 10 + len;
     }
     a.sort();
+    aaaa.sort();
     Some(DnsAnswer {
         rcode,
         a,
+        aaaa,
         answers: an,
         ptr,
         ttls,

@@ -53,6 +53,29 @@ fn storage(e: impl std::fmt::Display) -> ClusterError {
     ClusterError::Storage(e.to_string())
 }
 
+/// The pools of `--default-addr-pool` (IPv4 and IPv6 CIDRs, in order within each
+/// family) and `--default-addr-pool-mask-length` (IPv4 only: IPv6 pools are cut into
+/// /64s). A family given no pool keeps its default.
+fn pool_config(given: &[String], mask_len: Option<u8>) -> Result<PoolConfig, ClusterError> {
+    let mut pools = Vec::new();
+    let mut pools6 = Vec::new();
+    for p in given {
+        let net: ipnet::IpNet = p
+            .parse()
+            .map_err(|e| ClusterError::Invalid(format!("--default-addr-pool {p:?}: {e}")))?;
+        match net {
+            ipnet::IpNet::V4(v4) => pools.push(v4),
+            ipnet::IpNet::V6(v6) => pools6.push(v6),
+        }
+    }
+    if pools.is_empty() {
+        pools = PoolConfig::default().pools;
+    }
+    PoolConfig::new(pools, mask_len)
+        .and_then(|cfg| cfg.with_pools6(pools6))
+        .map_err(|e| ClusterError::Invalid(e.to_string()))
+}
+
 /// `cluster init`: makes a CA, this node's certificate, a one-manager Raft, and
 /// commits the cluster's first entry.
 pub async fn init(
@@ -60,25 +83,7 @@ pub async fn init(
     req: InitRequest,
 ) -> Result<(Arc<Member>, InitResponse), ClusterError> {
     validate_name("node", &settings.name)?;
-    let pools = req
-        .default_addr_pools
-        .iter()
-        .map(|p| {
-            p.parse()
-                .map_err(|e| ClusterError::Invalid(format!("--default-addr-pool {p:?}: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let addr_pools = if pools.is_empty() && req.default_addr_pool_mask_length.is_none() {
-        PoolConfig::default()
-    } else {
-        let pools = if pools.is_empty() {
-            PoolConfig::default().pools
-        } else {
-            pools
-        };
-        PoolConfig::new(pools, req.default_addr_pool_mask_length)
-            .map_err(|e| ClusterError::Invalid(e.to_string()))?
-    };
+    let addr_pools = pool_config(&req.default_addr_pools, req.default_addr_pool_mask_length)?;
     let advertise = req.advertise_addr.unwrap_or(settings.advertise);
     let cluster_id = format!("{:016x}", rand::random::<u64>());
     let node_id = NodeId::random(|_| false);
@@ -398,5 +403,29 @@ impl Member {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_addr_pools_of_both_families_are_split() {
+        let given = ["fd00:aa::/48".to_string(), "172.20.0.0/16".to_string()];
+        let cfg = pool_config(&given, Some(26)).unwrap();
+        assert_eq!(cfg.pools, vec!["172.20.0.0/16".parse().unwrap()]);
+        assert_eq!(cfg.mask_len, 26);
+        assert_eq!(cfg.pools6, vec!["fd00:aa::/48".parse().unwrap()]);
+        let only6 = pool_config(&["2001:db8::/56".to_string()], None).unwrap();
+        assert_eq!(only6.pools, PoolConfig::default().pools);
+        assert_eq!(pool_config(&[], None).unwrap(), PoolConfig::default());
+        let err = pool_config(&["fd00::/96".to_string()], None).unwrap_err();
+        assert!(err.to_string().contains("at least one /64"), "{err}");
+        let err = pool_config(&["nope".to_string()], None).unwrap_err();
+        assert!(
+            err.to_string().contains("--default-addr-pool \"nope\""),
+            "{err}"
+        );
     }
 }

@@ -1,11 +1,11 @@
 //! Overlay networks and endpoints as the cluster records them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
-use shoal_ipam::AddressSpace;
+use shoal_ipam::{AddressSpace, AddressSpace6};
 
 use crate::ids::NodeId;
 
@@ -34,6 +34,19 @@ pub struct NetworkSpec {
     /// Named addresses kept out of allocation.
     #[serde(default)]
     pub aux_addresses: BTreeMap<String, Ipv4Addr>,
+    /// Dual-stack (`--ipv6`): endpoints get an IPv6 address too, from `subnet6` or a
+    /// /64 cut from the IPv6 pools.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ipv6: bool,
+    /// An explicit IPv6 subnet (`--subnet` with an IPv6 CIDR).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Ipv6Net>,
+    /// An explicit IPv6 gateway; otherwise the IPv6 subnet's `::1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
+    /// Where dynamic IPv6 addresses come from; otherwise the whole IPv6 subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range6: Option<Ipv6Net>,
     /// Whether any sandbox may attach (not only service tasks).
     #[serde(default)]
     pub attachable: bool,
@@ -70,6 +83,9 @@ pub struct Network {
     pub vni: u32,
     /// Subnet, gateway, range, aux addresses and leases.
     pub space: AddressSpace,
+    /// IPv6 subnet, gateway, range and leases of a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space6: Option<AddressSpace6>,
     /// Any sandbox may attach.
     pub attachable: bool,
     /// No egress, no ingress.
@@ -110,6 +126,9 @@ pub struct AttachSpec {
     /// An explicit address.
     #[serde(default)]
     pub ip: Option<Ipv4Addr>,
+    /// An explicit IPv6 address (`--ip6`), on a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
     /// The service the sandbox is a task of.
     #[serde(default)]
     pub service: Option<String>,
@@ -155,6 +174,9 @@ pub struct Endpoint {
     pub aliases: Vec<String>,
     /// Its address.
     pub ip: Ipv4Addr,
+    /// Its IPv6 address, on a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
     /// Its MAC (derived from the address unless the caller gave one).
     pub mac: [u8; 6],
     /// The service it is a task of.
@@ -195,6 +217,10 @@ pub struct EndpointPort {
 pub struct NodeReport {
     /// Its routes (not shoal's own), which network subnets must not overlap.
     pub routes: Vec<Ipv4Net>,
+    /// Its IPv6 routes (not shoal's own, nor link-local or multicast), which IPv6
+    /// network subnets must not overlap.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes6: Vec<Ipv6Net>,
     /// The MTU of its underlay interface.
     pub underlay_mtu: u32,
     /// Why this node cannot carry encrypted networks, if it cannot.

@@ -33,6 +33,7 @@ pub const NFTA_META_SREG: u16 = 3;
 pub const NFT_META_MARK: u32 = 3;
 pub const NFT_META_IIFNAME: u32 = 6;
 pub const NFT_META_OIFNAME: u32 = 7;
+pub const NFT_META_NFPROTO: u32 = 15;
 pub const NFT_META_L4PROTO: u32 = 16;
 pub const NFT_META_PKTTYPE: u32 = 19;
 pub const NFTA_CMP_SREG: u16 = 1;

@@ -133,6 +133,7 @@ fn meta_key(k: u32) -> Option<MetaKey> {
         NFT_META_IIFNAME => MetaKey::IifName,
         NFT_META_OIFNAME => MetaKey::OifName,
         NFT_META_L4PROTO => MetaKey::L4Proto,
+        NFT_META_NFPROTO => MetaKey::NfProto,
         NFT_META_MARK => MetaKey::Mark,
         NFT_META_PKTTYPE => MetaKey::PktType,
         _ => return None,

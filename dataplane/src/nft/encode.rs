@@ -319,6 +319,7 @@ fn meta_key(k: MetaKey) -> u32 {
         MetaKey::IifName => NFT_META_IIFNAME,
         MetaKey::OifName => NFT_META_OIFNAME,
         MetaKey::L4Proto => NFT_META_L4PROTO,
+        MetaKey::NfProto => NFT_META_NFPROTO,
         MetaKey::Mark => NFT_META_MARK,
         MetaKey::PktType => NFT_META_PKTTYPE,
     }

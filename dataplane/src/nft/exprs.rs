@@ -91,6 +91,38 @@ pub fn l4proto(proto: u8) -> Vec<Expr> {
         },
     ]
 }
+/// `meta nfproto ipv6`: an IPv6 packet (in an `inet` table).
+pub fn nfproto_ipv6() -> Vec<Expr> {
+    vec![
+        Expr::Meta {
+            key: MetaKey::NfProto,
+            dreg: 1,
+        },
+        Expr::Cmp {
+            sreg: 1,
+            op: CmpOp::Eq,
+            data: vec![10],
+        },
+    ]
+}
+
+/// `ip6 daddr` compared with one address (after an nfproto match).
+pub fn ip6_daddr(op: CmpOp, addr: std::net::Ipv6Addr) -> Vec<Expr> {
+    vec![
+        Expr::Payload {
+            base: PayloadBase::Network,
+            offset: 24,
+            len: 16,
+            dreg: 1,
+        },
+        Expr::Cmp {
+            sreg: 1,
+            op,
+            data: addr.octets().to_vec(),
+        },
+    ]
+}
+
 /// `th sport PORT` (after an l4proto match).
 pub fn sport(port: u16) -> Vec<Expr> {
     vec![

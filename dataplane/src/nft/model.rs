@@ -209,6 +209,8 @@ pub enum MetaKey {
     OifName,
     /// Layer 4 protocol.
     L4Proto,
+    /// Layer 3 protocol family (`meta nfproto`: 2 IPv4, 10 IPv6), in `inet` tables.
+    NfProto,
     /// Packet mark.
     Mark,
     /// Packet type (host, broadcast, multicast, other host); settable in bridge

@@ -58,6 +58,22 @@ async fn run(nl: &Netlink, change: &Change) -> Result<(), ChangeError> {
             let i = nl.must_index(link).await?;
             nl.del_address(i, *ip, *prefix).await?;
         }
+        Change::AddAddress6 { link, ip, prefix } => {
+            let i = nl.must_index(link).await?;
+            nl.add_address6(i, *ip, *prefix).await?;
+        }
+        Change::DelAddress6 { link, ip, prefix } => {
+            let i = nl.must_index(link).await?;
+            nl.del_address6(i, *ip, *prefix).await?;
+        }
+        Change::AddNeigh6 { vxlan, ip, mac } => {
+            let i = nl.must_index(vxlan).await?;
+            nl.add_neigh6(i, *ip, *mac).await?;
+        }
+        Change::DelNeigh6 { vxlan, ip } => {
+            let i = nl.must_index(vxlan).await?;
+            nl.del_neigh6(i, *ip).await?;
+        }
         Change::CreateVxlan {
             network,
             local,

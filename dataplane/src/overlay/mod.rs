@@ -14,6 +14,7 @@
 //! - `observe`: what the kernel has (a netlink dump into [`Observed`]).
 //! - `diff`: the smallest list of [`Change`]s between the two; `apply` carries it out.
 //! - `rules`: the node's nftables tables (forwarding, masquerade, published ports).
+//! - `rules6`: the `inet` table that keeps dual-stack networks' IPv6 inside them.
 //! - `sandbox`: an endpoint's veth inside its sandbox, and sandboxes' `resolv.conf`.
 
 mod apply;
@@ -21,6 +22,7 @@ mod diff;
 mod observe;
 mod plan;
 mod rules;
+mod rules6;
 mod sandbox;
 
 pub use apply::{apply, ensure_forwarding, local_ipv4, ChangeError, Outcome};
@@ -31,4 +33,5 @@ pub use plan::{
     MESH_MARK, MESH_PRESERVE_MARK, NFT_TABLE, PREFIX,
 };
 pub use rules::{bridge_ruleset, ruleset};
+pub use rules6::ruleset6;
 pub use sandbox::{remove_stale_resolv_confs, write_resolv_conf, ResolvConf, SandboxError};

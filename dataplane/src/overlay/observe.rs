@@ -2,14 +2,16 @@
 //! proxy-ARP entries of shoal's VXLAN devices.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo,
 };
-use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourState,
+};
 use netlink_packet_route::AddressFamily;
 
 use super::plan::PREFIX;
@@ -56,6 +58,9 @@ pub struct Link {
     pub up: bool,
     /// Its IPv4 addresses with prefix lengths.
     pub addrs: BTreeSet<(Ipv4Addr, u8)>,
+    /// Its IPv6 addresses with prefix lengths, link-local ones left out (the kernel
+    /// makes those).
+    pub addrs6: BTreeSet<(Ipv6Addr, u8)>,
 }
 
 /// shoal's part of the kernel's state.
@@ -67,6 +72,8 @@ pub struct Observed {
     pub fdb: BTreeMap<String, BTreeSet<([u8; 6], Ipv4Addr)>>,
     /// Proxy-ARP entries (address → MAC) per VXLAN device.
     pub neigh: BTreeMap<String, BTreeSet<(Ipv4Addr, [u8; 6])>>,
+    /// Permanent proxy-NDP entries (IPv6 address → MAC) per VXLAN device.
+    pub neigh6: BTreeMap<String, BTreeSet<(Ipv6Addr, [u8; 6])>>,
 }
 
 fn mac6(b: &[u8]) -> Option<[u8; 6]> {
@@ -96,6 +103,7 @@ pub async fn observe(nl: &Netlink) -> Result<Observed, NetlinkError> {
             master: None,
             up: msg.header.flags.contains(LinkFlags::Up),
             addrs: BTreeSet::new(),
+            addrs6: BTreeSet::new(),
         };
         let mut master = None;
         for attr in &msg.attributes {
@@ -131,11 +139,18 @@ pub async fn observe(nl: &Netlink) -> Result<Observed, NetlinkError> {
         let Some(name) = by_index.get(&msg.header.index) else {
             continue;
         };
+        let Some(l) = observed.links.get_mut(name) else {
+            continue;
+        };
         for attr in &msg.attributes {
-            if let AddressAttribute::Address(IpAddr::V4(ip)) = attr {
-                if let Some(l) = observed.links.get_mut(name) {
+            match attr {
+                AddressAttribute::Address(IpAddr::V4(ip)) => {
                     l.addrs.insert((*ip, msg.header.prefix_len));
                 }
+                AddressAttribute::Address(IpAddr::V6(ip)) if !is_link_local(ip) => {
+                    l.addrs6.insert((*ip, msg.header.prefix_len));
+                }
+                _ => {}
             }
         }
     }
@@ -190,7 +205,53 @@ pub async fn observe(nl: &Netlink) -> Result<Observed, NetlinkError> {
             }
         }
     }
+    neighbours6(nl, &vxlans, &mut observed).await?;
     Ok(observed)
+}
+
+/// fe80::/10.
+fn is_link_local(ip: &Ipv6Addr) -> bool {
+    ip.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// The permanent IPv6 neighbour entries of the VXLAN devices (the ones shoal makes;
+/// the kernel's own, learnt ones are not the plan's business).
+async fn neighbours6(
+    nl: &Netlink,
+    vxlans: &BTreeMap<u32, String>,
+    observed: &mut Observed,
+) -> Result<(), NetlinkError> {
+    let mut neigh = nl
+        .handle()
+        .neighbours()
+        .get()
+        .set_address_family(AddressFamily::Inet6)
+        .execute();
+    while let Some(msg) = neigh.try_next().await.map_err(dump("IPv6 neighbours"))? {
+        let Some(dev) = vxlans.get(&msg.header.ifindex) else {
+            continue;
+        };
+        if msg.header.state != NeighbourState::Permanent {
+            continue;
+        }
+        let mut mac = None;
+        let mut dst = None;
+        for attr in &msg.attributes {
+            match attr {
+                NeighbourAttribute::LinkLayerAddress(l) => mac = mac6(l),
+                NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => dst = Some(*ip),
+                _ => {}
+            }
+        }
+        if let (Some(mac), Some(ip)) = (mac, dst) {
+            observed
+                .neigh6
+                .entry(dev.clone())
+                .or_default()
+                .insert((ip, mac));
+        }
+    }
+    Ok(())
 }
 
 fn kind_of(infos: &[LinkInfo]) -> LinkKind {

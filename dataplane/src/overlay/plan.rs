@@ -10,10 +10,10 @@
 //! | endpoint veth, node side | `shl-e<first 8 hex of the endpoint ID>` |
 //! | endpoint veth, sandbox side before the move | `shl-p<same>` |
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 /// Every kernel object shoal makes is named with this prefix.
 pub const PREFIX: &str = "shl-";
@@ -57,6 +57,9 @@ pub struct NetworkPlan {
     pub gateway: Ipv4Addr,
     /// The anycast gateway MAC.
     pub gateway_mac: [u8; 6],
+    /// Dual-stack networks: the IPv6 anycast gateway, with the IPv6 subnet's prefix
+    /// length (on the bridge of every node, like the IPv4 one).
+    pub gateway6: Option<Ipv6Net>,
     /// Interface MTU on the network.
     pub mtu: u32,
     /// No egress and no ingress.
@@ -64,8 +67,8 @@ pub struct NetworkPlan {
     /// Carried inside WireGuard: a TAP served by the encrypted data path takes the
     /// place of the kernel VXLAN device.
     pub encrypted: bool,
-    /// Endpoints on other nodes: their MAC goes to the VXLAN FDB, their address to the
-    /// proxy-ARP table.
+    /// Endpoints on other nodes: their MAC goes to the VXLAN FDB, their addresses to the
+    /// proxy-ARP and proxy-NDP tables.
     pub remotes: Vec<Remote>,
     /// This node's own address on the network (routing mesh and L7 ingress), if it has
     /// one.
@@ -108,6 +111,8 @@ pub const MESH_PRESERVE_MARK: u32 = 0x1000;
 pub struct Remote {
     /// Its overlay address.
     pub ip: Ipv4Addr,
+    /// Its IPv6 overlay address, on a dual-stack network.
+    pub ip6: Option<Ipv6Addr>,
     /// Its MAC.
     pub mac: [u8; 6],
     /// Its node's underlay address.
@@ -133,6 +138,10 @@ pub struct EndpointPlan {
     pub mac: [u8; 6],
     /// The gateway.
     pub gateway: Ipv4Addr,
+    /// Its IPv6 address with the IPv6 subnet's prefix length, on a dual-stack network.
+    pub ip6: Option<Ipv6Net>,
+    /// The IPv6 gateway (the default route's, when `default_route`).
+    pub gateway6: Option<Ipv6Addr>,
     /// The MTU.
     pub mtu: u32,
     /// Whether the sandbox's default route goes through this network.
@@ -202,6 +211,7 @@ pub(crate) fn sample_network(vni: u32, internal: bool) -> NetworkPlan {
         subnet: "10.0.0.0/24".parse().unwrap(),
         gateway: "10.0.0.1".parse().unwrap(),
         gateway_mac: [2, 0x42, 10, 0, 0, 1],
+        gateway6: None,
         mtu: 1450,
         internal,
         encrypted: false,
@@ -227,6 +237,8 @@ mod tests {
             prefix: 24,
             mac: [0; 6],
             gateway: "10.0.0.1".parse().unwrap(),
+            ip6: None,
+            gateway6: None,
             mtu: 1450,
             default_route: true,
             handoff: false,

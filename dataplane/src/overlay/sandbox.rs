@@ -74,12 +74,22 @@ pub async fn add_endpoint(
         nl.set_up(host_idx).await?;
         let idx = inside.must_index(&e.ifname).await?;
         inside.add_address(idx, e.ip.into(), e.prefix).await?;
+        if let Some(ip6) = e.ip6 {
+            inside
+                .add_address6(idx, ip6.addr(), ip6.prefix_len())
+                .await?;
+        }
         inside.set_up(idx).await?;
         if let Some(lo) = inside.index("lo").await? {
             inside.set_up(lo).await?;
         }
         if e.default_route && !inside.has_default_route().await? {
             inside.add_default_route(e.gateway).await?;
+        }
+        if let (true, Some(gateway6)) = (e.default_route, e.gateway6) {
+            if !inside.has_default_route6().await? {
+                inside.add_default_route6(gateway6).await?;
+            }
         }
         Ok::<(), NetlinkError>(())
     }

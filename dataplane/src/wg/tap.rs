@@ -17,10 +17,8 @@ const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_VNET_HDR: libc::c_short = 0x4000;
 const TUN_F_CSUM: libc::c_uint = 0x01;
 const TUN_F_TSO4: libc::c_uint = 0x02;
-const TUN_F_TSO6: libc::c_uint = 0x04;
 const TUN_F_TSO_ECN: libc::c_uint = 0x08;
 const TUN_F_USO4: libc::c_uint = 0x20;
-const TUN_F_USO6: libc::c_uint = 0x40;
 /// The size of `struct virtio_net_hdr` in front of every frame.
 pub const VNET_HDR_LEN: usize = 10;
 
@@ -76,7 +74,9 @@ impl Tap {
             TUNSETVNETHDRSZ,
             &hdr as *const libc::c_int as *const libc::c_void,
         )?;
-        let full = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN | TUN_F_USO4 | TUN_F_USO6;
+        // IPv4 superframes only: the cutter (packet::segment) knows no IPv6 GSO, so the
+        // kernel segments IPv6 (dual-stack networks) before the TAP.
+        let full = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN | TUN_F_USO4;
         // Kernels without USO refuse the whole set: fall back to TSO only.
         let set = |flags: libc::c_uint| {
             // SAFETY: TUNSETOFFLOAD takes the flags by value.
@@ -86,7 +86,7 @@ impl Tap {
                 Ok(())
             }
         };
-        set(full).or_else(|_| set(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN))?;
+        set(full).or_else(|_| set(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN))?;
         Ok(Tap {
             file,
             name: name.to_string(),

@@ -10,6 +10,7 @@ fn cfg(pools: &[&str], mask_len: u8) -> PoolConfig {
     PoolConfig {
         pools: pools.iter().map(|p| net(p)).collect(),
         mask_len,
+        pools6: Vec::new(),
     }
 }
 
@@ -53,8 +54,8 @@ fn overlapping_pools_are_rejected_naming_both() {
     assert_eq!(
         err,
         IpamError::PoolsOverlap {
-            first: net("10.0.0.0/8"),
-            second: net("10.5.0.0/16"),
+            first: net("10.0.0.0/8").into(),
+            second: net("10.5.0.0/16").into(),
         }
     );
     assert_eq!(
@@ -69,7 +70,7 @@ fn pool_smaller_than_a_29_is_rejected() {
     assert_eq!(
         err,
         IpamError::PoolTooSmall {
-            pool: net("10.0.0.0/30")
+            pool: net("10.0.0.0/30").into()
         }
     );
     assert!(err.to_string().contains("10.0.0.0/30 is too small"));
@@ -259,7 +260,11 @@ fn arb_config() -> impl Strategy<Value = PoolConfig> {
         Just(vec![net("10.0.16.0/22"), net("10.0.0.0/20")]),
         Just(vec![net("192.168.0.0/21"), net("10.0.0.0/22")]),
     ];
-    (pool_lists, 22u8..=29).prop_map(|(pools, mask_len)| PoolConfig { pools, mask_len })
+    (pool_lists, 22u8..=29).prop_map(|(pools, mask_len)| PoolConfig {
+        pools,
+        mask_len,
+        pools6: Vec::new(),
+    })
 }
 
 fn arb_occupied() -> impl Strategy<Value = Occupied> {

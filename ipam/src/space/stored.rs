@@ -63,7 +63,10 @@ impl TryFrom<StoredSpace> for AddressSpace {
 
     fn try_from(stored: StoredSpace) -> Result<Self, IpamError> {
         let subnet = stored.subnet;
-        let inconsistent = |detail: String| IpamError::InconsistentState { subnet, detail };
+        let inconsistent = |detail: String| IpamError::InconsistentState {
+            subnet: subnet.into(),
+            detail,
+        };
         let req = SubnetRequest {
             subnet: Some(subnet),
             gateway: Some(stored.gateway),

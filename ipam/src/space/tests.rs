@@ -50,7 +50,7 @@ fn subnets_without_room_for_hosts_are_rejected() {
         assert_eq!(
             err,
             IpamError::SubnetTooSmall {
-                subnet: net(subnet)
+                subnet: net(subnet).into()
             }
         );
     }
@@ -140,8 +140,8 @@ fn ip_range_with_nothing_to_hand_out_is_rejected() {
     assert_eq!(
         err,
         IpamError::RangeEmpty {
-            range: net("10.0.1.0/31"),
-            subnet: net("10.0.1.0/24"),
+            range: net("10.0.1.0/31").into(),
+            subnet: net("10.0.1.0/24").into(),
         }
     );
 }

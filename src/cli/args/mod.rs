@@ -271,7 +271,9 @@ pub enum ClusterCmd {
         /// This node's underlay address (default: the agent's).
         #[arg(long)]
         advertise_addr: Option<IpAddr>,
-        /// Address pool that network subnets are cut from (repeatable; default 10.0.0.0/8).
+        /// Address pool that network subnets are cut from (repeatable; default 10.0.0.0/8);
+        /// an IPv6 one is where --ipv6 networks get their /64s (default: a ULA /48 of
+        /// the cluster).
         #[arg(long = "default-addr-pool")]
         default_addr_pool: Vec<String>,
         /// Prefix length of the subnets cut from the pools (default 24).
@@ -438,15 +440,20 @@ pub enum NetworkCmd {
         /// The driver (only `overlay`).
         #[arg(short = 'd', long = "driver", default_value = "overlay")]
         driver: String,
-        /// Subnet in CIDR form (default: cut from the cluster's address pools).
+        /// Subnet in CIDR form (default: cut from the cluster's address pools); one
+        /// per address family: an IPv6 one with --ipv6.
         #[arg(long)]
-        subnet: Option<String>,
-        /// Gateway address (default: the subnet's first host).
+        subnet: Vec<String>,
+        /// Gateway address (default: the subnet's first host); one per family.
         #[arg(long)]
-        gateway: Option<String>,
-        /// Allocate addresses from this sub-range only.
+        gateway: Vec<String>,
+        /// Allocate addresses from this sub-range only; one per family.
         #[arg(long)]
-        ip_range: Option<String>,
+        ip_range: Vec<String>,
+        /// Dual-stack: endpoints get an IPv6 address too, from the IPv6 --subnet or
+        /// a /64 cut from the cluster's IPv6 pools.
+        #[arg(long)]
+        ipv6: bool,
         /// Keep a named address out of allocation (repeatable).
         #[arg(long = "aux-address", value_name = "NAME=IP")]
         aux_address: Vec<String>,
@@ -498,6 +505,9 @@ pub struct AttachArgs {
     /// An explicit IPv4 address.
     #[arg(long)]
     pub ip: Option<String>,
+    /// An explicit IPv6 address (on a network made with --ipv6).
+    #[arg(long)]
+    pub ip6: Option<String>,
     /// The service the sandbox is a task of.
     #[arg(long)]
     pub service: Option<String>,

@@ -48,8 +48,10 @@ fn endpoint(node: &str, owner: Option<&str>) -> EndpointInfo {
         sandbox: NETNS.into(),
         ifname: "eth0".into(),
         address: "10.0.9.5/24".into(),
+        address6: None,
         mac: "02:42:0a:00:09:05".into(),
         gateway: Ipv4Addr::new(10, 0, 9, 1),
+        gateway6: None,
         dns: Ipv4Addr::new(10, 0, 9, 1),
         name: None,
         aliases: vec![],
@@ -103,6 +105,8 @@ fn records_are_this_nodes_cni_attachments_only() {
             endpoint("n1", None),
             endpoint("n1", Some("dockerendpoint")),
         ],
+        enable_ipv6: false,
+        ipam_config: vec![],
     };
     let found = records(&network, "n1");
     assert_eq!(found.len(), 1);

@@ -97,6 +97,7 @@ impl Ctx {
             labels: BTreeMap::new(),
             vni: opts.vni,
             docker: Some((r.network_id.clone(), me)),
+            ..NetworkSpec::default()
         };
         lock(&self.driver.creating).insert(r.network_id.clone(), subnet);
         lock(&self.driver.failed).remove(&r.network_id);

@@ -16,6 +16,7 @@
 mod cluster;
 pub(super) mod docker;
 mod network;
+mod network6;
 mod node;
 pub(super) mod ports;
 mod service;

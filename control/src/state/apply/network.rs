@@ -48,10 +48,11 @@ pub(super) fn occupied(state: &ClusterState) -> Vec<Occupied> {
 }
 
 pub(super) fn report_node(state: &mut ClusterState, id: NodeId, report: &NodeReport) -> Changed {
-    if report.routes.len() > MAX_ROUTES {
+    if report.routes.len() > MAX_ROUTES || report.routes6.len() > MAX_ROUTES {
         return Err(ApplyError::Invalid(format!(
-            "a node may report at most {MAX_ROUTES} routes, not {}",
-            report.routes.len()
+            "a node may report at most {MAX_ROUTES} routes of each family, not {} and {}",
+            report.routes.len(),
+            report.routes6.len()
         )));
     }
     if !(576..=65535).contains(&report.underlay_mtu) {
@@ -145,6 +146,7 @@ pub(super) fn create_network(
         aux_addresses: spec.aux_addresses.clone(),
     };
     let space = AddressSpace::new(subnet, &req).map_err(ipam)?;
+    let space6 = super::network6::space6_for(state, spec)?;
     let taken = |v: u32| state.networks.values().find(|n| n.vni == v);
     let vni = match spec.vni {
         Some(v) if v == 0 || v >= 1 << 24 => {
@@ -179,6 +181,7 @@ pub(super) fn create_network(
         name: spec.name.clone(),
         vni,
         space,
+        space6,
         attachable: spec.attachable,
         internal: spec.internal,
         encrypted: spec.encrypted,
@@ -336,6 +339,13 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
                 network.name, existing.ip
             )));
         }
+        if spec.ip6.is_some() && spec.ip6 != existing.ip6 {
+            return Err(ApplyError::Conflict(format!(
+                "this sandbox is already attached to {} with IPv6 address {}; detach it first to change the address",
+                network.name,
+                existing.ip6.map_or("(none)".to_string(), |ip| ip.to_string())
+            )));
+        }
         if spec.mac.is_some_and(|mac| mac != existing.mac) {
             return Err(ApplyError::Conflict(format!(
                 "this sandbox is already attached to {} with MAC {}; detach it first to change it",
@@ -383,6 +393,8 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
         }
         None => space.allocate(&id).map_err(ipam)?,
     };
+    let mut space6 = network.space6.clone();
+    let ip6 = super::network6::lease6(&network, &mut space6, spec, &id)?;
     let used: Vec<&str> = state
         .endpoints
         .values()
@@ -410,6 +422,7 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
         name: spec.name.clone(),
         aliases: spec.aliases.clone(),
         ip,
+        ip6,
         mac: spec.mac.unwrap_or_else(|| mac_for(ip)),
         service: spec.service.clone(),
         task: spec.task.clone(),
@@ -421,6 +434,7 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
     };
     if let Some(n) = state.networks.get_mut(&network.name) {
         n.space = space;
+        n.space6 = space6;
     }
     state.endpoints.insert(id, endpoint.clone());
     Ok((Output::Endpoint(Box::new(endpoint)), true))
@@ -440,6 +454,7 @@ pub(super) fn detach(
     };
     if let Some(n) = state.networks.get_mut(&name) {
         n.space.release(endpoint.ip);
+        release6(n, &endpoint);
     }
     Ok((Output::None, true))
 }
@@ -456,11 +471,19 @@ pub(super) fn forget_node_endpoints(state: &mut ClusterState, node: NodeId) {
         state.endpoints.remove(&e.id);
         if let Some(n) = state.networks.get_mut(&e.network) {
             n.space.release(e.ip);
+            release6(n, &e);
         }
     }
     let leases = super::docker::lease_owner(node);
     for n in state.networks.values_mut() {
         n.space.release_owner(&leases);
+    }
+}
+
+/// Frees an endpoint's IPv6 address, if it has one.
+fn release6(network: &mut Network, endpoint: &Endpoint) {
+    if let (Some(space6), Some(ip6)) = (network.space6.as_mut(), endpoint.ip6) {
+        space6.release(ip6);
     }
 }
 

@@ -7,7 +7,7 @@ use crate::ids::NodeId;
 use crate::state::{AttachSpec, NetworkSpec, Node, NodeReport, NodeStatus, Role, Secrets};
 use shoal_ipam::PoolConfig;
 
-fn node(id: u64, name: &str) -> Node {
+pub(super) fn node(id: u64, name: &str) -> Node {
     let ip = std::net::IpAddr::V4(Ipv4Addr::new(198, 18, 0, id as u8));
     Node {
         id: NodeId(id),
@@ -26,11 +26,11 @@ fn node(id: u64, name: &str) -> Node {
     }
 }
 
-fn run(state: &mut ClusterState, command: Command) -> Result<Applied, ApplyError> {
+pub(super) fn run(state: &mut ClusterState, command: Command) -> Result<Applied, ApplyError> {
     apply(state, None, &Proposal { at_ms: 7, command })
 }
 
-fn cluster() -> ClusterState {
+pub(super) fn cluster() -> ClusterState {
     let mut s = ClusterState::default();
     run(
         &mut s,
@@ -53,7 +53,11 @@ fn cluster() -> ClusterState {
     s
 }
 
-fn create(s: &mut ClusterState, id: &str, spec: NetworkSpec) -> Result<Applied, ApplyError> {
+pub(super) fn create(
+    s: &mut ClusterState,
+    id: &str,
+    spec: NetworkSpec,
+) -> Result<Applied, ApplyError> {
     run(
         s,
         Command::CreateNetwork {
@@ -63,7 +67,7 @@ fn create(s: &mut ClusterState, id: &str, spec: NetworkSpec) -> Result<Applied, 
     )
 }
 
-fn named(name: &str) -> NetworkSpec {
+pub(super) fn named(name: &str) -> NetworkSpec {
     NetworkSpec {
         name: name.into(),
         attachable: true,
@@ -71,7 +75,7 @@ fn named(name: &str) -> NetworkSpec {
     }
 }
 
-fn attach(
+pub(super) fn attach(
     s: &mut ClusterState,
     network: &str,
     node: u64,
@@ -90,7 +94,7 @@ fn attach(
     )
 }
 
-fn endpoint(a: Applied) -> crate::state::Endpoint {
+pub(super) fn endpoint(a: Applied) -> crate::state::Endpoint {
     match a.output {
         Output::Endpoint(e) => *e,
         other => panic!("not an endpoint: {other:?}"),

@@ -2,7 +2,7 @@
 //! the log.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::overlay::plan::{EndpointPlan, NetworkPlan};
 
@@ -47,6 +47,40 @@ pub enum Change {
         ip: Ipv4Addr,
         /// Its prefix length.
         prefix: u8,
+    },
+    /// Add an IPv6 address to a link (without duplicate address detection).
+    AddAddress6 {
+        /// The link.
+        link: String,
+        /// The address.
+        ip: Ipv6Addr,
+        /// Its prefix length.
+        prefix: u8,
+    },
+    /// Remove an IPv6 address from a link.
+    DelAddress6 {
+        /// The link.
+        link: String,
+        /// The address.
+        ip: Ipv6Addr,
+        /// Its prefix length.
+        prefix: u8,
+    },
+    /// Answer neighbour solicitations for a remote endpoint's IPv6 address.
+    AddNeigh6 {
+        /// The VXLAN device.
+        vxlan: String,
+        /// The remote endpoint's IPv6 address.
+        ip: Ipv6Addr,
+        /// Its MAC.
+        mac: [u8; 6],
+    },
+    /// Remove such an entry.
+    DelNeigh6 {
+        /// The VXLAN device.
+        vxlan: String,
+        /// The address.
+        ip: Ipv6Addr,
     },
     /// Create a network's VXLAN device in its bridge.
     CreateVxlan {
@@ -136,6 +170,16 @@ impl fmt::Display for Change {
             Change::DelAddress { link, ip, prefix } => {
                 write!(f, "remove {ip}/{prefix} from {link}")
             }
+            Change::AddAddress6 { link, ip, prefix } => {
+                write!(f, "add {ip}/{prefix} to {link} (no DAD)")
+            }
+            Change::DelAddress6 { link, ip, prefix } => {
+                write!(f, "remove {ip}/{prefix} from {link}")
+            }
+            Change::AddNeigh6 { vxlan, ip, mac: m } => {
+                write!(f, "neigh {ip} is {} on {vxlan}", mac(m))
+            }
+            Change::DelNeigh6 { vxlan, ip } => write!(f, "remove neigh {ip} on {vxlan}"),
             Change::CreateVxlan {
                 network,
                 local,

@@ -17,7 +17,7 @@
 mod change;
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub use change::Change;
 
@@ -140,6 +140,12 @@ fn bridge_changes(n: &NetworkPlan, observed: &Observed, out: &mut Phases) {
             &fresh
         }
     };
+    let empty6 = BTreeSet::new();
+    let have6 = match observed.links.get(&br) {
+        Some(l) if l.kind == LinkKind::Bridge => &l.addrs6,
+        _ => &empty6,
+    };
+    address6_changes(&br, n, have6, out);
     let mut want = BTreeSet::from([gateway]);
     want.extend(n.node_addr.map(|a| (a.ip, 32)));
     for &(ip, prefix) in have.difference(&want) {
@@ -155,6 +161,24 @@ fn bridge_changes(n: &NetworkPlan, observed: &Observed, out: &mut Phases) {
             ip,
             prefix,
         });
+    }
+}
+
+/// The bridge's IPv6 addresses: the IPv6 anycast gateway of a dual-stack network,
+/// nothing else.
+fn address6_changes(br: &str, n: &NetworkPlan, have: &BTreeSet<(Ipv6Addr, u8)>, out: &mut Phases) {
+    let want: BTreeSet<(Ipv6Addr, u8)> = n
+        .gateway6
+        .map(|g| (g.addr(), g.prefix_len()))
+        .into_iter()
+        .collect();
+    for &(ip, prefix) in have.difference(&want) {
+        let link = br.to_string();
+        out.removals.push(Change::DelAddress6 { link, ip, prefix });
+    }
+    for &(ip, prefix) in want.difference(have) {
+        let link = br.to_string();
+        out.creations.push(Change::AddAddress6 { link, ip, prefix });
     }
 }
 
@@ -247,6 +271,36 @@ fn forwarding_changes(n: &NetworkPlan, observed: &Observed, fresh: bool, out: &m
         let vxlan = vx.clone();
         out.forwarding.push(Change::AddNeigh { vxlan, ip, mac });
     }
+    let empty_neigh6 = BTreeSet::new();
+    let have_neigh6 = match fresh {
+        true => &empty_neigh6,
+        false => observed.neigh6.get(&vx).unwrap_or(&empty_neigh6),
+    };
+    neigh6_changes(n, &vx, have_neigh6, out);
+}
+
+/// Proxy-NDP entries (remote IPv6 address → MAC) on the VXLAN device, one per remote
+/// endpoint with an IPv6 address: the device answers neighbour solicitations for them
+/// itself, so none crosses to other nodes.
+fn neigh6_changes(
+    n: &NetworkPlan,
+    vx: &str,
+    have: &BTreeSet<(Ipv6Addr, [u8; 6])>,
+    out: &mut Phases,
+) {
+    let want: BTreeSet<(Ipv6Addr, [u8; 6])> = n
+        .remotes
+        .iter()
+        .filter_map(|r| Some((r.ip6?, r.mac)))
+        .collect();
+    for &(ip, _) in have.difference(&want) {
+        let vxlan = vx.to_string();
+        out.forwarding.push(Change::DelNeigh6 { vxlan, ip });
+    }
+    for &(ip, mac) in want.difference(have) {
+        let vxlan = vx.to_string();
+        out.forwarding.push(Change::AddNeigh6 { vxlan, ip, mac });
+    }
 }
 
 /// One local endpoint: its host-side veth, in the network's bridge, with its MTU, up.
@@ -284,3 +338,5 @@ fn endpoint_changes(plan: &NodePlan, e: &EndpointPlan, observed: &Observed, out:
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests6;

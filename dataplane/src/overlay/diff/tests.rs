@@ -4,18 +4,20 @@ use super::*;
 use crate::overlay::observe::Link;
 use crate::overlay::plan::{NodeAddr, Remote};
 
-fn network() -> NetworkPlan {
+pub(super) fn network() -> NetworkPlan {
     NetworkPlan {
         name: "web".into(),
         vni: 4096,
         subnet: "10.0.0.0/24".parse().unwrap(),
         gateway: "10.0.0.1".parse().unwrap(),
         gateway_mac: [2, 0x42, 10, 0, 0, 1],
+        gateway6: None,
         mtu: 1450,
         internal: false,
         encrypted: false,
         remotes: vec![Remote {
             ip: "10.0.0.3".parse().unwrap(),
+            ip6: None,
             mac: [2, 0x42, 10, 0, 0, 3],
             node_ip: "198.18.0.2".parse().unwrap(),
         }],
@@ -23,7 +25,7 @@ fn network() -> NetworkPlan {
     }
 }
 
-fn endpoint() -> EndpointPlan {
+pub(super) fn endpoint() -> EndpointPlan {
     EndpointPlan {
         id: "abcdef0123456789".into(),
         vni: 4096,
@@ -33,13 +35,15 @@ fn endpoint() -> EndpointPlan {
         prefix: 24,
         mac: [2, 0x42, 10, 0, 0, 2],
         gateway: "10.0.0.1".parse().unwrap(),
+        ip6: None,
+        gateway6: None,
         mtu: 1450,
         default_route: true,
         handoff: false,
     }
 }
 
-fn plan() -> NodePlan {
+pub(super) fn plan() -> NodePlan {
     NodePlan {
         local_ip: Some("198.18.0.1".parse().unwrap()),
         vxlan_port: 4789,
@@ -52,7 +56,7 @@ fn plan() -> NodePlan {
 }
 
 /// The kernel state that matches `plan()` exactly.
-fn matching() -> Observed {
+pub(super) fn matching() -> Observed {
     let mut o = Observed::default();
     let link = |index, kind, mac, master: Option<&str>, addrs: &[(&str, u8)]| Link {
         index,
@@ -65,6 +69,7 @@ fn matching() -> Observed {
             .iter()
             .map(|(a, p)| (a.parse().unwrap(), *p))
             .collect(),
+        addrs6: BTreeSet::new(),
     };
     o.links.insert(
         "shl-b4096".into(),
@@ -178,6 +183,7 @@ fn remote_endpoints_come_and_go_as_fdb_and_neighbour_entries() {
     let mut p = plan();
     p.networks[0].remotes.push(Remote {
         ip: "10.0.0.9".parse().unwrap(),
+        ip6: None,
         mac: [2, 0x42, 10, 0, 0, 9],
         node_ip: "198.18.0.3".parse().unwrap(),
     });

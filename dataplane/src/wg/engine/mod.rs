@@ -113,6 +113,7 @@ struct Net {
     mtu: usize,
     by_mac: HashMap<[u8; 6], Arc<Peer>>,
     arp: HashMap<Ipv4Addr, [u8; 6]>,
+    ndp: HashMap<std::net::Ipv6Addr, [u8; 6]>,
 }
 
 struct Tables {
@@ -312,6 +313,7 @@ impl Engine {
                 .filter_map(|(mac, _, node)| by_mesh.get(node).map(|p| (*mac, p.clone())))
                 .collect();
             let arp = n.remotes.iter().map(|(mac, ip, _)| (*ip, *mac)).collect();
+            let ndp = n.neighbours6.iter().copied().collect();
             nets.insert(
                 n.vni,
                 Arc::new(Net {
@@ -319,6 +321,7 @@ impl Engine {
                     mtu: n.mtu as usize,
                     by_mac,
                     arp,
+                    ndp,
                 }),
             );
         }

@@ -48,7 +48,7 @@ pub(super) fn send_loop(shared: &Shared, tap: &Tap, stop: &AtomicBool, vni: u32)
         segment: 0,
         peer: None,
     };
-    let mut reply = [0u8; VNET_HDR_LEN + 64];
+    let mut reply = [0u8; VNET_HDR_LEN + 96];
     while !stop.load(Ordering::Relaxed) && !shared.stop.load(Ordering::Relaxed) {
         match tap.readable(200) {
             Ok(true) => {}
@@ -82,6 +82,16 @@ pub(super) fn send_loop(shared: &Shared, tap: &Tap, stop: &AtomicBool, vni: u32)
                     VnetHdr::default().write(&mut reply[..VNET_HDR_LEN]);
                     if let Some(len) = crate::wg::arp::reply(seg, *mac, &mut reply[VNET_HDR_LEN..])
                     {
+                        let _ = tap.write(&reply[..VNET_HDR_LEN + len]);
+                    }
+                }
+                return;
+            }
+            if let Some(target) = crate::wg::ndp::solicitation_target(seg) {
+                if let Some(mac) = net.ndp.get(&target) {
+                    VnetHdr::default().write(&mut reply[..VNET_HDR_LEN]);
+                    let out = &mut reply[VNET_HDR_LEN..];
+                    if let Some(len) = crate::wg::ndp::advertisement(seg, *mac, out) {
                         let _ = tap.write(&reply[..VNET_HDR_LEN + len]);
                     }
                 }
