@@ -136,10 +136,12 @@ function render(o) {
   const panels = [['cluster', renderCluster], ['mesh', renderMesh], ['networks', renderNetworks],
     ['services', renderServices], ['ingress', renderIngress]];
   for (const [name, draw] of panels) {
-    const text = JSON.stringify(o[name]);
-    if (drawn[name] !== text) {
+    const text = JSON.stringify(name === 'mesh' ? meshShape(o.mesh) : o[name]);
+    const stale = name === 'mesh' && Date.now() - meshDrawnAt > MESH_REDRAW_MS;
+    if (drawn[name] !== text || stale) {
       draw(o[name]);
       drawn[name] = text;
+      if (name === 'mesh') meshDrawnAt = Date.now();
     }
   }
   document.body.dataset.revision = o.revision;
@@ -147,6 +149,12 @@ function render(o) {
 
 // The JSON each panel was last drawn from.
 const drawn = {};
+// Round trips change with every probe: the matrix is drawn again at once when who
+// reaches whom changes, and otherwise every few seconds (it has up to n² cells).
+const MESH_REDRAW_MS = 5000;
+let meshDrawnAt = 0;
+const meshShape = (m) => ({ nodes: m.nodes, reported: m.reported, error: m.error, drops: m.drops,
+  reach: m.rtt_us.map((row) => row.map((v) => v !== null)), wg: m.wireguard ? m.wireguard.map((row) => row.map((v) => v !== null)) : null });
 
 function follow() {
   const live = document.getElementById('live');
