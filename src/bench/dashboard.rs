@@ -80,7 +80,7 @@ fn screenshot_path() -> std::path::PathBuf {
 /// The browser part, on a thread inside n1's namespace.
 fn measure(
     scale: impl Fn(u32) -> anyhow::Result<()> + Send + 'static,
-    traffic: impl FnOnce() -> anyhow::Result<()>,
+    traffic: impl FnOnce() -> anyhow::Result<()> + Send + 'static,
     ns: &str,
 ) -> anyhow::Result<Timings> {
     let mut browser = Browser::start(ns);
@@ -126,10 +126,12 @@ fn measure(
             polled.push(start.elapsed());
         }
     }
-    // Some requests through the ingress, so the screenshot shows the router's traffic.
-    traffic()?;
-    std::thread::sleep(crate::dashboard::refresh());
+    // Requests through the ingress while the screenshot is taken, so it shows traffic.
+    let load = std::thread::spawn(traffic);
+    std::thread::sleep(Duration::from_secs(1) + crate::dashboard::refresh());
     std::fs::write(screenshot_path(), browser.screenshot())?;
+    load.join()
+        .map_err(|_| anyhow::anyhow!("the load thread panicked"))??;
     Ok((page_paint, text_paint, shown, polled))
 }
 
