@@ -11,6 +11,7 @@ mod faults;
 mod ingress;
 mod mesh;
 mod overlay;
+mod scale;
 mod tools;
 
 use std::net::Ipv4Addr;
@@ -24,6 +25,17 @@ use crate::cli::args::{BenchArgs, BenchKind, Format};
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.encrypted && !matches!(args.what, BenchKind::Overlay) {
         anyhow::bail!("--encrypted applies only to `shoal bench overlay`");
+    }
+    let scale_args = args.nodes != [10]
+        || args.endpoints != [100]
+        || args.repeats != 5
+        || args.burst != 1000
+        || args.rest_secs != 10
+        || args.lab != "benchscale";
+    if scale_args && !matches!(args.what, BenchKind::Scale) {
+        anyhow::bail!(
+            "--nodes, --endpoints, --repeats, --burst, --rest-secs and --lab apply only to `shoal bench scale`"
+        );
     }
     tools::allow_install(args.install_baselines);
     let kinds: &[BenchKind] = match args.what {
@@ -53,6 +65,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             BenchKind::DockerRoutes => docker_routes::run().await?,
             BenchKind::Cni => cni::run().await?,
             BenchKind::Faults => faults::run().await?,
+            BenchKind::Scale => {
+                scale::run(&scale::ScaleOptions {
+                    nodes: args.nodes.clone(),
+                    endpoints: args.endpoints.clone(),
+                    repeats: args.repeats,
+                    burst: args.burst,
+                    rest: std::time::Duration::from_secs(args.rest_secs),
+                    lab: args.lab.clone(),
+                })
+                .await?
+            }
             BenchKind::All => anyhow::bail!("`all` is a list of benchmarks, not one"),
         };
         // Each table as soon as it is measured: `all` takes a while.

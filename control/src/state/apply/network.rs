@@ -244,7 +244,8 @@ pub(super) fn validate_dns_name(what: &str, name: &str) -> Result<(), ApplyError
 }
 
 pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Changed {
-    let network = state.find_network(&spec.network)?.clone();
+    // Not the network itself: cloning its address space costs one copy of every lease.
+    let network = NetworkRef::of(state.find_network(&spec.network)?);
     if !state.nodes.contains_key(&spec.node) {
         return Err(ApplyError::NoSuchNode(spec.node.to_string()));
     }
@@ -357,7 +358,7 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
         }
     }
     if let Some(mac) = spec.mac {
-        let gateway = mac_for(network.space.gateway());
+        let gateway = mac_for(network.gateway);
         let taken = state.endpoints_on(&network.name).find(|e| e.mac == mac);
         if mac == gateway || taken.is_some() {
             return Err(ApplyError::Conflict(format!(
@@ -371,18 +372,6 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
             )));
         }
     }
-    let mut space = network.space.clone();
-    let ip = match spec.ip {
-        Some(ip) => {
-            // An address Docker's IPAM leased for this endpoint is taken over.
-            if space.owner_of(ip).is_some_and(super::docker::is_lease) {
-                space.release(ip);
-            }
-            space.reserve(ip, &id).map_err(ipam)?;
-            ip
-        }
-        None => space.allocate(&id).map_err(ipam)?,
-    };
     let used: Vec<&str> = state
         .endpoints
         .values()
@@ -400,6 +389,32 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
             .map(|i| format!("eth{i}"))
             .find(|n| !used.contains(&n.as_str()))
             .unwrap_or_else(|| "eth0".into()),
+    };
+    // The address is the last check, made on the network's own space: a failed one
+    // leaves the space as it was.
+    let space = &mut state
+        .networks
+        .get_mut(&network.name)
+        .ok_or_else(|| ApplyError::NoSuchNetwork(network.name.clone()))?
+        .space;
+    let ip = match spec.ip {
+        Some(ip) => {
+            // An address Docker's IPAM leased for this endpoint is taken over: once the
+            // lease is released, reserving it cannot fail (a lease is a valid, free
+            // host address of the range), so the space is never left half-changed.
+            let lease = space.owner_of(ip).filter(|o| super::docker::is_lease(o));
+            if let Some(owner) = lease.map(str::to_string) {
+                space.release(ip);
+                if let Err(e) = space.reserve(ip, &id) {
+                    space.reserve(ip, &owner).map_err(ipam)?;
+                    return Err(ipam(e));
+                }
+            } else {
+                space.reserve(ip, &id).map_err(ipam)?;
+            }
+            ip
+        }
+        None => space.allocate(&id).map_err(ipam)?,
     };
     let endpoint = Endpoint {
         id: id.clone(),
@@ -419,11 +434,29 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
         runtime_id: spec.runtime_id.clone(),
         ports: Vec::new(),
     };
-    if let Some(n) = state.networks.get_mut(&network.name) {
-        n.space = space;
-    }
     state.endpoints.insert(id, endpoint.clone());
     Ok((Output::Endpoint(Box::new(endpoint)), true))
+}
+
+/// What `attach` needs of a network, without its address space.
+struct NetworkRef {
+    id: String,
+    name: String,
+    encrypted: bool,
+    attachable: bool,
+    gateway: std::net::Ipv4Addr,
+}
+
+impl NetworkRef {
+    fn of(n: &crate::state::Network) -> NetworkRef {
+        NetworkRef {
+            id: n.id.clone(),
+            name: n.name.clone(),
+            encrypted: n.encrypted,
+            attachable: n.attachable,
+            gateway: n.space.gateway(),
+        }
+    }
 }
 
 pub(super) fn detach(
