@@ -13,6 +13,7 @@
 
 mod fit;
 mod observe;
+mod report;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -36,10 +37,6 @@ const SUBNET: &str = "10.200.0.0/16";
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
 /// How long a change may take to show everywhere before the run fails.
 const CONVERGE_WITHIN: Duration = Duration::from_secs(60);
-/// The goals of issue 18.
-const GOAL_P99_MS: f64 = 1000.0;
-const GOAL_RSS_MIB: f64 = 30.0;
-const GOAL_CPU_PCT: f64 = 1.0;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -105,6 +102,8 @@ pub struct Point {
     pub rss_max_mib: f64,
     /// Mean agent RSS at rest (MiB).
     pub rss_mean_mib: f64,
+    /// Largest private part of an agent's RSS at rest (RssAnon, MiB).
+    pub anon_max_mib: f64,
     /// Largest and mean agent CPU at rest (% of a core).
     pub cpu_rest_max_pct: f64,
     /// Mean agent CPU at rest.
@@ -148,7 +147,7 @@ pub async fn run(options: &ScaleOptions) -> anyhow::Result<Report> {
             points.push(run.point(e).await?);
         }
     }
-    Ok(report(&points))
+    Ok(report::report(&points))
 }
 
 /// One lab being measured.
@@ -273,13 +272,19 @@ impl<'a> Run<'a> {
                     CONVERGE_WITHIN.as_secs()
                 );
             }
-            for &i in &carriers {
-                if done.contains_key(&i) {
-                    continue;
-                }
-                let ips = self.probes[i].resolve(name);
-                if ips.is_empty() != present {
-                    done.insert(i, (Instant::now(), ips));
+            // All queries out first, then the answers: a round takes as long as the
+            // slowest resolver, not the sum of them.
+            let asked: Vec<usize> = carriers
+                .iter()
+                .copied()
+                .filter(|i| !done.contains_key(i))
+                .filter(|i| self.probes[*i].ask(name))
+                .collect();
+            for i in asked {
+                if let Some(ips) = self.probes[i].answer() {
+                    if ips.is_empty() != present {
+                        done.insert(i, (Instant::now(), ips));
+                    }
                 }
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -381,7 +386,7 @@ impl<'a> Run<'a> {
     ) -> anyhow::Result<(Vec<f64>, Duration)> {
         let before: Vec<u64> = pids
             .iter()
-            .map(|p| observe::usage(*p).map_or(0, |u| u.1))
+            .map(|p| observe::usage(*p).map_or(0, |u| u.ticks))
             .collect();
         let t0 = Instant::now();
         work.await?;
@@ -391,7 +396,7 @@ impl<'a> Run<'a> {
             .iter()
             .zip(before)
             .map(|(p, b)| {
-                let after = observe::usage(*p).map_or(b, |u| u.1);
+                let after = observe::usage(*p).map_or(b, |u| u.ticks);
                 (after.saturating_sub(b)) as f64 / tps / wall.as_secs_f64() * 100.0
             })
             .collect();
@@ -416,7 +421,11 @@ impl<'a> Run<'a> {
         let leader_cpu_rest = observe_one(&pids, &cpu_rest, leader_pid);
         let rss: Vec<f64> = pids
             .iter()
-            .filter_map(|p| observe::usage(*p).map(|u| u.0 as f64 / 1024.0))
+            .filter_map(|p| observe::usage(*p).map(|u| u.rss_kib as f64 / 1024.0))
+            .collect();
+        let anon: Vec<f64> = pids
+            .iter()
+            .filter_map(|p| observe::usage(*p).map(|u| u.anon_kib as f64 / 1024.0))
             .collect();
         eprintln!(
             "bench scale: {} attaches and detaches, one at a time ...",
@@ -468,7 +477,7 @@ impl<'a> Run<'a> {
         };
         let rss_burst = pids
             .iter()
-            .filter_map(|p| observe::usage(*p).map(|u| u.0 as f64 / 1024.0))
+            .filter_map(|p| observe::usage(*p).map(|u| u.rss_kib as f64 / 1024.0))
             .fold(0.0, f64::max);
         self.endpoints(&BenchEndpoints {
             network: NETWORK.into(),
@@ -488,6 +497,7 @@ impl<'a> Run<'a> {
             detach: Summary::of(&detach),
             rss_max_mib: rss.iter().copied().fold(0.0, f64::max),
             rss_mean_mib: mean(&rss),
+            anon_max_mib: anon.iter().copied().fold(0.0, f64::max),
             cpu_rest_max_pct: cpu_rest.iter().copied().fold(0.0, f64::max),
             cpu_rest_mean_pct: mean(&cpu_rest),
             leader_cpu_rest_pct: leader_cpu_rest,
@@ -550,146 +560,4 @@ fn newest_snapshot(dir: &std::path::Path) -> Option<u64> {
         }
     }
     best.map(|(_, len)| len)
-}
-
-fn report(points: &[Point]) -> Report {
-    let mut r = Report::new("scale");
-    for p in points {
-        let at = format!("{} nodes, {} endpoints", p.nodes, p.endpoints);
-        for (kind, s) in [("attach", &p.attach), ("detach", &p.detach)] {
-            r.add(
-                &format!("{at}: {kind} → every node, p50"),
-                s.p50_ms,
-                "ms",
-                "goal p99",
-                GOAL_P99_MS,
-            );
-            r.add(
-                &format!("{at}: {kind} → every node, p99"),
-                s.p99_ms,
-                "ms",
-                "goal p99",
-                GOAL_P99_MS,
-            );
-            r.add(
-                &format!("{at}: {kind} → every node, max"),
-                s.max_ms,
-                "ms",
-                "goal p99",
-                GOAL_P99_MS,
-            );
-        }
-        r.add(
-            &format!("{at}: agent RSS at rest, max"),
-            p.rss_max_mib,
-            "MiB",
-            "goal",
-            GOAL_RSS_MIB,
-        );
-        r.add(
-            &format!("{at}: agent RSS at rest, mean"),
-            p.rss_mean_mib,
-            "MiB",
-            "goal",
-            GOAL_RSS_MIB,
-        );
-        r.add(
-            &format!("{at}: agent CPU at rest, max"),
-            p.cpu_rest_max_pct,
-            "% core",
-            "goal",
-            GOAL_CPU_PCT,
-        );
-        r.add(
-            &format!("{at}: agent CPU at rest, mean"),
-            p.cpu_rest_mean_pct,
-            "% core",
-            "goal",
-            GOAL_CPU_PCT,
-        );
-        r.add(
-            &format!("{at}: leader CPU at rest"),
-            p.leader_cpu_rest_pct,
-            "% core",
-            "goal (any agent)",
-            GOAL_CPU_PCT,
-        );
-        r.add(
-            &format!("{at}: agent CPU in a burst of attaches, mean"),
-            p.cpu_burst_mean_pct,
-            "% core",
-            "at rest",
-            p.cpu_rest_mean_pct,
-        );
-        r.add(
-            &format!("{at}: leader CPU in the burst"),
-            p.leader_cpu_burst_pct,
-            "% core",
-            "at rest",
-            p.leader_cpu_rest_pct,
-        );
-        r.add(
-            &format!("{at}: agent RSS after the burst, max"),
-            p.rss_burst_max_mib,
-            "MiB",
-            "at rest",
-            p.rss_max_mib,
-        );
-        r.add(
-            &format!("{at}: burst attaches/s (one commit each)"),
-            p.burst_rate,
-            "/s",
-            "goal p99 (1/s)",
-            1.0,
-        );
-        r.add(
-            &format!("{at}: leader's Raft directory"),
-            p.raft_bytes as f64 / 1024.0,
-            "KiB",
-            "snapshot",
-            p.state_bytes as f64 / 1024.0,
-        );
-    }
-    let curve = |name: &str, f: &dyn Fn(&Point) -> f64| {
-        let mut notes = Vec::new();
-        let mut by_nodes: BTreeMap<usize, Vec<(f64, f64)>> = BTreeMap::new();
-        let mut by_endpoints: BTreeMap<usize, Vec<(f64, f64)>> = BTreeMap::new();
-        for p in points {
-            by_nodes
-                .entry(p.nodes)
-                .or_default()
-                .push((p.endpoints as f64, f(p)));
-            by_endpoints
-                .entry(p.endpoints)
-                .or_default()
-                .push((p.nodes as f64, f(p)));
-        }
-        for (n, pts) in by_nodes {
-            if let Some(b) = fit::exponent(&pts) {
-                notes.push(format!("{name} ∝ endpoints^{b:.2} at {n} nodes"));
-            }
-        }
-        for (e, pts) in by_endpoints {
-            if let Some(b) = fit::exponent(&pts) {
-                notes.push(format!("{name} ∝ nodes^{b:.2} at {e} endpoints"));
-            }
-        }
-        notes
-    };
-    let mut fits = Vec::new();
-    fits.extend(curve("attach p99", &|p| p.attach.p99_ms));
-    fits.extend(curve("detach p99", &|p| p.detach.p99_ms));
-    fits.extend(curve("agent RSS max", &|p| p.rss_max_mib));
-    fits.extend(curve("agent CPU at rest (mean)", &|p| p.cpu_rest_mean_pct));
-    fits.extend(curve("leader CPU in the burst", &|p| {
-        p.leader_cpu_burst_pct
-    }));
-    if !fits.is_empty() {
-        r.notes.push(format!(
-            "Growth (log-log least squares): {}.",
-            fits.join("; ")
-        ));
-    }
-    r.notes.push("Every endpoint here exists only in the cluster state (POST /v1/bench/endpoints): every node carries it in its FDB, proxy-ARP table and resolver as any endpoint of another node; no sandbox. Convergence runs from sending the change (its commit included) until the node's kernel announced both its FDB and neighbour entries (netlink events read in the node's namespace) and the node's resolver (a real query to the network gateway, polled) answered accordingly; one sample per node and change. CPU from /proc/PID/stat, RSS from VmRSS.".into());
-    r
 }

@@ -227,60 +227,83 @@ pub fn a_records(reply: &[u8], id: u16) -> Option<Vec<Ipv4Addr>> {
 /// A resolver client inside one node's namespace.
 pub struct Probe {
     socket: UdpSocket,
+    server: SocketAddr,
     id: u16,
 }
 
 impl Probe {
-    /// A client of `server` from inside `ns`.
+    /// A client of `server` from inside `ns` (which may have no route to it yet).
     pub fn new(ns: &File, server: SocketAddr) -> io::Result<Probe> {
         let socket = shoal_dataplane::netns::run_in(ns, move || -> io::Result<UdpSocket> {
             let s = UdpSocket::bind("0.0.0.0:0")?;
-            s.connect(server)?;
-            s.set_read_timeout(Some(Duration::from_millis(200)))?;
+            s.set_read_timeout(Some(Duration::from_millis(100)))?;
             Ok(s)
         })??;
-        Ok(Probe { socket, id: 0 })
+        Ok(Probe {
+            socket,
+            server,
+            id: 0,
+        })
     }
 
-    /// The A records the resolver gives for `name` (empty: none, or no answer).
-    pub fn resolve(&mut self, name: &str) -> Vec<Ipv4Addr> {
+    /// Sends a query for `name`'s A records; false if it could not be sent (no route
+    /// yet).
+    pub fn ask(&mut self, name: &str) -> bool {
         self.id = self.id.wrapping_add(1);
-        let id = self.id;
-        if self
-            .socket
-            .send(&shoal_bench::dns::query(id, name))
-            .is_err()
-        {
-            return Vec::new();
-        }
+        self.socket
+            .send_to(&shoal_bench::dns::query(self.id, name), self.server)
+            .is_ok()
+    }
+
+    /// The answer to the last query: its A records (empty for a name it does not know),
+    /// or `None` when no answer came in time.
+    pub fn answer(&mut self) -> Option<Vec<Ipv4Addr>> {
         let mut buf = [0u8; 1500];
         loop {
-            let Ok(n) = self.socket.recv(&mut buf) else {
-                return Vec::new();
-            };
+            let n = self.socket.recv(&mut buf).ok()?;
             // A late answer to an earlier query is skipped.
-            if let Some(ips) = a_records(&buf[..n], id) {
-                return ips;
+            if let Some(ips) = a_records(&buf[..n], self.id) {
+                return Some(ips);
             }
         }
     }
 }
 
-/// A process's resident memory (KiB) and CPU time so far (clock ticks), from /proc.
-pub fn usage(pid: i32) -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss = status
+/// What /proc says a process uses.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    /// Resident memory (VmRSS), KiB: includes the binary's pages, shared by every agent.
+    pub rss_kib: u64,
+    /// Its private part (RssAnon), KiB.
+    pub anon_kib: u64,
+    /// CPU time so far (utime + stime), clock ticks.
+    pub ticks: u64,
+}
+
+fn status_kib(status: &str, field: &str) -> Option<u64> {
+    status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .find_map(|l| l.strip_prefix(field))?
         .split_whitespace()
         .next()?
         .parse()
-        .ok()?;
+        .ok()
+}
+
+/// A process's memory and CPU time so far, from /proc.
+pub fn usage(pid: i32) -> Option<Usage> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kib = status_kib(&status, "VmRSS:")?;
+    let anon_kib = status_kib(&status, "RssAnon:")?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after `)`.
     let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some((rss, ticks))
+    Some(Usage {
+        rss_kib,
+        anon_kib,
+        ticks,
+    })
 }
 
 /// Clock ticks per second.
@@ -361,7 +384,7 @@ mod tests {
 
     #[test]
     fn this_process_has_usage() {
-        let (rss, _) = usage(std::process::id() as i32).expect("own /proc entry");
-        assert!(rss > 0);
+        let u = usage(std::process::id() as i32).expect("own /proc entry");
+        assert!(u.rss_kib >= u.anon_kib && u.anon_kib > 0);
     }
 }
