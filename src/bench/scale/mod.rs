@@ -21,6 +21,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use futures::StreamExt;
 use serde::Serialize;
 use shoal_bench::report::Report;
 use shoal_bench::stats::Summary;
@@ -35,6 +36,9 @@ use observe::{Key, Listeners, Probe};
 const NETWORK: &str = "scale";
 const SUBNET: &str = "10.200.0.0/16";
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
+/// Concurrent clients in the burst, and attaches per request of each.
+const BURST_CLIENTS: usize = 8;
+const BURST_CHUNK: usize = 25;
 /// How long a change may take to show everywhere before the run fails.
 const CONVERGE_WITHIN: Duration = Duration::from_secs(60);
 
@@ -451,26 +455,52 @@ impl<'a> Run<'a> {
         let keys: Vec<String> = (0..burst)
             .map(|i| format!("b{}-{i}", self.serial))
             .collect();
-        let req = BenchEndpoints {
-            network: NETWORK.into(),
-            node: self.hosts[owner].clone(),
-            attach: keys
-                .iter()
-                .map(|k| StateOnlyEndpoint {
-                    key: k.clone(),
-                    name: Some(k.clone()),
-                })
-                .collect(),
-            detach: Vec::new(),
-            batch: Some(1),
-        };
-        let last = keys.last().cloned().unwrap_or_default();
+        // BURST_CLIENTS clients at once, each sending attaches of BURST_CHUNK keys, one
+        // commit per attach: the leader batches what arrives together, as it would
+        // for many runtimes attaching at once.
+        let requests: Vec<BenchEndpoints> = keys
+            .chunks(BURST_CHUNK)
+            .map(|chunk| BenchEndpoints {
+                network: NETWORK.into(),
+                node: self.hosts[owner].clone(),
+                attach: chunk
+                    .iter()
+                    .map(|k| StateOnlyEndpoint {
+                        key: k.clone(),
+                        name: Some(k.clone()),
+                    })
+                    .collect(),
+                detach: Vec::new(),
+                batch: Some(1),
+            })
+            .collect();
+        let lasts: Vec<String> = keys
+            .chunks(BURST_CHUNK)
+            .filter_map(|c| c.last().cloned())
+            .collect();
         let (cpu_burst, wall) = {
             let this = &mut *self;
             let pids = pids.clone();
             Self::cpu_during(&pids, async {
-                this.endpoints(&req).await?;
-                this.dns_everywhere(&last, true, Instant::now()).await?;
+                let client = this.client.clone();
+                let sent = futures::stream::iter(requests.into_iter().map(|req| {
+                    let client = client.clone();
+                    async move {
+                        client
+                            .post::<_, BenchEndpointsDone>("/v1/bench/endpoints", &req)
+                            .await
+                            .context("burst attaches")
+                    }
+                }))
+                .buffer_unordered(BURST_CLIENTS)
+                .collect::<Vec<_>>()
+                .await;
+                for r in sent {
+                    r?;
+                }
+                for last in &lasts {
+                    this.dns_everywhere(last, true, Instant::now()).await?;
+                }
                 Ok(())
             })
             .await?
