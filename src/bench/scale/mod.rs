@@ -39,6 +39,8 @@ const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
 /// Concurrent clients in the burst, and attaches per request of each.
 const BURST_CLIENTS: usize = 8;
 const BURST_CHUNK: usize = 25;
+/// Tries per burst request before the run fails.
+const BURST_TRIES: usize = 5;
 /// How long a change may take to show everywhere before the run fails.
 const CONVERGE_WITHIN: Duration = Duration::from_secs(60);
 
@@ -122,6 +124,10 @@ pub struct Point {
     pub rss_burst_max_mib: f64,
     /// Attaches per second in the burst (one commit each).
     pub burst_rate: f64,
+    /// Burst requests that had to be sent again.
+    pub burst_retries: usize,
+    /// Burst requests.
+    pub burst_requests: usize,
     /// The leader's Raft data directory (log and snapshot), bytes.
     pub raft_bytes: u64,
     /// The leader's newest snapshot, bytes.
@@ -165,6 +171,8 @@ struct Run<'a> {
     /// State-only endpoints per node index so far.
     placed: Vec<usize>,
     serial: usize,
+    /// Burst requests sent again (refused for want of a quorum, or timed out).
+    burst_retries: usize,
 }
 
 impl<'a> Run<'a> {
@@ -198,6 +206,7 @@ impl<'a> Run<'a> {
             probes,
             placed,
             serial: 0,
+            burst_retries: 0,
         })
     }
 
@@ -478,6 +487,7 @@ impl<'a> Run<'a> {
             .chunks(BURST_CHUNK)
             .filter_map(|c| c.last().cloned())
             .collect();
+        self.burst_retries = 0;
         let (cpu_burst, wall) = {
             let this = &mut *self;
             let pids = pids.clone();
@@ -486,17 +496,30 @@ impl<'a> Run<'a> {
                 let sent = futures::stream::iter(requests.into_iter().map(|req| {
                     let client = client.clone();
                     async move {
-                        client
-                            .post::<_, BenchEndpointsDone>("/v1/bench/endpoints", &req)
-                            .await
-                            .context("burst attaches")
+                        // A refused or timed-out request is sent again, as a runtime
+                        // would: attaching a key already attached changes nothing.
+                        let mut tries = 0;
+                        loop {
+                            tries += 1;
+                            match client
+                                .post::<_, BenchEndpointsDone>("/v1/bench/endpoints", &req)
+                                .await
+                            {
+                                Ok(done) => return Ok((done, tries - 1)),
+                                Err(e) if tries >= BURST_TRIES => {
+                                    return Err(e.context("burst attaches"))
+                                }
+                                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                            }
+                        }
                     }
                 }))
                 .buffer_unordered(BURST_CLIENTS)
                 .collect::<Vec<_>>()
                 .await;
                 for r in sent {
-                    r?;
+                    let (_, retried) = r?;
+                    this.burst_retries += retried;
                 }
                 for last in &lasts {
                     this.dns_everywhere(last, true, Instant::now()).await?;
@@ -535,6 +558,8 @@ impl<'a> Run<'a> {
             leader_cpu_burst_pct: observe_one(&pids, &cpu_burst, leader_pid),
             rss_burst_max_mib: rss_burst,
             burst_rate: burst as f64 / wall.as_secs_f64(),
+            burst_retries: self.burst_retries,
+            burst_requests: burst.div_ceil(BURST_CHUNK),
             raft_bytes,
             state_bytes,
         })

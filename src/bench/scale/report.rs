@@ -110,6 +110,13 @@ pub(super) fn report(points: &[Point]) -> Report {
             1.0,
         );
         r.add(
+            &format!("{at}: burst requests sent again (no quorum, timeout)"),
+            p.burst_retries as f64,
+            "",
+            "requests",
+            p.burst_requests as f64,
+        );
+        r.add(
             &format!("{at}: leader's Raft directory"),
             p.raft_bytes as f64 / 1024.0,
             "KiB",
