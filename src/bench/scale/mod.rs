@@ -128,6 +128,8 @@ pub struct Point {
     pub burst_retries: usize,
     /// Burst requests.
     pub burst_requests: usize,
+    /// Burst requests that failed every try.
+    pub burst_failed: usize,
     /// The leader's Raft data directory (log and snapshot), bytes.
     pub raft_bytes: u64,
     /// The leader's newest snapshot, bytes.
@@ -154,7 +156,10 @@ pub async fn run(options: &ScaleOptions) -> anyhow::Result<Report> {
         );
         let mut run = Run::new(lab, options).await?;
         for &e in &endpoints {
-            points.push(run.point(e).await?);
+            let point = run.point(e).await?;
+            // Each point as soon as it is measured: a later size may fail.
+            eprintln!("bench scale: point {}", serde_json::to_string(&point)?);
+            points.push(point);
         }
     }
     Ok(report::report(&points))
@@ -173,6 +178,8 @@ struct Run<'a> {
     serial: usize,
     /// Burst requests sent again (refused for want of a quorum, or timed out).
     burst_retries: usize,
+    /// Burst requests that failed every try.
+    burst_failed: usize,
 }
 
 impl<'a> Run<'a> {
@@ -207,6 +214,7 @@ impl<'a> Run<'a> {
             placed,
             serial: 0,
             burst_retries: 0,
+            burst_failed: 0,
         })
     }
 
@@ -488,6 +496,7 @@ impl<'a> Run<'a> {
             .filter_map(|c| c.last().cloned())
             .collect();
         self.burst_retries = 0;
+        self.burst_failed = 0;
         let (cpu_burst, wall) = {
             let this = &mut *self;
             let pids = pids.clone();
@@ -517,9 +526,19 @@ impl<'a> Run<'a> {
                 .buffer_unordered(BURST_CLIENTS)
                 .collect::<Vec<_>>()
                 .await;
+                // A request that failed every try is counted, not fatal: how a burst
+                // fails at a size is a figure too.
                 for r in sent {
-                    let (_, retried) = r?;
-                    this.burst_retries += retried;
+                    match r {
+                        Ok((_, retried)) => this.burst_retries += retried,
+                        Err(e) => {
+                            eprintln!("bench scale: {e:#}");
+                            this.burst_failed += 1;
+                        }
+                    }
+                }
+                if this.burst_failed > 0 {
+                    return Ok(());
                 }
                 for last in &lasts {
                     this.dns_everywhere(last, true, Instant::now()).await?;
@@ -560,6 +579,7 @@ impl<'a> Run<'a> {
             burst_rate: burst as f64 / wall.as_secs_f64(),
             burst_retries: self.burst_retries,
             burst_requests: burst.div_ceil(BURST_CHUNK),
+            burst_failed: self.burst_failed,
             raft_bytes,
             state_bytes,
         })

@@ -117,6 +117,13 @@ pub(super) fn report(points: &[Point]) -> Report {
             p.burst_requests as f64,
         );
         r.add(
+            &format!("{at}: burst requests failed (5 tries)"),
+            p.burst_failed as f64,
+            "",
+            "requests",
+            p.burst_requests as f64,
+        );
+        r.add(
             &format!("{at}: leader's Raft directory"),
             p.raft_bytes as f64 / 1024.0,
             "KiB",
