@@ -32,7 +32,12 @@ pub const LEADER_TICK: Duration = Duration::from_millis(250);
 pub struct Liveness {
     last_seen: HashMap<NodeId, (Instant, bool)>,
     leader_since: Option<(Instant, u64)>,
+    last_tick: Option<Instant>,
 }
+
+/// A leader tick this much later than due means the leader itself did not run (its
+/// process starved or paused): heartbeats that arrived meanwhile wait unread.
+pub const STALL: Duration = Duration::from_millis(1000);
 
 /// The status a heartbeat (with its `leaving` flag) asks for, when it differs from
 /// `status`: Ready for a Down or Leaving node whose agent runs normally, Leaving for
@@ -48,10 +53,30 @@ pub fn on_heartbeat(status: NodeStatus, leaving: bool) -> Option<NodeStatus> {
 
 impl Liveness {
     /// Called on every tick while leader in `term`: resets when leadership is new.
+    ///
+    /// Time the leader itself did not run (a tick [`STALL`] or more late) is not counted
+    /// as any node's silence: every node gets it back as grace. Without this, a leader
+    /// starved of CPU (many agents on few cores) would read its queued heartbeats only
+    /// after declaring their senders Down, and each false Down is a commit every node
+    /// reconciles, starving the leader further.
     pub fn lead(&mut self, term: u64, now: Instant) {
+        let late = self
+            .last_tick
+            .map(|t| now.saturating_duration_since(t).saturating_sub(LEADER_TICK))
+            .filter(|late| *late >= STALL);
+        self.last_tick = Some(now);
         if self.leader_since.map(|(_, t)| t) != Some(term) {
             self.leader_since = Some((now, term));
             self.last_seen.clear();
+            return;
+        }
+        if let Some(late) = late {
+            for (seen, _) in self.last_seen.values_mut() {
+                *seen = (*seen + late).min(now);
+            }
+            if let Some((since, _)) = &mut self.leader_since {
+                *since = (*since + late).min(now);
+            }
         }
     }
 
@@ -59,6 +84,7 @@ impl Liveness {
     pub fn follow(&mut self) {
         self.leader_since = None;
         self.last_seen.clear();
+        self.last_tick = None;
     }
 
     /// A heartbeat from `id` arrived; `leaving`: its agent is shutting down.
@@ -220,6 +246,40 @@ mod tests {
         assert!(l
             .transitions(&state_with(NodeStatus::Ready), t0 + Duration::from_secs(60))
             .is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_leader_does_not_count_its_stall_as_silence() {
+        let mut l = Liveness::default();
+        let t0 = Instant::now();
+        l.lead(1, t0);
+        l.heard(NodeId(1), false, t0);
+        let ready = state_with(NodeStatus::Ready);
+        // Ticks on time: silence counts.
+        let mut t = t0;
+        while t < t0 + DOWN_AFTER {
+            t += LEADER_TICK;
+            l.lead(1, t);
+        }
+        t += LEADER_TICK;
+        l.lead(1, t);
+        assert_eq!(
+            l.transitions(&ready, t),
+            vec![(NodeId(1), NodeStatus::Down)]
+        );
+        // The leader's next tick comes 5 s late: the node, heard just before, is not
+        // Down for it; it is once silent for DOWN_AFTER of the leader's running time.
+        l.heard(NodeId(1), false, t);
+        let late = t + LEADER_TICK + Duration::from_secs(5);
+        l.lead(1, late);
+        assert!(l.transitions(&ready, late).is_empty());
+        assert!(l
+            .transitions(&ready, late + DOWN_AFTER - LEADER_TICK)
+            .is_empty());
+        assert_eq!(
+            l.transitions(&ready, late + DOWN_AFTER + Duration::from_millis(1)),
+            vec![(NodeId(1), NodeStatus::Down)]
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -10,6 +10,7 @@
 //! | POST | /v1/nodes/{node}/update, /promote, /demote | node changes |
 //! | DELETE | /v1/nodes/{node}?force=true | node removal |
 //! | POST | /v1/bench/commit | one no-op commit (benchmarks) |
+//! | POST | /v1/bench/endpoints | state-only endpoints (benchmarks; see `bench`) |
 
 use std::sync::Arc;
 
@@ -72,6 +73,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/cluster/rotate-keys", post(rotate_keys))
         .route("/v1/routes", get(routes))
         .merge(super::networks::routes())
+        .merge(super::bench::routes())
         .merge(super::services::routes())
         .merge(super::docker::routes())
         .fallback(|| async { error(&ClusterError::Invalid("no such API endpoint".into())) })

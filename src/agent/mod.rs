@@ -12,6 +12,7 @@
 
 mod addr;
 mod api;
+pub mod bench;
 mod docker;
 pub mod leave;
 mod metrics;

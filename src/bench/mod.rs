@@ -12,6 +12,7 @@ mod faults;
 mod ingress;
 mod mesh;
 mod overlay;
+mod scale;
 mod tools;
 
 use std::net::Ipv4Addr;
@@ -25,6 +26,21 @@ use crate::cli::args::{BenchArgs, BenchKind, Format};
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.encrypted && !matches!(args.what, BenchKind::Overlay) {
         anyhow::bail!("--encrypted applies only to `shoal bench overlay`");
+    }
+    let dashboard = matches!(args.what, BenchKind::Dashboard);
+    if dashboard && (args.nodes.len() != 1 || !(2..=200).contains(&args.nodes[0])) {
+        anyhow::bail!("`shoal bench dashboard` takes one --nodes, from 2 to 200");
+    }
+    let scale_args = (args.nodes != [10] && !dashboard)
+        || args.endpoints != [100]
+        || args.repeats != 5
+        || args.burst != 1000
+        || args.rest_secs != 10
+        || args.lab != "benchscale";
+    if scale_args && !matches!(args.what, BenchKind::Scale) {
+        anyhow::bail!(
+            "--endpoints, --repeats, --burst, --rest-secs and --lab apply only to `shoal bench scale` (and --nodes to `scale` and `dashboard`)"
+        );
     }
     tools::allow_install(args.install_baselines);
     let kinds: &[BenchKind] = match args.what {
@@ -55,7 +71,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             BenchKind::DockerRoutes => docker_routes::run().await?,
             BenchKind::Cni => cni::run().await?,
             BenchKind::Faults => faults::run().await?,
-            BenchKind::Dashboard => dashboard::run(args.nodes.map_or(10, usize::from)).await?,
+            BenchKind::Dashboard => {
+                dashboard::run(args.nodes.first().copied().unwrap_or(10)).await?
+            }
+            BenchKind::Scale => {
+                scale::run(&scale::ScaleOptions {
+                    nodes: args.nodes.clone(),
+                    endpoints: args.endpoints.clone(),
+                    repeats: args.repeats,
+                    burst: args.burst,
+                    rest: std::time::Duration::from_secs(args.rest_secs),
+                    lab: args.lab.clone(),
+                })
+                .await?
+            }
             BenchKind::All => anyhow::bail!("`all` is a list of benchmarks, not one"),
         };
         // Each table as soon as it is measured: `all` takes a while.

@@ -155,7 +155,7 @@ impl LabPaths {
     pub fn log_file(&self, host: &str) -> PathBuf {
         self.run.join(format!("{host}.log"))
     }
-    fn data_dir(&self, host: &str) -> PathBuf {
+    pub(crate) fn data_dir(&self, host: &str) -> PathBuf {
         self.data.join(host)
     }
 }

@@ -197,13 +197,19 @@ pub async fn run(member: Arc<Member>, upstream: Vec<SocketAddr>, stop: Cancellat
     resolver.set_upstreams(upstreams(&upstream));
     let mut serving: HashMap<String, (Ipv4Addr, CancellationToken)> = HashMap::new();
     let mut changes = member.replica().changes();
+    // The revision the table was built from: the table is rebuilt only when the state
+    // moved (a rebuild costs O(endpoints); waking up to bind gateways costs nothing).
+    let mut built: Option<u64> = None;
     loop {
         // A gateway not bound yet appears when the reconciler has made its bridge,
         // moments after the attach that asked for it: look again soon.
         let mut unbound = false;
         if member.synced() {
             let state = member.replica().state();
-            resolver.update(table(&state));
+            if built != Some(state.revision) {
+                resolver.update(table(&state));
+                built = Some(state.revision);
+            }
             let wanted: BTreeMap<String, Ipv4Addr> = state
                 .networks
                 .values()

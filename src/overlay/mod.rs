@@ -15,10 +15,13 @@
 //!   [`uapi`]: its WireGuard UAPI socket for `wg show`.
 //! - [`dns`]: the service-discovery resolvers on the networks' gateways.
 //! - [`error`]: [`OverlayError`](error::OverlayError), why one pass of a duty failed.
+//! - `kernel_cache`: the kernel's objects as the last pass left them, reused by the
+//!   next pass when it only added or removed FDB and neighbour entries.
 
 pub mod dns;
 pub mod encrypted;
 pub mod error;
+mod kernel_cache;
 pub mod keys;
 pub mod loopback;
 pub mod mesh;

@@ -149,16 +149,29 @@ impl Overlay {
         let mut changes = member.replica().changes();
         let mut detaching: HashSet<String> = HashSet::new();
         let mut first = true;
+        // The kernel as the last pass left it (see `kernel_cache`); `fresh` passes read
+        // the kernel again: the first, the periodic resync, and kicks.
+        let mut cache: Option<overlay::Observed> = None;
+        let mut fresh = true;
+        // Changes arriving more often than RESYNC never let its timer fire: the kernel
+        // is read again at least that often anyway.
+        let mut read_at = tokio::time::Instant::now();
         loop {
             if member.synced() && !member.is_removed() {
-                let mut progress = reconcile(&member, &nl, &settings, &self.plan).await;
+                if fresh || read_at.elapsed() >= RESYNC {
+                    cache = None;
+                    read_at = tokio::time::Instant::now();
+                }
+                let mut progress = reconcile(&member, &nl, &settings, &self.plan, &mut cache).await;
                 let plan = self.plan.load_full();
                 if plan.networks.iter().any(|n| n.encrypted) || self.encrypted.peers().is_some() {
                     let (failed, opened) =
                         self.encrypted.reconcile(&member, &plan, vxlan_port).await;
                     if opened {
                         // Plug the new TAPs into their bridges before reporting.
-                        let again = reconcile(&member, &nl, &settings, &self.plan).await;
+                        cache = None;
+                        let again =
+                            reconcile(&member, &nl, &settings, &self.plan, &mut cache).await;
                         progress.failures.extend(again.failures);
                     }
                     progress.failures.extend(failed);
@@ -173,12 +186,12 @@ impl Overlay {
                 }
                 self.progress.send_replace(progress);
             }
-            tokio::select! {
+            fresh = tokio::select! {
                 _ = self.stop.cancelled() => return,
-                _ = changes.changed() => {}
-                _ = self.kick.notified() => {}
-                _ = tokio::time::sleep(RESYNC) => {}
-            }
+                _ = changes.changed() => false,
+                _ = self.kick.notified() => true,
+                _ = tokio::time::sleep(RESYNC) => true,
+            };
         }
     }
 
@@ -215,11 +228,15 @@ impl Overlay {
     }
 }
 
+/// One pass. `cache`: the kernel as the last pass left it, used instead of reading the
+/// kernel when present; left for the next pass when this one only changed FDB and
+/// neighbour entries, all successfully (see `kernel_cache`).
 async fn reconcile(
     member: &Member,
     nl: &Netlink,
     settings: &Settings,
     last: &ArcSwap<NodePlan>,
+    cache: &mut Option<overlay::Observed>,
 ) -> Progress {
     let state = member.replica().state();
     let idle_timeout = settings.idle_timeout;
@@ -227,13 +244,22 @@ async fn reconcile(
     plan.dns_intercept = settings.dns_intercept.clone();
     plan.lb_idle_timeout = idle_timeout.map(super::mesh::idle_secs);
     let mut failures = HashMap::new();
-    match overlay::observe(nl).await {
-        Ok(observed) => {
+    let observed = match cache.take() {
+        Some(cached) => Ok(cached),
+        None => overlay::observe(nl).await,
+    };
+    match observed {
+        Ok(mut observed) => {
             let changes = overlay::diff(&plan, &observed);
+            let mut all_applied = true;
             for o in overlay::apply(nl, &changes).await {
+                all_applied &= o.result.is_ok();
                 if let (Some(id), Err(e)) = (o.endpoint, o.result) {
                     failures.insert(id, e.to_string());
                 }
+            }
+            if all_applied && super::kernel_cache::fold(&mut observed, &changes) {
+                *cache = Some(observed);
             }
         }
         Err(e) => tracing::warn!(error = %e, "cannot read the kernel's overlay state"),

@@ -65,9 +65,14 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
         });
     }
     // The default route of a sandbox goes through its first non-internal network. The
-    // node's own addresses (ingress endpoints) live on its bridges, not in a sandbox.
+    // node's own addresses (ingress endpoints) live on its bridges, not in a sandbox;
+    // state-only endpoints (benchmarks) have none: the node only carries their network.
     let mut default_for: BTreeMap<&str, &str> = BTreeMap::new();
-    let mut ordered: Vec<&Endpoint> = mine.iter().copied().filter(|e| !e.ingress).collect();
+    let mut ordered: Vec<&Endpoint> = mine
+        .iter()
+        .copied()
+        .filter(|e| !e.ingress && !e.is_state_only())
+        .collect();
     ordered.sort_by_key(|e| (e.sandbox.clone(), ifname_order(&e.ifname), e.created_at_ms));
     for e in &ordered {
         let internal = state.networks.get(&e.network).is_none_or(|n| n.internal);

@@ -7,7 +7,8 @@ use shoal_ipam::PoolConfig;
 
 use super::{
     AttachSpec, Availability, Endpoint, Health, Network, NetworkSpec, Node, NodeReport, NodeStatus,
-    Role, Secrets, Service, ServiceChanges, ServiceSpec, Task, TaskState, UpdateStatus,
+    Role, Secrets, Service, ServiceChanges, ServiceSpec, StateOnlyEndpoint, Task, TaskState,
+    UpdateStatus,
 };
 use crate::ids::NodeId;
 
@@ -247,6 +248,21 @@ pub enum Command {
         /// The ports.
         ports: Vec<super::EndpointPort>,
     },
+    /// Benchmarks: endpoints that exist only in the state (see [`StateOnlyEndpoint`])
+    /// attached to and detached from one network of one node, in one commit, all or
+    /// nothing.
+    StateOnlyEndpoints {
+        /// The network (name or ID).
+        network: String,
+        /// The node they are on.
+        node: NodeId,
+        /// Endpoints to attach (an attached key is left as it is).
+        #[serde(default)]
+        attach: Vec<StateOnlyEndpoint>,
+        /// Keys of endpoints to detach (a missing one is no error).
+        #[serde(default)]
+        detach: Vec<String>,
+    },
     /// Changes nothing but the revision; used to measure commits.
     Noop,
 }
@@ -292,7 +308,8 @@ impl Command {
             | Command::LeaseAddress { node, .. }
             | Command::ReleaseAddress { node, .. }
             | Command::SetEndpointNames { node, .. }
-            | Command::SetEndpointPorts { node, .. } => Some(*node),
+            | Command::SetEndpointPorts { node, .. }
+            | Command::StateOnlyEndpoints { node, .. } => Some(*node),
             _ => None,
         }
     }
@@ -327,6 +344,7 @@ impl Command {
             Command::ReleaseAddress { .. } => "release_address",
             Command::SetEndpointNames { .. } => "set_endpoint_names",
             Command::SetEndpointPorts { .. } => "set_endpoint_ports",
+            Command::StateOnlyEndpoints { .. } => "state_only_endpoints",
             Command::Noop => "noop",
         }
     }

@@ -30,3 +30,36 @@ pub(crate) fn node(id: u64, role: Role, labels: &[(&str, &str)]) -> Node {
         wireguard: None,
     }
 }
+
+/// An initialised state with manager n1 and an attachable /16 network `name` on
+/// 10.50.0.0/16; returns the state and n1's ID.
+pub(crate) fn state_with_network(name: &str) -> (super::ClusterState, NodeId) {
+    use super::{apply, Command, NetworkSpec, Proposal, Secrets};
+    let mut state = super::ClusterState::default();
+    let run = |state: &mut super::ClusterState, command| {
+        apply(state, None, &Proposal { at_ms: 1, command }).expect("fixture command applies");
+    };
+    run(
+        &mut state,
+        Command::Bootstrap {
+            cluster_id: "c".into(),
+            ca_cert_pem: "CA".into(),
+            secrets: Secrets::default(),
+            addr_pools: shoal_ipam::PoolConfig::default(),
+            node: node(1, Role::Manager, &[]),
+        },
+    );
+    run(
+        &mut state,
+        Command::CreateNetwork {
+            id: "0123456789ab".into(),
+            spec: NetworkSpec {
+                name: name.into(),
+                subnet: Some("10.50.0.0/16".parse().expect("a subnet")),
+                attachable: true,
+                ..Default::default()
+            },
+        },
+    );
+    (state, NodeId(1))
+}

@@ -200,6 +200,47 @@ pub struct Endpoint {
     pub ports: Vec<EndpointPort>,
 }
 
+/// The sandbox paths of endpoints that exist only in the cluster state start with this
+/// (see [`StateOnlyEndpoint`]); `attach` refuses such paths.
+pub const STATE_ONLY_SANDBOX: &str = "/shoal-state-only/";
+
+/// At most this many endpoints are attached or detached by one
+/// `Command::StateOnlyEndpoints`.
+pub const MAX_STATE_ONLY_BATCH: usize = 5000;
+
+/// An endpoint that exists only in the cluster state, for scale benchmarks: every node
+/// programs it (FDB, neighbour, DNS) as any remote endpoint, and its own node programs
+/// nothing for it (there is no sandbox). Its sandbox path is [`STATE_ONLY_SANDBOX`]
+/// followed by `key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateOnlyEndpoint {
+    /// Unique per node and network: 1-64 letters, digits, '-', '_' or '.'.
+    pub key: String,
+    /// Its DNS name.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl StateOnlyEndpoint {
+    /// The sandbox path it is recorded under.
+    pub fn sandbox(&self) -> String {
+        state_only_sandbox(&self.key)
+    }
+}
+
+/// The sandbox path of the state-only endpoint `key`.
+pub fn state_only_sandbox(key: &str) -> String {
+    format!("{STATE_ONLY_SANDBOX}{key}")
+}
+
+impl Endpoint {
+    /// Whether it exists only in the cluster state (no sandbox on its node).
+    pub fn is_state_only(&self) -> bool {
+        self.sandbox.starts_with(STATE_ONLY_SANDBOX)
+    }
+}
+
 /// A port of an endpoint's node forwarded to the endpoint, on every address of the
 /// node (Docker's `docker run -p HOST:CONTAINER`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

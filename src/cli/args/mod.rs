@@ -388,9 +388,26 @@ pub struct BenchArgs {
     /// an error naming what to install.
     #[arg(long)]
     pub install_baselines: bool,
-    /// `dashboard` only: the lab's size (default 10, at most 200).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(2..=200))]
-    pub nodes: Option<u16>,
+    /// `scale`: lab sizes to measure, comma-separated (10,30,100); `dashboard`: the
+    /// lab's size (the first one).
+    #[arg(long, value_delimiter = ',', default_value = "10")]
+    pub nodes: Vec<usize>,
+    /// `scale` only: endpoint counts to measure on each lab, comma-separated
+    /// (100,1000,10000); state-only endpoints (no sandbox each).
+    #[arg(long, value_delimiter = ',', default_value = "100")]
+    pub endpoints: Vec<usize>,
+    /// `scale` only: changes measured per kind (attach, detach).
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// `scale` only: attaches in the burst (one commit each).
+    #[arg(long, default_value_t = 1000)]
+    pub burst: usize,
+    /// `scale` only: seconds the agents are watched at rest.
+    #[arg(long, default_value_t = 10)]
+    pub rest_secs: u64,
+    /// `scale` only: the lab's name.
+    #[arg(long, default_value = "benchscale")]
+    pub lab: String,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
@@ -428,7 +445,12 @@ pub enum BenchKind {
     /// The web dashboard in headless Chromium: first paint against the agent's plain
     /// `/status`, a change shown on the open page against polling its JSON.
     Dashboard,
-    /// Every one of the above, one after the other.
+    /// Scale: a lab of --nodes agents with --endpoints state-only endpoints; how soon
+    /// every node's kernel and resolver reflect an attach or detach, the agents' RSS and
+    /// CPU at rest and in a burst of attaches, the leader's Raft directory, and the
+    /// growth exponents across the sizes (not part of `all`).
+    Scale,
+    /// Every one of the above but `scale`, one after the other.
     All,
 }
 

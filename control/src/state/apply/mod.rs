@@ -21,6 +21,7 @@ mod node;
 pub(super) mod ports;
 mod service;
 mod service_spec;
+mod state_only;
 
 use super::{Applied, ApplyError, ClusterState, Command, Output, Proposal, Secrets};
 
@@ -89,7 +90,10 @@ fn dispatch(
         Command::ReportNode { id, report } => network::report_node(state, *id, report),
         Command::CreateNetwork { id, spec } => network::create_network(state, id, spec, at),
         Command::RemoveNetwork { network: n } => network::remove_network(state, n),
-        Command::Attach { spec } => network::attach(state, spec, at),
+        Command::Attach { spec } => {
+            state_only::refuse_reserved_sandbox(&spec.sandbox)?;
+            network::attach(state, spec, at)
+        }
         Command::Detach {
             network: n,
             node,
@@ -155,6 +159,12 @@ fn dispatch(
             endpoint,
             ports,
         } => ports::set_endpoint_ports(state, endpoint, *node, ports),
+        Command::StateOnlyEndpoints {
+            network: n,
+            node,
+            attach,
+            detach,
+        } => state_only::state_only_endpoints(state, n, *node, attach, detach, at),
         Command::Noop => Ok((Output::None, true)),
     }
 }

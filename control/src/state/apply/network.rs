@@ -246,8 +246,36 @@ pub(super) fn validate_dns_name(what: &str, name: &str) -> Result<(), ApplyError
     Ok(())
 }
 
+/// The endpoint `id`'s IPv4 address in `space`: `spec.ip` (taking over a lease Docker's
+/// IPAM made for it) or the next free one. A failure leaves `space` as it was.
+fn lease4(
+    space: &mut AddressSpace,
+    spec: &AttachSpec,
+    id: &str,
+) -> Result<std::net::Ipv4Addr, ApplyError> {
+    Ok(match spec.ip {
+        Some(ip) => {
+            // Once the lease is released, reserving it cannot fail (a lease is a valid,
+            // free host address of the range), so the space is never left half-changed.
+            let lease = space.owner_of(ip).filter(|o| super::docker::is_lease(o));
+            if let Some(owner) = lease.map(str::to_string) {
+                space.release(ip);
+                if let Err(e) = space.reserve(ip, id) {
+                    space.reserve(ip, &owner).map_err(ipam)?;
+                    return Err(ipam(e));
+                }
+            } else {
+                space.reserve(ip, id).map_err(ipam)?;
+            }
+            ip
+        }
+        None => space.allocate(id).map_err(ipam)?,
+    })
+}
+
 pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Changed {
-    let network = state.find_network(&spec.network)?.clone();
+    // Not the network itself: cloning its address space costs one copy of every lease.
+    let network = NetworkRef::of(state.find_network(&spec.network)?);
     if !state.nodes.contains_key(&spec.node) {
         return Err(ApplyError::NoSuchNode(spec.node.to_string()));
     }
@@ -367,7 +395,7 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
         }
     }
     if let Some(mac) = spec.mac {
-        let gateway = mac_for(network.space.gateway());
+        let gateway = mac_for(network.gateway);
         let taken = state.endpoints_on(&network.name).find(|e| e.mac == mac);
         if mac == gateway || taken.is_some() {
             return Err(ApplyError::Conflict(format!(
@@ -381,20 +409,6 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
             )));
         }
     }
-    let mut space = network.space.clone();
-    let ip = match spec.ip {
-        Some(ip) => {
-            // An address Docker's IPAM leased for this endpoint is taken over.
-            if space.owner_of(ip).is_some_and(super::docker::is_lease) {
-                space.release(ip);
-            }
-            space.reserve(ip, &id).map_err(ipam)?;
-            ip
-        }
-        None => space.allocate(&id).map_err(ipam)?,
-    };
-    let mut space6 = network.space6.clone();
-    let ip6 = super::network6::lease6(&network, &mut space6, spec, &id)?;
     let used: Vec<&str> = state
         .endpoints
         .values()
@@ -413,6 +427,18 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
             .find(|n| !used.contains(&n.as_str()))
             .unwrap_or_else(|| "eth0".into()),
     };
+    // The addresses are the last checks, made on the network's own spaces: a failed one
+    // leaves the spaces as they were (an IPv6 lease is given back if IPv4 fails).
+    let net = state
+        .networks
+        .get_mut(&network.name)
+        .ok_or_else(|| ApplyError::NoSuchNetwork(network.name.clone()))?;
+    let ip6 = super::network6::lease6(&network.name, &mut net.space6, spec, &id)?;
+    let ip = lease4(&mut net.space, spec, &id).inspect_err(|_| {
+        if let (Some(space6), Some(ip6)) = (net.space6.as_mut(), ip6) {
+            space6.release(ip6);
+        }
+    })?;
     let endpoint = Endpoint {
         id: id.clone(),
         network: network.name.clone(),
@@ -432,12 +458,29 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
         runtime_id: spec.runtime_id.clone(),
         ports: Vec::new(),
     };
-    if let Some(n) = state.networks.get_mut(&network.name) {
-        n.space = space;
-        n.space6 = space6;
-    }
     state.endpoints.insert(id, endpoint.clone());
     Ok((Output::Endpoint(Box::new(endpoint)), true))
+}
+
+/// What `attach` needs of a network, without its address space.
+struct NetworkRef {
+    id: String,
+    name: String,
+    encrypted: bool,
+    attachable: bool,
+    gateway: std::net::Ipv4Addr,
+}
+
+impl NetworkRef {
+    fn of(n: &crate::state::Network) -> NetworkRef {
+        NetworkRef {
+            id: n.id.clone(),
+            name: n.name.clone(),
+            encrypted: n.encrypted,
+            attachable: n.attachable,
+            gateway: n.space.gateway(),
+        }
+    }
 }
 
 pub(super) fn detach(

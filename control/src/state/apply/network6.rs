@@ -14,7 +14,7 @@ use shoal_ipam::{
     allocate_subnet6, check_subnet6, ula_pool, AddressSpace6, Occupied6, SubnetRequest6,
 };
 
-use super::super::{ApplyError, AttachSpec, ClusterState, Network, NetworkSpec};
+use super::super::{ApplyError, AttachSpec, ClusterState, NetworkSpec};
 use super::network::ipam;
 
 /// The IPv6 pools `--ipv6` subnets are cut from: the configured ones, else the ULA /48
@@ -111,7 +111,7 @@ pub(super) fn space6_for(
 /// Leases the IPv6 address of endpoint `id` on `network` (a copy the caller stores):
 /// `spec.ip6` or the next free one; none on an IPv4-only network.
 pub(super) fn lease6(
-    network: &Network,
+    network: &str,
     space6: &mut Option<AddressSpace6>,
     spec: &AttachSpec,
     id: &str,
@@ -119,8 +119,7 @@ pub(super) fn lease6(
     let Some(space) = space6.as_mut() else {
         return match spec.ip6 {
             Some(ip6) => Err(ApplyError::Invalid(format!(
-                "--ip6 {ip6}: network {} has no IPv6 subnet (it was not created with --ipv6)",
-                network.name
+                "--ip6 {ip6}: network {network} has no IPv6 subnet (it was not created with --ipv6)"
             ))),
             None => Ok(None),
         };

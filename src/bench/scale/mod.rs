@@ -1,0 +1,638 @@
+//! `shoal bench scale`: a lab of `--nodes` real agents with `--endpoints` endpoints,
+//! most of them state-only (see `agent::bench`), and how soon every node's kernel and
+//! resolver reflect a change, what the agents cost at rest and during a burst, and how
+//! the figures grow (log-log exponent) across the sizes asked for.
+//!
+//! ```text
+//!  for N in --nodes:   lab up N (5 managers at most) ── network "scale" (/16)
+//!    for E in --endpoints (ascending): top up to E state-only endpoints, round robin
+//!      at rest 10 s ── attach ×R ── detach ×R ── burst of 1,000 attaches ── (undo)
+//!      convergence of a node = max(its FDB + proxy-ARP entry (netlink event),
+//!                                  its resolver's answer (polled))  − commit request
+//! ```
+
+mod fit;
+mod observe;
+mod report;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use futures::StreamExt;
+use serde::Serialize;
+use shoal_bench::report::Report;
+use shoal_bench::stats::Summary;
+use shoal_control::api::StatusInfo;
+use shoal_control::state::StateOnlyEndpoint;
+
+use crate::agent::bench::{BenchEndpoints, BenchEndpointsDone};
+use crate::client::ApiClient;
+use crate::lab::{self, Lab, LabPaths};
+use observe::{Key, Listeners, Probe};
+
+const NETWORK: &str = "scale";
+const SUBNET: &str = "10.200.0.0/16";
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
+/// Concurrent clients in the burst, and attaches per request of each.
+const BURST_CLIENTS: usize = 8;
+const BURST_CHUNK: usize = 25;
+/// Tries per burst request before the run fails.
+const BURST_TRIES: usize = 5;
+/// How long a change may take to show everywhere before the run fails.
+const CONVERGE_WITHIN: Duration = Duration::from_secs(60);
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct ScaleOptions {
+    /// Lab sizes (agents).
+    pub nodes: Vec<usize>,
+    /// Endpoint counts, per lab.
+    pub endpoints: Vec<usize>,
+    /// Changes measured per kind.
+    pub repeats: usize,
+    /// Attaches in the burst.
+    pub burst: usize,
+    /// How long agents are watched at rest.
+    pub rest: Duration,
+    /// The lab's name.
+    pub lab: String,
+}
+
+/// Removes the lab when dropped, also on error or panic.
+struct Guard(String);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        lab::down(&self.0);
+    }
+}
+
+impl ScaleOptions {
+    /// Checks the sizes.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        lab::validate_name(&self.lab)?;
+        if self.rest.is_zero() || self.rest > Duration::from_secs(600) {
+            bail!("--rest-secs: 1 to 600");
+        }
+        if self.nodes.is_empty() || self.nodes.iter().any(|n| !(2..=200).contains(n)) {
+            bail!("--nodes: give lab sizes from 2 to 200");
+        }
+        if self.endpoints.is_empty() || self.endpoints.iter().any(|e| !(1..=50_000).contains(e)) {
+            bail!("--endpoints: give endpoint counts from 1 to 50000");
+        }
+        if self.repeats == 0 || self.repeats > 100 {
+            bail!("--repeats: 1 to 100");
+        }
+        if self.burst == 0 || self.burst > 10_000 {
+            bail!("--burst: 1 to 10000");
+        }
+        Ok(())
+    }
+}
+
+/// What one (nodes, endpoints) point measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    /// Agents.
+    pub nodes: usize,
+    /// Endpoints in the state (all state-only).
+    pub endpoints: usize,
+    /// Convergence of attaches, per node (ms).
+    pub attach: Summary,
+    /// Convergence of detaches, per node (ms).
+    pub detach: Summary,
+    /// Largest and mean agent RSS at rest (MiB).
+    pub rss_max_mib: f64,
+    /// Mean agent RSS at rest (MiB).
+    pub rss_mean_mib: f64,
+    /// Largest private part of an agent's RSS at rest (RssAnon, MiB).
+    pub anon_max_mib: f64,
+    /// Largest and mean agent CPU at rest (% of a core).
+    pub cpu_rest_max_pct: f64,
+    /// Mean agent CPU at rest.
+    pub cpu_rest_mean_pct: f64,
+    /// The leader's CPU at rest.
+    pub leader_cpu_rest_pct: f64,
+    /// Mean agent CPU during the burst.
+    pub cpu_burst_mean_pct: f64,
+    /// The leader's CPU during the burst.
+    pub leader_cpu_burst_pct: f64,
+    /// Largest agent RSS right after the burst (MiB).
+    pub rss_burst_max_mib: f64,
+    /// Attaches per second in the burst (one commit each).
+    pub burst_rate: f64,
+    /// Burst requests that had to be sent again.
+    pub burst_retries: usize,
+    /// Burst requests.
+    pub burst_requests: usize,
+    /// Burst requests that failed every try.
+    pub burst_failed: usize,
+    /// The leader's Raft data directory (log and snapshot), bytes.
+    pub raft_bytes: u64,
+    /// The leader's newest snapshot, bytes.
+    pub state_bytes: u64,
+}
+
+/// Runs the benchmark.
+pub async fn run(options: &ScaleOptions) -> anyhow::Result<Report> {
+    options.validate()?;
+    let mut endpoints = options.endpoints.clone();
+    endpoints.sort_unstable();
+    endpoints.dedup();
+    let mut points = Vec::new();
+    for &nodes in &options.nodes {
+        lab::down(&options.lab);
+        let _guard = Guard(options.lab.clone());
+        eprintln!("bench scale: building a lab of {nodes} agents ...");
+        let managers = nodes.min(5) - usize::from(nodes.min(5) % 2 == 0);
+        let started = Instant::now();
+        let lab = lab::up(&options.lab, nodes, managers).await?;
+        eprintln!(
+            "bench scale: lab up in {:.0}s",
+            started.elapsed().as_secs_f64()
+        );
+        let mut run = Run::new(lab, options).await?;
+        for &e in &endpoints {
+            let point = run.point(e).await?;
+            // Each point as soon as it is measured: a later size may fail.
+            eprintln!("bench scale: point {}", serde_json::to_string(&point)?);
+            points.push(point);
+        }
+    }
+    Ok(report::report(&points))
+}
+
+/// One lab being measured.
+struct Run<'a> {
+    lab: Lab,
+    options: &'a ScaleOptions,
+    client: ApiClient,
+    hosts: Vec<String>,
+    listeners: Listeners,
+    probes: Vec<Probe>,
+    /// State-only endpoints per node index so far.
+    placed: Vec<usize>,
+    serial: usize,
+    /// Burst requests sent again (refused for want of a quorum, or timed out).
+    burst_retries: usize,
+    /// Burst requests that failed every try.
+    burst_failed: usize,
+}
+
+impl<'a> Run<'a> {
+    async fn new(lab: Lab, options: &'a ScaleOptions) -> anyhow::Result<Run<'a>> {
+        let client = lab.client("n1")?;
+        let _: serde_json::Value = client
+            .post(
+                "/v1/networks",
+                &serde_json::json!({"name": NETWORK, "subnet": SUBNET, "attachable": true}),
+            )
+            .await
+            .context("network create")?;
+        let hosts: Vec<String> = lab.nodes().map(|h| h.name.clone()).collect();
+        let namespaces: Vec<File> = lab
+            .nodes()
+            .map(|h| shoal_dataplane::netns::open(&h.namespace))
+            .collect::<Result<_, _>>()?;
+        let listeners = Listeners::start(&namespaces)?;
+        let server = SocketAddr::new(GATEWAY.into(), 53);
+        let probes = namespaces
+            .iter()
+            .map(|ns| Probe::new(ns, server))
+            .collect::<Result<_, _>>()?;
+        let placed = vec![0; hosts.len()];
+        Ok(Run {
+            lab,
+            options,
+            client,
+            hosts,
+            listeners,
+            probes,
+            placed,
+            serial: 0,
+            burst_retries: 0,
+            burst_failed: 0,
+        })
+    }
+
+    async fn endpoints(&self, req: &BenchEndpoints) -> anyhow::Result<BenchEndpointsDone> {
+        self.client
+            .post("/v1/bench/endpoints", req)
+            .await
+            .with_context(|| format!("state-only endpoints on {}", req.node))
+    }
+
+    /// Adds state-only endpoints round robin until there are `total`; waits until every
+    /// node carrying the network resolves the last one of each node.
+    async fn top_up(&mut self, total: usize) -> anyhow::Result<()> {
+        let have: usize = self.placed.iter().sum();
+        if total <= have {
+            return Ok(());
+        }
+        let n = self.hosts.len();
+        eprintln!(
+            "bench scale: {} agents, adding {} state-only endpoints ...",
+            n,
+            total - have
+        );
+        for (i, host) in self.hosts.clone().iter().enumerate() {
+            let want = total / n + usize::from(i < total % n);
+            let attach: Vec<StateOnlyEndpoint> = (self.placed[i]..want)
+                .map(|j| StateOnlyEndpoint {
+                    key: format!("s{i}-{j}"),
+                    name: Some(format!("s{i}-{j}")),
+                })
+                .collect();
+            if attach.is_empty() {
+                continue;
+            }
+            self.endpoints(&BenchEndpoints {
+                network: NETWORK.into(),
+                node: host.clone(),
+                attach,
+                detach: Vec::new(),
+                batch: Some(500),
+            })
+            .await?;
+            self.placed[i] = want;
+        }
+        let last = format!("s0-{}", self.placed[0] - 1);
+        self.dns_everywhere(&last, true, Instant::now()).await?;
+        // Let the reconcilers finish with the kernels.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        Ok(())
+    }
+
+    /// Nodes carrying the network (they have endpoints on it).
+    fn carriers(&self) -> Vec<usize> {
+        (0..self.hosts.len())
+            .filter(|i| self.placed[*i] > 0)
+            .collect()
+    }
+
+    /// Polls every carrier's resolver until `name` resolves (or, `present` false, no
+    /// longer does); returns when each one first did, by node index.
+    async fn dns_everywhere(
+        &mut self,
+        name: &str,
+        present: bool,
+        since: Instant,
+    ) -> anyhow::Result<BTreeMap<usize, (Instant, Vec<Ipv4Addr>)>> {
+        let mut done: BTreeMap<usize, (Instant, Vec<Ipv4Addr>)> = BTreeMap::new();
+        let carriers = self.carriers();
+        while done.len() < carriers.len() {
+            if since.elapsed() > CONVERGE_WITHIN {
+                bail!(
+                    "{name} did not {} in the DNS of {} of {} nodes within {}s",
+                    if present { "appear" } else { "vanish" },
+                    carriers.len() - done.len(),
+                    carriers.len(),
+                    CONVERGE_WITHIN.as_secs()
+                );
+            }
+            // All queries out first, then the answers: a round takes as long as the
+            // slowest resolver, not the sum of them.
+            let asked: Vec<usize> = carriers
+                .iter()
+                .copied()
+                .filter(|i| !done.contains_key(i))
+                .filter(|i| self.probes[*i].ask(name))
+                .collect();
+            for i in asked {
+                if let Some(ips) = self.probes[i].answer() {
+                    if ips.is_empty() != present {
+                        done.insert(i, (Instant::now(), ips));
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(done)
+    }
+
+    /// One change: attaches (or detaches) a named state-only endpoint on a node and
+    /// returns each other carrier's convergence.
+    async fn change(
+        &mut self,
+        attach: bool,
+        key: &str,
+        owner: usize,
+    ) -> anyhow::Result<Vec<Duration>> {
+        let ip = if attach {
+            None
+        } else {
+            let (_, ips) = self
+                .dns_everywhere(key, true, Instant::now())
+                .await?
+                .into_values()
+                .next()
+                .context("no carrier")?;
+            ips.first().copied()
+        };
+        let req = BenchEndpoints {
+            network: NETWORK.into(),
+            node: self.hosts[owner].clone(),
+            attach: if attach {
+                vec![StateOnlyEndpoint {
+                    key: key.into(),
+                    name: Some(key.into()),
+                }]
+            } else {
+                Vec::new()
+            },
+            detach: if attach { Vec::new() } else { vec![key.into()] },
+            batch: None,
+        };
+        let t0 = Instant::now();
+        self.endpoints(&req).await?;
+        let dns = self.dns_everywhere(key, attach, t0).await?;
+        let ip = match ip {
+            Some(ip) => ip,
+            None => *dns
+                .values()
+                .find_map(|(_, ips)| ips.first())
+                .context("no address resolved")?,
+        };
+        let mac = shoal_ipam::mac_for(ip);
+        let mut out = Vec::new();
+        for (&node, (dns_at, _)) in &dns {
+            if node == owner {
+                continue;
+            }
+            let until = Instant::now() + CONVERGE_WITHIN;
+            let kernel = loop {
+                let seen = &self.listeners.seen;
+                match (
+                    seen.when(node, (Key::Ip(ip), attach)),
+                    seen.when(node, (Key::Mac(mac), attach)),
+                ) {
+                    (Some(a), Some(b)) => break a.max(b),
+                    _ if Instant::now() > until => bail!(
+                        "{} never showed the {} of {key} ({ip}) in its kernel",
+                        self.hosts[node],
+                        if attach { "attach" } else { "detach" }
+                    ),
+                    _ => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+            };
+            out.push(kernel.max(*dns_at).saturating_duration_since(t0));
+        }
+        Ok(out)
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        let paths = LabPaths::new(&self.lab.name);
+        self.lab
+            .nodes()
+            .filter_map(|h| lab::running_pid(&paths, h))
+            .collect()
+    }
+
+    async fn leader_pid(&self) -> anyhow::Result<(String, i32)> {
+        let status: StatusInfo = self.client.get("/v1/status").await?;
+        let leader = status.leader.context("no leader")?;
+        let paths = LabPaths::new(&self.lab.name);
+        let pid =
+            lab::running_pid(&paths, self.lab.host(&leader)?).context("leader not running")?;
+        Ok((leader, pid))
+    }
+
+    /// CPU (% of a core) of every pid over what `work` takes, and the wall time.
+    async fn cpu_during<F: std::future::Future<Output = anyhow::Result<()>>>(
+        pids: &[i32],
+        work: F,
+    ) -> anyhow::Result<(Vec<f64>, Duration)> {
+        let before: Vec<u64> = pids
+            .iter()
+            .map(|p| observe::usage(*p).map_or(0, |u| u.ticks))
+            .collect();
+        let t0 = Instant::now();
+        work.await?;
+        let wall = t0.elapsed();
+        let tps = observe::ticks_per_second();
+        let pct = pids
+            .iter()
+            .zip(before)
+            .map(|(p, b)| {
+                let after = observe::usage(*p).map_or(b, |u| u.ticks);
+                (after.saturating_sub(b)) as f64 / tps / wall.as_secs_f64() * 100.0
+            })
+            .collect();
+        Ok((pct, wall))
+    }
+
+    async fn point(&mut self, total: usize) -> anyhow::Result<Point> {
+        self.top_up(total).await?;
+        let n = self.hosts.len();
+        let pids = self.pids();
+        let (leader, leader_pid) = self.leader_pid().await?;
+        eprintln!(
+            "bench scale: {n} agents, {total} endpoints: at rest for {}s ...",
+            self.options.rest.as_secs()
+        );
+        let rest = self.options.rest;
+        let (cpu_rest, _) = Self::cpu_during(&pids, async {
+            tokio::time::sleep(rest).await;
+            Ok(())
+        })
+        .await?;
+        let leader_cpu_rest = observe_one(&pids, &cpu_rest, leader_pid);
+        let rss: Vec<f64> = pids
+            .iter()
+            .filter_map(|p| observe::usage(*p).map(|u| u.rss_kib as f64 / 1024.0))
+            .collect();
+        let anon: Vec<f64> = pids
+            .iter()
+            .filter_map(|p| observe::usage(*p).map(|u| u.anon_kib as f64 / 1024.0))
+            .collect();
+        eprintln!(
+            "bench scale: {} attaches and detaches, one at a time ...",
+            self.options.repeats
+        );
+        let (mut attach, mut detach) = (Vec::new(), Vec::new());
+        for r in 0..self.options.repeats {
+            self.serial += 1;
+            let key = format!("c{}", self.serial);
+            let owner = (r * 7 + 1) % n;
+            if self.placed[owner] == 0 {
+                continue;
+            }
+            self.listeners.seen.clear();
+            attach.extend(self.change(true, &key, owner).await?);
+            self.listeners.seen.clear();
+            detach.extend(self.change(false, &key, owner).await?);
+        }
+        let burst = self.options.burst;
+        eprintln!("bench scale: a burst of {burst} attaches (one commit each) ...");
+        self.serial += 1;
+        let owner = n - 1;
+        let keys: Vec<String> = (0..burst)
+            .map(|i| format!("b{}-{i}", self.serial))
+            .collect();
+        // BURST_CLIENTS clients at once, each sending attaches of BURST_CHUNK keys, one
+        // commit per attach: the leader batches what arrives together, as it would
+        // for many runtimes attaching at once.
+        let requests: Vec<BenchEndpoints> = keys
+            .chunks(BURST_CHUNK)
+            .map(|chunk| BenchEndpoints {
+                network: NETWORK.into(),
+                node: self.hosts[owner].clone(),
+                attach: chunk
+                    .iter()
+                    .map(|k| StateOnlyEndpoint {
+                        key: k.clone(),
+                        name: Some(k.clone()),
+                    })
+                    .collect(),
+                detach: Vec::new(),
+                batch: Some(1),
+            })
+            .collect();
+        let lasts: Vec<String> = keys
+            .chunks(BURST_CHUNK)
+            .filter_map(|c| c.last().cloned())
+            .collect();
+        self.burst_retries = 0;
+        self.burst_failed = 0;
+        let (cpu_burst, wall) = {
+            let this = &mut *self;
+            let pids = pids.clone();
+            Self::cpu_during(&pids, async {
+                let client = this.client.clone();
+                let sent = futures::stream::iter(requests.into_iter().map(|req| {
+                    let client = client.clone();
+                    async move {
+                        // A refused or timed-out request is sent again, as a runtime
+                        // would: attaching a key already attached changes nothing.
+                        let mut tries = 0;
+                        loop {
+                            tries += 1;
+                            match client
+                                .post::<_, BenchEndpointsDone>("/v1/bench/endpoints", &req)
+                                .await
+                            {
+                                Ok(done) => return Ok((done, tries - 1)),
+                                Err(e) if tries >= BURST_TRIES => {
+                                    return Err(e.context("burst attaches"))
+                                }
+                                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                            }
+                        }
+                    }
+                }))
+                .buffer_unordered(BURST_CLIENTS)
+                .collect::<Vec<_>>()
+                .await;
+                // A request that failed every try is counted, not fatal: how a burst
+                // fails at a size is a figure too.
+                for r in sent {
+                    match r {
+                        Ok((_, retried)) => this.burst_retries += retried,
+                        Err(e) => {
+                            eprintln!("bench scale: {e:#}");
+                            this.burst_failed += 1;
+                        }
+                    }
+                }
+                if this.burst_failed > 0 {
+                    return Ok(());
+                }
+                for last in &lasts {
+                    this.dns_everywhere(last, true, Instant::now()).await?;
+                }
+                Ok(())
+            })
+            .await?
+        };
+        let rss_burst = pids
+            .iter()
+            .filter_map(|p| observe::usage(*p).map(|u| u.rss_kib as f64 / 1024.0))
+            .fold(0.0, f64::max);
+        self.endpoints(&BenchEndpoints {
+            network: NETWORK.into(),
+            node: self.hosts[owner].clone(),
+            attach: Vec::new(),
+            detach: keys,
+            batch: Some(500),
+        })
+        .await?;
+        let raft_bytes = dir_bytes(&LabPaths::new(&self.lab.name).data_dir(&leader));
+        let state_bytes =
+            newest_snapshot(&LabPaths::new(&self.lab.name).data_dir(&leader)).unwrap_or(0);
+        Ok(Point {
+            nodes: n,
+            endpoints: total,
+            attach: Summary::of(&attach),
+            detach: Summary::of(&detach),
+            rss_max_mib: rss.iter().copied().fold(0.0, f64::max),
+            rss_mean_mib: mean(&rss),
+            anon_max_mib: anon.iter().copied().fold(0.0, f64::max),
+            cpu_rest_max_pct: cpu_rest.iter().copied().fold(0.0, f64::max),
+            cpu_rest_mean_pct: mean(&cpu_rest),
+            leader_cpu_rest_pct: leader_cpu_rest,
+            cpu_burst_mean_pct: mean(&cpu_burst),
+            leader_cpu_burst_pct: observe_one(&pids, &cpu_burst, leader_pid),
+            rss_burst_max_mib: rss_burst,
+            burst_rate: burst as f64 / wall.as_secs_f64(),
+            burst_retries: self.burst_retries,
+            burst_requests: burst.div_ceil(BURST_CHUNK),
+            burst_failed: self.burst_failed,
+            raft_bytes,
+            state_bytes,
+        })
+    }
+}
+
+fn observe_one(pids: &[i32], values: &[f64], pid: i32) -> f64 {
+    pids.iter()
+        .position(|p| *p == pid)
+        .and_then(|i| values.get(i).copied())
+        .unwrap_or(0.0)
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        0.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+/// The bytes of every file below `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// The size of the newest snapshot file below `dir`, if any.
+fn newest_snapshot(dir: &std::path::Path) -> Option<u64> {
+    let mut best: Option<(std::time::SystemTime, u64)> = None;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).ok()?.flatten() {
+            let path = e.path();
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(path);
+            } else if path.to_string_lossy().contains("snap") {
+                let at = meta.modified().ok()?;
+                if best.is_none_or(|(t, _)| at > t) {
+                    best = Some((at, meta.len()));
+                }
+            }
+        }
+    }
+    best.map(|(_, len)| len)
+}

@@ -1,0 +1,176 @@
+//! The report of `shoal bench scale`: one block of figures per (nodes, endpoints),
+//! compared with the goals of issue 18, and the growth exponents.
+
+use std::collections::BTreeMap;
+
+use shoal_bench::report::Report;
+
+use super::{fit, Point};
+
+/// The goals of issue 18.
+const GOAL_P99_MS: f64 = 1000.0;
+const GOAL_RSS_MIB: f64 = 30.0;
+const GOAL_CPU_PCT: f64 = 1.0;
+
+pub(super) fn report(points: &[Point]) -> Report {
+    let mut r = Report::new("scale");
+    for p in points {
+        let at = format!("{} nodes, {} endpoints", p.nodes, p.endpoints);
+        for (kind, s) in [("attach", &p.attach), ("detach", &p.detach)] {
+            r.add(
+                &format!("{at}: {kind} → every node, p50"),
+                s.p50_ms,
+                "ms",
+                "goal p99",
+                GOAL_P99_MS,
+            );
+            r.add(
+                &format!("{at}: {kind} → every node, p99"),
+                s.p99_ms,
+                "ms",
+                "goal p99",
+                GOAL_P99_MS,
+            );
+            r.add(
+                &format!("{at}: {kind} → every node, max"),
+                s.max_ms,
+                "ms",
+                "goal p99",
+                GOAL_P99_MS,
+            );
+        }
+        r.add(
+            &format!("{at}: agent RSS at rest, max"),
+            p.rss_max_mib,
+            "MiB",
+            "goal",
+            GOAL_RSS_MIB,
+        );
+        r.add(
+            &format!("{at}: agent private memory (RssAnon) at rest, max"),
+            p.anon_max_mib,
+            "MiB",
+            "goal (RSS)",
+            GOAL_RSS_MIB,
+        );
+        r.add(
+            &format!("{at}: agent RSS at rest, mean"),
+            p.rss_mean_mib,
+            "MiB",
+            "goal",
+            GOAL_RSS_MIB,
+        );
+        r.add(
+            &format!("{at}: agent CPU at rest, max"),
+            p.cpu_rest_max_pct,
+            "% core",
+            "goal",
+            GOAL_CPU_PCT,
+        );
+        r.add(
+            &format!("{at}: agent CPU at rest, mean"),
+            p.cpu_rest_mean_pct,
+            "% core",
+            "goal",
+            GOAL_CPU_PCT,
+        );
+        r.add(
+            &format!("{at}: leader CPU at rest"),
+            p.leader_cpu_rest_pct,
+            "% core",
+            "goal (any agent)",
+            GOAL_CPU_PCT,
+        );
+        r.add(
+            &format!("{at}: agent CPU in a burst of attaches, mean"),
+            p.cpu_burst_mean_pct,
+            "% core",
+            "at rest",
+            p.cpu_rest_mean_pct,
+        );
+        r.add(
+            &format!("{at}: leader CPU in the burst"),
+            p.leader_cpu_burst_pct,
+            "% core",
+            "at rest",
+            p.leader_cpu_rest_pct,
+        );
+        r.add(
+            &format!("{at}: agent RSS after the burst, max"),
+            p.rss_burst_max_mib,
+            "MiB",
+            "at rest",
+            p.rss_max_mib,
+        );
+        r.add(
+            &format!("{at}: burst attaches/s (one commit each)"),
+            p.burst_rate,
+            "/s",
+            "goal p99 (1/s)",
+            1.0,
+        );
+        r.add(
+            &format!("{at}: burst requests sent again (no quorum, timeout)"),
+            p.burst_retries as f64,
+            "",
+            "requests",
+            p.burst_requests as f64,
+        );
+        r.add(
+            &format!("{at}: burst requests failed (5 tries)"),
+            p.burst_failed as f64,
+            "",
+            "requests",
+            p.burst_requests as f64,
+        );
+        r.add(
+            &format!("{at}: leader's Raft directory"),
+            p.raft_bytes as f64 / 1024.0,
+            "KiB",
+            "snapshot",
+            p.state_bytes as f64 / 1024.0,
+        );
+    }
+    let curve = |name: &str, f: &dyn Fn(&Point) -> f64| {
+        let mut notes = Vec::new();
+        let mut by_nodes: BTreeMap<usize, Vec<(f64, f64)>> = BTreeMap::new();
+        let mut by_endpoints: BTreeMap<usize, Vec<(f64, f64)>> = BTreeMap::new();
+        for p in points {
+            by_nodes
+                .entry(p.nodes)
+                .or_default()
+                .push((p.endpoints as f64, f(p)));
+            by_endpoints
+                .entry(p.endpoints)
+                .or_default()
+                .push((p.nodes as f64, f(p)));
+        }
+        for (n, pts) in by_nodes {
+            if let Some(b) = fit::exponent(&pts) {
+                notes.push(format!("{name} ∝ endpoints^{b:.2} at {n} nodes"));
+            }
+        }
+        for (e, pts) in by_endpoints {
+            if let Some(b) = fit::exponent(&pts) {
+                notes.push(format!("{name} ∝ nodes^{b:.2} at {e} endpoints"));
+            }
+        }
+        notes
+    };
+    let mut fits = Vec::new();
+    fits.extend(curve("attach p99", &|p| p.attach.p99_ms));
+    fits.extend(curve("detach p99", &|p| p.detach.p99_ms));
+    fits.extend(curve("agent RSS max", &|p| p.rss_max_mib));
+    fits.extend(curve("agent CPU at rest (mean)", &|p| p.cpu_rest_mean_pct));
+    fits.extend(curve("leader CPU in the burst", &|p| {
+        p.leader_cpu_burst_pct
+    }));
+    if !fits.is_empty() {
+        r.notes.push(format!(
+            "Growth (log-log least squares): {}.",
+            fits.join("; ")
+        ));
+    }
+    r.notes.push("Every endpoint here exists only in the cluster state (POST /v1/bench/endpoints): every node carries it in its FDB, proxy-ARP table and resolver as any endpoint of another node; no sandbox. Convergence runs from sending the change (its commit included) until the node's kernel announced both its FDB and neighbour entries (netlink events read in the node's namespace) and the node's resolver (a real query to the network gateway, polled) answered accordingly; one sample per node and change. CPU from /proc/PID/stat, RSS from VmRSS.".into());
+    r
+}
