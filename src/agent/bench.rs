@@ -57,10 +57,11 @@ pub fn routes() -> Router<Arc<Agent>> {
     Router::new().route("/v1/bench/endpoints", post(endpoints))
 }
 
+/// One commit: endpoints to add, and IDs of endpoints to remove.
+type Batch = (Vec<StateOnlyEndpoint>, Vec<String>);
+
 /// The commits a request becomes: attaches first, then detaches, `batch` changes each.
-fn batches(
-    req: &BenchEndpoints,
-) -> Result<Vec<(Vec<StateOnlyEndpoint>, Vec<String>)>, ClusterError> {
+fn batches(req: &BenchEndpoints) -> Result<Vec<Batch>, ClusterError> {
     let batch = req.batch.unwrap_or(DEFAULT_BATCH);
     if !(1..=MAX_STATE_ONLY_BATCH).contains(&batch) {
         return Err(ClusterError::Invalid(format!(
