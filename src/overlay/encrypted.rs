@@ -29,6 +29,8 @@ pub struct Encrypted {
     interface: String,
     engine: Mutex<Option<Arc<Engine>>>,
     uapi: Mutex<Option<UapiSocket>>,
+    /// Shut down for good: a reconciliation still in flight starts nothing again.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Encrypted {
@@ -39,6 +41,7 @@ impl Encrypted {
             interface,
             engine: Mutex::new(None),
             uapi: Mutex::new(None),
+            closed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -91,7 +94,14 @@ impl Encrypted {
             Some(e) => e,
             None => match Engine::start(wg.port) {
                 Ok(e) => {
-                    *self.engine.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.clone());
+                    let mut slot = self.engine.lock().unwrap_or_else(|e| e.into_inner());
+                    if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                        // The agent stopped while this pass ran: nothing starts again.
+                        e.stop();
+                        return (failures, false);
+                    }
+                    *slot = Some(e.clone());
+                    drop(slot);
                     self.serve_uapi(e.clone());
                     e
                 }
@@ -126,7 +136,24 @@ impl Encrypted {
                 None
             }
         };
-        *self.uapi.lock().unwrap_or_else(|e| e.into_inner()) = socket;
+        let mut slot = self.uapi.lock().unwrap_or_else(|e| e.into_inner());
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            // Shut down meanwhile; dropping the socket removes its file.
+            return;
+        }
+        *slot = socket;
+    }
+
+    /// Stops the data path and its UAPI socket for good (the agent stops): a
+    /// reconciliation still in flight starts neither again.
+    pub fn shutdown(&self) {
+        // Taken under the engine's lock, so a pass either sees the flag or its engine
+        // is there for `stop` to take.
+        {
+            let _slot = self.engine.lock().unwrap_or_else(|e| e.into_inner());
+            self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.stop();
     }
 
     /// Stops the data path (its TAPs disappear with it) and its UAPI socket.

@@ -79,7 +79,7 @@ impl Overlay {
     /// Stops reconciling (the kernel keeps what it has; the encrypted data path stops).
     pub fn stop(&self) {
         self.stop.cancel();
-        self.encrypted.stop();
+        self.encrypted.shutdown();
     }
 
     /// The encrypted data path, for status and metrics.
