@@ -116,7 +116,7 @@ fn partitions_pauses_and_slow_links_behave_and_heal_leaves_nothing() {
     // Within the bound of the killed-leader test, with slack for a loaded machine.
     let took = wait_until(
         "a write after the leader was paused",
-        Duration::from_secs(10),
+        Duration::from_secs(20),
         || {
             label(&lab, &others[0], "n2", "after=pause")
                 .then(|| paused.elapsed())
