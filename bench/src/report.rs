@@ -138,6 +138,41 @@ pub fn machine() -> String {
     format!("{cpu}, {cores} cores, Linux {kernel}")
 }
 
+/// One table of every figure of `reports` (as `shoal bench all` prints it at the end),
+/// stamped with the first report's date and machine, then the benchmarks that failed
+/// (`(bench, why)`), each named so a reader knows which ratios are missing.
+pub fn summary(reports: &[Report], failed: &[(String, String)]) -> String {
+    let (date, machine) = reports
+        .first()
+        .map(|r| (r.date.clone(), r.machine.clone()))
+        .unwrap_or_else(|| (utc_date(), machine()));
+    let mut out = format!(
+        "`shoal bench all` — {date} — {machine}\n\n| bench | figure | shoal | baseline (same run) | ratio |\n| --- | --- | --- | --- | --- |\n"
+    );
+    for r in reports {
+        for f in &r.figures {
+            out.push_str(&format!(
+                "| {} | {} | {} {} | {}: {} {} | {:.2}× |\n",
+                r.bench,
+                f.name,
+                fmt(f.value),
+                f.unit,
+                f.baseline,
+                fmt(f.baseline_value),
+                f.unit,
+                f.ratio
+            ));
+        }
+    }
+    if !failed.is_empty() {
+        out.push_str("\nNot measured:\n");
+        for (bench, why) in failed {
+            out.push_str(&format!("- `{bench}`: {why}\n"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +186,39 @@ mod tests {
             .markdown()
             .contains("| commit p50 | 2.000 ms | fsync p50: 1.000 ms | 2.00× |"));
         assert_eq!(utc_date().len(), 10);
+    }
+
+    fn report(bench: &str, figures: &[(&str, f64, f64)]) -> Report {
+        let mut r = Report::new(bench);
+        r.date = "2026-12-07".into();
+        r.machine = "test CPU, 2 cores, Linux 6".into();
+        for (name, v, b) in figures {
+            r.add(name, *v, "/s", "peer", *b);
+        }
+        r
+    }
+
+    #[test]
+    fn summary_has_one_row_per_figure_of_every_report_and_names_failures() {
+        let reports = [
+            report("control", &[("commits", 2000.0, 1000.0)]),
+            report("dns", &[("queries", 50.0, 100.0), ("p99", 1.0, 4.0)]),
+        ];
+        let s = summary(&reports, &[("mesh".into(), "no ipvsadm".into())]);
+        assert!(s.starts_with("`shoal bench all` — 2026-12-07 — test CPU, 2 cores, Linux 6\n"));
+        let rows: Vec<&str> = s.lines().filter(|l| l.starts_with("| ")).collect();
+        assert_eq!(rows.len(), 2 + 3, "{s}");
+        assert_eq!(
+            rows[2],
+            "| control | commits | 2000 /s | peer: 1000 /s | 2.00× |"
+        );
+        assert_eq!(rows[4], "| dns | p99 | 1.000 /s | peer: 4.000 /s | 0.25× |");
+        assert!(s.contains("\nNot measured:\n- `mesh`: no ipvsadm\n"), "{s}");
+    }
+
+    #[test]
+    fn summary_without_failures_lists_none() {
+        let s = summary(&[report("dns", &[("q", 1.0, 1.0)])], &[]);
+        assert!(!s.contains("Not measured"));
     }
 }

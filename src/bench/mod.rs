@@ -43,55 +43,34 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     tools::allow_install(args.install_baselines);
-    let kinds: &[BenchKind] = match args.what {
-        BenchKind::All => &[
-            BenchKind::Control,
-            BenchKind::Overlay,
-            BenchKind::Mesh,
-            BenchKind::Dns,
-            BenchKind::Ingress,
-            BenchKind::Docker,
-            BenchKind::DockerRoutes,
-            BenchKind::Cni,
-            BenchKind::Faults,
-            BenchKind::Dashboard,
-        ],
-        ref one => std::slice::from_ref(one),
+    let all = matches!(args.what, BenchKind::All);
+    let runs: Vec<(BenchKind, bool)> = if all {
+        ALL.to_vec()
+    } else {
+        vec![(args.what, args.encrypted)]
     };
     let mut reports = Vec::new();
-    for kind in kinds {
-        let report = match kind {
-            BenchKind::Control => control::run().await?,
-            BenchKind::Overlay if args.encrypted => encrypted::run().await?,
-            BenchKind::Overlay => overlay::run().await?,
-            BenchKind::Mesh => mesh::run().await?,
-            BenchKind::Dns => dns::run().await?,
-            BenchKind::Ingress => ingress::run().await?,
-            BenchKind::Docker => docker::run().await?,
-            BenchKind::DockerRoutes => docker_routes::run().await?,
-            BenchKind::Cni => cni::run().await?,
-            BenchKind::Faults => faults::run().await?,
-            BenchKind::Dashboard => {
-                dashboard::run(args.nodes.first().copied().unwrap_or(10)).await?
+    let mut failed = Vec::new();
+    for (kind, encrypted) in runs {
+        let report = match run_one(kind, encrypted, &args).await {
+            Ok(report) => report,
+            // `all` goes on: one missing tool or failed lab costs its own figures only.
+            Err(e) if all => {
+                let name = bench_name(kind, encrypted);
+                eprintln!("bench all: `shoal bench {name}` failed: {e:#}");
+                failed.push((name, format!("{e:#}")));
+                continue;
             }
-            BenchKind::Scale => {
-                scale::run(&scale::ScaleOptions {
-                    nodes: args.nodes.clone(),
-                    endpoints: args.endpoints.clone(),
-                    repeats: args.repeats,
-                    burst: args.burst,
-                    rest: std::time::Duration::from_secs(args.rest_secs),
-                    lab: args.lab.clone(),
-                })
-                .await?
-            }
-            BenchKind::All => anyhow::bail!("`all` is a list of benchmarks, not one"),
+            Err(e) => return Err(e),
         };
         // Each table as soon as it is measured: `all` takes a while.
         if args.format == Format::Table {
             print!("{}", report.markdown());
         }
         reports.push(report);
+    }
+    if all && args.format == Format::Table {
+        print!("\n{}", shoal_bench::report::summary(&reports, &failed));
     }
     if args.format == Format::Json {
         match reports.as_slice() {
@@ -100,6 +79,66 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Every benchmark `shoal bench all` runs, in order (`true`: the encrypted overlay).
+const ALL: &[(BenchKind, bool)] = &[
+    (BenchKind::Control, false),
+    (BenchKind::Overlay, false),
+    (BenchKind::Overlay, true),
+    (BenchKind::Mesh, false),
+    (BenchKind::Dns, false),
+    (BenchKind::Ingress, false),
+    (BenchKind::Docker, false),
+    (BenchKind::DockerRoutes, false),
+    (BenchKind::Cni, false),
+    (BenchKind::Faults, false),
+    (BenchKind::Dashboard, false),
+    (BenchKind::Scale, false),
+];
+
+/// How `shoal bench` names a run, as typed on the command line.
+fn bench_name(kind: BenchKind, encrypted: bool) -> String {
+    let name = clap::ValueEnum::to_possible_value(&kind)
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_else(|| format!("{kind:?}"));
+    if encrypted {
+        format!("{name} --encrypted")
+    } else {
+        name
+    }
+}
+
+async fn run_one(
+    kind: BenchKind,
+    encrypted: bool,
+    args: &BenchArgs,
+) -> anyhow::Result<shoal_bench::report::Report> {
+    Ok(match kind {
+        BenchKind::Control => control::run().await?,
+        BenchKind::Overlay if encrypted => encrypted::run().await?,
+        BenchKind::Overlay => overlay::run().await?,
+        BenchKind::Mesh => mesh::run().await?,
+        BenchKind::Dns => dns::run().await?,
+        BenchKind::Ingress => ingress::run().await?,
+        BenchKind::Docker => docker::run().await?,
+        BenchKind::DockerRoutes => docker_routes::run().await?,
+        BenchKind::Cni => cni::run().await?,
+        BenchKind::Faults => faults::run().await?,
+        BenchKind::Dashboard => dashboard::run(args.nodes.first().copied().unwrap_or(10)).await?,
+        BenchKind::Scale => {
+            scale::run(&scale::ScaleOptions {
+                nodes: args.nodes.clone(),
+                endpoints: args.endpoints.clone(),
+                repeats: args.repeats,
+                burst: args.burst,
+                rest: std::time::Duration::from_secs(args.rest_secs),
+                lab: args.lab.clone(),
+            })
+            .await?
+        }
+        BenchKind::All => anyhow::bail!("`all` is a list of benchmarks, not one"),
+    })
 }
 
 /// An endpoint's IPv4 address, without its prefix length.

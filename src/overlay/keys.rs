@@ -70,9 +70,12 @@ impl KeyFile {
 /// Keeps this node's announced key current.
 pub async fn run(member: Arc<Member>, keys: KeyFile, port: u16, stop: CancellationToken) {
     let mut changes = member.replica().changes();
+    // The key as last loaded or saved: reading the file and deriving the public key on
+    // every change of the cluster state would cost every node that much per change.
+    let mut held: Option<(KeyPair, u64)> = None;
     loop {
         if member.synced() {
-            if let Err(e) = step(&member, &keys, port).await {
+            if let Err(e) = step(&member, &keys, &mut held, port).await {
                 tracing::warn!(error = %e, "WireGuard key not announced yet; will retry");
             }
         }
@@ -84,13 +87,21 @@ pub async fn run(member: Arc<Member>, keys: KeyFile, port: u16, stop: Cancellati
     }
 }
 
-async fn step(member: &Member, keys: &KeyFile, port: u16) -> Result<(), OverlayError> {
+async fn step(
+    member: &Member,
+    keys: &KeyFile,
+    held: &mut Option<(KeyPair, u64)>,
+    port: u16,
+) -> Result<(), OverlayError> {
     let state = member.replica().state();
     let Some(me) = state.nodes.get(&member.node_id) else {
         return Ok(());
     };
     let want = state.key_generation;
-    let (key, generation) = match keys.load() {
+    if held.is_none() {
+        *held = keys.load();
+    }
+    let (key, generation) = match held.take() {
         Some((k, g)) if g >= want => (k, g),
         old => {
             let key = KeyPair::generate();
@@ -102,6 +113,7 @@ async fn step(member: &Member, keys: &KeyFile, port: u16) -> Result<(), OverlayE
         }
     };
     let public = key.public_base64();
+    *held = Some((key, generation));
     let current = me.wireguard.as_ref();
     if current
         .is_some_and(|w| w.public_key == public && w.port == port && w.generation == generation)

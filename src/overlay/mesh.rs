@@ -48,7 +48,7 @@ use shoal_control::{ClusterError, Member, NodeId};
 use shoal_dataplane::nat_lb::{vip_table, Vip, LB_TABLE};
 use shoal_dataplane::netns;
 use shoal_dataplane::nft::{self, Family, NftError, Table};
-use shoal_dataplane::return_path;
+use shoal_dataplane::return_path::{self, IngressPeer};
 use tokio_util::sync::CancellationToken;
 
 use super::view::backends;
@@ -124,19 +124,26 @@ async fn step(member: &Member, overlay: &Overlay) -> Result<(), ClusterError> {
     Ok(())
 }
 
-/// Programs the VIP table of every local sandbox, with the idle timeout of its
-/// load-balanced connections as a conntrack timeout policy of the table's own (no
-/// sysctl changes: the sandbox's other connections keep the kernel's timeouts), and the
-/// return path of published connections that keep the client's address (its marking
-/// chains in the same table, its policy routes after).
-pub async fn program(state: &ClusterState, me: NodeId, idle_timeout: Option<Duration>) {
+/// What [`program`] makes of the local sandboxes: each one's VIP table (with its return
+/// path chains) and the ingress peers its return routes lead to. Pure: a pass whose plan
+/// equals the last one's has nothing to program.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LbPlan {
+    /// Every local sandbox's table, by sandbox.
+    pub tables: Vec<(String, Table)>,
+    /// The ingress peers of the sandboxes that have any.
+    pub peers: BTreeMap<String, Vec<IngressPeer>>,
+}
+
+/// The [`LbPlan`] of node `me` in `state`.
+pub fn lb_plan(state: &ClusterState, me: NodeId, idle_timeout: Option<Duration>) -> LbPlan {
     let idle_secs = idle_timeout.map(idle_secs);
     let peers = super::return_path::peers(state, me);
     let mut sandboxes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for e in state
         .endpoints
         .values()
-        .filter(|e| e.node == me && !e.ingress)
+        .filter(|e| e.node == me && !e.ingress && !e.is_state_only())
     {
         sandboxes
             .entry(e.sandbox.clone())
@@ -169,12 +176,32 @@ pub async fn program(state: &ClusterState, me: NodeId, idle_timeout: Option<Dura
         }
         jobs.push((sandbox.clone(), table));
     }
-    let names: Vec<String> = sandboxes.keys().cloned().collect();
+    LbPlan {
+        tables: jobs,
+        peers,
+    }
+}
+
+/// Programs the VIP table of every local sandbox, with the idle timeout of its
+/// load-balanced connections as a conntrack timeout policy of the table's own (no
+/// sysctl changes: the sandbox's other connections keep the kernel's timeouts), and the
+/// return path of published connections that keep the client's address (its marking
+/// chains in the same table, its policy routes after).
+///
+/// Returns false when any sandbox could not be programmed, or was not there (yet): a
+/// container's namespace may appear after its endpoint, with no change of the state.
+pub async fn program(plan: LbPlan) -> bool {
+    let LbPlan {
+        tables: jobs,
+        peers,
+    } = plan;
+    let names: Vec<String> = jobs.iter().map(|(sandbox, _)| sandbox.clone()).collect();
     let result = tokio::task::spawn_blocking(move || {
+        let mut clean = true;
         for (sandbox, table) in jobs {
-            let ns = match netns::open(&sandbox) {
-                Ok(ns) => ns,
-                Err(_) => continue,
+            let Ok(ns) = netns::open(&sandbox) else {
+                clean = false;
+                continue;
             };
             let empty = table.chains.iter().all(|c| c.rules.is_empty());
             let applied = netns::run_in(&ns, move || -> Result<(), NftError> {
@@ -186,7 +213,7 @@ pub async fn program(state: &ClusterState, me: NodeId, idle_timeout: Option<Dura
                 Ok(())
             });
             match applied {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => continue,
                 Ok(Err(e)) => {
                     tracing::warn!(sandbox = %sandbox, error = %e, "cannot program load balancing")
                 }
@@ -194,13 +221,16 @@ pub async fn program(state: &ClusterState, me: NodeId, idle_timeout: Option<Dura
                     tracing::warn!(sandbox = %sandbox, error = %e, "cannot enter the sandbox")
                 }
             }
+            clean = false;
         }
+        clean
     })
     .await;
-    if let Err(e) = result {
+    let clean = result.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "load balancing programming failed");
-    }
-    super::return_path::program(&names, &peers).await;
+        false
+    });
+    super::return_path::program(&names, &peers).await && clean
 }
 
 /// An idle timeout in whole seconds, as conntrack counts them (at least one).

@@ -2,17 +2,17 @@
 //! to repair drift), derive this node's plan, diff it against the kernel, apply the
 //! difference, and tell waiting `attach` calls how their endpoints fared.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use shoal_control::api::{LeaderRequest, StatusSection};
 use shoal_control::state::{ClusterState, Command};
-use shoal_control::Member;
+use shoal_control::{Member, NodeId};
 use shoal_dataplane::netlink::Netlink;
 use shoal_dataplane::nft;
-use shoal_dataplane::overlay::{self, NodePlan, NFT_TABLE};
+use shoal_dataplane::overlay::{self, NodePlan, ResolvConf, NFT_TABLE};
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -152,6 +152,7 @@ impl Overlay {
         // The kernel as the last pass left it (see `kernel_cache`); `fresh` passes read
         // the kernel again: the first, the periodic resync, and kicks.
         let mut cache: Option<overlay::Observed> = None;
+        let mut done: Option<Plans> = None;
         let mut fresh = true;
         // Changes arriving more often than RESYNC never let its timer fire: the kernel
         // is read again at least that often anyway.
@@ -162,7 +163,8 @@ impl Overlay {
                     cache = None;
                     read_at = tokio::time::Instant::now();
                 }
-                let mut progress = reconcile(&member, &nl, &settings, &self.plan, &mut cache).await;
+                let mut progress =
+                    reconcile(&member, &nl, &settings, &self.plan, &mut cache, &mut done).await;
                 let plan = self.plan.load_full();
                 if plan.networks.iter().any(|n| n.encrypted) || self.encrypted.peers().is_some() {
                     let (failed, opened) =
@@ -171,8 +173,12 @@ impl Overlay {
                         // Plug the new TAPs into their bridges before reporting.
                         cache = None;
                         let again =
-                            reconcile(&member, &nl, &settings, &self.plan, &mut cache).await;
+                            reconcile(&member, &nl, &settings, &self.plan, &mut cache, &mut done)
+                                .await;
                         progress.failures.extend(again.failures);
+                    }
+                    if !failed.is_empty() {
+                        done = None;
                     }
                     progress.failures.extend(failed);
                 }
@@ -228,29 +234,57 @@ impl Overlay {
     }
 }
 
+/// Everything a pass programs, computed from the state alone.
+#[derive(Debug, PartialEq)]
+struct Plans {
+    node: NodePlan,
+    lb: super::mesh::LbPlan,
+    resolv: BTreeMap<String, ResolvConf>,
+}
+
+fn plans(state: &ClusterState, me: NodeId, settings: &Settings) -> Plans {
+    let mut node = node_plan(state, me, settings.vxlan_port);
+    node.dns_intercept = settings.dns_intercept.clone();
+    node.lb_idle_timeout = settings.idle_timeout.map(super::mesh::idle_secs);
+    let lb = super::mesh::lb_plan(state, me, settings.idle_timeout);
+    let resolv = super::view::resolv_confs(state, &node);
+    Plans { node, lb, resolv }
+}
+
 /// One pass. `cache`: the kernel as the last pass left it, used instead of reading the
 /// kernel when present; left for the next pass when this one only changed FDB and
-/// neighbour entries, all successfully (see `kernel_cache`).
+/// neighbour entries, all successfully (see `kernel_cache`). `done`: the plans the last
+/// pass carried out without a failure; a pass with the cache still there (no resync, no
+/// kick since) and the same plans has nothing to do. Most changes of the cluster state
+/// (a task's state, a node's heartbeat, a label, another node's sandbox on a network
+/// this node does not carry) leave this node's plans as they were.
 async fn reconcile(
     member: &Member,
     nl: &Netlink,
     settings: &Settings,
     last: &ArcSwap<NodePlan>,
     cache: &mut Option<overlay::Observed>,
+    done: &mut Option<Plans>,
 ) -> Progress {
     let state = member.replica().state();
-    let idle_timeout = settings.idle_timeout;
-    let mut plan = node_plan(&state, member.node_id, settings.vxlan_port);
-    plan.dns_intercept = settings.dns_intercept.clone();
-    plan.lb_idle_timeout = idle_timeout.map(super::mesh::idle_secs);
+    let plans = plans(&state, member.node_id, settings);
+    if cache.is_some() && done.as_ref() == Some(&plans) {
+        return Progress {
+            revision: state.revision,
+            failures: HashMap::new(),
+        };
+    }
+    *done = None;
+    let plan = &plans.node;
     let mut failures = HashMap::new();
+    let mut clean = true;
     let observed = match cache.take() {
         Some(cached) => Ok(cached),
         None => overlay::observe(nl).await,
     };
     match observed {
         Ok(mut observed) => {
-            let changes = overlay::diff(&plan, &observed);
+            let changes = overlay::diff(plan, &observed);
             let mut all_applied = true;
             for o in overlay::apply(nl, &changes).await {
                 all_applied &= o.result.is_ok();
@@ -264,18 +298,23 @@ async fn reconcile(
         }
         Err(e) => tracing::warn!(error = %e, "cannot read the kernel's overlay state"),
     }
-    if let Err(e) = apply_rules(&plan).await {
+    if let Err(e) = apply_rules(plan).await {
+        clean = false;
         tracing::warn!(error = %e, "cannot program nftables");
     }
     if !plan.networks.is_empty() {
         if let Err(e) = overlay::ensure_forwarding() {
+            clean = false;
             tracing::warn!(error = %e, "cannot enable IPv4 forwarding");
         }
     }
-    resolv_confs(&member.node_id.to_string(), &state, &plan);
-    super::mesh::program(&state, member.node_id, idle_timeout).await;
-    forget_vanished(&last.load(), &plan, &state).await;
-    last.store(Arc::new(plan));
+    clean &= write_resolv_confs(&member.node_id.to_string(), &plans.resolv);
+    clean &= super::mesh::program(plans.lb.clone()).await;
+    forget_vanished(&last.load(), plan, &state).await;
+    last.store(Arc::new(plans.node.clone()));
+    if clean && failures.is_empty() && cache.is_some() {
+        *done = Some(plans);
+    }
     Progress {
         revision: state.revision,
         failures,
@@ -329,15 +368,19 @@ pub async fn apply_rules(plan: &NodePlan) -> Result<(), OverlayError> {
     Ok(())
 }
 
-fn resolv_confs(owner: &str, state: &ClusterState, plan: &NodePlan) {
-    let confs = super::view::resolv_confs(state, plan);
-    for (name, conf) in &confs {
+/// Writes the sandboxes' resolv.conf files and removes those of sandboxes gone; false
+/// when any could not be written.
+fn write_resolv_confs(owner: &str, confs: &BTreeMap<String, ResolvConf>) -> bool {
+    let mut clean = true;
+    for (name, conf) in confs {
         if let Err(e) = overlay::write_resolv_conf(owner, name, conf) {
+            clean = false;
             tracing::warn!(error = %e, netns = %name, "cannot write resolv.conf");
         }
     }
-    let keep: Vec<String> = confs.into_keys().collect();
+    let keep: Vec<String> = confs.keys().cloned().collect();
     overlay::remove_stale_resolv_confs(owner, &keep);
+    clean
 }
 
 /// Removes every kernel object shoal made on this node (used by `cluster leave`).

@@ -66,14 +66,18 @@ pub fn peers(state: &ClusterState, me: NodeId) -> BTreeMap<String, Vec<IngressPe
 }
 
 /// Makes the policy routes of every sandbox in `sandboxes` (this node's) what `peers`
-/// says: removes the return routes of sandboxes without peers, and of nodes gone.
-pub async fn program(sandboxes: &[String], peers: &BTreeMap<String, Vec<IngressPeer>>) {
+/// says: removes the return routes of sandboxes without peers, and of nodes gone. False
+/// when any could not be programmed.
+pub async fn program(sandboxes: &[String], peers: &BTreeMap<String, Vec<IngressPeer>>) -> bool {
+    let mut clean = true;
     for sandbox in sandboxes {
         let want = return_path::routes(peers.get(sandbox).map_or(&[][..], |p| p.as_slice()));
         if let Err(e) = program_one(sandbox, &want).await {
+            clean = false;
             tracing::warn!(sandbox = %sandbox, error = %e, "cannot program the return path");
         }
     }
+    clean
 }
 
 async fn program_one(sandbox: &str, want: &[return_path::ReturnRoute]) -> anyhow::Result<()> {

@@ -448,9 +448,11 @@ pub enum BenchKind {
     /// Scale: a lab of --nodes agents with --endpoints state-only endpoints; how soon
     /// every node's kernel and resolver reflect an attach or detach, the agents' RSS and
     /// CPU at rest and in a burst of attaches, the leader's Raft directory, and the
-    /// growth exponents across the sizes (not part of `all`).
+    /// growth exponents across the sizes.
     Scale,
-    /// Every one of the above but `scale`, one after the other.
+    /// Every one of the above, one after the other (the overlay also `--encrypted`;
+    /// `dashboard` and `scale` at their defaults), then one table of every figure; a
+    /// benchmark that fails is named at the end and the others still run.
     All,
 }
 

@@ -40,6 +40,9 @@ use super::{Entry, LogId, StorageError, TypeConfig, Vote};
 /// Rewrite the file when it is larger than this and mostly dead records.
 const COMPACT_MIN_BYTES: u64 = 1 << 20;
 
+/// The committed index is written to its file at most this often.
+const COMMITTED_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
 #[derive(Serialize, Deserialize)]
 #[allow(clippy::large_enum_variant)] // records live only while being framed or replayed
 enum Record {
@@ -54,6 +57,8 @@ struct LogMem {
     last_purged: Option<LogId>,
     vote: Option<Vote>,
     committed: Option<LogId>,
+    /// When `committed` was last written to its file.
+    committed_saved: Option<std::time::Instant>,
 }
 
 enum Job {
@@ -485,13 +490,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Not fsynced: losing it only means re-applying from the snapshot after a crash.
-        let bytes = serde_json::to_vec(&committed).map_err(io_err)?;
-        write_atomically(&self.dir, "committed", &bytes, false).map_err(io_err)?;
-        self.mem
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .committed = committed;
+        // Not fsynced, and written at most every COMMITTED_EVERY: a committed index older
+        // than the real one only means re-applying more of the log after a restart, and
+        // openraft asks for this after every commit (a file written per commit cost the
+        // leader's Raft task tens of microseconds each).
+        let due = {
+            let mut mem = self.mem.write().unwrap_or_else(|e| e.into_inner());
+            mem.committed = committed;
+            let due = mem
+                .committed_saved
+                .is_none_or(|at| at.elapsed() >= COMMITTED_EVERY);
+            if due {
+                mem.committed_saved = Some(std::time::Instant::now());
+            }
+            due
+        };
+        if due {
+            let bytes = serde_json::to_vec(&committed).map_err(io_err)?;
+            write_atomically(&self.dir, "committed", &bytes, false).map_err(io_err)?;
+        }
         Ok(())
     }
 
