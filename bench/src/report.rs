@@ -70,21 +70,28 @@ impl Report {
             self.bench, self.date, self.machine
         );
         for f in &self.figures {
-            out.push_str(&format!(
-                "| {} | {} {} | {}: {} {} | {:.2}× |\n",
-                f.name,
-                fmt(f.value),
-                f.unit,
-                f.baseline,
-                fmt(f.baseline_value),
-                f.unit,
-                f.ratio
-            ));
+            out.push_str(&format!("| {} |\n", f.cells()));
         }
         for n in &self.notes {
             out.push_str(&format!("\n{n}\n"));
         }
         out
+    }
+}
+
+impl Figure {
+    /// The table cells: figure, shoal, baseline (same run), ratio.
+    fn cells(&self) -> String {
+        format!(
+            "{} | {} {} | {}: {} {} | {:.2}×",
+            self.name,
+            fmt(self.value),
+            self.unit,
+            self.baseline,
+            fmt(self.baseline_value),
+            self.unit,
+            self.ratio
+        )
     }
 }
 
@@ -151,17 +158,7 @@ pub fn summary(reports: &[Report], failed: &[(String, String)]) -> String {
     );
     for r in reports {
         for f in &r.figures {
-            out.push_str(&format!(
-                "| {} | {} | {} {} | {}: {} {} | {:.2}× |\n",
-                r.bench,
-                f.name,
-                fmt(f.value),
-                f.unit,
-                f.baseline,
-                fmt(f.baseline_value),
-                f.unit,
-                f.ratio
-            ));
+            out.push_str(&format!("| {} | {} |\n", r.bench, f.cells()));
         }
     }
     if !failed.is_empty() {
