@@ -76,18 +76,37 @@ fn plain_text_status_names_every_node_and_watch_prints_changes() {
         .spawn()
         .expect("start shoal status --watch");
     let mut watch = Killed(child);
-    std::thread::sleep(Duration::from_millis(1200));
-    lab.ok("n1", &["network", "create", "--attachable", "watched"]);
-    std::thread::sleep(Duration::from_millis(2000));
-    let _ = watch.0.kill();
+    // Lines as they come; a block ends with an empty line.
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = watch.0.stdout.take().expect("piped stdout");
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // Everything printed so far, once it contains `want` (None after `within`).
     let mut out = String::new();
-    if let Some(mut stdout) = watch.0.stdout.take() {
-        stdout.read_to_string(&mut out).unwrap();
-    }
-    let blocks: Vec<&str> = out.split("\n\n").filter(|b| !b.trim().is_empty()).collect();
-    assert!(blocks.len() >= 2, "two blocks or more:\n{out}");
-    assert!(!blocks[0].contains("watched"), "{out}");
-    assert!(blocks[0].contains("\n  n1 "), "{out}");
-    let last = blocks.last().copied().unwrap_or_default();
-    assert!(last.contains("\n  watched "), "the new network in\n{out}");
+    let mut until_shown = |want: &str, within: Duration| -> Option<String> {
+        let until = std::time::Instant::now() + within;
+        while !out.contains(want) {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            let line = lines.recv_timeout(left).ok()?;
+            out.push_str(&line);
+            out.push('\n');
+        }
+        Some(out.clone())
+    };
+    let first = until_shown("\n  n1 ", Duration::from_secs(10)).expect("a first block within 10 s");
+    assert!(!first.contains("watched"), "{first}");
+    lab.ok("n1", &["network", "create", "--attachable", "watched"]);
+    let shown = until_shown("\n  watched ", Duration::from_secs(10));
+    let _ = watch.0.kill();
+    assert!(
+        shown.is_some(),
+        "a block with the new network within 10 s; got:\n{out}"
+    );
 }
