@@ -176,7 +176,7 @@ fn podman_pair(lab: &Lab, network: &str) -> anyhow::Result<Pair> {
     Ok(Pair {
         client: ends[0].1.clone(),
         server: ends[1].1.clone(),
-        server_ip: ends[1].0,
+        server_ip: ends[1].0.into(),
     })
 }
 

@@ -100,7 +100,7 @@ fn container_pair(network: &str, prefix: &str) -> anyhow::Result<Pair> {
     Ok(Pair {
         client,
         server,
-        server_ip,
+        server_ip: server_ip.into(),
     })
 }
 
@@ -236,7 +236,9 @@ pub async fn run() -> anyhow::Result<Report> {
         ],
     )?;
     let (bridge_peer, _) = container("n1", "br-peer", "br")?;
-    let shoal_peer = shoal_docker.server_ip;
+    let std::net::IpAddr::V4(shoal_peer) = shoal_docker.server_ip else {
+        bail!("the container's address on web is not IPv4");
+    };
     eprintln!("bench docker: Docker containers and shoal sandboxes on shoal, Docker's overlay, in turn ...");
     let [c, s, o]: [Figures; 3] = measure_interleaved(vec![
         (shoal_docker, 5600),

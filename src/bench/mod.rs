@@ -12,6 +12,7 @@ mod faults;
 mod ingress;
 mod mesh;
 mod overlay;
+mod overlay6;
 mod scale;
 mod tools;
 
@@ -24,8 +25,11 @@ use crate::cli::args::{BenchArgs, BenchKind, Format};
 
 /// Runs the benchmark `args.what`.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if args.encrypted && !matches!(args.what, BenchKind::Overlay) {
-        anyhow::bail!("--encrypted applies only to `shoal bench overlay`");
+    if (args.encrypted || args.ipv6) && !matches!(args.what, BenchKind::Overlay) {
+        anyhow::bail!("--encrypted and --ipv6 apply only to `shoal bench overlay`");
+    }
+    if args.encrypted && args.ipv6 {
+        anyhow::bail!("`shoal bench overlay` takes --encrypted or --ipv6, not both");
     }
     let dashboard = matches!(args.what, BenchKind::Dashboard);
     if dashboard && (args.nodes.len() != 1 || !(2..=200).contains(&args.nodes[0])) {
@@ -44,19 +48,23 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     tools::allow_install(args.install_baselines);
     let all = matches!(args.what, BenchKind::All);
-    let runs: Vec<(BenchKind, bool)> = if all {
+    let runs: Vec<(BenchKind, Variant)> = if all {
         ALL.to_vec()
+    } else if args.encrypted {
+        vec![(args.what, Variant::Encrypted)]
+    } else if args.ipv6 {
+        vec![(args.what, Variant::Ipv6)]
     } else {
-        vec![(args.what, args.encrypted)]
+        vec![(args.what, Variant::Plain)]
     };
     let mut reports = Vec::new();
     let mut failed = Vec::new();
-    for (kind, encrypted) in runs {
-        let report = match run_one(kind, encrypted, &args).await {
+    for (kind, variant) in runs {
+        let report = match run_one(kind, variant, &args).await {
             Ok(report) => report,
             // `all` goes on: one missing tool or failed lab costs its own figures only.
             Err(e) if all => {
-                let name = bench_name(kind, encrypted);
+                let name = bench_name(kind, variant);
                 eprintln!("bench all: `shoal bench {name}` failed: {e:#}");
                 failed.push((name, format!("{e:#}")));
                 continue;
@@ -81,42 +89,52 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every benchmark `shoal bench all` runs, in order (`true`: the encrypted overlay).
-const ALL: &[(BenchKind, bool)] = &[
-    (BenchKind::Control, false),
-    (BenchKind::Overlay, false),
-    (BenchKind::Overlay, true),
-    (BenchKind::Mesh, false),
-    (BenchKind::Dns, false),
-    (BenchKind::Ingress, false),
-    (BenchKind::Docker, false),
-    (BenchKind::DockerRoutes, false),
-    (BenchKind::Cni, false),
-    (BenchKind::Faults, false),
-    (BenchKind::Dashboard, false),
-    (BenchKind::Scale, false),
+/// A benchmark's flavour: `overlay` also runs `--encrypted` and `--ipv6`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Plain,
+    Encrypted,
+    Ipv6,
+}
+
+/// Every benchmark `shoal bench all` runs, in order.
+const ALL: &[(BenchKind, Variant)] = &[
+    (BenchKind::Control, Variant::Plain),
+    (BenchKind::Overlay, Variant::Plain),
+    (BenchKind::Overlay, Variant::Encrypted),
+    (BenchKind::Overlay, Variant::Ipv6),
+    (BenchKind::Mesh, Variant::Plain),
+    (BenchKind::Dns, Variant::Plain),
+    (BenchKind::Ingress, Variant::Plain),
+    (BenchKind::Docker, Variant::Plain),
+    (BenchKind::DockerRoutes, Variant::Plain),
+    (BenchKind::Cni, Variant::Plain),
+    (BenchKind::Faults, Variant::Plain),
+    (BenchKind::Dashboard, Variant::Plain),
+    (BenchKind::Scale, Variant::Plain),
 ];
 
 /// How `shoal bench` names a run, as typed on the command line.
-fn bench_name(kind: BenchKind, encrypted: bool) -> String {
+fn bench_name(kind: BenchKind, variant: Variant) -> String {
     let name = clap::ValueEnum::to_possible_value(&kind)
         .map(|v| v.get_name().to_string())
         .unwrap_or_else(|| format!("{kind:?}"));
-    if encrypted {
-        format!("{name} --encrypted")
-    } else {
-        name
+    match variant {
+        Variant::Plain => name,
+        Variant::Encrypted => format!("{name} --encrypted"),
+        Variant::Ipv6 => format!("{name} --ipv6"),
     }
 }
 
 async fn run_one(
     kind: BenchKind,
-    encrypted: bool,
+    variant: Variant,
     args: &BenchArgs,
 ) -> anyhow::Result<shoal_bench::report::Report> {
     Ok(match kind {
         BenchKind::Control => control::run().await?,
-        BenchKind::Overlay if encrypted => encrypted::run().await?,
+        BenchKind::Overlay if variant == Variant::Encrypted => encrypted::run().await?,
+        BenchKind::Overlay if variant == Variant::Ipv6 => overlay6::run().await?,
         BenchKind::Overlay => overlay::run().await?,
         BenchKind::Mesh => mesh::run().await?,
         BenchKind::Dns => dns::run().await?,

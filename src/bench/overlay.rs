@@ -33,7 +33,7 @@ const RTT_TIME: Duration = Duration::from_secs(2);
 pub(super) struct Pair {
     pub client: PathBuf,
     pub server: PathBuf,
-    pub server_ip: Ipv4Addr,
+    pub server_ip: IpAddr,
 }
 
 fn path(ns: &str) -> PathBuf {
@@ -66,7 +66,7 @@ async fn veth_pair() -> anyhow::Result<Pair> {
     Ok(Pair {
         client: path(&a),
         server: path(&b),
-        server_ip: Ipv4Addr::new(10, 98, 0, 2),
+        server_ip: IpAddr::V4(Ipv4Addr::new(10, 98, 0, 2)),
     })
 }
 
@@ -136,7 +136,7 @@ pub(super) async fn vxlan_containers(
     Ok(Pair {
         client: path(&topology::ns_name(lab, "c1")),
         server: path(&topology::ns_name(lab, "c2")),
-        server_ip: cips[1],
+        server_ip: IpAddr::V4(cips[1]),
     })
 }
 
@@ -170,7 +170,7 @@ pub(super) async fn shoal_network(
         let e: EndpointInfo = lab.client(host)?.post("/v1/attach", &req).await?;
         ends.push((ns, e));
     }
-    let server_ip = super::endpoint_ip(&ends[1].1)?;
+    let server_ip = IpAddr::V4(super::endpoint_ip(&ends[1].1)?);
     Ok(Pair {
         client: path(&ends[0].0),
         server: path(&ends[1].0),
@@ -199,8 +199,7 @@ pub(super) async fn measure_interleaved(pairs: Vec<(Pair, u16)>) -> anyhow::Resu
         for i in 0..SAMPLES {
             for (streams, offset, samples) in [(1, 0, &mut one), (4, 10, &mut four)] {
                 for ((pair, port), out) in pairs.iter().zip(samples.iter_mut()) {
-                    let server =
-                        SocketAddr::new(IpAddr::V4(pair.server_ip), port + offset + i as u16);
+                    let server = SocketAddr::new(pair.server_ip, port + offset + i as u16);
                     out.push(throughput(
                         &pair.server,
                         server,
@@ -219,7 +218,7 @@ pub(super) async fn measure_interleaved(pairs: Vec<(Pair, u16)>) -> anyhow::Resu
         let mut rtts = vec![Vec::new(); pairs.len()];
         for i in 0..SAMPLES {
             for ((pair, port), out) in pairs.iter().zip(rtts.iter_mut()) {
-                let server = SocketAddr::new(IpAddr::V4(pair.server_ip), port + 20 + i as u16);
+                let server = SocketAddr::new(pair.server_ip, port + 20 + i as u16);
                 out.extend(round_trips(
                     &pair.server,
                     server,

@@ -384,6 +384,10 @@ pub struct BenchArgs {
     /// wireguard-go and boringtun-cli.
     #[arg(long)]
     pub encrypted: bool,
+    /// `overlay` only: TCP over IPv6 between two sandboxes on a dual-stack network,
+    /// against TCP over IPv4 between the same two.
+    #[arg(long)]
+    pub ipv6: bool,
     /// Install missing baselines (apt-get, cargo install); without it a missing one is
     /// an error naming what to install.
     #[arg(long)]
@@ -450,9 +454,9 @@ pub enum BenchKind {
     /// CPU at rest and in a burst of attaches, the leader's Raft directory, and the
     /// growth exponents across the sizes.
     Scale,
-    /// Every one of the above, one after the other (the overlay also `--encrypted`;
-    /// `dashboard` and `scale` at their defaults), then one table of every figure; a
-    /// benchmark that fails is named at the end and the others still run.
+    /// Every one of the above, one after the other (the overlay also `--encrypted` and
+    /// `--ipv6`; `dashboard` and `scale` at their defaults), then one table of every
+    /// figure; a benchmark that fails is named at the end and the others still run.
     All,
 }
 
