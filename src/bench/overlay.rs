@@ -93,7 +93,7 @@ fn v4(ip: IpAddr) -> anyhow::Result<Ipv4Addr> {
 pub(super) async fn two_hosts(lab: &str) -> anyhow::Result<()> {
     topology::create_underlay(lab).await?;
     for (i, host) in ["h1", "h2"].iter().enumerate() {
-        topology::create_host(lab, host, topology::node_ip(i + 1)).await?;
+        topology::create_host(lab, host, &[topology::node_ip(i + 1)]).await?;
     }
     Ok(())
 }

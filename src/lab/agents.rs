@@ -79,11 +79,11 @@ pub async fn start_shifted(
         .arg("--advertise-addr")
         .arg(host.underlay_ip.to_string())
         .arg("--listen-addr")
-        .arg(format!("{}:2377", host.underlay_ip))
+        .arg(std::net::SocketAddr::new(host.underlay_ip, 2377).to_string())
         .arg("--node-name")
         .arg(&host.name)
         .arg("--ingress-http")
-        .arg(format!("{}:80", host.underlay_ip))
+        .arg(std::net::SocketAddr::new(host.underlay_ip, 80).to_string())
         .arg("--docker-host")
         .arg(super::docker::DockerPaths::new(paths, &host.name).host())
         .args(lab.docker.then(|| {
