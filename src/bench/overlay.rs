@@ -112,7 +112,7 @@ pub(super) async fn vxlan_containers(
         nl.add_bridge_with("br0", [2, 0x42, 10, 97, 0, 254], mtu)
             .await?;
         let br = nl.must_index("br0").await?;
-        nl.add_vxlan("vx0", 4096, *local, 4789, mtu, br, false)
+        nl.add_vxlan("vx0", 4096, (*local).into(), 4789, mtu, br, false)
             .await?;
         nl.add_default_fdb(nl.must_index("vx0").await?, *remote)
             .await?;
