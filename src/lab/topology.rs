@@ -7,7 +7,8 @@
 //!                     └─ client ─veth── eth0 (shl-LAB-client, 198.18.0.250/15)
 //! ```
 //! With `--underlay ipv6` the hosts have fd00:5ea1::N/64 (the client fd00:5ea1::fa)
-//! instead; with `--underlay dual` both, and the agents advertise the IPv6 one.
+//! instead; with `--underlay dual` both, and the agents advertise the IPv6 one (and
+//! listen on `[::]:2377`, so that they may also advertise the IPv4 one).
 //! Nothing is created in the machine's own namespace.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
