@@ -6,18 +6,23 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use nix::ifaddrs::getifaddrs;
 use nix::net::if_::InterfaceFlags;
 
-/// The host's global IPv4 addresses on interfaces that are up.
-fn candidates() -> Vec<(String, Ipv4Addr)> {
+/// The host's global addresses on interfaces that are up: IPv4 ones, and IPv6 ones
+/// that are neither link-local nor multicast (ULAs count: they are an underlay's).
+fn candidates() -> Vec<(String, IpAddr)> {
     let Ok(addrs) = getifaddrs() else {
         return Vec::new();
     };
-    let mut out: Vec<(String, Ipv4Addr)> = addrs
+    let mut out: Vec<(String, IpAddr)> = addrs
         .filter(|a| a.flags.contains(InterfaceFlags::IFF_UP))
         .filter(|a| !a.flags.contains(InterfaceFlags::IFF_LOOPBACK))
         .filter_map(|a| {
-            let ip = a.address?.as_sockaddr_in()?.ip();
-            let global = !ip.is_loopback() && !ip.is_link_local() && !ip.is_unspecified();
-            global.then_some((a.interface_name, ip))
+            let addr = a.address?;
+            let ip = match (addr.as_sockaddr_in(), addr.as_sockaddr_in6()) {
+                (Some(v4), _) => IpAddr::V4(v4.ip()),
+                (_, Some(v6)) => IpAddr::V6(v6.ip()),
+                _ => return None,
+            };
+            global(ip).then_some((a.interface_name, ip))
         })
         .collect();
     out.sort();
@@ -25,14 +30,33 @@ fn candidates() -> Vec<(String, Ipv4Addr)> {
     out
 }
 
-/// The only global IPv4 address of this host, or an error that says what to pass.
-pub fn detect() -> Result<IpAddr, String> {
-    let found = candidates();
-    match found.as_slice() {
-        [(_, ip)] => Ok(IpAddr::V4(*ip)),
-        [] => {
-            Err("this host has no global IPv4 address to advertise; pass --advertise-addr".into())
+/// Whether `ip` can be another node's way to this one.
+fn global(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local() && !v4.is_unspecified(),
+        IpAddr::V6(v6) => {
+            let link_local = v6.segments()[0] & 0xffc0 == 0xfe80;
+            !v6.is_loopback() && !v6.is_unspecified() && !v6.is_multicast() && !link_local
         }
+    }
+}
+
+/// The only global IPv4 address of this host, or, on a host without any, its only
+/// global IPv6 address; or an error that says what to pass.
+pub fn detect() -> Result<IpAddr, String> {
+    choose(&candidates())
+}
+
+fn choose(found: &[(String, IpAddr)]) -> Result<IpAddr, String> {
+    let v4: Vec<&(String, IpAddr)> = found.iter().filter(|(_, ip)| ip.is_ipv4()).collect();
+    let pool = if v4.is_empty() {
+        found.iter().collect()
+    } else {
+        v4
+    };
+    match pool.as_slice() {
+        [(_, ip)] => Ok(*ip),
+        [] => Err("this host has no global address to advertise; pass --advertise-addr".into()),
         many => Err(format!(
             "this host has several addresses ({}); choose one with --advertise-addr",
             many.iter()
@@ -79,7 +103,30 @@ pub fn listen_for(given: Option<SocketAddr>, advertise: IpAddr) -> Result<Socket
 
 #[cfg(test)]
 mod tests {
-    use super::listen_for;
+    use super::{choose, global, listen_for};
+
+    #[test]
+    fn ipv4_is_advertised_first_and_ipv6_on_hosts_without_it() {
+        let at = |list: &[(&str, &str)]| -> Vec<(String, std::net::IpAddr)> {
+            list.iter()
+                .map(|(i, a)| (i.to_string(), a.parse().unwrap()))
+                .collect()
+        };
+        let dual = at(&[("eth0", "198.18.0.1"), ("eth0", "fd00:5ea1::1")]);
+        assert_eq!(choose(&dual).unwrap().to_string(), "198.18.0.1");
+        let v6 = at(&[("eth0", "fd00:5ea1::1")]);
+        assert_eq!(choose(&v6).unwrap().to_string(), "fd00:5ea1::1");
+        let two = at(&[("eth0", "fd00:5ea1::1"), ("eth1", "2001:db8::1")]);
+        let e = choose(&two).unwrap_err();
+        assert!(
+            e.contains("fd00:5ea1::1 on eth0, 2001:db8::1 on eth1"),
+            "{e}"
+        );
+        assert!(choose(&[]).unwrap_err().contains("no global address"));
+        for not in ["fe80::1", "::1", "ff02::1", "127.0.0.1", "169.254.0.1"] {
+            assert!(!global(not.parse().unwrap()), "{not}");
+        }
+    }
 
     #[test]
     fn the_listen_address_follows_the_advertised_family() {

@@ -160,7 +160,8 @@ pub struct AgentArgs {
     #[arg(long, default_value = "/run/shoal/shoal.sock")]
     pub socket: PathBuf,
     /// This node's address on the underlay, IPv4 or IPv6 (default: the host's only
-    /// global IPv4 address). All nodes of a cluster advertise addresses of one family.
+    /// global IPv4 address, or on a host without one its only global IPv6 address). All
+    /// nodes of a cluster advertise addresses of one family.
     #[arg(long)]
     pub advertise_addr: Option<IpAddr>,
     /// Where the control plane (mTLS) listens (default: 0.0.0.0:2377, or [::]:2377 when
