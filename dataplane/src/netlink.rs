@@ -282,14 +282,18 @@ impl Netlink {
         &self,
         name: &str,
         vni: u32,
-        local: Ipv4Addr,
+        local: IpAddr,
         port: u16,
         mtu: u32,
         master: u32,
         proxy: bool,
     ) -> Result<(), NetlinkError> {
-        let msg = LinkVxlan::new(name, vni)
-            .local(local)
+        let vxlan = LinkVxlan::new(name, vni);
+        let vxlan = match local {
+            IpAddr::V4(v4) => vxlan.local(v4),
+            IpAddr::V6(v6) => vxlan.local6(v6),
+        };
+        let msg = vxlan
             .port(port)
             .learning(false)
             .proxy(proxy)
@@ -373,7 +377,7 @@ impl Netlink {
             )))
     }
 
-    fn fdb_message(index: u32, mac: [u8; 6], dst: Ipv4Addr) -> NeighbourMessage {
+    fn fdb_message(index: u32, mac: [u8; 6], dst: IpAddr) -> NeighbourMessage {
         let mut msg = NeighbourMessage::default();
         msg.header.family = AddressFamily::Bridge;
         msg.header.ifindex = index;
@@ -382,21 +386,19 @@ impl Netlink {
         msg.attributes
             .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
         msg.attributes
-            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(dst)));
+            .push(NeighbourAttribute::Destination(match dst {
+                IpAddr::V4(v4) => NeighbourAddress::Inet(v4),
+                IpAddr::V6(v6) => NeighbourAddress::Inet6(v6),
+            }));
         msg
     }
 
     /// Adds a VXLAN FDB entry: frames for `mac` go to the tunnel endpoint `dst`.
-    pub async fn add_fdb(
-        &self,
-        index: u32,
-        mac: [u8; 6],
-        dst: Ipv4Addr,
-    ) -> Result<(), NetlinkError> {
+    pub async fn add_fdb(&self, index: u32, mac: [u8; 6], dst: IpAddr) -> Result<(), NetlinkError> {
         self.handle
             .neighbours()
             .add_bridge(index, &mac)
-            .destination(IpAddr::V4(dst))
+            .destination(dst)
             .flags(NeighbourFlags::Own)
             .state(NeighbourState::Permanent)
             .replace()
@@ -422,12 +424,7 @@ impl Netlink {
     }
 
     /// Removes a VXLAN FDB entry.
-    pub async fn del_fdb(
-        &self,
-        index: u32,
-        mac: [u8; 6],
-        dst: Ipv4Addr,
-    ) -> Result<(), NetlinkError> {
+    pub async fn del_fdb(&self, index: u32, mac: [u8; 6], dst: IpAddr) -> Result<(), NetlinkError> {
         self.handle
             .neighbours()
             .del(Self::fdb_message(index, mac, dst))
@@ -500,13 +497,13 @@ impl Netlink {
         Ok(out)
     }
 
-    /// The IPv4 addresses of every link: (link index, address).
-    pub async fn addresses(&self) -> Result<Vec<(u32, Ipv4Addr)>, NetlinkError> {
+    /// The IPv4 and IPv6 addresses of every link: (link index, address).
+    pub async fn addresses(&self) -> Result<Vec<(u32, IpAddr)>, NetlinkError> {
         let mut out = Vec::new();
         let mut addrs = self.handle.address().get().execute();
         while let Some(msg) = addrs.try_next().await.map_err(req("dump addresses"))? {
             for a in &msg.attributes {
-                if let AddressAttribute::Address(IpAddr::V4(ip)) = a {
+                if let AddressAttribute::Address(ip) = a {
                     out.push((msg.header.index, *ip));
                 }
             }

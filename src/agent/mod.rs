@@ -42,7 +42,8 @@ pub struct Agent {
     data: DataDir,
     name: String,
     advertise: Option<IpAddr>,
-    listen: SocketAddr,
+    /// `--listen-addr`, if given.
+    listen: Option<SocketAddr>,
     member: ArcSwapOption<Member>,
     /// Serialises init, join and leave.
     membership_change: tokio::sync::Mutex<()>,
@@ -185,11 +186,12 @@ impl Agent {
             Some(a) => a,
             None => addr::detect().map_err(ClusterError::Invalid)?,
         };
+        let listen = addr::listen_for(self.listen, advertise).map_err(ClusterError::Invalid)?;
         Ok(Settings {
             data: self.data.clone(),
             name: self.name.clone(),
             advertise,
-            listen: self.listen,
+            listen,
         })
     }
 }

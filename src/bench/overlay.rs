@@ -93,7 +93,7 @@ fn v4(ip: IpAddr) -> anyhow::Result<Ipv4Addr> {
 pub(super) async fn two_hosts(lab: &str) -> anyhow::Result<()> {
     topology::create_underlay(lab).await?;
     for (i, host) in ["h1", "h2"].iter().enumerate() {
-        topology::create_host(lab, host, topology::node_ip(i + 1)).await?;
+        topology::create_host(lab, host, &[topology::node_ip(i + 1)]).await?;
     }
     Ok(())
 }
@@ -112,7 +112,7 @@ pub(super) async fn vxlan_containers(
         nl.add_bridge_with("br0", [2, 0x42, 10, 97, 0, 254], mtu)
             .await?;
         let br = nl.must_index("br0").await?;
-        nl.add_vxlan("vx0", 4096, *local, 4789, mtu, br, false)
+        nl.add_vxlan("vx0", 4096, (*local).into(), 4789, mtu, br, false)
             .await?;
         nl.add_default_fdb(nl.must_index("vx0").await?, *remote)
             .await?;

@@ -23,6 +23,7 @@ pub async fn run(cmd: LabCmd) -> anyhow::Result<i32> {
             podman,
             agent_arg,
             data_tmpfs,
+            underlay,
             lab: l,
         } => {
             let options = lab::LabOptions {
@@ -32,6 +33,7 @@ pub async fn run(cmd: LabCmd) -> anyhow::Result<i32> {
                 podman,
                 agent_args: agent_arg,
                 data_tmpfs,
+                underlay,
             };
             let lab = lab::up_with(&l.name, nodes, managers, &options).await?;
             println!(
@@ -303,7 +305,11 @@ fn hosts_table(lab: &lab::Lab) -> String {
             vec![
                 h.name.clone(),
                 h.role.clone(),
-                h.underlay_ip.to_string(),
+                h.addrs()
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 h.namespace.clone(),
                 agent,
                 h.socket.display().to_string(),

@@ -38,9 +38,7 @@ pub fn report(
         .values()
         .filter(|n| n.id != me)
         .map(|n| {
-            let w = wg
-                .iter()
-                .find(|p| std::net::IpAddr::V4(*p.endpoint.ip()) == n.addr);
+            let w = wg.iter().find(|p| p.endpoint.ip() == n.addr);
             PeerView {
                 node: n.id,
                 underlay_rtt_us: rtts.get(&n.id).copied().flatten(),

@@ -79,11 +79,11 @@ pub async fn start_shifted(
         .arg("--advertise-addr")
         .arg(host.underlay_ip.to_string())
         .arg("--listen-addr")
-        .arg(format!("{}:2377", host.underlay_ip))
+        .arg(listen_addr(host, lab.underlay).to_string())
         .arg("--node-name")
         .arg(&host.name)
         .arg("--ingress-http")
-        .arg(format!("{}:80", host.underlay_ip))
+        .arg(std::net::SocketAddr::new(host.underlay_ip, 80).to_string())
         .arg("--docker-host")
         .arg(super::docker::DockerPaths::new(paths, &host.name).host())
         .args(lab.docker.then(|| {
@@ -138,6 +138,16 @@ pub async fn start_shifted(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
+}
+
+/// The control plane's listen address of `host`'s agent: its underlay address, or on a
+/// dual-stack underlay every address (`[::]`), so that it may also advertise IPv4.
+fn listen_addr(host: &Host, underlay: super::topology::Underlay) -> std::net::SocketAddr {
+    let ip = match underlay {
+        super::topology::Underlay::Dual => std::net::Ipv6Addr::UNSPECIFIED.into(),
+        _ => host.underlay_ip,
+    };
+    std::net::SocketAddr::new(ip, 2377)
 }
 
 /// Sends `signal` to the agent of `host` and waits for it to exit.

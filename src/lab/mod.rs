@@ -37,8 +37,12 @@ pub struct Host {
     pub name: String,
     /// Its network namespace.
     pub namespace: String,
-    /// Its underlay address.
+    /// Its underlay address (the one its agent advertises).
     pub underlay_ip: IpAddr,
+    /// Every underlay address of its eth0 (the advertised one first), when it has more
+    /// than `underlay_ip`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub underlay_ips: Vec<IpAddr>,
     /// Its agent's API socket (empty for the client).
     pub socket: PathBuf,
     /// manager, worker or client.
@@ -73,6 +77,9 @@ pub struct Lab {
     /// The size of the tmpfs each agent's data directory is on, if it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_tmpfs: Option<String>,
+    /// The address families of the underlay.
+    #[serde(default)]
+    pub underlay: topology::Underlay,
 }
 
 /// How a lab is built beyond its size.
@@ -90,6 +97,19 @@ pub struct LabOptions {
     pub agent_args: Vec<String>,
     /// Put every agent's data directory on a tmpfs of this size (`16M`).
     pub data_tmpfs: Option<String>,
+    /// The address families of the underlay (IPv4 by default).
+    pub underlay: topology::Underlay,
+}
+
+impl Host {
+    /// Every underlay address of the host, the advertised one first.
+    pub fn addrs(&self) -> Vec<IpAddr> {
+        if self.underlay_ips.is_empty() {
+            vec![self.underlay_ip]
+        } else {
+            self.underlay_ips.clone()
+        }
+    }
 }
 
 impl Lab {
@@ -296,12 +316,24 @@ async fn build(
     options: &LabOptions,
 ) -> anyhow::Result<Lab> {
     let paths = LabPaths::new(name);
+    let family = options.underlay;
+    let ips = |v4: IpAddr| {
+        let all = family.addrs(v4);
+        let more = if all.len() > 1 {
+            all.clone()
+        } else {
+            Vec::new()
+        };
+        (all[0], more)
+    };
     let mut hosts: Vec<Host> = (1..=nodes)
         .map(|i| {
             let host = format!("n{i}");
+            let (underlay_ip, underlay_ips) = ips(topology::node_ip(i));
             Host {
                 namespace: topology::ns_name(name, &host),
-                underlay_ip: topology::node_ip(i),
+                underlay_ip,
+                underlay_ips,
                 socket: paths.socket(&host),
                 role: if i <= managers { "manager" } else { "worker" }.into(),
                 wg_interface: topology::wg_interface(name, &host),
@@ -309,10 +341,12 @@ async fn build(
             }
         })
         .collect();
+    let (underlay_ip, underlay_ips) = ips(topology::client_ip());
     hosts.push(Host {
         name: "client".into(),
         namespace: topology::ns_name(name, "client"),
-        underlay_ip: topology::client_ip(),
+        underlay_ip,
+        underlay_ips,
         socket: PathBuf::new(),
         role: "client".into(),
         wg_interface: String::new(),
@@ -326,6 +360,7 @@ async fn build(
         podman: options.podman,
         agent_args: options.agent_args.clone(),
         data_tmpfs: options.data_tmpfs.clone(),
+        underlay: family,
     };
     save(&paths, &lab)?;
     if let Some(size) = &lab.data_tmpfs {
@@ -335,7 +370,7 @@ async fn build(
     }
     topology::create_underlay(name).await?;
     for h in &lab.hosts {
-        topology::create_host(name, &h.name, h.underlay_ip).await?;
+        topology::create_host(name, &h.name, &h.addrs()).await?;
     }
     if lab.docker {
         for h in lab.nodes() {

@@ -6,9 +6,14 @@
 //!                     ├─ n2 ──veth── eth0 (shl-LAB-n2, 198.18.0.2/15)
 //!                     └─ client ─veth── eth0 (shl-LAB-client, 198.18.0.250/15)
 //! ```
+//! With `--underlay ipv6` the hosts have fd00:5ea1::N/64 (the client fd00:5ea1::fa)
+//! instead; with `--underlay dual` both, and the agents advertise the IPv6 one (and
+//! listen on `[::]:2377`, so that they may also advertise the IPv4 one).
 //! Nothing is created in the machine's own namespace.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde::{Deserialize, Serialize};
 
 use anyhow::Context;
 use shoal_dataplane::netlink::Netlink;
@@ -25,6 +30,44 @@ pub fn node_ip(i: usize) -> IpAddr {
 /// The underlay address of the client host.
 pub fn client_ip() -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(198, 18, 0, 250))
+}
+
+/// The IPv6 underlay prefix length (fd00:5ea1::/64).
+pub const UNDERLAY_PREFIX6: u8 = 64;
+
+/// The address families of a lab's underlay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Underlay {
+    /// IPv4 only (198.18.0.0/15).
+    #[default]
+    Ipv4,
+    /// IPv6 only (fd00:5ea1::/64).
+    Ipv6,
+    /// Both; the agents advertise their IPv6 address.
+    Dual,
+}
+
+impl Underlay {
+    /// The underlay addresses of a host whose IPv4 one would be `v4`, the advertised
+    /// one first.
+    pub fn addrs(self, v4: IpAddr) -> Vec<IpAddr> {
+        let v6 = IpAddr::V6(ipv6_of(v4));
+        match self {
+            Underlay::Ipv4 => vec![v4],
+            Underlay::Ipv6 => vec![v6],
+            Underlay::Dual => vec![v6, v4],
+        }
+    }
+}
+
+/// The IPv6 underlay address matching the IPv4 one 198.18.0.N: fd00:5ea1::N.
+pub fn ipv6_of(v4: IpAddr) -> Ipv6Addr {
+    let last = match v4 {
+        IpAddr::V4(v4) => v4.octets()[3],
+        IpAddr::V6(v6) => v6.octets()[15],
+    };
+    Ipv6Addr::new(0xfd00, 0x5ea1, 0, 0, 0, 0, 0, u16::from(last))
 }
 
 /// The namespace of host `host` in lab `lab`.
@@ -66,8 +109,8 @@ pub async fn create_underlay(lab: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates host `host` with address `ip`, wired to the underlay bridge.
-pub async fn create_host(lab: &str, host: &str, ip: IpAddr) -> anyhow::Result<()> {
+/// Creates host `host` with the addresses `ips`, wired to the underlay bridge.
+pub async fn create_host(lab: &str, host: &str, ips: &[IpAddr]) -> anyhow::Result<()> {
     let name = ns_name(lab, host);
     netns::create(&name).with_context(|| format!("create namespace {name}"))?;
     let host_ns = netns::open(&name)?;
@@ -82,14 +125,33 @@ pub async fn create_host(lab: &str, host: &str, ip: IpAddr) -> anyhow::Result<()
     hn.set_up(hn.must_index("lo").await?).await?;
     let eth = hn.must_index(&peer).await?;
     hn.rename(eth, "eth0").await?;
-    hn.add_address(eth, ip, UNDERLAY_PREFIX).await?;
+    for ip in ips {
+        match *ip {
+            IpAddr::V4(_) => hn.add_address(eth, *ip, UNDERLAY_PREFIX).await?,
+            // Without duplicate address detection: usable (bindable) at once.
+            IpAddr::V6(v6) => hn.add_address6(eth, v6, UNDERLAY_PREFIX6).await?,
+        }
+    }
     hn.set_up(eth).await?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::wg_interface;
+    use super::{client_ip, node_ip, wg_interface, Underlay};
+
+    #[test]
+    fn underlay_addresses_follow_the_ipv4_numbering() {
+        let v4 = node_ip(3);
+        assert_eq!(Underlay::Ipv4.addrs(v4), vec![v4]);
+        let v6: std::net::IpAddr = "fd00:5ea1::3".parse().unwrap();
+        assert_eq!(Underlay::Ipv6.addrs(v4), vec![v6]);
+        assert_eq!(Underlay::Dual.addrs(v4), vec![v6, v4]);
+        assert_eq!(
+            Underlay::Ipv6.addrs(client_ip())[0].to_string(),
+            "fd00:5ea1::fa"
+        );
+    }
 
     #[test]
     fn lab_wg_interfaces_fit_wg_and_differ_between_labs_and_hosts() {

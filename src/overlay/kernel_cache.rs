@@ -59,7 +59,11 @@ mod tests {
             [2, 0, 10, 0, 0, 9],
             [2, 1, 10, 0, 0, 9],
         );
-        let (n2, n3) = (Ipv4Addr::new(198, 18, 0, 2), Ipv4Addr::new(198, 18, 0, 3));
+        // Tunnel endpoints on an IPv6 underlay.
+        let (n2, n3): (std::net::IpAddr, std::net::IpAddr) = (
+            "fd00:5ea1::2".parse().unwrap(),
+            "fd00:5ea1::3".parse().unwrap(),
+        );
         let mut o = Observed::default();
         let add = [
             Change::AddFdb {

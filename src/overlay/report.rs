@@ -53,7 +53,7 @@ pub async fn read(nl: &Netlink, advertise: IpAddr) -> Result<NodeReport, Netlink
     let addrs = nl.addresses().await?;
     let underlay_mtu = addrs
         .iter()
-        .find(|(_, ip)| IpAddr::V4(*ip) == advertise)
+        .find(|(_, ip)| *ip == advertise)
         .and_then(|(i, _)| links.iter().find(|l| l.0 == *i))
         .map(|l| l.2)
         .unwrap_or(shoal_control::state::DEFAULT_UNDERLAY_MTU);

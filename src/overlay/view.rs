@@ -4,7 +4,7 @@
 //! network become FDB and proxy-ARP entries; local ones become veths in their sandboxes.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 
 use shoal_control::state::{ClusterState, Endpoint, Node, NodeStatus, PublishMode, SourceMode};
 use shoal_control::NodeId;
@@ -14,10 +14,7 @@ use shoal_dataplane::wg::plan::{EncryptedNetwork, PeerPlan, WgPlan};
 
 /// The overlay node `me` should have.
 pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan {
-    let local_ip = state.nodes.get(&me).and_then(|n| match n.addr {
-        IpAddr::V4(v4) => Some(v4),
-        IpAddr::V6(_) => None,
-    });
+    let local_ip = state.nodes.get(&me).map(|n| n.addr);
     let mine: Vec<&Endpoint> = state.endpoints.values().filter(|e| e.node == me).collect();
     let mut networks = Vec::new();
     for net in state.networks.values() {
@@ -28,10 +25,7 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
             .endpoints_on(&net.name)
             .filter(|e| e.node != me)
             .filter_map(|e| {
-                let node_ip = match state.nodes.get(&e.node)?.addr {
-                    IpAddr::V4(v4) => v4,
-                    IpAddr::V6(_) => return None,
-                };
+                let node_ip = state.nodes.get(&e.node)?.addr;
                 Some(Remote {
                     ip: e.ip,
                     ip6: e.ip6,
@@ -263,13 +257,10 @@ pub fn wg_plan(state: &ClusterState, me: NodeId, private_key: &str, vxlan_port: 
         .filter(|n| n.id != me)
         .filter_map(|n| {
             let wg = n.wireguard.as_ref()?;
-            let IpAddr::V4(addr) = n.addr else {
-                return None;
-            };
             Some(PeerPlan {
                 name: n.name.clone(),
                 public_key: wg.public_key.clone(),
-                endpoint: SocketAddrV4::new(addr, wg.port),
+                endpoint: SocketAddr::new(n.addr, wg.port),
                 mesh_ip: wg.mesh_ip,
             })
         })
@@ -324,7 +315,7 @@ pub(crate) mod tests {
 
     /// A Ready manager `n<id>` at 198.18.0.<id>.
     pub(crate) fn node(id: u64) -> Node {
-        let ip: IpAddr = [198, 18, 0, id as u8].into();
+        let ip: std::net::IpAddr = [198, 18, 0, id as u8].into();
         Node {
             id: NodeId(id),
             name: format!("n{id}"),

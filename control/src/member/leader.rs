@@ -233,6 +233,9 @@ impl Member {
             }
         }
         validate_name("node", &join.name)?;
+        if let Some(why) = crate::state::underlay_family_mismatch(state, &join.name, join.addr) {
+            return Err(ClusterError::Invalid(why));
+        }
         if let Some(other) = state.nodes.values().find(|n| n.name == join.name) {
             return Err(crate::state::ApplyError::NodeNameTaken {
                 name: join.name.clone(),

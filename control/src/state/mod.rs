@@ -38,13 +38,14 @@ use serde::{Deserialize, Serialize};
 use shoal_ipam::PoolConfig;
 
 pub use apply::docker::docker_pool;
-pub use apply::{apply, validate_label};
+pub use apply::{apply, underlay_family_mismatch, validate_label};
 pub use command::{Applied, Command, Output, Proposal};
 pub use error::{ApplyError, SpecError};
 pub use network::{
     endpoint_id, mesh_pool, state_only_sandbox, AttachSpec, Endpoint, EndpointPort, Network,
     NetworkSpec, NodeReport, StateOnlyEndpoint, WireguardPeer, DEFAULT_UNDERLAY_MTU, FIRST_VNI,
-    MAX_STATE_ONLY_BATCH, STATE_ONLY_SANDBOX, VXLAN_OVERHEAD, WIREGUARD_OVERHEAD,
+    IPV6_UNDERLAY_OVERHEAD, MAX_STATE_ONLY_BATCH, STATE_ONLY_SANDBOX, VXLAN_OVERHEAD,
+    WIREGUARD_OVERHEAD,
 };
 pub use placement::{Constraint, ConstraintKey, ConstraintOp, Placement, Spread};
 pub use publish::{PortRemoval, PortSpec, Protocol, PublishMode, SourceMode, DYNAMIC_PORTS};

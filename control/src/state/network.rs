@@ -13,6 +13,9 @@ use crate::ids::NodeId;
 pub const FIRST_VNI: u32 = 4096;
 /// VXLAN costs this many bytes of the underlay MTU.
 pub const VXLAN_OVERHEAD: u32 = 50;
+/// An IPv6 underlay costs this many bytes more: its outer header is 40 bytes, not 20
+/// (VXLAN over IPv6 70, encrypted 130).
+pub const IPV6_UNDERLAY_OVERHEAD: u32 = 20;
 /// The underlay MTU assumed for nodes that have not reported theirs.
 pub const DEFAULT_UNDERLAY_MTU: u32 = 1500;
 

@@ -29,7 +29,7 @@ pub enum LinkKind {
         /// Its UDP port.
         port: u16,
         /// Its local tunnel address.
-        local: Option<Ipv4Addr>,
+        local: Option<IpAddr>,
         /// Whether it learns MACs (shoal's never do).
         learning: bool,
         /// Whether it answers ARP from its neighbour table.
@@ -69,7 +69,7 @@ pub struct Observed {
     /// Links whose names start with `shl-`, by name.
     pub links: BTreeMap<String, Link>,
     /// VXLAN FDB entries (MAC → remote tunnel endpoint) per VXLAN device.
-    pub fdb: BTreeMap<String, BTreeSet<([u8; 6], Ipv4Addr)>>,
+    pub fdb: BTreeMap<String, BTreeSet<([u8; 6], IpAddr)>>,
     /// Proxy-ARP entries (address → MAC) per VXLAN device.
     pub neigh: BTreeMap<String, BTreeSet<(Ipv4Addr, [u8; 6])>>,
     /// Permanent proxy-NDP entries (IPv6 address → MAC) per VXLAN device.
@@ -175,10 +175,15 @@ pub async fn observe(nl: &Netlink) -> Result<Observed, NetlinkError> {
             for attr in &msg.attributes {
                 match attr {
                     NeighbourAttribute::LinkLayerAddress(l) => mac = mac6(l),
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => dst = Some(*ip),
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => {
+                        dst = Some(IpAddr::V4(*ip))
+                    }
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => {
+                        dst = Some(IpAddr::V6(*ip))
+                    }
                     // In AF_BRIDGE messages the destination is not parsed as an address.
-                    NeighbourAttribute::Destination(NeighbourAddress::Other(b)) if b.len() == 4 => {
-                        dst = Some(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+                    NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+                        dst = raw_ip(b);
                     }
                     _ => {}
                 }
@@ -186,15 +191,15 @@ pub async fn observe(nl: &Netlink) -> Result<Observed, NetlinkError> {
             let (Some(mac), Some(ip)) = (mac, dst) else {
                 continue;
             };
-            match msg.header.family {
-                AddressFamily::Inet => {
+            match (msg.header.family, ip) {
+                (AddressFamily::Inet, IpAddr::V4(ip)) => {
                     observed
                         .neigh
                         .entry(dev.clone())
                         .or_default()
                         .insert((ip, mac));
                 }
-                AddressFamily::Bridge if msg.header.flags.contains(NeighbourFlags::Own) => {
+                (AddressFamily::Bridge, _) if msg.header.flags.contains(NeighbourFlags::Own) => {
                     observed
                         .fdb
                         .entry(dev.clone())
@@ -207,6 +212,15 @@ pub async fn observe(nl: &Netlink) -> Result<Observed, NetlinkError> {
     }
     neighbours6(nl, &vxlans, &mut observed).await?;
     Ok(observed)
+}
+
+/// A raw 4- or 16-byte address.
+fn raw_ip(b: &[u8]) -> Option<IpAddr> {
+    match b.len() {
+        4 => <[u8; 4]>::try_from(b).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(b).ok().map(IpAddr::from),
+        _ => None,
+    }
 }
 
 /// fe80::/10.
@@ -278,7 +292,8 @@ fn kind_of(infos: &[LinkInfo]) -> LinkKind {
                     match a {
                         InfoVxlan::Id(v) => vni = *v,
                         InfoVxlan::Port(p) => port = *p,
-                        InfoVxlan::Local(l) => local = Some(*l),
+                        InfoVxlan::Local(l) => local = Some(IpAddr::V4(*l)),
+                        InfoVxlan::Local6(l) => local = Some(IpAddr::V6(*l)),
                         InfoVxlan::Learning(l) => learning = *l,
                         InfoVxlan::Proxy(p) => proxy = *p,
                         _ => {}

@@ -10,7 +10,7 @@
 //! | endpoint veth, node side | `shl-e<first 8 hex of the endpoint ID>` |
 //! | endpoint veth, sandbox side before the move | `shl-p<same>` |
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -23,8 +23,8 @@ pub const NFT_TABLE: &str = "shoal";
 /// A node's whole overlay.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodePlan {
-    /// The node's underlay address: the local VXLAN tunnel endpoint.
-    pub local_ip: Option<Ipv4Addr>,
+    /// The node's underlay address (IPv4 or IPv6): the local VXLAN tunnel endpoint.
+    pub local_ip: Option<IpAddr>,
     /// The VXLAN UDP port.
     pub vxlan_port: u16,
     /// The networks this node carries.
@@ -115,8 +115,8 @@ pub struct Remote {
     pub ip6: Option<Ipv6Addr>,
     /// Its MAC.
     pub mac: [u8; 6],
-    /// Its node's underlay address.
-    pub node_ip: Ipv4Addr,
+    /// Its node's underlay address (the same family as the local one).
+    pub node_ip: IpAddr,
 }
 
 /// A sandbox's interface on a network of this node.

@@ -263,7 +263,7 @@ fn published_chains(plan: &NodePlan) -> Published {
         let comment = format!("{}: published {port}", services.join(","));
         // Most connections come to the node's underlay address: matched first without
         // a route lookup; any other local address after one.
-        if let Some(local) = plan.local_ip {
+        if let Some(std::net::IpAddr::V4(local)) = plan.local_ip {
             let mut fast = exprs::ip_addr(true, CmpOp::Eq, local, 32);
             fast.extend(matching.iter().cloned());
             fast.extend(exprs::verdict(Verdict::Jump(name.clone())));

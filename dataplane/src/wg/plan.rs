@@ -1,6 +1,6 @@
 //! What the encrypted data path of one node should do, as plain data.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 
 /// The whole encrypted data path of a node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub struct PeerPlan {
     /// Its public key, base64.
     pub public_key: String,
     /// Where its WireGuard socket listens.
-    pub endpoint: SocketAddrV4,
+    pub endpoint: SocketAddr,
     /// Its mesh address.
     pub mesh_ip: Ipv4Addr,
 }

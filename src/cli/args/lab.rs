@@ -48,6 +48,10 @@ pub enum LabCmd {
         /// 16M), so `lab fill` can fill it; unmounted by `lab down`.
         #[arg(long = "data-tmpfs", value_name = "SIZE")]
         data_tmpfs: Option<String>,
+        /// The underlay's address families: ipv4 (198.18.0.N/15), ipv6 (fd00:5ea1::N/64)
+        /// or dual (both; the agents advertise the IPv6 address).
+        #[arg(long, value_enum, default_value_t)]
+        underlay: crate::lab::topology::Underlay,
         #[command(flatten)]
         lab: LabName,
     },

@@ -159,12 +159,15 @@ pub struct AgentArgs {
     /// The unix socket the API listens on.
     #[arg(long, default_value = "/run/shoal/shoal.sock")]
     pub socket: PathBuf,
-    /// This node's address on the underlay (default: the host's only global IPv4 address).
+    /// This node's address on the underlay, IPv4 or IPv6 (default: the host's only
+    /// global IPv4 address, or on a host without one its only global IPv6 address). All
+    /// nodes of a cluster advertise addresses of one family.
     #[arg(long)]
     pub advertise_addr: Option<IpAddr>,
-    /// Where the control plane (mTLS) listens.
-    #[arg(long, default_value = "0.0.0.0:2377")]
-    pub listen_addr: SocketAddr,
+    /// Where the control plane (mTLS) listens (default: 0.0.0.0:2377, or [::]:2377 when
+    /// the advertise address is IPv6).
+    #[arg(long)]
+    pub listen_addr: Option<SocketAddr>,
     /// The UDP port of VXLAN between nodes.
     #[arg(long, default_value_t = 4789, value_parser = clap::value_parser!(u16).range(1..))]
     pub vxlan_port: u16,

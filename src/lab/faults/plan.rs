@@ -257,8 +257,11 @@ pub fn partition(lab: &Lab, groups: &[Vec<String>]) -> anyhow::Result<Vec<Step>>
             .enumerate()
             .filter(|(i, _)| *i != mine)
             .flat_map(|(_, g)| g.iter())
-            .map(|h| lab.host(h).map(|h| h.underlay_ip))
-            .collect::<anyhow::Result<_>>()?;
+            .map(|h| lab.host(h).map(|h| h.addrs()))
+            .collect::<anyhow::Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect();
         steps.push(Step::nft(&host.namespace, cut_script(&others)));
     }
     Ok(steps)

@@ -7,6 +7,7 @@ fn lab() -> Lab {
             name: format!("n{i}"),
             namespace: topology::ns_name("t", &format!("n{i}")),
             underlay_ip: topology::node_ip(i),
+            underlay_ips: Vec::new(),
             socket: Default::default(),
             role: "manager".into(),
             wg_interface: String::new(),
@@ -16,6 +17,7 @@ fn lab() -> Lab {
         name: "client".into(),
         namespace: topology::ns_name("t", "client"),
         underlay_ip: topology::client_ip(),
+        underlay_ips: Vec::new(),
         socket: Default::default(),
         role: "client".into(),
         wg_interface: String::new(),
@@ -29,6 +31,7 @@ fn lab() -> Lab {
         podman: false,
         agent_args: Vec::new(),
         data_tmpfs: None,
+        underlay: topology::Underlay::Ipv4,
     }
 }
 
@@ -92,6 +95,24 @@ fn a_partition_cuts_each_group_from_the_others_only() {
     // The client is in no group: it keeps talking to everyone, and loses any old cut.
     let client = script("client");
     assert_eq!(client, drop_table(CUT_TABLE));
+}
+
+#[test]
+fn a_partition_of_a_dual_stack_underlay_cuts_both_families() {
+    let mut lab = lab();
+    for h in &mut lab.hosts {
+        h.underlay_ips = topology::Underlay::Dual.addrs(h.underlay_ip);
+        h.underlay_ip = h.underlay_ips[0];
+    }
+    let steps = partition(&lab, &[args(&["n1"]), args(&["n3"])]).unwrap();
+    let ns = topology::ns_name("t", "n1");
+    let n1 = steps
+        .iter()
+        .find(|s| s.namespace == ns)
+        .and_then(|s| s.stdin.clone())
+        .unwrap();
+    assert!(n1.contains("ip saddr { 198.18.0.3 } drop"), "{n1}");
+    assert!(n1.contains("ip6 saddr { fd00:5ea1::3 } drop"), "{n1}");
 }
 
 #[test]

@@ -18,6 +18,7 @@ pub(super) mod docker;
 mod network;
 mod network6;
 mod node;
+pub use node::underlay_family_mismatch;
 pub(super) mod ports;
 mod service;
 mod service_spec;

@@ -7,7 +7,8 @@ use shoal_ipam::{allocate_subnet, check_subnet, mac_for, AddressSpace, Occupied,
 
 use super::super::{
     endpoint_id, mesh_pool, ApplyError, AttachSpec, ClusterState, Endpoint, Network, NetworkSpec,
-    NodeReport, Output, WireguardPeer, DEFAULT_UNDERLAY_MTU, VXLAN_OVERHEAD, WIREGUARD_OVERHEAD,
+    NodeReport, Output, WireguardPeer, DEFAULT_UNDERLAY_MTU, IPV6_UNDERLAY_OVERHEAD,
+    VXLAN_OVERHEAD, WIREGUARD_OVERHEAD,
 };
 use super::{validate_label, Changed};
 use crate::ids::{validate_name, NodeId};
@@ -122,12 +123,15 @@ pub(super) fn create_network(
                 })
                 .min()
                 .unwrap_or(DEFAULT_UNDERLAY_MTU);
+            // A cluster's underlay is of one family (join refuses a mix).
+            let v6 = state.nodes.values().any(|n| n.addr.is_ipv6());
             let overhead = VXLAN_OVERHEAD
                 + if spec.encrypted {
                     WIREGUARD_OVERHEAD
                 } else {
                     0
-                };
+                }
+                + if v6 { IPV6_UNDERLAY_OVERHEAD } else { 0 };
             underlay.saturating_sub(overhead).max(MIN_MTU)
         }
     };

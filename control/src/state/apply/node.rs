@@ -110,7 +110,33 @@ pub(super) fn validate_new_node(state: &ClusterState, node: &Node) -> Result<(),
     if node.status != NodeStatus::Ready {
         return Err(ApplyError::Invalid("a new node must be Ready".into()));
     }
+    if let Some(why) = underlay_family_mismatch(state, &node.name, node.addr) {
+        return Err(ApplyError::Invalid(why));
+    }
     Ok(())
+}
+
+/// Why node `name` advertising `addr` cannot join: the cluster's underlay is of the
+/// other address family (VXLAN devices and tunnels are of one family, so a mixed
+/// cluster would have nodes that cannot reach each other's overlay).
+pub fn underlay_family_mismatch(
+    state: &ClusterState,
+    name: &str,
+    addr: std::net::IpAddr,
+) -> Option<String> {
+    let family = |a: std::net::IpAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
+    let other = state
+        .nodes
+        .values()
+        .find(|n| n.addr.is_ipv4() != addr.is_ipv4())?;
+    Some(format!(
+        "node {name} advertises {addr}, an {} address, but this cluster's underlay is {} (node {} advertises {}): all nodes of a cluster advertise addresses of one family; start the agent with an {} --advertise-addr",
+        family(addr),
+        family(other.addr),
+        other.name,
+        other.addr,
+        family(other.addr),
+    ))
 }
 
 fn node_ref(state: &ClusterState, id: NodeId) -> Result<&Node, ApplyError> {

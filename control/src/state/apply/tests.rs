@@ -536,3 +536,43 @@ fn encrypted_networks_take_wireguard_overhead_and_need_capable_nodes() {
     let e = create(&mut s, "aaaaaaaa02", spec).unwrap_err().to_string();
     assert!(e.contains("WireGuard mesh pool"), "{e}");
 }
+
+#[test]
+fn networks_on_an_ipv6_underlay_take_its_bigger_outer_header() {
+    let mut s = cluster();
+    for n in s.nodes.values_mut() {
+        n.addr = format!("fd00:5ea1::{}", n.id.0).parse().unwrap();
+    }
+    create(&mut s, "aaaaaaaa01", named("plain")).unwrap();
+    let secret = NetworkSpec {
+        encrypted: true,
+        ..named("secret")
+    };
+    create(&mut s, "aaaaaaaa02", secret).unwrap();
+    assert_eq!(s.networks["plain"].mtu, 1500 - 70, "VXLAN over IPv6");
+    assert_eq!(s.networks["secret"].mtu, 1500 - 130, "and inside WireGuard");
+}
+
+#[test]
+fn a_node_of_the_other_underlay_family_is_refused() {
+    let mut s = cluster();
+    let mut n3 = node(3, "n3");
+    n3.addr = "fd00:5ea1::3".parse().unwrap();
+    let e = run(&mut s, Command::AddNode { node: n3 })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(
+            "node n3 advertises fd00:5ea1::3, an IPv6 address, but this cluster's underlay is IPv4"
+        ) && e.contains("start the agent with an IPv4 --advertise-addr"),
+        "{e}"
+    );
+    assert!(!s.nodes.contains_key(&NodeId(3)));
+    run(
+        &mut s,
+        Command::AddNode {
+            node: node(3, "n3"),
+        },
+    )
+    .unwrap();
+}

@@ -2,7 +2,7 @@
 //! the log.
 
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::overlay::plan::{EndpointPlan, NetworkPlan};
 
@@ -87,7 +87,7 @@ pub enum Change {
         /// The network.
         network: NetworkPlan,
         /// The local tunnel endpoint.
-        local: Ipv4Addr,
+        local: IpAddr,
         /// The UDP port.
         port: u16,
     },
@@ -98,7 +98,7 @@ pub enum Change {
         /// The remote endpoint's MAC.
         mac: [u8; 6],
         /// Its node's underlay address.
-        dst: Ipv4Addr,
+        dst: IpAddr,
     },
     /// Remove such an entry.
     DelFdb {
@@ -107,7 +107,7 @@ pub enum Change {
         /// The MAC.
         mac: [u8; 6],
         /// The tunnel endpoint.
-        dst: Ipv4Addr,
+        dst: IpAddr,
     },
     /// Answer ARP for a remote endpoint.
     AddNeigh {

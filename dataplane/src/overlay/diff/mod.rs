@@ -17,7 +17,7 @@
 mod change;
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub use change::Change;
 
@@ -203,7 +203,7 @@ fn tap_changes(n: &NetworkPlan, observed: &Observed, out: &mut Phases) {
 fn vxlan_changes(
     plan: &NodePlan,
     n: &NetworkPlan,
-    local: Ipv4Addr,
+    local: IpAddr,
     observed: &Observed,
     out: &mut Phases,
 ) -> bool {
@@ -251,7 +251,7 @@ fn forwarding_changes(n: &NetworkPlan, observed: &Observed, fresh: bool, out: &m
             observed.neigh.get(&vx).unwrap_or(&empty_neigh),
         )
     };
-    let want_fdb: BTreeSet<([u8; 6], Ipv4Addr)> =
+    let want_fdb: BTreeSet<([u8; 6], IpAddr)> =
         n.remotes.iter().map(|r| (r.mac, r.node_ip)).collect();
     let want_neigh: BTreeSet<(Ipv4Addr, [u8; 6])> =
         n.remotes.iter().map(|r| (r.ip, r.mac)).collect();

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -57,7 +57,7 @@ pub struct Peer {
     /// Its public key, base64.
     pub public_key: String,
     /// Its WireGuard endpoint.
-    pub endpoint: SocketAddrV4,
+    pub endpoint: SocketAddr,
     /// Its mesh address.
     pub mesh_ip: Ipv4Addr,
     index: u32,
@@ -72,7 +72,7 @@ pub struct PeerStats {
     /// The peer's name.
     pub name: String,
     /// Its endpoint.
-    pub endpoint: SocketAddrV4,
+    pub endpoint: SocketAddr,
     /// Its public key.
     pub public_key: String,
     /// Its mesh address: the only inner source accepted from it (its allowed IP).
@@ -120,7 +120,7 @@ struct Tables {
     mesh_ip: Ipv4Addr,
     vxlan_port: u16,
     by_index: HashMap<u32, Arc<Peer>>,
-    by_endpoint: HashMap<SocketAddrV4, Arc<Peer>>,
+    by_endpoint: HashMap<SocketAddr, Arc<Peer>>,
     by_mesh: HashMap<Ipv4Addr, Arc<Peer>>,
     nets: HashMap<u32, Arc<Net>>,
 }

@@ -1,7 +1,7 @@
 //! The receive path: datagrams from peers to the networks' TAPs.
 
 use std::collections::HashMap;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +16,7 @@ use crate::wg::udp::{Received, BATCH, MSG_BUF};
 pub(super) fn peer_for<'a>(
     tables: &'a Tables,
     datagram: &[u8],
-    from: SocketAddrV4,
+    from: SocketAddr,
 ) -> Option<&'a Arc<Peer>> {
     let index = |at: usize| -> Option<u32> {
         let b = datagram.get(at..at + 4)?;
@@ -81,7 +81,7 @@ fn receive_one(
     taps: &HashMap<u32, Arc<Tap>>,
     coalescers: &mut HashMap<u32, Coalescer>,
     datagram: &[u8],
-    from: SocketAddrV4,
+    from: SocketAddr,
     plain: &mut [u8],
 ) {
     let Some(peer) = peer_for(tables, datagram, from) else {
@@ -92,7 +92,7 @@ fn receive_one(
         return;
     };
     let mut tunn = peer.tunn.lock().unwrap_or_else(|e| e.into_inner());
-    match tunn.decapsulate(Some(std::net::IpAddr::V4(*from.ip())), datagram, plain) {
+    match tunn.decapsulate(Some(from.ip()), datagram, plain) {
         TunnResult::WriteToNetwork(pkt) => {
             let _ = shared.socket.send(peer.endpoint, pkt);
             let mut more = vec![0u8; MSG_BUF];

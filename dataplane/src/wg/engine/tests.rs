@@ -5,7 +5,10 @@ use super::*;
 use crate::wg::udp::MSG_BUF;
 use proptest::prelude::*;
 
-const THEIRS: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 51820);
+const THEIRS: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    Ipv4Addr::new(198, 18, 0, 2),
+    51820,
+));
 
 /// Our tunnel to them and theirs to us, with a completed handshake.
 fn pair() -> (Arc<Peer>, Tunn) {
@@ -86,7 +89,7 @@ fn a_sealed_packet_opens_once_and_a_replay_does_not() {
 fn handshakes_from_unknown_endpoints_find_no_peer() {
     let (peer, _) = pair();
     let t = tables(&peer);
-    let stranger = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 9), 51820);
+    let stranger: SocketAddr = "[fd00:5ea1::9]:51820".parse().unwrap();
     let mut init = vec![0u8; 148];
     init[0] = HANDSHAKE_INIT;
     assert!(peer_for(&t, &init, stranger).is_none());

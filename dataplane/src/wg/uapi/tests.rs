@@ -1,4 +1,4 @@
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
@@ -7,7 +7,7 @@ use crate::wg::keys::KeyPair;
 fn peer(key: &str, handshake: Option<Duration>) -> PeerStats {
     PeerStats {
         name: "n2".into(),
-        endpoint: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 51820),
+        endpoint: SocketAddr::from((Ipv4Addr::new(198, 18, 0, 2), 51820)),
         public_key: key.into(),
         mesh_ip: Ipv4Addr::new(198, 18, 0, 2),
         keepalive: Some(25),
@@ -26,7 +26,7 @@ fn get_lists_every_peer_in_uapi_text_without_private_key() {
     let now = UNIX_EPOCH + Duration::new(1_700_000_010, 750_000_000);
     let peers = [peer(KEY_B64, Some(Duration::from_millis(2_500))), {
         let mut p = peer(&KeyPair::generate().public_base64(), None);
-        p.endpoint = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 3), 51821);
+        p.endpoint = "[fd00:5ea1::3]:51821".parse().unwrap();
         p.mesh_ip = Ipv4Addr::new(198, 18, 0, 3);
         p.keepalive = None;
         p
@@ -53,7 +53,7 @@ fn get_lists_every_peer_in_uapi_text_without_private_key() {
     );
     assert!(text.starts_with(&expected_first), "{text}");
     assert!(text.ends_with(
-        "endpoint=198.18.0.3:51821\n\
+        "endpoint=[fd00:5ea1::3]:51821\n\
          last_handshake_time_sec=0\n\
          last_handshake_time_nsec=0\n\
          tx_bytes=5678\n\
