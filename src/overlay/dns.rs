@@ -20,7 +20,7 @@ use super::view::backends;
 /// every task under its container name (`<service>.<slot>.<task ID>`) and host name;
 /// PTR records for sandbox and task addresses; internal networks marked; a service's
 /// `--dns` servers as its tasks' upstreams. On dual-stack networks the same names
-/// carry the endpoints' IPv6 addresses too (AAAA); a VIP is IPv4 only.
+/// carry the endpoints' IPv6 addresses too (AAAA), and a service's name its IPv6 VIP.
 pub fn table(state: &ClusterState) -> RecordTable {
     let mut b = RecordTable::builder();
     let mut names: BTreeMap<(String, String), BTreeSet<Ipv4Addr>> = BTreeMap::new();
@@ -54,8 +54,9 @@ pub fn table(state: &ClusterState) -> RecordTable {
                 .iter()
                 .filter_map(|ip| v6_of.get(&(n.as_str(), *ip)).copied())
                 .collect();
-            let own6 = match (s.spec.endpoint_mode, s.vips.get(n)) {
-                (EndpointMode::Vip, Some(_)) => BTreeSet::new(),
+            let own6 = match (s.spec.endpoint_mode, s.vips.get(n), s.vips6.get(n)) {
+                (EndpointMode::Vip, _, Some(vip6)) => BTreeSet::from([*vip6]),
+                (EndpointMode::Vip, Some(_), None) => BTreeSet::new(),
                 _ => tasks6.clone(),
             };
             let aliases = s
@@ -73,11 +74,13 @@ pub fn table(state: &ClusterState) -> RecordTable {
                     .entry((n.clone(), format!("tasks.{name}")))
                     .or_default()
                     .extend(tasks.iter().copied());
-                if !tasks6.is_empty() {
+                if !own6.is_empty() {
                     names6
                         .entry((n.clone(), name.clone()))
                         .or_default()
                         .extend(own6.iter().copied());
+                }
+                if !tasks6.is_empty() {
                     names6
                         .entry((n.clone(), format!("tasks.{name}")))
                         .or_default()

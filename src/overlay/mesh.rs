@@ -45,13 +45,13 @@ use std::time::Duration;
 
 use shoal_control::state::{AttachSpec, ClusterState, PublishMode};
 use shoal_control::{ClusterError, Member, NodeId};
-use shoal_dataplane::nat_lb::{vip_table, Vip, LB_TABLE};
+use shoal_dataplane::nat_lb::{vip_table, vip_table6, Vip, Vip6, LB_TABLE};
 use shoal_dataplane::netns;
-use shoal_dataplane::nft::{self, Family, NftError, Table};
+use shoal_dataplane::nft::{self, NftError, Table};
 use shoal_dataplane::return_path;
 use tokio_util::sync::CancellationToken;
 
-use super::view::backends;
+use super::view::{backends, backends6};
 use super::Overlay;
 use crate::agent::networks::{attach_and_wait, detach_and_wait};
 
@@ -124,7 +124,7 @@ async fn step(member: &Member, overlay: &Overlay) -> Result<(), ClusterError> {
     Ok(())
 }
 
-/// Programs the VIP table of every local sandbox, with the idle timeout of its
+/// Programs the VIP tables of every local sandbox (`ip`, and `ip6` for IPv6 VIPs), with the idle timeout of its
 /// load-balanced connections as a conntrack timeout policy of the table's own (no
 /// sysctl changes: the sandbox's other connections keep the kernel's timeouts), and the
 /// return path of published connections that keep the client's address (its marking
@@ -168,6 +168,21 @@ pub async fn program(state: &ClusterState, me: NodeId, idle_timeout: Option<Dura
             table.chains.extend(return_path::chains(p));
         }
         jobs.push((sandbox.clone(), table));
+        let vips6: Vec<Vip6> = state
+            .services
+            .values()
+            .flat_map(|s| {
+                s.vips6
+                    .iter()
+                    .filter(|(n, _)| networks.contains(*n))
+                    .map(move |(n, vip)| Vip6 {
+                        service: s.spec.name.clone(),
+                        vip: *vip,
+                        backends: backends6(state, &s.spec.name, n),
+                    })
+            })
+            .collect();
+        jobs.push((sandbox.clone(), vip_table6(&vips6, idle_secs)));
     }
     let names: Vec<String> = sandboxes.keys().cloned().collect();
     let result = tokio::task::spawn_blocking(move || {
@@ -179,7 +194,7 @@ pub async fn program(state: &ClusterState, me: NodeId, idle_timeout: Option<Dura
             let empty = table.chains.iter().all(|c| c.rules.is_empty());
             let applied = netns::run_in(&ns, move || -> Result<(), NftError> {
                 if empty {
-                    nft::remove_table(LB_TABLE, Family::Ip)?;
+                    nft::remove_table(LB_TABLE, table.family)?;
                 } else {
                     nft::ensure_table(&table)?;
                 }
