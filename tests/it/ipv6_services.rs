@@ -1,14 +1,18 @@
 //! Services on dual-stack networks on real labs: an IPv6 VIP beside the IPv4 one,
 //! named by AAAA and load-balanced in the client's sandbox, the task seeing the
-//! client's own IPv6 address.
+//! client's own IPv6 address; and the L7 proxy over IPv6: listening on `:PORT` (IPv6
+//! and IPv4), reaching an IPv6 backend, `ClientIP` and `ipAllowList` with IPv6 and
+//! IPv4-mapped ranges, `X-Forwarded-For` with IPv6 clients.
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use serde_json::Value;
-use shoal_tests::net::{resolve, tcp_read};
-use shoal_tests::{ip_of, wait_until, Lab};
+use shoal_tests::net::{dns_query, parse_answer, resolve, tcp_read, udp_exchange};
+use shoal_tests::{exec_in, ip_of, spawn_in, wait_until, Lab};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shoal");
 
@@ -20,6 +24,13 @@ fn peer_ip(answer: &str) -> Option<String> {
         .find_map(|w| w.strip_prefix("peer="))?;
     let ip = peer.rsplit_once(':')?.0;
     Some(ip.trim_start_matches('[').trim_end_matches(']').to_string())
+}
+
+/// The `ip6.arpa` name of `ip`.
+fn reverse6(ip: Ipv6Addr) -> String {
+    let hex: String = ip.octets().iter().map(|b| format!("{b:02x}")).collect();
+    let nibbles: Vec<String> = hex.chars().rev().map(String::from).collect();
+    format!("{}.ip6.arpa", nibbles.join("."))
 }
 
 /// The task that answered (`task=ID`).
@@ -113,6 +124,24 @@ fn an_ipv6_vip_is_named_by_aaaa_and_spreads_connections_keeping_the_clients_addr
         "every task's IPv6 address: {tasks6:?}"
     );
     assert!(!tasks6.aaaa.contains(&vip6));
+    // The resolver answers on the IPv6 gateway too, PTR for IPv6 addresses included.
+    let gateway6: Ipv6Addr = ep["gateway6"].as_str().unwrap().parse().unwrap();
+    let over6 = |name: &str, qtype: u16| {
+        udp_exchange(
+            &client.ns,
+            SocketAddr::new(gateway6.into(), 53),
+            dns_query(0x6666, name, qtype),
+        )
+        .and_then(|r| parse_answer(&r))
+    };
+    let aaaa6 = wait_until(
+        "AAAA echo on the IPv6 gateway",
+        Duration::from_secs(10),
+        || over6("echo", 28).ok_or_else(|| "no answer".to_string()),
+    );
+    assert_eq!(aaaa6.aaaa, vec![vip6]);
+    let ptr = over6(&reverse6(me6), 12).expect("PTR over IPv6");
+    assert_eq!(ptr.ptr, vec!["cli.web6.".to_string()], "{ptr:?}");
 
     // Connections to [VIP]:7000 reach the tasks, which see the client's IPv6 address;
     // the draw spreads them.
@@ -160,4 +189,177 @@ fn an_ipv6_vip_is_named_by_aaaa_and_spreads_connections_keeping_the_clients_addr
             _ => Ok(()),
         },
     );
+}
+
+/// Sends `GET /` with `Host: host` from namespace `ns` to `to`; (status, body).
+fn get(ns: &str, to: SocketAddr, host: &str) -> Option<(u16, String)> {
+    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    spawn_in(ns, move || {
+        let mut conn = TcpStream::connect_timeout(&to, Duration::from_secs(2)).ok()?;
+        conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        conn.write_all(request.as_bytes()).ok()?;
+        let mut out = String::new();
+        conn.read_to_string(&mut out).ok()?;
+        let status = out.split_whitespace().nth(1)?.parse().ok()?;
+        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+        Some((status, body))
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
+/// An HTTP server in namespace `ns` on `at` answering every request with the peer it
+/// saw and the request's `X-Forwarded-For`; it runs until the test process ends.
+fn header_echo(ns: &str, at: SocketAddr) {
+    let (ready, listening) = std::sync::mpsc::channel();
+    spawn_in(ns, move || {
+        let listener = TcpListener::bind(at).unwrap_or_else(|e| panic!("bind {at}: {e}"));
+        ready.send(()).ok();
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let peer = conn
+                .peer_addr()
+                .map(|p| p.ip().to_string())
+                .unwrap_or_default();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).to_lowercase();
+            let xff = head
+                .lines()
+                .find_map(|l| l.strip_prefix("x-forwarded-for:"))
+                .map(str::trim)
+                .unwrap_or("-")
+                .to_string();
+            let body = format!("peer={peer} xff={xff}\n");
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            conn.write_all(answer.as_bytes()).ok();
+        }
+    });
+    listening
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the backend listening");
+}
+
+/// Kills a process when dropped.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
+fn the_l7_proxy_listens_dual_stack_reaches_ipv6_backends_and_matches_ipv6_clients() {
+    shoal_tests::require_root(
+        "the_l7_proxy_listens_dual_stack_reaches_ipv6_backends_and_matches_ipv6_clients",
+    );
+    let lab = Lab::up(BIN, 1, 1);
+    // The lab's underlay is IPv4: n1 and the client get an IPv6 address on it here.
+    let (node6, client6) = ("fd00:5a::1", "fd00:5a::fa");
+    for (host, ip) in [("n1", node6), ("client", client6)] {
+        let out = exec_in(
+            &lab.host_ns(host),
+            &[
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                &format!("{ip}/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ],
+        );
+        assert!(out.ok(), "{host}: {}", out.stderr);
+    }
+    let client = lab.host_ns("client");
+    let backend = SocketAddr::new(client6.parse().unwrap(), 9000);
+    header_echo(&client, backend);
+    let dir = std::env::temp_dir().join(format!("shoal-v6-l7-{}", lab.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("routes.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[entrypoints.web]
+address = ":8088"
+
+[routers.any]
+rule = "Host(`any.test`)"
+service = "back"
+
+[routers.only6]
+rule = "Host(`only6.test`) && ClientIP(`fd00:5a::/64`)"
+service = "back"
+
+[routers.mapped]
+rule = "Host(`mapped.test`) && ClientIP(`::ffff:198.18.0.0/111`)"
+service = "back"
+
+[routers.allow]
+rule = "Host(`allow.test`)"
+service = "back"
+middlewares = ["client6"]
+
+[middlewares.client6.ipAllowList]
+sourceRange = ["{client6}/128"]
+
+[services.back]
+servers = [{{ url = "http://[{client6}]:9000" }}]
+"#
+        ),
+    )
+    .unwrap();
+    let proxy = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.host_ns("n1")))
+        .arg(BIN)
+        .arg("proxy")
+        .arg("--config")
+        .arg(&config)
+        .spawn()
+        .expect("start shoal proxy");
+    let _stop = KillOnDrop(proxy);
+    let over6 = SocketAddr::new(node6.parse().unwrap(), 8088);
+    let over4 = SocketAddr::new(lab.ip("n1").parse().unwrap(), 8088);
+    let answer = wait_until(
+        "the proxy over IPv6",
+        Duration::from_secs(20),
+        || match get(&client, over6, "any.test") {
+            Some((200, body)) => Ok(body),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    // The IPv6 backend sees the proxy's IPv6 address, and the client's in the header.
+    assert_eq!(answer.trim(), format!("peer={node6} xff={client6}"));
+    // IPv4 clients on the same [::] socket are IPv4, never ::ffff:a.b.c.d.
+    let client4 = lab.ip("client");
+    assert_eq!(
+        get(&client, over4, "any.test"),
+        Some((200, format!("peer={node6} xff={client4}\n")))
+    );
+    assert_eq!(get(&client, over6, "only6.test").map(|r| r.0), Some(200));
+    assert_eq!(
+        get(&client, over4, "only6.test").map(|r| r.0),
+        Some(404),
+        "an IPv4 client is in no IPv6 range"
+    );
+    assert_eq!(
+        get(&client, over4, "mapped.test").map(|r| r.0),
+        Some(200),
+        "an IPv4-mapped range holds IPv4 clients"
+    );
+    assert_eq!(get(&client, over6, "mapped.test").map(|r| r.0), Some(404));
+    assert_eq!(get(&client, over6, "allow.test").map(|r| r.0), Some(200));
+    assert_eq!(get(&client, over4, "allow.test").map(|r| r.0), Some(403));
+    let _ = std::fs::remove_dir_all(&dir);
 }

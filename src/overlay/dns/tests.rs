@@ -111,4 +111,9 @@ fn dual_stack_names_answer_aaaa_and_a_service_its_ipv6_vip() {
         "the IPv4-only network's name has no AAAA"
     );
     assert_eq!(aaaa("nobody"), None);
+    assert_eq!(
+        t.ptr("web", client, ip6_of(&s, "/run/netns/sb")),
+        Some("sb.web"),
+        "PTR for IPv6 addresses as for IPv4 ones"
+    );
 }
