@@ -65,56 +65,64 @@ fn vips_for(
     current: &BTreeMap<String, Ipv4Addr>,
 ) -> Result<(BTreeMap<String, Ipv4Addr>, Spaces), ApplyError> {
     let owner = format!("vip:{}", spec.name);
-    let mut vips = BTreeMap::new();
     let mut spaces = BTreeMap::new();
-    if spec.endpoint_mode == EndpointMode::Vip {
-        for n in &spec.networks {
-            if let Some(ip) = current.get(n) {
-                vips.insert(n.clone(), *ip);
-                continue;
-            }
-            let mut space = state.networks[n].space.clone();
-            let ip = space
-                .allocate(&owner)
-                .map_err(|e| ApplyError::Invalid(format!("VIP on network {n}: {e}")))?;
-            vips.insert(n.clone(), ip);
-            spaces.insert(n.clone(), space);
-        }
-    }
+    let vips = per_network(spec, current, |n| {
+        let mut space = state.networks[n].space.clone();
+        let ip = space
+            .allocate(&owner)
+            .map_err(|e| ApplyError::Invalid(format!("VIP on network {n}: {e}")))?;
+        spaces.insert(n.to_string(), space);
+        Ok(Some(ip))
+    })?;
     Ok((vips, spaces))
 }
 
 /// IPv6 address spaces changed by an allocation, by network, not yet stored.
 type Spaces6 = BTreeMap<String, shoal_ipam::AddressSpace6>;
 
-/// The IPv6 VIPs `spec` needs (one per dual-stack network in VIP mode), keeping
-/// those of `current` that are still wanted, and the IPv6 address spaces changed for
-/// new ones (not yet stored).
+/// The IPv6 VIPs `spec` needs (one per dual-stack network in VIP mode), as
+/// [`vips_for`] the IPv4 ones.
 fn vips6_for(
     state: &ClusterState,
     spec: &ServiceSpec,
     current: &BTreeMap<String, Ipv6Addr>,
 ) -> Result<(BTreeMap<String, Ipv6Addr>, Spaces6), ApplyError> {
     let owner = format!("vip:{}", spec.name);
-    let mut vips = BTreeMap::new();
     let mut spaces = BTreeMap::new();
-    if spec.endpoint_mode == EndpointMode::Vip {
-        for n in &spec.networks {
-            if let Some(ip) = current.get(n) {
-                vips.insert(n.clone(), *ip);
-                continue;
-            }
-            let Some(mut space) = state.networks[n].space6.clone() else {
-                continue;
-            };
-            let ip = space
-                .allocate(&owner)
-                .map_err(|e| ApplyError::Invalid(format!("IPv6 VIP on network {n}: {e}")))?;
+    let vips = per_network(spec, current, |n| {
+        let Some(mut space) = state.networks[n].space6.clone() else {
+            return Ok(None);
+        };
+        let ip = space
+            .allocate(&owner)
+            .map_err(|e| ApplyError::Invalid(format!("IPv6 VIP on network {n}: {e}")))?;
+        spaces.insert(n.to_string(), space);
+        Ok(Some(ip))
+    })?;
+    Ok((vips, spaces))
+}
+
+/// One VIP per network of `spec` in VIP mode: the one in `current`, else what `lease`
+/// gives (none: the network has no address of that family).
+fn per_network<A: Copy>(
+    spec: &ServiceSpec,
+    current: &BTreeMap<String, A>,
+    mut lease: impl FnMut(&str) -> Result<Option<A>, ApplyError>,
+) -> Result<BTreeMap<String, A>, ApplyError> {
+    let mut vips = BTreeMap::new();
+    if spec.endpoint_mode != EndpointMode::Vip {
+        return Ok(vips);
+    }
+    for n in &spec.networks {
+        let ip = match current.get(n) {
+            Some(ip) => Some(*ip),
+            None => lease(n)?,
+        };
+        if let Some(ip) = ip {
             vips.insert(n.clone(), ip);
-            spaces.insert(n.clone(), space);
         }
     }
-    Ok((vips, spaces))
+    Ok(vips)
 }
 
 fn commit_spaces6(state: &mut ClusterState, spaces: Spaces6) {
