@@ -169,6 +169,47 @@ fn an_ipv6_vip_is_named_by_aaaa_and_spreads_connections_keeping_the_clients_addr
     let answer = tcp_read(&client.ns, SocketAddr::new(vip4.into(), 7000)).expect("IPv4 VIP");
     assert_eq!(peer_ip(&answer), Some(ip_of(&ep)));
 
+    // 20 MB through the IPv6 VIP of a service whose task is a sandbox on n1 arrive
+    // intact, from the client's own IPv6 address.
+    lab.ok(
+        "n1",
+        &["service", "create", "--name", "sink", "--network", "web6"],
+    );
+    let task = lab.sandbox("sk");
+    lab.ok(
+        "n1",
+        &["attach", "--network", "web6", "--service", "sink", &task.ns],
+    );
+    let sink6: Ipv6Addr = lab.json("n1", &["service", "inspect", "sink"])["vips6"]["web6"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .expect("the sink's IPv6 VIP");
+    let probe = task.sink("[::]:9001".parse().unwrap());
+    wait_until(
+        "the sink's IPv6 VIP to lead to it",
+        Duration::from_secs(20),
+        || {
+            if client.can_connect(SocketAddr::new(sink6.into(), 9001), Duration::from_secs(1)) {
+                Ok(())
+            } else {
+                Err("not yet".to_string())
+            }
+        },
+    );
+    probe.join().expect("the probe");
+    let sink = task.sink("[::]:9000".parse().unwrap());
+    let sent = client
+        .send(SocketAddr::new(sink6.into(), 9000), 20 << 20, None)
+        .join()
+        .expect("sent");
+    let (bytes, got, peer) = sink.join().expect("received");
+    assert_eq!(
+        (bytes, got),
+        (20 << 20, sent),
+        "intact through the IPv6 VIP"
+    );
+    assert_eq!(peer.ip(), std::net::IpAddr::V6(me6));
+
     // Scaled to zero, the IPv6 VIP refuses at once rather than hanging.
     lab.ok("n1", &["service", "scale", "echo=0"]);
     wait_until(
