@@ -143,7 +143,8 @@ pub async fn program(state: &ClusterState, me: NodeId, idle_timeout: Option<Dura
             .or_default()
             .insert(e.network.clone());
     }
-    let mut jobs: Vec<(String, Table)> = Vec::new();
+    // Per sandbox: its ip table, then its ip6 one, programmed in one visit.
+    let mut jobs: Vec<(String, [Table; 2])> = Vec::new();
     for (sandbox, networks) in &sandboxes {
         let vips: Vec<Vip> = state
             .services
@@ -167,7 +168,6 @@ pub async fn program(state: &ClusterState, me: NodeId, idle_timeout: Option<Dura
         if let Some(p) = peers.get(sandbox) {
             table.chains.extend(return_path::chains(p));
         }
-        jobs.push((sandbox.clone(), table));
         let vips6: Vec<Vip6> = state
             .services
             .values()
@@ -182,23 +182,29 @@ pub async fn program(state: &ClusterState, me: NodeId, idle_timeout: Option<Dura
                     })
             })
             .collect();
-        jobs.push((sandbox.clone(), vip_table6(&vips6, idle_secs)));
+        jobs.push((sandbox.clone(), [table, vip_table6(&vips6, idle_secs)]));
     }
     let names: Vec<String> = sandboxes.keys().cloned().collect();
     let result = tokio::task::spawn_blocking(move || {
-        for (sandbox, table) in jobs {
+        for (sandbox, tables) in jobs {
             let ns = match netns::open(&sandbox) {
                 Ok(ns) => ns,
                 Err(_) => continue,
             };
-            let empty = table.chains.iter().all(|c| c.rules.is_empty());
+            // Each table is tried even if the other fails; the first error is told.
             let applied = netns::run_in(&ns, move || -> Result<(), NftError> {
-                if empty {
-                    nft::remove_table(LB_TABLE, table.family)?;
-                } else {
-                    nft::ensure_table(&table)?;
+                let mut first = Ok(());
+                for table in &tables {
+                    let done = if table.chains.iter().all(|c| c.rules.is_empty()) {
+                        nft::remove_table(LB_TABLE, table.family).map(drop)
+                    } else {
+                        nft::ensure_table(table).map(drop)
+                    };
+                    if first.is_ok() {
+                        first = done;
+                    }
                 }
-                Ok(())
+                first
             });
             match applied {
                 Ok(Ok(())) => {}
