@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use shoal_control::state::ClusterState;
 use shoal_control::{Member, NodeId};
 use shoal_ingress::access_log::AccessLogConfig;
@@ -93,7 +93,8 @@ type Sources = Arc<ArcSwap<Vec<(Ipv4Net, Ipv4Addr)>>>;
 /// node's own containers, reached straight from the node).
 #[derive(Debug, Default)]
 struct Reach {
-    overlays: Vec<Ipv4Net>,
+    /// Every overlay subnet, IPv4 and IPv6.
+    overlays: Vec<IpNet>,
     docker: BTreeSet<IpAddr>,
 }
 
@@ -124,10 +125,11 @@ fn plan(addr: SocketAddr, sources: &Sources, reach: &ArcSwap<Reach>) -> Dial {
         }
     }
     let reach = reach.load();
-    let on_overlay = match addr.ip() {
-        IpAddr::V4(ip) => reach.overlays.iter().any(|n| n.contains(&ip)),
-        IpAddr::V6(_) => true,
-    };
+    // A backend outside every overlay (IPv6 too, like `[2001:db8::7]:80`) is dialled
+    // as the kernel routes it; a task's IPv6 address on an overlay has no node
+    // address of this node's to come from (the cluster's own backends are their
+    // tasks' IPv4 addresses).
+    let on_overlay = reach.overlays.iter().any(|n| n.contains(&addr.ip()));
     if reach.docker.contains(&addr.ip()) || !on_overlay {
         Dial::Straight
     } else {
@@ -300,8 +302,14 @@ impl Ingress {
                 let state = member.replica().state();
                 self.sources
                     .store(Arc::new(sources(&state, member.node_id)));
-                let overlays: Vec<Ipv4Net> =
-                    state.networks.values().map(|n| n.space.subnet()).collect();
+                let overlays: Vec<IpNet> = state
+                    .networks
+                    .values()
+                    .flat_map(|n| {
+                        let v6 = n.space6.as_ref().map(|s| IpNet::V6(s.subnet()));
+                        std::iter::once(IpNet::V4(n.space.subnet())).chain(v6)
+                    })
+                    .collect();
                 self.reach.rcu(|r| Reach {
                     overlays: Vec::clone(&overlays),
                     docker: r.docker.clone(),
@@ -354,5 +362,35 @@ impl Ingress {
                 Err(e) => tracing::warn!(error = %e, "routes refused"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backends_are_dialled_from_the_node_address_on_their_overlay_or_straight() {
+        let sources: Sources = Arc::new(ArcSwap::from_pointee(vec![(
+            "10.0.1.0/24".parse().unwrap(),
+            "10.0.1.3".parse().unwrap(),
+        )]));
+        let reach = ArcSwap::from_pointee(Reach {
+            overlays: vec![
+                "10.0.1.0/24".parse().unwrap(),
+                "10.0.2.0/24".parse().unwrap(),
+                "fd12:3456:789a:1::/64".parse().unwrap(),
+            ],
+            docker: BTreeSet::new(),
+        });
+        let dial = |a: &str| plan(a.parse().unwrap(), &sources, &reach);
+        assert!(matches!(dial("10.0.1.7:80"), Dial::From(ip) if ip == Ipv4Addr::new(10, 0, 1, 3)));
+        assert!(matches!(dial("10.0.2.7:80"), Dial::NoSource));
+        assert!(matches!(dial("192.0.2.7:80"), Dial::Straight));
+        assert!(
+            matches!(dial("[2001:db8::7]:80"), Dial::Straight),
+            "an IPv6 backend outside the overlays"
+        );
+        assert!(matches!(dial("[fd12:3456:789a:1::7]:80"), Dial::NoSource));
     }
 }

@@ -616,6 +616,9 @@ pub struct ServiceInfo {
     pub spec: crate::state::ServiceSpec,
     /// Its VIP per network.
     pub vips: BTreeMap<String, std::net::Ipv4Addr>,
+    /// Its IPv6 VIP per dual-stack network.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vips6: BTreeMap<String, std::net::Ipv6Addr>,
     /// Running tasks.
     pub running: usize,
     /// Tasks wanted (replicas, or nodes for global services).
@@ -701,6 +704,7 @@ impl ServiceInfo {
             id: s.id.clone(),
             spec: s.spec.clone(),
             vips: s.vips.clone(),
+            vips6: s.vips6.clone(),
             running: tasks
                 .iter()
                 .filter(|t| t.state == TaskState::Running && t.desired.is_running())

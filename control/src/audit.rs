@@ -13,7 +13,7 @@
 //! | `ep/SANDBOX` | an endpoint of sandbox SANDBOX | `attached` |
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use shoal_lincheck::kv::{Object, Op, Reply};
 use shoal_lincheck::{Operation, Outcome};
@@ -43,8 +43,9 @@ pub fn value_of(state: &ClusterState, key: &str) -> Option<String> {
     }
 }
 
-/// Addresses held twice in `state`: overlapping subnets, or one address held by two of
-/// a network's gateway, endpoints and service VIPs, or held without a lease.
+/// Addresses held twice in `state`: overlapping subnets, or one address (IPv4 or IPv6)
+/// held by two of a network's gateways, endpoints and service VIPs, or held without a
+/// lease.
 pub fn duplicate_addresses(state: &ClusterState) -> Vec<String> {
     let mut problems = Vec::new();
     let nets: Vec<_> = state.networks.values().collect();
@@ -60,21 +61,27 @@ pub fn duplicate_addresses(state: &ClusterState) -> Vec<String> {
         }
     }
     for net in nets {
-        let mut holders: BTreeMap<Ipv4Addr, Vec<String>> = BTreeMap::new();
-        holders
-            .entry(net.space.gateway())
-            .or_default()
-            .push("gateway".into());
+        // IPv4 and, on dual-stack networks, IPv6: the gateways, endpoints and VIPs.
+        let mut holders: BTreeMap<IpAddr, Vec<String>> = BTreeMap::new();
+        let gateway6 = net.space6.as_ref().map(|s| IpAddr::V6(s.gateway()));
+        for gw in std::iter::once(IpAddr::V4(net.space.gateway())).chain(gateway6) {
+            holders.entry(gw).or_default().push("gateway".into());
+        }
         for e in state.endpoints_on(&net.name) {
-            holders
-                .entry(e.ip)
-                .or_default()
-                .push(format!("endpoint {}", e.id));
+            let ip6 = e.ip6.map(IpAddr::V6);
+            for ip in std::iter::once(IpAddr::V4(e.ip)).chain(ip6) {
+                holders
+                    .entry(ip)
+                    .or_default()
+                    .push(format!("endpoint {}", e.id));
+            }
         }
         for s in state.services.values() {
-            if let Some(vip) = s.vips.get(&net.name) {
+            let vip = s.vips.get(&net.name).map(|v| IpAddr::V4(*v));
+            let vip6 = s.vips6.get(&net.name).map(|v| IpAddr::V6(*v));
+            for ip in vip.into_iter().chain(vip6) {
                 holders
-                    .entry(*vip)
+                    .entry(ip)
                     .or_default()
                     .push(format!("VIP of {}", s.spec.name));
             }
@@ -87,7 +94,14 @@ pub fn duplicate_addresses(state: &ClusterState) -> Vec<String> {
                     who.join(", ")
                 ));
             }
-            if !who.iter().any(|w| w == "gateway") && net.space.owner_of(ip).is_none() {
+            let leased = match ip {
+                IpAddr::V4(v4) => net.space.owner_of(v4).is_some(),
+                IpAddr::V6(v6) => net
+                    .space6
+                    .as_ref()
+                    .is_some_and(|s| s.owner_of(v6).is_some()),
+            };
+            if !who.iter().any(|w| w == "gateway") && !leased {
                 problems.push(format!(
                     "{ip} on {} is held by {} without a lease",
                     net.name,
@@ -195,6 +209,69 @@ mod tests {
         s.networks.get_mut("y").unwrap().space = x.space;
         let p = duplicate_addresses(&s);
         assert!(p.iter().any(|p| p.contains("overlap")), "{p:?}");
+    }
+
+    #[test]
+    fn ipv6_addresses_are_audited_too() {
+        let mut s = cluster();
+        run(
+            &mut s,
+            Command::CreateNetwork {
+                id: "cccccccc".into(),
+                spec: NetworkSpec {
+                    name: "v6".into(),
+                    attachable: true,
+                    ipv6: true,
+                    ..Default::default()
+                },
+            },
+        );
+        run(
+            &mut s,
+            Command::CreateService {
+                id: "dddddddd".into(),
+                spec: crate::state::ServiceSpec {
+                    name: "web".into(),
+                    networks: vec!["v6".into()],
+                    ..Default::default()
+                },
+            },
+        );
+        run(
+            &mut s,
+            Command::Attach {
+                spec: AttachSpec {
+                    network: "v6".into(),
+                    node: crate::ids::NodeId(1),
+                    sandbox: "/s3".into(),
+                    ..Default::default()
+                },
+            },
+        );
+        assert_eq!(duplicate_addresses(&s), Vec::<String>::new());
+        let vip6 = s.services["web"].vips6["v6"];
+        let e = s.endpoints.values_mut().find(|e| e.ip6.is_some()).unwrap();
+        e.ip6 = Some(vip6);
+        let p = duplicate_addresses(&s);
+        assert!(
+            p.iter().any(
+                |p| p.contains(&format!("{vip6} on v6 is held by")) && p.contains("VIP of web")
+            ),
+            "{p:?}"
+        );
+        s.services.get_mut("web").unwrap().vips6.clear();
+        s.networks
+            .get_mut("v6")
+            .unwrap()
+            .space6
+            .as_mut()
+            .unwrap()
+            .release(vip6);
+        let p = duplicate_addresses(&s);
+        assert!(
+            p.iter().any(|p| p.contains("without a lease")),
+            "an IPv6 address without its lease: {p:?}"
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@
 //!   connection from the same port matches the entry) long after the node is routed
 //!   around.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::nft::{
     exprs, BaseChain, Chain, ChainType, CmpOp, CtTimeoutPolicy, Expr, Family, Hook, Map, Rule,
@@ -32,8 +32,11 @@ use crate::nft::{
     CTA_TIMEOUT_TCP_UNACK, CTA_TIMEOUT_UDP_REPLIED,
 };
 
-/// The nftables table shoal owns inside sandboxes.
+/// The nftables table shoal owns inside sandboxes (one `ip`, one `ip6`).
 pub const LB_TABLE: &str = "shoal-lb";
+
+/// `NFT_REG32_00`: the first 32-bit register.
+const NFT_REG32_00: u32 = 8;
 
 /// A service VIP as a client sandbox sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -44,6 +47,17 @@ pub struct Vip {
     pub vip: Ipv4Addr,
     /// The running tasks' addresses on the VIP's network.
     pub backends: Vec<Ipv4Addr>,
+}
+
+/// An IPv6 service VIP as a client sandbox sees it (dual-stack networks).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Vip6 {
+    /// The service (for comments).
+    pub service: String,
+    /// The IPv6 VIP.
+    pub vip: Ipv6Addr,
+    /// The running tasks' IPv6 addresses on the VIP's network.
+    pub backends: Vec<Ipv6Addr>,
 }
 
 /// A port published on a node's underlay address.
@@ -75,15 +89,48 @@ pub fn spread(
     map: &str,
     comment: &str,
 ) -> Option<(Rule, Option<Map>)> {
-    if backends.is_empty() {
-        return None;
+    let backends: Vec<(IpAddr, Option<u16>)> = backends
+        .iter()
+        .map(|(ip, p)| (IpAddr::V4(*ip), *p))
+        .collect();
+    spread_any(matching, &backends, map, comment)
+}
+
+/// [`spread`] for IPv6 backends, in an `ip6` table.
+pub fn spread6(
+    matching: &[Expr],
+    backends: &[(Ipv6Addr, Option<u16>)],
+    map: &str,
+    comment: &str,
+) -> Option<(Rule, Option<Map>)> {
+    let backends: Vec<(IpAddr, Option<u16>)> = backends
+        .iter()
+        .map(|(ip, p)| (IpAddr::V6(*ip), *p))
+        .collect();
+    spread_any(matching, &backends, map, comment)
+}
+
+fn octets(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
     }
+}
+
+fn spread_any(
+    matching: &[Expr],
+    backends: &[(IpAddr, Option<u16>)],
+    map: &str,
+    comment: &str,
+) -> Option<(Rule, Option<Map>)> {
+    let (first, _) = backends.first()?;
+    let addr_len = octets(*first).len() as u32;
     let mut exprs = matching.to_vec();
     let with_port = backends.first().is_some_and(|(_, p)| p.is_some());
     if let [(ip, port)] = backends {
         exprs.push(Expr::Immediate {
             dreg: 2,
-            data: ip.octets().to_vec(),
+            data: octets(*ip),
         });
         if let Some(p) = port {
             exprs.push(Expr::Immediate {
@@ -95,7 +142,11 @@ pub fn spread(
             addr_reg: 2,
             port_reg: port.map(|_| 3),
         });
-        let to = format!("{ip}{}", port.map(|p| format!(":{p}")).unwrap_or_default());
+        let to = match (ip, port) {
+            (IpAddr::V6(v6), Some(p)) => format!("[{v6}]:{p}"),
+            (_, Some(p)) => format!("{ip}:{p}"),
+            (_, None) => ip.to_string(),
+        };
         let rule = Rule {
             exprs,
             comment: format!("{comment} -> {to}"),
@@ -106,9 +157,9 @@ pub fn spread(
         .iter()
         .enumerate()
         .map(|(i, (ip, port))| {
-            let mut value = ip.octets().to_vec();
+            let mut value = octets(*ip);
             if with_port {
-                // ipv4_addr . inet_service: each part padded to 4 bytes.
+                // address . inet_service: the port padded to 4 bytes.
                 value.extend_from_slice(&port.unwrap_or_default().to_be_bytes());
                 value.extend_from_slice(&[0, 0]);
             }
@@ -127,8 +178,9 @@ pub fn spread(
     });
     exprs.push(Expr::Dnat {
         addr_reg: 1,
-        // The port is the register's second 32-bit word (NFT_REG32_01).
-        port_reg: with_port.then_some(9),
+        // The port is the 32-bit register right after the address: NFT_REG32_01
+        // after an IPv4 address, NFT_REG32_04 after an IPv6 one.
+        port_reg: with_port.then_some(NFT_REG32_00 + addr_len / 4),
     });
     let rule = Rule {
         exprs,
@@ -137,7 +189,7 @@ pub fn spread(
     let map = Map {
         name: map.to_string(),
         key_len: 4,
-        data_len: if with_port { 8 } else { 4 },
+        data_len: if with_port { addr_len + 4 } else { addr_len },
         elements,
     };
     Some((rule, Some(map)))
@@ -275,15 +327,50 @@ fn nat_chain(name: &str, hook: Hook, priority: i32, rules: Vec<Rule>) -> Chain {
 /// without running tasks refuses connections rather than black-holing them. With
 /// `idle_secs`, connections to VIPs end after that long idle.
 pub fn vip_table(vips: &[Vip], idle_secs: Option<u32>) -> Table {
+    let vips: Vec<OneVip> = vips
+        .iter()
+        .map(|v| OneVip {
+            service: &v.service,
+            matching: exprs::ip_addr(true, CmpOp::Eq, v.vip, 32),
+            map: format!("vip-{}", v.vip.to_string().replace('.', "-")),
+            backends: v.backends.iter().map(|b| (IpAddr::V4(*b), None)).collect(),
+        })
+        .collect();
+    lb_table(Family::Ip, &vips, idle_secs)
+}
+
+/// [`vip_table`] for the IPv6 VIPs of a sandbox's dual-stack networks: the sandbox's
+/// `ip6` table of the same name.
+pub fn vip_table6(vips: &[Vip6], idle_secs: Option<u32>) -> Table {
+    let vips: Vec<OneVip> = vips
+        .iter()
+        .map(|v| OneVip {
+            service: &v.service,
+            matching: exprs::ip6_daddr(CmpOp::Eq, v.vip),
+            map: format!("vip-{}", v.vip.to_string().replace(':', "-")),
+            backends: v.backends.iter().map(|b| (IpAddr::V6(*b), None)).collect(),
+        })
+        .collect();
+    lb_table(Family::Ip6, &vips, idle_secs)
+}
+
+/// One VIP of either family, ready for [`lb_table`].
+struct OneVip<'a> {
+    service: &'a str,
+    matching: Vec<Expr>,
+    map: String,
+    backends: Vec<(IpAddr, Option<u16>)>,
+}
+
+fn lb_table(family: Family, vips: &[OneVip<'_>], idle_secs: Option<u32>) -> Table {
     let mut out = Vec::new();
     let mut filter = Vec::new();
     let mut maps = Vec::new();
     let mut raw = Vec::new();
     let mut timeouts = Vec::new();
     for v in vips {
-        let matching = exprs::ip_addr(true, CmpOp::Eq, v.vip, 32);
         if v.backends.is_empty() {
-            let mut reject = matching.clone();
+            let mut reject = v.matching.clone();
             reject.push(Expr::Verdict(Verdict::Drop));
             filter.push(Rule {
                 exprs: reject,
@@ -291,15 +378,12 @@ pub fn vip_table(vips: &[Vip], idle_secs: Option<u32>) -> Table {
             });
             continue;
         }
-        let backends: Vec<(Ipv4Addr, Option<u16>)> =
-            v.backends.iter().map(|b| (*b, None)).collect();
-        let map = format!("vip-{}", v.vip.to_string().replace('.', "-"));
-        if let Some((rule, map)) = spread(&matching, &backends, &map, &v.service) {
+        if let Some((rule, map)) = spread_any(&v.matching, &v.backends, &v.map, v.service) {
             out.push(rule);
             maps.extend(map);
         }
         if let Some(secs) = idle_secs {
-            let (policies, rules) = idle_timeouts(secs, &matching, &v.service);
+            let (policies, rules) = idle_timeouts(secs, &v.matching, v.service);
             timeouts = policies;
             raw.extend(rules);
         }
@@ -322,7 +406,7 @@ pub fn vip_table(vips: &[Vip], idle_secs: Option<u32>) -> Table {
     }
     Table {
         name: LB_TABLE.into(),
-        family: Family::Ip,
+        family,
         chains,
         maps,
         timeouts,
@@ -411,5 +495,54 @@ mod tests {
         assert_eq!(t.chains[1].rules.len(), 1);
         let text = t.to_string();
         assert!(text.contains("db: no running task"), "{text}");
+    }
+
+    #[test]
+    fn an_ipv6_vip_spreads_over_ipv6_tasks_in_an_ip6_table() {
+        let task = |i: u16| Ipv6Addr::new(0xfd00, 0, 0, 1, 0, 0, 0, i);
+        let t = vip_table6(
+            &[
+                Vip6 {
+                    service: "api".into(),
+                    vip: task(9),
+                    backends: vec![task(2), task(3)],
+                },
+                Vip6 {
+                    service: "db".into(),
+                    vip: task(10),
+                    backends: vec![],
+                },
+            ],
+            Some(30),
+        );
+        assert_eq!((t.family, t.name.as_str()), (Family::Ip6, LB_TABLE));
+        let map = &t.maps[0];
+        assert_eq!(map.name, "vip-fd00-0-0-1--9");
+        assert_eq!((map.key_len, map.data_len), (4, 16));
+        assert_eq!(map.elements[1].1, task(3).octets().to_vec());
+        let rule = &t.chains[0].rules[0];
+        assert!(rule
+            .exprs
+            .starts_with(&exprs::ip6_daddr(CmpOp::Eq, task(9))));
+        assert!(matches!(
+            rule.exprs.last(),
+            Some(Expr::Dnat {
+                addr_reg: 1,
+                port_reg: None
+            })
+        ));
+        assert_eq!(t.chains[1].rules.len(), 1, "db has no task: dropped");
+        assert!(t.to_string().starts_with("table ip6 shoal-lb"));
+        // With ports, the port follows the 16-byte address: NFT_REG32_04.
+        let with_port = [(task(2), Some(80)), (task(3), Some(80))];
+        let (rule, map) = spread6(&[], &with_port, "m", "web").unwrap();
+        assert_eq!(map.unwrap().data_len, 20);
+        assert!(matches!(
+            rule.exprs.last(),
+            Some(Expr::Dnat {
+                addr_reg: 1,
+                port_reg: Some(12)
+            })
+        ));
     }
 }

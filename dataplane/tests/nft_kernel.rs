@@ -216,6 +216,52 @@ fn vip_maps_and_timeout_policies_round_trip_through_the_kernel() {
     .unwrap();
 }
 
+/// An IPv6 VIP's `ip6` table (IPv6 DNAT, a map of IPv6 addresses, its timeout
+/// policies) is accepted by the kernel and reads back equal beside the `ip` one of the
+/// same name, so it is not rewritten on every pass.
+#[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
+fn ipv6_vip_tables_round_trip_through_the_kernel() {
+    use shoal_dataplane::nat_lb::{vip_table, vip_table6, Vip, Vip6};
+    require_root();
+    let name = format!("shl-nftvip6-{}", std::process::id());
+    netns::create(&name).unwrap();
+    let _scratch = Scratch(name.clone());
+    let vip = |backends: &[&str]| Vip6 {
+        service: "web".into(),
+        vip: "fd00:1::9".parse().unwrap(),
+        backends: backends.iter().map(|b| b.parse().unwrap()).collect(),
+    };
+    let two = vip_table6(&[vip(&["fd00:1::5", "fd00:1::6"])], Some(30));
+    let one = vip_table6(&[vip(&["fd00:1::5"])], None);
+    let none = vip_table6(&[vip(&[])], None);
+    let v4 = vip_table(
+        &[Vip {
+            service: "web".into(),
+            vip: "10.0.1.2".parse().unwrap(),
+            backends: vec!["10.0.1.5".parse().unwrap()],
+        }],
+        None,
+    );
+    let ns = netns::open(&name).unwrap();
+    netns::run_in(&ns, move || {
+        assert!(nft::ensure_table(&v4).unwrap());
+        for t in [&two, &one, &none] {
+            assert!(nft::ensure_table(t).unwrap(), "{t}");
+            let back = nft::read_table(&t.name, Family::Ip6).unwrap().unwrap();
+            assert!(back.matches(t), "{t}\n{back:?}");
+            assert!(!nft::ensure_table(t).unwrap(), "read back equal: {t}");
+        }
+        assert!(
+            !nft::ensure_table(&v4).unwrap(),
+            "the ip table of the same name is left alone"
+        );
+        assert!(nft::remove_table(&two.name, Family::Ip6).unwrap());
+        assert!(nft::table_exists(&v4.name, Family::Ip).unwrap());
+    })
+    .unwrap();
+}
+
 /// The node's whole ruleset, as the reconciler makes it, is accepted by the kernel:
 /// `fib daddr type local` in prerouting and output, jumps to per-port chains, DNAT
 /// there, SNAT and masquerade in postrouting.

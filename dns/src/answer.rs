@@ -163,7 +163,10 @@ fn answer_from_table(
     let mut key_buf: KeyBuf = [0; std::mem::size_of::<KeyBuf>()];
     let key = lookup_key(req.query.name(), &mut key_buf)?;
     if req.query.query_type() == RecordType::PTR {
-        if let Some(target) = reverse_v4(key).and_then(|a| table.ptr(ctx.network, ctx.client, a)) {
+        let addr = reverse_v4(key)
+            .map(std::net::IpAddr::V4)
+            .or_else(|| reverse_v6(key).map(std::net::IpAddr::V6));
+        if let Some(target) = addr.and_then(|a| table.ptr(ctx.network, ctx.client, a)) {
             let truncated = wire::write_ptr_reply(
                 out,
                 &req.header,
@@ -237,6 +240,24 @@ fn reverse_v4(key: &str) -> Option<std::net::Ipv4Addr> {
         .next()
         .is_none()
         .then(|| std::net::Ipv4Addr::from(octets))
+}
+
+/// The IPv6 address a reverse name (`b.a.9.8...ip6.arpa`: 32 hex nibbles, lowest
+/// first, in table spelling) stands for; `None` for anything else.
+fn reverse_v6(key: &str) -> Option<std::net::Ipv6Addr> {
+    let labels = key.strip_suffix(".ip6.arpa")?;
+    let mut value: u128 = 0;
+    let mut count = 0;
+    for (i, part) in labels.split('.').enumerate() {
+        let [c] = part.as_bytes() else { return None };
+        let nibble = (*c as char).to_digit(16)?;
+        if i >= 32 {
+            return None;
+        }
+        value |= u128::from(nibble) << (4 * i);
+        count += 1;
+    }
+    (count == 32).then(|| std::net::Ipv6Addr::from(value))
 }
 
 /// The most bytes a reply to `req` may have.

@@ -50,7 +50,7 @@ struct NetworkRecords {
     /// qualified names (`web.<suffix>`).
     suffix: Option<Box<str>>,
     /// Addresses to the name their PTR record gives (`<name>.<network>`).
-    ptr: HashMap<Ipv4Addr, Box<str>>,
+    ptr: HashMap<IpAddr, Box<str>>,
     /// No way out: names it does not own are not forwarded for its clients.
     internal: bool,
 }
@@ -185,7 +185,8 @@ impl RecordTable {
 
     /// The name of `addr`'s PTR record as `client`, asking on `network`, may see it:
     /// `<name>.<network>` of a sandbox or task on one of the client's networks.
-    pub fn ptr(&self, network: &str, client: IpAddr, addr: Ipv4Addr) -> Option<&str> {
+    pub fn ptr(&self, network: &str, client: IpAddr, addr: impl Into<IpAddr>) -> Option<&str> {
+        let addr = addr.into();
         self.scope(network, client)
             .find_map(|net| net.ptr.get(&addr))
             .map(|name| &**name)
@@ -241,7 +242,7 @@ struct NetworkBuild {
     names: HashMap<Box<str>, Vec<Ipv4Addr>>,
     names6: HashMap<Box<str>, Vec<Ipv6Addr>>,
     suffix: Option<Box<str>>,
-    ptr: HashMap<Ipv4Addr, Box<str>>,
+    ptr: HashMap<IpAddr, Box<str>>,
     internal: bool,
 }
 
@@ -343,10 +344,16 @@ impl TableBuilder {
         Ok(self)
     }
 
-    /// Gives `addr` on `network` a PTR record naming `name` qualified by the network
+    /// Gives `addr` (IPv4 or IPv6) on `network` a PTR record naming `name` qualified by the network
     /// (`<name>.<network>`, as Docker answers). The first name given for an address
     /// stays. A network whose name is not a DNS name gives no PTR records.
-    pub fn ptr(&mut self, network: &str, addr: Ipv4Addr, name: &str) -> Result<&mut Self, Error> {
+    pub fn ptr(
+        &mut self,
+        network: &str,
+        addr: impl Into<IpAddr>,
+        name: &str,
+    ) -> Result<&mut Self, Error> {
+        let addr = addr.into();
         let name = DnsName::new(name)?;
         let id = self.network_id(network)?;
         let net = &mut self.networks[id];

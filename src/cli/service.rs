@@ -179,6 +179,7 @@ pub async fn run(client: &ApiClient, cmd: ServiceCmd) -> anyhow::Result<()> {
                             s.vips
                                 .iter()
                                 .map(|(n, v)| format!("{n}={v}"))
+                                .chain(s.vips6.iter().map(|(n, v)| format!("{n}={v}")))
                                 .collect::<Vec<_>>()
                                 .join(","),
                         ]
@@ -239,6 +240,9 @@ pub async fn run(client: &ApiClient, cmd: ServiceCmd) -> anyhow::Result<()> {
                 line("Tasks:", format!("{} running of {}", s.running, s.desired));
                 line("Networks:", s.spec.networks.join(", "));
                 for (n, v) in &s.vips {
+                    line("VIP:", format!("{v} on {n}"));
+                }
+                for (n, v) in &s.vips6 {
                     line("VIP:", format!("{v} on {n}"));
                 }
                 for p in &s.spec.publish {
@@ -342,18 +346,29 @@ fn who() -> String {
     )
 }
 
-/// `shoal tool peer`: on TCP and UDP port `port`, answers each connection (and each
+/// `shoal tool peer`: on TCP and UDP port `port` (IPv6 and IPv4 where the sandbox has
+/// IPv6), answers each connection (and each
 /// datagram) with `peer=IP:PORT` — the source address the task saw — and which task
 /// answered.
 async fn peer_echo(port: u16) -> anyhow::Result<()> {
-    let tcp = tokio::net::TcpListener::bind(("0.0.0.0", port))
-        .await
-        .with_context(|| format!("cannot listen on TCP port {port}"))?;
-    let udp = tokio::net::UdpSocket::bind(("0.0.0.0", port))
-        .await
-        .with_context(|| format!("cannot listen on UDP port {port}"))?;
+    let tcp = match tokio::net::TcpListener::bind(("::", port)).await {
+        Ok(l) => l,
+        Err(_) => tokio::net::TcpListener::bind(("0.0.0.0", port))
+            .await
+            .with_context(|| format!("cannot listen on TCP port {port}"))?,
+    };
+    let udp = match tokio::net::UdpSocket::bind(("::", port)).await {
+        Ok(u) => u,
+        Err(_) => tokio::net::UdpSocket::bind(("0.0.0.0", port))
+            .await
+            .with_context(|| format!("cannot listen on UDP port {port}"))?,
+    };
     let task = who();
-    let answer = move |peer: std::net::SocketAddr| format!("peer={peer} {task}\n");
+    // Dual-stack sockets see IPv4 peers as ::ffff:a.b.c.d: shown as plain IPv4.
+    let answer = move |peer: std::net::SocketAddr| {
+        let peer = std::net::SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        format!("peer={peer} {task}\n")
+    };
     let tcp_answer = answer.clone();
     let tcp_loop = async move {
         loop {

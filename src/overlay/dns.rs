@@ -1,5 +1,5 @@
-//! Service discovery DNS on this node: one resolver, listening on the gateway address
-//! of every network the node carries, its record table rebuilt from the cluster state
+//! Service discovery DNS on this node: one resolver, listening on the gateway addresses
+//! (IPv4, and IPv6 on dual-stack networks) of every network the node carries, its record table rebuilt from the cluster state
 //! on every change (so a change is answered well within a second of its commit).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -18,9 +18,9 @@ use super::view::backends;
 /// The record table of the whole cluster state, with Docker's names: per network,
 /// services (and their aliases) and `tasks.<service>`, sandbox names and aliases, and
 /// every task under its container name (`<service>.<slot>.<task ID>`) and host name;
-/// PTR records for sandbox and task addresses; internal networks marked; a service's
+/// PTR records for sandbox and task addresses (`ip6.arpa` too); internal networks marked; a service's
 /// `--dns` servers as its tasks' upstreams. On dual-stack networks the same names
-/// carry the endpoints' IPv6 addresses too (AAAA); a VIP is IPv4 only.
+/// carry the endpoints' IPv6 addresses too (AAAA), and a service's name its IPv6 VIP.
 pub fn table(state: &ClusterState) -> RecordTable {
     let mut b = RecordTable::builder();
     let mut names: BTreeMap<(String, String), BTreeSet<Ipv4Addr>> = BTreeMap::new();
@@ -54,8 +54,9 @@ pub fn table(state: &ClusterState) -> RecordTable {
                 .iter()
                 .filter_map(|ip| v6_of.get(&(n.as_str(), *ip)).copied())
                 .collect();
-            let own6 = match (s.spec.endpoint_mode, s.vips.get(n)) {
-                (EndpointMode::Vip, Some(_)) => BTreeSet::new(),
+            let own6 = match (s.spec.endpoint_mode, s.vips.get(n), s.vips6.get(n)) {
+                (EndpointMode::Vip, _, Some(vip6)) => BTreeSet::from([*vip6]),
+                (EndpointMode::Vip, Some(_), None) => BTreeSet::new(),
                 _ => tasks6.clone(),
             };
             let aliases = s
@@ -73,11 +74,13 @@ pub fn table(state: &ClusterState) -> RecordTable {
                     .entry((n.clone(), format!("tasks.{name}")))
                     .or_default()
                     .extend(tasks.iter().copied());
-                if !tasks6.is_empty() {
+                if !own6.is_empty() {
                     names6
                         .entry((n.clone(), name.clone()))
                         .or_default()
                         .extend(own6.iter().copied());
+                }
+                if !tasks6.is_empty() {
                     names6
                         .entry((n.clone(), format!("tasks.{name}")))
                         .or_default()
@@ -86,18 +89,19 @@ pub fn table(state: &ClusterState) -> RecordTable {
             }
         }
     }
-    let mut sandboxes: HashMap<(shoal_control::NodeId, &str), Vec<(&str, Ipv4Addr)>> =
-        HashMap::new();
+    let mut sandboxes: HashMap<(shoal_control::NodeId, &str), Vec<(&str, IpAddr)>> = HashMap::new();
     for e in state.endpoints.values() {
-        sandboxes
-            .entry((e.node, e.sandbox.as_str()))
-            .or_default()
-            .push((e.network.as_str(), e.ip));
+        let ends = sandboxes.entry((e.node, e.sandbox.as_str())).or_default();
+        ends.push((e.network.as_str(), IpAddr::V4(e.ip)));
+        ends.extend(e.ip6.map(|ip6| (e.network.as_str(), IpAddr::V6(ip6))));
         let task = task_names(state, e);
         let first = task.first().or(e.name.as_ref());
         if let Some(first) = first {
-            if let Err(err) = b.ptr(&e.network, e.ip, first) {
-                tracing::warn!(name = %first, error = %err, "no PTR record");
+            let addrs = std::iter::once(IpAddr::V4(e.ip)).chain(e.ip6.map(IpAddr::V6));
+            for addr in addrs {
+                if let Err(err) = b.ptr(&e.network, addr, first) {
+                    tracing::warn!(name = %first, error = %err, "no PTR record");
+                }
             }
         }
         for name in task.iter().chain(&e.name).chain(&e.aliases) {
@@ -113,6 +117,9 @@ pub fn table(state: &ClusterState) -> RecordTable {
             }
         }
         if let Some(servers) = task_upstreams(state, e) {
+            if let Some(ip6) = e.ip6 {
+                b.upstreams(IpAddr::V6(ip6), servers.clone());
+            }
             b.upstreams(IpAddr::V4(e.ip), servers);
         }
     }
@@ -129,7 +136,7 @@ pub fn table(state: &ClusterState) -> RecordTable {
     for ends in sandboxes.values() {
         for (_, ip) in ends {
             for (network, _) in ends {
-                let _ = b.attach(IpAddr::V4(*ip), network);
+                let _ = b.attach(*ip, network);
             }
         }
     }
@@ -195,7 +202,8 @@ pub async fn run(member: Arc<Member>, upstream: Vec<SocketAddr>, stop: Cancellat
         }
     };
     resolver.set_upstreams(upstreams(&upstream));
-    let mut serving: HashMap<String, (Ipv4Addr, CancellationToken)> = HashMap::new();
+    // By network and address: the IPv4 gateway, and the IPv6 one on dual-stack networks.
+    let mut serving: HashMap<(String, IpAddr), CancellationToken> = HashMap::new();
     let mut changes = member.replica().changes();
     // The revision the table was built from: the table is rebuilt only when the state
     // moved (a rebuild costs O(endpoints); waking up to bind gateways costs nothing).
@@ -210,7 +218,7 @@ pub async fn run(member: Arc<Member>, upstream: Vec<SocketAddr>, stop: Cancellat
                 resolver.update(table(&state));
                 built = Some(state.revision);
             }
-            let wanted: BTreeMap<String, Ipv4Addr> = state
+            let wanted: BTreeSet<(String, IpAddr)> = state
                 .networks
                 .values()
                 .filter(|n| {
@@ -218,23 +226,25 @@ pub async fn run(member: Arc<Member>, upstream: Vec<SocketAddr>, stop: Cancellat
                         .endpoints_on(&n.name)
                         .any(|e| e.node == member.node_id)
                 })
-                .map(|n| (n.name.clone(), n.space.gateway()))
+                .flat_map(|n| {
+                    let gw6 = n.space6.as_ref().map(|s| IpAddr::V6(s.gateway()));
+                    std::iter::once(IpAddr::V4(n.space.gateway()))
+                        .chain(gw6)
+                        .map(|gw| (n.name.clone(), gw))
+                })
                 .collect();
-            serving.retain(|name, (gw, token)| {
-                let keep = wanted.get(name) == Some(gw);
+            serving.retain(|key, token| {
+                let keep = wanted.contains(key);
                 if !keep {
                     token.cancel();
                 }
                 keep
             });
             for (name, gw) in wanted {
-                if serving.contains_key(&name) {
+                if serving.contains_key(&(name.clone(), gw)) {
                     continue;
                 }
-                match resolver
-                    .bind(SocketAddr::new(IpAddr::V4(gw), 53), name.clone())
-                    .await
-                {
+                match resolver.bind(SocketAddr::new(gw, 53), name.clone()).await {
                     Ok(listener) => {
                         let token = stop.child_token();
                         let t = token.clone();
@@ -245,7 +255,7 @@ pub async fn run(member: Arc<Member>, upstream: Vec<SocketAddr>, stop: Cancellat
                             }
                         });
                         tracing::info!(network = %name, gateway = %gw, "serving DNS");
-                        serving.insert(name, (gw, token));
+                        serving.insert((name, gw), token);
                     }
                     Err(e) => {
                         unbound = true;

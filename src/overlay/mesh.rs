@@ -45,13 +45,13 @@ use std::time::Duration;
 
 use shoal_control::state::{AttachSpec, ClusterState, PublishMode};
 use shoal_control::{ClusterError, Member, NodeId};
-use shoal_dataplane::nat_lb::{vip_table, Vip, LB_TABLE};
+use shoal_dataplane::nat_lb::{vip_table, vip_table6, Vip, Vip6, LB_TABLE};
 use shoal_dataplane::netns;
-use shoal_dataplane::nft::{self, Family, NftError, Table};
+use shoal_dataplane::nft::{self, NftError, Table};
 use shoal_dataplane::return_path::{self, IngressPeer};
 use tokio_util::sync::CancellationToken;
 
-use super::view::backends;
+use super::view::{backends, backends6};
 use super::Overlay;
 use crate::agent::networks::{attach_and_wait, detach_and_wait};
 
@@ -129,8 +129,8 @@ async fn step(member: &Member, overlay: &Overlay) -> Result<(), ClusterError> {
 /// equals the last one's has nothing to program.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LbPlan {
-    /// Every local sandbox's table, by sandbox.
-    pub tables: Vec<(String, Table)>,
+    /// Every local sandbox's tables (`ip`, `ip6`), by sandbox.
+    pub tables: Vec<(String, [Table; 2])>,
     /// The ingress peers of the sandboxes that have any.
     pub peers: BTreeMap<String, Vec<IngressPeer>>,
 }
@@ -150,7 +150,8 @@ pub fn lb_plan(state: &ClusterState, me: NodeId, idle_timeout: Option<Duration>)
             .or_default()
             .insert(e.network.clone());
     }
-    let mut jobs: Vec<(String, Table)> = Vec::new();
+    // Per sandbox: its ip table, then its ip6 one, programmed in one visit.
+    let mut jobs: Vec<(String, [Table; 2])> = Vec::new();
     for (sandbox, networks) in &sandboxes {
         let vips: Vec<Vip> = state
             .services
@@ -174,7 +175,21 @@ pub fn lb_plan(state: &ClusterState, me: NodeId, idle_timeout: Option<Duration>)
         if let Some(p) = peers.get(sandbox) {
             table.chains.extend(return_path::chains(p));
         }
-        jobs.push((sandbox.clone(), table));
+        let vips6: Vec<Vip6> = state
+            .services
+            .values()
+            .flat_map(|s| {
+                s.vips6
+                    .iter()
+                    .filter(|(n, _)| networks.contains(*n))
+                    .map(move |(n, vip)| Vip6 {
+                        service: s.spec.name.clone(),
+                        vip: *vip,
+                        backends: backends6(state, &s.spec.name, n),
+                    })
+            })
+            .collect();
+        jobs.push((sandbox.clone(), [table, vip_table6(&vips6, idle_secs)]));
     }
     LbPlan {
         tables: jobs,
@@ -182,8 +197,8 @@ pub fn lb_plan(state: &ClusterState, me: NodeId, idle_timeout: Option<Duration>)
     }
 }
 
-/// Programs the VIP table of every local sandbox, with the idle timeout of its
-/// load-balanced connections as a conntrack timeout policy of the table's own (no
+/// Programs the VIP tables of every local sandbox (`ip`, and `ip6` for IPv6 VIPs), with
+/// the idle timeout of its load-balanced connections as a conntrack timeout policy of the table's own (no
 /// sysctl changes: the sandbox's other connections keep the kernel's timeouts), and the
 /// return path of published connections that keep the client's address (its marking
 /// chains in the same table, its policy routes after).
@@ -198,19 +213,25 @@ pub async fn program(plan: LbPlan) -> bool {
     let names: Vec<String> = jobs.iter().map(|(sandbox, _)| sandbox.clone()).collect();
     let result = tokio::task::spawn_blocking(move || {
         let mut clean = true;
-        for (sandbox, table) in jobs {
+        for (sandbox, tables) in jobs {
             let Ok(ns) = netns::open(&sandbox) else {
                 clean = false;
                 continue;
             };
-            let empty = table.chains.iter().all(|c| c.rules.is_empty());
+            // Each table is tried even if the other fails; the first error is told.
             let applied = netns::run_in(&ns, move || -> Result<(), NftError> {
-                if empty {
-                    nft::remove_table(LB_TABLE, Family::Ip)?;
-                } else {
-                    nft::ensure_table(&table)?;
+                let mut first = Ok(());
+                for table in &tables {
+                    let done = if table.chains.iter().all(|c| c.rules.is_empty()) {
+                        nft::remove_table(LB_TABLE, table.family).map(drop)
+                    } else {
+                        nft::ensure_table(table).map(drop)
+                    };
+                    if first.is_ok() {
+                        first = done;
+                    }
                 }
-                Ok(())
+                first
             });
             match applied {
                 Ok(Ok(())) => continue,

@@ -4,7 +4,7 @@
 //! network become FDB and proxy-ARP entries; local ones become veths in their sandboxes.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use shoal_control::state::{ClusterState, Endpoint, Node, NodeStatus, PublishMode, SourceMode};
 use shoal_control::NodeId;
@@ -159,6 +159,22 @@ pub fn backends(state: &ClusterState, service: &str, network: &str) -> Vec<(Ipv4
             Some(t) => state.tasks.get(t).is_some_and(|t| t.takes_traffic(checked)),
         })
         .map(|e| (e.ip, e.node))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The IPv6 addresses of [`backends`] on a dual-stack `network` (none on an IPv4-only
+/// one), sorted.
+pub fn backends6(state: &ClusterState, service: &str, network: &str) -> Vec<Ipv6Addr> {
+    let v4: std::collections::BTreeSet<Ipv4Addr> = backends(state, service, network)
+        .into_iter()
+        .map(|(ip, _)| ip)
+        .collect();
+    let mut out: Vec<Ipv6Addr> = state
+        .endpoints_on(network)
+        .filter(|e| v4.contains(&e.ip))
+        .filter_map(|e| e.ip6)
         .collect();
     out.sort();
     out

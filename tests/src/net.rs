@@ -51,7 +51,8 @@ pub fn udp_exchange_within(
     wait: Duration,
 ) -> Option<Vec<u8>> {
     spawn_in(ns, move || -> Option<Vec<u8>> {
-        let s = UdpSocket::bind("0.0.0.0:0").ok()?;
+        let any = if to.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+        let s = UdpSocket::bind(any).ok()?;
         s.set_read_timeout(Some(wait)).ok()?;
         s.send_to(&payload, to).ok()?;
         let mut buf = vec![0u8; 65_536];

@@ -132,6 +132,7 @@ mod tests {
                 ..Default::default()
             },
             vips: Default::default(),
+            vips6: Default::default(),
             created_at_ms: 0,
             updated_at_ms: 0,
             version: 0,

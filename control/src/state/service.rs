@@ -1,7 +1,7 @@
 //! Services and their tasks, as the cluster records them.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
@@ -330,6 +330,10 @@ pub struct Service {
     pub spec: ServiceSpec,
     /// Its virtual IP on each of its networks (VIP mode).
     pub vips: BTreeMap<String, Ipv4Addr>,
+    /// Its IPv6 virtual IP on each of its dual-stack networks (VIP mode), from the
+    /// network's IPv6 subnet.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vips6: BTreeMap<String, Ipv6Addr>,
     /// When it was created (unix ms).
     pub created_at_ms: u64,
     /// When it last changed (unix ms).

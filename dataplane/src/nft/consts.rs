@@ -116,6 +116,7 @@ pub const NF_INET_FORWARD: u32 = 2;
 pub const NF_INET_LOCAL_OUT: u32 = 3;
 pub const NF_INET_POST_ROUTING: u32 = 4;
 pub const NFPROTO_IPV4: u32 = 2;
+pub const NFPROTO_IPV6: u32 = 10;
 pub const NFPROTO_INET: u32 = 1;
 pub const NFPROTO_BRIDGE: u32 = 7;
 pub const NLM_F_REQUEST: u16 = 1;
@@ -160,4 +161,6 @@ pub const CTA_TIMEOUT_UDP_REPLIED: u16 = 2;
 /// `ipv4_addr . inet_service` (concatenation: first << 6 | second).
 pub const NFT_TYPE_MARK: u32 = 19;
 pub const NFT_TYPE_IPADDR: u32 = 7;
+pub const NFT_TYPE_IP6ADDR: u32 = 8;
+pub const NFT_TYPE_IP6ADDR_INET_SERVICE: u32 = (8 << 6) | 13;
 pub const NFT_TYPE_IPADDR_INET_SERVICE: u32 = (7 << 6) | 13;

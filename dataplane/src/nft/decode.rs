@@ -241,7 +241,8 @@ fn known(name: &str, d: &[(u16, &[u8])]) -> Option<Expr> {
             Expr::Masquerade
         }
         "nat" => {
-            if be32(d, NFTA_NAT_FAMILY)? != NFPROTO_IPV4 {
+            // The family follows the table's (IPv6 in an `ip6` table).
+            if ![NFPROTO_IPV4, NFPROTO_IPV6].contains(&be32(d, NFTA_NAT_FAMILY)?) {
                 return None;
             }
             let addr_reg = reg(d, NFTA_NAT_REG_ADDR_MIN)?;

@@ -220,14 +220,15 @@ impl Batch {
                     a.be32(NFTA_SET_FLAGS, NFT_SET_MAP);
                     a.be32(NFTA_SET_KEY_TYPE, NFT_TYPE_MARK);
                     a.be32(NFTA_SET_KEY_LEN, m.key_len);
-                    a.be32(
-                        NFTA_SET_DATA_TYPE,
-                        if m.data_len > 4 {
-                            NFT_TYPE_IPADDR_INET_SERVICE
-                        } else {
-                            NFT_TYPE_IPADDR
-                        },
-                    );
+                    // The value is an address, with a port or not (each part
+                    // padded to 4 bytes): its length says which.
+                    let data_type = match m.data_len {
+                        8 => NFT_TYPE_IPADDR_INET_SERVICE,
+                        16 => NFT_TYPE_IP6ADDR,
+                        20 => NFT_TYPE_IP6ADDR_INET_SERVICE,
+                        _ => NFT_TYPE_IPADDR,
+                    };
+                    a.be32(NFTA_SET_DATA_TYPE, data_type);
                     a.be32(NFTA_SET_DATA_LEN, m.data_len);
                 },
             );
@@ -289,7 +290,7 @@ impl Batch {
                         a.string(NFTA_RULE_CHAIN, &chain.name);
                         a.nested(NFTA_RULE_EXPRESSIONS, |list| {
                             for e in &rule.exprs {
-                                list.nested(NFTA_LIST_ELEM, |el| expr(el, e));
+                                list.nested(NFTA_LIST_ELEM, |el| expr(el, e, family));
                             }
                         });
                         let comment = stored_comment(&rule.comment).as_bytes();
@@ -336,16 +337,22 @@ fn payload_place(d: &mut Attrs<'_>, base: PayloadBase, offset: u32, len: u32) {
     d.be32(NFTA_PAYLOAD_LEN, len);
 }
 
-fn nat(d: &mut Attrs<'_>, kind: u32, addr_reg: u32, port_reg: Option<u32>) {
+/// A NAT expression; its addresses are IPv6 in an `ip6` table, IPv4 elsewhere.
+fn nat(d: &mut Attrs<'_>, family: Family, kind: u32, addr_reg: u32, port_reg: Option<u32>) {
     d.be32(NFTA_NAT_TYPE, kind);
-    d.be32(NFTA_NAT_FAMILY, NFPROTO_IPV4);
+    let nat_family = if family == Family::Ip6 {
+        NFPROTO_IPV6
+    } else {
+        NFPROTO_IPV4
+    };
+    d.be32(NFTA_NAT_FAMILY, nat_family);
     d.be32(NFTA_NAT_REG_ADDR_MIN, addr_reg);
     if let Some(p) = port_reg {
         d.be32(NFTA_NAT_REG_PROTO_MIN, p);
     }
 }
 
-fn expr(a: &mut Attrs<'_>, e: &Expr) {
+fn expr(a: &mut Attrs<'_>, e: &Expr, family: Family) {
     a.string(NFTA_EXPR_NAME, e.name());
     a.nested(NFTA_EXPR_DATA, |d| match e {
         Expr::Meta { key, dreg } => {
@@ -416,8 +423,8 @@ fn expr(a: &mut Attrs<'_>, e: &Expr) {
             });
         }
         Expr::Masquerade | Expr::Counter | Expr::Notrack => {}
-        Expr::Dnat { addr_reg, port_reg } => nat(d, NFT_NAT_DNAT, *addr_reg, *port_reg),
-        Expr::Snat { addr_reg } => nat(d, NFT_NAT_SNAT, *addr_reg, None),
+        Expr::Dnat { addr_reg, port_reg } => nat(d, family, NFT_NAT_DNAT, *addr_reg, *port_reg),
+        Expr::Snat { addr_reg } => nat(d, family, NFT_NAT_SNAT, *addr_reg, None),
         Expr::Numgen {
             dreg,
             modulus,
@@ -534,7 +541,7 @@ mod tests {
     fn ct_mark_expressions_read_back_as_written() {
         for e in [Expr::CtMark { dreg: 1 }, Expr::CtMarkSet { sreg: 1 }] {
             let mut buf = Vec::new();
-            expr(&mut Attrs::new(&mut buf), &e);
+            expr(&mut Attrs::new(&mut buf), &e, Family::Ip);
             assert_eq!(super::super::decode::expr(&buf), Some(e.clone()), "{e}");
         }
         assert_eq!(ChainType::from_name("route"), Some(ChainType::Route));

@@ -12,6 +12,8 @@ use super::consts::*;
 pub enum Family {
     /// IPv4 only.
     Ip,
+    /// IPv6 only.
+    Ip6,
     /// IPv4 and IPv6.
     Inet,
     /// Frames crossing a Linux bridge.
@@ -23,6 +25,7 @@ impl Family {
     pub fn number(self) -> u8 {
         match self {
             Family::Ip => NFPROTO_IPV4 as u8,
+            Family::Ip6 => NFPROTO_IPV6 as u8,
             Family::Inet => NFPROTO_INET as u8,
             Family::Bridge => NFPROTO_BRIDGE as u8,
         }
@@ -428,6 +431,7 @@ impl fmt::Display for Table {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let fam = match self.family {
             Family::Ip => "ip",
+            Family::Ip6 => "ip6",
             Family::Inet => "inet",
             Family::Bridge => "bridge",
         };

@@ -433,6 +433,29 @@ fn reverse_names_parse_only_as_four_decimal_octets() {
     }
 }
 
+#[test]
+fn ipv6_reverse_names_parse_only_as_32_nibbles() {
+    let name = "b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.0.0.0.0.1.2.3.4.ip6.arpa";
+    assert_eq!(
+        reverse_v6(name),
+        Some("4321:0:1:2:3:4:567:89ab".parse().unwrap())
+    );
+    let short = &name[2..];
+    let long = format!("0.{name}");
+    let wide = name.replacen("b.a", "bb.a", 1);
+    let hex = name.replacen("b.a", "g.a", 1);
+    for bad in [
+        short,
+        &long,
+        &wide,
+        &hex,
+        "ip6.arpa",
+        "4.3.2.1.in-addr.arpa",
+    ] {
+        assert_eq!(reverse_v6(bad), None, "{bad}");
+    }
+}
+
 /// Docker documents `<name>.<network>` as a name on user-defined networks.
 #[test]
 fn a_name_qualified_by_its_network_resolves_like_the_name() {

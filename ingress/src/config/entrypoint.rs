@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! [entrypoints.web]
-//! address = "0.0.0.0:80"
+//! address = ":80"                                       # IPv6 and IPv4; or IP:PORT
 //! proxyProtocol = { trustedIPs = ["10.0.0.0/8"] }        # or { insecure = true }
 //! forwardedHeaders = { trustedIPs = ["10.0.0.0/8", "192.0.2.7"] }  # or { insecure = true }
 //! ```
@@ -78,9 +78,12 @@ impl Trust {
             let text = text.as_ref().trim();
             let net = match text.parse::<IpAddr>() {
                 Ok(ip) => IpNet::from(ip.to_canonical()),
-                Err(_) => text.parse::<IpNet>().map_err(|_| {
-                    invalid(path, format!("`{text}` is not an IP address or a CIDR"))
-                })?,
+                Err(_) => text
+                    .parse::<IpNet>()
+                    .map(crate::middleware::ip::canonical_net)
+                    .map_err(|_| {
+                        invalid(path, format!("`{text}` is not an IP address or a CIDR"))
+                    })?,
             };
             nets.push(net);
         }
@@ -143,10 +146,10 @@ struct CertFile {
 impl EntrypointFile {
     /// The entrypoint; `path` (like `entrypoints.web`) prefixes errors.
     pub(super) fn validate(self, path: &str) -> Result<Entrypoint, ConfigError> {
-        let address = self.address.parse().map_err(|_| {
+        let address = crate::proxy::listen::parse_address(&self.address).ok_or_else(|| {
             invalid(
                 format!("{path}.address"),
-                format!("`{}` is not IP:PORT", self.address),
+                format!("`{}` is not IP:PORT, [IPv6]:PORT or :PORT", self.address),
             )
         })?;
         let certificates: Vec<_> = self

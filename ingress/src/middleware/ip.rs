@@ -44,6 +44,19 @@ fn canonical(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
 }
 
+/// A network as Go's `net.IPNet.Contains` sees it: host bits dropped, and an
+/// IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) the IPv4 one it maps
+/// (`10.0.0.0/8`), so it holds IPv4 clients, which are compared as IPv4.
+pub fn canonical_net(net: IpNet) -> IpNet {
+    let net = net.trunc();
+    match (net, canonical(net.network())) {
+        (IpNet::V6(v6), IpAddr::V4(v4)) if v6.prefix_len() >= 96 => {
+            ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, IpNet::V4)
+        }
+        _ => net,
+    }
+}
+
 /// The first address of `ip`'s `/prefix` when it is IPv6.
 fn ipv6_subnet(ip: IpAddr, prefix: Option<u8>) -> IpAddr {
     match (ip, prefix) {
@@ -259,5 +272,112 @@ mod tests {
             .unwrap();
         let resp = by_depth.check(&req, ip(PEER)).expect("refused");
         assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    }
+
+    fn allow(ranges: &[&str]) -> AllowList {
+        AllowList::new(&IpAllowList {
+            source_range: nets(ranges).into_iter().map(canonical_net).collect(),
+            strategy: IpStrategy::RemoteAddr { ipv6_subnet: None },
+            reject_status: StatusCode::FORBIDDEN,
+        })
+    }
+
+    /// Træfik's pkg/ip checker cases with IPv6 (TestContainsIsAllowed), by the peer.
+    #[test]
+    fn allow_lists_hold_ipv6_ranges_beside_ipv4_ones() {
+        let list = allow(&[
+            "2a03:4000:6:d080::/64",
+            "fe80::/16",
+            "1.2.3.4/24",
+            "8.8.8.8/8",
+        ]);
+        let none = HeaderMap::new();
+        for pass in [
+            "2a03:4000:6:d080::",
+            "2a03:4000:6:d080:dead:beef:ffff:ffff",
+            "fe80:aa00:00bb:4232:ff00:eeee:00ff:1111",
+            "fe80::fe80",
+            "1.2.3.255",
+            "8.32.42.128",
+            "::ffff:1.2.3.1",
+        ] {
+            assert!(list.allows(&none, ip(pass)), "{pass} should pass");
+        }
+        for reject in [
+            "2a03:4000:7:d080::1",
+            "4242::1",
+            "1.2.16.1",
+            "127.0.0.1",
+            "::1.2.3.1",
+        ] {
+            assert!(!list.allows(&none, ip(reject)), "{reject} should not pass");
+        }
+        let single = allow(&["2a03:4000:6:d080::42/128"]);
+        assert!(single.allows(&none, ip("2a03:4000:6:d080::42")));
+        assert!(!single.allows(&none, ip("2a03:4000:6:d080::43")));
+    }
+
+    /// As Go's `net.IPNet.Contains`: an IPv4-mapped range is the IPv4 range it maps,
+    /// and holds IPv4 clients whether they arrive as IPv4 or mapped; `::/0` holds
+    /// no IPv4 client.
+    #[test]
+    fn ipv4_mapped_ranges_and_clients_are_ipv4() {
+        assert_eq!(
+            canonical_net("::ffff:10.0.0.0/104".parse().unwrap()).to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!(
+            canonical_net("::ffff:10.1.2.3/128".parse().unwrap()).to_string(),
+            "10.1.2.3/32"
+        );
+        assert_eq!(
+            canonical_net("2001:db8::1/32".parse().unwrap()).to_string(),
+            "2001:db8::/32",
+            "host bits dropped"
+        );
+        let none = HeaderMap::new();
+        let mapped = allow(&["::ffff:10.0.0.0/104"]);
+        assert!(mapped.allows(&none, ip("10.9.9.9")));
+        assert!(mapped.allows(&none, ip("::ffff:10.9.9.9")));
+        assert!(!mapped.allows(&none, ip("11.0.0.1")));
+        let all6 = allow(&["::/0"]);
+        assert!(all6.allows(&none, ip("fd00::1")));
+        assert!(!all6.allows(&none, ip("10.0.0.1")));
+        assert!(!all6.allows(&none, ip("::ffff:10.0.0.1")));
+    }
+
+    /// IPv6 clients in `X-Forwarded-For`: bare, bracketed, with a port; depth and
+    /// excluded IPs read them as they read IPv4 ones.
+    #[test]
+    fn ipv6_clients_in_x_forwarded_for() {
+        let h = xff("2001:db8::1, [2001:db8::2]:4711, ::ffff:10.0.0.3");
+        let depth = |d| {
+            client_ip(
+                &IpStrategy::Depth {
+                    depth: d,
+                    ipv6_subnet: None,
+                },
+                &h,
+                ip(PEER),
+            )
+        };
+        assert_eq!(depth(1), Some(ip("10.0.0.3")), "mapped is IPv4");
+        assert_eq!(depth(2), Some(ip("2001:db8::2")));
+        assert_eq!(depth(3), Some(ip("2001:db8::1")));
+        let excluded = client_ip(
+            &IpStrategy::Excluded(nets(&["10.0.0.0/8", "2001:db8::2/128"])),
+            &h,
+            ip(PEER),
+        );
+        assert_eq!(excluded, Some(ip("2001:db8::1")));
+        let by_depth = AllowList::new(&IpAllowList {
+            source_range: nets(&["2001:db8::/48"]),
+            strategy: IpStrategy::Depth {
+                depth: 2,
+                ipv6_subnet: Some(64),
+            },
+            reject_status: StatusCode::FORBIDDEN,
+        });
+        assert!(by_depth.allows(&h, ip(PEER)));
     }
 }

@@ -18,6 +18,7 @@ mod forward;
 mod h1;
 mod headers;
 mod io;
+pub mod listen;
 mod service;
 mod status;
 mod target;
@@ -716,7 +717,7 @@ async fn accept_shedding(
 ) -> (TcpStream, SocketAddr) {
     loop {
         match listener.accept().await {
-            Ok(accepted) => return accepted,
+            Ok((stream, peer)) => return (stream, listen::canonical_peer(peer)),
             Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
                 let shed = conns.shed_idle(SHED_BATCH);
                 tracing::warn!(entrypoint, error = %e, open = conns.len(), shed, "accept failed: out of descriptors; shedding idle connections");
@@ -735,7 +736,7 @@ async fn accept_shedding(
 pub(crate) async fn accept(listener: &TcpListener, entrypoint: &str) -> (TcpStream, SocketAddr) {
     loop {
         match listener.accept().await {
-            Ok(accepted) => return accepted,
+            Ok((stream, peer)) => return (stream, listen::canonical_peer(peer)),
             Err(e) => {
                 tracing::warn!(entrypoint, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -789,7 +790,7 @@ async fn bind(name: &str, address: SocketAddr) -> Result<(TcpListener, SocketAdd
         address,
         source,
     };
-    let listener = TcpListener::bind(address).await.map_err(error)?;
+    let listener = listen::listen(address).map_err(error)?;
     let bound = listener.local_addr().map_err(error)?;
     Ok((listener, bound))
 }

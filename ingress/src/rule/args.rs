@@ -6,7 +6,6 @@
 //! (a `Host` with a space, a `Method` that is not a token, a header name that is not a
 //! token), so that a typo is an error instead of a silent dead route.
 
-use super::matcher::canonical_ip;
 use super::request::is_host_char;
 use super::{HostPattern, Regex, Rule, RuleError};
 
@@ -213,11 +212,5 @@ fn client_ip(Arg { at, text }: Arg) -> Result<ipnet::IpNet, RuleError> {
                 )
             })?,
     };
-    Ok(match (net, canonical_ip(net.network())) {
-        (ipnet::IpNet::V6(v6), std::net::IpAddr::V4(v4)) => {
-            let len = v6.prefix_len().saturating_sub(96);
-            ipnet::Ipv4Net::new(v4, len).map_or(net, ipnet::IpNet::V4)
-        }
-        _ => net,
-    })
+    Ok(crate::middleware::ip::canonical_net(net))
 }

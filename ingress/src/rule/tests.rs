@@ -159,6 +159,54 @@ fn method_header_query_client_ip() {
 }
 
 #[test]
+fn client_ip_with_ipv6_clients_and_ranges() {
+    let mut r = req("a", "/");
+    r.ip = "2001:db8:0:1::7".parse().unwrap();
+    assert!(r.hits("ClientIP(`2001:db8::/32`)"));
+    assert!(r.hits("ClientIP(`2001:db8:0:1::7`)"));
+    assert!(
+        r.hits("ClientIP(`2001:db8:0:1::ffff/64`)"),
+        "host bits dropped"
+    );
+    assert!(!r.hits("ClientIP(`2001:db8:0:2::/64`)"));
+    assert!(!r.hits("ClientIP(`10.0.0.0/8`)"));
+    assert!(r.hits("ClientIP(`::/0`)"));
+    // A mapped range is the IPv4 range; IPv4 clients (mapped or not) are IPv4, and
+    // no IPv6 range holds them.
+    r.ip = "10.1.2.3".parse().unwrap();
+    assert!(r.hits("ClientIP(`::ffff:10.0.0.0/104`)"));
+    assert!(r.hits("ClientIP(`::ffff:10.1.2.3`)"));
+    assert!(!r.hits("ClientIP(`::/0`)"));
+    r.ip = "::ffff:10.1.2.3".parse().unwrap();
+    assert!(r.hits("ClientIP(`::ffff:10.0.0.0/104`)"));
+    assert!(!r.hits("ClientIP(`::/0`)"));
+    assert_eq!(
+        parse("ClientIP(`::ffff:10.0.0.0/104`)")
+            .unwrap()
+            .to_string(),
+        "ClientIP(`10.0.0.0/8`)"
+    );
+}
+
+#[test]
+fn bad_ipv6_client_ip_arguments_are_refused_clearly() {
+    for bad in [
+        "fd00::/129",
+        "fe:::80",
+        "2001:db8::1/",
+        "[2001:db8::1]",
+        "2001:db8::g",
+    ] {
+        let e = parse(&format!("ClientIP(`{bad}`)")).unwrap_err();
+        assert_eq!(e.pos, 9, "{bad}: {e}");
+        assert_eq!(
+            e.message,
+            format!("ClientIP: expected an IP address or CIDR, got `{bad}`")
+        );
+    }
+}
+
+#[test]
 fn operators_and_precedence() {
     let r = req("a.com", "/x");
     assert!(r.hits("Host(`a.com`) && Path(`/x`)"));

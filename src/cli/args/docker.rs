@@ -67,9 +67,9 @@ pub fn parse_entrypoint(s: &str) -> Result<(String, SocketAddr), String> {
             "entrypoint name {name:?}: letters, digits, `_-` only"
         ));
     }
-    let addr = addr
-        .parse()
-        .map_err(|_| format!("entrypoint {name}: {addr:?} is not IP:PORT"))?;
+    let addr = shoal_ingress::proxy::listen::parse_address(addr).ok_or_else(|| {
+        format!("entrypoint {name}: {addr:?} is not IP:PORT, [IPv6]:PORT or :PORT")
+    })?;
     Ok((name.to_string(), addr))
 }
 

@@ -211,11 +211,12 @@ pub struct AgentArgs {
     /// token, on loopback too.
     #[arg(long, value_name = "FILE")]
     pub dashboard_token_file: Option<PathBuf>,
-    /// The L7 ingress's HTTP entrypoint (`web`).
-    #[arg(long)]
+    /// The L7 ingress's HTTP entrypoint (`web`): IP:PORT, or :PORT for every address
+    /// (IPv6 and IPv4).
+    #[arg(long, value_parser = parse_listen_addr)]
     pub ingress_http: Option<SocketAddr>,
     /// The L7 ingress's HTTPS entrypoint (`websecure`); needs --ingress-cert.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_listen_addr)]
     pub ingress_https: Option<SocketAddr>,
     /// A certificate chain and key for the HTTPS entrypoint, as CERT_FILE:KEY_FILE (PEM;
     /// repeatable, chosen by SNI).
@@ -661,4 +662,11 @@ fn parse_cert_pair(s: &str) -> Result<(PathBuf, PathBuf), String> {
         Some((c, k)) if !c.is_empty() && !k.is_empty() => Ok((PathBuf::from(c), PathBuf::from(k))),
         _ => Err(format!("expected CERT_FILE:KEY_FILE, got {s:?}")),
     }
+}
+
+/// An entrypoint address: `IP:PORT`, `[IPv6]:PORT`, or `:PORT` (every address,
+/// IPv6 and IPv4, as Træfik's `:80`).
+fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
+    shoal_ingress::proxy::listen::parse_address(s)
+        .ok_or_else(|| format!("{s:?} is not IP:PORT, [IPv6]:PORT or :PORT (such as :80)"))
 }

@@ -1,5 +1,4 @@
-//! The record table of a dual-stack network: AAAA for sandboxes and tasks, none for
-//! a VIP.
+//! The record table of a dual-stack network: AAAA for sandboxes, tasks and VIPs.
 
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -85,7 +84,7 @@ fn ip6_of(s: &ClusterState, sandbox: &str) -> Ipv6Addr {
 }
 
 #[test]
-fn dual_stack_names_answer_aaaa_and_a_vip_only_a() {
+fn dual_stack_names_answer_aaaa_and_a_service_its_ipv6_vip() {
     let s = state();
     let t = table(&s);
     let client = s
@@ -98,7 +97,11 @@ fn dual_stack_names_answer_aaaa_and_a_vip_only_a() {
     let a = |name: &str| t.resolve("web", client, name).map(|v| v.len());
     assert_eq!(aaaa("sb"), Some(vec![ip6_of(&s, "/run/netns/sb")]));
     assert_eq!(aaaa("tasks.vip"), Some(vec![ip6_of(&s, "/run/netns/t1")]));
-    assert_eq!(aaaa("vip"), Some(vec![]), "a VIP is IPv4 only: NODATA");
+    assert_eq!(
+        aaaa("vip"),
+        Some(vec![s.services["vip"].vips6["web"]]),
+        "the IPv6 VIP, not the task"
+    );
     assert_eq!(a("vip"), Some(1));
     assert_eq!(aaaa("rr"), Some(vec![ip6_of(&s, "/run/netns/t2")]));
     assert_eq!(aaaa("tasks.rr"), Some(vec![ip6_of(&s, "/run/netns/t2")]));
@@ -108,4 +111,9 @@ fn dual_stack_names_answer_aaaa_and_a_vip_only_a() {
         "the IPv4-only network's name has no AAAA"
     );
     assert_eq!(aaaa("nobody"), None);
+    assert_eq!(
+        t.ptr("web", client, ip6_of(&s, "/run/netns/sb")),
+        Some("sb.web"),
+        "PTR for IPv6 addresses as for IPv4 ones"
+    );
 }

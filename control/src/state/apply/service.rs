@@ -1,7 +1,7 @@
 //! Applying service and task commands. VIPs are allocated here, one per network.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::super::{
     ApplyError, ClusterState, DesiredState, EndpointMode, Health, HealthCheck, NetworkOptions,
@@ -33,12 +33,15 @@ pub(super) fn create_service(
     let mut next_port = state.next_dynamic_port.clone();
     let spec = checked_spec(state, spec, &mut next_port)?;
     let (vips, spaces) = vips_for(state, &spec, &BTreeMap::new())?;
+    let (vips6, spaces6) = vips6_for(state, &spec, &BTreeMap::new())?;
     commit_spaces(state, spaces);
+    commit_spaces6(state, spaces6);
     state.next_dynamic_port = next_port;
     let service = Service {
         id: id.to_string(),
         spec,
         vips,
+        vips6,
         created_at_ms: at,
         updated_at_ms: at,
         version: 0,
@@ -62,23 +65,89 @@ fn vips_for(
     current: &BTreeMap<String, Ipv4Addr>,
 ) -> Result<(BTreeMap<String, Ipv4Addr>, Spaces), ApplyError> {
     let owner = format!("vip:{}", spec.name);
-    let mut vips = BTreeMap::new();
     let mut spaces = BTreeMap::new();
-    if spec.endpoint_mode == EndpointMode::Vip {
-        for n in &spec.networks {
-            if let Some(ip) = current.get(n) {
-                vips.insert(n.clone(), *ip);
-                continue;
-            }
-            let mut space = state.networks[n].space.clone();
-            let ip = space
-                .allocate(&owner)
-                .map_err(|e| ApplyError::Invalid(format!("VIP on network {n}: {e}")))?;
+    let vips = per_network(spec, current, |n| {
+        let mut space = state.networks[n].space.clone();
+        let ip = space
+            .allocate(&owner)
+            .map_err(|e| ApplyError::Invalid(format!("VIP on network {n}: {e}")))?;
+        spaces.insert(n.to_string(), space);
+        Ok(Some(ip))
+    })?;
+    Ok((vips, spaces))
+}
+
+/// IPv6 address spaces changed by an allocation, by network, not yet stored.
+type Spaces6 = BTreeMap<String, shoal_ipam::AddressSpace6>;
+
+/// The IPv6 VIPs `spec` needs (one per dual-stack network in VIP mode), as
+/// [`vips_for`] the IPv4 ones.
+fn vips6_for(
+    state: &ClusterState,
+    spec: &ServiceSpec,
+    current: &BTreeMap<String, Ipv6Addr>,
+) -> Result<(BTreeMap<String, Ipv6Addr>, Spaces6), ApplyError> {
+    let owner = format!("vip:{}", spec.name);
+    let mut spaces = BTreeMap::new();
+    let vips = per_network(spec, current, |n| {
+        let Some(mut space) = state.networks[n].space6.clone() else {
+            return Ok(None);
+        };
+        let ip = space
+            .allocate(&owner)
+            .map_err(|e| ApplyError::Invalid(format!("IPv6 VIP on network {n}: {e}")))?;
+        spaces.insert(n.to_string(), space);
+        Ok(Some(ip))
+    })?;
+    Ok((vips, spaces))
+}
+
+/// One VIP per network of `spec` in VIP mode: the one in `current`, else what `lease`
+/// gives (none: the network has no address of that family).
+fn per_network<A: Copy>(
+    spec: &ServiceSpec,
+    current: &BTreeMap<String, A>,
+    mut lease: impl FnMut(&str) -> Result<Option<A>, ApplyError>,
+) -> Result<BTreeMap<String, A>, ApplyError> {
+    let mut vips = BTreeMap::new();
+    if spec.endpoint_mode != EndpointMode::Vip {
+        return Ok(vips);
+    }
+    for n in &spec.networks {
+        let ip = match current.get(n) {
+            Some(ip) => Some(*ip),
+            None => lease(n)?,
+        };
+        if let Some(ip) = ip {
             vips.insert(n.clone(), ip);
-            spaces.insert(n.clone(), space);
         }
     }
-    Ok((vips, spaces))
+    Ok(vips)
+}
+
+fn commit_spaces6(state: &mut ClusterState, spaces: Spaces6) {
+    for (n, space) in spaces {
+        if let Some(net) = state.networks.get_mut(&n) {
+            net.space6 = Some(space);
+        }
+    }
+}
+
+/// Gives back the IPv6 VIPs of `current` that `kept` no longer holds.
+fn release_vips6(
+    state: &mut ClusterState,
+    current: &BTreeMap<String, Ipv6Addr>,
+    kept: &BTreeMap<String, Ipv6Addr>,
+) {
+    for (n, ip) in current.iter().filter(|(n, _)| !kept.contains_key(*n)) {
+        if let Some(space) = state
+            .networks
+            .get_mut(n)
+            .and_then(|net| net.space6.as_mut())
+        {
+            space.release(*ip);
+        }
+    }
 }
 
 fn commit_spaces(state: &mut ClusterState, spaces: Spaces) {
@@ -343,7 +412,10 @@ pub(super) fn update_service(
         current.update_status.clone()
     };
     let (vips, spaces) = vips_for(state, &spec, &current.vips)?;
+    let (vips6, spaces6) = vips6_for(state, &spec, &current.vips6)?;
     commit_spaces(state, spaces);
+    commit_spaces6(state, spaces6);
+    release_vips6(state, &current.vips6, &vips6);
     let kept: BTreeSet<&String> = vips.keys().collect();
     for gone in current.vips.keys().filter(|n| !kept.contains(n)) {
         if let Some(net) = state.networks.get_mut(gone) {
@@ -359,6 +431,7 @@ pub(super) fn update_service(
         .ok_or_else(|| ApplyError::NoSuchService(name.to_string()))?;
     svc.previous_spec = Some(Box::new(std::mem::replace(&mut svc.spec, spec)));
     svc.vips = vips;
+    svc.vips6 = vips6;
     svc.updated_at_ms = at;
     if replace {
         svc.version += 1;
@@ -378,6 +451,7 @@ pub(super) fn remove_service(state: &mut ClusterState, name: &str) -> Changed {
             net.space.release_owner(&owner);
         }
     }
+    release_vips6(state, &svc.vips6, &BTreeMap::new());
     state.tasks.retain(|_, t| t.service != name);
     Ok((Output::None, true))
 }

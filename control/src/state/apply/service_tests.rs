@@ -363,3 +363,89 @@ fn task_state_is_reported_by_its_node_only() {
     assert_eq!(s.tasks[&t.id].state, TaskState::Running);
     assert_eq!(report(t.node).self_scope(), Some(t.node));
 }
+
+#[test]
+fn a_service_on_a_dual_stack_network_gets_an_ipv6_vip_too_and_gives_it_back() {
+    let mut s = cluster(1);
+    let spec = NetworkSpec {
+        name: "dual".into(),
+        ipv6: true,
+        ..Default::default()
+    };
+    run(
+        &mut s,
+        Command::CreateNetwork {
+            id: "aaaaaaaa02".into(),
+            spec,
+        },
+    )
+    .unwrap();
+    let both = ServiceSpec {
+        networks: vec!["net".into(), "dual".into()],
+        ..web(1, &[])
+    };
+    run(
+        &mut s,
+        Command::CreateService {
+            id: "bbbbbbbb01".into(),
+            spec: both,
+        },
+    )
+    .unwrap();
+    let svc = &s.services["web"];
+    assert_eq!(svc.vips.len(), 2, "an IPv4 VIP on both networks");
+    assert!(!svc.vips6.contains_key("net"), "net is IPv4 only");
+    let vip6 = svc.vips6["dual"];
+    let space6 = s.networks["dual"].space6.as_ref().unwrap();
+    assert!(space6.subnet().contains(&vip6));
+    assert_eq!(space6.owner_of(vip6), Some("vip:web"));
+    // Leaving the network gives the IPv6 VIP back; joining again leases one.
+    let leave = ServiceChanges {
+        networks_rm: vec!["dual".into()],
+        ..Default::default()
+    };
+    run(
+        &mut s,
+        Command::UpdateService {
+            name: "web".into(),
+            changes: leave,
+        },
+    )
+    .unwrap();
+    assert!(s.services["web"].vips6.is_empty());
+    let space6 = s.networks["dual"].space6.as_ref().unwrap();
+    assert_eq!(space6.owner_of(vip6), None);
+    // DNS round robin has none; removing the service frees every lease.
+    let dnsrr = ServiceSpec {
+        name: "rr".into(),
+        networks: vec!["dual".into()],
+        endpoint_mode: EndpointMode::Dnsrr,
+        ..web(1, &[])
+    };
+    run(
+        &mut s,
+        Command::CreateService {
+            id: "bbbbbbbb02".into(),
+            spec: dnsrr,
+        },
+    )
+    .unwrap();
+    assert!(s.services["rr"].vips6.is_empty(), "dnsrr has no VIP");
+    let back = ServiceChanges {
+        networks_add: vec![crate::state::NetworkAttachment::parse("dual").unwrap()],
+        ..Default::default()
+    };
+    run(
+        &mut s,
+        Command::UpdateService {
+            name: "web".into(),
+            changes: back,
+        },
+    )
+    .unwrap();
+    let again = s.services["web"].vips6["dual"];
+    run(&mut s, Command::RemoveService { name: "web".into() }).unwrap();
+    let space6 = s.networks["dual"].space6.as_ref().unwrap();
+    assert_eq!(space6.owner_of(again), None);
+    assert_eq!(space6.leases().count(), 0);
+}

@@ -37,6 +37,7 @@ fn service(s: &mut ClusterState, name: &str, replicas: u32, f: impl FnOnce(&mut 
             id: format!("{name}-id"),
             spec,
             vips: BTreeMap::new(),
+            vips6: BTreeMap::new(),
             created_at_ms: 0,
             updated_at_ms: 0,
             version: 0,

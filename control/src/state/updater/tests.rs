@@ -34,6 +34,7 @@ fn cluster(cfg: UpdateConfig, checked: bool) -> ClusterState {
             id: "web-id".into(),
             spec: spec.clone(),
             vips: BTreeMap::new(),
+            vips6: BTreeMap::new(),
             created_at_ms: 0,
             updated_at_ms: NOW - 100,
             version: 1,

@@ -162,11 +162,13 @@ pub struct InFlightReq {
 
 fn parse_net(path: &str, text: &str) -> Result<IpNet, ConfigError> {
     let t = text.trim();
+    // As Go's net.ParseIP / ParseCIDR and IPNet.Contains read them: an IPv4-mapped
+    // address or network is the IPv4 one.
     if let Ok(ip) = t.parse::<IpAddr>() {
-        return Ok(IpNet::from(ip));
+        return Ok(IpNet::from(ip.to_canonical()));
     }
     t.parse::<IpNet>()
-        .map(|n| n.trunc())
+        .map(crate::middleware::ip::canonical_net)
         .map_err(|_| invalid(path, format!("`{t}` is not an IP address or CIDR range")))
 }
 

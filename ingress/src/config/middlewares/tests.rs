@@ -156,6 +156,18 @@ fn every_type_from_labels() {
         panic!()
     };
     assert_eq!(ip.source_range[2].to_string(), "10.0.0.0/8");
+    let MiddlewareConfig::IpAllowList(ip6) = one(&[(
+        "traefik.http.middlewares.ip.ipallowlist.sourcerange",
+        "2001:db8::1/48, ::ffff:10.0.0.0/104, ::ffff:192.0.2.7",
+    )]) else {
+        panic!()
+    };
+    let ranges: Vec<String> = ip6.source_range.iter().map(|n| n.to_string()).collect();
+    assert_eq!(
+        ranges,
+        ["2001:db8::/48", "10.0.0.0/8", "192.0.2.7/32"],
+        "host bits dropped; IPv4-mapped ranges are IPv4, as Go reads them"
+    );
     assert_eq!(
         ip.strategy,
         IpStrategy::Depth {
@@ -331,6 +343,8 @@ fn unknown_types_and_options_are_refused_by_name() {
         (("traefik.http.middlewares.m.ratelimit.sourcecriterion.requesthost", "maybe"), "`maybe` is not true or false"),
         (("traefik.http.middlewares.m.basicauth.users", "test:test"), "plain text is not accepted"),
         (("traefik.http.middlewares.m.ipallowlist.sourcerange", "10.0.0.300"), "`10.0.0.300` is not an IP address or CIDR range"),
+        (("traefik.http.middlewares.m.ipallowlist.sourcerange", "fd00::/64, 2001:db8::/129"), "`2001:db8::/129` is not an IP address or CIDR range"),
+        (("traefik.http.middlewares.m.ipwhitelist.sourcerange", "fe:::80"), "`fe:::80` is not an IP address or CIDR range"),
         (("traefik.http.middlewares.m.circuitbreaker.expression", "NetworkErrorRatio() >> 1"), "expected a number"),
         (("traefik.http.middlewares.m.redirectscheme.port", "443"), "redirectscheme.scheme: is required"),
         (("traefik.http.middlewares.m.compress.encodings", "gzip,lz4"), "unsupported encoding `lz4`"),

@@ -116,7 +116,10 @@ fn file_errors_name_the_path() {
     let e = err("[entrypoints.a]\naddress = \"127.0.0.1:1\"\n[tcp.entrypoints.a]\naddress = \"127.0.0.1:2\"\n");
     assert_eq!(e, "tcp.entrypoints.a: an HTTP entrypoint has this name");
     let e = err("[tcp.entrypoints.a]\naddress = \"nowhere\"\n");
-    assert_eq!(e, "tcp.entrypoints.a.address: `nowhere` is not IP:PORT");
+    assert_eq!(
+        e,
+        "tcp.entrypoints.a.address: `nowhere` is not IP:PORT, [IPv6]:PORT or :PORT"
+    );
     let e = err("[tcp.udp]\n");
     assert!(e.contains("unknown field `udp`"), "{e}");
 }
