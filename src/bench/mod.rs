@@ -27,6 +27,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.encrypted && !matches!(args.what, BenchKind::Overlay) {
         anyhow::bail!("--encrypted applies only to `shoal bench overlay`");
     }
+    if (args.tls || args.h2 || args.quick) && !matches!(args.what, BenchKind::Ingress) {
+        anyhow::bail!("--tls, --h2 and --quick apply only to `shoal bench ingress`");
+    }
+    let ingress_options = ingress::Options {
+        tls: args.tls,
+        h2: args.h2,
+        quick: args.quick,
+    };
     let dashboard = matches!(args.what, BenchKind::Dashboard);
     if dashboard && (args.nodes.len() != 1 || !(2..=200).contains(&args.nodes[0])) {
         anyhow::bail!("`shoal bench dashboard` takes one --nodes, from 2 to 200");
@@ -66,7 +74,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             BenchKind::Overlay => overlay::run().await?,
             BenchKind::Mesh => mesh::run().await?,
             BenchKind::Dns => dns::run().await?,
-            BenchKind::Ingress => ingress::run().await?,
+            BenchKind::Ingress => ingress::run(ingress_options).await?,
             BenchKind::Docker => docker::run().await?,
             BenchKind::DockerRoutes => docker_routes::run().await?,
             BenchKind::Cni => cni::run().await?,

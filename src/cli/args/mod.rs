@@ -384,6 +384,18 @@ pub struct BenchArgs {
     /// wireguard-go and boringtun-cli.
     #[arg(long)]
     pub encrypted: bool,
+    /// `ingress` only: measure TLS 1.3 at the edge against HAProxy (OpenSSL) instead of
+    /// plain HTTP: keep-alive requests/s, new handshakes/s (ECDSA P-256 and RSA 2048,
+    /// full and resumed), 1 MB responses.
+    #[arg(long)]
+    pub tls: bool,
+    /// `ingress` only: measure HTTP/2 over TLS (h2load, many streams per connection)
+    /// against HAProxy instead of plain HTTP.
+    #[arg(long)]
+    pub h2: bool,
+    /// `ingress` only: a smoke check with 1-second runs and one round per proxy.
+    #[arg(long, hide = true)]
+    pub quick: bool,
     /// Install missing baselines (apt-get, cargo install); without it a missing one is
     /// an error naming what to install.
     #[arg(long)]
