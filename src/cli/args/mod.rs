@@ -438,7 +438,8 @@ pub enum BenchKind {
     Mesh,
     /// The network resolver's queries/s and latency, against unbound with the same names.
     Dns,
-    /// HTTP through shoal's L7 proxy against HAProxy and nginx, proxy on one core.
+    /// HTTP through shoal's L7 proxy against HAProxy and nginx, proxy on one core;
+    /// with --tls or --h2, TLS 1.3 and HTTP/2 at the edge against HAProxy (OpenSSL).
     Ingress,
     /// Docker containers on a shoal network across hosts, against shoal's sandboxes and
     /// Docker's own overlay driver; `docker run` until a peer answers.
