@@ -5,6 +5,12 @@
 //! ```
 //! Names come from each certificate's subject alternative names (DNS), falling back to
 //! the subject common name. ALPN offers `h2` and `http/1.1`.
+//!
+//! Sessions resume as with Go's `crypto/tls` (Træfik's): stateless session tickets
+//! (ChaCha20-Poly1305 under a key made at start and replaced every 6 hours, rustls's
+//! `Ticketer`), one ticket after each handshake in TLS 1.3 (Go sends one; rustls's
+//! default is two, each an encryption and a record). TLS 1.2 clients resume by ticket
+//! too, or by session ID from rustls's in-memory cache.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -46,6 +52,9 @@ fn invalid(what: &str, message: impl std::fmt::Display) -> TlsError {
         message: message.to_string(),
     }
 }
+
+/// Session tickets sent after each TLS 1.3 handshake (full or resumed), as Go does.
+const TLS13_TICKETS: usize = 1;
 
 /// Build a server configuration from `(certificate chain PEM file, key PEM file)` pairs.
 pub fn server_config(files: &[(PathBuf, PathBuf)]) -> Result<Arc<ServerConfig>, TlsError> {
@@ -98,6 +107,9 @@ pub fn server_config_from_pem(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.ticketer =
+        rustls::crypto::ring::Ticketer::new().map_err(|e| invalid("session tickets", e))?;
+    config.send_tls13_tickets = TLS13_TICKETS;
     Ok(Arc::new(config))
 }
 

@@ -31,6 +31,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.encrypted && args.ipv6 {
         anyhow::bail!("`shoal bench overlay` takes --encrypted or --ipv6, not both");
     }
+    if (args.tls || args.h2 || args.quick) && !matches!(args.what, BenchKind::Ingress) {
+        anyhow::bail!("--tls, --h2 and --quick apply only to `shoal bench ingress`");
+    }
     let dashboard = matches!(args.what, BenchKind::Dashboard);
     if dashboard && (args.nodes.len() != 1 || !(2..=200).contains(&args.nodes[0])) {
         anyhow::bail!("`shoal bench dashboard` takes one --nodes, from 2 to 200");
@@ -95,6 +98,8 @@ enum Variant {
     Plain,
     Encrypted,
     Ipv6,
+    /// `ingress --tls --h2`.
+    Tls,
 }
 
 /// Every benchmark `shoal bench all` runs, in order.
@@ -106,6 +111,7 @@ const ALL: &[(BenchKind, Variant)] = &[
     (BenchKind::Mesh, Variant::Plain),
     (BenchKind::Dns, Variant::Plain),
     (BenchKind::Ingress, Variant::Plain),
+    (BenchKind::Ingress, Variant::Tls),
     (BenchKind::Docker, Variant::Plain),
     (BenchKind::DockerRoutes, Variant::Plain),
     (BenchKind::Cni, Variant::Plain),
@@ -123,6 +129,7 @@ fn bench_name(kind: BenchKind, variant: Variant) -> String {
         Variant::Plain => name,
         Variant::Encrypted => format!("{name} --encrypted"),
         Variant::Ipv6 => format!("{name} --ipv6"),
+        Variant::Tls => format!("{name} --tls --h2"),
     }
 }
 
@@ -138,7 +145,15 @@ async fn run_one(
         BenchKind::Overlay => overlay::run().await?,
         BenchKind::Mesh => mesh::run().await?,
         BenchKind::Dns => dns::run().await?,
-        BenchKind::Ingress => ingress::run().await?,
+        BenchKind::Ingress => {
+            let tls = variant == Variant::Tls;
+            ingress::run(ingress::Options {
+                tls: args.tls || tls,
+                h2: args.h2 || tls,
+                quick: args.quick,
+            })
+            .await?
+        }
         BenchKind::Docker => docker::run().await?,
         BenchKind::DockerRoutes => docker_routes::run().await?,
         BenchKind::Cni => cni::run().await?,

@@ -4,7 +4,7 @@
 //! network become FDB and proxy-ARP entries; local ones become veths in their sandboxes.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use shoal_control::state::{ClusterState, Endpoint, Node, NodeStatus, PublishMode, SourceMode};
 use shoal_control::NodeId;

@@ -54,10 +54,17 @@ impl ServerCertVerifier for AnyServer {
 
 /// A client configuration with no certificate of its own that accepts any server's.
 pub fn trust_any_server() -> rustls::ClientConfig {
+    trust_any_server_speaking(rustls::DEFAULT_VERSIONS)
+}
+
+/// [`trust_any_server`], offering only the TLS `versions`.
+pub fn trust_any_server_speaking(
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
+        .with_protocol_versions(versions)
+        .expect("ring supports TLS 1.2 and 1.3")
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
         .with_no_client_auth()

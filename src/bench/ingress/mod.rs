@@ -27,19 +27,15 @@ use super::tools::{self, Daemon};
 use super::LabGuard;
 use crate::lab::{self, topology};
 use checks::{check_chain, check_gzip};
+use load::{Load, Sample, Tools, WRK_CONNECTIONS};
 
 mod checks;
+mod handshake;
+mod load;
+mod tls;
 
 const LAB: &str = "benchig";
 const BACKEND: u16 = 8081;
-const DURATION: &str = "5s";
-/// Interleaved rounds per proxy, at least (rounded up to a multiple of the proxies
-/// compared, so each takes every place in a round equally often); the figures are
-/// their medians.
-const ROUNDS: usize = 9;
-/// The unmeasured run right before each measured one: the first proxy of a round would
-/// otherwise pay for the machine's switch from the previous proxy (its p99 above all).
-const WARM_UP: &str = "1s";
 /// The request header the chain's proxies set, and the response header.
 const CHAIN_REQUEST_HEADER: &str = "X-Bench-Request";
 const CHAIN_RESPONSE_HEADER: &str = "X-Bench-Response";
@@ -50,30 +46,43 @@ const CHAIN_PATH: &str = "/api/";
 const PAGE: &str = "/10k.json";
 const PAGE_BYTES: usize = 10 * 1024;
 const ACCEPT_GZIP: &str = "Accept-Encoding: gzip";
+/// The backend's large response (TLS throughput), and its size.
+const LARGE: &str = "/1m.bin";
+const LARGE_BYTES: usize = 1 << 20;
 
-/// One wrk run.
-struct Wrk {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-/// What wrk asks for: a port on the namespace's loopback, a path, an extra request header.
+/// What a contender is asked: a port on the namespace's loopback, plain or TLS, a
+/// path, an extra request header, and by which load generator.
 #[derive(Clone, Copy)]
 struct Target {
     port: u16,
+    https: bool,
     path: &'static str,
     header: Option<&'static str>,
+    load: Load,
 }
 
 impl Target {
-    /// `GET /` on `port`.
+    /// `GET /` on `port` by wrk, plain HTTP.
     fn root(port: u16) -> Target {
         Target {
             port,
+            https: false,
             path: "/",
             header: None,
+            load: Load::Wrk,
         }
+    }
+
+    /// One run of this target's load for `duration`.
+    fn run(&self, tools: &Tools, ns: &Path, duration: Duration) -> anyhow::Result<Sample> {
+        let aim = load::Aim {
+            ns,
+            port: self.port,
+            https: self.https,
+            path: self.path,
+            header: self.header,
+        };
+        load::run(tools, self.load, aim, duration)
     }
 }
 
@@ -90,7 +99,7 @@ struct Contender {
 struct Running {
     contender: Contender,
     _daemon: Daemon,
-    runs: Vec<Wrk>,
+    runs: Vec<Sample>,
 }
 
 fn start(ns: &Path, core: usize, c: &Contender) -> anyhow::Result<Daemon> {
@@ -127,78 +136,9 @@ fn wait_listening(ns: &Path, port: u16, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Milliseconds from wrk's "0.73ms" / "512.00us" / "1.02s".
-fn millis(s: &str) -> Option<f64> {
-    let (num, factor) = if let Some(n) = s.strip_suffix("us") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1000.0)
-    } else {
-        return None;
-    };
-    num.parse::<f64>().ok().map(|v| v * factor)
-}
-
-fn parse_wrk(out: &str) -> Option<Wrk> {
-    let mut rps = None;
-    let (mut p50, mut p99) = (None, None);
-    for line in out.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["Requests/sec:", v] => rps = v.parse().ok(),
-            ["50%", v] => p50 = millis(v),
-            ["99%", v] => p99 = millis(v),
-            _ => {}
-        }
-    }
-    Some(Wrk {
-        rps: rps?,
-        p50_ms: p50?,
-        p99_ms: p99?,
-    })
-}
-
-/// The median of each figure over `runs` (not empty).
-fn median(runs: Vec<Wrk>) -> Wrk {
-    let mid = |mut v: Vec<f64>| {
-        v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2]
-    };
-    Wrk {
-        rps: mid(runs.iter().map(|r| r.rps).collect()),
-        p50_ms: mid(runs.iter().map(|r| r.p50_ms).collect()),
-        p99_ms: mid(runs.iter().map(|r| r.p99_ms).collect()),
-    }
-}
-
-/// Rounds for `proxies` compared: at least [`ROUNDS`], a multiple of `proxies`.
+/// Rounds for `proxies` compared: at least the pace's, a multiple of `proxies`.
 fn rounds(proxies: usize) -> usize {
-    ROUNDS.div_ceil(proxies.max(1)) * proxies.max(1)
-}
-
-fn wrk(wrk: &Path, ns: &Path, target: Target) -> anyhow::Result<Wrk> {
-    wrk_for(wrk, ns, target, DURATION)
-}
-
-fn wrk_for(wrk: &Path, ns: &Path, target: Target, duration: &str) -> anyhow::Result<Wrk> {
-    let port = target.port;
-    let mut cmd = Command::new("taskset");
-    cmd.arg("-c")
-        .arg("1")
-        .arg(wrk)
-        .args(["-t1", "-c50", "-d", duration, "--latency"]);
-    if let Some(h) = target.header {
-        cmd.arg("-H").arg(h);
-    }
-    cmd.arg(format!("http://127.0.0.1:{port}{}", target.path));
-    netns::command_in(&mut cmd, &netns::open(&ns.to_string_lossy())?, false)?;
-    let out = cmd.output().context("cannot run wrk")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let errors = text.contains("Non-2xx") || text.contains("Socket errors");
-    anyhow::ensure!(!errors, "errors during the run on port {port}: {text}");
-    parse_wrk(&text).with_context(|| format!("cannot read wrk's output: {text}"))
+    load::pace().rounds.div_ceil(proxies.max(1)) * proxies.max(1)
 }
 
 /// Starts `group` on core 0 and waits until each listens.
@@ -218,15 +158,16 @@ fn launch(ns: &Path, group: Vec<Contender>) -> anyhow::Result<Vec<Running>> {
 
 /// Measures `running` in interleaved rounds and stops them: each one's medians.
 fn measure(
-    wrk_bin: &Path,
+    tools: &Tools,
     ns: &Path,
     mut running: Vec<Running>,
-) -> anyhow::Result<Vec<(&'static str, Wrk)>> {
+) -> anyhow::Result<Vec<(&'static str, Sample)>> {
+    let pace = load::pace();
     // All of a group's proxies run at once (idle ones cost nothing); rounds interleave
     // them so a slow spell of the machine hits every proxy alike, and medians are reported.
     for r in &running {
         // Warm up connections and caches.
-        let _ = wrk(wrk_bin, ns, r.contender.target);
+        let _ = r.contender.target.run(tools, ns, pace.run);
     }
     let n = running.len();
     let total = rounds(n);
@@ -234,18 +175,22 @@ fn measure(
         // The order rotates, so every proxy goes first, second and last equally often.
         for i in (0..n).map(|k| (k + round - 1) % n) {
             let r = &mut running[i];
-            wrk_for(wrk_bin, ns, r.contender.target, WARM_UP)?;
-            let run = wrk(wrk_bin, ns, r.contender.target)?;
+            r.contender.target.run(tools, ns, pace.warm_up)?;
+            let run = r.contender.target.run(tools, ns, pace.run)?;
             eprintln!(
-                "bench ingress: round {round} of {total}, through {}: {:.0} req/s, p99 {:.3} ms",
-                r.contender.label, run.rps, run.p99_ms
+                "bench ingress: round {round} of {total}, through {}: {:.0} req/s, p99 {:.3} ms, {:.1} Gbit/s, core 1 {:.0} % busy",
+                r.contender.label,
+                run.rps,
+                run.p99_ms,
+                run.bytes_per_sec * 8e-9,
+                run.load_core_busy * 100.0
             );
             r.runs.push(run);
         }
     }
     Ok(running
         .into_iter()
-        .map(|r| (r.contender.label, median(r.runs)))
+        .map(|r| (r.contender.label, load::median(&r.runs)))
         .collect())
 }
 
@@ -264,8 +209,9 @@ fn nginx_conf(dir: &Path, name: &str, server: &str) -> anyhow::Result<PathBuf> {
     Ok(file)
 }
 
-/// The backend: 100 bytes at `/`, [`PAGE`] from `dir`, what it was sent at `/seen`, and a
-/// 404 for a path the chain should have stripped (so wrk counts it as an error).
+/// The backend: 100 bytes at `/`, [`PAGE`] and [`LARGE`] from `dir`, what it was sent
+/// at `/seen`, and a 404 for a path the chain should have stripped (so wrk counts it as
+/// an error).
 fn backend_conf(dir: &Path) -> anyhow::Result<PathBuf> {
     let body = "x".repeat(100);
     let seen = format!(
@@ -278,7 +224,8 @@ fn backend_conf(dir: &Path) -> anyhow::Result<PathBuf> {
         &format!(
             "  server {{ listen 127.0.0.1:{BACKEND};\n    location / {{ return 200 \"{body}\"; }}\n    \
              location {CHAIN_PREFIX} {{ return 404; }}\n    location = /seen {{ return 200 \"{seen}\"; }}\n    \
-             location = {PAGE} {{ root {}; default_type application/json; }}\n  }}",
+             location = {PAGE} {{ root {0}; default_type application/json; }}\n    \
+             location = {LARGE} {{ root {0}; default_type application/octet-stream; }}\n  }}",
             dir.display()
         ),
     )
@@ -321,17 +268,25 @@ fn json_page() -> String {
 
 /// shoal's proxy on `port` with one router to the backend through `middlewares` (each
 /// a Træfik type and its options in TOML, named `m1`, `m2`, ... in order), run as a user
-/// would: `--threads 1` and the defaults.
+/// would: `--threads 1` and the defaults; with `cert`, the entrypoint terminates TLS.
 fn shoal(
     dir: &Path,
     label: &'static str,
     target: Target,
     middlewares: &[(&str, &str)],
+    cert: Option<&tls::Cert>,
 ) -> anyhow::Result<Contender> {
     let port = target.port;
-    let mut c = format!(
-        "[entrypoints.web]\naddress = \"127.0.0.1:{port}\"\n\n[routers.all]\nrule = \"PathPrefix(`/`)\"\nservice = \"backend\"\n"
-    );
+    let mut c = format!("[entrypoints.web]\naddress = \"127.0.0.1:{port}\"\n");
+    if let Some(cert) = cert {
+        let _ = writeln!(
+            c,
+            "tls = {{ certificates = [{{ cert_file = \"{}\", key_file = \"{}\" }}] }}",
+            cert.cert.display(),
+            cert.key.display()
+        );
+    }
+    c.push_str("\n[routers.all]\nrule = \"PathPrefix(`/`)\"\nservice = \"backend\"\n");
     if !middlewares.is_empty() {
         let names: Vec<String> = (1..=middlewares.len())
             .map(|i| format!("\"m{i}\""))
@@ -361,20 +316,24 @@ fn shoal(
 }
 
 /// HAProxy on `port` (one thread, keep-alive to the backend), with `rules` in its
-/// frontend.
+/// frontend; with `cert`, the frontend terminates TLS (ALPN h2 and http/1.1).
 fn haproxy(
     dir: &Path,
     label: &'static str,
     program: &Path,
     target: Target,
     rules: &str,
+    cert: Option<&tls::Cert>,
 ) -> anyhow::Result<Contender> {
     let port = target.port;
+    let ssl = cert.map_or(String::new(), |c| {
+        format!(" ssl crt {} alpn h2,http/1.1", c.combined.display())
+    });
     let file = dir.join(format!("haproxy-{port}.cfg"));
     std::fs::write(
         &file,
         format!(
-            "global\n  nbthread 1\n  maxconn 4096\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n  http-reuse always\nfrontend f\n  bind 127.0.0.1:{port}\n{rules}  default_backend b\nbackend b\n  server s1 127.0.0.1:{BACKEND}\n"
+            "global\n  nbthread 1\n  maxconn 4096\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n  http-reuse always\nfrontend f\n  bind 127.0.0.1:{port}{ssl}\n{rules}  default_backend b\nbackend b\n  server s1 127.0.0.1:{BACKEND}\n"
         ),
     )?;
     Ok(Contender {
@@ -419,7 +378,7 @@ fn caddy(dir: &Path, program: &Path, target: Target) -> anyhow::Result<Contender
 }
 
 /// Adds shoal's requests/s, p50 and p99 against `peer`'s, under the figure `names`.
-fn add_pair(r: &mut Report, names: [&str; 3], shoal: &Wrk, peer: &str, p: &Wrk) {
+fn add_pair(r: &mut Report, names: [&str; 3], shoal: &Sample, peer: &str, p: &Sample) {
     r.add(names[0], shoal.rps, "req/s", peer, p.rps);
     r.add(names[1], shoal.p50_ms, "ms", peer, p.p50_ms);
     r.add(names[2], shoal.p99_ms, "ms", peer, p.p99_ms);
@@ -433,8 +392,8 @@ fn plain_group(dir: &Path, nginx: &Path, haproxy_bin: &Path) -> anyhow::Result<V
         &format!("  upstream b {{ server 127.0.0.1:{BACKEND}; keepalive 64; }}\n  server {{ listen 127.0.0.1:8084; location / {{ proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"),
     )?;
     Ok(vec![
-        shoal(dir, "shoal", Target::root(8082), &[])?,
-        haproxy(dir, "HAProxy", haproxy_bin, Target::root(8083), "")?,
+        shoal(dir, "shoal", Target::root(8082), &[], None)?,
+        haproxy(dir, "HAProxy", haproxy_bin, Target::root(8083), "", None)?,
         Contender {
             label: "nginx",
             program: nginx.to_path_buf(),
@@ -449,9 +408,8 @@ fn plain_group(dir: &Path, nginx: &Path, haproxy_bin: &Path) -> anyhow::Result<V
 /// against HAProxy's set-header ×2, replace-path and stick-table rate check.
 fn chain_group(dir: &Path, haproxy_bin: &Path) -> anyhow::Result<Vec<Contender>> {
     let target = |port| Target {
-        port,
         path: CHAIN_PATH,
-        header: None,
+        ..Target::root(port)
     };
     let headers = format!(
         "customRequestHeaders = {{ {CHAIN_REQUEST_HEADER} = \"on\" }}\ncustomResponseHeaders = {{ {CHAIN_RESPONSE_HEADER} = \"on\" }}"
@@ -472,8 +430,16 @@ fn chain_group(dir: &Path, haproxy_bin: &Path) -> anyhow::Result<Vec<Contender>>
                 ("stripPrefix", &strip),
                 ("rateLimit", "average = 1000000\nburst = 1000000"),
             ],
+            None,
         )?,
-        haproxy(dir, "HAProxy, same work", haproxy_bin, target(8086), &rules)?,
+        haproxy(
+            dir,
+            "HAProxy, same work",
+            haproxy_bin,
+            target(8086),
+            &rules,
+            None,
+        )?,
     ])
 }
 
@@ -481,12 +447,18 @@ fn chain_group(dir: &Path, haproxy_bin: &Path) -> anyhow::Result<Vec<Contender>>
 /// `encode gzip`, on [`PAGE`] asked for with gzip accepted.
 fn compress_group(dir: &Path, caddy_bin: &Path) -> anyhow::Result<Vec<Contender>> {
     let target = |port| Target {
-        port,
         path: PAGE,
         header: Some(ACCEPT_GZIP),
+        ..Target::root(port)
     };
     Ok(vec![
-        shoal(dir, "shoal, compress", target(8087), &[("compress", "")])?,
+        shoal(
+            dir,
+            "shoal, compress",
+            target(8087),
+            &[("compress", "")],
+            None,
+        )?,
         caddy(dir, caddy_bin, target(8088))?,
     ])
 }
@@ -494,22 +466,61 @@ fn compress_group(dir: &Path, caddy_bin: &Path) -> anyhow::Result<Vec<Contender>
 /// What a run measured: straight to the backend, each contender's medians, and the
 /// compressed sizes the compress check saw.
 struct Measured {
-    direct: Wrk,
-    results: Vec<(&'static str, Wrk)>,
+    direct: Sample,
+    results: Vec<(&'static str, Sample)>,
     gzip_sizes: Vec<String>,
 }
 
+/// What `shoal bench ingress` measures: by default HTTP/1.1 in the clear (plain,
+/// middleware chain, compress); with `tls` and/or `h2`, the TLS and HTTP/2 figures
+/// instead (see [`tls`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// TLS 1.3: keep-alive requests/s, new handshakes/s, 1 MB responses.
+    pub tls: bool,
+    /// HTTP/2 over TLS, many streams per connection.
+    pub h2: bool,
+    /// A smoke check: 1-second runs, one round per proxy (figures not worth keeping).
+    pub quick: bool,
+}
+
+/// What every comparison shares: the namespace, a directory for configurations, the
+/// programs and the nginx backend (running while this lives).
+struct Setup {
+    ns: PathBuf,
+    dir: PathBuf,
+    nginx: PathBuf,
+    haproxy: PathBuf,
+    tools: Tools,
+    _backend: Daemon,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn apt(program: &str, package: &str) -> anyhow::Result<PathBuf> {
+    tools::apt(program, package).map_err(anyhow::Error::msg)
+}
+
 /// Runs the benchmark.
-pub async fn run() -> anyhow::Result<Report> {
+pub async fn run(options: Options) -> anyhow::Result<Report> {
+    load::set_quick(options.quick);
     lab::down(LAB);
     let _guard = LabGuard(LAB);
-    let apt =
-        |program: &str, package: &str| tools::apt(program, package).map_err(anyhow::Error::msg);
     let nginx = apt("nginx", "nginx")?;
-    let haproxy_bin = apt("haproxy", "haproxy")?;
-    let caddy_bin = apt("caddy", "caddy")?;
-    let wrk_bin = apt("wrk", "wrk")?;
-    let curl = apt("curl", "curl")?;
+    let haproxy = apt("haproxy", "haproxy")?;
+    let h2load = if options.h2 {
+        Some(apt("h2load", "nghttp2-client")?)
+    } else {
+        None
+    };
+    let tools = Tools {
+        wrk: apt("wrk", "wrk")?,
+        h2load,
+    };
     let name = topology::ns_name(LAB, "h");
     netns::create(&name)?;
     let nl = Netlink::in_namespace(&netns::open(&name)?)?;
@@ -517,8 +528,6 @@ pub async fn run() -> anyhow::Result<Report> {
     let ns = netns::path_of(&name);
     let dir = std::env::temp_dir().join(format!("shoal-bench-ingress-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let page = json_page();
-    std::fs::write(dir.join(PAGE.trim_start_matches('/')), &page)?;
     let backend = Contender {
         label: "the nginx backend",
         program: nginx.clone(),
@@ -526,49 +535,64 @@ pub async fn run() -> anyhow::Result<Report> {
         env: Vec::new(),
         target: Target::root(BACKEND),
     };
-    let _backend = start(&ns, 1, &backend)?;
-    wait_listening(&ns, BACKEND, backend.label)?;
-    let plain = plain_group(&dir, &nginx, &haproxy_bin)?;
-    let chain = chain_group(&dir, &haproxy_bin)?;
-    let compress = compress_group(&dir, &caddy_bin)?;
+    let setup = Setup {
+        _backend: start(&ns, 1, &backend)?,
+        ns,
+        dir,
+        nginx,
+        haproxy,
+        tools,
+    };
+    std::fs::write(setup.dir.join(PAGE.trim_start_matches('/')), json_page())?;
+    wait_listening(&setup.ns, BACKEND, backend.label)?;
+    if options.tls || options.h2 {
+        let openssl = apt("openssl", "openssl")?;
+        return tokio::task::spawn_blocking(move || tls::run(&setup, &openssl, options)).await?;
+    }
+    let caddy_bin = apt("caddy", "caddy")?;
+    let curl = apt("curl", "curl")?;
     let caddy_version = Command::new(&caddy_bin)
         .arg("version")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
+    let measured = tokio::task::spawn_blocking(move || clear(&setup, &caddy_bin, &curl)).await??;
+    report(&measured, &caddy_version)
+}
 
-    let (ns2, dir2) = (ns.clone(), dir.clone());
-    let measured = tokio::task::spawn_blocking(move || -> anyhow::Result<Measured> {
-        let (ns, dir) = (ns2.as_path(), dir2.as_path());
-        eprintln!("bench ingress: straight to the backend ...");
-        let direct = wrk(&wrk_bin, ns, Target::root(BACKEND))?;
-        let mut results = measure(&wrk_bin, ns, launch(ns, plain)?)?;
-        let chain = launch(ns, chain)?;
-        for r in &chain {
-            check_chain(&curl, ns, dir, &r.contender)?;
-        }
-        results.extend(measure(&wrk_bin, ns, chain)?);
-        let compress = launch(ns, compress)?;
-        let mut gzip_sizes = Vec::new();
-        for r in &compress {
-            let size = check_gzip(&curl, ns, dir, &r.contender, &page)?;
-            let who = r.contender.label.split(',').next().unwrap_or_default();
-            gzip_sizes.push(format!("{who} {size} bytes"));
-        }
-        results.extend(measure(&wrk_bin, ns, compress)?);
-        Ok(Measured {
-            direct,
-            results,
-            gzip_sizes,
-        })
+/// The comparisons in the clear: plain, middleware chain, compress.
+fn clear(setup: &Setup, caddy_bin: &Path, curl: &Path) -> anyhow::Result<Measured> {
+    let (ns, dir, tools) = (setup.ns.as_path(), setup.dir.as_path(), &setup.tools);
+    let plain = plain_group(dir, &setup.nginx, &setup.haproxy)?;
+    let chain = chain_group(dir, &setup.haproxy)?;
+    let compress = compress_group(dir, caddy_bin)?;
+    eprintln!("bench ingress: straight to the backend ...");
+    let direct = Target::root(BACKEND).run(tools, ns, load::pace().run)?;
+    let mut results = measure(tools, ns, launch(ns, plain)?)?;
+    let chain = launch(ns, chain)?;
+    for r in &chain {
+        check_chain(curl, ns, dir, &r.contender)?;
+    }
+    results.extend(measure(tools, ns, chain)?);
+    let compress = launch(ns, compress)?;
+    let page = json_page();
+    let mut gzip_sizes = Vec::new();
+    for r in &compress {
+        let size = check_gzip(curl, ns, dir, &r.contender, &page)?;
+        let who = r.contender.label.split(',').next().unwrap_or_default();
+        gzip_sizes.push(format!("{who} {size} bytes"));
+    }
+    results.extend(measure(tools, ns, compress)?);
+    Ok(Measured {
+        direct,
+        results,
+        gzip_sizes,
     })
-    .await;
-    let _ = std::fs::remove_dir_all(&dir);
-    report(&measured??, &caddy_version)
 }
 
 /// The report: shoal against each peer, figure by figure, and how it was measured.
 fn report(m: &Measured, caddy_version: &str) -> anyhow::Result<Report> {
+    let pace = load::pace();
     let get = |n: &str| {
         m.results
             .iter()
@@ -616,9 +640,11 @@ fn report(m: &Measured, caddy_version: &str) -> anyhow::Result<Report> {
         get("Caddy")?,
     );
     r.notes.push(format!(
-        "wrk -t1 -c50 -d{DURATION} on loopback inside a namespace; each comparison in its own interleaved rounds ({} for three proxies, {} for two) in rotating order, each run after a {WARM_UP} unmeasured warm-up, medians; backend nginx (1 worker, 100-byte body, keep-alive); each proxy pinned to core 0 (HAProxy nbthread 1 with http-reuse always; nginx 1 worker with upstream keepalive; shoal proxy --threads 1 --config with its defaults (access log off, as in Træfik)); wrk and the backend share core 1. Goal: shoal ≥ 1.0× HAProxy's requests/s with p99 no worse.",
+        "wrk -t1 -c{WRK_CONNECTIONS} -d{}s on loopback inside a namespace; each comparison in its own interleaved rounds ({} for three proxies, {} for two) in rotating order, each run after a {}s unmeasured warm-up, medians; backend nginx (1 worker, 100-byte body, keep-alive); each proxy pinned to core 0 (HAProxy nbthread 1 with http-reuse always; nginx 1 worker with upstream keepalive; shoal proxy --threads 1 --config with its defaults (access log off, as in Træfik)); wrk and the backend share core 1. Goal: shoal ≥ 1.0× HAProxy's requests/s with p99 no worse.",
+        pace.run.as_secs(),
         rounds(3),
-        rounds(2)
+        rounds(2),
+        pace.warm_up.as_secs(),
     ));
     r.notes.push(format!(
         "Middleware chain: wrk asks for {CHAIN_PATH}; shoal's router runs headers (customRequestHeaders {CHAIN_REQUEST_HEADER}, customResponseHeaders {CHAIN_RESPONSE_HEADER}), stripPrefix {CHAIN_PREFIX} (which also adds X-Forwarded-Prefix, as Træfik's does) and rateLimit (average 1000000, burst 1000000: never limits); HAProxy does http-request set-header, http-response set-header, http-request replace-path ^{CHAIN_PREFIX}/?(.*) /\\1 and a stick-table rate check (type ip size 100k expire 30s store http_req_rate(1s), track-sc0 src, deny if sc_http_req_rate(0) gt 1000000). Before measuring, one request each proved the backend saw the header and the stripped path and the client got the response header; the backend answers 404 to an unstripped path, which would fail the run. Goal: ≥ 1.0× HAProxy, p99 no worse."
@@ -633,32 +659,6 @@ fn report(m: &Measured, caddy_version: &str) -> anyhow::Result<Report> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn each_figure_is_its_own_median() {
-        let run = |rps, p50_ms, p99_ms| Wrk {
-            rps,
-            p50_ms,
-            p99_ms,
-        };
-        let m = median(vec![
-            run(3.0, 1.0, 9.0),
-            run(1.0, 3.0, 7.0),
-            run(2.0, 2.0, 8.0),
-        ]);
-        assert_eq!((m.rps, m.p50_ms, m.p99_ms), (2.0, 2.0, 8.0));
-    }
-
-    #[test]
-    fn wrk_output_is_read() {
-        let out = "  Latency Distribution\n     50%  730.00us\n     75%    1.10ms\n     90%    1.30ms\n     99%    1.44ms\n  600000 requests in 10.00s, 80MB read\nRequests/sec:  60123.45\nTransfer/sec:      8.00MB\n";
-        let w = parse_wrk(out).unwrap();
-        assert_eq!(w.rps, 60123.45);
-        assert!((w.p50_ms - 0.73).abs() < 1e-9);
-        assert!((w.p99_ms - 1.44).abs() < 1e-9);
-        assert!(parse_wrk("garbage").is_none());
-        assert_eq!(millis("2s"), Some(2000.0));
-    }
 
     #[test]
     fn every_proxy_takes_every_place_equally_often() {

@@ -392,6 +392,18 @@ pub struct BenchArgs {
     /// against TCP over IPv4 between the same two.
     #[arg(long)]
     pub ipv6: bool,
+    /// `ingress` only: measure TLS 1.3 at the edge against HAProxy (OpenSSL) instead of
+    /// plain HTTP: keep-alive requests/s, new handshakes/s (ECDSA P-256 and RSA 2048,
+    /// full and resumed), 1 MB responses.
+    #[arg(long)]
+    pub tls: bool,
+    /// `ingress` only: measure HTTP/2 over TLS (h2load, many streams per connection)
+    /// against HAProxy instead of plain HTTP.
+    #[arg(long)]
+    pub h2: bool,
+    /// `ingress` only: a smoke check with 1-second runs and one round per proxy.
+    #[arg(long, hide = true)]
+    pub quick: bool,
     /// Install missing baselines (apt-get, cargo install); without it a missing one is
     /// an error naming what to install.
     #[arg(long)]
@@ -434,7 +446,8 @@ pub enum BenchKind {
     Mesh,
     /// The network resolver's queries/s and latency, against unbound with the same names.
     Dns,
-    /// HTTP through shoal's L7 proxy against HAProxy and nginx, proxy on one core.
+    /// HTTP through shoal's L7 proxy against HAProxy and nginx, proxy on one core;
+    /// with --tls or --h2, TLS 1.3 and HTTP/2 at the edge against HAProxy (OpenSSL).
     Ingress,
     /// Docker containers on a shoal network across hosts, against shoal's sandboxes and
     /// Docker's own overlay driver; `docker run` until a peer answers.
