@@ -376,6 +376,10 @@ async fn settle(
         if Instant::now() > until {
             return Err("no leader committed a no-op within 60s of healing".into());
         }
+        // A leader that has not heard from a majority yet refuses at once, without
+        // awaiting anything: back off, or this loop keeps the paused clock (and every
+        // other task) from ever moving.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     };
     while env.ids.iter().any(|id| {
         env.fabric

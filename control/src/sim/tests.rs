@@ -65,10 +65,8 @@ fn local_replica_reads_are_not_linearizable() {
 }
 
 /// The README's goal: over 1,000 nemesis operations, 0 violations, 0 lost writes, 0
-/// duplicate addresses. About half a minute in a debug build:
-/// `cargo test -p shoal-control --lib sim::tests::a_thousand_faults -- --ignored --nocapture`.
+/// duplicate addresses. About 20 s in a debug build.
 #[test]
-#[ignore = "long: run by hand or from the bench"]
 fn a_thousand_faults() {
     let mut faults = 0;
     let mut failed = 0;
@@ -90,3 +88,4 @@ fn a_thousand_faults() {
     assert_eq!(failed, 0);
     assert!(faults >= 1000, "only {faults} faults");
 }
+
