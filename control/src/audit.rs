@@ -250,8 +250,14 @@ mod tests {
         );
         assert_eq!(duplicate_addresses(&s), Vec::<String>::new());
         let vip6 = s.services["web"].vips6["v6"];
-        let e = s.endpoints.values_mut().find(|e| e.ip6.is_some()).unwrap();
-        e.ip6 = Some(vip6);
+        let id = s
+            .endpoints
+            .values()
+            .find(|e| e.ip6.is_some())
+            .unwrap()
+            .id
+            .clone();
+        s.endpoints.get_mut(&id).unwrap().ip6 = Some(vip6);
         let p = duplicate_addresses(&s);
         assert!(
             p.iter().any(

@@ -88,4 +88,3 @@ fn a_thousand_faults() {
     assert_eq!(failed, 0);
     assert!(faults >= 1000, "only {faults} faults");
 }
-

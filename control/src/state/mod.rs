@@ -37,6 +37,11 @@ use std::net::{IpAddr, SocketAddr};
 use serde::{Deserialize, Serialize};
 use shoal_ipam::PoolConfig;
 
+/// The persistent ordered map the cluster state keeps its objects in: a clone shares every
+/// node of the tree, and a change copies only the path to what it changes, so publishing
+/// the state after every applied entry costs O(log n), not a deep copy.
+pub use imbl::OrdMap;
+
 pub use apply::docker::docker_pool;
 pub use apply::{apply, underlay_family_mismatch, validate_label};
 pub use command::{Applied, Command, Output, Proposal};
@@ -216,6 +221,36 @@ impl Node {
     }
 }
 
+/// Keeps the entries of `map` that `keep` says to: `BTreeMap::retain` for an [`OrdMap`]
+/// (which has none), copying only the paths to what it removes.
+pub(crate) fn retain<K: Ord + Clone, V: Clone>(
+    map: &mut OrdMap<K, V>,
+    keep: impl Fn(&K, &V) -> bool,
+) {
+    let gone: Vec<K> = map
+        .iter()
+        .filter(|(k, v)| !keep(k, v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in gone {
+        map.remove(&k);
+    }
+}
+
+/// Changes every value of `map` with `f` (tests: an [`OrdMap`] has no `values_mut`).
+#[cfg(test)]
+pub(crate) fn each_mut<K: Ord + Clone, V: Clone>(
+    map: &mut OrdMap<K, V>,
+    mut f: impl FnMut(&mut V),
+) {
+    let keys: Vec<K> = map.keys().cloned().collect();
+    for k in keys {
+        if let Some(v) = map.get_mut(&k) {
+            f(v);
+        }
+    }
+}
+
 /// Everything every node of the cluster may know.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterState {
@@ -232,26 +267,26 @@ pub struct ClusterState {
     /// The term in which `leader` announced itself.
     pub leader_term: u64,
     /// Every member node.
-    pub nodes: BTreeMap<NodeId, Node>,
+    pub nodes: OrdMap<NodeId, Node>,
     /// Nodes removed with `node rm`: their certificates are refused from then on.
     pub removed: BTreeSet<NodeId>,
     /// Where network subnets are cut from.
     pub addr_pools: PoolConfig,
     /// Overlay networks by name.
     #[serde(default)]
-    pub networks: BTreeMap<String, Network>,
+    pub networks: OrdMap<String, Network>,
     /// Endpoints by ID.
     #[serde(default)]
-    pub endpoints: BTreeMap<String, Endpoint>,
+    pub endpoints: OrdMap<String, Endpoint>,
     /// The VNI the next network gets.
     #[serde(default = "first_vni")]
     pub next_vni: u32,
     /// Services by name.
     #[serde(default)]
-    pub services: BTreeMap<String, Service>,
+    pub services: OrdMap<String, Service>,
     /// Tasks by ID.
     #[serde(default)]
-    pub tasks: BTreeMap<String, Task>,
+    pub tasks: OrdMap<String, Task>,
     /// The WireGuard key generation every node should have a key of (`rotate-keys` bumps it).
     #[serde(default)]
     pub key_generation: u64,
@@ -298,14 +333,14 @@ impl Default for ClusterState {
             ca_cert_pem: String::new(),
             leader: None,
             leader_term: 0,
-            nodes: BTreeMap::new(),
+            nodes: OrdMap::new(),
             removed: BTreeSet::new(),
             addr_pools: PoolConfig::default(),
-            networks: BTreeMap::new(),
-            endpoints: BTreeMap::new(),
+            networks: OrdMap::new(),
+            endpoints: OrdMap::new(),
             next_vni: FIRST_VNI,
-            services: BTreeMap::new(),
-            tasks: BTreeMap::new(),
+            services: OrdMap::new(),
+            tasks: OrdMap::new(),
             key_generation: 0,
             keys_rotated_at_ms: 0,
             next_dynamic_port: BTreeMap::new(),

@@ -81,11 +81,19 @@ pub(super) fn map_network(
 /// network Docker made goes with its last Docker network, unless something still uses
 /// it.
 pub(super) fn unmap_network(state: &mut ClusterState, docker_id: &str, node: NodeId) -> Changed {
-    let Some(net) = state.networks.values_mut().find(|n| {
-        n.docker
-            .get(docker_id)
-            .is_some_and(|nodes| nodes.contains(&node))
-    }) else {
+    let Some(key) = state
+        .networks
+        .iter()
+        .find(|(_, n)| {
+            n.docker
+                .get(docker_id)
+                .is_some_and(|nodes| nodes.contains(&node))
+        })
+        .map(|(key, _)| key.clone())
+    else {
+        return Ok((Output::None, false));
+    };
+    let Some(net) = state.networks.get_mut(&key) else {
         return Ok((Output::None, false));
     };
     if let Some(nodes) = net.docker.get_mut(docker_id) {

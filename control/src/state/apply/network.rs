@@ -522,8 +522,16 @@ pub(super) fn forget_node_endpoints(state: &mut ClusterState, node: NodeId) {
         }
     }
     let leases = super::docker::lease_owner(node);
-    for n in state.networks.values_mut() {
-        n.space.release_owner(&leases);
+    let holding: Vec<String> = state
+        .networks
+        .iter()
+        .filter(|(_, n)| n.space.leases().any(|(_, owner)| owner == leases))
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in holding {
+        if let Some(n) = state.networks.get_mut(&name) {
+            n.space.release_owner(&leases);
+        }
     }
 }
 

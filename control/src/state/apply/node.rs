@@ -82,7 +82,7 @@ pub(super) fn remove_node(state: &mut ClusterState, id: NodeId) -> Changed {
     state.nodes.remove(&id);
     state.removed.insert(id);
     network::forget_node_endpoints(state, id);
-    state.tasks.retain(|_, t| t.node != id);
+    super::super::retain(&mut state.tasks, |_, t| t.node != id);
     if state.leader == Some(id) {
         state.leader = None;
     }

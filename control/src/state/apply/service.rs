@@ -452,7 +452,7 @@ pub(super) fn remove_service(state: &mut ClusterState, name: &str) -> Changed {
         }
     }
     release_vips6(state, &svc.vips6, &BTreeMap::new());
-    state.tasks.retain(|_, t| t.service != name);
+    super::super::retain(&mut state.tasks, |_, t| t.service != name);
     Ok((Output::None, true))
 }
 

@@ -315,9 +315,7 @@ fn tasks_leave_down_and_drained_nodes_and_global_follows_nodes() {
         vec![4, 1, 0],
         "the drained node's web task waits for its replacement; its global task goes"
     );
-    for t in s.tasks.values_mut() {
-        t.state = TaskState::Running;
-    }
+    crate::state::each_mut(&mut s.tasks, |t| t.state = TaskState::Running);
     place(&mut s);
     assert_eq!(per_node(&s), vec![4, 0, 0]);
     run(

@@ -540,9 +540,9 @@ fn encrypted_networks_take_wireguard_overhead_and_need_capable_nodes() {
 #[test]
 fn networks_on_an_ipv6_underlay_take_its_bigger_outer_header() {
     let mut s = cluster();
-    for n in s.nodes.values_mut() {
+    crate::state::each_mut(&mut s.nodes, |n| {
         n.addr = format!("fd00:5ea1::{}", n.id.0).parse().unwrap();
-    }
+    });
     create(&mut s, "aaaaaaaa01", named("plain")).unwrap();
     let secret = NetworkSpec {
         encrypted: true,

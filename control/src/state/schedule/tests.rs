@@ -310,10 +310,10 @@ fn an_evacuating_nodes_task_goes_after_the_wait_or_when_nothing_replaces_it() {
     );
     // No other node can take the slot: nothing to wait for.
     let (mut s, node, old) = web_settled();
-    for n in s.nodes.values_mut() {
+    crate::state::each_mut(&mut s.nodes, |n| {
         n.availability = Availability::Drain;
         n.availability_since_ms = 1_000;
-    }
+    });
     let a = schedule(&s, 1_000);
     assert!(a.remove.contains(&old), "{a:?}");
     assert_eq!(a.pending.len(), 2, "{a:?}");
