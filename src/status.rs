@@ -76,6 +76,19 @@ pub fn render(s: &StatusInfo) -> String {
             line("  quorum ack:", format!("{ms} ms ago"));
         }
     }
+    if let Some(w) = &s.watch {
+        line(
+            "  watchers:",
+            format!(
+                "{} open; sent {} events ({} snapshot{}), {} bytes",
+                w.watchers,
+                w.events_sent,
+                w.snapshots_sent,
+                if w.snapshots_sent == 1 { "" } else { "s" },
+                w.bytes_sent
+            ),
+        );
+    }
     for section in &s.sections {
         out.push_str(&format!("{}:\n", section.title));
         for (k, v) in &section.rows {

@@ -31,6 +31,7 @@ pub async fn info(agent: &Agent) -> StatusInfo {
             nodes_ready: 0,
             nodes_down: 0,
             raft: None,
+            watch: None,
             sections: Vec::new(),
         };
     };

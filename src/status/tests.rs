@@ -1,4 +1,4 @@
-use shoal_control::api::{RaftInfo, StatusInfo, StatusSection};
+use shoal_control::api::{RaftInfo, StatusInfo, StatusSection, WatchInfo};
 use shoal_control::state::{NodeStatus, Role};
 use shoal_control::NodeId;
 
@@ -28,6 +28,12 @@ fn info(sections: Vec<StatusSection>) -> StatusInfo {
             voters: vec!["n1".into(), "n2".into()],
             millis_since_quorum_ack: Some(12),
         }),
+        watch: Some(WatchInfo {
+            watchers: 2,
+            events_sent: 40,
+            snapshots_sent: 1,
+            bytes_sent: 9_000,
+        }),
         sections,
     }
 }
@@ -50,6 +56,10 @@ fn the_summary_names_every_node_the_leader_and_the_networks() {
         field("Leader:", "n1"),
         field("Nodes:", "1 ready, 1 down"),
         field("Raft:", "Leader in term 3"),
+        field(
+            "  watchers:",
+            "2 open; sent 40 events (1 snapshot), 9000 bytes",
+        ),
         format!(
             "Nodes in the cluster:\n{}{}",
             row("n1", "manager, ready, leader, 198.18.0.1 (this node)"),

@@ -159,6 +159,9 @@ pub struct StatusInfo {
     pub nodes_down: usize,
     /// Managers' Raft view, on managers.
     pub raft: Option<RaftInfo>,
+    /// What this node sent the nodes that watch it (managers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<WatchInfo>,
     /// Other components report here (network, DNS, routes) as they are added.
     #[serde(default)]
     pub sections: Vec<StatusSection>,
@@ -179,6 +182,19 @@ pub struct RaftInfo {
     pub voters: Vec<String>,
     /// Milliseconds since a quorum acknowledged the leader (on the leader).
     pub millis_since_quorum_ack: Option<u64>,
+}
+
+/// What a manager has sent the nodes that follow its watch stream, since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchInfo {
+    /// Watch streams open now.
+    pub watchers: u64,
+    /// Events sent (entries, snapshots and pings) over all streams.
+    pub events_sent: u64,
+    /// Of those, whole-state snapshots (to watchers too far behind for the backlog).
+    pub snapshots_sent: u64,
+    /// Bytes sent over all streams (NDJSON, before TLS).
+    pub bytes_sent: u64,
 }
 
 /// A titled block of `key: value` lines in `shoal status`.

@@ -409,6 +409,7 @@ impl Member {
                 .values()
                 .filter(|n| n.status == NodeStatus::Down)
                 .count(),
+            watch: self.raft().is_some().then(|| self.replica.sent.info()),
             raft,
             sections: Vec::new(),
         }

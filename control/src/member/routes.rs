@@ -17,7 +17,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use bytes::Bytes;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
 };
@@ -35,7 +34,7 @@ use crate::raft::TypeConfig;
 use crate::server::Caller;
 use crate::state::Role;
 use crate::transport::ErrorBody;
-use crate::watch::WatchEvent;
+use crate::watch::{Outgoing, WatchEvent};
 
 /// Turns an error into a JSON error response with its status.
 pub fn error_response(e: &ClusterError) -> Response {
@@ -227,14 +226,15 @@ async fn watch(
     let mut backlog: VecDeque<_> = sub.backlog.into();
     // After the catch-up, a ping with the revision the watcher now stands at: it knows it
     // has caught up when it gets there.
-    backlog.push_back(Arc::new(WatchEvent::Ping {
+    backlog.push_back(Outgoing::new(WatchEvent::Ping {
         revision: m.replica.revision(),
     }));
     let stop = m.stop.clone();
     let replica = m.replica.clone();
+    let counted = replica.sent.watcher();
     let stream = futures::stream::unfold(
-        (backlog, sub.live, stop, replica),
-        |(mut backlog, mut live, stop, replica)| async move {
+        (backlog, sub.live, stop, replica, counted),
+        |(mut backlog, mut live, stop, replica, counted)| async move {
             let event = match backlog.pop_front() {
                 Some(e) => e,
                 None => tokio::select! {
@@ -244,14 +244,14 @@ async fn watch(
                         // Lagged or closed: end the stream; the watcher resumes from its revision.
                         Err(_) => return None,
                     },
-                    _ = tokio::time::sleep(PING_EVERY) => Arc::new(WatchEvent::Ping { revision: replica.revision() }),
+                    _ = tokio::time::sleep(PING_EVERY) => Outgoing::new(WatchEvent::Ping { revision: replica.revision() }),
                 },
             };
-            let mut line = serde_json::to_vec(&*event).ok()?;
-            line.push(b'\n');
+            let line = event.line()?.clone();
+            replica.sent.sent(&event.event, line.len());
             Some((
-                Ok::<_, std::convert::Infallible>(Bytes::from(line)),
-                (backlog, live, stop, replica),
+                Ok::<_, std::convert::Infallible>(line),
+                (backlog, live, stop, replica, counted),
             ))
         },
     );

@@ -11,9 +11,11 @@
 //! is an `ArcSwap`.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
@@ -49,20 +51,98 @@ pub enum WatchEvent {
     },
 }
 
+/// An event on its way to remote watchers, encoded once for all of them: a manager
+/// fans every change out to every node's watch, so encoding it per watcher would cost
+/// the leader O(nodes) encodings per change.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// The event.
+    pub event: WatchEvent,
+    line: OnceLock<Option<Bytes>>,
+}
+
+impl Outgoing {
+    /// `event`, not encoded yet.
+    pub fn new(event: WatchEvent) -> Arc<Outgoing> {
+        Arc::new(Outgoing {
+            event,
+            line: OnceLock::new(),
+        })
+    }
+
+    /// The event as one line of NDJSON, encoded by the first watcher that asks.
+    pub fn line(&self) -> Option<&Bytes> {
+        self.line
+            .get_or_init(|| {
+                let mut line = serde_json::to_vec(&self.event).ok()?;
+                line.push(b'\n');
+                Some(Bytes::from(line))
+            })
+            .as_ref()
+    }
+}
+
+/// What this node has sent its remote watchers (a manager's `/v1/watch`).
+#[derive(Debug, Default)]
+pub struct Sent {
+    watchers: AtomicU64,
+    events: AtomicU64,
+    snapshots: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Sent {
+    /// A watcher connected; it is counted until the returned guard drops.
+    pub fn watcher(self: &Arc<Self>) -> WatcherGuard {
+        self.watchers.fetch_add(1, Ordering::Relaxed);
+        WatcherGuard(self.clone())
+    }
+
+    /// Counts one event sent as `bytes` bytes.
+    pub fn sent(&self, event: &WatchEvent, bytes: usize) {
+        self.events.fetch_add(1, Ordering::Relaxed);
+        if matches!(event, WatchEvent::Snapshot { .. }) {
+            self.snapshots.fetch_add(1, Ordering::Relaxed);
+        }
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// The counters as `shoal status` shows them.
+    pub fn info(&self) -> crate::api::WatchInfo {
+        crate::api::WatchInfo {
+            watchers: self.watchers.load(Ordering::Relaxed),
+            events_sent: self.events.load(Ordering::Relaxed),
+            snapshots_sent: self.snapshots.load(Ordering::Relaxed),
+            bytes_sent: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Counts a connected watcher while it lives.
+pub struct WatcherGuard(Arc<Sent>);
+
+impl Drop for WatcherGuard {
+    fn drop(&mut self) {
+        self.0.watchers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// What a new subscriber gets: the catch-up events, then the live channel.
 pub struct Subscription {
     /// Events to deliver first, in order.
-    pub backlog: Vec<Arc<WatchEvent>>,
+    pub backlog: Vec<Arc<Outgoing>>,
     /// Live events from here on.
-    pub live: broadcast::Receiver<Arc<WatchEvent>>,
+    pub live: broadcast::Receiver<Arc<Outgoing>>,
 }
 
 /// This node's copy of the cluster state and its recent history.
 pub struct Replica {
     state: ArcSwap<ClusterState>,
     recent: Mutex<VecDeque<(u64, Proposal)>>,
-    events: broadcast::Sender<Arc<WatchEvent>>,
+    events: broadcast::Sender<Arc<Outgoing>>,
     revision: watch::Sender<u64>,
+    /// What remote watchers were sent.
+    pub sent: Arc<Sent>,
 }
 
 impl Replica {
@@ -75,6 +155,7 @@ impl Replica {
             recent: Mutex::new(VecDeque::new()),
             events,
             revision,
+            sent: Arc::default(),
         })
     }
 
@@ -115,7 +196,7 @@ impl Replica {
         self.state.store(Arc::new(state));
         let _ = self
             .events
-            .send(Arc::new(WatchEvent::Entry { revision, proposal }));
+            .send(Outgoing::new(WatchEvent::Entry { revision, proposal }));
         drop(recent);
         self.revision.send_replace(revision);
     }
@@ -130,7 +211,9 @@ impl Replica {
         recent.clear();
         let revision = state.revision;
         self.state.store(Arc::new(state.clone()));
-        let _ = self.events.send(Arc::new(WatchEvent::Snapshot { state }));
+        let _ = self
+            .events
+            .send(Outgoing::new(WatchEvent::Snapshot { state }));
         drop(recent);
         self.revision.send_replace(revision);
     }
@@ -147,14 +230,14 @@ impl Replica {
                 .iter()
                 .filter(|(rev, _)| *rev > since)
                 .map(|(revision, proposal)| {
-                    Arc::new(WatchEvent::Entry {
+                    Outgoing::new(WatchEvent::Entry {
                         revision: *revision,
                         proposal: proposal.clone(),
                     })
                 })
                 .collect()
         } else {
-            vec![Arc::new(WatchEvent::Snapshot {
+            vec![Outgoing::new(WatchEvent::Snapshot {
                 state: (*state).clone(),
             })]
         };
