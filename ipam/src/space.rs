@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use imbl::OrdMap;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +52,7 @@ pub struct AddressSpace {
     aux: BTreeMap<String, Ipv4Addr>,
     /// `aux` inverted, for the allocation walk and error messages.
     aux_by_ip: BTreeMap<Ipv4Addr, String>,
-    leases: BTreeMap<Ipv4Addr, String>,
+    leases: OrdMap<Ipv4Addr, String>,
     /// The address last handed out by [`AddressSpace::allocate`].
     last_allocated: Option<Ipv4Addr>,
 }
@@ -90,7 +91,7 @@ impl AddressSpace {
             range,
             aux: req.aux_addresses.clone(),
             aux_by_ip,
-            leases: BTreeMap::new(),
+            leases: OrdMap::new(),
             last_allocated: None,
         };
         if space.capacity() == 0 {
@@ -227,7 +228,7 @@ impl AddressSpace {
     }
 
     /// The lease table itself, `ip -> owner` (compact to serialize).
-    pub fn lease_table(&self) -> &BTreeMap<Ipv4Addr, String> {
+    pub fn lease_table(&self) -> &OrdMap<Ipv4Addr, String> {
         &self.leases
     }
 

@@ -162,7 +162,8 @@ proptest! {
         for op in &ops {
             step(&mut space, &mut model, op)?;
         }
-        prop_assert_eq!(space.lease_table(), &model.leases);
+        let table: BTreeMap<_, _> = space.lease_table().clone().into_iter().collect();
+        prop_assert_eq!(&table, &model.leases);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use imbl::OrdMap;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -25,7 +26,7 @@ struct StoredSpaceRef<'a> {
     gateway: Ipv4Addr,
     ip_range: Ipv4Net,
     aux_addresses: &'a BTreeMap<String, Ipv4Addr>,
-    leases: &'a BTreeMap<Ipv4Addr, String>,
+    leases: &'a OrdMap<Ipv4Addr, String>,
     last_allocated: Option<Ipv4Addr>,
 }
 

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
+use imbl::OrdMap;
 use ipnet::Ipv6Net;
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -37,7 +38,7 @@ pub struct AddressSpace6 {
     subnet: Ipv6Net,
     gateway: Ipv6Addr,
     range: Ipv6Net,
-    leases: BTreeMap<Ipv6Addr, String>,
+    leases: OrdMap<Ipv6Addr, String>,
     last_allocated: Option<Ipv6Addr>,
 }
 
@@ -94,7 +95,7 @@ impl AddressSpace6 {
             subnet,
             gateway,
             range,
-            leases: BTreeMap::new(),
+            leases: OrdMap::new(),
             last_allocated: None,
         };
         if space.capacity() == 0 {
@@ -251,7 +252,7 @@ struct StoredSpace6Ref<'a> {
     subnet: Ipv6Net,
     gateway: Ipv6Addr,
     ip_range: Ipv6Net,
-    leases: &'a BTreeMap<Ipv6Addr, String>,
+    leases: &'a OrdMap<Ipv6Addr, String>,
     last_allocated: Option<Ipv6Addr>,
 }
 
