@@ -14,7 +14,7 @@
 //! - `pool`: address pools and the subnets cut from them ([`PoolConfig`],
 //!   [`allocate_subnet`], [`check_subnet`]).
 //! - `space`: one network's addresses: gateway, range, aux addresses, leases
-//!   ([`AddressSpace`]).
+//!   ([`AddressSpace`]; one implementation for both families, [`AddressSpaceOf`]).
 //! - `v6`: IPv6 pools (a ULA /48 by default) and one network's IPv6 addresses
 //!   ([`allocate_subnet6`], [`AddressSpace6`]), for dual-stack networks.
 //! - `mac`: the MAC derived from an endpoint's address ([`mac_for`]).
@@ -38,7 +38,7 @@ pub use mac::{check_mac, format_mac, mac_for, parse_mac, MacError, MAC_PREFIX};
 pub use pool::{
     allocate_subnet, check_subnet, Occupied, PoolConfig, DEFAULT_MASK_LEN, DEFAULT_POOL,
 };
-pub use space::{AddressSpace, SubnetRequest};
+pub use space::{AddressSpace, AddressSpaceOf, SubnetRequest};
 pub use v6::{
     allocate_subnet6, check_subnet6, ula_pool, validate_pools6, AddressSpace6, Occupied6,
     SubnetRequest6,

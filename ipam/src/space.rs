@@ -1,5 +1,8 @@
 //! The addresses of one network: subnet, gateway, allocatable range, aux
-//! addresses and the lease table.
+//! addresses and the lease table. One implementation, [`AddressSpaceOf`],
+//! serves both families: [`AddressSpace`] (IPv4) and
+//! [`AddressSpace6`](crate::AddressSpace6) (IPv6, no broadcast and no aux
+//! addresses; see `family`).
 //!
 //! ```text
 //!   10.0.1.0/24    .0 network   .1 gateway   .2 .. .254 range   .255 broadcast
@@ -19,8 +22,11 @@ use imbl::OrdMap;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{IpamError, MAX_SUBNET_PREFIX_LEN};
+use crate::error::IpamError;
+use family::int;
+use family::Family;
 
+mod family;
 mod stored;
 
 /// What a user asked for at `network create`; every part is optional.
@@ -38,23 +44,27 @@ pub struct SubnetRequest {
     pub aux_addresses: BTreeMap<String, Ipv4Addr>,
 }
 
-/// The addresses of one network and who holds them.
+/// The IPv4 addresses of one network and who holds them.
+pub type AddressSpace = AddressSpaceOf<Ipv4Addr>;
+
+/// The addresses of one network of family `A` and who holds them.
 ///
 /// Serializes as JSON with the lease table as an `ip -> owner` map;
 /// deserializing re-validates everything and fails with
 /// [`IpamError::InconsistentState`] on a lease or cursor out of place.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "stored::StoredSpace")]
-pub struct AddressSpace {
-    subnet: Ipv4Net,
-    gateway: Ipv4Addr,
-    range: Ipv4Net,
-    aux: BTreeMap<String, Ipv4Addr>,
+#[serde(try_from = "stored::StoredSpace<A>", bound = "")]
+pub struct AddressSpaceOf<A: Family> {
+    subnet: A::Net,
+    gateway: A,
+    range: A::Net,
+    /// Always empty where the family has no aux addresses.
+    aux: BTreeMap<String, A>,
     /// `aux` inverted, for the allocation walk and error messages.
-    aux_by_ip: BTreeMap<Ipv4Addr, String>,
-    leases: OrdMap<Ipv4Addr, String>,
-    /// The address last handed out by [`AddressSpace::allocate`].
-    last_allocated: Option<Ipv4Addr>,
+    aux_by_ip: BTreeMap<A, String>,
+    leases: OrdMap<A, String>,
+    /// The address last handed out by [`AddressSpaceOf::allocate`].
+    last_allocated: Option<A>,
 }
 
 impl AddressSpace {
@@ -66,35 +76,51 @@ impl AddressSpace {
     /// to hand out, and that aux addresses are distinct host addresses of the
     /// subnet other than the gateway.
     pub fn new(subnet: Ipv4Net, req: &SubnetRequest) -> Result<Self, IpamError> {
-        if subnet.trunc() != subnet {
+        Self::build(subnet, req.gateway, req.ip_range, &req.aux_addresses)
+    }
+
+    /// The aux addresses by name.
+    pub fn aux(&self) -> &BTreeMap<String, Ipv4Addr> {
+        &self.aux
+    }
+}
+
+impl<A: Family> AddressSpaceOf<A> {
+    /// The space of `new`: the gateway defaults to the subnet's first host, the
+    /// range to the whole subnet.
+    pub(crate) fn build(
+        subnet: A::Net,
+        gateway: Option<A>,
+        range: Option<A::Net>,
+        aux: &BTreeMap<String, A>,
+    ) -> Result<Self, IpamError> {
+        if !A::is_network_address(subnet) {
             return Err(IpamError::SubnetNotNetworkAddress {
                 subnet: subnet.into(),
             });
         }
-        if subnet.prefix_len() > MAX_SUBNET_PREFIX_LEN {
-            return Err(IpamError::SubnetTooSmall {
-                subnet: subnet.into(),
-            });
+        if A::prefix_len(subnet) > A::MAX_PREFIX_LEN {
+            return Err(A::too_small(subnet));
         }
-        let gateway = match req.gateway {
+        let gateway = match gateway {
             Some(gateway) => check_gateway(gateway, subnet)?,
-            None => first_host(subnet),
+            None => A::from_int(A::bounds(subnet).0 + 1),
         };
-        let range = match req.ip_range {
-            Some(range) => check_range(range, subnet)?,
+        let range = match range {
+            Some(range) => check_range::<A>(range, subnet)?,
             None => subnet,
         };
-        let aux_by_ip = check_aux(&req.aux_addresses, subnet, gateway)?;
-        let space = AddressSpace {
+        let aux_by_ip = check_aux(aux, subnet, gateway)?;
+        let space = AddressSpaceOf {
             subnet,
             gateway,
             range,
-            aux: req.aux_addresses.clone(),
+            aux: aux.clone(),
             aux_by_ip,
             leases: OrdMap::new(),
             last_allocated: None,
         };
-        if space.capacity() == 0 {
+        if space.capacity_u128() == 0 {
             return Err(IpamError::RangeEmpty {
                 range: range.into(),
                 subnet: subnet.into(),
@@ -104,35 +130,29 @@ impl AddressSpace {
     }
 
     /// The network's subnet.
-    pub fn subnet(&self) -> Ipv4Net {
+    pub fn subnet(&self) -> A::Net {
         self.subnet
     }
 
     /// The gateway address (held by every node's bridge).
-    pub fn gateway(&self) -> Ipv4Addr {
+    pub fn gateway(&self) -> A {
         self.gateway
     }
 
     /// The range dynamic addresses come from.
-    pub fn range(&self) -> Ipv4Net {
+    pub fn range(&self) -> A::Net {
         self.range
-    }
-
-    /// The aux addresses by name.
-    pub fn aux(&self) -> &BTreeMap<String, Ipv4Addr> {
-        &self.aux
     }
 
     /// Hands out the next free address after the last one handed out, inside
     /// the range, wrapping to the start of the range at its end. Skips the
-    /// network, broadcast, gateway, aux and leased addresses.
-    pub fn allocate(&mut self, owner: &str) -> Result<Ipv4Addr, IpamError> {
+    /// network, broadcast (IPv4), gateway, aux and leased addresses.
+    pub fn allocate(&mut self, owner: &str) -> Result<A, IpamError> {
         if owner.is_empty() {
             return Err(IpamError::EmptyOwner);
         }
-        let first = u32::from(self.range.network());
-        let last = u32::from(self.range.broadcast());
-        let start = match self.last_allocated.map(u32::from) {
+        let (first, last) = A::bounds(self.range);
+        let start = match self.last_allocated.map(int) {
             Some(cursor) if cursor >= first && cursor < last => cursor + 1,
             _ => first,
         };
@@ -140,10 +160,10 @@ impl AddressSpace {
             s if s > first => self.next_free(first, s - 1),
             _ => None,
         });
-        let Some(ip) = found.map(Ipv4Addr::from) else {
+        let Some(ip) = found.map(A::from_int) else {
             return Err(IpamError::RangeExhausted {
                 range: self.range.into(),
-                capacity: self.capacity().into(),
+                capacity: self.capacity_u128(),
             });
         };
         self.leases.insert(ip, owner.to_owned());
@@ -155,18 +175,18 @@ impl AddressSpace {
     /// subnet (it may lie outside the range) and not the gateway or an aux
     /// address. Reserving an address its owner already holds is a no-op.
     /// Does not move the allocation cursor.
-    pub fn reserve(&mut self, ip: Ipv4Addr, owner: &str) -> Result<(), IpamError> {
+    pub fn reserve(&mut self, ip: A, owner: &str) -> Result<(), IpamError> {
         if owner.is_empty() {
             return Err(IpamError::EmptyOwner);
         }
         let subnet = self.subnet;
-        if !subnet.contains(&ip) {
+        if !A::in_net(subnet, ip) {
             return Err(IpamError::AddressOutsideSubnet {
                 ip: ip.into(),
                 subnet: subnet.into(),
             });
         }
-        if ip == subnet.network() || ip == subnet.broadcast() {
+        if A::is_not_host(subnet, ip) {
             return Err(IpamError::AddressNotHostAddress {
                 ip: ip.into(),
                 subnet: subnet.into(),
@@ -199,13 +219,13 @@ impl AddressSpace {
     }
 
     /// Frees `ip`; returns the owner it had, or `None` if it was not leased.
-    pub fn release(&mut self, ip: Ipv4Addr) -> Option<String> {
+    pub fn release(&mut self, ip: A) -> Option<String> {
         self.leases.remove(&ip)
     }
 
     /// Frees every lease of `owner`; returns the freed addresses, ascending.
-    pub fn release_owner(&mut self, owner: &str) -> Vec<Ipv4Addr> {
-        let freed: Vec<Ipv4Addr> = self
+    pub fn release_owner(&mut self, owner: &str) -> Vec<A> {
+        let freed: Vec<A> = self
             .leases
             .iter()
             .filter(|(_, holder)| holder.as_str() == owner)
@@ -218,35 +238,42 @@ impl AddressSpace {
     }
 
     /// Who holds `ip`, if anyone.
-    pub fn owner_of(&self, ip: Ipv4Addr) -> Option<&str> {
+    pub fn owner_of(&self, ip: A) -> Option<&str> {
         self.leases.get(&ip).map(String::as_str)
     }
 
     /// Every lease, ascending by address.
-    pub fn leases(&self) -> impl Iterator<Item = (Ipv4Addr, &str)> {
+    pub fn leases(&self) -> impl Iterator<Item = (A, &str)> {
         self.leases.iter().map(|(ip, owner)| (*ip, owner.as_str()))
     }
 
     /// The lease table itself, `ip -> owner` (compact to serialize).
-    pub fn lease_table(&self) -> &OrdMap<Ipv4Addr, String> {
+    pub fn lease_table(&self) -> &OrdMap<A, String> {
         &self.leases
     }
 
-    /// The address [`AddressSpace::allocate`] handed out last, if any.
-    pub fn last_allocated(&self) -> Option<Ipv4Addr> {
+    /// The address [`AddressSpaceOf::allocate`] handed out last, if any.
+    pub fn last_allocated(&self) -> Option<A> {
         self.last_allocated
     }
 
     /// How many addresses of the range `allocate` can hand out when nothing
-    /// is leased: the range without network, broadcast, gateway and aux.
-    pub fn capacity(&self) -> u32 {
-        let size = 1u64 << (32 - u32::from(self.range.prefix_len()));
-        let special = [self.subnet.network(), self.subnet.broadcast(), self.gateway]
+    /// is leased: the range without network, broadcast (IPv4), gateway and
+    /// aux (IPv6: saturating at `u128::MAX` for a /0 range).
+    pub fn capacity(&self) -> A::Count {
+        A::count(self.capacity_u128())
+    }
+
+    /// [`AddressSpaceOf::capacity`], in either family.
+    fn capacity_u128(&self) -> u128 {
+        let special = [Some(A::network(self.subnet)), A::broadcast(self.subnet)]
             .into_iter()
+            .flatten()
+            .chain([self.gateway])
             .chain(self.aux_by_ip.keys().copied())
-            .filter(|ip| self.range.contains(ip))
-            .count() as u64;
-        u32::try_from(size.saturating_sub(special)).unwrap_or(u32::MAX)
+            .filter(|ip| A::in_net(self.range, *ip))
+            .count() as u128;
+        A::size(self.range).saturating_sub(special)
     }
 
     /// How many addresses are leased (explicit ones outside the range included).
@@ -254,20 +281,17 @@ impl AddressSpace {
         u32::try_from(self.leases.len()).unwrap_or(u32::MAX)
     }
 
-    /// Whether `ip` is never handed out: network, broadcast, gateway or aux.
-    fn is_special(&self, ip: Ipv4Addr) -> bool {
-        ip == self.subnet.network()
-            || ip == self.subnet.broadcast()
-            || ip == self.gateway
-            || self.aux_by_ip.contains_key(&ip)
+    /// Whether `ip` is never handed out: network, broadcast (IPv4), gateway or aux.
+    fn is_special(&self, ip: A) -> bool {
+        A::is_not_host(self.subnet, ip) || ip == self.gateway || self.aux_by_ip.contains_key(&ip)
     }
 
     /// The lowest free address in `from..=to`. Walks the leases of that span
     /// in step with the candidate, so a run of leased addresses costs one
     /// step each rather than a lookup each.
-    fn next_free(&self, from: u32, to: u32) -> Option<u32> {
-        let span = Ipv4Addr::from(from)..=Ipv4Addr::from(to);
-        let mut leased = self.leases.range(span).map(|(ip, _)| u32::from(*ip));
+    fn next_free(&self, from: u128, to: u128) -> Option<u128> {
+        let span = A::from_int(from)..=A::from_int(to);
+        let mut leased = self.leases.range(span).map(|(ip, _)| int(*ip));
         let mut next_leased = leased.next();
         let mut candidate = from;
         loop {
@@ -275,7 +299,7 @@ impl AddressSpace {
                 next_leased = leased.next();
             }
             let taken = next_leased == Some(candidate);
-            if !taken && !self.is_special(Ipv4Addr::from(candidate)) {
+            if !taken && !self.is_special(A::from_int(candidate)) {
                 return Some(candidate);
             }
             if candidate >= to {
@@ -286,23 +310,18 @@ impl AddressSpace {
     }
 }
 
-/// The first host address of a subnet of prefix /30 or shorter.
-fn first_host(subnet: Ipv4Net) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(subnet.network()).saturating_add(1))
-}
-
-fn check_gateway(gateway: Ipv4Addr, subnet: Ipv4Net) -> Result<Ipv4Addr, IpamError> {
-    if !subnet.contains(&gateway) {
+fn check_gateway<A: Family>(gateway: A, subnet: A::Net) -> Result<A, IpamError> {
+    if !A::in_net(subnet, gateway) {
         Err(IpamError::GatewayOutsideSubnet {
             gateway: gateway.into(),
             subnet: subnet.into(),
         })
-    } else if gateway == subnet.network() {
+    } else if gateway == A::network(subnet) {
         Err(IpamError::GatewayIsNetworkAddress {
             gateway: gateway.into(),
             subnet: subnet.into(),
         })
-    } else if gateway == subnet.broadcast() {
+    } else if Some(gateway) == A::broadcast(subnet) {
         Err(IpamError::GatewayIsBroadcastAddress {
             gateway: gateway.into(),
             subnet: subnet.into(),
@@ -312,12 +331,12 @@ fn check_gateway(gateway: Ipv4Addr, subnet: Ipv4Net) -> Result<Ipv4Addr, IpamErr
     }
 }
 
-fn check_range(range: Ipv4Net, subnet: Ipv4Net) -> Result<Ipv4Net, IpamError> {
-    if range.trunc() != range {
+fn check_range<A: Family>(range: A::Net, subnet: A::Net) -> Result<A::Net, IpamError> {
+    if !A::is_network_address(range) {
         Err(IpamError::RangeNotNetworkAddress {
             range: range.into(),
         })
-    } else if !subnet.contains(&range) {
+    } else if !A::net_in_net(subnet, range) {
         Err(IpamError::RangeOutsideSubnet {
             range: range.into(),
             subnet: subnet.into(),
@@ -328,22 +347,22 @@ fn check_range(range: Ipv4Net, subnet: Ipv4Net) -> Result<Ipv4Net, IpamError> {
 }
 
 /// Checks the aux addresses and returns them keyed by address.
-fn check_aux(
-    aux: &BTreeMap<String, Ipv4Addr>,
-    subnet: Ipv4Net,
-    gateway: Ipv4Addr,
-) -> Result<BTreeMap<Ipv4Addr, String>, IpamError> {
+fn check_aux<A: Family>(
+    aux: &BTreeMap<String, A>,
+    subnet: A::Net,
+    gateway: A,
+) -> Result<BTreeMap<A, String>, IpamError> {
     let mut by_ip = BTreeMap::new();
     for (name, &ip) in aux {
         let name = name.clone();
-        if !subnet.contains(&ip) {
+        if !A::in_net(subnet, ip) {
             return Err(IpamError::AuxOutsideSubnet {
                 name,
                 ip: ip.into(),
                 subnet: subnet.into(),
             });
         }
-        if ip == subnet.network() || ip == subnet.broadcast() {
+        if A::is_not_host(subnet, ip) {
             return Err(IpamError::AuxNotHostAddress {
                 name,
                 ip: ip.into(),

@@ -1,57 +1,72 @@
-//! How an [`AddressSpace`] is stored in a snapshot, and how it is read back.
+//! How an [`AddressSpaceOf`] is stored in a snapshot, and how it is read back.
 //!
 //! ```text
 //! {"subnet":"10.0.1.0/24","gateway":"10.0.1.1","ip_range":"10.0.1.0/24",
 //!  "aux_addresses":{},"leases":{"10.0.1.2":"ep-1"},"last_allocated":"10.0.1.2"}
+//! {"subnet":"fd00::/64","gateway":"fd00::1","ip_range":"fd00::/64",
+//!  "leases":{"fd00::2":"a"},"last_allocated":"fd00::2"}
 //! ```
 //!
-//! Reading re-runs [`AddressSpace::new`] and [`AddressSpace::reserve`] for
-//! each lease, so a snapshot cannot smuggle in a lease on the gateway, two
-//! aux names for one address or a cursor outside the range.
+//! IPv6 has no `aux_addresses`. Reading re-runs the checks of `new` and
+//! [`AddressSpaceOf::reserve`] for each lease, so a snapshot cannot smuggle in
+//! a lease on the gateway, two aux names for one address or a cursor outside
+//! the range.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 
 use imbl::OrdMap;
-use ipnet::Ipv4Net;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{AddressSpace, SubnetRequest};
+use super::{AddressSpaceOf, Family};
 use crate::error::IpamError;
 
 /// The stored form, borrowed for writing.
 #[derive(Serialize)]
-struct StoredSpaceRef<'a> {
-    subnet: Ipv4Net,
-    gateway: Ipv4Addr,
-    ip_range: Ipv4Net,
-    aux_addresses: &'a BTreeMap<String, Ipv4Addr>,
-    leases: &'a OrdMap<Ipv4Addr, String>,
-    last_allocated: Option<Ipv4Addr>,
+#[serde(bound = "")]
+struct StoredSpaceRef<'a, A: Family> {
+    subnet: A::Net,
+    gateway: A,
+    ip_range: A::Net,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aux_addresses: Option<&'a BTreeMap<String, A>>,
+    leases: &'a OrdMap<A, String>,
+    last_allocated: Option<A>,
 }
 
 /// The stored form, owned for reading.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct StoredSpace {
-    subnet: Ipv4Net,
-    gateway: Ipv4Addr,
-    ip_range: Ipv4Net,
+#[serde(deny_unknown_fields, bound = "")]
+pub(super) struct StoredSpace<A: Family> {
+    subnet: A::Net,
+    gateway: A,
+    ip_range: A::Net,
+    #[serde(default, deserialize_with = "aux_addresses")]
+    aux_addresses: BTreeMap<String, A>,
     #[serde(default)]
-    aux_addresses: BTreeMap<String, Ipv4Addr>,
+    leases: BTreeMap<A, String>,
     #[serde(default)]
-    leases: BTreeMap<Ipv4Addr, String>,
-    #[serde(default)]
-    last_allocated: Option<Ipv4Addr>,
+    last_allocated: Option<A>,
 }
 
-impl Serialize for AddressSpace {
+/// Reads `aux_addresses`, an unknown field where the family has none.
+fn aux_addresses<'de, A: Family, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, A>, D::Error> {
+    if !A::HAS_AUX {
+        const FIELDS: &[&str] = &["subnet", "gateway", "ip_range", "leases", "last_allocated"];
+        return Err(D::Error::unknown_field("aux_addresses", FIELDS));
+    }
+    BTreeMap::deserialize(deserializer)
+}
+
+impl<A: Family> Serialize for AddressSpaceOf<A> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         StoredSpaceRef {
             subnet: self.subnet,
             gateway: self.gateway,
             ip_range: self.range,
-            aux_addresses: &self.aux,
+            aux_addresses: A::HAS_AUX.then_some(&self.aux),
             leases: &self.leases,
             last_allocated: self.last_allocated,
         }
@@ -59,29 +74,28 @@ impl Serialize for AddressSpace {
     }
 }
 
-impl TryFrom<StoredSpace> for AddressSpace {
+impl<A: Family> TryFrom<StoredSpace<A>> for AddressSpaceOf<A> {
     type Error = IpamError;
 
-    fn try_from(stored: StoredSpace) -> Result<Self, IpamError> {
+    fn try_from(stored: StoredSpace<A>) -> Result<Self, IpamError> {
         let subnet = stored.subnet;
         let inconsistent = |detail: String| IpamError::InconsistentState {
             subnet: subnet.into(),
             detail,
         };
-        let req = SubnetRequest {
-            subnet: Some(subnet),
-            gateway: Some(stored.gateway),
-            ip_range: Some(stored.ip_range),
-            aux_addresses: stored.aux_addresses,
-        };
-        let mut space = AddressSpace::new(subnet, &req)?;
+        let mut space = AddressSpaceOf::build(
+            subnet,
+            Some(stored.gateway),
+            Some(stored.ip_range),
+            &stored.aux_addresses,
+        )?;
         for (ip, owner) in &stored.leases {
             space
                 .reserve(*ip, owner)
                 .map_err(|e| inconsistent(format!("lease of {ip} to {owner:?}: {e}")))?;
         }
         if let Some(last) = stored.last_allocated {
-            if !space.range.contains(&last) {
+            if !A::in_net(space.range, last) {
                 return Err(inconsistent(format!(
                     "last allocated address {last} is outside ip range {}",
                     space.range
@@ -95,7 +109,9 @@ impl TryFrom<StoredSpace> for AddressSpace {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::net::Ipv4Addr;
+
+    use crate::space::{AddressSpace, SubnetRequest};
 
     fn space() -> AddressSpace {
         let req = SubnetRequest {

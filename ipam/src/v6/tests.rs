@@ -216,3 +216,16 @@ fn space_round_trips_through_json_and_stored_errors_are_caught() {
         "{err}"
     );
 }
+
+#[test]
+fn stored_space_with_aux_addresses_is_refused() {
+    let json =
+        r#"{"subnet":"fd00::/64","gateway":"fd00::1","ip_range":"fd00::/64","aux_addresses":{}}"#;
+    let err = serde_json::from_str::<AddressSpace6>(json).unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "unknown field `aux_addresses`, expected one of `subnet`, `gateway`, `ip_range`, `leases`, `last_allocated`"
+        ),
+        "{err}"
+    );
+}
