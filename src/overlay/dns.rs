@@ -13,7 +13,7 @@ use shoal_control::Member;
 use shoal_dns::{RecordTable, Resolver, ResolverConfig};
 use tokio_util::sync::CancellationToken;
 
-use super::view::backends;
+use super::view::{backends, backends6};
 
 /// The record table of the whole cluster state, with Docker's names: per network,
 /// services (and their aliases) and `tasks.<service>`, sandbox names and aliases, and
@@ -25,11 +25,6 @@ pub fn table(state: &ClusterState) -> RecordTable {
     let mut b = RecordTable::builder();
     let mut names: BTreeMap<(String, String), BTreeSet<Ipv4Addr>> = BTreeMap::new();
     let mut names6: BTreeMap<(String, String), BTreeSet<Ipv6Addr>> = BTreeMap::new();
-    let v6_of: HashMap<(&str, Ipv4Addr), Ipv6Addr> = state
-        .endpoints
-        .values()
-        .filter_map(|e| Some(((e.network.as_str(), e.ip), e.ip6?)))
-        .collect();
     for n in state.networks.values() {
         let declared = if n.internal {
             b.internal(&n.name).map(|_| ())
@@ -50,9 +45,8 @@ pub fn table(state: &ClusterState) -> RecordTable {
                 (EndpointMode::Vip, Some(vip)) => BTreeSet::from([*vip]),
                 _ => tasks.clone(),
             };
-            let tasks6: BTreeSet<Ipv6Addr> = tasks
-                .iter()
-                .filter_map(|ip| v6_of.get(&(n.as_str(), *ip)).copied())
+            let tasks6: BTreeSet<Ipv6Addr> = backends6(state, &s.spec.name, n)
+                .into_iter()
                 .collect();
             let own6 = match (s.spec.endpoint_mode, s.vips.get(n), s.vips6.get(n)) {
                 (EndpointMode::Vip, _, Some(vip6)) => BTreeSet::from([*vip6]),
@@ -92,12 +86,12 @@ pub fn table(state: &ClusterState) -> RecordTable {
     let mut sandboxes: HashMap<(shoal_control::NodeId, &str), Vec<(&str, IpAddr)>> = HashMap::new();
     for e in state.endpoints.values() {
         let ends = sandboxes.entry((e.node, e.sandbox.as_str())).or_default();
-        ends.push((e.network.as_str(), IpAddr::V4(e.ip)));
+        ends.extend(e.ip.map(|ip| (e.network.as_str(), IpAddr::V4(ip))));
         ends.extend(e.ip6.map(|ip6| (e.network.as_str(), IpAddr::V6(ip6))));
         let task = task_names(state, e);
         let first = task.first().or(e.name.as_ref());
         if let Some(first) = first {
-            let addrs = std::iter::once(IpAddr::V4(e.ip)).chain(e.ip6.map(IpAddr::V6));
+            let addrs = e.ip.map(IpAddr::V4).into_iter().chain(e.ip6.map(IpAddr::V6));
             for addr in addrs {
                 if let Err(err) = b.ptr(&e.network, addr, first) {
                     tracing::warn!(name = %first, error = %err, "no PTR record");
@@ -108,7 +102,7 @@ pub fn table(state: &ClusterState) -> RecordTable {
             names
                 .entry((e.network.clone(), name.clone()))
                 .or_default()
-                .insert(e.ip);
+                .extend(e.ip);
             if let Some(ip6) = e.ip6 {
                 names6
                     .entry((e.network.clone(), name.clone()))
@@ -117,10 +111,9 @@ pub fn table(state: &ClusterState) -> RecordTable {
             }
         }
         if let Some(servers) = task_upstreams(state, e) {
-            if let Some(ip6) = e.ip6 {
-                b.upstreams(IpAddr::V6(ip6), servers.clone());
+            for ip in e.ip.map(IpAddr::V4).into_iter().chain(e.ip6.map(IpAddr::V6)) {
+                b.upstreams(ip, servers.clone());
             }
-            b.upstreams(IpAddr::V4(e.ip), servers);
         }
     }
     for ((network, name), addrs) in names {
@@ -227,8 +220,9 @@ pub async fn run(member: Arc<Member>, upstream: Vec<SocketAddr>, stop: Cancellat
                         .any(|e| e.node == member.node_id)
                 })
                 .flat_map(|n| {
+                    let gw = n.space.as_ref().map(|s| IpAddr::V4(s.gateway()));
                     let gw6 = n.space6.as_ref().map(|s| IpAddr::V6(s.gateway()));
-                    std::iter::once(IpAddr::V4(n.space.gateway()))
+                    gw.into_iter()
                         .chain(gw6)
                         .map(|gw| (n.name.clone(), gw))
                 })

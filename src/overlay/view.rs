@@ -4,7 +4,9 @@
 //! network become FDB and proxy-ARP entries; local ones become veths in their sandboxes.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use ipnet::Ipv4Net;
 
 use shoal_control::state::{ClusterState, Endpoint, Node, NodeStatus, PublishMode, SourceMode};
 use shoal_control::NodeId;
@@ -38,9 +40,11 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
         networks.push(NetworkPlan {
             name: net.name.clone(),
             vni: net.vni,
-            subnet: net.space.subnet(),
-            gateway: net.space.gateway(),
-            gateway_mac: shoal_ipam::mac_for(net.space.gateway()),
+            gateway: net
+                .space
+                .as_ref()
+                .and_then(|s| Ipv4Net::new(s.gateway(), s.subnet().prefix_len()).ok()),
+            gateway_mac: net.gateway_mac(),
             gateway6: net
                 .space6
                 .as_ref()
@@ -52,9 +56,11 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
             node_addr: mine
                 .iter()
                 .find(|e| e.ingress && e.network == net.name)
-                .map(|e| NodeAddr {
-                    ip: e.ip,
-                    mac: e.mac,
+                .and_then(|e| {
+                    Some(NodeAddr {
+                        ip: e.ip?,
+                        mac: e.mac,
+                    })
                 }),
         });
     }
@@ -85,10 +91,13 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
                 vni: net.vni,
                 sandbox: e.sandbox.clone().into(),
                 ifname: e.ifname.clone(),
-                ip: e.ip,
-                prefix: net.space.subnet().prefix_len(),
+                ip: net
+                    .space
+                    .as_ref()
+                    .zip(e.ip)
+                    .and_then(|(s, ip)| Ipv4Net::new(ip, s.subnet().prefix_len()).ok()),
                 mac: e.mac,
-                gateway: net.space.gateway(),
+                gateway: net.space.as_ref().map(|s| s.gateway()),
                 ip6: net
                     .space6
                     .as_ref()
@@ -121,8 +130,11 @@ pub fn resolv_confs(state: &ClusterState, plan: &NodePlan) -> BTreeMap<String, R
     for e in &plan.endpoints {
         let Some(name) = e.netns_name() else { continue };
         let conf = out.entry(name).or_default();
-        if e.default_route || conf.nameserver.is_none() {
-            conf.nameserver = Some(e.gateway);
+        // The resolver listens on the IPv4 gateway, and on the IPv6 one (the only
+        // one of an IPv6-only network).
+        let resolver = e.gateway.map(IpAddr::V4).or(e.gateway6.map(IpAddr::V6));
+        if resolver.is_some() && (e.default_route || conf.nameserver.is_none()) {
+            conf.nameserver = resolver;
         }
         let dns = state
             .endpoints
@@ -145,39 +157,43 @@ pub fn resolv_confs(state: &ClusterState, plan: &NodePlan) -> BTreeMap<String, R
 /// conntrack keeps them, but it gets no new one), healthy when the service has a
 /// health check, and on a node that serves (not Down, Leaving or drained). The VIPs,
 /// the mesh, DNS and the ingress all draw from here.
+/// The IPv4 addresses only: none on an IPv6-only network ([`backends6`] has theirs).
 pub fn backends(state: &ClusterState, service: &str, network: &str) -> Vec<(Ipv4Addr, NodeId)> {
-    let checked = state
-        .services
-        .get(service)
-        .is_some_and(|s| s.spec.healthcheck.is_some());
-    let mut out: Vec<_> = state
-        .endpoints_on(network)
-        .filter(|e| e.service.as_deref() == Some(service))
-        .filter(|e| state.nodes.get(&e.node).is_some_and(Node::serves))
-        .filter(|e| match &e.task {
-            None => true,
-            Some(t) => state.tasks.get(t).is_some_and(|t| t.takes_traffic(checked)),
-        })
-        .map(|e| (e.ip, e.node))
+    let mut out: Vec<_> = serving(state, service, network)
+        .filter_map(|e| Some((e.ip?, e.node)))
         .collect();
     out.sort();
     out
 }
 
-/// The IPv6 addresses of [`backends`] on a dual-stack `network` (none on an IPv4-only
-/// one), sorted.
+/// The IPv6 addresses of the endpoints [`backends`] draws from, on a dual-stack or
+/// IPv6-only `network` (none on an IPv4-only one), sorted.
 pub fn backends6(state: &ClusterState, service: &str, network: &str) -> Vec<Ipv6Addr> {
-    let v4: std::collections::BTreeSet<Ipv4Addr> = backends(state, service, network)
-        .into_iter()
-        .map(|(ip, _)| ip)
-        .collect();
-    let mut out: Vec<Ipv6Addr> = state
-        .endpoints_on(network)
-        .filter(|e| v4.contains(&e.ip))
+    let mut out: Vec<Ipv6Addr> = serving(state, service, network)
         .filter_map(|e| e.ip6)
         .collect();
     out.sort();
     out
+}
+
+/// The endpoints of `service` on `network` that take traffic (see [`backends`]).
+fn serving<'s>(
+    state: &'s ClusterState,
+    service: &'s str,
+    network: &'s str,
+) -> impl Iterator<Item = &'s Endpoint> {
+    let checked = state
+        .services
+        .get(service)
+        .is_some_and(|s| s.spec.healthcheck.is_some());
+    state
+        .endpoints_on(network)
+        .filter(move |e| e.service.as_deref() == Some(service))
+        .filter(|e| state.nodes.get(&e.node).is_some_and(Node::serves))
+        .filter(move |e| match &e.task {
+            None => true,
+            Some(t) => state.tasks.get(t).is_some_and(|t| t.takes_traffic(checked)),
+        })
 }
 
 /// Backends of this node's published ports in `before` that `now` no longer has and
@@ -198,7 +214,7 @@ pub fn vanished_backends(before: &NodePlan, now: &NodePlan, state: &ClusterState
         .filter(|ip| !current.contains(ip))
         .filter(|ip| {
             !state.endpoints.values().any(|e| {
-                e.ip == *ip
+                e.ip == Some(*ip)
                     && state
                         .nodes
                         .get(&e.node)
@@ -213,7 +229,7 @@ pub fn ingress_ip(state: &ClusterState, me: NodeId, network: &str) -> Option<Ipv
     state
         .endpoints_on(network)
         .find(|e| e.node == me && e.ingress)
-        .map(|e| e.ip)
+        .and_then(|e| e.ip)
 }
 
 /// Ports published on node `me`: ingress-mode ports go to the running tasks on any node
@@ -226,13 +242,16 @@ fn published(state: &ClusterState, me: NodeId) -> Vec<Published> {
         .values()
         .filter(|e| e.node == me)
         .flat_map(|e| {
-            e.ports.iter().map(move |p| Published {
-                service: format!("container {}", e.name.as_deref().unwrap_or(&e.id)),
-                protocol: p.protocol.number(),
-                port: p.host_port,
-                backends: vec![(e.ip, p.port)],
-                mesh: false,
-                source_nat: false,
+            // Forwarded ports reach IPv4 addresses (an IPv6-only endpoint has none).
+            e.ports.iter().filter_map(move |p| {
+                Some(Published {
+                    service: format!("container {}", e.name.as_deref().unwrap_or(&e.id)),
+                    protocol: p.protocol.number(),
+                    port: p.host_port,
+                    backends: vec![(e.ip?, p.port)],
+                    mesh: false,
+                    source_nat: false,
+                })
             })
         })
         .collect();
@@ -420,8 +439,9 @@ pub(crate) mod tests {
             .endpoints
             .values()
             .find(|e| e.node == NodeId(2))
-            .map(|e| e.ip.octets())
-            .unwrap();
+            .and_then(|e| e.ip)
+            .unwrap()
+            .octets();
         let before = published(&[[10, 9, 9, 9], on_node2, [10, 9, 9, 8]]);
         let now = published(&[[10, 9, 9, 8]]);
         // 10.9.9.9 belongs to no endpoint; node 2's endpoint still lives (draining).
@@ -450,7 +470,7 @@ pub(crate) mod tests {
         let a = &plan.networks[0];
         assert_eq!(a.remotes.len(), 1);
         assert_eq!(a.remotes[0].node_ip.to_string(), "198.18.0.2");
-        assert_eq!(a.gateway_mac, shoal_ipam::mac_for(a.gateway));
+        assert_eq!(a.gateway_mac, shoal_ipam::mac_for(a.gateway.unwrap().addr()));
         assert!(plan.networks[1].internal);
     }
 

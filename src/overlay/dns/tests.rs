@@ -1,6 +1,6 @@
 //! The record table of a dual-stack network: AAAA for sandboxes, tasks and VIPs.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::Ipv6Addr;
 
 use shoal_control::state::{
     AttachSpec, ClusterState, Command, EndpointMode, NetworkSpec, Secrets, ServiceSpec,
@@ -91,7 +91,7 @@ fn dual_stack_names_answer_aaaa_and_a_service_its_ipv6_vip() {
         .endpoints
         .values()
         .find(|e| e.sandbox == "/run/netns/sb" && e.network == "web")
-        .map(|e| IpAddr::V4(e.ip))
+        .map(|e| e.addr())
         .unwrap();
     let aaaa = |name: &str| t.resolve6("web", client, name);
     let a = |name: &str| t.resolve("web", client, name).map(|v| v.len());

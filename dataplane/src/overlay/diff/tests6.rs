@@ -72,7 +72,7 @@ fn a_fresh_bridge_and_vxlan_get_everything_after_they_are_made() {
 fn remote_ipv6_endpoints_come_and_go_and_stray_addresses_are_removed() {
     let mut p = dual_stack();
     p.networks[0].remotes.push(Remote {
-        ip: "10.0.0.9".parse().unwrap(),
+        ip: Some("10.0.0.9".parse().unwrap()),
         ip6: Some("fd00:1::9".parse().unwrap()),
         mac: [2, 0x42, 10, 0, 0, 9],
         node_ip: "198.18.0.3".parse().unwrap(),
