@@ -136,3 +136,5 @@ pub(super) fn lease6(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod only_tests;

@@ -98,3 +98,46 @@ fn remote_ipv6_endpoints_come_and_go_and_stray_addresses_are_removed() {
         prefix: 64,
     }));
 }
+
+/// `dual_stack()` without IPv4: an IPv6-only network and its remote endpoint.
+fn ipv6_only() -> NodePlan {
+    let mut p = dual_stack();
+    p.networks[0].gateway = None;
+    p.networks[0].remotes[0].ip = None;
+    p
+}
+
+#[test]
+fn an_ipv6_only_network_gets_no_ipv4_address_nor_arp_entries() {
+    let mut o = matching();
+    o.links.remove("shl-b4096");
+    o.links.remove("shl-v4096");
+    let changes = diff(&ipv6_only(), &o);
+    assert!(
+        !changes.iter().any(|c| matches!(
+            c,
+            Change::AddAddress { .. } | Change::AddNeigh { .. }
+        )),
+        "nothing IPv4: {changes:?}"
+    );
+    for want in [
+        &|c: &Change| matches!(c, Change::CreateBridge { .. }) as bool,
+        &|c: &Change| matches!(c, Change::AddAddress6 { .. }),
+        &|c: &Change| matches!(c, Change::AddFdb { .. }),
+        &|c: &Change| matches!(c, Change::AddNeigh6 { .. }),
+    ] as [&dyn Fn(&Change) -> bool; 4]
+    {
+        assert!(changes.iter().any(want), "{changes:?}");
+    }
+    // A bridge and VXLAN device left with IPv4 from before lose it.
+    let stale = diff(&ipv6_only(), &matching6());
+    assert!(stale.contains(&Change::DelAddress {
+        link: "shl-b4096".into(),
+        ip: "10.0.0.1".parse().unwrap(),
+        prefix: 24,
+    }));
+    assert!(
+        stale.iter().any(|c| matches!(c, Change::DelNeigh { .. })),
+        "{stale:?}"
+    );
+}
