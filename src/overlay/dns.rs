@@ -1,5 +1,5 @@
 //! Service discovery DNS on this node: one resolver, listening on the gateway addresses
-//! (IPv4, and IPv6 on dual-stack networks) of every network the node carries, its record table rebuilt from the cluster state
+//! (IPv4, and IPv6 on dual-stack and IPv6-only networks) of every network the node carries, its record table rebuilt from the cluster state
 //! on every change (so a change is answered well within a second of its commit).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -20,7 +20,8 @@ use super::view::{backends, backends6};
 /// every task under its container name (`<service>.<slot>.<task ID>`) and host name;
 /// PTR records for sandbox and task addresses (`ip6.arpa` too); internal networks marked; a service's
 /// `--dns` servers as its tasks' upstreams. On dual-stack networks the same names
-/// carry the endpoints' IPv6 addresses too (AAAA), and a service's name its IPv6 VIP.
+/// carry the endpoints' IPv6 addresses too (AAAA), and a service's name its IPv6 VIP;
+/// on IPv6-only ones they carry only those (an A query gets NODATA).
 pub fn table(state: &ClusterState) -> RecordTable {
     let mut b = RecordTable::builder();
     let mut names: BTreeMap<(String, String), BTreeSet<Ipv4Addr>> = BTreeMap::new();

@@ -64,10 +64,12 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
                 }),
         });
     }
-    // The default route of a sandbox goes through its first non-internal network. The
-    // node's own addresses (ingress endpoints) live on its bridges, not in a sandbox;
-    // state-only endpoints (benchmarks) have none: the node only carries their network.
-    let mut default_for: BTreeMap<&str, &str> = BTreeMap::new();
+    // A sandbox's default routes go through its first non-internal network of each
+    // family (as Docker picks a gateway per family): IPv4 through the first with IPv4,
+    // IPv6 through the first with IPv6. The node's own addresses (ingress endpoints)
+    // live on its bridges, not in a sandbox; state-only endpoints (benchmarks) have
+    // none: the node only carries their network.
+    let mut default_for: BTreeMap<(&str, bool), &str> = BTreeMap::new();
     let mut ordered: Vec<&Endpoint> = mine
         .iter()
         .copied()
@@ -75,11 +77,16 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
         .collect();
     ordered.sort_by_key(|e| (e.sandbox.clone(), ifname_order(&e.ifname), e.created_at_ms));
     for e in &ordered {
-        let internal = state.networks.get(&e.network).is_none_or(|n| n.internal);
-        if !internal {
-            default_for
-                .entry(e.sandbox.as_str())
-                .or_insert(e.id.as_str());
+        let Some(net) = state.networks.get(&e.network).filter(|n| !n.internal) else {
+            continue;
+        };
+        let families = [(false, e.ip.is_some()), (true, net.space6.is_some())];
+        for (v6, has) in families {
+            if has {
+                default_for
+                    .entry((e.sandbox.as_str(), v6))
+                    .or_insert(e.id.as_str());
+            }
         }
     }
     let endpoints = ordered
@@ -105,7 +112,8 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
                     .and_then(|(s, ip)| ipnet::Ipv6Net::new(ip, s.subnet().prefix_len()).ok()),
                 gateway6: net.space6.as_ref().map(|s| s.gateway()),
                 mtu: net.mtu,
-                default_route: default_for.get(e.sandbox.as_str()) == Some(&e.id.as_str()),
+                default_route: default_for.get(&(e.sandbox.as_str(), false)) == Some(&e.id.as_str()),
+                default_route6: default_for.get(&(e.sandbox.as_str(), true)) == Some(&e.id.as_str()),
                 handoff: e.handoff,
             })
         })
@@ -123,17 +131,24 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
 }
 
 /// The resolv.conf of every named sandbox of `plan`, by namespace name: the resolver on
-/// the gateway of its default-route network (else its first), and the search domains
-/// and options of the service whose task it is.
+/// the gateway of its IPv4 default-route network (else its IPv6 one's, else its
+/// first), and the search domains and options of the service whose task it is.
 pub fn resolv_confs(state: &ClusterState, plan: &NodePlan) -> BTreeMap<String, ResolvConf> {
     let mut out: BTreeMap<String, ResolvConf> = BTreeMap::new();
+    let mut conf_rank: BTreeMap<String, u8> = BTreeMap::new();
     for e in &plan.endpoints {
         let Some(name) = e.netns_name() else { continue };
-        let conf = out.entry(name).or_default();
+        let conf = out.entry(name.clone()).or_default();
         // The resolver listens on the IPv4 gateway, and on the IPv6 one (the only
         // one of an IPv6-only network).
         let resolver = e.gateway.map(IpAddr::V4).or(e.gateway6.map(IpAddr::V6));
-        if resolver.is_some() && (e.default_route || conf.nameserver.is_none()) {
+        let rank = match (e.default_route, e.default_route6) {
+            (true, _) => 0,
+            (false, true) => 1,
+            (false, false) => 2,
+        };
+        if resolver.is_some() && rank < conf_rank.get(&name).copied().unwrap_or(u8::MAX) {
+            conf_rank.insert(name, rank);
             conf.nameserver = resolver;
         }
         let dns = state

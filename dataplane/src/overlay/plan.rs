@@ -133,17 +133,21 @@ pub struct EndpointPlan {
     pub ip: Option<Ipv4Net>,
     /// Its MAC.
     pub mac: [u8; 6],
-    /// The IPv4 gateway (the default route's, when `default_route`).
+    /// The IPv4 gateway (the IPv4 default route's, when `default_route`).
     pub gateway: Option<Ipv4Addr>,
     /// Its IPv6 address with the IPv6 subnet's prefix length, on a dual-stack or
     /// IPv6-only network.
     pub ip6: Option<Ipv6Net>,
-    /// The IPv6 gateway (the default route's, when `default_route`).
+    /// The IPv6 gateway (the IPv6 default route's, when `default_route6`).
     pub gateway6: Option<Ipv6Addr>,
     /// The MTU.
     pub mtu: u32,
-    /// Whether the sandbox's default route goes through this network.
+    /// Whether the sandbox's IPv4 default route goes through this network (its first
+    /// non-internal one with IPv4).
     pub default_route: bool,
+    /// Whether the sandbox's IPv6 default route goes through this network (its first
+    /// non-internal one with IPv6, which need not be its IPv4 default's).
+    pub default_route6: bool,
     /// The container runtime moves the sandbox end into the sandbox and configures it
     /// (Docker's `Join`): the pair is made with the sandbox end left in this namespace
     /// under [`EndpointPlan::peer_ifname`], for the runtime to take.
@@ -241,6 +245,7 @@ mod tests {
             gateway6: None,
             mtu: 1450,
             default_route: true,
+            default_route6: false,
             handoff: false,
         };
         assert_eq!(e.host_ifname(), "shl-e01234567");

@@ -90,7 +90,7 @@ pub async fn add_endpoint(
                 inside.add_default_route(gateway).await?;
             }
         }
-        if let (true, Some(gateway6)) = (e.default_route, e.gateway6) {
+        if let (true, Some(gateway6)) = (e.default_route6, e.gateway6) {
             if !inside.has_default_route6().await? {
                 inside.add_default_route6(gateway6).await?;
             }

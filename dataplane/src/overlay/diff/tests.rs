@@ -37,6 +37,7 @@ pub(super) fn endpoint() -> EndpointPlan {
         gateway6: None,
         mtu: 1450,
         default_route: true,
+        default_route6: false,
         handoff: false,
     }
 }

@@ -242,3 +242,46 @@ fn state_written_before_ipv6_only_networks_still_reads() {
     assert_eq!(spec["ipv4"], false);
     assert!(serde_json::to_value(named("v4")).unwrap().get("ipv4").is_none());
 }
+
+#[test]
+fn the_api_shows_an_ipv4_network_as_before_and_an_ipv6_only_one_without_ipv4() {
+    use crate::api::NetworkInfo;
+    let mut s = cluster();
+    create(&mut s, "aaaaaaaa01", named("v4")).unwrap();
+    create(&mut s, "aaaaaaaa02", only6("v6")).unwrap();
+    attach(&mut s, "v4", 1, "/run/netns/a").unwrap();
+    attach(&mut s, "v6", 1, "/run/netns/a").unwrap();
+    let v4 = serde_json::to_value(NetworkInfo::of(&s, &s.networks["v4"])).unwrap();
+    assert_eq!(
+        (&v4["subnet"], &v4["gateway"], &v4["ip_range"]),
+        (
+            &serde_json::json!("10.0.0.0/24"),
+            &serde_json::json!("10.0.0.1"),
+            &serde_json::json!("10.0.0.0/24")
+        ),
+        "{v4}"
+    );
+    assert!(v4.get("enable_ipv4").is_none(), "written only when false: {v4}");
+    let e4 = &v4["endpoints"][0];
+    assert_eq!(
+        (&e4["address"], &e4["gateway"], &e4["dns"]),
+        (
+            &serde_json::json!("10.0.0.2/24"),
+            &serde_json::json!("10.0.0.1"),
+            &serde_json::json!("10.0.0.1")
+        ),
+        "{e4}"
+    );
+    let v6 = serde_json::to_value(NetworkInfo::of(&s, &s.networks["v6"])).unwrap();
+    assert_eq!(v6["enable_ipv4"], false, "{v6}");
+    for key in ["subnet", "gateway", "ip_range"] {
+        assert!(v6.get(key).is_none(), "{key}: {v6}");
+    }
+    assert_eq!(v6["ipam_config"].as_array().map(Vec::len), Some(1), "{v6}");
+    let gateway6 = &v6["ipam_config"][0]["gateway"];
+    let e6 = &v6["endpoints"][0];
+    assert!(e6.get("address").is_none() && e6.get("gateway").is_none(), "{e6}");
+    assert_eq!((&e6["dns"], &e6["gateway6"]), (gateway6, gateway6), "{e6}");
+    let back: NetworkInfo = serde_json::from_value(v4).unwrap();
+    assert!(back.enable_ipv4, "read back, absent means IPv4");
+}
