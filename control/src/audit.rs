@@ -98,10 +98,7 @@ pub fn duplicate_addresses(state: &ClusterState) -> Vec<String> {
                 ));
             }
             let leased = match ip {
-                IpAddr::V4(v4) => net
-                    .space
-                    .as_ref()
-                    .is_some_and(|s| s.owner_of(v4).is_some()),
+                IpAddr::V4(v4) => net.space.as_ref().is_some_and(|s| s.owner_of(v4).is_some()),
                 IpAddr::V6(v6) => net
                     .space6
                     .as_ref()

@@ -393,7 +393,11 @@ mod tests {
         let only6 = create(&["--ipv6", "--ipv4=false", "n"]).unwrap();
         assert_eq!((only6.ipv4, only6.ipv6), (Some(false), true));
         assert!(!only6.wants_ipv4());
-        for dual in [&["--ipv6", "n"][..], &["--ipv6", "--ipv4", "n"], &["--ipv4=true", "n"]] {
+        for dual in [
+            &["--ipv6", "n"][..],
+            &["--ipv6", "--ipv4", "n"],
+            &["--ipv4=true", "n"],
+        ] {
             let s = create(dual).unwrap();
             assert_eq!(s.ipv4, None, "{dual:?}");
             assert!(s.wants_ipv4());

@@ -46,9 +46,8 @@ pub fn table(state: &ClusterState) -> RecordTable {
                 (EndpointMode::Vip, Some(vip)) => BTreeSet::from([*vip]),
                 _ => tasks.clone(),
             };
-            let tasks6: BTreeSet<Ipv6Addr> = backends6(state, &s.spec.name, n)
-                .into_iter()
-                .collect();
+            let tasks6: BTreeSet<Ipv6Addr> =
+                backends6(state, &s.spec.name, n).into_iter().collect();
             let own6 = match (s.spec.endpoint_mode, s.vips.get(n), s.vips6.get(n)) {
                 (EndpointMode::Vip, _, Some(vip6)) => BTreeSet::from([*vip6]),
                 (EndpointMode::Vip, Some(_), None) => BTreeSet::new(),
@@ -92,7 +91,10 @@ pub fn table(state: &ClusterState) -> RecordTable {
         let task = task_names(state, e);
         let first = task.first().or(e.name.as_ref());
         if let Some(first) = first {
-            let addrs = e.ip.map(IpAddr::V4).into_iter().chain(e.ip6.map(IpAddr::V6));
+            let addrs =
+                e.ip.map(IpAddr::V4)
+                    .into_iter()
+                    .chain(e.ip6.map(IpAddr::V6));
             for addr in addrs {
                 if let Err(err) = b.ptr(&e.network, addr, first) {
                     tracing::warn!(name = %first, error = %err, "no PTR record");
@@ -112,7 +114,11 @@ pub fn table(state: &ClusterState) -> RecordTable {
             }
         }
         if let Some(servers) = task_upstreams(state, e) {
-            for ip in e.ip.map(IpAddr::V4).into_iter().chain(e.ip6.map(IpAddr::V6)) {
+            for ip in
+                e.ip.map(IpAddr::V4)
+                    .into_iter()
+                    .chain(e.ip6.map(IpAddr::V6))
+            {
                 b.upstreams(ip, servers.clone());
             }
         }
@@ -223,9 +229,7 @@ pub async fn run(member: Arc<Member>, upstream: Vec<SocketAddr>, stop: Cancellat
                 .flat_map(|n| {
                     let gw = n.space.as_ref().map(|s| IpAddr::V4(s.gateway()));
                     let gw6 = n.space6.as_ref().map(|s| IpAddr::V6(s.gateway()));
-                    gw.into_iter()
-                        .chain(gw6)
-                        .map(|gw| (n.name.clone(), gw))
+                    gw.into_iter().chain(gw6).map(|gw| (n.name.clone(), gw))
                 })
                 .collect();
             serving.retain(|key, token| {

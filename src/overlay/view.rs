@@ -112,8 +112,10 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
                     .and_then(|(s, ip)| ipnet::Ipv6Net::new(ip, s.subnet().prefix_len()).ok()),
                 gateway6: net.space6.as_ref().map(|s| s.gateway()),
                 mtu: net.mtu,
-                default_route: default_for.get(&(e.sandbox.as_str(), false)) == Some(&e.id.as_str()),
-                default_route6: default_for.get(&(e.sandbox.as_str(), true)) == Some(&e.id.as_str()),
+                default_route: default_for.get(&(e.sandbox.as_str(), false))
+                    == Some(&e.id.as_str()),
+                default_route6: default_for.get(&(e.sandbox.as_str(), true))
+                    == Some(&e.id.as_str()),
                 handoff: e.handoff,
             })
         })
@@ -485,7 +487,10 @@ pub(crate) mod tests {
         let a = &plan.networks[0];
         assert_eq!(a.remotes.len(), 1);
         assert_eq!(a.remotes[0].node_ip.to_string(), "198.18.0.2");
-        assert_eq!(a.gateway_mac, shoal_ipam::mac_for(a.gateway.unwrap().addr()));
+        assert_eq!(
+            a.gateway_mac,
+            shoal_ipam::mac_for(a.gateway.unwrap().addr())
+        );
         assert!(plan.networks[1].internal);
     }
 

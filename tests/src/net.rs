@@ -177,12 +177,7 @@ pub fn parse_answer(msg: &[u8]) -> Option<DnsAnswer> {
 
 /// Asks `server` (an IPv4 or IPv6 address) for `name` (type `qtype`) from namespace
 /// `ns`.
-pub fn resolve(
-    ns: &str,
-    server: impl Into<IpAddr>,
-    name: &str,
-    qtype: u16,
-) -> Option<DnsAnswer> {
+pub fn resolve(ns: &str, server: impl Into<IpAddr>, name: &str, qtype: u16) -> Option<DnsAnswer> {
     let reply = udp_exchange(
         ns,
         SocketAddr::new(server.into(), 53),

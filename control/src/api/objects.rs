@@ -235,7 +235,11 @@ impl NetworkInfo {
             subnet: n.space.as_ref().map(|s| s.subnet().to_string()),
             gateway: n.space.as_ref().map(|s| s.gateway()),
             ip_range: n.space.as_ref().map(|s| s.range().to_string()),
-            aux_addresses: n.space.as_ref().map(|s| s.aux().clone()).unwrap_or_default(),
+            aux_addresses: n
+                .space
+                .as_ref()
+                .map(|s| s.aux().clone())
+                .unwrap_or_default(),
             attachable: n.attachable,
             internal: n.internal,
             encrypted: n.encrypted,
@@ -263,11 +267,11 @@ impl NetworkInfo {
                 })
                 .into_iter()
                 .chain(n.space6.as_ref().map(|s| IpamConfig {
-                subnet: s.subnet().to_string(),
-                gateway: s.gateway().to_string(),
-                ip_range: s.range().to_string(),
-            }))
-            .collect(),
+                    subnet: s.subnet().to_string(),
+                    gateway: s.gateway().to_string(),
+                    ip_range: s.range().to_string(),
+                }))
+                .collect(),
         }
     }
 }

@@ -74,7 +74,9 @@ pub async fn add_endpoint(
         nl.set_up(host_idx).await?;
         let idx = inside.must_index(&e.ifname).await?;
         if let Some(ip) = e.ip {
-            inside.add_address(idx, ip.addr().into(), ip.prefix_len()).await?;
+            inside
+                .add_address(idx, ip.addr().into(), ip.prefix_len())
+                .await?;
         }
         if let Some(ip6) = e.ip6 {
             inside

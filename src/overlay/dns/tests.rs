@@ -146,7 +146,10 @@ fn ipv6_only_names_answer_aaaa_alone_and_sandboxes_get_ipv6_alone() {
         t.resolve6("web", client, "tasks.rr"),
         Some(vec![ip6_of(&s, "/run/netns/t2")])
     );
-    assert_eq!(t.ptr("web", client, ip6_of(&s, "/run/netns/sb")), Some("sb.web"));
+    assert_eq!(
+        t.ptr("web", client, ip6_of(&s, "/run/netns/sb")),
+        Some("sb.web")
+    );
 
     let plan = crate::overlay::view::node_plan(&s, NodeId(1), 4789);
     let web = plan.networks.iter().find(|n| n.name == "web").unwrap();
@@ -163,7 +166,11 @@ fn ipv6_only_names_answer_aaaa_alone_and_sandboxes_get_ipv6_alone() {
     assert!(t1.ip6.is_some() && t1.default_route6 && !t1.default_route);
     assert_eq!(t1.gateway6, Some(gateway6));
     let confs = crate::overlay::view::resolv_confs(&s, &plan);
-    assert_eq!(confs["t1"].nameserver, Some(gateway6.into()), "the IPv6 resolver");
+    assert_eq!(
+        confs["t1"].nameserver,
+        Some(gateway6.into()),
+        "the IPv6 resolver"
+    );
     // sb is on web (eth0) and the IPv4-only plain (eth1): a default route of each
     // family, through each; the resolver on the IPv4 default route's gateway.
     let sb: Vec<(&str, bool, bool)> = plan

@@ -31,7 +31,13 @@ fn an_ipv6_only_network_carries_a_service_and_a_sandbox_without_any_ipv4() {
     let e = lab.fails(
         "n1",
         &[
-            "network", "create", "--ipv6", "--ipv4=false", "--subnet", "10.9.0.0/24", "x",
+            "network",
+            "create",
+            "--ipv6",
+            "--ipv4=false",
+            "--subnet",
+            "10.9.0.0/24",
+            "x",
         ],
     );
     assert!(
@@ -57,7 +63,10 @@ fn an_ipv6_only_network_carries_a_service_and_a_sandbox_without_any_ipv4() {
         (&Value::Bool(false), &Value::Bool(true)),
         "{net}"
     );
-    assert!(net.get("subnet").is_none() && net.get("gateway").is_none(), "{net}");
+    assert!(
+        net.get("subnet").is_none() && net.get("gateway").is_none(),
+        "{net}"
+    );
     assert_eq!(net["ipam_config"][0]["subnet"], "fd00:77::/64", "{net}");
     assert_eq!(net["ipam_config"].as_array().map(Vec::len), Some(1));
     let gateway6: Ipv6Addr = "fd00:77::1".parse().unwrap();
@@ -88,21 +97,32 @@ fn an_ipv6_only_network_carries_a_service_and_a_sandbox_without_any_ipv4() {
         .unwrap();
     let client = lab.sandbox("cli");
     let ep = attach(&lab, client_node, "only6", &client.ns, "cli");
-    assert!(ep.get("address").is_none() && ep.get("gateway").is_none(), "{ep}");
+    assert!(
+        ep.get("address").is_none() && ep.get("gateway").is_none(),
+        "{ep}"
+    );
     assert_eq!(v6(&ep["gateway6"]), gateway6, "{ep}");
-    assert_eq!(v6(&ep["dns"]), gateway6, "the resolver is on the IPv6 gateway: {ep}");
+    assert_eq!(
+        v6(&ep["dns"]),
+        gateway6,
+        "the resolver is on the IPv6 gateway: {ep}"
+    );
     let me6 = v6(&ep["address6"]);
 
     // The sandbox has no IPv4 but loopback's, and only an IPv6 default route.
     let addrs = client.exec(&["ip", "-4", "-o", "addr", "show"]).stdout;
     assert!(addrs.contains("127.0.0.1"), "{addrs}");
     assert!(
-        addrs.lines().all(|l| l.split_whitespace().nth(1) == Some("lo")),
+        addrs
+            .lines()
+            .all(|l| l.split_whitespace().nth(1) == Some("lo")),
         "IPv4 only on lo: {addrs}"
     );
     let routes4 = client.exec(&["ip", "-4", "route", "show"]).stdout;
     assert!(routes4.trim().is_empty(), "no IPv4 routes: {routes4}");
-    let route6 = client.exec(&["ip", "-6", "route", "show", "default"]).stdout;
+    let route6 = client
+        .exec(&["ip", "-6", "route", "show", "default"])
+        .stdout;
     assert!(route6.contains(&format!("via {gateway6}")), "{route6}");
 
     // AAAA for the service (its IPv6 VIP) and its tasks; A is NODATA, not NXDOMAIN.
@@ -124,7 +144,11 @@ fn an_ipv6_only_network_carries_a_service_and_a_sandbox_without_any_ipv4() {
     // The C library's resolver, through the sandbox's resolv.conf: the VIP, no IPv4.
     let getent = client.exec(&["getent", "ahosts", "echo"]);
     assert!(getent.ok(), "getent ahosts echo: {}", getent.stderr);
-    assert!(getent.stdout.contains(&vip6.to_string()), "{}", getent.stdout);
+    assert!(
+        getent.stdout.contains(&vip6.to_string()),
+        "{}",
+        getent.stdout
+    );
     assert!(
         getent.stdout.lines().all(|l| l.contains(':')),
         "no IPv4 address: {}",
@@ -133,12 +157,16 @@ fn an_ipv6_only_network_carries_a_service_and_a_sandbox_without_any_ipv4() {
 
     // Across hosts by address: ping, and TCP to each task, which sees the client.
     for ip in &task_ips {
-        wait_until(&format!("{ip} to answer pings"), Duration::from_secs(10), || {
-            client
-                .ping(&ip.to_string(), 56)
-                .then_some(())
-                .ok_or_else(|| "no answer".to_string())
-        });
+        wait_until(
+            &format!("{ip} to answer pings"),
+            Duration::from_secs(10),
+            || {
+                client
+                    .ping(&ip.to_string(), 56)
+                    .then_some(())
+                    .ok_or_else(|| "no answer".to_string())
+            },
+        );
         let answer = tcp_read(&client.ns, SocketAddr::new((*ip).into(), 7000))
             .unwrap_or_else(|| panic!("no TCP answer from [{ip}]:7000"));
         assert_eq!(peer_ip(&answer), Some(me6.to_string()), "{answer}");
@@ -149,8 +177,8 @@ fn an_ipv6_only_network_carries_a_service_and_a_sandbox_without_any_ipv4() {
         "connections through the IPv6 VIP to reach both tasks",
         Duration::from_secs(30),
         || {
-            let answer = tcp_read(&client.ns, SocketAddr::new(vip6.into(), 7000))
-                .ok_or("no answer")?;
+            let answer =
+                tcp_read(&client.ns, SocketAddr::new(vip6.into(), 7000)).ok_or("no answer")?;
             seen.extend(task_of(&answer));
             if seen.len() >= 2 {
                 Ok(())
@@ -166,11 +194,29 @@ fn an_ipv6_only_network_carries_a_service_and_a_sandbox_without_any_ipv4() {
     for node in ["n1", "n2", "n3"] {
         let ns = lab.host_ns(node);
         let addr = exec_in(&ns, &["ip", "-4", "addr", "show", "dev", &bridge]);
-        assert!(addr.ok() && !addr.stdout.contains("inet "), "{node}: {}", addr.stdout);
-        let neigh = exec_in(&ns, &["ip", "-4", "neigh", "show", "dev", &format!("shl-v{vni}")]);
-        assert!(neigh.ok() && neigh.stdout.trim().is_empty(), "{node}: {}", neigh.stdout);
-        let ndp = exec_in(&ns, &["ip", "-6", "neigh", "show", "dev", &format!("shl-v{vni}")]);
-        assert!(ndp.stdout.contains("fd00:77::"), "{node}: proxy NDP {}", ndp.stdout);
+        assert!(
+            addr.ok() && !addr.stdout.contains("inet "),
+            "{node}: {}",
+            addr.stdout
+        );
+        let neigh = exec_in(
+            &ns,
+            &["ip", "-4", "neigh", "show", "dev", &format!("shl-v{vni}")],
+        );
+        assert!(
+            neigh.ok() && neigh.stdout.trim().is_empty(),
+            "{node}: {}",
+            neigh.stdout
+        );
+        let ndp = exec_in(
+            &ns,
+            &["ip", "-6", "neigh", "show", "dev", &format!("shl-v{vni}")],
+        );
+        assert!(
+            ndp.stdout.contains("fd00:77::"),
+            "{node}: proxy NDP {}",
+            ndp.stdout
+        );
         let rules = exec_in(&ns, &["nft", "list", "table", "ip", "shoal"]);
         assert!(rules.ok(), "{node}: {}", rules.stderr);
         assert!(!rules.stdout.contains(&bridge), "{node}: {}", rules.stdout);

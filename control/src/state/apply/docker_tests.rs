@@ -142,7 +142,10 @@ fn leases_are_taken_over_by_endpoints_and_replays_are_harmless() {
         panic!()
     };
     assert!(e.handoff);
-    assert_eq!(s.networks["web"].space.as_ref().unwrap().owner_of(ip), Some(e.id.as_str()));
+    assert_eq!(
+        s.networks["web"].space.as_ref().unwrap().owner_of(ip),
+        Some(e.id.as_str())
+    );
     // Taken by an endpoint: not leasable, and a late ReleaseAddress leaves it alone.
     let taken = lease(&mut s, 2, Some("10.9.0.2")).unwrap_err().to_string();
     assert!(taken.contains("10.9.0.2"), "{taken}");
@@ -158,9 +161,15 @@ fn leases_are_taken_over_by_endpoints_and_replays_are_harmless() {
         .unwrap()
     };
     release(&mut s, "10.9.0.2");
-    assert_eq!(s.networks["web"].space.as_ref().unwrap().owner_of(ip), Some(e.id.as_str()));
+    assert_eq!(
+        s.networks["web"].space.as_ref().unwrap().owner_of(ip),
+        Some(e.id.as_str())
+    );
     release(&mut s, "10.9.0.9");
-    assert_eq!(s.networks["web"].space.as_ref().unwrap().owner_of(fixed), None);
+    assert_eq!(
+        s.networks["web"].space.as_ref().unwrap().owner_of(fixed),
+        None
+    );
     // A removed node's leases are freed.
     lease(&mut s, 2, Some("10.9.0.20")).unwrap();
     run(&mut s, Command::RemoveNode { id: NodeId(2) }).ok();

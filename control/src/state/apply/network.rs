@@ -194,7 +194,10 @@ pub(super) fn create_network(
 
 /// The IPv4 address space a new network gets: none for `--ipv4=false`, which needs
 /// `--ipv6` and takes no IPv4 parts (as Docker refuses them).
-fn space4_for(state: &ClusterState, spec: &NetworkSpec) -> Result<Option<AddressSpace>, ApplyError> {
+fn space4_for(
+    state: &ClusterState,
+    spec: &NetworkSpec,
+) -> Result<Option<AddressSpace>, ApplyError> {
     if !spec.wants_ipv4() {
         if !spec.ipv6 {
             return Err(ApplyError::Invalid(
@@ -567,7 +570,6 @@ impl NetworkRef {
         }
     }
 }
-
 
 pub(super) fn detach(
     state: &mut ClusterState,

@@ -135,6 +135,6 @@ pub(super) fn lease6(
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod only_tests;
+#[cfg(test)]
+mod tests;

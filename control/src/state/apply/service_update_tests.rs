@@ -263,7 +263,10 @@ fn networks_are_added_and_removed_with_their_vips() {
     assert_eq!(svc.spec.networks, ["net", "back"]);
     assert_eq!(svc.spec.network_options["back"].aliases, ["api"]);
     let vip = svc.vips["back"];
-    assert_eq!(s.networks["back"].space.as_ref().unwrap().owner_of(vip), Some("vip:web"));
+    assert_eq!(
+        s.networks["back"].space.as_ref().unwrap().owner_of(vip),
+        Some("vip:web")
+    );
     let e = update(
         &mut s,
         ServiceChanges {
@@ -330,7 +333,10 @@ fn the_endpoint_mode_changes_with_its_vips_and_checks_ingress_ports() {
     )
     .unwrap();
     assert!(s.services["web"].vips.is_empty());
-    assert_eq!(s.networks["net"].space.as_ref().unwrap().owner_of(vip), None);
+    assert_eq!(
+        s.networks["net"].space.as_ref().unwrap().owner_of(vip),
+        None
+    );
     let e = update(
         &mut s,
         ServiceChanges {

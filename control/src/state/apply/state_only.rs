@@ -134,7 +134,12 @@ mod tests {
         assert!(err.to_string().contains("x2"), "{err}");
         assert_eq!(state.endpoints.len(), 100);
         assert_eq!(
-            state.networks["net"].space.as_ref().unwrap().leases().count(),
+            state.networks["net"]
+                .space
+                .as_ref()
+                .unwrap()
+                .leases()
+                .count(),
             leases.leases().count()
         );
         let remove: Vec<String> = (0..50).map(|i| format!("e{i}")).collect();

@@ -108,8 +108,14 @@ fn networks_get_successive_vnis_and_free_subnets() {
     create(&mut s, "aaaaaaaa02", named("b")).unwrap();
     assert_eq!(s.networks["a"].vni, 4096);
     assert_eq!(s.networks["b"].vni, 4097);
-    assert_eq!(s.networks["a"].space.as_ref().unwrap().subnet().to_string(), "10.0.0.0/24");
-    assert_eq!(s.networks["b"].space.as_ref().unwrap().subnet().to_string(), "10.0.1.0/24");
+    assert_eq!(
+        s.networks["a"].space.as_ref().unwrap().subnet().to_string(),
+        "10.0.0.0/24"
+    );
+    assert_eq!(
+        s.networks["b"].space.as_ref().unwrap().subnet().to_string(),
+        "10.0.1.0/24"
+    );
     assert_eq!(s.networks["a"].mtu, 1450);
     let e = create(&mut s, "aaaaaaaa03", named("a")).unwrap_err();
     assert!(matches!(e, ApplyError::Conflict(_)), "{e}");
@@ -245,7 +251,10 @@ fn subnets_avoid_node_routes_and_explicit_overlaps_are_refused() {
     )
     .unwrap();
     create(&mut s, "aaaaaaaa01", named("a")).unwrap();
-    assert_eq!(s.networks["a"].space.as_ref().unwrap().subnet().to_string(), "10.0.2.0/24");
+    assert_eq!(
+        s.networks["a"].space.as_ref().unwrap().subnet().to_string(),
+        "10.0.2.0/24"
+    );
     assert_eq!(
         s.networks["a"].mtu, 1350,
         "derived from the smallest underlay MTU"

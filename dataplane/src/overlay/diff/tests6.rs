@@ -114,10 +114,9 @@ fn an_ipv6_only_network_gets_no_ipv4_address_nor_arp_entries() {
     o.links.remove("shl-v4096");
     let changes = diff(&ipv6_only(), &o);
     assert!(
-        !changes.iter().any(|c| matches!(
-            c,
-            Change::AddAddress { .. } | Change::AddNeigh { .. }
-        )),
+        !changes
+            .iter()
+            .any(|c| matches!(c, Change::AddAddress { .. } | Change::AddNeigh { .. })),
         "nothing IPv4: {changes:?}"
     );
     for want in [

@@ -7,9 +7,7 @@ use std::net::Ipv6Addr;
 use super::super::tests::{attach, cluster, create, endpoint, named, run};
 use super::*;
 use crate::ids::NodeId;
-use crate::state::{
-    AttachSpec, Command, Endpoint, Network, NetworkSpec, PortSpec, ServiceSpec,
-};
+use crate::state::{AttachSpec, Command, Endpoint, Network, NetworkSpec, PortSpec, ServiceSpec};
 
 fn only6(name: &str) -> NetworkSpec {
     NetworkSpec {
@@ -39,7 +37,11 @@ fn ipv6_only_networks_and_their_endpoints_have_no_ipv4() {
     assert_eq!((e1.ip, e2.ip), (None, None));
     let ip6 = e1.ip6.unwrap();
     assert_eq!(u128::from(ip6), u128::from(space6.gateway()) + 1);
-    assert_eq!(e1.mac, shoal_ipam::mac_for(ip6), "derived from the IPv6 address");
+    assert_eq!(
+        e1.mac,
+        shoal_ipam::mac_for(ip6),
+        "derived from the IPv6 address"
+    );
     assert_ne!(e1.mac, e2.mac);
     assert_eq!(e1.addr(), std::net::IpAddr::V6(ip6));
     // The IPv4 pools are untouched: the next IPv4 network gets the first /24.
@@ -141,7 +143,8 @@ fn an_explicit_ipv4_address_or_a_taken_derived_mac_is_refused() {
     };
     let e = run(&mut s, Command::Attach { spec: with_ip }).unwrap_err();
     assert!(
-        e.to_string().contains("--ip 10.0.0.5: network v6 is IPv6-only"),
+        e.to_string()
+            .contains("--ip 10.0.0.5: network v6 is IPv6-only"),
         "{e}"
     );
     let first = endpoint(attach(&mut s, "v6", 1, "/run/netns/b").unwrap());
@@ -152,9 +155,17 @@ fn an_explicit_ipv4_address_or_a_taken_derived_mac_is_refused() {
         ..spec("/run/netns/c")
     };
     let e = run(&mut s, Command::Attach { spec: clash }).unwrap_err();
-    assert!(e.to_string().contains("derived from the IPv6 address is taken"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("derived from the IPv6 address is taken"),
+        "{e}"
+    );
     let space6 = s.networks["v6"].space6.clone().unwrap();
-    assert_eq!(space6.owner_of(twin), None, "the refused lease is given back");
+    assert_eq!(
+        space6.owner_of(twin),
+        None,
+        "the refused lease is given back"
+    );
     let own_mac = AttachSpec {
         ip6: Some(twin),
         mac: Some([2, 0x42, 9, 9, 9, 9]),
@@ -230,7 +241,10 @@ fn state_written_before_ipv6_only_networks_still_reads() {
     create(&mut s, "aaaaaaaa01", only6("v6")).unwrap();
     let e6 = endpoint(attach(&mut s, "v6", 1, "/run/netns/one").unwrap());
     let n6 = serde_json::to_value(&s.networks["v6"]).unwrap();
-    assert!(n6.get("space").is_none() && n6.get("space6").is_some(), "{n6}");
+    assert!(
+        n6.get("space").is_none() && n6.get("space6").is_some(),
+        "{n6}"
+    );
     let e6_json = serde_json::to_value(&e6).unwrap();
     assert!(e6_json.get("ip").is_none(), "{e6_json}");
     assert_eq!(serde_json::from_value::<Endpoint>(e6_json).unwrap(), e6);
@@ -240,7 +254,10 @@ fn state_written_before_ipv6_only_networks_still_reads() {
     );
     let spec = serde_json::to_value(only6("v6")).unwrap();
     assert_eq!(spec["ipv4"], false);
-    assert!(serde_json::to_value(named("v4")).unwrap().get("ipv4").is_none());
+    assert!(serde_json::to_value(named("v4"))
+        .unwrap()
+        .get("ipv4")
+        .is_none());
 }
 
 #[test]
@@ -261,7 +278,10 @@ fn the_api_shows_an_ipv4_network_as_before_and_an_ipv6_only_one_without_ipv4() {
         ),
         "{v4}"
     );
-    assert!(v4.get("enable_ipv4").is_none(), "written only when false: {v4}");
+    assert!(
+        v4.get("enable_ipv4").is_none(),
+        "written only when false: {v4}"
+    );
     let e4 = &v4["endpoints"][0];
     assert_eq!(
         (&e4["address"], &e4["gateway"], &e4["dns"]),
@@ -280,7 +300,10 @@ fn the_api_shows_an_ipv4_network_as_before_and_an_ipv6_only_one_without_ipv4() {
     assert_eq!(v6["ipam_config"].as_array().map(Vec::len), Some(1), "{v6}");
     let gateway6 = &v6["ipam_config"][0]["gateway"];
     let e6 = &v6["endpoints"][0];
-    assert!(e6.get("address").is_none() && e6.get("gateway").is_none(), "{e6}");
+    assert!(
+        e6.get("address").is_none() && e6.get("gateway").is_none(),
+        "{e6}"
+    );
     assert_eq!((&e6["dns"], &e6["gateway6"]), (gateway6, gateway6), "{e6}");
     let back: NetworkInfo = serde_json::from_value(v4).unwrap();
     assert!(back.enable_ipv4, "read back, absent means IPv4");
