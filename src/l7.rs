@@ -71,6 +71,13 @@ pub fn routes(state: &ClusterState) -> (Routes, Vec<(String, String)>) {
             errors.push((name.clone(), "the service is on no network".into()));
             continue;
         };
+        if state.networks.get(network).is_some_and(|n| n.ipv6_only()) {
+            errors.push((
+                name.clone(),
+                format!("the ingress reaches tasks over IPv4 on the service's first network, and {network} is IPv6-only"),
+            ));
+            continue;
+        }
         let backends: Vec<IpAddr> = crate::overlay::view::backends(state, name, network)
             .into_iter()
             .map(|(ip, _)| IpAddr::V4(ip))
@@ -104,7 +111,7 @@ fn sources(state: &ClusterState, me: NodeId) -> Vec<(Ipv4Net, Ipv4Addr)> {
         .endpoints
         .values()
         .filter(|e| e.node == me && e.ingress)
-        .filter_map(|e| Some((state.networks.get(&e.network)?.space.subnet(), e.ip)))
+        .filter_map(|e| Some((state.networks.get(&e.network)?.subnet()?, e.ip?)))
         .collect()
 }
 
@@ -307,7 +314,7 @@ impl Ingress {
                     .values()
                     .flat_map(|n| {
                         let v6 = n.space6.as_ref().map(|s| IpNet::V6(s.subnet()));
-                        std::iter::once(IpNet::V4(n.space.subnet())).chain(v6)
+                        n.subnet().map(IpNet::V4).into_iter().chain(v6)
                     })
                     .collect();
                 self.reach.rcu(|r| Reach {

@@ -150,7 +150,7 @@ pub fn cluster_sections(state: &ClusterState, me: NodeId) -> Vec<StatusSection> 
                 net.name.clone(),
                 format!(
                     "{}{flags}, {} endpoints here, {} in all",
-                    net.space.subnet(),
+                    net.subnets(),
                     on(true),
                     on(false)
                 ),

@@ -51,7 +51,9 @@ pub fn duplicate_addresses(state: &ClusterState) -> Vec<String> {
     let nets: Vec<_> = state.networks.values().collect();
     for (i, a) in nets.iter().enumerate() {
         for b in &nets[i + 1..] {
-            let (sa, sb) = (a.space.subnet(), b.space.subnet());
+            let (Some(sa), Some(sb)) = (a.subnet(), b.subnet()) else {
+                continue;
+            };
             if sa.contains(&sb.network()) || sb.contains(&sa.network()) {
                 problems.push(format!(
                     "networks {} ({sa}) and {} ({sb}) overlap",
@@ -61,15 +63,16 @@ pub fn duplicate_addresses(state: &ClusterState) -> Vec<String> {
         }
     }
     for net in nets {
-        // IPv4 and, on dual-stack networks, IPv6: the gateways, endpoints and VIPs.
+        // IPv4 and IPv6, whichever the network has: the gateways, endpoints and VIPs.
         let mut holders: BTreeMap<IpAddr, Vec<String>> = BTreeMap::new();
+        let gateway = net.space.as_ref().map(|s| IpAddr::V4(s.gateway()));
         let gateway6 = net.space6.as_ref().map(|s| IpAddr::V6(s.gateway()));
-        for gw in std::iter::once(IpAddr::V4(net.space.gateway())).chain(gateway6) {
+        for gw in gateway.into_iter().chain(gateway6) {
             holders.entry(gw).or_default().push("gateway".into());
         }
         for e in state.endpoints_on(&net.name) {
             let ip6 = e.ip6.map(IpAddr::V6);
-            for ip in std::iter::once(IpAddr::V4(e.ip)).chain(ip6) {
+            for ip in e.ip.map(IpAddr::V4).into_iter().chain(ip6) {
                 holders
                     .entry(ip)
                     .or_default()
@@ -95,7 +98,7 @@ pub fn duplicate_addresses(state: &ClusterState) -> Vec<String> {
                 ));
             }
             let leased = match ip {
-                IpAddr::V4(v4) => net.space.owner_of(v4).is_some(),
+                IpAddr::V4(v4) => net.space.as_ref().is_some_and(|s| s.owner_of(v4).is_some()),
                 IpAddr::V6(v6) => net
                     .space6
                     .as_ref()

@@ -280,8 +280,7 @@ fn the_node_ruleset_with_the_routing_mesh_loads_into_the_kernel() {
         networks: vec![NetworkPlan {
             name: "web".into(),
             vni: 4096,
-            subnet: "10.0.1.0/24".parse().unwrap(),
-            gateway: "10.0.1.1".parse().unwrap(),
+            gateway: Some("10.0.1.1/24".parse().unwrap()),
             gateway_mac: [2, 0x42, 10, 0, 1, 1],
             gateway6: None,
             mtu: 1450,

@@ -8,17 +8,26 @@
 //!
 //! ```text
 //!   10.0.0.2  ──▶  02:42:0a:00:00:02
+//!   fd00::a:2 ──▶  02:42:00:0a:00:02   (IPv6-only networks: the last 32 bits)
 //! ```
 
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// The first two bytes of every derived MAC: locally administered, unicast.
 pub const MAC_PREFIX: [u8; 2] = [0x02, 0x42];
 
-/// The MAC of the overlay interface that holds `ip`.
-pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
-    let [a, b, c, d] = ip.octets();
+/// The MAC of the overlay interface that holds `ip`: its IPv4 address, or on an
+/// IPv6-only network its IPv6 one, whose last 32 bits it carries (distinct for the
+/// addresses of one subnet that differ only there, as serial leases do).
+pub fn mac_for(ip: impl Into<IpAddr>) -> [u8; 6] {
+    let [a, b, c, d] = match ip.into() {
+        IpAddr::V4(v4) => v4.octets(),
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            [o[12], o[13], o[14], o[15]]
+        }
+    };
     [MAC_PREFIX[0], MAC_PREFIX[1], a, b, c, d]
 }
 
@@ -80,6 +89,7 @@ pub fn check_mac(mac: [u8; 6]) -> Result<(), MacError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn interface_macs_are_read_and_group_or_zero_ones_refused() {
@@ -114,6 +124,12 @@ mod tests {
         let mac = mac_for(Ipv4Addr::new(10, 0, 0, 2));
         assert_eq!(mac, [0x02, 0x42, 10, 0, 0, 2]);
         assert_eq!(format_mac(mac), "02:42:0a:00:00:02");
+    }
+
+    #[test]
+    fn ipv6_macs_carry_the_last_32_bits() {
+        let ip: std::net::Ipv6Addr = "fd00:1:2:3::a:2".parse().unwrap();
+        assert_eq!(format_mac(mac_for(ip)), "02:42:00:0a:00:02");
     }
 
     #[test]

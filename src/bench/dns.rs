@@ -119,7 +119,9 @@ pub async fn run() -> anyhow::Result<Report> {
     let (Some(asker), Some((unbound_ns, unbound_ip))) = (asker, resolver) else {
         anyhow::bail!("the bench's sandboxes were not made");
     };
-    let gateway = net.gateway;
+    let gateway = net
+        .gateway
+        .context("the bench's network has no IPv4 gateway")?;
     let _unbound = unbound(&unbound_ns, unbound_ip, &answers)?;
     let unbound_at = SocketAddr::new(IpAddr::V4(unbound_ip), 53);
     let shoal_at = SocketAddr::new(IpAddr::V4(gateway), 53);

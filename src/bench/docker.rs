@@ -161,7 +161,7 @@ pub async fn run() -> anyhow::Result<Report> {
         loop {
             let n: anyhow::Result<NetworkInfo> = lab.client("n1")?.get("/v1/networks/web").await;
             match n {
-                Ok(n) => break n.subnet,
+                Ok(n) => break n.subnet.context("the network has no IPv4 subnet")?,
                 Err(_) if Instant::now() < until => {
                     tokio::time::sleep(Duration::from_millis(50)).await
                 }

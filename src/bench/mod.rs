@@ -176,12 +176,13 @@ async fn run_one(
 
 /// An endpoint's IPv4 address, without its prefix length.
 fn endpoint_ip(e: &EndpointInfo) -> anyhow::Result<Ipv4Addr> {
-    e.address
+    let address = e.address.as_deref().unwrap_or_default();
+    address
         .split('/')
         .next()
         .unwrap_or_default()
         .parse()
-        .with_context(|| format!("the endpoint address {:?} is not IPv4", e.address))
+        .with_context(|| format!("the endpoint address {address:?} is not IPv4"))
 }
 
 /// Removes a benchmark's lab when dropped, also on error or panic.

@@ -540,7 +540,7 @@ async fn demo_workload(lab: &lab::Lab) -> anyhow::Result<Vec<(String, String, St
             ..Default::default()
         };
         let e: EndpointInfo = lab.client(&host.name)?.post("/v1/attach", &req).await?;
-        sandboxes.push((host.name.clone(), ns, e.address));
+        sandboxes.push((host.name.clone(), ns, e.address.unwrap_or_default()));
     }
     demo_services(lab).await?;
     Ok(sandboxes)

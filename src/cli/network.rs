@@ -51,6 +51,8 @@ struct Addressing {
     gateway: Vec<String>,
     ip_range: Vec<String>,
     ipv6: bool,
+    /// `--ipv4` (true unless `--ipv4=false`).
+    ipv4: bool,
 }
 
 impl Addressing {
@@ -61,6 +63,8 @@ impl Addressing {
         (spec.gateway, spec.gateway6) = by_family("--gateway", &self.gateway)?;
         (spec.ip_range, spec.ip_range6) = by_family("--ip-range", &self.ip_range)?;
         spec.ipv6 = self.ipv6;
+        // The cluster refuses `--ipv4=false` without `--ipv6`, or with IPv4 parts.
+        spec.ipv4 = (!self.ipv4).then_some(false);
         if !self.subnet.is_empty() {
             let v4 = spec.gateway.map(|g| g.to_string());
             let v4 = v4.or(spec.ip_range.map(|r| r.to_string()));
@@ -125,7 +129,7 @@ fn endpoint_table(eps: &[EndpointInfo]) -> String {
                 e.node.clone(),
                 e.sandbox.clone(),
                 e.ifname.clone(),
-                e.address.clone(),
+                e.address.clone().or(e.address6.clone()).unwrap_or_default(),
                 e.mac.clone(),
                 e.name.clone().unwrap_or_default(),
             ]
@@ -148,6 +152,7 @@ pub async fn run(client: &ApiClient, cmd: NetworkCmd) -> anyhow::Result<()> {
             gateway,
             ip_range,
             ipv6,
+            ipv4,
             aux_address,
             attachable,
             internal,
@@ -160,6 +165,7 @@ pub async fn run(client: &ApiClient, cmd: NetworkCmd) -> anyhow::Result<()> {
                 gateway,
                 ip_range,
                 ipv6,
+                ipv4,
             };
             let spec = spec(
                 &driver,
@@ -194,7 +200,10 @@ pub async fn run(client: &ApiClient, cmd: NetworkCmd) -> anyhow::Result<()> {
                             n.id.chars().take(12).collect(),
                             n.name.clone(),
                             n.driver.clone(),
-                            n.subnet.clone(),
+                            n.ipam_config
+                                .first()
+                                .map(|c| c.subnet.clone())
+                                .unwrap_or_default(),
                             n.vni.to_string(),
                             n.endpoints.len().to_string(),
                             flags.join(","),
@@ -225,13 +234,18 @@ pub async fn run(client: &ApiClient, cmd: NetworkCmd) -> anyhow::Result<()> {
                 line("ID:", n.id.clone());
                 line("Name:", n.name.clone());
                 line("VNI:", n.vni.to_string());
-                line("Subnet:", n.subnet.clone());
-                line("Gateway:", n.gateway.to_string());
-                line("IP range:", n.ip_range.clone());
-                for c in n.ipam_config.iter().skip(1) {
-                    line("IPv6 subnet:", c.subnet.clone());
-                    line("IPv6 gateway:", c.gateway.clone());
-                    line("IPv6 range:", c.ip_range.clone());
+                if !n.enable_ipv4 {
+                    line("IPv4:", "none (IPv6-only)".into());
+                }
+                for c in &n.ipam_config {
+                    let [subnet, gateway, range] = if c.subnet.contains(':') {
+                        ["IPv6 subnet:", "IPv6 gateway:", "IPv6 range:"]
+                    } else {
+                        ["Subnet:", "Gateway:", "IP range:"]
+                    };
+                    line(subnet, c.subnet.clone());
+                    line(gateway, c.gateway.clone());
+                    line(range, c.ip_range.clone());
                 }
                 for (k, v) in &n.aux_addresses {
                     line("Aux address:", format!("{k}={v}"));
@@ -283,10 +297,13 @@ pub async fn attach(client: &ApiClient, a: AttachArgs) -> anyhow::Result<()> {
         [
             ("endpoint", e.id.clone()),
             ("interface", e.ifname.clone()),
-            ("address", e.address.clone()),
+            ("address", e.address.clone().unwrap_or_default()),
             ("address6", e.address6.clone().unwrap_or_default()),
             ("mac", e.mac.clone()),
-            ("gateway", e.gateway.to_string()),
+            (
+                "gateway",
+                e.gateway.map(|g| g.to_string()).unwrap_or_default(),
+            ),
             (
                 "gateway6",
                 e.gateway6.map(|g| g.to_string()).unwrap_or_default(),
@@ -322,6 +339,7 @@ mod tests {
             gateway: own(gateway),
             ip_range: own(ip_range),
             ipv6,
+            ipv4: true,
         }
     }
 
@@ -351,6 +369,42 @@ mod tests {
             plain.ipv6 && plain.subnet6.is_none(),
             "IPv6 subnet from the pools"
         );
+    }
+
+    #[test]
+    fn ipv4_false_asks_for_an_ipv6_only_network() {
+        use clap::Parser;
+        let create = |args: &[&str]| {
+            let cli = crate::cli::args::Cli::try_parse_from(
+                ["shoal", "network", "create"].iter().chain(args),
+            )
+            .map_err(|e| e.to_string())?;
+            let crate::cli::args::Command::Network(NetworkCmd::Create { ipv4, ipv6, .. }) =
+                cli.command
+            else {
+                panic!("not network create");
+            };
+            let a = Addressing {
+                ipv4,
+                ..addressing(&[], &[], &[], ipv6)
+            };
+            Ok::<_, String>(spec_of(a).unwrap())
+        };
+        let only6 = create(&["--ipv6", "--ipv4=false", "n"]).unwrap();
+        assert_eq!((only6.ipv4, only6.ipv6), (Some(false), true));
+        assert!(!only6.wants_ipv4());
+        for dual in [
+            &["--ipv6", "n"][..],
+            &["--ipv6", "--ipv4", "n"],
+            &["--ipv4=true", "n"],
+        ] {
+            let s = create(dual).unwrap();
+            assert_eq!(s.ipv4, None, "{dual:?}");
+            assert!(s.wants_ipv4());
+        }
+        // `--ipv4 NAME` does not take the name for the flag's value.
+        assert_eq!(create(&["--ipv4", "n"]).unwrap().ipv4, None);
+        assert!(create(&["--ipv4=maybe", "n"]).is_err());
     }
 
     #[test]

@@ -150,9 +150,20 @@ pub fn add_result(
     netns: &str,
     observed: &ObservedSandbox,
 ) -> Result<CniResult, CniError> {
-    let address: Ipv4Net = endpoint.address.parse().map_err(|e| CniError::Decode {
+    let (Some(address), Some(gateway)) = (&endpoint.address, endpoint.gateway) else {
+        // The attachment is undone by the caller.
+        return Err(CniError::UnsupportedField {
+            key: "network".into(),
+            value: format!("{:?}", endpoint.network),
+            details: format!(
+                "network {} is IPv6-only (--ipv4=false): shoal's CNI plugin configures networks with IPv4 only",
+                endpoint.network
+            ),
+        });
+    };
+    let address: Ipv4Net = address.parse().map_err(|e| CniError::Decode {
         what: "the agent's answer".into(),
-        details: format!("address {:?}: {e}", endpoint.address),
+        details: format!("address {address:?}: {e}"),
     })?;
     let mut result = CniResult::default();
     if let Some(host) = host {
@@ -176,7 +187,7 @@ pub fn add_result(
         ..Default::default()
     });
     let index = result.interfaces.len() - 1;
-    let gateway = IpAddr::V4(endpoint.gateway);
+    let gateway = IpAddr::V4(gateway);
     result.ips.push(IpConfig {
         address: IpNet::V4(address),
         gateway: Some(gateway),
@@ -198,7 +209,7 @@ pub fn add_result(
         });
     }
     result.dns = Dns {
-        nameservers: vec![IpAddr::V4(endpoint.dns)],
+        nameservers: vec![endpoint.dns],
         ..Default::default()
     };
     Ok(result)

@@ -73,10 +73,10 @@ pub struct NetworkSummary {
     pub id: String,
     /// Its name.
     pub name: String,
-    /// Subnet (CIDR).
+    /// Subnet (CIDR): the IPv4 one, on an IPv6-only network the IPv6 one.
     pub subnet: String,
-    /// Gateway.
-    pub gateway: std::net::Ipv4Addr,
+    /// Gateway, of the same family.
+    pub gateway: String,
     /// VXLAN network identifier.
     pub vni: u32,
     /// Whether its traffic between nodes is encrypted (WireGuard).
@@ -105,8 +105,16 @@ impl NetworkSummary {
         NetworkSummary {
             id: n.id.clone(),
             name: n.name.clone(),
-            subnet: n.subnet.clone(),
-            gateway: n.gateway,
+            subnet: n
+                .ipam_config
+                .first()
+                .map(|c| c.subnet.clone())
+                .unwrap_or_default(),
+            gateway: n
+                .ipam_config
+                .first()
+                .map(|c| c.gateway.clone())
+                .unwrap_or_default(),
             vni: n.vni,
             encrypted: n.encrypted,
             attachable: n.attachable,

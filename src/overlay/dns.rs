@@ -1,5 +1,5 @@
 //! Service discovery DNS on this node: one resolver, listening on the gateway addresses
-//! (IPv4, and IPv6 on dual-stack networks) of every network the node carries, its record table rebuilt from the cluster state
+//! (IPv4, and IPv6 on dual-stack and IPv6-only networks) of every network the node carries, its record table rebuilt from the cluster state
 //! on every change (so a change is answered well within a second of its commit).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -13,23 +13,19 @@ use shoal_control::Member;
 use shoal_dns::{RecordTable, Resolver, ResolverConfig};
 use tokio_util::sync::CancellationToken;
 
-use super::view::backends;
+use super::view::{backends, backends6};
 
 /// The record table of the whole cluster state, with Docker's names: per network,
 /// services (and their aliases) and `tasks.<service>`, sandbox names and aliases, and
 /// every task under its container name (`<service>.<slot>.<task ID>`) and host name;
 /// PTR records for sandbox and task addresses (`ip6.arpa` too); internal networks marked; a service's
 /// `--dns` servers as its tasks' upstreams. On dual-stack networks the same names
-/// carry the endpoints' IPv6 addresses too (AAAA), and a service's name its IPv6 VIP.
+/// carry the endpoints' IPv6 addresses too (AAAA), and a service's name its IPv6 VIP;
+/// on IPv6-only ones they carry only those (an A query gets NODATA).
 pub fn table(state: &ClusterState) -> RecordTable {
     let mut b = RecordTable::builder();
     let mut names: BTreeMap<(String, String), BTreeSet<Ipv4Addr>> = BTreeMap::new();
     let mut names6: BTreeMap<(String, String), BTreeSet<Ipv6Addr>> = BTreeMap::new();
-    let v6_of: HashMap<(&str, Ipv4Addr), Ipv6Addr> = state
-        .endpoints
-        .values()
-        .filter_map(|e| Some(((e.network.as_str(), e.ip), e.ip6?)))
-        .collect();
     for n in state.networks.values() {
         let declared = if n.internal {
             b.internal(&n.name).map(|_| ())
@@ -50,10 +46,8 @@ pub fn table(state: &ClusterState) -> RecordTable {
                 (EndpointMode::Vip, Some(vip)) => BTreeSet::from([*vip]),
                 _ => tasks.clone(),
             };
-            let tasks6: BTreeSet<Ipv6Addr> = tasks
-                .iter()
-                .filter_map(|ip| v6_of.get(&(n.as_str(), *ip)).copied())
-                .collect();
+            let tasks6: BTreeSet<Ipv6Addr> =
+                backends6(state, &s.spec.name, n).into_iter().collect();
             let own6 = match (s.spec.endpoint_mode, s.vips.get(n), s.vips6.get(n)) {
                 (EndpointMode::Vip, _, Some(vip6)) => BTreeSet::from([*vip6]),
                 (EndpointMode::Vip, Some(_), None) => BTreeSet::new(),
@@ -92,12 +86,15 @@ pub fn table(state: &ClusterState) -> RecordTable {
     let mut sandboxes: HashMap<(shoal_control::NodeId, &str), Vec<(&str, IpAddr)>> = HashMap::new();
     for e in state.endpoints.values() {
         let ends = sandboxes.entry((e.node, e.sandbox.as_str())).or_default();
-        ends.push((e.network.as_str(), IpAddr::V4(e.ip)));
+        ends.extend(e.ip.map(|ip| (e.network.as_str(), IpAddr::V4(ip))));
         ends.extend(e.ip6.map(|ip6| (e.network.as_str(), IpAddr::V6(ip6))));
         let task = task_names(state, e);
         let first = task.first().or(e.name.as_ref());
         if let Some(first) = first {
-            let addrs = std::iter::once(IpAddr::V4(e.ip)).chain(e.ip6.map(IpAddr::V6));
+            let addrs =
+                e.ip.map(IpAddr::V4)
+                    .into_iter()
+                    .chain(e.ip6.map(IpAddr::V6));
             for addr in addrs {
                 if let Err(err) = b.ptr(&e.network, addr, first) {
                     tracing::warn!(name = %first, error = %err, "no PTR record");
@@ -108,7 +105,7 @@ pub fn table(state: &ClusterState) -> RecordTable {
             names
                 .entry((e.network.clone(), name.clone()))
                 .or_default()
-                .insert(e.ip);
+                .extend(e.ip);
             if let Some(ip6) = e.ip6 {
                 names6
                     .entry((e.network.clone(), name.clone()))
@@ -117,10 +114,13 @@ pub fn table(state: &ClusterState) -> RecordTable {
             }
         }
         if let Some(servers) = task_upstreams(state, e) {
-            if let Some(ip6) = e.ip6 {
-                b.upstreams(IpAddr::V6(ip6), servers.clone());
+            for ip in
+                e.ip.map(IpAddr::V4)
+                    .into_iter()
+                    .chain(e.ip6.map(IpAddr::V6))
+            {
+                b.upstreams(ip, servers.clone());
             }
-            b.upstreams(IpAddr::V4(e.ip), servers);
         }
     }
     for ((network, name), addrs) in names {
@@ -227,10 +227,9 @@ pub async fn run(member: Arc<Member>, upstream: Vec<SocketAddr>, stop: Cancellat
                         .any(|e| e.node == member.node_id)
                 })
                 .flat_map(|n| {
+                    let gw = n.space.as_ref().map(|s| IpAddr::V4(s.gateway()));
                     let gw6 = n.space6.as_ref().map(|s| IpAddr::V6(s.gateway()));
-                    std::iter::once(IpAddr::V4(n.space.gateway()))
-                        .chain(gw6)
-                        .map(|gw| (n.name.clone(), gw))
+                    gw.into_iter().chain(gw6).map(|gw| (n.name.clone(), gw))
                 })
                 .collect();
             serving.retain(|key, token| {

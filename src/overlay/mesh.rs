@@ -60,7 +60,8 @@ use crate::agent::networks::{attach_and_wait, detach_and_wait};
 pub const NODE_SANDBOX: &str = "/run/shoal/node-address";
 
 /// The networks this node needs an address of its own on: the first network of every
-/// service that publishes a port through the mesh or has HTTP routes.
+/// service that publishes a port through the mesh or has HTTP routes, unless it is
+/// IPv6-only (the node's own addresses are IPv4: neither reaches tasks there).
 pub fn ingress_networks(state: &ClusterState) -> BTreeSet<String> {
     state
         .services
@@ -73,6 +74,7 @@ pub fn ingress_networks(state: &ClusterState) -> BTreeSet<String> {
                 || crate::l7::routed(&s.spec.labels)
         })
         .filter_map(|s| s.spec.networks.first().cloned())
+        .filter(|n| state.networks.get(n).is_some_and(|n| !n.ipv6_only()))
         .collect()
 }
 

@@ -117,10 +117,14 @@ impl Overlay {
                 (
                     n.name.clone(),
                     format!(
-                        "vni {} {} gw {} mtu {}, {local} local / {} remote endpoints{}",
+                        "vni {} gw {} mtu {}, {local} local / {} remote endpoints{}",
                         n.vni,
-                        n.subnet,
-                        n.gateway,
+                        n.gateway
+                            .map(|g| g.to_string())
+                            .into_iter()
+                            .chain(n.gateway6.map(|g| g.to_string()))
+                            .collect::<Vec<_>>()
+                            .join(" "),
                         n.mtu,
                         n.remotes.len(),
                         if n.internal { ", internal" } else { "" }

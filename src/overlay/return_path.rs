@@ -44,7 +44,8 @@ pub fn peers(state: &ClusterState, me: NodeId) -> BTreeMap<String, Vec<IngressPe
             .endpoints_on(&e.network)
             .filter(|a| a.ingress && a.node != me)
         {
-            let Some(node) = state.nodes.get(&node_addr.node) else {
+            // The mesh's node addresses are IPv4 (none on an IPv6-only network).
+            let (Some(node), Some(ip)) = (state.nodes.get(&node_addr.node), node_addr.ip) else {
                 continue;
             };
             // A Leaving node still forwards the connections it has: they keep their way
@@ -54,7 +55,7 @@ pub fn peers(state: &ClusterState, me: NodeId) -> BTreeMap<String, Vec<IngressPe
             }
             peers.push(IngressPeer {
                 node: node.name.clone(),
-                ip: node_addr.ip,
+                ip,
                 mac: node_addr.mac,
                 ifname: e.ifname.clone(),
             });
@@ -178,7 +179,7 @@ mod tests {
             .values()
             .find(|e| e.ingress && e.node == NodeId(1))
             .unwrap();
-        assert_eq!((task[0].ip, task[0].mac), (n1.ip, n1.mac));
+        assert_eq!((Some(task[0].ip), task[0].mac), (n1.ip, n1.mac));
         assert_eq!(task[0].ifname, "eth0");
     }
 

@@ -4,7 +4,9 @@
 //! network become FDB and proxy-ARP entries; local ones become veths in their sandboxes.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use ipnet::Ipv4Net;
 
 use shoal_control::state::{ClusterState, Endpoint, Node, NodeStatus, PublishMode, SourceMode};
 use shoal_control::NodeId;
@@ -38,9 +40,11 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
         networks.push(NetworkPlan {
             name: net.name.clone(),
             vni: net.vni,
-            subnet: net.space.subnet(),
-            gateway: net.space.gateway(),
-            gateway_mac: shoal_ipam::mac_for(net.space.gateway()),
+            gateway: net
+                .space
+                .as_ref()
+                .and_then(|s| Ipv4Net::new(s.gateway(), s.subnet().prefix_len()).ok()),
+            gateway_mac: net.gateway_mac(),
             gateway6: net
                 .space6
                 .as_ref()
@@ -52,16 +56,20 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
             node_addr: mine
                 .iter()
                 .find(|e| e.ingress && e.network == net.name)
-                .map(|e| NodeAddr {
-                    ip: e.ip,
-                    mac: e.mac,
+                .and_then(|e| {
+                    Some(NodeAddr {
+                        ip: e.ip?,
+                        mac: e.mac,
+                    })
                 }),
         });
     }
-    // The default route of a sandbox goes through its first non-internal network. The
-    // node's own addresses (ingress endpoints) live on its bridges, not in a sandbox;
-    // state-only endpoints (benchmarks) have none: the node only carries their network.
-    let mut default_for: BTreeMap<&str, &str> = BTreeMap::new();
+    // A sandbox's default routes go through its first non-internal network of each
+    // family (as Docker picks a gateway per family): IPv4 through the first with IPv4,
+    // IPv6 through the first with IPv6. The node's own addresses (ingress endpoints)
+    // live on its bridges, not in a sandbox; state-only endpoints (benchmarks) have
+    // none: the node only carries their network.
+    let mut default_for: BTreeMap<(&str, bool), &str> = BTreeMap::new();
     let mut ordered: Vec<&Endpoint> = mine
         .iter()
         .copied()
@@ -69,11 +77,16 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
         .collect();
     ordered.sort_by_key(|e| (e.sandbox.clone(), ifname_order(&e.ifname), e.created_at_ms));
     for e in &ordered {
-        let internal = state.networks.get(&e.network).is_none_or(|n| n.internal);
-        if !internal {
-            default_for
-                .entry(e.sandbox.as_str())
-                .or_insert(e.id.as_str());
+        let Some(net) = state.networks.get(&e.network).filter(|n| !n.internal) else {
+            continue;
+        };
+        let families = [(false, e.ip.is_some()), (true, net.space6.is_some())];
+        for (v6, has) in families {
+            if has {
+                default_for
+                    .entry((e.sandbox.as_str(), v6))
+                    .or_insert(e.id.as_str());
+            }
         }
     }
     let endpoints = ordered
@@ -85,10 +98,13 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
                 vni: net.vni,
                 sandbox: e.sandbox.clone().into(),
                 ifname: e.ifname.clone(),
-                ip: e.ip,
-                prefix: net.space.subnet().prefix_len(),
+                ip: net
+                    .space
+                    .as_ref()
+                    .zip(e.ip)
+                    .and_then(|(s, ip)| Ipv4Net::new(ip, s.subnet().prefix_len()).ok()),
                 mac: e.mac,
-                gateway: net.space.gateway(),
+                gateway: net.space.as_ref().map(|s| s.gateway()),
                 ip6: net
                     .space6
                     .as_ref()
@@ -96,7 +112,10 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
                     .and_then(|(s, ip)| ipnet::Ipv6Net::new(ip, s.subnet().prefix_len()).ok()),
                 gateway6: net.space6.as_ref().map(|s| s.gateway()),
                 mtu: net.mtu,
-                default_route: default_for.get(e.sandbox.as_str()) == Some(&e.id.as_str()),
+                default_route: default_for.get(&(e.sandbox.as_str(), false))
+                    == Some(&e.id.as_str()),
+                default_route6: default_for.get(&(e.sandbox.as_str(), true))
+                    == Some(&e.id.as_str()),
                 handoff: e.handoff,
             })
         })
@@ -114,15 +133,25 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
 }
 
 /// The resolv.conf of every named sandbox of `plan`, by namespace name: the resolver on
-/// the gateway of its default-route network (else its first), and the search domains
-/// and options of the service whose task it is.
+/// the gateway of its IPv4 default-route network (else its IPv6 one's, else its
+/// first), and the search domains and options of the service whose task it is.
 pub fn resolv_confs(state: &ClusterState, plan: &NodePlan) -> BTreeMap<String, ResolvConf> {
     let mut out: BTreeMap<String, ResolvConf> = BTreeMap::new();
+    let mut conf_rank: BTreeMap<String, u8> = BTreeMap::new();
     for e in &plan.endpoints {
         let Some(name) = e.netns_name() else { continue };
-        let conf = out.entry(name).or_default();
-        if e.default_route || conf.nameserver.is_none() {
-            conf.nameserver = Some(e.gateway);
+        let conf = out.entry(name.clone()).or_default();
+        // The resolver listens on the IPv4 gateway, and on the IPv6 one (the only
+        // one of an IPv6-only network).
+        let resolver = e.gateway.map(IpAddr::V4).or(e.gateway6.map(IpAddr::V6));
+        let rank = match (e.default_route, e.default_route6) {
+            (true, _) => 0,
+            (false, true) => 1,
+            (false, false) => 2,
+        };
+        if resolver.is_some() && rank < conf_rank.get(&name).copied().unwrap_or(u8::MAX) {
+            conf_rank.insert(name, rank);
+            conf.nameserver = resolver;
         }
         let dns = state
             .endpoints
@@ -145,39 +174,43 @@ pub fn resolv_confs(state: &ClusterState, plan: &NodePlan) -> BTreeMap<String, R
 /// conntrack keeps them, but it gets no new one), healthy when the service has a
 /// health check, and on a node that serves (not Down, Leaving or drained). The VIPs,
 /// the mesh, DNS and the ingress all draw from here.
+/// The IPv4 addresses only: none on an IPv6-only network ([`backends6`] has theirs).
 pub fn backends(state: &ClusterState, service: &str, network: &str) -> Vec<(Ipv4Addr, NodeId)> {
-    let checked = state
-        .services
-        .get(service)
-        .is_some_and(|s| s.spec.healthcheck.is_some());
-    let mut out: Vec<_> = state
-        .endpoints_on(network)
-        .filter(|e| e.service.as_deref() == Some(service))
-        .filter(|e| state.nodes.get(&e.node).is_some_and(Node::serves))
-        .filter(|e| match &e.task {
-            None => true,
-            Some(t) => state.tasks.get(t).is_some_and(|t| t.takes_traffic(checked)),
-        })
-        .map(|e| (e.ip, e.node))
+    let mut out: Vec<_> = serving(state, service, network)
+        .filter_map(|e| Some((e.ip?, e.node)))
         .collect();
     out.sort();
     out
 }
 
-/// The IPv6 addresses of [`backends`] on a dual-stack `network` (none on an IPv4-only
-/// one), sorted.
+/// The IPv6 addresses of the endpoints [`backends`] draws from, on a dual-stack or
+/// IPv6-only `network` (none on an IPv4-only one), sorted.
 pub fn backends6(state: &ClusterState, service: &str, network: &str) -> Vec<Ipv6Addr> {
-    let v4: std::collections::BTreeSet<Ipv4Addr> = backends(state, service, network)
-        .into_iter()
-        .map(|(ip, _)| ip)
-        .collect();
-    let mut out: Vec<Ipv6Addr> = state
-        .endpoints_on(network)
-        .filter(|e| v4.contains(&e.ip))
+    let mut out: Vec<Ipv6Addr> = serving(state, service, network)
         .filter_map(|e| e.ip6)
         .collect();
     out.sort();
     out
+}
+
+/// The endpoints of `service` on `network` that take traffic (see [`backends`]).
+fn serving<'s>(
+    state: &'s ClusterState,
+    service: &'s str,
+    network: &'s str,
+) -> impl Iterator<Item = &'s Endpoint> {
+    let checked = state
+        .services
+        .get(service)
+        .is_some_and(|s| s.spec.healthcheck.is_some());
+    state
+        .endpoints_on(network)
+        .filter(move |e| e.service.as_deref() == Some(service))
+        .filter(|e| state.nodes.get(&e.node).is_some_and(Node::serves))
+        .filter(move |e| match &e.task {
+            None => true,
+            Some(t) => state.tasks.get(t).is_some_and(|t| t.takes_traffic(checked)),
+        })
 }
 
 /// Backends of this node's published ports in `before` that `now` no longer has and
@@ -198,7 +231,7 @@ pub fn vanished_backends(before: &NodePlan, now: &NodePlan, state: &ClusterState
         .filter(|ip| !current.contains(ip))
         .filter(|ip| {
             !state.endpoints.values().any(|e| {
-                e.ip == *ip
+                e.ip == Some(*ip)
                     && state
                         .nodes
                         .get(&e.node)
@@ -213,7 +246,7 @@ pub fn ingress_ip(state: &ClusterState, me: NodeId, network: &str) -> Option<Ipv
     state
         .endpoints_on(network)
         .find(|e| e.node == me && e.ingress)
-        .map(|e| e.ip)
+        .and_then(|e| e.ip)
 }
 
 /// Ports published on node `me`: ingress-mode ports go to the running tasks on any node
@@ -226,13 +259,16 @@ fn published(state: &ClusterState, me: NodeId) -> Vec<Published> {
         .values()
         .filter(|e| e.node == me)
         .flat_map(|e| {
-            e.ports.iter().map(move |p| Published {
-                service: format!("container {}", e.name.as_deref().unwrap_or(&e.id)),
-                protocol: p.protocol.number(),
-                port: p.host_port,
-                backends: vec![(e.ip, p.port)],
-                mesh: false,
-                source_nat: false,
+            // Forwarded ports reach IPv4 addresses (an IPv6-only endpoint has none).
+            e.ports.iter().filter_map(move |p| {
+                Some(Published {
+                    service: format!("container {}", e.name.as_deref().unwrap_or(&e.id)),
+                    protocol: p.protocol.number(),
+                    port: p.host_port,
+                    backends: vec![(e.ip?, p.port)],
+                    mesh: false,
+                    source_nat: false,
+                })
             })
         })
         .collect();
@@ -420,8 +456,9 @@ pub(crate) mod tests {
             .endpoints
             .values()
             .find(|e| e.node == NodeId(2))
-            .map(|e| e.ip.octets())
-            .unwrap();
+            .and_then(|e| e.ip)
+            .unwrap()
+            .octets();
         let before = published(&[[10, 9, 9, 9], on_node2, [10, 9, 9, 8]]);
         let now = published(&[[10, 9, 9, 8]]);
         // 10.9.9.9 belongs to no endpoint; node 2's endpoint still lives (draining).
@@ -450,7 +487,10 @@ pub(crate) mod tests {
         let a = &plan.networks[0];
         assert_eq!(a.remotes.len(), 1);
         assert_eq!(a.remotes[0].node_ip.to_string(), "198.18.0.2");
-        assert_eq!(a.gateway_mac, shoal_ipam::mac_for(a.gateway));
+        assert_eq!(
+            a.gateway_mac,
+            shoal_ipam::mac_for(a.gateway.unwrap().addr())
+        );
         assert!(plan.networks[1].internal);
     }
 

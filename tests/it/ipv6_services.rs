@@ -11,34 +11,18 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use serde_json::Value;
-use shoal_tests::net::{dns_query, parse_answer, resolve, tcp_read, udp_exchange};
+use shoal_tests::net::{
+    dns_query, parse_answer, peer_ip, resolve, task_of, tcp_read, udp_exchange,
+};
 use shoal_tests::{exec_in, ip_of, spawn_in, wait_until, Lab};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shoal");
-
-/// The address `shoal tool peer` says it saw (`peer=IP:PORT ...`), without the port
-/// or the brackets of an IPv6 address.
-fn peer_ip(answer: &str) -> Option<String> {
-    let peer = answer
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("peer="))?;
-    let ip = peer.rsplit_once(':')?.0;
-    Some(ip.trim_start_matches('[').trim_end_matches(']').to_string())
-}
 
 /// The `ip6.arpa` name of `ip`.
 fn reverse6(ip: Ipv6Addr) -> String {
     let hex: String = ip.octets().iter().map(|b| format!("{b:02x}")).collect();
     let nibbles: Vec<String> = hex.chars().rev().map(String::from).collect();
     format!("{}.ip6.arpa", nibbles.join("."))
-}
-
-/// The task that answered (`task=ID`).
-fn task_of(answer: &str) -> Option<String> {
-    answer
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("task="))
-        .map(String::from)
 }
 
 /// The IPv6 address of an endpoint as `attach --format json` prints it.
@@ -67,23 +51,6 @@ fn peer_service(lab: &Lab, name: &str, network: &str, replicas: u32, port: u16, 
     lab.create_service(&args, &[BIN, "tool", "peer", "--port", &port]);
 }
 
-/// Waits until `service` has `n` running tasks.
-fn running(lab: &Lab, service: &str, n: usize) {
-    wait_until(
-        &format!("{n} running tasks of {service}"),
-        Duration::from_secs(30),
-        || {
-            let t = lab.tasks(service);
-            let up = t.iter().filter(|t| t["state"] == "running").count();
-            if up == n {
-                Ok(())
-            } else {
-                Err(format!("{up} running"))
-            }
-        },
-    );
-}
-
 #[test]
 #[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn an_ipv6_vip_is_named_by_aaaa_and_spreads_connections_keeping_the_clients_address() {
@@ -96,7 +63,7 @@ fn an_ipv6_vip_is_named_by_aaaa_and_spreads_connections_keeping_the_clients_addr
         &["network", "create", "--attachable", "--ipv6", "web6"],
     );
     peer_service(&lab, "echo", "web6", 3, 7000, &[]);
-    running(&lab, "echo", 3);
+    lab.wait_running("echo", 3);
     let svc = lab.json("n1", &["service", "inspect", "echo"]);
     let vip6: Ipv6Addr = svc["vips6"]["web6"]
         .as_str()

@@ -208,6 +208,23 @@ impl Lab {
             .unwrap_or_default()
     }
 
+    /// Waits until `service` has `n` running tasks.
+    pub fn wait_running(&self, service: &str, n: usize) {
+        crate::wait_until(
+            &format!("{n} running tasks of {service}"),
+            std::time::Duration::from_secs(30),
+            || {
+                let t = self.tasks(service);
+                let up = t.iter().filter(|t| t["state"] == "running").count();
+                if up == n {
+                    Ok(())
+                } else {
+                    Err(format!("{up} running"))
+                }
+            },
+        );
+    }
+
     /// Runs a program inside `host`'s namespace.
     pub fn exec(&self, host: &str, command: &[&str]) -> Output {
         let mut args = vec!["lab", "exec", "--name", &self.name, host, "--"];

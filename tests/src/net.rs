@@ -2,7 +2,7 @@
 //! DNS client, and a fake upstream resolver that knows one name.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
 use crate::sandbox::spawn_in;
@@ -175,14 +175,33 @@ pub fn parse_answer(msg: &[u8]) -> Option<DnsAnswer> {
     })
 }
 
-/// Asks `server` for `name` (type `qtype`) from namespace `ns`.
-pub fn resolve(ns: &str, server: Ipv4Addr, name: &str, qtype: u16) -> Option<DnsAnswer> {
+/// Asks `server` (an IPv4 or IPv6 address) for `name` (type `qtype`) from namespace
+/// `ns`.
+pub fn resolve(ns: &str, server: impl Into<IpAddr>, name: &str, qtype: u16) -> Option<DnsAnswer> {
     let reply = udp_exchange(
         ns,
         SocketAddr::new(server.into(), 53),
         dns_query(0x5a5a, name, qtype),
     )?;
     parse_answer(&reply)
+}
+
+/// The address `shoal tool peer` says it saw (`peer=IP:PORT ...`), without the port
+/// or the brackets of an IPv6 address.
+pub fn peer_ip(answer: &str) -> Option<String> {
+    let peer = answer
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("peer="))?;
+    let ip = peer.rsplit_once(':')?.0;
+    Some(ip.trim_start_matches('[').trim_end_matches(']').to_string())
+}
+
+/// The task that answered `shoal tool peer`'s way (`task=ID`).
+pub fn task_of(answer: &str) -> Option<String> {
+    answer
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("task="))
+        .map(String::from)
 }
 
 /// Where [`Lab::up_with_upstream`](crate::Lab::up_with_upstream) labs forward DNS.

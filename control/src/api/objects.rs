@@ -69,20 +69,22 @@ pub struct EndpointInfo {
     pub sandbox: String,
     /// The interface inside the sandbox.
     pub ifname: String,
-    /// Address with prefix length.
-    pub address: String,
-    /// IPv6 address with prefix length, on a dual-stack network.
+    /// IPv4 address with prefix length; none on an IPv6-only network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// IPv6 address with prefix length, on a dual-stack or IPv6-only network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address6: Option<String>,
     /// MAC.
     pub mac: String,
-    /// The gateway.
-    pub gateway: std::net::Ipv4Addr,
-    /// The IPv6 gateway, on a dual-stack network.
+    /// The IPv4 gateway; none on an IPv6-only network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<std::net::Ipv4Addr>,
+    /// The IPv6 gateway, on a dual-stack or IPv6-only network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway6: Option<std::net::Ipv6Addr>,
-    /// The DNS server the sandbox uses.
-    pub dns: std::net::Ipv4Addr,
+    /// The DNS server the sandbox uses (the IPv4 gateway, else the IPv6 one).
+    pub dns: std::net::IpAddr,
     /// DNS name.
     pub name: Option<String>,
     /// More DNS names.
@@ -111,12 +113,15 @@ pub struct NetworkInfo {
     pub driver: String,
     /// Its VNI.
     pub vni: u32,
-    /// Its subnet.
-    pub subnet: String,
-    /// Its gateway.
-    pub gateway: std::net::Ipv4Addr,
-    /// Where dynamic addresses come from.
-    pub ip_range: String,
+    /// Its IPv4 subnet; none on an IPv6-only network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
+    /// Its IPv4 gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<std::net::Ipv4Addr>,
+    /// Where dynamic IPv4 addresses come from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<String>,
     /// Reserved named addresses.
     pub aux_addresses: BTreeMap<String, std::net::Ipv4Addr>,
     /// Any sandbox may attach.
@@ -129,19 +134,33 @@ pub struct NetworkInfo {
     pub mtu: u32,
     /// Labels.
     pub labels: BTreeMap<String, String>,
-    /// Addresses in use.
+    /// Addresses in use (IPv4 ones, on an IPv6-only network IPv6 ones).
     pub in_use: u32,
-    /// Addresses the range holds.
+    /// Addresses the range holds (the same family; at most `u32::MAX`).
     pub capacity: u32,
     /// Its endpoints.
     pub endpoints: Vec<EndpointInfo>,
     /// Dual-stack: endpoints have IPv6 addresses too (Docker's `EnableIPv6`).
     #[serde(default)]
     pub enable_ipv6: bool,
+    /// Endpoints have IPv4 addresses (Docker's `EnableIPv4`); only written when not,
+    /// for an IPv6-only network.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub enable_ipv4: bool,
     /// Subnet, gateway and range of each address family, IPv4 first (Docker's
     /// `IPAM.Config`).
     #[serde(default)]
     pub ipam_config: Vec<IpamConfig>,
+}
+
+/// `true`, the default of [`NetworkInfo::enable_ipv4`].
+fn yes() -> bool {
+    true
+}
+
+/// Whether `b` is `true` (a default not written out).
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// One address family of a network (an entry of Docker's `IPAM.Config`).
@@ -172,16 +191,20 @@ impl EndpointInfo {
                 .unwrap_or_else(|| e.node.to_string()),
             sandbox: e.sandbox.clone(),
             ifname: e.ifname.clone(),
-            address: format!("{}/{}", e.ip, n.space.subnet().prefix_len()),
+            address: n
+                .space
+                .as_ref()
+                .zip(e.ip)
+                .map(|(s, ip)| format!("{ip}/{}", s.subnet().prefix_len())),
             address6: n
                 .space6
                 .as_ref()
                 .zip(e.ip6)
                 .map(|(s, ip)| format!("{ip}/{}", s.subnet().prefix_len())),
             mac: shoal_ipam::format_mac(e.mac),
-            gateway: n.space.gateway(),
+            gateway: n.space.as_ref().map(|s| s.gateway()),
             gateway6: n.space6.as_ref().map(|s| s.gateway()),
-            dns: n.space.gateway(),
+            dns: n.dns_server(),
             name: e.name.clone(),
             aliases: e.aliases.clone(),
             service: e.service.clone(),
@@ -209,34 +232,56 @@ impl NetworkInfo {
             name: n.name.clone(),
             driver: "overlay".into(),
             vni: n.vni,
-            subnet: n.space.subnet().to_string(),
-            gateway: n.space.gateway(),
-            ip_range: n.space.range().to_string(),
-            aux_addresses: n.space.aux().clone(),
+            subnet: n.space.as_ref().map(|s| s.subnet().to_string()),
+            gateway: n.space.as_ref().map(|s| s.gateway()),
+            ip_range: n.space.as_ref().map(|s| s.range().to_string()),
+            aux_addresses: n
+                .space
+                .as_ref()
+                .map(|s| s.aux().clone())
+                .unwrap_or_default(),
             attachable: n.attachable,
             internal: n.internal,
             encrypted: n.encrypted,
             mtu: n.mtu,
             labels: n.labels.clone(),
-            in_use: n.space.in_use(),
-            capacity: n.space.capacity(),
+            in_use: addresses_in_use(n),
+            capacity: match (&n.space, &n.space6) {
+                (Some(s), _) => s.capacity(),
+                (None, Some(s6)) => u32::try_from(s6.capacity()).unwrap_or(u32::MAX),
+                (None, None) => 0,
+            },
             endpoints: state
                 .endpoints_on(&n.name)
                 .map(|e| EndpointInfo::of(state, n, e))
                 .collect(),
             enable_ipv6: n.space6.is_some(),
-            ipam_config: std::iter::once(IpamConfig {
-                subnet: n.space.subnet().to_string(),
-                gateway: n.space.gateway().to_string(),
-                ip_range: n.space.range().to_string(),
-            })
-            .chain(n.space6.as_ref().map(|s| IpamConfig {
-                subnet: s.subnet().to_string(),
-                gateway: s.gateway().to_string(),
-                ip_range: s.range().to_string(),
-            }))
-            .collect(),
+            enable_ipv4: n.space.is_some(),
+            ipam_config: n
+                .space
+                .as_ref()
+                .map(|s| IpamConfig {
+                    subnet: s.subnet().to_string(),
+                    gateway: s.gateway().to_string(),
+                    ip_range: s.range().to_string(),
+                })
+                .into_iter()
+                .chain(n.space6.as_ref().map(|s| IpamConfig {
+                    subnet: s.subnet().to_string(),
+                    gateway: s.gateway().to_string(),
+                    ip_range: s.range().to_string(),
+                }))
+                .collect(),
         }
+    }
+}
+
+/// The addresses in use on `n`: IPv4 ones, or on an IPv6-only network IPv6 ones.
+fn addresses_in_use(n: &crate::state::Network) -> u32 {
+    match (&n.space, &n.space6) {
+        (Some(s), _) => s.in_use(),
+        (None, Some(s6)) => u32::try_from(s6.leases().count()).unwrap_or(u32::MAX),
+        (None, None) => 0,
     }
 }
 
@@ -258,8 +303,8 @@ pub struct TaskInfo {
     pub message: String,
     /// How often it restarted.
     pub restarts: u32,
-    /// Its addresses, per network.
-    pub addresses: BTreeMap<String, std::net::Ipv4Addr>,
+    /// Its addresses, per network (the IPv4 one, on an IPv6-only network the IPv6 one).
+    pub addresses: BTreeMap<String, std::net::IpAddr>,
     /// Running or shutdown (draining, then stopped).
     #[serde(default)]
     pub desired: crate::state::DesiredState,
@@ -289,8 +334,9 @@ pub struct ServiceInfo {
     pub desired: usize,
     /// Its tasks.
     pub tasks: Vec<TaskInfo>,
-    /// Sandboxes attached to it from outside, per network: (endpoint, address).
-    pub attached: Vec<(String, std::net::Ipv4Addr)>,
+    /// Sandboxes attached to it from outside, per network: (endpoint, address; the
+    /// IPv4 one, on an IPv6-only network the IPv6 one).
+    pub attached: Vec<(String, std::net::IpAddr)>,
     /// The version of its task spec.
     #[serde(default)]
     pub version: u64,
@@ -334,7 +380,7 @@ impl ServiceInfo {
                     .endpoints
                     .values()
                     .filter(|e| e.task.as_deref() == Some(t.id.as_str()))
-                    .map(|e| (e.network.clone(), e.ip))
+                    .map(|e| (e.network.clone(), e.addr()))
                     .collect(),
             })
             .chain(
@@ -383,7 +429,7 @@ impl ServiceInfo {
                 .endpoints
                 .values()
                 .filter(|e| e.service.as_deref() == Some(s.spec.name.as_str()) && e.task.is_none())
-                .map(|e| (e.id.clone(), e.ip))
+                .map(|e| (e.id.clone(), e.addr()))
                 .collect(),
             version: s.version,
             update_status: s.update_status.clone(),

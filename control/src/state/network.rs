@@ -1,7 +1,7 @@
 //! Overlay networks and endpoints as the cluster records them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
@@ -41,6 +41,11 @@ pub struct NetworkSpec {
     /// /64 cut from the IPv6 pools.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ipv6: bool,
+    /// `--ipv4=false` (with `--ipv6`): an IPv6-only network, with no IPv4 subnet and
+    /// no IPv4 address on any endpoint (Docker's `EnableIPv4: false`). Absent means
+    /// IPv4 is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4: Option<bool>,
     /// An explicit IPv6 subnet (`--subnet` with an IPv6 CIDR).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subnet6: Option<Ipv6Net>,
@@ -75,6 +80,13 @@ pub struct NetworkSpec {
     pub labels: BTreeMap<String, String>,
 }
 
+impl NetworkSpec {
+    /// Whether the network is to have IPv4 (everything but `--ipv4=false`).
+    pub fn wants_ipv4(&self) -> bool {
+        self.ipv4 != Some(false)
+    }
+}
+
 /// An overlay network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Network {
@@ -84,9 +96,11 @@ pub struct Network {
     pub name: String,
     /// Its VXLAN network identifier.
     pub vni: u32,
-    /// Subnet, gateway, range, aux addresses and leases.
-    pub space: AddressSpace,
-    /// IPv6 subnet, gateway, range and leases of a dual-stack network.
+    /// Subnet, gateway, range, aux addresses and leases; none on an IPv6-only network
+    /// (absent from the stored JSON, which older versions always wrote).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space: Option<AddressSpace>,
+    /// IPv6 subnet, gateway, range and leases of a dual-stack or IPv6-only network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub space6: Option<AddressSpace6>,
     /// Any sandbox may attach.
@@ -108,6 +122,44 @@ pub struct Network {
     /// Made by Docker: it goes when the last Docker network that is it goes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub from_docker: bool,
+}
+
+impl Network {
+    /// Whether it is IPv6-only (`--ipv4=false`): no IPv4 subnet, no IPv4 addresses.
+    pub fn ipv6_only(&self) -> bool {
+        self.space.is_none()
+    }
+
+    /// Its IPv4 subnet, if it has IPv4.
+    pub fn subnet(&self) -> Option<Ipv4Net> {
+        self.space.as_ref().map(AddressSpace::subnet)
+    }
+
+    /// The MAC of its anycast gateway: derived from its IPv4 gateway, or on an
+    /// IPv6-only network from its IPv6 one.
+    pub fn gateway_mac(&self) -> [u8; 6] {
+        match (&self.space, &self.space6) {
+            (Some(space), _) => shoal_ipam::mac_for(space.gateway()),
+            (None, Some(space6)) => shoal_ipam::mac_for(space6.gateway()),
+            (None, None) => shoal_ipam::mac_for(Ipv4Addr::UNSPECIFIED),
+        }
+    }
+
+    /// The resolver its sandboxes use: on the IPv4 gateway, else the IPv6 one.
+    pub fn dns_server(&self) -> IpAddr {
+        match (&self.space, &self.space6) {
+            (Some(space), _) => space.gateway().into(),
+            (None, Some(space6)) => space6.gateway().into(),
+            (None, None) => Ipv4Addr::UNSPECIFIED.into(),
+        }
+    }
+
+    /// Its subnets, IPv4 first, for messages: `10.0.0.0/24, fd00::/64`.
+    pub fn subnets(&self) -> String {
+        let v4 = self.space.as_ref().map(|s| s.subnet().to_string());
+        let v6 = self.space6.as_ref().map(|s| s.subnet().to_string());
+        v4.into_iter().chain(v6).collect::<Vec<_>>().join(", ")
+    }
 }
 
 /// What `attach` asks for.
@@ -175,12 +227,14 @@ pub struct Endpoint {
     pub name: Option<String>,
     /// More DNS names.
     pub aliases: Vec<String>,
-    /// Its address.
-    pub ip: Ipv4Addr,
-    /// Its IPv6 address, on a dual-stack network.
+    /// Its IPv4 address; none on an IPv6-only network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<Ipv4Addr>,
+    /// Its IPv6 address, on a dual-stack or IPv6-only network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip6: Option<Ipv6Addr>,
-    /// Its MAC (derived from the address unless the caller gave one).
+    /// Its MAC (derived from the IPv4 address, else the IPv6 one, unless the caller
+    /// gave one).
     pub mac: [u8; 6],
     /// The service it is a task of.
     pub service: Option<String>,
@@ -238,6 +292,16 @@ pub fn state_only_sandbox(key: &str) -> String {
 }
 
 impl Endpoint {
+    /// Its IPv4 address, else its IPv6 one (every endpoint has one of them): the
+    /// address to name it by in messages.
+    pub fn addr(&self) -> IpAddr {
+        match (self.ip, self.ip6) {
+            (Some(ip), _) => ip.into(),
+            (None, Some(ip6)) => ip6.into(),
+            (None, None) => Ipv6Addr::UNSPECIFIED.into(),
+        }
+    }
+
     /// Whether it exists only in the cluster state (no sandbox on its node).
     pub fn is_state_only(&self) -> bool {
         self.sandbox.starts_with(STATE_ONLY_SANDBOX)

@@ -42,9 +42,11 @@ async fn run(nl: &Netlink, change: &Change) -> Result<(), ChangeError> {
             let br = network.bridge();
             nl.add_bridge_with(&br, network.gateway_mac, network.mtu)
                 .await?;
-            let i = nl.must_index(&br).await?;
-            let prefix = network.subnet.prefix_len();
-            nl.add_address(i, network.gateway.into(), prefix).await?;
+            if let Some(gateway) = network.gateway {
+                let i = nl.must_index(&br).await?;
+                nl.add_address(i, gateway.addr().into(), gateway.prefix_len())
+                    .await?;
+            }
         }
         Change::FixLink { name, mtu, mac } => {
             let i = nl.must_index(name).await?;

@@ -51,14 +51,13 @@ pub struct NetworkPlan {
     pub name: String,
     /// Its VXLAN network identifier.
     pub vni: u32,
-    /// Its subnet.
-    pub subnet: Ipv4Net,
-    /// The anycast gateway address (on the bridge of every node).
-    pub gateway: Ipv4Addr,
+    /// The IPv4 anycast gateway, with the subnet's prefix length (on the bridge of
+    /// every node); none on an IPv6-only network, which has nothing IPv4.
+    pub gateway: Option<Ipv4Net>,
     /// The anycast gateway MAC.
     pub gateway_mac: [u8; 6],
-    /// Dual-stack networks: the IPv6 anycast gateway, with the IPv6 subnet's prefix
-    /// length (on the bridge of every node, like the IPv4 one).
+    /// Dual-stack and IPv6-only networks: the IPv6 anycast gateway, with the IPv6
+    /// subnet's prefix length (on the bridge of every node, like the IPv4 one).
     pub gateway6: Option<Ipv6Net>,
     /// Interface MTU on the network.
     pub mtu: u32,
@@ -109,9 +108,9 @@ pub const MESH_PRESERVE_MARK: u32 = 0x1000;
 /// An endpoint on another node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Remote {
-    /// Its overlay address.
-    pub ip: Ipv4Addr,
-    /// Its IPv6 overlay address, on a dual-stack network.
+    /// Its IPv4 overlay address; none on an IPv6-only network.
+    pub ip: Option<Ipv4Addr>,
+    /// Its IPv6 overlay address, on a dual-stack or IPv6-only network.
     pub ip6: Option<Ipv6Addr>,
     /// Its MAC.
     pub mac: [u8; 6],
@@ -130,22 +129,25 @@ pub struct EndpointPlan {
     pub sandbox: PathBuf,
     /// The interface name inside the sandbox.
     pub ifname: String,
-    /// Its address and the subnet's prefix length.
-    pub ip: Ipv4Addr,
-    /// The subnet's prefix length.
-    pub prefix: u8,
+    /// Its IPv4 address with the subnet's prefix length; none on an IPv6-only network.
+    pub ip: Option<Ipv4Net>,
     /// Its MAC.
     pub mac: [u8; 6],
-    /// The gateway.
-    pub gateway: Ipv4Addr,
-    /// Its IPv6 address with the IPv6 subnet's prefix length, on a dual-stack network.
+    /// The IPv4 gateway (the IPv4 default route's, when `default_route`).
+    pub gateway: Option<Ipv4Addr>,
+    /// Its IPv6 address with the IPv6 subnet's prefix length, on a dual-stack or
+    /// IPv6-only network.
     pub ip6: Option<Ipv6Net>,
-    /// The IPv6 gateway (the default route's, when `default_route`).
+    /// The IPv6 gateway (the IPv6 default route's, when `default_route6`).
     pub gateway6: Option<Ipv6Addr>,
     /// The MTU.
     pub mtu: u32,
-    /// Whether the sandbox's default route goes through this network.
+    /// Whether the sandbox's IPv4 default route goes through this network (its first
+    /// non-internal one with IPv4).
     pub default_route: bool,
+    /// Whether the sandbox's IPv6 default route goes through this network (its first
+    /// non-internal one with IPv6, which need not be its IPv4 default's).
+    pub default_route6: bool,
     /// The container runtime moves the sandbox end into the sandbox and configures it
     /// (Docker's `Join`): the pair is made with the sandbox end left in this namespace
     /// under [`EndpointPlan::peer_ifname`], for the runtime to take.
@@ -164,6 +166,10 @@ impl NetworkPlan {
     /// The TAP device's name (encrypted networks).
     pub fn tap(&self) -> String {
         crate::wg::plan::tap_name(self.vni)
+    }
+    /// Its IPv4 subnet; none on an IPv6-only network.
+    pub fn subnet(&self) -> Option<Ipv4Net> {
+        self.gateway.map(|g| g.trunc())
     }
 }
 
@@ -208,8 +214,7 @@ pub(crate) fn sample_network(vni: u32, internal: bool) -> NetworkPlan {
     NetworkPlan {
         name: format!("n{vni}"),
         vni,
-        subnet: "10.0.0.0/24".parse().unwrap(),
-        gateway: "10.0.0.1".parse().unwrap(),
+        gateway: Some("10.0.0.1/24".parse().unwrap()),
         gateway_mac: [2, 0x42, 10, 0, 0, 1],
         gateway6: None,
         mtu: 1450,
@@ -233,14 +238,14 @@ mod tests {
             vni: 1,
             sandbox: "/run/netns/x".into(),
             ifname: "eth0".into(),
-            ip: "10.0.0.2".parse().unwrap(),
-            prefix: 24,
+            ip: Some("10.0.0.2/24".parse().unwrap()),
             mac: [0; 6],
-            gateway: "10.0.0.1".parse().unwrap(),
+            gateway: Some("10.0.0.1".parse().unwrap()),
             ip6: None,
             gateway6: None,
             mtu: 1450,
             default_route: true,
+            default_route6: false,
             handoff: false,
         };
         assert_eq!(e.host_ifname(), "shl-e01234567");

@@ -24,6 +24,9 @@ pub fn ruleset(plan: &NodePlan) -> Table {
                 comment: format!("{}: encrypted, cleartext VXLAN refused", n.name),
             });
         }
+        // An IPv6-only network has no IPv4 to keep in or let out (its IPv6 rules are
+        // in `rules6`).
+        let Some(gateway) = n.gateway else { continue };
         let mut isolate = exprs::iifname(CmpOp::Eq, &br);
         isolate.extend(exprs::oifname(CmpOp::Eq, &format!("{PREFIX}b*")));
         isolate.extend(exprs::oifname(CmpOp::Neq, &br));
@@ -48,15 +51,15 @@ pub fn ruleset(plan: &NodePlan) -> Table {
                 comment: format!("{}: internal, no ingress", n.name),
             });
             let mut host = exprs::iifname(CmpOp::Eq, &br);
-            host.extend(exprs::ip_addr(true, CmpOp::Neq, n.gateway, 32));
+            host.extend(exprs::ip_addr(true, CmpOp::Neq, gateway.addr(), 32));
             host.extend(exprs::verdict(Verdict::Drop));
             input.push(Rule {
                 exprs: host,
                 comment: format!("{}: internal, only the gateway", n.name),
             });
         } else {
-            let mut masq =
-                exprs::ip_addr(false, CmpOp::Eq, n.subnet.network(), n.subnet.prefix_len());
+            let subnet = gateway.trunc();
+            let mut masq = exprs::ip_addr(false, CmpOp::Eq, subnet.network(), subnet.prefix_len());
             masq.extend(exprs::oifname(CmpOp::Neq, &br));
             masq.push(Expr::Masquerade);
             post.push(Rule {
@@ -82,7 +85,9 @@ pub fn ruleset(plan: &NodePlan) -> Table {
     } = published_chains(plan);
     let mut mesh = Vec::new();
     for n in &plan.networks {
-        let Some(addr) = n.node_addr else { continue };
+        let (Some(addr), Some(subnet)) = (n.node_addr, n.subnet()) else {
+            continue;
+        };
         let mut snat = exprs::mark_bits(MESH_MARK);
         snat.extend(exprs::oifname(CmpOp::Eq, &n.bridge()));
         snat.extend(exprs::snat(addr.ip));
@@ -95,8 +100,8 @@ pub fn ruleset(plan: &NodePlan) -> Table {
         hairpin.extend(exprs::ip_addr(
             false,
             CmpOp::Eq,
-            n.subnet.network(),
-            n.subnet.prefix_len(),
+            subnet.network(),
+            subnet.prefix_len(),
         ));
         hairpin.extend(exprs::snat(addr.ip));
         mesh.push(Rule {
@@ -196,13 +201,16 @@ fn published_chains(plan: &NodePlan) -> Published {
     let mut keep_dns = Vec::new();
     let mut intercept = Vec::new();
     for n in &plan.networks {
+        let Some(gateway) = n.gateway.map(|g| g.addr()) else {
+            continue;
+        };
         for up in &plan.dns_intercept {
             let mut to = exprs::iifname(CmpOp::Eq, &n.bridge());
             to.extend(exprs::ip_addr(true, CmpOp::Eq, *up, 32));
             to.extend(exprs::dport(53));
             to.push(Expr::Immediate {
                 dreg: 2,
-                data: n.gateway.octets().to_vec(),
+                data: gateway.octets().to_vec(),
             });
             to.push(Expr::Dnat {
                 addr_reg: 2,
@@ -216,7 +224,7 @@ fn published_chains(plan: &NodePlan) -> Published {
                 ),
             });
         }
-        let mut dns = exprs::ip_addr(true, CmpOp::Eq, n.gateway, 32);
+        let mut dns = exprs::ip_addr(true, CmpOp::Eq, gateway, 32);
         dns.extend(exprs::dport(53));
         dns.extend(exprs::verdict(Verdict::Accept));
         keep_dns.push(Rule {
@@ -350,7 +358,9 @@ pub fn bridge_ruleset(plan: &NodePlan) -> Table {
         });
     }
     for n in &plan.networks {
-        let Some(addr) = n.node_addr else { continue };
+        let (Some(addr), Some(subnet)) = (n.node_addr, n.subnet()) else {
+            continue;
+        };
         let mut up = exprs::ether_addr(true, addr.mac);
         up.extend(exprs::set_ether_addr(true, n.gateway_mac));
         up.extend(exprs::set_pkttype_host());
@@ -370,8 +380,8 @@ pub fn bridge_ruleset(plan: &NodePlan) -> Table {
         kept.extend(exprs::ip_addr(
             true,
             CmpOp::Eq,
-            n.subnet.network(),
-            n.subnet.prefix_len(),
+            subnet.network(),
+            subnet.prefix_len(),
         ));
         kept.extend(exprs::set_ether_addr(false, addr.mac));
         out.push(Rule {

@@ -1,4 +1,5 @@
-//! The node's IPv6 rules for dual-stack networks, in an `inet` table of their own
+//! The node's IPv6 rules for dual-stack and IPv6-only networks (which have no rule in
+//! the `ip` table), in an `inet` table of their own
 //! (`inet shoal`, beside `ip shoal`), every rule limited to IPv6 (`meta nfproto ipv6`).
 //!
 //! ```text

@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::Path;
 
 use super::plan::EndpointPlan;
@@ -73,7 +73,11 @@ pub async fn add_endpoint(
         nl.set_hairpin(host_idx).await?;
         nl.set_up(host_idx).await?;
         let idx = inside.must_index(&e.ifname).await?;
-        inside.add_address(idx, e.ip.into(), e.prefix).await?;
+        if let Some(ip) = e.ip {
+            inside
+                .add_address(idx, ip.addr().into(), ip.prefix_len())
+                .await?;
+        }
         if let Some(ip6) = e.ip6 {
             inside
                 .add_address6(idx, ip6.addr(), ip6.prefix_len())
@@ -83,10 +87,12 @@ pub async fn add_endpoint(
         if let Some(lo) = inside.index("lo").await? {
             inside.set_up(lo).await?;
         }
-        if e.default_route && !inside.has_default_route().await? {
-            inside.add_default_route(e.gateway).await?;
+        if let (true, Some(gateway)) = (e.default_route, e.gateway) {
+            if !inside.has_default_route().await? {
+                inside.add_default_route(gateway).await?;
+            }
         }
-        if let (true, Some(gateway6)) = (e.default_route, e.gateway6) {
+        if let (true, Some(gateway6)) = (e.default_route6, e.gateway6) {
             if !inside.has_default_route6().await? {
                 inside.add_default_route6(gateway6).await?;
             }
@@ -138,8 +144,9 @@ async fn add_handoff(nl: &Netlink, e: &EndpointPlan, bridge: &str) -> Result<(),
 /// and options its service asks for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResolvConf {
-    /// The gateway of the sandbox's first network (where its resolver listens).
-    pub nameserver: Option<Ipv4Addr>,
+    /// The gateway of the sandbox's first network (where its resolver listens): the
+    /// IPv4 one, on an IPv6-only network the IPv6 one.
+    pub nameserver: Option<IpAddr>,
     /// The `search` line; none when empty.
     pub search: Vec<String>,
     /// The `options` line; `ndots:0` is added unless an `ndots` option is given (as
@@ -208,20 +215,21 @@ pub fn remove_stale_resolv_confs(owner: &str, keep: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     /// Docker's embedded-DNS resolv.conf: only the resolver, `--dns-search` as the
     /// search line, `--dns-option` as options with ndots:0 unless ndots is given.
     #[test]
     fn resolv_conf_carries_search_and_options_and_ndots_0_by_default() {
         let plain = ResolvConf {
-            nameserver: Some(Ipv4Addr::new(10, 0, 1, 1)),
+            nameserver: Some(Ipv4Addr::new(10, 0, 1, 1).into()),
             ..Default::default()
         };
         assert!(plain
             .render("n1")
             .ends_with("nameserver 10.0.1.1\noptions ndots:0\n"));
         let custom = ResolvConf {
-            nameserver: Some(Ipv4Addr::new(10, 0, 1, 1)),
+            nameserver: Some(Ipv4Addr::new(10, 0, 1, 1).into()),
             search: vec!["example.com".into(), "corp".into()],
             options: vec!["ndots:2".into(), "timeout:1".into()],
         };

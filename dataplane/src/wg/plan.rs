@@ -41,8 +41,9 @@ pub struct EncryptedNetwork {
     pub tap: String,
     /// The MTU of its interfaces.
     pub mtu: u32,
-    /// Its remote endpoints: MAC, address, and the mesh address of their node.
-    pub remotes: Vec<([u8; 6], Ipv4Addr, Ipv4Addr)>,
+    /// Its remote endpoints: MAC, IPv4 address (none on an IPv6-only network), and the
+    /// mesh address of their node.
+    pub remotes: Vec<([u8; 6], Option<Ipv4Addr>, Ipv4Addr)>,
     /// The IPv6 addresses of its remote endpoints with their MACs (dual-stack), which
     /// proxy NDP answers for.
     pub neighbours6: Vec<(std::net::Ipv6Addr, [u8; 6])>,

@@ -499,6 +499,11 @@ pub enum NetworkCmd {
         /// a /64 cut from the cluster's IPv6 pools.
         #[arg(long)]
         ipv6: bool,
+        /// `--ipv4=false` (with --ipv6): an IPv6-only network, whose endpoints get no
+        /// IPv4 address (Docker's `--ipv4=false`).
+        #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true,
+              default_missing_value = "true", action = clap::ArgAction::Set)]
+        ipv4: bool,
         /// Keep a named address out of allocation (repeatable).
         #[arg(long = "aux-address", value_name = "NAME=IP")]
         aux_address: Vec<String>,

@@ -47,12 +47,12 @@ fn endpoint(node: &str, owner: Option<&str>) -> EndpointInfo {
         node: node.into(),
         sandbox: NETNS.into(),
         ifname: "eth0".into(),
-        address: "10.0.9.5/24".into(),
+        address: Some("10.0.9.5/24".into()),
         address6: None,
         mac: "02:42:0a:00:09:05".into(),
-        gateway: Ipv4Addr::new(10, 0, 9, 1),
+        gateway: Some(Ipv4Addr::new(10, 0, 9, 1)),
         gateway6: None,
-        dns: Ipv4Addr::new(10, 0, 9, 1),
+        dns: Ipv4Addr::new(10, 0, 9, 1).into(),
         name: None,
         aliases: vec![],
         service: None,
@@ -88,9 +88,9 @@ fn records_are_this_nodes_cni_attachments_only() {
         name: "web".into(),
         driver: "overlay".into(),
         vni: 4097,
-        subnet: "10.0.9.0/24".into(),
-        gateway: Ipv4Addr::new(10, 0, 9, 1),
-        ip_range: "10.0.9.0/24".into(),
+        subnet: Some("10.0.9.0/24".into()),
+        gateway: Some(Ipv4Addr::new(10, 0, 9, 1)),
+        ip_range: Some("10.0.9.0/24".into()),
         aux_addresses: BTreeMap::new(),
         attachable: true,
         internal: false,
@@ -106,6 +106,7 @@ fn records_are_this_nodes_cni_attachments_only() {
             endpoint("n1", Some("dockerendpoint")),
         ],
         enable_ipv6: false,
+        enable_ipv4: true,
         ipam_config: vec![],
     };
     let found = records(&network, "n1");
@@ -221,6 +222,24 @@ fn the_result_lists_both_ends_the_address_route_and_resolver() {
     // 1.1.0 results carry the MTU: the observed one, else the network's.
     let v11 = result.to_json(CniVersion::V1_1_0);
     assert_eq!(v11["interfaces"][1]["mtu"], 1450);
+}
+
+#[test]
+fn an_ipv6_only_endpoint_is_refused_clearly() {
+    let only6 = EndpointInfo {
+        address: None,
+        address6: Some("fd00:9::5/64".into()),
+        gateway: None,
+        gateway6: Some("fd00:9::1".parse().unwrap()),
+        dns: "fd00:9::1".parse().unwrap(),
+        ..endpoint("n1", None)
+    };
+    let observed = ObservedSandbox {
+        interface: None,
+        routes: vec![],
+    };
+    let err = add_result(&only6, None, NETNS, &observed).unwrap_err();
+    assert!(err.details().contains("web is IPv6-only"), "{err:?}");
 }
 
 #[test]

@@ -20,11 +20,11 @@ impl Ctx {
             return Err("shoal networks are IPv4 only for now".into());
         }
         let ip = addr_of(&iface.address)?;
-        if !net.space.subnet().contains(&ip) {
+        let subnet = net.subnet().ok_or_else(|| ipv6_only(&net))?;
+        if !subnet.contains(&ip) {
             return Err(format!(
-                "address {ip} is outside {}'s subnet {}",
-                net.name,
-                net.space.subnet()
+                "address {ip} is outside {}'s subnet {subnet}",
+                net.name
             ));
         }
         let mac = shoal_ipam::format_mac(shoal_ipam::mac_for(ip));
@@ -100,7 +100,12 @@ impl Ctx {
                 src_name: shoal_dataplane::overlay::peer_ifname(&endpoint.id),
                 dst_prefix: "eth".into(),
             },
-            gateway: net.space.gateway().to_string(),
+            gateway: net
+                .space
+                .as_ref()
+                .ok_or_else(|| ipv6_only(&net))?
+                .gateway()
+                .to_string(),
             static_routes: Vec::new(),
         }))
     }
@@ -203,4 +208,12 @@ impl Ctx {
         self.overlay.wait_for(revision, NETWORK_WAIT).await;
         Ok(json!({}))
     }
+}
+
+/// Why Docker cannot have an endpoint on the IPv6-only network `net`.
+fn ipv6_only(net: &shoal_control::state::Network) -> String {
+    format!(
+        "network {} is IPv6-only (--ipv4=false): shoal's Docker driver carries only networks with IPv4",
+        net.name
+    )
 }

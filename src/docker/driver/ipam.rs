@@ -83,7 +83,7 @@ impl Ctx {
                 .state()
                 .networks
                 .values()
-                .find(|n| n.space.subnet() == subnet)
+                .find(|n| n.subnet() == Some(subnet))
             {
                 return Ok(n.clone());
             }
@@ -122,8 +122,8 @@ impl Ctx {
                 .state()
                 .networks
                 .values()
-                .find(|n| n.space.subnet() == subnet)
-                .map(|n| n.space.gateway());
+                .find(|n| n.subnet() == Some(subnet))
+                .and_then(|n| n.space.as_ref().map(|s| s.gateway()));
             match (existing, given) {
                 (Some(gw), Some(ip)) if gw != ip => {
                     return Err(format!(
@@ -166,7 +166,7 @@ impl Ctx {
             .state()
             .networks
             .values()
-            .any(|n| n.space.subnet() == subnet);
+            .any(|n| n.subnet() == Some(subnet));
         !exists
             && lock(&self.driver.offered).contains_key(&subnet)
             && !lock(&self.driver.creating).values().any(|s| *s == subnet)
@@ -176,7 +176,7 @@ impl Ctx {
         let subnet = Self::pool_subnet(&r.pool_id)?;
         let ip = addr_of(&r.address)?;
         let state = self.state();
-        if let Some(net) = state.networks.values().find(|n| n.space.subnet() == subnet) {
+        if let Some(net) = state.networks.values().find(|n| n.subnet() == Some(subnet)) {
             let command = Command::ReleaseAddress {
                 node: self.member.node_id,
                 network: net.name.clone(),

@@ -56,7 +56,7 @@ impl Ctx {
         };
         let state = self.state();
         let me = self.member.node_id;
-        if let Some(net) = state.networks.values().find(|n| n.space.subnet() == subnet) {
+        if let Some(net) = state.networks.values().find(|n| n.subnet() == Some(subnet)) {
             if net.encrypted != opts.encrypted || net.internal != internal {
                 return Err(format!(
                     "network {} with subnet {subnet} exists with encrypted={} and internal={}; give the same options",

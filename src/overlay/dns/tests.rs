@@ -1,6 +1,7 @@
-//! The record table of a dual-stack network: AAAA for sandboxes, tasks and VIPs.
+//! The record table of a dual-stack network: AAAA for sandboxes, tasks and VIPs; and
+//! of an IPv6-only one, with the node plan and resolv.conf of its sandboxes.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::Ipv6Addr;
 
 use shoal_control::state::{
     AttachSpec, ClusterState, Command, EndpointMode, NetworkSpec, Secrets, ServiceSpec,
@@ -13,6 +14,11 @@ use crate::overlay::view::tests::{node, run};
 /// Network `web` (dual-stack) and `plain`; service `vip` (VIP mode) and `rr` (DNS
 /// round robin) with a task each on `web`, and sandbox `sb` on both networks.
 fn state() -> ClusterState {
+    state_with(true)
+}
+
+/// [`state`], with `web` IPv6-only unless `web_ipv4`.
+fn state_with(web_ipv4: bool) -> ClusterState {
     let mut s = ClusterState::default();
     run(
         &mut s,
@@ -29,6 +35,7 @@ fn state() -> ClusterState {
             name: name.into(),
             attachable: true,
             ipv6,
+            ipv4: (name == "web" && !web_ipv4).then_some(false),
             ..Default::default()
         };
         run(
@@ -75,6 +82,15 @@ fn state() -> ClusterState {
     s
 }
 
+/// The address sandbox `sb` asks from on `web` (IPv4, on an IPv6-only `web` IPv6).
+fn sb_on_web(s: &ClusterState) -> std::net::IpAddr {
+    s.endpoints
+        .values()
+        .find(|e| e.sandbox == "/run/netns/sb" && e.network == "web")
+        .map(|e| e.addr())
+        .unwrap()
+}
+
 fn ip6_of(s: &ClusterState, sandbox: &str) -> Ipv6Addr {
     s.endpoints
         .values()
@@ -87,12 +103,7 @@ fn ip6_of(s: &ClusterState, sandbox: &str) -> Ipv6Addr {
 fn dual_stack_names_answer_aaaa_and_a_service_its_ipv6_vip() {
     let s = state();
     let t = table(&s);
-    let client = s
-        .endpoints
-        .values()
-        .find(|e| e.sandbox == "/run/netns/sb" && e.network == "web")
-        .map(|e| IpAddr::V4(e.ip))
-        .unwrap();
+    let client = sb_on_web(&s);
     let aaaa = |name: &str| t.resolve6("web", client, name);
     let a = |name: &str| t.resolve("web", client, name).map(|v| v.len());
     assert_eq!(aaaa("sb"), Some(vec![ip6_of(&s, "/run/netns/sb")]));
@@ -116,4 +127,59 @@ fn dual_stack_names_answer_aaaa_and_a_service_its_ipv6_vip() {
         Some("sb.web"),
         "PTR for IPv6 addresses as for IPv4 ones"
     );
+}
+
+#[test]
+fn ipv6_only_names_answer_aaaa_alone_and_sandboxes_get_ipv6_alone() {
+    let s = state_with(false);
+    let t = table(&s);
+    let client = sb_on_web(&s);
+    assert!(client.is_ipv6());
+    let vip6 = s.services["vip"].vips6["web"];
+    assert!(s.services["vip"].vips.is_empty());
+    assert_eq!(t.resolve6("web", client, "vip"), Some(vec![vip6]));
+    // The names exist without IPv4: A is NODATA (an empty answer), not unknown.
+    for name in ["vip", "tasks.vip", "rr", "sb"] {
+        assert_eq!(t.resolve("web", client, name), Some(vec![]), "{name}");
+    }
+    assert_eq!(
+        t.resolve6("web", client, "tasks.rr"),
+        Some(vec![ip6_of(&s, "/run/netns/t2")])
+    );
+    assert_eq!(
+        t.ptr("web", client, ip6_of(&s, "/run/netns/sb")),
+        Some("sb.web")
+    );
+
+    let plan = crate::overlay::view::node_plan(&s, NodeId(1), 4789);
+    let web = plan.networks.iter().find(|n| n.name == "web").unwrap();
+    let gateway6 = s.networks["web"].space6.as_ref().unwrap().gateway();
+    assert_eq!(web.gateway, None, "no IPv4 gateway");
+    assert_eq!(web.gateway6.map(|g| g.addr()), Some(gateway6));
+    assert_eq!(web.gateway_mac, shoal_ipam::mac_for(gateway6));
+    let t1 = plan
+        .endpoints
+        .iter()
+        .find(|e| e.sandbox.ends_with("t1"))
+        .unwrap();
+    assert_eq!((t1.ip, t1.gateway), (None, None));
+    assert!(t1.ip6.is_some() && t1.default_route6 && !t1.default_route);
+    assert_eq!(t1.gateway6, Some(gateway6));
+    let confs = crate::overlay::view::resolv_confs(&s, &plan);
+    assert_eq!(
+        confs["t1"].nameserver,
+        Some(gateway6.into()),
+        "the IPv6 resolver"
+    );
+    // sb is on web (eth0) and the IPv4-only plain (eth1): a default route of each
+    // family, through each; the resolver on the IPv4 default route's gateway.
+    let sb: Vec<(&str, bool, bool)> = plan
+        .endpoints
+        .iter()
+        .filter(|e| e.sandbox.ends_with("sb"))
+        .map(|e| (e.ifname.as_str(), e.default_route, e.default_route6))
+        .collect();
+    assert_eq!(sb, [("eth0", false, true), ("eth1", true, false)]);
+    let plain_gw = s.networks["plain"].space.as_ref().unwrap().gateway();
+    assert_eq!(confs["sb"].nameserver, Some(plain_gw.into()));
 }

@@ -12,7 +12,9 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use super::super::{ApplyError, ClusterState, Output};
+use shoal_ipam::AddressSpace;
+
+use super::super::{ApplyError, ClusterState, Network, Output};
 use super::network::{ipam, validate_dns_name, MAX_ALIASES};
 use super::Changed;
 use crate::ids::NodeId;
@@ -51,11 +53,12 @@ pub(super) fn map_existing(
         .networks
         .get_mut(name)
         .ok_or_else(|| ApplyError::NoSuchNetwork(name.to_string()))?;
-    let have = net.space.subnet();
+    let space = space4(net)?;
+    let have = space.subnet();
     if subnet.is_some_and(|s| s != have) {
         return Err(ApplyError::Conflict(format!(
             "network {name} exists in the cluster with subnet {have}; create it on this host with --subnet {have} --gateway {}",
-            net.space.gateway()
+            space.gateway()
         )));
     }
     let changed = net
@@ -64,6 +67,17 @@ pub(super) fn map_existing(
         .or_default()
         .insert(node);
     Ok((Output::Network(Box::new(net.clone())), changed))
+}
+
+/// The IPv4 space of `net`, which Docker's drivers need: shoal's Docker IPAM and
+/// network drivers do not carry IPv6-only networks.
+fn space4(net: &mut Network) -> Result<&mut AddressSpace, ApplyError> {
+    let name = net.name.clone();
+    net.space.as_mut().ok_or_else(|| {
+        ApplyError::Invalid(format!(
+            "network {name} is IPv6-only (--ipv4=false): shoal's Docker drivers carry only networks with IPv4"
+        ))
+    })
 }
 
 /// `MapDockerNetwork`: Docker network `docker_id` on `node` is shoal network `network`.
@@ -132,7 +146,7 @@ pub fn docker_pool(
     }));
     match requested {
         Some(s)
-            if state.networks.values().any(|n| n.space.subnet() == s) || pending.contains(&s) =>
+            if state.networks.values().any(|n| n.subnet() == Some(s)) || pending.contains(&s) =>
         {
             Ok(s)
         }
@@ -151,7 +165,7 @@ fn docker_network(state: &ClusterState, network: &str) -> Result<String, ApplyEr
         return state
             .networks
             .values()
-            .find(|n| n.space.subnet() == subnet)
+            .find(|n| n.subnet() == Some(subnet))
             .map(|n| n.name.clone())
             .ok_or_else(|| ApplyError::NoSuchNetwork(format!("with subnet {subnet}")));
     }
@@ -176,16 +190,17 @@ pub(super) fn lease(
         .networks
         .get_mut(&name)
         .ok_or_else(|| ApplyError::NoSuchNetwork(name.clone()))?;
+    let space = space4(net)?;
     let leased = match ip {
         // A Swarm manager leased it for a task; the task's node asks again.
-        Some(ip) if net.space.owner_of(ip).is_some_and(is_lease) => {
+        Some(ip) if space.owner_of(ip).is_some_and(is_lease) => {
             return Ok((Output::Address { ip }, false))
         }
         Some(ip) => {
-            net.space.reserve(ip, &owner).map_err(ipam)?;
+            space.reserve(ip, &owner).map_err(ipam)?;
             ip
         }
-        None => net.space.allocate(&owner).map_err(ipam)?,
+        None => space.allocate(&owner).map_err(ipam)?,
     };
     Ok((Output::Address { ip: leased }, true))
 }
@@ -197,13 +212,13 @@ pub(super) fn release(state: &mut ClusterState, network: &str, ip: Ipv4Addr) -> 
         // The network went first (Docker releases its gateway after DeleteNetwork).
         return Ok((Output::None, false));
     };
-    let Some(net) = state.networks.get_mut(&name) else {
+    let Some(space) = state.networks.get_mut(&name).and_then(|n| n.space.as_mut()) else {
         return Ok((Output::None, false));
     };
-    if !net.space.owner_of(ip).is_some_and(is_lease) {
+    if !space.owner_of(ip).is_some_and(is_lease) {
         return Ok((Output::None, false));
     }
-    net.space.release(ip);
+    space.release(ip);
     Ok((Output::None, true))
 }
 

@@ -142,7 +142,10 @@ fn leases_are_taken_over_by_endpoints_and_replays_are_harmless() {
         panic!()
     };
     assert!(e.handoff);
-    assert_eq!(s.networks["web"].space.owner_of(ip), Some(e.id.as_str()));
+    assert_eq!(
+        s.networks["web"].space.as_ref().unwrap().owner_of(ip),
+        Some(e.id.as_str())
+    );
     // Taken by an endpoint: not leasable, and a late ReleaseAddress leaves it alone.
     let taken = lease(&mut s, 2, Some("10.9.0.2")).unwrap_err().to_string();
     assert!(taken.contains("10.9.0.2"), "{taken}");
@@ -158,9 +161,15 @@ fn leases_are_taken_over_by_endpoints_and_replays_are_harmless() {
         .unwrap()
     };
     release(&mut s, "10.9.0.2");
-    assert_eq!(s.networks["web"].space.owner_of(ip), Some(e.id.as_str()));
+    assert_eq!(
+        s.networks["web"].space.as_ref().unwrap().owner_of(ip),
+        Some(e.id.as_str())
+    );
     release(&mut s, "10.9.0.9");
-    assert_eq!(s.networks["web"].space.owner_of(fixed), None);
+    assert_eq!(
+        s.networks["web"].space.as_ref().unwrap().owner_of(fixed),
+        None
+    );
     // A removed node's leases are freed.
     lease(&mut s, 2, Some("10.9.0.20")).unwrap();
     run(&mut s, Command::RemoveNode { id: NodeId(2) }).ok();
@@ -169,7 +178,7 @@ fn leases_are_taken_over_by_endpoints_and_replays_are_harmless() {
 #[test]
 fn docker_pools_are_a_networks_subnet_or_free_space() {
     let mut s = cluster(1);
-    let net = s.networks["net"].space.subnet();
+    let net = s.networks["net"].space.as_ref().unwrap().subnet();
     assert_eq!(docker_pool(&s, Some(net), &[]).unwrap(), net);
     let overlap = docker_pool(&s, Some("10.0.0.0/16".parse().unwrap()), &[]).unwrap_err();
     assert!(overlap.to_string().contains("overlaps"), "{overlap}");

@@ -31,7 +31,7 @@ pub(super) fn occupied(state: &ClusterState) -> Vec<Occupied> {
     let mut out: Vec<Occupied> = state
         .networks
         .values()
-        .map(|n| Occupied::network(&n.name, n.space.subnet()))
+        .filter_map(|n| Some(Occupied::network(&n.name, n.subnet()?)))
         .collect();
     out.push(Occupied {
         net: mesh_pool(),
@@ -135,21 +135,7 @@ pub(super) fn create_network(
             underlay.saturating_sub(overhead).max(MIN_MTU)
         }
     };
-    let taken = occupied(state);
-    let subnet = match spec.subnet {
-        Some(s) => {
-            check_subnet(s, &taken).map_err(ipam)?;
-            s
-        }
-        None => allocate_subnet(&state.addr_pools, &taken).map_err(ipam)?,
-    };
-    let req = SubnetRequest {
-        subnet: Some(subnet),
-        gateway: spec.gateway,
-        ip_range: spec.ip_range,
-        aux_addresses: spec.aux_addresses.clone(),
-    };
-    let space = AddressSpace::new(subnet, &req).map_err(ipam)?;
+    let space = space4_for(state, spec)?;
     let space6 = super::network6::space6_for(state, spec)?;
     let taken = |v: u32| state.networks.values().find(|n| n.vni == v);
     let vni = match spec.vni {
@@ -206,6 +192,52 @@ pub(super) fn create_network(
     Ok((Output::Network(Box::new(network)), true))
 }
 
+/// The IPv4 address space a new network gets: none for `--ipv4=false`, which needs
+/// `--ipv6` and takes no IPv4 parts (as Docker refuses them).
+fn space4_for(
+    state: &ClusterState,
+    spec: &NetworkSpec,
+) -> Result<Option<AddressSpace>, ApplyError> {
+    if !spec.wants_ipv4() {
+        if !spec.ipv6 {
+            return Err(ApplyError::Invalid(
+                "a network needs IPv4 or IPv6: --ipv4=false needs --ipv6".into(),
+            ));
+        }
+        let given = spec
+            .subnet
+            .map(|s| format!("subnet {s}"))
+            .or(spec.gateway.map(|g| format!("gateway {g}")))
+            .or(spec.ip_range.map(|r| format!("ip range {r}")))
+            .or(spec
+                .aux_addresses
+                .iter()
+                .next()
+                .map(|(k, ip)| format!("aux address {k}={ip}")));
+        if let Some(what) = given {
+            return Err(ApplyError::Invalid(format!(
+                "{what} is IPv4 but the network is IPv6-only (--ipv4=false)"
+            )));
+        }
+        return Ok(None);
+    }
+    let taken = occupied(state);
+    let subnet = match spec.subnet {
+        Some(s) => {
+            check_subnet(s, &taken).map_err(ipam)?;
+            s
+        }
+        None => allocate_subnet(&state.addr_pools, &taken).map_err(ipam)?,
+    };
+    let req = SubnetRequest {
+        subnet: Some(subnet),
+        gateway: spec.gateway,
+        ip_range: spec.ip_range,
+        aux_addresses: spec.aux_addresses.clone(),
+    };
+    AddressSpace::new(subnet, &req).map(Some).map_err(ipam)
+}
+
 pub(super) fn remove_network(state: &mut ClusterState, reference: &str) -> Changed {
     let name = state.find_network(reference)?.name.clone();
     let users: Vec<&Endpoint> = state.endpoints_on(&name).collect();
@@ -250,14 +282,24 @@ pub(super) fn validate_dns_name(what: &str, name: &str) -> Result<(), ApplyError
     Ok(())
 }
 
-/// The endpoint `id`'s IPv4 address in `space`: `spec.ip` (taking over a lease Docker's
-/// IPAM made for it) or the next free one. A failure leaves `space` as it was.
+/// The endpoint `id`'s IPv4 address on `network`: `spec.ip` (taking over a lease
+/// Docker's IPAM made for it) or the next free one; none on an IPv6-only network. A
+/// failure leaves the space as it was.
 fn lease4(
-    space: &mut AddressSpace,
+    network: &str,
+    space: &mut Option<AddressSpace>,
     spec: &AttachSpec,
     id: &str,
-) -> Result<std::net::Ipv4Addr, ApplyError> {
-    Ok(match spec.ip {
+) -> Result<Option<std::net::Ipv4Addr>, ApplyError> {
+    let Some(space) = space.as_mut() else {
+        return match spec.ip {
+            Some(ip) => Err(ApplyError::Invalid(format!(
+                "--ip {ip}: network {network} is IPv6-only (created with --ipv4=false)"
+            ))),
+            None => Ok(None),
+        };
+    };
+    Ok(Some(match spec.ip {
         Some(ip) => {
             // Once the lease is released, reserving it cannot fail (a lease is a valid,
             // free host address of the range), so the space is never left half-changed.
@@ -274,7 +316,7 @@ fn lease4(
             ip
         }
         None => space.allocate(id).map_err(ipam)?,
-    })
+    }))
 }
 
 pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Changed {
@@ -365,10 +407,11 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
     }
     let id = endpoint_id(&network.id, spec.node, &spec.sandbox);
     if let Some(existing) = state.endpoints.get(&id) {
-        if spec.ip.is_some_and(|ip| ip != existing.ip) {
+        if spec.ip.is_some() && spec.ip != existing.ip {
             return Err(ApplyError::Conflict(format!(
                 "this sandbox is already attached to {} with address {}; detach it first to change the address",
-                network.name, existing.ip
+                network.name,
+                existing.addr()
             )));
         }
         if spec.ip6.is_some() && spec.ip6 != existing.ip6 {
@@ -394,12 +437,14 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
         {
             return Err(ApplyError::Conflict(format!(
                 "the name {name:?} is taken on network {} by endpoint {} ({})",
-                network.name, other.id, other.ip
+                network.name,
+                other.id,
+                other.addr()
             )));
         }
     }
     if let Some(mac) = spec.mac {
-        let gateway = mac_for(network.gateway);
+        let gateway = network.gateway_mac;
         let taken = state.endpoints_on(&network.name).find(|e| e.mac == mac);
         if mac == gateway || taken.is_some() {
             return Err(ApplyError::Conflict(format!(
@@ -408,7 +453,8 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
                 network.name,
                 taken.map_or("its gateway".to_string(), |e| format!(
                     "endpoint {} ({})",
-                    e.id, e.ip
+                    e.id,
+                    e.addr()
                 ))
             )));
         }
@@ -438,11 +484,29 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
         .get_mut(&network.name)
         .ok_or_else(|| ApplyError::NoSuchNetwork(network.name.clone()))?;
     let ip6 = super::network6::lease6(&network.name, &mut net.space6, spec, &id)?;
-    let ip = lease4(&mut net.space, spec, &id).inspect_err(|_| {
+    let ip = lease4(&network.name, &mut net.space, spec, &id).inspect_err(|_| {
         if let (Some(space6), Some(ip6)) = (net.space6.as_mut(), ip6) {
             space6.release(ip6);
         }
     })?;
+    let mac = match (spec.mac, ip, ip6) {
+        (Some(mac), _, _) => mac,
+        (None, Some(ip), _) => mac_for(ip),
+        (None, None, Some(ip6)) => {
+            let mac = mac_for(ip6);
+            if let Err(e) = mac6_free(state, &network, mac) {
+                release6(state.networks.get_mut(&network.name), Some(ip6));
+                return Err(e);
+            }
+            mac
+        }
+        (None, None, None) => {
+            return Err(ApplyError::Invalid(format!(
+                "network {} has neither IPv4 nor IPv6 addresses",
+                network.name
+            )))
+        }
+    };
     let endpoint = Endpoint {
         id: id.clone(),
         network: network.name.clone(),
@@ -453,7 +517,7 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
         aliases: spec.aliases.clone(),
         ip,
         ip6,
-        mac: spec.mac.unwrap_or_else(|| mac_for(ip)),
+        mac,
         service: spec.service.clone(),
         task: spec.task.clone(),
         ingress: spec.ingress,
@@ -466,13 +530,33 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
     Ok((Output::Endpoint(Box::new(endpoint)), true))
 }
 
+/// On an IPv6-only network a MAC derived from an IPv6 address carries only its last
+/// 32 bits: refuses one another endpoint (or the gateway) already has.
+fn mac6_free(state: &ClusterState, network: &NetworkRef, mac: [u8; 6]) -> Result<(), ApplyError> {
+    let taken = state.endpoints_on(&network.name).find(|e| e.mac == mac);
+    if mac != network.gateway_mac && taken.is_none() {
+        return Ok(());
+    }
+    Err(ApplyError::Conflict(format!(
+        "the MAC {} derived from the IPv6 address is taken on network {} by {}; give the endpoint another address or MAC",
+        shoal_ipam::format_mac(mac),
+        network.name,
+        taken.map_or("its gateway".to_string(), |e| format!(
+            "endpoint {} ({})",
+            e.id,
+            e.addr()
+        ))
+    )))
+}
+
 /// What `attach` needs of a network, without its address space.
 struct NetworkRef {
     id: String,
     name: String,
     encrypted: bool,
     attachable: bool,
-    gateway: std::net::Ipv4Addr,
+    /// The anycast gateway's MAC (derived from the IPv4 gateway, else the IPv6 one).
+    gateway_mac: [u8; 6],
 }
 
 impl NetworkRef {
@@ -482,7 +566,7 @@ impl NetworkRef {
             name: n.name.clone(),
             encrypted: n.encrypted,
             attachable: n.attachable,
-            gateway: n.space.gateway(),
+            gateway_mac: n.gateway_mac(),
         }
     }
 }
@@ -499,10 +583,7 @@ pub(super) fn detach(
     let Some(endpoint) = state.endpoints.remove(&id) else {
         return Ok((Output::None, false));
     };
-    if let Some(n) = state.networks.get_mut(&name) {
-        n.space.release(endpoint.ip);
-        release6(n, &endpoint);
-    }
+    release_addresses(state.networks.get_mut(&name), &endpoint);
     Ok((Output::None, true))
 }
 
@@ -516,28 +597,38 @@ pub(super) fn forget_node_endpoints(state: &mut ClusterState, node: NodeId) {
         .collect();
     for e in gone {
         state.endpoints.remove(&e.id);
-        if let Some(n) = state.networks.get_mut(&e.network) {
-            n.space.release(e.ip);
-            release6(n, &e);
-        }
+        release_addresses(state.networks.get_mut(&e.network), &e);
     }
     let leases = super::docker::lease_owner(node);
     let holding: Vec<String> = state
         .networks
         .iter()
-        .filter(|(_, n)| n.space.leases().any(|(_, owner)| owner == leases))
+        .filter(|(_, n)| {
+            n.space
+                .as_ref()
+                .is_some_and(|s| s.leases().any(|(_, owner)| owner == leases))
+        })
         .map(|(name, _)| name.clone())
         .collect();
     for name in holding {
-        if let Some(n) = state.networks.get_mut(&name) {
-            n.space.release_owner(&leases);
+        if let Some(space) = state.networks.get_mut(&name).and_then(|n| n.space.as_mut()) {
+            space.release_owner(&leases);
         }
     }
 }
 
-/// Frees an endpoint's IPv6 address, if it has one.
-fn release6(network: &mut Network, endpoint: &Endpoint) {
-    if let (Some(space6), Some(ip6)) = (network.space6.as_mut(), endpoint.ip6) {
+/// Frees an endpoint's addresses on its network.
+pub(super) fn release_addresses(network: Option<&mut Network>, endpoint: &Endpoint) {
+    let Some(network) = network else { return };
+    if let (Some(space), Some(ip)) = (network.space.as_mut(), endpoint.ip) {
+        space.release(ip);
+    }
+    release6(Some(network), endpoint.ip6);
+}
+
+/// Frees an IPv6 address, if there is one.
+fn release6(network: Option<&mut Network>, ip6: Option<std::net::Ipv6Addr>) {
+    if let (Some(space6), Some(ip6)) = (network.and_then(|n| n.space6.as_mut()), ip6) {
         space6.release(ip6);
     }
 }

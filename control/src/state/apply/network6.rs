@@ -135,4 +135,6 @@ pub(super) fn lease6(
 }
 
 #[cfg(test)]
+mod only_tests;
+#[cfg(test)]
 mod tests;

@@ -57,7 +57,7 @@ pub(super) fn check_ports(
                 p.published,
                 p.protocol.as_str(),
                 e.name.as_deref().unwrap_or(&e.id),
-                e.ip
+                e.addr()
             )));
         }
         for other in state.services.values().filter(|s| s.spec.name != name) {
@@ -175,6 +175,12 @@ pub(super) fn set_endpoint_ports(
             "endpoint {id} is not on node {node}"
         )));
     }
+    if endpoint.ip.is_none() && !ports.is_empty() {
+        return Err(ApplyError::Invalid(format!(
+            "endpoint {id} is on the IPv6-only network {}: forwarded ports reach IPv4 addresses only",
+            endpoint.network
+        )));
+    }
     for (i, p) in ports.iter().enumerate() {
         if p.host_port == 0 || p.port == 0 {
             return Err(ApplyError::Invalid(
@@ -226,7 +232,7 @@ pub(super) fn set_endpoint_ports(
                 p.host_port,
                 p.protocol.as_str(),
                 other.name.as_deref().unwrap_or(&other.id),
-                other.ip
+                other.addr()
             )));
         }
     }

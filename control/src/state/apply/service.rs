@@ -57,7 +57,7 @@ pub(super) fn create_service(
 /// Address spaces changed by an allocation, by network, not yet stored.
 type Spaces = BTreeMap<String, shoal_ipam::AddressSpace>;
 
-/// The VIPs `spec` needs (one per network in VIP mode), keeping those of `current`
+/// The VIPs `spec` needs (one per network with IPv4 in VIP mode), keeping those of `current`
 /// that are still wanted, and the address spaces changed for new ones (not yet stored).
 fn vips_for(
     state: &ClusterState,
@@ -67,7 +67,9 @@ fn vips_for(
     let owner = format!("vip:{}", spec.name);
     let mut spaces = BTreeMap::new();
     let vips = per_network(spec, current, |n| {
-        let mut space = state.networks[n].space.clone();
+        let Some(mut space) = state.networks[n].space.clone() else {
+            return Ok(None);
+        };
         let ip = space
             .allocate(&owner)
             .map_err(|e| ApplyError::Invalid(format!("VIP on network {n}: {e}")))?;
@@ -153,7 +155,7 @@ fn release_vips6(
 fn commit_spaces(state: &mut ClusterState, spaces: Spaces) {
     for (n, space) in spaces {
         if let Some(net) = state.networks.get_mut(&n) {
-            net.space = space;
+            net.space = Some(space);
         }
     }
 }
@@ -418,9 +420,9 @@ pub(super) fn update_service(
     release_vips6(state, &current.vips6, &vips6);
     let kept: BTreeSet<&String> = vips.keys().collect();
     for gone in current.vips.keys().filter(|n| !kept.contains(n)) {
-        if let Some(net) = state.networks.get_mut(gone) {
+        if let Some(space) = state.networks.get_mut(gone).and_then(|n| n.space.as_mut()) {
             if let Some(ip) = current.vips.get(gone) {
-                net.space.release(*ip);
+                space.release(*ip);
             }
         }
     }
@@ -447,8 +449,8 @@ pub(super) fn remove_service(state: &mut ClusterState, name: &str) -> Changed {
         .ok_or_else(|| ApplyError::NoSuchService(name.to_string()))?;
     let owner = format!("vip:{name}");
     for n in svc.vips.keys() {
-        if let Some(net) = state.networks.get_mut(n) {
-            net.space.release_owner(&owner);
+        if let Some(space) = state.networks.get_mut(n).and_then(|n| n.space.as_mut()) {
+            space.release_owner(&owner);
         }
     }
     release_vips6(state, &svc.vips6, &BTreeMap::new());

@@ -114,9 +114,12 @@ fn a_service_gets_a_vip_per_network_and_releases_it() {
     )
     .unwrap();
     let vip = s.services["web"].vips["net"];
-    assert_eq!(s.networks["net"].space.owner_of(vip), Some("vip:web"));
+    assert_eq!(
+        s.networks["net"].space.as_ref().unwrap().owner_of(vip),
+        Some("vip:web")
+    );
     run(&mut s, Command::RemoveService { name: "web".into() }).unwrap();
-    assert_eq!(s.networks["net"].space.in_use(), 0);
+    assert_eq!(s.networks["net"].space.as_ref().unwrap().in_use(), 0);
     let dns = ServiceSpec {
         endpoint_mode: EndpointMode::Dnsrr,
         publish: vec![],

@@ -263,7 +263,10 @@ fn networks_are_added_and_removed_with_their_vips() {
     assert_eq!(svc.spec.networks, ["net", "back"]);
     assert_eq!(svc.spec.network_options["back"].aliases, ["api"]);
     let vip = svc.vips["back"];
-    assert_eq!(s.networks["back"].space.owner_of(vip), Some("vip:web"));
+    assert_eq!(
+        s.networks["back"].space.as_ref().unwrap().owner_of(vip),
+        Some("vip:web")
+    );
     let e = update(
         &mut s,
         ServiceChanges {
@@ -290,7 +293,7 @@ fn networks_are_added_and_removed_with_their_vips() {
     assert!(!svc.vips.contains_key("back"));
     assert!(svc.spec.network_options.is_empty());
     assert_eq!(
-        s.networks["back"].space.owner_of(vip),
+        s.networks["back"].space.as_ref().unwrap().owner_of(vip),
         None,
         "the VIP is freed"
     );
@@ -330,7 +333,10 @@ fn the_endpoint_mode_changes_with_its_vips_and_checks_ingress_ports() {
     )
     .unwrap();
     assert!(s.services["web"].vips.is_empty());
-    assert_eq!(s.networks["net"].space.owner_of(vip), None);
+    assert_eq!(
+        s.networks["net"].space.as_ref().unwrap().owner_of(vip),
+        None
+    );
     let e = update(
         &mut s,
         ServiceChanges {

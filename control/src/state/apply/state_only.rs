@@ -127,14 +127,19 @@ mod tests {
             .endpoints
             .values()
             .all(|e| e.is_state_only() && e.node == node));
-        let leases = state.networks["net"].space.clone();
+        let leases = state.networks["net"].space.clone().unwrap();
         // The last one clashes by name: nothing of the batch stays.
         let clash = vec![ep("x1", None), ep("x2", Some("n5"))];
         let err = state_only_endpoints(&mut state, "net", node, &clash, &[], 2).unwrap_err();
         assert!(err.to_string().contains("x2"), "{err}");
         assert_eq!(state.endpoints.len(), 100);
         assert_eq!(
-            state.networks["net"].space.leases().count(),
+            state.networks["net"]
+                .space
+                .as_ref()
+                .unwrap()
+                .leases()
+                .count(),
             leases.leases().count()
         );
         let remove: Vec<String> = (0..50).map(|i| format!("e{i}")).collect();

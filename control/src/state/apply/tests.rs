@@ -108,8 +108,14 @@ fn networks_get_successive_vnis_and_free_subnets() {
     create(&mut s, "aaaaaaaa02", named("b")).unwrap();
     assert_eq!(s.networks["a"].vni, 4096);
     assert_eq!(s.networks["b"].vni, 4097);
-    assert_eq!(s.networks["a"].space.subnet().to_string(), "10.0.0.0/24");
-    assert_eq!(s.networks["b"].space.subnet().to_string(), "10.0.1.0/24");
+    assert_eq!(
+        s.networks["a"].space.as_ref().unwrap().subnet().to_string(),
+        "10.0.0.0/24"
+    );
+    assert_eq!(
+        s.networks["b"].space.as_ref().unwrap().subnet().to_string(),
+        "10.0.1.0/24"
+    );
     assert_eq!(s.networks["a"].mtu, 1450);
     let e = create(&mut s, "aaaaaaaa03", named("a")).unwrap_err();
     assert!(matches!(e, ApplyError::Conflict(_)), "{e}");
@@ -213,7 +219,7 @@ fn an_endpoint_may_bring_its_mac() {
         taken.contains("is taken on network a by endpoint"),
         "{taken}"
     );
-    let gateway = shoal_ipam::mac_for(s.networks["a"].space.gateway());
+    let gateway = shoal_ipam::mac_for(s.networks["a"].space.as_ref().unwrap().gateway());
     let gw = run(&mut s, with("/run/netns/y", gateway))
         .unwrap_err()
         .to_string();
@@ -245,7 +251,10 @@ fn subnets_avoid_node_routes_and_explicit_overlaps_are_refused() {
     )
     .unwrap();
     create(&mut s, "aaaaaaaa01", named("a")).unwrap();
-    assert_eq!(s.networks["a"].space.subnet().to_string(), "10.0.2.0/24");
+    assert_eq!(
+        s.networks["a"].space.as_ref().unwrap().subnet().to_string(),
+        "10.0.2.0/24"
+    );
     assert_eq!(
         s.networks["a"].mtu, 1350,
         "derived from the smallest underlay MTU"
@@ -306,14 +315,14 @@ fn attach_is_idempotent_serial_and_detach_frees() {
     let mut s = cluster();
     create(&mut s, "aaaaaaaa01", named("a")).unwrap();
     let e1 = endpoint(attach(&mut s, "a", 1, "/run/netns/x").unwrap());
-    assert_eq!(e1.ip, Ipv4Addr::new(10, 0, 0, 2));
+    assert_eq!(e1.ip, Some(Ipv4Addr::new(10, 0, 0, 2)));
     assert_eq!(e1.ifname, "eth0");
     let rev = s.revision;
     let again = attach(&mut s, "a", 1, "/run/netns/x").unwrap();
     assert_eq!(endpoint(again.clone()), e1);
     assert_eq!(again.revision, rev, "an idempotent attach changes nothing");
     let e2 = endpoint(attach(&mut s, "a", 2, "/run/netns/y").unwrap());
-    assert_eq!(e2.ip, Ipv4Addr::new(10, 0, 0, 3));
+    assert_eq!(e2.ip, Some(Ipv4Addr::new(10, 0, 0, 3)));
     assert_ne!(e1.mac, e2.mac);
     run(
         &mut s,
@@ -327,7 +336,7 @@ fn attach_is_idempotent_serial_and_detach_frees() {
     let e3 = endpoint(attach(&mut s, "a", 1, "/run/netns/z").unwrap());
     assert_eq!(
         e3.ip,
-        Ipv4Addr::new(10, 0, 0, 4),
+        Some(Ipv4Addr::new(10, 0, 0, 4)),
         "released addresses are not reused at once"
     );
     let rev = s.revision;
@@ -422,9 +431,9 @@ fn removing_a_node_frees_its_leases() {
         attach(&mut s, "a", 2, &format!("/run/netns/s{i}")).unwrap();
     }
     attach(&mut s, "a", 1, "/run/netns/keep").unwrap();
-    assert_eq!(s.networks["a"].space.in_use(), 6);
+    assert_eq!(s.networks["a"].space.as_ref().unwrap().in_use(), 6);
     run(&mut s, Command::RemoveNode { id: NodeId(2) }).unwrap();
-    assert_eq!(s.networks["a"].space.in_use(), 1);
+    assert_eq!(s.networks["a"].space.as_ref().unwrap().in_use(), 1);
     assert_eq!(s.endpoints.len(), 1);
 }
 

@@ -158,11 +158,12 @@ impl fmt::Display for Change {
             Change::DeleteLink { name, why } => write!(f, "delete {name} ({why})"),
             Change::CreateBridge { network } => write!(
                 f,
-                "create bridge {} for {} (gateway {}/{}, mtu {})",
+                "create bridge {} for {} (gateway {}, mtu {})",
                 network.bridge(),
                 network.name,
-                network.gateway,
-                network.subnet.prefix_len(),
+                network
+                    .gateway
+                    .map_or("none: IPv6-only".to_string(), |g| g.to_string()),
                 network.mtu
             ),
             Change::FixLink { name, mtu, .. } => write!(f, "fix {name} (mtu {mtu}, mac, up)"),
@@ -207,11 +208,14 @@ impl fmt::Display for Change {
             }
             Change::AddEndpoint { endpoint, bridge } => write!(
                 f,
-                "attach {} as {} {}/{} in {} to {bridge}",
+                "attach {} as {} {} in {} to {bridge}",
                 endpoint.id,
                 endpoint.ifname,
-                endpoint.ip,
-                endpoint.prefix,
+                endpoint
+                    .ip
+                    .map(|ip| ip.to_string())
+                    .or(endpoint.ip6.map(|ip| ip.to_string()))
+                    .unwrap_or_default(),
                 endpoint.sandbox.display()
             ),
         }

@@ -110,9 +110,10 @@ fn network_changes(plan: &NodePlan, n: &NetworkPlan, observed: &Observed, out: &
 /// gateway address (and the node's own address, where it has one).
 fn bridge_changes(n: &NetworkPlan, observed: &Observed, out: &mut Phases) {
     let br = n.bridge();
-    let gateway = (n.gateway, n.subnet.prefix_len());
+    // No IPv4 address at all on an IPv6-only network's bridge.
+    let gateway = n.gateway.map(|g| (g.addr(), g.prefix_len()));
     // A bridge about to be made comes with its gateway address.
-    let fresh = BTreeSet::from([gateway]);
+    let fresh: BTreeSet<(Ipv4Addr, u8)> = gateway.into_iter().collect();
     let have = match observed.links.get(&br) {
         Some(l) if l.kind == LinkKind::Bridge => {
             if l.mtu != n.mtu || l.mac != Some(n.gateway_mac) || !l.up {
@@ -146,7 +147,7 @@ fn bridge_changes(n: &NetworkPlan, observed: &Observed, out: &mut Phases) {
         _ => &empty6,
     };
     address6_changes(&br, n, have6, out);
-    let mut want = BTreeSet::from([gateway]);
+    let mut want = fresh.clone();
     want.extend(n.node_addr.map(|a| (a.ip, 32)));
     for &(ip, prefix) in have.difference(&want) {
         out.removals.push(Change::DelAddress {
@@ -253,8 +254,11 @@ fn forwarding_changes(n: &NetworkPlan, observed: &Observed, fresh: bool, out: &m
     };
     let want_fdb: BTreeSet<([u8; 6], IpAddr)> =
         n.remotes.iter().map(|r| (r.mac, r.node_ip)).collect();
-    let want_neigh: BTreeSet<(Ipv4Addr, [u8; 6])> =
-        n.remotes.iter().map(|r| (r.ip, r.mac)).collect();
+    let want_neigh: BTreeSet<(Ipv4Addr, [u8; 6])> = n
+        .remotes
+        .iter()
+        .filter_map(|r| Some((r.ip?, r.mac)))
+        .collect();
     for &(mac, dst) in have_fdb.difference(&want_fdb) {
         let vxlan = vx.clone();
         out.forwarding.push(Change::DelFdb { vxlan, mac, dst });

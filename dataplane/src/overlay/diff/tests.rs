@@ -8,15 +8,14 @@ pub(super) fn network() -> NetworkPlan {
     NetworkPlan {
         name: "web".into(),
         vni: 4096,
-        subnet: "10.0.0.0/24".parse().unwrap(),
-        gateway: "10.0.0.1".parse().unwrap(),
+        gateway: Some("10.0.0.1/24".parse().unwrap()),
         gateway_mac: [2, 0x42, 10, 0, 0, 1],
         gateway6: None,
         mtu: 1450,
         internal: false,
         encrypted: false,
         remotes: vec![Remote {
-            ip: "10.0.0.3".parse().unwrap(),
+            ip: Some("10.0.0.3".parse().unwrap()),
             ip6: None,
             mac: [2, 0x42, 10, 0, 0, 3],
             node_ip: "198.18.0.2".parse().unwrap(),
@@ -31,14 +30,14 @@ pub(super) fn endpoint() -> EndpointPlan {
         vni: 4096,
         sandbox: "/run/netns/a".into(),
         ifname: "eth0".into(),
-        ip: "10.0.0.2".parse().unwrap(),
-        prefix: 24,
+        ip: Some("10.0.0.2/24".parse().unwrap()),
         mac: [2, 0x42, 10, 0, 0, 2],
-        gateway: "10.0.0.1".parse().unwrap(),
+        gateway: Some("10.0.0.1".parse().unwrap()),
         ip6: None,
         gateway6: None,
         mtu: 1450,
         default_route: true,
+        default_route6: false,
         handoff: false,
     }
 }
@@ -182,7 +181,7 @@ fn an_empty_plan_removes_everything_shoal_made() {
 fn remote_endpoints_come_and_go_as_fdb_and_neighbour_entries() {
     let mut p = plan();
     p.networks[0].remotes.push(Remote {
-        ip: "10.0.0.9".parse().unwrap(),
+        ip: Some("10.0.0.9".parse().unwrap()),
         ip6: None,
         mac: [2, 0x42, 10, 0, 0, 9],
         node_ip: "198.18.0.3".parse().unwrap(),

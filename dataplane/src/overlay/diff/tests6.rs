@@ -72,7 +72,7 @@ fn a_fresh_bridge_and_vxlan_get_everything_after_they_are_made() {
 fn remote_ipv6_endpoints_come_and_go_and_stray_addresses_are_removed() {
     let mut p = dual_stack();
     p.networks[0].remotes.push(Remote {
-        ip: "10.0.0.9".parse().unwrap(),
+        ip: Some("10.0.0.9".parse().unwrap()),
         ip6: Some("fd00:1::9".parse().unwrap()),
         mac: [2, 0x42, 10, 0, 0, 9],
         node_ip: "198.18.0.3".parse().unwrap(),
@@ -97,4 +97,51 @@ fn remote_ipv6_endpoints_come_and_go_and_stray_addresses_are_removed() {
         ip: "fd00:99::1".parse().unwrap(),
         prefix: 64,
     }));
+}
+
+/// `dual_stack()` without IPv4: an IPv6-only network and its remote endpoint.
+fn ipv6_only() -> NodePlan {
+    let mut p = dual_stack();
+    p.networks[0].gateway = None;
+    p.networks[0].remotes[0].ip = None;
+    p
+}
+
+#[test]
+fn an_ipv6_only_network_gets_no_ipv4_address_nor_arp_entries() {
+    let mut o = matching();
+    o.links.remove("shl-b4096");
+    o.links.remove("shl-v4096");
+    let changes = diff(&ipv6_only(), &o);
+    assert!(
+        !changes
+            .iter()
+            .any(|c| matches!(c, Change::AddAddress { .. } | Change::AddNeigh { .. })),
+        "nothing IPv4: {changes:?}"
+    );
+    let made = |want: fn(&Change) -> bool| changes.iter().any(want);
+    assert!(
+        made(|c| matches!(c, Change::CreateBridge { .. })),
+        "{changes:?}"
+    );
+    assert!(
+        made(|c| matches!(c, Change::AddAddress6 { .. })),
+        "{changes:?}"
+    );
+    assert!(made(|c| matches!(c, Change::AddFdb { .. })), "{changes:?}");
+    assert!(
+        made(|c| matches!(c, Change::AddNeigh6 { .. })),
+        "{changes:?}"
+    );
+    // A bridge and VXLAN device left with IPv4 from before lose it.
+    let stale = diff(&ipv6_only(), &matching6());
+    assert!(stale.contains(&Change::DelAddress {
+        link: "shl-b4096".into(),
+        ip: "10.0.0.1".parse().unwrap(),
+        prefix: 24,
+    }));
+    assert!(
+        stale.iter().any(|c| matches!(c, Change::DelNeigh { .. })),
+        "{stale:?}"
+    );
 }

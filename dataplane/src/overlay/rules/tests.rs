@@ -354,3 +354,42 @@ fn published_tcp_connections_get_a_short_syn_timeout() {
         ]
     );
 }
+
+#[test]
+fn an_ipv6_only_network_gets_no_ipv4_rules_but_encryption_still_holds() {
+    let mut only6 = net(4096, true);
+    only6.gateway = None;
+    only6.gateway6 = Some("fd00:1::1/64".parse().unwrap());
+    only6.encrypted = true;
+    let plan = NodePlan {
+        local_ip: Some("198.18.0.1".parse().unwrap()),
+        vxlan_port: 4789,
+        networks: vec![only6, net(4097, false)],
+        dns_intercept: vec!["192.0.2.53".parse().unwrap()],
+        ..Default::default()
+    };
+    let t = ruleset(&plan);
+    let rules: Vec<&Rule> = t.chains.iter().flat_map(|c| &c.rules).collect();
+    assert!(
+        rules
+            .iter()
+            .filter(|r| r.comment.starts_with("n4096"))
+            .all(|r| r.comment.contains("cleartext VXLAN refused")),
+        "only the underlay's cleartext VXLAN is refused: {rules:#?}"
+    );
+    assert!(rules.iter().any(|r| r.comment.starts_with("n4096")));
+    assert!(
+        rules.iter().any(|r| r.comment == "n4097: egress"),
+        "the IPv4 network beside it keeps its rules"
+    );
+    let b = bridge_ruleset(&plan);
+    assert!(b
+        .chains
+        .iter()
+        .flat_map(|c| &c.rules)
+        .all(|r| !r.comment.starts_with("n4096")));
+    // Its IPv6 rules are where they are for dual-stack networks.
+    let six = crate::overlay::rules6::ruleset6(&plan);
+    assert_eq!(six.chains[0].rules.len(), 2, "kept inside");
+    assert_eq!(six.chains[1].rules.len(), 1, "internal: only the gateway");
+}

@@ -312,7 +312,11 @@ impl Engine {
                 .iter()
                 .filter_map(|(mac, _, node)| by_mesh.get(node).map(|p| (*mac, p.clone())))
                 .collect();
-            let arp = n.remotes.iter().map(|(mac, ip, _)| (*ip, *mac)).collect();
+            let arp = n
+                .remotes
+                .iter()
+                .filter_map(|(mac, ip, _)| Some(((*ip)?, *mac)))
+                .collect();
             let ndp = n.neighbours6.iter().copied().collect();
             nets.insert(
                 n.vni,

@@ -139,7 +139,7 @@ fn endpoints_on_dual_stack_networks_lease_and_free_ipv6_addresses() {
     let gw = s.networks["a"].space6.clone().unwrap().gateway();
     let e1 = endpoint(attach(&mut s, "a", 1, "/run/netns/one").unwrap());
     let e2 = endpoint(attach(&mut s, "a", 2, "/run/netns/two").unwrap());
-    assert_eq!(e1.ip.to_string(), "10.0.0.2", "IPv4 unchanged");
+    assert_eq!(e1.ip.unwrap().to_string(), "10.0.0.2", "IPv4 unchanged");
     assert_eq!(u128::from(e1.ip6.unwrap()), u128::from(gw) + 1);
     assert_eq!(u128::from(e2.ip6.unwrap()), u128::from(gw) + 2);
     let plain = endpoint(attach(&mut s, "plain", 1, "/run/netns/one").unwrap());
