@@ -17,7 +17,7 @@ use shoal_control::state::{ClusterState, NodeStatus, PublishMode, SourceMode};
 use shoal_control::NodeId;
 use shoal_dataplane::netlink::Netlink;
 use shoal_dataplane::netns;
-use shoal_dataplane::return_path::{self, IngressPeer};
+use shoal_dataplane::return_path::{self, IngressPeer, IpFamily};
 
 /// The ingress peers of every sandbox on node `me` that receives mesh connections
 /// keeping the client's address.
@@ -55,6 +55,7 @@ pub fn peers(state: &ClusterState, me: NodeId) -> BTreeMap<String, Vec<IngressPe
             peers.push(IngressPeer {
                 node: node.name.clone(),
                 ip: node_addr.ip,
+                ip6: node_addr.ip6,
                 mac: node_addr.mac,
                 ifname: e.ifname.clone(),
             });
@@ -85,14 +86,25 @@ async fn program_one(sandbox: &str, want: &[return_path::ReturnRoute]) -> anyhow
         return Ok(());
     };
     let nl = Netlink::in_namespace(&ns)?;
-    let have = return_path::observe(&nl).await?;
-    let changes = return_path::diff(want, &have);
-    if changes.is_empty() {
-        return Ok(());
-    }
-    tracing::debug!(sandbox, ?changes, "return path");
-    if let Some(e) = return_path::apply(&nl, &changes).await.into_iter().next() {
-        return Err(e.into());
+    for family in IpFamily::ALL {
+        let want: Vec<_> = want
+            .iter()
+            .filter(|r| r.family() == family)
+            .cloned()
+            .collect();
+        let have = return_path::observe(&nl, family).await?;
+        let changes = return_path::diff(&want, &have);
+        if changes.is_empty() {
+            continue;
+        }
+        tracing::debug!(sandbox, ?family, ?changes, "return path");
+        if let Some(e) = return_path::apply(&nl, family, &changes)
+            .await
+            .into_iter()
+            .next()
+        {
+            return Err(e.into());
+        }
     }
     Ok(())
 }

@@ -54,6 +54,7 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
                 .find(|e| e.ingress && e.network == net.name)
                 .map(|e| NodeAddr {
                     ip: e.ip,
+                    ip6: e.ip6,
                     mac: e.mac,
                 }),
         });
@@ -231,6 +232,7 @@ fn published(state: &ClusterState, me: NodeId) -> Vec<Published> {
                 protocol: p.protocol.number(),
                 port: p.host_port,
                 backends: vec![(e.ip, p.port)],
+                backends6: e.ip6.map(|ip6| vec![(ip6, p.port)]),
                 mesh: false,
                 source_nat: false,
             })
@@ -241,25 +243,52 @@ fn published(state: &ClusterState, me: NodeId) -> Vec<Published> {
             continue;
         };
         let tasks = backends(state, &s.spec.name, network);
+        let tasks6 = with_ip6(state, network, &tasks);
         let reachable = ingress_ip(state, me, network).is_some();
         for p in &s.spec.publish {
             let mesh = p.mode == PublishMode::Ingress;
+            let serves = |node: &NodeId| if mesh { reachable } else { *node == me };
             let backends = tasks
                 .iter()
-                .filter(|(_, node)| if mesh { reachable } else { *node == me })
+                .filter(|(_, node)| serves(node))
                 .map(|(ip, _)| (*ip, p.target))
                 .collect();
+            let backends6 = tasks6.as_ref().map(|tasks6| {
+                tasks6
+                    .iter()
+                    .filter(|(_, node)| serves(node))
+                    .map(|(ip, _)| (*ip, p.target))
+                    .collect()
+            });
             out.push(Published {
                 service: s.spec.name.clone(),
                 protocol: p.protocol.number(),
                 port: p.published,
                 backends,
+                backends6,
                 mesh,
                 source_nat: p.src == SourceMode::Nat,
             });
         }
     }
     out
+}
+
+/// On a dual-stack `network`, the IPv6 addresses of `tasks` (from [`backends`]) with
+/// their nodes; `None` on an IPv4-only one.
+fn with_ip6(
+    state: &ClusterState,
+    network: &str,
+    tasks: &[(Ipv4Addr, NodeId)],
+) -> Option<Vec<(Ipv6Addr, NodeId)>> {
+    state.networks.get(network)?.space6.as_ref()?;
+    let mut out: Vec<(Ipv6Addr, NodeId)> = state
+        .endpoints_on(network)
+        .filter(|e| tasks.contains(&(e.ip, e.node)))
+        .filter_map(|e| Some((e.ip6?, e.node)))
+        .collect();
+    out.sort();
+    Some(out)
 }
 
 /// The encrypted data path node `me` should run, with its private key `private_key`:
@@ -411,6 +440,7 @@ pub(crate) mod tests {
                 protocol: 6,
                 port: 8080,
                 backends: ips.iter().map(|ip| (Ipv4Addr::from(*ip), 80)).collect(),
+                backends6: None,
                 mesh: true,
                 source_nat: false,
             }],

@@ -1,0 +1,122 @@
+//! Published ports over IPv6 (`lab up --underlay dual`, a network created with
+//! `--ipv6`): a port answers on every node's IPv6 address as on its IPv4 one, through
+//! the routing mesh from nodes without the task, keeping the client's IPv6 address
+//! (`src=preserve`, the replies going back through the ingress node) or showing the
+//! node's (`src=nat`); in host mode only on the task's node.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use shoal_tests::net::{tcp_read, udp_exchange};
+use shoal_tests::{require_root, wait_until, Lab};
+
+use super::BIN;
+
+/// The address `shoal tool peer` says it saw (`peer=IP:PORT ...`), without the port
+/// or the brackets of an IPv6 address.
+fn peer_ip(answer: &str) -> Option<String> {
+    let peer = answer
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("peer="))?;
+    let ip = peer.rsplit_once(':')?.0;
+    Some(ip.trim_start_matches('[').trim_end_matches(']').to_string())
+}
+
+/// `host`'s underlay address of the family of `v6`, port `port`.
+fn addr(lab: &Lab, host: &str, port: u16, v6: bool) -> SocketAddr {
+    let ip: IpAddr = if v6 {
+        lab.ip(host).parse().unwrap()
+    } else {
+        let v4 = format!("198.18.0.{}", host.trim_start_matches('n'));
+        v4.parse().unwrap()
+    };
+    SocketAddr::new(ip, port)
+}
+
+/// Service `name` on `network`, its one task on n2, running `shoal tool peer` on
+/// `port`, published over TCP and UDP with `options` (`mode=`, `src=`).
+fn peer_service(lab: &Lab, name: &str, network: &str, port: u16, options: &str) {
+    let publish = format!("published={port},target={port},{options}");
+    let udp = format!("{publish},protocol=udp");
+    let port = port.to_string();
+    lab.create_service(
+        &[
+            "--name",
+            name,
+            "--network",
+            network,
+            "--publish",
+            &publish,
+            "--publish",
+            &udp,
+            "--constraint",
+            "node.hostname==n2",
+        ],
+        &[BIN, "tool", "peer", "--port", &port],
+    );
+}
+
+/// The peer address the task saw for a TCP connection from `ns` to `to`, once one is
+/// answered and `ok` accepts it.
+fn tcp_seen(ns: &str, to: SocketAddr, ok: impl Fn(&str) -> bool) -> String {
+    wait_until(
+        &format!("{to}/tcp from {ns} answered"),
+        Duration::from_secs(30),
+        || match tcp_read(ns, to).as_deref().and_then(peer_ip) {
+            Some(ip) if ok(&ip) => Ok(ip),
+            other => Err(format!("{other:?}")),
+        },
+    )
+}
+
+#[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
+fn published_ports_answer_on_every_nodes_ipv6_address() {
+    require_root("published_ports_answer_on_every_nodes_ipv6_address");
+    let lab = Lab::up_with(BIN, 3, 1, &["--underlay", "dual"]);
+    lab.ok("n1", &["network", "create", "--ipv6", "web6"]);
+    peer_service(&lab, "keep", "web6", 7000, "src=preserve");
+    peer_service(&lab, "nat", "web6", 7100, "src=nat");
+    peer_service(&lab, "host", "web6", 7200, "mode=host");
+    let client = lab.host_ns("client");
+    let client6 = lab.ip("client");
+    assert_eq!(client6, "fd00:5ea1::fa");
+
+    // src=preserve: through every node (n1 and n3 have no task), over TCP and UDP, the
+    // task sees the client's own IPv6 address; IPv4 still works beside it.
+    for node in ["n1", "n2", "n3"] {
+        tcp_seen(&client, addr(&lab, node, 7000, true), |ip| ip == client6);
+        let udp = udp_exchange(&client, addr(&lab, node, 7000, true), b"hi".to_vec())
+            .map(|a| String::from_utf8_lossy(&a).to_string());
+        assert_eq!(
+            udp.as_deref().and_then(peer_ip).as_deref(),
+            Some(client6.as_str()),
+            "UDP through {node}: {udp:?}"
+        );
+        tcp_seen(&client, addr(&lab, node, 7000, false), |ip| {
+            ip == "198.18.0.250"
+        });
+    }
+
+    // src=nat: the task sees the ingress node's IPv6 address on the network, one per
+    // node, neither the client's nor an underlay address.
+    let mut seen = Vec::new();
+    for node in ["n1", "n2", "n3"] {
+        seen.push(tcp_seen(&client, addr(&lab, node, 7100, true), |ip| {
+            ip.contains(':') && ip != client6 && !ip.starts_with("fd00:5ea1:")
+        }));
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 3, "each node's own address: {seen:?}");
+
+    // Host mode: only the task's node answers, keeping the client's address.
+    tcp_seen(&client, addr(&lab, "n2", 7200, true), |ip| ip == client6);
+    for node in ["n1", "n3"] {
+        assert_eq!(
+            tcp_read(&client, addr(&lab, node, 7200, true)),
+            None,
+            "{node} has no task of a host-mode port"
+        );
+    }
+}
