@@ -11,20 +11,10 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use serde_json::Value;
-use shoal_tests::net::{dns_query, parse_answer, resolve, tcp_read, udp_exchange};
+use shoal_tests::net::{dns_query, parse_answer, peer_ip, resolve, tcp_read, udp_exchange};
 use shoal_tests::{exec_in, ip_of, spawn_in, wait_until, Lab};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shoal");
-
-/// The address `shoal tool peer` says it saw (`peer=IP:PORT ...`), without the port
-/// or the brackets of an IPv6 address.
-fn peer_ip(answer: &str) -> Option<String> {
-    let peer = answer
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("peer="))?;
-    let ip = peer.rsplit_once(':')?.0;
-    Some(ip.trim_start_matches('[').trim_end_matches(']').to_string())
-}
 
 /// The `ip6.arpa` name of `ip`.
 fn reverse6(ip: Ipv6Addr) -> String {

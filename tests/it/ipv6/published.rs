@@ -7,20 +7,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use shoal_tests::net::{tcp_read, udp_exchange};
+use shoal_tests::net::{peer_ip, tcp_read, udp_exchange};
 use shoal_tests::{require_root, wait_until, Lab};
 
 use super::BIN;
-
-/// The address `shoal tool peer` says it saw (`peer=IP:PORT ...`), without the port
-/// or the brackets of an IPv6 address.
-fn peer_ip(answer: &str) -> Option<String> {
-    let peer = answer
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("peer="))?;
-    let ip = peer.rsplit_once(':')?.0;
-    Some(ip.trim_start_matches('[').trim_end_matches(']').to_string())
-}
 
 /// `host`'s underlay address of the family of `v6`, port `port`.
 fn addr(lab: &Lab, host: &str, port: u16, v6: bool) -> SocketAddr {
@@ -31,29 +21,6 @@ fn addr(lab: &Lab, host: &str, port: u16, v6: bool) -> SocketAddr {
         v4.parse().unwrap()
     };
     SocketAddr::new(ip, port)
-}
-
-/// Service `name` on `network`, its one task on n2, running `shoal tool peer` on
-/// `port`, published over TCP and UDP with `options` (`mode=`, `src=`).
-fn peer_service(lab: &Lab, name: &str, network: &str, port: u16, options: &str) {
-    let publish = format!("published={port},target={port},{options}");
-    let udp = format!("{publish},protocol=udp");
-    let port = port.to_string();
-    lab.create_service(
-        &[
-            "--name",
-            name,
-            "--network",
-            network,
-            "--publish",
-            &publish,
-            "--publish",
-            &udp,
-            "--constraint",
-            "node.hostname==n2",
-        ],
-        &[BIN, "tool", "peer", "--port", &port],
-    );
 }
 
 /// `node`'s own IPv6 address on `network` (its routing-mesh endpoint).
@@ -87,9 +54,9 @@ fn published_ports_answer_on_every_nodes_ipv6_address() {
     require_root("published_ports_answer_on_every_nodes_ipv6_address");
     let lab = Lab::up_with(BIN, 3, 1, &["--underlay", "dual"]);
     lab.ok("n1", &["network", "create", "--ipv6", "web6"]);
-    peer_service(&lab, "keep", "web6", 7000, "src=preserve");
-    peer_service(&lab, "nat", "web6", 7100, "src=nat");
-    peer_service(&lab, "host", "web6", 7200, "mode=host");
+    lab.published_peer("keep", "web6", "n2", 7000, "src=preserve");
+    lab.published_peer("nat", "web6", "n2", 7100, "src=nat");
+    lab.published_peer("host", "web6", "n2", 7200, "mode=host");
     let client = lab.host_ns("client");
     let client6 = lab.ip("client");
     assert_eq!(client6, "fd00:5ea1::fa");
