@@ -118,6 +118,11 @@ mod tests {
     /// Three nodes with an address each on network `web`; service `www` publishes
     /// `publish` and has a task sandbox on n2; an unrelated sandbox sits on n2 too.
     fn state(publish: &str) -> ClusterState {
+        state_on(publish, false)
+    }
+
+    /// [`state`], `web` dual-stack with `ipv6`.
+    fn state_on(publish: &str, ipv6: bool) -> ClusterState {
         let mut s = ClusterState::default();
         run(
             &mut s,
@@ -139,6 +144,7 @@ mod tests {
                 spec: NetworkSpec {
                     name: "web".into(),
                     attachable: true,
+                    ipv6,
                     ..Default::default()
                 },
             },
@@ -192,6 +198,39 @@ mod tests {
             .unwrap();
         assert_eq!((task[0].ip, task[0].mac), (n1.ip, n1.mac));
         assert_eq!(task[0].ifname, "eth0");
+    }
+
+    #[test]
+    fn on_a_dual_stack_network_ipv6_replies_return_through_the_same_nodes() {
+        let s = state_on("8080:80", true);
+        let peers = peers(&s, NodeId(2));
+        let task = &peers["/run/netns/task"];
+        assert!(task.iter().all(|p| p.ip6.is_some()), "{task:?}");
+        let routes = return_path::routes(task);
+        let v6: Vec<_> = routes
+            .iter()
+            .filter(|r| r.family() == IpFamily::V6)
+            .collect();
+        assert_eq!((routes.len(), v6.len()), (4, 2));
+        assert_eq!(v6[0].via, std::net::IpAddr::V6(task[0].ip6.unwrap()));
+        assert_eq!(v6[0].mark, return_path::mark(task[0].ip));
+        let plan = crate::overlay::mesh::lb_plan(&s, NodeId(2), None);
+        let (_, [ip, ip6]) = plan
+            .tables
+            .iter()
+            .find(|(sandbox, _)| sandbox == "/run/netns/task")
+            .unwrap();
+        for t in [ip, ip6] {
+            assert!(t.chains.iter().any(|c| c.name == "return-mark"), "{t:?}");
+        }
+        // An IPv4-only network: no IPv6 return path.
+        let v4 = crate::overlay::mesh::lb_plan(&state("8080:80"), NodeId(2), None);
+        let (_, [_, ip6]) = v4
+            .tables
+            .iter()
+            .find(|(sandbox, _)| sandbox == "/run/netns/task")
+            .unwrap();
+        assert!(ip6.chains.iter().all(|c| c.rules.is_empty()));
     }
 
     #[test]

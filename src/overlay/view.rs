@@ -4,7 +4,7 @@
 //! network become FDB and proxy-ARP entries; local ones become veths in their sandboxes.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use shoal_control::state::{ClusterState, Endpoint, Node, NodeStatus, PublishMode, SourceMode};
 use shoal_control::NodeId;
@@ -186,11 +186,15 @@ pub fn backends6(state: &ClusterState, service: &str, network: &str) -> Vec<Ipv6
 /// conntrack entries can go (a client reusing the port of a connection that was in
 /// flight to them would be sent there again). A task that drains keeps its endpoint
 /// until it stopped, so its connections are never cut here.
-pub fn vanished_backends(before: &NodePlan, now: &NodePlan, state: &ClusterState) -> Vec<Ipv4Addr> {
-    let ips = |plan: &NodePlan| -> std::collections::BTreeSet<Ipv4Addr> {
+pub fn vanished_backends(before: &NodePlan, now: &NodePlan, state: &ClusterState) -> Vec<IpAddr> {
+    let ips = |plan: &NodePlan| -> std::collections::BTreeSet<IpAddr> {
         plan.published
             .iter()
-            .flat_map(|p| p.backends.iter().map(|(ip, _)| *ip))
+            .flat_map(|p| {
+                let v4 = p.backends.iter().map(|(ip, _)| IpAddr::V4(*ip));
+                let v6 = p.backends6.iter().flatten().map(|(ip, _)| IpAddr::V6(*ip));
+                v4.chain(v6)
+            })
             .collect()
     };
     let current = ips(now);
@@ -199,7 +203,7 @@ pub fn vanished_backends(before: &NodePlan, now: &NodePlan, state: &ClusterState
         .filter(|ip| !current.contains(ip))
         .filter(|ip| {
             !state.endpoints.values().any(|e| {
-                e.ip == *ip
+                (IpAddr::V4(e.ip) == *ip || e.ip6.map(IpAddr::V6) == Some(*ip))
                     && state
                         .nodes
                         .get(&e.node)
@@ -457,18 +461,23 @@ pub(crate) mod tests {
         // 10.9.9.9 belongs to no endpoint; node 2's endpoint still lives (draining).
         assert_eq!(
             vanished_backends(&before, &now, &s),
-            [Ipv4Addr::new(10, 9, 9, 9)]
+            [IpAddr::from([10, 9, 9, 9])]
         );
         s.nodes.get_mut(&NodeId(2)).unwrap().status = NodeStatus::Down;
         let mut gone = vanished_backends(&before, &now, &s);
         gone.sort();
-        let mut want = vec![Ipv4Addr::new(10, 9, 9, 9), Ipv4Addr::from(on_node2)];
+        let mut want = vec![IpAddr::from([10, 9, 9, 9]), IpAddr::from(on_node2)];
         want.sort();
         assert_eq!(gone, want);
         assert!(
             vanished_backends(&now, &before, &s).is_empty(),
             "added ones stay"
         );
+        // IPv6 backends of a dual-stack network are forgotten alike.
+        let gone6: Ipv6Addr = "fd00:9::9".parse().unwrap();
+        let mut before6 = now.clone();
+        before6.published[0].backends6 = Some(vec![(gone6, 80)]);
+        assert_eq!(vanished_backends(&before6, &now, &s), [IpAddr::V6(gone6)]);
     }
 
     #[test]

@@ -2,14 +2,15 @@
 //! (`inet shoal`, beside `ip shoal`), every rule limited to IPv6 (`meta nfproto ipv6`).
 //!
 //! ```text
+//!  forward: translated to a published port's task, underlay ⇄ bridge ─▶ accept
 //!  forward: IPv6 in or out of a dual-stack network's bridge, other than within it ─▶ drop
 //!  input:   IPv6 from an internal dual-stack network to the node, not its gateway ─▶ drop
 //! ```
 //! IPv6 is carried within a network (bridge and VXLAN) and to its anycast gateway
 //! (DNS); it is not routed between networks or to the underlay, but for connections
-//! to the node's published ports translated to a task (`ct status dnat`, both ways). These rules keep
-//! it so even on a host whose IPv6 forwarding is on, so isolation does not depend on
-//! a sysctl.
+//! to the node's published ports translated to a task (`ct status dnat`, both ways,
+//! before the drops). These rules keep it so even on a host whose IPv6 forwarding is
+//! on, so isolation does not depend on a sysctl.
 
 use super::plan::{NetworkPlan, NodePlan, NFT_TABLE, PREFIX};
 use crate::nft::{exprs, BaseChain, Chain, ChainType, CmpOp, Family, Hook, Rule, Table, Verdict};
