@@ -3,8 +3,8 @@
 //! by the kernel's filtered flush, Linux 6.1 and later).
 //!
 //! ```text
-//!  nlmsghdr (CTNETLINK << 8 | CT_DELETE, REQUEST|ACK) nfgenmsg (AF_INET, v0)
-//!    CTA_TUPLE_REPLY { CTA_TUPLE_IP { CTA_IP_V4_SRC addr } }
+//!  nlmsghdr (CTNETLINK << 8 | CT_DELETE, REQUEST|ACK) nfgenmsg (AF_INET or AF_INET6, v0)
+//!    CTA_TUPLE_REPLY { CTA_TUPLE_IP { CTA_IP_V4_SRC or CTA_IP_V6_SRC addr } }
 //!    CTA_FILTER { CTA_FILTER_REPLY_FLAGS IP_SRC }
 //! ```
 //! A load-balanced connection keeps its translation as long as its entry lives: after
@@ -15,7 +15,7 @@
 //! connections.
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
@@ -26,10 +26,12 @@ const NLM_F_ACK: u16 = 4;
 const NLMSG_ERROR: u16 = 2;
 const NLA_F_NESTED: u16 = 1 << 15;
 const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
 const CTA_TUPLE_REPLY: u16 = 2;
 const CTA_FILTER: u16 = 25;
 const CTA_TUPLE_IP: u16 = 1;
 const CTA_IP_V4_SRC: u16 = 1;
+const CTA_IP_V6_SRC: u16 = 3;
 const CTA_FILTER_REPLY_FLAGS: u16 = 2;
 const CTA_FILTER_FLAG_IP_SRC: u32 = 1;
 
@@ -44,9 +46,12 @@ fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The request deleting every IPv4 entry whose reply source is `addr`.
-pub fn flush_reply_source_request(addr: Ipv4Addr, seq: u32) -> Vec<u8> {
-    let ip = attr(CTA_IP_V4_SRC, &addr.octets());
+/// The request deleting every entry (of `addr`'s family) whose reply source is `addr`.
+pub fn flush_reply_source_request(addr: IpAddr, seq: u32) -> Vec<u8> {
+    let (family, ip) = match addr {
+        IpAddr::V4(a) => (AF_INET, attr(CTA_IP_V4_SRC, &a.octets())),
+        IpAddr::V6(a) => (AF_INET6, attr(CTA_IP_V6_SRC, &a.octets())),
+    };
     let tuple = attr(CTA_TUPLE_IP | NLA_F_NESTED, &ip);
     let reply = attr(CTA_TUPLE_REPLY | NLA_F_NESTED, &tuple);
     let flags = attr(
@@ -54,7 +59,7 @@ pub fn flush_reply_source_request(addr: Ipv4Addr, seq: u32) -> Vec<u8> {
         &CTA_FILTER_FLAG_IP_SRC.to_ne_bytes(),
     );
     let filter = attr(CTA_FILTER | NLA_F_NESTED, &flags);
-    let mut body = vec![AF_INET, 0, 0, 0];
+    let mut body = vec![family, 0, 0, 0];
     body.extend(reply);
     body.extend(filter);
     let mut msg = Vec::with_capacity(16 + body.len());
@@ -87,7 +92,7 @@ fn ack_code(buf: &[u8], seq: u32) -> Option<i32> {
 
 /// Deletes, in this thread's network namespace, every conntrack entry whose replies
 /// come from `addr`. Having none is no error.
-pub fn forget_reply_source(addr: Ipv4Addr) -> io::Result<()> {
+pub fn forget_reply_source(addr: IpAddr) -> io::Result<()> {
     let mut s = Socket::new(NETLINK_NETFILTER)?;
     s.bind_auto()?;
     s.connect(&SocketAddr::new(0, 0))?;
@@ -112,7 +117,7 @@ mod tests {
 
     #[test]
     fn the_request_is_a_filtered_flush_by_reply_source() {
-        let msg = flush_reply_source_request(Ipv4Addr::new(10, 0, 0, 9), 7);
+        let msg = flush_reply_source_request([10, 0, 0, 9].into(), 7);
         assert_eq!(
             msg.len() as u32,
             u32::from_ne_bytes(msg[0..4].try_into().unwrap())
@@ -140,6 +145,17 @@ mod tests {
         assert_eq!(u16::from_ne_bytes([f[6], f[7]]), CTA_FILTER_REPLY_FLAGS);
         assert_eq!(u32::from_ne_bytes(f[8..12].try_into().unwrap()), 1);
         assert_eq!(f.len(), 12);
+    }
+
+    #[test]
+    fn an_ipv6_backend_is_flushed_by_its_ipv6_reply_source() {
+        let ip: std::net::Ipv6Addr = "fd00:1::9".parse().unwrap();
+        let msg = flush_reply_source_request(ip.into(), 7);
+        assert_eq!(&msg[16..20], &[AF_INET6, 0, 0, 0]);
+        let a = &msg[20..];
+        assert_eq!(u16::from_ne_bytes([a[0], a[1]]), 4 + 4 + 20);
+        assert_eq!(u16::from_ne_bytes([a[10], a[11]]), CTA_IP_V6_SRC);
+        assert_eq!(&a[12..28], &ip.octets());
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub struct Published {
     pub port: u16,
     /// The tasks: address and target port.
     pub backends: Vec<(Ipv4Addr, u16)>,
+    /// On a dual-stack network, the tasks' IPv6 addresses and target port: the port
+    /// answers on the node's IPv6 addresses too. `None` on an IPv4-only network.
+    pub backends6: Option<Vec<(Ipv6Addr, u16)>>,
     /// Through the routing mesh (ingress mode): the tasks may be on any node. Host
     /// mode: local tasks only.
     pub mesh: bool,
@@ -81,32 +84,17 @@ pub struct Published {
 }
 
 /// The rule spreading `matching` connections over `backends` (all with a port or all
-/// without), and the map named `map` it draws from when there is more than one; `None`
-/// with no backend (there is nothing to draw from: `numgen mod 0` is refused).
-pub fn spread(
+/// without, all of the table's family), and the map named `map` it draws from when
+/// there is more than one; `None` with no backend (there is nothing to draw from:
+/// `numgen mod 0` is refused).
+pub fn spread<A: Into<IpAddr> + Copy>(
     matching: &[Expr],
-    backends: &[(Ipv4Addr, Option<u16>)],
+    backends: &[(A, Option<u16>)],
     map: &str,
     comment: &str,
 ) -> Option<(Rule, Option<Map>)> {
-    let backends: Vec<(IpAddr, Option<u16>)> = backends
-        .iter()
-        .map(|(ip, p)| (IpAddr::V4(*ip), *p))
-        .collect();
-    spread_any(matching, &backends, map, comment)
-}
-
-/// [`spread`] for IPv6 backends, in an `ip6` table.
-pub fn spread6(
-    matching: &[Expr],
-    backends: &[(Ipv6Addr, Option<u16>)],
-    map: &str,
-    comment: &str,
-) -> Option<(Rule, Option<Map>)> {
-    let backends: Vec<(IpAddr, Option<u16>)> = backends
-        .iter()
-        .map(|(ip, p)| (IpAddr::V6(*ip), *p))
-        .collect();
+    let backends: Vec<(IpAddr, Option<u16>)> =
+        backends.iter().map(|(ip, p)| ((*ip).into(), *p)).collect();
     spread_any(matching, &backends, map, comment)
 }
 
@@ -445,7 +433,7 @@ mod tests {
         assert_eq!(map.elements[2].1, vec![10, 0, 0, 3, 0, 80, 0, 0]);
         // One task needs no map.
         assert!(
-            spread(&[], &[], "m", "web").is_none(),
+            spread::<Ipv4Addr>(&[], &[], "m", "web").is_none(),
             "nothing to draw from"
         );
         let (one, none) = spread(&[], &backends[..1], "m", "web").unwrap();
@@ -535,7 +523,7 @@ mod tests {
         assert!(t.to_string().starts_with("table ip6 shoal-lb"));
         // With ports, the port follows the 16-byte address: NFT_REG32_04.
         let with_port = [(task(2), Some(80)), (task(3), Some(80))];
-        let (rule, map) = spread6(&[], &with_port, "m", "web").unwrap();
+        let (rule, map) = spread(&[], &with_port, "m", "web").unwrap();
         assert_eq!(map.unwrap().data_len, 20);
         assert!(matches!(
             rule.exprs.last(),

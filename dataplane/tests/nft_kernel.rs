@@ -205,6 +205,7 @@ fn vip_maps_and_timeout_policies_round_trip_through_the_kernel() {
                 shoal_dataplane::return_path::IngressPeer {
                     node: "n1".into(),
                     ip: "10.0.1.3".parse().unwrap(),
+                    ip6: None,
                     mac: [2, 0x42, 10, 0, 1, 3],
                     ifname: "eth0".into(),
                 },
@@ -282,13 +283,14 @@ fn the_node_ruleset_with_the_routing_mesh_loads_into_the_kernel() {
             vni: 4096,
             gateway: Some("10.0.1.1/24".parse().unwrap()),
             gateway_mac: [2, 0x42, 10, 0, 1, 1],
-            gateway6: None,
+            gateway6: Some("fd00:1::1/64".parse().unwrap()),
             mtu: 1450,
             internal: false,
             encrypted: false,
             remotes: vec![],
             node_addr: Some(NodeAddr {
                 ip: "10.0.1.9".parse().unwrap(),
+                ip6: Some("fd00:1::9".parse().unwrap()),
                 mac: [2, 0x42, 10, 0, 1, 9],
             }),
         }],
@@ -302,6 +304,10 @@ fn the_node_ruleset_with_the_routing_mesh_loads_into_the_kernel() {
                     ("10.0.1.5".parse().unwrap(), 80),
                     ("10.0.1.6".parse().unwrap(), 80),
                 ],
+                backends6: Some(vec![
+                    ("fd00:1::5".parse().unwrap(), 80),
+                    ("fd00:1::6".parse().unwrap(), 80),
+                ]),
                 mesh: true,
                 source_nat: false,
             },
@@ -311,6 +317,7 @@ fn the_node_ruleset_with_the_routing_mesh_loads_into_the_kernel() {
                 protocol: 6,
                 port: 8081,
                 backends: vec![],
+                backends6: None,
                 mesh: false,
                 source_nat: false,
             },
@@ -320,14 +327,26 @@ fn the_node_ruleset_with_the_routing_mesh_loads_into_the_kernel() {
     };
     let table = ruleset(&plan);
     let bridge = shoal_dataplane::overlay::bridge_ruleset(&plan);
+    // Over IPv6 too: the ports' ip6 table, and the inet one letting translated
+    // connections through (`ct status dnat`).
+    let ip6 = shoal_dataplane::overlay::ruleset_ip6(&plan);
+    let inet = shoal_dataplane::overlay::ruleset6(&plan);
+    assert!(!ip6.chains.is_empty());
     let ns = netns::open(&name).unwrap();
     netns::run_in(&ns, move || {
-        assert!(nft::ensure_table(&table).unwrap());
-        assert!(nft::ensure_table(&bridge).unwrap());
-        assert!(!nft::ensure_table(&table).unwrap(), "read back equal");
-        assert!(!nft::ensure_table(&bridge).unwrap(), "read back equal");
-        assert!(nft::remove_table(&table.name, Family::Ip).unwrap());
-        assert!(nft::remove_table(&bridge.name, Family::Bridge).unwrap());
+        for t in [&table, &bridge, &ip6, &inet] {
+            assert!(nft::ensure_table(t).unwrap(), "{} {:?}", t.name, t.family);
+        }
+        for t in [&table, &bridge, &ip6, &inet] {
+            assert!(
+                !nft::ensure_table(t).unwrap(),
+                "read back equal: {:?}",
+                t.family
+            );
+        }
+        for t in [&table, &bridge, &ip6, &inet] {
+            assert!(nft::remove_table(&t.name, t.family).unwrap());
+        }
     })
     .unwrap();
 }

@@ -25,8 +25,11 @@ use crate::cli::args::{BenchArgs, BenchKind, Format};
 
 /// Runs the benchmark `args.what`.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if (args.encrypted || args.ipv6) && !matches!(args.what, BenchKind::Overlay) {
-        anyhow::bail!("--encrypted and --ipv6 apply only to `shoal bench overlay`");
+    if args.encrypted && !matches!(args.what, BenchKind::Overlay) {
+        anyhow::bail!("--encrypted applies only to `shoal bench overlay`");
+    }
+    if args.ipv6 && !matches!(args.what, BenchKind::Overlay | BenchKind::Mesh) {
+        anyhow::bail!("--ipv6 applies only to `shoal bench overlay` and `shoal bench mesh`");
     }
     if args.encrypted && args.ipv6 {
         anyhow::bail!("`shoal bench overlay` takes --encrypted or --ipv6, not both");
@@ -92,7 +95,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A benchmark's flavour: `overlay` also runs `--encrypted` and `--ipv6`.
+/// A benchmark's flavour: `overlay` also runs `--encrypted` and `--ipv6`, `mesh`
+/// `--ipv6`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Variant {
     Plain,
@@ -109,6 +113,7 @@ const ALL: &[(BenchKind, Variant)] = &[
     (BenchKind::Overlay, Variant::Encrypted),
     (BenchKind::Overlay, Variant::Ipv6),
     (BenchKind::Mesh, Variant::Plain),
+    (BenchKind::Mesh, Variant::Ipv6),
     (BenchKind::Dns, Variant::Plain),
     (BenchKind::Ingress, Variant::Plain),
     (BenchKind::Ingress, Variant::Tls),
@@ -143,7 +148,7 @@ async fn run_one(
         BenchKind::Overlay if variant == Variant::Encrypted => encrypted::run().await?,
         BenchKind::Overlay if variant == Variant::Ipv6 => overlay6::run().await?,
         BenchKind::Overlay => overlay::run().await?,
-        BenchKind::Mesh => mesh::run().await?,
+        BenchKind::Mesh => mesh::run(variant == Variant::Ipv6).await?,
         BenchKind::Dns => dns::run().await?,
         BenchKind::Ingress => {
             let tls = variant == Variant::Tls;

@@ -19,7 +19,7 @@ const LAB: &str = "benchov6";
 const NETWORK: &str = "dual";
 
 /// The endpoint's IPv6 address, without its prefix length.
-fn endpoint_ip6(e: &EndpointInfo) -> anyhow::Result<IpAddr> {
+pub(super) fn endpoint_ip6(e: &EndpointInfo) -> anyhow::Result<IpAddr> {
     let a = e
         .address6
         .as_deref()

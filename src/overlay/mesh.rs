@@ -38,6 +38,14 @@
 //! **Source NAT (`src=nat`).** The connection leaves A source-NATed to A's node
 //! address, so the task's replies come back to A on their own; the task sees A's
 //! address.
+//!
+//! **IPv6.** A service on a dual-stack network publishes its ports on the node's IPv6
+//! addresses too (`ip6 shoal` on the node, its tasks' IPv6 addresses): node A's address
+//! on the network has an IPv6 address beside the IPv4 one, with the same MAC, so the
+//! same marks carry the return path (chains in the sandbox's `ip6` table, `ip -6 rule`,
+//! IPv6 tables whose default route goes via A's IPv6 address) and `src=nat` translates
+//! to it. The node forwards IPv6 between the underlay and the network only for these
+//! translated connections.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -191,7 +199,13 @@ pub fn lb_plan(state: &ClusterState, me: NodeId, idle_timeout: Option<Duration>)
                     })
             })
             .collect();
-        jobs.push((sandbox.clone(), [table, vip_table6(&vips6, idle_secs)]));
+        let mut table6 = vip_table6(&vips6, idle_secs);
+        if let Some(p) = peers.get(sandbox) {
+            // Replies over IPv6 go back through the peers that have an IPv6 address.
+            let dual: Vec<IngressPeer> = p.iter().filter(|p| p.ip6.is_some()).cloned().collect();
+            table6.chains.extend(return_path::chains(&dual));
+        }
+        jobs.push((sandbox.clone(), [table, table6]));
     }
     LbPlan {
         tables: jobs,

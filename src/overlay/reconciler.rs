@@ -312,6 +312,12 @@ async fn reconcile(
             tracing::warn!(error = %e, "cannot enable IPv4 forwarding");
         }
     }
+    if overlay::publishes_ipv6(plan) {
+        if let Err(e) = overlay::ensure_forwarding6() {
+            clean = false;
+            tracing::warn!(error = %e, "cannot enable IPv6 forwarding");
+        }
+    }
     clean &= write_resolv_confs(&member.node_id.to_string(), &plans.resolv);
     clean &= super::mesh::program(plans.lb.clone()).await;
     forget_vanished(&last.load(), plan, &state).await;
@@ -350,12 +356,14 @@ async fn forget_vanished(before: &NodePlan, now: &NodePlan, state: &ClusterState
 
 /// Programs (or removes) shoal's nftables tables for `plan`: the node's own (`ip`),
 /// where the node has addresses of its own on networks the bridge one, and where it
-/// carries dual-stack networks the IPv6 one (`inet`). A table with no rules is removed.
+/// carries dual-stack networks the IPv6 one (`inet`), and where it publishes ports over
+/// IPv6 their `ip6` one. A table with no rules is removed.
 pub async fn apply_rules(plan: &NodePlan) -> Result<(), OverlayError> {
     let tables = [
         overlay::ruleset(plan),
         overlay::bridge_ruleset(plan),
         overlay::ruleset6(plan),
+        overlay::ruleset_ip6(plan),
     ];
     tokio::task::spawn_blocking(move || {
         // Every network adds rules to the `ip` table, so an empty table means none.

@@ -17,7 +17,7 @@ use shoal_control::state::{ClusterState, NodeStatus, PublishMode, SourceMode};
 use shoal_control::NodeId;
 use shoal_dataplane::netlink::Netlink;
 use shoal_dataplane::netns;
-use shoal_dataplane::return_path::{self, IngressPeer};
+use shoal_dataplane::return_path::{self, IngressPeer, IpFamily};
 
 /// The ingress peers of every sandbox on node `me` that receives mesh connections
 /// keeping the client's address.
@@ -56,6 +56,7 @@ pub fn peers(state: &ClusterState, me: NodeId) -> BTreeMap<String, Vec<IngressPe
             peers.push(IngressPeer {
                 node: node.name.clone(),
                 ip,
+                ip6: node_addr.ip6,
                 mac: node_addr.mac,
                 ifname: e.ifname.clone(),
             });
@@ -86,14 +87,25 @@ async fn program_one(sandbox: &str, want: &[return_path::ReturnRoute]) -> anyhow
         return Ok(());
     };
     let nl = Netlink::in_namespace(&ns)?;
-    let have = return_path::observe(&nl).await?;
-    let changes = return_path::diff(want, &have);
-    if changes.is_empty() {
-        return Ok(());
-    }
-    tracing::debug!(sandbox, ?changes, "return path");
-    if let Some(e) = return_path::apply(&nl, &changes).await.into_iter().next() {
-        return Err(e.into());
+    for family in IpFamily::ALL {
+        let want: Vec<_> = want
+            .iter()
+            .filter(|r| r.family() == family)
+            .cloned()
+            .collect();
+        let have = return_path::observe(&nl, family).await?;
+        let changes = return_path::diff(&want, &have);
+        if changes.is_empty() {
+            continue;
+        }
+        tracing::debug!(sandbox, ?family, ?changes, "return path");
+        if let Some(e) = return_path::apply(&nl, family, &changes)
+            .await
+            .into_iter()
+            .next()
+        {
+            return Err(e.into());
+        }
     }
     Ok(())
 }
@@ -107,6 +119,11 @@ mod tests {
     /// Three nodes with an address each on network `web`; service `www` publishes
     /// `publish` and has a task sandbox on n2; an unrelated sandbox sits on n2 too.
     fn state(publish: &str) -> ClusterState {
+        state_on(publish, false)
+    }
+
+    /// [`state`], `web` dual-stack with `ipv6`.
+    fn state_on(publish: &str, ipv6: bool) -> ClusterState {
         let mut s = ClusterState::default();
         run(
             &mut s,
@@ -128,6 +145,7 @@ mod tests {
                 spec: NetworkSpec {
                     name: "web".into(),
                     attachable: true,
+                    ipv6,
                     ..Default::default()
                 },
             },
@@ -181,6 +199,39 @@ mod tests {
             .unwrap();
         assert_eq!((Some(task[0].ip), task[0].mac), (n1.ip, n1.mac));
         assert_eq!(task[0].ifname, "eth0");
+    }
+
+    #[test]
+    fn on_a_dual_stack_network_ipv6_replies_return_through_the_same_nodes() {
+        let s = state_on("8080:80", true);
+        let peers = peers(&s, NodeId(2));
+        let task = &peers["/run/netns/task"];
+        assert!(task.iter().all(|p| p.ip6.is_some()), "{task:?}");
+        let routes = return_path::routes(task);
+        let v6: Vec<_> = routes
+            .iter()
+            .filter(|r| r.family() == IpFamily::V6)
+            .collect();
+        assert_eq!((routes.len(), v6.len()), (4, 2));
+        assert_eq!(v6[0].via, std::net::IpAddr::V6(task[0].ip6.unwrap()));
+        assert_eq!(v6[0].mark, return_path::mark(task[0].ip));
+        let plan = crate::overlay::mesh::lb_plan(&s, NodeId(2), None);
+        let (_, [ip, ip6]) = plan
+            .tables
+            .iter()
+            .find(|(sandbox, _)| sandbox == "/run/netns/task")
+            .unwrap();
+        for t in [ip, ip6] {
+            assert!(t.chains.iter().any(|c| c.name == "return-mark"), "{t:?}");
+        }
+        // An IPv4-only network: no IPv6 return path.
+        let v4 = crate::overlay::mesh::lb_plan(&state("8080:80"), NodeId(2), None);
+        let (_, [_, ip6]) = v4
+            .tables
+            .iter()
+            .find(|(sandbox, _)| sandbox == "/run/netns/task")
+            .unwrap();
+        assert!(ip6.chains.iter().all(|c| c.rules.is_empty()));
     }
 
     #[test]

@@ -59,6 +59,7 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
                 .and_then(|e| {
                     Some(NodeAddr {
                         ip: e.ip?,
+                        ip6: e.ip6,
                         mac: e.mac,
                     })
                 }),
@@ -218,11 +219,15 @@ fn serving<'s>(
 /// conntrack entries can go (a client reusing the port of a connection that was in
 /// flight to them would be sent there again). A task that drains keeps its endpoint
 /// until it stopped, so its connections are never cut here.
-pub fn vanished_backends(before: &NodePlan, now: &NodePlan, state: &ClusterState) -> Vec<Ipv4Addr> {
-    let ips = |plan: &NodePlan| -> std::collections::BTreeSet<Ipv4Addr> {
+pub fn vanished_backends(before: &NodePlan, now: &NodePlan, state: &ClusterState) -> Vec<IpAddr> {
+    let ips = |plan: &NodePlan| -> std::collections::BTreeSet<IpAddr> {
         plan.published
             .iter()
-            .flat_map(|p| p.backends.iter().map(|(ip, _)| *ip))
+            .flat_map(|p| {
+                let v4 = p.backends.iter().map(|(ip, _)| IpAddr::V4(*ip));
+                let v6 = p.backends6.iter().flatten().map(|(ip, _)| IpAddr::V6(*ip));
+                v4.chain(v6)
+            })
             .collect()
     };
     let current = ips(now);
@@ -231,7 +236,7 @@ pub fn vanished_backends(before: &NodePlan, now: &NodePlan, state: &ClusterState
         .filter(|ip| !current.contains(ip))
         .filter(|ip| {
             !state.endpoints.values().any(|e| {
-                e.ip == Some(*ip)
+                (e.ip.map(IpAddr::V4) == Some(*ip) || e.ip6.map(IpAddr::V6) == Some(*ip))
                     && state
                         .nodes
                         .get(&e.node)
@@ -266,6 +271,7 @@ fn published(state: &ClusterState, me: NodeId) -> Vec<Published> {
                     protocol: p.protocol.number(),
                     port: p.host_port,
                     backends: vec![(e.ip?, p.port)],
+                    backends6: e.ip6.map(|ip6| vec![(ip6, p.port)]),
                     mesh: false,
                     source_nat: false,
                 })
@@ -277,25 +283,46 @@ fn published(state: &ClusterState, me: NodeId) -> Vec<Published> {
             continue;
         };
         let tasks = backends(state, &s.spec.name, network);
+        let tasks6 = with_ip6(state, &s.spec.name, network);
         let reachable = ingress_ip(state, me, network).is_some();
         for p in &s.spec.publish {
             let mesh = p.mode == PublishMode::Ingress;
+            let serves = |node: &NodeId| if mesh { reachable } else { *node == me };
             let backends = tasks
                 .iter()
-                .filter(|(_, node)| if mesh { reachable } else { *node == me })
+                .filter(|(_, node)| serves(node))
                 .map(|(ip, _)| (*ip, p.target))
                 .collect();
+            let backends6 = tasks6.as_ref().map(|tasks6| {
+                tasks6
+                    .iter()
+                    .filter(|(_, node)| serves(node))
+                    .map(|(ip, _)| (*ip, p.target))
+                    .collect()
+            });
             out.push(Published {
                 service: s.spec.name.clone(),
                 protocol: p.protocol.number(),
                 port: p.published,
                 backends,
+                backends6,
                 mesh,
                 source_nat: p.src == SourceMode::Nat,
             });
         }
     }
     out
+}
+
+/// On a network with IPv6, the IPv6 addresses of the endpoints [`backends`] draws
+/// from, with their nodes; `None` on an IPv4-only one.
+fn with_ip6(state: &ClusterState, service: &str, network: &str) -> Option<Vec<(Ipv6Addr, NodeId)>> {
+    state.networks.get(network)?.space6.as_ref()?;
+    let mut out: Vec<(Ipv6Addr, NodeId)> = serving(state, service, network)
+        .filter_map(|e| Some((e.ip6?, e.node)))
+        .collect();
+    out.sort();
+    Some(out)
 }
 
 /// The encrypted data path node `me` should run, with its private key `private_key`:
@@ -447,6 +474,7 @@ pub(crate) mod tests {
                 protocol: 6,
                 port: 8080,
                 backends: ips.iter().map(|ip| (Ipv4Addr::from(*ip), 80)).collect(),
+                backends6: None,
                 mesh: true,
                 source_nat: false,
             }],
@@ -464,18 +492,23 @@ pub(crate) mod tests {
         // 10.9.9.9 belongs to no endpoint; node 2's endpoint still lives (draining).
         assert_eq!(
             vanished_backends(&before, &now, &s),
-            [Ipv4Addr::new(10, 9, 9, 9)]
+            [IpAddr::from([10, 9, 9, 9])]
         );
         s.nodes.get_mut(&NodeId(2)).unwrap().status = NodeStatus::Down;
         let mut gone = vanished_backends(&before, &now, &s);
         gone.sort();
-        let mut want = vec![Ipv4Addr::new(10, 9, 9, 9), Ipv4Addr::from(on_node2)];
+        let mut want = vec![IpAddr::from([10, 9, 9, 9]), IpAddr::from(on_node2)];
         want.sort();
         assert_eq!(gone, want);
         assert!(
             vanished_backends(&now, &before, &s).is_empty(),
             "added ones stay"
         );
+        // IPv6 backends of a dual-stack network are forgotten alike.
+        let gone6: Ipv6Addr = "fd00:9::9".parse().unwrap();
+        let mut before6 = now.clone();
+        before6.published[0].backends6 = Some(vec![(gone6, 80)]);
+        assert_eq!(vanished_backends(&before6, &now, &s), [IpAddr::V6(gone6)]);
     }
 
     #[test]

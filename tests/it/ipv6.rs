@@ -1,10 +1,13 @@
 //! Dual-stack overlay networks (`network create --ipv6`) on real labs: IPv6 addresses
 //! beside the IPv4 ones, ping and checksummed TCP across nodes over IPv6, full-size
 //! IPv6 frames, proxy NDP for remote endpoints, and bad input refused clearly; the
-//! underlay itself on IPv6 in [`underlay`], IPv6-only networks in [`only`].
+//! underlay itself on IPv6 in [`underlay`], IPv6-only networks in [`only`], published
+//! ports over IPv6 in [`published`].
 
 #[path = "ipv6/only.rs"]
 mod only;
+#[path = "ipv6/published.rs"]
+mod published;
 #[path = "ipv6/underlay.rs"]
 mod underlay;
 

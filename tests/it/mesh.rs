@@ -6,41 +6,15 @@
 
 use std::time::Duration;
 
-use shoal_tests::net::{at, tcp_read, udp_exchange};
+use shoal_tests::net::{at, peer_ip, tcp_read, udp_exchange};
 use shoal_tests::{exec_in, require_root, wait_until, Lab};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shoal");
 
-/// The address `shoal tool peer` says it saw (`peer=IP:PORT ...`), without the port.
-fn peer_ip(answer: &str) -> Option<String> {
-    let peer = answer
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("peer="))?;
-    Some(peer.rsplit_once(':')?.0.to_string())
-}
-
 /// Creates service `name` on `network`, its one task on `node`, running `shoal tool
 /// peer` on `port`, published as `publish` (TCP) and the same over UDP.
 fn peer_service(lab: &Lab, name: &str, network: &str, node: &str, port: u16, src: &str) {
-    let publish = format!("published={port},target={port},src={src}");
-    let udp = format!("{publish},protocol=udp");
-    let constraint = format!("node.hostname=={node}");
-    let port = port.to_string();
-    lab.create_service(
-        &[
-            "--name",
-            name,
-            "--network",
-            network,
-            "--publish",
-            &publish,
-            "--publish",
-            &udp,
-            "--constraint",
-            &constraint,
-        ],
-        &[BIN, "tool", "peer", "--port", &port],
-    );
+    lab.published_peer(name, network, node, port, &format!("src={src}"));
 }
 
 /// Waits until a TCP connection from `ns` to `node`:`port` is answered by a task that

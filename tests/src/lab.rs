@@ -191,6 +191,32 @@ impl Lab {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
     }
 
+    /// Creates service `name` on `network`, its one task on `node`, running `shoal tool
+    /// peer` on `port`, published as `published=PORT,target=PORT,OPTIONS` over TCP and
+    /// the same over UDP.
+    pub fn published_peer(&self, name: &str, network: &str, node: &str, port: u16, options: &str) {
+        let publish = format!("published={port},target={port},{options}");
+        let udp = format!("{publish},protocol=udp");
+        let constraint = format!("node.hostname=={node}");
+        let port = port.to_string();
+        let bin = self.bin.to_string_lossy().into_owned();
+        self.create_service(
+            &[
+                "--name",
+                name,
+                "--network",
+                network,
+                "--publish",
+                &publish,
+                "--publish",
+                &udp,
+                "--constraint",
+                &constraint,
+            ],
+            &[&bin, "tool", "peer", "--port", &port],
+        );
+    }
+
     /// `shoal service create ARGS -- COMMAND` on n1.
     pub fn create_service(&self, args: &[&str], command: &[&str]) {
         let mut full = vec!["service", "create"];

@@ -23,6 +23,16 @@ pub fn http_get(ns: &str, addr: SocketAddr) -> Option<String> {
     .flatten()
 }
 
+/// The address `shoal tool peer` says it saw (`peer=IP:PORT ...`), without the port
+/// or the brackets of an IPv6 address.
+pub fn peer_ip(answer: &str) -> Option<String> {
+    let peer = answer
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("peer="))?;
+    let ip = peer.rsplit_once(':')?.0;
+    Some(ip.trim_start_matches('[').trim_end_matches(']').to_string())
+}
+
 /// Connects to `addr` from namespace `ns` and reads what the server says until it
 /// closes (`shoal tool peer`'s line); `None` on any failure.
 pub fn tcp_read(ns: &str, addr: SocketAddr) -> Option<String> {
@@ -184,16 +194,6 @@ pub fn resolve(ns: &str, server: impl Into<IpAddr>, name: &str, qtype: u16) -> O
         dns_query(0x5a5a, name, qtype),
     )?;
     parse_answer(&reply)
-}
-
-/// The address `shoal tool peer` says it saw (`peer=IP:PORT ...`), without the port
-/// or the brackets of an IPv6 address.
-pub fn peer_ip(answer: &str) -> Option<String> {
-    let peer = answer
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("peer="))?;
-    let ip = peer.rsplit_once(':')?.0;
-    Some(ip.trim_start_matches('[').trim_end_matches(']').to_string())
 }
 
 /// The task that answered `shoal tool peer`'s way (`task=ID`).

@@ -144,6 +144,9 @@ pub const NFTA_CT_DREG: u16 = 1;
 pub const NFTA_CT_KEY: u16 = 2;
 pub const NFTA_CT_SREG: u16 = 4;
 pub const NFT_CT_MARK: u32 = 3;
+pub const NFT_CT_STATUS: u32 = 2;
+/// `IPS_DST_NAT`: the connection's destination is translated.
+pub const IPS_DST_NAT: u32 = 1 << 5;
 pub const NFTA_OBJ_TABLE: u16 = 1;
 pub const NFTA_OBJ_NAME: u16 = 2;
 pub const NFTA_OBJ_TYPE: u16 = 3;

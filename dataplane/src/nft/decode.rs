@@ -301,16 +301,16 @@ fn known(name: &str, d: &[(u16, &[u8])]) -> Option<Expr> {
             }
             Expr::CtTimeout(string(d, NFTA_OBJREF_IMM_NAME)?)
         }
-        "ct" => {
-            if be32(d, NFTA_CT_KEY)? != NFT_CT_MARK {
-                return None;
-            }
-            match (reg(d, NFTA_CT_DREG), reg(d, NFTA_CT_SREG)) {
-                (Some(dreg), None) => Expr::CtMark { dreg },
-                (None, Some(sreg)) => Expr::CtMarkSet { sreg },
-                _ => return None,
-            }
-        }
+        "ct" => match (
+            be32(d, NFTA_CT_KEY)?,
+            reg(d, NFTA_CT_DREG),
+            reg(d, NFTA_CT_SREG),
+        ) {
+            (NFT_CT_MARK, Some(dreg), None) => Expr::CtMark { dreg },
+            (NFT_CT_MARK, None, Some(sreg)) => Expr::CtMarkSet { sreg },
+            (NFT_CT_STATUS, Some(dreg), None) => Expr::CtStatus { dreg },
+            _ => return None,
+        },
         _ => return None,
     })
 }

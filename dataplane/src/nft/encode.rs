@@ -466,6 +466,10 @@ fn expr(a: &mut Attrs<'_>, e: &Expr, family: Family) {
             d.be32(NFTA_CT_KEY, NFT_CT_MARK);
             d.be32(NFTA_CT_SREG, *sreg);
         }
+        Expr::CtStatus { dreg } => {
+            d.be32(NFTA_CT_KEY, NFT_CT_STATUS);
+            d.be32(NFTA_CT_DREG, *dreg);
+        }
     });
 }
 
@@ -539,7 +543,11 @@ mod tests {
     /// a table holding them is not rewritten on every pass.
     #[test]
     fn ct_mark_expressions_read_back_as_written() {
-        for e in [Expr::CtMark { dreg: 1 }, Expr::CtMarkSet { sreg: 1 }] {
+        for e in [
+            Expr::CtMark { dreg: 1 },
+            Expr::CtMarkSet { sreg: 1 },
+            Expr::CtStatus { dreg: 1 },
+        ] {
             let mut buf = Vec::new();
             expr(&mut Attrs::new(&mut buf), &e, Family::Ip);
             assert_eq!(super::super::decode::expr(&buf), Some(e.clone()), "{e}");

@@ -1,6 +1,6 @@
 //! Rule-building helpers, each one match or action as the expressions that make it.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::model::{CmpOp, Expr, MetaKey, PayloadBase, Verdict};
 
@@ -38,31 +38,48 @@ fn ifname(key: MetaKey, op: CmpOp, name: &str) -> Vec<Expr> {
 }
 /// `ip saddr` or `ip daddr` in (or not in) `addr/prefix`.
 pub fn ip_addr(dst: bool, op: CmpOp, addr: Ipv4Addr, prefix: u8) -> Vec<Expr> {
-    let offset = if dst { 16 } else { 12 };
-    let mask = if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(prefix))
+    addr_in(dst, op, addr.into(), prefix)
+}
+/// `ip saddr`/`ip daddr` or `ip6 saddr`/`ip6 daddr` (by `addr`'s family, in a table of
+/// that family) in (or not in) `addr/prefix`.
+pub fn addr_in(dst: bool, op: CmpOp, addr: IpAddr, prefix: u8) -> Vec<Expr> {
+    let (offset, bytes) = match (addr, dst) {
+        (IpAddr::V4(a), false) => (12, a.octets().to_vec()),
+        (IpAddr::V4(a), true) => (16, a.octets().to_vec()),
+        (IpAddr::V6(a), false) => (8, a.octets().to_vec()),
+        (IpAddr::V6(a), true) => (24, a.octets().to_vec()),
     };
-    let net = u32::from(addr) & mask;
+    let bits = bytes.len() * 8;
+    let prefix = usize::from(prefix).min(bits);
+    let mask: Vec<u8> = (0..bytes.len())
+        .map(|i| {
+            let on = prefix.saturating_sub(i * 8).min(8);
+            if on == 0 {
+                0
+            } else {
+                0xffu8 << (8 - on)
+            }
+        })
+        .collect();
+    let net: Vec<u8> = bytes.iter().zip(&mask).map(|(b, m)| b & m).collect();
     let mut out = vec![Expr::Payload {
         base: PayloadBase::Network,
         offset,
-        len: 4,
+        len: bytes.len() as u32,
         dreg: 1,
     }];
-    if prefix < 32 {
+    if prefix < bits {
         out.push(Expr::Bitwise {
             sreg: 1,
             dreg: 1,
-            mask: mask.to_be_bytes().to_vec(),
-            xor: vec![0; 4],
+            mask,
+            xor: vec![0; bytes.len()],
         });
     }
     out.push(Expr::Cmp {
         sreg: 1,
         op,
-        data: net.to_be_bytes().to_vec(),
+        data: net,
     });
     out
 }
@@ -108,17 +125,25 @@ pub fn nfproto_ipv6() -> Vec<Expr> {
 
 /// `ip6 daddr` compared with one address (after an nfproto match).
 pub fn ip6_daddr(op: CmpOp, addr: std::net::Ipv6Addr) -> Vec<Expr> {
+    addr_in(true, op, addr.into(), 128)
+}
+
+/// `ct status dnat`: the packet's connection had its destination translated (either
+/// direction of it).
+pub fn ct_dnat() -> Vec<Expr> {
+    let bit = super::consts::IPS_DST_NAT.to_ne_bytes().to_vec();
     vec![
-        Expr::Payload {
-            base: PayloadBase::Network,
-            offset: 24,
-            len: 16,
+        Expr::CtStatus { dreg: 1 },
+        Expr::Bitwise {
+            sreg: 1,
             dreg: 1,
+            mask: bit.clone(),
+            xor: vec![0; 4],
         },
         Expr::Cmp {
             sreg: 1,
-            op,
-            data: addr.octets().to_vec(),
+            op: CmpOp::Eq,
+            data: bit,
         },
     ]
 }
@@ -199,13 +224,14 @@ pub fn set_mark_bits(bits: u32) -> Vec<Expr> {
         },
     ]
 }
-/// `snat to ADDR`.
-pub fn snat(addr: Ipv4Addr) -> Vec<Expr> {
+/// `snat to ADDR` (in a table of `addr`'s family).
+pub fn snat(addr: impl Into<IpAddr>) -> Vec<Expr> {
+    let data = match addr.into() {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
     vec![
-        Expr::Immediate {
-            dreg: 1,
-            data: addr.octets().to_vec(),
-        },
+        Expr::Immediate { dreg: 1, data },
         Expr::Snat { addr_reg: 1 },
     ]
 }

@@ -303,6 +303,8 @@ pub enum Expr {
     CtMark { dreg: u32 },
     /// Store a register into the mark of the packet's connection (`ct mark set`).
     CtMarkSet { sreg: u32 },
+    /// reg = the status bits of the packet's connection (`ct status`).
+    CtStatus { dreg: u32 },
 }
 
 impl Expr {
@@ -322,7 +324,7 @@ impl Expr {
             Expr::FibDaddrType { .. } => "fib",
             Expr::Lookup { .. } => "lookup",
             Expr::CtTimeout(_) => "objref",
-            Expr::CtMark { .. } | Expr::CtMarkSet { .. } => "ct",
+            Expr::CtMark { .. } | Expr::CtMarkSet { .. } | Expr::CtStatus { .. } => "ct",
         }
     }
 }
@@ -409,6 +411,7 @@ impl fmt::Display for Expr {
             Expr::CtTimeout(name) => write!(f, "ct timeout set {name:?}"),
             Expr::CtMark { dreg } => write!(f, "ct load mark => reg {dreg}"),
             Expr::CtMarkSet { sreg } => write!(f, "ct set mark with reg {sreg}"),
+            Expr::CtStatus { dreg } => write!(f, "ct load status => reg {dreg}"),
         }
     }
 }

@@ -153,10 +153,68 @@ pub fn ensure_forwarding() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Turns on IPv6 forwarding in this namespace (published ports answering over IPv6 are
+/// forwarded from the underlay to dual-stack networks' bridges; the `inet` table keeps
+/// everything else out). A forwarding interface ignores router advertisements unless
+/// its `accept_ra` is 2, so the interfaces that take them now (1) are set to 2 first:
+/// the host keeps its IPv6 default route.
+pub fn ensure_forwarding6() -> std::io::Result<()> {
+    let conf = std::path::Path::new("/proc/sys/net/ipv6/conf");
+    let forwarding = conf.join("all/forwarding");
+    if std::fs::read_to_string(&forwarding)?.trim() == "1" {
+        return Ok(());
+    }
+    let mut taking = Vec::new();
+    for entry in std::fs::read_dir(conf)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        let accept_ra = std::fs::read_to_string(conf.join(&name).join("accept_ra"))?;
+        taking.push((name, accept_ra.trim().to_string()));
+    }
+    for name in keep_router_advertisements(&taking) {
+        std::fs::write(conf.join(name).join("accept_ra"), "2")?;
+    }
+    std::fs::write(forwarding, "1")
+}
+
+/// The interfaces among `(name, accept_ra)` whose `accept_ra` must become 2 for them to
+/// go on taking router advertisements once forwarding is on: those at 1, not shoal's
+/// own (nor `all`, `default` or `lo`).
+fn keep_router_advertisements(ifaces: &[(String, String)]) -> Vec<&str> {
+    ifaces
+        .iter()
+        .filter(|(name, ra)| {
+            ra == "1"
+                && !name.starts_with(super::PREFIX)
+                && !["all", "default", "lo"].contains(&name.as_str())
+        })
+        .map(|(name, _)| name.as_str())
+        .collect()
+}
+
 /// The address is in the plan's local tunnel endpoint family (IPv4 only for now).
 pub fn local_ipv4(addr: std::net::IpAddr) -> Option<Ipv4Addr> {
     match addr {
         std::net::IpAddr::V4(v4) => Some(v4),
         std::net::IpAddr::V6(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn interfaces_taking_router_advertisements_keep_taking_them_when_forwarding() {
+        let ifaces: Vec<(String, String)> = [
+            ("all", "1"),
+            ("default", "1"),
+            ("lo", "1"),
+            ("eth0", "1"),
+            ("eth1", "0"),
+            ("wlan0", "2"),
+            ("shl-b4096", "1"),
+        ]
+        .iter()
+        .map(|(n, r)| (n.to_string(), r.to_string()))
+        .collect();
+        assert_eq!(super::keep_router_advertisements(&ifaces), ["eth0"]);
     }
 }

@@ -14,24 +14,29 @@
 //! - `observe`: what the kernel has (a netlink dump into [`Observed`]).
 //! - `diff`: the smallest list of [`Change`]s between the two; `apply` carries it out.
 //! - `rules`: the node's nftables tables (forwarding, masquerade, published ports).
-//! - `rules6`: the `inet` table that keeps dual-stack networks' IPv6 inside them.
+//! - `published`: the routing mesh's published ports, for either family (`ip shoal`,
+//!   `ip6 shoal`).
+//! - `rules6`: the `inet` table that keeps dual-stack networks' IPv6 inside them, but
+//!   for published connections.
 //! - `sandbox`: an endpoint's veth inside its sandbox, and sandboxes' `resolv.conf`.
 
 mod apply;
 mod diff;
 mod observe;
 mod plan;
+mod published;
 mod rules;
 mod rules6;
 mod sandbox;
 
-pub use apply::{apply, ensure_forwarding, local_ipv4, ChangeError, Outcome};
+pub use apply::{apply, ensure_forwarding, ensure_forwarding6, local_ipv4, ChangeError, Outcome};
 pub use diff::{diff, Change};
 pub use observe::{observe, Link, LinkKind, Observed};
 pub use plan::{
     bridge_name, host_ifname, peer_ifname, EndpointPlan, NetworkPlan, NodeAddr, NodePlan, Remote,
     MESH_MARK, MESH_PRESERVE_MARK, NFT_TABLE, PREFIX,
 };
+pub use published::{publishes_ipv6, ruleset_ip6};
 pub use rules::{bridge_ruleset, ruleset};
 pub use rules6::ruleset6;
 pub use sandbox::{remove_stale_resolv_confs, write_resolv_conf, ResolvConf, SandboxError};

@@ -87,6 +87,9 @@ pub struct NetworkPlan {
 pub struct NodeAddr {
     /// The address.
     pub ip: Ipv4Addr,
+    /// Its IPv6 address, on a dual-stack network (on the bridge as a /128, like the
+    /// IPv4 one).
+    pub ip6: Option<Ipv6Addr>,
     /// Its MAC.
     pub mac: [u8; 6],
 }
@@ -155,6 +158,10 @@ pub struct EndpointPlan {
 }
 
 impl NetworkPlan {
+    /// The IPv6 subnet of a dual-stack network.
+    pub fn subnet6(&self) -> Option<Ipv6Net> {
+        self.gateway6.map(|g| g.trunc())
+    }
     /// The bridge's name.
     pub fn bridge(&self) -> String {
         bridge_name(self.vni)

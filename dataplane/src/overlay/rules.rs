@@ -1,13 +1,11 @@
 //! The nftables tables a [`NodePlan`] needs: the node's (egress, isolation, the
 //! routing mesh's published ports, DNS interception) and the bridge family's.
 
-use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
-
-use super::plan::{NodePlan, MESH_MARK, MESH_PRESERVE_MARK, NFT_TABLE, PREFIX};
+use super::plan::{NodePlan, MESH_PRESERVE_MARK, NFT_TABLE, PREFIX};
+use super::published::{base_chain, mesh_chains, mesh_snat, published_chains, MeshFamily, V4, V6};
 use crate::nft::{
-    exprs, BaseChain, Chain, ChainType, CmpOp, CtTimeoutPolicy, Expr, Family, Hook, Map,
-    PayloadBase, Rule, Table, Verdict,
+    exprs, BaseChain, Chain, ChainType, CmpOp, Expr, Family, Hook, PayloadBase, Rule, Table,
+    Verdict,
 };
 
 /// The nftables rules the plan needs: masquerade for egress, isolation between
@@ -68,103 +66,37 @@ pub fn ruleset(plan: &NodePlan) -> Table {
             });
         }
     }
-    let base = |hook, kind, priority| {
-        Some(BaseChain {
-            hook,
-            kind,
-            priority,
-            accept: true,
-        })
-    };
-    let Published {
-        arriving: publish,
-        local: publish_local,
-        chains: port_chains,
-        maps,
-        idle: (timeouts, idle_rules),
-    } = published_chains(plan);
-    let mut mesh = Vec::new();
-    for n in &plan.networks {
-        let (Some(addr), Some(subnet)) = (n.node_addr, n.subnet()) else {
-            continue;
-        };
-        let mut snat = exprs::mark_bits(MESH_MARK);
-        snat.extend(exprs::oifname(CmpOp::Eq, &n.bridge()));
-        snat.extend(exprs::snat(addr.ip));
-        mesh.push(Rule {
-            exprs: snat,
-            comment: format!("{}: routing mesh, answers come back to this node", n.name),
-        });
-        let mut hairpin = exprs::mark_bits(MESH_PRESERVE_MARK);
-        hairpin.extend(exprs::oifname(CmpOp::Eq, &n.bridge()));
-        hairpin.extend(exprs::ip_addr(
-            false,
-            CmpOp::Eq,
-            subnet.network(),
-            subnet.prefix_len(),
-        ));
-        hairpin.extend(exprs::snat(addr.ip));
-        mesh.push(Rule {
-            exprs: hairpin,
-            comment: format!("{}: routing mesh, clients on the network itself", n.name),
-        });
-    }
-    mesh.extend(post);
-    let post = mesh;
+    let mut published = published_chains::<V4>(plan);
+    let mut arriving = dns_intercept(plan);
+    arriving.append(&mut published.arriving);
+    published.arriving = arriving;
+    let mut post_rules = mesh_snat::<V4>(plan);
+    post_rules.extend(post);
     // The tunnel's own UDP packets, in and out, need no connection tracking either; and
     // connections to published ports get their idle timeout policy here, before
     // conntrack sees them.
-    let raw = |hook| {
-        let mut e = exprs::l4proto(17);
-        e.extend(exprs::dport(plan.vxlan_port));
-        e.push(Expr::Notrack);
-        let mut rules = if plan.networks.is_empty() || plan.vxlan_port == 0 {
-            Vec::new()
-        } else {
-            vec![Rule {
-                exprs: e,
-                comment: "VXLAN between nodes is not tracked".into(),
-            }]
-        };
-        rules.extend(idle_rules.iter().cloned());
-        let name = if hook == Hook::Output {
-            "untracked-out"
-        } else {
-            "untracked-in"
-        };
-        crate::nat_lb::raw_chain(name, hook, rules)
+    let mut untracked = exprs::l4proto(17);
+    untracked.extend(exprs::dport(plan.vxlan_port));
+    untracked.push(Expr::Notrack);
+    let raw = if plan.networks.is_empty() || plan.vxlan_port == 0 {
+        Vec::new()
+    } else {
+        vec![Rule {
+            exprs: untracked,
+            comment: "VXLAN between nodes is not tracked".into(),
+        }]
     };
-    let mut chains = vec![
-        raw(Hook::Prerouting),
-        raw(Hook::Output),
-        Chain {
-            name: "publish".into(),
-            base: base(Hook::Prerouting, ChainType::Nat, -100),
-            rules: publish,
-        },
-        Chain {
-            name: "publish-local".into(),
-            base: base(Hook::Output, ChainType::Nat, -100),
-            rules: publish_local,
-        },
-    ];
-    chains.extend(port_chains);
+    let (mut chains, maps, timeouts) = mesh_chains(&raw, published);
     chains.extend([
-        Chain {
-            name: "forward".into(),
-            base: base(Hook::Forward, ChainType::Filter, 0),
-            rules: forward,
-        },
-        Chain {
-            name: "input".into(),
-            base: base(Hook::Input, ChainType::Filter, 0),
-            rules: input,
-        },
-        Chain {
-            name: "postrouting".into(),
-            base: base(Hook::Postrouting, ChainType::Nat, 100),
-            rules: post,
-        },
+        base_chain("forward", Hook::Forward, ChainType::Filter, 0, forward),
+        base_chain("input", Hook::Input, ChainType::Filter, 0, input),
+        base_chain(
+            "postrouting",
+            Hook::Postrouting,
+            ChainType::Nat,
+            100,
+            post_rules,
+        ),
     ]);
     Table {
         name: NFT_TABLE.into(),
@@ -175,30 +107,9 @@ pub fn ruleset(plan: &NodePlan) -> Table {
     }
 }
 
-/// What the routing mesh adds to the node's table.
-struct Published {
-    /// Rules of `publish` (prerouting).
-    arriving: Vec<Rule>,
-    /// Rules of `publish-local` (output).
-    local: Vec<Rule>,
-    /// One chain per published port.
-    chains: Vec<Chain>,
-    /// The ports' maps of tasks.
-    maps: Vec<Map>,
-    /// The timeout policies of published connections (an unanswered SYN's, and with
-    /// `--lb-idle-timeout` the idle ones) and the rules attaching them.
-    idle: (Vec<CtTimeoutPolicy>, Vec<Rule>),
-}
-
-/// The routing mesh's chains. A published port answers on every address of the node,
-/// as Docker's does (`-m addrtype --dst-type LOCAL`): arriving connections in
-/// `publish` (prerouting), the node's own in `publish-local` (output; 127.0.0.0/8 is
-/// left to the agent's loopback listener, since NAT cannot take a loopback source
-/// off the host without `route_localnet`). Both jump to one chain per port that marks
-/// mesh connections and spreads them over the tasks. DNS on a network's gateway
-/// (port 53) is never taken, whatever is published.
-fn published_chains(plan: &NodePlan) -> Published {
-    let mut keep_dns = Vec::new();
+/// DNS from a network to one of the node's upstream resolvers is answered by the
+/// network's resolver on its gateway (`publish`, before anything else).
+fn dns_intercept(plan: &NodePlan) -> Vec<Rule> {
     let mut intercept = Vec::new();
     for n in &plan.networks {
         let Some(gateway) = n.gateway.map(|g| g.addr()) else {
@@ -224,112 +135,8 @@ fn published_chains(plan: &NodePlan) -> Published {
                 ),
             });
         }
-        let mut dns = exprs::ip_addr(true, CmpOp::Eq, gateway, 32);
-        dns.extend(exprs::dport(53));
-        dns.extend(exprs::verdict(Verdict::Accept));
-        keep_dns.push(Rule {
-            exprs: dns,
-            comment: format!("{}: DNS on the gateway stays DNS", n.name),
-        });
     }
-    /// What is published on one port, over the services that publish it.
-    #[derive(Default)]
-    struct Port<'p> {
-        services: Vec<&'p str>,
-        backends: Vec<(Ipv4Addr, Option<u16>)>,
-        mesh: bool,
-        preserve: bool,
-    }
-    let mut ports: BTreeMap<(u8, u16), Port<'_>> = BTreeMap::new();
-    for p in &plan.published {
-        let entry = ports.entry((p.protocol, p.port)).or_default();
-        entry.services.push(&p.service);
-        entry
-            .backends
-            .extend(p.backends.iter().map(|(ip, port)| (*ip, Some(*port))));
-        entry.mesh |= p.mesh;
-        entry.preserve |= p.mesh && !p.source_nat;
-    }
-    intercept.extend(keep_dns.iter().cloned());
-    let (mut arriving, mut local) = (intercept, keep_dns);
-    let mut chains = Vec::new();
-    let mut maps = Vec::new();
-    let mut idle = (Vec::new(), Vec::new());
-    for (
-        (protocol, port),
-        Port {
-            services,
-            backends,
-            mesh,
-            preserve,
-        },
-    ) in ports
-    {
-        let name = format!("pub-{protocol}-{port}");
-        let mut matching = exprs::l4proto(protocol);
-        matching.extend(exprs::dport(port));
-        let comment = format!("{}: published {port}", services.join(","));
-        // Most connections come to the node's underlay address: matched first without
-        // a route lookup; any other local address after one.
-        if let Some(std::net::IpAddr::V4(local)) = plan.local_ip {
-            let mut fast = exprs::ip_addr(true, CmpOp::Eq, local, 32);
-            fast.extend(matching.iter().cloned());
-            fast.extend(exprs::verdict(Verdict::Jump(name.clone())));
-            arriving.push(Rule {
-                exprs: fast,
-                comment: comment.clone(),
-            });
-        }
-        matching.extend(exprs::daddr_local());
-        if protocol == 6 || plan.lb_idle_timeout.is_some() {
-            let (policies, rules) =
-                crate::nat_lb::published_timeouts(plan.lb_idle_timeout, &matching, &comment);
-            for p in policies {
-                if !idle.0.contains(&p) {
-                    idle.0.push(p);
-                }
-            }
-            idle.1.extend(rules);
-        }
-        let mut jump = matching.clone();
-        jump.extend(exprs::verdict(Verdict::Jump(name.clone())));
-        arriving.push(Rule {
-            exprs: jump.clone(),
-            comment: comment.clone(),
-        });
-        let mut own = exprs::ip_addr(true, CmpOp::Neq, Ipv4Addr::new(127, 0, 0, 0), 8);
-        own.extend(jump);
-        local.push(Rule {
-            exprs: own,
-            comment: comment.clone(),
-        });
-        let mark = if preserve {
-            exprs::set_mark_bits(MESH_PRESERVE_MARK)
-        } else if mesh {
-            exprs::set_mark_bits(MESH_MARK)
-        } else {
-            Vec::new()
-        };
-        // A port with no task (here, for host mode) keeps its chain, empty: nothing
-        // is translated and the connection is refused.
-        let mut rules = Vec::new();
-        if let Some((rule, map)) = crate::nat_lb::spread(&mark, &backends, &name, &comment) {
-            rules.push(rule);
-            maps.extend(map);
-        }
-        chains.push(Chain {
-            name,
-            base: None,
-            rules,
-        });
-    }
-    Published {
-        arriving,
-        local,
-        chains,
-        maps,
-        idle,
-    }
+    intercept
 }
 
 /// The bridge-family rules: frames for a node's own address
@@ -358,7 +165,7 @@ pub fn bridge_ruleset(plan: &NodePlan) -> Table {
         });
     }
     for n in &plan.networks {
-        let (Some(addr), Some(subnet)) = (n.node_addr, n.subnet()) else {
+        let Some(addr) = n.node_addr else {
             continue;
         };
         let mut up = exprs::ether_addr(true, addr.mac);
@@ -368,29 +175,34 @@ pub fn bridge_ruleset(plan: &NodePlan) -> Table {
             exprs: up,
             comment: format!("{}: frames for this node's address go up", n.name),
         });
-        let mut own = exprs::ether_type(0x0800);
-        own.extend(exprs::ip_addr(false, CmpOp::Eq, addr.ip, 32));
-        own.extend(exprs::set_ether_addr(false, addr.mac));
-        out.push(Rule {
-            exprs: own,
-            comment: format!("{}: this node's address has its own MAC", n.name),
-        });
-        let mut kept = exprs::ether_type(0x0800);
-        kept.extend(exprs::mark_bits(MESH_PRESERVE_MARK));
-        kept.extend(exprs::ip_addr(
-            true,
-            CmpOp::Eq,
-            subnet.network(),
-            subnet.prefix_len(),
-        ));
-        kept.extend(exprs::set_ether_addr(false, addr.mac));
-        out.push(Rule {
-            exprs: kept,
-            comment: format!(
-                "{}: mesh connections that keep the client's address carry this node's MAC",
-                n.name
-            ),
-        });
+        // IPv4, and IPv6 on a dual-stack network.
+        let families = [
+            (0x0800, V4::node_addr(n), V4::subnet(n)),
+            (0x86dd, V6::node_addr(n), V6::subnet(n)),
+        ];
+        for (ethertype, ip, subnet) in families {
+            let (Some(ip), Some((subnet, prefix))) = (ip, subnet) else {
+                continue;
+            };
+            let mut own = exprs::ether_type(ethertype);
+            own.extend(exprs::addr_in(false, CmpOp::Eq, ip, 128));
+            own.extend(exprs::set_ether_addr(false, addr.mac));
+            out.push(Rule {
+                exprs: own,
+                comment: format!("{}: this node's address has its own MAC", n.name),
+            });
+            let mut kept = exprs::ether_type(ethertype);
+            kept.extend(exprs::mark_bits(MESH_PRESERVE_MARK));
+            kept.extend(exprs::addr_in(true, CmpOp::Eq, subnet, prefix));
+            kept.extend(exprs::set_ether_addr(false, addr.mac));
+            out.push(Rule {
+                exprs: kept,
+                comment: format!(
+                    "{}: mesh connections that keep the client's address carry this node's MAC",
+                    n.name
+                ),
+            });
+        }
     }
     let base = |hook| {
         Some(BaseChain {

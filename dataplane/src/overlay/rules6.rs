@@ -3,23 +3,66 @@
 //! (`inet shoal`, beside `ip shoal`), every rule limited to IPv6 (`meta nfproto ipv6`).
 //!
 //! ```text
+//!  forward: translated to a published port's task, underlay ⇄ bridge ─▶ accept
 //!  forward: IPv6 in or out of a dual-stack network's bridge, other than within it ─▶ drop
 //!  input:   IPv6 from an internal dual-stack network to the node, not its gateway ─▶ drop
 //! ```
 //! IPv6 is carried within a network (bridge and VXLAN) and to its anycast gateway
-//! (DNS); it is not routed between networks or to the underlay yet. These rules keep
-//! it so even on a host whose IPv6 forwarding is on, so isolation does not depend on
-//! a sysctl.
+//! (DNS); it is not routed between networks or to the underlay, but for connections
+//! to the node's published ports translated to a task (`ct status dnat`, both ways,
+//! before the drops). These rules keep it so even on a host whose IPv6 forwarding is
+//! on, so isolation does not depend on a sysctl.
 
-use super::plan::{NodePlan, NFT_TABLE};
+use super::plan::{NetworkPlan, NodePlan, NFT_TABLE, PREFIX};
 use crate::nft::{exprs, BaseChain, Chain, ChainType, CmpOp, Family, Hook, Rule, Table, Verdict};
+
+/// Connections to the node's published ports that were translated to a task on `n`
+/// cross between the underlay and the network's bridge, both ways (never to or from
+/// another network's bridge: networks stay isolated).
+fn published_connections(n: &NetworkPlan) -> Vec<Rule> {
+    let br = n.bridge();
+    let others = format!("{PREFIX}b*");
+    let way = |into: bool| {
+        let mut e = exprs::nfproto_ipv6();
+        let (ours, theirs) = if into {
+            (
+                exprs::oifname(CmpOp::Eq, &br),
+                exprs::iifname(CmpOp::Neq, &others),
+            )
+        } else {
+            (
+                exprs::iifname(CmpOp::Eq, &br),
+                exprs::oifname(CmpOp::Neq, &others),
+            )
+        };
+        e.extend(ours);
+        e.extend(theirs);
+        e.extend(exprs::ct_dnat());
+        e.extend(exprs::verdict(Verdict::Accept));
+        e
+    };
+    vec![
+        Rule {
+            exprs: way(true),
+            comment: format!("{}: IPv6 to a published port reaches its task", n.name),
+        },
+        Rule {
+            exprs: way(false),
+            comment: format!("{}: and the task's answers leave", n.name),
+        },
+    ]
+}
 
 /// The `inet` table of `plan`'s dual-stack networks (no rules when it has none).
 pub fn ruleset6(plan: &NodePlan) -> Table {
     let mut forward = Vec::new();
     let mut input = Vec::new();
+    let published = super::publishes_ipv6(plan);
     for n in plan.networks.iter().filter(|n| n.gateway6.is_some()) {
         let br = n.bridge();
+        if published && !n.internal {
+            forward.extend(published_connections(n));
+        }
         let mut out = exprs::nfproto_ipv6();
         out.extend(exprs::iifname(CmpOp::Eq, &br));
         out.extend(exprs::oifname(CmpOp::Neq, &br));

@@ -1,20 +1,20 @@
 //! The return path's policy routes over netlink, inside a sandbox.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
-use netlink_packet_route::route::{RouteAddress, RouteAttribute};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use rtnetlink::{IpVersion, RouteMessageBuilder};
 
-use super::{ObservedReturn, ReturnChange, RULE_PRIORITY};
+use super::{IpFamily, ObservedReturn, ReturnChange, RULE_PRIORITY};
 use crate::netlink::{req, Netlink, NetlinkError};
 
-/// The sandbox's return rules (those at [`RULE_PRIORITY`]) and their tables' default
-/// routes.
-pub async fn observe(nl: &Netlink) -> Result<ObservedReturn, NetlinkError> {
+/// The sandbox's return rules of `family` (those at [`RULE_PRIORITY`]) and their
+/// tables' default routes.
+pub async fn observe(nl: &Netlink, family: IpFamily) -> Result<ObservedReturn, NetlinkError> {
     let mut out = ObservedReturn::default();
-    for msg in rules(nl).await? {
+    for msg in rules(nl, family).await? {
         let mut priority = None;
         let mut fwmark = None;
         let mut table = u32::from(msg.header.table);
@@ -31,7 +31,7 @@ pub async fn observe(nl: &Netlink) -> Result<ObservedReturn, NetlinkError> {
         }
     }
     let names: Vec<(u32, String, u32)> = nl.links().await?;
-    let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
+    let query = table_route(family, None);
     let mut routes = nl.handle().route().get(query).execute();
     while let Some(r) = routes.try_next().await.map_err(req("dump routes"))? {
         let mut table = u32::from(r.header.table);
@@ -39,7 +39,8 @@ pub async fn observe(nl: &Netlink) -> Result<ObservedReturn, NetlinkError> {
         for a in &r.attributes {
             match a {
                 RouteAttribute::Table(t) => table = *t,
-                RouteAttribute::Gateway(RouteAddress::Inet(ip)) => via = Some(*ip),
+                RouteAttribute::Gateway(RouteAddress::Inet(ip)) => via = Some(IpAddr::V4(*ip)),
+                RouteAttribute::Gateway(RouteAddress::Inet6(ip)) => via = Some(IpAddr::V6(*ip)),
                 RouteAttribute::Oif(i) => oif = Some(*i),
                 RouteAttribute::Destination(_) => dst = true,
                 _ => {}
@@ -56,32 +57,50 @@ pub async fn observe(nl: &Netlink) -> Result<ObservedReturn, NetlinkError> {
     Ok(out)
 }
 
-async fn rules(nl: &Netlink) -> Result<Vec<RuleMessage>, NetlinkError> {
+/// A route message of `family` in `table` (any table: a dump's query).
+fn table_route(family: IpFamily, table: Option<u32>) -> RouteMessage {
+    fn in_table<T>(b: RouteMessageBuilder<T>, table: Option<u32>) -> RouteMessageBuilder<T> {
+        match table {
+            Some(t) => b.table_id(t),
+            None => b,
+        }
+    }
+    match family {
+        IpFamily::V4 => in_table(RouteMessageBuilder::<Ipv4Addr>::new(), table).build(),
+        IpFamily::V6 => in_table(RouteMessageBuilder::<Ipv6Addr>::new(), table).build(),
+    }
+}
+
+async fn rules(nl: &Netlink, family: IpFamily) -> Result<Vec<RuleMessage>, NetlinkError> {
+    let version = match family {
+        IpFamily::V4 => IpVersion::V4,
+        IpFamily::V6 => IpVersion::V6,
+    };
     nl.handle()
         .rule()
-        .get(IpVersion::V4)
+        .get(version)
         .execute()
         .try_collect()
         .await
         .map_err(req("dump ip rules"))
 }
 
-/// Carries out `changes` in order; the failures, each naming its change.
-pub async fn apply(nl: &Netlink, changes: &[ReturnChange]) -> Vec<NetlinkError> {
+/// Carries out `changes` (of `family`) in order; the failures, each naming its change.
+pub async fn apply(nl: &Netlink, family: IpFamily, changes: &[ReturnChange]) -> Vec<NetlinkError> {
     let mut failures = Vec::new();
     for c in changes {
-        if let Err(e) = one(nl, c).await {
+        if let Err(e) = one(nl, family, c).await {
             failures.push(e);
         }
     }
     failures
 }
 
-async fn one(nl: &Netlink, change: &ReturnChange) -> Result<(), NetlinkError> {
+async fn one(nl: &Netlink, family: IpFamily, change: &ReturnChange) -> Result<(), NetlinkError> {
     let h = nl.handle();
     match change {
         ReturnChange::DelRule { fwmark, table } => {
-            let found = rules(nl).await?.into_iter().find(|m| {
+            let found = rules(nl, family).await?.into_iter().find(|m| {
                 m.attributes
                     .contains(&RuleAttribute::Priority(RULE_PRIORITY))
                     && m.attributes.contains(&RuleAttribute::FwMark(*fwmark))
@@ -99,9 +118,7 @@ async fn one(nl: &Netlink, change: &ReturnChange) -> Result<(), NetlinkError> {
             }
         }
         ReturnChange::DelRoute(table) => {
-            let route = RouteMessageBuilder::<Ipv4Addr>::new()
-                .table_id(*table)
-                .build();
+            let route = table_route(family, Some(*table));
             match h.route().del(route).execute().await {
                 Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ESRCH => Ok(()),
                 r => r.map_err(req(format!("remove the default route of table {table}"))),
@@ -109,11 +126,18 @@ async fn one(nl: &Netlink, change: &ReturnChange) -> Result<(), NetlinkError> {
         }
         ReturnChange::SetRoute(r) => {
             let index = nl.must_index(&r.ifname).await?;
-            let route = RouteMessageBuilder::<Ipv4Addr>::new()
-                .table_id(r.mark)
-                .gateway(r.via)
-                .output_interface(index)
-                .build();
+            let route = match r.via {
+                IpAddr::V4(via) => RouteMessageBuilder::<Ipv4Addr>::new()
+                    .table_id(r.mark)
+                    .gateway(via)
+                    .output_interface(index)
+                    .build(),
+                IpAddr::V6(via) => RouteMessageBuilder::<Ipv6Addr>::new()
+                    .table_id(r.mark)
+                    .gateway(via)
+                    .output_interface(index)
+                    .build(),
+            };
             h.route()
                 .add(route)
                 .replace()
@@ -124,16 +148,20 @@ async fn one(nl: &Netlink, change: &ReturnChange) -> Result<(), NetlinkError> {
                     r.mark, r.via, r.ifname
                 )))
         }
-        ReturnChange::AddRule(mark) => h
-            .rule()
-            .add()
-            .v4()
-            .fw_mark(*mark)
-            .table_id(*mark)
-            .priority(RULE_PRIORITY)
-            .action(RuleAction::ToTable)
-            .execute()
-            .await
-            .map_err(req(format!("ip rule fwmark {mark:#x} lookup {mark}"))),
+        ReturnChange::AddRule(mark) => {
+            let rule = h
+                .rule()
+                .add()
+                .fw_mark(*mark)
+                .table_id(*mark)
+                .priority(RULE_PRIORITY)
+                .action(RuleAction::ToTable);
+            let what = format!("ip rule ({family:?}) fwmark {mark:#x} lookup {mark}");
+            match family {
+                IpFamily::V4 => rule.v4().execute().await,
+                IpFamily::V6 => rule.v6().execute().await,
+            }
+            .map_err(req(what))
+        }
     }
 }

@@ -23,10 +23,14 @@
 //! - [`chains`]: the nftables chains (added to the sandbox's `shoal-lb` table).
 //! - [`routes`], [`diff`]: the policy routes the sandbox should have and the changes to
 //!   get there from what it has; `apply` observes and changes them over netlink.
+//!
+//! IPv6 (dual-stack networks) takes the same way: the chains in the sandbox's `ip6`
+//! table, `ip -6 rule fwmark MARK lookup MARK`, and table MARK's default route via the
+//! ingress node's IPv6 address on the network.
 
 mod apply;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub use apply::{apply, observe};
 
@@ -43,6 +47,8 @@ pub struct IngressPeer {
     pub node: String,
     /// The node's address on the network.
     pub ip: Ipv4Addr,
+    /// Its IPv6 address on a dual-stack network: replies over IPv6 go back through it.
+    pub ip6: Option<Ipv6Addr>,
     /// Its MAC.
     pub mac: [u8; 6],
     /// The sandbox's interface on the network.
@@ -55,35 +61,68 @@ pub fn mark(ip: Ipv4Addr) -> u32 {
     u32::from(ip)
 }
 
-/// A policy route: packets marked `mark` look up table `mark`, whose default route goes
-/// via `via` on `ifname`.
+/// An address family of policy routes (`ip rule`, `ip -6 rule`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IpFamily {
+    /// IPv4.
+    V4,
+    /// IPv6.
+    V6,
+}
+
+impl IpFamily {
+    /// Both, IPv4 first.
+    pub const ALL: [IpFamily; 2] = [IpFamily::V4, IpFamily::V6];
+    /// The family of `ip`.
+    pub fn of(ip: IpAddr) -> IpFamily {
+        match ip {
+            IpAddr::V4(_) => IpFamily::V4,
+            IpAddr::V6(_) => IpFamily::V6,
+        }
+    }
+}
+
+/// A policy route: packets marked `mark` look up table `mark` (of `via`'s family),
+/// whose default route goes via `via` on `ifname`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ReturnRoute {
     /// Mark and table number.
     pub mark: u32,
     /// The ingress node's address.
-    pub via: Ipv4Addr,
+    pub via: IpAddr,
     /// The sandbox's interface towards it.
     pub ifname: String,
 }
 
-/// The return routes a sandbox with `peers` should have.
+impl ReturnRoute {
+    /// The family of its rule and table.
+    pub fn family(&self) -> IpFamily {
+        IpFamily::of(self.via)
+    }
+}
+
+/// The return routes a sandbox with `peers` should have: IPv4 ones, and IPv6 ones
+/// (same marks, in the IPv6 tables) through peers on dual-stack networks.
 pub fn routes(peers: &[IngressPeer]) -> Vec<ReturnRoute> {
     let mut out: Vec<ReturnRoute> = peers
         .iter()
-        .map(|p| ReturnRoute {
-            mark: mark(p.ip),
-            via: p.ip,
-            ifname: p.ifname.clone(),
+        .flat_map(|p| {
+            let via = std::iter::once(IpAddr::V4(p.ip)).chain(p.ip6.map(IpAddr::V6));
+            via.map(|via| ReturnRoute {
+                mark: mark(p.ip),
+                via,
+                ifname: p.ifname.clone(),
+            })
         })
         .collect();
-    out.sort();
-    out.dedup_by_key(|r| r.mark);
+    out.sort_by_key(|r| (r.family(), r.mark, r.via, r.ifname.clone()));
+    out.dedup_by_key(|r| (r.family(), r.mark));
     out
 }
 
 /// The nftables chains that mark connections by the ingress node they came through and
-/// give their replies that mark; none without peers.
+/// give their replies that mark; none without peers. The same chains serve the
+/// sandbox's `ip` table and, with the peers that have an IPv6 address, its `ip6` one.
 pub fn chains(peers: &[IngressPeer]) -> Vec<Chain> {
     if peers.is_empty() {
         return Vec::new();
@@ -153,17 +192,18 @@ pub fn chains(peers: &[IngressPeer]) -> Vec<Chain> {
     ]
 }
 
-/// The return path a sandbox has: its `ip rule`s at [`RULE_PRIORITY`] (fwmark, table)
-/// and the default routes of those tables (table, gateway, interface name).
+/// The return path a sandbox has in one family: its `ip rule`s at [`RULE_PRIORITY`]
+/// (fwmark, table) and the default routes of those tables (table, gateway, interface
+/// name).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObservedReturn {
     /// `(fwmark, table)` of each rule at [`RULE_PRIORITY`].
     pub rules: Vec<(u32, u32)>,
     /// `(table, via, interface)` of each default route in a table those rules name.
-    pub routes: Vec<(u32, Option<Ipv4Addr>, Option<String>)>,
+    pub routes: Vec<(u32, Option<IpAddr>, Option<String>)>,
 }
 
-/// One change to a sandbox's return path.
+/// One change to a sandbox's return path, in the family it is applied in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReturnChange {
     /// Remove the rule `fwmark → table`.
@@ -181,8 +221,8 @@ pub enum ReturnChange {
     AddRule(u32),
 }
 
-/// The changes that turn `have` into `want`: stale rules go first (no new reply takes
-/// them), routes are set before the rules that lead to them.
+/// The changes that turn `have` into `want` (both of one family): stale rules go first
+/// (no new reply takes them), routes are set before the rules that lead to them.
 pub fn diff(want: &[ReturnRoute], have: &ObservedReturn) -> Vec<ReturnChange> {
     let mut out = Vec::new();
     for &(fwmark, table) in &have.rules {

@@ -4,6 +4,7 @@ fn peer(node: &str, last: u8, ifname: &str) -> IngressPeer {
     IngressPeer {
         node: node.into(),
         ip: Ipv4Addr::new(10, 0, 1, last),
+        ip6: None,
         mac: [2, 0x42, 10, 0, 1, last],
         ifname: ifname.into(),
     }
@@ -49,12 +50,12 @@ fn each_ingress_node_gets_a_mark_from_its_mac_and_a_route_back_to_it() {
         vec![
             ReturnRoute {
                 mark: n1,
-                via: Ipv4Addr::new(10, 0, 1, 9),
+                via: Ipv4Addr::new(10, 0, 1, 9).into(),
                 ifname: "eth0".into()
             },
             ReturnRoute {
                 mark: mark(Ipv4Addr::new(10, 0, 1, 11)),
-                via: Ipv4Addr::new(10, 0, 1, 11),
+                via: Ipv4Addr::new(10, 0, 1, 11).into(),
                 ifname: "eth0".into()
             }
         ]
@@ -114,4 +115,35 @@ fn marks_of_two_networks_never_collide() {
     }]);
     assert_eq!(a.len(), 2);
     assert_ne!(a[0].mark, a[1].mark);
+}
+
+#[test]
+fn a_peer_on_a_dual_stack_network_gets_an_ipv6_route_with_the_same_mark() {
+    let mut dual = peer("n1", 9, "eth0");
+    dual.ip6 = Some("fd00:1::9".parse().unwrap());
+    let r = routes(&[dual, peer("n3", 11, "eth0")]);
+    let m = mark(Ipv4Addr::new(10, 0, 1, 9));
+    let families: Vec<(IpFamily, u32)> = r.iter().map(|r| (r.family(), r.mark)).collect();
+    assert_eq!(
+        families,
+        [
+            (IpFamily::V4, m),
+            (IpFamily::V4, mark(Ipv4Addr::new(10, 0, 1, 11))),
+            (IpFamily::V6, m)
+        ]
+    );
+    assert_eq!(r[2].via, "fd00:1::9".parse::<IpAddr>().unwrap());
+    // Each family is diffed against its own rules and tables.
+    let v6: Vec<ReturnRoute> = r
+        .iter()
+        .filter(|r| r.family() == IpFamily::V6)
+        .cloned()
+        .collect();
+    assert_eq!(
+        diff(&v6, &ObservedReturn::default()),
+        vec![
+            ReturnChange::SetRoute(r[2].clone()),
+            ReturnChange::AddRule(m)
+        ]
+    );
 }

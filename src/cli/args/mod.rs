@@ -388,8 +388,9 @@ pub struct BenchArgs {
     /// wireguard-go and boringtun-cli.
     #[arg(long)]
     pub encrypted: bool,
-    /// `overlay` only: TCP over IPv6 between two sandboxes on a dual-stack network,
-    /// against TCP over IPv4 between the same two.
+    /// `overlay`: TCP over IPv6 between two sandboxes on a dual-stack network, against
+    /// TCP over IPv4 between the same two. `mesh`: a published port over IPv6 (a dual
+    /// underlay, a dual-stack network) against going straight to the task's IPv6 address.
     #[arg(long)]
     pub ipv6: bool,
     /// `ingress` only: measure TLS 1.3 at the edge against HAProxy (OpenSSL) instead of

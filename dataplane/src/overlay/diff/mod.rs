@@ -165,14 +165,17 @@ fn bridge_changes(n: &NetworkPlan, observed: &Observed, out: &mut Phases) {
     }
 }
 
-/// The bridge's IPv6 addresses: the IPv6 anycast gateway of a dual-stack network,
-/// nothing else.
+/// The bridge's IPv6 addresses: the IPv6 anycast gateway of a dual-stack network and
+/// the node's own IPv6 address on it (a /128, like the IPv4 one), nothing else.
 fn address6_changes(br: &str, n: &NetworkPlan, have: &BTreeSet<(Ipv6Addr, u8)>, out: &mut Phases) {
-    let want: BTreeSet<(Ipv6Addr, u8)> = n
+    let mut want: BTreeSet<(Ipv6Addr, u8)> = n
         .gateway6
         .map(|g| (g.addr(), g.prefix_len()))
         .into_iter()
         .collect();
+    if n.gateway6.is_some() {
+        want.extend(n.node_addr.and_then(|a| a.ip6).map(|ip| (ip, 128)));
+    }
     for &(ip, prefix) in have.difference(&want) {
         let link = br.to_string();
         out.removals.push(Change::DelAddress6 { link, ip, prefix });

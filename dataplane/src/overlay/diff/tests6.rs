@@ -145,3 +145,35 @@ fn an_ipv6_only_network_gets_no_ipv4_address_nor_arp_entries() {
         "{stale:?}"
     );
 }
+
+#[test]
+fn the_node_address_on_a_dual_stack_network_gets_its_ipv6_address_too() {
+    let mut p = dual_stack();
+    p.networks[0].node_addr = Some(crate::overlay::plan::NodeAddr {
+        ip: "10.0.0.9".parse().unwrap(),
+        ip6: Some("fd00:1::9".parse().unwrap()),
+        mac: [2, 0x42, 10, 0, 0, 9],
+    });
+    let mut have = matching6();
+    have.links
+        .get_mut("shl-b4096")
+        .unwrap()
+        .addrs
+        .insert(("10.0.0.9".parse().unwrap(), 32));
+    let add = Change::AddAddress6 {
+        link: "shl-b4096".into(),
+        ip: "fd00:1::9".parse().unwrap(),
+        prefix: 128,
+    };
+    assert_eq!(diff(&p, &have), vec![add]);
+    have.links
+        .get_mut("shl-b4096")
+        .unwrap()
+        .addrs6
+        .insert(("fd00:1::9".parse().unwrap(), 128));
+    assert_eq!(diff(&p, &have), vec![]);
+    p.networks[0].node_addr = None;
+    let mut left = diff(&p, &have);
+    left.retain(|c| matches!(c, Change::DelAddress6 { .. }));
+    assert_eq!(left.len(), 1, "it leaves with the node address");
+}

@@ -1,10 +1,14 @@
 use super::*;
+use std::net::Ipv4Addr;
+
 use crate::overlay::plan::{sample_network as net, NodeAddr};
+use crate::overlay::MESH_MARK;
 
 fn mesh_plan() -> NodePlan {
     let mut n = net(4096, false);
     n.node_addr = Some(NodeAddr {
         ip: "10.0.0.9".parse().unwrap(),
+        ip6: None,
         mac: [2, 0x42, 10, 0, 0, 9],
     });
     NodePlan {
@@ -16,6 +20,7 @@ fn mesh_plan() -> NodePlan {
                 protocol: 17,
                 port: 8053,
                 backends: vec![("10.0.0.5".parse().unwrap(), 53)],
+                backends6: None,
                 mesh: true,
                 source_nat: true,
             },
@@ -24,6 +29,7 @@ fn mesh_plan() -> NodePlan {
                 protocol: 6,
                 port: 8080,
                 backends: vec![("10.0.0.6".parse().unwrap(), 80)],
+                backends6: None,
                 mesh: false,
                 source_nat: false,
             },
@@ -50,7 +56,7 @@ fn mesh_ports_are_marked_and_leave_source_natted_to_the_node_address() {
     let post = &chain("postrouting").rules;
     let mut snat = exprs::mark_bits(MESH_MARK);
     snat.extend(exprs::oifname(CmpOp::Eq, "shl-b4096"));
-    snat.extend(exprs::snat("10.0.0.9".parse().unwrap()));
+    snat.extend(exprs::snat("10.0.0.9".parse::<Ipv4Addr>().unwrap()));
     assert_eq!(post[0].exprs, snat, "source NAT comes before egress");
     assert_eq!(
         post.iter()
@@ -194,6 +200,7 @@ fn a_port_without_tasks_here_has_an_empty_chain_and_no_map() {
         protocol: 6,
         port: 8081,
         backends: vec![],
+        backends6: None,
         mesh: false,
         source_nat: false,
     });
@@ -211,6 +218,7 @@ fn two_services_on_one_host_port_share_its_chain() {
         protocol: 6,
         port: 8080,
         backends: vec![("10.0.0.7".parse().unwrap(), 80)],
+        backends6: None,
         mesh: false,
         source_nat: false,
     });
