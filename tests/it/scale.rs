@@ -65,6 +65,21 @@ fn twenty_agents_and_a_thousand_endpoints_converge_within_bounds() {
             );
         }
     }
+    // What the managers stream per change is the change, not the state: no watcher is
+    // sent a snapshot, and each gets a few hundred bytes per change (pings included).
+    let per_watcher = figure(
+        &report,
+        &format!("{at}: managers' watch bytes per change and watcher"),
+    );
+    assert!(
+        per_watcher > 0.0 && per_watcher < 4096.0,
+        "{per_watcher} bytes per change and watcher"
+    );
+    let snapshots = figure(
+        &report,
+        &format!("{at}: whole-state snapshots sent to watchers during the changes"),
+    );
+    assert_eq!(snapshots, 0.0, "snapshots sent during the changes");
     for name in [
         format!("{at}: agent RSS at rest, max"),
         format!("{at}: agent RSS after the burst, max"),

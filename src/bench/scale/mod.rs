@@ -134,6 +134,13 @@ pub struct Point {
     pub raft_bytes: u64,
     /// The leader's newest snapshot, bytes.
     pub state_bytes: u64,
+    /// What the managers' watch streams sent per attach or detach, over all watchers
+    /// (pings in the meantime included), bytes.
+    pub watch_bytes_per_change: f64,
+    /// Watch streams open on the managers.
+    pub watchers: u64,
+    /// Whole-state snapshots the managers sent their watchers during the changes.
+    pub watch_snapshots: u64,
 }
 
 /// Runs the benchmark.
@@ -391,6 +398,22 @@ impl<'a> Run<'a> {
             .collect()
     }
 
+    /// What the managers' watch streams have sent so far, summed over the managers
+    /// (a worker follows the manager it reached, the leader first).
+    async fn managers_watch(&self) -> anyhow::Result<shoal_control::api::WatchInfo> {
+        let mut sum = shoal_control::api::WatchInfo::default();
+        for host in &self.hosts {
+            let status: StatusInfo = self.lab.client(host)?.get("/v1/status").await?;
+            if let Some(w) = status.watch {
+                sum.watchers += w.watchers;
+                sum.events_sent += w.events_sent;
+                sum.snapshots_sent += w.snapshots_sent;
+                sum.bytes_sent += w.bytes_sent;
+            }
+        }
+        Ok(sum)
+    }
+
     async fn leader_pid(&self) -> anyhow::Result<(String, i32)> {
         let status: StatusInfo = self.client.get("/v1/status").await?;
         let leader = status.leader.context("no leader")?;
@@ -453,6 +476,8 @@ impl<'a> Run<'a> {
             self.options.repeats
         );
         let (mut attach, mut detach) = (Vec::new(), Vec::new());
+        let watch_before = self.managers_watch().await?;
+        let mut changes = 0usize;
         for r in 0..self.options.repeats {
             self.serial += 1;
             let key = format!("c{}", self.serial);
@@ -464,7 +489,9 @@ impl<'a> Run<'a> {
             attach.extend(self.change(true, &key, owner).await?);
             self.listeners.seen.clear();
             detach.extend(self.change(false, &key, owner).await?);
+            changes += 2;
         }
+        let watch_after = self.managers_watch().await?;
         let burst = self.options.burst;
         eprintln!("bench scale: a burst of {burst} attaches (one commit each) ...");
         self.serial += 1;
@@ -582,6 +609,14 @@ impl<'a> Run<'a> {
             burst_failed: self.burst_failed,
             raft_bytes,
             state_bytes,
+            watch_bytes_per_change: watch_after
+                .bytes_sent
+                .saturating_sub(watch_before.bytes_sent) as f64
+                / changes.max(1) as f64,
+            watchers: watch_after.watchers,
+            watch_snapshots: watch_after
+                .snapshots_sent
+                .saturating_sub(watch_before.snapshots_sent),
         })
     }
 }

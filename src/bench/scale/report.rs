@@ -124,6 +124,27 @@ pub(super) fn report(points: &[Point]) -> Report {
             p.burst_requests as f64,
         );
         r.add(
+            &format!("{at}: managers' watch bytes per change, all watchers"),
+            p.watch_bytes_per_change / 1024.0,
+            "KiB",
+            "snapshot",
+            p.state_bytes as f64 / 1024.0,
+        );
+        r.add(
+            &format!("{at}: managers' watch bytes per change and watcher"),
+            p.watch_bytes_per_change / p.watchers.max(1) as f64,
+            "B",
+            "snapshot",
+            p.state_bytes as f64,
+        );
+        r.add(
+            &format!("{at}: whole-state snapshots sent to watchers during the changes"),
+            p.watch_snapshots as f64,
+            "",
+            "watch streams",
+            p.watchers as f64,
+        );
+        r.add(
             &format!("{at}: leader's Raft directory"),
             p.raft_bytes as f64 / 1024.0,
             "KiB",
@@ -164,6 +185,9 @@ pub(super) fn report(points: &[Point]) -> Report {
     fits.extend(curve("agent CPU at rest (mean)", &|p| p.cpu_rest_mean_pct));
     fits.extend(curve("leader CPU in the burst", &|p| {
         p.leader_cpu_burst_pct
+    }));
+    fits.extend(curve("watch bytes per change", &|p| {
+        p.watch_bytes_per_change
     }));
     if !fits.is_empty() {
         r.notes.push(format!(
