@@ -444,18 +444,11 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
         }
     }
     if let Some(mac) = spec.mac {
-        let gateway = network.gateway_mac;
-        let taken = state.endpoints_on(&network.name).find(|e| e.mac == mac);
-        if mac == gateway || taken.is_some() {
+        if let Some(holder) = mac_holder(state, &network, mac) {
             return Err(ApplyError::Conflict(format!(
-                "the MAC {} is taken on network {} by {}",
+                "the MAC {} is taken on network {} by {holder}",
                 shoal_ipam::format_mac(mac),
                 network.name,
-                taken.map_or("its gateway".to_string(), |e| format!(
-                    "endpoint {} ({})",
-                    e.id,
-                    e.addr()
-                ))
             )));
         }
     }
@@ -533,20 +526,26 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
 /// On an IPv6-only network a MAC derived from an IPv6 address carries only its last
 /// 32 bits: refuses one another endpoint (or the gateway) already has.
 fn mac6_free(state: &ClusterState, network: &NetworkRef, mac: [u8; 6]) -> Result<(), ApplyError> {
-    let taken = state.endpoints_on(&network.name).find(|e| e.mac == mac);
-    if mac != network.gateway_mac && taken.is_none() {
-        return Ok(());
+    match mac_holder(state, network, mac) {
+        None => Ok(()),
+        Some(holder) => Err(ApplyError::Conflict(format!(
+            "the MAC {} derived from the IPv6 address is taken on network {} by {holder}; give the endpoint another address or MAC",
+            shoal_ipam::format_mac(mac),
+            network.name,
+        ))),
     }
-    Err(ApplyError::Conflict(format!(
-        "the MAC {} derived from the IPv6 address is taken on network {} by {}; give the endpoint another address or MAC",
-        shoal_ipam::format_mac(mac),
-        network.name,
-        taken.map_or("its gateway".to_string(), |e| format!(
-            "endpoint {} ({})",
-            e.id,
-            e.addr()
-        ))
-    )))
+}
+
+/// Who has `mac` on `network` already, as an error message names them: its gateway or
+/// an endpoint.
+fn mac_holder(state: &ClusterState, network: &NetworkRef, mac: [u8; 6]) -> Option<String> {
+    if mac == network.gateway_mac {
+        return Some("its gateway".into());
+    }
+    state
+        .endpoints_on(&network.name)
+        .find(|e| e.mac == mac)
+        .map(|e| format!("endpoint {} ({})", e.id, e.addr()))
 }
 
 /// What `attach` needs of a network, without its address space.
