@@ -88,7 +88,7 @@ fn dispatch(
         } => node::update_node(state, *id, *availability, labels_add, labels_rm, at),
         Command::SetRole { id, role } => node::set_role(state, *id, *role),
         Command::RemoveNode { id } => node::remove_node(state, *id),
-        Command::ReportNode { id, report } => network::report_node(state, *id, report),
+        Command::ReportNode { id, report } => node::report_node(state, *id, report),
         Command::CreateNetwork { id, spec } => network::create_network(state, id, spec, at),
         Command::RemoveNetwork { network: n } => network::remove_network(state, n),
         Command::Attach { spec } => {
@@ -105,7 +105,7 @@ fn dispatch(
             public_key,
             port,
             generation,
-        } => network::set_wireguard(state, *id, public_key, *port, *generation),
+        } => node::set_wireguard(state, *id, public_key, *port, *generation),
         Command::CreateService { id, spec } => service::create_service(state, id, spec, at),
         Command::UpdateService { name, changes } => {
             service::update_service(state, name, changes, at)

@@ -7,18 +7,14 @@ use shoal_ipam::{allocate_subnet, check_subnet, mac_for, AddressSpace, Occupied,
 
 use super::super::{
     endpoint_id, mesh_pool, ApplyError, AttachSpec, ClusterState, Endpoint, Network, NetworkSpec,
-    NodeReport, Output, WireguardPeer, DEFAULT_UNDERLAY_MTU, IPV6_UNDERLAY_OVERHEAD,
-    VXLAN_OVERHEAD, WIREGUARD_OVERHEAD,
+    Output, DEFAULT_UNDERLAY_MTU, IPV6_UNDERLAY_OVERHEAD, VXLAN_OVERHEAD, WIREGUARD_OVERHEAD,
 };
 use super::{validate_label, Changed};
 use crate::ids::{validate_name, NodeId};
-
 /// The smallest MTU shoal accepts for a network.
 const MIN_MTU: u32 = 1280;
 /// The largest.
 const MAX_MTU: u32 = 9000;
-/// The most routes a node may report.
-const MAX_ROUTES: usize = 4096;
 /// The most aliases an endpoint may have.
 pub(super) const MAX_ALIASES: usize = 32;
 
@@ -46,31 +42,6 @@ pub(super) fn occupied(state: &ClusterState) -> Vec<Occupied> {
         );
     }
     out
-}
-
-pub(super) fn report_node(state: &mut ClusterState, id: NodeId, report: &NodeReport) -> Changed {
-    if report.routes.len() > MAX_ROUTES || report.routes6.len() > MAX_ROUTES {
-        return Err(ApplyError::Invalid(format!(
-            "a node may report at most {MAX_ROUTES} routes of each family, not {} and {}",
-            report.routes.len(),
-            report.routes6.len()
-        )));
-    }
-    if !(576..=65535).contains(&report.underlay_mtu) {
-        return Err(ApplyError::Invalid(format!(
-            "underlay MTU {} is not plausible",
-            report.underlay_mtu
-        )));
-    }
-    let node = state
-        .nodes
-        .get_mut(&id)
-        .ok_or_else(|| ApplyError::NoSuchNode(id.to_string()))?;
-    if node.report == *report {
-        return Ok((Output::None, false));
-    }
-    node.report = report.clone();
-    Ok((Output::None, true))
 }
 
 pub(super) fn create_network(
@@ -630,73 +601,4 @@ fn release6(network: Option<&mut Network>, ip6: Option<std::net::Ipv6Addr>) {
     if let (Some(space6), Some(ip6)) = (network.and_then(|n| n.space6.as_mut()), ip6) {
         space6.release(ip6);
     }
-}
-
-/// Checks a base64 X25519 public key (32 bytes).
-fn valid_public_key(key: &str) -> bool {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    key.len() == 44
-        && key.ends_with('=')
-        && !key.ends_with("==")
-        && key.bytes().take(43).all(|b| ALPHABET.contains(&b))
-}
-
-pub(super) fn set_wireguard(
-    state: &mut ClusterState,
-    id: NodeId,
-    public_key: &str,
-    port: u16,
-    generation: u64,
-) -> Changed {
-    if !valid_public_key(public_key) {
-        return Err(ApplyError::Invalid(format!(
-            "{public_key:?} is not a base64 X25519 public key"
-        )));
-    }
-    if port == 0 {
-        return Err(ApplyError::Invalid("WireGuard port 0 is not a port".into()));
-    }
-    if state.nodes.values().any(|n| {
-        n.id != id
-            && n.wireguard
-                .as_ref()
-                .is_some_and(|w| w.public_key == public_key)
-    }) {
-        return Err(ApplyError::Conflict(
-            "another node already uses this WireGuard public key".into(),
-        ));
-    }
-    let node = state
-        .nodes
-        .get(&id)
-        .ok_or_else(|| ApplyError::NoSuchNode(id.to_string()))?;
-    let mesh_ip = match &node.wireguard {
-        Some(w) => w.mesh_ip,
-        None => {
-            let used: std::collections::BTreeSet<std::net::Ipv4Addr> = state
-                .nodes
-                .values()
-                .filter_map(|n| n.wireguard.as_ref().map(|w| w.mesh_ip))
-                .collect();
-            mesh_pool()
-                .hosts()
-                .find(|ip| !used.contains(ip))
-                .ok_or_else(|| ApplyError::Invalid("the WireGuard mesh pool is exhausted".into()))?
-        }
-    };
-    let peer = WireguardPeer {
-        public_key: public_key.to_string(),
-        mesh_ip,
-        port,
-        generation,
-    };
-    let node = state
-        .nodes
-        .get_mut(&id)
-        .ok_or_else(|| ApplyError::NoSuchNode(id.to_string()))?;
-    if node.wireguard.as_ref() == Some(&peer) {
-        return Ok((Output::None, false));
-    }
-    node.wireguard = Some(peer);
-    Ok((Output::None, true))
 }

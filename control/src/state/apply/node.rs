@@ -3,9 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use super::super::{ApplyError, Availability, ClusterState, Node, NodeStatus, Output, Role};
+use super::super::{
+    mesh_pool, ApplyError, Availability, ClusterState, Node, NodeReport, NodeStatus, Output, Role,
+    WireguardPeer,
+};
 use super::{network, validate_label, Changed};
 use crate::ids::{validate_name, NodeId};
+
+/// The most routes a node may report.
+const MAX_ROUTES: usize = 4096;
 
 /// A node joined.
 pub(super) fn add_node(state: &mut ClusterState, node: &Node) -> Changed {
@@ -155,4 +161,99 @@ fn node_mut(state: &mut ClusterState, id: NodeId) -> Result<&mut Node, ApplyErro
 
 fn manager_count(state: &ClusterState) -> usize {
     state.managers().count()
+}
+
+/// A node's report of itself (routes, underlay MTU, ...), checked for plausibility.
+pub(super) fn report_node(state: &mut ClusterState, id: NodeId, report: &NodeReport) -> Changed {
+    if report.routes.len() > MAX_ROUTES || report.routes6.len() > MAX_ROUTES {
+        return Err(ApplyError::Invalid(format!(
+            "a node may report at most {MAX_ROUTES} routes of each family, not {} and {}",
+            report.routes.len(),
+            report.routes6.len()
+        )));
+    }
+    if !(576..=65535).contains(&report.underlay_mtu) {
+        return Err(ApplyError::Invalid(format!(
+            "underlay MTU {} is not plausible",
+            report.underlay_mtu
+        )));
+    }
+    let node = state
+        .nodes
+        .get_mut(&id)
+        .ok_or_else(|| ApplyError::NoSuchNode(id.to_string()))?;
+    if node.report == *report {
+        return Ok((Output::None, false));
+    }
+    node.report = report.clone();
+    Ok((Output::None, true))
+}
+
+/// Checks a base64 X25519 public key (32 bytes).
+fn valid_public_key(key: &str) -> bool {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    key.len() == 44
+        && key.ends_with('=')
+        && !key.ends_with("==")
+        && key.bytes().take(43).all(|b| ALPHABET.contains(&b))
+}
+
+pub(super) fn set_wireguard(
+    state: &mut ClusterState,
+    id: NodeId,
+    public_key: &str,
+    port: u16,
+    generation: u64,
+) -> Changed {
+    if !valid_public_key(public_key) {
+        return Err(ApplyError::Invalid(format!(
+            "{public_key:?} is not a base64 X25519 public key"
+        )));
+    }
+    if port == 0 {
+        return Err(ApplyError::Invalid("WireGuard port 0 is not a port".into()));
+    }
+    if state.nodes.values().any(|n| {
+        n.id != id
+            && n.wireguard
+                .as_ref()
+                .is_some_and(|w| w.public_key == public_key)
+    }) {
+        return Err(ApplyError::Conflict(
+            "another node already uses this WireGuard public key".into(),
+        ));
+    }
+    let node = state
+        .nodes
+        .get(&id)
+        .ok_or_else(|| ApplyError::NoSuchNode(id.to_string()))?;
+    let mesh_ip = match &node.wireguard {
+        Some(w) => w.mesh_ip,
+        None => {
+            let used: std::collections::BTreeSet<std::net::Ipv4Addr> = state
+                .nodes
+                .values()
+                .filter_map(|n| n.wireguard.as_ref().map(|w| w.mesh_ip))
+                .collect();
+            mesh_pool()
+                .hosts()
+                .find(|ip| !used.contains(ip))
+                .ok_or_else(|| ApplyError::Invalid("the WireGuard mesh pool is exhausted".into()))?
+        }
+    };
+    let peer = WireguardPeer {
+        public_key: public_key.to_string(),
+        mesh_ip,
+        port,
+        generation,
+    };
+    let node = state
+        .nodes
+        .get_mut(&id)
+        .ok_or_else(|| ApplyError::NoSuchNode(id.to_string()))?;
+    if node.wireguard.as_ref() == Some(&peer) {
+        return Ok((Output::None, false));
+    }
+    node.wireguard = Some(peer);
+    Ok((Output::None, true))
 }
