@@ -303,6 +303,15 @@ pub enum LeaderRequest {
     ReadIndex,
 }
 
+impl LeaderRequest {
+    /// Whether asking again cannot change anything: a request that only reads may be
+    /// sent to another manager when one does not answer in time, where a write may
+    /// not (the silent one may have committed it).
+    pub fn only_reads(&self) -> bool {
+        matches!(self, LeaderRequest::ReadIndex | LeaderRequest::MeshViews)
+    }
+}
+
 /// A leader request as sent between nodes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Forwarded {
@@ -360,3 +369,31 @@ pub enum LeaderResponse {
 mod objects;
 
 pub use objects::*;
+
+#[cfg(test)]
+mod tests {
+    use super::LeaderRequest;
+    use crate::state::Role;
+
+    /// Only requests that change nothing may be asked again of another manager after
+    /// a timeout: a write asked twice could be committed twice.
+    #[test]
+    fn only_reads_are_asked_again() {
+        assert!(LeaderRequest::ReadIndex.only_reads());
+        assert!(LeaderRequest::MeshViews.only_reads());
+        for write in [
+            LeaderRequest::RotateToken { role: Role::Worker },
+            LeaderRequest::Promote { node: "n2".into() },
+            LeaderRequest::RemoveNode {
+                node: "n2".into(),
+                force: true,
+            },
+            LeaderRequest::Heartbeat {
+                leaving: false,
+                mesh: None,
+            },
+        ] {
+            assert!(!write.only_reads(), "{write:?}");
+        }
+    }
+}

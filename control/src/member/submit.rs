@@ -28,6 +28,10 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(4);
 const QUORUM_STALE: Duration = Duration::from_millis(1500);
 /// How long a read index may take on the leader, and the replica to catch up.
 pub(super) const READ_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long a forwarded read waits for one manager before it asks the next (or the
+/// leader that Raft names by then): a follower that still names a leader cut off by a
+/// partition moves on to the new one instead of spending the whole deadline on it.
+const READ_ATTEMPT: Duration = Duration::from_secs(2);
 /// The forwarding path on the control server.
 pub const LEADER_PATH: &str = "/v1/leader";
 
@@ -74,13 +78,20 @@ impl Member {
                             hops: hops + 1,
                         };
                         let left = until.saturating_duration_since(Instant::now());
-                        let wait = left.max(Duration::from_millis(500)) + Duration::from_secs(1);
+                        let mut wait =
+                            left.max(Duration::from_millis(500)) + Duration::from_secs(1);
+                        if request.only_reads() {
+                            wait = wait.min(READ_ATTEMPT);
+                        }
                         match self.peers().post(*addr, LEADER_PATH, &body, wait).await {
                             Ok(r) => return Ok(r),
                             Err(PeerError::Remote { status: 421, .. }) => {
                                 last = format!("{addr} is not the leader");
                             }
                             Err(e @ PeerError::Unreachable { .. }) => last = e.to_string(),
+                            Err(e @ PeerError::Timeout { .. }) if request.only_reads() => {
+                                last = e.to_string()
+                            }
                             Err(e) => return Err(ClusterError::from_remote(e)),
                         }
                     }
