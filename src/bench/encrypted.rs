@@ -72,21 +72,42 @@ impl Peer {
         }
     }
 
-    /// The daemon for interface `ifname`, in the foreground. boringtun gets as many
-    /// threads as there are cores (its default of 4 halves throughput on 2 cores).
-    fn command(self, program: &PathBuf, ifname: &str) -> Command {
+    /// The thread counts to try: the bench reports each peer at its best on this
+    /// machine. boringtun-cli takes `--threads` (default 4; on 2 cores one thread was
+    /// fastest in our measurements); wireguard-go has no knob but Go's `GOMAXPROCS`.
+    fn thread_counts(self) -> Vec<usize> {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let mut counts = vec![1, 2, cores];
+        if let Peer::Boringtun = self {
+            counts.push(4);
+        }
+        counts.sort_unstable();
+        counts.dedup();
+        counts
+    }
+
+    /// This peer with `threads` threads, as its command line (or environment) says it.
+    fn configuration(self, threads: usize) -> String {
+        match self {
+            Peer::WireguardGo => format!("wireguard-go (GOMAXPROCS={threads})"),
+            Peer::Boringtun => format!("boringtun-cli --threads {threads}"),
+        }
+    }
+
+    /// The daemon for interface `ifname`, in the foreground, with `threads` threads.
+    fn command(self, program: &PathBuf, ifname: &str, threads: usize) -> Command {
         let mut cmd = Command::new(program);
         match self {
             Peer::WireguardGo => {
                 cmd.args(["-f", ifname])
-                    .env("WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD", "1");
+                    .env("WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD", "1")
+                    .env("GOMAXPROCS", threads.to_string());
             }
             Peer::Boringtun => {
-                let cores = std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(2);
                 cmd.args(["-f", "--disable-drop-privileges", "--threads"])
-                    .arg(cores.to_string())
+                    .arg(threads.to_string())
                     .arg(ifname);
             }
         }
@@ -96,7 +117,11 @@ impl Peer {
 
 /// Hosts h1 and h2 joined by `peer`'s WireGuard tunnel (100.64.0.1 ↔ 100.64.0.2), with
 /// kernel VXLAN and containers on top.
-async fn userspace_tunnel(peer: Peer, daemons: &mut Vec<Daemon>) -> anyhow::Result<Pair> {
+async fn userspace_tunnel(
+    peer: Peer,
+    threads: usize,
+    daemons: &mut Vec<Daemon>,
+) -> anyhow::Result<Pair> {
     let program = peer.program().map_err(|e| anyhow::anyhow!(e))?;
     let wg = tools::apt("wg", "wireguard-tools").map_err(|e| anyhow::anyhow!(e))?;
     let lab = peer.lab();
@@ -114,7 +139,7 @@ async fn userspace_tunnel(peer: Peer, daemons: &mut Vec<Daemon>) -> anyhow::Resu
             fs::create_dir_all(dir)?;
         }
         let log = fs::File::create(&log_file)?;
-        let mut cmd = peer.command(&program, &ifname);
+        let mut cmd = peer.command(&program, &ifname, threads);
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -202,41 +227,65 @@ pub async fn run() -> anyhow::Result<Report> {
         "shoal plain overlay",
         p.four,
     );
-    let mut best: Option<(&str, f64)> = None;
-    for (peer, port) in [(Peer::WireguardGo, 5700), (Peer::Boringtun, 5800)] {
-        eprintln!("bench overlay --encrypted: {} tunnel ...", peer.name());
-        let mut daemons = Vec::new();
-        let figures: anyhow::Result<Figures> = async {
-            let pair = userspace_tunnel(peer, &mut daemons).await?;
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            measure(pair, port).await
-        }
-        .await;
-        drop(daemons);
-        lab::down(peer.lab());
-        match figures {
-            Ok(f) => {
-                r.add(
-                    "encrypted, TCP 1 stream",
-                    e.one,
-                    "Gbit/s",
-                    peer.name(),
-                    f.one,
-                );
-                r.add(
-                    "encrypted, TCP 4 streams",
-                    e.four,
-                    "Gbit/s",
-                    peer.name(),
-                    f.four,
-                );
-                if best.map(|(_, b)| f.one > b).unwrap_or(true) {
-                    best = Some((peer.name(), f.one));
-                }
+    r.add(
+        "encrypted, TCP 4 streams",
+        e.four,
+        "Gbit/s",
+        "shoal encrypted, 1 stream",
+        e.one,
+    );
+    let mut best: Option<(String, f64)> = None;
+    let mut port = 5700;
+    for peer in [Peer::WireguardGo, Peer::Boringtun] {
+        // Every thread count in turn; the peer's best (by one stream) goes in the table.
+        let mut tried: Vec<(String, Figures)> = Vec::new();
+        for threads in peer.thread_counts() {
+            let config = peer.configuration(threads);
+            eprintln!("bench overlay --encrypted: {config} tunnel ...");
+            let mut daemons = Vec::new();
+            let figures: anyhow::Result<Figures> = async {
+                let pair = userspace_tunnel(peer, threads, &mut daemons).await?;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                measure(pair, port).await
             }
-            Err(err) => r
-                .notes
-                .push(format!("{} could not be measured: {err:#}", peer.name())),
+            .await;
+            port += 100;
+            drop(daemons);
+            lab::down(peer.lab());
+            match figures {
+                Ok(f) => tried.push((config, f)),
+                Err(err) => r
+                    .notes
+                    .push(format!("{config} could not be measured: {err:#}")),
+            }
+        }
+        let summary: Vec<String> = tried
+            .iter()
+            .map(|(c, f)| format!("{c}: {:.3}/{:.3}", f.one, f.four))
+            .collect();
+        if !summary.is_empty() {
+            r.notes.push(format!(
+                "{} tried (Gbit/s, 1 stream/4 streams): {}.",
+                peer.name(),
+                summary.join("; ")
+            ));
+        }
+        let Some((config, f)) = tried
+            .into_iter()
+            .max_by(|(_, a), (_, b)| a.one.total_cmp(&b.one))
+        else {
+            continue;
+        };
+        r.add("encrypted, TCP 1 stream", e.one, "Gbit/s", &config, f.one);
+        r.add(
+            "encrypted, TCP 4 streams",
+            e.four,
+            "Gbit/s",
+            &config,
+            f.four,
+        );
+        if best.as_ref().map(|(_, b)| f.one > *b).unwrap_or(true) {
+            best = Some((config, f.one));
         }
     }
     r.add(
@@ -248,9 +297,10 @@ pub async fn run() -> anyhow::Result<Report> {
     );
     if let Some((name, value)) = best {
         r.notes.push(format!(
-            "Goals: single stream ≥ 4× the faster userspace WireGuard ({name}: {value:.2} Gbit/s → {:.1}×) and ≥ 0.3× the plain overlay ({:.2}×).",
+            "Goals: single stream ≥ 5× the fastest userspace WireGuard configuration ({name}: {value:.2} Gbit/s → {:.1}×) and ≥ 0.45× the plain overlay ({:.2}×); 4 streams ≥ 1.3× 1 stream ({:.2}×).",
             e.one / value,
-            e.one / p.one
+            e.one / p.one,
+            e.four / e.one
         ));
     }
     r.notes.push(
