@@ -38,7 +38,7 @@ pub use mac::{check_mac, format_mac, mac_for, parse_mac, MacError, MAC_PREFIX};
 pub use pool::{
     allocate_subnet, check_subnet, Occupied, PoolConfig, DEFAULT_MASK_LEN, DEFAULT_POOL,
 };
-pub use space::{AddressSpace, AddressSpaceOf, SubnetRequest};
+pub use space::{AddressSpace, AddressSpaceOf, Family, SubnetRequest};
 pub use v6::{
     allocate_subnet6, check_subnet6, ula_pool, validate_pools6, AddressSpace6, Occupied6,
     SubnetRequest6,

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::IpamError;
 use family::int;
-use family::Family;
+pub use family::Family;
 
 mod family;
 mod stored;

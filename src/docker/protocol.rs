@@ -185,6 +185,9 @@ pub struct Joined {
     /// The default gateway (a plain address); with it, Docker adds no
     /// `docker_gwbridge`.
     pub gateway: String,
+    /// The IPv6 default gateway, on a dual-stack network.
+    #[serde(rename = "GatewayIPv6", skip_serializing_if = "String::is_empty")]
+    pub gateway_ipv6: String,
     /// No extra routes.
     pub static_routes: Vec<serde_json::Value>,
 }
@@ -374,11 +377,24 @@ mod tests {
                 dst_prefix: "eth".into(),
             },
             gateway: "10.0.0.1".into(),
+            gateway_ipv6: String::new(),
             static_routes: vec![],
         })
         .unwrap();
         assert_eq!(joined["InterfaceName"]["SrcName"], "shl-pabc");
         assert_eq!(joined["Gateway"], "10.0.0.1");
+        assert!(joined.get("GatewayIPv6").is_none(), "{joined}");
+        let dual = serde_json::to_value(Joined {
+            interface_name: InterfaceName {
+                src_name: "shl-pabc".into(),
+                dst_prefix: "eth".into(),
+            },
+            gateway: "10.0.0.1".into(),
+            gateway_ipv6: "fd00::1".into(),
+            static_routes: vec![],
+        })
+        .unwrap();
+        assert_eq!(dual["GatewayIPv6"], "fd00::1");
         let caps = serde_json::to_value(Capabilities {
             scope: "local",
             connectivity_scope: "global",

@@ -215,7 +215,11 @@ pub enum Command {
         /// The network (name, ID, or its subnet).
         network: String,
         /// A given address, or none for the next free one.
-        ip: Option<std::net::Ipv4Addr>,
+        ip: Option<std::net::IpAddr>,
+        /// The next free address is to be IPv6 (Docker's `--ipv6` pool); a given
+        /// address says its family itself.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        ipv6: bool,
     },
     /// Docker's IPAM gives an address back (`ReleaseAddress`).
     ReleaseAddress {
@@ -224,7 +228,7 @@ pub enum Command {
         /// The network (name, ID, or its subnet).
         network: String,
         /// The address.
-        ip: std::net::Ipv4Addr,
+        ip: std::net::IpAddr,
     },
     /// A runtime tells the names of an endpoint's sandbox (a container's name and
     /// aliases).
@@ -374,6 +378,6 @@ pub enum Output {
     /// An address leased.
     Address {
         /// The address.
-        ip: std::net::Ipv4Addr,
+        ip: std::net::IpAddr,
     },
 }

@@ -42,7 +42,7 @@ use shoal_ipam::PoolConfig;
 /// the state after every applied entry costs O(log n), not a deep copy.
 pub use imbl::OrdMap;
 
-pub use apply::docker::docker_pool;
+pub use apply::docker::{docker_pool, docker_pool6};
 pub use apply::{apply, underlay_family_mismatch, validate_label};
 pub use command::{Applied, Command, Output, Proposal};
 pub use error::{ApplyError, SpecError};

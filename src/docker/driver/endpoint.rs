@@ -1,9 +1,11 @@
 //! Docker's endpoint calls: an endpoint is a shoal endpoint handed off to the container.
 
+use std::net::IpAddr;
+
 use serde_json::{json, Value};
 use shoal_control::state::{AttachSpec, Command, EndpointPort, Protocol};
 
-use super::{addr_of, lock, p, CallError, Ctx, Pending, NETWORK_WAIT};
+use super::{addr_of, ip_of, lock, p, CallError, Ctx, Pending, NETWORK_WAIT};
 use crate::agent::networks::{attach_and_wait, detach_and_wait, propose};
 
 impl Ctx {
@@ -16,9 +18,6 @@ impl Ctx {
                     .into(),
             );
         }
-        if !iface.address_ipv6.is_empty() {
-            return Err("shoal networks are IPv4 only for now".into());
-        }
         let ip = addr_of(&iface.address)?;
         let subnet = net.subnet().ok_or_else(|| ipv6_only(&net))?;
         if !subnet.contains(&ip) {
@@ -27,6 +26,31 @@ impl Ctx {
                 net.name
             ));
         }
+        let ip6 = match (iface.address_ipv6.as_str(), net.space6.as_ref()) {
+            ("", None) => None,
+            ("", Some(_)) => {
+                return Err(format!(
+                    "network {} is dual-stack: Docker gave the endpoint no IPv6 address (was the Docker network made without --ipv6 on this host?)",
+                    net.name
+                ))
+            }
+            (a, None) => {
+                return Err(format!(
+                    "network {} has no IPv6 subnet, but Docker gave the endpoint {a}",
+                    net.name
+                ))
+            }
+            (a, Some(space6)) => match ip_of(a)? {
+                IpAddr::V6(ip6) if space6.subnet().contains(&ip6) => Some(ip6),
+                other => {
+                    return Err(format!(
+                        "address {other} is outside {}'s IPv6 subnet {}",
+                        net.name,
+                        space6.subnet()
+                    ))
+                }
+            },
+        };
         let mac = shoal_ipam::format_mac(shoal_ipam::mac_for(ip));
         if !iface.mac_address.is_empty() && !iface.mac_address.eq_ignore_ascii_case(&mac) {
             return Err(format!(
@@ -38,6 +62,7 @@ impl Ctx {
             Pending {
                 network: net.name,
                 ip,
+                ip6,
             },
         );
         Ok(json!(p::EndpointCreated {
@@ -71,6 +96,7 @@ impl Ctx {
                     node: me,
                     sandbox: r.sandbox_key.clone(),
                     ip: Some(pending.ip),
+                    ip6: pending.ip6,
                     handoff: true,
                     runtime_id: Some(r.endpoint_id.clone()),
                     ..Default::default()
@@ -106,6 +132,11 @@ impl Ctx {
                 .ok_or_else(|| ipv6_only(&net))?
                 .gateway()
                 .to_string(),
+            gateway_ipv6: net
+                .space6
+                .as_ref()
+                .map(|s| s.gateway().to_string())
+                .unwrap_or_default(),
             static_routes: Vec::new(),
         }))
     }

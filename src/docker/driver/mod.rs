@@ -12,11 +12,11 @@
 //! API as soon as Docker has stored it, a moment after `CreateNetwork` returns.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use shoal_control::state::{ClusterState, Command, Network, Output};
@@ -51,20 +51,38 @@ pub type CallError = String;
 struct Pending {
     network: String,
     ip: Ipv4Addr,
+    /// Its IPv6 address, on a network made with `--ipv6`.
+    ip6: Option<Ipv6Addr>,
+}
+
+/// The subnets of a Docker network being made: IPv4, and IPv6 with `--ipv6`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Subnets {
+    v4: Ipv4Net,
+    v6: Option<Ipv6Net>,
+}
+
+impl Subnets {
+    fn has(&self, subnet: IpNet) -> bool {
+        match subnet {
+            IpNet::V4(s) => s == self.v4,
+            IpNet::V6(s) => Some(s) == self.v6,
+        }
+    }
 }
 
 /// The agent's side of the Docker plugin.
 pub struct Driver {
     engine: Option<Engine>,
-    /// `--ip-range`s from RequestPool, by subnet, for CreateNetwork.
-    ranges: Mutex<HashMap<Ipv4Net, Ipv4Net>>,
+    /// `--ip-range`s from RequestPool, by subnet (of either family), for CreateNetwork.
+    ranges: Mutex<HashMap<IpNet, IpNet>>,
     /// Subnets RequestPool offered lately (a CreateNetwork follows at once): taken for
     /// the next RequestPool until the network is made.
-    offered: Mutex<HashMap<Ipv4Net, tokio::time::Instant>>,
-    /// Docker networks being made (waiting for their name): Docker ID to subnet.
-    creating: Mutex<HashMap<String, Ipv4Net>>,
-    /// Why a Docker network could not be made, by Docker ID, with its subnet.
-    failed: Mutex<HashMap<String, (Ipv4Net, String)>>,
+    offered: Mutex<HashMap<IpNet, tokio::time::Instant>>,
+    /// Docker networks being made (waiting for their name): Docker ID to subnets.
+    creating: Mutex<HashMap<String, Subnets>>,
+    /// Why a Docker network could not be made, by Docker ID, with its subnets.
+    failed: Mutex<HashMap<String, (Subnets, String)>>,
     endpoints: Mutex<HashMap<String, Pending>>,
 }
 
@@ -77,13 +95,21 @@ fn parse<T: DeserializeOwned>(method: &str, body: &[u8]) -> Result<T, CallError>
         .map_err(|e| format!("{method}: malformed request from Docker: {e}"))
 }
 
-/// `10.0.5.1/24` or `10.0.5.1` as an address.
+/// `10.0.5.1/24` or `10.0.5.1` as an IPv4 address.
 fn addr_of(s: &str) -> Result<Ipv4Addr, CallError> {
+    match ip_of(s)? {
+        IpAddr::V4(ip) => Ok(ip),
+        IpAddr::V6(_) => Err(format!("{s:?} is not an IPv4 address")),
+    }
+}
+
+/// `fd00::1/64`, `10.0.5.1/24` or either without the prefix as an address.
+fn ip_of(s: &str) -> Result<IpAddr, CallError> {
     s.split('/')
         .next()
         .unwrap_or_default()
         .parse()
-        .map_err(|_| format!("{s:?} is not an IPv4 address"))
+        .map_err(|_| format!("{s:?} is not an IP address"))
 }
 
 /// The Docker network's shoal network, if it is mapped (on any node).
@@ -194,15 +220,36 @@ impl Driver {
     }
 
     /// Subnets offered by RequestPool in the last minute, or being made.
-    fn pending_subnets(&self) -> Vec<Ipv4Net> {
+    fn pending(&self) -> Vec<IpNet> {
         let fresh = tokio::time::Instant::now() - OFFER_HOLD;
-        let mut out: Vec<Ipv4Net> = lock(&self.offered)
+        let mut out: Vec<IpNet> = lock(&self.offered)
             .iter()
             .filter(|(_, at)| **at > fresh)
             .map(|(s, _)| *s)
             .collect();
-        out.extend(lock(&self.creating).values().copied());
+        for s in lock(&self.creating).values() {
+            out.push(s.v4.into());
+            out.extend(s.v6.map(IpNet::from));
+        }
         out
+    }
+
+    /// The IPv4 ones of [`Driver::pending`].
+    fn pending_subnets(&self) -> Vec<Ipv4Net> {
+        let v4 = |s| match s {
+            IpNet::V4(s) => Some(s),
+            IpNet::V6(_) => None,
+        };
+        self.pending().into_iter().filter_map(v4).collect()
+    }
+
+    /// The IPv6 ones of [`Driver::pending`].
+    fn pending_subnets6(&self) -> Vec<Ipv6Net> {
+        let v6 = |s| match s {
+            IpNet::V6(s) => Some(s),
+            IpNet::V4(_) => None,
+        };
+        self.pending().into_iter().filter_map(v6).collect()
     }
 
     /// Global (so a Swarm's managers allocate) in a Swarm, local otherwise (Docker

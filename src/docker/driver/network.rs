@@ -1,17 +1,20 @@
 //! Docker's network calls: a Docker network is mapped to a shoal network, or one is made.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde_json::{json, Value};
-use shoal_control::state::{docker_pool, validate_label, Command, Network, NetworkSpec, Role};
+use shoal_control::state::{
+    docker_pool, docker_pool6, validate_label, Command, Network, NetworkSpec, Role,
+};
 use shoal_control::Member;
 
 use super::{
-    addr_of, lock, mapped, p, CallError, Ctx, Driver, GLOBAL_SPACE, LOCAL_SPACE, NAME_WAIT,
-    NETWORK_WAIT,
+    addr_of, ip_of, lock, mapped, p, CallError, Ctx, Driver, Subnets, GLOBAL_SPACE, LOCAL_SPACE,
+    NAME_WAIT, NETWORK_WAIT,
 };
 use crate::agent::networks::propose;
 use crate::options::DriverOptions;
@@ -27,11 +30,13 @@ impl Ctx {
         let [pool] = r.ipv4_data.as_slice() else {
             return Err("a shoal network has one IPv4 subnet; give one --subnet (or none)".into());
         };
-        if ![LOCAL_SPACE, GLOBAL_SPACE, ""].contains(&pool.address_space.as_str()) {
-            return Err(format!(
-                "shoal networks take their addresses from shoal's IPAM, so that no address is handed out twice across hosts: add --ipam-driver with the same name as -d (Docker's IPAM gave {:?})",
-                pool.address_space
-            ));
+        for data in r.ipv4_data.iter().chain(&r.ipv6_data) {
+            if ![LOCAL_SPACE, GLOBAL_SPACE, ""].contains(&data.address_space.as_str()) {
+                return Err(format!(
+                    "shoal networks take their addresses from shoal's IPAM, so that no address is handed out twice across hosts: add --ipam-driver with the same name as -d (Docker's IPAM gave {:?})",
+                    data.address_space
+                ));
+            }
         }
         let subnet: Ipv4Net = pool
             .pool
@@ -45,6 +50,7 @@ impl Ctx {
         for (k, v) in &pool.aux_addresses {
             aux.insert(k.clone(), addr_of(v)?);
         }
+        let v6 = ipv6_pool(&r, options.ipv6)?;
         let opts = DriverOptions::parse(&options.opts).map_err(|e| e.to_string())?;
         let internal = options.internal;
         let answer = if allocate {
@@ -63,6 +69,19 @@ impl Ctx {
                     net.name, net.encrypted, net.internal
                 ));
             }
+            let have6 = net.space6.as_ref().map(|s| s.subnet());
+            if have6 != v6.map(|p| p.subnet) {
+                return Err(match have6 {
+                    Some(s) => format!(
+                        "network {} is dual-stack in the cluster: create it here with --ipv6 --subnet {subnet} --subnet {s}",
+                        net.name
+                    ),
+                    None => format!(
+                        "network {} has no IPv6 subnet in the cluster: create it here without --ipv6",
+                        net.name
+                    ),
+                });
+            }
             let command = Command::MapDockerNetwork {
                 node: me,
                 network: net.name.clone(),
@@ -76,19 +95,45 @@ impl Ctx {
                 "this node is a shoal worker, and only managers make networks: create the network on a manager (docker network create there, or shoal network create), then here with --subnet {subnet}"
             ));
         }
-        lock(&self.driver.offered).remove(&subnet);
-        let pending = self.driver.pending_subnets();
-        if pending.contains(&subnet) {
+        let subnets = Subnets {
+            v4: subnet,
+            v6: v6.map(|p| p.subnet),
+        };
+        {
+            let mut offered = lock(&self.driver.offered);
+            offered.remove(&subnet.into());
+            if let Some(s) = subnets.v6 {
+                offered.remove(&s.into());
+            }
+        }
+        let pending = self.driver.pending();
+        if let Some(s) = pending.iter().find(|s| subnets.has(**s)) {
             return Err(format!(
-                "another network with subnet {subnet} is being made right now; try again in a moment"
+                "another network with subnet {s} is being made right now; try again in a moment"
             ));
         }
-        docker_pool(&state, Some(subnet), &pending).map_err(|e| e.to_string())?;
+        docker_pool(&state, Some(subnet), &self.driver.pending_subnets())
+            .map_err(|e| e.to_string())?;
+        if let Some(s) = subnets.v6 {
+            docker_pool6(&state, Some(s), &self.driver.pending_subnets6())
+                .map_err(|e| e.to_string())?;
+        }
+        let range = |s: IpNet| lock(&self.driver.ranges).remove(&s);
         let spec = NetworkSpec {
             name: String::new(),
             subnet: Some(subnet),
             gateway,
-            ip_range: lock(&self.driver.ranges).remove(&subnet),
+            ip_range: range(subnet.into()).and_then(|r| match r {
+                IpNet::V4(r) => Some(r),
+                IpNet::V6(_) => None,
+            }),
+            ipv6: v6.is_some(),
+            subnet6: subnets.v6,
+            gateway6: v6.and_then(|p| p.gateway),
+            ip_range6: subnets.v6.and_then(|s| match range(s.into()) {
+                Some(IpNet::V6(r)) => Some(r),
+                _ => None,
+            }),
             aux_addresses: aux,
             attachable: true,
             internal,
@@ -99,7 +144,7 @@ impl Ctx {
             docker: Some((r.network_id.clone(), me)),
             ..NetworkSpec::default()
         };
-        lock(&self.driver.creating).insert(r.network_id.clone(), subnet);
+        lock(&self.driver.creating).insert(r.network_id.clone(), subnets);
         lock(&self.driver.failed).remove(&r.network_id);
         let (driver, member) = (self.driver.clone(), self.member.clone());
         tokio::spawn(async move { driver.make_network(member, spec).await });
@@ -147,16 +192,15 @@ struct NetworkOptions {
     /// The same, as the map AllocateNetwork hands back to every node.
     raw: BTreeMap<String, String>,
     internal: bool,
+    /// `--ipv6`.
+    ipv6: bool,
 }
 
 /// CreateNetwork nests the `--opt` map under `com.docker.network.generic` and says
 /// `com.docker.network.internal`; AllocateNetwork gives the `--opt` map itself.
 fn docker_options(r: &p::CreateNetwork, allocate: bool) -> Result<NetworkOptions, CallError> {
-    if !r.ipv6_data.is_empty()
-        || r.options.get("com.docker.network.enable_ipv6") == Some(&Value::Bool(true))
-    {
-        return Err("shoal networks are IPv4 only for now: leave out --ipv6".into());
-    }
+    let ipv6 = !r.ipv6_data.is_empty()
+        || r.options.get("com.docker.network.enable_ipv6") == Some(&Value::Bool(true));
     let generic = if allocate {
         Some(Value::Object(r.options.clone().into_iter().collect()))
     } else {
@@ -179,12 +223,60 @@ fn docker_options(r: &p::CreateNetwork, allocate: bool) -> Result<NetworkOptions
             .get("com.docker.network.internal")
             .is_some_and(|v| v == "true");
     raw.remove("com.docker.network.internal");
+    let ipv6 = ipv6
+        || raw
+            .get("com.docker.network.enable_ipv6")
+            .is_some_and(|v| v == "true");
+    raw.remove("com.docker.network.enable_ipv6");
     let opts = raw.iter().map(|(k, v)| format!("{k}={v}")).collect();
     Ok(NetworkOptions {
         opts,
         raw,
         internal,
+        ipv6,
     })
+}
+
+/// The IPv6 pool of a `--ipv6` network.
+#[derive(Debug, Clone, Copy)]
+struct Pool6 {
+    subnet: Ipv6Net,
+    gateway: Option<Ipv6Addr>,
+}
+
+/// The IPv6 subnet and gateway Docker's IPAM gave a network made with `--ipv6`.
+fn ipv6_pool(r: &p::CreateNetwork, ipv6: bool) -> Result<Option<Pool6>, CallError> {
+    let pool = match r.ipv6_data.as_slice() {
+        [] if ipv6 => {
+            return Err(
+                "--ipv6 needs IPv6 addresses from shoal's IPAM: add --ipam-driver with the same name as -d".into(),
+            )
+        }
+        [] => return Ok(None),
+        [pool] => pool,
+        _ => return Err("a shoal network has at most one IPv6 subnet; give one (or none)".into()),
+    };
+    let subnet: Ipv6Net = pool
+        .pool
+        .parse()
+        .map_err(|_| format!("pool {:?} is not an IPv6 CIDR", pool.pool))?;
+    if let Some((name, _)) = pool.aux_addresses.iter().next() {
+        return Err(format!(
+            "--aux-address {name}: shoal keeps aux addresses for IPv4 subnets only"
+        ));
+    }
+    let gateway = match pool.gateway.as_str() {
+        "" => None,
+        g => match ip_of(g)? {
+            IpAddr::V6(ip) => Some(ip),
+            IpAddr::V4(ip) => {
+                return Err(format!(
+                    "--gateway {ip} is IPv4, for the IPv6 subnet {subnet}"
+                ))
+            }
+        },
+    };
+    Ok(Some(Pool6 { subnet, gateway }))
 }
 
 impl Driver {
@@ -195,7 +287,10 @@ impl Driver {
         let Some((docker_id, _)) = spec.docker.clone() else {
             return;
         };
-        let subnet = spec.subnet.unwrap_or_default();
+        let subnets = Subnets {
+            v4: spec.subnet.unwrap_or_default(),
+            v6: spec.subnet6,
+        };
         let name = match &self.engine {
             Some(engine) => {
                 let until = tokio::time::Instant::now() + NAME_WAIT;
@@ -234,7 +329,7 @@ impl Driver {
         };
         if let Err(why) = result {
             tracing::warn!(docker_network = %docker_id, error = %why, "Docker network not made in shoal");
-            lock(&self.failed).insert(docker_id.clone(), (subnet, why));
+            lock(&self.failed).insert(docker_id.clone(), (subnets, why));
         }
         lock(&self.creating).remove(&docker_id);
     }

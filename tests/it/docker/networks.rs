@@ -278,3 +278,135 @@ fn docker_network_options_land_in_shoal_and_connect_disconnect_follow() {
         (!out.ok()).then_some(()).ok_or(out.stdout)
     });
 }
+
+/// docs: network/drivers/overlay.md and Docker's `--ipv6`: `docker network create -d
+/// shoal --ipam-driver shoal --ipv6` makes a dual-stack shoal network; containers on two
+/// hosts get an IPv6 address from its /64 beside the IPv4 one, with the IPv6 gateway,
+/// and reach each other over IPv6 with data intact and no NAT. The other host must say
+/// `--ipv6` too, and gets a clear error when it does not.
+#[test]
+#[cfg_attr(
+    skip_privileged,
+    ignore = "needs root and dockerd (SHOAL_SKIP_PRIVILEGED=1)"
+)]
+fn a_dual_stack_docker_network_carries_ipv6_across_hosts() {
+    need_docker("a_dual_stack_docker_network_carries_ipv6_across_hosts");
+    let lab = docker_lab(2, &[]);
+    docker_ok(
+        &lab,
+        "n1",
+        &[
+            "network",
+            "create",
+            "-d",
+            "shoal",
+            "--ipam-driver",
+            "shoal",
+            "--ipv6",
+            "web6",
+        ],
+    );
+    in_shoal(&lab, "web6");
+    let net = lab.json("n1", &["network", "inspect", "web6"]);
+    assert_eq!(net["enable_ipv6"], true, "{net}");
+    let subnet = net["ipam_config"][0]["subnet"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let subnet6 = net["ipam_config"][1]["subnet"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let gateway6 = net["ipam_config"][1]["gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let prefix: ipnet::Ipv6Net = subnet6.parse().unwrap();
+    assert_eq!(prefix.prefix_len(), 64, "{net}");
+
+    // The same network on n2 without --ipv6 would leave its containers without the
+    // IPv6 addresses shoal gives them: refused, saying what to give.
+    let e = docker_fails(
+        &lab,
+        "n2",
+        &[
+            "network",
+            "create",
+            "-d",
+            "shoal",
+            "--ipam-driver",
+            "shoal",
+            "--subnet",
+            &subnet,
+            "web6",
+        ],
+    );
+    assert!(e.contains("dual-stack") && e.contains(&subnet6), "{e}");
+    docker_ok(
+        &lab,
+        "n2",
+        &[
+            "network",
+            "create",
+            "-d",
+            "shoal",
+            "--ipam-driver",
+            "shoal",
+            "--ipv6",
+            "--subnet",
+            &subnet,
+            "--subnet",
+            &subnet6,
+            "web6",
+        ],
+    );
+
+    run(&lab, "n1", "b1", "web6", &[]);
+    // `--ip6` asks shoal's IPAM for that address.
+    let fixed = std::net::Ipv6Addr::from(u128::from(prefix.network()) + 0x99);
+    run(&lab, "n2", "b2", "web6", &["--ip6", &fixed.to_string()]);
+    let ip6_on = |host: &str, c: &str| -> std::net::Ipv6Addr {
+        let f = "{{(index .NetworkSettings.Networks \"web6\").GlobalIPv6Address}}";
+        docker_ok(&lab, host, &["inspect", "-f", f, c])
+            .parse()
+            .unwrap()
+    };
+    let (b1, b2) = (ip6_on("n1", "b1"), ip6_on("n2", "b2"));
+    assert!(prefix.contains(&b1) && b1 != b2);
+    assert_eq!(b2, fixed);
+    let f = "{{(index .NetworkSettings.Networks \"web6\").IPv6Gateway}}";
+    assert_eq!(docker_ok(&lab, "n1", &["inspect", "-f", f, "b1"]), gateway6);
+    // shoal holds the same addresses Docker gave.
+    let eps = lab.json("n1", &["network", "inspect", "web6"])["endpoints"].clone();
+    let shoal6: Vec<&str> = eps
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["address6"].as_str())
+        .collect();
+    for ip in [b1, b2] {
+        assert!(shoal6.contains(&format!("{ip}/64").as_str()), "{eps}");
+    }
+
+    pings(&lab, "n2", "b2", &b1.to_string());
+    // 8 MB over IPv6 across hosts, checksummed, from the sender's own address.
+    let at = SocketAddr::new(b1.into(), 5006);
+    let sink = netns_of(&lab, "n1", "b1").sink(at);
+    let sent = netns_of(&lab, "n2", "b2").send(at, 8 << 20, None);
+    let sent = sent.join().unwrap();
+    let (bytes, got, peer) = sink.join().unwrap();
+    assert_eq!((bytes, got), (8 << 20, sent));
+    assert_eq!(
+        peer.ip(),
+        std::net::IpAddr::V6(b2),
+        "no NAT between containers"
+    );
+
+    // Removed containers give their IPv6 addresses back.
+    docker_ok(&lab, "n2", &["rm", "-f", "b2"]);
+    wait_until("b2's IPv6 address freed", Duration::from_secs(10), || {
+        let eps = lab.json("n1", &["network", "inspect", "web6"])["endpoints"].clone();
+        let held = eps.to_string().contains(&b2.to_string());
+        (!held).then_some(()).ok_or(eps.to_string())
+    });
+}

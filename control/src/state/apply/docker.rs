@@ -8,11 +8,11 @@
 //!  ReleaseAddress ─▶ ReleaseAddress (frees it only while it is still a lease)
 //! ```
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
-use shoal_ipam::AddressSpace;
+use shoal_ipam::{AddressSpace, AddressSpaceOf, Family, Occupied6};
 
 use super::super::{ApplyError, ClusterState, Network, Output};
 use super::network::{ipam, validate_dns_name, MAX_ALIASES};
@@ -158,28 +158,63 @@ pub fn docker_pool(
     }
 }
 
-/// The network Docker's IPAM means by `network` (a name, ID, or a subnet it was given
-/// as its pool).
-fn docker_network(state: &ClusterState, network: &str) -> Result<String, ApplyError> {
-    if let Ok(subnet) = network.parse::<Ipv4Net>() {
-        return state
+/// The IPv6 subnet Docker's IPAM gets for `RequestPool` with `--ipv6`, chosen as
+/// [`docker_pool`] chooses the IPv4 one: the one asked for if it is a network's IPv6
+/// subnet already or overlaps nothing, else the next free /64 of the cluster's IPv6
+/// pools.
+pub fn docker_pool6(
+    state: &ClusterState,
+    requested: Option<Ipv6Net>,
+    pending: &[Ipv6Net],
+) -> Result<Ipv6Net, ApplyError> {
+    let mut taken = super::network6::occupied6(state);
+    taken.extend(pending.iter().map(|p| Occupied6 {
+        net: *p,
+        what: format!("the network being made with IPv6 subnet {p}"),
+    }));
+    let exists = |s: Ipv6Net| {
+        state
             .networks
             .values()
-            .find(|n| n.subnet() == Some(subnet))
-            .map(|n| n.name.clone())
-            .ok_or_else(|| ApplyError::NoSuchNetwork(format!("with subnet {subnet}")));
+            .any(|n| n.space6.as_ref().map(|s6| s6.subnet()) == Some(s))
+    };
+    match requested {
+        Some(s) if exists(s) || pending.contains(&s) => Ok(s),
+        Some(s) => {
+            shoal_ipam::check_subnet6(s, &taken).map_err(ipam)?;
+            Ok(s)
+        }
+        None => shoal_ipam::allocate_subnet6(&super::network6::pools6(state), &taken).map_err(ipam),
     }
-    Ok(state.find_network(network)?.name.clone())
 }
 
-/// `LeaseAddress`: Docker's IPAM on `node` asks for `ip` (or the next free address).
-/// Asking again for an address this node leased, or one an endpoint already took
-/// over, is not an error: Docker replays its requests.
+/// The network Docker's IPAM means by `network` (a name, ID, or a subnet of either
+/// family it was given as its pool).
+fn docker_network(state: &ClusterState, network: &str) -> Result<String, ApplyError> {
+    let found = if let Ok(subnet) = network.parse::<Ipv4Net>() {
+        state.networks.values().find(|n| n.subnet() == Some(subnet))
+    } else if let Ok(subnet) = network.parse::<Ipv6Net>() {
+        state
+            .networks
+            .values()
+            .find(|n| n.space6.as_ref().map(|s| s.subnet()) == Some(subnet))
+    } else {
+        return Ok(state.find_network(network)?.name.clone());
+    };
+    found
+        .map(|n| n.name.clone())
+        .ok_or_else(|| ApplyError::NoSuchNetwork(format!("with subnet {network}")))
+}
+
+/// `LeaseAddress`: Docker's IPAM on `node` asks for `ip` (or the next free address,
+/// IPv6 if `ipv6`). Asking again for an address this node leased, or one an endpoint
+/// already took over, is not an error: Docker replays its requests.
 pub(super) fn lease(
     state: &mut ClusterState,
     network: &str,
     node: NodeId,
-    ip: Option<Ipv4Addr>,
+    ip: Option<IpAddr>,
+    ipv6: bool,
 ) -> Changed {
     if !state.nodes.contains_key(&node) {
         return Err(ApplyError::NoSuchNode(node.to_string()));
@@ -190,36 +225,94 @@ pub(super) fn lease(
         .networks
         .get_mut(&name)
         .ok_or_else(|| ApplyError::NoSuchNetwork(name.clone()))?;
-    let space = space4(net)?;
+    let (ip, changed) = match ip {
+        Some(IpAddr::V4(ip)) if !ipv6 => lease_in(space4(net)?, Some(ip), &owner)?,
+        None if !ipv6 => lease_in(space4(net)?, None, &owner)?,
+        Some(IpAddr::V6(ip)) => lease_in(space6(net)?, Some(ip), &owner)?,
+        None => lease_in(space6(net)?, None, &owner)?,
+        Some(IpAddr::V4(ip)) => {
+            return Err(ApplyError::Invalid(format!(
+                "{ip} is an IPv4 address, asked for from the IPv6 pool of network {name}"
+            )))
+        }
+    };
+    Ok((Output::Address { ip }, changed))
+}
+
+/// Leases `ip` (or the next free address) of `space` to `owner`; whether anything
+/// changed (a lease asked for again changes nothing).
+fn lease_in<A: Family>(
+    space: &mut AddressSpaceOf<A>,
+    ip: Option<A>,
+    owner: &str,
+) -> Result<(IpAddr, bool), ApplyError> {
     let leased = match ip {
         // A Swarm manager leased it for a task; the task's node asks again.
-        Some(ip) if space.owner_of(ip).is_some_and(is_lease) => {
-            return Ok((Output::Address { ip }, false))
-        }
+        Some(ip) if space.owner_of(ip).is_some_and(is_lease) => return Ok((ip.into(), false)),
         Some(ip) => {
-            space.reserve(ip, &owner).map_err(ipam)?;
+            space.reserve(ip, owner).map_err(ipam)?;
             ip
         }
-        None => space.allocate(&owner).map_err(ipam)?,
+        None => space.allocate(owner).map_err(ipam)?,
     };
-    Ok((Output::Address { ip: leased }, true))
+    Ok((leased.into(), true))
+}
+
+/// The IPv6 space of `net`, for Docker's `--ipv6`.
+fn space6(net: &mut Network) -> Result<&mut AddressSpaceOf<std::net::Ipv6Addr>, ApplyError> {
+    let name = net.name.clone();
+    net.space6.as_mut().ok_or_else(|| {
+        ApplyError::Invalid(format!(
+            "network {name} has no IPv6 subnet: it was made without --ipv6"
+        ))
+    })
 }
 
 /// `ReleaseAddress`: frees `ip` if it is still a lease (an endpoint that took it over
 /// frees it when it goes).
-pub(super) fn release(state: &mut ClusterState, network: &str, ip: Ipv4Addr) -> Changed {
+pub(super) fn release(state: &mut ClusterState, network: &str, ip: IpAddr) -> Changed {
     let Ok(name) = docker_network(state, network) else {
         // The network went first (Docker releases its gateway after DeleteNetwork).
         return Ok((Output::None, false));
     };
-    let Some(space) = state.networks.get_mut(&name).and_then(|n| n.space.as_mut()) else {
+    let Some(net) = state.networks.get_mut(&name) else {
         return Ok((Output::None, false));
     };
+    let released = match ip {
+        IpAddr::V4(ip) => net.space.as_mut().is_some_and(|s| release_lease(s, ip)),
+        IpAddr::V6(ip) => net.space6.as_mut().is_some_and(|s| release_lease(s, ip)),
+    };
+    Ok((Output::None, released))
+}
+
+/// Gives `ip` to endpoint `id`, taking it over from Docker's IPAM if it leased it
+/// (at Join). Once the lease is released, reserving it cannot fail (a lease is a
+/// valid, free host address of the range), so the space is never left half-changed.
+pub(super) fn take<A: Family>(
+    space: &mut AddressSpaceOf<A>,
+    ip: A,
+    id: &str,
+) -> Result<(), ApplyError> {
+    let lease = space.owner_of(ip).filter(|o| is_lease(o));
+    if let Some(owner) = lease.map(str::to_string) {
+        space.release(ip);
+        if let Err(e) = space.reserve(ip, id) {
+            space.reserve(ip, &owner).map_err(ipam)?;
+            return Err(ipam(e));
+        }
+    } else {
+        space.reserve(ip, id).map_err(ipam)?;
+    }
+    Ok(())
+}
+
+/// Frees `ip` if it is a lease; whether it was.
+fn release_lease<A: Family>(space: &mut AddressSpaceOf<A>, ip: A) -> bool {
     if !space.owner_of(ip).is_some_and(is_lease) {
-        return Ok((Output::None, false));
+        return false;
     }
     space.release(ip);
-    Ok((Output::None, true))
+    true
 }
 
 /// `SetEndpointNames`: the names a runtime gives the sandbox of endpoint `id` (a

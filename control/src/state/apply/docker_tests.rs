@@ -4,7 +4,7 @@
 use super::service_tests::{cluster, run};
 use super::*;
 use crate::ids::NodeId;
-use crate::state::{docker_pool, AttachSpec, NetworkSpec};
+use crate::state::{docker_pool, docker_pool6, AttachSpec, NetworkSpec};
 
 const DOCKER_A: &str = "a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2";
 const DOCKER_B: &str = "b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3";
@@ -36,15 +36,167 @@ fn lease(s: &mut ClusterState, node: u64, ip: Option<&str>) -> Result<Applied, A
             node: NodeId(node),
             network: "10.9.0.0/24".into(),
             ip: ip.map(|i| i.parse().unwrap()),
+            ipv6: false,
         },
     )
 }
 
 fn address(a: Applied) -> std::net::Ipv4Addr {
     match a.output {
-        Output::Address { ip } => ip,
+        Output::Address {
+            ip: std::net::IpAddr::V4(ip),
+        } => ip,
         other => panic!("{other:?}"),
     }
+}
+
+fn address6(a: Applied) -> std::net::Ipv6Addr {
+    match a.output {
+        Output::Address {
+            ip: std::net::IpAddr::V6(ip),
+        } => ip,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Docker's `--ipv6` (`docker network create -d shoal --ipam-driver shoal --ipv6`):
+/// IPv6 leases come from the network's IPv6 subnet, are taken over by the endpoint in
+/// Join as IPv4 ones are, are freed by ReleaseAddress while still leases, and go with
+/// a removed node.
+#[test]
+fn ipv6_leases_work_as_ipv4_ones() {
+    let mut s = cluster(2);
+    let subnet6: ipnet::Ipv6Net = "fd00:9::/64".parse().unwrap();
+    run(
+        &mut s,
+        Command::CreateNetwork {
+            id: "cccccccc01".into(),
+            spec: NetworkSpec {
+                name: "web".into(),
+                subnet: Some("10.9.0.0/24".parse().unwrap()),
+                ipv6: true,
+                subnet6: Some(subnet6),
+                docker: Some((DOCKER_A.into(), NodeId(1))),
+                ..Default::default()
+            },
+        },
+    )
+    .unwrap();
+    let lease6 = |s: &mut ClusterState, node: u64, ip: Option<&str>| {
+        run(
+            s,
+            Command::LeaseAddress {
+                node: NodeId(node),
+                network: subnet6.to_string(),
+                ip: ip.map(|i| i.parse().unwrap()),
+                ipv6: true,
+            },
+        )
+    };
+    let ip6 = address6(lease6(&mut s, 1, None).unwrap());
+    assert!(subnet6.contains(&ip6));
+    let rev = s.revision;
+    assert_eq!(
+        address6(lease6(&mut s, 2, Some(&ip6.to_string())).unwrap()),
+        ip6,
+        "asking again is a replay"
+    );
+    assert_eq!(s.revision, rev);
+    let space6 = |s: &ClusterState| s.networks["web"].space6.clone().unwrap();
+    assert!(space6(&s).owner_of(ip6).unwrap().starts_with("lease:"));
+    // IPv4 from the IPv6 pool, and IPv6 on an IPv4-only network, are refused.
+    let e = lease6(&mut s, 1, Some("10.9.0.7")).unwrap_err().to_string();
+    assert!(e.contains("IPv4") && e.contains("IPv6 pool"), "{e}");
+    let ip = address(lease(&mut s, 1, None).unwrap());
+    let attached = run(
+        &mut s,
+        Command::Attach {
+            spec: AttachSpec {
+                network: "web".into(),
+                node: NodeId(1),
+                sandbox: "/var/run/docker/netns/abc".into(),
+                ip: Some(ip),
+                ip6: Some(ip6),
+                handoff: true,
+                runtime_id: Some("ep1".into()),
+                ..Default::default()
+            },
+        },
+    )
+    .unwrap();
+    let Output::Endpoint(e) = attached.output else {
+        panic!()
+    };
+    assert_eq!(e.ip6, Some(ip6));
+    assert_eq!(space6(&s).owner_of(ip6), Some(e.id.as_str()));
+    let release6 = |s: &mut ClusterState, ip: std::net::Ipv6Addr| {
+        run(
+            s,
+            Command::ReleaseAddress {
+                node: NodeId(1),
+                network: "web".into(),
+                ip: ip.into(),
+            },
+        )
+        .unwrap()
+    };
+    // Taken over: a late ReleaseAddress leaves it alone; a lease it frees.
+    release6(&mut s, ip6);
+    assert_eq!(space6(&s).owner_of(ip6), Some(e.id.as_str()));
+    let other = address6(lease6(&mut s, 1, None).unwrap());
+    release6(&mut s, other);
+    assert_eq!(space6(&s).owner_of(other), None);
+    // A removed node's IPv6 leases are freed too.
+    let held = address6(lease6(&mut s, 2, None).unwrap());
+    remove_node(&mut s, 2);
+    assert_eq!(space6(&s).owner_of(held), None);
+}
+
+#[test]
+fn ipv6_docker_pools_are_a_networks_subnet_or_free_space() {
+    let mut s = cluster(1);
+    let first = docker_pool6(&s, None, &[]).unwrap();
+    assert_eq!(first.prefix_len(), 64);
+    // Offered and not made yet: taken for the next.
+    let next = docker_pool6(&s, None, &[first]).unwrap();
+    assert_ne!(next, first);
+    assert_eq!(docker_pool6(&s, Some(first), &[first]).unwrap(), first);
+    let inside = ipnet::Ipv6Net::new(first.network(), 80).unwrap();
+    let e = docker_pool6(&s, Some(inside), &[first]).unwrap_err();
+    assert!(e.to_string().contains("being made"), "{e}");
+    run(
+        &mut s,
+        Command::CreateNetwork {
+            id: "cccccccc01".into(),
+            spec: NetworkSpec {
+                name: "web".into(),
+                ipv6: true,
+                subnet6: Some(first),
+                ..Default::default()
+            },
+        },
+    )
+    .unwrap();
+    // The same network on another host gets its subnet; a new one the next.
+    assert_eq!(docker_pool6(&s, Some(first), &[]).unwrap(), first);
+    assert_ne!(docker_pool6(&s, None, &[]).unwrap(), first);
+    let e = lease_on_v4_only(&mut s);
+    assert!(e.contains("without --ipv6"), "{e}");
+}
+
+/// An IPv6 lease on the fixture's IPv4-only network `net`.
+fn lease_on_v4_only(s: &mut ClusterState) -> String {
+    run(
+        s,
+        Command::LeaseAddress {
+            node: NodeId(1),
+            network: "net".into(),
+            ip: None,
+            ipv6: true,
+        },
+    )
+    .unwrap_err()
+    .to_string()
 }
 
 /// "The same name on another host maps to the same network" (issue 12).
@@ -171,8 +323,22 @@ fn leases_are_taken_over_by_endpoints_and_replays_are_harmless() {
         None
     );
     // A removed node's leases are freed.
-    lease(&mut s, 2, Some("10.9.0.20")).unwrap();
-    run(&mut s, Command::RemoveNode { id: NodeId(2) }).ok();
+    let held = address(lease(&mut s, 2, Some("10.9.0.20")).unwrap());
+    remove_node(&mut s, 2);
+    assert_eq!(
+        s.networks["web"].space.as_ref().unwrap().owner_of(held),
+        None
+    );
+}
+
+/// Demotes node `id` (a manager in the fixture) and removes it.
+fn remove_node(s: &mut ClusterState, id: u64) {
+    let demote = Command::SetRole {
+        id: NodeId(id),
+        role: crate::state::Role::Worker,
+    };
+    run(s, demote).unwrap();
+    run(s, Command::RemoveNode { id: NodeId(id) }).unwrap();
 }
 
 #[test]

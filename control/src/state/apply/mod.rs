@@ -147,7 +147,8 @@ fn dispatch(
             node,
             network: n,
             ip,
-        } => docker::lease(state, n, *node, *ip),
+            ipv6,
+        } => docker::lease(state, n, *node, *ip, *ipv6),
         Command::ReleaseAddress { network: n, ip, .. } => docker::release(state, n, *ip),
         Command::SetEndpointNames {
             node,

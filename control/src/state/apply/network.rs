@@ -272,18 +272,7 @@ fn lease4(
     };
     Ok(Some(match spec.ip {
         Some(ip) => {
-            // Once the lease is released, reserving it cannot fail (a lease is a valid,
-            // free host address of the range), so the space is never left half-changed.
-            let lease = space.owner_of(ip).filter(|o| super::docker::is_lease(o));
-            if let Some(owner) = lease.map(str::to_string) {
-                space.release(ip);
-                if let Err(e) = space.reserve(ip, id) {
-                    space.reserve(ip, &owner).map_err(ipam)?;
-                    return Err(ipam(e));
-                }
-            } else {
-                space.reserve(ip, id).map_err(ipam)?;
-            }
+            super::docker::take(space, ip, id)?;
             ip
         }
         None => space.allocate(id).map_err(ipam)?,
@@ -570,19 +559,28 @@ pub(super) fn forget_node_endpoints(state: &mut ClusterState, node: NodeId) {
         release_addresses(state.networks.get_mut(&e.network), &e);
     }
     let leases = super::docker::lease_owner(node);
+    let holds = |n: &Network| {
+        n.space
+            .as_ref()
+            .is_some_and(|s| s.leases().any(|(_, owner)| owner == leases))
+            || n.space6
+                .as_ref()
+                .is_some_and(|s| s.leases().any(|(_, owner)| owner == leases))
+    };
     let holding: Vec<String> = state
         .networks
         .iter()
-        .filter(|(_, n)| {
-            n.space
-                .as_ref()
-                .is_some_and(|s| s.leases().any(|(_, owner)| owner == leases))
-        })
+        .filter(|(_, n)| holds(n))
         .map(|(name, _)| name.clone())
         .collect();
     for name in holding {
-        if let Some(space) = state.networks.get_mut(&name).and_then(|n| n.space.as_mut()) {
-            space.release_owner(&leases);
+        if let Some(net) = state.networks.get_mut(&name) {
+            if let Some(space) = net.space.as_mut() {
+                space.release_owner(&leases);
+            }
+            if let Some(space6) = net.space6.as_mut() {
+                space6.release_owner(&leases);
+            }
         }
     }
 }

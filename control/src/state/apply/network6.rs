@@ -37,7 +37,7 @@ pub(crate) fn cluster_ula(cluster_id: &str) -> Ipv6Net {
 
 /// What occupies IPv6 address space: every network's IPv6 subnet and every node's
 /// IPv6 routes.
-fn occupied6(state: &ClusterState) -> Vec<Occupied6> {
+pub(super) fn occupied6(state: &ClusterState) -> Vec<Occupied6> {
     let mut out: Vec<Occupied6> = state
         .networks
         .values()
@@ -109,7 +109,8 @@ pub(super) fn space6_for(
 }
 
 /// Leases the IPv6 address of endpoint `id` on `network` (a copy the caller stores):
-/// `spec.ip6` or the next free one; none on an IPv4-only network.
+/// `spec.ip6` (taking over a lease Docker's IPAM made for it) or the next free one;
+/// none on an IPv4-only network.
 pub(super) fn lease6(
     network: &str,
     space6: &mut Option<AddressSpace6>,
@@ -126,7 +127,7 @@ pub(super) fn lease6(
     };
     let ip = match spec.ip6 {
         Some(ip) => {
-            space.reserve(ip, id).map_err(ipam)?;
+            super::docker::take(space, ip, id)?;
             ip
         }
         None => space.allocate(id).map_err(ipam)?,
