@@ -13,11 +13,13 @@ use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
-use netlink_packet_route::route::RouteAttribute;
 use netlink_packet_route::AddressFamily;
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, LinkVxlan};
 
+mod routes;
 mod v6;
+
+pub use routes::{Route, RouteFamily};
 
 /// A netlink failure, naming what was being done.
 #[non_exhaustive]
@@ -48,14 +50,6 @@ pub struct LinkInfo {
     pub mac: Option<[u8; 6]>,
     /// Its MTU.
     pub mtu: u32,
-}
-
-/// One IPv4 route of the main table.
-struct RouteV4 {
-    dst: Option<Ipv4Addr>,
-    prefix: u8,
-    gateway: Option<Ipv4Addr>,
-    oif: Option<u32>,
 }
 
 /// A route-netlink connection bound to one namespace.
@@ -450,31 +444,12 @@ impl Netlink {
 
     /// Whether the main table has an IPv4 default route.
     pub async fn has_default_route(&self) -> Result<bool, NetlinkError> {
-        let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
-        let mut routes = self.handle.route().get(query).execute();
-        while let Some(r) = routes.try_next().await.map_err(req("dump routes"))? {
-            let has_dst = r
-                .attributes
-                .iter()
-                .any(|a| matches!(a, RouteAttribute::Destination(_)));
-            if r.header.destination_prefix_length == 0 && !has_dst && r.header.table == 254 {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        self.has_default_route_of::<Ipv4Addr>().await
     }
 
     /// Adds a default route via `gateway`.
     pub async fn add_default_route(&self, gateway: Ipv4Addr) -> Result<(), NetlinkError> {
-        let route = RouteMessageBuilder::<Ipv4Addr>::new()
-            .gateway(gateway)
-            .build();
-        self.handle
-            .route()
-            .add(route)
-            .execute()
-            .await
-            .map_err(req(format!("add default route via {gateway}")))
+        self.add_default_route_via(gateway).await
     }
 
     /// Every link: (index, name, MTU).
@@ -543,8 +518,8 @@ impl Netlink {
         Ok(Some(info))
     }
 
-    /// The IPv4 addresses of link `index` with their prefix lengths.
-    pub async fn addresses_of(&self, index: u32) -> Result<Vec<(Ipv4Addr, u8)>, NetlinkError> {
+    /// The addresses (of both families) of link `index` with their prefix lengths.
+    pub async fn addresses_of(&self, index: u32) -> Result<Vec<(IpAddr, u8)>, NetlinkError> {
         let mut out = Vec::new();
         let mut addrs = self
             .handle
@@ -554,7 +529,7 @@ impl Netlink {
             .execute();
         while let Some(msg) = addrs.try_next().await.map_err(req("dump addresses"))? {
             for a in &msg.attributes {
-                if let AddressAttribute::Address(IpAddr::V4(ip)) = a {
+                if let AddressAttribute::Address(ip) = a {
                     out.push((*ip, msg.header.prefix_len));
                 }
             }
@@ -565,53 +540,7 @@ impl Netlink {
     /// The IPv4 routes of the main table with a destination: (destination, prefix,
     /// output link).
     pub async fn routes_v4(&self) -> Result<Vec<(Ipv4Addr, u8, Option<u32>)>, NetlinkError> {
-        Ok(self
-            .main_table_v4()
-            .await?
-            .into_iter()
-            .filter_map(|r| Some((r.dst?, r.prefix, r.oif)))
-            .collect())
-    }
-
-    /// The IPv4 routes of the main table, the default route included: (destination,
-    /// prefix, gateway).
-    pub async fn routes_v4_via(
-        &self,
-    ) -> Result<Vec<(Ipv4Addr, u8, Option<Ipv4Addr>)>, NetlinkError> {
-        Ok(self
-            .main_table_v4()
-            .await?
-            .into_iter()
-            .map(|r| (r.dst.unwrap_or(Ipv4Addr::UNSPECIFIED), r.prefix, r.gateway))
-            .collect())
-    }
-
-    async fn main_table_v4(&self) -> Result<Vec<RouteV4>, NetlinkError> {
-        use netlink_packet_route::route::RouteAddress;
-        let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
-        let mut out = Vec::new();
-        let mut routes = self.handle.route().get(query).execute();
-        while let Some(r) = routes.try_next().await.map_err(req("dump routes"))? {
-            if r.header.table != 254 {
-                continue;
-            }
-            let mut route = RouteV4 {
-                dst: None,
-                prefix: r.header.destination_prefix_length,
-                gateway: None,
-                oif: None,
-            };
-            for a in &r.attributes {
-                match a {
-                    RouteAttribute::Destination(RouteAddress::Inet(ip)) => route.dst = Some(*ip),
-                    RouteAttribute::Gateway(RouteAddress::Inet(ip)) => route.gateway = Some(*ip),
-                    RouteAttribute::Oif(i) => route.oif = Some(*i),
-                    _ => {}
-                }
-            }
-            out.push(route);
-        }
-        Ok(out)
+        self.routes_of().await
     }
 
     /// The raw rtnetlink handle, for requests this wrapper does not cover.

@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use shoal_control::api::{AttachRequest, EndpointInfo, NetworkInfo};
 use shoal_control::state::{EndpointPort, Protocol as ShoalProtocol};
 
@@ -56,35 +56,30 @@ pub fn records(network: &NetworkInfo, node: &str) -> Vec<RecordedAttachment> {
         .collect()
 }
 
-/// The attach request for ADD: the runtime's address (one IPv4 address: a shoal
-/// interface has one), MAC, name, aliases and forwarded ports.
+/// The attach request for ADD: the runtime's addresses (at most one per family, as a
+/// shoal interface has one of each on a dual-stack network), MAC, name, aliases and
+/// forwarded ports.
 pub fn attach_request(
     config: &NetworkConfig,
     env: &AttachmentEnv,
     netns: &str,
 ) -> Result<AttachRequest, CniError> {
     let ips = config.requested_ips(env.args.ip);
-    let ip = match ips.as_slice() {
-        [] => None,
-        [one] => match one.addr {
-            IpAddr::V4(v4) => Some(v4),
-            IpAddr::V6(_) => {
-                return Err(CniError::UnsupportedField {
-                    key: "ips".into(),
-                    value: one.to_string(),
-                    details: "shoal networks are IPv4 only for now; ask for an IPv4 address".into(),
-                })
-            }
-        },
-        more => {
-            let shown: Vec<String> = more.iter().map(ToString::to_string).collect();
+    let (mut ip, mut ip6) = (None, None);
+    for asked in &ips {
+        let taken = match asked.addr {
+            IpAddr::V4(v4) => ip.replace(v4).is_some(),
+            IpAddr::V6(v6) => ip6.replace(v6).is_some(),
+        };
+        if taken {
+            let shown: Vec<String> = ips.iter().map(ToString::to_string).collect();
             return Err(CniError::UnsupportedField {
                 key: "ips".into(),
                 value: shown.join(", "),
-                details: "a shoal interface has one address; ask for one".into(),
+                details: "a shoal interface has one address of each family; ask for one IPv4 and at most one IPv6 address".into(),
             });
         }
-    };
+    }
     let mut ports = Vec::with_capacity(config.runtime.port_mappings.len());
     for (i, mapping) in config.runtime.port_mappings.iter().enumerate() {
         if let Some(host_ip) = mapping.host_ip.filter(|ip| !ip.is_unspecified()) {
@@ -119,6 +114,7 @@ pub fn attach_request(
         name: env.args.pod_name.clone(),
         aliases: config.runtime.aliases.clone(),
         ip,
+        ip6,
         service: None,
         ifname: Some(env.key.ifname.to_string()),
         mac: config
@@ -128,7 +124,6 @@ pub fn attach_request(
             .map(|mac| mac.to_string()),
         owner: Some(owner(&env.key)),
         ports,
-        ..AttachRequest::default()
     })
 }
 
@@ -142,29 +137,34 @@ pub struct HostSide {
 }
 
 /// ADD's result: the node's end (chained plugins such as `bandwidth` look for it),
-/// the container's interface, its address and gateway, the default route if the
-/// sandbox has it through the gateway, and shoal's resolver.
+/// the container's interface, its addresses (IPv4, IPv6 or both) with their gateways,
+/// the default route of each family the sandbox has through the gateway, and shoal's
+/// resolver.
 pub fn add_result(
     endpoint: &EndpointInfo,
     host: Option<HostSide>,
     netns: &str,
     observed: &ObservedSandbox,
 ) -> Result<CniResult, CniError> {
-    let (Some(address), Some(gateway)) = (&endpoint.address, endpoint.gateway) else {
-        // The attachment is undone by the caller.
-        return Err(CniError::UnsupportedField {
-            key: "network".into(),
-            value: format!("{:?}", endpoint.network),
-            details: format!(
-                "network {} is IPv6-only (--ipv4=false): shoal's CNI plugin configures networks with IPv4 only",
-                endpoint.network
-            ),
-        });
-    };
-    let address: Ipv4Net = address.parse().map_err(|e| CniError::Decode {
+    let decode = |address: &str, e: ipnet::AddrParseError| CniError::Decode {
         what: "the agent's answer".into(),
         details: format!("address {address:?}: {e}"),
-    })?;
+    };
+    let mut addresses: Vec<(IpNet, IpAddr)> = Vec::new();
+    if let (Some(address), Some(gateway)) = (&endpoint.address, endpoint.gateway) {
+        let net: Ipv4Net = address.parse().map_err(|e| decode(address, e))?;
+        addresses.push((net.into(), gateway.into()));
+    }
+    if let (Some(address), Some(gateway)) = (&endpoint.address6, endpoint.gateway6) {
+        let net: Ipv6Net = address.parse().map_err(|e| decode(address, e))?;
+        addresses.push((net.into(), gateway.into()));
+    }
+    if addresses.is_empty() {
+        return Err(CniError::Decode {
+            what: "the agent's answer".into(),
+            details: format!("endpoint {} has no address", endpoint.id),
+        });
+    }
     let mut result = CniResult::default();
     if let Some(host) = host {
         result.interfaces.push(Interface {
@@ -187,26 +187,31 @@ pub fn add_result(
         ..Default::default()
     });
     let index = result.interfaces.len() - 1;
-    let gateway = IpAddr::V4(gateway);
-    result.ips.push(IpConfig {
-        address: IpNet::V4(address),
-        gateway: Some(gateway),
-        interface: Some(index),
-    });
-    let default_via_gateway = observed
-        .routes
-        .iter()
-        .any(|r| r.dst.prefix_len() == 0 && r.gw == Some(gateway));
-    if default_via_gateway {
-        result.routes.push(Route {
-            dst: IpNet::V4(Ipv4Net::default()),
-            gw: Some(gateway),
-            mtu: None,
-            advmss: None,
-            priority: None,
-            table: None,
-            scope: None,
+    for (address, gateway) in addresses {
+        result.ips.push(IpConfig {
+            address,
+            gateway: Some(gateway),
+            interface: Some(index),
         });
+        let default_via_gateway = observed
+            .routes
+            .iter()
+            .any(|r| r.dst.prefix_len() == 0 && r.gw == Some(gateway));
+        if default_via_gateway {
+            let any = match gateway {
+                IpAddr::V4(_) => IpNet::V4(Ipv4Net::default()),
+                IpAddr::V6(_) => IpNet::V6(Ipv6Net::default()),
+            };
+            result.routes.push(Route {
+                dst: any,
+                gw: Some(gateway),
+                mtu: None,
+                advmss: None,
+                priority: None,
+                table: None,
+                scope: None,
+            });
+        }
     }
     result.dns = Dns {
         nameservers: vec![endpoint.dns],

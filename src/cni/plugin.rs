@@ -13,15 +13,16 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::time::Duration;
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use shoal_control::api::{DetachRequest, EndpointInfo, NetworkInfo, StatusInfo};
 use shoal_control::transport::ErrorBody;
-use shoal_dataplane::netlink::Netlink;
+use shoal_dataplane::netlink::{Netlink, Route, RouteFamily};
 
 use super::agent::{add_result, agent_error, attach_request, records, HostSide};
 use super::config::NetworkConfig;
@@ -230,7 +231,9 @@ async fn observe(netns: &str, ifname: &str) -> Result<ObservedSandbox, CniError>
                 .await
                 .map_err(netlink_error)?
                 .into_iter()
-                .filter_map(|(ip, prefix)| Ipv4Net::new(ip, prefix).ok().map(IpNet::V4))
+                .filter_map(|(ip, prefix)| IpNet::new(ip, prefix).ok())
+                // The kernel's own link-local address is no address CNI gave.
+                .filter(|net| !is_link_local(net.addr()))
                 .collect();
             Some(ObservedInterface {
                 mac: link.mac.map(shoal_ipam::format_mac).unwrap_or_default(),
@@ -239,19 +242,27 @@ async fn observe(netns: &str, ifname: &str) -> Result<ObservedSandbox, CniError>
             })
         }
     };
-    let routes = nl
-        .routes_v4_via()
-        .await
-        .map_err(netlink_error)?
-        .into_iter()
-        .filter_map(|(dst, prefix, gw)| {
-            Some(ObservedRoute {
-                dst: IpNet::V4(Ipv4Net::new(dst, prefix).ok()?),
-                gw: gw.map(Into::into),
-            })
-        })
-        .collect();
+    let mut routes = Vec::new();
+    for r in nl.main_routes::<Ipv4Addr>().await.map_err(netlink_error)? {
+        routes.extend(observed_route(r));
+    }
+    for r in nl.main_routes::<Ipv6Addr>().await.map_err(netlink_error)? {
+        routes.extend(observed_route(r));
+    }
     Ok(ObservedSandbox { interface, routes })
+}
+
+/// A route of the sandbox as CHECK compares it.
+fn observed_route<A: RouteFamily>(r: Route<A>) -> Option<ObservedRoute> {
+    Some(ObservedRoute {
+        dst: IpNet::new(r.dst.into(), r.prefix).ok()?,
+        gw: r.gateway.map(Into::into),
+    })
+}
+
+/// Whether `ip` is an IPv6 link-local address (fe80::/10).
+fn is_link_local(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
 }
 
 /// The node's end of endpoint `id`'s veth pair, in this (the node's) namespace.

@@ -6,21 +6,15 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use futures::TryStreamExt;
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
 };
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
 };
-use netlink_packet_route::route::{RouteAddress, RouteAttribute};
 use netlink_packet_route::AddressFamily;
-use rtnetlink::RouteMessageBuilder;
 
 use super::{req, Netlink, NetlinkError};
-
-/// The main routing table.
-const MAIN_TABLE: u8 = 254;
 
 impl Netlink {
     /// Adds `addr/prefix` to link `index` without duplicate address detection (usable
@@ -122,56 +116,17 @@ impl Netlink {
 
     /// Whether the main table has an IPv6 default route.
     pub async fn has_default_route6(&self) -> Result<bool, NetlinkError> {
-        Ok(self
-            .routes_v6_all()
-            .await?
-            .iter()
-            .any(|(dst, prefix, _)| *prefix == 0 && dst.is_unspecified()))
+        self.has_default_route_of::<Ipv6Addr>().await
     }
 
     /// Adds an IPv6 default route via `gateway`.
     pub async fn add_default_route6(&self, gateway: Ipv6Addr) -> Result<(), NetlinkError> {
-        let route = RouteMessageBuilder::<Ipv6Addr>::new()
-            .gateway(gateway)
-            .build();
-        self.handle
-            .route()
-            .add(route)
-            .execute()
-            .await
-            .map_err(req(format!("add default route via {gateway}")))
+        self.add_default_route_via(gateway).await
     }
 
     /// The IPv6 routes of the main table other than the default route: (destination,
     /// prefix, output interface).
     pub async fn routes_v6(&self) -> Result<Vec<(Ipv6Addr, u8, Option<u32>)>, NetlinkError> {
-        Ok(self
-            .routes_v6_all()
-            .await?
-            .into_iter()
-            .filter(|(_, prefix, _)| *prefix > 0)
-            .collect())
-    }
-
-    async fn routes_v6_all(&self) -> Result<Vec<(Ipv6Addr, u8, Option<u32>)>, NetlinkError> {
-        let query = RouteMessageBuilder::<Ipv6Addr>::new().build();
-        let mut out = Vec::new();
-        let mut routes = self.handle.route().get(query).execute();
-        while let Some(r) = routes.try_next().await.map_err(req("dump IPv6 routes"))? {
-            if r.header.table != MAIN_TABLE {
-                continue;
-            }
-            let mut dst = Ipv6Addr::UNSPECIFIED;
-            let mut oif = None;
-            for a in &r.attributes {
-                match a {
-                    RouteAttribute::Destination(RouteAddress::Inet6(ip)) => dst = *ip,
-                    RouteAttribute::Oif(i) => oif = Some(*i),
-                    _ => {}
-                }
-            }
-            out.push((dst, r.header.destination_prefix_length, oif));
-        }
-        Ok(out)
+        self.routes_of().await
     }
 }

@@ -162,7 +162,10 @@ fn what_a_shoal_interface_cannot_have_is_refused_with_code_2() {
             json!({"runtimeConfig": {"ips": ["10.0.9.7", "10.0.9.8"]}}),
             "ips",
         ),
-        (json!({"runtimeConfig": {"ips": ["fd00::7"]}}), "ips"),
+        (
+            json!({"runtimeConfig": {"ips": ["fd00::7", "10.0.9.7", "fd00::8"]}}),
+            "ips",
+        ),
         (
             json!({"runtimeConfig": {"portMappings": [
                 {"hostPort": 53, "containerPort": 53, "protocol": "sctp"}]}}),
@@ -225,7 +228,62 @@ fn the_result_lists_both_ends_the_address_route_and_resolver() {
 }
 
 #[test]
-fn an_ipv6_only_endpoint_is_refused_clearly() {
+fn one_address_of_each_family_is_asked_for() {
+    let env = env_of("");
+    let both = json!({"runtimeConfig": {"ips": ["fd00:9::7/64", "10.0.9.7/24"]}});
+    let request = attach_request(&config_of(both), &env, NETNS).unwrap();
+    assert_eq!(request.ip, Some(Ipv4Addr::new(10, 0, 9, 7)));
+    assert_eq!(request.ip6, Some("fd00:9::7".parse().unwrap()));
+    let only6 = json!({"runtimeConfig": {"ips": ["fd00:9::7"]}});
+    let request = attach_request(&config_of(only6), &env, NETNS).unwrap();
+    assert_eq!((request.ip, request.ip6.is_some()), (None, true));
+}
+
+/// A dual-stack endpoint: both addresses with their gateways, and a default route of
+/// each family the sandbox has through them (as the bridge plugin reports).
+#[test]
+fn a_dual_stack_result_has_both_families() {
+    let dual = EndpointInfo {
+        address6: Some("fd00:9::5/64".into()),
+        gateway6: Some("fd00:9::1".parse().unwrap()),
+        ..endpoint("n1", None)
+    };
+    let observed = ObservedSandbox {
+        interface: None,
+        routes: vec![
+            ObservedRoute {
+                dst: "0.0.0.0/0".parse().unwrap(),
+                gw: Some("10.0.9.1".parse().unwrap()),
+            },
+            ObservedRoute {
+                dst: "::/0".parse().unwrap(),
+                gw: Some("fd00:9::1".parse().unwrap()),
+            },
+        ],
+    };
+    let printed = add_result(&dual, None, NETNS, &observed)
+        .unwrap()
+        .to_json(CniVersion::V1_0_0);
+    assert_eq!(
+        printed["ips"],
+        json!([
+            {"address": "10.0.9.5/24", "gateway": "10.0.9.1", "interface": 0},
+            {"address": "fd00:9::5/64", "gateway": "fd00:9::1", "interface": 0}
+        ])
+    );
+    assert_eq!(
+        printed["routes"],
+        json!([{"dst": "0.0.0.0/0", "gw": "10.0.9.1"}, {"dst": "::/0", "gw": "fd00:9::1"}])
+    );
+    // 0.3.x results say each address's family.
+    let old = add_result(&dual, None, NETNS, &observed)
+        .unwrap()
+        .to_json(CniVersion::V0_3_1);
+    assert_eq!(old["ips"][1]["version"], "6");
+}
+
+#[test]
+fn an_ipv6_only_endpoint_has_its_ipv6_address_only() {
     let only6 = EndpointInfo {
         address: None,
         address6: Some("fd00:9::5/64".into()),
@@ -238,8 +296,19 @@ fn an_ipv6_only_endpoint_is_refused_clearly() {
         interface: None,
         routes: vec![],
     };
-    let err = add_result(&only6, None, NETNS, &observed).unwrap_err();
-    assert!(err.details().contains("web is IPv6-only"), "{err:?}");
+    let printed = add_result(&only6, None, NETNS, &observed)
+        .unwrap()
+        .to_json(CniVersion::V1_0_0);
+    assert_eq!(
+        printed["ips"],
+        json!([{"address": "fd00:9::5/64", "gateway": "fd00:9::1", "interface": 0}])
+    );
+    assert_eq!(printed["dns"]["nameservers"][0], "fd00:9::1");
+    let none = EndpointInfo {
+        address6: None,
+        ..only6
+    };
+    assert!(add_result(&none, None, NETNS, &observed).is_err());
 }
 
 #[test]

@@ -173,6 +173,121 @@ fn the_plugin_follows_the_spec() {
     assert!(del.ok(), "{}", del.stdout);
 }
 
+/// The bridge plugin's dual-stack results (one `ips` entry per family, a default
+/// route of each): shoal's ADD on a dual-stack network reports the IPv6 address and
+/// route it configures, CHECK sees them, an IPv6 address asked for is given, and an
+/// IPv6-only network works through CNI too.
+#[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
+fn dual_stack_and_ipv6_only_networks_through_the_plugin() {
+    require_root("dual_stack_and_ipv6_only_networks_through_the_plugin");
+    let lab = Lab::up(BIN, 1, 1);
+    lab.ok(
+        "n1",
+        &[
+            "network",
+            "create",
+            "--attachable",
+            "--ipv6",
+            "--subnet",
+            "10.78.0.0/24",
+            "--subnet",
+            "fd00:78::/64",
+            "dual",
+        ],
+    );
+    let sandbox = lab.sandbox("c6");
+    let ns = format!("/run/netns/{}", sandbox.ns);
+    let conf = config(&lab, "n1", "dual", "1.0.0");
+    let asked = json!({"ips": ["fd00:78::66/64"]});
+    let mut with_ip = conf.clone();
+    with_ip["runtimeConfig"] = asked;
+    with_ip["capabilities"] = json!({"ips": true});
+    let add = cni(&lab, "n1", "ADD", &vars("c6", &ns), &with_ip);
+    assert!(add.ok(), "ADD: {} {}", add.stdout, add.stderr);
+    let result = answer(&add);
+    assert!(
+        result["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.78.0."),
+        "{result}"
+    );
+    assert_eq!(result["ips"][1]["address"], "fd00:78::66/64", "{result}");
+    assert_eq!(result["ips"][1]["gateway"], "fd00:78::1", "{result}");
+    let routes: Vec<&str> = result["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["dst"].as_str())
+        .collect();
+    assert!(
+        routes.contains(&"0.0.0.0/0") && routes.contains(&"::/0"),
+        "{result}"
+    );
+    let shown = exec_in(
+        &sandbox.ns,
+        &["ip", "-o", "-6", "addr", "show", "dev", "eth0"],
+    );
+    assert!(shown.stdout.contains("fd00:78::66/64"), "{}", shown.stdout);
+    assert!(sandbox.ping("fd00:78::1", 56), "ping the IPv6 gateway");
+    // CHECK sees the IPv6 address; without it, CHECK names it.
+    let checked = with_prev(conf.clone(), &result);
+    let check = cni(&lab, "n1", "CHECK", &vars("c6", &ns), &checked);
+    assert!(check.ok(), "CHECK: {}", check.stdout);
+    exec_in(
+        &sandbox.ns,
+        &["ip", "addr", "del", "fd00:78::66/64", "dev", "eth0"],
+    );
+    let broken = answer(&cni(&lab, "n1", "CHECK", &vars("c6", &ns), &checked));
+    assert_eq!(broken["code"], 101, "{broken}");
+    assert!(
+        broken["details"].as_str().unwrap().contains("fd00:78::66"),
+        "{broken}"
+    );
+    let del = cni(&lab, "n1", "DEL", &vars("c6", &ns), &checked);
+    assert!(del.ok(), "DEL: {}", del.stdout);
+    assert!(owned_by(&lab, "dual", "c6").is_empty());
+
+    // An IPv6-only network: the IPv6 address alone, and shoal's resolver on IPv6.
+    lab.ok(
+        "n1",
+        &[
+            "network",
+            "create",
+            "--attachable",
+            "--ipv6",
+            "--ipv4=false",
+            "--subnet",
+            "fd00:79::/64",
+            "only6",
+        ],
+    );
+    let only = answer(&cni(
+        &lab,
+        "n1",
+        "ADD",
+        &vars("c7", &ns),
+        &config(&lab, "n1", "only6", "1.0.0"),
+    ));
+    let ips = only["ips"].as_array().expect("ips");
+    assert_eq!(ips.len(), 1, "{only}");
+    assert!(
+        ips[0]["address"].as_str().unwrap().starts_with("fd00:79::"),
+        "{only}"
+    );
+    assert_eq!(only["dns"]["nameservers"][0], "fd00:79::1", "{only}");
+    assert!(sandbox.ping("fd00:79::1", 56), "ping the IPv6-only gateway");
+    let del = cni(
+        &lab,
+        "n1",
+        "DEL",
+        &vars("c7", &ns),
+        &config(&lab, "n1", "only6", "1.0.0"),
+    );
+    assert!(del.ok(), "DEL: {}", del.stdout);
+}
+
 #[test]
 #[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
 fn bad_input_gets_the_specs_codes() {
