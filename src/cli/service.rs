@@ -400,14 +400,25 @@ async fn peer_echo(port: u16) -> anyhow::Result<()> {
 pub async fn tool(cmd: ToolCmd) -> anyhow::Result<()> {
     match cmd {
         ToolCmd::Http { port } => {
-            let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
-                .await
-                .with_context(|| format!("cannot listen on port {port}"))?;
-            let body = format!("{}\n", who());
-            let app = axum::Router::new().fallback(move || {
-                let body = body.clone();
-                async move { body }
-            });
+            // IPv6 and IPv4 where the sandbox has IPv6 (an IPv6-only network's tasks
+            // have nothing else), IPv4 alone otherwise.
+            let listener = match tokio::net::TcpListener::bind(("::", port)).await {
+                Ok(l) => l,
+                Err(_) => tokio::net::TcpListener::bind(("0.0.0.0", port))
+                    .await
+                    .with_context(|| format!("cannot listen on port {port}"))?,
+            };
+            let task = who();
+            let app = axum::Router::new().fallback(
+                move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<
+                    std::net::SocketAddr,
+                >| {
+                    let peer = std::net::SocketAddr::new(peer.ip().to_canonical(), peer.port());
+                    let body = format!("{task} peer={peer}\n");
+                    async move { body }
+                },
+            );
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             // On SIGTERM: stop accepting, finish the requests in flight, then exit.
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

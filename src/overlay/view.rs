@@ -12,6 +12,7 @@ use shoal_control::state::{ClusterState, Endpoint, Node, NodeStatus, PublishMode
 use shoal_control::NodeId;
 use shoal_dataplane::nat_lb::Published;
 use shoal_dataplane::overlay::{EndpointPlan, NetworkPlan, NodeAddr, NodePlan, Remote, ResolvConf};
+use shoal_dataplane::return_path::IpFamily;
 use shoal_dataplane::wg::plan::{EncryptedNetwork, PeerPlan, WgPlan};
 
 /// The overlay node `me` should have.
@@ -56,12 +57,11 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
             node_addr: mine
                 .iter()
                 .find(|e| e.ingress && e.network == net.name)
-                .and_then(|e| {
-                    Some(NodeAddr {
-                        ip: e.ip?,
-                        ip6: e.ip6,
-                        mac: e.mac,
-                    })
+                .filter(|e| e.ip.is_some() || e.ip6.is_some())
+                .map(|e| NodeAddr {
+                    ip: e.ip,
+                    ip6: e.ip6,
+                    mac: e.mac,
                 }),
         });
     }
@@ -224,7 +224,7 @@ pub fn vanished_backends(before: &NodePlan, now: &NodePlan, state: &ClusterState
         plan.published
             .iter()
             .flat_map(|p| {
-                let v4 = p.backends.iter().map(|(ip, _)| IpAddr::V4(*ip));
+                let v4 = p.backends.iter().flatten().map(|(ip, _)| IpAddr::V4(*ip));
                 let v6 = p.backends6.iter().flatten().map(|(ip, _)| IpAddr::V6(*ip));
                 v4.chain(v6)
             })
@@ -246,12 +246,12 @@ pub fn vanished_backends(before: &NodePlan, now: &NodePlan, state: &ClusterState
         .collect()
 }
 
-/// This node's ingress address on `network`, if it has one.
-pub fn ingress_ip(state: &ClusterState, me: NodeId, network: &str) -> Option<Ipv4Addr> {
+/// Whether node `me` has its own address on `network` (its routing mesh and L7 ingress
+/// endpoint, with an address in some family).
+pub fn has_own_address(state: &ClusterState, me: NodeId, network: &str) -> bool {
     state
         .endpoints_on(network)
-        .find(|e| e.node == me && e.ingress)
-        .and_then(|e| e.ip)
+        .any(|e| e.node == me && e.ingress && (e.ip.is_some() || e.ip6.is_some()))
 }
 
 /// Ports published on node `me`: ingress-mode ports go to the running tasks on any node
@@ -264,17 +264,15 @@ fn published(state: &ClusterState, me: NodeId) -> Vec<Published> {
         .values()
         .filter(|e| e.node == me)
         .flat_map(|e| {
-            // Forwarded ports reach IPv4 addresses (an IPv6-only endpoint has none).
-            e.ports.iter().filter_map(move |p| {
-                Some(Published {
-                    service: format!("container {}", e.name.as_deref().unwrap_or(&e.id)),
-                    protocol: p.protocol.number(),
-                    port: p.host_port,
-                    backends: vec![(e.ip?, p.port)],
-                    backends6: e.ip6.map(|ip6| vec![(ip6, p.port)]),
-                    mesh: false,
-                    source_nat: false,
-                })
+            // Forwarded ports answer in each family the endpoint has an address in.
+            e.ports.iter().map(move |p| Published {
+                service: format!("container {}", e.name.as_deref().unwrap_or(&e.id)),
+                protocol: p.protocol.number(),
+                port: p.host_port,
+                backends: e.ip.map(|ip| vec![(ip, p.port)]),
+                backends6: e.ip6.map(|ip6| vec![(ip6, p.port)]),
+                mesh: false,
+                source_nat: false,
             })
         })
         .collect();
@@ -282,24 +280,23 @@ fn published(state: &ClusterState, me: NodeId) -> Vec<Published> {
         let Some(network) = s.spec.networks.first() else {
             continue;
         };
-        let tasks = backends(state, &s.spec.name, network);
-        let tasks6 = with_ip6(state, &s.spec.name, network);
-        let reachable = ingress_ip(state, me, network).is_some();
+        let tasks = on_family(state, &s.spec.name, network, IpFamily::V4);
+        let tasks6 = on_family(state, &s.spec.name, network, IpFamily::V6);
+        let reachable = has_own_address(state, me, network);
         for p in &s.spec.publish {
             let mesh = p.mode == PublishMode::Ingress;
             let serves = |node: &NodeId| if mesh { reachable } else { *node == me };
-            let backends = tasks
-                .iter()
-                .filter(|(_, node)| serves(node))
-                .map(|(ip, _)| (*ip, p.target))
-                .collect();
-            let backends6 = tasks6.as_ref().map(|tasks6| {
-                tasks6
-                    .iter()
-                    .filter(|(_, node)| serves(node))
-                    .map(|(ip, _)| (*ip, p.target))
-                    .collect()
-            });
+            let on = |tasks: &Option<Vec<(IpAddr, NodeId)>>| {
+                tasks.as_ref().map(|tasks| {
+                    tasks
+                        .iter()
+                        .filter(|(_, node)| serves(node))
+                        .map(|(ip, _)| (*ip, p.target))
+                        .collect::<Vec<_>>()
+                })
+            };
+            let backends = on(&tasks).map(|b| b.into_iter().filter_map(v4).collect());
+            let backends6 = on(&tasks6).map(|b| b.into_iter().filter_map(v6).collect());
             out.push(Published {
                 service: s.spec.name.clone(),
                 protocol: p.protocol.number(),
@@ -314,15 +311,49 @@ fn published(state: &ClusterState, me: NodeId) -> Vec<Published> {
     out
 }
 
-/// On a network with IPv6, the IPv6 addresses of the endpoints [`backends`] draws
-/// from, with their nodes; `None` on an IPv4-only one.
-fn with_ip6(state: &ClusterState, service: &str, network: &str) -> Option<Vec<(Ipv6Addr, NodeId)>> {
-    state.networks.get(network)?.space6.as_ref()?;
-    let mut out: Vec<(Ipv6Addr, NodeId)> = serving(state, service, network)
-        .filter_map(|e| Some((e.ip6?, e.node)))
+/// On a network with addresses of `family`, the addresses in it of the endpoints
+/// [`backends`] draws from, with their nodes; `None` on a network without that family.
+fn on_family(
+    state: &ClusterState,
+    service: &str,
+    network: &str,
+    family: IpFamily,
+) -> Option<Vec<(IpAddr, NodeId)>> {
+    let net = state.networks.get(network)?;
+    let has = match family {
+        IpFamily::V4 => net.space.is_some(),
+        IpFamily::V6 => net.space6.is_some(),
+    };
+    if !has {
+        return None;
+    }
+    let mut out: Vec<(IpAddr, NodeId)> = serving(state, service, network)
+        .filter_map(|e| {
+            let ip = match family {
+                IpFamily::V4 => e.ip.map(IpAddr::V4),
+                IpFamily::V6 => e.ip6.map(IpAddr::V6),
+            };
+            Some((ip?, e.node))
+        })
         .collect();
     out.sort();
     Some(out)
+}
+
+/// An IPv4 backend.
+fn v4((ip, port): (IpAddr, u16)) -> Option<(Ipv4Addr, u16)> {
+    match ip {
+        IpAddr::V4(ip) => Some((ip, port)),
+        IpAddr::V6(_) => None,
+    }
+}
+
+/// An IPv6 backend.
+fn v6((ip, port): (IpAddr, u16)) -> Option<(Ipv6Addr, u16)> {
+    match ip {
+        IpAddr::V6(ip) => Some((ip, port)),
+        IpAddr::V4(_) => None,
+    }
 }
 
 /// The encrypted data path node `me` should run, with its private key `private_key`:
@@ -473,7 +504,7 @@ pub(crate) mod tests {
                 service: "web".into(),
                 protocol: 6,
                 port: 8080,
-                backends: ips.iter().map(|ip| (Ipv4Addr::from(*ip), 80)).collect(),
+                backends: Some(ips.iter().map(|ip| (Ipv4Addr::from(*ip), 80)).collect()),
                 backends6: None,
                 mesh: true,
                 source_nat: false,
