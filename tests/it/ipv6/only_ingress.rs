@@ -5,12 +5,11 @@
 //! through the ingress node) or showing the node's (`src=nat`), in host mode only on
 //! the task's node; an HTTP route reaches the task's IPv6 address from the node's.
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use shoal_tests::net::{peer_ip, tcp_read, udp_exchange};
-use shoal_tests::{exec_in, require_root, spawn_in, wait_until, Lab};
+use shoal_tests::net::{http_request, peer_ip, tcp_read, tcp_seen, udp_exchange};
+use shoal_tests::{exec_in, require_root, wait_until, Lab};
 
 use super::BIN;
 
@@ -42,36 +41,6 @@ fn node_address6(lab: &Lab, network: &str, node: &str) -> String {
             Ok(a.split('/').next().unwrap_or_default().to_string())
         },
     )
-}
-
-/// The peer address the task saw for a TCP connection from `ns` to `to`, once one is
-/// answered and `ok` accepts it.
-fn tcp_seen(ns: &str, to: SocketAddr, ok: impl Fn(&str) -> bool) -> String {
-    wait_until(
-        &format!("{to}/tcp from {ns} answered"),
-        Duration::from_secs(30),
-        || match tcp_read(ns, to).as_deref().and_then(peer_ip) {
-            Some(ip) if ok(&ip) => Ok(ip),
-            other => Err(format!("{other:?}")),
-        },
-    )
-}
-
-/// GET `/` with `Host: host` from `ns` to `to`; (status, body).
-fn get(ns: &str, to: SocketAddr, host: &str) -> Option<(u16, String)> {
-    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    spawn_in(ns, move || {
-        let mut conn = TcpStream::connect_timeout(&to, Duration::from_secs(2)).ok()?;
-        conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        conn.write_all(request.as_bytes()).ok()?;
-        let mut out = String::new();
-        conn.read_to_string(&mut out).ok()?;
-        let status = out.split_whitespace().nth(1)?.parse().ok()?;
-        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-        Some((status, body))
-    })
-    .join()
-    .unwrap()
 }
 
 #[test]
@@ -151,15 +120,13 @@ fn published_ports_and_http_routes_work_on_an_ipv6_only_network() {
         let body = wait_until(
             &format!("site.test through {node}"),
             Duration::from_secs(30),
-            || match get(&client, addr(&lab, node, 80), "site.test") {
+            || match http_request(&client, addr(&lab, node, 80), "site.test", "/") {
                 Some((200, body)) if body.contains("service=site ") => Ok(body),
                 other => Err(format!("{other:?}")),
             },
         );
-        let peer = body.trim().rsplit_once("peer=").map(|(_, p)| p.to_string());
-        let seen = peer.as_deref().and_then(|p| p.parse::<SocketAddr>().ok());
         assert_eq!(
-            seen.map(|s| s.ip().to_string()).as_deref(),
+            peer_ip(&body).as_deref(),
             Some(want.as_str()),
             "{node} dials from its own address: {body}"
         );
