@@ -86,6 +86,9 @@ fn published_ports_and_http_routes_work_on_an_ipv6_only_network() {
             "UDP through {node}: {udp:?}"
         );
     }
+    // On a node itself, through the agent's loopback relay on ::1.
+    let loopback: SocketAddr = "[::1]:7000".parse().unwrap();
+    tcp_seen(&lab.host_ns("n1"), loopback, |_| true);
     // src=nat: the task sees the ingress node's own IPv6 address on the network.
     for (node, want) in NODES.iter().zip(&own) {
         tcp_seen(&client, addr(&lab, node, 7100), |ip| ip == want);
