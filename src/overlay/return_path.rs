@@ -116,8 +116,8 @@ async fn program_one(sandbox: &str, want: &[return_path::ReturnRoute]) -> anyhow
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::overlay::view::tests::{node, run};
-    use shoal_control::state::{AttachSpec, Command, NetworkSpec, PortSpec, Secrets, ServiceSpec};
+    use crate::overlay::view::tests::{bootstrapped, node, run};
+    use shoal_control::state::{AttachSpec, Command, NetworkSpec, PortSpec, ServiceSpec};
 
     /// Three nodes with an address each on network `web`; service `www` publishes
     /// `publish` and has a task sandbox on n2; an unrelated sandbox sits on n2 too.
@@ -138,17 +138,7 @@ mod tests {
 
     /// [`state`], `web` made with `spec` (its name and attachability set here).
     fn state_with(publish: &str, spec: NetworkSpec) -> ClusterState {
-        let mut s = ClusterState::default();
-        run(
-            &mut s,
-            Command::Bootstrap {
-                cluster_id: "c".into(),
-                ca_cert_pem: String::new(),
-                secrets: Secrets::default(),
-                addr_pools: Default::default(),
-                node: node(1),
-            },
-        );
+        let mut s = bootstrapped();
         for id in [2, 3] {
             run(&mut s, Command::AddNode { node: node(id) });
         }

@@ -443,14 +443,8 @@ pub(crate) mod tests {
         }
     }
 
-    /// Applies `command` to `s`.
-    pub(crate) fn run(s: &mut ClusterState, command: Command) {
-        apply(s, None, &Proposal { at_ms: 1, command }).unwrap();
-    }
-
-    /// Nodes 1 and 2; networks a, b (internal) and c; endpoints: a on 1 and 2, b on 1,
-    /// c on 2.
-    pub(crate) fn state() -> ClusterState {
+    /// A cluster bootstrapped by node 1 ([`node`]).
+    pub(crate) fn bootstrapped() -> ClusterState {
         let mut s = ClusterState::default();
         run(
             &mut s,
@@ -462,6 +456,18 @@ pub(crate) mod tests {
                 node: node(1),
             },
         );
+        s
+    }
+
+    /// Applies `command` to `s`.
+    pub(crate) fn run(s: &mut ClusterState, command: Command) {
+        apply(s, None, &Proposal { at_ms: 1, command }).unwrap();
+    }
+
+    /// Nodes 1 and 2; networks a, b (internal) and c; endpoints: a on 1 and 2, b on 1,
+    /// c on 2.
+    pub(crate) fn state() -> ClusterState {
+        let mut s = bootstrapped();
         run(&mut s, Command::AddNode { node: node(2) });
         for (id, name, internal) in [
             ("aaaaaaaa01", "a", false),

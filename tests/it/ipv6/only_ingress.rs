@@ -3,7 +3,8 @@
 //! its own on the network (and no IPv4 one); published ports answer on every node's
 //! IPv6 address, keeping the client's address (`src=preserve`, the replies going back
 //! through the ingress node) or showing the node's (`src=nat`), in host mode only on
-//! the task's node; an HTTP route reaches the task's IPv6 address from the node's.
+//! the task's node; an HTTP route reaches the task's IPv6 address from the node's. On
+//! an IPv4 underlay, such a port answers on the nodes' loopback addresses.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -155,4 +156,37 @@ fn published_ports_and_http_routes_work_on_an_ipv6_only_network() {
         assert!(v6.ok(), "{node}: {}", v6.stderr);
         assert!(v6.stdout.contains("pub-6-7000"), "{node}: {}", v6.stdout);
     }
+}
+
+#[test]
+#[cfg_attr(skip_privileged, ignore = "needs root (SHOAL_SKIP_PRIVILEGED=1)")]
+fn an_ipv6_only_networks_port_answers_on_loopback_of_nodes_with_an_ipv4_underlay() {
+    require_root("an_ipv6_only_networks_port_answers_on_loopback_of_nodes_with_an_ipv4_underlay");
+    let lab = Lab::up(BIN, 2, 1);
+    lab.ok(
+        "n1",
+        &["network", "create", "--ipv6", "--ipv4=false", "only6"],
+    );
+    lab.published_peer("keep", "only6", "n2", 7000, "src=preserve");
+    // The relay on 127.0.0.1 and ::1 connects to the network's IPv6 gateway on the
+    // node's bridge (the port is not published on the node's IPv4 addresses), on the
+    // node without the task and on the one with it.
+    for node in ["n1", "n2"] {
+        for to in ["127.0.0.1:7000", "[::1]:7000"] {
+            tcp_seen(&lab.host_ns(node), to.parse().unwrap(), |ip| {
+                ip.contains(':')
+            });
+        }
+        let underlay4 = addr4(&lab, node, 7000);
+        assert_eq!(
+            tcp_read(&lab.host_ns("client"), underlay4),
+            None,
+            "{node}'s IPv4 address does not answer for an IPv6-only network"
+        );
+    }
+}
+
+/// `host`'s (IPv4) underlay address, port `port`.
+fn addr4(lab: &Lab, host: &str, port: u16) -> SocketAddr {
+    SocketAddr::new(lab.ip(host).parse().unwrap(), port)
 }
