@@ -8,11 +8,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ipnet::Ipv4Net;
 
-use shoal_control::state::{ClusterState, Endpoint, Node, NodeStatus, PublishMode, SourceMode};
+use shoal_control::state::{
+    ClusterState, Endpoint, Network, Node, NodeStatus, PublishMode, SourceMode,
+};
 use shoal_control::NodeId;
 use shoal_dataplane::nat_lb::Published;
 use shoal_dataplane::overlay::{EndpointPlan, NetworkPlan, NodeAddr, NodePlan, Remote, ResolvConf};
-use shoal_dataplane::return_path::IpFamily;
 use shoal_dataplane::wg::plan::{EncryptedNetwork, PeerPlan, WgPlan};
 
 /// The overlay node `me` should have.
@@ -280,23 +281,17 @@ fn published(state: &ClusterState, me: NodeId) -> Vec<Published> {
         let Some(network) = s.spec.networks.first() else {
             continue;
         };
-        let tasks = on_family(state, &s.spec.name, network, IpFamily::V4);
-        let tasks6 = on_family(state, &s.spec.name, network, IpFamily::V6);
+        let Some(net) = state.networks.get(network) else {
+            continue;
+        };
+        let tasks = with_family(state, &s.spec.name, net, |n| n.space.is_some(), |e| e.ip);
+        let tasks6 = with_family(state, &s.spec.name, net, |n| n.space6.is_some(), |e| e.ip6);
         let reachable = has_own_address(state, me, network);
         for p in &s.spec.publish {
             let mesh = p.mode == PublishMode::Ingress;
             let serves = |node: &NodeId| if mesh { reachable } else { *node == me };
-            let on = |tasks: &Option<Vec<(IpAddr, NodeId)>>| {
-                tasks.as_ref().map(|tasks| {
-                    tasks
-                        .iter()
-                        .filter(|(_, node)| serves(node))
-                        .map(|(ip, _)| (*ip, p.target))
-                        .collect::<Vec<_>>()
-                })
-            };
-            let backends = on(&tasks).map(|b| b.into_iter().filter_map(v4).collect());
-            let backends6 = on(&tasks6).map(|b| b.into_iter().filter_map(v6).collect());
+            let backends = for_port(tasks.as_deref(), serves, p.target);
+            let backends6 = for_port(tasks6.as_deref(), serves, p.target);
             out.push(Published {
                 service: s.spec.name.clone(),
                 protocol: p.protocol.number(),
@@ -311,49 +306,40 @@ fn published(state: &ClusterState, me: NodeId) -> Vec<Published> {
     out
 }
 
-/// On a network with addresses of `family`, the addresses in it of the endpoints
-/// [`backends`] draws from, with their nodes; `None` on a network without that family.
-fn on_family(
+/// On network `net`, if it `has` addresses of a family, the addresses of that family
+/// (`addr`) of the endpoints [`backends`] draws from, with their nodes, sorted; `None`
+/// on a network without that family.
+fn with_family<A: Ord>(
     state: &ClusterState,
     service: &str,
-    network: &str,
-    family: IpFamily,
-) -> Option<Vec<(IpAddr, NodeId)>> {
-    let net = state.networks.get(network)?;
-    let has = match family {
-        IpFamily::V4 => net.space.is_some(),
-        IpFamily::V6 => net.space6.is_some(),
-    };
-    if !has {
+    net: &Network,
+    has: impl Fn(&Network) -> bool,
+    addr: impl Fn(&Endpoint) -> Option<A>,
+) -> Option<Vec<(A, NodeId)>> {
+    if !has(net) {
         return None;
     }
-    let mut out: Vec<(IpAddr, NodeId)> = serving(state, service, network)
-        .filter_map(|e| {
-            let ip = match family {
-                IpFamily::V4 => e.ip.map(IpAddr::V4),
-                IpFamily::V6 => e.ip6.map(IpAddr::V6),
-            };
-            Some((ip?, e.node))
-        })
+    let mut out: Vec<(A, NodeId)> = serving(state, service, &net.name)
+        .filter_map(|e| Some((addr(e)?, e.node)))
         .collect();
     out.sort();
     Some(out)
 }
 
-/// An IPv4 backend.
-fn v4((ip, port): (IpAddr, u16)) -> Option<(Ipv4Addr, u16)> {
-    match ip {
-        IpAddr::V4(ip) => Some((ip, port)),
-        IpAddr::V6(_) => None,
-    }
-}
-
-/// An IPv6 backend.
-fn v6((ip, port): (IpAddr, u16)) -> Option<(Ipv6Addr, u16)> {
-    match ip {
-        IpAddr::V6(ip) => Some((ip, port)),
-        IpAddr::V4(_) => None,
-    }
+/// A published port's backends in one family: the `tasks` on the nodes it `serves`
+/// from, with the target port; `None` where the network has no such family.
+fn for_port<A: Copy>(
+    tasks: Option<&[(A, NodeId)]>,
+    serves: impl Fn(&NodeId) -> bool,
+    target: u16,
+) -> Option<Vec<(A, u16)>> {
+    tasks.map(|tasks| {
+        tasks
+            .iter()
+            .filter(|(_, node)| serves(node))
+            .map(|(ip, _)| (*ip, target))
+            .collect()
+    })
 }
 
 /// The encrypted data path node `me` should run, with its private key `private_key`:
