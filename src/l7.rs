@@ -17,13 +17,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 use shoal_control::state::ClusterState;
 use shoal_control::{Member, NodeId};
 use shoal_ingress::access_log::AccessLogConfig;
@@ -59,7 +59,8 @@ pub fn check_labels(service: &str, labels: &BTreeMap<String, String>) -> Result<
 }
 
 /// The routes of every routed service in `state`, with the services whose labels are
-/// wrong and why. Backends are the service's running tasks on its first network.
+/// wrong and why. Backends are the service's running tasks on its first network: their
+/// IPv4 addresses, on an IPv6-only network their IPv6 ones.
 pub fn routes(state: &ClusterState) -> (Routes, Vec<(String, String)>) {
     let mut all = Routes::default();
     let mut errors = Vec::new();
@@ -71,17 +72,17 @@ pub fn routes(state: &ClusterState) -> (Routes, Vec<(String, String)>) {
             errors.push((name.clone(), "the service is on no network".into()));
             continue;
         };
-        if state.networks.get(network).is_some_and(|n| n.ipv6_only()) {
-            errors.push((
-                name.clone(),
-                format!("the ingress reaches tasks over IPv4 on the service's first network, and {network} is IPv6-only"),
-            ));
-            continue;
-        }
-        let backends: Vec<IpAddr> = crate::overlay::view::backends(state, name, network)
-            .into_iter()
-            .map(|(ip, _)| IpAddr::V4(ip))
-            .collect();
+        let backends: Vec<IpAddr> = if state.networks.get(network).is_some_and(|n| n.ipv6_only()) {
+            crate::overlay::view::backends6(state, name, network)
+                .into_iter()
+                .map(IpAddr::V6)
+                .collect()
+        } else {
+            crate::overlay::view::backends(state, name, network)
+                .into_iter()
+                .map(|(ip, _)| IpAddr::V4(ip))
+                .collect()
+        };
         let result = from_labels(name, &service.spec.labels, &backends)
             .map_err(|e| e.to_string())
             .and_then(|r| all.merge(r).map_err(|e| e.to_string()));
@@ -92,9 +93,9 @@ pub fn routes(state: &ClusterState) -> (Routes, Vec<(String, String)>) {
     (all, errors)
 }
 
-/// This node's own address on each network: a backend connection leaves from the one
-/// on the backend's network.
-type Sources = Arc<ArcSwap<Vec<(Ipv4Net, Ipv4Addr)>>>;
+/// This node's own addresses on each network, by subnet (IPv4 and IPv6): a backend
+/// connection leaves from the one on the backend's subnet.
+type Sources = Arc<ArcSwap<Vec<(IpNet, IpAddr)>>>;
 
 /// Where backends are: every overlay network's subnet, and the Docker backends (this
 /// node's own containers, reached straight from the node).
@@ -105,20 +106,25 @@ struct Reach {
     docker: BTreeSet<IpAddr>,
 }
 
-/// The node's own addresses in `state`, by network subnet.
-fn sources(state: &ClusterState, me: NodeId) -> Vec<(Ipv4Net, Ipv4Addr)> {
+/// The node's own addresses in `state`, by network subnet, in both families.
+fn sources(state: &ClusterState, me: NodeId) -> Vec<(IpNet, IpAddr)> {
     state
         .endpoints
         .values()
         .filter(|e| e.node == me && e.ingress)
-        .filter_map(|e| Some((state.networks.get(&e.network)?.subnet()?, e.ip?)))
+        .filter_map(|e| Some((state.networks.get(&e.network)?, e)))
+        .flat_map(|(n, e)| {
+            let v4 = n.subnet().map(IpNet::V4).zip(e.ip.map(IpAddr::V4));
+            let v6 = n.space6.as_ref().map(|s| IpNet::V6(s.subnet()));
+            v4.into_iter().chain(v6.zip(e.ip6.map(IpAddr::V6)))
+        })
         .collect()
 }
 
 /// How a backend connection is opened.
 enum Dial {
-    /// Bound to this node's address on the backend's network.
-    From(Ipv4Addr),
+    /// Bound to this node's address on the backend's network (of the backend's family).
+    From(IpAddr),
     /// As the kernel routes it (a Docker backend, or one outside every overlay).
     Straight,
     /// A task on an overlay network this node has no address on yet.
@@ -126,16 +132,14 @@ enum Dial {
 }
 
 fn plan(addr: SocketAddr, sources: &Sources, reach: &ArcSwap<Reach>) -> Dial {
-    if let IpAddr::V4(ip) = addr.ip() {
-        if let Some((_, from)) = sources.load().iter().find(|(net, _)| net.contains(&ip)) {
-            return Dial::From(*from);
-        }
+    let ip = addr.ip();
+    if let Some((_, from)) = sources.load().iter().find(|(net, _)| net.contains(&ip)) {
+        return Dial::From(*from);
     }
     let reach = reach.load();
     // A backend outside every overlay (IPv6 too, like `[2001:db8::7]:80`) is dialled
-    // as the kernel routes it; a task's IPv6 address on an overlay has no node
-    // address of this node's to come from (the cluster's own backends are their
-    // tasks' IPv4 addresses).
+    // as the kernel routes it; a task on an overlay this node has no address on (in
+    // the backend's family) has nothing to come from.
     let on_overlay = reach.overlays.iter().any(|n| n.contains(&addr.ip()));
     if reach.docker.contains(&addr.ip()) || !on_overlay {
         Dial::Straight
@@ -151,8 +155,11 @@ fn dialer(sources: Sources, reach: Arc<ArcSwap<Reach>>) -> Dialer {
         Box::pin(async move {
             match plan {
                 Dial::From(from) => {
-                    let socket = TcpSocket::new_v4()?;
-                    socket.bind(SocketAddr::new(IpAddr::V4(from), 0))?;
+                    let socket = match from {
+                        IpAddr::V4(_) => TcpSocket::new_v4()?,
+                        IpAddr::V6(_) => TcpSocket::new_v6()?,
+                    };
+                    socket.bind(SocketAddr::new(from, 0))?;
                     socket.connect(addr).await
                 }
                 Dial::Straight => tokio::net::TcpStream::connect(addr).await,
@@ -375,29 +382,42 @@ impl Ingress {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn backends_are_dialled_from_the_node_address_on_their_overlay_or_straight() {
-        let sources: Sources = Arc::new(ArcSwap::from_pointee(vec![(
-            "10.0.1.0/24".parse().unwrap(),
-            "10.0.1.3".parse().unwrap(),
-        )]));
+        let sources: Sources = Arc::new(ArcSwap::from_pointee(vec![
+            ("10.0.1.0/24".parse().unwrap(), "10.0.1.3".parse().unwrap()),
+            (
+                "fd12:3456:789a:2::/64".parse().unwrap(),
+                "fd12:3456:789a:2::3".parse().unwrap(),
+            ),
+        ]));
         let reach = ArcSwap::from_pointee(Reach {
             overlays: vec![
                 "10.0.1.0/24".parse().unwrap(),
                 "10.0.2.0/24".parse().unwrap(),
                 "fd12:3456:789a:1::/64".parse().unwrap(),
+                "fd12:3456:789a:2::/64".parse().unwrap(),
             ],
             docker: BTreeSet::new(),
         });
         let dial = |a: &str| plan(a.parse().unwrap(), &sources, &reach);
         assert!(matches!(dial("10.0.1.7:80"), Dial::From(ip) if ip == Ipv4Addr::new(10, 0, 1, 3)));
+        let from6: IpAddr = "fd12:3456:789a:2::3".parse().unwrap();
+        assert!(
+            matches!(dial("[fd12:3456:789a:2::7]:80"), Dial::From(ip) if ip == from6),
+            "a task on an IPv6-only network, from the node's IPv6 address on it"
+        );
         assert!(matches!(dial("10.0.2.7:80"), Dial::NoSource));
         assert!(matches!(dial("192.0.2.7:80"), Dial::Straight));
         assert!(
             matches!(dial("[2001:db8::7]:80"), Dial::Straight),
             "an IPv6 backend outside the overlays"
         );
-        assert!(matches!(dial("[fd12:3456:789a:1::7]:80"), Dial::NoSource));
+        assert!(
+            matches!(dial("[fd12:3456:789a:1::7]:80"), Dial::NoSource),
+            "no IPv6 address of the node's on that network yet"
+        );
     }
 }

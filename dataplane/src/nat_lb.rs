@@ -69,10 +69,13 @@ pub struct Published {
     pub protocol: u8,
     /// The published port.
     pub port: u16,
-    /// The tasks: address and target port.
-    pub backends: Vec<(Ipv4Addr, u16)>,
-    /// On a dual-stack network, the tasks' IPv6 addresses and target port: the port
-    /// answers on the node's IPv6 addresses too. `None` on an IPv4-only network.
+    /// On a network with IPv4, the tasks' IPv4 addresses and target port: the port
+    /// answers on the node's IPv4 addresses. `None` on an IPv6-only network (nothing
+    /// IPv4 is published for it).
+    pub backends: Option<Vec<(Ipv4Addr, u16)>>,
+    /// On a dual-stack or IPv6-only network, the tasks' IPv6 addresses and target
+    /// port: the port answers on the node's IPv6 addresses. `None` on an IPv4-only
+    /// network.
     pub backends6: Option<Vec<(Ipv6Addr, u16)>>,
     /// Through the routing mesh (ingress mode): the tasks may be on any node. Host
     /// mode: local tasks only.

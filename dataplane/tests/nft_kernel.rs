@@ -201,15 +201,16 @@ fn vip_maps_and_timeout_policies_round_trip_through_the_kernel() {
         let mut with_return = no_idle.clone();
         with_return
             .chains
-            .extend(shoal_dataplane::return_path::chains(&[
-                shoal_dataplane::return_path::IngressPeer {
+            .extend(shoal_dataplane::return_path::chains(
+                &[shoal_dataplane::return_path::IngressPeer {
                     node: "n1".into(),
-                    ip: "10.0.1.3".parse().unwrap(),
+                    ip: Some("10.0.1.3".parse().unwrap()),
                     ip6: None,
                     mac: [2, 0x42, 10, 0, 1, 3],
                     ifname: "eth0".into(),
-                },
-            ]));
+                }],
+                shoal_dataplane::return_path::IpFamily::V4,
+            ));
         assert!(nft::ensure_table(&with_return).unwrap());
         assert!(!nft::ensure_table(&with_return).unwrap(), "read back equal");
         assert!(nft::remove_table(&two.name, Family::Ip).unwrap());
@@ -289,7 +290,7 @@ fn the_node_ruleset_with_the_routing_mesh_loads_into_the_kernel() {
             encrypted: false,
             remotes: vec![],
             node_addr: Some(NodeAddr {
-                ip: "10.0.1.9".parse().unwrap(),
+                ip: Some("10.0.1.9".parse().unwrap()),
                 ip6: Some("fd00:1::9".parse().unwrap()),
                 mac: [2, 0x42, 10, 0, 1, 9],
             }),
@@ -300,10 +301,10 @@ fn the_node_ruleset_with_the_routing_mesh_loads_into_the_kernel() {
                 service: "web".into(),
                 protocol: 6,
                 port: 8080,
-                backends: vec![
+                backends: Some(vec![
                     ("10.0.1.5".parse().unwrap(), 80),
                     ("10.0.1.6".parse().unwrap(), 80),
-                ],
+                ]),
                 backends6: Some(vec![
                     ("fd00:1::5".parse().unwrap(), 80),
                     ("fd00:1::6".parse().unwrap(), 80),
@@ -316,7 +317,7 @@ fn the_node_ruleset_with_the_routing_mesh_loads_into_the_kernel() {
                 service: "local".into(),
                 protocol: 6,
                 port: 8081,
-                backends: vec![],
+                backends: Some(vec![]),
                 backends6: None,
                 mesh: false,
                 source_nat: false,

@@ -161,19 +161,9 @@ mod tests {
 
     #[test]
     fn observe_reads_the_nodes_status_and_its_tasks() {
-        use crate::overlay::view::tests::{node, run};
-        use shoal_control::state::{Command, Secrets};
-        let mut s = ClusterState::default();
-        run(
-            &mut s,
-            Command::Bootstrap {
-                cluster_id: "c".into(),
-                ca_cert_pem: String::new(),
-                secrets: Secrets::default(),
-                addr_pools: Default::default(),
-                node: node(1),
-            },
-        );
+        use crate::overlay::view::tests::{bootstrapped, run};
+        use shoal_control::state::Command;
+        let mut s = bootstrapped();
         assert_eq!(observe(&s, NodeId(1)), (false, 0));
         run(
             &mut s,

@@ -346,17 +346,23 @@ fn who() -> String {
     )
 }
 
+/// A TCP listener on `port`, IPv6 and IPv4 where the sandbox has IPv6 (an IPv6-only
+/// network's tasks have nothing else), IPv4 alone otherwise.
+async fn listen_tcp(port: u16) -> anyhow::Result<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(("::", port)).await {
+        Ok(l) => Ok(l),
+        Err(_) => tokio::net::TcpListener::bind(("0.0.0.0", port))
+            .await
+            .with_context(|| format!("cannot listen on TCP port {port}")),
+    }
+}
+
 /// `shoal tool peer`: on TCP and UDP port `port` (IPv6 and IPv4 where the sandbox has
 /// IPv6), answers each connection (and each
 /// datagram) with `peer=IP:PORT` — the source address the task saw — and which task
 /// answered.
 async fn peer_echo(port: u16) -> anyhow::Result<()> {
-    let tcp = match tokio::net::TcpListener::bind(("::", port)).await {
-        Ok(l) => l,
-        Err(_) => tokio::net::TcpListener::bind(("0.0.0.0", port))
-            .await
-            .with_context(|| format!("cannot listen on TCP port {port}"))?,
-    };
+    let tcp = listen_tcp(port).await?;
     let udp = match tokio::net::UdpSocket::bind(("::", port)).await {
         Ok(u) => u,
         Err(_) => tokio::net::UdpSocket::bind(("0.0.0.0", port))
@@ -400,14 +406,18 @@ async fn peer_echo(port: u16) -> anyhow::Result<()> {
 pub async fn tool(cmd: ToolCmd) -> anyhow::Result<()> {
     match cmd {
         ToolCmd::Http { port } => {
-            let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
-                .await
-                .with_context(|| format!("cannot listen on port {port}"))?;
-            let body = format!("{}\n", who());
-            let app = axum::Router::new().fallback(move || {
-                let body = body.clone();
-                async move { body }
-            });
+            let listener = listen_tcp(port).await?;
+            let task = who();
+            let app = axum::Router::new().fallback(
+                move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<
+                    std::net::SocketAddr,
+                >| {
+                    let peer = std::net::SocketAddr::new(peer.ip().to_canonical(), peer.port());
+                    let body = format!("{task} peer={peer}\n");
+                    async move { body }
+                },
+            );
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             // On SIGTERM: stop accepting, finish the requests in flight, then exit.
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -8,15 +8,17 @@
 //! `route_localnet`, which would expose every loopback service to the network (the
 //! hole behind CVE-2020-8558). So, like Docker's `docker-proxy`, the agent listens on
 //! loopback itself and relays to the node's own address, where the routing mesh's
-//! output rules take the connection to a task like any other. The relay stops with
+//! output rules take the connection to a task like any other: its underlay address, or
+//! for a port published only in the other family (an IPv6-only network's on an IPv4
+//! underlay), the network's gateway of that family on the node's bridge. The relay stops with
 //! the agent; published ports on the node's other addresses do not need it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_control::state::{ClusterState, Protocol};
+use shoal_control::state::{ClusterState, Network, Protocol};
 use shoal_control::{Member, NodeId};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::time::Instant;
@@ -31,52 +33,92 @@ const MAX_UDP_FLOWS: usize = 1024;
 /// A port that could not be bound is tried again after this long.
 const RETRY: Duration = Duration::from_secs(10);
 
-/// The ports node `me` answers on: those any service publishes, and those forwarded to
-/// its own endpoints (Docker's `-p`). A CNI runtime's ports are left out: podman, as
-/// with the reference `portmap` plugin, holds each one itself with a socket on every
-/// address once ADD is done, and a relay on 127.0.0.1 would make that bind fail.
-pub fn published_ports(state: &ClusterState, me: NodeId) -> BTreeSet<(Protocol, u16)> {
-    let services = state
-        .services
-        .values()
-        .flat_map(|s| s.spec.publish.iter())
-        .map(|p| (p.protocol, p.published));
+/// The ports node `me` answers on, each with the address its relay connects to (see
+/// [`target`]): those any service publishes, and those forwarded to its own endpoints
+/// (Docker's `-p`). A CNI runtime's ports are left out: podman, as with the reference
+/// `portmap` plugin, holds each one itself with a socket on every address once ADD is
+/// done, and a relay on 127.0.0.1 would make that bind fail.
+pub fn published_ports(
+    state: &ClusterState,
+    me: NodeId,
+    underlay: IpAddr,
+) -> BTreeMap<(Protocol, u16), IpAddr> {
+    let on = |network: Option<&String>| {
+        let net = network.and_then(|n| state.networks.get(n));
+        net.map_or(underlay, |n| target(n, underlay))
+    };
+    let services = state.services.values().flat_map(|s| {
+        let to = on(s.spec.networks.first());
+        s.spec
+            .publish
+            .iter()
+            .map(move |p| ((p.protocol, p.published), to))
+    });
     let forwarded = state
         .endpoints
         .values()
         .filter(|e| e.node == me)
         .filter(|e| !crate::cni::agent::is_cni_owner(e.runtime_id.as_deref()))
-        .flat_map(|e| e.ports.iter().map(|p| (p.protocol, p.host_port)));
-    services.chain(forwarded).collect()
+        .flat_map(|e| {
+            let to = on(Some(&e.network));
+            e.ports.iter().map(move |p| ((p.protocol, p.host_port), to))
+        });
+    let mut out = BTreeMap::new();
+    for (port, to) in services.chain(forwarded) {
+        out.entry(port).or_insert(to);
+    }
+    out
+}
+
+/// Where the relay of a port published from `network` connects: the node's underlay
+/// address where the network has addresses of that family (the port is published in
+/// it), else the network's gateway of the other family, which is on this node's bridge
+/// and so local like the underlay address (an IPv6-only network's port on a node with
+/// an IPv4 underlay, or an IPv4-only one's on an IPv6 underlay): the mesh's output rules
+/// take either to a task.
+fn target(network: &Network, underlay: IpAddr) -> IpAddr {
+    let (v4, v6) = (
+        network.space.as_ref().map(|s| IpAddr::V4(s.gateway())),
+        network.space6.as_ref().map(|s| IpAddr::V6(s.gateway())),
+    );
+    let (same, other) = match underlay {
+        IpAddr::V4(_) => (v4, v6),
+        IpAddr::V6(_) => (v6, v4),
+    };
+    match (same, other) {
+        (None, Some(gateway)) => gateway,
+        _ => underlay,
+    }
 }
 
 /// Keeps a loopback relay for every published port until `stop`.
 pub async fn run(member: Arc<Member>, stop: CancellationToken) {
-    let mut open: HashMap<(Protocol, u16), CancellationToken> = HashMap::new();
+    let mut open: HashMap<(Protocol, u16), (IpAddr, CancellationToken)> = HashMap::new();
     let mut failed: HashMap<(Protocol, u16), Instant> = HashMap::new();
     let mut changes = member.replica().changes();
     loop {
         if member.synced() && !member.is_removed() {
-            let want = published_ports(&member.replica().state(), member.node_id);
-            let target = member.identity().addr;
-            open.retain(|port, token| {
-                let keep = want.contains(port);
+            let underlay = member.identity().addr;
+            let want = published_ports(&member.replica().state(), member.node_id, underlay);
+            // A port whose relay should connect elsewhere now is bound again.
+            open.retain(|port, (to, token)| {
+                let keep = want.get(port) == Some(to);
                 if !keep {
                     token.cancel();
                 }
                 keep
             });
-            failed.retain(|port, _| want.contains(port));
-            for port in want {
+            failed.retain(|port, _| want.contains_key(port));
+            for (port, to) in want {
                 if open.contains_key(&port)
                     || failed.get(&port).is_some_and(|t| *t > Instant::now())
                 {
                     continue;
                 }
-                match relay(port, target, stop.child_token()).await {
+                match relay(port, to, stop.child_token()).await {
                     Ok(token) => {
                         failed.remove(&port);
-                        open.insert(port, token);
+                        open.insert(port, (to, token));
                     }
                     Err(e) => {
                         if !failed.contains_key(&port) {
@@ -222,4 +264,72 @@ async fn answer_udp(
         }
     }
     let _ = gone.send(client);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::overlay::view::tests::{bootstrapped, run};
+    use shoal_control::state::{Command, NetworkSpec, PortSpec, ServiceSpec};
+
+    #[test]
+    fn the_relay_connects_to_an_address_the_port_is_published_on() {
+        let mut s = bootstrapped();
+        let networks = [
+            ("aaaaaaaa01", "v4", false, None),
+            ("aaaaaaaa02", "dual", true, None),
+            ("aaaaaaaa03", "v6", true, Some(false)),
+        ];
+        for (i, (id, name, ipv6, ipv4)) in networks.into_iter().enumerate() {
+            let spec = NetworkSpec {
+                name: name.into(),
+                ipv6,
+                ipv4,
+                ..Default::default()
+            };
+            run(
+                &mut s,
+                Command::CreateNetwork {
+                    id: id.into(),
+                    spec,
+                },
+            );
+            let spec = ServiceSpec {
+                name: format!("svc-{name}"),
+                networks: vec![name.into()],
+                publish: vec![PortSpec::parse(&format!("{}:80", 8000 + i)).unwrap()],
+                ..Default::default()
+            };
+            let id = format!("bbbbbbbb0{i}");
+            run(&mut s, Command::CreateService { id, spec });
+        }
+        let gateway = |n: &str, v6: bool| -> IpAddr {
+            let net = &s.networks[n];
+            match v6 {
+                false => net.space.as_ref().unwrap().gateway().into(),
+                true => net.space6.as_ref().unwrap().gateway().into(),
+            }
+        };
+        let at = |port: u16, underlay: IpAddr| {
+            published_ports(&s, NodeId(1), underlay)[&(Protocol::Tcp, port)]
+        };
+        let (u4, u6): (IpAddr, IpAddr) = (
+            "198.18.0.1".parse().unwrap(),
+            "fd00:5ea1::1".parse().unwrap(),
+        );
+        // The underlay address where the network has its family; else the network's
+        // gateway of the other family.
+        assert_eq!([at(8000, u4), at(8001, u4)], [u4, u4]);
+        assert_eq!(
+            at(8002, u4),
+            gateway("v6", true),
+            "IPv6-only, IPv4 underlay"
+        );
+        assert_eq!([at(8001, u6), at(8002, u6)], [u6, u6]);
+        assert_eq!(
+            at(8000, u6),
+            gateway("v4", false),
+            "IPv4-only, IPv6 underlay"
+        );
+    }
 }

@@ -44,7 +44,9 @@
 //! on the network has an IPv6 address beside the IPv4 one, with the same MAC, so the
 //! same marks carry the return path (chains in the sandbox's `ip6` table, `ip -6 rule`,
 //! IPv6 tables whose default route goes via A's IPv6 address) and `src=nat` translates
-//! to it. The node forwards IPv6 between the underlay and the network only for these
+//! to it. On an IPv6-only network, A's address is IPv6 alone (its mark made from it) and
+//! the ports answer on the node's IPv6 addresses only: nothing IPv4 is programmed for
+//! it. The node forwards IPv6 between the underlay and the network only for these
 //! translated connections.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -56,7 +58,7 @@ use shoal_control::{ClusterError, Member, NodeId};
 use shoal_dataplane::nat_lb::{vip_table, vip_table6, Vip, Vip6, LB_TABLE};
 use shoal_dataplane::netns;
 use shoal_dataplane::nft::{self, NftError, Table};
-use shoal_dataplane::return_path::{self, IngressPeer};
+use shoal_dataplane::return_path::{self, IngressPeer, IpFamily};
 use tokio_util::sync::CancellationToken;
 
 use super::view::{backends, backends6};
@@ -68,8 +70,8 @@ use crate::agent::networks::{attach_and_wait, detach_and_wait};
 pub const NODE_SANDBOX: &str = "/run/shoal/node-address";
 
 /// The networks this node needs an address of its own on: the first network of every
-/// service that publishes a port through the mesh or has HTTP routes, unless it is
-/// IPv6-only (the node's own addresses are IPv4: neither reaches tasks there).
+/// service that publishes a port through the mesh or has HTTP routes (on an IPv6-only
+/// network the address is IPv6 alone).
 pub fn ingress_networks(state: &ClusterState) -> BTreeSet<String> {
     state
         .services
@@ -82,7 +84,7 @@ pub fn ingress_networks(state: &ClusterState) -> BTreeSet<String> {
                 || crate::l7::routed(&s.spec.labels)
         })
         .filter_map(|s| s.spec.networks.first().cloned())
-        .filter(|n| state.networks.get(n).is_some_and(|n| !n.ipv6_only()))
+        .filter(|n| state.networks.contains_key(n))
         .collect()
 }
 
@@ -183,7 +185,7 @@ pub fn lb_plan(state: &ClusterState, me: NodeId, idle_timeout: Option<Duration>)
             .collect();
         let mut table = vip_table(&vips, idle_secs);
         if let Some(p) = peers.get(sandbox) {
-            table.chains.extend(return_path::chains(p));
+            table.chains.extend(return_path::chains(p, IpFamily::V4));
         }
         let vips6: Vec<Vip6> = state
             .services
@@ -202,8 +204,7 @@ pub fn lb_plan(state: &ClusterState, me: NodeId, idle_timeout: Option<Duration>)
         let mut table6 = vip_table6(&vips6, idle_secs);
         if let Some(p) = peers.get(sandbox) {
             // Replies over IPv6 go back through the peers that have an IPv6 address.
-            let dual: Vec<IngressPeer> = p.iter().filter(|p| p.ip6.is_some()).cloned().collect();
-            table6.chains.extend(return_path::chains(&dual));
+            table6.chains.extend(return_path::chains(p, IpFamily::V6));
         }
         jobs.push((sandbox.clone(), [table, table6]));
     }

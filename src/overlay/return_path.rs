@@ -44,10 +44,13 @@ pub fn peers(state: &ClusterState, me: NodeId) -> BTreeMap<String, Vec<IngressPe
             .endpoints_on(&e.network)
             .filter(|a| a.ingress && a.node != me)
         {
-            // The mesh's node addresses are IPv4 (none on an IPv6-only network).
-            let (Some(node), Some(ip)) = (state.nodes.get(&node_addr.node), node_addr.ip) else {
+            // IPv4 and IPv6 on a dual-stack network, IPv6 alone on an IPv6-only one.
+            let Some(node) = state.nodes.get(&node_addr.node) else {
                 continue;
             };
+            if node_addr.ip.is_none() && node_addr.ip6.is_none() {
+                continue;
+            }
             // A Leaving node still forwards the connections it has: they keep their way
             // back until it is Down.
             if node.status == NodeStatus::Down {
@@ -55,7 +58,7 @@ pub fn peers(state: &ClusterState, me: NodeId) -> BTreeMap<String, Vec<IngressPe
             }
             peers.push(IngressPeer {
                 node: node.name.clone(),
-                ip,
+                ip: node_addr.ip,
                 ip6: node_addr.ip6,
                 mac: node_addr.mac,
                 ifname: e.ifname.clone(),
@@ -113,8 +116,8 @@ async fn program_one(sandbox: &str, want: &[return_path::ReturnRoute]) -> anyhow
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::overlay::view::tests::{node, run};
-    use shoal_control::state::{AttachSpec, Command, NetworkSpec, PortSpec, Secrets, ServiceSpec};
+    use crate::overlay::view::tests::{bootstrapped, node, run};
+    use shoal_control::state::{AttachSpec, Command, NetworkSpec, PortSpec, ServiceSpec};
 
     /// Three nodes with an address each on network `web`; service `www` publishes
     /// `publish` and has a task sandbox on n2; an unrelated sandbox sits on n2 too.
@@ -124,17 +127,18 @@ mod tests {
 
     /// [`state`], `web` dual-stack with `ipv6`.
     fn state_on(publish: &str, ipv6: bool) -> ClusterState {
-        let mut s = ClusterState::default();
-        run(
-            &mut s,
-            Command::Bootstrap {
-                cluster_id: "c".into(),
-                ca_cert_pem: String::new(),
-                secrets: Secrets::default(),
-                addr_pools: Default::default(),
-                node: node(1),
+        state_with(
+            publish,
+            NetworkSpec {
+                ipv6,
+                ..Default::default()
             },
-        );
+        )
+    }
+
+    /// [`state`], `web` made with `spec` (its name and attachability set here).
+    fn state_with(publish: &str, spec: NetworkSpec) -> ClusterState {
+        let mut s = bootstrapped();
         for id in [2, 3] {
             run(&mut s, Command::AddNode { node: node(id) });
         }
@@ -145,8 +149,7 @@ mod tests {
                 spec: NetworkSpec {
                     name: "web".into(),
                     attachable: true,
-                    ipv6,
-                    ..Default::default()
+                    ..spec
                 },
             },
         );
@@ -197,7 +200,7 @@ mod tests {
             .values()
             .find(|e| e.ingress && e.node == NodeId(1))
             .unwrap();
-        assert_eq!((Some(task[0].ip), task[0].mac), (n1.ip, n1.mac));
+        assert_eq!((task[0].ip, task[0].mac), (n1.ip, n1.mac));
         assert_eq!(task[0].ifname, "eth0");
     }
 
@@ -214,7 +217,7 @@ mod tests {
             .collect();
         assert_eq!((routes.len(), v6.len()), (4, 2));
         assert_eq!(v6[0].via, std::net::IpAddr::V6(task[0].ip6.unwrap()));
-        assert_eq!(v6[0].mark, return_path::mark(task[0].ip));
+        assert_eq!(v6[0].mark, return_path::mark(task[0].ip.unwrap().into()));
         let plan = crate::overlay::mesh::lb_plan(&s, NodeId(2), None);
         let (_, [ip, ip6]) = plan
             .tables
@@ -232,6 +235,52 @@ mod tests {
             .find(|(sandbox, _)| sandbox == "/run/netns/task")
             .unwrap();
         assert!(ip6.chains.iter().all(|c| c.rules.is_empty()));
+    }
+
+    #[test]
+    fn on_an_ipv6_only_network_ports_answer_and_replies_return_over_ipv6_alone() {
+        let only6 = NetworkSpec {
+            ipv6: true,
+            ipv4: Some(false),
+            ..Default::default()
+        };
+        let s = state_with("8080:80", only6);
+        // Every node has an address of its own on it, IPv6 alone.
+        let plan = crate::overlay::view::node_plan(&s, NodeId(1), 4789);
+        let own = plan.networks[0].node_addr.expect("n1's own address");
+        assert!(own.ip.is_none() && own.ip6.is_some(), "{own:?}");
+        // The port answers over IPv6 only, from the task on n2.
+        let port = &plan.published[0];
+        let task6 = s
+            .endpoints
+            .values()
+            .find(|e| e.service.as_deref() == Some("www"))
+            .and_then(|e| e.ip6)
+            .unwrap();
+        assert_eq!(
+            (&port.backends, &port.backends6),
+            (&None, &Some(vec![(task6, 80)]))
+        );
+        // Replies go back through n1 and n3 over IPv6, marked by their IPv6 addresses.
+        let peers = peers(&s, NodeId(2));
+        let task = &peers["/run/netns/task"];
+        let names: Vec<&str> = task.iter().map(|p| p.node.as_str()).collect();
+        assert_eq!(names, ["n1", "n3"]);
+        let routes = return_path::routes(task);
+        assert_eq!(routes.len(), 2);
+        assert!(routes.iter().all(|r| r.family() == IpFamily::V6));
+        assert_eq!(
+            routes[0].mark,
+            return_path::mark(task[0].ip6.unwrap().into())
+        );
+        let lb = crate::overlay::mesh::lb_plan(&s, NodeId(2), None);
+        let (_, [ip, ip6]) = lb
+            .tables
+            .iter()
+            .find(|(sandbox, _)| sandbox == "/run/netns/task")
+            .unwrap();
+        assert!(ip.chains.iter().all(|c| c.rules.is_empty()), "{ip:?}");
+        assert!(ip6.chains.iter().any(|c| c.name == "return-mark"));
     }
 
     #[test]

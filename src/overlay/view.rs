@@ -8,7 +8,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ipnet::Ipv4Net;
 
-use shoal_control::state::{ClusterState, Endpoint, Node, NodeStatus, PublishMode, SourceMode};
+use shoal_control::state::{
+    ClusterState, Endpoint, Network, Node, NodeStatus, PublishMode, SourceMode,
+};
 use shoal_control::NodeId;
 use shoal_dataplane::nat_lb::Published;
 use shoal_dataplane::overlay::{EndpointPlan, NetworkPlan, NodeAddr, NodePlan, Remote, ResolvConf};
@@ -56,12 +58,11 @@ pub fn node_plan(state: &ClusterState, me: NodeId, vxlan_port: u16) -> NodePlan 
             node_addr: mine
                 .iter()
                 .find(|e| e.ingress && e.network == net.name)
-                .and_then(|e| {
-                    Some(NodeAddr {
-                        ip: e.ip?,
-                        ip6: e.ip6,
-                        mac: e.mac,
-                    })
+                .filter(|e| e.ip.is_some() || e.ip6.is_some())
+                .map(|e| NodeAddr {
+                    ip: e.ip,
+                    ip6: e.ip6,
+                    mac: e.mac,
                 }),
         });
     }
@@ -224,7 +225,7 @@ pub fn vanished_backends(before: &NodePlan, now: &NodePlan, state: &ClusterState
         plan.published
             .iter()
             .flat_map(|p| {
-                let v4 = p.backends.iter().map(|(ip, _)| IpAddr::V4(*ip));
+                let v4 = p.backends.iter().flatten().map(|(ip, _)| IpAddr::V4(*ip));
                 let v6 = p.backends6.iter().flatten().map(|(ip, _)| IpAddr::V6(*ip));
                 v4.chain(v6)
             })
@@ -246,12 +247,12 @@ pub fn vanished_backends(before: &NodePlan, now: &NodePlan, state: &ClusterState
         .collect()
 }
 
-/// This node's ingress address on `network`, if it has one.
-pub fn ingress_ip(state: &ClusterState, me: NodeId, network: &str) -> Option<Ipv4Addr> {
+/// Whether node `me` has its own address on `network` (its routing mesh and L7 ingress
+/// endpoint, with an address in some family).
+pub fn has_own_address(state: &ClusterState, me: NodeId, network: &str) -> bool {
     state
         .endpoints_on(network)
-        .find(|e| e.node == me && e.ingress)
-        .and_then(|e| e.ip)
+        .any(|e| e.node == me && e.ingress && (e.ip.is_some() || e.ip6.is_some()))
 }
 
 /// Ports published on node `me`: ingress-mode ports go to the running tasks on any node
@@ -264,17 +265,15 @@ fn published(state: &ClusterState, me: NodeId) -> Vec<Published> {
         .values()
         .filter(|e| e.node == me)
         .flat_map(|e| {
-            // Forwarded ports reach IPv4 addresses (an IPv6-only endpoint has none).
-            e.ports.iter().filter_map(move |p| {
-                Some(Published {
-                    service: format!("container {}", e.name.as_deref().unwrap_or(&e.id)),
-                    protocol: p.protocol.number(),
-                    port: p.host_port,
-                    backends: vec![(e.ip?, p.port)],
-                    backends6: e.ip6.map(|ip6| vec![(ip6, p.port)]),
-                    mesh: false,
-                    source_nat: false,
-                })
+            // Forwarded ports answer in each family the endpoint has an address in.
+            e.ports.iter().map(move |p| Published {
+                service: format!("container {}", e.name.as_deref().unwrap_or(&e.id)),
+                protocol: p.protocol.number(),
+                port: p.host_port,
+                backends: e.ip.map(|ip| vec![(ip, p.port)]),
+                backends6: e.ip6.map(|ip6| vec![(ip6, p.port)]),
+                mesh: false,
+                source_nat: false,
             })
         })
         .collect();
@@ -282,24 +281,17 @@ fn published(state: &ClusterState, me: NodeId) -> Vec<Published> {
         let Some(network) = s.spec.networks.first() else {
             continue;
         };
-        let tasks = backends(state, &s.spec.name, network);
-        let tasks6 = with_ip6(state, &s.spec.name, network);
-        let reachable = ingress_ip(state, me, network).is_some();
+        let Some(net) = state.networks.get(network) else {
+            continue;
+        };
+        let tasks = with_family(state, &s.spec.name, net, |n| n.space.is_some(), |e| e.ip);
+        let tasks6 = with_family(state, &s.spec.name, net, |n| n.space6.is_some(), |e| e.ip6);
+        let reachable = has_own_address(state, me, network);
         for p in &s.spec.publish {
             let mesh = p.mode == PublishMode::Ingress;
             let serves = |node: &NodeId| if mesh { reachable } else { *node == me };
-            let backends = tasks
-                .iter()
-                .filter(|(_, node)| serves(node))
-                .map(|(ip, _)| (*ip, p.target))
-                .collect();
-            let backends6 = tasks6.as_ref().map(|tasks6| {
-                tasks6
-                    .iter()
-                    .filter(|(_, node)| serves(node))
-                    .map(|(ip, _)| (*ip, p.target))
-                    .collect()
-            });
+            let backends = for_port(tasks.as_deref(), serves, p.target);
+            let backends6 = for_port(tasks6.as_deref(), serves, p.target);
             out.push(Published {
                 service: s.spec.name.clone(),
                 protocol: p.protocol.number(),
@@ -314,15 +306,40 @@ fn published(state: &ClusterState, me: NodeId) -> Vec<Published> {
     out
 }
 
-/// On a network with IPv6, the IPv6 addresses of the endpoints [`backends`] draws
-/// from, with their nodes; `None` on an IPv4-only one.
-fn with_ip6(state: &ClusterState, service: &str, network: &str) -> Option<Vec<(Ipv6Addr, NodeId)>> {
-    state.networks.get(network)?.space6.as_ref()?;
-    let mut out: Vec<(Ipv6Addr, NodeId)> = serving(state, service, network)
-        .filter_map(|e| Some((e.ip6?, e.node)))
+/// On network `net`, if it `has` addresses of a family, the addresses of that family
+/// (`addr`) of the endpoints [`backends`] draws from, with their nodes, sorted; `None`
+/// on a network without that family.
+fn with_family<A: Ord>(
+    state: &ClusterState,
+    service: &str,
+    net: &Network,
+    has: impl Fn(&Network) -> bool,
+    addr: impl Fn(&Endpoint) -> Option<A>,
+) -> Option<Vec<(A, NodeId)>> {
+    if !has(net) {
+        return None;
+    }
+    let mut out: Vec<(A, NodeId)> = serving(state, service, &net.name)
+        .filter_map(|e| Some((addr(e)?, e.node)))
         .collect();
     out.sort();
     Some(out)
+}
+
+/// A published port's backends in one family: the `tasks` on the nodes it `serves`
+/// from, with the target port; `None` where the network has no such family.
+fn for_port<A: Copy>(
+    tasks: Option<&[(A, NodeId)]>,
+    serves: impl Fn(&NodeId) -> bool,
+    target: u16,
+) -> Option<Vec<(A, u16)>> {
+    tasks.map(|tasks| {
+        tasks
+            .iter()
+            .filter(|(_, node)| serves(node))
+            .map(|(ip, _)| (*ip, target))
+            .collect()
+    })
 }
 
 /// The encrypted data path node `me` should run, with its private key `private_key`:
@@ -412,14 +429,8 @@ pub(crate) mod tests {
         }
     }
 
-    /// Applies `command` to `s`.
-    pub(crate) fn run(s: &mut ClusterState, command: Command) {
-        apply(s, None, &Proposal { at_ms: 1, command }).unwrap();
-    }
-
-    /// Nodes 1 and 2; networks a, b (internal) and c; endpoints: a on 1 and 2, b on 1,
-    /// c on 2.
-    pub(crate) fn state() -> ClusterState {
+    /// A cluster bootstrapped by node 1 ([`node`]).
+    pub(crate) fn bootstrapped() -> ClusterState {
         let mut s = ClusterState::default();
         run(
             &mut s,
@@ -431,6 +442,18 @@ pub(crate) mod tests {
                 node: node(1),
             },
         );
+        s
+    }
+
+    /// Applies `command` to `s`.
+    pub(crate) fn run(s: &mut ClusterState, command: Command) {
+        apply(s, None, &Proposal { at_ms: 1, command }).unwrap();
+    }
+
+    /// Nodes 1 and 2; networks a, b (internal) and c; endpoints: a on 1 and 2, b on 1,
+    /// c on 2.
+    pub(crate) fn state() -> ClusterState {
+        let mut s = bootstrapped();
         run(&mut s, Command::AddNode { node: node(2) });
         for (id, name, internal) in [
             ("aaaaaaaa01", "a", false),
@@ -473,7 +496,7 @@ pub(crate) mod tests {
                 service: "web".into(),
                 protocol: 6,
                 port: 8080,
-                backends: ips.iter().map(|ip| (Ipv4Addr::from(*ip), 80)).collect(),
+                backends: Some(ips.iter().map(|ip| (Ipv4Addr::from(*ip), 80)).collect()),
                 backends6: None,
                 mesh: true,
                 source_nat: false,

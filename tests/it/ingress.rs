@@ -3,11 +3,11 @@
 //! bad labels are refused with the position of the mistake. Retries, breakers, outlier
 //! ejection, TLS and request hardening are proven in-process in `ingress/tests`.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use shoal_tests::{require_root, spawn_in, wait_until, Lab};
+use shoal_tests::net::http_request;
+use shoal_tests::{require_root, wait_until, Lab};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shoal");
 
@@ -15,19 +15,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_shoal");
 /// returns (status, body).
 fn get(lab: &Lab, node: &str, host: &str, path: &str) -> Option<(u16, String)> {
     let addr: SocketAddr = format!("{}:80", lab.ip(node)).parse().unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    spawn_in(&lab.host_ns("client"), move || {
-        let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-        conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        conn.write_all(request.as_bytes()).ok()?;
-        let mut out = String::new();
-        conn.read_to_string(&mut out).ok()?;
-        let status = out.split_whitespace().nth(1)?.parse().ok()?;
-        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-        Some((status, body))
-    })
-    .join()
-    .unwrap()
+    http_request(&lab.host_ns("client"), addr, host, path)
 }
 
 fn routed_to(lab: &Lab, node: &str, host: &str, path: &str, service: &str) {

@@ -2,10 +2,13 @@
 //! beside the IPv4 ones, ping and checksummed TCP across nodes over IPv6, full-size
 //! IPv6 frames, proxy NDP for remote endpoints, and bad input refused clearly; the
 //! underlay itself on IPv6 in [`underlay`], IPv6-only networks in [`only`], published
-//! ports over IPv6 in [`published`].
+//! ports over IPv6 in [`published`], published ports and HTTP routes on IPv6-only
+//! networks in [`only_ingress`].
 
 #[path = "ipv6/only.rs"]
 mod only;
+#[path = "ipv6/only_ingress.rs"]
+mod only_ingress;
 #[path = "ipv6/published.rs"]
 mod published;
 #[path = "ipv6/underlay.rs"]

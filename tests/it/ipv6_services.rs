@@ -6,13 +6,13 @@
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::process::{Child, Command};
 use std::time::Duration;
 
 use serde_json::Value;
 use shoal_tests::net::{
-    dns_query, parse_answer, peer_ip, resolve, task_of, tcp_read, udp_exchange,
+    dns_query, http_request, parse_answer, peer_ip, resolve, task_of, tcp_read, udp_exchange,
 };
 use shoal_tests::{exec_in, ip_of, spawn_in, wait_until, Lab};
 
@@ -199,24 +199,6 @@ fn an_ipv6_vip_is_named_by_aaaa_and_spreads_connections_keeping_the_clients_addr
     );
 }
 
-/// Sends `GET /` with `Host: host` from namespace `ns` to `to`; (status, body).
-fn get(ns: &str, to: SocketAddr, host: &str) -> Option<(u16, String)> {
-    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    spawn_in(ns, move || {
-        let mut conn = TcpStream::connect_timeout(&to, Duration::from_secs(2)).ok()?;
-        conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        conn.write_all(request.as_bytes()).ok()?;
-        let mut out = String::new();
-        conn.read_to_string(&mut out).ok()?;
-        let status = out.split_whitespace().nth(1)?.parse().ok()?;
-        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-        Some((status, body))
-    })
-    .join()
-    .ok()
-    .flatten()
-}
-
 /// An HTTP server in namespace `ns` on `at` answering every request with the peer it
 /// saw and the request's `X-Forwarded-For`; it runs until the test process ends.
 fn header_echo(ns: &str, at: SocketAddr) {
@@ -342,7 +324,7 @@ servers = [{{ url = "http://[{client6}]:9000" }}]
     let answer = wait_until(
         "the proxy over IPv6",
         Duration::from_secs(20),
-        || match get(&client, over6, "any.test") {
+        || match http_request(&client, over6, "any.test", "/") {
             Some((200, body)) => Ok(body),
             other => Err(format!("{other:?}")),
         },
@@ -352,22 +334,34 @@ servers = [{{ url = "http://[{client6}]:9000" }}]
     // IPv4 clients on the same [::] socket are IPv4, never ::ffff:a.b.c.d.
     let client4 = lab.ip("client");
     assert_eq!(
-        get(&client, over4, "any.test"),
+        http_request(&client, over4, "any.test", "/"),
         Some((200, format!("peer={node6} xff={client4}\n")))
     );
-    assert_eq!(get(&client, over6, "only6.test").map(|r| r.0), Some(200));
     assert_eq!(
-        get(&client, over4, "only6.test").map(|r| r.0),
+        http_request(&client, over6, "only6.test", "/").map(|r| r.0),
+        Some(200)
+    );
+    assert_eq!(
+        http_request(&client, over4, "only6.test", "/").map(|r| r.0),
         Some(404),
         "an IPv4 client is in no IPv6 range"
     );
     assert_eq!(
-        get(&client, over4, "mapped.test").map(|r| r.0),
+        http_request(&client, over4, "mapped.test", "/").map(|r| r.0),
         Some(200),
         "an IPv4-mapped range holds IPv4 clients"
     );
-    assert_eq!(get(&client, over6, "mapped.test").map(|r| r.0), Some(404));
-    assert_eq!(get(&client, over6, "allow.test").map(|r| r.0), Some(200));
-    assert_eq!(get(&client, over4, "allow.test").map(|r| r.0), Some(403));
+    assert_eq!(
+        http_request(&client, over6, "mapped.test", "/").map(|r| r.0),
+        Some(404)
+    );
+    assert_eq!(
+        http_request(&client, over6, "allow.test", "/").map(|r| r.0),
+        Some(200)
+    );
+    assert_eq!(
+        http_request(&client, over4, "allow.test", "/").map(|r| r.0),
+        Some(403)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

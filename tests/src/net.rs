@@ -23,6 +23,38 @@ pub fn http_get(ns: &str, addr: SocketAddr) -> Option<String> {
     .flatten()
 }
 
+/// Sends `GET path` with `Host: host` from namespace `ns` to `to`; (status, body), or
+/// `None` on any failure.
+pub fn http_request(ns: &str, to: SocketAddr, host: &str, path: &str) -> Option<(u16, String)> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    spawn_in(ns, move || {
+        let mut conn = TcpStream::connect_timeout(&to, Duration::from_secs(2)).ok()?;
+        conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        conn.write_all(request.as_bytes()).ok()?;
+        let mut out = String::new();
+        conn.read_to_string(&mut out).ok()?;
+        let status = out.split_whitespace().nth(1)?.parse().ok()?;
+        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+        Some((status, body))
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
+/// The address `shoal tool peer` at `to` saw for a TCP connection from namespace `ns`,
+/// once one is answered (within 30 s) and `ok` accepts it.
+pub fn tcp_seen(ns: &str, to: SocketAddr, ok: impl Fn(&str) -> bool) -> String {
+    crate::wait_until(
+        &format!("{to}/tcp from {ns} answered"),
+        Duration::from_secs(30),
+        || match tcp_read(ns, to).as_deref().and_then(peer_ip) {
+            Some(ip) if ok(&ip) => Ok(ip),
+            other => Err(format!("{other:?}")),
+        },
+    )
+}
+
 /// The address `shoal tool peer` says it saw (`peer=IP:PORT ...`), without the port
 /// or the brackets of an IPv6 address.
 pub fn peer_ip(answer: &str) -> Option<String> {

@@ -81,14 +81,16 @@ pub struct NetworkPlan {
 ///  client ─▶ node:PUBLISHED ─dnat to a task, mark─▶ bridge ─snat to node addr─▶ task (any node)
 ///  task's answer ─▶ node MAC ─bridge prerouting: daddr := bridge MAC, pkttype host─▶ de-NAT ─▶ client
 /// ```
-/// The address sits on the bridge as a /32; frames the bridge sends from it leave with
-/// the node MAC (bridge output), so remote bridges learn where it lives.
+/// The address sits on the bridge as a /32 (IPv6: a /128); frames the bridge sends from
+/// it leave with the node MAC (bridge output), so remote bridges learn where it lives.
+/// It has an address in each family the network has: IPv4 only where the network has
+/// IPv4, IPv6 only where it has IPv6 (an IPv6-only network's is IPv6 alone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct NodeAddr {
-    /// The address.
-    pub ip: Ipv4Addr,
-    /// Its IPv6 address, on a dual-stack network (on the bridge as a /128, like the
-    /// IPv4 one).
+    /// Its IPv4 address; none on an IPv6-only network.
+    pub ip: Option<Ipv4Addr>,
+    /// Its IPv6 address, on a dual-stack or IPv6-only network (on the bridge as a
+    /// /128, like the IPv4 one).
     pub ip6: Option<Ipv6Addr>,
     /// Its MAC.
     pub mac: [u8; 6],

@@ -1,6 +1,7 @@
 //! The routing mesh's published ports, one implementation for both address families:
 //! IPv4 in `ip shoal` (with the rest of [`ruleset`](super::ruleset)), IPv6 in a table
-//! of its own, `ip6 shoal` ([`ruleset_ip6`]), for services on dual-stack networks.
+//! of its own, `ip6 shoal` ([`ruleset_ip6`]), for services on dual-stack and IPv6-only
+//! networks.
 //!
 //! ```text
 //!  prerouting publish ─┬─ daddr == node's underlay address ─▶ pub-P-PORT ─ mark, numgen ─▶ dnat task
@@ -54,15 +55,11 @@ impl MeshFamily for V4 {
         n.subnet().map(|s| (s.network().into(), s.prefix_len()))
     }
     fn node_addr(n: &NetworkPlan) -> Option<IpAddr> {
-        n.node_addr.map(|a| a.ip.into())
+        n.node_addr.and_then(|a| a.ip).map(IpAddr::V4)
     }
     fn backends(p: &Port) -> Option<Vec<(IpAddr, u16)>> {
-        Some(
-            p.backends
-                .iter()
-                .map(|(ip, t)| ((*ip).into(), *t))
-                .collect(),
-        )
+        let b = p.backends.as_ref()?;
+        Some(b.iter().map(|(ip, t)| ((*ip).into(), *t)).collect())
     }
 }
 
@@ -312,7 +309,8 @@ pub(super) fn mesh_chains(
 }
 
 /// The node's `ip6 shoal` table: the IPv6 side of the ports published by services on
-/// dual-stack networks (no rules when there is none, and the table is removed).
+/// dual-stack and IPv6-only networks (no rules when there is none, and the table is
+/// removed).
 pub fn ruleset_ip6(plan: &NodePlan) -> Table {
     let published = published_chains::<V6>(plan);
     if published.ports == 0 {
@@ -336,7 +334,7 @@ pub fn ruleset_ip6(plan: &NodePlan) -> Table {
 }
 
 /// Whether `plan` publishes any port over IPv6 (the node must then forward IPv6 from
-/// the underlay to its dual-stack networks' bridges).
+/// the underlay to the bridges of its networks with IPv6).
 pub fn publishes_ipv6(plan: &NodePlan) -> bool {
     plan.published.iter().any(|p| p.backends6.is_some())
 }

@@ -15,8 +15,10 @@
 //! the published connections it forwards without source NAT.
 //!
 //! One mark, one rule and one routing table per ingress node on the sandbox's network:
-//! the mark and the table number are the node address itself as a number (addresses
-//! are unique in the cluster, so marks never collide across networks). Only ingress
+//! the mark and the table number are the node's IPv4 address itself as a number
+//! (addresses are unique in the cluster, so marks never collide across networks); on an
+//! IPv6-only network, the low 31 bits of its IPv6 address with the top bit set (see
+//! [`mark`]). Only ingress
 //! nodes that are up get them: a node that goes down or leaves loses its mark, rule and
 //! table in every sandbox, so no new flow's reply is ever routed to a dead node.
 //!
@@ -24,9 +26,10 @@
 //! - [`routes`], [`diff`]: the policy routes the sandbox should have and the changes to
 //!   get there from what it has; `apply` observes and changes them over netlink.
 //!
-//! IPv6 (dual-stack networks) takes the same way: the chains in the sandbox's `ip6`
-//! table, `ip -6 rule fwmark MARK lookup MARK`, and table MARK's default route via the
-//! ingress node's IPv6 address on the network.
+//! IPv6 (dual-stack and IPv6-only networks) takes the same way: the chains in the
+//! sandbox's `ip6` table, `ip -6 rule fwmark MARK lookup MARK`, and table MARK's default
+//! route via the ingress node's IPv6 address on the network. An IPv6-only network has
+//! nothing in the `ip` table and no IPv4 rule.
 
 mod apply;
 
@@ -45,9 +48,10 @@ pub const RULE_PRIORITY: u32 = 1000;
 pub struct IngressPeer {
     /// The node's name (for comments).
     pub node: String,
-    /// The node's address on the network.
-    pub ip: Ipv4Addr,
-    /// Its IPv6 address on a dual-stack network: replies over IPv6 go back through it.
+    /// The node's IPv4 address on the network; none on an IPv6-only network.
+    pub ip: Option<Ipv4Addr>,
+    /// Its IPv6 address on a dual-stack or IPv6-only network: replies over IPv6 go
+    /// back through it.
     pub ip6: Option<Ipv6Addr>,
     /// Its MAC.
     pub mac: [u8; 6],
@@ -55,10 +59,33 @@ pub struct IngressPeer {
     pub ifname: String,
 }
 
+impl IngressPeer {
+    /// The address its mark is made from: its IPv4 one, else (IPv6-only network) its
+    /// IPv6 one; none for a peer without either.
+    pub fn key(&self) -> Option<IpAddr> {
+        self.ip.map(IpAddr::V4).or(self.ip6.map(IpAddr::V6))
+    }
+
+    /// Its address in `family`.
+    pub fn addr(&self, family: IpFamily) -> Option<IpAddr> {
+        match family {
+            IpFamily::V4 => self.ip.map(IpAddr::V4),
+            IpFamily::V6 => self.ip6.map(IpAddr::V6),
+        }
+    }
+}
+
 /// The connection mark, packet mark and routing table number of replies that go back
-/// through the ingress node whose address is `ip`.
-pub fn mark(ip: Ipv4Addr) -> u32 {
-    u32::from(ip)
+/// through the ingress node whose address (its [`IngressPeer::key`]) is `ip`. An IPv4
+/// address is its own number. An IPv6 one (an IPv6-only network, whose node addresses
+/// are allocated serially from one subnet) is its low 31 bits with the top bit set:
+/// distinct for the node addresses of one network (a sandbox's peers are on its
+/// service's first network), and never a reserved table (0, 253 to 255).
+pub fn mark(ip: IpAddr) -> u32 {
+    match ip {
+        IpAddr::V4(ip) => u32::from(ip),
+        IpAddr::V6(ip) => 0x8000_0000 | (u128::from(ip) as u32 & 0x7fff_ffff),
+    }
 }
 
 /// An address family of policy routes (`ip rule`, `ip -6 rule`).
@@ -101,17 +128,20 @@ impl ReturnRoute {
     }
 }
 
-/// The return routes a sandbox with `peers` should have: IPv4 ones, and IPv6 ones
-/// (same marks, in the IPv6 tables) through peers on dual-stack networks.
+/// The return routes a sandbox with `peers` should have: IPv4 ones through peers with
+/// an IPv4 address, and IPv6 ones (same marks, in the IPv6 tables) through peers with
+/// an IPv6 one.
 pub fn routes(peers: &[IngressPeer]) -> Vec<ReturnRoute> {
     let mut out: Vec<ReturnRoute> = peers
         .iter()
-        .flat_map(|p| {
-            let via = std::iter::once(IpAddr::V4(p.ip)).chain(p.ip6.map(IpAddr::V6));
-            via.map(|via| ReturnRoute {
-                mark: mark(p.ip),
-                via,
-                ifname: p.ifname.clone(),
+        .filter_map(|p| Some((p, mark(p.key()?))))
+        .flat_map(|(p, mark)| {
+            IpFamily::ALL.into_iter().filter_map(move |f| {
+                Some(ReturnRoute {
+                    mark,
+                    via: p.addr(f)?,
+                    ifname: p.ifname.clone(),
+                })
             })
         })
         .collect();
@@ -120,17 +150,17 @@ pub fn routes(peers: &[IngressPeer]) -> Vec<ReturnRoute> {
     out
 }
 
-/// The nftables chains that mark connections by the ingress node they came through and
-/// give their replies that mark; none without peers. The same chains serve the
-/// sandbox's `ip` table and, with the peers that have an IPv6 address, its `ip6` one.
-pub fn chains(peers: &[IngressPeer]) -> Vec<Chain> {
-    if peers.is_empty() {
-        return Vec::new();
-    }
+/// The nftables chains of the sandbox's table of `family` that mark connections by the
+/// ingress node they came through and give their replies that mark: one rule each for
+/// the peers with an address in `family`; no chains without any.
+pub fn chains(peers: &[IngressPeer], family: IpFamily) -> Vec<Chain> {
     let mut marking = Vec::new();
     let mut routing = Vec::new();
     for p in peers {
-        let m = mark(p.ip).to_ne_bytes().to_vec();
+        let (Some(key), Some(ip)) = (p.key(), p.addr(family)) else {
+            continue;
+        };
+        let m = mark(key).to_ne_bytes().to_vec();
         marking.push(Rule {
             exprs: vec![
                 Expr::Payload {
@@ -150,7 +180,7 @@ pub fn chains(peers: &[IngressPeer]) -> Vec<Chain> {
                 },
                 Expr::CtMarkSet { sreg: 1 },
             ],
-            comment: format!("came through node {} ({})", p.node, p.ip),
+            comment: format!("came through node {} ({ip})", p.node),
         });
         routing.push(Rule {
             exprs: vec![
@@ -166,8 +196,11 @@ pub fn chains(peers: &[IngressPeer]) -> Vec<Chain> {
                     sreg: 1,
                 },
             ],
-            comment: format!("answers go back through node {} ({})", p.node, p.ip),
+            comment: format!("answers go back through node {} ({ip})", p.node),
         });
+    }
+    if marking.is_empty() {
+        return Vec::new();
     }
     let base = |hook, kind| {
         Some(BaseChain {

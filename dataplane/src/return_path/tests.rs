@@ -3,7 +3,7 @@ use super::*;
 fn peer(node: &str, last: u8, ifname: &str) -> IngressPeer {
     IngressPeer {
         node: node.into(),
-        ip: Ipv4Addr::new(10, 0, 1, last),
+        ip: Some(Ipv4Addr::new(10, 0, 1, last)),
         ip6: None,
         mac: [2, 0x42, 10, 0, 1, last],
         ifname: ifname.into(),
@@ -13,7 +13,7 @@ fn peer(node: &str, last: u8, ifname: &str) -> IngressPeer {
 #[test]
 fn each_ingress_node_gets_a_mark_from_its_mac_and_a_route_back_to_it() {
     let peers = [peer("n1", 9, "eth0"), peer("n3", 11, "eth0")];
-    let c = chains(&peers);
+    let c = chains(&peers, IpFamily::V4);
     assert_eq!(c.len(), 2);
     let (marking, routing) = (&c[0], &c[1]);
     let hooks = (
@@ -32,7 +32,7 @@ fn each_ingress_node_gets_a_mark_from_its_mac_and_a_route_back_to_it() {
         hooks.0.priority > -200,
         "after conntrack has the connection"
     );
-    let n1 = mark(Ipv4Addr::new(10, 0, 1, 9));
+    let n1 = mark(Ipv4Addr::new(10, 0, 1, 9).into());
     assert_eq!(n1, 0x0a00_0109);
     assert!(marking.rules[0].exprs.contains(&Expr::Cmp {
         sreg: 1,
@@ -54,13 +54,17 @@ fn each_ingress_node_gets_a_mark_from_its_mac_and_a_route_back_to_it() {
                 ifname: "eth0".into()
             },
             ReturnRoute {
-                mark: mark(Ipv4Addr::new(10, 0, 1, 11)),
+                mark: mark(Ipv4Addr::new(10, 0, 1, 11).into()),
                 via: Ipv4Addr::new(10, 0, 1, 11).into(),
                 ifname: "eth0".into()
             }
         ]
     );
-    assert!(chains(&[]).is_empty(), "no peer, no chains");
+    assert!(chains(&[], IpFamily::V4).is_empty(), "no peer, no chains");
+    assert!(
+        chains(&peers, IpFamily::V6).is_empty(),
+        "no peer with an IPv6 address, no IPv6 chains"
+    );
 }
 
 #[test]
@@ -110,7 +114,7 @@ fn the_diff_adds_routes_before_rules_and_removes_stale_rules_first() {
 fn marks_of_two_networks_never_collide() {
     let a = routes(&[peer("n1", 9, "eth0"), {
         let mut p = peer("n1", 9, "eth1");
-        p.ip = Ipv4Addr::new(10, 0, 2, 9);
+        p.ip = Some(Ipv4Addr::new(10, 0, 2, 9));
         p
     }]);
     assert_eq!(a.len(), 2);
@@ -122,13 +126,13 @@ fn a_peer_on_a_dual_stack_network_gets_an_ipv6_route_with_the_same_mark() {
     let mut dual = peer("n1", 9, "eth0");
     dual.ip6 = Some("fd00:1::9".parse().unwrap());
     let r = routes(&[dual, peer("n3", 11, "eth0")]);
-    let m = mark(Ipv4Addr::new(10, 0, 1, 9));
+    let m = mark(Ipv4Addr::new(10, 0, 1, 9).into());
     let families: Vec<(IpFamily, u32)> = r.iter().map(|r| (r.family(), r.mark)).collect();
     assert_eq!(
         families,
         [
             (IpFamily::V4, m),
-            (IpFamily::V4, mark(Ipv4Addr::new(10, 0, 1, 11))),
+            (IpFamily::V4, mark(Ipv4Addr::new(10, 0, 1, 11).into())),
             (IpFamily::V6, m)
         ]
     );
@@ -146,4 +150,38 @@ fn a_peer_on_a_dual_stack_network_gets_an_ipv6_route_with_the_same_mark() {
             ReturnChange::AddRule(m)
         ]
     );
+}
+
+#[test]
+fn a_peer_on_an_ipv6_only_network_gets_an_ipv6_route_and_chains_only() {
+    let only6 = |node: &str, last: u16| IngressPeer {
+        node: node.into(),
+        ip: None,
+        ip6: Some(Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, last)),
+        mac: [2, 0x42, 0, 0, 0, last as u8],
+        ifname: "eth0".into(),
+    };
+    let peers = [only6("n1", 9), only6("n3", 0xfd)];
+    let r = routes(&peers);
+    assert!(r.iter().all(|r| r.family() == IpFamily::V6), "{r:?}");
+    assert_eq!(r.len(), 2);
+    let marks: Vec<u32> = r.iter().map(|r| r.mark).collect();
+    assert_eq!(
+        marks,
+        [0x8000_0009, 0x8000_00fd],
+        "never table 253 (default)"
+    );
+    assert_eq!(r[0].via, "fd00:1::9".parse::<IpAddr>().unwrap());
+    assert!(chains(&peers, IpFamily::V4).is_empty(), "nothing IPv4");
+    let c = chains(&peers, IpFamily::V6);
+    assert_eq!(c.len(), 2);
+    assert!(c[0].rules[0].exprs.contains(&Expr::Immediate {
+        dreg: 1,
+        data: 0x8000_0009u32.to_ne_bytes().to_vec()
+    }));
+    assert!(c[1].rules[1].comment.contains("fd00:1::fd"));
+    // A dual-stack peer keeps its IPv4 mark in both families.
+    let mut dual = peer("n2", 7, "eth0");
+    dual.ip6 = Some("fd00:1::7".parse().unwrap());
+    assert_eq!(dual.key(), Some(IpAddr::from([10, 0, 1, 7])));
 }

@@ -588,8 +588,9 @@ pub struct DetachArgs {
 /// `shoal tool ...`: small servers a task can run.
 #[derive(Debug, Subcommand)]
 pub enum ToolCmd {
-    /// Answer every HTTP request with which task answered; on SIGTERM finish the
-    /// requests in flight, then exit.
+    /// Answer every HTTP request with which task answered and the address the request
+    /// came from (`peer=IP:PORT`), over IPv6 and IPv4; on SIGTERM finish the requests
+    /// in flight, then exit.
     Http {
         /// The TCP port.
         #[arg(long, default_value_t = 80)]

@@ -4,12 +4,12 @@
 use std::net::Ipv6Addr;
 
 use shoal_control::state::{
-    AttachSpec, ClusterState, Command, EndpointMode, NetworkSpec, Secrets, ServiceSpec,
+    AttachSpec, ClusterState, Command, EndpointMode, NetworkSpec, ServiceSpec,
 };
 use shoal_control::NodeId;
 
 use super::table;
-use crate::overlay::view::tests::{node, run};
+use crate::overlay::view::tests::{bootstrapped, run};
 
 /// Network `web` (dual-stack) and `plain`; service `vip` (VIP mode) and `rr` (DNS
 /// round robin) with a task each on `web`, and sandbox `sb` on both networks.
@@ -19,17 +19,7 @@ fn state() -> ClusterState {
 
 /// [`state`], with `web` IPv6-only unless `web_ipv4`.
 fn state_with(web_ipv4: bool) -> ClusterState {
-    let mut s = ClusterState::default();
-    run(
-        &mut s,
-        Command::Bootstrap {
-            cluster_id: "c".into(),
-            ca_cert_pem: String::new(),
-            secrets: Secrets::default(),
-            addr_pools: Default::default(),
-            node: node(1),
-        },
-    );
+    let mut s = bootstrapped();
     for (id, name, ipv6) in [("aaaaaaaa01", "web", true), ("aaaaaaaa02", "plain", false)] {
         let spec = NetworkSpec {
             name: name.into(),

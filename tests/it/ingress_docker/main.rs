@@ -6,12 +6,12 @@
 //! service's labels balance over its tasks. The proxy under test is the agent's
 //! (`--ingress-docker`, on n1:80) and `shoal proxy --docker` run inside n1.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use shoal_tests::{spawn_in, wait_until, Lab, Output};
+use shoal_tests::net::http_request;
+use shoal_tests::{wait_until, Lab, Output};
 
 mod swarm;
 
@@ -113,23 +113,10 @@ fn run_until(lab: &Lab, name: &str, body: &str, on_term: &str, opts: &[&str]) {
     docker_ok(lab, &args);
 }
 
-/// GET `path` with `Host: host` from the client host to `addr`; (status, body).
+/// GET `path` with `Host: host` from the client host to `addr`; (status, trimmed body).
 fn get(lab: &Lab, addr: SocketAddr, host: &str, path: &str) -> Option<(u16, String)> {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    spawn_in(&lab.host_ns("client"), move || {
-        let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-        conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        conn.write_all(request.as_bytes()).ok()?;
-        let mut out = String::new();
-        conn.read_to_string(&mut out).ok()?;
-        let status = out.split_whitespace().nth(1)?.parse().ok()?;
-        let body = out
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.trim().to_string())?;
-        Some((status, body))
-    })
-    .join()
-    .unwrap()
+    http_request(&lab.host_ns("client"), addr, host, path)
+        .map(|(status, body)| (status, body.trim().to_string()))
 }
 
 /// The agent's ingress on n1.

@@ -5,10 +5,9 @@
 //! node's (`src=nat`); in host mode only on the task's node.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
-use shoal_tests::net::{peer_ip, tcp_read, udp_exchange};
-use shoal_tests::{require_root, wait_until, Lab};
+use shoal_tests::net::{peer_ip, tcp_read, tcp_seen, udp_exchange};
+use shoal_tests::{require_root, Lab};
 
 use super::BIN;
 
@@ -33,19 +32,6 @@ fn node_address6(lab: &Lab, network: &str, node: &str) -> String {
     });
     let a = found.unwrap_or_else(|| panic!("no IPv6 address of {node} on {network}: {net}"));
     a.split('/').next().unwrap_or_default().to_string()
-}
-
-/// The peer address the task saw for a TCP connection from `ns` to `to`, once one is
-/// answered and `ok` accepts it.
-fn tcp_seen(ns: &str, to: SocketAddr, ok: impl Fn(&str) -> bool) -> String {
-    wait_until(
-        &format!("{to}/tcp from {ns} answered"),
-        Duration::from_secs(30),
-        || match tcp_read(ns, to).as_deref().and_then(peer_ip) {
-            Some(ip) if ok(&ip) => Ok(ip),
-            other => Err(format!("{other:?}")),
-        },
-    )
 }
 
 #[test]

@@ -175,12 +175,6 @@ pub(super) fn set_endpoint_ports(
             "endpoint {id} is not on node {node}"
         )));
     }
-    if endpoint.ip.is_none() && !ports.is_empty() {
-        return Err(ApplyError::Invalid(format!(
-            "endpoint {id} is on the IPv6-only network {}: forwarded ports reach IPv4 addresses only",
-            endpoint.network
-        )));
-    }
     for (i, p) in ports.iter().enumerate() {
         if p.host_port == 0 || p.port == 0 {
             return Err(ApplyError::Invalid(

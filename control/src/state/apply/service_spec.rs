@@ -68,14 +68,6 @@ pub(super) fn checked_spec(
             "a service that publishes ports needs a network (--network)".into(),
         ));
     }
-    // The routing mesh reaches tasks on the service's first network, over IPv4.
-    if let (false, Some(first)) = (spec.publish.is_empty(), networks.first()) {
-        if state.networks.get(first).is_some_and(|n| n.ipv6_only()) {
-            return Err(invalid(format!(
-                "published ports reach tasks over IPv4 on the service's first network, and {first} is IPv6-only (--ipv4=false): put a network with IPv4 first"
-            )));
-        }
-    }
     let mut publish = spec.publish.clone();
     let mut cursor = next_port.clone();
     assign_dynamic(state, &spec.name, &mut publish, &mut cursor)?;

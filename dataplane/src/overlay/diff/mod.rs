@@ -148,7 +148,7 @@ fn bridge_changes(n: &NetworkPlan, observed: &Observed, out: &mut Phases) {
     };
     address6_changes(&br, n, have6, out);
     let mut want = fresh.clone();
-    want.extend(n.node_addr.map(|a| (a.ip, 32)));
+    want.extend(n.node_addr.and_then(|a| a.ip).map(|ip| (ip, 32)));
     for &(ip, prefix) in have.difference(&want) {
         out.removals.push(Change::DelAddress {
             link: br.clone(),

@@ -115,7 +115,7 @@ fn a_matching_kernel_needs_no_change() {
 fn the_node_address_sits_on_the_bridge_as_a_host_route_and_leaves_with_it() {
     let mut p = plan();
     p.networks[0].node_addr = Some(NodeAddr {
-        ip: "10.0.0.9".parse().unwrap(),
+        ip: Some("10.0.0.9".parse().unwrap()),
         ip6: None,
         mac: [2, 0x42, 10, 0, 0, 9],
     });

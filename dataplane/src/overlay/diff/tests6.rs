@@ -150,7 +150,7 @@ fn an_ipv6_only_network_gets_no_ipv4_address_nor_arp_entries() {
 fn the_node_address_on_a_dual_stack_network_gets_its_ipv6_address_too() {
     let mut p = dual_stack();
     p.networks[0].node_addr = Some(crate::overlay::plan::NodeAddr {
-        ip: "10.0.0.9".parse().unwrap(),
+        ip: Some("10.0.0.9".parse().unwrap()),
         ip6: Some("fd00:1::9".parse().unwrap()),
         mac: [2, 0x42, 10, 0, 0, 9],
     });

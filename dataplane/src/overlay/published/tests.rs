@@ -13,7 +13,7 @@ fn dual_plan(source_nat: bool) -> NodePlan {
     let mut n = sample_network(4096, false);
     n.gateway6 = Some("fd00:1::1/64".parse().unwrap());
     n.node_addr = Some(NodeAddr {
-        ip: "10.0.0.9".parse().unwrap(),
+        ip: Some("10.0.0.9".parse().unwrap()),
         ip6: Some(task6(9)),
         mac: [2, 0x42, 10, 0, 0, 9],
     });
@@ -24,7 +24,7 @@ fn dual_plan(source_nat: bool) -> NodePlan {
             service: "web".into(),
             protocol: 6,
             port: 8080,
-            backends: vec![("10.0.0.5".parse().unwrap(), 80)],
+            backends: Some(vec![("10.0.0.5".parse().unwrap(), 80)]),
             backends6: Some(vec![(task6(5), 80), (task6(6), 80)]),
             mesh: true,
             source_nat,
@@ -137,4 +137,45 @@ fn translated_ipv6_connections_cross_the_bridge_and_frames_from_the_node_carry_i
         &exprs::addr_in(false, CmpOp::Eq, task6(9).into(), 128)
     ));
     assert!(has(&out[3], &exprs::mark_bits(MESH_PRESERVE_MARK)));
+}
+
+/// [`dual_plan`] on an IPv6-only network: no IPv4 gateway, node address or tasks.
+fn only6_plan(source_nat: bool) -> NodePlan {
+    let mut plan = dual_plan(source_nat);
+    let n = &mut plan.networks[0];
+    n.gateway = None;
+    n.node_addr = n.node_addr.map(|a| NodeAddr { ip: None, ..a });
+    plan.published[0].backends = None;
+    plan
+}
+
+#[test]
+fn a_port_on_an_ipv6_only_network_answers_over_ipv6_alone() {
+    for source_nat in [false, true] {
+        let plan = only6_plan(source_nat);
+        let t = ruleset_ip6(&plan);
+        let port = t.chains.iter().find(|c| c.name == "pub-6-8080").unwrap();
+        let mark = if source_nat {
+            MESH_MARK
+        } else {
+            MESH_PRESERVE_MARK
+        };
+        assert!(has(&port.rules[0], &exprs::set_mark_bits(mark)));
+        let post = t.chains.iter().find(|c| c.name == "postrouting").unwrap();
+        assert_eq!(post.rules.len(), 2, "{post:?}");
+        assert!(post.rules.iter().all(|r| has(r, &exprs::snat(task6(9)))));
+        // Nothing IPv4 for it: no port, no source NAT, no IPv4 address on the bridge.
+        let v4 = ruleset(&plan);
+        assert!(
+            !v4.chains.iter().any(|c| c.name.starts_with("pub-")),
+            "{v4}"
+        );
+        assert!(!v4.to_string().contains("10.0.0.9"), "{v4}");
+        assert!(publishes_ipv6(&plan));
+        // Its frames carry the node MAC and IPv6 frames for it go up; nothing IPv4.
+        let bridge = bridge_ruleset(&plan);
+        let out = &bridge.chains[2].rules;
+        assert_eq!(out.len(), 2, "IPv6 only: own address, kept clients");
+        assert!(out.iter().all(|r| has(r, &exprs::ether_type(0x86dd))));
+    }
 }

@@ -7,7 +7,7 @@ use crate::overlay::MESH_MARK;
 fn mesh_plan() -> NodePlan {
     let mut n = net(4096, false);
     n.node_addr = Some(NodeAddr {
-        ip: "10.0.0.9".parse().unwrap(),
+        ip: Some("10.0.0.9".parse().unwrap()),
         ip6: None,
         mac: [2, 0x42, 10, 0, 0, 9],
     });
@@ -19,7 +19,7 @@ fn mesh_plan() -> NodePlan {
                 service: "web".into(),
                 protocol: 17,
                 port: 8053,
-                backends: vec![("10.0.0.5".parse().unwrap(), 53)],
+                backends: Some(vec![("10.0.0.5".parse().unwrap(), 53)]),
                 backends6: None,
                 mesh: true,
                 source_nat: true,
@@ -28,7 +28,7 @@ fn mesh_plan() -> NodePlan {
                 service: "local".into(),
                 protocol: 6,
                 port: 8080,
-                backends: vec![("10.0.0.6".parse().unwrap(), 80)],
+                backends: Some(vec![("10.0.0.6".parse().unwrap(), 80)]),
                 backends6: None,
                 mesh: false,
                 source_nat: false,
@@ -199,7 +199,7 @@ fn a_port_without_tasks_here_has_an_empty_chain_and_no_map() {
         service: "elsewhere".into(),
         protocol: 6,
         port: 8081,
-        backends: vec![],
+        backends: Some(vec![]),
         backends6: None,
         mesh: false,
         source_nat: false,
@@ -217,7 +217,7 @@ fn two_services_on_one_host_port_share_its_chain() {
         service: "twin".into(),
         protocol: 6,
         port: 8080,
-        backends: vec![("10.0.0.7".parse().unwrap(), 80)],
+        backends: Some(vec![("10.0.0.7".parse().unwrap(), 80)]),
         backends6: None,
         mesh: false,
         source_nat: false,
@@ -235,7 +235,7 @@ fn two_services_on_one_host_port_share_its_chain() {
     assert!(shared.rules[0].comment.contains("twin"));
     let map = t.maps.iter().find(|m| m.name == "pub-6-8080").unwrap();
     let web = plan.published.iter().filter(|p| p.port == 8080);
-    let tasks: usize = web.map(|p| p.backends.len()).sum();
+    let tasks: usize = web.flat_map(|p| p.backends.as_ref()).map(Vec::len).sum();
     assert_eq!(map.elements.len(), tasks);
 }
 

@@ -176,7 +176,7 @@ fn an_explicit_ipv4_address_or_a_taken_derived_mac_is_refused() {
 }
 
 #[test]
-fn services_on_ipv6_only_networks_get_an_ipv6_vip_only_and_publish_nothing() {
+fn services_on_ipv6_only_networks_get_an_ipv6_vip_only_and_publish_over_ipv6() {
     let mut s = cluster();
     create(&mut s, "aaaaaaaa01", only6("v6")).unwrap();
     let spec = ServiceSpec {
@@ -202,15 +202,17 @@ fn services_on_ipv6_only_networks_get_an_ipv6_vip_only_and_publish_nothing() {
         publish: vec![PortSpec::parse("8080:80").unwrap()],
         ..spec
     };
-    let e = run(
+    // Its ports are published on the nodes' IPv6 addresses (the routing mesh reaches
+    // the tasks' IPv6 addresses from the nodes' own IPv6 addresses on the network).
+    run(
         &mut s,
         Command::CreateService {
             id: "cccccccc02".into(),
             spec: published,
         },
     )
-    .unwrap_err();
-    assert!(e.to_string().contains("v6 is IPv6-only"), "{e}");
+    .unwrap();
+    assert_eq!(s.services["pub"].spec.publish[0].published, 8080);
     run(&mut s, Command::RemoveService { name: "web".into() }).unwrap();
     let space6 = s.networks["v6"].space6.clone().unwrap();
     assert_eq!(space6.owner_of(vip6), None, "the IPv6 VIP is given back");
@@ -307,4 +309,44 @@ fn the_api_shows_an_ipv4_network_as_before_and_an_ipv6_only_one_without_ipv4() {
     assert_eq!((&e6["dns"], &e6["gateway6"]), (gateway6, gateway6), "{e6}");
     let back: NetworkInfo = serde_json::from_value(v4).unwrap();
     assert!(back.enable_ipv4, "read back, absent means IPv4");
+}
+
+#[test]
+fn a_nodes_own_address_on_an_ipv6_only_network_is_ipv6_alone_and_takes_forwarded_ports() {
+    let mut s = cluster();
+    create(&mut s, "aaaaaaaa01", only6("v6")).unwrap();
+    let spec = AttachSpec {
+        network: "v6".into(),
+        node: NodeId(1),
+        sandbox: "/run/shoal/node-address".into(),
+        ingress: true,
+        ..Default::default()
+    };
+    let own = endpoint(run(&mut s, Command::Attach { spec }).unwrap());
+    assert!(own.ingress && own.ip.is_none(), "{own:?}");
+    let ip6 = own.ip6.expect("an IPv6 address of the node's own");
+    assert_eq!(own.mac, shoal_ipam::mac_for(ip6));
+    // Stored and read back in the new shape: no `ip`, its `ip6`.
+    let json = serde_json::to_value(&own).unwrap();
+    assert!(json.get("ip").is_none(), "{json}");
+    assert_eq!(json["ip6"], ip6.to_string());
+    assert_eq!(serde_json::from_value::<Endpoint>(json).unwrap(), own);
+    // A container's port forwarded to an IPv6-only endpoint (Docker's `-p` with
+    // ip6tables) is taken.
+    let task = endpoint(attach(&mut s, "v6", 1, "/run/netns/one").unwrap());
+    let ports = vec![crate::state::EndpointPort {
+        protocol: crate::state::Protocol::Tcp,
+        host_port: 8081,
+        port: 80,
+    }];
+    run(
+        &mut s,
+        Command::SetEndpointPorts {
+            endpoint: task.id.clone(),
+            node: NodeId(1),
+            ports: ports.clone(),
+        },
+    )
+    .unwrap();
+    assert_eq!(s.endpoints[&task.id].ports, ports);
 }
