@@ -87,26 +87,23 @@ pub fn events(mut buf: &[u8]) -> Vec<Event> {
         };
         let event = match (kind & 0xff, family) {
             (NFT_MSG_NEWGEN, _) => Some(Event::Generation),
-            (NFT_MSG_DELTABLE, Some(family)) => name(NFTA_TABLE_NAME).map(|table| Event::TableGone {
-                family,
-                table,
-            }),
-            (NFT_MSG_DELSET, Some(family)) => {
-                name(NFTA_SET_TABLE)
-                    .zip(name(NFTA_SET_NAME))
-                    .map(|(table, set)| Event::SetGone { family, table, set })
+            (NFT_MSG_DELTABLE, Some(family)) => {
+                name(NFTA_TABLE_NAME).map(|table| Event::TableGone { family, table })
             }
-            (k @ (NFT_MSG_NEWSETELEM | NFT_MSG_DELSETELEM), Some(family)) => name(
-                NFTA_SET_ELEM_LIST_TABLE,
-            )
-            .zip(decode::elements(payload))
-            .map(|(table, (set, elements))| Event::Elements {
-                family,
-                table,
-                set,
-                added: k == NFT_MSG_NEWSETELEM,
-                elements,
-            }),
+            (NFT_MSG_DELSET, Some(family)) => name(NFTA_SET_TABLE)
+                .zip(name(NFTA_SET_NAME))
+                .map(|(table, set)| Event::SetGone { family, table, set }),
+            (k @ (NFT_MSG_NEWSETELEM | NFT_MSG_DELSETELEM), Some(family)) => {
+                name(NFTA_SET_ELEM_LIST_TABLE)
+                    .zip(decode::elements(payload))
+                    .map(|(table, (set, elements))| Event::Elements {
+                        family,
+                        table,
+                        set,
+                        added: k == NFT_MSG_NEWSETELEM,
+                        elements,
+                    })
+            }
             _ => None,
         };
         out.extend(event);

@@ -151,7 +151,9 @@ impl Backends {
                         track.committed.push((at, content));
                     }
                 }
-                Event::TableGone { family, table } if family == Family::Ip && table == self.table => {
+                Event::TableGone { family, table }
+                    if family == Family::Ip && table == self.table =>
+                {
                     track.now.clear()
                 }
                 Event::SetGone { family, table, set }
@@ -167,7 +169,10 @@ impl Backends {
                     elements,
                 } if family == Family::Ip && table == self.table && set == self.set => {
                     for (key, value) in elements {
-                        match (added, <[u8; 4]>::try_from(value.get(..4).unwrap_or_default())) {
+                        match (
+                            added,
+                            <[u8; 4]>::try_from(value.get(..4).unwrap_or_default()),
+                        ) {
                             (true, Ok(ip)) => {
                                 track.now.insert(key, Ipv4Addr::from(ip));
                             }
@@ -265,16 +270,26 @@ impl Listeners {
         let mut threads = Vec::new();
         for (node, ns) in namespaces.iter().enumerate() {
             let seen = seen.clone();
-            threads.push(listen(ns, NETLINK_ROUTE, RTMGRP_NEIGH, &stop, move |buf, now| {
-                for change in parse(buf) {
-                    seen.record(node, change, now);
-                }
-            })?);
+            threads.push(listen(
+                ns,
+                NETLINK_ROUTE,
+                RTMGRP_NEIGH,
+                &stop,
+                move |buf, now| {
+                    for change in parse(buf) {
+                        seen.record(node, change, now);
+                    }
+                },
+            )?);
             let backends = backends.clone();
             let groups = 1 << (NFNLGRP_NFTABLES - 1);
-            threads.push(listen(ns, NETLINK_NETFILTER, groups, &stop, move |buf, now| {
-                backends.apply(node, events(buf), now)
-            })?);
+            threads.push(listen(
+                ns,
+                NETLINK_NETFILTER,
+                groups,
+                &stop,
+                move |buf, now| backends.apply(node, events(buf), now),
+            )?);
         }
         Ok(Listeners {
             seen,
@@ -554,11 +569,19 @@ mod tests {
         let later = t2 + Duration::from_millis(1);
         assert_eq!(b.when(0, &ips(&[2, 3]), later), None, "not since t2");
         assert_eq!(b.when(1, &ips(&[7]), t0), Some(t1));
-        b.apply(0, vec![el("shoal", false, &[(0, 2)]), Event::Generation], t2);
+        b.apply(
+            0,
+            vec![el("shoal", false, &[(0, 2)]), Event::Generation],
+            t2,
+        );
         assert_eq!(b.when(0, &ips(&[]), t0), Some(t2));
         b.clear();
         assert_eq!(b.when(0, &ips(&[2]), t0), None, "forgotten");
-        assert_eq!(b.when(0, &ips(&[]), t0), Some(t2), "what it holds now stays");
+        assert_eq!(
+            b.when(0, &ips(&[]), t0),
+            Some(t2),
+            "what it holds now stays"
+        );
     }
 
     #[test]

@@ -216,7 +216,10 @@ pub(super) fn report(points: &[Point]) -> Report {
         ));
     }
     r.notes.push("Every endpoint here exists only in the cluster state (POST /v1/bench/endpoints): every node carries it in its FDB, proxy-ARP table and resolver as any endpoint of another node; no sandbox. Convergence runs from sending the change (its commit included) until the node's kernel announced both its FDB and neighbour entries (netlink events read in the node's namespace) and the node's resolver (a real query to the network gateway, polled) answered accordingly; one sample per node and change. CPU from /proc/PID/stat, RSS from VmRSS.".into());
-    let (tasks, more) = (super::SERVICE_TASKS, super::SERVICE_TASKS + super::SCALE_STEP);
+    let (tasks, more) = (
+        super::SERVICE_TASKS,
+        super::SERVICE_TASKS + super::SCALE_STEP,
+    );
     let down = DOWN_AFTER.as_millis();
     let beat = shoal_control::liveness::HEARTBEAT_INTERVAL.as_millis();
     let tick = shoal_control::liveness::LEADER_TICK.as_millis();

@@ -124,8 +124,8 @@ mod tests {
             service: Some(service.into()),
             ..ep(key, None)
         };
-        let err =
-            state_only_endpoints(&mut state, "net", node, &[task("t0", "web")], &[], 1).unwrap_err();
+        let err = state_only_endpoints(&mut state, "net", node, &[task("t0", "web")], &[], 1)
+            .unwrap_err();
         assert!(err.to_string().contains("web"), "{err}");
         let spec = ServiceSpec {
             name: "web".into(),
