@@ -953,8 +953,14 @@ impl<'a> Run<'a> {
             batch: Some(500),
         })
         .await?;
-        eprintln!("bench scale: the last worker killed ...");
-        let (node_down, down_detect) = self.node_down().await?.unwrap_or_default();
+        eprintln!("bench scale: node down (the last node's agent killed) ...");
+        let (node_down, down_detect) = match self.node_down().await? {
+            Some(measured) => measured,
+            None => {
+                eprintln!("bench scale: not measured: the last node is a manager or has no task");
+                Default::default()
+            }
+        };
         let raft_bytes = dir_bytes(&LabPaths::new(&self.lab.name).data_dir(&leader));
         let state_bytes =
             newest_snapshot(&LabPaths::new(&self.lab.name).data_dir(&leader)).unwrap_or(0);
