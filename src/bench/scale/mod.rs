@@ -5,13 +5,15 @@
 //!
 //! ```text
 //!  for N in --nodes:   lab up N (5 managers at most, one worker at least)
-//!    network "scale" (/16), service "scalesvc" on it publishing 8080 (routing mesh)
+//!    network "scale" (/16), service "scalesvc" on it publishing 8080 (routing mesh),
+//!    one real client sandbox per node (its VIP table)
 //!    for E in --endpoints (ascending): top up to E state-only endpoints, round robin
 //!                                      (and, once, the service's 6 tasks, also state-only)
 //!      at rest 10 s ── attach ×R ── detach ×R ── service 6→9→6 tasks ×R
 //!      ── burst of 1,000 attaches ── (undo) ── the last worker killed, back up
 //!      convergence of a node = max(its FDB + proxy-ARP entries (netlink events),
-//!                                  its published map's tasks (nf_tables events),
+//!                                  its published and VIP maps' tasks (nf_tables
+//!                                  events in its namespace and its client sandbox),
 //!                                  its resolver's answer (polled))  − commit request
 //!      (node down: − the Down commit's proposal; kill → Down reported apart)
 //! ```
@@ -23,6 +25,7 @@ mod report;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
@@ -30,7 +33,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use shoal_bench::report::Report;
 use shoal_bench::stats::Summary;
-use shoal_control::api::{NodeInfo, StatusInfo};
+use shoal_control::api::{AttachRequest, EndpointInfo, NodeInfo, ServiceInfo, StatusInfo};
 use shoal_control::state::{
     NodeStatus, PortSpec, Protocol, PublishMode, ServiceMode, ServiceSpec, StateOnlyEndpoint,
 };
@@ -38,7 +41,7 @@ use shoal_control::state::{
 use crate::agent::bench::{BenchEndpoints, BenchEndpointsDone};
 use crate::client::ApiClient;
 use crate::lab::{self, Lab, LabPaths};
-use observe::{Key, Listeners, Probe};
+use observe::{Backends, Key, Listeners, Probe};
 
 const NETWORK: &str = "scale";
 const SUBNET: &str = "10.200.0.0/16";
@@ -127,7 +130,7 @@ pub struct Point {
     /// And back down.
     pub scale_down: Summary,
     /// From the Down commit of a killed worker until a node no longer offers its tasks
-    /// (resolver and published map), per node (ms).
+    /// (resolver, published and VIP maps), per node (ms).
     pub node_down: Summary,
     /// From the kill until the managers' Down commit was proposed (ms); 0 when not
     /// measured.
@@ -209,6 +212,10 @@ struct Run<'a> {
     client: ApiClient,
     hosts: Vec<String>,
     listeners: Listeners,
+    /// The service's published map in every node's namespace.
+    published: Arc<Backends>,
+    /// The service's VIP map in every node's client sandbox.
+    vips: Arc<Backends>,
     probes: Vec<Probe>,
     /// State-only endpoints per node index so far.
     placed: Vec<usize>,
@@ -236,10 +243,13 @@ impl<'a> Run<'a> {
             .nodes()
             .map(|h| shoal_dataplane::netns::open(&h.namespace))
             .collect::<Result<_, _>>()?;
-        let published = shoal_dataplane::overlay::port_chain(6, SERVICE_PORT);
-        let listeners =
-            Listeners::start(&namespaces, shoal_dataplane::overlay::NFT_TABLE, &published)?;
-        // Made once the listeners run: they see the published map from its start.
+        let mut listeners = Listeners::start(&namespaces)?;
+        // Followed before the service exists: they see its maps from their start.
+        let published = listeners.follow(
+            &namespaces,
+            shoal_dataplane::overlay::NFT_TABLE,
+            &shoal_dataplane::overlay::port_chain(6, SERVICE_PORT),
+        )?;
         let service = ServiceSpec {
             name: SERVICE.into(),
             networks: vec![NETWORK.into()],
@@ -254,10 +264,42 @@ impl<'a> Run<'a> {
             }],
             ..Default::default()
         };
-        let _: serde_json::Value = client
+        let service: ServiceInfo = client
             .post("/v1/services", &service)
             .await
             .context("service create")?;
+        let vip = *service
+            .vips
+            .get(NETWORK)
+            .context("the service has no VIP")?;
+        // One real sandbox per node, a client of the service: its VIP table (in the
+        // sandbox, where VIPs are translated) is followed too.
+        let clients: Vec<String> = hosts
+            .iter()
+            .map(|h| lab::topology::ns_name(&lab.name, &format!("{h}-client")))
+            .collect();
+        let mut client_namespaces = Vec::new();
+        for ns in &clients {
+            shoal_dataplane::netns::create(ns)?;
+            client_namespaces.push(shoal_dataplane::netns::open(ns)?);
+        }
+        let vips = listeners.follow(
+            &client_namespaces,
+            shoal_dataplane::nat_lb::LB_TABLE,
+            &shoal_dataplane::nat_lb::vip_map(vip.into()),
+        )?;
+        for (host, ns) in hosts.iter().zip(&clients) {
+            let req = AttachRequest {
+                network: NETWORK.into(),
+                netns: ns.clone(),
+                ..Default::default()
+            };
+            let _: EndpointInfo = lab
+                .client(host)?
+                .post("/v1/attach", &req)
+                .await
+                .with_context(|| format!("a client sandbox on {host}"))?;
+        }
         let server = SocketAddr::new(GATEWAY.into(), 53);
         let probes = namespaces
             .iter()
@@ -270,6 +312,8 @@ impl<'a> Run<'a> {
             client,
             hosts,
             listeners,
+            published,
+            vips,
             probes,
             placed,
             tasks: Vec::new(),
@@ -421,9 +465,10 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// When node `node`'s kernel first committed the service's published map holding
-    /// exactly `want`, at or after `since`; waits for it.
-    async fn published_shows(
+    /// Since when node `node`'s kernel has held exactly `want` as the service's tasks,
+    /// counting from `since`, in both the map its published port draws from (in the
+    /// node's namespace) and the VIP map of its client sandbox; waits for both.
+    async fn balancers_show(
         &self,
         node: usize,
         want: &BTreeSet<Ipv4Addr>,
@@ -431,13 +476,20 @@ impl<'a> Run<'a> {
     ) -> anyhow::Result<Instant> {
         let until = Instant::now() + CONVERGE_WITHIN;
         loop {
-            if let Some(at) = self.listeners.backends.when(node, want, since) {
-                return Ok(at);
+            let published = self.published.when(node, want, since);
+            let vip = self.vips.when(node, want, since);
+            if let (Some(a), Some(b)) = (published, vip) {
+                return Ok(a.max(b));
             }
             if Instant::now() > until {
                 bail!(
-                    "{}'s published map of {SERVICE} never held its {} tasks",
+                    "{}'s {} map of {SERVICE} never held its {} tasks",
                     self.hosts[node],
+                    if published.is_none() {
+                        "published"
+                    } else {
+                        "VIP"
+                    },
                     want.len()
                 );
             }
@@ -463,7 +515,7 @@ impl<'a> Run<'a> {
 
     /// Attaches the service's SERVICE_TASKS tasks, from the last node backwards (so
     /// the last node, the worker that is killed, has one), learns their addresses, and
-    /// waits until every carrier's resolver and published map has them all.
+    /// waits until every carrier's resolver, published map and VIP map has them all.
     async fn place_tasks(&mut self) -> anyhow::Result<()> {
         let n = self.hosts.len();
         let mut by_node: BTreeMap<usize, Vec<String>> = BTreeMap::new();
@@ -503,7 +555,7 @@ impl<'a> Run<'a> {
     }
 
     /// Waits until `nodes` resolve `tasks.<service>` to its tasks and their kernels
-    /// committed them in their published maps since `since`.
+    /// committed them in their published and VIP maps since `since`.
     async fn tasks_everywhere(&mut self, nodes: &[usize], since: Instant) -> anyhow::Result<()> {
         let want = self.task_ips();
         let name = format!("tasks.{SERVICE}");
@@ -512,7 +564,7 @@ impl<'a> Run<'a> {
         })
         .await?;
         for &node in nodes {
-            self.published_shows(node, &want, since).await?;
+            self.balancers_show(node, &want, since).await?;
         }
         Ok(())
     }
@@ -575,9 +627,9 @@ impl<'a> Run<'a> {
 
     /// One scale step of the service: SCALE_STEP tasks `keys` attached on node `owner`
     /// in one commit (or, `up` false, detached again), and each carrier's convergence:
-    /// its resolver lists the new set under `tasks.<service>`, its published map holds
-    /// it, and (other nodes than the owner) its kernel has (or no longer has) the FDB
-    /// and neighbour entries of the tasks that came (or went).
+    /// its resolver lists the new set under `tasks.<service>`, its published and VIP
+    /// maps hold it, and (other nodes than the owner) its kernel has (or no longer has)
+    /// the FDB and neighbour entries of the tasks that came (or went).
     async fn scale(
         &mut self,
         up: bool,
@@ -611,7 +663,8 @@ impl<'a> Run<'a> {
             batch: None,
         };
         self.listeners.seen.clear();
-        self.listeners.backends.clear();
+        self.published.clear();
+        self.vips.clear();
         let carriers = self.carriers();
         let name = format!("tasks.{SERVICE}");
         let t0 = Instant::now();
@@ -640,7 +693,7 @@ impl<'a> Run<'a> {
         let what = format!("scale {} of {SERVICE}", if up { "up" } else { "down" });
         let mut out = Vec::new();
         for (&node, (dns_at, _)) in &dns {
-            let mut at = self.published_shows(node, &want, t0).await?.max(*dns_at);
+            let mut at = self.balancers_show(node, &want, t0).await?.max(*dns_at);
             if node != owner {
                 for ip in &changed {
                     at = at.max(self.neighbour_shows(node, *ip, up, &what).await?);
@@ -662,8 +715,8 @@ impl<'a> Run<'a> {
 
     /// Kills the last node's agent (a worker holding tasks of the service), and
     /// measures from the managers' Down commit until every other carrier no longer
-    /// offers its tasks: its resolver's `tasks.<service>` and its published map leave
-    /// them out. Their FDB and neighbour entries stay by design (a Down node's
+    /// offers its tasks: its resolver's `tasks.<service>` and its published and VIP maps
+    /// leave them out. Their FDB and neighbour entries stay by design (a Down node's
     /// endpoints stay in the state; only the balancers and DNS's task lists drop them),
     /// so no kernel entry of theirs is waited for. Returns the convergence per node
     /// and the time from the kill to the Down commit's proposal; then starts the agent
@@ -688,7 +741,8 @@ impl<'a> Run<'a> {
             .filter(|i| *i != victim)
             .collect();
         let paths = LabPaths::new(&self.lab.name);
-        self.listeners.backends.clear();
+        self.published.clear();
+        self.vips.clear();
         let killed = Instant::now();
         let killed_ms = unix_ms(SystemTime::now());
         lab::stop_agent(&paths, &host, nix::sys::signal::Signal::SIGKILL).await?;
@@ -731,7 +785,7 @@ impl<'a> Run<'a> {
             .await?;
         let mut out = Vec::new();
         for (&node, (dns_at, _)) in &dns {
-            let lb = self.published_shows(node, &want, killed).await?;
+            let lb = self.balancers_show(node, &want, killed).await?;
             out.push(lb.max(*dns_at).saturating_duration_since(down_at));
         }
         eprintln!("bench scale: starting {} again ...", host.name);

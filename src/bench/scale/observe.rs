@@ -5,8 +5,8 @@
 //! ```text
 //!  host ns n1..nN ── netlink socket (RTMGRP_NEIGH) ── thread ──▶ Seen: first time each
 //!                                                               (node, key, added) shows
-//!  host ns ── netlink socket (NFNLGRP_NFTABLES) ── thread ──▶ Backends: a published
-//!                                        port's map as each transaction left it, and when
+//!  host ns, sandbox ns ── netlink socket (NFNLGRP_NFTABLES) ── thread ──▶ Backends: a
+//!                     map (published port, VIP) as each transaction left it, and when
 //!  host ns ── UDP socket ──▶ gateway:53 (the node's resolver): A records of a name
 //! ```
 
@@ -223,8 +223,6 @@ impl Backends {
 pub struct Listeners {
     /// Neighbour and FDB changes they saw.
     pub seen: Arc<Seen>,
-    /// The published map they followed.
-    pub backends: Arc<Backends>,
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -261,11 +259,9 @@ fn subscribe(protocol: isize, groups: u32) -> io::Result<Socket> {
 }
 
 impl Listeners {
-    /// Starts the listeners, node `i` being `namespaces[i]`: its neighbour and FDB
-    /// changes, and the published map `set` of its `ip` table `table`.
-    pub fn start(namespaces: &[File], table: &str, set: &str) -> io::Result<Listeners> {
+    /// Starts the neighbour and FDB listeners, node `i` being `namespaces[i]`.
+    pub fn start(namespaces: &[File]) -> io::Result<Listeners> {
         let seen = Arc::new(Seen::default());
-        let backends = Arc::new(Backends::new(table, set, namespaces.len()));
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for (node, ns) in namespaces.iter().enumerate() {
@@ -281,22 +277,35 @@ impl Listeners {
                     }
                 },
             )?);
-            let backends = backends.clone();
-            let groups = 1 << (NFNLGRP_NFTABLES - 1);
-            threads.push(listen(
-                ns,
-                NETLINK_NETFILTER,
-                groups,
-                &stop,
-                move |buf, now| backends.apply(node, events(buf), now),
-            )?);
         }
         Ok(Listeners {
             seen,
-            backends,
             stop,
             threads,
         })
+    }
+
+    /// Follows map `set` of the `ip` table `table` in `namespaces` (node `i`'s being
+    /// `namespaces[i]`) from now on.
+    pub fn follow(
+        &mut self,
+        namespaces: &[File],
+        table: &str,
+        set: &str,
+    ) -> io::Result<Arc<Backends>> {
+        let backends = Arc::new(Backends::new(table, set, namespaces.len()));
+        for (node, ns) in namespaces.iter().enumerate() {
+            let backends = backends.clone();
+            let groups = 1 << (NFNLGRP_NFTABLES - 1);
+            self.threads.push(listen(
+                ns,
+                NETLINK_NETFILTER,
+                groups,
+                &self.stop,
+                move |buf, now| backends.apply(node, events(buf), now),
+            )?);
+        }
+        Ok(backends)
     }
 }
 
