@@ -2,10 +2,10 @@
 //! endpoints. Every attach and detach shows in every node's kernel (FDB and proxy-ARP
 //! entries, read as netlink events in its namespace) and resolver (real queries)
 //! within the bound; so does every scale step of a service (its tasks in every node's
-//! resolver and published nftables map too) and a killed worker (its tasks out of every
-//! other node's resolver and map, from its Down commit), whose Down is committed within
-//! a bound of the heartbeat timeout; no agent's RSS passes its bound, at rest or after
-//! a burst of attaches. The 100-node run is the benchmark, not this test.
+//! resolver, published-port map and client sandbox's VIP map too) and a killed worker
+//! (its tasks out of every other node's resolver and maps, from its Down commit),
+//! whose Down is committed within a bound of the heartbeat timeout; no agent's RSS
+//! passes its bound, at rest or after a burst of attaches. The 100-node run is the benchmark, not this test.
 
 use serde_json::Value;
 use shoal_tests::{require_root, Lab};

@@ -118,7 +118,8 @@ impl ScaleOptions {
 pub struct Point {
     /// Agents.
     pub nodes: usize,
-    /// Endpoints in the state (all state-only).
+    /// State-only endpoints put in the state (besides: the service's tasks, also
+    /// state-only, and per node a client sandbox and the node's own address).
     pub endpoints: usize,
     /// Convergence of attaches, per node (ms).
     pub attach: Summary,
