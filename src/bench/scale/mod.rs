@@ -747,6 +747,23 @@ impl<'a> Run<'a> {
         let killed = Instant::now();
         let killed_ms = unix_ms(SystemTime::now());
         lab::stop_agent(&paths, &host, nix::sys::signal::Signal::SIGKILL).await?;
+        // Every other node's resolver is polled from the kill on, so that none is
+        // asked late; the Down commit's time is read from the state afterwards.
+        let name = format!("tasks.{SERVICE}");
+        let dns = self
+            .dns_until(
+                &name,
+                &others,
+                killed,
+                "drop the Down node's tasks",
+                |ips| ips.iter().copied().collect::<BTreeSet<_>>() == want,
+            )
+            .await?;
+        let mut done = Vec::new();
+        for (&node, (dns_at, _)) in &dns {
+            let lb = self.balancers_show(node, &want, killed).await?;
+            done.push(lb.max(*dns_at));
+        }
         let down_ms = loop {
             // A read refused meanwhile (the leader could not confirm its lead on a
             // loaded machine) is asked again.
@@ -774,21 +791,10 @@ impl<'a> Run<'a> {
         let detect = Duration::from_millis(down_ms.saturating_sub(killed_ms));
         // The Down commit's proposal on this machine's clock, as an instant.
         let down_at = killed + detect;
-        let name = format!("tasks.{SERVICE}");
-        let dns = self
-            .dns_until(
-                &name,
-                &others,
-                killed,
-                "drop the Down node's tasks",
-                |ips| ips.iter().copied().collect::<BTreeSet<_>>() == want,
-            )
-            .await?;
-        let mut out = Vec::new();
-        for (&node, (dns_at, _)) in &dns {
-            let lb = self.balancers_show(node, &want, killed).await?;
-            out.push(lb.max(*dns_at).saturating_duration_since(down_at));
-        }
+        let out = done
+            .iter()
+            .map(|at| at.saturating_duration_since(down_at))
+            .collect();
         eprintln!("bench scale: starting {} again ...", host.name);
         lab::start_agent(&paths, &host, &self.lab).await?;
         let carriers = self.carriers();
