@@ -205,7 +205,7 @@ mod tests {
         let mut s = cluster();
         let ips: Vec<_> = s.endpoints.values().map(|e| e.ip).collect();
         let first = s.endpoints.keys().next().cloned().unwrap();
-        s.endpoints.get_mut(&first).unwrap().ip = ips[1];
+        s.endpoints.update(&first, |e| e.ip = ips[1]).unwrap();
         let p = duplicate_addresses(&s);
         assert!(p.iter().any(|p| p.contains("is held by endpoint")), "{p:?}");
         let x = s.networks["x"].clone();
@@ -260,7 +260,7 @@ mod tests {
             .unwrap()
             .id
             .clone();
-        s.endpoints.get_mut(&id).unwrap().ip6 = Some(vip6);
+        s.endpoints.update(&id, |e| e.ip6 = Some(vip6)).unwrap();
         let p = duplicate_addresses(&s);
         assert!(
             p.iter().any(

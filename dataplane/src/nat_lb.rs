@@ -314,6 +314,12 @@ fn nat_chain(name: &str, hook: Hook, priority: i32, rules: Vec<Rule>) -> Chain {
     }
 }
 
+/// The map of a client sandbox's [`LB_TABLE`] that VIP `vip` draws its task from, when
+/// it has more than one (`vip-10-0-1-2`, `vip-fd00--2`).
+pub fn vip_map(vip: IpAddr) -> String {
+    format!("vip-{}", vip.to_string().replace(['.', ':'], "-"))
+}
+
 /// The table of a client sandbox: connections to a VIP (any port) go to a task. A VIP
 /// without running tasks refuses connections rather than black-holing them. With
 /// `idle_secs`, connections to VIPs end after that long idle.
@@ -323,7 +329,7 @@ pub fn vip_table(vips: &[Vip], idle_secs: Option<u32>) -> Table {
         .map(|v| OneVip {
             service: &v.service,
             matching: exprs::ip_addr(true, CmpOp::Eq, v.vip, 32),
-            map: format!("vip-{}", v.vip.to_string().replace('.', "-")),
+            map: vip_map(v.vip.into()),
             backends: v.backends.iter().map(|b| (IpAddr::V4(*b), None)).collect(),
         })
         .collect();
@@ -338,7 +344,7 @@ pub fn vip_table6(vips: &[Vip6], idle_secs: Option<u32>) -> Table {
         .map(|v| OneVip {
             service: &v.service,
             matching: exprs::ip6_daddr(CmpOp::Eq, v.vip),
-            map: format!("vip-{}", v.vip.to_string().replace(':', "-")),
+            map: vip_map(v.vip.into()),
             backends: v.backends.iter().map(|b| (IpAddr::V6(*b), None)).collect(),
         })
         .collect();

@@ -129,6 +129,7 @@ mod tests {
                 .map(|i| StateOnlyEndpoint {
                     key: format!("e{i}"),
                     name: None,
+                    service: None,
                 })
                 .collect(),
             detach: (0..detach).map(|i| format!("d{i}")).collect(),

@@ -1,8 +1,11 @@
 //! The big lab, CI-sized: `shoal bench scale` on 20 real agents with 1,000 state-only
 //! endpoints. Every attach and detach shows in every node's kernel (FDB and proxy-ARP
 //! entries, read as netlink events in its namespace) and resolver (real queries)
-//! within the bound, and no agent's RSS passes its bound, at rest or after a burst of
-//! attaches. The 100-node run is the benchmark, not this test.
+//! within the bound; so does every scale step of a service (its tasks in every node's
+//! resolver, published-port map and client sandbox's VIP map too) and a killed worker
+//! (its tasks out of every other node's resolver and maps, from its Down commit),
+//! whose Down is committed within a bound of the heartbeat timeout; no agent's RSS
+//! passes its bound, at rest or after a burst of attaches. The 100-node run is the benchmark, not this test.
 
 use serde_json::Value;
 use shoal_tests::{require_root, Lab};
@@ -14,6 +17,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_shoal");
 const CONVERGE_MS: f64 = 5_000.0;
 /// RSS bound for any agent (debug builds are larger than release ones).
 const RSS_MIB: f64 = 120.0;
+/// From a kill to the Down commit: about the heartbeat timeout (2 s), less the time
+/// since the last heartbeat before the kill (half a second, more when heartbeats run
+/// late on a loaded machine), plus the leader's tick and slack for a debug build.
+const DETECT_MS: (f64, f64) = (500.0, 6_000.0);
 
 fn figure(report: &Value, name: &str) -> f64 {
     report["figures"]
@@ -56,7 +63,13 @@ fn twenty_agents_and_a_thousand_endpoints_converge_within_bounds() {
     );
     let report: Value = serde_json::from_str(&out.stdout).expect("the report is JSON");
     let at = "20 nodes, 1000 endpoints";
-    for kind in ["attach", "detach"] {
+    for kind in [
+        "attach",
+        "detach",
+        "service scale up",
+        "service scale down",
+        "node down",
+    ] {
         for stat in ["p99", "max"] {
             let ms = figure(&report, &format!("{at}: {kind} → every node, {stat}"));
             assert!(
@@ -65,6 +78,14 @@ fn twenty_agents_and_a_thousand_endpoints_converge_within_bounds() {
             );
         }
     }
+    let detect = figure(
+        &report,
+        &format!("{at}: node down detected (kill → Down commit)"),
+    );
+    assert!(
+        detect > DETECT_MS.0 && detect < DETECT_MS.1,
+        "node down detected after {detect} ms (bounds {DETECT_MS:?})"
+    );
     // What the managers stream per change is the change, not the state: no watcher is
     // sent a snapshot, and each gets a few hundred bytes per change (pings included).
     let per_watcher = figure(

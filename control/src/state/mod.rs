@@ -19,6 +19,7 @@
 
 mod apply;
 mod command;
+mod endpoints;
 mod error;
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -45,6 +46,7 @@ pub use imbl::OrdMap;
 pub use apply::docker::{docker_pool, docker_pool6};
 pub use apply::{apply, underlay_family_mismatch, validate_label};
 pub use command::{Applied, Command, Output, Proposal};
+pub use endpoints::Endpoints;
 pub use error::{ApplyError, SpecError};
 pub use network::{
     endpoint_id, mesh_pool, state_only_sandbox, AttachSpec, Endpoint, EndpointPort, Network,
@@ -275,9 +277,9 @@ pub struct ClusterState {
     /// Overlay networks by name.
     #[serde(default)]
     pub networks: OrdMap<String, Network>,
-    /// Endpoints by ID.
+    /// Endpoints by ID, indexed by name, MAC and sandbox.
     #[serde(default)]
-    pub endpoints: OrdMap<String, Endpoint>,
+    pub endpoints: Endpoints,
     /// The VNI the next network gets.
     #[serde(default = "first_vni")]
     pub next_vni: u32,
@@ -337,7 +339,7 @@ impl Default for ClusterState {
             removed: BTreeSet::new(),
             addr_pools: PoolConfig::default(),
             networks: OrdMap::new(),
-            endpoints: OrdMap::new(),
+            endpoints: Endpoints::default(),
             next_vni: FIRST_VNI,
             services: OrdMap::new(),
             tasks: OrdMap::new(),

@@ -277,6 +277,10 @@ pub struct StateOnlyEndpoint {
     /// Its DNS name.
     #[serde(default)]
     pub name: Option<String>,
+    /// The service it is a task of (attached from outside, as `attach --service`): it
+    /// joins `tasks.<service>`, the service's DNS answers and its load balancers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 impl StateOnlyEndpoint {

@@ -8,12 +8,14 @@
 //! - [`exprs`]: the expressions rules are built from (`iifname`, `dport`, verdicts, ...).
 //! - `encode` / `decode`: the model to netlink messages and back.
 //! - `apply`: batches sent, tables read back and compared.
+//! - [`events`]: what the kernel announces to listeners of its changes, read back.
 //! - `consts`: the kernel's numbers.
 
 mod apply;
 mod consts;
 mod decode;
 mod encode;
+pub mod events;
 pub mod exprs;
 pub mod model;
 

@@ -36,7 +36,7 @@ pub use plan::{
     bridge_name, host_ifname, peer_ifname, EndpointPlan, NetworkPlan, NodeAddr, NodePlan, Remote,
     MESH_MARK, MESH_PRESERVE_MARK, NFT_TABLE, PREFIX,
 };
-pub use published::{publishes_ipv6, ruleset_ip6};
+pub use published::{port_chain, publishes_ipv6, ruleset_ip6};
 pub use rules::{bridge_ruleset, ruleset};
 pub use rules6::ruleset6;
 pub use sandbox::{remove_stale_resolv_confs, write_resolv_conf, ResolvConf, SandboxError};

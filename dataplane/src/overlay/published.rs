@@ -147,6 +147,12 @@ pub(super) fn published_chains<F: MeshFamily>(plan: &NodePlan) -> Published {
     out
 }
 
+/// The chain of a published port (IP protocol number, port), and the map it draws its
+/// tasks from when it has more than one.
+pub fn port_chain(protocol: u8, port: u16) -> String {
+    format!("pub-{protocol}-{port}")
+}
+
 /// What is published on one port, over the services that publish it.
 #[derive(Default)]
 struct Merged<'p> {
@@ -163,7 +169,7 @@ fn one_port<F: MeshFamily>(
     merged: &Merged<'_>,
     out: &mut Published,
 ) {
-    let name = format!("pub-{protocol}-{port}");
+    let name = port_chain(protocol, port);
     let mut matching = exprs::l4proto(protocol);
     matching.extend(exprs::dport(port));
     let comment = format!("{}: published {port}", merged.services.join(","));

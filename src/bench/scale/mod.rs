@@ -4,38 +4,58 @@
 //! the figures grow (log-log exponent) across the sizes asked for.
 //!
 //! ```text
-//!  for N in --nodes:   lab up N (5 managers at most) ── network "scale" (/16)
+//!  for N in --nodes:   lab up N (5 managers at most, one worker at least)
+//!    network "scale" (/16), service "scalesvc" on it publishing 8080 (routing mesh),
+//!    one real client sandbox per node (its VIP table)
 //!    for E in --endpoints (ascending): top up to E state-only endpoints, round robin
-//!      at rest 10 s ── attach ×R ── detach ×R ── burst of 1,000 attaches ── (undo)
-//!      convergence of a node = max(its FDB + proxy-ARP entry (netlink event),
+//!                                      (and, once, the service's 6 tasks, also state-only)
+//!      at rest 10 s ── attach ×R ── detach ×R ── service 6→9→6 tasks ×R
+//!      ── burst of 1,000 attaches ── (undo) ── the last worker killed, back up
+//!      convergence of a node = max(its FDB + proxy-ARP entries (netlink events),
+//!                                  its published and VIP maps' tasks (nf_tables
+//!                                  events in its namespace and its client sandbox),
 //!                                  its resolver's answer (polled))  − commit request
+//!      (node down: − the Down commit's proposal; kill → Down reported apart)
 //! ```
 
 mod fit;
 mod observe;
 mod report;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use futures::StreamExt;
 use serde::Serialize;
 use shoal_bench::report::Report;
 use shoal_bench::stats::Summary;
-use shoal_control::api::StatusInfo;
-use shoal_control::state::StateOnlyEndpoint;
+use shoal_control::api::{AttachRequest, EndpointInfo, NodeInfo, ServiceInfo, StatusInfo};
+use shoal_control::state::{
+    NodeStatus, PortSpec, Protocol, PublishMode, ServiceMode, ServiceSpec, StateOnlyEndpoint,
+};
 
 use crate::agent::bench::{BenchEndpoints, BenchEndpointsDone};
 use crate::client::ApiClient;
 use crate::lab::{self, Lab, LabPaths};
-use observe::{Key, Listeners, Probe};
+use observe::{Backends, Key, Listeners, Probe};
 
 const NETWORK: &str = "scale";
 const SUBNET: &str = "10.200.0.0/16";
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
+/// The service whose tasks are scaled and lose a node; its port is published through
+/// the routing mesh, so every node holds its tasks in an nftables map.
+const SERVICE: &str = "scalesvc";
+const SERVICE_PORT: u16 = 8080;
+/// The service's tasks between scale steps, and how many a step adds (on one node, in
+/// one commit) and then removes.
+const SERVICE_TASKS: usize = 6;
+const SCALE_STEP: usize = 3;
+/// How long a killed agent may take to be Down, and to be back.
+const DOWN_WITHIN: Duration = Duration::from_secs(30);
 /// Concurrent clients in the burst, and attaches per request of each.
 const BURST_CLIENTS: usize = 8;
 const BURST_CHUNK: usize = 25;
@@ -98,12 +118,24 @@ impl ScaleOptions {
 pub struct Point {
     /// Agents.
     pub nodes: usize,
-    /// Endpoints in the state (all state-only).
+    /// State-only endpoints put in the state (besides: the service's tasks, also
+    /// state-only, and per node a client sandbox and the node's own address).
     pub endpoints: usize,
     /// Convergence of attaches, per node (ms).
     pub attach: Summary,
     /// Convergence of detaches, per node (ms).
     pub detach: Summary,
+    /// Convergence of a service going from SERVICE_TASKS to SERVICE_TASKS + SCALE_STEP
+    /// tasks, per node (ms).
+    pub scale_up: Summary,
+    /// And back down.
+    pub scale_down: Summary,
+    /// From the Down commit of a killed worker until a node no longer offers its tasks
+    /// (resolver, published and VIP maps), per node (ms).
+    pub node_down: Summary,
+    /// From the kill until the managers' Down commit was proposed (ms); 0 when not
+    /// measured.
+    pub down_detect_ms: f64,
     /// Largest and mean agent RSS at rest (MiB).
     pub rss_max_mib: f64,
     /// Mean agent RSS at rest (MiB).
@@ -154,7 +186,9 @@ pub async fn run(options: &ScaleOptions) -> anyhow::Result<Report> {
         lab::down(&options.lab);
         let _guard = Guard(options.lab.clone());
         eprintln!("bench scale: building a lab of {nodes} agents ...");
-        let managers = nodes.min(5) - usize::from(nodes.min(5) % 2 == 0);
+        // An odd number of managers, at most 5, and a worker at least (to kill).
+        let most = (nodes - 1).min(5);
+        let managers = most - usize::from(most % 2 == 0);
         let started = Instant::now();
         let lab = lab::up(&options.lab, nodes, managers).await?;
         eprintln!(
@@ -179,9 +213,15 @@ struct Run<'a> {
     client: ApiClient,
     hosts: Vec<String>,
     listeners: Listeners,
+    /// The service's published map in every node's namespace.
+    published: Arc<Backends>,
+    /// The service's VIP map in every node's client sandbox.
+    vips: Arc<Backends>,
     probes: Vec<Probe>,
     /// State-only endpoints per node index so far.
     placed: Vec<usize>,
+    /// The service's tasks between changes: node index, key, address.
+    tasks: Vec<(usize, String, Ipv4Addr)>,
     serial: usize,
     /// Burst requests sent again (refused for want of a quorum, or timed out).
     burst_retries: usize,
@@ -204,7 +244,63 @@ impl<'a> Run<'a> {
             .nodes()
             .map(|h| shoal_dataplane::netns::open(&h.namespace))
             .collect::<Result<_, _>>()?;
-        let listeners = Listeners::start(&namespaces)?;
+        let mut listeners = Listeners::start(&namespaces)?;
+        // Followed before the service exists: they see its maps from their start.
+        let published = listeners.follow(
+            &namespaces,
+            shoal_dataplane::overlay::NFT_TABLE,
+            &shoal_dataplane::overlay::port_chain(6, SERVICE_PORT),
+        )?;
+        let service = ServiceSpec {
+            name: SERVICE.into(),
+            networks: vec![NETWORK.into()],
+            // No scheduled task: its tasks are attached from outside (state-only here).
+            mode: ServiceMode::Replicated { replicas: 0 },
+            publish: vec![PortSpec {
+                published: SERVICE_PORT,
+                target: 80,
+                protocol: Protocol::Tcp,
+                mode: PublishMode::Ingress,
+                src: Default::default(),
+            }],
+            ..Default::default()
+        };
+        let service: ServiceInfo = client
+            .post("/v1/services", &service)
+            .await
+            .context("service create")?;
+        let vip = *service
+            .vips
+            .get(NETWORK)
+            .context("the service has no VIP")?;
+        // One real sandbox per node, a client of the service: its VIP table (in the
+        // sandbox, where VIPs are translated) is followed too.
+        let clients: Vec<String> = hosts
+            .iter()
+            .map(|h| lab::topology::ns_name(&lab.name, &format!("{h}-client")))
+            .collect();
+        let mut client_namespaces = Vec::new();
+        for ns in &clients {
+            shoal_dataplane::netns::create(ns)?;
+            client_namespaces.push(shoal_dataplane::netns::open(ns)?);
+        }
+        let vips = listeners.follow(
+            &client_namespaces,
+            shoal_dataplane::nat_lb::LB_TABLE,
+            &shoal_dataplane::nat_lb::vip_map(vip.into()),
+        )?;
+        for (host, ns) in hosts.iter().zip(&clients) {
+            let req = AttachRequest {
+                network: NETWORK.into(),
+                netns: ns.clone(),
+                ..Default::default()
+            };
+            let _: EndpointInfo = lab
+                .client(host)?
+                .post("/v1/attach", &req)
+                .await
+                .with_context(|| format!("a client sandbox on {host}"))?;
+        }
         let server = SocketAddr::new(GATEWAY.into(), 53);
         let probes = namespaces
             .iter()
@@ -217,8 +313,11 @@ impl<'a> Run<'a> {
             client,
             hosts,
             listeners,
+            published,
+            vips,
             probes,
             placed,
+            tasks: Vec::new(),
             serial: 0,
             burst_retries: 0,
             burst_failed: 0,
@@ -251,6 +350,7 @@ impl<'a> Run<'a> {
                 .map(|j| StateOnlyEndpoint {
                     key: format!("s{i}-{j}"),
                     name: Some(format!("s{i}-{j}")),
+                    service: None,
                 })
                 .collect();
             if attach.is_empty() {
@@ -268,6 +368,9 @@ impl<'a> Run<'a> {
         }
         let last = format!("s0-{}", self.placed[0] - 1);
         self.dns_everywhere(&last, true, Instant::now()).await?;
+        if self.tasks.is_empty() {
+            self.place_tasks().await?;
+        }
         // Let the reconcilers finish with the kernels.
         tokio::time::sleep(Duration::from_secs(3)).await;
         Ok(())
@@ -288,36 +391,183 @@ impl<'a> Run<'a> {
         present: bool,
         since: Instant,
     ) -> anyhow::Result<BTreeMap<usize, (Instant, Vec<Ipv4Addr>)>> {
-        let mut done: BTreeMap<usize, (Instant, Vec<Ipv4Addr>)> = BTreeMap::new();
         let carriers = self.carriers();
-        while done.len() < carriers.len() {
+        let what = if present { "appear" } else { "vanish" };
+        self.dns_until(name, &carriers, since, what, |ips| {
+            ips.is_empty() != present
+        })
+        .await
+    }
+
+    /// Polls the resolvers of `nodes` until their answer for `name` is `done` (`what`
+    /// it is, for the error); returns when each one first was, by node index.
+    async fn dns_until(
+        &mut self,
+        name: &str,
+        nodes: &[usize],
+        since: Instant,
+        what: &str,
+        done: impl Fn(&[Ipv4Addr]) -> bool,
+    ) -> anyhow::Result<BTreeMap<usize, (Instant, Vec<Ipv4Addr>)>> {
+        let mut out: BTreeMap<usize, (Instant, Vec<Ipv4Addr>)> = BTreeMap::new();
+        while out.len() < nodes.len() {
             if since.elapsed() > CONVERGE_WITHIN {
                 bail!(
-                    "{name} did not {} in the DNS of {} of {} nodes within {}s",
-                    if present { "appear" } else { "vanish" },
-                    carriers.len() - done.len(),
-                    carriers.len(),
+                    "{name} did not {what} in the DNS of {} of {} nodes within {}s",
+                    nodes.len() - out.len(),
+                    nodes.len(),
                     CONVERGE_WITHIN.as_secs()
                 );
             }
             // All queries out first, then the answers: a round takes as long as the
             // slowest resolver, not the sum of them.
-            let asked: Vec<usize> = carriers
+            let asked: Vec<usize> = nodes
                 .iter()
                 .copied()
-                .filter(|i| !done.contains_key(i))
+                .filter(|i| !out.contains_key(i))
                 .filter(|i| self.probes[*i].ask(name))
                 .collect();
             for i in asked {
                 if let Some(ips) = self.probes[i].answer() {
-                    if ips.is_empty() != present {
-                        done.insert(i, (Instant::now(), ips));
+                    if done(&ips) {
+                        out.insert(i, (Instant::now(), ips));
                     }
                 }
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        Ok(done)
+        Ok(out)
+    }
+
+    /// When node `node`'s kernel announced both the neighbour (proxy-ARP) and the FDB
+    /// entry of `ip` added (or, `added` false, removed); waits for them.
+    async fn neighbour_shows(
+        &self,
+        node: usize,
+        ip: Ipv4Addr,
+        added: bool,
+        what: &str,
+    ) -> anyhow::Result<Instant> {
+        let mac = shoal_ipam::mac_for(ip);
+        let until = Instant::now() + CONVERGE_WITHIN;
+        loop {
+            let seen = &self.listeners.seen;
+            match (
+                seen.when(node, (Key::Ip(ip), added)),
+                seen.when(node, (Key::Mac(mac), added)),
+            ) {
+                (Some(a), Some(b)) => return Ok(a.max(b)),
+                _ if Instant::now() > until => bail!(
+                    "{} never showed the {what} ({ip}) in its kernel",
+                    self.hosts[node],
+                ),
+                _ => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+
+    /// Since when node `node`'s kernel has held exactly `want` as the service's tasks,
+    /// counting from `since`, in both the map its published port draws from (in the
+    /// node's namespace) and the VIP map of its client sandbox; waits for both.
+    async fn balancers_show(
+        &self,
+        node: usize,
+        want: &BTreeSet<Ipv4Addr>,
+        since: Instant,
+    ) -> anyhow::Result<Instant> {
+        let until = Instant::now() + CONVERGE_WITHIN;
+        loop {
+            let published = self.published.when(node, want, since);
+            let vip = self.vips.when(node, want, since);
+            if let (Some(a), Some(b)) = (published, vip) {
+                return Ok(a.max(b));
+            }
+            if Instant::now() > until {
+                bail!(
+                    "{}'s {} map of {SERVICE} never held its {} tasks",
+                    self.hosts[node],
+                    if published.is_none() {
+                        "published"
+                    } else {
+                        "VIP"
+                    },
+                    want.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The addresses of the service's tasks (between changes).
+    fn task_ips(&self) -> BTreeSet<Ipv4Addr> {
+        self.tasks.iter().map(|(_, _, ip)| *ip).collect()
+    }
+
+    /// State-only tasks of the service, named by their keys.
+    fn service_tasks(keys: &[String]) -> Vec<StateOnlyEndpoint> {
+        keys.iter()
+            .map(|k| StateOnlyEndpoint {
+                key: k.clone(),
+                name: Some(k.clone()),
+                service: Some(SERVICE.into()),
+            })
+            .collect()
+    }
+
+    /// Attaches the service's SERVICE_TASKS tasks, from the last node backwards (so
+    /// the last node, the worker that is killed, has one), learns their addresses, and
+    /// waits until every carrier's resolver, published map and VIP map has them all.
+    async fn place_tasks(&mut self) -> anyhow::Result<()> {
+        let n = self.hosts.len();
+        let mut by_node: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        for i in 0..SERVICE_TASKS {
+            by_node
+                .entry(n - 1 - i % n)
+                .or_default()
+                .push(format!("t{i}"));
+        }
+        let carriers = self.carriers();
+        let asker = *carriers.first().context("no carrier")?;
+        let since = Instant::now();
+        for (node, keys) in by_node {
+            self.endpoints(&BenchEndpoints {
+                network: NETWORK.into(),
+                node: self.hosts[node].clone(),
+                attach: Self::service_tasks(&keys),
+                detach: Vec::new(),
+                batch: None,
+            })
+            .await?;
+            for key in keys {
+                let seen = self
+                    .dns_until(&key, &[asker], Instant::now(), "appear", |ips| {
+                        !ips.is_empty()
+                    })
+                    .await?;
+                let ip = seen
+                    .values()
+                    .find_map(|(_, ips)| ips.first().copied())
+                    .context("no address resolved")?;
+                self.tasks.push((node, key, ip));
+            }
+        }
+        self.tasks_everywhere(&carriers, since).await?;
+        Ok(())
+    }
+
+    /// Waits until `nodes` resolve `tasks.<service>` to its tasks and their kernels
+    /// committed them in their published and VIP maps since `since`.
+    async fn tasks_everywhere(&mut self, nodes: &[usize], since: Instant) -> anyhow::Result<()> {
+        let want = self.task_ips();
+        let name = format!("tasks.{SERVICE}");
+        self.dns_until(&name, nodes, since, "list its tasks", |ips| {
+            ips.iter().copied().collect::<BTreeSet<_>>() == want
+        })
+        .await?;
+        for &node in nodes {
+            self.balancers_show(node, &want, since).await?;
+        }
+        Ok(())
     }
 
     /// One change: attaches (or detaches) a named state-only endpoint on a node and
@@ -346,6 +596,7 @@ impl<'a> Run<'a> {
                 vec![StateOnlyEndpoint {
                     key: key.into(),
                     name: Some(key.into()),
+                    service: None,
                 }]
             } else {
                 Vec::new()
@@ -363,31 +614,192 @@ impl<'a> Run<'a> {
                 .find_map(|(_, ips)| ips.first())
                 .context("no address resolved")?,
         };
-        let mac = shoal_ipam::mac_for(ip);
+        let what = format!("{} of {key}", if attach { "attach" } else { "detach" });
         let mut out = Vec::new();
         for (&node, (dns_at, _)) in &dns {
             if node == owner {
                 continue;
             }
-            let until = Instant::now() + CONVERGE_WITHIN;
-            let kernel = loop {
-                let seen = &self.listeners.seen;
-                match (
-                    seen.when(node, (Key::Ip(ip), attach)),
-                    seen.when(node, (Key::Mac(mac), attach)),
-                ) {
-                    (Some(a), Some(b)) => break a.max(b),
-                    _ if Instant::now() > until => bail!(
-                        "{} never showed the {} of {key} ({ip}) in its kernel",
-                        self.hosts[node],
-                        if attach { "attach" } else { "detach" }
-                    ),
-                    _ => tokio::time::sleep(Duration::from_millis(5)).await,
-                }
-            };
+            let kernel = self.neighbour_shows(node, ip, attach, &what).await?;
             out.push(kernel.max(*dns_at).saturating_duration_since(t0));
         }
         Ok(out)
+    }
+
+    /// One scale step of the service: SCALE_STEP tasks `keys` attached on node `owner`
+    /// in one commit (or, `up` false, detached again), and each carrier's convergence:
+    /// its resolver lists the new set under `tasks.<service>`, its published and VIP
+    /// maps hold it, and (other nodes than the owner) its kernel has (or no longer has)
+    /// the FDB and neighbour entries of the tasks that came (or went).
+    async fn scale(
+        &mut self,
+        up: bool,
+        keys: &[String],
+        owner: usize,
+    ) -> anyhow::Result<Vec<Duration>> {
+        let before = self.task_ips();
+        let changed: BTreeSet<Ipv4Addr> = if up {
+            BTreeSet::new()
+        } else {
+            self.tasks
+                .iter()
+                .filter(|(_, k, _)| keys.contains(k))
+                .map(|(_, _, ip)| *ip)
+                .collect()
+        };
+        let want_len = if up {
+            before.len() + keys.len()
+        } else {
+            before.len() - changed.len()
+        };
+        let req = BenchEndpoints {
+            network: NETWORK.into(),
+            node: self.hosts[owner].clone(),
+            attach: if up {
+                Self::service_tasks(keys)
+            } else {
+                Vec::new()
+            },
+            detach: if up { Vec::new() } else { keys.to_vec() },
+            batch: None,
+        };
+        self.listeners.seen.clear();
+        self.published.clear();
+        self.vips.clear();
+        let carriers = self.carriers();
+        let name = format!("tasks.{SERVICE}");
+        let t0 = Instant::now();
+        self.endpoints(&req).await?;
+        let dns = self
+            .dns_until(&name, &carriers, t0, "list the new tasks", |ips| {
+                let got: BTreeSet<Ipv4Addr> = ips.iter().copied().collect();
+                got.len() == want_len
+                    && if up {
+                        got.is_superset(&before)
+                    } else {
+                        got.is_disjoint(&changed) && got.is_subset(&before)
+                    }
+            })
+            .await?;
+        let want: BTreeSet<Ipv4Addr> = dns
+            .values()
+            .next()
+            .map(|(_, ips)| ips.iter().copied().collect())
+            .context("no carrier")?;
+        let changed: BTreeSet<Ipv4Addr> = if up {
+            want.difference(&before).copied().collect()
+        } else {
+            changed
+        };
+        let what = format!("scale {} of {SERVICE}", if up { "up" } else { "down" });
+        let mut out = Vec::new();
+        for (&node, (dns_at, _)) in &dns {
+            let mut at = self.balancers_show(node, &want, t0).await?.max(*dns_at);
+            if node != owner {
+                for ip in &changed {
+                    at = at.max(self.neighbour_shows(node, *ip, up, &what).await?);
+                }
+            }
+            out.push(at.saturating_duration_since(t0));
+        }
+        if up {
+            let ips: Vec<Ipv4Addr> = changed.into_iter().collect();
+            // Which key has which address does not matter: they go together.
+            for (key, ip) in keys.iter().zip(ips) {
+                self.tasks.push((owner, key.clone(), ip));
+            }
+        } else {
+            self.tasks.retain(|(_, k, _)| !keys.contains(k));
+        }
+        Ok(out)
+    }
+
+    /// Kills the last node's agent (a worker holding tasks of the service), and
+    /// measures from the managers' Down commit until every other carrier no longer
+    /// offers its tasks: its resolver's `tasks.<service>` and its published and VIP maps
+    /// leave them out. Their FDB and neighbour entries stay by design (a Down node's
+    /// endpoints stay in the state; only the balancers and DNS's task lists drop them),
+    /// so no kernel entry of theirs is waited for. Returns the convergence per node
+    /// and the time from the kill to the Down commit's proposal; then starts the agent
+    /// again and waits until its tasks are back everywhere. `None` when the last node
+    /// is a manager or holds no task.
+    async fn node_down(&mut self) -> anyhow::Result<Option<(Vec<Duration>, Duration)>> {
+        let victim = self.hosts.len() - 1;
+        let host = self.lab.host(&self.hosts[victim])?.clone();
+        let gone: BTreeSet<Ipv4Addr> = self
+            .tasks
+            .iter()
+            .filter(|(node, _, _)| *node == victim)
+            .map(|(_, _, ip)| *ip)
+            .collect();
+        if host.role != "worker" || gone.is_empty() {
+            return Ok(None);
+        }
+        let want: BTreeSet<Ipv4Addr> = self.task_ips().difference(&gone).copied().collect();
+        let others: Vec<usize> = self
+            .carriers()
+            .into_iter()
+            .filter(|i| *i != victim)
+            .collect();
+        let paths = LabPaths::new(&self.lab.name);
+        self.published.clear();
+        self.vips.clear();
+        let killed = Instant::now();
+        let killed_ms = unix_ms(SystemTime::now());
+        lab::stop_agent(&paths, &host, nix::sys::signal::Signal::SIGKILL).await?;
+        // Every other node's resolver is polled from the kill on, so that none is
+        // asked late; the Down commit's time is read from the state afterwards.
+        let name = format!("tasks.{SERVICE}");
+        let dns = self
+            .dns_until(
+                &name,
+                &others,
+                killed,
+                "drop the Down node's tasks",
+                |ips| ips.iter().copied().collect::<BTreeSet<_>>() == want,
+            )
+            .await?;
+        let mut done = Vec::new();
+        for (&node, (dns_at, _)) in &dns {
+            let lb = self.balancers_show(node, &want, killed).await?;
+            done.push(lb.max(*dns_at));
+        }
+        let down_ms = loop {
+            // A read refused meanwhile (the leader could not confirm its lead on a
+            // loaded machine) is asked again.
+            match self.client.get::<Vec<NodeInfo>>("/v1/nodes").await {
+                Ok(nodes) => {
+                    let node = nodes
+                        .iter()
+                        .find(|n| n.name == host.name)
+                        .context("the killed node is gone from the cluster")?;
+                    if node.status == NodeStatus::Down {
+                        break node.status_since_ms;
+                    }
+                }
+                Err(e) => eprintln!("bench scale: reading the nodes: {e:#}"),
+            }
+            if killed.elapsed() > DOWN_WITHIN {
+                bail!(
+                    "{} was not marked Down within {}s",
+                    host.name,
+                    DOWN_WITHIN.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let detect = Duration::from_millis(down_ms.saturating_sub(killed_ms));
+        // The Down commit's proposal on this machine's clock, as an instant.
+        let down_at = killed + detect;
+        let out = done
+            .iter()
+            .map(|at| at.saturating_duration_since(down_at))
+            .collect();
+        eprintln!("bench scale: starting {} again ...", host.name);
+        lab::start_agent(&paths, &host, &self.lab).await?;
+        let carriers = self.carriers();
+        self.tasks_everywhere(&carriers, killed).await?;
+        Ok(Some((out, detect)))
     }
 
     fn pids(&self) -> Vec<i32> {
@@ -492,6 +904,21 @@ impl<'a> Run<'a> {
             changes += 2;
         }
         let watch_after = self.managers_watch().await?;
+        eprintln!(
+            "bench scale: service {SERVICE} {SERVICE_TASKS} → {} → {SERVICE_TASKS} tasks ×{} ...",
+            SERVICE_TASKS + SCALE_STEP,
+            self.options.repeats
+        );
+        let (mut scale_up, mut scale_down) = (Vec::new(), Vec::new());
+        for r in 0..self.options.repeats {
+            self.serial += 1;
+            let keys: Vec<String> = (0..SCALE_STEP)
+                .map(|j| format!("u{}-{j}", self.serial))
+                .collect();
+            let owner = (r * 7 + 3) % n;
+            scale_up.extend(self.scale(true, &keys, owner).await?);
+            scale_down.extend(self.scale(false, &keys, owner).await?);
+        }
         let burst = self.options.burst;
         eprintln!("bench scale: a burst of {burst} attaches (one commit each) ...");
         self.serial += 1;
@@ -512,6 +939,7 @@ impl<'a> Run<'a> {
                     .map(|k| StateOnlyEndpoint {
                         key: k.clone(),
                         name: Some(k.clone()),
+                        service: None,
                     })
                     .collect(),
                 detach: Vec::new(),
@@ -586,6 +1014,14 @@ impl<'a> Run<'a> {
             batch: Some(500),
         })
         .await?;
+        eprintln!("bench scale: node down (the last node's agent killed) ...");
+        let (node_down, down_detect) = match self.node_down().await? {
+            Some(measured) => measured,
+            None => {
+                eprintln!("bench scale: not measured: the last node is a manager or has no task");
+                Default::default()
+            }
+        };
         let raft_bytes = dir_bytes(&LabPaths::new(&self.lab.name).data_dir(&leader));
         let state_bytes =
             newest_snapshot(&LabPaths::new(&self.lab.name).data_dir(&leader)).unwrap_or(0);
@@ -594,6 +1030,10 @@ impl<'a> Run<'a> {
             endpoints: total,
             attach: Summary::of(&attach),
             detach: Summary::of(&detach),
+            scale_up: Summary::of(&scale_up),
+            scale_down: Summary::of(&scale_down),
+            node_down: Summary::of(&node_down),
+            down_detect_ms: down_detect.as_secs_f64() * 1000.0,
             rss_max_mib: rss.iter().copied().fold(0.0, f64::max),
             rss_mean_mib: mean(&rss),
             anon_max_mib: anon.iter().copied().fold(0.0, f64::max),
@@ -619,6 +1059,11 @@ impl<'a> Run<'a> {
                 .saturating_sub(watch_before.snapshots_sent),
         })
     }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn observe_one(pids: &[i32], values: &[f64], pid: i32) -> f64 {

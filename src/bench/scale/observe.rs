@@ -5,10 +5,12 @@
 //! ```text
 //!  host ns n1..nN ── netlink socket (RTMGRP_NEIGH) ── thread ──▶ Seen: first time each
 //!                                                               (node, key, added) shows
+//!  host ns, sandbox ns ── netlink socket (NFNLGRP_NFTABLES) ── thread ──▶ Backends: a
+//!                     map (published port, VIP) as each transaction left it, and when
 //!  host ns ── UDP socket ──▶ gateway:53 (the node's resolver): A records of a name
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
@@ -17,7 +19,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr as NlAddr};
+use netlink_sys::protocols::{NETLINK_NETFILTER, NETLINK_ROUTE};
+use netlink_sys::{Socket, SocketAddr as NlAddr};
+use shoal_dataplane::nft::events::{events, Event, NFNLGRP_NFTABLES};
+use shoal_dataplane::nft::Family;
 
 const RTMGRP_NEIGH: u32 = 4;
 const RTM_NEWNEIGH: u16 = 28;
@@ -107,17 +112,126 @@ impl Seen {
     }
 }
 
+/// What the published map of one node has held: its elements now (key → task), and
+/// each committed content with when its transaction ended.
+#[derive(Default)]
+struct MapTrack {
+    now: BTreeMap<Vec<u8>, Ipv4Addr>,
+    committed: Vec<(Instant, BTreeSet<Ipv4Addr>)>,
+}
+
+/// The tasks of one published port as each node's kernel holds them: the map its
+/// routing mesh draws a task from (`ip` table `table`, map `set`), followed through the
+/// kernel's nf_tables announcements. A port with more than one task has such a map.
+pub struct Backends {
+    table: String,
+    set: String,
+    nodes: Mutex<Vec<MapTrack>>,
+}
+
+impl Backends {
+    fn new(table: &str, set: &str, nodes: usize) -> Backends {
+        Backends {
+            table: table.into(),
+            set: set.into(),
+            nodes: Mutex::new((0..nodes).map(|_| MapTrack::default()).collect()),
+        }
+    }
+
+    fn apply(&self, node: usize, events: Vec<Event>, at: Instant) {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(track) = nodes.get_mut(node) else {
+            return;
+        };
+        for event in events {
+            match event {
+                Event::Generation => {
+                    let content: BTreeSet<Ipv4Addr> = track.now.values().copied().collect();
+                    if track.committed.last().is_none_or(|(_, c)| *c != content) {
+                        track.committed.push((at, content));
+                    }
+                }
+                Event::TableGone { family, table }
+                    if family == Family::Ip && table == self.table =>
+                {
+                    track.now.clear()
+                }
+                Event::SetGone { family, table, set }
+                    if family == Family::Ip && table == self.table && set == self.set =>
+                {
+                    track.now.clear()
+                }
+                Event::Elements {
+                    family,
+                    table,
+                    set,
+                    added,
+                    elements,
+                } if family == Family::Ip && table == self.table && set == self.set => {
+                    for (key, value) in elements {
+                        match (
+                            added,
+                            <[u8; 4]>::try_from(value.get(..4).unwrap_or_default()),
+                        ) {
+                            (true, Ok(ip)) => {
+                                track.now.insert(key, Ipv4Addr::from(ip));
+                            }
+                            _ => {
+                                track.now.remove(&key);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Since when node `node`'s map has held exactly `want`, counting from `since`: the
+    /// first commit after `since` that made it so, or `since` itself when it already
+    /// held it then (an agent started again finds its table right and commits nothing).
+    pub fn when(&self, node: usize, want: &BTreeSet<Ipv4Addr>, since: Instant) -> Option<Instant> {
+        let nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        let committed = &nodes.get(node)?.committed;
+        // The content in force at `since`, and every later one.
+        let from = committed
+            .iter()
+            .rposition(|(at, _)| *at < since)
+            .unwrap_or(0);
+        committed[from..]
+            .iter()
+            .find(|(_, content)| content == want)
+            .map(|(at, _)| (*at).max(since))
+    }
+
+    /// Forgets all but what each node holds now.
+    pub fn clear(&self) {
+        for track in self
+            .nodes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter_mut()
+        {
+            let last = track.committed.pop();
+            track.committed.clear();
+            track.committed.extend(last);
+        }
+    }
+}
+
 /// Netlink listeners in the namespaces of a lab's nodes, until dropped.
 pub struct Listeners {
-    /// What they saw.
+    /// Neighbour and FDB changes they saw.
     pub seen: Arc<Seen>,
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
-fn subscribe() -> io::Result<Socket> {
-    let mut s = Socket::new(NETLINK_ROUTE)?;
-    s.bind(&NlAddr::new(0, RTMGRP_NEIGH))?;
+/// A socket of `protocol` bound to the multicast `groups` (a mask), with a short read
+/// timeout (so its thread sees the stop flag) and a large buffer.
+fn subscribe(protocol: isize, groups: u32) -> io::Result<Socket> {
+    let mut s = Socket::new(protocol)?;
+    s.bind(&NlAddr::new(0, groups))?;
     let fd = s.as_raw_fd();
     let timeout = libc::timeval {
         tv_sec: 0,
@@ -145,29 +259,24 @@ fn subscribe() -> io::Result<Socket> {
 }
 
 impl Listeners {
-    /// Starts one listener per namespace, node `i` being `namespaces[i]`.
+    /// Starts the neighbour and FDB listeners, node `i` being `namespaces[i]`.
     pub fn start(namespaces: &[File]) -> io::Result<Listeners> {
         let seen = Arc::new(Seen::default());
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for (node, ns) in namespaces.iter().enumerate() {
-            // The socket belongs to the namespace it was made in.
-            let socket = shoal_dataplane::netns::run_in(ns, subscribe)??;
-            let (seen, stop) = (seen.clone(), stop.clone());
-            threads.push(std::thread::spawn(move || {
-                let mut buf = vec![0u8; 1 << 16];
-                while !stop.load(Ordering::Relaxed) {
-                    // Timeouts and overruns (ENOBUFS while thousands change at once)
-                    // only cost the changes of that moment, which are not measured.
-                    let Ok(n) = socket.recv(&mut &mut buf[..], 0) else {
-                        continue;
-                    };
-                    let now = Instant::now();
-                    for change in parse(&buf[..n]) {
+            let seen = seen.clone();
+            threads.push(listen(
+                ns,
+                NETLINK_ROUTE,
+                RTMGRP_NEIGH,
+                &stop,
+                move |buf, now| {
+                    for change in parse(buf) {
                         seen.record(node, change, now);
                     }
-                }
-            }));
+                },
+            )?);
         }
         Ok(Listeners {
             seen,
@@ -175,6 +284,55 @@ impl Listeners {
             threads,
         })
     }
+
+    /// Follows map `set` of the `ip` table `table` in `namespaces` (node `i`'s being
+    /// `namespaces[i]`) from now on.
+    pub fn follow(
+        &mut self,
+        namespaces: &[File],
+        table: &str,
+        set: &str,
+    ) -> io::Result<Arc<Backends>> {
+        let backends = Arc::new(Backends::new(table, set, namespaces.len()));
+        for (node, ns) in namespaces.iter().enumerate() {
+            let backends = backends.clone();
+            let groups = 1 << (NFNLGRP_NFTABLES - 1);
+            self.threads.push(listen(
+                ns,
+                NETLINK_NETFILTER,
+                groups,
+                &self.stop,
+                move |buf, now| backends.apply(node, events(buf), now),
+            )?);
+        }
+        Ok(backends)
+    }
+}
+
+/// A thread reading what `groups` of `protocol` announce in namespace `ns`, handing
+/// each datagram and when it came to `on`, until `stop`.
+fn listen(
+    ns: &File,
+    protocol: isize,
+    groups: u32,
+    stop: &Arc<AtomicBool>,
+    on: impl Fn(&[u8], Instant) + Send + 'static,
+) -> io::Result<std::thread::JoinHandle<()>> {
+    // The socket belongs to the namespace it was made in.
+    let socket = shoal_dataplane::netns::run_in(ns, move || subscribe(protocol, groups))??;
+    let stop = stop.clone();
+    Ok(std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while !stop.load(Ordering::Relaxed) {
+            // Timeouts and overruns (ENOBUFS while thousands change at once) only cost
+            // the changes of that moment, which are not measured; a published map is
+            // whole again at the next replacement of its table.
+            let Ok(n) = socket.recv(&mut &mut buf[..], 0) else {
+                continue;
+            };
+            on(&buf[..n], Instant::now());
+        }
+    }))
 }
 
 impl Drop for Listeners {
@@ -380,6 +538,59 @@ mod tests {
         assert_eq!(a_records(&r, 6), None);
         assert_eq!(a_records(&q, 5), None, "a query is no reply");
         assert_eq!(a_records(&r[..r.len() - 2], 5), None);
+    }
+
+    #[test]
+    fn a_published_map_is_followed_commit_by_commit() {
+        let b = Backends::new("shoal", "pub-6-80", 2);
+        let el = |table: &str, added, ips: &[(u8, u8)]| Event::Elements {
+            family: Family::Ip,
+            table: table.into(),
+            set: "pub-6-80".into(),
+            added,
+            elements: ips
+                .iter()
+                .map(|(k, last)| (vec![*k], vec![10, 0, 0, *last, 0, 80, 0, 0]))
+                .collect(),
+        };
+        let ips = |last: &[u8]| -> BTreeSet<Ipv4Addr> {
+            last.iter().map(|l| Ipv4Addr::new(10, 0, 0, *l)).collect()
+        };
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(10);
+        let t2 = t0 + Duration::from_millis(20);
+        b.apply(0, vec![el("shoal", true, &[(0, 2), (1, 3)])], t0);
+        assert_eq!(b.when(0, &ips(&[2, 3]), t0), None, "not committed yet");
+        b.apply(0, vec![Event::Generation], t0);
+        assert_eq!(b.when(0, &ips(&[2, 3]), t0), Some(t0));
+        // The table replaced: the map is what the transaction wrote, not more. Another
+        // table's map of the same name and another node change nothing here.
+        let gone = Event::TableGone {
+            family: Family::Ip,
+            table: "shoal".into(),
+        };
+        let other = el("other", true, &[(5, 9)]);
+        b.apply(0, vec![gone, el("shoal", true, &[(0, 2)]), other], t1);
+        b.apply(1, vec![el("shoal", true, &[(0, 7)]), Event::Generation], t1);
+        b.apply(0, vec![Event::Generation], t2);
+        assert_eq!(b.when(0, &ips(&[2]), t0), Some(t2));
+        assert_eq!(b.when(0, &ips(&[2, 3]), t1), Some(t1), "held at t1 already");
+        let later = t2 + Duration::from_millis(1);
+        assert_eq!(b.when(0, &ips(&[2, 3]), later), None, "not since t2");
+        assert_eq!(b.when(1, &ips(&[7]), t0), Some(t1));
+        b.apply(
+            0,
+            vec![el("shoal", false, &[(0, 2)]), Event::Generation],
+            t2,
+        );
+        assert_eq!(b.when(0, &ips(&[]), t0), Some(t2));
+        b.clear();
+        assert_eq!(b.when(0, &ips(&[2]), t0), None, "forgotten");
+        assert_eq!(
+            b.when(0, &ips(&[]), t0),
+            Some(t2),
+            "what it holds now stays"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use shoal_bench::report::Report;
+use shoal_control::liveness::DOWN_AFTER;
 
 use super::{fit, Point};
 
@@ -16,7 +17,15 @@ pub(super) fn report(points: &[Point]) -> Report {
     let mut r = Report::new("scale");
     for p in points {
         let at = format!("{} nodes, {} endpoints", p.nodes, p.endpoints);
-        for (kind, s) in [("attach", &p.attach), ("detach", &p.detach)] {
+        let kinds = [
+            ("attach", &p.attach),
+            ("detach", &p.detach),
+            ("service scale up", &p.scale_up),
+            ("service scale down", &p.scale_down),
+            ("node down", &p.node_down),
+        ];
+        // A kind not measured at this point (node down with no worker) has no figure.
+        for (kind, s) in kinds.into_iter().filter(|(_, s)| s.n > 0) {
             r.add(
                 &format!("{at}: {kind} → every node, p50"),
                 s.p50_ms,
@@ -37,6 +46,15 @@ pub(super) fn report(points: &[Point]) -> Report {
                 "ms",
                 "goal p99",
                 GOAL_P99_MS,
+            );
+        }
+        if p.node_down.n > 0 {
+            r.add(
+                &format!("{at}: node down detected (kill → Down commit)"),
+                p.down_detect_ms,
+                "ms",
+                "heartbeat timeout",
+                DOWN_AFTER.as_secs_f64() * 1000.0,
             );
         }
         r.add(
@@ -181,6 +199,8 @@ pub(super) fn report(points: &[Point]) -> Report {
     let mut fits = Vec::new();
     fits.extend(curve("attach p99", &|p| p.attach.p99_ms));
     fits.extend(curve("detach p99", &|p| p.detach.p99_ms));
+    fits.extend(curve("service scale up p99", &|p| p.scale_up.p99_ms));
+    fits.extend(curve("node down p99", &|p| p.node_down.p99_ms));
     fits.extend(curve("agent RSS max", &|p| p.rss_max_mib));
     fits.extend(curve("agent CPU at rest (mean)", &|p| p.cpu_rest_mean_pct));
     fits.extend(curve("leader CPU in the burst", &|p| {
@@ -195,6 +215,14 @@ pub(super) fn report(points: &[Point]) -> Report {
             fits.join("; ")
         ));
     }
-    r.notes.push("Every endpoint here exists only in the cluster state (POST /v1/bench/endpoints): every node carries it in its FDB, proxy-ARP table and resolver as any endpoint of another node; no sandbox. Convergence runs from sending the change (its commit included) until the node's kernel announced both its FDB and neighbour entries (netlink events read in the node's namespace) and the node's resolver (a real query to the network gateway, polled) answered accordingly; one sample per node and change. CPU from /proc/PID/stat, RSS from VmRSS.".into());
+    r.notes.push("Every endpoint here but one client sandbox per node exists only in the cluster state (POST /v1/bench/endpoints): every node carries it in its FDB, proxy-ARP table and resolver as any endpoint of another node; no sandbox. Convergence runs from sending the change (its commit included) until the node's kernel announced both its FDB and neighbour entries (netlink events read in the node's namespace) and the node's resolver (a real query to the network gateway, polled) answered accordingly; one sample per node and change. CPU from /proc/PID/stat, RSS from VmRSS.".into());
+    let (tasks, more) = (
+        super::SERVICE_TASKS,
+        super::SERVICE_TASKS + super::SCALE_STEP,
+    );
+    let down = DOWN_AFTER.as_millis();
+    let beat = shoal_control::liveness::HEARTBEAT_INTERVAL.as_millis();
+    let tick = shoal_control::liveness::LEADER_TICK.as_millis();
+    r.notes.push(format!("Service scale: the service's tasks (state-only endpoints of the service, as `attach --service` makes) go from {tasks} to {more} in one commit on one node and back; a node has converged when its resolver lists exactly the new set under tasks.<service>, its kernel committed the new set in the nftables maps the service's tasks are drawn from (nf_tables events): its routing mesh's map for the published port (node namespace) and the VIP map of its one real client sandbox, and, other nodes than the owner, its kernel added (removed) the FDB and neighbour entries of the tasks that came (went). Node down: the last node, a worker holding tasks, is killed (SIGKILL); convergence runs from the Down commit's proposal (the node's status_since) until the other nodes' resolvers, published maps and VIP maps leave its tasks out. Its endpoints' FDB and neighbour entries stay by design: a Down node's endpoints stay in the state and leave only the balancers (VIPs, routing mesh, ingress) and DNS's task lists. Detection (kill → Down commit) is shown against the heartbeat timeout ({down} ms; heartbeats every {beat} ms, the leader judging every {tick} ms). One kill per point; the node is started again after it."));
     r
 }

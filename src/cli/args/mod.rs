@@ -468,7 +468,8 @@ pub enum BenchKind {
     /// `/status`, a change shown on the open page against polling its JSON.
     Dashboard,
     /// Scale: a lab of --nodes agents with --endpoints state-only endpoints; how soon
-    /// every node's kernel and resolver reflect an attach or detach, the agents' RSS and
+    /// every node's kernel and resolver reflect an attach, a detach, a service scale
+    /// and a node down (with its detection time), the agents' RSS and
     /// CPU at rest and in a burst of attaches, the leader's Raft directory, and the
     /// growth exponents across the sizes.
     Scale,

@@ -335,7 +335,7 @@ pub(super) fn set_names(
     for a in aliases {
         validate_dns_name("alias", a)?;
     }
-    let Some(e) = state.endpoints.get_mut(id) else {
+    let Some(e) = state.endpoints.get(id) else {
         return Err(ApplyError::Invalid(format!("no endpoint {id}")));
     };
     if e.node != node {
@@ -347,7 +347,9 @@ pub(super) fn set_names(
     if e.name == name && e.aliases == aliases {
         return Ok((Output::None, false));
     }
-    e.name = name;
-    e.aliases = aliases.to_vec();
+    state.endpoints.update(id, |e| {
+        e.name = name;
+        e.aliases = aliases.to_vec();
+    });
     Ok((Output::None, true))
 }

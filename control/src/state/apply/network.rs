@@ -391,10 +391,7 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
         return Ok((Output::Endpoint(Box::new(existing.clone())), false));
     }
     if let Some(name) = &spec.name {
-        if let Some(other) = state
-            .endpoints_on(&network.name)
-            .find(|e| e.name.as_deref() == Some(name))
-        {
+        if let Some(other) = state.endpoints.named(&network.name, name).next() {
             return Err(ApplyError::Conflict(format!(
                 "the name {name:?} is taken on network {} by endpoint {} ({})",
                 network.name,
@@ -414,8 +411,7 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
     }
     let used: Vec<&str> = state
         .endpoints
-        .values()
-        .filter(|e| e.node == spec.node && e.sandbox == spec.sandbox)
+        .of_sandbox(spec.node, &spec.sandbox)
         .map(|e| e.ifname.as_str())
         .collect();
     let ifname = match &spec.ifname {
@@ -479,7 +475,7 @@ pub(super) fn attach(state: &mut ClusterState, spec: &AttachSpec, at: u64) -> Ch
         runtime_id: spec.runtime_id.clone(),
         ports: Vec::new(),
     };
-    state.endpoints.insert(id, endpoint.clone());
+    state.endpoints.insert(endpoint.clone());
     Ok((Output::Endpoint(Box::new(endpoint)), true))
 }
 
@@ -503,8 +499,9 @@ fn mac_holder(state: &ClusterState, network: &NetworkRef, mac: [u8; 6]) -> Optio
         return Some("its gateway".into());
     }
     state
-        .endpoints_on(&network.name)
-        .find(|e| e.mac == mac)
+        .endpoints
+        .with_mac(&network.name, mac)
+        .next()
         .map(|e| format!("endpoint {} ({})", e.id, e.addr()))
 }
 

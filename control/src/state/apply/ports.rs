@@ -232,11 +232,11 @@ pub(super) fn set_endpoint_ports(
     }
     let e = state
         .endpoints
-        .get_mut(id)
+        .get(id)
         .ok_or_else(|| ApplyError::Invalid(format!("no endpoint {id}")))?;
     if e.ports == ports {
         return Ok((Output::None, false));
     }
-    e.ports = ports.to_vec();
+    state.endpoints.update(id, |e| e.ports = ports.to_vec());
     Ok((Output::None, true))
 }

@@ -68,6 +68,7 @@ pub(super) fn state_only_endpoints(
             node,
             sandbox: e.sandbox(),
             name: e.name.clone(),
+            service: e.service.clone(),
             // Not a sandbox a runtime hands over, but like one it needs no attachable
             // network: only benchmarks make these.
             handoff: true,
@@ -111,7 +112,43 @@ mod tests {
         StateOnlyEndpoint {
             key: key.into(),
             name: name.map(String::from),
+            service: None,
         }
+    }
+
+    #[test]
+    fn state_only_endpoints_may_be_tasks_of_a_service_on_their_network() {
+        use crate::state::{apply, Command, Proposal, ServiceMode, ServiceSpec};
+        let (mut state, node) = fixtures::state_with_network("net");
+        let task = |key: &str, service: &str| StateOnlyEndpoint {
+            service: Some(service.into()),
+            ..ep(key, None)
+        };
+        let err = state_only_endpoints(&mut state, "net", node, &[task("t0", "web")], &[], 1)
+            .unwrap_err();
+        assert!(err.to_string().contains("web"), "{err}");
+        let spec = ServiceSpec {
+            name: "web".into(),
+            networks: vec!["net".into()],
+            mode: ServiceMode::Replicated { replicas: 1 },
+            ..Default::default()
+        };
+        let command = Command::CreateService {
+            id: "0123456789abcdef01234567".into(),
+            spec,
+        };
+        apply(&mut state, None, &Proposal { at_ms: 2, command }).unwrap();
+        let add = [task("t0", "web"), task("t1", "web"), ep("plain", None)];
+        state_only_endpoints(&mut state, "net", node, &add, &[], 3).unwrap();
+        let mut of_web: Vec<&str> = state
+            .endpoints
+            .values()
+            .filter(|e| e.service.as_deref() == Some("web"))
+            .map(|e| e.sandbox.as_str())
+            .collect();
+        of_web.sort_unstable();
+        assert_eq!(of_web, ["/shoal-state-only/t0", "/shoal-state-only/t1"]);
+        assert!(state.endpoints.values().all(|e| e.task.is_none()));
     }
 
     #[test]

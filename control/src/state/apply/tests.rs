@@ -585,3 +585,55 @@ fn a_node_of_the_other_underlay_family_is_refused() {
     )
     .unwrap();
 }
+
+/// Names, MACs and interface names are looked up in the endpoints' indexes: what a
+/// detach frees is free again, and a state read back (a snapshot) refuses what the
+/// state it was written from refuses.
+#[test]
+fn attach_checks_follow_detaches_and_survive_a_snapshot() {
+    let mut s = cluster();
+    create(&mut s, "aaaaaaaaaaaa", named("a")).unwrap();
+    let spec = |sandbox: &str, name: &str, mac: u8| Command::Attach {
+        spec: AttachSpec {
+            network: "a".into(),
+            node: NodeId(1),
+            sandbox: sandbox.into(),
+            name: Some(name.into()),
+            mac: Some([2, 0x11, 0, 0, 0, mac]),
+            ..Default::default()
+        },
+    };
+    let detach = |sandbox: &str| Command::Detach {
+        network: "a".into(),
+        node: NodeId(1),
+        sandbox: sandbox.into(),
+    };
+    run(&mut s, spec("/run/netns/x", "web", 1)).unwrap();
+    let refused = |s: &mut ClusterState, c| run(s, c).unwrap_err().to_string();
+    let taken = refused(&mut s, spec("/run/netns/y", "web", 2));
+    assert!(taken.contains("name \"web\" is taken"), "{taken}");
+    let taken = refused(&mut s, spec("/run/netns/y", "db", 1));
+    assert!(taken.contains("MAC 02:11:00:00:00:01 is taken"), "{taken}");
+    run(&mut s, detach("/run/netns/x")).unwrap();
+    run(&mut s, spec("/run/netns/y", "web", 1)).unwrap();
+    let json = serde_json::to_string(&s).unwrap();
+    let mut back: ClusterState = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, s);
+    let taken = refused(&mut back, spec("/run/netns/z", "web", 3));
+    assert!(taken.contains("name \"web\" is taken"), "{taken}");
+    let taken = refused(&mut back, spec("/run/netns/z", "db", 1));
+    assert!(taken.contains("is taken"), "{taken}");
+    // The sandbox's next interface is named after the ones it has.
+    let e = endpoint(
+        run(
+            &mut back,
+            Command::CreateNetwork {
+                id: "bbbbbbbbbbbb".into(),
+                spec: named("b"),
+            },
+        )
+        .and_then(|_| attach(&mut back, "b", 1, "/run/netns/y"))
+        .unwrap(),
+    );
+    assert_eq!(e.ifname, "eth1");
+}
