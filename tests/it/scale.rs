@@ -21,6 +21,9 @@ const RSS_MIB: f64 = 120.0;
 /// since the last heartbeat before the kill (half a second, more when heartbeats run
 /// late on a loaded machine), plus the leader's tick and slack for a debug build.
 const DETECT_MS: (f64, f64) = (500.0, 6_000.0);
+/// How much more private memory an agent may have once it runs WireGuard with 19
+/// peers (the data path's buffers and threads, and the peers' sessions).
+const MESH_MIB: f64 = 32.0;
 
 fn figure(report: &Value, name: &str) -> f64 {
     report["figures"]
@@ -101,6 +104,30 @@ fn twenty_agents_and_a_thousand_endpoints_converge_within_bounds() {
         &format!("{at}: whole-state snapshots sent to watchers during the changes"),
     );
     assert_eq!(snapshots, 0.0, "snapshots sent during the changes");
+    // The encrypted full mesh: every agent with a handshake with each of its 19 peers,
+    // soon, and 19 peers cost an agent little memory.
+    let mesh = "20 nodes, encrypted mesh (19 peers each)";
+    let incomplete = figure(
+        &report,
+        &format!("{mesh}: nodes without every handshake after 120 s"),
+    );
+    assert_eq!(incomplete, 0.0, "nodes without every handshake");
+    let complete = figure(
+        &report,
+        &format!("{mesh}: first attach → every node handshaken with every peer"),
+    );
+    assert!(
+        complete > 0.0 && complete < CONVERGE_MS,
+        "mesh handshaken after {complete} ms (bound {CONVERGE_MS} ms)"
+    );
+    let grown = figure(
+        &report,
+        &format!("{mesh}: agent private memory grown with the mesh, max"),
+    );
+    assert!(
+        grown < MESH_MIB,
+        "{grown} MiB more with the mesh (bound {MESH_MIB})"
+    );
     for name in [
         format!("{at}: agent RSS at rest, max"),
         format!("{at}: agent RSS after the burst, max"),

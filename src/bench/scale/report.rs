@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use shoal_bench::report::Report;
 use shoal_control::liveness::DOWN_AFTER;
 
+use super::mesh::MeshPoint;
 use super::{fit, Point};
 
 /// The goals of issue 18.
@@ -13,8 +14,11 @@ const GOAL_P99_MS: f64 = 1000.0;
 const GOAL_RSS_MIB: f64 = 30.0;
 const GOAL_CPU_PCT: f64 = 1.0;
 
-pub(super) fn report(points: &[Point]) -> Report {
+pub(super) fn report(points: &[Point], meshes: &[MeshPoint]) -> Report {
     let mut r = Report::new("scale");
+    for m in meshes {
+        mesh_figures(&mut r, m);
+    }
     for p in points {
         let at = format!("{} nodes, {} endpoints", p.nodes, p.endpoints);
         let kinds = [
@@ -225,4 +229,67 @@ pub(super) fn report(points: &[Point]) -> Report {
     let tick = shoal_control::liveness::LEADER_TICK.as_millis();
     r.notes.push(format!("Service scale: the service's tasks (state-only endpoints of the service, as `attach --service` makes) go from {tasks} to {more} in one commit on one node and back; a node has converged when its resolver lists exactly the new set under tasks.<service>, its kernel committed the new set in the nftables maps the service's tasks are drawn from (nf_tables events): its routing mesh's map for the published port (node namespace) and the VIP map of its one real client sandbox, and, other nodes than the owner, its kernel added (removed) the FDB and neighbour entries of the tasks that came (went). Node down: the last node, a worker holding tasks, is killed (SIGKILL); convergence runs from the Down commit's proposal (the node's status_since) until the other nodes' resolvers, published maps and VIP maps leave its tasks out. Its endpoints' FDB and neighbour entries stay by design: a Down node's endpoints stay in the state and leave only the balancers (VIPs, routing mesh, ingress) and DNS's task lists. Detection (kill → Down commit) is shown against the heartbeat timeout ({down} ms; heartbeats every {beat} ms, the leader judging every {tick} ms). One kill per point; the node is started again after it."));
     r
+}
+
+/// The encrypted full mesh of one lab size.
+fn mesh_figures(r: &mut Report, m: &MeshPoint) {
+    if !r.notes.iter().any(|n| n.starts_with("Encrypted mesh:")) {
+        r.notes.push("Encrypted mesh: after a lab's points, every node's client sandbox joins one encrypted network (8 attaches in flight at once), so every agent runs WireGuard with a peer per other node and greets each with a handshake initiation when its data path starts. Per node: from its own attach's answer until the agent's own account (`shoal status`, polled every 100 ms) lists a completed handshake with every peer (a node attached early waits for the peers attached after it); whole mesh: from the first attach. Memory: growth of each agent's RssAnon across it; CPU: the agents' mean over the time the whole mesh took; handshakes/s: the n(n−1)/2 node pairs over that time.".into());
+    }
+    let at = format!("{} nodes, encrypted mesh ({} peers each)", m.nodes, m.peers);
+    for (stat, ms) in [
+        ("p50", m.complete.p50_ms),
+        ("p99", m.complete.p99_ms),
+        ("max", m.complete.max_ms),
+    ] {
+        r.add(
+            &format!("{at}: its attach → node handshaken with every peer, {stat}"),
+            ms,
+            "ms",
+            "goal p99",
+            GOAL_P99_MS,
+        );
+    }
+    r.add(
+        &format!("{at}: first attach → every node handshaken with every peer"),
+        m.whole_ms,
+        "ms",
+        "goal p99",
+        GOAL_P99_MS,
+    );
+    r.add(
+        &format!("{at}: nodes without every handshake after 120 s"),
+        m.incomplete as f64,
+        "",
+        "nodes",
+        m.nodes as f64,
+    );
+    r.add(
+        &format!("{at}: agent private memory grown with the mesh, mean"),
+        m.anon_growth_mean_mib,
+        "MiB",
+        "goal (RSS)",
+        GOAL_RSS_MIB,
+    );
+    r.add(
+        &format!("{at}: agent private memory grown with the mesh, max"),
+        m.anon_growth_max_mib,
+        "MiB",
+        "goal (RSS)",
+        GOAL_RSS_MIB,
+    );
+    r.add(
+        &format!("{at}: agent CPU while the mesh forms, mean"),
+        m.cpu_mean_pct,
+        "% core",
+        "goal at rest",
+        GOAL_CPU_PCT,
+    );
+    r.add(
+        &format!("{at}: handshakes completed per second, whole mesh"),
+        m.handshakes_per_s,
+        "/s",
+        "pairs",
+        (m.nodes * m.peers / 2) as f64,
+    );
 }
