@@ -69,6 +69,13 @@ fn docker_fails(lab: &Lab, host: &str, args: &[&str]) -> String {
     out.stderr
 }
 
+/// `docker network create -d shoal --ipam-driver shoal ARGS` on `host`.
+fn shoal_network_create(lab: &Lab, host: &str, args: &[&str]) -> Output {
+    let mut full = vec!["network", "create", "-d", "shoal", "--ipam-driver", "shoal"];
+    full.extend(args);
+    docker(lab, host, &full)
+}
+
 /// A lab of `nodes` hosts (n1 the only manager) with a dockerd each, the busybox image
 /// on every one, and a resolver on the client host the hosts forward to.
 fn docker_lab(nodes: usize, extra: &[&str]) -> Lab {

@@ -292,20 +292,8 @@ fn docker_network_options_land_in_shoal_and_connect_disconnect_follow() {
 fn a_dual_stack_docker_network_carries_ipv6_across_hosts() {
     need_docker("a_dual_stack_docker_network_carries_ipv6_across_hosts");
     let lab = docker_lab(2, &[]);
-    docker_ok(
-        &lab,
-        "n1",
-        &[
-            "network",
-            "create",
-            "-d",
-            "shoal",
-            "--ipam-driver",
-            "shoal",
-            "--ipv6",
-            "web6",
-        ],
-    );
+    let created = shoal_network_create(&lab, "n1", &["--ipv6", "web6"]);
+    assert!(created.ok(), "{}", created.stderr);
     in_shoal(&lab, "web6");
     let net = lab.json("n1", &["network", "inspect", "web6"]);
     assert_eq!(net["enable_ipv6"], true, "{net}");
@@ -326,40 +314,13 @@ fn a_dual_stack_docker_network_carries_ipv6_across_hosts() {
 
     // The same network on n2 without --ipv6 would leave its containers without the
     // IPv6 addresses shoal gives them: refused, saying what to give.
-    let e = docker_fails(
-        &lab,
-        "n2",
-        &[
-            "network",
-            "create",
-            "-d",
-            "shoal",
-            "--ipam-driver",
-            "shoal",
-            "--subnet",
-            &subnet,
-            "web6",
-        ],
-    );
+    let refused = shoal_network_create(&lab, "n2", &["--subnet", &subnet, "web6"]);
+    assert!(!refused.ok(), "created without --ipv6");
+    let e = refused.stderr;
     assert!(e.contains("dual-stack") && e.contains(&subnet6), "{e}");
-    docker_ok(
-        &lab,
-        "n2",
-        &[
-            "network",
-            "create",
-            "-d",
-            "shoal",
-            "--ipam-driver",
-            "shoal",
-            "--ipv6",
-            "--subnet",
-            &subnet,
-            "--subnet",
-            &subnet6,
-            "web6",
-        ],
-    );
+    let both = ["--ipv6", "--subnet", &subnet, "--subnet", &subnet6, "web6"];
+    let created = shoal_network_create(&lab, "n2", &both);
+    assert!(created.ok(), "{}", created.stderr);
 
     run(&lab, "n1", "b1", "web6", &[]);
     // `--ip6` asks shoal's IPAM for that address.

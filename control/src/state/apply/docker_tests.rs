@@ -108,25 +108,7 @@ fn ipv6_leases_work_as_ipv4_ones() {
     let e = lease6(&mut s, 1, Some("10.9.0.7")).unwrap_err().to_string();
     assert!(e.contains("IPv4") && e.contains("IPv6 pool"), "{e}");
     let ip = address(lease(&mut s, 1, None).unwrap());
-    let attached = run(
-        &mut s,
-        Command::Attach {
-            spec: AttachSpec {
-                network: "web".into(),
-                node: NodeId(1),
-                sandbox: "/var/run/docker/netns/abc".into(),
-                ip: Some(ip),
-                ip6: Some(ip6),
-                handoff: true,
-                runtime_id: Some("ep1".into()),
-                ..Default::default()
-            },
-        },
-    )
-    .unwrap();
-    let Output::Endpoint(e) = attached.output else {
-        panic!()
-    };
+    let e = join(&mut s, ip, Some(ip6));
     assert_eq!(e.ip6, Some(ip6));
     assert_eq!(space6(&s).owner_of(ip6), Some(e.id.as_str()));
     let release6 = |s: &mut ClusterState, ip: std::net::Ipv6Addr| {
@@ -275,24 +257,7 @@ fn leases_are_taken_over_by_endpoints_and_replays_are_harmless() {
     assert_eq!(s.revision, rev);
     let fixed = address(lease(&mut s, 1, Some("10.9.0.9")).unwrap());
     assert_eq!(fixed.to_string(), "10.9.0.9");
-    let attached = run(
-        &mut s,
-        Command::Attach {
-            spec: AttachSpec {
-                network: "web".into(),
-                node: NodeId(1),
-                sandbox: "/var/run/docker/netns/abc".into(),
-                ip: Some(ip),
-                handoff: true,
-                runtime_id: Some("ep1".into()),
-                ..Default::default()
-            },
-        },
-    )
-    .unwrap();
-    let Output::Endpoint(e) = attached.output else {
-        panic!()
-    };
+    let e = join(&mut s, ip, None);
     assert!(e.handoff);
     assert_eq!(
         s.networks["web"].space.as_ref().unwrap().owner_of(ip),
@@ -329,6 +294,34 @@ fn leases_are_taken_over_by_endpoints_and_replays_are_harmless() {
         s.networks["web"].space.as_ref().unwrap().owner_of(held),
         None
     );
+}
+
+/// Docker's Join on node 1 of "web" for the addresses its IPAM leased.
+fn join(
+    s: &mut ClusterState,
+    ip: std::net::Ipv4Addr,
+    ip6: Option<std::net::Ipv6Addr>,
+) -> crate::state::Endpoint {
+    let attached = run(
+        s,
+        Command::Attach {
+            spec: AttachSpec {
+                network: "web".into(),
+                node: NodeId(1),
+                sandbox: "/var/run/docker/netns/abc".into(),
+                ip: Some(ip),
+                ip6,
+                handoff: true,
+                runtime_id: Some("ep1".into()),
+                ..Default::default()
+            },
+        },
+    )
+    .unwrap();
+    match attached.output {
+        Output::Endpoint(e) => *e,
+        other => panic!("{other:?}"),
+    }
 }
 
 /// Demotes node `id` (a manager in the fixture) and removes it.
