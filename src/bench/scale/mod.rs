@@ -64,6 +64,8 @@ const BURST_CLIENTS: usize = 8;
 const BURST_CHUNK: usize = 25;
 /// Tries per burst request before the run fails.
 const BURST_TRIES: usize = 5;
+/// Tries per top-up request before the run fails.
+const TOP_UP_TRIES: u32 = 5;
 /// How long a change may take to show everywhere before the run fails.
 const CONVERGE_WITHIN: Duration = Duration::from_secs(60);
 
@@ -161,6 +163,9 @@ pub struct Point {
     pub burst_rate: f64,
     /// Burst requests that had to be sent again.
     pub burst_retries: usize,
+    /// Requests that put this point's state-only endpoints in and had to be sent
+    /// again (the managers starved past the commit timeout).
+    pub top_up_retries: usize,
     /// Burst requests.
     pub burst_requests: usize,
     /// Burst requests that failed every try.
@@ -238,6 +243,8 @@ struct Run<'a> {
     burst_retries: usize,
     /// Burst requests that failed every try.
     burst_failed: usize,
+    /// Top-up requests sent again.
+    top_up_retries: usize,
 }
 
 impl<'a> Run<'a> {
@@ -333,6 +340,7 @@ impl<'a> Run<'a> {
             serial: 0,
             burst_retries: 0,
             burst_failed: 0,
+            top_up_retries: 0,
         })
     }
 
@@ -368,15 +376,36 @@ impl<'a> Run<'a> {
             if attach.is_empty() {
                 continue;
             }
-            self.endpoints(&BenchEndpoints {
+            let req = BenchEndpoints {
                 network: NETWORK.into(),
                 node: host.clone(),
                 attach,
                 detach: Vec::new(),
                 batch: Some(500),
-            })
-            .await?;
+            };
+            // Every agent reconciles every commit here, all of them on this machine's
+            // cores: the managers may be starved long enough to refuse a write (no
+            // quorum in time). Such a request is sent again after the agents caught up
+            // (asking again for what was committed is harmless: the keys are the same).
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match self.endpoints(&req).await {
+                    Ok(_) => break,
+                    Err(e) if tries >= TOP_UP_TRIES => return Err(e),
+                    Err(e) => {
+                        eprintln!("bench scale: sent again after {e:#}");
+                        self.top_up_retries += 1;
+                        tokio::time::sleep(Duration::from_secs(2 << tries)).await;
+                    }
+                }
+            }
             self.placed[i] = want;
+            // Paced: every tenth node, until every node resolves the newest endpoint.
+            if i % 10 == 9 {
+                let newest = format!("s{i}-{}", want - 1);
+                self.dns_everywhere(&newest, true, Instant::now()).await?;
+            }
         }
         let last = format!("s0-{}", self.placed[0] - 1);
         self.dns_everywhere(&last, true, Instant::now()).await?;
@@ -631,6 +660,7 @@ impl<'a> Run<'a> {
             rss_burst_max_mib: rss_burst,
             burst_rate: burst as f64 / wall.as_secs_f64(),
             burst_retries: self.burst_retries,
+            top_up_retries: std::mem::take(&mut self.top_up_retries),
             burst_requests: burst.div_ceil(BURST_CHUNK),
             burst_failed: self.burst_failed,
             raft_bytes,

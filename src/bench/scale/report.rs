@@ -131,6 +131,15 @@ pub(super) fn report(points: &[Point], meshes: &[MeshPoint]) -> Report {
             "goal p99 (1/s)",
             1.0,
         );
+        if p.top_up_retries > 0 {
+            r.add(
+                &format!("{at}: requests putting the endpoints in sent again (no quorum)"),
+                p.top_up_retries as f64,
+                "",
+                "nodes (one request each)",
+                p.nodes as f64,
+            );
+        }
         r.add(
             &format!("{at}: burst requests sent again (no quorum, timeout)"),
             p.burst_retries as f64,
