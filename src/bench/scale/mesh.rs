@@ -19,6 +19,7 @@ use serde::Serialize;
 use shoal_bench::stats::Summary;
 use shoal_control::api::{AttachRequest, EndpointInfo, StatusInfo};
 
+use super::cost::mean;
 use super::observe;
 use crate::lab::Lab;
 
@@ -175,14 +176,6 @@ pub async fn measure(
         cpu_mean_pct,
         handshakes_per_s: (n * (n - 1) / 2) as f64 / whole.max(1e-3),
     })
-}
-
-fn mean(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        0.0
-    } else {
-        v.iter().sum::<f64>() / v.len() as f64
-    }
 }
 
 #[cfg(test)]
